@@ -1,0 +1,92 @@
+"""The `augury` console script: a thin dispatcher to one module per subcommand.
+
+Each subcommand lives beside the capability it drives and exposes `main(argv) -> int`. Modules are imported
+lazily so `augury fit` does not pay for importing torch, and `augury --help` is instant.
+
+    augury train --config configs/train/tiny.yaml --model.depth 2
+    augury fit runs.csv --law gpt4-loss --out fits/
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import typing
+
+# name -> (module, one-line summary). A module exposes `main(argv: list[str]) -> int | None`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("augury.train.cli", "pretrain a decoder-only Transformer (YAML config + dotted overrides)"),
+    "sample": ("augury.model.sample_cli", "generate text from a trained run with a KV cache"),
+    "export": ("augury.model.export_cli", "export a run to the Hugging Face Llama layout"),
+    "data": ("augury.data.cli", "prepare a corpus: tokenizer + token shards"),
+    "fit": ("augury.scaling.cli", "fit a scaling law to a runs table"),
+    "backtest": ("augury.scaling.backtest_cli", "fit on part of a runs table and check the held-out rows"),
+    "eval": ("augury.evals.cli", "evaluate a model on benchmark tasks"),
+    "ladder": ("augury.forecast.ladder_cli", "plan a model ladder"),
+    "forecast": ("augury.forecast.cli", "train a ladder, pre-register a forecast, train the target, verify"),
+}
+
+
+class UsageError(Exception):
+    """A user error found before any work started: printed as one line, exit code 2."""
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: augury COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += ["", "Run `augury COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from augury import __version__
+
+        print(f"augury {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"augury: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        code = module.main(rest)
+    except UsageError as err:
+        print(f"augury {name}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\naugury {name}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+def _bool_params(fn) -> set[str]:
+    hints = typing.get_type_hints(fn)
+    return {n for n in inspect.signature(fn).parameters if hints.get(n) is bool}
+
+
+def function_cli(fn, argv: list[str], prog: str):
+    """Run `fn` as a CLI whose schema is its signature and docstring (jsonargparse).
+
+    Bare boolean flags (`--resume`) are accepted as well as `--resume true`.
+    """
+    from jsonargparse import CLI
+
+    flags = {f"--{n}" for n in _bool_params(fn)}
+    fixed: list[str] = []
+    for i, arg in enumerate(argv):
+        fixed.append(arg)
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if arg in flags and (nxt is None or nxt.startswith("--")):
+            fixed.append("true")
+    return CLI(fn, args=fixed, prog=prog, as_positional=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
