@@ -1,0 +1,86 @@
+"""Export an augury run to the Hugging Face Llama layout, loadable by `transformers.LlamaForCausalLM`.
+
+    augury export runs/quickstart --hf exports/quickstart
+    # then: LlamaForCausalLM.from_pretrained("exports/quickstart") gives augury's logits (fp32, within 1e-5)
+
+Writes config.json, model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json into a
+temporary folder renamed into place. Parameter names already match Llama's; µP's readout multiplier
+(1/width_mult) is folded into `lm_head.weight` (untying tied embeddings when needed), since Llama has no logit scale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from augury.model.transformer import Transformer
+
+SPECIAL_BOS_EOS = "<|endoftext|>"
+
+
+def hf_state_dict(model: Transformer) -> tuple[dict[str, torch.Tensor], bool]:
+    """Llama-named fp32 weights and whether the embeddings stay tied."""
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    tied = model.cfg.tie_embeddings and model.output_mult == 1.0
+    if model.output_mult != 1.0:
+        state["lm_head.weight"] = (state["lm_head.weight"] * model.output_mult).contiguous()
+    out = {}
+    for k, v in state.items():
+        if k == "lm_head.weight":
+            if not tied:
+                out[k] = v
+        else:
+            out[f"model.{k}"] = v
+    return out, tied
+
+
+def llama_config(model: Transformer, tied: bool, bos_id: int | None, eos_id: int | None) -> dict:
+    c = model.cfg
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": c.vocab_size, "hidden_size": c.d_model, "intermediate_size": c.d_ff,
+        "num_hidden_layers": c.depth, "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads,
+        "head_dim": c.head_dim, "hidden_act": "silu", "max_position_embeddings": c.max_seq_len,
+        "rms_norm_eps": c.norm_eps, "rope_theta": c.rope_theta, "rope_scaling": None,
+        "attention_bias": False, "attention_dropout": 0.0, "mlp_bias": False, "initializer_range": c.init_std,
+        "tie_word_embeddings": tied, "torch_dtype": "float32", "use_cache": True,
+        "bos_token_id": bos_id, "eos_token_id": eos_id, "pretraining_tp": 1,
+    }
+
+
+def export_hf(model: Transformer, tokenizer_path: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
+    from tokenizers import Tokenizer
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists and is not empty (pass --overwrite to replace it)")
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    special_id = tok.token_to_id(SPECIAL_BOS_EOS)
+    state, tied = hf_state_dict(model)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(llama_config(model, tied, special_id, special_id), indent=2))
+        shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
+        tok_cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.cfg.max_seq_len,
+                   "bos_token": SPECIAL_BOS_EOS, "eos_token": SPECIAL_BOS_EOS, "unk_token": None,
+                   "pad_token": "<|pad|>" if tok.token_to_id("<|pad|>") is not None else None,
+                   "add_bos_token": False, "add_eos_token": False, "clean_up_tokenization_spaces": False}
+        (tmp / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2))
+        (tmp / "generation_config.json").write_text(json.dumps(
+            {"bos_token_id": special_id, "eos_token_id": special_id, "do_sample": True, "temperature": 0.8,
+             "top_p": 0.95}, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

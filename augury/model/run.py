@@ -1,0 +1,52 @@
+"""Load a trained run (its newest intact checkpoint, model config and tokenizer) for sampling, export or eval.
+
+    model, tokenizer, cfg = load_run("runs/quickstart")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from augury.model.config import ModelConfig
+from augury.model.transformer import Transformer
+
+
+class RunLoadError(ValueError):
+    pass
+
+
+def run_model_config(run_dir: str | Path) -> ModelConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise RunLoadError(f"{run_dir} is not an augury run folder (no config.yaml)")
+    raw = yaml.safe_load(path.read_text()) or {}
+    fields = ModelConfig.__dataclass_fields__
+    return ModelConfig(**{k: v for k, v in (raw.get("model") or {}).items() if k in fields}).resolved()
+
+
+def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, device="cpu"):
+    """(model in eval mode, tokenizers.Tokenizer, ModelConfig) from a run folder or one of its checkpoints."""
+    from tokenizers import Tokenizer
+
+    from augury.train.checkpoint import find_latest_checkpoint, load_model_state, verify_checkpoint
+
+    run_dir = Path(run_dir)
+    cfg = run_model_config(run_dir)
+    if checkpoint is None:
+        ckpt = find_latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise RunLoadError(f"{run_dir} has no intact checkpoint (has training written one yet?)")
+    else:
+        ckpt = Path(checkpoint)
+        problem = verify_checkpoint(ckpt)
+        if problem:
+            raise RunLoadError(f"checkpoint {ckpt} is not usable: {problem}")
+    model = Transformer(cfg)
+    load_model_state(model, ckpt / "model.safetensors")
+    model.to(device).eval()
+    tok_path = run_dir / "tokenizer.json"
+    if not tok_path.is_file():
+        raise RunLoadError(f"{run_dir} has no tokenizer.json")
+    return model, Tokenizer.from_file(str(tok_path)), cfg

@@ -1,0 +1,87 @@
+"""Text generation with a KV cache: temperature, nucleus (top-p) sampling, token budget, stop strings.
+
+    texts = generate(model, tokenizer, "def fib(n):", max_tokens=64, temperature=0.8, top_p=0.95, stop=["\\ndef "])
+
+Samples are drawn in parallel (one batch row each). Generation of a row ends at the end-of-text token, at the
+first stop string (which is cut from the returned text), or after `max_tokens`; `temperature=0` is greedy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from augury.model.transformer import Transformer
+
+EOT = "<|endoftext|>"
+
+
+def _sample_next(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> torch.Tensor:
+    """logits (B, V) -> token ids (B,)."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # keep the smallest prefix whose mass reaches top_p (always at least the most likely token)
+        drop = sorted_p.cumsum(-1) - sorted_p > top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        choice = torch.multinomial(sorted_p / sorted_p.sum(-1, keepdim=True), 1, generator=gen)
+        return order.gather(-1, choice).squeeze(-1)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+@torch.no_grad()
+def generate_ids(model: Transformer, prompt_ids: list[int], max_tokens: int = 128, temperature: float = 0.8,
+                 top_p: float = 0.95, num_samples: int = 1, seed: int | None = None, eot_id: int | None = None,
+                 should_stop=None) -> list[list[int]]:
+    """Continue `prompt_ids` `num_samples` times; returns the generated ids of each sample (prompt excluded).
+
+    `should_stop(row, ids)` may end a row early (used for stop strings).
+    """
+    device = model.embed_tokens.weight.device
+    limit = model.cfg.max_seq_len
+    max_tokens = max(0, min(max_tokens, limit - 1))
+    prompt_ids = list(prompt_ids)[-(limit - max_tokens):] if prompt_ids else []
+    if not prompt_ids:
+        prompt_ids = [eot_id if eot_id is not None else 0]
+    gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    cache = model.new_kv_cache(num_samples, len(prompt_ids) + max_tokens)
+    x = torch.tensor([prompt_ids] * num_samples, dtype=torch.long, device=device)
+    logits = model(x, kv_cache=cache)[:, -1]
+    out: list[list[int]] = [[] for _ in range(num_samples)]
+    done = [False] * num_samples
+    for _ in range(max_tokens):
+        nxt = _sample_next(logits, temperature, top_p, gen)
+        for row, tok in enumerate(nxt.tolist()):
+            if done[row]:
+                continue
+            if eot_id is not None and tok == eot_id:
+                done[row] = True
+                continue
+            out[row].append(tok)
+            if should_stop is not None and should_stop(row, out[row]):
+                done[row] = True
+        if all(done):
+            break
+        logits = model(nxt.unsqueeze(1), kv_cache=cache)[:, -1]
+    return out
+
+
+def generate(model: Transformer, tokenizer, prompt: str, max_tokens: int = 128, temperature: float = 0.8,
+             top_p: float = 0.95, stop: list[str] | None = None, num_samples: int = 1,
+             seed: int | None = None) -> list[str]:
+    """Sample `num_samples` continuations of `prompt` (text in, text out; stop strings are cut off)."""
+    stop = [s for s in (stop or []) if s]
+    eot_id = tokenizer.token_to_id(EOT)
+
+    def should_stop(_row, ids):
+        return bool(stop) and _cut_at_stop(tokenizer.decode(ids), stop)[1]
+
+    ids = tokenizer.encode(prompt).ids if prompt else []
+    rows = generate_ids(model, ids, max_tokens, temperature, top_p, num_samples, seed, eot_id, should_stop)
+    return [_cut_at_stop(tokenizer.decode(r), stop)[0] for r in rows]

@@ -1,0 +1,47 @@
+"""`augury sample RUN --prompt TEXT`: generate from a trained run (KV cache, temperature, top-p, stop strings).
+
+    augury sample runs/quickstart --prompt "def " --max_tokens 80 --temperature 0.7 --stop "\\n\\n"
+"""
+
+from __future__ import annotations
+
+from augury.cli import UsageError, function_cli
+
+
+def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float = 0.8, top_p: float = 0.95,
+           stop: list[str] | None = None, num_samples: int = 1, seed: int | None = 0,
+           checkpoint: str | None = None) -> list[str]:
+    """Sample text from a trained run.
+
+    Args:
+        run: the run folder.
+        prompt: text to continue.
+        max_tokens: most new tokens per sample.
+        temperature: softmax temperature; 0 is greedy.
+        top_p: nucleus sampling mass (1.0 disables it).
+        stop: strings that end a sample (cut from the output); repeat the flag for several.
+        num_samples: samples to draw (in parallel).
+        seed: random seed (None: nondeterministic).
+        checkpoint: a specific checkpoint folder; default: the newest intact one.
+    """
+    from augury.model.run import RunLoadError, load_run
+    from augury.model.sample import generate
+
+    if max_tokens < 1 or num_samples < 1:
+        raise UsageError("max_tokens and num_samples must be >= 1")
+    try:
+        model, tokenizer, _ = load_run(run, checkpoint)
+    except RunLoadError as err:
+        raise UsageError(str(err)) from None
+    texts = generate(model, tokenizer, prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                     stop=stop, num_samples=num_samples, seed=seed)
+    for i, text in enumerate(texts):
+        if num_samples > 1:
+            print(f"----- sample {i + 1} -----")
+        print(prompt + text)
+    return texts
+
+
+def main(argv: list[str]) -> int:
+    function_cli(sample, argv, prog="augury sample")
+    return 0

@@ -1,0 +1,239 @@
+"""The augury decoder-only Transformer (Llama layout: pre-norm RMSNorm, rotary embeddings, SwiGLU, GQA).
+
+Parameter names follow Hugging Face's Llama (`embed_tokens`, `layers.{i}.self_attn.q_proj`, ...) so export is a
+rename-free copy. Attention runs through `F.scaled_dot_product_attention`. The forward pass accepts
+`prefix_embeds` placed in front of the text embeddings, so an image encoder can later feed its outputs in.
+
+    model = Transformer(ModelConfig(depth=2, vocab_size=4096))
+    loss = model(x, targets=y)                 # training
+    logits = model(x)                          # (B, T, vocab)
+    cache = model.new_kv_cache(batch_size=1, max_len=256); model(prompt, kv_cache=cache)   # decoding
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from augury.model.config import ModelConfig, ModelConfigError
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32 (as HF Llama does) and cast back, so bf16 autocast does not lose the statistics.
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (max_len, head_dim) in the HF Llama convention: frequencies repeated as [f, f]."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    t = torch.arange(max_len, dtype=torch.int64).float()
+    freqs = torch.outer(t, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: (B, n_heads, T, head_dim); cos/sin: (T, head_dim)."""
+    return (x * cos + _rotate_half(x) * sin).to(x.dtype)
+
+
+class KVCache:
+    """Pre-allocated keys/values for incremental decoding: (depth, B, n_kv_heads, max_len, head_dim)."""
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype):
+        shape = (cfg.depth, batch_size, cfg.n_kv_heads, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+        self.pos = 0  # tokens already stored (advanced once per forward, after the last layer)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, n_kv, T, hd) at [pos, pos+T) and return all keys/values so far."""
+        end = self.pos + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache full: {end} tokens > max_len {self.max_len}")
+        self.k[layer, :, :, self.pos:end] = k
+        self.v[layer, :, :, self.pos:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
+
+    def forward(self, x, cos, sin, cache: KVCache | None, layer: int) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        past = 0
+        if cache is not None:
+            past = cache.pos
+            k, v = cache.update(layer, k, v)  # (B, nkv, past+T, hd)
+        gqa = self.n_kv_heads != self.n_heads
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        elif T == 1:
+            y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)  # one new token sees everything
+        else:
+            # A chunk after a prefix: query i (absolute past+i) sees keys 0..past+i.
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, nh*hd)
+        return self.o_proj(y)
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.up_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.down_proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, cache, layer):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        cfg = cfg.resolved()
+        if cfg.zero_init_output and cfg.tie_embeddings:
+            raise ModelConfigError("zero_init_output needs untied embeddings (a zero embedding cannot learn)")
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        # µP readout multiplier: logits shrink as 1/width_mult so their update size stays width-independent.
+        self.output_mult = 1.0 / cfg.width_mult
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    # ---- initialisation and optimizer groups -------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        """SP: N(0, init_std) everywhere, residual outputs shrunk by 1/sqrt(2·depth) (GPT-2).
+        µP: hidden matrices additionally scaled by 1/sqrt(width_mult) (variance ∝ 1/fan_in)."""
+        cfg = self.cfg
+        hidden_std = cfg.init_std / math.sqrt(cfg.width_mult)
+        nn.init.normal_(self.embed_tokens.weight, std=cfg.init_std)
+        for block in self.layers:
+            for lin in (block.self_attn.q_proj, block.self_attn.k_proj, block.self_attn.v_proj,
+                        block.mlp.gate_proj, block.mlp.up_proj):
+                nn.init.normal_(lin.weight, std=hidden_std)
+            for lin in (block.self_attn.o_proj, block.mlp.down_proj):
+                nn.init.normal_(lin.weight, std=hidden_std / math.sqrt(2 * cfg.depth))
+            block.input_layernorm.weight.data.fill_(1.0)
+            block.post_attention_layernorm.weight.data.fill_(1.0)
+        self.norm.weight.data.fill_(1.0)
+        if not cfg.tie_embeddings:
+            if cfg.zero_init_output:
+                nn.init.zeros_(self.lm_head.weight)
+            else:
+                nn.init.normal_(self.lm_head.weight, std=cfg.init_std)
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups with an `lr_mult` each (the schedule sets lr = base_lr × schedule × lr_mult).
+
+        Hidden matrices get lr_mult = 1/width_mult under µP (Adam rule for matrix-like weights); embeddings,
+        the readout and norm gains keep lr_mult = 1. Weight decay applies to matrices, not to embeddings/gains.
+        """
+        hidden, gains = [], []
+        for block in self.layers:
+            for name, p in block.named_parameters():
+                (gains if name.endswith("layernorm.weight") else hidden).append(p)
+        gains.append(self.norm.weight)
+        groups = [
+            {"params": hidden, "weight_decay": weight_decay, "lr_mult": 1.0 / self.cfg.width_mult, "name": "hidden"},
+            {"params": [self.embed_tokens.weight], "weight_decay": 0.0, "lr_mult": 1.0, "name": "embed"},
+            {"params": gains, "weight_decay": 0.0, "lr_mult": 1.0, "name": "gains"},
+        ]
+        if not self.cfg.tie_embeddings:
+            groups.append({"params": [self.lm_head.weight], "weight_decay": weight_decay, "lr_mult": 1.0,
+                           "name": "output"})
+        return groups
+
+    # ---- forward ------------------------------------------------------------------------------------------
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None, dtype=None) -> KVCache:
+        max_len = min(max_len or self.cfg.max_seq_len, self.cfg.max_seq_len)
+        dtype = dtype or self.embed_tokens.weight.dtype
+        return KVCache(self.cfg, batch_size, max_len, self.embed_tokens.weight.device, dtype)
+
+    def forward(self, input_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None, *,
+                prefix_embeds: torch.Tensor | None = None, kv_cache: KVCache | None = None,
+                reduction: str = "mean") -> torch.Tensor:
+        """input_ids (B, T) -> logits (B, T, vocab), or the cross-entropy loss when `targets` (B, T) is given.
+
+        prefix_embeds (B, P, d_model), e.g. from an image encoder, are placed before the text; logits and loss
+        cover the text positions only. Targets equal to -1 are ignored. `reduction="none"` returns (B, T) losses.
+        """
+        parts = []
+        if prefix_embeds is not None:
+            parts.append(prefix_embeds)
+        if input_ids is not None:
+            parts.append(self.embed_tokens(input_ids))
+        if not parts:
+            raise ValueError("forward needs input_ids or prefix_embeds")
+        x = parts[0] if len(parts) == 1 else torch.cat([parts[0].to(parts[1].dtype), parts[1]], dim=1)
+        T = x.shape[1]
+        start = kv_cache.pos if kv_cache is not None else 0
+        if start + T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.cfg.max_seq_len}")
+        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
+        for i, block in enumerate(self.layers):
+            x = block(x, cos, sin, kv_cache, i)
+        if kv_cache is not None:
+            kv_cache.pos += T
+        if prefix_embeds is not None and input_ids is not None:
+            x = x[:, prefix_embeds.shape[1]:]
+        x = self.norm(x)
+        logits = self.lm_head(x)
+        if self.output_mult != 1.0:
+            logits = logits * self.output_mult
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=-1, reduction=reduction)
+        return loss.view(targets.shape) if reduction == "none" else loss

@@ -1,0 +1,50 @@
+"""`augury train`: one pretraining run from a YAML config with dotted overrides.
+
+    augury train --config configs/train/quickstart.yaml
+    augury train --config configs/train/quickstart.yaml --model.depth 3 --optim.lr 0.004 --out runs/d3
+    augury train --config runs/d3/config.yaml --resume          # continue an interrupted run
+    torchrun --nproc_per_node 2 -m augury train --config ...    # data-parallel (DDP) on 2 processes
+"""
+
+from __future__ import annotations
+
+import sys
+
+from augury.cli import UsageError
+
+
+def build_parser():
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from augury.train.config import TrainConfig
+
+    parser = ArgumentParser(prog="augury train", description="Pretrain a decoder-only Transformer.",
+                            default_env=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below.")
+    parser.add_class_arguments(TrainConfig, None)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its newest intact checkpoint")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    from augury.model import ModelConfigError
+    from augury.train.config import TrainConfigError
+    from augury.train.trainer import TrainingDiverged, train
+
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    resume = ns.pop("resume")
+    ns.pop("config", None)
+    cfg = parser.instantiate(ns) if hasattr(parser, "instantiate") else parser.instantiate_classes(ns)
+    from augury.train.config import TrainConfig
+
+    cfg = TrainConfig(**{k: getattr(cfg, k) for k in TrainConfig.__dataclass_fields__})
+    try:
+        train(cfg, resume=resume)
+    except (TrainConfigError, ModelConfigError) as err:
+        raise UsageError(str(err)) from None
+    except TrainingDiverged as err:
+        print(f"augury train: error: {err}", file=sys.stderr)
+        return 1
+    return 0

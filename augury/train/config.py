@@ -1,0 +1,178 @@
+"""Training configuration: typed dataclasses loadable from YAML with dotted command-line overrides.
+
+    # configs/train/quickstart.yaml
+    model: {depth: 2}
+    data: {source: stdlib, vocab_size: 2048}
+    optim: {lr: 0.003}
+    tokens: 2000000
+
+    augury train --config configs/train/quickstart.yaml --model.depth 3 --optim.schedule wsd
+
+The size dial: `model.depth` fixes the width and head count (see ModelConfig); `optim.lr` and `batch_size` left
+unset follow the rules in `default_lr` and `default_batch_size`, so a ladder of depths is one recipe scaled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from augury.data import DataConfig
+from augury.model import ModelConfig
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and the learning-rate schedule.
+
+    Args:
+        lr: peak learning rate; None follows the size dial's rule (see default_lr).
+        weight_decay: decoupled weight decay on weight matrices (not on embeddings or norm gains).
+        beta1: Adam first-moment decay.
+        beta2: Adam second-moment decay.
+        eps: Adam epsilon.
+        grad_clip: clip the global gradient norm to this value; 0 disables clipping.
+        schedule: "cosine" (warmup, then cosine to min_lr_ratio), "wsd" (warmup-stable-decay: constant, then
+            a linear decay over the last decay_frac of steps) or "constant" (after warmup).
+        warmup_steps: linear warmup length in optimizer steps; None uses warmup_frac of the run.
+        warmup_frac: warmup as a fraction of all steps, when warmup_steps is None.
+        decay_frac: fraction of the run spent decaying under "wsd".
+        min_lr_ratio: final learning rate as a fraction of the peak (cosine and wsd).
+    """
+
+    lr: float | None = None
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    schedule: str = "cosine"
+    warmup_steps: int | None = None
+    warmup_frac: float = 0.05
+    decay_frac: float = 0.2
+    min_lr_ratio: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """One pretraining run.
+
+    Args:
+        out: run folder (metrics.jsonl, manifest.json, checkpoints/, tokenizer.json).
+        model: model shape (the size dial is model.depth).
+        data: corpus and tokenizer.
+        optim: optimizer and schedule.
+        seq_len: tokens per training sequence.
+        batch_size: sequences per micro-batch per process; None follows default_batch_size.
+        grad_accum: micro-batches per optimizer step.
+        steps: optimizer steps; exactly one of steps / tokens / tokens_per_param sets the run length.
+        tokens: training tokens (rounded up to whole steps).
+        tokens_per_param: training tokens per non-embedding parameter (Chinchilla-style: 20).
+        seed: seed for initialisation and data order.
+        dtype: "auto" (bf16 autocast where the hardware supports it, else fp32), "bf16" or "fp32".
+        device: "auto" (CUDA if available, else CPU), "cpu" or "cuda".
+        compile: wrap the model in torch.compile (worth it for long runs; costs 10-20 s per shape on CPU).
+        log_every: write a metrics record every this many steps.
+        eval_every: validate every this many steps (and always at the end); 0 validates only at the end.
+        eval_batches: validation batches per evaluation (None: the whole validation split).
+        ckpt_every: checkpoint every this many steps (and always at the end); 0 checkpoints only at the end.
+        keep_last: checkpoints to keep (the newest).
+        stop_after: stop after this many steps in this invocation, with a checkpoint (resume later).
+        peak_flops: the hardware peak FLOP/s used for MFU; None measures CPU matmul peak or looks up the GPU.
+        progress: show a progress bar with ETA.
+    """
+
+    out: str = "runs/run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seq_len: int = 256
+    batch_size: int | None = None
+    grad_accum: int = 1
+    steps: int | None = None
+    tokens: int | None = None
+    tokens_per_param: float | None = None
+    seed: int = 0
+    dtype: str = "auto"
+    device: str = "auto"
+    compile: bool = False
+    log_every: int = 10
+    eval_every: int = 0
+    eval_batches: int | None = 20
+    ckpt_every: int = 0
+    keep_last: int = 2
+    stop_after: int | None = None
+    peak_flops: float | None = None
+    progress: bool = True
+
+
+class TrainConfigError(ValueError):
+    """A configuration that cannot run (reported before any work starts)."""
+
+
+def default_lr(model: ModelConfig) -> float:
+    """The size dial's learning-rate rule.
+
+    µP: one learning rate at every width (0.01 at the base width; µP's per-layer multipliers do the scaling).
+    SP: 0.01 · (256 / d_model), i.e. ∝ 1/width, the rule that keeps Adam's update size per unit width fixed
+    for hidden matrices under standard parametrization. Both are starting points a user should tune at small scale.
+    """
+    m = model.resolved()
+    if m.parametrization == "mup":
+        return 1e-2
+    return 1e-2 * min(4.0, 256 / m.d_model)
+
+
+def default_batch_size(model: ModelConfig, seq_len: int) -> int:
+    """Sequences per step: 4,096 tokens up to depth 4, then doubling with each doubling of depth (cap 64k)."""
+    m = model.resolved()
+    tokens = 4096 * 2 ** max(0, math.ceil(math.log2(m.depth / 4)))
+    return max(1, min(65536, tokens) // seq_len)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise TrainConfigError for settings that cannot work, before any data or model is built."""
+    cfg.model.resolved()  # raises ModelConfigError (a ValueError) on a bad shape
+    lengths = [x is not None for x in (cfg.steps, cfg.tokens, cfg.tokens_per_param)]
+    if sum(lengths) != 1:
+        raise TrainConfigError("set exactly one of steps, tokens, tokens_per_param")
+    if cfg.seq_len < 2 or cfg.seq_len > cfg.model.max_seq_len:
+        raise TrainConfigError(f"seq_len={cfg.seq_len} must be in [2, model.max_seq_len={cfg.model.max_seq_len}]")
+    if cfg.optim.schedule not in ("cosine", "wsd", "constant"):
+        raise TrainConfigError(f"optim.schedule must be cosine, wsd or constant, got {cfg.optim.schedule!r}")
+    if cfg.dtype not in ("auto", "bf16", "fp32"):
+        raise TrainConfigError(f"dtype must be auto, bf16 or fp32, got {cfg.dtype!r}")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise TrainConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+    for name in ("grad_accum", "log_every", "keep_last"):
+        if getattr(cfg, name) < 1:
+            raise TrainConfigError(f"{name} must be >= 1")
+    if cfg.batch_size is not None and cfg.batch_size < 1:
+        raise TrainConfigError("batch_size must be >= 1")
+    if not 0 <= cfg.optim.min_lr_ratio <= 1:
+        raise TrainConfigError("optim.min_lr_ratio must be in [0, 1]")
+
+
+def resolve(cfg: TrainConfig, world_size: int = 1) -> TrainConfig:
+    """A copy with the dial's defaults filled in (batch size, lr) and the run length turned into steps."""
+    from augury.model import param_counts
+
+    check_config(cfg)
+    c = dataclasses.replace(cfg, model=cfg.model.resolved(), optim=dataclasses.replace(cfg.optim))
+    if c.batch_size is None:
+        c.batch_size = default_batch_size(c.model, c.seq_len)
+    if c.optim.lr is None:
+        c.optim.lr = default_lr(c.model)
+    tokens_per_step = c.batch_size * c.seq_len * c.grad_accum * world_size
+    if c.steps is None:
+        tokens = c.tokens if c.tokens is not None else c.tokens_per_param * param_counts(c.model).non_embedding
+        c.steps = max(1, math.ceil(tokens / tokens_per_step))
+    if c.steps < 1:
+        raise TrainConfigError("steps must be >= 1")
+    c.tokens = c.tokens_per_param = None  # the run length is now `steps`; the saved config.yaml reloads as is
+    return c
+
+
+def tokens_per_step(cfg: TrainConfig, world_size: int = 1) -> int:
+    return cfg.batch_size * cfg.seq_len * cfg.grad_accum * world_size

@@ -1,0 +1,263 @@
+"""The pretraining loop: AdamW, schedules, clipping, accumulation, autocast, validation, exact resume.
+
+    from augury.train import TrainConfig, train
+    summary = train(TrainConfig(out="runs/demo", steps=200))
+
+One JSONL record per log step goes to RUN/metrics.jsonl (step, tokens, flops, train_loss, val_loss,
+val_bpb, lr, tokens_per_s, mfu); RUN/manifest.json holds the config, package versions, git hash, seed, counts
+and status. A non-finite loss stops the run with `TrainingDiverged` naming the step; the last checkpoint, written
+before it, stays the newest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from augury.data import TokenLoader, iter_val_batches, prepare_data
+from augury.io import append_jsonl, atomic_write_text, git_hash, package_versions, read_jsonl, to_jsonable, utc_now
+from augury.model import Transformer, flops_per_token, param_counts
+from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint, write_run_file
+from augury.train.config import TrainConfig, TrainConfigError, resolve, tokens_per_step
+from augury.train.runtime import Runtime, hardware_peak_flops, setup_runtime, teardown_runtime
+from augury.train.schedule import lr_multiplier
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def token_byte_lengths(tokenizer) -> np.ndarray:
+    """UTF-8 bytes each token id stands for (special tokens: 0), for exact bits-per-byte.
+
+    In a byte-level BPE vocabulary each character of a token's string stands for exactly one byte.
+    """
+    vocab = tokenizer.get_vocab_size()
+    lengths = np.zeros(vocab, dtype=np.int64)
+    special = set(tokenizer.get_added_tokens_decoder().keys()) if hasattr(tokenizer, "get_added_tokens_decoder") else set()
+    for i in range(vocab):
+        if i in special:
+            continue
+        tok = tokenizer.id_to_token(i)
+        lengths[i] = len(tok) if tok is not None else 0
+    return lengths
+
+
+@torch.no_grad()
+def evaluate(model, rt: Runtime, val_path, batch_size: int, seq_len: int, max_batches: int | None,
+             byte_lengths: torch.Tensor) -> dict:
+    """Mean validation loss (nats/token) and bits/byte over a fixed set of validation batches."""
+    model.eval()
+    nats, tokens, nbytes = 0.0, 0, 0
+    for x, y in iter_val_batches(val_path, batch_size, seq_len, max_batches):
+        x, y = x.to(rt.device), y.to(rt.device)
+        with rt.autocast():
+            losses = model(x, targets=y, reduction="none")
+        nats += float(losses.double().sum())
+        tokens += y.numel()
+        nbytes += int(byte_lengths[y.cpu()].sum())
+    model.train()
+    if tokens == 0:
+        raise TrainConfigError(f"validation split {val_path} is too small for one batch of {batch_size}x{seq_len}")
+    loss = nats / tokens
+    return {"val_loss": loss, "val_bpb": nats / math.log(2) / max(nbytes, 1), "val_tokens": tokens}
+
+
+def _prepare_out_dir(cfg: TrainConfig, resume: bool | str, log) -> Path | None:
+    """Returns the checkpoint to resume from (or None); refuses to mix two runs in one folder."""
+    out = Path(cfg.out)
+    ckpt = find_latest_checkpoint(out, log=log) if out.exists() else None
+    if resume is True and ckpt is None:
+        raise TrainConfigError(f"--resume: no intact checkpoint in {out}/checkpoints to resume from")
+    if resume is False and (ckpt is not None or (out / "metrics.jsonl").exists()):
+        raise TrainConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    return ckpt
+
+
+def _check_resume_compatible(out: Path, cfg: TrainConfig) -> None:
+    saved_path = out / "manifest.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())["config"]
+    now = to_jsonable(cfg)
+    diffs = [f"model.{k}: checkpoint {saved['model'].get(k)!r} vs now {v!r}" for k, v in now["model"].items()
+             if saved["model"].get(k) != v]
+    for key in ("seq_len", "batch_size", "grad_accum", "steps", "seed"):
+        if saved.get(key) != now.get(key):
+            diffs.append(f"{key}: checkpoint {saved.get(key)!r} vs now {now.get(key)!r}")
+    if saved.get("data") != now.get("data"):
+        diffs.append("data: the corpus/tokenizer settings differ")
+    if diffs:
+        raise TrainConfigError("cannot resume: the checkpoint was made with another configuration:\n  "
+                               + "\n  ".join(diffs))
+
+
+def train(cfg: TrainConfig, resume: bool | str = False, log=print) -> dict:
+    """Run (or continue) one pretraining run; returns a summary dict. resume: False, True, or "auto"."""
+    rt = setup_runtime(cfg.device, cfg.dtype)
+    try:
+        return _train(cfg, rt, resume, log if rt.is_main else (lambda *a, **k: None))
+    finally:
+        teardown_runtime(rt)
+
+
+def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
+    from augury.train.config import check_config
+
+    check_config(cfg)
+    out = Path(cfg.out)
+    ckpt = _prepare_out_dir(cfg, resume, log)
+    # Data first (rank 0 builds the cache, the others wait and read it): the model's vocab comes from it.
+    if rt.is_main:
+        data = prepare_data(cfg.data, log=log)
+    rt.barrier()
+    if not rt.is_main:
+        data = prepare_data(cfg.data, log=lambda *a, **k: None)
+    tokenizer = data.tokenizer()
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=tokenizer.get_vocab_size()))
+    cfg = resolve(cfg, rt.world_size)
+    if ckpt is not None:
+        _check_resume_compatible(out, cfg)
+
+    torch.manual_seed(cfg.seed)
+    model = Transformer(cfg.model).to(rt.device)
+    counts = param_counts(cfg.model)
+    fpt = flops_per_token(cfg.model, cfg.seq_len)
+    step_tokens = tokens_per_step(cfg, rt.world_size)
+    groups = model.param_groups(cfg.optim.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                                  eps=cfg.optim.eps)
+    loader = TokenLoader(data.split_path("train"), cfg.batch_size, cfg.seq_len, seed=cfg.seed,
+                         rank=rt.rank, world_size=rt.world_size)
+    step, started_tokens = 0, 0
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, model, optimizer)
+        step = state["step"]
+        loader.load_state_dict(state["loader"])
+        log(f"resumed from {ckpt} at step {step}")
+        # Drop records written after the checkpoint by the interrupted process: they will be recomputed.
+        metrics = out / "metrics.jsonl"
+        if metrics.exists():
+            kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
+            atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
+    started_tokens = step * step_tokens
+
+    manifest = {
+        "status": "running", "created": utc_now(), "config": to_jsonable(cfg), "seed": cfg.seed,
+        "git": git_hash(), "versions": package_versions(),
+        "params": dataclasses.asdict(counts), "flops_per_token": fpt, "tokens_per_step": step_tokens,
+        "total_steps": cfg.steps, "total_tokens": cfg.steps * step_tokens, "total_flops": cfg.steps * step_tokens * fpt,
+        "device": str(rt.device), "dtype": rt.dtype, "world_size": rt.world_size,
+        "data": {k: data.manifest.get(k) for k in ("source", "sha256", "vocab_size", "splits", "tokens", "bytes")
+                 if k in data.manifest},
+    }
+    if rt.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(data.tokenizer_path, out / "tokenizer.json")
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(to_jsonable(cfg), sort_keys=False))
+        write_run_file(out, "manifest.json", manifest)
+        log(f"model: {counts.non_embedding:,} non-embedding params ({counts.total:,} total), d_model={cfg.model.d_model}, "
+            f"depth={cfg.model.depth}, heads={cfg.model.n_heads}; {cfg.steps} steps x {step_tokens:,} tokens, "
+            f"{cfg.steps * step_tokens * fpt:.3g} FLOPs; lr {cfg.optim.lr:g}; {rt.device} {rt.dtype}")
+
+    raw_model = model
+    if cfg.compile:
+        model = torch.compile(model)
+    if rt.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
+    byte_lengths = torch.from_numpy(token_byte_lengths(tokenizer))
+    peak = cfg.peak_flops or (hardware_peak_flops(rt) if rt.is_main else 1.0)
+    val_path = data.split_path("val")
+
+    def do_eval() -> dict:
+        return evaluate(raw_model, rt, val_path, cfg.batch_size, cfg.seq_len, cfg.eval_batches, byte_lengths)
+
+    def checkpoint(at_step: int) -> None:
+        if rt.is_main:
+            save_checkpoint(out, at_step, raw_model, optimizer,
+                            {"step": at_step, "tokens": at_step * step_tokens, "loader": loader.state_dict()},
+                            keep_last=cfg.keep_last)
+        rt.barrier()
+
+    end_step = cfg.steps if cfg.stop_after is None else min(cfg.steps, step + cfg.stop_after)
+    bar = None
+    if cfg.progress and rt.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc=out.name, unit="step", dynamic_ncols=True, leave=False)
+    model.train()
+    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+    last_val: dict = {}
+    t_start = time.perf_counter()
+    while step < end_step:
+        mult = lr_multiplier(step, cfg.steps, cfg.optim)
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.optim.lr * mult * g["lr_mult"]
+        step_loss = 0.0
+        for micro in range(cfg.grad_accum):
+            x, y = loader.next_batch()
+            x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
+            sync = (micro == cfg.grad_accum - 1) or not rt.distributed
+            ctx = model.no_sync() if not sync else contextlib.nullcontext()
+            with ctx, rt.autocast():
+                loss = model(x, targets=y)
+            (loss / cfg.grad_accum).backward()
+            step_loss += loss.detach().float().item() / cfg.grad_accum
+        if not math.isfinite(step_loss):
+            raise TrainingDiverged(
+                f"loss became {step_loss} at step {step + 1}; stopped without saving. The last good checkpoint "
+                f"stays at {find_latest_checkpoint(out) or 'none (none was written yet)'}; lower optim.lr or "
+                f"check the data.")
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        window_loss += step_loss
+        window_steps += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.3f}", refresh=False)
+        is_last = step == cfg.steps
+        val = {}
+        if rt.is_main and (is_last or (cfg.eval_every and step % cfg.eval_every == 0)):
+            val = last_val = do_eval()
+        if step % cfg.log_every == 0 or is_last or val:
+            dt = time.perf_counter() - window_start
+            tps = window_steps * step_tokens / max(dt, 1e-9)
+            record = {"step": step, "tokens": step * step_tokens, "flops": step * step_tokens * fpt,
+                      "train_loss": window_loss / window_steps, "lr": cfg.optim.lr * mult,
+                      "tokens_per_s": tps, "mfu": tps * fpt / peak, "elapsed_s": time.perf_counter() - t_start,
+                      "epoch": loader.epoch, **val}
+            if rt.is_main:
+                append_jsonl(out / "metrics.jsonl", record)
+            window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+        if is_last or step == end_step or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
+            checkpoint(step)
+    if bar is not None:
+        bar.close()
+    done = step >= cfg.steps
+    summary = {"status": "complete" if done else "stopped", "step": step, "tokens": step * step_tokens,
+               "flops": step * step_tokens * fpt, "final_val_loss": last_val.get("val_loss"),
+               "final_val_bpb": last_val.get("val_bpb"), "train_seconds": time.perf_counter() - t_start,
+               "epochs": loader.epoch}
+    if rt.is_main:
+        manifest.update(status=summary["status"], finished=utc_now(), summary=summary)
+        write_run_file(out, "manifest.json", manifest)
+        if done:
+            log(f"done: step {step}, val loss {summary['final_val_loss']:.4f} nats/token, "
+                f"{summary['final_val_bpb']:.4f} bits/byte -> {out}")
+        else:
+            log(f"stopped at step {step}/{cfg.steps}; continue with: augury train --config {out}/config.yaml --resume")
+    return summary

@@ -1,0 +1,39 @@
+"""Shared test fixtures: tiny tokenizers and the path of the read-only shared datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("AUGURY_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared datasets not found at {path} (set AUGURY_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture
+def tiny_tokenizer_path(tmp_path) -> Path:
+    """A byte-level BPE tokenizer.json with a ~300-token vocabulary, trained on a few lines."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|pad|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    text = ["def add(a, b):\n    return a + b\n", "for i in range(10):\n    print(i)\n", "héllo wörld ✓"] * 20
+    tok.train_from_iterator(text, trainer)
+    path = tmp_path / "tokenizer.json"
+    tok.save(str(path))
+    return path

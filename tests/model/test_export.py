@@ -1,0 +1,53 @@
+"""Export to the Hugging Face Llama layout: transformers loads it and gives augury's logits."""
+
+import json
+
+import pytest
+import torch
+
+from augury.model import ModelConfig, Transformer
+from augury.model.export import export_hf
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(n_kv_heads=2),
+    dict(tie_embeddings=True),
+    dict(parametrization="mup", mup_base_width=32),                    # readout multiplier folded in
+    dict(parametrization="mup", mup_base_width=32, tie_embeddings=True),  # ... which unties the head
+])
+def test_hf_llama_parity(tmp_path, tiny_tokenizer_path, kw):
+    from tokenizers import Tokenizer
+
+    vocab = Tokenizer.from_file(str(tiny_tokenizer_path)).get_vocab_size()
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=vocab, depth=2, d_model=64, n_heads=4, max_seq_len=128, **kw)).eval()
+    with torch.no_grad():  # perturb the gains so a misplaced norm weight would show
+        for p in model.parameters():
+            if p.ndim == 1:
+                p.add_(torch.randn_like(p) * 0.1)
+    out = export_hf(model, tiny_tokenizer_path, tmp_path / "hf")
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "generation_config.json"):
+        assert (out / name).is_file()
+    hf = transformers.LlamaForCausalLM.from_pretrained(out, torch_dtype=torch.float32).eval()
+    x = torch.randint(0, vocab, (2, 40))
+    with torch.no_grad():
+        ours = model(x)
+        theirs = hf(x).logits
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-5)
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    text = "def add(a, b):\n    return a + b"
+    assert tok(text)["input_ids"] == Tokenizer.from_file(str(tiny_tokenizer_path)).encode(text).ids
+    assert json.loads((out / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_export_refuses_to_overwrite(tmp_path, tiny_tokenizer_path):
+    model = Transformer(ModelConfig(vocab_size=300, depth=1, d_model=32, n_heads=2))
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        export_hf(model, tiny_tokenizer_path, tmp_path / "hf")
+    assert (tmp_path / "hf" / "keep.txt").read_text() == "mine"
