@@ -58,7 +58,7 @@ def _coordinate_check(parametrization, widths=(64, 128, 256, 512), steps=4, lr=1
         opt = torch.optim.AdamW(model.param_groups(0.0), lr=lr)
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_mult"]
-        x = torch.randint(0, 256, (8, 32), generator=torch.Generator().manual_seed(1))
+        x = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(1))
         for _ in range(steps):
             model(x, targets=x.roll(-1, 1)).backward()
             opt.step()
