@@ -1,0 +1,77 @@
+"""Corpus discovery (stdlib, folders) and the deterministic hash split."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from augury.data import sources
+from augury.data.config import DataConfig, DataError
+from augury.data.sources import assign_splits, list_source_files, split_of
+
+
+def test_stdlib_discovery_excludes_site_packages_and_tests():
+    files = list_source_files(DataConfig(source="stdlib"))
+    rels = {f.rel for f in files}
+    assert "os.py" in rels and "json/__init__.py" in rels
+    root = Path(sysconfig.get_paths()["stdlib"])
+    assert (root / "test").is_dir() and not any(r.startswith("test/") for r in rels)
+    for f in files:
+        parts = f.rel.split("/")
+        assert f.rel.endswith(".py")
+        assert not set(parts[:-1]) & {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+    assert [f.rel for f in files] == sorted(rels)  # sorted: max_bytes takes a deterministic prefix
+
+
+def test_stdlib_discovery_on_a_fake_layout(tmp_path, monkeypatch):
+    lib = tmp_path / "lib" / "python3.x"
+    for rel in ["os.py", "json/__init__.py", "site-packages/numpy/core.py", "test/test_os.py",
+                "unittest/test/test_case.py", "idlelib/idle_test/test_x.py", "lib2to3/tests/data/bad.py",
+                "unittest/case.py", "README.txt", "__pycache__/os.cpython-311.pyc"]:
+        (lib / rel).parent.mkdir(parents=True, exist_ok=True)
+        (lib / rel).write_text("x = 1\n")
+    monkeypatch.setattr(sources, "stdlib_root", lambda: lib)
+    rels = [f.rel for f in list_source_files(DataConfig(source="stdlib"))]
+    assert rels == ["json/__init__.py", "os.py", "unittest/case.py"]
+
+
+def test_folder_extensions_and_hidden_files(tmp_path):
+    root = tmp_path / "c"
+    for rel in ["a.txt", "b.md", "c.py", "d.bin", "e.TXT", ".hidden.txt", ".git/config.txt", "sub/f.txt"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("hello\n")
+    rels = lambda ext: [f.rel for f in list_source_files(DataConfig(source=str(root), extensions=ext))]
+    assert rels(None) == ["a.txt", "b.md", "c.py", "e.TXT", "sub/f.txt"]
+    assert rels([".txt"]) == ["a.txt", "e.TXT", "sub/f.txt"]
+    assert rels(["md"]) == ["b.md"]
+    assert rels(["*"]) == ["a.txt", "b.md", "c.py", "d.bin", "e.TXT", "sub/f.txt"]
+    with pytest.raises(DataError, match=r"no files with suffixes \.rst"):
+        rels([".rst"])
+
+
+def test_split_is_a_fixed_function_of_the_id():
+    ids = [f"pkg/module_{i}.py" for i in range(20000)]
+    first = {i: split_of(i, 0.05) for i in ids}
+    assert first == {i: split_of(i, 0.05) for i in reversed(ids)}
+    share = sum(s == "val" for s in first.values()) / len(ids)
+    assert 0.04 < share < 0.06  # binomial sd ~0.0015 at n=20000
+    # Growing the fraction only moves documents into val, never out (nested held-out sets).
+    assert all(split_of(i, 0.10) == "val" for i in ids if first[i] == "val")
+    assert all(split_of(i, 0.0) == "train" for i in ids[:100])
+
+
+def test_adding_documents_never_moves_existing_ones():
+    ids = [f"doc{i}.txt" for i in range(500)]
+    before = assign_splits(ids, 0.05)
+    after = assign_splits(ids + [f"new{i}.txt" for i in range(500)], 0.05)
+    assert all(after[i] == before[i] for i in ids)
+
+
+def test_tiny_corpus_still_gets_one_val_document():
+    ids = ["a.txt", "b.txt", "c.txt"]
+    splits = assign_splits(ids, 0.05)
+    assert list(splits.values()).count("val") >= 1 and "train" in splits.values()
+    assert splits == assign_splits(list(reversed(ids)), 0.05)
+    assert set(assign_splits(ids, 0.0).values()) == {"train"}  # no val asked, none given
