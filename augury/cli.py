@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import sys
+import types
 import typing
 
 # name -> (module, one-line summary). A module exposes `main(argv: list[str]) -> int | None`.
@@ -66,26 +68,45 @@ def main(argv: list[str] | None = None) -> int:
     return int(code or 0)
 
 
-def _bool_params(fn) -> set[str]:
+def _params_of_type(fn, want) -> set[str]:
     hints = typing.get_type_hints(fn)
-    return {n for n in inspect.signature(fn).parameters if hints.get(n) is bool}
+    out = set()
+    for name in inspect.signature(fn).parameters:
+        hint = hints.get(name)
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if any(o is want or typing.get_origin(o) is want for o in options):
+            out.add(name)
+    return out
 
 
 def function_cli(fn, argv: list[str], prog: str):
     """Run `fn` as a CLI whose schema is its signature and docstring (jsonargparse).
 
-    Bare boolean flags (`--resume`) are accepted as well as `--resume true`.
+    Bare boolean flags (`--resume`) are accepted as well as `--resume true`, and a list-typed option may be
+    repeated (`--stop A --stop B`) or given as a JSON list. Keyword-only parameters are options even when
+    required (`def export(run, *, hf)` gives `augury export RUN --hf OUT`).
     """
     from jsonargparse import CLI
 
-    flags = {f"--{n}" for n in _bool_params(fn)}
+    flags = {f"--{n}" for n in _params_of_type(fn, bool)}
+    lists = {f"--{n}" for n in _params_of_type(fn, list)}
     fixed: list[str] = []
-    for i, arg in enumerate(argv):
-        fixed.append(arg)
+    repeated: dict[str, list[str]] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
         nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if arg in lists and nxt is not None and not nxt.lstrip().startswith("["):
+            repeated.setdefault(arg, []).append(nxt)
+            i += 2
+            continue
+        fixed.append(arg)
         if arg in flags and (nxt is None or nxt.startswith("--")):
             fixed.append("true")
-    return CLI(fn, args=fixed, prog=prog, as_positional=True)
+        i += 1
+    for name, values in repeated.items():
+        fixed += [name, json.dumps(values)]
+    return CLI(fn, args=fixed, prog=prog, as_positional=True, allow_abbrev=False)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from augury.cli import UsageError, function_cli
 
 
-def export(run: str, hf: str, checkpoint: str | None = None, overwrite: bool = False) -> None:
+def export(run: str, *, hf: str, checkpoint: str | None = None, overwrite: bool = False) -> None:
     """Export a trained run to the Hugging Face Llama layout.
 
     Args:

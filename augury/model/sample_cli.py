@@ -19,7 +19,8 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         max_tokens: most new tokens per sample.
         temperature: softmax temperature; 0 is greedy.
         top_p: nucleus sampling mass (1.0 disables it).
-        stop: strings that end a sample (cut from the output); repeat the flag for several.
+        stop: strings that end a sample (cut from the output); repeat the flag for several. Escapes such as
+            \\n are understood.
         num_samples: samples to draw (in parallel).
         seed: random seed (None: nondeterministic).
         checkpoint: a specific checkpoint folder; default: the newest intact one.
@@ -33,6 +34,9 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         model, tokenizer, _ = load_run(run, checkpoint)
     except RunLoadError as err:
         raise UsageError(str(err)) from None
+    import codecs
+
+    stop = [codecs.decode(s, "unicode_escape") for s in (stop or [])]
     texts = generate(model, tokenizer, prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                      stop=stop, num_samples=num_samples, seed=seed)
     for i, text in enumerate(texts):

@@ -19,7 +19,7 @@ def build_parser():
     from augury.train.config import TrainConfig
 
     parser = ArgumentParser(prog="augury train", description="Pretrain a decoder-only Transformer.",
-                            default_env=False)
+                            default_env=False, allow_abbrev=False)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below.")
     parser.add_class_arguments(TrainConfig, None)
     parser.add_argument("--resume", action="store_true",

@@ -66,7 +66,8 @@ class TrainConfig:
         seq_len: tokens per training sequence.
         batch_size: sequences per micro-batch per process; None follows default_batch_size.
         grad_accum: micro-batches per optimizer step.
-        steps: optimizer steps; exactly one of steps / tokens / tokens_per_param sets the run length.
+        steps: optimizer steps. The run length is the first of steps / tokens / tokens_per_param that is set,
+            so `--steps 50` on the command line overrides a config's `tokens`.
         tokens: training tokens (rounded up to whole steps).
         tokens_per_param: training tokens per non-embedding parameter (Chinchilla-style: 20).
         seed: seed for initialisation and data order.
@@ -134,9 +135,8 @@ def default_batch_size(model: ModelConfig, seq_len: int) -> int:
 def check_config(cfg: TrainConfig) -> None:
     """Raise TrainConfigError for settings that cannot work, before any data or model is built."""
     cfg.model.resolved()  # raises ModelConfigError (a ValueError) on a bad shape
-    lengths = [x is not None for x in (cfg.steps, cfg.tokens, cfg.tokens_per_param)]
-    if sum(lengths) != 1:
-        raise TrainConfigError("set exactly one of steps, tokens, tokens_per_param")
+    if cfg.steps is None and cfg.tokens is None and cfg.tokens_per_param is None:
+        raise TrainConfigError("set the run length: steps, tokens or tokens_per_param")
     if cfg.seq_len < 2 or cfg.seq_len > cfg.model.max_seq_len:
         raise TrainConfigError(f"seq_len={cfg.seq_len} must be in [2, model.max_seq_len={cfg.model.max_seq_len}]")
     if cfg.optim.schedule not in ("cosine", "wsd", "constant"):
