@@ -15,7 +15,7 @@ Layout of a prepared folder:
     manifest.json     source, config, counts per split, dtype, special tokens, skipped documents, hashes
     tokenizer.json    byte-level BPE (Hugging Face tokenizers)
     train.bin, val.bin  token ids; every document is preceded by <|endoftext|> (id 0)
-    documents.jsonl   one row per document: id, split, bytes, sha256, tokens, offset (its first token in the .bin)
+    documents.jsonl   one row per document: id, split, bytes, sha256, tokens, offset (of its first token)
 """
 
 from __future__ import annotations
@@ -33,14 +33,27 @@ from pathlib import Path
 
 import numpy as np
 
-from augury.data.config import DataConfig, DataError, normalized_extensions, resolve_cache_dir, validate_config
-from augury.data.sources import (Corpus, SourceFile, assign_splits, list_source_files, read_documents,
-                                 source_kind, source_root)
+from augury.data.config import (
+    DataConfig,
+    DataError,
+    normalized_extensions,
+    resolve_cache_dir,
+    validate_config,
+)
+from augury.data.sources import (
+    Corpus,
+    SourceFile,
+    assign_splits,
+    list_source_files,
+    read_documents,
+    source_kind,
+    source_root,
+)
 from augury.data.tokenizer import EOT_ID, SPECIAL_TOKENS, encode_documents, load_tokenizer, train_tokenizer
 from augury.io import atomic_write_json, sha256_file, utc_now
 
 # Bump when the prepared layout or the way tokens are produced changes: old caches then stop matching.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SPLITS = ("train", "val")
 _ENCODE_CHUNK = 256  # documents per encode_batch call: bounded memory, still parallel inside tokenizers
 
@@ -99,7 +112,8 @@ class PreparedData:
         """
         if split is not None:
             self._split(split)
-        rows = [json.loads(line) for line in (self.dir / "documents.jsonl").read_text(encoding="utf-8").splitlines()]
+        lines = (self.dir / "documents.jsonl").read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in lines]
         return [r for r in rows if split is None or r["split"] == split]
 
     def _split(self, split: str) -> dict:
@@ -200,8 +214,11 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
             log(f"using prepared data {final}")
             return data
         log(f"prepared data at {final} is damaged ({problem}); rebuilding it")
-        broken = cache_root / f".broken-{name}-{os.getpid()}"
-        os.rename(final, broken)
+        broken = cache_root / f".broken-{name}-{socket.gethostname()}-{os.getpid()}"
+        try:
+            os.rename(final, broken)  # out of the way first, so no reader sees a half-deleted folder
+        except FileNotFoundError:  # another process got there first
+            pass
         shutil.rmtree(broken, ignore_errors=True)
 
     t0 = time.perf_counter()
@@ -249,9 +266,11 @@ def _build(cfg: DataConfig, corpus: Corpus, by_split: dict, key: str, out: Path,
     tok = train_tokenizer((d.text for d in by_split["train"]), cfg.vocab_size)  # val never shapes the vocab
     tok.save(str(out / "tokenizer.json"))
     learned = tok.get_vocab_size()
-    log(f"trained tokenizer: {learned} tokens (vocab_size {cfg.vocab_size}) in {time.perf_counter() - t0:.1f}s")
+    log(f"trained tokenizer: {learned} tokens (vocab_size {cfg.vocab_size}) "
+        f"in {time.perf_counter() - t0:.1f}s")
     if learned < cfg.vocab_size:
-        log(f"note: the corpus only supports {learned} BPE tokens; ids stay below vocab_size={cfg.vocab_size}")
+        log(f"note: the corpus only supports {learned} BPE tokens; "
+            f"ids stay below vocab_size={cfg.vocab_size}")
 
     dtype = token_dtype(cfg.vocab_size)
     splits_info: dict[str, dict] = {}
@@ -270,7 +289,8 @@ def _build(cfg: DataConfig, corpus: Corpus, by_split: dict, key: str, out: Path,
                     offset += len(ids) + 1
             f.flush()
             os.fsync(f.fileno())
-        splits_info[split] = {"file": f"{split}.bin", "documents": len(docs), "bytes": sum(d.nbytes for d in docs),
+        splits_info[split] = {"file": f"{split}.bin", "documents": len(docs),
+                              "bytes": sum(d.nbytes for d in docs),
                               "tokens": offset, "sha256": sha256_file(out / f"{split}.bin")}
         log(f"{split}: {len(docs)} documents, {splits_info[split]['bytes']:,} bytes -> {offset:,} tokens "
             f"in {time.perf_counter() - t1:.1f}s")
@@ -279,7 +299,8 @@ def _build(cfg: DataConfig, corpus: Corpus, by_split: dict, key: str, out: Path,
         f.writelines(json.dumps(r) + "\n" for r in rows)
         f.flush()
         os.fsync(f.fileno())
-    aggregate = hashlib.sha256("".join(f"{d.id}\0{d.sha256}\n" for d in corpus.documents).encode()).hexdigest()
+    listing = "".join(f"{d.id}\0{d.sha256}\n" for d in corpus.documents)
+    aggregate = hashlib.sha256(listing.encode("utf-8")).hexdigest()
     return {
         "format_version": FORMAT_VERSION,
         "complete": True,
@@ -288,13 +309,15 @@ def _build(cfg: DataConfig, corpus: Corpus, by_split: dict, key: str, out: Path,
         "source": {"kind": corpus.kind, "spec": cfg.source, "root": str(corpus.root),
                    "python": sys.version.split()[0] if corpus.kind == "stdlib" else None},
         "config": dataclasses.asdict(cfg),
-        "documents_sha256": aggregate,  # sha256 over (id, sha256 of text) of every document, in order
+        # sha256 over (id, sha256 of text) of every document read; per-document hashes: documents.jsonl
+        "sha256": aggregate,
         "vocab_size": cfg.vocab_size,
         "tokenizer_vocab_size": learned,
         "dtype": dtype.name,
         "special_tokens": {t: i for i, t in enumerate(SPECIAL_TOKENS)},
         "eot_id": EOT_ID,
-        "layout": "each document is preceded by <|endoftext|>; documents in sorted path order (JSONL: line order)",
+        "layout": "each document is preceded by <|endoftext|>; "
+                  "documents in sorted path order (JSONL: line order)",
         "splits": splits_info,
         "val_documents": [d.id for d in by_split["val"]],
         "skipped_non_utf8": len(corpus.skipped_non_utf8),

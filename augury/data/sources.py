@@ -6,8 +6,9 @@ Three kinds of source:
 - a folder: files whose suffix is in `extensions`, walked recursively; hidden files and folders are skipped.
 - a `.jsonl` file: one document per non-blank line, text in `text_field`.
 
-A document's ID is its relative POSIX path (stdlib, folder) or `line:N` (JSONL, 1-based). The split depends only
-on that ID (`split_of`), so adding or editing other documents never moves a document between train and val.
+A document's ID is its relative POSIX path (stdlib, folder) or `line:N` (JSONL, 1-based). The split depends
+only on that ID (`split_of`), so adding or editing other documents never moves a document between train and
+val.
 
     from augury.data.sources import list_source_files, read_documents
 """
@@ -25,7 +26,8 @@ from typing import Callable
 from augury.data.config import DataConfig, DataError, normalized_extensions
 
 # Folder names never read from the standard library: installed packages and CPython's own test suites.
-STDLIB_EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"})
+STDLIB_EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test",
+                                  "__pycache__"})
 
 
 @dataclass
@@ -185,7 +187,8 @@ def read_documents(cfg: DataConfig, files: list[SourceFile], log=print) -> Corpu
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+                    raise DataError(f"{path}:{lineno}: not valid JSON "
+                                    f"({err.msg} at column {err.colno})") from None
                 if not isinstance(record, dict) or cfg.text_field not in record:
                     raise DataError(f"{path}:{lineno}: no field {cfg.text_field!r} "
                                     f"(set text_field to the field that holds the text)")

@@ -137,7 +137,8 @@ def test_killed_build_is_never_used_and_is_cleaned_up(corpus_dir, isolated_cache
     assert (leftovers[0] / "train.bin").exists() and not (leftovers[0] / "manifest.json").exists()
 
     logs = []
-    data = prepare_data(DataConfig(source=str(corpus_dir), vocab_size=300, val_fraction=0.25), log=logs.append)
+    cfg = DataConfig(source=str(corpus_dir), vocab_size=300, val_fraction=0.25)
+    data = prepare_data(cfg, log=logs.append)
     assert any("leftover of an interrupted build" in line for line in logs)
     assert [p.name for p in isolated_cache.iterdir()] == [data.dir.name]
     assert decode_split(data, "train")
@@ -148,7 +149,8 @@ def test_damaged_cache_is_rebuilt(corpus_dir):
     good = (data.dir / "train.bin").read_bytes()
     (data.dir / "train.bin").write_bytes(good[:10])  # e.g. a disk-full copy
     logs = []
-    again = prepare_data(DataConfig(source=str(corpus_dir), vocab_size=300, val_fraction=0.25), log=logs.append)
+    cfg = DataConfig(source=str(corpus_dir), vocab_size=300, val_fraction=0.25)
+    again = prepare_data(cfg, log=logs.append)
     assert any("damaged" in line for line in logs)
     assert (again.dir / "train.bin").read_bytes() == good
 

@@ -21,7 +21,8 @@ def test_stdlib_discovery_excludes_site_packages_and_tests():
     for f in files:
         parts = f.rel.split("/")
         assert f.rel.endswith(".py")
-        assert not set(parts[:-1]) & {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+        excluded = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+        assert not set(parts[:-1]) & excluded
     assert [f.rel for f in files] == sorted(rels)  # sorted: max_bytes takes a deterministic prefix
 
 
@@ -42,7 +43,10 @@ def test_folder_extensions_and_hidden_files(tmp_path):
     for rel in ["a.txt", "b.md", "c.py", "d.bin", "e.TXT", ".hidden.txt", ".git/config.txt", "sub/f.txt"]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("hello\n")
-    rels = lambda ext: [f.rel for f in list_source_files(DataConfig(source=str(root), extensions=ext))]
+
+    def rels(ext):
+        return [f.rel for f in list_source_files(DataConfig(source=str(root), extensions=ext))]
+
     assert rels(None) == ["a.txt", "b.md", "c.py", "e.TXT", "sub/f.txt"]
     assert rels([".txt"]) == ["a.txt", "e.TXT", "sub/f.txt"]
     assert rels(["md"]) == ["b.md"]
