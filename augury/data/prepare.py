@@ -48,12 +48,13 @@ from augury.data.sources import (
     read_documents,
     source_kind,
     source_root,
+    split_of,
 )
 from augury.data.tokenizer import EOT_ID, SPECIAL_TOKENS, encode_documents, load_tokenizer, train_tokenizer
 from augury.io import atomic_write_json, sha256_file, utc_now
 
 # Bump when the prepared layout or the way tokens are produced changes: old caches then stop matching.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SPLITS = ("train", "val")
 _ENCODE_CHUNK = 256  # documents per encode_batch call: bounded memory, still parallel inside tokenizers
 
@@ -223,7 +224,7 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
 
     t0 = time.perf_counter()
     corpus = read_documents(cfg, files, log=log)  # validates everything before any write
-    splits = assign_splits([d.id for d in corpus.documents], cfg.val_fraction)
+    splits = assign_splits({d.id: d.nbytes for d in corpus.documents}, cfg.val_fraction)
     by_split = {s: [d for d in corpus.documents if splits[d.id] == s] for s in SPLITS}
     if not by_split["train"]:
         raise DataError(f"corpus {str(corpus.root)!r} has {len(corpus.documents)} document(s), all in the "
@@ -320,6 +321,8 @@ def _build(cfg: DataConfig, corpus: Corpus, by_split: dict, key: str, out: Path,
                   "documents in sorted path order (JSONL: line order)",
         "splits": splits_info,
         "val_documents": [d.id for d in by_split["val"]],
+        # True when a small corpus's hash split was topped up (see sources.assign_splits)
+        "val_topped_up": any(split_of(d.id, cfg.val_fraction) != "val" for d in by_split["val"]),
         "skipped_non_utf8": len(corpus.skipped_non_utf8),
         "skipped_non_utf8_documents": corpus.skipped_non_utf8[:100],
         "skipped_empty": corpus.skipped_empty,

@@ -124,12 +124,25 @@ def _hash_unit(doc_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def assign_splits(doc_ids: list[str], val_fraction: float) -> dict[str, str]:
-    """Split by `split_of`; if that leaves val empty (a tiny corpus), the document with the smallest hash is
-    held out, so a quick run still has a validation set. Deterministic for a given set of IDs."""
-    splits = {d: split_of(d, val_fraction) for d in doc_ids}
-    if val_fraction > 0 and len(doc_ids) >= 2 and "val" not in splits.values():
-        splits[min(doc_ids, key=_hash_unit)] = "val"
+def assign_splits(sizes: dict[str, int], val_fraction: float) -> dict[str, str]:
+    """Split documents ({id: bytes}) by `split_of`, topped up for small corpora.
+
+    When the hash split leaves val with less than half of `val_fraction` of the bytes (a few documents, or a
+    `max_bytes` prefix), the remaining documents with the smallest hashes move to val until it holds
+    `val_fraction` of the bytes (always leaving one train document), so a quick run still gets a usable
+    validation set. On a corpus of hundreds of documents this practically never triggers, and each document's
+    split is then a function of its ID alone; with the top-up it depends on the set, still deterministically.
+    """
+    splits = {d: split_of(d, val_fraction) for d in sizes}
+    total = sum(sizes.values())
+    val_bytes = sum(n for d, n in sizes.items() if splits[d] == "val")
+    if val_fraction > 0 and len(sizes) >= 2 and val_bytes < 0.5 * val_fraction * total:
+        train_left = [d for d in sorted(sizes, key=_hash_unit) if splits[d] == "train"]
+        for d in train_left[:-1]:
+            if val_bytes >= val_fraction * total:
+                break
+            splits[d] = "val"
+            val_bytes += sizes[d]
     return splits
 
 

@@ -192,4 +192,6 @@ def test_stdlib_quick_prepare_trains_and_validates():
     assert all(not r["id"].startswith(("test/", "site-packages/")) for r in data.documents())
     x, y = TokenLoader(data.split_path("train"), batch_size=4, seq_len=64).next_batch()
     assert int(x.max()) < 512
-    assert len(list(iter_val_batches(data.split_path("val"), 1, 16, max_batches=2))) >= 1
+    # The sorted-path prefix holds few files; the val top-up still gives a usable validation split.
+    assert m["val_topped_up"] and data.split_bytes("val") >= 0.05 * 400_000
+    assert len(list(iter_val_batches(data.split_path("val"), 8, 128, max_batches=4))) == 4

@@ -67,15 +67,24 @@ def test_split_is_a_fixed_function_of_the_id():
 
 
 def test_adding_documents_never_moves_existing_ones():
-    ids = [f"doc{i}.txt" for i in range(500)]
-    before = assign_splits(ids, 0.05)
-    after = assign_splits(ids + [f"new{i}.txt" for i in range(500)], 0.05)
-    assert all(after[i] == before[i] for i in ids)
+    sizes = {f"doc{i}.txt": 1000 + i for i in range(500)}
+    before = assign_splits(sizes, 0.05)
+    after = assign_splits({**sizes, **{f"new{i}.txt": 5000 for i in range(500)}}, 0.05)
+    assert all(after[i] == before[i] == split_of(i, 0.05) for i in sizes)  # large corpus: no top-up
 
 
 def test_tiny_corpus_still_gets_one_val_document():
-    ids = ["a.txt", "b.txt", "c.txt"]
-    splits = assign_splits(ids, 0.05)
-    assert list(splits.values()).count("val") >= 1 and "train" in splits.values()
-    assert splits == assign_splits(list(reversed(ids)), 0.05)
-    assert set(assign_splits(ids, 0.0).values()) == {"train"}  # no val asked, none given
+    sizes = {"a.txt": 100, "b.txt": 100, "c.txt": 100}
+    splits = assign_splits(sizes, 0.05)
+    assert list(splits.values()).count("val") == 1 and "train" in splits.values()
+    assert splits == assign_splits(dict(reversed(sizes.items())), 0.05)
+    assert set(assign_splits(sizes, 0.0).values()) == {"train"}  # no val asked, none given
+
+
+def test_small_val_is_topped_up_to_its_byte_share():
+    sizes = {f"f{i:02d}.py": 100 * (i + 1) for i in range(20)}  # 21,000 bytes
+    splits = assign_splits(sizes, 0.2)
+    val_bytes = sum(n for d, n in sizes.items() if splits[d] == "val")
+    assert val_bytes >= 0.2 * 21000 and "train" in splits.values()
+    hashed_val = {d for d in sizes if split_of(d, 0.2) == "val"}
+    assert hashed_val <= {d for d, s in splits.items() if s == "val"}  # hash-chosen documents stay in val
