@@ -158,17 +158,17 @@ def _check_complete(path: Path) -> str | None:
     """None if `path` holds a complete prepared corpus, else what is wrong with it."""
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return f"manifest.json unreadable ({err})"
-    if not manifest.get("complete") or manifest.get("format_version") != FORMAT_VERSION:
-        return "manifest.json is not marked complete for this format version"
-    itemsize = np.dtype(manifest["dtype"]).itemsize
-    for split in SPLITS:
-        info = manifest["splits"][split]
-        f = path / info["file"]
-        if not f.is_file() or f.stat().st_size != info["tokens"] * itemsize:
-            have = f.stat().st_size if f.is_file() else "no file"
-            return f"{info['file']} has {have} bytes, manifest says {info['tokens'] * itemsize}"
+        if not manifest.get("complete") or manifest.get("format_version") != FORMAT_VERSION:
+            return "manifest.json is not marked complete for this format version"
+        itemsize = np.dtype(manifest["dtype"]).itemsize
+        for split in SPLITS:
+            info = manifest["splits"][split]
+            f = path / info["file"]
+            if not f.is_file() or f.stat().st_size != info["tokens"] * itemsize:
+                have = f.stat().st_size if f.is_file() else "no file"
+                return f"{info['file']} has {have} bytes, manifest says {info['tokens'] * itemsize}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"manifest.json unreadable or incomplete ({type(err).__name__}: {err})"
     for name in ("tokenizer.json", "documents.jsonl"):
         if not (path / name).is_file():
             return f"{name} missing"
@@ -226,9 +226,6 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
     corpus = read_documents(cfg, files, log=log)  # validates everything before any write
     splits = assign_splits({d.id: d.nbytes for d in corpus.documents}, cfg.val_fraction)
     by_split = {s: [d for d in corpus.documents if splits[d.id] == s] for s in SPLITS}
-    if not by_split["train"]:
-        raise DataError(f"corpus {str(corpus.root)!r} has {len(corpus.documents)} document(s), all in the "
-                        f"validation split; add documents or lower val_fraction ({cfg.val_fraction})")
     log(f"read {len(corpus.documents)} documents ({sum(d.nbytes for d in corpus.documents):,} bytes) from "
         f"{corpus.root}: {len(by_split['train'])} train, {len(by_split['val'])} val")
 
@@ -241,9 +238,7 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
         manifest = _build(cfg, corpus, by_split, key, tmp, log)
         manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
         atomic_write_json(tmp / "manifest.json", manifest)  # written last: its presence marks completeness
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp / "manifest.json", 0o666 & ~umask)  # like the other files (mkstemp made it owner-only)
+        os.chmod(tmp / "manifest.json", 0o644)  # readable like the other files (mkstemp made it owner-only)
         try:
             os.rename(tmp, final)
         except OSError:

@@ -129,11 +129,14 @@ def assign_splits(sizes: dict[str, int], val_fraction: float) -> dict[str, str]:
 
     When the hash split leaves val with less than half of `val_fraction` of the bytes (a few documents, or a
     `max_bytes` prefix), the remaining documents with the smallest hashes move to val until it holds
-    `val_fraction` of the bytes (always leaving one train document), so a quick run still gets a usable
-    validation set. On a corpus of hundreds of documents this practically never triggers, and each document's
-    split is then a function of its ID alone; with the top-up it depends on the set, still deterministically.
+    `val_fraction` of the bytes, so a quick run still gets a usable validation set. Train always keeps at
+    least one document (a one-document corpus is all train). On a corpus of hundreds of documents neither
+    rule practically ever triggers, and each document's split is a function of its ID alone; with them it
+    depends on the set, still deterministically.
     """
     splits = {d: split_of(d, val_fraction) for d in sizes}
+    if sizes and "train" not in splits.values():
+        splits[max(sizes, key=_hash_unit)] = "train"
     total = sum(sizes.values())
     val_bytes = sum(n for d, n in sizes.items() if splits[d] == "val")
     if val_fraction > 0 and len(sizes) >= 2 and val_bytes < 0.5 * val_fraction * total:

@@ -79,6 +79,7 @@ def test_tiny_corpus_still_gets_one_val_document():
     assert list(splits.values()).count("val") == 1 and "train" in splits.values()
     assert splits == assign_splits(dict(reversed(sizes.items())), 0.05)
     assert set(assign_splits(sizes, 0.0).values()) == {"train"}  # no val asked, none given
+    assert assign_splits({"only.txt": 10}, 0.99) == {"only.txt": "train"}  # training data comes first
 
 
 def test_small_val_is_topped_up_to_its_byte_share():
