@@ -127,7 +127,7 @@ class TokenLoader:
         ids = self._window_ids(first, self.batch_size)
         self._position += step
         rows = self._file.windows(ids * self.seq_len, self.seq_len + 1)
-        return rows[:, :-1], rows[:, 1:]
+        return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
     def state_dict(self) -> dict:
         """JSON-able ints; load_state_dict(state) on a loader over the same data continues identically."""
@@ -172,7 +172,7 @@ def iter_val_batches(path, batch_size: int, seq_len: int, max_batches: int | Non
     window_ids = (np.arange(n_used, dtype=np.int64) * num_windows) // n_used
     for b in range(n_batches):
         rows = file.windows(window_ids[b * batch_size:(b + 1) * batch_size] * seq_len, seq_len + 1)
-        yield rows[:, :-1], rows[:, 1:]
+        yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
 
 def bits_per_byte(nats_per_token: float, tokens: int, bytes_: int) -> float:

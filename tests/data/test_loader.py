@@ -30,6 +30,7 @@ def test_batch_shapes_and_shift(tmp_path):
     loader = TokenLoader(token_file(tmp_path, 1001), batch_size=4, seq_len=10, seed=1)
     x, y = loader.next_batch()
     assert x.shape == y.shape == (4, 10) and x.dtype == y.dtype == torch.int64
+    assert x.is_contiguous() and y.is_contiguous()  # a model may call y.view(-1)
     assert torch.equal(y, x + 1)  # tokens are positions, so the shift is visible as +1
     assert all(s % 10 == 0 for s in window_starts(x))
     assert loader.tokens_per_epoch == 100 * 10
