@@ -117,6 +117,20 @@ class PreparedData:
         rows = [json.loads(line) for line in lines]
         return [r for r in rows if split is None or r["split"] == split]
 
+    def document_text(self, doc_id: str) -> str:
+        """The exact text of one prepared document, decoded from its split's tokens (no source needed).
+
+        E.g. the held-out functions of `documents("val")` for a capability test suite: this is the text that
+        was held out, byte for byte, even if the source files changed since.
+        """
+        rows = [r for r in self.documents() if r["id"] == doc_id]
+        if not rows:
+            raise KeyError(f"no document {doc_id!r} in {self.dir}")
+        row = rows[0]
+        tokens = np.memmap(self.split_path(row["split"]), dtype=self.dtype, mode="r")
+        ids = tokens[row["offset"] + 1:row["offset"] + row["tokens"]].tolist()  # skip its <|endoftext|>
+        return self.tokenizer().decode(ids, skip_special_tokens=False)
+
     def _split(self, split: str) -> dict:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")

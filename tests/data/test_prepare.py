@@ -67,6 +67,12 @@ def test_prepared_corpus_decodes_back_to_its_documents(corpus_dir):
     # Offsets locate each document in its .bin (for per-document evaluation of held-out files).
     ids = np.fromfile(data.split_path("train"), dtype=np.uint16)
     assert all(ids[r["offset"]] == 0 for r in data.documents("train"))
+    for row in data.documents():
+        assert data.document_text(row["id"]) == SAMPLE_TEXTS[row["id"]]
+    with pytest.raises(KeyError, match="no document 'nope.txt'"):
+        data.document_text("nope.txt")
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        data.split_path("test")
 
 
 def test_split_follows_the_document_path_hash(corpus_dir):
