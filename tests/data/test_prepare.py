@@ -201,3 +201,16 @@ def test_stdlib_quick_prepare_trains_and_validates():
     # The sorted-path prefix holds few files; the val top-up still gives a usable validation split.
     assert m["val_topped_up"] and data.split_bytes("val") >= 0.05 * 400_000
     assert len(list(iter_val_batches(data.split_path("val"), 8, 128, max_batches=4))) == 4
+
+
+@pytest.mark.slow
+def test_full_default_corpus():
+    """The default corpus as the Quickstart uses it: the whole standard library, vocab 4096."""
+    data = prepare_data(DataConfig(), log=quiet)
+    m = data.manifest
+    assert m["splits"]["train"]["documents"] > 300 and not m["val_topped_up"]
+    assert m["tokenizer_vocab_size"] == 4096 and m["skipped_non_utf8"] == 0
+    total_bytes = data.split_bytes("train") + data.split_bytes("val")
+    assert 3.0 < total_bytes / (data.split_tokens("train") + data.split_tokens("val")) < 4.5
+    assert 0.02 < data.split_bytes("val") / total_bytes < 0.2
+    assert sum(1 for _ in iter_val_batches(data.split_path("val"), 16, 256, None)) > 20
