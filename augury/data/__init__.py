@@ -1,4 +1,5 @@
-"""Data pipeline: corpus sources, deterministic train/val split, byte-level BPE, token memmaps, resumable loader.
+"""Data pipeline: corpus sources, deterministic train/val split, byte-level BPE, token memmaps, a resumable
+loader.
 
     from augury.data import DataConfig, prepare_data, TokenLoader, iter_val_batches, bits_per_byte
     data = prepare_data(DataConfig(source="stdlib", vocab_size=4096))

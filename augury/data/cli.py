@@ -1,8 +1,8 @@
 """`augury data prepare`: prepare a corpus (tokenizer + token memmaps) and print its manifest summary.
 
-    augury data prepare                                   # the default: CPython's standard library, vocab 4096
+    augury data prepare                          # the default: CPython's standard library, vocab 4096
     augury data prepare --source corpus/ --vocab_size 8192 --max_bytes 2000000
-    augury data prepare --config data.yaml                # a YAML of DataConfig fields (source, vocab_size, ...)
+    augury data prepare --config data.yaml       # a YAML of DataConfig fields (source, vocab_size, ...)
 
 Prints where the prepared data lives; a second run with the same inputs reuses it.
 """
@@ -32,7 +32,8 @@ def summary(data) -> str:
     lines = [f"source: {m['source']['spec']} ({m['source']['kind']}: {m['source']['root']})",
              f"vocab_size: {m['vocab_size']} (learned {m['tokenizer_vocab_size']}), dtype {m['dtype']}"]
     for split, info in m["splits"].items():
-        lines.append(f"{split}: {info['documents']:,} documents, {info['bytes']:,} bytes, {info['tokens']:,} tokens"
+        lines.append(f"{split}: {info['documents']:,} documents, {info['bytes']:,} bytes, "
+                     f"{info['tokens']:,} tokens"
                      + (f" ({info['bytes'] / info['tokens']:.2f} bytes/token)" if info["tokens"] else ""))
     if m["skipped_non_utf8"]:
         lines.append(f"skipped non-UTF-8 documents: {m['skipped_non_utf8']}")

@@ -1,4 +1,5 @@
-"""Configuration of the data pipeline: which corpus, how it is split and tokenized, where the result is cached.
+"""Configuration of the data pipeline: which corpus, how it is split and tokenized, where the result is
+cached.
 
     from augury.data.config import DataConfig
     cfg = DataConfig(source="stdlib", vocab_size=4096)          # CPython's own standard library
@@ -45,8 +46,9 @@ class DataConfig:
         vocab_size: BPE vocabulary size including the 9 special tokens (>= 265).
         val_fraction: share of documents held out for validation, chosen by a hash of each document's
             relative path (folders, stdlib) or line number (JSONL): stable when other documents change.
-        max_bytes: read at most this many UTF-8 bytes of text, documents in sorted path (or line) order; the
-            document that crosses the cap is cut there and reading stops. None reads everything. For quick runs.
+        max_bytes: read at most this many UTF-8 bytes of text, documents in sorted path (or line) order;
+            the document that crosses the cap is cut there and reading stops. None reads everything. For
+            quick runs.
         cache_dir: where prepared data lives; None uses $AUGURY_CACHE/data or ~/.cache/augury/data.
         non_utf8: what to do with a document that is not valid UTF-8: "skip" (count it, log it and record the
             count in the manifest) or "error" (stop with an error naming the file or line).
@@ -63,7 +65,7 @@ class DataConfig:
 
 
 def validate_config(cfg: DataConfig) -> None:
-    """Raise DataError naming the first bad field; touches no corpus file except to check the source exists."""
+    """Raise DataError naming the first bad field; reads no corpus file, only checks the source exists."""
     if not isinstance(cfg.vocab_size, int) or cfg.vocab_size < MIN_VOCAB_SIZE:
         raise DataError(f"vocab_size must be an integer >= {MIN_VOCAB_SIZE} (256 bytes + 9 special tokens), "
                         f"got {cfg.vocab_size!r}")
@@ -79,13 +81,16 @@ def validate_config(cfg: DataConfig) -> None:
         raise DataError("text_field must be a non-empty field name")
     if cfg.extensions is not None:
         if isinstance(cfg.extensions, str) or not all(isinstance(e, str) and e for e in cfg.extensions):
-            raise DataError(f"extensions must be a list of suffixes such as ['.txt', '.md'], got {cfg.extensions!r}")
+            raise DataError(f"extensions must be a list of suffixes such as ['.txt', '.md'], "
+                            f"got {cfg.extensions!r}")
     if cfg.source != "stdlib":
         path = Path(cfg.source).expanduser()
         if not path.exists():
-            raise DataError(f"corpus source {str(path)!r} does not exist (expected 'stdlib', a folder or a .jsonl file)")
+            raise DataError(f"corpus source {str(path)!r} does not exist "
+                            f"(expected 'stdlib', a folder or a .jsonl file)")
         if path.is_file() and path.suffix.lower() != ".jsonl":
-            raise DataError(f"corpus source {str(path)!r} is a file but not .jsonl; give a folder or a .jsonl file")
+            raise DataError(f"corpus source {str(path)!r} is a file but not .jsonl; "
+                            f"give a folder or a .jsonl file")
 
 
 def normalized_extensions(extensions: list[str] | None) -> list[str]:

@@ -11,8 +11,8 @@ Training windows. The split of N tokens is cut into W = (N - 1) // seq_len windo
 window i starting at token i * seq_len (consecutive windows share one token, so every token but the first is a
 target exactly once). Windows are read in a permutation drawn from (seed, epoch); the permutations of
 successive epochs form one stream, and step s takes stream positions [s*B*R, (s+1)*B*R) (B = batch_size,
-R = world_size), rank r the slice [r*B, (r+1)*B) of it. So every window is seen exactly once per epoch, the ranks
-of a step read disjoint windows, and the only state is the stream position.
+R = world_size), rank r the slice [r*B, (r+1)*B) of it. So every window is seen exactly once per epoch, the
+ranks of a step read disjoint windows, and the only state is the stream position.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def _dtype_for(path: Path, dtype) -> np.dtype:
     try:
         return np.dtype(json.loads(manifest.read_text(encoding="utf-8"))["dtype"])
     except (OSError, ValueError, KeyError) as err:
-        raise DataError(f"cannot tell the token dtype of {str(path)!r}: no readable {manifest.name} beside it "
-                        f"({err}); pass dtype=") from None
+        raise DataError(f"cannot tell the token dtype of {str(path)!r}: no readable {manifest.name} "
+                        f"beside it ({err}); pass dtype=") from None
 
 
 class _TokenFile:
@@ -53,7 +53,8 @@ class _TokenFile:
         self.dtype = _dtype_for(self.path, dtype)
         size = self.path.stat().st_size
         if size % self.dtype.itemsize:
-            raise DataError(f"{str(self.path)!r} has {size} bytes, not a whole number of {self.dtype.name} tokens")
+            raise DataError(f"{str(self.path)!r} has {size} bytes, "
+                            f"not a whole number of {self.dtype.name} tokens")
         self.num_tokens = size // self.dtype.itemsize
         self._tokens: np.memmap | None = None
 
@@ -86,8 +87,9 @@ class TokenLoader:
         self.rank, self.world_size = rank, world_size
         self.num_windows = (self._file.num_tokens - 1) // seq_len
         if self.num_windows < 1:
-            raise DataError(f"{str(self._file.path)!r} has {self._file.num_tokens} tokens, fewer than one window "
-                            f"of seq_len + 1 = {seq_len + 1}; use a larger corpus or a shorter seq_len")
+            raise DataError(f"{str(self._file.path)!r} has {self._file.num_tokens} tokens, fewer than one "
+                            f"window of seq_len + 1 = {seq_len + 1}; use a larger corpus or a shorter "
+                            f"seq_len")
         self.tokens_per_epoch = self.num_windows * seq_len  # target tokens per pass over the data
         self._position = 0  # global stream position (in windows) of the next step's first window
         self._perm_epoch = -1
@@ -109,10 +111,13 @@ class TokenLoader:
         return self._perm
 
     def _window_ids(self, start: int, count: int) -> np.ndarray:
+        """Window ids at stream positions [start, start + count), which may span epochs."""
+        positions = np.arange(start, start + count, dtype=np.int64)
+        epochs, index = np.divmod(positions, self.num_windows)
         out = np.empty(count, dtype=np.int64)
-        for k in range(count):
-            epoch, i = divmod(start + k, self.num_windows)
-            out[k] = self._permutation(epoch)[i]
+        for epoch in np.unique(epochs).tolist():
+            sel = epochs == epoch
+            out[sel] = self._permutation(epoch)[index[sel]]
         return out
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +127,7 @@ class TokenLoader:
         ids = self._window_ids(first, self.batch_size)
         self._position += step
         rows = self._file.windows(ids * self.seq_len, self.seq_len + 1)
-        return rows[:, :-1], rows[:, 1:]
+        return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
     def state_dict(self) -> dict:
         """JSON-able ints; load_state_dict(state) on a loader over the same data continues identically."""
@@ -157,15 +162,17 @@ def iter_val_batches(path, batch_size: int, seq_len: int, max_batches: int | Non
     num_windows = (file.num_tokens - 1) // seq_len
     available = num_windows // batch_size
     if available < 1:
-        raise DataError(f"{str(file.path)!r} has {file.num_tokens} tokens, too few for one validation batch of "
-                        f"batch_size x seq_len + 1 = {batch_size} x {seq_len} + 1 = {batch_size * seq_len + 1} "
-                        f"tokens; use a larger corpus or val_fraction, or a smaller batch_size or seq_len")
+        raise DataError(f"{str(file.path)!r} has {file.num_tokens} tokens, too few for one validation batch "
+                        f"of batch_size x seq_len + 1 = {batch_size} x {seq_len} + 1 = "
+                        f"{batch_size * seq_len + 1} tokens; use a larger corpus or val_fraction, or a "
+                        f"smaller batch_size or seq_len")
     n_batches = available if max_batches is None else min(max_batches, available)
     n_used = n_batches * batch_size
-    window_ids = (np.arange(n_used, dtype=np.int64) * num_windows) // n_used  # evenly spaced, strictly increasing
+    # Evenly spaced over the split and strictly increasing, so non-overlapping.
+    window_ids = (np.arange(n_used, dtype=np.int64) * num_windows) // n_used
     for b in range(n_batches):
         rows = file.windows(window_ids[b * batch_size:(b + 1) * batch_size] * seq_len, seq_len + 1)
-        yield rows[:, :-1], rows[:, 1:]
+        yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
 
 def bits_per_byte(nats_per_token: float, tokens: int, bytes_: int) -> float:

@@ -15,7 +15,7 @@ Layout of a prepared folder:
     manifest.json     source, config, counts per split, dtype, special tokens, skipped documents, hashes
     tokenizer.json    byte-level BPE (Hugging Face tokenizers)
     train.bin, val.bin  token ids; every document is preceded by <|endoftext|> (id 0)
-    documents.jsonl   one row per document: id, split, bytes, sha256, tokens, offset (its first token in the .bin)
+    documents.jsonl   one row per document: id, split, bytes, sha256, tokens, offset (of its first token)
 """
 
 from __future__ import annotations
@@ -33,14 +33,28 @@ from pathlib import Path
 
 import numpy as np
 
-from augury.data.config import DataConfig, DataError, normalized_extensions, resolve_cache_dir, validate_config
-from augury.data.sources import (Corpus, SourceFile, assign_splits, list_source_files, read_documents,
-                                 source_kind, source_root)
+from augury.data.config import (
+    DataConfig,
+    DataError,
+    normalized_extensions,
+    resolve_cache_dir,
+    validate_config,
+)
+from augury.data.sources import (
+    Corpus,
+    SourceFile,
+    assign_splits,
+    list_source_files,
+    read_documents,
+    source_kind,
+    source_root,
+    split_of,
+)
 from augury.data.tokenizer import EOT_ID, SPECIAL_TOKENS, encode_documents, load_tokenizer, train_tokenizer
 from augury.io import atomic_write_json, sha256_file, utc_now
 
 # Bump when the prepared layout or the way tokens are produced changes: old caches then stop matching.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 3
 SPLITS = ("train", "val")
 _ENCODE_CHUNK = 256  # documents per encode_batch call: bounded memory, still parallel inside tokenizers
 
@@ -99,8 +113,23 @@ class PreparedData:
         """
         if split is not None:
             self._split(split)
-        rows = [json.loads(line) for line in (self.dir / "documents.jsonl").read_text(encoding="utf-8").splitlines()]
+        lines = (self.dir / "documents.jsonl").read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in lines]
         return [r for r in rows if split is None or r["split"] == split]
+
+    def document_text(self, doc_id: str) -> str:
+        """The exact text of one prepared document, decoded from its split's tokens (no source needed).
+
+        E.g. the held-out functions of `documents("val")` for a capability test suite: this is the text that
+        was held out, byte for byte, even if the source files changed since.
+        """
+        rows = [r for r in self.documents() if r["id"] == doc_id]
+        if not rows:
+            raise KeyError(f"no document {doc_id!r} in {self.dir}")
+        row = rows[0]
+        tokens = np.memmap(self.split_path(row["split"]), dtype=self.dtype, mode="r")
+        ids = tokens[row["offset"] + 1:row["offset"] + row["tokens"]].tolist()  # skip its <|endoftext|>
+        return self.tokenizer().decode(ids, skip_special_tokens=False)
 
     def _split(self, split: str) -> dict:
         if split not in SPLITS:
@@ -143,17 +172,17 @@ def _check_complete(path: Path) -> str | None:
     """None if `path` holds a complete prepared corpus, else what is wrong with it."""
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return f"manifest.json unreadable ({err})"
-    if not manifest.get("complete") or manifest.get("format_version") != FORMAT_VERSION:
-        return "manifest.json is not marked complete for this format version"
-    itemsize = np.dtype(manifest["dtype"]).itemsize
-    for split in SPLITS:
-        info = manifest["splits"][split]
-        f = path / info["file"]
-        if not f.is_file() or f.stat().st_size != info["tokens"] * itemsize:
-            have = f.stat().st_size if f.is_file() else "no file"
-            return f"{info['file']} has {have} bytes, manifest says {info['tokens'] * itemsize}"
+        if not manifest.get("complete") or manifest.get("format_version") != FORMAT_VERSION:
+            return "manifest.json is not marked complete for this format version"
+        itemsize = np.dtype(manifest["dtype"]).itemsize
+        for split in SPLITS:
+            info = manifest["splits"][split]
+            f = path / info["file"]
+            if not f.is_file() or f.stat().st_size != info["tokens"] * itemsize:
+                have = f.stat().st_size if f.is_file() else "no file"
+                return f"{info['file']} has {have} bytes, manifest says {info['tokens'] * itemsize}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"manifest.json unreadable or incomplete ({type(err).__name__}: {err})"
     for name in ("tokenizer.json", "documents.jsonl"):
         if not (path / name).is_file():
             return f"{name} missing"
@@ -200,17 +229,17 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
             log(f"using prepared data {final}")
             return data
         log(f"prepared data at {final} is damaged ({problem}); rebuilding it")
-        broken = cache_root / f".broken-{name}-{os.getpid()}"
-        os.rename(final, broken)
+        broken = cache_root / f".broken-{name}-{socket.gethostname()}-{os.getpid()}"
+        try:
+            os.rename(final, broken)  # out of the way first, so no reader sees a half-deleted folder
+        except FileNotFoundError:  # another process got there first
+            pass
         shutil.rmtree(broken, ignore_errors=True)
 
     t0 = time.perf_counter()
     corpus = read_documents(cfg, files, log=log)  # validates everything before any write
-    splits = assign_splits([d.id for d in corpus.documents], cfg.val_fraction)
+    splits = assign_splits({d.id: d.nbytes for d in corpus.documents}, cfg.val_fraction)
     by_split = {s: [d for d in corpus.documents if splits[d.id] == s] for s in SPLITS}
-    if not by_split["train"]:
-        raise DataError(f"corpus {str(corpus.root)!r} has {len(corpus.documents)} document(s), all in the "
-                        f"validation split; add documents or lower val_fraction ({cfg.val_fraction})")
     log(f"read {len(corpus.documents)} documents ({sum(d.nbytes for d in corpus.documents):,} bytes) from "
         f"{corpus.root}: {len(by_split['train'])} train, {len(by_split['val'])} val")
 
@@ -223,9 +252,7 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
         manifest = _build(cfg, corpus, by_split, key, tmp, log)
         manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
         atomic_write_json(tmp / "manifest.json", manifest)  # written last: its presence marks completeness
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp / "manifest.json", 0o666 & ~umask)  # like the other files (mkstemp made it owner-only)
+        os.chmod(tmp / "manifest.json", 0o644)  # readable like the other files (mkstemp made it owner-only)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -249,9 +276,11 @@ def _build(cfg: DataConfig, corpus: Corpus, by_split: dict, key: str, out: Path,
     tok = train_tokenizer((d.text for d in by_split["train"]), cfg.vocab_size)  # val never shapes the vocab
     tok.save(str(out / "tokenizer.json"))
     learned = tok.get_vocab_size()
-    log(f"trained tokenizer: {learned} tokens (vocab_size {cfg.vocab_size}) in {time.perf_counter() - t0:.1f}s")
+    log(f"trained tokenizer: {learned} tokens (vocab_size {cfg.vocab_size}) "
+        f"in {time.perf_counter() - t0:.1f}s")
     if learned < cfg.vocab_size:
-        log(f"note: the corpus only supports {learned} BPE tokens; ids stay below vocab_size={cfg.vocab_size}")
+        log(f"note: the corpus only supports {learned} BPE tokens; "
+            f"ids stay below vocab_size={cfg.vocab_size}")
 
     dtype = token_dtype(cfg.vocab_size)
     splits_info: dict[str, dict] = {}
@@ -270,7 +299,8 @@ def _build(cfg: DataConfig, corpus: Corpus, by_split: dict, key: str, out: Path,
                     offset += len(ids) + 1
             f.flush()
             os.fsync(f.fileno())
-        splits_info[split] = {"file": f"{split}.bin", "documents": len(docs), "bytes": sum(d.nbytes for d in docs),
+        splits_info[split] = {"file": f"{split}.bin", "documents": len(docs),
+                              "bytes": sum(d.nbytes for d in docs),
                               "tokens": offset, "sha256": sha256_file(out / f"{split}.bin")}
         log(f"{split}: {len(docs)} documents, {splits_info[split]['bytes']:,} bytes -> {offset:,} tokens "
             f"in {time.perf_counter() - t1:.1f}s")
@@ -279,7 +309,8 @@ def _build(cfg: DataConfig, corpus: Corpus, by_split: dict, key: str, out: Path,
         f.writelines(json.dumps(r) + "\n" for r in rows)
         f.flush()
         os.fsync(f.fileno())
-    aggregate = hashlib.sha256("".join(f"{d.id}\0{d.sha256}\n" for d in corpus.documents).encode()).hexdigest()
+    listing = "".join(f"{d.id}\0{d.sha256}\n" for d in corpus.documents)
+    aggregate = hashlib.sha256(listing.encode("utf-8")).hexdigest()
     return {
         "format_version": FORMAT_VERSION,
         "complete": True,
@@ -288,15 +319,19 @@ def _build(cfg: DataConfig, corpus: Corpus, by_split: dict, key: str, out: Path,
         "source": {"kind": corpus.kind, "spec": cfg.source, "root": str(corpus.root),
                    "python": sys.version.split()[0] if corpus.kind == "stdlib" else None},
         "config": dataclasses.asdict(cfg),
-        "documents_sha256": aggregate,  # sha256 over (id, sha256 of text) of every document, in order
+        # sha256 over (id, sha256 of text) of every document read; per-document hashes: documents.jsonl
+        "sha256": aggregate,
         "vocab_size": cfg.vocab_size,
         "tokenizer_vocab_size": learned,
         "dtype": dtype.name,
         "special_tokens": {t: i for i, t in enumerate(SPECIAL_TOKENS)},
         "eot_id": EOT_ID,
-        "layout": "each document is preceded by <|endoftext|>; documents in sorted path order (JSONL: line order)",
+        "layout": "each document is preceded by <|endoftext|>; "
+                  "documents in sorted path order (JSONL: line order)",
         "splits": splits_info,
         "val_documents": [d.id for d in by_split["val"]],
+        # True when a small corpus's hash split was topped up (see sources.assign_splits)
+        "val_topped_up": any(split_of(d.id, cfg.val_fraction) != "val" for d in by_split["val"]),
         "skipped_non_utf8": len(corpus.skipped_non_utf8),
         "skipped_non_utf8_documents": corpus.skipped_non_utf8[:100],
         "skipped_empty": corpus.skipped_empty,

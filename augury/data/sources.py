@@ -6,8 +6,9 @@ Three kinds of source:
 - a folder: files whose suffix is in `extensions`, walked recursively; hidden files and folders are skipped.
 - a `.jsonl` file: one document per non-blank line, text in `text_field`.
 
-A document's ID is its relative POSIX path (stdlib, folder) or `line:N` (JSONL, 1-based). The split depends only
-on that ID (`split_of`), so adding or editing other documents never moves a document between train and val.
+A document's ID is its relative POSIX path (stdlib, folder) or `line:N` (JSONL, 1-based). The split depends
+only on that ID (`split_of`), so adding or editing other documents never moves a document between train and
+val.
 
     from augury.data.sources import list_source_files, read_documents
 """
@@ -25,7 +26,8 @@ from typing import Callable
 from augury.data.config import DataConfig, DataError, normalized_extensions
 
 # Folder names never read from the standard library: installed packages and CPython's own test suites.
-STDLIB_EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"})
+STDLIB_EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test",
+                                  "__pycache__"})
 
 
 @dataclass
@@ -122,12 +124,28 @@ def _hash_unit(doc_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def assign_splits(doc_ids: list[str], val_fraction: float) -> dict[str, str]:
-    """Split by `split_of`; if that leaves val empty (a tiny corpus), the document with the smallest hash is
-    held out, so a quick run still has a validation set. Deterministic for a given set of IDs."""
-    splits = {d: split_of(d, val_fraction) for d in doc_ids}
-    if val_fraction > 0 and len(doc_ids) >= 2 and "val" not in splits.values():
-        splits[min(doc_ids, key=_hash_unit)] = "val"
+def assign_splits(sizes: dict[str, int], val_fraction: float) -> dict[str, str]:
+    """Split documents ({id: bytes}) by `split_of`, topped up for small corpora.
+
+    When the hash split leaves val with less than half of `val_fraction` of the bytes (a few documents, or a
+    `max_bytes` prefix), the remaining documents with the smallest hashes move to val until it holds
+    `val_fraction` of the bytes, so a quick run still gets a usable validation set. Train always keeps at
+    least one document (a one-document corpus is all train). On a corpus of hundreds of documents neither
+    rule practically ever triggers, and each document's split is a function of its ID alone; with them it
+    depends on the set, still deterministically.
+    """
+    splits = {d: split_of(d, val_fraction) for d in sizes}
+    if sizes and "train" not in splits.values():
+        splits[max(sizes, key=_hash_unit)] = "train"
+    total = sum(sizes.values())
+    val_bytes = sum(n for d, n in sizes.items() if splits[d] == "val")
+    if val_fraction > 0 and len(sizes) >= 2 and val_bytes < 0.5 * val_fraction * total:
+        train_left = [d for d in sorted(sizes, key=_hash_unit) if splits[d] == "train"]
+        for d in train_left[:-1]:
+            if val_bytes >= val_fraction * total:
+                break
+            splits[d] = "val"
+            val_bytes += sizes[d]
     return splits
 
 
@@ -185,7 +203,8 @@ def read_documents(cfg: DataConfig, files: list[SourceFile], log=print) -> Corpu
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+                    raise DataError(f"{path}:{lineno}: not valid JSON "
+                                    f"({err.msg} at column {err.colno})") from None
                 if not isinstance(record, dict) or cfg.text_field not in record:
                     raise DataError(f"{path}:{lineno}: no field {cfg.text_field!r} "
                                     f"(set text_field to the field that holds the text)")

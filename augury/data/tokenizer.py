@@ -1,7 +1,7 @@
 """Byte-level BPE tokenizer (Hugging Face `tokenizers`) with reserved special tokens, saved as tokenizer.json.
 
-Pre-tokenization splits text like GPT-4's cl100k pattern (letters, numbers of up to 3 digits, punctuation runs,
-newlines, spaces), then maps bytes to the 256 byte-level symbols, so every string round-trips exactly:
+Pre-tokenization splits text like GPT-4's cl100k pattern (letters, numbers of up to 3 digits, punctuation
+runs, newlines, spaces), then maps bytes to the 256 byte-level symbols, so every string round-trips exactly:
 `tok.decode(tok.encode(s).ids, skip_special_tokens=False) == s`.
 
     from augury.data.tokenizer import train_tokenizer, load_tokenizer, SPECIAL_TOKENS
@@ -42,7 +42,7 @@ def _empty_tokenizer() -> Tokenizer:
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
-    """Train a byte-level BPE of at most `vocab_size` tokens (special tokens get ids 0..8, then the 256 bytes).
+    """Train a byte-level BPE of at most `vocab_size` tokens (special tokens: ids 0..8, then the 256 bytes).
 
     On a small corpus the learned vocabulary can be smaller than `vocab_size` (no more merges to learn).
     """
@@ -58,7 +58,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     )
     tok.train_from_iterator(texts, trainer=trainer)
     for i, name in enumerate(SPECIAL_TOKENS):
-        assert tok.token_to_id(name) == i, f"special token {name} got id {tok.token_to_id(name)}, expected {i}"
+        got = tok.token_to_id(name)
+        assert got == i, f"special token {name} got id {got}, expected {i}"
     return tok
 
 

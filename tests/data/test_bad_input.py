@@ -68,7 +68,8 @@ def test_only_non_utf8_files_is_an_empty_corpus(tmp_path):
 
 
 def test_jsonl_bad_line_names_the_line(tmp_path, isolated_cache):
-    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "one"}, {"text": "two"}, '{"text": "three"', {"text": "four"}])
+    lines = [{"text": "one"}, {"text": "two"}, '{"text": "three"', {"text": "four"}]
+    path = write_jsonl(tmp_path / "d.jsonl", lines)
     with pytest.raises(DataError, match=r"d\.jsonl:3: not valid JSON"):
         prepare(path)
     assert_nothing_written(isolated_cache)

@@ -30,6 +30,7 @@ def test_batch_shapes_and_shift(tmp_path):
     loader = TokenLoader(token_file(tmp_path, 1001), batch_size=4, seq_len=10, seed=1)
     x, y = loader.next_batch()
     assert x.shape == y.shape == (4, 10) and x.dtype == y.dtype == torch.int64
+    assert x.is_contiguous() and y.is_contiguous()  # a model may call y.view(-1)
     assert torch.equal(y, x + 1)  # tokens are positions, so the shift is visible as +1
     assert all(s % 10 == 0 for s in window_starts(x))
     assert loader.tokens_per_epoch == 100 * 10
@@ -107,7 +108,8 @@ def test_ranks_read_disjoint_windows_covering_the_epoch(tmp_path):
     # The ranks together read exactly what one process with the global batch would.
     single = TokenLoader(path, batch_size=12, seq_len=10, seed=5)
     for step in range(3):
-        assert window_starts(single.next_batch()[0]) == per_rank[0][step] + per_rank[1][step] + per_rank[2][step]
+        together = per_rank[0][step] + per_rank[1][step] + per_rank[2][step]
+        assert window_starts(single.next_batch()[0]) == together
 
 
 def test_memmap_is_lazy_read_only_and_picklable(tmp_path):
@@ -146,12 +148,14 @@ def test_val_batches_deterministic_non_overlapping_and_spread(tmp_path):
     few_starts = [s for x, _ in few for s in window_starts(x)]
     assert len(few) == 2 and len(set(few_starts)) == 16
     assert max(few_starts) >= 900  # spread over the whole split, not just its start
-    assert [window_starts(x) for x, _ in few] == [window_starts(x) for x, _ in iter_val_batches(path, 8, 10, 2)]
+    again = iter_val_batches(path, 8, 10, 2)
+    assert [window_starts(x) for x, _ in few] == [window_starts(x) for x, _ in again]
 
 
 def test_val_too_small_names_sizes(tmp_path):
     path = token_file(tmp_path, 50, name="val.bin")
-    with pytest.raises(DataError, match=r"val\.bin' has 50 tokens, too few for one validation batch of .*4 x 16 \+ 1 = 65"):
+    with pytest.raises(DataError, match=r"val\.bin' has 50 tokens, too few for one validation batch .*"
+                                        r"4 x 16 \+ 1 = 65"):
         next(iter_val_batches(path, 4, 16, None))
 
 

@@ -67,6 +67,12 @@ def test_prepared_corpus_decodes_back_to_its_documents(corpus_dir):
     # Offsets locate each document in its .bin (for per-document evaluation of held-out files).
     ids = np.fromfile(data.split_path("train"), dtype=np.uint16)
     assert all(ids[r["offset"]] == 0 for r in data.documents("train"))
+    for row in data.documents():
+        assert data.document_text(row["id"]) == SAMPLE_TEXTS[row["id"]]
+    with pytest.raises(KeyError, match="no document 'nope.txt'"):
+        data.document_text("nope.txt")
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        data.split_path("test")
 
 
 def test_split_follows_the_document_path_hash(corpus_dir):
@@ -137,7 +143,8 @@ def test_killed_build_is_never_used_and_is_cleaned_up(corpus_dir, isolated_cache
     assert (leftovers[0] / "train.bin").exists() and not (leftovers[0] / "manifest.json").exists()
 
     logs = []
-    data = prepare_data(DataConfig(source=str(corpus_dir), vocab_size=300, val_fraction=0.25), log=logs.append)
+    cfg = DataConfig(source=str(corpus_dir), vocab_size=300, val_fraction=0.25)
+    data = prepare_data(cfg, log=logs.append)
     assert any("leftover of an interrupted build" in line for line in logs)
     assert [p.name for p in isolated_cache.iterdir()] == [data.dir.name]
     assert decode_split(data, "train")
@@ -148,7 +155,8 @@ def test_damaged_cache_is_rebuilt(corpus_dir):
     good = (data.dir / "train.bin").read_bytes()
     (data.dir / "train.bin").write_bytes(good[:10])  # e.g. a disk-full copy
     logs = []
-    again = prepare_data(DataConfig(source=str(corpus_dir), vocab_size=300, val_fraction=0.25), log=logs.append)
+    cfg = DataConfig(source=str(corpus_dir), vocab_size=300, val_fraction=0.25)
+    again = prepare_data(cfg, log=logs.append)
     assert any("damaged" in line for line in logs)
     assert (again.dir / "train.bin").read_bytes() == good
 
@@ -190,4 +198,19 @@ def test_stdlib_quick_prepare_trains_and_validates():
     assert all(not r["id"].startswith(("test/", "site-packages/")) for r in data.documents())
     x, y = TokenLoader(data.split_path("train"), batch_size=4, seq_len=64).next_batch()
     assert int(x.max()) < 512
-    assert len(list(iter_val_batches(data.split_path("val"), 1, 16, max_batches=2))) >= 1
+    # The sorted-path prefix holds few files; the val top-up still gives a usable validation split.
+    assert m["val_topped_up"] and data.split_bytes("val") >= 0.05 * 400_000
+    assert len(list(iter_val_batches(data.split_path("val"), 8, 128, max_batches=4))) == 4
+
+
+@pytest.mark.slow
+def test_full_default_corpus():
+    """The default corpus as the Quickstart uses it: the whole standard library, vocab 4096."""
+    data = prepare_data(DataConfig(), log=quiet)
+    m = data.manifest
+    assert m["splits"]["train"]["documents"] > 300 and not m["val_topped_up"]
+    assert m["tokenizer_vocab_size"] == 4096 and m["skipped_non_utf8"] == 0
+    total_bytes = data.split_bytes("train") + data.split_bytes("val")
+    assert 3.0 < total_bytes / (data.split_tokens("train") + data.split_tokens("val")) < 4.5
+    assert 0.02 < data.split_bytes("val") / total_bytes < 0.2
+    assert sum(1 for _ in iter_val_batches(data.split_path("val"), 16, 256, None)) > 20

@@ -21,7 +21,8 @@ def test_stdlib_discovery_excludes_site_packages_and_tests():
     for f in files:
         parts = f.rel.split("/")
         assert f.rel.endswith(".py")
-        assert not set(parts[:-1]) & {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+        excluded = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+        assert not set(parts[:-1]) & excluded
     assert [f.rel for f in files] == sorted(rels)  # sorted: max_bytes takes a deterministic prefix
 
 
@@ -42,7 +43,10 @@ def test_folder_extensions_and_hidden_files(tmp_path):
     for rel in ["a.txt", "b.md", "c.py", "d.bin", "e.TXT", ".hidden.txt", ".git/config.txt", "sub/f.txt"]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("hello\n")
-    rels = lambda ext: [f.rel for f in list_source_files(DataConfig(source=str(root), extensions=ext))]
+
+    def rels(ext):
+        return [f.rel for f in list_source_files(DataConfig(source=str(root), extensions=ext))]
+
     assert rels(None) == ["a.txt", "b.md", "c.py", "e.TXT", "sub/f.txt"]
     assert rels([".txt"]) == ["a.txt", "e.TXT", "sub/f.txt"]
     assert rels(["md"]) == ["b.md"]
@@ -63,15 +67,25 @@ def test_split_is_a_fixed_function_of_the_id():
 
 
 def test_adding_documents_never_moves_existing_ones():
-    ids = [f"doc{i}.txt" for i in range(500)]
-    before = assign_splits(ids, 0.05)
-    after = assign_splits(ids + [f"new{i}.txt" for i in range(500)], 0.05)
-    assert all(after[i] == before[i] for i in ids)
+    sizes = {f"doc{i}.txt": 1000 + i for i in range(500)}
+    before = assign_splits(sizes, 0.05)
+    after = assign_splits({**sizes, **{f"new{i}.txt": 5000 for i in range(500)}}, 0.05)
+    assert all(after[i] == before[i] == split_of(i, 0.05) for i in sizes)  # large corpus: no top-up
 
 
 def test_tiny_corpus_still_gets_one_val_document():
-    ids = ["a.txt", "b.txt", "c.txt"]
-    splits = assign_splits(ids, 0.05)
-    assert list(splits.values()).count("val") >= 1 and "train" in splits.values()
-    assert splits == assign_splits(list(reversed(ids)), 0.05)
-    assert set(assign_splits(ids, 0.0).values()) == {"train"}  # no val asked, none given
+    sizes = {"a.txt": 100, "b.txt": 100, "c.txt": 100}
+    splits = assign_splits(sizes, 0.05)
+    assert list(splits.values()).count("val") == 1 and "train" in splits.values()
+    assert splits == assign_splits(dict(reversed(sizes.items())), 0.05)
+    assert set(assign_splits(sizes, 0.0).values()) == {"train"}  # no val asked, none given
+    assert assign_splits({"only.txt": 10}, 0.99) == {"only.txt": "train"}  # training data comes first
+
+
+def test_small_val_is_topped_up_to_its_byte_share():
+    sizes = {f"f{i:02d}.py": 100 * (i + 1) for i in range(20)}  # 21,000 bytes
+    splits = assign_splits(sizes, 0.2)
+    val_bytes = sum(n for d, n in sizes.items() if splits[d] == "val")
+    assert val_bytes >= 0.2 * 21000 and "train" in splits.values()
+    hashed_val = {d for d in sizes if split_of(d, 0.2) == "val"}
+    assert hashed_val <= {d for d, s in splits.items() if s == "val"}  # hash-chosen documents stay in val
