@@ -214,6 +214,10 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
                 loss = model(x, targets=y)
             (loss / cfg.grad_accum).backward()
             step_loss += loss.detach().float().item() / cfg.grad_accum
+        if rt.distributed:  # log the global mean loss, not rank 0's share
+            t = torch.tensor([step_loss], dtype=torch.float64, device=rt.device)
+            torch.distributed.all_reduce(t)
+            step_loss = float(t.item()) / rt.world_size
         if not math.isfinite(step_loss):
             raise TrainingDiverged(
                 f"loss became {step_loss} at step {step + 1}; stopped without saving. The last good checkpoint "

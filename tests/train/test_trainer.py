@@ -165,8 +165,8 @@ def test_ddp_two_processes_gloo_matches_single_process(tiny_cfg, tmp_path):
     cfg_file = tmp_path / "ddp.yaml"
     cfg_file.write_text(yaml.safe_dump(to_jsonable(ddp)))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "0", "-m", "augury", "train", "--config", str(cfg_file)],
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "augury", "train", "--config", str(cfg_file)],
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     a, b = losses(single.out), losses(ddp.out)
