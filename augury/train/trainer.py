@@ -11,7 +11,6 @@ before it, stays the newest.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -30,6 +29,7 @@ from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, sav
 from augury.train.config import TrainConfig, TrainConfigError, resolve, tokens_per_step
 from augury.train.runtime import Runtime, hardware_peak_flops, setup_runtime, teardown_runtime
 from augury.train.schedule import lr_multiplier
+from augury.train.step import make_optimizer, train_step
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,6 +70,15 @@ def evaluate(model, rt: Runtime, val_path, batch_size: int, seq_len: int, max_ba
         raise TrainConfigError(f"validation split {val_path} is too small for one batch of {batch_size}x{seq_len}")
     loss = nats / tokens
     return {"val_loss": loss, "val_bpb": nats / math.log(2) / max(nbytes, 1), "val_tokens": tokens}
+
+
+def _global_mean(rt: Runtime, value: float) -> float:
+    """The loss averaged over data-parallel ranks (every rank then agrees on NaN and on what is logged)."""
+    if not rt.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=rt.device)
+    torch.distributed.all_reduce(t)
+    return float(t.item()) / rt.world_size
 
 
 def _prepare_out_dir(cfg: TrainConfig, resume: bool | str, log) -> Path | None:
@@ -133,9 +142,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     counts = param_counts(cfg.model)
     fpt = flops_per_token(cfg.model, cfg.seq_len)
     step_tokens = tokens_per_step(cfg, rt.world_size)
-    groups = model.param_groups(cfg.optim.weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
-                                  eps=cfg.optim.eps)
+    optimizer = make_optimizer(model, cfg.optim, rt.device.type)
     loader = TokenLoader(data.split_path("train"), cfg.batch_size, cfg.seq_len, seed=cfg.seed,
                          rank=rt.rank, world_size=rt.world_size)
     step, started_tokens = 0, 0
@@ -204,29 +211,16 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         mult = lr_multiplier(step, cfg.steps, cfg.optim)
         for g in optimizer.param_groups:
             g["lr"] = cfg.optim.lr * mult * g["lr_mult"]
-        step_loss = 0.0
-        for micro in range(cfg.grad_accum):
-            x, y = loader.next_batch()
-            x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
-            sync = (micro == cfg.grad_accum - 1) or not rt.distributed
-            ctx = model.no_sync() if not sync else contextlib.nullcontext()
-            with ctx, rt.autocast():
-                loss = model(x, targets=y)
-            (loss / cfg.grad_accum).backward()
-            step_loss += loss.detach().float().item() / cfg.grad_accum
-        if rt.distributed:  # log the global mean loss, not rank 0's share
-            t = torch.tensor([step_loss], dtype=torch.float64, device=rt.device)
-            torch.distributed.all_reduce(t)
-            step_loss = float(t.item()) / rt.world_size
+        batches = (tuple(t.to(rt.device, non_blocking=True) for t in loader.next_batch())
+                   for _ in range(cfg.grad_accum))
+        step_loss = _global_mean(rt, train_step(
+            model, optimizer, batches, autocast=rt.autocast, grad_clip=cfg.optim.grad_clip, n_micro=cfg.grad_accum,
+            no_sync=model.no_sync if rt.distributed else None, clip_params=raw_model.parameters()))
         if not math.isfinite(step_loss):
             raise TrainingDiverged(
                 f"loss became {step_loss} at step {step + 1}; stopped without saving. The last good checkpoint "
                 f"stays at {find_latest_checkpoint(out) or 'none (none was written yet)'}; lower optim.lr or "
                 f"check the data.")
-        if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
         step += 1
         window_loss += step_loss
         window_steps += 1
