@@ -190,6 +190,14 @@ def exec_program(cfg: dict, status_fd: int, error_fd: int) -> None:
     os._exit(127)
 
 
+class Terminated(Exception):
+    """The harness asked us to stop the program (timeout or output flood)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def kill_leftovers(pid_namespace: bool) -> None:
     """Kill and reap everything the program left behind (daemons, setsid escapees, fork-bomb debris)."""
     if pid_namespace:
@@ -249,6 +257,7 @@ def main() -> int:
         layers += ["rlimits", "no-new-privs", "scrubbed-env"]
         if cfg.get("net_guard"):
             layers.append("python-net-guard")
+        signal.signal(signal.SIGTERM, _on_sigterm)
         error_read, error_write = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
@@ -260,14 +269,22 @@ def main() -> int:
         if exec_error:
             os.waitpid(pid, 0)
             raise RuntimeError(exec_error)
-        while True:
-            try:
+        try:
+            while True:
                 reaped, wait_status = os.waitpid(-1, 0)
-            except InterruptedError:
-                continue
-            if reaped == pid:
-                break
-        if os.WIFSIGNALED(wait_status):
+                if reaped == pid:
+                    break
+        except Terminated:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            status["terminated"] = True
+            wait_status = None
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if wait_status is None:
+            status["signal"] = signal.SIGKILL
+        elif os.WIFSIGNALED(wait_status):
             status["signal"] = os.WTERMSIG(wait_status)
         else:
             status["returncode"] = os.WEXITSTATUS(wait_status)

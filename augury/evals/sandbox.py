@@ -200,7 +200,7 @@ def _execute(mode: str, program: str, limits: SandboxLimits) -> ExecResult:
                                     start_new_session=True, close_fds=True, **extra)
         finally:
             os.close(status_write)
-        stdout, stderr, reason = _collect(proc, limits, start)
+        stdout, stderr, reason = _collect(proc, limits, start, mode)
         _kill_marked(token)
         with os.fdopen(status_read, "rb") as f:
             status_read = -1
@@ -219,11 +219,27 @@ def _execute(mode: str, program: str, limits: SandboxLimits) -> ExecResult:
     return _interpret(proc, raw, stdout, stderr, reason, time.monotonic() - start, limits)
 
 
-def _collect(proc: subprocess.Popen, limits: SandboxLimits, start: float) -> tuple[bytes, bytes, str]:
-    """Read stdout/stderr with a bound and a deadline; kill the group on flood or timeout."""
+def _collect(proc: subprocess.Popen, limits: SandboxLimits, start: float,
+             mode: str) -> tuple[bytes, bytes, str]:
+    """Read stdout/stderr with a bound and a deadline; stop the program on flood or timeout."""
     chunks = {proc.stdout: bytearray(), proc.stderr: bytearray()}
     reason = ""
     deadline = start + limits.timeout_s
+    stop_sent = None  # when the supervisor was told to stop
+
+    def stop(why: str) -> None:
+        nonlocal reason, stop_sent
+        reason, stop_sent = why, time.monotonic()
+        if mode.startswith("plain"):
+            # Without a pid namespace, let the subreaper supervisor kill and reap the tree itself; killing
+            # it first would orphan the tree to init, whose slow reaping keeps RLIMIT_NPROC slots busy.
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        else:  # pid 1 of the namespace dies with its group, and the kernel kills the whole namespace
+            _kill_group(proc)
+
     with selectors.DefaultSelector() as sel:
         for stream in chunks:
             os.set_blocking(stream.fileno(), False)
@@ -232,12 +248,13 @@ def _collect(proc: subprocess.Popen, limits: SandboxLimits, start: float) -> tup
         while sel.get_map():
             now = time.monotonic()
             if now >= deadline and not reason:
-                reason = "wall-clock"
-                _kill_group(proc)
+                stop("wall-clock")
+            if stop_sent is not None and now - stop_sent > 2.0:
+                _kill_group(proc)  # the supervisor did not finish in time (or was itself attacked)
             if exited_at is None and proc.poll() is not None:
                 exited_at = now
             if exited_at is not None and now - exited_at > 1.0:
-                break  # a stray still holds the pipes open; it is swept by token below
+                break  # a stray still holds the pipes open; it is swept by token afterwards
             for key, _ in sel.select(timeout=0.05):
                 data = key.fileobj.read(65536)
                 if not data:
@@ -245,12 +262,12 @@ def _collect(proc: subprocess.Popen, limits: SandboxLimits, start: float) -> tup
                     continue
                 chunks[key.fileobj] += data
                 if sum(map(len, chunks.values())) > limits.max_output_bytes and not reason:
-                    reason = "output-limit"
-                    _kill_group(proc)
+                    stop("output-limit")
     try:
-        proc.wait(timeout=max(0.1, deadline + 2.0 - time.monotonic()))
+        proc.wait(timeout=max(0.1, max(deadline, stop_sent or 0.0) + 3.0 - time.monotonic()))
     except subprocess.TimeoutExpired:
-        reason = reason or "wall-clock"
+        if not reason:
+            reason = "wall-clock"
         _kill_group(proc)
         proc.wait()
     proc.stdout.close()

@@ -89,6 +89,9 @@ def test_fork_bomb_is_contained_and_machine_stays_responsive():
         except OSError:
             pass
     """
+    active = layers()
+    if os.geteuid() == 0 and "namespace-user" not in active and not any(x.startswith("uid-") for x in active):
+        pytest.skip(f"mode {sandbox_mode()} runs as root, which RLIMIT_NPROC does not bind: a real fork bomb")
     outcome = {}
     attacker = threading.Thread(target=lambda: outcome.update(result=run(bomb, timeout_s=4.0)))
     attacker.start()
