@@ -7,8 +7,9 @@ only, because the interpreter runs isolated (`-I`) and the augury package may no
     python -I _sandbox_supervisor.py '<json config>'
 
 Config keys: program, workdir, python, limits {cpu_seconds, memory_bytes, file_size_bytes, max_processes,
-max_open_files}, drop_uid (int or null), namespaces (list of the namespaces unshare created), hide (paths to
-cover with an empty tmpfs), keep (paths to bind back inside hidden ones), net_guard (bool), status_fd (int).
+max_open_files}, workdir_bytes, drop_uid (int or null), namespaces (list of the namespaces unshare created),
+hide (paths to cover with an empty tmpfs), keep (paths to bind back inside hidden ones), net_guard (bool),
+status_fd (int).
 
 It writes one JSON object to status_fd when done: {"layers": [...], "returncode", "signal", "warnings",
 "fatal"}. The program never sees status_fd, so it cannot forge the report.
@@ -112,35 +113,48 @@ def _outermost(paths: list[str]) -> list[str]:
     return kept
 
 
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
 def setup_filesystem(cfg: dict, layers: list, warnings: list) -> None:
-    """Inside a private mount namespace: hide homes, make everything read-only except the work dir."""
+    """Inside a private mount namespace: hide homes and shared temp dirs behind empty tmpfs mounts, make
+    every mount read-only, and give the program a fresh size-limited tmpfs as its work dir."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     workdir = cfg["workdir"]
+    program_name = os.path.basename(cfg["program"])
+    with open(cfg["program"], "rb") as f:  # the work dir is about to be replaced by a tmpfs
+        program = f.read()
     hidden = [h for h in _outermost(cfg.get("hide", [])) if h != "/"]
     if hidden:
-        keep = _outermost(cfg.get("keep", []) + [workdir])
-        # Hold the kept trees open before the tmpfs covers them, then bind them back by descriptor.
-        held = {k: os.open(k, os.O_PATH | os.O_DIRECTORY) for k in keep
-                if any(k.startswith(h.rstrip("/") + "/") for h in hidden)}
+        # Hold the kept trees (the interpreter) open before a tmpfs covers them; bind them back by fd.
+        held = {k: os.open(k, os.O_PATH | os.O_DIRECTORY) for k in _outermost(cfg.get("keep", []))
+                if _under(k, hidden)}
         try:
             for h in hidden:
-                _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+                _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=1000")
             for path, fd in held.items():
                 os.makedirs(path, mode=0o755, exist_ok=True)
                 _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
         finally:
             for fd in held.values():
                 os.close(fd)
-        layers.append("hidden-home")
+        os.makedirs(workdir, mode=0o700, exist_ok=True)  # its mount point, if a tmpfs hid the original
+        layers.append("hidden-dirs")
     try:
         _mount_setattr("/", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, recursive=True)
+        layers.append("readonly-root")
     except OSError as exc:  # old kernel (< 5.12) or a seccomp filter: writes are left to file permissions
         warnings.append(f"read-only root unavailable: {exc}")
-        return
-    # A bind mount of the work dir on itself is a separate mount, so it alone can be made writable again.
-    _mount(workdir, workdir, None, MS_BIND)
-    _mount_setattr(workdir, 0, MOUNT_ATTR_RDONLY, recursive=False)
-    layers.append("readonly-root")
+    # A new mount, hence writable; size-capped and in memory, so the program cannot fill the disk.
+    owner = cfg.get("drop_uid") if cfg.get("drop_uid") is not None else os.getuid()
+    _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV,
+           f"mode=0700,size={cfg['workdir_bytes']},nr_inodes=10000,uid={owner},gid={owner}")
+    program_path = os.path.join(workdir, program_name)
+    with open(program_path, "wb") as f:
+        f.write(program)
+    os.chown(program_path, owner, owner)
+    layers.append("tmpfs-workdir")
 
 
 def drop_capabilities() -> None:

@@ -60,6 +60,8 @@ class SandboxLimits:
     """RLIMIT_NOFILE."""
     max_output_bytes: int = 1024**2
     """stdout + stderr kept; a program writing more is killed (reason "output-limit")."""
+    workdir_bytes: int = 64 * 1024**2
+    """Size of the in-memory work dir (tmpfs) in the namespace modes; plain modes use a disk directory."""
     allow_network: bool = False
     """True runs the program in the host's network namespace without the socket guard."""
 
@@ -97,7 +99,10 @@ def _sandbox_uid() -> int | None:
 
 def _hidden_and_kept() -> tuple[list[str], list[str]]:
     """Directories to hide behind an empty tmpfs, and the interpreter trees to bind back inside them."""
-    hide = [p for p in {os.path.expanduser("~"), "/root"} if os.path.isdir(p) and p != "/"]
+    # Homes hold credentials; shared temp and run dirs hold other users' files and unix sockets
+    # (ssh-agent, X11, D-Bus), which a network namespace does not cut off.
+    candidates = {os.path.expanduser("~"), "/root", "/home", "/tmp", "/var/tmp", "/dev/shm", "/run"}
+    hide = sorted(p for p in candidates if os.path.isdir(p) and os.path.realpath(p) != "/")
     keep = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
             os.path.dirname(os.path.realpath(sys.executable)), os.path.dirname(sys.executable)]
     return hide, keep
@@ -115,12 +120,13 @@ def _build_command(mode: str, workdir: str, program_path: str, limits: SandboxLi
         "limits": {"cpu_seconds": limits.cpu_seconds or int(limits.timeout_s) + 2,
                    "memory_bytes": limits.memory_bytes, "file_size_bytes": limits.file_size_bytes,
                    "max_processes": limits.max_processes, "max_open_files": limits.max_open_files},
+        "workdir_bytes": limits.workdir_bytes,
         "drop_uid": uid,
         "namespaces": namespaces + (["user"] if mode == "user-namespaces" else []),
         "hide": hide, "keep": keep, "status_fd": status_fd,
         "net_guard": not limits.allow_network and "net" not in namespaces,
     }
-    supervisor = [sys.executable, "-I", "-B", str(SUPERVISOR), json.dumps(cfg)]
+    supervisor = [sys.executable, "-I", "-S", "-B", str(SUPERVISOR), json.dumps(cfg)]
     if mode.startswith("plain"):
         return supervisor, None
     unshare = ["unshare", *(f"--{ns}" for ns in namespaces), "--fork", "--kill-child", "--mount-proc"]

@@ -246,6 +246,45 @@ def test_raw_socket_module_cannot_reach_the_network():
     assert_next_program_runs()
 
 
+def test_unix_socket_of_the_host_is_unreachable(tmp_path):
+    if "hidden-dirs" not in layers():
+        pytest.skip("needs the mount namespace that hides /tmp; a world-connectable socket is reachable")
+    tmp_path.chmod(0o755)
+    path = tmp_path / "agent.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        path.chmod(0o777)
+        listener.listen(1)
+        attack = f"""
+        import socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect({str(path)!r})
+            print('CONNECTED')
+        except OSError as exc:
+            print('blocked', exc)
+        """
+        result = run(attack)
+        listener.settimeout(0.2)
+        with pytest.raises(OSError):
+            listener.accept()
+    assert "blocked" in result.stdout and "CONNECTED" not in result.stdout
+    assert_next_program_runs()
+
+
+def test_work_directory_cannot_fill_the_disk():
+    if "tmpfs-workdir" not in layers():
+        pytest.skip("plain modes use a disk directory, limited per file by RLIMIT_FSIZE only")
+    fill = """
+    for i in range(100):
+        with open(f'chunk{i}', 'wb') as f:
+            f.write(b'x' * (1024 * 1024))
+    """
+    result = run(fill, workdir_bytes=8 * 1024 * 1024)
+    assert not result.passed and "No space left on device" in result.stderr
+    assert_next_program_runs()
+
+
 def test_output_flood_is_capped_and_killed():
     result = run("while True:\n    print('x' * 10000)", max_output_bytes=100_000, timeout_s=20.0)
     assert (result.status, result.reason) == ("failed", "output-limit")
