@@ -129,24 +129,23 @@ def _require_fs_protection() -> None:
         pytest.skip(f"mode {sandbox_mode()} has no file-system protection here (see docs/sandbox.md)")
 
 
+def assert_write_blocked(directory, mode: int) -> None:
+    directory.chmod(mode)
+    target = directory / "planted.txt"
+    result = run(f"open({str(target)!r}, 'w').write('owned')")
+    assert not target.exists() and not result.passed
+    assert_next_program_runs()
+
+
 def test_cannot_write_outside_its_directory(tmp_path):
     _require_fs_protection()
-    target = tmp_path / "planted.txt"
-    tmp_path.chmod(0o755)
-    result = run(f"open({str(target)!r}, 'w').write('owned')")
-    assert not target.exists()
-    assert not result.passed
-    assert_next_program_runs()
+    assert_write_blocked(tmp_path, 0o755)
 
 
 def test_cannot_write_into_world_writable_directory(tmp_path):
     if "readonly-root" not in layers():
         pytest.skip("needs the read-only mount layer (mount namespace); file permissions allow this")
-    tmp_path.chmod(0o777)
-    target = tmp_path / "planted.txt"
-    result = run(f"open({str(target)!r}, 'w').write('owned')")
-    assert not target.exists() and not result.passed
-    assert_next_program_runs()
+    assert_write_blocked(tmp_path, 0o777)
 
 
 def test_cannot_delete_outside_its_directory(tmp_path):
@@ -202,48 +201,34 @@ def test_cannot_read_the_harness_environment_through_proc(monkeypatch):
     assert_next_program_runs()
 
 
+def assert_connection_blocked(listener: socket.socket, address, make_socket: str) -> None:
+    """The program builds socket `s` with `make_socket` and tries `address`; nothing may get through."""
+    listener.listen(1)
+    attack = "try:\n" + textwrap.indent(make_socket + f"s.connect({address!r})\nprint('CONNECTED')\n", "    ")
+    attack += "except OSError as exc:\n    print('blocked', exc)\n"
+    result = run_python(attack)
+    listener.settimeout(0.2)
+    with pytest.raises(OSError):  # nothing ever reached the listener
+        listener.accept()
+    assert "blocked" in result.stdout and "CONNECTED" not in result.stdout
+    assert_next_program_runs()
+
+
 def test_network_connection_to_local_listener_fails():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        port = listener.getsockname()[1]
-        attack = f"""
-        import socket
-        try:
-            socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'leak')
-            print('CONNECTED')
-        except OSError as exc:
-            print('blocked', exc)
-        """
-        result = run(attack)
-        listener.settimeout(0.2)
-        with pytest.raises(OSError):  # nothing ever reached the listener
-            listener.accept()
-    assert "blocked" in result.stdout and "CONNECTED" not in result.stdout
-    assert_next_program_runs()
+        assert_connection_blocked(listener, listener.getsockname(),
+                                  "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n")
 
 
 def test_raw_socket_module_cannot_reach_the_network():
     if "namespace-net" not in layers():
         pytest.skip("without a network namespace only the Python-level guard applies, which _socket bypasses")
+    bypass = ("import importlib, sys\nsys.modules.pop('_socket', None)\nraw = importlib.import_module('_socket')\n"
+              "s = raw.socket(raw.AF_INET, raw.SOCK_STREAM)\n")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        port = listener.getsockname()[1]
-        attack = f"""
-        import importlib, sys
-        sys.modules.pop('_socket', None)
-        raw = importlib.import_module('_socket')
-        s = raw.socket(raw.AF_INET, raw.SOCK_STREAM)
-        try:
-            s.connect(('127.0.0.1', {port}))
-            print('CONNECTED')
-        except OSError as exc:
-            print('blocked', exc)
-        """
-        result = run(attack)
-    assert "blocked" in result.stdout and "CONNECTED" not in result.stdout
-    assert_next_program_runs()
+        assert_connection_blocked(listener, listener.getsockname(), bypass)
 
 
 def test_unix_socket_of_the_host_is_unreachable(tmp_path):
@@ -254,22 +239,8 @@ def test_unix_socket_of_the_host_is_unreachable(tmp_path):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         listener.bind(str(path))
         path.chmod(0o777)
-        listener.listen(1)
-        attack = f"""
-        import socket
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect({str(path)!r})
-            print('CONNECTED')
-        except OSError as exc:
-            print('blocked', exc)
-        """
-        result = run(attack)
-        listener.settimeout(0.2)
-        with pytest.raises(OSError):
-            listener.accept()
-    assert "blocked" in result.stdout and "CONNECTED" not in result.stdout
-    assert_next_program_runs()
+        assert_connection_blocked(listener, str(path),
+                                  "import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n")
 
 
 def test_work_directory_cannot_fill_the_disk():
