@@ -9,7 +9,7 @@ only, because the interpreter runs isolated (`-I`) and the augury package may no
 Config keys: program, workdir, python, limits {cpu_seconds, memory_bytes, file_size_bytes, max_processes,
 max_open_files}, workdir_bytes, drop_uid (int or null), namespaces (list of the namespaces unshare created),
 hide (paths to cover with an empty tmpfs), keep (paths to bind back inside hidden ones), net_guard (bool),
-status_fd (int).
+status_fd (int), cgroup_procs (cgroup.procs files to join before anything else).
 
 It writes one JSON object to status_fd when done: {"layers": [...], "returncode", "signal", "warnings",
 "fatal"}. The program never sees status_fd, so it cannot forge the report.
@@ -103,6 +103,14 @@ def _prctl(option: int, arg2: int = 0) -> None:
            f"prctl {option}")
 
 
+def _set_oom_score(value: int) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError:  # lowering needs CAP_SYS_RESOURCE; unprivileged supervisors just skip it
+        pass
+
+
 def _outermost(paths: list[str]) -> list[str]:
     """Paths with every path nested in another one dropped (binding the parent covers them)."""
     real = sorted({os.path.realpath(p) for p in paths if os.path.exists(p)})
@@ -176,6 +184,7 @@ def exec_program(cfg: dict, status_fd: int, error_fd: int) -> None:
     """
     try:
         os.close(status_fd)
+        _set_oom_score(0)
         os.setsid()
         limits = cfg["limits"]
         for name, value in (("RLIMIT_CPU", limits["cpu_seconds"]), ("RLIMIT_AS", limits["memory_bytes"]),
@@ -257,6 +266,15 @@ def main() -> int:
     warnings: list[str] = []
     status = {"layers": layers, "returncode": None, "signal": None, "warnings": warnings, "fatal": None}
     try:
+        if cfg.get("cgroup_procs"):  # join first: everything started from here on is counted and capped
+            try:
+                for procs_file in cfg["cgroup_procs"]:
+                    with open(procs_file, "w") as f:
+                        f.write("0")
+                layers.append("cgroup")
+            except OSError as exc:
+                warnings.append(f"could not join the run's cgroup: {exc}")
+        _set_oom_score(-1000)  # the memory limit's OOM kill must hit the program, never its reporter
         pid_namespace = "pid" in namespaces and os.getpid() == 1
         if not pid_namespace:
             _prctl(PR_SET_CHILD_SUBREAPER, 1)

@@ -36,6 +36,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from augury.evals.sandbox_cgroup import RunCgroup
+
 SUPERVISOR = Path(__file__).with_name("_sandbox_supervisor.py")
 TOKEN_VAR = "AUGURY_SANDBOX_TOKEN"  # marks every sandboxed process, so strays can be found and killed
 NAMESPACES = ["net", "mount", "pid", "ipc", "uts"]
@@ -108,8 +110,8 @@ def _hidden_and_kept() -> tuple[list[str], list[str]]:
     return hide, keep
 
 
-def _build_command(mode: str, workdir: str, program_path: str, limits: SandboxLimits,
-                   status_fd: int) -> tuple[list[str], int | None]:
+def _build_command(mode: str, workdir: str, program_path: str, limits: SandboxLimits, status_fd: int,
+                   cgroup_procs: list[str]) -> tuple[list[str], int | None]:
     """The argv to start, and the uid Popen should switch to before exec (None: stay)."""
     namespaces = [] if mode.startswith("plain") else [ns for ns in NAMESPACES
                                              if ns != "net" or not limits.allow_network]
@@ -123,7 +125,7 @@ def _build_command(mode: str, workdir: str, program_path: str, limits: SandboxLi
         "workdir_bytes": limits.workdir_bytes,
         "drop_uid": uid,
         "namespaces": namespaces + (["user"] if mode == "user-namespaces" else []),
-        "hide": hide, "keep": keep, "status_fd": status_fd,
+        "hide": hide, "keep": keep, "status_fd": status_fd, "cgroup_procs": cgroup_procs,
         "net_guard": not limits.allow_network and "net" not in namespaces,
     }
     supervisor = [sys.executable, "-I", "-S", "-B", str(SUPERVISOR), json.dumps(cfg)]
@@ -185,11 +187,23 @@ def _remove_tree(path: str) -> None:
     shutil.rmtree(path, onerror=fix_and_retry)
 
 
+def _run_cgroup(mode: str, token: str, limits: SandboxLimits) -> RunCgroup | None:
+    """A cgroup capping the whole tree, where the harness is root and the cgroup file system allows it."""
+    if os.geteuid() != 0 or mode == "user-namespaces":  # there the supervisor is not root
+        return None
+    tasks = None if limits.max_processes is None else limits.max_processes + 4  # + supervisor, unshare
+    try:
+        return RunCgroup(token, tasks, limits.memory_bytes)
+    except OSError:
+        return None
+
+
 def _execute(mode: str, program: str, limits: SandboxLimits) -> ExecResult:
     start = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="augury-sandbox-")
     token = uuid.uuid4().hex
-    status_read, status_write = os.pipe()
+    cgroup = _run_cgroup(mode, token, limits)
+    status_read = status_write = -1
     proc = None
     try:
         program_path = os.path.join(workdir, "program.py")
@@ -198,19 +212,23 @@ def _execute(mode: str, program: str, limits: SandboxLimits) -> ExecResult:
         if uid is not None:  # the program runs as nobody and must be able to write its work dir
             os.chown(workdir, uid, uid)
             os.chown(program_path, uid, uid)
-        argv, popen_uid = _build_command(mode, workdir, program_path, limits, status_write)
+        status_read, status_write = os.pipe()
+        argv, popen_uid = _build_command(mode, workdir, program_path, limits, status_write,
+                                         cgroup.procs_files if cgroup else [])
         extra = {"user": popen_uid, "group": popen_uid, "extra_groups": []} if popen_uid is not None else {}
-        try:
-            proc = subprocess.Popen(argv, cwd=workdir, env=_env(workdir, token), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(status_write,),
-                                    start_new_session=True, close_fds=True, **extra)
-        finally:
-            os.close(status_write)
+        proc = subprocess.Popen(argv, cwd=workdir, env=_env(workdir, token), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(status_write,),
+                                start_new_session=True, close_fds=True, **extra)
+        os.close(status_write)
+        status_write = -1
         stdout, stderr, reason = _collect(proc, limits, start, mode)
+        if cgroup is not None:
+            cgroup.kill_all()
         _kill_marked(token)
         with os.fdopen(status_read, "rb") as f:
             status_read = -1
             raw = f.read()
+        oom = cgroup is not None and cgroup.oom_killed()
     except OSError as exc:
         if proc is not None:
             _kill_group(proc)
@@ -219,10 +237,13 @@ def _execute(mode: str, program: str, limits: SandboxLimits) -> ExecResult:
         return ExecResult(False, "error", "", f"augury sandbox: {exc}", None,
                           time.monotonic() - start, "sandbox-error")
     finally:
-        if status_read >= 0:
-            os.close(status_read)
+        for fd in (status_read, status_write):
+            if fd >= 0:
+                os.close(fd)
+        if cgroup is not None:
+            cgroup.remove()
         _remove_tree(workdir)
-    return _interpret(proc, raw, stdout, stderr, reason, time.monotonic() - start, limits)
+    return _interpret(proc, raw, stdout, stderr, reason, time.monotonic() - start, oom)
 
 
 def _collect(proc: subprocess.Popen, limits: SandboxLimits, start: float,
@@ -283,7 +304,7 @@ def _collect(proc: subprocess.Popen, limits: SandboxLimits, start: float,
 
 
 def _interpret(proc, raw: bytes, stdout: bytes, stderr: bytes, reason: str, duration: float,
-               limits: SandboxLimits) -> ExecResult:
+               oom_killed: bool) -> ExecResult:
     out = stdout.decode("utf-8", errors="replace")
     err = stderr.decode("utf-8", errors="replace")
     try:
@@ -306,11 +327,11 @@ def _interpret(proc, raw: bytes, stdout: bytes, stderr: bytes, reason: str, dura
         sig = report["signal"]
         if sig == signal.SIGXCPU:  # RLIMIT_CPU's soft limit
             return ExecResult(False, "timeout", out, err, -sig, duration, "cpu-time", layers)
-        return ExecResult(False, "failed", out, err, -sig, duration, "killed", layers)
+        return ExecResult(False, "failed", out, err, -sig, duration, "memory" if oom_killed else "killed", layers)
     code = report["returncode"]
     if code == 0:
         return ExecResult(True, "passed", out, err, 0, duration, "", layers)
-    memory = "MemoryError" in err[-2000:]
+    memory = oom_killed or "MemoryError" in err[-2000:]
     return ExecResult(False, "failed", out, err, code, duration, "memory" if memory else "exit", layers)
 
 

@@ -90,7 +90,8 @@ def test_fork_bomb_is_contained_and_machine_stays_responsive():
             pass
     """
     active = layers()
-    if os.geteuid() == 0 and "namespace-user" not in active and not any(x.startswith("uid-") for x in active):
+    bound = "namespace-user" in active or "cgroup" in active or any(x.startswith("uid-") for x in active)
+    if os.geteuid() == 0 and not bound:
         pytest.skip(f"mode {sandbox_mode()} runs as root, which RLIMIT_NPROC does not bind: a real fork bomb")
     outcome = {}
     attacker = threading.Thread(target=lambda: outcome.update(result=run(bomb, timeout_s=4.0)))
@@ -114,6 +115,27 @@ def test_memory_hog_gets_memory_error():
     result = run(hog, memory_bytes=512 * 1024**2)
     assert (result.status, result.reason) == ("failed", "memory")
     assert "MemoryError" in result.stderr
+    assert_next_program_runs()
+
+
+def test_memory_spread_over_processes_is_capped_in_total():
+    if "cgroup" not in layers():
+        pytest.skip("without a cgroup, memory_bytes caps each process, not their sum")
+    spread = """
+    import os
+    children = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            block = b'x' * (300 * 1024 * 1024)  # within the per-process limit; 4 of them are not
+            import time; time.sleep(3)
+            os._exit(0)
+        children.append(pid)
+    codes = [os.waitpid(pid, 0)[1] for pid in children]
+    raise SystemExit(0 if all(code == 0 for code in codes) else 1)
+    """
+    result = run(spread, memory_bytes=512 * 1024**2)
+    assert (result.status, result.reason) == ("failed", "memory")
     assert_next_program_runs()
 
 
