@@ -289,7 +289,8 @@ def main() -> int:
         layers += ["rlimits", "no-new-privs", "scrubbed-env"]
         if cfg.get("net_guard"):
             layers.append("python-net-guard")
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        if not pid_namespace:  # pid 1 needs no handler: the harness kills the whole namespace instead
+            signal.signal(signal.SIGTERM, _on_sigterm)
         error_read, error_write = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:

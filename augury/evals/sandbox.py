@@ -5,16 +5,18 @@
 strongest isolation this machine allows is picked once per process by a probe, in this order:
 
 1. `root-namespaces` (harness is root): `unshare --net --mount --pid --ipc --uts --fork --kill-child`; the
-   supervisor hides the harness's home, makes the whole file system read-only except the work dir, and
-   runs the program as uid `nobody` (so RLIMIT_NPROC binds and file permissions apply).
-2. `user-namespaces` (unprivileged user with user namespaces; also root whose `nobody` cannot run the
-   interpreter): the same namespaces inside a new user namespace, and every capability dropped.
+   supervisor hides homes and temp dirs, makes every mount read-only, gives the program a tmpfs work dir,
+   and runs it as uid `nobody` (so RLIMIT_NPROC binds and file permissions apply).
+2. `user-namespaces` (unprivileged user with user namespaces): the same namespaces inside a new user
+   namespace, and every capability dropped.
 3. `plain`: no namespaces; own session, rlimits, a child subreaper, uid `nobody` when root, and a
    Python-level socket guard, which is NOT a security boundary.
+4. `plain-as-root`: as `plain`, but as root without capabilities (when `nobody` cannot run the interpreter).
 
-Every mode scrubs the environment, caps CPU time, address space, file size, processes, open files and
-output, and kills the whole process tree on timeout. See docs/sandbox.md for what this does and does not
-protect against. Print the layers active here with:
+As root, a per-run cgroup (sandbox_cgroup.py) also caps the tree's tasks and memory. Every mode scrubs the
+environment, caps CPU time, address space, file size, processes, open files and output, and kills the
+whole process tree on timeout. docs/sandbox.md says what this does and does not protect against. Print the
+mode and layers active here with:
 
     python -m augury.evals.sandbox
 """
