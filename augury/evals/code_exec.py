@@ -12,6 +12,7 @@ produces a failed ExecResult, so a run always carries on with the next problem.
 
 from __future__ import annotations
 
+import operator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
@@ -24,8 +25,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     pass@k = 1 - C(n-c, k) / C(n, k), computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i), which never forms the
     huge binomials and stays accurate for large n.
     """
-    if not (isinstance(n, int) and isinstance(c, int) and isinstance(k, int)):
-        raise TypeError(f"pass_at_k needs integers, got n={n!r}, c={c!r}, k={k!r}")
+    try:  # accepts numpy integers too; rejects floats
+        n, c, k = operator.index(n), operator.index(c), operator.index(k)
+    except TypeError:
+        raise TypeError(f"pass_at_k needs integers, got n={n!r}, c={c!r}, k={k!r}") from None
     if n < 1 or k < 1 or k > n or not 0 <= c <= n:
         raise ValueError(f"pass_at_k needs 1 <= k <= n and 0 <= c <= n, got n={n}, c={c}, k={k}")
     if n - c < k:  # every size-k subset contains a passing sample

@@ -43,6 +43,7 @@ from augury.evals.sandbox_cgroup import RunCgroup
 SUPERVISOR = Path(__file__).with_name("_sandbox_supervisor.py")
 TOKEN_VAR = "AUGURY_SANDBOX_TOKEN"  # marks every sandboxed process, so strays can be found and killed
 NAMESPACES = ["net", "mount", "pid", "ipc", "uts"]
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 MODES = ("root-namespaces", "user-namespaces", "plain", "plain-as-root")
 
 
@@ -91,6 +92,11 @@ class ExecResult:
     """Isolation layers that were active for this run."""
 
 
+def _unshare_path() -> str | None:
+    """util-linux's unshare, looked up in fixed system directories (not the harness's PATH)."""
+    return shutil.which("unshare", path=SAFE_PATH + ":/usr/sbin:/sbin")
+
+
 def _sandbox_uid() -> int | None:
     """The uid programs run as when the harness is root (nobody), else None (no change)."""
     if os.geteuid() != 0:
@@ -133,7 +139,8 @@ def _build_command(mode: str, workdir: str, program_path: str, limits: SandboxLi
     supervisor = [sys.executable, "-I", "-S", "-B", str(SUPERVISOR), json.dumps(cfg)]
     if mode.startswith("plain"):
         return supervisor, None
-    unshare = ["unshare", *(f"--{ns}" for ns in namespaces), "--fork", "--kill-child", "--mount-proc"]
+    unshare = [_unshare_path() or "unshare", *(f"--{ns}" for ns in namespaces), "--fork", "--kill-child",
+               "--mount-proc"]
     if mode == "user-namespaces":
         # Switch to nobody first when root, so the namespace is owned by an unprivileged uid.
         return [*unshare, "--map-root-user", *supervisor], _sandbox_uid()
@@ -142,7 +149,7 @@ def _build_command(mode: str, workdir: str, program_path: str, limits: SandboxLi
 
 def _env(workdir: str, token: str) -> dict[str, str]:
     """A scrubbed environment: nothing of the harness's (no API keys, tokens, proxies) leaks through."""
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
+    return {"PATH": SAFE_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", TOKEN_VAR: token}
 
 
@@ -301,8 +308,9 @@ def _collect(proc: subprocess.Popen, limits: SandboxLimits, start: float,
         proc.wait()
     proc.stdout.close()
     proc.stderr.close()
-    cap = limits.max_output_bytes
-    return bytes(chunks[proc.stdout][:cap]), bytes(chunks[proc.stderr][:cap]), reason
+    stdout = bytes(chunks[proc.stdout][:limits.max_output_bytes])  # together at most max_output_bytes
+    stderr = bytes(chunks[proc.stderr][:limits.max_output_bytes - len(stdout)])
+    return stdout, stderr, reason
 
 
 def _interpret(proc, raw: bytes, stdout: bytes, stderr: bytes, reason: str, duration: float,
@@ -353,7 +361,7 @@ def sandbox_mode() -> str:
                 raise ValueError(f"{MODE_VAR}={forced!r} is not one of {', '.join(MODES)}")
             root = os.geteuid() == 0
             candidates = [m for m in MODES if root or m not in ("root-namespaces", "plain-as-root")]
-            if shutil.which("unshare") is None:
+            if _unshare_path() is None:
                 candidates = [m for m in candidates if m.startswith("plain")]
             candidates = [forced] if forced else candidates
             for mode in candidates:

@@ -54,6 +54,14 @@ def test_pass_at_k_rejects_impossible_counts(n, c, k):
         pass_at_k(n, c, k)
 
 
+def test_pass_at_k_accepts_numpy_integers_and_rejects_floats():
+    import numpy as np
+
+    assert pass_at_k(np.int64(10), np.int64(3), 2) == pytest.approx(1 - comb(7, 2) / comb(10, 2))
+    with pytest.raises(TypeError, match="integers"):
+        pass_at_k(10.0, 3, 2)
+
+
 def test_humaneval_program_names_missing_keys():
     with pytest.raises(KeyError, match="HumanEval/0 lacks key\\(s\\): test"):
         humaneval_program({"task_id": "HumanEval/0", "prompt": "", "entry_point": "f"}, "")
@@ -67,7 +75,7 @@ def test_all_humaneval_canonical_solutions_pass():
     results = check_many([humaneval_program(p, p["canonical_solution"]) for p in problems], timeout=20.0)
     failures = {p["task_id"]: (r.status, r.stderr[-300:]) for p, r in zip(problems, results) if not r.passed}
     assert failures == {}
-    assert time.monotonic() - start < 60.0
+    assert time.monotonic() - start < 120.0  # ~15 s on 2 idle cores; generous for loaded CI machines
 
 
 @linux_only

@@ -128,7 +128,7 @@ def test_memory_spread_over_processes_is_capped_in_total():
         pid = os.fork()
         if pid == 0:
             block = b'x' * (300 * 1024 * 1024)  # within the per-process limit; 4 of them are not
-            import time; time.sleep(3)
+            import time; time.sleep(1.5)
             os._exit(0)
         children.append(pid)
     codes = [os.waitpid(pid, 0)[1] for pid in children]
