@@ -24,7 +24,7 @@ import sys
 import time
 
 # Linux constants (uapi headers); the numbers are the same on every architecture we run on.
-PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_SECUREBITS = 28
 PR_SET_CHILD_SUBREAPER = 36
@@ -275,6 +275,9 @@ def main() -> int:
             except OSError as exc:
                 warnings.append(f"could not join the run's cgroup: {exc}")
         _set_oom_score(-1000)  # the memory limit's OOM kill must hit the program, never its reporter
+        # Same-uid programs (user-namespace mode) could otherwise ptrace us or open /proc/1/fd/<status>.
+        # The program's own exec makes it dumpable again.
+        _prctl(PR_SET_DUMPABLE, 0)
         pid_namespace = "pid" in namespaces and os.getpid() == 1
         if not pid_namespace:
             _prctl(PR_SET_CHILD_SUBREAPER, 1)

@@ -302,6 +302,31 @@ def test_signalling_the_parent_and_its_group_cannot_hurt_the_harness():
     assert_next_program_runs()
 
 
+def test_supervisor_file_descriptors_are_out_of_reach():
+    # Its status pipe is how the program's result is reported; the program must not be able to forge it.
+    attack = """
+    import os
+    fd_dir = f'/proc/{os.getppid()}/fd'
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError as exc:
+        fds = []
+        print('no listing', exc)
+    for fd in fds:
+        try:
+            with open(f'{fd_dir}/{fd}', 'wb') as f:
+                f.write(b'{"layers": [], "returncode": 0, "signal": null, "fatal": null}')
+            print('OPENED', fd)
+        except OSError as exc:
+            print('denied', fd, exc)
+    raise SystemExit(3)
+    """
+    result = run(attack)
+    assert "OPENED" not in result.stdout
+    assert (result.status, result.returncode) == ("failed", 3)
+    assert_next_program_runs()
+
+
 def test_kill_everything_cannot_reach_the_harness():
     active = layers()
     if "namespace-pid" not in active and not any(layer.startswith("uid-") for layer in active):
