@@ -54,7 +54,7 @@ class SandboxLimits:
     timeout_s: float = 10.0
     """Wall-clock limit; the whole process tree is SIGKILLed when it passes."""
     cpu_seconds: int | None = None
-    """RLIMIT_CPU per process; None means ceil(timeout_s) + 1."""
+    """RLIMIT_CPU per process (SIGXCPU, reported as a timeout); None means int(timeout_s) + 2."""
     memory_bytes: int | None = 2 * 1024**3
     """RLIMIT_AS (address space) per process; allocations beyond it fail (MemoryError)."""
     file_size_bytes: int | None = 16 * 1024**2
@@ -210,7 +210,7 @@ def _run_cgroup(mode: str, token: str, limits: SandboxLimits) -> RunCgroup | Non
 def _execute(mode: str, program: str, limits: SandboxLimits) -> ExecResult:
     start = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="augury-sandbox-")
-    token = uuid.uuid4().hex
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"  # harness pid first: strays show whose they are
     cgroup = _run_cgroup(mode, token, limits)
     status_read = status_write = -1
     proc = None

@@ -22,13 +22,13 @@ def layers() -> tuple[str, ...]:
 
 
 def sandbox_processes() -> list[int]:
-    """Pids of every live process that carries a sandbox token (there must be none between runs)."""
+    """Pids of live processes carrying a token of this test process's runs (none may outlive a run)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/environ", "rb") as f:
-                    if f"{TOKEN_VAR}=".encode() in f.read():
+                    if f"{TOKEN_VAR}={os.getpid()}-".encode() in f.read():
                         found.append(int(entry))
             except OSError:
                 pass
