@@ -253,6 +253,17 @@ def test_raw_socket_module_cannot_reach_the_network():
         assert_connection_blocked(listener, listener.getsockname(), bypass)
 
 
+def test_allow_network_lets_a_trusted_program_connect():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        result = run_python(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5)\n",
+                            SandboxLimits(allow_network=True))
+    assert result.passed, result.stderr
+    assert "namespace-net" not in result.layers and "python-net-guard" not in result.layers
+
+
 def test_unix_socket_of_the_host_is_unreachable(tmp_path):
     if "hidden-dirs" not in layers():
         pytest.skip("needs the mount namespace that hides /tmp; a world-connectable socket is reachable")
