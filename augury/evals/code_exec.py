@@ -1,0 +1,76 @@
+"""Code-execution scoring: run model completions against unit tests in the sandbox, and the unbiased pass@k.
+
+    from augury.evals.code_exec import check_humaneval, check_many, pass_at_k
+    result = check_humaneval(problem, completion)          # ExecResult; result.passed
+    results = check_many(programs, timeout=10.0, workers=2)  # same order as programs
+    pass_at_k(n=20, c=3, k=10)
+
+Every program runs in `augury.evals.sandbox` (fresh interpreter, own namespaces/process group/temp dir,
+resource limits, hard kill); a program that hangs, crashes, floods output or attacks the harness only ever
+produces a failed ExecResult, so a run always carries on with the next problem.
+"""
+
+from __future__ import annotations
+
+import operator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable
+
+from augury.evals.sandbox import ExecResult, SandboxLimits, run_python
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of pass@k from n samples of which c passed (Chen et al., 2021).
+
+    pass@k = 1 - C(n-c, k) / C(n, k), computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i), which never forms the
+    huge binomials and stays accurate for large n.
+    """
+    try:  # accepts numpy integers too; rejects floats
+        n, c, k = operator.index(n), operator.index(c), operator.index(k)
+    except TypeError:
+        raise TypeError(f"pass_at_k needs integers, got n={n!r}, c={c!r}, k={k!r}") from None
+    if n < 1 or k < 1 or k > n or not 0 <= c <= n:
+        raise ValueError(f"pass_at_k needs 1 <= k <= n and 0 <= c <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:  # every size-k subset contains a passing sample
+        return 1.0
+    fail_all = 1.0
+    for i in range(n - c + 1, n + 1):
+        fail_all *= 1.0 - k / i
+    return 1.0 - fail_all
+
+
+def _limits(timeout: float) -> SandboxLimits:
+    return SandboxLimits(timeout_s=float(timeout))
+
+
+def check_program(program: str, timeout: float = 10.0) -> ExecResult:
+    """Run a complete Python program (solution + tests); passed means it exited 0 within the limits."""
+    return run_python(program, _limits(timeout))
+
+
+def humaneval_program(problem: dict, completion: str) -> str:
+    """The program that checks `completion` for a HumanEval-shaped problem (prompt, test, entry_point)."""
+    missing = [key for key in ("prompt", "test", "entry_point") if key not in problem]
+    if missing:
+        raise KeyError(f"HumanEval problem {problem.get('task_id', '?')} lacks key(s): {', '.join(missing)}")
+    return (problem["prompt"] + completion + "\n" + problem["test"]
+            + f"\ncheck({problem['entry_point']})\n")
+
+
+def check_humaneval(problem: dict, completion: str, timeout: float = 10.0) -> ExecResult:
+    """Run a HumanEval completion against the problem's `check` function."""
+    return check_program(humaneval_program(problem, completion), timeout)
+
+
+def check_many(programs: Iterable[str], timeout: float = 10.0, workers: int = 2) -> list[ExecResult]:
+    """Run many programs in the sandbox, `workers` at a time; results come back in the input order.
+
+    Threads only wait on sandboxed subprocesses, so a small pool saturates the CPUs without forking the
+    harness. Keep workers at or below the core count: limits are wall-clock, and oversubscription turns
+    slow-but-correct programs into timeouts.
+    """
+    programs = list(programs)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="augury-sandbox") as pool:
+        return list(pool.map(lambda program: check_program(program, timeout), programs))

@@ -1,0 +1,391 @@
+"""Sandbox for untrusted Python programs (model-written code): one fresh, isolated, time-limited process each.
+
+`run_python(program, limits)` writes the program into a new temporary directory and runs it with a fresh
+`python -I` (never a fork of the harness, which may hold a model) under `_sandbox_supervisor.py`. The
+strongest isolation this machine allows is picked once per process by a probe, in this order:
+
+1. `root-namespaces` (harness is root): `unshare --net --mount --pid --ipc --uts --fork --kill-child`; the
+   supervisor hides homes and temp dirs, makes every mount read-only, gives the program a tmpfs work dir,
+   and runs it as uid `nobody` (so RLIMIT_NPROC binds and file permissions apply).
+2. `user-namespaces` (unprivileged user with user namespaces): the same namespaces inside a new user
+   namespace, and every capability dropped.
+3. `plain`: no namespaces; own session, rlimits, a child subreaper, uid `nobody` when root, and a
+   Python-level socket guard, which is NOT a security boundary.
+4. `plain-as-root`: as `plain`, but as root without capabilities (when `nobody` cannot run the interpreter).
+
+As root, a per-run cgroup (sandbox_cgroup.py) also caps the tree's tasks and memory. Every mode scrubs the
+environment, caps CPU time, address space, file size, processes, open files and output, and kills the
+whole process tree on timeout. docs/sandbox.md says what this does and does not protect against. Print the
+mode and layers active here with:
+
+    python -m augury.evals.sandbox
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from augury.evals.sandbox_cgroup import RunCgroup
+
+SUPERVISOR = Path(__file__).with_name("_sandbox_supervisor.py")
+TOKEN_VAR = "AUGURY_SANDBOX_TOKEN"  # marks every sandboxed process, so strays can be found and killed
+NAMESPACES = ["net", "mount", "pid", "ipc", "uts"]
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+MODES = ("root-namespaces", "user-namespaces", "plain", "plain-as-root")
+
+
+@dataclass
+class SandboxLimits:
+    """Resource limits for one sandboxed program."""
+
+    timeout_s: float = 10.0
+    """Wall-clock limit; the whole process tree is SIGKILLed when it passes."""
+    cpu_seconds: int | None = None
+    """RLIMIT_CPU per process (SIGXCPU, reported as a timeout); None means int(timeout_s) + 2."""
+    memory_bytes: int | None = 2 * 1024**3
+    """RLIMIT_AS (address space) per process; allocations beyond it fail (MemoryError)."""
+    file_size_bytes: int | None = 16 * 1024**2
+    """RLIMIT_FSIZE: the largest file the program may write."""
+    max_processes: int | None = 64
+    """RLIMIT_NPROC: processes of the sandbox's user (per user namespace where one is used)."""
+    max_open_files: int | None = 256
+    """RLIMIT_NOFILE."""
+    max_output_bytes: int = 1024**2
+    """stdout + stderr kept; a program writing more is killed (reason "output-limit")."""
+    workdir_bytes: int = 64 * 1024**2
+    """Size of the in-memory work dir (tmpfs) in the namespace modes; plain modes use a disk directory."""
+    allow_network: bool = False
+    """True runs the program in the host's network namespace without the socket guard."""
+
+
+@dataclass
+class ExecResult:
+    """What one sandboxed program did."""
+
+    passed: bool
+    """Exited with status 0 within all limits."""
+    status: str
+    """"passed", "failed" (non-zero exit or killed for a limit), "timeout" (wall or CPU time), "error"
+    (the sandbox itself could not run the program)."""
+    stdout: str
+    stderr: str
+    returncode: int | None
+    """Exit status; negative signal number when killed; None when it never ran."""
+    duration_s: float
+    reason: str = ""
+    """Detail of a non-pass: "exit", "memory", "output-limit", "wall-clock", "cpu-time", "killed",
+    "sandbox-error"."""
+    layers: tuple[str, ...] = field(default_factory=tuple)
+    """Isolation layers that were active for this run."""
+
+
+def _unshare_path() -> str | None:
+    """util-linux's unshare, looked up in fixed system directories (not the harness's PATH)."""
+    return shutil.which("unshare", path=SAFE_PATH + ":/usr/sbin:/sbin")
+
+
+def _sandbox_uid() -> int | None:
+    """The uid programs run as when the harness is root (nobody), else None (no change)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("nobody").pw_uid
+    except KeyError:
+        return 65534
+
+
+def _hidden_and_kept() -> tuple[list[str], list[str]]:
+    """Directories to hide behind an empty tmpfs, and the interpreter trees to bind back inside them."""
+    # Homes hold credentials; shared temp and run dirs hold other users' files and unix sockets
+    # (ssh-agent, X11, D-Bus), which a network namespace does not cut off.
+    candidates = {os.path.expanduser("~"), "/root", "/home", "/tmp", "/var/tmp", "/dev/shm", "/run"}
+    hide = sorted(p for p in candidates if os.path.isdir(p) and os.path.realpath(p) != "/")
+    keep = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+            os.path.dirname(os.path.realpath(sys.executable)), os.path.dirname(sys.executable)]
+    return hide, keep
+
+
+def _build_command(mode: str, workdir: str, program_path: str, limits: SandboxLimits, status_fd: int,
+                   cgroup_procs: list[str]) -> tuple[list[str], int | None]:
+    """The argv to start, and the uid Popen should switch to before exec (None: stay)."""
+    namespaces = [] if mode.startswith("plain") else [ns for ns in NAMESPACES
+                                             if ns != "net" or not limits.allow_network]
+    hide, keep = _hidden_and_kept()
+    uid = _sandbox_uid() if mode in ("root-namespaces", "plain") else None
+    cfg = {
+        "program": program_path, "workdir": workdir, "python": sys.executable,
+        "limits": {"cpu_seconds": limits.cpu_seconds or int(limits.timeout_s) + 2,
+                   "memory_bytes": limits.memory_bytes, "file_size_bytes": limits.file_size_bytes,
+                   "max_processes": limits.max_processes, "max_open_files": limits.max_open_files},
+        "workdir_bytes": limits.workdir_bytes,
+        "drop_uid": uid,
+        "namespaces": namespaces + (["user"] if mode == "user-namespaces" else []),
+        "hide": hide, "keep": keep, "status_fd": status_fd, "cgroup_procs": cgroup_procs,
+        "net_guard": not limits.allow_network and "net" not in namespaces,
+    }
+    supervisor = [sys.executable, "-I", "-S", "-B", str(SUPERVISOR), json.dumps(cfg)]
+    if mode.startswith("plain"):
+        return supervisor, None
+    unshare = [_unshare_path() or "unshare", *(f"--{ns}" for ns in namespaces), "--fork", "--kill-child",
+               "--mount-proc"]
+    if mode == "user-namespaces":
+        # Switch to nobody first when root, so the namespace is owned by an unprivileged uid.
+        return [*unshare, "--map-root-user", *supervisor], _sandbox_uid()
+    return [*unshare, *supervisor], None
+
+
+def _env(workdir: str, token: str) -> dict[str, str]:
+    """A scrubbed environment: nothing of the harness's (no API keys, tokens, proxies) leaks through."""
+    return {"PATH": SAFE_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", TOKEN_VAR: token}
+
+
+def _kill_marked(token: str) -> int:
+    """SIGKILL every process carrying this run's token (strays that escaped the process group)."""
+    needle = f"{TOKEN_VAR}={token}".encode()
+    killed = 0
+    for _ in range(50):  # a fork bomb may spawn while we sweep: repeat until a sweep finds nothing
+        found = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle not in f.read().split(b"\0"):
+                        continue
+                os.kill(int(entry), signal.SIGKILL)
+                found += 1
+            except (OSError, ValueError):
+                continue
+        killed += found
+        if not found:
+            break
+        time.sleep(0.02)
+    return killed
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _remove_tree(path: str) -> None:
+    """rmtree that also handles directories the program made unreadable."""
+    def fix_and_retry(func, target, _exc):
+        try:
+            os.chmod(os.path.dirname(target), 0o700)
+            os.chmod(target, 0o700)
+            func(target)
+        except OSError:
+            pass
+    shutil.rmtree(path, onerror=fix_and_retry)
+
+
+def _run_cgroup(mode: str, token: str, limits: SandboxLimits) -> RunCgroup | None:
+    """A cgroup capping the whole tree, where the harness is root and the cgroup file system allows it."""
+    if os.geteuid() != 0 or mode == "user-namespaces":  # there the supervisor is not root
+        return None
+    tasks = None if limits.max_processes is None else limits.max_processes + 4  # + supervisor, unshare
+    try:
+        return RunCgroup(token, tasks, limits.memory_bytes)
+    except OSError:
+        return None
+
+
+def _execute(mode: str, program: str, limits: SandboxLimits) -> ExecResult:
+    start = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix="augury-sandbox-")
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"  # harness pid first: strays show whose they are
+    cgroup = _run_cgroup(mode, token, limits)
+    status_read = status_write = -1
+    proc = None
+    try:
+        program_path = os.path.join(workdir, "program.py")
+        Path(program_path).write_text(program, encoding="utf-8")
+        uid = _sandbox_uid() if mode != "plain-as-root" else None
+        if uid is not None:  # the program runs as nobody and must be able to write its work dir
+            os.chown(workdir, uid, uid)
+            os.chown(program_path, uid, uid)
+        status_read, status_write = os.pipe()
+        argv, popen_uid = _build_command(mode, workdir, program_path, limits, status_write,
+                                         cgroup.procs_files if cgroup else [])
+        extra = {"user": popen_uid, "group": popen_uid, "extra_groups": []} if popen_uid is not None else {}
+        proc = subprocess.Popen(argv, cwd=workdir, env=_env(workdir, token), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(status_write,),
+                                start_new_session=True, close_fds=True, **extra)
+        os.close(status_write)
+        status_write = -1
+        stdout, stderr, reason = _collect(proc, limits, start, mode)
+        if cgroup is not None:
+            cgroup.kill_all()
+        _kill_marked(token)
+        with os.fdopen(status_read, "rb") as f:
+            status_read = -1
+            raw = f.read()
+        oom = cgroup is not None and cgroup.oom_killed()
+    except OSError as exc:
+        if proc is not None:
+            _kill_group(proc)
+            proc.wait()
+        _kill_marked(token)
+        return ExecResult(False, "error", "", f"augury sandbox: {exc}", None,
+                          time.monotonic() - start, "sandbox-error")
+    finally:
+        for fd in (status_read, status_write):
+            if fd >= 0:
+                os.close(fd)
+        if cgroup is not None:
+            cgroup.remove()
+        _remove_tree(workdir)
+    return _interpret(proc, raw, stdout, stderr, reason, time.monotonic() - start, oom)
+
+
+def _collect(proc: subprocess.Popen, limits: SandboxLimits, start: float,
+             mode: str) -> tuple[bytes, bytes, str]:
+    """Read stdout/stderr with a bound and a deadline; stop the program on flood or timeout."""
+    chunks = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    reason = ""
+    deadline = start + limits.timeout_s
+    stop_sent = None  # when the supervisor was told to stop
+
+    def stop(why: str) -> None:
+        nonlocal reason, stop_sent
+        reason, stop_sent = why, time.monotonic()
+        if mode.startswith("plain"):
+            # Without a pid namespace, let the subreaper supervisor kill and reap the tree itself; killing
+            # it first would orphan the tree to init, whose slow reaping keeps RLIMIT_NPROC slots busy.
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        else:  # pid 1 of the namespace dies with its group, and the kernel kills the whole namespace
+            _kill_group(proc)
+
+    with selectors.DefaultSelector() as sel:
+        for stream in chunks:
+            os.set_blocking(stream.fileno(), False)
+            sel.register(stream, selectors.EVENT_READ)
+        exited_at = None
+        while sel.get_map():
+            now = time.monotonic()
+            if now >= deadline and not reason:
+                stop("wall-clock")
+            if stop_sent is not None and now - stop_sent > 2.0:
+                _kill_group(proc)  # the supervisor did not finish in time (or was itself attacked)
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > 1.0:
+                break  # a stray still holds the pipes open; it is swept by token afterwards
+            for key, _ in sel.select(timeout=0.05):
+                data = key.fileobj.read(65536)
+                if not data:
+                    sel.unregister(key.fileobj)
+                    continue
+                chunks[key.fileobj] += data
+                if sum(map(len, chunks.values())) > limits.max_output_bytes and not reason:
+                    stop("output-limit")
+    try:
+        proc.wait(timeout=max(0.1, max(deadline, stop_sent or 0.0) + 3.0 - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        if not reason:
+            reason = "wall-clock"
+        _kill_group(proc)
+        proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    stdout = bytes(chunks[proc.stdout][:limits.max_output_bytes])  # together at most max_output_bytes
+    stderr = bytes(chunks[proc.stderr][:limits.max_output_bytes - len(stdout)])
+    return stdout, stderr, reason
+
+
+def _interpret(proc, raw: bytes, stdout: bytes, stderr: bytes, reason: str, duration: float,
+               oom_killed: bool) -> ExecResult:
+    out = stdout.decode("utf-8", errors="replace")
+    err = stderr.decode("utf-8", errors="replace")
+    try:
+        report = json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        report = None
+    # A program killed on timeout leaves no report; its layers are those the probe saw for this mode.
+    layers = tuple(report["layers"]) if report else _mode_layers
+    if reason == "wall-clock":
+        return ExecResult(False, "timeout", out, err, None, duration, reason, layers)
+    if reason == "output-limit":
+        return ExecResult(False, "failed", out, err, None, duration, reason, layers)
+    if report is None or report.get("fatal"):
+        detail = report["fatal"] if report else f"supervisor exited with {proc.returncode} and no report"
+        # Without a report the program may have killed its supervisor (plain mode): a failure, not ours.
+        status = "error" if report else "failed"
+        return ExecResult(False, status, out, err + f"\naugury sandbox: {detail}", None, duration,
+                          "sandbox-error" if report else "killed", layers)
+    if report["signal"] is not None:
+        sig = report["signal"]
+        if sig == signal.SIGXCPU:  # RLIMIT_CPU's soft limit
+            return ExecResult(False, "timeout", out, err, -sig, duration, "cpu-time", layers)
+        return ExecResult(False, "failed", out, err, -sig, duration, "memory" if oom_killed else "killed", layers)
+    code = report["returncode"]
+    if code == 0:
+        return ExecResult(True, "passed", out, err, 0, duration, "", layers)
+    memory = oom_killed or "MemoryError" in err[-2000:]
+    return ExecResult(False, "failed", out, err, code, duration, "memory" if memory else "exit", layers)
+
+
+MODE_VAR = "AUGURY_SANDBOX_MODE"  # force a (weaker) mode, e.g. to test the fallbacks; unset: strongest
+_mode_lock = threading.Lock()
+_mode: str | None = None
+_mode_layers: tuple[str, ...] = ()
+
+
+def sandbox_mode() -> str:
+    """The strongest mode that runs a trivial program correctly here (probed once, then cached)."""
+    global _mode, _mode_layers
+    with _mode_lock:
+        if _mode is None:
+            forced = os.environ.get(MODE_VAR, "")
+            if forced and forced not in MODES:
+                raise ValueError(f"{MODE_VAR}={forced!r} is not one of {', '.join(MODES)}")
+            root = os.geteuid() == 0
+            candidates = [m for m in MODES if root or m not in ("root-namespaces", "plain-as-root")]
+            if _unshare_path() is None:
+                candidates = [m for m in candidates if m.startswith("plain")]
+            candidates = [forced] if forced else candidates
+            for mode in candidates:
+                result = _execute(mode, "print('augury-sandbox-ok')", SandboxLimits(timeout_s=20.0))
+                if result.passed and result.stdout.strip() == "augury-sandbox-ok":
+                    _mode, _mode_layers = mode, result.layers
+                    break
+            else:
+                if forced:
+                    raise RuntimeError(f"sandbox mode {forced!r} does not work here: {result.stderr.strip()}")
+                _mode = candidates[-1]
+        return _mode
+
+
+def run_python(program: str, limits: SandboxLimits | None = None) -> ExecResult:
+    """Run Python source `program` in the sandbox and report what happened; never raises for bad programs."""
+    return _execute(sandbox_mode(), program, limits or SandboxLimits())
+
+
+def isolation_layers() -> tuple[str, ...]:
+    """The layers active for programs run here (runs one trivial program)."""
+    return run_python("pass").layers
+
+
+if __name__ == "__main__":
+    print(f"mode: {sandbox_mode()}")
+    print("layers: " + ", ".join(isolation_layers()))
