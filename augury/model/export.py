@@ -4,7 +4,8 @@
     # then: LlamaForCausalLM.from_pretrained("exports/quickstart") gives augury's logits (fp32, within 1e-5)
 
 Writes config.json, model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json into a
-temporary folder renamed into place. Parameter names already match Llama's; µP's readout multiplier
+temporary folder renamed into place. Parameter names match Llama's except the fused `qkv_proj` and
+`gate_up_proj`, which are split into q/k/v_proj and gate/up_proj; µP's readout multiplier
 (1/width_mult) is folded into `lm_head.weight` (untying tied embeddings when needed), since Llama has no logit scale.
 """
 
@@ -35,6 +36,14 @@ def hf_state_dict(model: Transformer) -> tuple[dict[str, torch.Tensor], bool]:
         if k == "lm_head.weight":
             if not tied:
                 out[k] = v
+        elif k.endswith("self_attn.qkv_proj.weight"):
+            prefix = f"model.{k[:-len('qkv_proj.weight')]}"
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), v.split(model.layers[0].self_attn.split)):
+                out[f"{prefix}{name}.weight"] = part.contiguous()
+        elif k.endswith("mlp.gate_up_proj.weight"):
+            prefix = f"model.{k[:-len('gate_up_proj.weight')]}"
+            gate, up = v.chunk(2, dim=0)
+            out[f"{prefix}gate_proj.weight"], out[f"{prefix}up_proj.weight"] = gate.contiguous(), up.contiguous()
         else:
             out[f"model.{k}"] = v
     return out, tied

@@ -1,7 +1,7 @@
 """The augury decoder-only Transformer (Llama layout: pre-norm RMSNorm, rotary embeddings, SwiGLU, GQA).
 
-Parameter names follow Hugging Face's Llama (`embed_tokens`, `layers.{i}.self_attn.q_proj`, ...) so export is a
-rename-free copy. Attention runs through `F.scaled_dot_product_attention`. The forward pass accepts
+Parameter names follow Hugging Face's Llama (`embed_tokens`, `layers.{i}.self_attn.o_proj`, ...); q/k/v and
+gate/up are stored fused (`qkv_proj`, `gate_up_proj`: fewer, larger matmuls) and split on export. Attention runs through `F.scaled_dot_product_attention`. The forward pass accepts
 `prefix_embeds` placed in front of the text embeddings, so an image encoder can later feed its outputs in.
 
     model = Transformer(ModelConfig(depth=2, vocab_size=4096))
@@ -76,16 +76,17 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
-        self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        # q, k and v in one matmul (fewer, larger kernels); export splits it into Llama's q/k/v_proj.
+        self.split = (cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim)
+        self.qkv_proj = nn.Linear(cfg.d_model, sum(self.split), bias=False)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
     def forward(self, x, cos, sin, cache: KVCache | None, layer: int) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = self.qkv_proj(x).split(self.split, dim=-1)
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         past = 0
         if cache is not None:
@@ -105,16 +106,16 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+    """SwiGLU: down(silu(gate(x)) * up(x)), gate and up computed in one matmul (split again on export)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.up_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.gate_up_proj = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
         self.down_proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -158,8 +159,7 @@ class Transformer(nn.Module):
         hidden_std = cfg.init_std / math.sqrt(cfg.width_mult)
         nn.init.normal_(self.embed_tokens.weight, std=cfg.init_std)
         for block in self.layers:
-            for lin in (block.self_attn.q_proj, block.self_attn.k_proj, block.self_attn.v_proj,
-                        block.mlp.gate_proj, block.mlp.up_proj):
+            for lin in (block.self_attn.qkv_proj, block.mlp.gate_up_proj):
                 nn.init.normal_(lin.weight, std=hidden_std)
             for lin in (block.self_attn.o_proj, block.mlp.down_proj):
                 nn.init.normal_(lin.weight, std=hidden_std / math.sqrt(2 * cfg.depth))
