@@ -201,11 +201,12 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None, *,
                 prefix_embeds: torch.Tensor | None = None, kv_cache: KVCache | None = None,
-                reduction: str = "mean") -> torch.Tensor:
+                reduction: str = "mean", logits_to_keep: int | None = None) -> torch.Tensor:
         """input_ids (B, T) -> logits (B, T, vocab), or the cross-entropy loss when `targets` (B, T) is given.
 
         prefix_embeds (B, P, d_model), e.g. from an image encoder, are placed before the text; logits and loss
         cover the text positions only. Targets equal to -1 are ignored. `reduction="none"` returns (B, T) losses.
+        `logits_to_keep=k` computes the output projection for the last k positions only (scoring, decoding).
         """
         parts = []
         if prefix_embeds is not None:
@@ -226,6 +227,8 @@ class Transformer(nn.Module):
             kv_cache.pos += T
         if prefix_embeds is not None and input_ids is not None:
             x = x[:, prefix_embeds.shape[1]:]
+        if logits_to_keep and targets is None:
+            x = x[:, -logits_to_keep:]
         x = self.norm(x)
         logits = self.lm_head(x)
         if self.output_mult != 1.0:

@@ -1,0 +1,76 @@
+"""augury's own checkpoints as an evaluation backend (`--model augury:RUN_DIR`).
+
+Loads the run's newest intact checkpoint (or `checkpoint=PATH`) and its tokenizer. Scoring, rolling windows and
+decoding come from `TokenizedLM`; the key/value cache is augury's pre-allocated `KVCache`.
+
+    augury eval --model augury:runs/quickstart --tasks wikitext --data-dir DATA --out results/
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from augury.evals.lm import TokenizedLM
+from augury.model.transformer import KVCache
+
+
+class AuguryLM(TokenizedLM):
+    name = "augury"
+
+    def __init__(self, run: str, checkpoint: str | None = None, device: str = "cpu", batch_size: int = 16,
+                 dtype: str = "float32"):
+        """Load an augury run.
+
+        Args:
+            run: the run folder (config.yaml, tokenizer.json, checkpoints/)
+            checkpoint: a specific checkpoint folder; default: the newest intact one
+            device: torch device
+            batch_size: suffixes per forward pass when scoring
+            dtype: float32 or bfloat16 weights
+        """
+        from augury.model.run import RunLoadError, load_run
+
+        try:
+            self.model, self.tokenizer, self.cfg = load_run(run, checkpoint, device=device)
+        except RunLoadError as err:
+            from augury.evals.backends.hf import ModelLoadError
+
+            raise ModelLoadError(str(err)) from None
+        self.device = torch.device(device)
+        self.dtype = dtype
+        if dtype == "bfloat16":
+            self.model.to(torch.bfloat16)
+        self.run = str(run)
+        self.batch_size = batch_size
+        self.max_length = self.cfg.max_seq_len
+        self._eot = self.tokenizer.token_to_id("<|endoftext|>")
+
+    def tok_encode(self, text: str, special_tokens: bool | None = None) -> list[int]:
+        # augury's tokenizer adds no BOS; documents are separated (and preceded) by <|endoftext|>.
+        return self.tokenizer.encode(text).ids
+
+    def tok_decode(self, ids) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    @property
+    def eot_token_id(self) -> int:
+        return self._eot if self._eot is not None else 0
+
+    def forward(self, ids: torch.Tensor, past: Any = None, logits_to_keep: int | None = None):
+        if past is None:
+            past = self.model.new_kv_cache(ids.shape[0], self.max_length)
+        logits = self.model(ids.to(self.device), kv_cache=past, logits_to_keep=logits_to_keep)
+        return logits, past
+
+    def repeat_past(self, past: KVCache, n: int) -> KVCache:
+        out = self.model.new_kv_cache(n, past.max_len)
+        out.k[:, :, :, :past.pos] = past.k[:, :1, :, :past.pos]
+        out.v[:, :, :, :past.pos] = past.v[:, :1, :, :past.pos]
+        out.pos = past.pos
+        return out
+
+    def config(self) -> dict[str, Any]:
+        return {"model": "augury", "model_args": f"run={self.run},dtype={self.dtype}", "batch_size": self.batch_size,
+                "device": str(self.device), "max_length": self.max_length}
