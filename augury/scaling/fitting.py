@@ -196,7 +196,7 @@ def fit_grid(problem: FitProblem, grid: np.ndarray | None = None, max_iter: int 
     if grid is None:
         grid = problem.law.initial_grid(problem.x, problem.y)
     t0 = time.perf_counter()
-    coarse = newton_batch(problem, grid, max_iter=100)
+    coarse = newton_batch(problem, grid, max_iter=min(100, max_iter))
     order = np.argsort(np.where(np.isfinite(coarse.objective), coarse.objective, np.inf))
     best, tried = None, []
     for i in order:

@@ -190,7 +190,7 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
         result.warnings.append(f"fit did not converge: {info['message']}")
     lo, hi = np.array(law.bounds).T
     for name, v, a, b in zip(law.param_names, theta, lo, hi):
-        if np.isclose(v, a) or np.isclose(v, b):
+        if a < b and (np.isclose(v, a) or np.isclose(v, b)):
             result.warnings.append(f"parameter {name}={v:g} is at its bound [{a:g}, {b:g}]")
     if bootstrap > 0:
         run_groups = np.asarray(groups) if groups is not None else np.arange(n)
