@@ -80,6 +80,17 @@ class BatchResult:
     n_iter: int = 0
 
 
+def _is_numerical_minimum(problem: FitProblem, theta: np.ndarray, f: float, weights) -> bool:
+    """True if no step of relative size 1e-6 along +-each coordinate (inside the bounds) lowers f."""
+    bounds = np.array(problem.law.bounds, dtype=float)
+    h = 1e-6 * (1.0 + np.abs(theta))
+    probes = np.concatenate([theta + np.diag(h), theta - np.diag(h)])
+    probes = np.clip(probes, bounds[:, 0], bounds[:, 1])
+    w = None if weights is None else np.repeat(np.atleast_2d(weights), len(probes), 0)
+    values = problem.objective(probes, w)[0]
+    return bool((values >= f - 1e-12 * max(abs(f), 1e-12)).all())
+
+
 def lbfgsb(problem: FitProblem, start: np.ndarray, weights: np.ndarray | None = None,
            max_iter: int = 2000) -> BatchResult:
     """One fit with scipy's L-BFGS-B; converged when scipy reports success (projected gradient or
@@ -93,10 +104,9 @@ def lbfgsb(problem: FitProblem, start: np.ndarray, weights: np.ndarray | None = 
 
     res = minimize(fun, np.asarray(start, float), jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": max_iter, "ftol": 1e-13, "gtol": PGTOL})
-    # ABNORMAL_TERMINATION_IN_LNSRCH happens when started at (or reaching) an optimum within rounding:
-    # accept it only with a small projected gradient.
-    _, g = problem.objective(res.x[None, :], w)
-    at_optimum = _projected_grad(res.x[None, :], g, bounds)[0] <= 1e-4 * max(1.0, abs(float(res.fun)))
+    # ABNORMAL_TERMINATION_IN_LNSRCH happens when started at (or reaching) an optimum within rounding, which
+    # the kinks of a small-delta Huber objective make common: accept it only if no coordinate probe lowers f.
+    at_optimum = "ABNORMAL" in str(res.message) and _is_numerical_minimum(problem, res.x, float(res.fun), w)
     ok = (bool(res.success) or at_optimum) and res.nit < max_iter and np.isfinite(res.fun)
     return BatchResult(res.x[None, :], np.array([res.fun]), np.array([ok]), [str(res.message)], int(res.nit))
 

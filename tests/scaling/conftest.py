@@ -29,15 +29,14 @@ def chinchilla_loss(n, d, A=400.0, B=410.0, E=1.7, alpha=0.34, beta=0.28):
 def runs_csv(tmp_path) -> Path:
     """A table a new user would type: a few sizes, a few token budgets, chinchilla-shaped loss + noise."""
     rng = np.random.default_rng(7)
-    lines = ["name,params,tokens,loss,accuracy,weird_metric"]
+    lines = ["name,params,tokens,loss,accuracy"]
     for n in (2e7, 5e7, 1e8, 3e8, 1e9):
         for mult in (10, 20, 60):
             d = n * mult
             loss = chinchilla_loss(n, d) * np.exp(rng.normal(0, 0.003))
             flops = 6 * n * d
             acc = 0.25 + 0.5 / (1 + np.exp(-(np.log10(flops) - 19.5) * 1.5))
-            weird = 0.3 + 0.02 * np.log10(flops)  # a "loss"-like metric? no: higher-is-better name that grows
-            lines.append(f"m{int(n / 1e6)}M-x{mult},{n:g},{d:g},{loss:.5f},{acc:.4f},{weird:.4f}")
+            lines.append(f"m{int(n / 1e6)}M-x{mult},{n:g},{d:g},{loss:.5f},{acc:.4f}")
     path = tmp_path / "runs.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
