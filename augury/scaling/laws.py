@@ -170,10 +170,13 @@ class KaplanPower(Law):
     """
 
     column: str = "params"
-    name = "kaplan"
     formula = "L(X) = (X_c / X)^alpha + E"
     param_names = ("log_Xc", "alpha", "log_E")
     bounds = ((-20.0, 80.0), (0.0, 3.0), (-10.0, 5.0))
+
+    @property
+    def name(self):  # type: ignore[override]
+        return {"params": "kaplan-n", "tokens": "kaplan-d"}.get(self.column, f"kaplan({self.column})")
 
     @property
     def inputs(self):  # type: ignore[override]

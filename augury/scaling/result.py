@@ -203,7 +203,13 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
         if frac < 0.99:
             result.warnings.append(f"only {frac:.1%} of bootstrap resamples converged; intervals use those")
         result.warnings += identifiability_warnings(law, result.correlations())
-    result.trend = trend_check(x, y_arr, law)
+    if all(c in law.raw_inputs for c in law.inputs):
+        # e.g. accuracy against task loss: "scale" is compute, not the law's input
+        against = {"flops": np.asarray(cols["flops"], float)} if "flops" in cols else None
+        result.trend = (trend_check(against, y_arr, get_law("sigmoid")) if against is not None
+                        else {"shape": "not-checked", "detail": "no compute column to check the trend against"})
+    else:
+        result.trend = trend_check(x, y_arr, law)
     if result.trend.get("shape") in ("inverse", "u-shaped"):
         result.warnings.append(f"{y_col} shows {result.trend['shape']} scaling: {result.trend['detail']}")
     return result
