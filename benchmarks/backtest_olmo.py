@@ -22,10 +22,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from augury.scaling import fit_law, fit_two_step  # noqa: E402
-from augury.scaling.olmo import TASK_NAMES, load_ladder, load_paper_predictions, load_target  # noqa: E402
+from augury.scaling import fit_law, fit_two_step
+from augury.scaling.olmo import TASK_NAMES, load_ladder, load_paper_predictions, load_target
 
 LADDER = ("190M", "370M", "760M", "1B")
 

@@ -22,12 +22,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from scipy.optimize import curve_fit  # noqa: E402
+import numpy as np
+from scipy.optimize import curve_fit
 
-from augury.scaling import fit_law, get_law  # noqa: E402
-from augury.scaling.fitting import bootstrap_counts  # noqa: E402
-from augury.scaling.olmo import load_ladder  # noqa: E402
+from augury.scaling import fit_law, get_law
+from augury.scaling.fitting import bootstrap_counts
+from augury.scaling.olmo import load_ladder
 
 
 def curve_fit_loop(n, d, loss, resamples: int, seed: int, grid_stride: int):

@@ -16,14 +16,14 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from augury.cli import UsageError, function_cli  # noqa: E402
-from augury.io import atomic_write_json, git_hash, utc_now  # noqa: E402
-from augury.scaling.diagnostics import metric_trends  # noqa: E402
-from augury.scaling.tables import TableError, columns_from, parse_assignments, read_table, select  # noqa: E402
+from augury.cli import UsageError, function_cli
+from augury.io import atomic_write_json, git_hash, utc_now
+from augury.scaling.diagnostics import metric_trends
+from augury.scaling.tables import TableError, columns_from, parse_assignments, read_table, select
 
 # Columns never trend-checked as metrics: inputs, identifiers and bookkeeping.
 NON_METRICS = {"name", "run", "params", "tokens", "flops", "step", "_step", "seed"}

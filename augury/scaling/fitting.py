@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 
-from augury.scaling.laws import Law, get_law
+from augury.scaling.laws import Law
 
 # A fit whose projected gradient (of the objective divided by delta) is below this is converged.
 PGTOL = 1e-7
@@ -220,7 +220,7 @@ def fit_grid(problem: FitProblem, grid: np.ndarray | None = None, max_iter: int 
             best = one
     assert best is not None
     info = {"status": "converged" if bool(best.converged[0]) else "not-converged",
-            "message": best.messages[0], "objective": float(best.objective[0]), "n_starts": int(len(grid)),
+            "message": best.messages[0], "objective": float(best.objective[0]), "n_starts": len(grid),
             "n_iter": best.n_iter, "seconds": round(time.perf_counter() - t0, 3)}
     return best.theta[0], info
 

@@ -154,7 +154,7 @@ class Chinchilla(Law):
         theta = np.atleast_2d(theta)
         A, B = np.exp(theta[:, 0]), np.exp(theta[:, 1])
         alpha, beta = theta[:, 3], theta[:, 4]
-        a, b = beta / (alpha + beta), alpha / (alpha + beta)
+        a = beta / (alpha + beta)
         g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
         n_opt = g * (flops / 6.0) ** a
         return n_opt, (flops / 6.0) / n_opt

@@ -134,7 +134,7 @@ class FitResult:
             "law": self.law.name, "formula": self.law.formula, "y": self.y_column, "status": self.status,
             "parameters": {k: {"value": v, "interval": intervals.get(k)} for k, v in self.params.items()},
             "fitted_parameters": dict(zip(self.law.param_names, map(float, self.theta))),
-            "level": self.level, "n_points": int(len(self.y)),
+            "level": self.level, "n_points": len(self.y),
             "diagnostics": {"optimizer": self.info, "huber_delta": self.delta, "bootstrap": self.boot_info,
                             "correlations": self.correlations(),
                             "residual_rms": float(np.sqrt(np.mean(self.residuals() ** 2)))},
