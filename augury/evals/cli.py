@@ -32,7 +32,7 @@ def _parser():
     p.add_argument("--limit", type=int | None, default=None, help="evaluate only the first N records per task")
     p.add_argument("--num-fewshot", type=int | None, default=None, help="override each task's k-shot count")
     p.add_argument("--chat", type=bool, default=False, help="format prompts with the model's chat template")
-    p.add_argument("--include-path", type=list[str], default=[], help="extra folders of task YAML files")
+    p.add_argument("--include-path", type=str, default="", help="extra folders of task YAML files (comma-separated)")
     p.add_argument("--chunk-size", type=int, default=64, help="samples scored (and saved) per step")
     p.add_argument("--list-tasks", type=bool, default=False, help="print the known tasks and groups and exit")
     return p
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(_fix_bool_flags(list(sys.argv[1:] if argv is None else argv)))
     try:
-        registry = TaskRegistry.load(args.include_path)
+        registry = TaskRegistry.load([p for p in args.include_path.split(",") if p.strip()])
     except TaskConfigError as err:
         raise UsageError(str(err)) from None
     if args.list_tasks:

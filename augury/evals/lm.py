@@ -119,8 +119,12 @@ class TokenizedLM(LM):
         return self.eot_token_id
 
     @abc.abstractmethod
-    def forward(self, ids: torch.Tensor, past: Any = None) -> tuple[torch.Tensor, Any]:
-        """Logits [B, T, V] for `ids` [B, T] given the key/value cache `past` of a shared prefix; new cache."""
+    def forward(self, ids: torch.Tensor, past: Any = None,
+                logits_to_keep: int | None = None) -> tuple[torch.Tensor, Any]:
+        """Logits [B, T', V] for `ids` [B, T] after the key/value cache `past` of a shared prefix; new cache.
+
+        T' = T, or the last `logits_to_keep` positions only when that is given.
+        """
 
     @abc.abstractmethod
     def repeat_past(self, past: Any, n: int) -> Any:
@@ -197,7 +201,7 @@ class TokenizedLM(LM):
         past, last = None, None
         if prefix_len:
             ids = torch.tensor([members[0][:prefix_len]], device=self.device)
-            logits, past = self.forward(ids, None)
+            logits, past = self.forward(ids, None, logits_to_keep=1)
             last = logits[0, -1:].float().log_softmax(-1).cpu()
         # Longest suffixes first, in batches of similar length (little padding).
         order = sorted(members, key=lambda m: -len(m))
@@ -207,19 +211,22 @@ class TokenizedLM(LM):
             width = max(len(s) for s in suffixes)
             if width == 0:  # every input is the prefix itself: its last logits are all that is needed
                 for m in batch:
-                    logits_of[m] = (prefix_len - 1, last)
+                    logits_of[m] = (prefix_len - 1, last)  # need[m] == prefix_len - 1 here
                 continue
             # Right padding: causal attention keeps padded positions from touching real ones.
             ids = torch.tensor([list(s) + [0] * (width - len(s)) for s in suffixes], device=self.device)
             batch_past = self.repeat_past(past, len(batch)) if past is not None else None
-            logits, _ = self.forward(ids, batch_past)
+            # Only positions some request scores need logits (the LM head is a large share of a small model).
+            lows = [max(0, need[m] - prefix_len) for m in batch]
+            keep_from = min(lows)
+            logits, _ = self.forward(ids, batch_past, logits_to_keep=width - keep_from)
             logp = logits.float().log_softmax(-1).cpu()
-            for row, (m, s) in enumerate(zip(batch, suffixes)):
-                own = logp[row, :len(s)]
-                if prefix_len:
+            for row, (m, s, lo) in enumerate(zip(batch, suffixes, lows)):
+                own = logp[row, lo - keep_from:len(s) - keep_from].clone()
+                if prefix_len and need[m] < prefix_len:
                     logits_of[m] = (prefix_len - 1, torch.cat([last, own]))
                 else:
-                    logits_of[m] = (0, own)
+                    logits_of[m] = (prefix_len + lo, own)
 
     # ---- rolling loglikelihood ------------------------------------------------------------------------------
     def rolling_windows(self, tokens: list[int]) -> list[tuple[list[int], list[int]]]:
@@ -257,7 +264,7 @@ class TokenizedLM(LM):
         out: list[int] = []
         text = ""
         with torch.inference_mode():
-            logits, past = self.forward(torch.tensor([ctx], device=self.device), None)
+            logits, past = self.forward(torch.tensor([ctx], device=self.device), None, logits_to_keep=1)
             for _ in range(req.max_gen_toks):
                 nxt = self._pick(logits[0, -1].float().cpu(), req, gen)
                 if nxt == self.eot_token_id:
@@ -266,7 +273,7 @@ class TokenizedLM(LM):
                 text = self.tok_decode(out)
                 if any(s in text for s in req.until) or len(ctx) + len(out) >= self.max_length:
                     break
-                logits, past = self.forward(torch.tensor([[nxt]], device=self.device), past)
+                logits, past = self.forward(torch.tensor([[nxt]], device=self.device), past, logits_to_keep=1)
         return cut_at_stop(text, req.until)
 
     @staticmethod

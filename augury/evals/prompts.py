@@ -91,11 +91,18 @@ def render_record(cfg: TaskConfig, doc: dict, where: str) -> dict[str, Any]:
     return out
 
 
+def effective_fewshot(cfg: TaskConfig, num_fewshot: int | None) -> int:
+    """k for this task: the override where the task has a few-shot split; tasks without one stay zero-shot."""
+    if cfg.kind == "perplexity" or cfg.fewshot is None:
+        return 0 if num_fewshot is not None else cfg.num_fewshot
+    return cfg.num_fewshot if num_fewshot is None else num_fewshot
+
+
 def build_instances(cfg: TaskConfig, data_dir: str | Path, num_fewshot: int | None = None,
                     limit: int | None = None, chat: bool = False,
                     chat_template: Callable[[list[dict]], str] | None = None) -> list[Instance]:
     """Every evaluated record of `cfg` with its prompt; raises TaskDataError on the first bad record."""
-    k = cfg.num_fewshot if num_fewshot is None else num_fewshot
+    k = effective_fewshot(cfg, num_fewshot)
     path, docs = load_spec(data_dir, cfg.data)
     if limit is not None:
         docs = docs[:limit]

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from augury.evals import metrics as M
 from augury.evals.calibration import expected_calibration_error, reliability_diagram
+from augury.evals.prompts import effective_fewshot
 from augury.evals.taskconfig import TaskConfig, TaskRegistry
 from augury.io import atomic_write_json, atomic_write_text, git_hash, package_versions, to_jsonable
 
@@ -111,8 +112,7 @@ def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], regist
         "group_subtasks": {g: list(m) for g, m in groups.items()} | {t: [] for t in scored if t not in groups},
         "configs": {c.task: c.to_dict() for c in configs},
         "versions": {c.task: c.version for c in configs},
-        "n-shot": {c.task: (c.num_fewshot if num_fewshot is None else num_fewshot) if c.kind != "perplexity"
-                   else 0 for c in configs},
+        "n-shot": {c.task: effective_fewshot(c, num_fewshot) for c in configs},
         "higher_is_better": higher,
         "n-samples": {name: {"original": s["instances"], "effective": len(s["samples"]), "errors": s["errors"],
                              "resumed": s["resumed"]} for name, s in scored.items()},

@@ -22,7 +22,7 @@ from augury.evals import metrics as M
 from augury.evals.lm import LM, GenRequest
 from augury.evals.prompts import Instance, build_instances
 from augury.evals.taskconfig import TaskConfig
-from augury.io import append_jsonl, read_jsonl
+from augury.io import read_jsonl, to_jsonable
 
 MC_KINDS = ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2")
 CODE_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
@@ -139,6 +139,19 @@ def _base_record(inst: Instance, arguments: list, resps: list) -> dict[str, Any]
             "prompt_hash": _hash(inst.context), "target_hash": _hash(str(target))}
 
 
+def _append_records(path: Path, records: list[dict]) -> None:
+    """Append a chunk's records with one fsync (a kill loses at most the chunk being written)."""
+    if not records:
+        return
+    import os
+
+    text = "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in records)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class _Progress:
     """A tqdm bar on stderr over all pending samples (silent when stderr is not a terminal, unless forced)."""
 
@@ -183,17 +196,23 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
             start, errors = time.perf_counter(), 0
             for i in range(0, len(todo), chunk_size):
                 chunk = todo[i:i + chunk_size]
+                finished = []
                 for rec in score_chunk(lm, cfg, chunk):
                     if "error" in rec:
                         errors += 1
                         continue
-                    append_jsonl(path, rec)
+                    finished.append(rec)
                     done[rec["doc_id"]] = rec
+                _append_records(path, finished)
                 bar.update(len(chunk), cfg.task)
             wanted = [inst.doc_id for inst in instances[cfg.task]]
             out[cfg.task] = {"samples": [done[d] for d in wanted if d in done], "errors": errors,
                              "instances": len(wanted), "seconds": time.perf_counter() - start,
                              "resumed": len(wanted) - len(todo)}
+            if bar.bar.disable and progress is not False:  # no live bar (a log file): one line per task
+                print(f"augury eval: {cfg.task}: {len(out[cfg.task]['samples'])}/{len(wanted)} samples "
+                      f"({out[cfg.task]['resumed']} resumed, {errors} errors) in "
+                      f"{out[cfg.task]['seconds']:.1f} s", file=sys.stderr, flush=True)
     finally:
         bar.close()
     return out

@@ -57,7 +57,7 @@ class TaskConfig:
     data: DataSpec  # the evaluated records
     version: float = 1.0  # bump when the prompt or scoring changes; stored in results["versions"]
     fewshot: DataSpec | None = None  # the split few-shot examples come from (its first k records)
-    num_fewshot: int = 0  # default k; --num-fewshot overrides
+    num_fewshot: int = 0  # default k; --num-fewshot overrides it for tasks that have a few-shot split
     description: str = ""  # text placed before the few-shot examples
     doc_to_text: str = "{{text}}"  # the prompt for one record
     doc_to_target: str = "{{target}}"  # gold answer: a choice index or choice text (MC), the answer (generate)
@@ -135,6 +135,8 @@ def build_config(raw: dict, source: str, variables: dict[str, str] | None = None
         cfg.metrics = list(DEFAULT_METRICS[cfg.kind])
     if cfg.kind in ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2") and cfg.doc_to_choice is None:
         raise TaskConfigError(f"{source}: task {cfg.task!r} of kind {cfg.kind} needs doc_to_choice")
+    if cfg.num_fewshot and cfg.fewshot is None and cfg.kind != "perplexity":
+        raise TaskConfigError(f"{source}: task {cfg.task!r} sets num_fewshot {cfg.num_fewshot} but no fewshot split")
     if cfg.kind == "truthfulqa_mc2" and not cfg.doc_to_labels:
         raise TaskConfigError(f"{source}: task {cfg.task!r} of kind truthfulqa_mc2 needs doc_to_labels")
     if cfg.kind == "generate":

@@ -55,8 +55,13 @@ class HFCausalLM(TokenizedLM):
             raise ModelLoadError(f"{cfg_file}: not a loadable model config ({err})") from None
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as causal
 
-        if config.model_type not in causal and not trust_remote_code:
-            archs = ", ".join(getattr(config, "architectures", None) or []) or config.model_type
+        archs = list(getattr(config, "architectures", None) or [])
+        # The saved architecture decides (a BertModel folder is an encoder even though BERT has an LM head
+        # class); without one, the model type must have a causal-LM class.
+        is_causal = (any(a in set(causal.values()) or a.endswith("ForCausalLM") for a in archs) if archs
+                     else config.model_type in causal)
+        if not is_causal and not trust_remote_code:
+            archs = ", ".join(archs) or config.model_type
             raise ModelLoadError(f"{cfg_file}: model type {config.model_type!r} ({archs}) is not a causal "
                                  "language model; augury eval needs a decoder (AutoModelForCausalLM)")
         torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
@@ -65,8 +70,10 @@ class HFCausalLM(TokenizedLM):
                                                                         trust_remote_code=trust_remote_code)
         except (ValueError, OSError) as err:
             raise ModelLoadError(f"{folder}: no usable tokenizer ({err})") from None
+        major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+        dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in 4.56
         self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch_dtype, local_files_only=True, trust_remote_code=trust_remote_code)
+            folder, local_files_only=True, trust_remote_code=trust_remote_code, **{dtype_kw: torch_dtype})
         self.device = torch.device(device)
         self.model.to(self.device).eval()
         self.path = str(folder)
@@ -81,6 +88,7 @@ class HFCausalLM(TokenizedLM):
 
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._can_keep_logits = "logits_to_keep" in params
 
     def _config_max_length(self, config) -> int:
         for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
@@ -109,14 +117,20 @@ class HFCausalLM(TokenizedLM):
         bos = self.tokenizer.bos_token_id
         return bos if bos is not None else self.eot_token_id
 
-    def forward(self, ids: torch.Tensor, past: Any = None):
-        out = self.model(input_ids=ids, use_cache=True, **{self._cache_arg: past})
+    def forward(self, ids: torch.Tensor, past: Any = None, logits_to_keep: int | None = None):
+        kwargs = {self._cache_arg: past}
+        if logits_to_keep and self._can_keep_logits:
+            kwargs["logits_to_keep"] = logits_to_keep
+        out = self.model(input_ids=ids, use_cache=True, **kwargs)
         cache = getattr(out, "cache", None)
-        return out.logits, cache if cache is not None else out.past_key_values
+        logits = out.logits if not logits_to_keep else out.logits[:, -logits_to_keep:]
+        return logits, cache if cache is not None else out.past_key_values
 
     def repeat_past(self, past: Any, n: int) -> Any:
         import copy
 
+        if isinstance(past, tuple):  # the legacy per-layer (key, value) tuples of older transformers
+            return tuple(tuple(t.repeat_interleave(n, dim=0) for t in layer) for layer in past)
         clone = copy.deepcopy(past)
         if n > 1:
             clone.batch_repeat_interleave(n)
