@@ -112,3 +112,16 @@ def test_sampling_is_reproducible_by_seed(tiny_lm):
     req = lambda seed: GenRequest("Q:", max_gen_toks=8, do_sample=True, temperature=1.0, seed=seed)
     a, b = tiny_lm.generate_until([req(3), req(3)])
     assert a == b
+
+
+def test_chat_template_formats_messages(tiny_model_dir):
+    from augury.evals.backends import load_model
+
+    lm = load_model(f"hf:{tiny_model_dir}")
+    with pytest.raises(ValueError, match="no chat template"):
+        lm.apply_chat_template([{"role": "user", "content": "hi"}])
+    lm.tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+                                  "{% if add_generation_prompt %}<assistant>{% endif %}")
+    text = lm.apply_chat_template([{"role": "system", "content": "Be brief."},
+                                   {"role": "user", "content": "2+2?"}])
+    assert text == "<system>Be brief.\n<user>2+2?\n<assistant>"
