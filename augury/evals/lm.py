@@ -65,6 +65,10 @@ class LM(abc.ABC):
         """What results["config"] records about the model."""
         return {"model": self.name}
 
+    def identity(self) -> dict[str, Any]:
+        """The options that change this model's outputs: resumed samples must match them (not a rate limit)."""
+        return self.config()
+
 
 def split_context(context: str, continuation: str) -> tuple[str, str]:
     """Move the context's trailing whitespace onto the continuation (lm-evaluation-harness does the same)."""

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from augury.evals import metrics as M
 from augury.evals.lm import LM, GenRequest
-from augury.evals.prompts import Instance, build_instances
+from augury.evals.prompts import Instance, build_instances, effective_fewshot
 from augury.evals.taskconfig import TaskConfig
 from augury.io import read_jsonl, to_jsonable
 
@@ -32,8 +32,11 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def run_fingerprint(cfg: TaskConfig, model_spec: str, num_fewshot: int | None, chat: bool) -> str:
-    blob = json.dumps([cfg.fingerprint(), model_spec, num_fewshot, chat])
+def run_fingerprint(cfg: TaskConfig, model_spec: str, model_identity: dict, num_fewshot: int | None,
+                    chat: bool) -> str:
+    """What resumed samples must share: task definition, model and its output-changing options, k, format."""
+    blob = json.dumps([cfg.fingerprint(), model_spec, model_identity, effective_fewshot(cfg, num_fewshot), chat],
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -185,7 +188,8 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
                      for cfg in configs}
     plan = []
     for cfg in configs:
-        path = partial_dir / f"{cfg.task}.{run_fingerprint(cfg, model_spec, num_fewshot, chat)}.jsonl"
+        fingerprint = run_fingerprint(cfg, model_spec, lm.identity(), num_fewshot, chat)
+        path = partial_dir / f"{cfg.task}.{fingerprint}.jsonl"
         done = {r["doc_id"]: r for r in read_jsonl(path)} if path.exists() else {}
         todo = [inst for inst in instances[cfg.task] if inst.doc_id not in done]
         plan.append((cfg, path, done, todo))

@@ -104,3 +104,19 @@ def test_code_metric_k_above_n_is_rejected():
     with pytest.raises(TaskConfigError, match="pass@k with k <= n_samples"):
         build_config({"task": "he", "kind": "code", "data": "x.jsonl", "n_samples": 1,
                       "metrics": ["pass@10"]}, "he.yaml")
+
+
+def test_resume_fingerprint_tracks_what_changes_outputs():
+    from augury.evals.backends.openai_api import OpenAICompatibleLM
+    from augury.evals.runner import run_fingerprint
+
+    cfg = build_config({"task": "t", "kind": "multiple_choice", "data": "x.csv", "fewshot": "d.csv",
+                        "num_fewshot": 5, "doc_to_choice": ["a", "b"]}, "t.yaml")
+    base = run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, None, False)
+    assert base == run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, 5, False)  # same k, said explicitly
+    assert base != run_fingerprint(cfg, "hf:m", {"dtype": "bfloat16"}, None, False)
+    assert base != run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, 0, False)
+    assert base != run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, None, True)
+    slow = OpenAICompatibleLM("m@http://127.0.0.1:9/v1", requests_per_second=1)
+    fast = OpenAICompatibleLM("m@http://127.0.0.1:9/v1", requests_per_second=50)
+    assert slow.identity() == fast.identity()  # a rate limit does not invalidate finished samples

@@ -144,3 +144,7 @@ class HFCausalLM(TokenizedLM):
     def config(self) -> dict[str, Any]:
         return {"model": "hf", "model_args": f"pretrained={self.path},dtype={self.dtype}",
                 "batch_size": self.batch_size, "device": str(self.device), "max_length": self.max_length}
+
+    def identity(self) -> dict[str, Any]:
+        return {"model": "hf", "path": self.path, "dtype": self.dtype, "max_length": self.max_length,
+                "add_bos_token": self.add_bos_token}

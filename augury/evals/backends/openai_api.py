@@ -215,3 +215,6 @@ class OpenAICompatibleLM(LM):
         return {"model": "openai", "model_args": f"model={self.model},base_url={self.base_url}",
                 "api_key_env": self.api_key_env, "requests_per_second": 1 / self.min_interval
                 if self.min_interval else None, "endpoint_stats": dict(self.stats)}
+
+    def identity(self) -> dict[str, Any]:
+        return {"model": "openai", "name": self.model, "base_url": self.base_url}
