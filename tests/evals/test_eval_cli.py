@@ -109,3 +109,16 @@ def test_folder_that_is_not_a_causal_lm(tmp_path, shared_data, capsys):
     code, out, err = run(["--model", f"hf:{tmp_path / 'none'}", "--tasks", "mmlu_anatomy", "--data-dir",
                           str(shared_data), "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "does not exist" in err
+
+
+def test_folder_without_weights(tiny_model_dir, shared_data, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "no_weights"
+    folder.mkdir()
+    for f in tiny_model_dir.iterdir():
+        if not f.name.endswith(".safetensors"):
+            shutil.copy(f, folder / f.name)
+    code, out, err = run(["--model", f"hf:{folder}", "--tasks", "mmlu_anatomy", "--data-dir", str(shared_data),
+                          "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "cannot load the model weights" in err

@@ -46,7 +46,10 @@ class HFCausalLM(TokenizedLM):
             raise ModelLoadError(f"hf model folder {str(folder)!r} does not exist")
         if not cfg_file.is_file():
             raise ModelLoadError(f"{str(folder)!r} is not a Hugging Face model folder: no config.json")
-        import transformers
+        try:
+            import transformers
+        except ImportError:
+            raise ModelLoadError("hf models need transformers: pip install 'augury[hf]'") from None
 
         try:
             config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code,
@@ -64,7 +67,10 @@ class HFCausalLM(TokenizedLM):
             archs = ", ".join(archs) or config.model_type
             raise ModelLoadError(f"{cfg_file}: model type {config.model_type!r} ({archs}) is not a causal "
                                  "language model; augury eval needs a decoder (AutoModelForCausalLM)")
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        if dtype not in dtypes:
+            raise ModelLoadError(f"dtype {dtype!r} is not one of {', '.join(dtypes)}")
+        torch_dtype = dtypes[dtype]
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True,
                                                                         trust_remote_code=trust_remote_code)
@@ -72,8 +78,11 @@ class HFCausalLM(TokenizedLM):
             raise ModelLoadError(f"{folder}: no usable tokenizer ({err})") from None
         major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
         dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in 4.56
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            folder, local_files_only=True, trust_remote_code=trust_remote_code, **{dtype_kw: torch_dtype})
+        try:
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                folder, local_files_only=True, trust_remote_code=trust_remote_code, **{dtype_kw: torch_dtype})
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"{folder}: cannot load the model weights ({err})") from None
         self.device = torch.device(device)
         self.model.to(self.device).eval()
         self.path = str(folder)
