@@ -154,7 +154,9 @@ class TokenizedLM(LM):
             if not cont:
                 raise ValueError("an empty continuation cannot be scored")
             full = (list(ctx) + list(cont))[-(self.max_length + 1):]
-            items.append(_Scored(tuple(full[:-1]), list(cont)))
+            # A continuation longer than the window is scored on its tokens that have something before them.
+            n_targets = min(len(cont), len(full) - 1)
+            items.append(_Scored(tuple(full[:-1]), full[len(full) - n_targets:]))
         # Identical inputs (one-token choices of one question) are computed once.
         unique: dict[tuple[int, ...], int] = {}
         for it in items:

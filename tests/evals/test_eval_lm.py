@@ -125,3 +125,16 @@ def test_chat_template_formats_messages(tiny_model_dir):
     text = lm.apply_chat_template([{"role": "system", "content": "Be brief."},
                                    {"role": "user", "content": "2+2?"}])
     assert text == "<system>Be brief.\n<user>2+2?\n<assistant>"
+
+
+def test_long_inputs_are_left_truncated_to_the_window(tiny_lm, monkeypatch):
+    ctx_text, cont_text = "Q: Where is Rome? " * 4, " Rome is in Italy. Rome is in Italy."
+    ctx, cont = tiny_lm._encode_pair(ctx_text, cont_text)
+    monkeypatch.setattr(tiny_lm, "max_length", 8)
+    lp, _ = tiny_lm.loglikelihood([(ctx_text, cont_text)])[0]
+    full = (ctx + cont)[-9:]
+    n = min(len(cont), 8)
+    with torch.no_grad():
+        logp = tiny_lm.model(torch.tensor([full[:-1]])).logits.float().log_softmax(-1)[0]
+    expected = float(logp[-n:].gather(1, torch.tensor(full[-n:])[:, None]).sum())
+    assert lp == pytest.approx(expected, abs=1e-4)
