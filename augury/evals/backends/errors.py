@@ -1,0 +1,11 @@
+"""Errors a remote model endpoint can raise (kept dependency-free so the runner can import them cheaply)."""
+
+from __future__ import annotations
+
+
+class EndpointError(RuntimeError):
+    """The endpoint answered in a way retrying cannot fix (bad key, unknown model, garbage): stop the run."""
+
+
+class TransientEndpointError(RuntimeError):
+    """A failure worth retrying (connection reset, timeout, HTTP 429 or 5xx)."""

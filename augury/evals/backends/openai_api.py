@@ -1,0 +1,220 @@
+"""Any OpenAI-compatible endpoint (`--model openai:MODEL@BASE_URL`): OpenAI, vLLM, llama.cpp, TGI, ...
+
+- Likelihood tasks use `POST BASE_URL/completions` with `echo: true, logprobs: 1`: the continuation's log-probability
+  is the sum over the echoed prompt tokens that start at or after the end of the context (by `text_offset`).
+  Rolling log-likelihood sums every echoed token but the first, which the API does not score.
+- Generation uses `POST BASE_URL/chat/completions` (the task's chat messages, or the prompt as one user message),
+  with the stop strings applied again on our side (the API takes at most four).
+- The API key is read from the environment variable `api_key_env` (default OPENAI_API_KEY); none is sent if unset.
+- Retries with exponential backoff (honouring Retry-After) on connection errors, timeouts, HTTP 429 and 5xx, and a
+  client-side rate limit. A request still failing after its retries becomes a per-sample error (None); after
+  `max_consecutive_failures` such requests in a row the run stops. HTTP 4xx other than 429 and responses that are
+  not the expected JSON stop the run at once with one clear error. Scored samples are kept either way.
+
+    augury eval --model openai:gpt-4o-mini@https://api.openai.com/v1 --model-args requests_per_second=2 ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from augury.evals.backends.errors import EndpointError, TransientEndpointError
+from augury.evals.lm import LM, GenRequest, cut_at_stop, split_context
+
+
+class OpenAICompatibleLM(LM):
+    """An OpenAI-compatible HTTP endpoint behind the evaluation interface."""
+
+    name = "openai"
+
+    def __init__(self, spec: str, api_key_env: str = "OPENAI_API_KEY", max_retries: int = 5,
+                 backoff_s: float = 1.0, max_backoff_s: float = 60.0, requests_per_second: float = 5.0,
+                 timeout_s: float = 120.0, max_consecutive_failures: int = 10):
+        """Connect to `MODEL@BASE_URL` (BASE_URL defaults to https://api.openai.com/v1).
+
+        Args:
+            spec: MODEL@BASE_URL, e.g. "llama-3-8b@http://127.0.0.1:8000/v1"
+            api_key_env: environment variable holding the API key (sent as a Bearer token when set)
+            max_retries: retries of a transient failure before the sample counts as an error
+            backoff_s: first retry delay; doubles each retry (with jitter), capped by max_backoff_s
+            max_backoff_s: longest wait between retries (also caps a server's Retry-After)
+            requests_per_second: client-side rate limit
+            timeout_s: per-request timeout
+            max_consecutive_failures: failed samples in a row after which the endpoint is taken to be down
+        """
+        model, _, base = spec.partition("@")
+        if not model:
+            raise ValueError(f"openai model spec {spec!r} must look like MODEL@BASE_URL")
+        base = base or "https://api.openai.com/v1"
+        if not base.startswith(("http://", "https://")):
+            raise ValueError(f"openai base URL {base!r} must start with http:// or https://")
+        self.model, self.base_url = model, base.rstrip("/")
+        self.api_key_env = api_key_env
+        self.api_key = os.environ.get(api_key_env) or None
+        self.max_retries, self.backoff_s, self.max_backoff_s = max_retries, backoff_s, max_backoff_s
+        self.min_interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
+        self.timeout_s = timeout_s
+        self.max_consecutive_failures = max_consecutive_failures
+        self._next_slot = 0.0
+        self._lock = threading.Lock()
+        self._consecutive_failures = 0
+        self.stats = {"requests": 0, "retries": 0, "failed_samples": 0}
+
+    # ---- transport ------------------------------------------------------------------------------------------
+    def _wait_for_slot(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            wait = self._next_slot - now
+            self._next_slot = max(now, self._next_slot) + self.min_interval
+        if wait > 0:
+            time.sleep(wait)
+
+    def _post(self, path: str, payload: dict) -> dict:
+        url = f"{self.base_url}/{path}"
+        body = json.dumps(payload).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.stats["retries"] += 1
+            self._wait_for_slot()
+            self.stats["requests"] += 1
+            retry_after = None
+            try:
+                req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                    raw = resp.read()
+                try:
+                    return json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise EndpointError(f"{url} returned a response that is not JSON: {raw[:120]!r}") from None
+            except urllib.error.HTTPError as err:
+                text = err.read()[:300].decode("utf-8", "replace")
+                if err.code != 429 and err.code < 500:
+                    hint = (f"; set the API key in ${self.api_key_env}" if err.code in (401, 403) else "")
+                    raise EndpointError(f"{url}: HTTP {err.code}: {text}{hint}") from None
+                last = f"HTTP {err.code}: {text}"
+                retry_after = err.headers.get("Retry-After") if err.headers else None
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
+                last = f"{type(err).__name__}: {err}"
+            if attempt < self.max_retries:
+                delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+                if retry_after:
+                    try:
+                        delay = min(self.max_backoff_s, max(delay, float(retry_after)))
+                    except ValueError:
+                        pass
+                time.sleep(delay)
+        raise TransientEndpointError(f"{url}: still failing after {self.max_retries} retries ({last})")
+
+    def _each(self, items, fn) -> list:
+        """Apply `fn` per request; a request failing transiently after its retries gives None."""
+        out = []
+        for item in items:
+            try:
+                out.append(fn(item))
+                self._consecutive_failures = 0
+            except TransientEndpointError as err:
+                self.stats["failed_samples"] += 1
+                self._consecutive_failures += 1
+                if self._consecutive_failures >= self.max_consecutive_failures:
+                    raise EndpointError(f"{self._consecutive_failures} requests in a row failed; the endpoint "
+                                        f"looks down (last: {err})") from None
+                out.append(None)
+        return out
+
+    # ---- likelihood -----------------------------------------------------------------------------------------
+    def _echo_logprobs(self, prompt: str) -> tuple[list[str], list[float | None], list[int], list[Any]]:
+        url = f"{self.base_url}/completions"
+        resp = self._post("completions", {"model": self.model, "prompt": prompt, "max_tokens": 1,
+                                          "temperature": 0.0, "echo": True, "logprobs": 1})
+        try:
+            lp = resp["choices"][0]["logprobs"]
+            tokens, values, offsets = lp["tokens"], lp["token_logprobs"], lp["text_offset"]
+            tops = lp.get("top_logprobs") or [None] * len(tokens)
+            ok = (isinstance(tokens, list) and len(tokens) == len(values) == len(offsets) == len(tops)
+                  and all(isinstance(o, int) for o in offsets)
+                  and all(v is None or isinstance(v, (int, float)) for v in values))
+        except (KeyError, IndexError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            raise EndpointError(f"{url} did not return echoed logprobs (choices[0].logprobs with tokens, "
+                                f"token_logprobs, text_offset); got {json.dumps(resp)[:200]}. The endpoint "
+                                "must support echo=true with logprobs for likelihood tasks")
+        return tokens, values, offsets, tops
+
+    def _one_loglikelihood(self, pair: tuple[str, str]) -> tuple[float, bool]:
+        context, continuation = split_context(*pair)
+        tokens, values, offsets, tops = self._echo_logprobs(context + continuation)
+        lo, hi = len(context), len(context) + len(continuation)
+        total, greedy, n = 0.0, True, 0
+        for tok, val, off, top in zip(tokens, values, offsets, tops):
+            if lo <= off < hi:
+                if val is None:
+                    raise EndpointError(f"{self.base_url}/completions gave no logprob for continuation token "
+                                        f"{tok!r} (an empty context cannot be scored by this endpoint)")
+                total += float(val)
+                n += 1
+                if isinstance(top, dict) and top:
+                    greedy = greedy and max(top, key=top.get) == tok
+        if n == 0:
+            raise EndpointError(f"{self.base_url}/completions echoed no token for continuation "
+                                f"{continuation!r}")
+        return total, greedy
+
+    def loglikelihood(self, requests):
+        return self._each(list(requests), self._one_loglikelihood)
+
+    def _one_rolling(self, text: str) -> float:
+        tokens, values, offsets, _ = self._echo_logprobs(text)
+        return float(sum(v for v, off in zip(values, offsets) if v is not None and off < len(text)))
+
+    def loglikelihood_rolling(self, texts):
+        return self._each(list(texts), self._one_rolling)
+
+    # ---- generation -----------------------------------------------------------------------------------------
+    def _one_generate(self, req: GenRequest) -> str:
+        payload: dict[str, Any] = {
+            "model": self.model, "max_tokens": req.max_gen_toks,
+            "messages": req.messages or [{"role": "user", "content": req.context}],
+            "temperature": req.temperature if req.do_sample else 0.0,
+        }
+        if req.do_sample and req.top_p < 1.0:
+            payload["top_p"] = req.top_p
+        if req.until:
+            payload["stop"] = list(req.until)[:4]
+        if req.seed is not None:
+            payload["seed"] = req.seed
+        resp = self._post("chat/completions", payload)
+        try:
+            text = resp["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            text = None
+        if not isinstance(text, str):
+            raise EndpointError(f"{self.base_url}/chat/completions did not return choices[0].message.content "
+                                f"as text; got {json.dumps(resp)[:200]}")
+        return cut_at_stop(text, req.until)
+
+    def generate_until(self, requests):
+        return self._each(list(requests), self._one_generate)
+
+    def apply_chat_template(self, messages: list[dict]) -> str:
+        # The chat endpoint formats messages itself; keep a readable transcript as the stored prompt.
+        return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+    def config(self) -> dict[str, Any]:
+        return {"model": "openai", "model_args": f"model={self.model},base_url={self.base_url}",
+                "api_key_env": self.api_key_env, "requests_per_second": 1 / self.min_interval
+                if self.min_interval else None, "endpoint_stats": dict(self.stats)}
+
+    def identity(self) -> dict[str, Any]:
+        return {"model": "openai", "name": self.model, "base_url": self.base_url}

@@ -1,0 +1,139 @@
+"""Turn a task's records into prompts: templates, k-shot examples from the few-shot split, chat or plain format.
+
+Everything here runs before the model is loaded, so a bad record (a wrong number of choices, a target that is
+not a choice) is reported once, naming the file and record, before any work starts.
+
+Plain format (lm-evaluation-harness's): description + k x (text + target_delimiter + answer + fewshot_delimiter)
++ text. Chat format: a system message with the description, one user/assistant turn per example, then the
+question as the last user message, rendered by the model's chat template (or sent as messages to a chat API).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+from augury.evals.data import TaskDataError, read_records
+from augury.evals.taskconfig import DataSpec, TaskConfig
+from augury.evals.templates import render, render_list
+
+
+@dataclasses.dataclass
+class Instance:
+    """One evaluated record with its prompt and gold answer."""
+
+    doc_id: int  # position in the data file (after --limit)
+    doc: dict[str, Any]  # the record as read
+    context: str  # the prompt the model sees (chat-formatted if --chat)
+    choices: list[str] | None = None  # multiple choice: the answer strings (without the target delimiter)
+    gold: int | None = None  # multiple choice: index of the correct choice
+    labels: list[int] | None = None  # truthfulqa_mc2: 1 for each true choice
+    target: str | None = None  # generate/code: the reference answer
+    messages: list[dict] | None = None  # the chat messages behind `context` (chat format only)
+
+
+def data_path(data_dir: str | Path, spec: DataSpec) -> Path:
+    return Path(data_dir) / spec.path
+
+
+def load_spec(data_dir: str | Path, spec: DataSpec) -> tuple[Path, list[dict]]:
+    path = data_path(data_dir, spec)
+    return path, read_records(path, spec.format, spec.columns, spec.encoding, spec.json_field, spec.split_regex)
+
+
+def _where(path: Path, cfg: TaskConfig, index: int) -> str:
+    fmt = (cfg.data.format or path.suffix).lstrip(".")
+    return f"{path}: record {index + 1}" + (" (after the header row)" if fmt == "csv" and not
+                                           cfg.data.columns else "")
+
+
+def _gold_index(raw: str, choices: list[str], where: str) -> int:
+    raw_s = str(raw).strip()
+    if raw_s.lstrip("-").isdigit():
+        idx = int(raw_s)
+    elif raw_s in choices:
+        idx = choices.index(raw_s)
+    else:
+        raise TaskDataError(f"{where}: target {raw_s!r} is neither a choice index nor one of the choices")
+    if not 0 <= idx < len(choices):
+        raise TaskDataError(f"{where}: target index {idx} is out of range for {len(choices)} choices")
+    return idx
+
+
+def render_record(cfg: TaskConfig, doc: dict, where: str) -> dict[str, Any]:
+    """The rendered text, choices, gold index, labels and target of one record (validated)."""
+    values = {**cfg.variables, **doc}
+    try:
+        out: dict[str, Any] = {"text": render(cfg.doc_to_text, values)}
+        if cfg.kind in ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2"):
+            choices = [str(c) for c in render_list(cfg.doc_to_choice, values)]
+            if cfg.num_choices is not None and len(choices) != cfg.num_choices:
+                raise TaskDataError(f"{where}: expected {cfg.num_choices} choices, found {len(choices)}")
+            if len(choices) < 2:
+                raise TaskDataError(f"{where}: a multiple-choice record needs at least 2 choices")
+            out["choices"] = choices
+            if cfg.kind == "truthfulqa_mc2":
+                labels = [int(v) for v in render_list(cfg.doc_to_labels, values)]
+                if len(labels) != len(choices) or set(labels) - {0, 1} or not 0 < sum(labels) < len(labels):
+                    raise TaskDataError(f"{where}: labels {labels} must be 0/1 per choice with both kinds")
+                out["labels"] = labels
+                out["gold"] = labels.index(1)
+            else:
+                out["gold"] = _gold_index(render(cfg.doc_to_target, values), choices, where)
+            out["target"] = choices[out["gold"]]
+        elif cfg.kind in ("generate", "code"):
+            out["target"] = render(cfg.doc_to_target, values)
+    except TaskDataError:
+        raise
+    except Exception as err:  # jinja2 UndefinedError, TypeError in a template, ...
+        raise TaskDataError(f"{where}: cannot render the task templates of {cfg.task!r}: {err}") from None
+    return out
+
+
+def effective_fewshot(cfg: TaskConfig, num_fewshot: int | None) -> int:
+    """k for this task: the override where the task has a few-shot split; tasks without one stay zero-shot."""
+    if cfg.kind == "perplexity" or cfg.fewshot is None:
+        return 0 if num_fewshot is not None else cfg.num_fewshot
+    return cfg.num_fewshot if num_fewshot is None else num_fewshot
+
+
+def build_instances(cfg: TaskConfig, data_dir: str | Path, num_fewshot: int | None = None,
+                    limit: int | None = None, chat: bool = False,
+                    chat_template: Callable[[list[dict]], str] | None = None) -> list[Instance]:
+    """Every evaluated record of `cfg` with its prompt; raises TaskDataError on the first bad record."""
+    k = effective_fewshot(cfg, num_fewshot)
+    path, docs = load_spec(data_dir, cfg.data)
+    if limit is not None:
+        docs = docs[:limit]
+    if not docs:
+        raise TaskDataError(f"{path}: no records for task {cfg.task!r}")
+    rendered = [render_record(cfg, d, _where(path, cfg, i)) for i, d in enumerate(docs)]
+    shots: list[dict[str, Any]] = []
+    if k and cfg.kind != "perplexity":
+        if cfg.fewshot is None:
+            raise TaskDataError(f"task {cfg.task!r} has no few-shot split but {k}-shot was asked for")
+        fpath, fdocs = load_spec(data_dir, cfg.fewshot)
+        if len(fdocs) < k:
+            raise TaskDataError(f"{fpath}: {k}-shot needs {k} records, the file has {len(fdocs)}")
+        shots = [render_record(cfg, d, _where(fpath, cfg, i)) for i, d in enumerate(fdocs[:k])]
+    out = []
+    for i, (doc, r) in enumerate(zip(docs, rendered)):
+        messages = None
+        if cfg.kind == "perplexity":
+            context = r["text"]
+        elif chat:
+            messages = ([{"role": "system", "content": cfg.description.strip()}] if cfg.description.strip()
+                        else [])
+            for s in shots:
+                messages += [{"role": "user", "content": s["text"]},
+                             {"role": "assistant", "content": s["target"]}]
+            messages.append({"role": "user", "content": r["text"]})
+            context = chat_template(messages) if chat_template else r["text"]
+        else:
+            examples = "".join(s["text"] + cfg.target_delimiter + s["target"] + cfg.fewshot_delimiter
+                               for s in shots)
+            context = cfg.description + examples + r["text"]
+        out.append(Instance(doc_id=i, doc=doc, context=context, choices=r.get("choices"), gold=r.get("gold"),
+                            labels=r.get("labels"), target=r.get("target"), messages=messages))
+    return out

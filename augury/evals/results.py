@@ -1,0 +1,173 @@
+"""Aggregate scored samples into lm-evaluation-harness's results shape; write results, samples, plots, a table.
+
+`results_<date>.json` has the keys lm-evaluation-harness writes: `results` ({task: {"acc,none": ...,
+"acc_stderr,none": ..., "alias": ...}}, groups included, members' aliases indented like lm-eval's), `groups`,
+`group_subtasks`, `configs`, `versions`, `n-shot`, `higher_is_better`, `n-samples` (with augury's `errors`
+count of samples whose endpoint requests failed), `config` (the model), `git_hash`, `date` and timings.
+`samples_<task>_<date>.jsonl` holds one scored record per sample. Multiple-choice tasks also get
+`calibration_<task or group>_<date>.png` (reliability diagram) and an `ece,none` value.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from augury.evals import metrics as M
+from augury.evals.calibration import expected_calibration_error, reliability_diagram
+from augury.evals.prompts import effective_fewshot
+from augury.evals.taskconfig import TaskConfig, TaskRegistry
+from augury.io import atomic_write_json, atomic_write_text, git_hash, package_versions, to_jsonable
+
+LOWER_IS_BETTER = {"word_perplexity", "byte_perplexity", "bits_per_byte", "ece"}
+
+
+def task_metrics(cfg: TaskConfig, samples: list[dict]) -> dict[str, Any]:
+    """{"metric,none": value, "metric_stderr,none": stderr} for one task's scored samples."""
+    out: dict[str, Any] = {}
+    if not samples:
+        return out
+    if cfg.kind == "perplexity":
+        agg = M.perplexity_metrics([s["loglikelihood"] for s in samples], [s["words"] for s in samples],
+                                   [s["bytes"] for s in samples])
+        for m in cfg.metrics:
+            out[f"{m},none"] = agg[m]
+            out[f"{m}_stderr,none"] = "N/A"
+        return out
+    for m in cfg.metrics:
+        if m == "ece":
+            out["ece,none"] = expected_calibration_error([s["confidence"] for s in samples],
+                                                         [s["acc"] for s in samples])
+            continue
+        values = [float(s[m]) for s in samples]
+        out[f"{m},none"] = sum(values) / len(values)
+        out[f"{m}_stderr,none"] = M.mean_stderr(values)
+    return out
+
+
+def group_metrics(members: list[str], per_task: dict[str, dict], sizes: dict[str, int]) -> dict[str, Any]:
+    """Size-weighted means and pooled standard errors over member tasks (lm-eval's weight_by_size)."""
+    out: dict[str, Any] = {}
+    keys = [k for k in per_task[members[0]] if k.endswith(",none") and "_stderr" not in k and k != "ece,none"]
+    for key in keys:
+        have = [t for t in members if isinstance(per_task[t].get(key), float)]
+        if not have:
+            continue
+        n = [sizes[t] for t in have]
+        out[key] = sum(per_task[t][key] * s for t, s in zip(have, n)) / sum(n)
+        se_key = key.replace(",none", "_stderr,none")
+        ses = [per_task[t].get(se_key) for t in have]
+        if all(isinstance(s, float) for s in ses):
+            out[se_key] = M.pooled_stderr(ses, n)
+    return out
+
+
+def _leaves(registry: TaskRegistry, name: str) -> list[str]:
+    if name not in registry.groups:
+        return [name]
+    return [t for m in registry.groups[name] for t in _leaves(registry, m)]
+
+
+def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], registry: TaskRegistry,
+                  model_config: dict, num_fewshot: int | None, limit: int | None, chat: bool,
+                  started: float, out_dir: Path, date: str) -> dict[str, Any]:
+    by_name = {c.task: c for c in configs}
+    per_task = {name: task_metrics(by_name[name], s["samples"]) for name, s in scored.items()}
+    sizes = {name: len(s["samples"]) for name, s in scored.items()}
+    groups = registry.groups_over(set(scored))
+    top_groups = [g for g in groups if not any(g in members for members in groups.values())]
+    results: dict[str, Any] = {}
+    group_results: dict[str, Any] = {}
+    placed: set[str] = set()
+
+    def place(name: str, depth: int) -> None:
+        alias = ("  " * max(0, depth - 1) + " - " if depth else "") + name
+        if name in groups:
+            leaves = _leaves(registry, name)
+            entry = {"alias": alias, **group_metrics(leaves, per_task, sizes)}
+            mc = [s for t in leaves if by_name[t].kind == "multiple_choice" for s in scored[t]["samples"]]
+            if mc:
+                entry["ece,none"] = expected_calibration_error([s["confidence"] for s in mc],
+                                                               [s["acc"] for s in mc])
+            results[name] = group_results[name] = entry
+            for member in groups[name]:
+                place(member, depth + 1)
+        else:
+            results[name] = {"alias": alias, **per_task[name]}
+        placed.add(name)
+
+    for g in top_groups:
+        place(g, 0)
+    for name in scored:
+        if name not in placed:
+            place(name, 0)
+    _plots(configs, scored, groups, top_groups, registry, out_dir, date)
+    higher = {name: {k.split(",")[0]: k.split(",")[0] not in LOWER_IS_BETTER
+                     for k in results[name] if k.endswith(",none") and "_stderr" not in k} for name in results}
+    return {
+        "results": results,
+        "groups": group_results,
+        "group_subtasks": {g: list(m) for g, m in groups.items()} | {t: [] for t in scored if t not in groups},
+        "configs": {c.task: c.to_dict() for c in configs},
+        "versions": {c.task: c.version for c in configs},
+        "n-shot": {c.task: effective_fewshot(c, num_fewshot) for c in configs},
+        "higher_is_better": higher,
+        "n-samples": {name: {"original": s["instances"], "effective": len(s["samples"]), "errors": s["errors"],
+                             "resumed": s["resumed"]} for name, s in scored.items()},
+        "config": {**model_config, "limit": limit, "num_fewshot": num_fewshot, "apply_chat_template": chat},
+        "git_hash": git_hash(),
+        "date": started,
+        "pretty_env_info": package_versions(),
+        "start_time": started,
+        "end_time": time.time(),
+        "total_evaluation_time_seconds": str(time.time() - started),
+    }
+
+
+def _plots(configs, scored, groups, top_groups, registry, out_dir: Path, date: str) -> None:
+    """One reliability diagram per top-level group and per ungrouped multiple-choice task."""
+    by_name = {c.task: c for c in configs}
+    in_group = {t for g in top_groups for t in _leaves(registry, g)}
+    targets = {g: _leaves(registry, g) for g in top_groups}
+    targets |= {t: [t] for t in scored if t not in in_group}
+    for name, tasks in targets.items():
+        mc = [s for t in tasks if by_name[t].kind == "multiple_choice" and "ece" in by_name[t].metrics
+              for s in scored[t]["samples"]]
+        if mc:
+            reliability_diagram([s["confidence"] for s in mc], [s["acc"] for s in mc],
+                                out_dir / f"calibration_{name}_{date}.png", title=name)
+
+
+def write_outputs(results: dict, scored: dict[str, dict], out_dir: Path, date: str) -> Path:
+    """samples_<task>_<date>.jsonl per task, then results_<date>.json last (its presence means complete)."""
+    for name, s in scored.items():
+        lines = "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in s["samples"])
+        atomic_write_text(out_dir / f"samples_{name}_{date}.jsonl", lines)
+    path = out_dir / f"results_{date}.json"
+    atomic_write_json(path, results)
+    return path
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def markdown_table(results: dict) -> str:
+    """lm-eval-style table: one row per task/group and metric, with stderr and sample/error counts."""
+    lines = ["| Tasks | Version | n-shot | Metric | Value | | Stderr | N | Errors |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in results["results"].items():
+        counts = results["n-samples"].get(name, {})
+        for key, value in entry.items():
+            if not key.endswith(",none") or "_stderr" in key:
+                continue
+            metric = key.split(",")[0]
+            se = entry.get(f"{metric}_stderr,none", "")
+            arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
+            lines.append(f"| {entry['alias']} | {results['versions'].get(name, '')} | "
+                         f"{results['n-shot'].get(name, '')} | {metric} | {_fmt(value)} | {arrow} | "
+                         f"{'± ' + _fmt(se) if isinstance(se, float) else se} | "
+                         f"{counts.get('effective', '')} | {counts.get('errors', '')} |")
+    return "\n".join(lines)

@@ -1,0 +1,222 @@
+"""Run tasks against a model: build requests, score them in chunks, keep every finished sample, resume.
+
+Each finished sample is appended (fsynced) to `OUT/.partial/<task>.<fingerprint>.jsonl` as soon as its chunk is
+scored. A rerun with the same task definition, few-shot count, format and model skips those samples; a changed
+definition gets a new fingerprint, so stale samples are never mixed in. Samples whose requests failed on the
+endpoint (the backend returned None) are not stored: they are counted as errors and retried on the next run.
+
+    from augury.evals.runner import evaluate
+    results = evaluate(lm, registry.resolve(["mmlu"]), data_dir="data", out_dir="out", model_spec="hf:m")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from augury.evals import metrics as M
+from augury.evals.lm import LM, GenRequest
+from augury.evals.prompts import Instance, build_instances, effective_fewshot
+from augury.evals.taskconfig import TaskConfig
+from augury.io import read_jsonl, to_jsonable
+
+MC_KINDS = ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2")
+CODE_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def run_fingerprint(cfg: TaskConfig, model_spec: str, model_identity: dict, num_fewshot: int | None,
+                    chat: bool) -> str:
+    """What resumed samples must share: task definition, model and its output-changing options, k, format."""
+    blob = json.dumps([cfg.fingerprint(), model_spec, model_identity, effective_fewshot(cfg, num_fewshot), chat],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _gen_request(cfg: TaskConfig, inst: Instance, seed: int | None = None) -> GenRequest:
+    g = dict(cfg.generation)
+    until = g.pop("until", CODE_STOP if cfg.kind == "code" else ["\n\n"])
+    req = GenRequest(context=inst.context, until=list(until), messages=inst.messages, seed=seed)
+    for key, value in g.items():
+        if not hasattr(req, key):
+            raise ValueError(f"{cfg.source}: generation option {key!r} unknown; known: "
+                             "until, max_gen_toks, do_sample, temperature, top_p")
+        setattr(req, key, value)
+    return req
+
+
+def score_chunk(lm: LM, cfg: TaskConfig, chunk: list[Instance]) -> list[dict]:
+    """Score one chunk of instances; a record with "error" marks a sample whose requests failed."""
+    if cfg.kind in MC_KINDS:
+        reqs = [(inst.context, cfg.target_delimiter + c) for inst in chunk for c in inst.choices]
+        resps = lm.loglikelihood(reqs)
+        out, pos = [], 0
+        for inst in chunk:
+            n = len(inst.choices)
+            mine, args = resps[pos:pos + n], reqs[pos:pos + n]
+            pos += n
+            if any(r is None for r in mine):
+                out.append({"doc_id": inst.doc_id, "error": "endpoint request failed"})
+                continue
+            lls = [float(r[0]) for r in mine]
+            rec = _base_record(inst, [list(a) for a in args], [[r[0], bool(r[1])] for r in mine])
+            s = M.score_multiple_choice(lls, inst.choices, inst.gold)
+            if cfg.kind == "truthfulqa_mc2":
+                rec["acc"] = M.score_mc2(lls, inst.labels)
+            else:
+                rec.update(acc=s["acc"], acc_norm=s["acc_norm"])
+            rec.update(confidence=s["confidence"], pred=s["pred"], gold=inst.gold)
+            out.append(rec)
+        return out
+    if cfg.kind == "perplexity":
+        resps = lm.loglikelihood_rolling([inst.context for inst in chunk])
+        out = []
+        for inst, ll in zip(chunk, resps):
+            if ll is None:
+                out.append({"doc_id": inst.doc_id, "error": "endpoint request failed"})
+                continue
+            rec = _base_record(inst, [[inst.context]], [ll])
+            rec.update(loglikelihood=float(ll), words=M.count_words(inst.context),
+                       bytes=len(inst.context.encode("utf-8")))
+            out.append(rec)
+        return out
+    if cfg.kind == "generate":
+        reqs = [_gen_request(cfg, inst) for inst in chunk]
+        outs = lm.generate_until(reqs)
+        res = []
+        for inst, req, text in zip(chunk, reqs, outs):
+            if text is None:
+                res.append({"doc_id": inst.doc_id, "error": "endpoint request failed"})
+                continue
+            rec = _base_record(inst, [[req.context, {"until": req.until}]], [text])
+            rec.update(M.score_generation(text, inst.target, cfg.metrics, cfg.extract_regex))
+            rec["filtered_resps"] = [rec.pop("extracted")]
+            res.append(rec)
+        return res
+    if cfg.kind == "code":
+        return _score_code(lm, cfg, chunk)
+    raise ValueError(f"unknown task kind {cfg.kind!r}")
+
+
+def _score_code(lm: LM, cfg: TaskConfig, chunk: list[Instance]) -> list[dict]:
+    # Imported here: the sandbox is only needed (and only exists) for code tasks.
+    from augury.evals.code_exec import check_humaneval, pass_at_k
+
+    sampled = cfg.n_samples > 1
+    reqs = [_gen_request(cfg, inst, seed=s) for inst in chunk for s in range(cfg.n_samples)]
+    if sampled:
+        for r in reqs:
+            if "do_sample" not in cfg.generation:
+                r.do_sample = True
+            if "temperature" not in cfg.generation:
+                r.temperature = 0.8
+    outs = lm.generate_until(reqs)
+    res = []
+    for i, inst in enumerate(chunk):
+        mine = outs[i * cfg.n_samples:(i + 1) * cfg.n_samples]
+        if any(o is None for o in mine):
+            res.append({"doc_id": inst.doc_id, "error": "endpoint request failed"})
+            continue
+        checks = [check_humaneval(inst.doc, o, cfg.timeout_s) for o in mine]
+        c = sum(1 for r in checks if r.passed)
+        rec = _base_record(inst, [[inst.context, {"until": reqs[0].until}]], mine)
+        rec["filtered_resps"] = [r.status for r in checks]
+        rec.update({"n": cfg.n_samples, "c": c})
+        for m in cfg.metrics:
+            rec[m] = pass_at_k(cfg.n_samples, c, int(m[5:]))
+        res.append(rec)
+    return res
+
+
+def _base_record(inst: Instance, arguments: list, resps: list) -> dict[str, Any]:
+    target = inst.target if inst.target is not None else ""
+    return {"doc_id": inst.doc_id, "doc": inst.doc, "target": target, "arguments": arguments,
+            "resps": resps, "filtered_resps": resps, "doc_hash": _hash(json.dumps(inst.doc, sort_keys=True)),
+            "prompt_hash": _hash(inst.context), "target_hash": _hash(str(target))}
+
+
+def _append_records(path: Path, records: list[dict]) -> None:
+    """Append a chunk's records with one fsync (a kill loses at most the chunk being written)."""
+    if not records:
+        return
+    import os
+
+    text = "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in records)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class _Progress:
+    """A tqdm bar on stderr over all pending samples (silent when stderr is not a terminal, unless forced)."""
+
+    def __init__(self, total: int, enabled: bool | None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="sample", file=sys.stderr, dynamic_ncols=True,
+                        disable=(not sys.stderr.isatty()) if enabled is None else not enabled)
+
+    def update(self, n: int, task: str) -> None:
+        self.bar.set_description(task[:40])
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_dir: str | Path, model_spec: str,
+             num_fewshot: int | None = None, limit: int | None = None, chat: bool = False,
+             chunk_size: int = 64, progress: bool | None = None,
+             instances: dict[str, list[Instance]] | None = None) -> dict[str, dict]:
+    """Score every task; returns {task: {"samples": [...], "errors": n, "instances": n, "seconds": s}}.
+
+    `instances` (task -> prompts) may be passed when the caller already built them to validate inputs.
+    """
+    partial_dir = Path(out_dir) / ".partial"
+    partial_dir.mkdir(parents=True, exist_ok=True)
+    if instances is None or chat:
+        template = lm.apply_chat_template if chat else None
+        instances = {cfg.task: build_instances(cfg, data_dir, num_fewshot, limit, chat, template)
+                     for cfg in configs}
+    plan = []
+    for cfg in configs:
+        fingerprint = run_fingerprint(cfg, model_spec, lm.identity(), num_fewshot, chat)
+        path = partial_dir / f"{cfg.task}.{fingerprint}.jsonl"
+        done = {r["doc_id"]: r for r in read_jsonl(path)} if path.exists() else {}
+        todo = [inst for inst in instances[cfg.task] if inst.doc_id not in done]
+        plan.append((cfg, path, done, todo))
+    bar = _Progress(sum(len(t) for *_, t in plan), progress)
+    out: dict[str, dict] = {}
+    try:
+        for cfg, path, done, todo in plan:
+            start, errors = time.perf_counter(), 0
+            for i in range(0, len(todo), chunk_size):
+                chunk = todo[i:i + chunk_size]
+                finished = []
+                for rec in score_chunk(lm, cfg, chunk):
+                    if "error" in rec:
+                        errors += 1
+                        continue
+                    finished.append(rec)
+                    done[rec["doc_id"]] = rec
+                _append_records(path, finished)
+                bar.update(len(chunk), cfg.task)
+            wanted = [inst.doc_id for inst in instances[cfg.task]]
+            out[cfg.task] = {"samples": [done[d] for d in wanted if d in done], "errors": errors,
+                             "instances": len(wanted), "seconds": time.perf_counter() - start,
+                             "resumed": len(wanted) - len(todo)}
+            if bar.bar.disable and progress is not False:  # no live bar (a log file): one line per task
+                print(f"augury eval: {cfg.task}: {len(out[cfg.task]['samples'])}/{len(wanted)} samples "
+                      f"({out[cfg.task]['resumed']} resumed, {errors} errors) in "
+                      f"{out[cfg.task]['seconds']:.1f} s", file=sys.stderr, flush=True)
+    finally:
+        bar.close()
+    return out

@@ -1,0 +1,235 @@
+"""Task definitions: YAML files shipped in `augury/evals/tasks/` (plus any folder the user adds).
+
+A task YAML names its data file relative to `--data-dir`, Jinja2 templates for the prompt, choices and target
+(the same template language lm-evaluation-harness uses), the metrics and the few-shot split. A new benchmark is
+a new YAML file. A YAML with `subtasks` expands into one task per subject and one group per category, e.g.
+`mmlu` -> `mmlu_stem` -> `mmlu_abstract_algebra`. See docs/evals.md for every field.
+
+    from augury.evals.taskconfig import TaskRegistry
+    reg = TaskRegistry.load()
+    reg.resolve(["mmlu_anatomy", "truthfulqa_mc2"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KINDS = ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2", "generate", "code", "perplexity")
+DEFAULT_METRICS = {
+    "multiple_choice": ["acc", "acc_norm", "ece"],
+    "truthfulqa_mc1": ["acc"],
+    "truthfulqa_mc2": ["acc"],
+    "generate": ["exact_match"],
+    "code": ["pass@1"],
+    "perplexity": ["word_perplexity", "byte_perplexity", "bits_per_byte"],
+}
+GENERATE_METRICS = ("exact_match", "f1")
+
+
+class TaskConfigError(ValueError):
+    """A task name or task YAML is wrong (the message names the task or file and key)."""
+
+
+@dataclasses.dataclass
+class DataSpec:
+    """Where a task's records come from."""
+
+    path: str  # file relative to --data-dir (a Jinja2 template over the subtask variables)
+    format: str | None = None  # csv, json, jsonl or text; default from the extension (.gz is gzip)
+    columns: list[str] | None = None  # CSV column names when the file has no header row
+    encoding: str = "utf-8-sig"  # text encoding; the default strips a UTF-8 byte-order mark
+    json_field: str | None = None  # for a JSON object, the key that holds the list of records
+    split_regex: str | None = None  # for text: a multiline regex whose matching lines start new documents
+
+
+@dataclasses.dataclass
+class TaskConfig:
+    """One evaluation task, after subtask expansion (every template variable filled in)."""
+
+    task: str  # the task's name, as `--tasks` takes it
+    kind: str  # multiple_choice | truthfulqa_mc1 | truthfulqa_mc2 | generate | code | perplexity
+    data: DataSpec  # the evaluated records
+    version: float = 1.0  # bump when the prompt or scoring changes; stored in results["versions"]
+    fewshot: DataSpec | None = None  # the split few-shot examples come from (its first k records)
+    num_fewshot: int = 0  # default k; --num-fewshot overrides it for tasks that have a few-shot split
+    description: str = ""  # text placed before the few-shot examples
+    doc_to_text: str = "{{text}}"  # the prompt for one record
+    doc_to_target: str = "{{target}}"  # gold answer: a choice index or choice text (MC), the answer (generate)
+    doc_to_choice: list[str] | str | None = None  # MC choices: a list of templates, or one rendering to a list
+    doc_to_labels: str | None = None  # truthfulqa_mc2: a template rendering to a list of 0/1 labels
+    num_choices: int | None = None  # if set, every record must have exactly this many choices
+    target_delimiter: str = " "  # between prompt and answer (the leading space belongs to the answer)
+    fewshot_delimiter: str = "\n\n"  # between few-shot examples
+    metrics: list[str] = dataclasses.field(default_factory=list)  # metric names (default per kind)
+    generation: dict[str, Any] = dataclasses.field(default_factory=dict)  # until, max_gen_toks, do_sample,...
+    extract_regex: str | None = None  # generate: take the answer from this regex's first group
+    n_samples: int = 1  # code: samples per problem (pass@k needs k <= n_samples)
+    timeout_s: float = 10.0  # code: wall-clock limit per program
+    group: str | None = None  # the group this task reports under (e.g. mmlu_stem)
+    variables: dict[str, str] = dataclasses.field(default_factory=dict)  # subtask variables (subject, ...)
+    source: str = ""  # the YAML file this came from
+
+    def fingerprint(self) -> str:
+        """A hash of everything that changes the results: resumed samples must come from the same task."""
+        blob = json.dumps(dataclasses.asdict(self) | {"source": ""}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name for f in dataclasses.fields(TaskConfig)}
+_DATA_FIELDS = {f.name for f in dataclasses.fields(DataSpec)}
+
+
+def _render_vars(value: Any, variables: dict[str, str]) -> Any:
+    """Fill subtask variables ({{subject}}) into config strings, leaving per-record templates alone."""
+    if isinstance(value, str) and variables:
+        from augury.evals.templates import render
+
+        return render(value, variables, strict=False)
+    if isinstance(value, list):
+        return [_render_vars(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: _render_vars(v, variables) for k, v in value.items()}
+    return value
+
+
+def _data_spec(raw: Any, where: str) -> DataSpec:
+    if isinstance(raw, str):
+        raw = {"path": raw}
+    if not isinstance(raw, dict) or "path" not in raw:
+        raise TaskConfigError(f"{where}: must be a path or a mapping with 'path'")
+    unknown = set(raw) - _DATA_FIELDS
+    if unknown:
+        raise TaskConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(_DATA_FIELDS)}")
+    return DataSpec(**raw)
+
+
+def build_config(raw: dict, source: str, variables: dict[str, str] | None = None) -> TaskConfig:
+    """Validate one (expanded) task mapping into a TaskConfig."""
+    variables = variables or {}
+    unknown = set(raw) - _FIELDS - {"subtasks", "group_description"}
+    if unknown:
+        raise TaskConfigError(f"{source}: unknown key(s) {sorted(unknown)}")
+    for key in ("task", "kind", "data"):
+        if key not in raw:
+            raise TaskConfigError(f"{source}: missing required key {key!r}")
+    if raw["kind"] not in KINDS:
+        raise TaskConfigError(f"{source}: kind {raw['kind']!r} is not one of {', '.join(KINDS)}")
+    # Per-record templates keep their {{field}} references; only the subtask variables are filled in here.
+    plain = {k: v for k, v in raw.items() if k not in ("subtasks", "group_description")}
+    keep_templates = {"doc_to_text", "doc_to_target", "doc_to_choice", "doc_to_labels"}
+    filled = {k: (v if k in keep_templates else _render_vars(v, variables)) for k, v in plain.items()}
+    filled["data"] = _data_spec(filled["data"], f"{source}: data")
+    if filled.get("fewshot") is not None:
+        filled["fewshot"] = _data_spec(filled["fewshot"], f"{source}: fewshot")
+    cfg = TaskConfig(**filled, variables=dict(variables), source=source)
+    if not cfg.metrics:
+        cfg.metrics = list(DEFAULT_METRICS[cfg.kind])
+    if cfg.kind in ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2") and cfg.doc_to_choice is None:
+        raise TaskConfigError(f"{source}: task {cfg.task!r} of kind {cfg.kind} needs doc_to_choice")
+    if cfg.num_fewshot and cfg.fewshot is None and cfg.kind != "perplexity":
+        raise TaskConfigError(f"{source}: task {cfg.task!r} sets num_fewshot {cfg.num_fewshot} but no fewshot split")
+    if cfg.kind == "truthfulqa_mc2" and not cfg.doc_to_labels:
+        raise TaskConfigError(f"{source}: task {cfg.task!r} of kind truthfulqa_mc2 needs doc_to_labels")
+    if cfg.kind == "generate":
+        bad = [m for m in cfg.metrics if m not in GENERATE_METRICS]
+        if bad:
+            raise TaskConfigError(f"{source}: generate metrics {bad} unknown; use {GENERATE_METRICS}")
+    if cfg.kind == "code":
+        for m in cfg.metrics:
+            if not m.startswith("pass@") or not m[5:].isdigit() or int(m[5:]) > cfg.n_samples:
+                raise TaskConfigError(f"{source}: metric {m!r}: code tasks report pass@k with k <= n_samples "
+                                      f"({cfg.n_samples})")
+    return cfg
+
+
+class TaskRegistry:
+    """Every known task and group, from the shipped YAML files plus any extra folders."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, TaskConfig] = {}
+        self.groups: dict[str, list[str]] = {}  # group -> member tasks or groups, in order
+
+    @classmethod
+    def load(cls, extra_dirs: list[str | Path] = ()) -> "TaskRegistry":
+        reg = cls()
+        dirs = [Path(__file__).resolve().parent / "tasks", *map(Path, extra_dirs)]
+        for folder in dirs:
+            if not folder.is_dir():
+                raise TaskConfigError(f"task folder {str(folder)!r} does not exist")
+            for path in sorted(folder.glob("*.yaml")):
+                reg.add_file(path)
+        return reg
+
+    def add_file(self, path: Path) -> None:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise TaskConfigError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(raw, dict):
+            raise TaskConfigError(f"{path}: expected a mapping at the top level")
+        subtasks = raw.get("subtasks")
+        if subtasks is None:
+            self._add(build_config(raw, str(path)))
+            return
+        group = raw.get("group")
+        if not group or not isinstance(subtasks, dict):
+            raise TaskConfigError(f"{path}: 'subtasks' needs a 'group' name and a mapping "
+                                  "category -> [subjects]")
+        self.groups[group] = []
+        for category, subjects in subtasks.items():
+            cat_group = f"{group}_{category}"
+            self.groups[group].append(cat_group)
+            self.groups[cat_group] = []
+            for subject in subjects:
+                variables = {"subject": subject, "subject_text": subject.replace("_", " "),
+                             "category": category}
+                cfg = build_config({**raw, "group": cat_group}, str(path), variables)
+                self._add(cfg)
+                self.groups[cat_group].append(cfg.task)
+
+    def _add(self, cfg: TaskConfig) -> None:
+        if cfg.task in self.tasks or cfg.task in self.groups:
+            raise TaskConfigError(f"{cfg.source}: task name {cfg.task!r} is already defined by "
+                                  f"{self.tasks[cfg.task].source if cfg.task in self.tasks else 'a group'}")
+        self.tasks[cfg.task] = cfg
+
+    def names(self) -> list[str]:
+        return sorted(set(self.tasks) | set(self.groups))
+
+    def resolve(self, names: list[str]) -> list[TaskConfig]:
+        """The tasks to run for task and group names, in order, without repeats; unknown names raise."""
+        out: dict[str, TaskConfig] = {}
+
+        def visit(name: str) -> None:
+            if name in self.tasks:
+                out.setdefault(name, self.tasks[name])
+            elif name in self.groups:
+                for member in self.groups[name]:
+                    visit(member)
+            else:
+                import difflib
+
+                close = difflib.get_close_matches(name, self.names(), n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise TaskConfigError(f"unknown task {name!r}{hint} (see `augury eval --list-tasks`)")
+
+        for name in names:
+            visit(name)
+        return list(out.values())
+
+    def groups_over(self, task_names: set[str]) -> dict[str, list[str]]:
+        """The groups whose every task is among `task_names` (groups are reported only when complete)."""
+
+        def leaves(name: str) -> list[str]:
+            return [t for m in self.groups[name] for t in (leaves(m) if m in self.groups else [m])]
+
+        return {g: members for g, members in self.groups.items() if set(leaves(g)) <= task_names}

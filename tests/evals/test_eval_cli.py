@@ -1,0 +1,124 @@
+"""`augury eval` end to end on a tiny local model: outputs in lm-eval's shape, resume, bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from augury import cli
+
+
+def run(argv, capsys):
+    code = cli.main(["eval", *argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_eval_writes_lm_eval_shaped_results_and_resumes(tiny_model_dir, shared_data, tmp_path, capsys):
+    argv = ["--model", f"hf:{tiny_model_dir}", "--tasks", "mmlu_anatomy,truthfulqa_mc2",
+            "--data-dir", str(shared_data), "--limit", "3", "--num-fewshot", "1", "--out", str(tmp_path)]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "| mmlu_anatomy | 1.0 | 1 | acc |" in out
+    results_files = sorted(tmp_path.glob("results_*.json"))
+    assert len(results_files) == 1
+    res = json.loads(results_files[0].read_text())
+    for key in ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better",
+                "n-samples", "config", "git_hash", "date"):
+        assert key in res
+    r = res["results"]["mmlu_anatomy"]
+    assert set(r) >= {"alias", "acc,none", "acc_stderr,none", "acc_norm,none", "acc_norm_stderr,none",
+                      "ece,none"}
+    assert 0.0 <= r["acc,none"] <= 1.0
+    assert res["n-samples"]["mmlu_anatomy"] == {"original": 3, "effective": 3, "errors": 0, "resumed": 0}
+    assert res["n-shot"]["mmlu_anatomy"] == 1
+    assert res["n-shot"]["truthfulqa_mc2"] == 0  # no few-shot split: stays zero-shot under --num-fewshot
+    samples = [json.loads(x) for x in next(tmp_path.glob("samples_mmlu_anatomy_*.jsonl")).read_text().splitlines()]
+    assert [s["doc_id"] for s in samples] == [0, 1, 2]
+    assert samples[0]["arguments"][1][1] == " B" and len(samples[0]["resps"]) == 4
+    assert r["acc,none"] == pytest.approx(sum(s["acc"] for s in samples) / 3)
+    assert list(tmp_path.glob("calibration_mmlu_anatomy_*.png"))
+    # Same command again: every sample comes from .partial, none is recomputed.
+    for f in list(tmp_path.glob("results_*.json")):
+        f.unlink()
+    code, out, err = run(argv, capsys)
+    res2 = json.loads(next(tmp_path.glob("results_*.json")).read_text())
+    assert res2["n-samples"]["mmlu_anatomy"]["resumed"] == 3
+    assert res2["results"]["mmlu_anatomy"]["acc,none"] == r["acc,none"]
+    # A larger --limit computes only the new samples.
+    argv[argv.index("--tasks") + 1] = "mmlu_anatomy"
+    code, out, err = run([*argv[:-4], "--limit", "5", "--num-fewshot", "1", "--out", str(tmp_path)], capsys)
+    newest = max(tmp_path.glob("results_*.json"), key=lambda p: p.stat().st_mtime)
+    assert json.loads(newest.read_text())["n-samples"]["mmlu_anatomy"]["resumed"] == 3
+
+
+def test_wikitext_perplexity(tiny_model_dir, shared_data, tmp_path, capsys):
+    code, out, err = run(["--model", f"hf:{tiny_model_dir}", "--tasks", "wikitext", "--data-dir",
+                          str(shared_data), "--limit", "1", "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    res = json.loads(next(tmp_path.glob("results_*.json")).read_text())["results"]["wikitext"]
+    sample = json.loads(next(tmp_path.glob("samples_wikitext_*.jsonl")).read_text().splitlines()[0])
+    nbytes = len(sample["doc"]["text"].encode("utf-8"))
+    assert res["bits_per_byte,none"] == pytest.approx(-sample["loglikelihood"] / nbytes / math.log(2))
+    assert res["byte_perplexity,none"] == pytest.approx(2 ** res["bits_per_byte,none"])
+    assert res["bits_per_byte_stderr,none"] == "N/A"
+
+
+def test_mmlu_group_score_sheet(tiny_model_dir, shared_data, tmp_path, capsys):
+    code, out, err = run(["--model", f"hf:{tiny_model_dir}", "--tasks", "mmlu", "--data-dir",
+                          str(shared_data), "--limit", "1", "--num-fewshot", "0", "--out", str(tmp_path)],
+                         capsys)
+    assert code == 0, err
+    res = json.loads(next(tmp_path.glob("results_*.json")).read_text())
+    assert len([t for t in res["results"] if t.startswith("mmlu_") and t not in res["groups"]]) == 57
+    assert set(res["groups"]) == {"mmlu", "mmlu_stem", "mmlu_humanities", "mmlu_social_sciences", "mmlu_other"}
+    stem = [res["results"][t]["acc,none"] for t in res["group_subtasks"]["mmlu_stem"]]
+    assert res["groups"]["mmlu_stem"]["acc,none"] == pytest.approx(sum(stem) / len(stem))
+    assert res["results"]["mmlu_abstract_algebra"]["alias"] == "   - mmlu_abstract_algebra"
+    assert list(tmp_path.glob("calibration_mmlu_2*.png"))
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"--tasks": "mmlu_nope"}, "unknown task 'mmlu_nope'"),
+    ({"--data-dir": "/nonexistent_dir"}, "is not a folder"),
+    ({"--model": "gguf:x"}, "is not one of hf:..."),
+    ({"--limit": "0"}, "--limit must be >= 1"),
+])
+def test_bad_input_is_one_line_exit_2(override, message, tiny_model_dir, shared_data, tmp_path, capsys):
+    opts = {"--model": f"hf:{tiny_model_dir}", "--tasks": "mmlu_anatomy", "--data-dir": str(shared_data),
+            "--out": str(tmp_path), **override}
+    code, out, err = run([x for kv in opts.items() for x in kv], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_missing_data_file_is_reported_before_the_model_loads(tmp_path, capsys):
+    code, out, err = run(["--model", "hf:/does/not/matter", "--tasks", "truthfulqa_mc1", "--data-dir",
+                          str(tmp_path), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "truthfulqa/mc_task.json' does not exist" in err
+
+
+def test_folder_that_is_not_a_causal_lm(tmp_path, shared_data, capsys):
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    code, out, err = run(["--model", f"hf:{bert}", "--tasks", "mmlu_anatomy", "--data-dir", str(shared_data),
+                          "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "is not a causal language model" in err
+    code, out, err = run(["--model", f"hf:{tmp_path / 'none'}", "--tasks", "mmlu_anatomy", "--data-dir",
+                          str(shared_data), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "does not exist" in err
+
+
+def test_folder_without_weights(tiny_model_dir, shared_data, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "no_weights"
+    folder.mkdir()
+    for f in tiny_model_dir.iterdir():
+        if not f.name.endswith(".safetensors"):
+            shutil.copy(f, folder / f.name)
+    code, out, err = run(["--model", f"hf:{folder}", "--tasks", "mmlu_anatomy", "--data-dir", str(shared_data),
+                          "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "cannot load the model weights" in err

@@ -1,0 +1,54 @@
+"""Metrics against closed forms: acc/acc_norm, MC2, F1, stderr, pooled stderr, ECE, reliability diagram."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from augury.evals import metrics as M
+from augury.evals.calibration import expected_calibration_error, reliability_diagram
+
+
+def test_acc_and_acc_norm():
+    s = M.score_multiple_choice([-2.0, -3.0, -4.5], ["a", "bbbb", "cccccccc"], gold=2)
+    assert s["acc"] == 0.0 and s["acc_norm"] == 1.0  # -4.5/8 is the best per-character score
+    assert s["confidence"] == pytest.approx(1 / (1 + math.exp(-1) + math.exp(-2.5)))
+
+
+def test_mc2_is_normalised_true_mass():
+    lls = [math.log(0.2), math.log(0.1), math.log(0.3)]
+    assert M.score_mc2(lls, [1, 1, 0]) == pytest.approx(0.3 / 0.6)
+
+
+def test_f1_exact_match_and_extraction():
+    assert M.token_f1("The cat sat", "a cat sat down") == pytest.approx(2 * (2 / 2) * (2 / 3) / (1 + 2 / 3))
+    out = M.score_generation("so the answer is 42.", "42", ["exact_match", "f1"], r"answer is (\d+)")
+    assert out["exact_match"] == 1.0 and out["f1"] == 1.0
+    assert M.extract_answer("nothing", r"(\d+)") == "[invalid]"
+
+
+def test_stderr_and_pooled_stderr():
+    x = [1.0, 0.0, 1.0, 1.0]
+    assert M.mean_stderr(x) == pytest.approx(np.std(x, ddof=1) / 2)
+    a, b = [1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0, 1.0]
+    pooled = M.pooled_stderr([M.mean_stderr(a), M.mean_stderr(b)], [3, 5])
+    var = ((3 - 1) * np.var(a, ddof=1) + (5 - 1) * np.var(b, ddof=1)) / (8 - 2)
+    assert pooled == pytest.approx(math.sqrt(var / 8))
+
+
+def test_perplexity_metrics():
+    m = M.perplexity_metrics([-10.0, -20.0], [5, 10], [20, 40])
+    assert m["word_perplexity"] == pytest.approx(math.exp(30 / 15))
+    assert m["bits_per_byte"] == pytest.approx(30 / 60 / math.log(2))
+
+
+def test_ece_closed_form_and_plot(tmp_path):
+    conf = [0.95, 0.95, 0.55, 0.55, 0.55, 0.25]
+    correct = [1, 1, 1, 0, 0, 0]
+    expected = 2 / 6 * abs(1 - 0.95) + 3 / 6 * abs(1 / 3 - 0.55) + 1 / 6 * abs(0 - 0.25)
+    assert expected_calibration_error(conf, correct) == pytest.approx(expected)
+    assert expected_calibration_error([0.5, 1.0], [0.5, 1.0]) == pytest.approx(0.0)
+    reliability_diagram(conf, correct, tmp_path / "r.png", title="toy")
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

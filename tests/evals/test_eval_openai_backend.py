@@ -1,0 +1,209 @@
+"""The OpenAI-compatible backend against a local HTTP server on 127.0.0.1: parity, retries, errors, garbage."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from augury.evals.backends import load_model
+from augury.evals.backends.errors import EndpointError
+from augury.evals.lm import GenRequest
+
+
+def fake_tokens(text: str):
+    """The fake server's tokenizer: each run of spaces + non-spaces is one token."""
+    return [(m.group(0), m.start()) for m in re.finditer(r"\s*\S+|\s+$", text)]
+
+
+def fake_logprob(token: str) -> float:
+    return -0.1 * len(token) - 0.01 * (sum(map(ord, token)) % 7)
+
+
+class FakeEndpoint:
+    """Scripted behaviour: `plan` is a list of actions consumed per request; then 'ok' forever."""
+
+    def __init__(self):
+        self.plan: list = []
+        self.requests: list[dict] = []
+        self.always_fail_prompt: str | None = None
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body["_auth"] = self.headers.get("Authorization")
+                outer.requests.append(body)
+                action = outer.plan.pop(0) if outer.plan else "ok"
+                if outer.always_fail_prompt and outer.always_fail_prompt in body.get("prompt", ""):
+                    action = 503
+                if isinstance(action, int):
+                    self.send_response(action)
+                    if action == 429:
+                        self.send_header("Retry-After", "0")
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "scripted"}')
+                    return
+                if action == "garbage":
+                    payload = b"<html>502 bad gateway</html>"
+                elif action == "wrong_shape":
+                    payload = json.dumps({"choices": [{"text": "x"}]}).encode()
+                elif self.path.endswith("/chat/completions"):
+                    last = body["messages"][-1]["content"]
+                    payload = json.dumps({"choices": [{"message": {"role": "assistant",
+                                                                   "content": f"echo: {last} STOP more"}}]}).encode()
+                else:
+                    toks = fake_tokens(body["prompt"])
+                    lps = [None] + [fake_logprob(t) for t, _ in toks[1:]]
+                    tops = [None] + [{t: fake_logprob(t)} if i % 2 else {"zzz": 0.0}
+                                     for i, (t, _) in enumerate(toks[1:], 1)]
+                    payload = json.dumps({"choices": [{"text": body["prompt"], "logprobs": {
+                        "tokens": [t for t, _ in toks] + [" gen"], "token_logprobs": lps + [-1.0],
+                        "text_offset": [o for _, o in toks] + [len(body["prompt"])],
+                        "top_logprobs": tops + [{" gen": -1.0}]}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def endpoint():
+    ep = FakeEndpoint()
+    yield ep
+    ep.close()
+
+
+def make_lm(endpoint, **kw):
+    opts = dict(max_retries=2, backoff_s=0.001, max_backoff_s=0.01, requests_per_second=0, **kw)
+    return load_model(f"openai:fake-model@{endpoint.url}", **opts)
+
+
+def expected_ll(context: str, continuation: str) -> float:
+    return sum(fake_logprob(t) for t, off in fake_tokens(context + continuation) if off >= len(context))
+
+
+def test_loglikelihood_sums_the_continuation_tokens(endpoint, monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sekret")
+    lm = make_lm(endpoint, api_key_env="MY_KEY")
+    reqs = [("The capital of Italy is", " Rome"), ("Q: x\nA: ", "two words")]
+    got = lm.loglikelihood(reqs)
+    assert got[0][0] == pytest.approx(expected_ll(*reqs[0]))
+    assert got[1][0] == pytest.approx(expected_ll("Q: x\nA:", " two words"))  # trailing space moved
+    body = endpoint.requests[0]
+    assert body["echo"] is True and body["logprobs"] == 1 and body["model"] == "fake-model"
+    assert body["_auth"] == "Bearer sekret"
+
+
+def test_rolling_and_chat_generation(endpoint):
+    lm = make_lm(endpoint)
+    text = "one two three four"
+    assert lm.loglikelihood_rolling([text])[0] == pytest.approx(sum(fake_logprob(t) for t, _ in
+                                                                    fake_tokens(text)[1:]))
+    out = lm.generate_until([GenRequest("hello", until=["STOP"], max_gen_toks=5)])
+    assert out == ["echo: hello "]
+    assert endpoint.requests[-1]["messages"] == [{"role": "user", "content": "hello"}]
+    assert endpoint.requests[-1]["stop"] == ["STOP"] and endpoint.requests[-1]["_auth"] is None
+
+
+def test_transient_errors_are_retried(endpoint):
+    lm = make_lm(endpoint)
+    endpoint.plan = [500, 429, "ok"]
+    assert lm.loglikelihood([("a b", " c")])[0][0] == pytest.approx(expected_ll("a b", " c"))
+    assert lm.stats["retries"] == 2
+
+
+def test_persistent_failure_is_a_per_sample_error(endpoint):
+    lm = make_lm(endpoint)
+    endpoint.always_fail_prompt = "poison"
+    got = lm.loglikelihood([("a", " b"), ("poison", " c"), ("d", " e")])
+    assert got[1] is None and got[0] is not None and got[2] is not None
+    assert lm.stats["failed_samples"] == 1
+
+
+def test_endpoint_down_stops_the_run(endpoint):
+    lm = make_lm(endpoint, max_consecutive_failures=2)
+    endpoint.always_fail_prompt = "x"
+    with pytest.raises(EndpointError, match="2 requests in a row failed"):
+        lm.loglikelihood([("x", " a"), ("x", " b"), ("x", " c")])
+
+
+@pytest.mark.parametrize("action,message", [("garbage", "not JSON"), ("wrong_shape", "echoed logprobs"),
+                                            (401, "HTTP 401"), (404, "HTTP 404")])
+def test_errors_and_garbage_are_one_clear_error(endpoint, action, message):
+    lm = make_lm(endpoint)
+    endpoint.plan = [action]
+    with pytest.raises(EndpointError, match=message):
+        lm.loglikelihood([("a", " b")])
+
+
+def test_rate_limit_spaces_requests(endpoint):
+    import time
+
+    lm = make_lm(endpoint)
+    lm.min_interval = 0.05
+    start = time.perf_counter()
+    lm.loglikelihood([("a", " b")] * 4)
+    assert time.perf_counter() - start >= 0.15
+
+
+def test_cli_counts_errors_keeps_results_and_resumes(endpoint, tmp_path, capsys):
+    """A sample whose requests keep failing is counted; rerunning computes only that one."""
+    from augury import cli
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [{"q": f"question {i}", "choices": ["yes", "no"], "gold": i % 2} for i in range(4)]
+    rows[2]["q"] = "poison question"
+    (data / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "toy.yaml").write_text('task: toy_mc\nkind: multiple_choice\ndata: toy.jsonl\n'
+                                    'doc_to_text: "{{q}}\\nAnswer:"\ndoc_to_choice: "{{choices}}"\n'
+                                    'doc_to_target: "{{gold}}"\n')
+    endpoint.always_fail_prompt = "poison"
+    argv = ["eval", "--model", f"openai:fake@{endpoint.url}", "--model-args",
+            "max_retries=1,backoff_s=0.001,requests_per_second=0", "--tasks", "toy_mc", "--data-dir",
+            str(data), "--include-path", str(tasks), "--out", str(tmp_path / "out")]
+    assert cli.main(argv) == 0
+    res = json.loads(next((tmp_path / "out").glob("results_*.json")).read_text())
+    assert res["n-samples"]["toy_mc"] == {"original": 4, "effective": 3, "errors": 1, "resumed": 0}
+    assert "1 sample(s) failed" in capsys.readouterr().out
+    endpoint.always_fail_prompt = None
+    n_before = len(endpoint.requests)
+    for f in (tmp_path / "out").glob("results_*.json"):
+        f.unlink()
+    assert cli.main(argv) == 0
+    res = json.loads(next((tmp_path / "out").glob("results_*.json")).read_text())
+    assert res["n-samples"]["toy_mc"] == {"original": 4, "effective": 4, "errors": 0, "resumed": 3}
+    assert len(endpoint.requests) - n_before == 2  # only the failed sample's two choices
+
+
+def test_cli_garbage_endpoint_exits_1_and_keeps_samples(endpoint, tmp_path, capsys):
+    from augury import cli
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "t.txt").write_text("one two three")
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "ppl.yaml").write_text("task: toy_ppl\nkind: perplexity\ndata: t.txt\n")
+    endpoint.plan = ["garbage"]
+    code = cli.main(["eval", "--model", f"openai:fake@{endpoint.url}", "--tasks", "toy_ppl", "--data-dir",
+                     str(data), "--include-path", str(tasks), "--out", str(tmp_path / "out")])
+    assert code == 1 and "not JSON" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("results_*.json"))

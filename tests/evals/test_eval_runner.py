@@ -1,0 +1,122 @@
+"""Task kinds through the runner with a scripted model: generation metrics, code pass@k (sandbox API faked)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import types
+
+import pytest
+
+from augury.evals.lm import LM, cut_at_stop
+from augury.evals.runner import evaluate
+from augury.evals.taskconfig import build_config
+
+
+class ScriptedLM(LM):
+    """Answers generation requests from a table keyed by a substring of the prompt."""
+
+    def __init__(self, answers: dict[str, list[str]]):
+        self.answers = answers
+        self.seen = []
+
+    def loglikelihood(self, requests):
+        raise AssertionError("not used")
+
+    def loglikelihood_rolling(self, texts):
+        raise AssertionError("not used")
+
+    def generate_until(self, requests):
+        out = []
+        for r in requests:
+            self.seen.append(r)
+            key = next(k for k in self.answers if k in r.context)
+            options = self.answers[key]
+            out.append(cut_at_stop(options[(r.seed or 0) % len(options)], r.until))
+        return out
+
+
+def test_generation_exact_match_f1_and_regex(tmp_path):
+    rows = [{"question": "2+2?", "answer": "4"}, {"question": "capital of Italy?", "answer": "Rome"}]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = build_config({"task": "qa", "kind": "generate", "data": "qa.jsonl", "doc_to_text": "{{question}}",
+                        "doc_to_target": "{{answer}}", "metrics": ["exact_match", "f1"],
+                        "extract_regex": r"answer is (\w+)", "generation": {"until": ["\n"]}}, "qa.yaml")
+    lm = ScriptedLM({"2+2": ["the answer is 4\nignored"], "Italy": ["the answer is Milan"]})
+    scored = evaluate(lm, [cfg], tmp_path, tmp_path / "out", "scripted", progress=False)["qa"]
+    assert [s["exact_match"] for s in scored["samples"]] == [1.0, 0.0]
+    assert scored["samples"][0]["resps"] == ["the answer is 4"]
+    assert scored["samples"][0]["filtered_resps"] == ["4"]
+    assert lm.seen[0].until == ["\n"]
+
+
+def reference_pass_at_k(n: int, c: int, k: int) -> float:
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k) if n - c >= k else 1.0
+
+
+@dataclasses.dataclass
+class FakeExecResult:
+    passed: bool
+    status: str
+    stdout: str = ""
+    stderr: str = ""
+    returncode: int = 0
+    duration_s: float = 0.0
+
+
+def test_code_task_samples_n_and_reports_pass_at_k(tmp_path, monkeypatch):
+    calls = []
+
+    def check_humaneval(problem, completion, timeout):
+        calls.append((problem["task_id"], completion, timeout))
+        ok = "return a + b" in completion
+        return FakeExecResult(passed=ok, status="passed" if ok else "failed")
+
+    fake = types.ModuleType("augury.evals.code_exec")
+    fake.check_humaneval, fake.pass_at_k = check_humaneval, reference_pass_at_k
+    monkeypatch.setitem(sys.modules, "augury.evals.code_exec", fake)
+    problems = [{"task_id": "T/0", "prompt": "def add(a, b):\n", "entry_point": "add", "test": "",
+                 "canonical_solution": "    return a + b\n"},
+                {"task_id": "T/1", "prompt": "def sub(a, b):\n", "entry_point": "sub", "test": "",
+                 "canonical_solution": "    return a - b\n"}]
+    (tmp_path / "he.jsonl").write_text("".join(json.dumps(p) + "\n" for p in problems))
+    cfg = build_config({"task": "he", "kind": "code", "data": "he.jsonl", "doc_to_text": "{{prompt}}",
+                        "doc_to_target": "{{canonical_solution}}", "n_samples": 4, "timeout_s": 3.0,
+                        "metrics": ["pass@1", "pass@2"]}, "he.yaml")
+    lm = ScriptedLM({"add": ["    return a + b\n", "    return a - b\n", "    return a + b\ndef x(): pass",
+                             "    return 0\n"],
+                     "sub": ["    return a + b\n", "    return b\n"]})
+    scored = evaluate(lm, [cfg], tmp_path, tmp_path / "out", "scripted", progress=False)["he"]["samples"]
+    assert len(calls) == 8 and all(t == 3.0 for *_, t in calls)
+    assert calls[2][1] == "    return a + b"  # cut at the default HumanEval stop "\ndef"
+    assert [s["c"] for s in scored] == [2, 2]
+    assert scored[0]["pass@2"] == pytest.approx(reference_pass_at_k(4, 2, 2))
+    assert scored[0]["pass@1"] == pytest.approx(0.5)
+    assert {r.seed for r in lm.seen[:4]} == {0, 1, 2, 3} and all(r.do_sample and r.temperature == 0.8
+                                                               for r in lm.seen)
+
+
+def test_code_metric_k_above_n_is_rejected():
+    from augury.evals.taskconfig import TaskConfigError
+
+    with pytest.raises(TaskConfigError, match="pass@k with k <= n_samples"):
+        build_config({"task": "he", "kind": "code", "data": "x.jsonl", "n_samples": 1,
+                      "metrics": ["pass@10"]}, "he.yaml")
+
+
+def test_resume_fingerprint_tracks_what_changes_outputs():
+    from augury.evals.backends.openai_api import OpenAICompatibleLM
+    from augury.evals.runner import run_fingerprint
+
+    cfg = build_config({"task": "t", "kind": "multiple_choice", "data": "x.csv", "fewshot": "d.csv",
+                        "num_fewshot": 5, "doc_to_choice": ["a", "b"]}, "t.yaml")
+    base = run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, None, False)
+    assert base == run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, 5, False)  # same k, said explicitly
+    assert base != run_fingerprint(cfg, "hf:m", {"dtype": "bfloat16"}, None, False)
+    assert base != run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, 0, False)
+    assert base != run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, None, True)
+    slow = OpenAICompatibleLM("m@http://127.0.0.1:9/v1", requests_per_second=1)
+    fast = OpenAICompatibleLM("m@http://127.0.0.1:9/v1", requests_per_second=50)
+    assert slow.identity() == fast.identity()  # a rate limit does not invalidate finished samples

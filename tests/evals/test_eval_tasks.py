@@ -1,0 +1,123 @@
+"""Task YAMLs, data reading, prompt building and the bad-input errors (all before any model runs)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from augury.evals.data import TaskDataError, read_records
+from augury.evals.prompts import build_instances
+from augury.evals.taskconfig import TaskConfigError, TaskRegistry, build_config
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return TaskRegistry.load()
+
+
+def test_shipped_tasks_and_groups(registry):
+    mmlu = registry.resolve(["mmlu"])
+    assert len(mmlu) == 57 and all(c.num_fewshot == 5 for c in mmlu)
+    assert registry.groups["mmlu"] == ["mmlu_stem", "mmlu_humanities", "mmlu_social_sciences", "mmlu_other"]
+    assert [len(registry.groups[f"mmlu_{c}"]) for c in ("stem", "humanities", "social_sciences", "other")] \
+        == [19, 13, 12, 13]
+    assert len(registry.resolve(["mmlu_ita"])) == 43
+    for name in ("humaneval", "truthfulqa_mc1", "truthfulqa_mc2", "wikitext"):
+        assert registry.resolve([name])[0].task == name
+
+
+def test_unknown_task_is_one_clear_error(registry):
+    with pytest.raises(TaskConfigError, match="unknown task 'mmlu_anatomyy'.*mmlu_anatomy"):
+        registry.resolve(["mmlu_anatomyy"])
+
+
+def test_mmlu_prompt_is_lm_eval_format(registry, shared_data):
+    cfg = registry.resolve(["mmlu_abstract_algebra"])[0]
+    inst = build_instances(cfg, shared_data, limit=1)[0]
+    assert inst.context.startswith("The following are multiple choice questions (with answers) about "
+                                   "abstract algebra.\n\nFind all c in Z_3 such that Z_3[x]/(x^2 + c) is a "
+                                   "field.\nA. 0\nB. 1\nC. 2\nD. 3\nAnswer: B\n\n")
+    assert inst.context.endswith("\nA. 0\nB. 4\nC. 2\nD. 6\nAnswer:")
+    assert inst.context.count("\nAnswer:") == 6 and inst.choices == ["A", "B", "C", "D"] and inst.gold == 1
+
+
+def test_every_shipped_task_builds_on_the_real_files(registry, shared_data):
+    for cfg in registry.resolve(["mmlu", "mmlu_ita", "truthfulqa_mc1", "truthfulqa_mc2", "humaneval",
+                                 "wikitext"]):
+        insts = build_instances(cfg, shared_data, limit=3)
+        assert len(insts) >= 1, cfg.task
+    ita = build_instances(registry.resolve(["mmlu_ita_philosophy"])[0], shared_data, limit=1)[0]
+    assert ita.gold == 2 and ita.context.endswith("Risposta:")
+    mc2 = build_instances(registry.resolve(["truthfulqa_mc2"])[0], shared_data, limit=1)[0]
+    assert mc2.labels == [1, 1, 1, 0, 0, 0] and mc2.context.endswith("Q: What happens if you eat a "
+                                                                    "pomegranate?\nA:")
+    wiki = build_instances(registry.resolve(["wikitext"])[0], shared_data)
+    assert len(wiki) > 50 and wiki[0].context.lstrip().startswith("= Robert <unk> =")
+    assert sum(len(w.context) for w in wiki) == pytest.approx(
+        len((shared_data / "wikitext-2" / "test.txt").read_text(encoding="utf-8").lstrip()), rel=1e-3)
+
+
+def test_data_formats(tmp_path):
+    rows = [{"q": "a,b", "answer": "None"}, {"q": "c", "answer": "1"}]
+    (tmp_path / "x.csv").write_text('q,answer\n"a,b",None\nc,1\n')
+    (tmp_path / "x.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "x.json").write_text(json.dumps({"data": rows}))
+    (tmp_path / "x.jsonl.gz").write_bytes(gzip.compress((tmp_path / "x.jsonl").read_bytes()))
+    assert read_records(tmp_path / "x.csv") == rows
+    assert read_records(tmp_path / "x.jsonl") == rows
+    assert read_records(tmp_path / "x.jsonl.gz") == rows
+    assert read_records(tmp_path / "x.json", json_field="data") == rows
+    (tmp_path / "y.csv").write_text("a,b,1\n")
+    assert read_records(tmp_path / "y.csv", columns=["q", "c", "answer"]) == [{"q": "a", "c": "b", "answer": "1"}]
+
+
+def test_csv_row_with_wrong_field_count_names_file_and_row(tmp_path):
+    (tmp_path / "bad.csv").write_text("q,a\n1,2\n3,4,5\n")
+    with pytest.raises(TaskDataError, match=r"bad.csv: row 3 has 3 fields, expected 2"):
+        read_records(tmp_path / "bad.csv")
+
+
+def _mc_task(tmp_path: Path, body: str, **extra):
+    (tmp_path / "mc.jsonl").write_text(body)
+    raw = {"task": "toy", "kind": "multiple_choice", "data": "mc.jsonl", "doc_to_text": "{{q}}",
+           "doc_to_choice": "{{choices}}", "doc_to_target": "{{gold}}", "num_choices": 3, **extra}
+    return build_config(raw, "toy.yaml")
+
+
+def test_wrong_number_of_choices_is_one_clear_error(tmp_path):
+    cfg = _mc_task(tmp_path, '{"q": "x", "choices": ["a", "b", "c"], "gold": 0}\n'
+                             '{"q": "y", "choices": ["a", "b"], "gold": 1}\n')
+    with pytest.raises(TaskDataError, match=r"mc.jsonl: record 2: expected 3 choices, found 2"):
+        build_instances(cfg, tmp_path)
+
+
+def test_target_outside_the_choices_is_an_error(tmp_path):
+    cfg = _mc_task(tmp_path, '{"q": "x", "choices": ["a", "b", "c"], "gold": 7}\n')
+    with pytest.raises(TaskDataError, match="record 1: target index 7 is out of range"):
+        build_instances(cfg, tmp_path)
+
+
+def test_missing_data_file_and_bad_yaml_keys(tmp_path):
+    cfg = build_config({"task": "t", "kind": "perplexity", "data": "nope.txt"}, "t.yaml")
+    with pytest.raises(TaskDataError, match="nope.txt' does not exist"):
+        build_instances(cfg, tmp_path)
+    with pytest.raises(TaskConfigError, match="unknown key"):
+        build_config({"task": "t", "kind": "perplexity", "data": "x", "doc_to_txt": "{{a}}"}, "t.yaml")
+    with pytest.raises(TaskConfigError, match="kind 'essay' is not one of"):
+        build_config({"task": "t", "kind": "essay", "data": "x"}, "t.yaml")
+
+
+def test_fewshot_and_chat_formatting(tmp_path):
+    (tmp_path / "dev.jsonl").write_text('{"q": "1+1?", "choices": ["1", "2", "3"], "gold": 1}\n' * 2)
+    cfg = _mc_task(tmp_path, '{"q": "2+2?", "choices": ["4", "5", "6"], "gold": 0}\n',
+                   fewshot="dev.jsonl", description="Math.\n\n")
+    plain = build_instances(cfg, tmp_path, num_fewshot=2)[0]
+    assert plain.context == "Math.\n\n1+1? 2\n\n1+1? 2\n\n2+2?"
+    chat = build_instances(cfg, tmp_path, num_fewshot=1, chat=True,
+                           chat_template=lambda m: "|".join(f"{x['role']}:{x['content']}" for x in m))[0]
+    assert chat.context == "system:Math.|user:1+1?|assistant:2|user:2+2?"
+    with pytest.raises(TaskDataError, match="3-shot needs 3 records, the file has 2"):
+        build_instances(cfg, tmp_path, num_fewshot=3)
