@@ -31,7 +31,11 @@ class AuguryLM(TokenizedLM):
             dtype: float32 or bfloat16 weights
         """
         from augury.model.run import RunLoadError, load_run
+        from augury.train.checkpoint import find_latest_checkpoint
 
+        if checkpoint is None:
+            checkpoint = find_latest_checkpoint(run)
+        self.checkpoint = str(checkpoint) if checkpoint is not None else None
         try:
             self.model, self.tokenizer, self.cfg = load_run(run, checkpoint, device=device)
         except RunLoadError as err:
@@ -72,5 +76,8 @@ class AuguryLM(TokenizedLM):
         return out
 
     def config(self) -> dict[str, Any]:
-        return {"model": "augury", "model_args": f"run={self.run},dtype={self.dtype}", "batch_size": self.batch_size,
-                "device": str(self.device), "max_length": self.max_length}
+        return {"model": "augury", "model_args": f"run={self.run},checkpoint={self.checkpoint},dtype={self.dtype}",
+                "batch_size": self.batch_size, "device": str(self.device), "max_length": self.max_length}
+
+    def identity(self) -> dict[str, Any]:
+        return {"model": "augury", "run": self.run, "checkpoint": self.checkpoint, "dtype": self.dtype}
