@@ -184,8 +184,17 @@ def newton_batch(problem: FitProblem, starts: np.ndarray, weights: np.ndarray | 
 
 def minimize_batch(problem: FitProblem, starts: np.ndarray, weights: np.ndarray | None = None,
                    max_iter: int = 200) -> BatchResult:
-    """B independent fits: batched Levenberg-Marquardt, then L-BFGS-B alone for any fit not yet converged."""
+    """B independent fits: batched Levenberg-Marquardt; the few fits still crawling along a flat valley get a
+    10x longer batched run (cheap: only they are active), and L-BFGS-B alone for any that remain."""
     out = newton_batch(problem, starts, weights, max_iter=max_iter)
+    rest = np.flatnonzero(~out.converged)
+    if rest.size:
+        more = newton_batch(problem, out.theta[rest], None if weights is None else weights[rest],
+                            max_iter=10 * max_iter)
+        better = more.objective <= out.objective[rest]
+        idx = rest[better]
+        out.theta[idx], out.objective[idx], out.converged[idx] = (more.theta[better], more.objective[better],
+                                                                   more.converged[better])
     for i in np.flatnonzero(~out.converged):
         one = lbfgsb(problem, out.theta[i], None if weights is None else weights[i], max_iter=1000)
         if one.objective[0] <= out.objective[i] or one.converged[0]:
