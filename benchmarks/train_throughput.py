@@ -1,13 +1,14 @@
 """Training throughput: augury's training step vs a minimal reference loop, side by side, at CPU-ladder sizes.
 
     python benchmarks/train_throughput.py                 # bf16 autocast, vocab 4096, seq 256, batch 16
-    python benchmarks/train_throughput.py --dtype fp32 --sizes 3
+    python benchmarks/train_throughput.py --dtype fp32 --sizes 3 --no-compile
 
 For each size the reference (a plain nanoGPT-style PyTorch model of the same Llama-style shape, written below,
-with a plain AdamW loop) and augury (`augury.model.Transformer` + `augury.train.step`) are timed alternately,
-several rounds each, on the same random token batches; the median tokens/s of each is reported. Achieved FLOP/s
-uses augury's exact FLOPs per token; the peak is a measured large matmul in the same dtype.
-The last line is `min ratio vs reference: X` (augury tokens/s over reference tokens/s, the worst size).
+with a plain AdamW loop), augury eager (`augury.model.Transformer` + `augury.train.step`, as `augury train` runs
+by default) and augury compiled (the same under `torch.compile`, as `augury train --compile true` runs) take
+single steps in turn on the same random token batches; the median step time of each gives tokens/s. Achieved
+FLOP/s uses augury's exact FLOPs per token at augury's faster setting; the peak is a measured large matmul in the
+same dtype. The last line is `min ratio vs reference: X`: augury's faster setting over the reference, worst size.
 """
 
 from __future__ import annotations
@@ -96,32 +97,25 @@ def ref_step(model, opt, x, y, autocast):
     return loss.item()
 
 
-def timed(fn, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=2.0, help="target seconds per timed measurement")
+    ap.add_argument("--rounds", type=int, default=12, help="interleaved timed steps per variant")
     ap.add_argument("--sizes", type=int, default=len(SIZES), help="use the first N sizes")
+    ap.add_argument("--no-compile", action="store_true", help="time augury eager only")
     args = ap.parse_args()
 
     torch.manual_seed(0)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.dtype == "bf16" else contextlib.nullcontext
     peak = measure_matmul_peak(torch.device("cpu"), args.dtype, size=2048, seconds=1.0)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, dtype {args.dtype}, vocab {args.vocab}, "
-          f"seq {args.seq}, batch {args.batch}; measured {args.dtype} matmul peak {peak / 1e9:.0f} GFLOP/s")
-    header = (f"{'non-emb params':>14} {'depth':>5} {'d_model':>7} {'ref tok/s':>10} {'augury tok/s':>12} "
-              f"{'ratio':>6} {'GFLOP/s':>8} {'of peak':>7}")
-    print(header)
+          f"seq {args.seq}, batch {args.batch}; measured {args.dtype} matmul peak {peak / 1e9:.0f} GFLOP/s; "
+          f"median of {args.rounds} interleaved steps per variant")
+    print(f"{'non-emb params':>14} {'depth':>5} {'d_model':>7} {'ref tok/s':>10} {'eager tok/s':>11} {'eager x':>7} "
+          f"{'compiled tok/s':>14} {'compiled x':>10} {'GFLOP/s':>8} {'of peak':>7} {'compile s':>9}")
     ratios = []
     tokens = args.batch * args.seq
     for depth, d, hd in SIZES[:args.sizes]:
@@ -130,27 +124,36 @@ def main() -> None:
         y = torch.randint(0, args.vocab, (args.batch, args.seq))
         ref = RefGPT(args.vocab, depth, d, cfg.n_heads, cfg.d_ff, args.seq)
         ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
-        ours = Transformer(cfg)
-        our_opt = make_optimizer(ours, OptimConfig(lr=1e-3))
-
-        def run_ref():
-            ref_step(ref, ref_opt, x, y, autocast)
-
-        def run_ours():
-            train_step(ours, our_opt, [(x, y)], autocast=autocast, grad_clip=1.0)
-
-        t_ref, t_ours = timed(run_ref, 2), timed(run_ours, 2)  # warm-up (allocator, oneDNN kernels)
-        steps = max(2, math.ceil(args.seconds / max(t_ref / 2, 1e-3)))
-        ref_rates, our_rates = [], []
+        eager = Transformer(cfg)
+        eager_opt = make_optimizer(eager, OptimConfig(lr=1e-3))
+        variants = {"ref": lambda: ref_step(ref, ref_opt, x, y, autocast),
+                    "eager": lambda: train_step(eager, eager_opt, [(x, y)], autocast=autocast, grad_clip=1.0)}
+        compile_s = float("nan")
+        if not args.no_compile:
+            model = Transformer(cfg)
+            opt = make_optimizer(model, OptimConfig(lr=1e-3))
+            compiled = torch.compile(model)
+            variants["compiled"] = lambda: train_step(compiled, opt, [(x, y)], autocast=autocast, grad_clip=1.0)
+            start = time.perf_counter()
+            variants["compiled"]()
+            compile_s = time.perf_counter() - start
+        for fn in variants.values():  # warm-up: allocator, oneDNN kernels
+            fn(), fn()
+        # Interleave single steps so a change in machine load hits every variant alike; report medians.
+        times: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(args.rounds):
-            ref_rates.append(steps * tokens / timed(run_ref, steps))
-            our_rates.append(steps * tokens / timed(run_ours, steps))
-        r, o = statistics.median(ref_rates), statistics.median(our_rates)
-        ratio = o / r
-        ratios.append(ratio)
-        flops = o * flops_per_token(cfg, args.seq)
-        print(f"{param_counts(cfg).non_embedding:>14,} {depth:>5} {d:>7} {r:>10,.0f} {o:>12,.0f} {ratio:>6.2f} "
-              f"{flops / 1e9:>8.1f} {flops / peak:>7.1%}", flush=True)
+            for name, fn in variants.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+        rate = {k: tokens / statistics.median(v) for k, v in times.items()}
+        best = max(rate.get("compiled", 0.0), rate["eager"])
+        ratios.append(best / rate["ref"])
+        flops = best * flops_per_token(cfg, args.seq)
+        comp = rate.get("compiled", float("nan"))
+        print(f"{param_counts(cfg).non_embedding:>14,} {depth:>5} {d:>7} {rate['ref']:>10,.0f} {rate['eager']:>11,.0f} "
+              f"{rate['eager'] / rate['ref']:>7.2f} {comp:>14,.0f} {comp / rate['ref']:>10.2f} {flops / 1e9:>8.1f} "
+              f"{flops / peak:>7.1%} {compile_s:>9.1f}", flush=True)
     print(f"min ratio vs reference: {min(ratios):.2f}")
 
 
