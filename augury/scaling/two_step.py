@@ -17,7 +17,7 @@ import numpy as np
 
 from augury.scaling.laws import Sigmoid
 from augury.scaling.result import FitResult, fit_law
-from augury.scaling.tables import columns_from
+from augury.scaling.tables import TableError, columns_from
 
 
 @dataclass
@@ -59,8 +59,9 @@ class TwoStepResult:
 
 
 def fit_two_step(final_rows, checkpoint_rows, loss: str, accuracy: str, group: str | None = None, *,
-                 fixed_ceiling: bool = True, bootstrap: int = 1000, seed: int = 0, level: float = 0.9,
-                 delta: float = 1e-3) -> TwoStepResult:
+                 fixed_ceiling: bool = True, anchor: tuple[float, float] | None = None, bootstrap: int = 1000,
+                 seed: int = 0, level: float = 0.9, delta: float = 1e-3,
+                 step2_delta: float | None = None) -> TwoStepResult:
     """Fit both steps.
 
     Args:
@@ -70,12 +71,30 @@ def fit_two_step(final_rows, checkpoint_rows, loss: str, accuracy: str, group: s
         loss: the task-loss column (e.g. bits per byte).
         accuracy: the accuracy column.
         group: column naming the run of each checkpoint row: the step-2 bootstrap resamples whole runs.
-        fixed_ceiling: the sigmoid's ceiling is 1 (see laws.Sigmoid); False fits it.
-        bootstrap, seed, level, delta: as in fit_law.
+        fixed_ceiling: the sigmoid's ceiling is 1 (see laws.Sigmoid); False fits it (bounded by 1).
+        anchor: optional (task loss, accuracy) point added to step 2's data, e.g. (0, 1): a model that gives
+            the correct answer probability 1 is always right. The OLMo ladder paper adds (0, task maximum 1)
+            to every step-2 fit with a fitted ceiling. It is not a run: every bootstrap resample keeps it once.
+        bootstrap, seed, level, delta: as in fit_law (delta: step 1's Huber delta).
+        step2_delta: step 2's Huber delta on log residuals (default: `delta`). A large value (e.g. 10, far
+            above any residual) makes step 2 plain least squares, as the paper's step 2 is.
     """
     step1 = fit_law("chinchilla", final_rows, y=loss, bootstrap=bootstrap, seed=seed, level=level, delta=delta)
     cols = columns_from(checkpoint_rows)
-    groups = cols[group] if group else None
-    step2 = fit_law(Sigmoid(column=loss, fixed_ceiling=fixed_ceiling), checkpoint_rows, y=accuracy, groups=groups, bootstrap=bootstrap,
-                    seed=seed + 1, level=level, delta=delta)
+    x2 = np.asarray(cols[loss], float)
+    y2 = np.asarray(cols[accuracy], float) if accuracy in cols else None
+    if y2 is None:
+        raise TableError(f"checkpoint rows have no column {accuracy!r} (the accuracy); columns: {sorted(cols)}")
+    groups = np.asarray(cols[group]).astype(str) if group else np.array([f"row{i}" for i in range(len(x2))])
+    always = np.zeros(len(x2), bool)
+    if anchor is not None:
+        x2, y2 = np.append(x2, float(anchor[0])), np.append(y2, float(anchor[1]))
+        groups, always = np.append(groups, "anchor"), np.append(always, True)
+    step2_data = {loss: x2, accuracy: y2}
+    if "flops" in cols:  # used only by the trend check; the anchor has no compute: give it the largest
+        flops = np.asarray(cols["flops"], float)
+        step2_data["flops"] = np.append(flops, flops.max()) if anchor is not None else flops
+    step2 = fit_law(Sigmoid(column=loss, fixed_ceiling=fixed_ceiling), step2_data, y=accuracy, groups=groups,
+                    bootstrap=bootstrap, seed=seed + 1, level=level,
+                    delta=delta if step2_delta is None else step2_delta, always_include=always)
     return TwoStepResult(step1, step2, level, seed)
