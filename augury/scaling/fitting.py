@@ -234,8 +234,16 @@ def fit_grid(problem: FitProblem, grid: np.ndarray | None = None, max_iter: int 
     return best.theta[0], info
 
 
-def bootstrap_counts(groups: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
-    """(n_resamples, n_rows) multiplicities of each row when whole groups (runs) are resampled with replacement."""
+def bootstrap_counts(groups: np.ndarray, n_resamples: int, seed: int, always: np.ndarray | None = None) -> np.ndarray:
+    """(n_resamples, n_rows) multiplicities of each row when whole groups (runs) are resampled with replacement.
+
+    Rows flagged in `always` (e.g. a fixed anchor point that is not a run) are kept once in every resample and
+    take no part in the draw."""
+    if always is not None and np.any(always):
+        always = np.asarray(always, bool)
+        counts = np.ones((n_resamples, len(groups)))
+        counts[:, ~always] = bootstrap_counts(np.asarray(groups)[~always], n_resamples, seed)
+        return counts
     labels, inverse = np.unique(groups, return_inverse=True)
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(labels), size=(n_resamples, len(labels)))
@@ -244,9 +252,10 @@ def bootstrap_counts(groups: np.ndarray, n_resamples: int, seed: int) -> np.ndar
 
 
 def bootstrap_fits(problem: FitProblem, theta_hat: np.ndarray, groups: np.ndarray, n_resamples: int,
-                   seed: int, max_iter: int = 300) -> BatchResult:
-    """Refit on `n_resamples` bootstrap resamples of the runs, all warm-started from the full-data optimum."""
-    counts = bootstrap_counts(groups, n_resamples, seed)
+                   seed: int, max_iter: int = 300, always: np.ndarray | None = None) -> BatchResult:
+    """Refit on `n_resamples` bootstrap resamples of the runs, all warm-started from the full-data optimum
+    (rows flagged in `always` are in every resample once)."""
+    counts = bootstrap_counts(groups, n_resamples, seed, always)
     weights = counts * problem.weights[None, :]
     starts = np.repeat(np.asarray(theta_hat, float)[None, :], n_resamples, axis=0)
     return minimize_batch(problem, starts, weights, max_iter=max_iter)

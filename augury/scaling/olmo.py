@@ -16,13 +16,17 @@ values from OLMo-ladder's MODEL_PARAMS). `flops` = 6 * params * tokens; `logged_
     from augury.scaling.olmo import load_ladder, load_target
     rows = load_ladder(Path(data_dir), sizes=("190M", "370M", "760M", "1B"))
     target = load_target(Path(data_dir), "13B")
+    final, checkpoints = two_step_data(Path(data_dir))  # the ladder paper's two-step data preparation
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
+
+import numpy as np
 
 from augury.scaling.tables import TableError
 
@@ -92,6 +96,46 @@ def load_ladder(data_dir: Path, sizes=("190M", "370M", "760M", "1B"), checkpoint
             row.update(_task_values(raw, where))
             rows.append(row)
     return rows
+
+
+def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each value and up to `window - 1` values before it (shorter windows at the start)."""
+    c = np.cumsum(values, dtype=float)
+    out = c.copy()
+    out[window:] = c[window:] - c[:-window]
+    return out / np.minimum(np.arange(1, len(values) + 1), window)
+
+
+def two_step_data(data_dir: Path, sizes=("190M", "370M", "760M", "1B"), mults=(1.0, 2.0, 5.0, 10.0),
+                  reruns: bool = False, window: int = 5, skip_frac: float = 0.1) -> tuple[list[dict], list[dict]]:
+    """(final_rows, checkpoint_rows) for the two-step method as the ladder paper prepares them
+    (OLMo-ladder src/scaling/utils.py, get_step1_data_by_name / get_step2_data_by_name, with the paper's
+    `--moving_avg 5 --skip_perc 0.1`; runs of src/scripts/paper/configs/final.json).
+
+    Runs: the given sizes at the given Chinchilla multiples; reruns excluded unless `reruns`.
+    final_rows (step 1): one per run, its last row with every task column replaced by the mean of its last
+    `window` evaluations (evaluation noise; D stays the last row's tokens).
+    checkpoint_rows (step 2): every evaluation of every run after the first `skip_frac` of them (rounded up),
+    each task column a trailing mean over `window` evaluations (taken after the skip, as the paper does).
+    """
+    rows = load_ladder(data_dir, sizes=sizes, checkpoints="all")
+    by_run: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["mult"] in mults and (reruns or not r["rerun"]):
+            by_run.setdefault(r["name"], []).append(r)
+    if not by_run:
+        raise TableError(f"no ladder runs of sizes {sizes} at multiples {mults}")
+    cols = [k for k in rows[0] if k.endswith("_bpb") or k.endswith("_acc")]
+    final, checkpoints = [], []
+    for run in by_run.values():
+        last = dict(run[-1])
+        last.update({k: float(np.mean([r[k] for r in run[-window:]])) for k in cols})
+        final.append(last)
+        kept = run[math.ceil(skip_frac * len(run)):]  # early checkpoints: far from the fitted regime, noisy
+        smooth = {k: _trailing_mean(np.array([r[k] for r in kept]), window) for k in cols}
+        for i, r in enumerate(kept):
+            checkpoints.append({**r, **{k: float(v[i]) for k, v in smooth.items()}})
+    return final, checkpoints
 
 
 def load_target(data_dir: Path, target: str) -> dict:

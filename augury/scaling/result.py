@@ -145,7 +145,7 @@ class FitResult:
 
 def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None = None, weights=None,
             groups=None, delta: float = 1e-3, bootstrap: int = 1000, seed: int = 0, level: float = 0.9,
-            max_iter: int = 2000, noise: bool = True) -> FitResult:
+            max_iter: int = 2000, noise: bool = True, always_include=None) -> FitResult:
     """Fit `law` to `data` (a list of row dicts or a dict of columns) and bootstrap it over runs.
 
     Args:
@@ -161,6 +161,8 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
         level: interval coverage (0.9 -> 5th..95th percentiles).
         max_iter: L-BFGS-B iteration limit of the final fit.
         noise: prediction intervals include run-to-run scatter, not only parameter uncertainty.
+        always_include: optional per-row booleans: rows that are not runs (e.g. a fixed anchor point) and are
+            kept once in every bootstrap resample instead of being resampled.
     """
     law = get_law(law, x_column)
     cols = columns_from(data)
@@ -194,12 +196,13 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
             result.warnings.append(f"parameter {name}={v:g} is at its bound [{a:g}, {b:g}]")
     if bootstrap > 0:
         run_groups = np.asarray(groups) if groups is not None else np.arange(n)
-        boot = bootstrap_fits(problem, theta, run_groups, bootstrap, seed)
+        always = None if always_include is None else np.asarray(always_include, bool)
+        boot = bootstrap_fits(problem, theta, run_groups, bootstrap, seed, always=always)
         result.boot_theta = boot.theta[boot.converged]
         frac = float(boot.converged.mean())
         result.boot_info = {"resamples": int(bootstrap), "converged_fraction": frac, "seed": seed,
                             "unit": "group" if groups is not None else "row",
-                            "n_groups": int(np.unique(run_groups).size)}
+                            "n_groups": int(np.unique(run_groups if always is None else run_groups[~always]).size)}
         if frac < 0.99:
             result.warnings.append(f"only {frac:.1%} of bootstrap resamples converged; intervals use those")
         result.warnings += identifiability_warnings(law, result.correlations())

@@ -7,6 +7,11 @@ draws are paired independently).
     from augury.scaling.two_step import fit_two_step
     res = fit_two_step(final_rows, checkpoint_rows, loss="task_bpb", accuracy="task_acc", group="run")
     acc, interval, loss = res.predict({"params": 13e9, "tokens": 5e12})
+
+The ladder paper's step 2 (fitted ceiling, the anchor point (0, 1), least squares; augury's is on log accuracy,
+the paper's on accuracy itself): pass
+`fixed_ceiling=False, anchor=(0.0, 1.0), step2_delta=10.0`; augury.scaling.olmo.two_step_data prepares the OLMo
+ladder's rows as the paper does.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 
 from augury.scaling.laws import Sigmoid
 from augury.scaling.result import FitResult, fit_law
-from augury.scaling.tables import columns_from
+from augury.scaling.tables import TableError, columns_from
 
 
 @dataclass
@@ -59,8 +64,9 @@ class TwoStepResult:
 
 
 def fit_two_step(final_rows, checkpoint_rows, loss: str, accuracy: str, group: str | None = None, *,
-                 fixed_ceiling: bool = True, bootstrap: int = 1000, seed: int = 0, level: float = 0.9,
-                 delta: float = 1e-3) -> TwoStepResult:
+                 fixed_ceiling: bool = True, anchor: tuple[float, float] | None = None, bootstrap: int = 1000,
+                 seed: int = 0, level: float = 0.9, delta: float = 1e-3,
+                 step2_delta: float | None = None) -> TwoStepResult:
     """Fit both steps.
 
     Args:
@@ -70,12 +76,39 @@ def fit_two_step(final_rows, checkpoint_rows, loss: str, accuracy: str, group: s
         loss: the task-loss column (e.g. bits per byte).
         accuracy: the accuracy column.
         group: column naming the run of each checkpoint row: the step-2 bootstrap resamples whole runs.
-        fixed_ceiling: the sigmoid's ceiling is 1 (see laws.Sigmoid); False fits it.
-        bootstrap, seed, level, delta: as in fit_law.
+        fixed_ceiling: the sigmoid's ceiling is 1 (see laws.Sigmoid); False fits it (bounded by 1).
+        anchor: optional (task loss, accuracy) point added to step 2's data, e.g. (0, 1): a model that gives
+            the correct answer probability 1 is always right. The OLMo ladder paper adds (0, task maximum 1)
+            to every step-2 fit with a fitted ceiling. It is not a run: every bootstrap resample keeps it once.
+        bootstrap, seed, level, delta: as in fit_law (delta: step 1's Huber delta).
+        step2_delta: step 2's Huber delta on log residuals (default: `delta`). A large value (e.g. 10, far
+            above any residual) makes step 2 least squares on log accuracy (the paper's step 2 is least
+            squares on accuracy itself).
     """
     step1 = fit_law("chinchilla", final_rows, y=loss, bootstrap=bootstrap, seed=seed, level=level, delta=delta)
     cols = columns_from(checkpoint_rows)
-    groups = cols[group] if group else None
-    step2 = fit_law(Sigmoid(column=loss, fixed_ceiling=fixed_ceiling), checkpoint_rows, y=accuracy, groups=groups, bootstrap=bootstrap,
-                    seed=seed + 1, level=level, delta=delta)
+    for col, what in ((loss, "the task loss"), (accuracy, "the accuracy")):
+        if col not in cols:
+            raise TableError(f"checkpoint rows have no column {col!r} ({what}); columns: {sorted(cols)}")
+    x2, y2 = np.asarray(cols[loss], float), np.asarray(cols[accuracy], float)
+    n = len(x2)
+    groups = np.asarray(cols[group]).astype(str) if group else None
+    always = None
+    step2_data = {loss: x2, accuracy: y2}
+    if "name" in cols:
+        step2_data["name"] = np.asarray(cols["name"]).astype(str)
+    if "flops" in cols:  # used only by the trend check
+        step2_data["flops"] = np.asarray(cols["flops"], float)
+    if anchor is not None:
+        if groups is None:
+            groups = np.array([f"row{i}" for i in range(n)])
+        groups, always = np.append(groups, "anchor"), np.append(np.zeros(n, bool), True)
+        step2_data[loss], step2_data[accuracy] = np.append(x2, float(anchor[0])), np.append(y2, float(anchor[1]))
+        if "name" in step2_data:
+            step2_data["name"] = np.append(step2_data["name"], "anchor")
+        if "flops" in step2_data:  # the anchor has no compute: give it the largest, it is the limit
+            step2_data["flops"] = np.append(step2_data["flops"], step2_data["flops"].max())
+    step2 = fit_law(Sigmoid(column=loss, fixed_ceiling=fixed_ceiling), step2_data, y=accuracy, groups=groups,
+                    bootstrap=bootstrap, seed=seed + 1, level=level,
+                    delta=delta if step2_delta is None else step2_delta, always_include=always)
     return TwoStepResult(step1, step2, level, seed)

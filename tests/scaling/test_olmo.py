@@ -31,3 +31,22 @@ def test_targets_and_paper_figures(olmo_dir):
 def test_checkpoints_skip_untrained_step(olmo_dir):
     rows = load_ladder(olmo_dir, sizes=("190M",), checkpoints="all")
     assert all(r["tokens"] > 0 for r in rows) and len(rows) > 300
+
+
+def test_two_step_data_reproduces_the_papers_step1(olmo_dir):
+    """The paper's data preparation: its step-1 predictions for the 13B (figures/step1_main.csv) come back."""
+    import csv
+
+    from augury.scaling import fit_law
+    from augury.scaling.olmo import two_step_data
+
+    final, checkpoints = two_step_data(olmo_dir)
+    assert len(final) == 16 and not any(r["rerun"] or r["mult"] == 0.5 for r in final)
+    # step 2: 190M-2xC has 73 evaluations; the first ceil(7.3) = 8 are skipped
+    assert sum(r["name"] == "190M-2xC" for r in checkpoints) == 65
+    with open(olmo_dir / "olmo-ladder" / "figures" / "step1_main.csv", newline="") as fh:
+        paper = {r["Task"]: float(r["Pred"]) for r in csv.DictReader(fh)}
+    target = {"params": 13202396160.0, "tokens": 5000088518656.0}
+    for task in ("arc_challenge_test_5shot", "mmlu_avg_test_5shot"):
+        res = fit_law("chinchilla", final, y=f"{task}_bpb", bootstrap=0)
+        assert res.predict(target)[0][0] == pytest.approx(paper[task], rel=2e-3)

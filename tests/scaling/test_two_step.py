@@ -53,3 +53,28 @@ def test_cli_two_step(tmp_path):
     assert report["law"] == "two-step" and report["step1"]["n_points"] == 15
     pred = report["predictions"][0]
     assert pred["interval"][0] <= pred["value"] <= pred["interval"][1]
+
+
+def test_anchor_is_in_every_bootstrap_resample():
+    from augury.scaling.fitting import bootstrap_counts
+
+    groups = np.array(["a", "a", "b", "c", "anchor"])
+    always = np.array([False, False, False, False, True])
+    counts = bootstrap_counts(groups, 50, seed=3, always=always)
+    assert np.all(counts[:, -1] == 1.0)
+    assert np.all(counts[:, 0] == counts[:, 1])  # whole runs are resampled
+    assert np.all(counts[:, 0] + counts[:, 2] + counts[:, 3] == 3)  # three draws among the runs a, b, c
+    # without an anchor the draw is unchanged from before (same seed, same counts)
+    np.testing.assert_array_equal(bootstrap_counts(groups[:4], 50, seed=3), counts[:, :4])
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, bpb in enumerate(np.linspace(0.6, 1.6, 40)):
+        acc = 0.25 + 0.7 / (1 + np.exp(6.0 * (bpb - 1.0))) + rng.normal(0, 0.003)
+        rows.append({"name": f"r{i // 8}", "params": 1e8 * (1 + i // 8),
+                     "tokens": 1e9 * (1 + i % 8) * (1 + (i // 8) % 3), "bpb": bpb, "acc": acc})
+    final = [r for i, r in enumerate(rows) if i % 8 == 7]
+    res = fit_two_step(final, rows, loss="bpb", accuracy="acc", group="name", fixed_ceiling=False,
+                       anchor=(0.0, 1.0), bootstrap=50, step2_delta=10.0)
+    assert res.step2.y.shape[0] == len(rows) + 1 and res.step2.y[-1] == 1.0
+    assert res.step2.boot_info["n_groups"] == 5  # the anchor is not a run
