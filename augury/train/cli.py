@@ -28,6 +28,7 @@ def build_parser():
 
 
 def main(argv: list[str]) -> int:
+    from augury.data import DataError
     from augury.model import ModelConfigError
     from augury.train.config import TrainConfigError
     from augury.train.trainer import TrainingDiverged, train
@@ -42,7 +43,7 @@ def main(argv: list[str]) -> int:
     cfg = TrainConfig(**{k: getattr(cfg, k) for k in TrainConfig.__dataclass_fields__})
     try:
         train(cfg, resume=resume)
-    except (TrainConfigError, ModelConfigError) as err:
+    except (TrainConfigError, ModelConfigError, DataError) as err:
         raise UsageError(str(err)) from None
     except TrainingDiverged as err:
         print(f"augury train: error: {err}", file=sys.stderr)

@@ -175,3 +175,12 @@ def test_ddp_two_processes_gloo_matches_single_process(tiny_cfg, tmp_path):
         assert b[step] == pytest.approx(a[step], abs=1e-5)
     manifest = json.loads((Path(ddp.out) / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["tokens_per_step"] == 4 * 32
+
+
+def test_cli_missing_corpus_is_one_line_error(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-m", "augury", "train", "--data.source", str(tmp_path / "nope"),
+                          "--steps", "2", "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "does not exist" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "run").exists()
