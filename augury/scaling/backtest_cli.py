@@ -1,0 +1,82 @@
+"""`augury backtest`: fit a law on the rows outside a hold-out expression, predict the held-out rows, score.
+
+    augury backtest runs.csv --law gpt4-loss --holdout "flops>2e21" --out bt/
+
+Writes DIR/backtest.json (`rows`: name, predicted, actual, rel_error as a fraction, interval, covered; plus the
+fit) and DIR/backtest.png, and prints a table. Exit 1 when the fit did not converge unless --allow-unconverged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from augury.cli import UsageError, function_cli
+from augury.io import atomic_write_json, git_hash, utc_now
+from augury.scaling.cli import _exit_code, load_rows, option_names, run_fit
+from augury.scaling.tables import TableError, columns_from, select
+
+
+def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = None, x: str | None = None,
+             bootstrap: int = 1000, seed: int = 0, level: float = 0.9, delta: float = 1e-3, max_iter: int = 2000,
+             allow_unconverged: bool = False) -> int:
+    """Fit on the rows outside HOLDOUT, predict the rows inside it, and compare with their actual values.
+
+    Args:
+        table: runs table, CSV or JSONL.
+        law: gpt4-loss, chinchilla, kaplan-n, kaplan-d, capability or sigmoid.
+        holdout: expression selecting the held-out rows, e.g. "flops>2e21".
+        out: output folder for backtest.json and backtest.png.
+        y: column to fit and predict (default: the law's, e.g. loss).
+        x: input column of one-input laws (sigmoid, kaplan-*).
+        bootstrap: bootstrap resamples over runs.
+        seed: bootstrap seed.
+        level: interval coverage.
+        delta: Huber delta on log residuals.
+        max_iter: L-BFGS-B iteration limit.
+        allow_unconverged: exit 0 even when the fit did not converge.
+    """
+    rows = load_rows(table, None)
+    try:
+        mask = select(rows, holdout)
+    except TableError as err:
+        raise UsageError(str(err)) from None
+    train = [r for r, m in zip(rows, mask) if not m]
+    held = [r for r, m in zip(rows, mask) if m]
+    if not train:
+        raise UsageError(f"--holdout {holdout!r} selects every row: nothing is left to fit on")
+    result = run_fit(law, train, y, x, bootstrap, seed, level, delta, max_iter)
+    cols = columns_from(held)
+    y_col = result.y_column
+    if y_col not in cols:
+        raise UsageError(f"held-out rows lack column {y_col!r}: nothing to compare with")
+    try:
+        records = result.forecast(held, actual=list(cols[y_col]))
+    except TableError as err:
+        raise UsageError(f"held-out rows: {err}") from None
+    names = [str(r.get("name", f"row{i + 1}")) for i, r in enumerate(held)]
+    out_rows = [{"name": n, "predicted": r["value"], "actual": r["actual"], "rel_error": r["rel_error"],
+                 "interval": r["interval"], "covered": r["covered"], "inputs": r["inputs"],
+                 **({"warning": r["warning"]} if "warning" in r else {})} for n, r in zip(names, records)]
+    report = {"law": result.law.name, "y": y_col, "holdout": holdout, "status": result.status,
+              "n_fit": len(train), "n_holdout": len(held), "rows": out_rows,
+              "mean_abs_rel_error": float(sum(abs(r["rel_error"]) for r in out_rows) / len(out_rows)),
+              "coverage": float(sum(r["covered"] for r in out_rows) / len(out_rows)), "fit": result.to_json(),
+              "provenance": {"table": str(table), "created": utc_now(), "git": git_hash()}}
+    from augury.scaling.plotting import plot_fit
+
+    plot_fit(result, Path(out) / "backtest.png", records, title=f"backtest {result.law.name}: holdout {holdout}")
+    atomic_write_json(Path(out) / "backtest.json", report)
+    width = max(len(n) for n in names + ["name"])
+    print(f"{'name':<{width}}  {'predicted':>10}  {'actual':>10}  {'rel_err':>8}  {'interval':>23}  covered")
+    for r in out_rows:
+        print(f"{r['name']:<{width}}  {r['predicted']:>10.5g}  {r['actual']:>10.5g}  {100 * r['rel_error']:>7.2f}%"
+              f"  [{r['interval'][0]:>9.5g}, {r['interval'][1]:>9.5g}]  {'yes' if r['covered'] else 'NO'}")
+    print(f"fit on {len(train)} rows, status {result.status}; mean |rel err| {100 * report['mean_abs_rel_error']:.2f}%,"
+          f" coverage {report['coverage']:.0%}")
+    for w in result.warnings:
+        print(f"warning: {w}")
+    return _exit_code(result.status, allow_unconverged)
+
+
+def main(argv: list[str]) -> int:
+    return int(function_cli(backtest, option_names(argv), prog="augury backtest") or 0)

@@ -1,0 +1,104 @@
+"""Capability forecasts from per-problem pass rates, with the GPT-4 report's protocol (OpenAI 2023, Sec. 3.2).
+
+Input: records {run, problem, n, c} (n samples, c passed) and each run's training compute. Protocol:
+  1. pass_rate(run, problem) = c / n;
+  2. keep only problems every run solves at least once (c > 0 everywhere), so log pass_rate is finite;
+  3. bucket the kept problems by difficulty = their pass rate on the smallest-compute run(s) (quantile
+     buckets, easiest first; ties broken by problem id);
+  4. per bucket, y(run) = mean over its problems of -log pass_rate, and fit y = alpha * C^(-k)
+     (law `capability`) with the bootstrap resampling runs.
+
+    from augury.scaling.capability import fit_capability
+    cap = fit_capability(records, {"s": 1e18, "m": 1e19, "l": 1e20}, n_buckets=3, bootstrap=1000)
+    cap.predict(1e22)   # per bucket: value, interval
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from augury.scaling.result import FitResult, fit_law
+from augury.scaling.tables import TableError, check_problems
+
+
+@dataclass
+class CapabilityResult:
+    buckets: list[dict]  # per bucket: problems, difficulty range, fit (FitResult)
+    dropped_problems: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "converged" if all(b["fit"].converged for b in self.buckets) else "not-converged"
+
+    def predict(self, flops: float) -> list[dict]:
+        """Per bucket: predicted -E_P[log pass_rate] at `flops`, its interval, and the implied pass rate."""
+        out = []
+        for b in self.buckets:
+            rec = b["fit"].forecast({"flops": float(flops)})[0]
+            out.append({"bucket": b["bucket"], "value": rec["value"], "interval": rec["interval"],
+                        "pass_rate_geomean": float(np.exp(-rec["value"])), **({"warning": rec["warning"]}
+                                                                               if "warning" in rec else {})})
+        return out
+
+    def to_json(self) -> dict:
+        return {"law": "capability", "status": self.status, "runs": self.runs,
+                "dropped_problems": self.dropped_problems,
+                "buckets": [{k: (v.to_json() if k == "fit" else v) for k, v in b.items()} for b in self.buckets]}
+
+
+def fit_capability(records: list[dict], run_flops: dict[str, float], n_buckets: int = 3, *,
+                   small_runs: list[str] | None = None, bootstrap: int = 1000, seed: int = 0,
+                   level: float = 0.9) -> CapabilityResult:
+    """Fit one `capability` law per difficulty bucket (see the module docstring for the protocol).
+
+    Args:
+        records: {run, problem, n, c} per (run, problem).
+        run_flops: training compute of every run named in the records.
+        n_buckets: number of difficulty buckets.
+        small_runs: runs whose pass rates define difficulty (default: the smallest-compute run).
+        bootstrap, seed, level: as in fit_law.
+    """
+    check_problems(records)
+    runs = sorted({str(r["run"]) for r in records}, key=lambda r: run_flops.get(r, np.inf))
+    missing = [r for r in runs if r not in run_flops]
+    if missing:
+        raise TableError(f"no compute given for run {missing[0]!r} (every run in the records needs flops)")
+    if len(runs) < 3:
+        raise TableError(f"{len(runs)} runs in the records: need at least 3 to fit alpha * C^(-k) with intervals")
+    problems = sorted({str(r["problem"]) for r in records})
+    passed = np.zeros((len(runs), len(problems)))
+    samples = np.zeros_like(passed)
+    ri, pi = {r: i for i, r in enumerate(runs)}, {p: j for j, p in enumerate(problems)}
+    for rec in records:
+        i, j = ri[str(rec["run"])], pi[str(rec["problem"])]
+        passed[i, j] += rec["c"]
+        samples[i, j] += rec["n"]
+    if (samples == 0).any():
+        i, j = map(int, np.argwhere(samples == 0)[0])
+        raise TableError(f"run {runs[i]!r} has no record for problem {problems[j]!r}: every run must try every problem")
+    rate = passed / samples
+    keep = (passed > 0).all(axis=0)
+    dropped = [p for p, k in zip(problems, keep) if not k]
+    if keep.sum() < n_buckets:
+        raise TableError(f"only {int(keep.sum())} problems are solved at least once by every run: "
+                         f"too few for {n_buckets} buckets")
+    small = small_runs or [runs[0]]
+    difficulty = rate[[ri[r] for r in small]][:, keep].mean(axis=0)
+    kept_ids = [p for p, k in zip(problems, keep) if k]
+    order = sorted(range(len(kept_ids)), key=lambda j: (-difficulty[j], kept_ids[j]))  # easiest first
+    buckets = []
+    flops = np.array([run_flops[r] for r in runs], float)
+    for b, chunk in enumerate(np.array_split(np.array(order), n_buckets)):
+        cols = np.flatnonzero(keep)[chunk]
+        y = -np.log(rate[:, cols]).mean(axis=1)
+        if not (y > 0).all():
+            raise TableError(f"bucket {b}: every problem is always solved (pass rate 1): -log pass_rate is 0")
+        fit = fit_law("capability", {"name": np.array(runs, dtype=object), "flops": flops,
+                                     "neg_log_pass_rate": y}, bootstrap=bootstrap, seed=seed + b, level=level)
+        buckets.append({"bucket": b, "problems": [kept_ids[j] for j in chunk],
+                        "small_run_pass_rate": [float(difficulty[chunk].min()), float(difficulty[chunk].max())],
+                        "fit": fit})
+    return CapabilityResult(buckets, dropped, runs)

@@ -1,0 +1,202 @@
+"""`augury fit`: fit a scaling law to a runs table, forecast with intervals, write DIR/fit.json and DIR/fit.png.
+
+    augury fit runs.csv --law gpt4-loss --predict "flops=1e24" --out fits/
+    augury fit runs.csv --law chinchilla --fit-where "params<1e9" --optimal-for 1e23 --out fits/
+    augury fit runs.csv --law capability --problems problems.jsonl --out fits/   # per-problem pass rates
+
+Exit status: 0 on success; 2 on bad input (one line naming the column/row); 1 when the fit did not converge
+(fit.json still says `not-converged`) unless --allow-unconverged.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Tiny per-fit linear algebra runs faster single-threaded (and does not fight other processes for cores).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from augury.cli import UsageError, function_cli  # noqa: E402
+from augury.io import atomic_write_json, git_hash, utc_now  # noqa: E402
+from augury.scaling.diagnostics import metric_trends  # noqa: E402
+from augury.scaling.tables import TableError, columns_from, parse_assignments, read_table, select  # noqa: E402
+
+# Columns never trend-checked as metrics: inputs, identifiers and bookkeeping.
+NON_METRICS = {"name", "run", "params", "tokens", "flops", "step", "_step", "seed"}
+
+
+def load_rows(table: str, where: str | None) -> list[dict]:
+    """Rows of TABLE, restricted to EXPR when given; TableError becomes a one-line usage error."""
+    try:
+        rows = read_table(table)
+        if where:
+            rows = [r for r, keep in zip(rows, select(rows, where)) if keep]
+    except TableError as err:
+        raise UsageError(str(err)) from None
+    return rows
+
+
+def run_fit(law: str, rows, y: str | None, x: str | None, bootstrap: int, seed: int, level: float,
+            delta: float, max_iter: int):
+    from augury.scaling.result import fit_law
+
+    try:
+        return fit_law(law, rows, y=y, x_column=x, bootstrap=bootstrap, seed=seed, level=level, delta=delta,
+                       max_iter=max_iter)
+    except TableError as err:
+        raise UsageError(str(err)) from None
+
+
+def flagged_trends(rows, result) -> dict[str, dict]:
+    """Trend shape of every numeric metric column against compute (for columns besides the fitted one)."""
+    cols = columns_from(rows)
+    if "flops" not in cols:
+        return {}
+    skip = NON_METRICS | set(result.law.inputs)
+    return metric_trends(cols, cols["flops"], skip=skip)
+
+
+def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None = None,
+        fit_where: str | None = None, predict: str | None = None, actual: float | None = None,
+        bootstrap: int = 1000, seed: int = 0, level: float = 0.9, delta: float = 1e-3,
+        optimal_for: float | None = None, problems: str | None = None, buckets: int = 3, max_iter: int = 2000,
+        allow_unconverged: bool = False) -> int:
+    """Fit a scaling law to a runs table (CSV or JSONL) and forecast with bootstrap intervals.
+
+    Args:
+        table: runs table, CSV or JSONL: columns such as name, params, tokens, flops, loss and metrics.
+        law: gpt4-loss, chinchilla, kaplan-n, kaplan-d, capability or sigmoid.
+        out: output folder for fit.json and fit.png.
+        y: column to fit (default: the law's, e.g. loss).
+        x: input column of one-input laws (sigmoid: e.g. a task-loss column; default flops).
+        fit_where: fit only rows matching this expression, e.g. "flops<1e21 and name!='bad'".
+        predict: inputs to forecast, e.g. "flops=1e24" or "params=7e9,tokens=4e12"; several separated by ';'.
+        actual: the observed value at the (single) --predict point, drawn and scored when known.
+        bootstrap: bootstrap resamples over runs (0: no intervals).
+        seed: bootstrap seed.
+        level: interval coverage (0.9: 5th-95th percentiles).
+        delta: Huber delta on log residuals.
+        optimal_for: (chinchilla) compute budget in FLOPs: report the compute-optimal N*(C), D*(C).
+        problems: (capability) per-problem JSONL {run, problem, n, c}; TABLE then gives each run's compute.
+        buckets: (capability) number of difficulty buckets.
+        max_iter: L-BFGS-B iteration limit.
+        allow_unconverged: exit 0 even when the fit did not converge.
+    """
+    rows = load_rows(table, fit_where)
+    out_dir = Path(out)
+    queries = []
+    try:
+        queries = [parse_assignments(p) for p in predict.split(";")] if predict else []
+    except TableError as err:
+        raise UsageError(str(err)) from None
+    if actual is not None and len(queries) != 1:
+        raise UsageError("--actual needs exactly one --predict point")
+    if optimal_for is not None and law != "chinchilla":
+        raise UsageError("--optimal-for needs --law chinchilla (N*(C), D*(C) come from its two exponents)")
+    if law == "capability" and problems:
+        return _fit_capability(rows, problems, out_dir, queries, bootstrap, seed, level, buckets, allow_unconverged)
+    result = run_fit(law, rows, y, x, bootstrap, seed, level, delta, max_iter)
+    try:
+        forecasts = [result.forecast(q, actual=[actual])[0] for q in queries]
+    except TableError as err:
+        raise UsageError(f"--predict: {err}") from None
+    report = result.to_json()
+    report["predictions"] = forecasts
+    report["metric_trends"] = flagged_trends(rows, result)
+    for col, t in report["metric_trends"].items():
+        if t["shape"] in ("inverse", "u-shaped") and col != result.y_column:
+            report["warnings"].append(f"metric {col} shows {t['shape']} scaling: {t['detail']}")
+    if optimal_for is not None:
+        report["optimal"] = _optimal(result, optimal_for)
+    report["provenance"] = {"table": str(table), "fit_where": fit_where, "created": utc_now(), "git": git_hash()}
+    from augury.scaling.plotting import plot_fit
+
+    notes = [w for w in report["warnings"] if "scaling" in w]
+    plot_fit(result, out_dir / "fit.png", forecasts, notes=notes)
+    atomic_write_json(out_dir / "fit.json", report)
+    _print_summary(report)
+    return _exit_code(result.status, allow_unconverged)
+
+
+def _optimal(result, flops: float) -> dict:
+    law = result.law
+    n_opt, d_opt = law.compute_optimal(result.theta, flops)
+    out = {"flops": flops, "params": float(n_opt[0]), "tokens": float(d_opt[0]),
+           "loss": float(law.predict(result.theta, {"params": n_opt, "tokens": d_opt})[0, 0])}
+    if result.boot_theta is not None and len(result.boot_theta):
+        nb, db = law.compute_optimal(result.boot_theta, flops)
+        q = [(1 - result.level) / 2 * 100, (1 + result.level) / 2 * 100]
+        out["params_interval"] = [float(v) for v in np.percentile(nb, q)]
+        out["tokens_interval"] = [float(v) for v in np.percentile(db, q)]
+    return out
+
+
+def _fit_capability(rows, problems, out_dir, queries, bootstrap, seed, level, buckets, allow_unconverged) -> int:
+    from augury.scaling.capability import fit_capability
+    from augury.scaling.tables import read_problems
+
+    run_col = "name" if rows and "name" in rows[0] else "run"
+    try:
+        records = read_problems(problems)
+        flops = {str(r[run_col]).removesuffix(".0"): r["flops"] for r in rows if r.get("flops")}
+        cap = fit_capability(records, flops, buckets, bootstrap=bootstrap, seed=seed, level=level)
+    except (TableError, KeyError) as err:
+        raise UsageError(f"capability: {err}") from None
+    report = cap.to_json()
+    report["predictions"] = [{"inputs": q, "buckets": cap.predict(q["flops"])} for q in queries if "flops" in q]
+    from augury.scaling.plotting import plot_fit
+
+    first = cap.buckets[0]["fit"]
+    plot_fit(first, out_dir / "fit.png", [first.forecast({"flops": q["flops"]})[0] for q in queries if "flops" in q],
+             title=f"capability, bucket 0 of {len(cap.buckets)} (easiest)")
+    atomic_write_json(out_dir / "fit.json", report)
+    print(f"capability: {len(cap.buckets)} buckets, {len(cap.dropped_problems)} problems dropped "
+          f"(unsolved by some run), status {cap.status}")
+    for p in report["predictions"]:
+        for b in p["buckets"]:
+            print(f"  flops={p['inputs']['flops']:.3g} bucket {b['bucket']}: -E[log pass] = {b['value']:.4g} "
+                  f"[{b['interval'][0]:.4g}, {b['interval'][1]:.4g}]")
+    return _exit_code(cap.status, allow_unconverged)
+
+
+def _exit_code(status: str, allow_unconverged: bool) -> int:
+    if status != "converged":
+        print("fit status: not-converged" + ("" if allow_unconverged else " (exit 1; --allow-unconverged to accept)"))
+        return 0 if allow_unconverged else 1
+    return 0
+
+
+def _print_summary(report: dict) -> None:
+    print(f"{report['law']}: {report['formula']}   status: {report['status']}   n={report['n_points']}")
+    for k, v in report["parameters"].items():
+        iv = v["interval"]
+        print(f"  {k:>8} = {v['value']:.6g}" + (f"  [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else ""))
+    for p in report.get("predictions", []):
+        iv = p["interval"]
+        inputs = ", ".join(f"{k}={v:.4g}" for k, v in p["inputs"].items())
+        print(f"  predict {inputs}: {p['value']:.5g}  [{iv[0]:.5g}, {iv[1]:.5g}]"
+              + (f"  actual {p['actual']:.5g} ({100 * p['rel_error']:+.2f}%)" if "actual" in p else ""))
+    if "optimal" in report:
+        o = report["optimal"]
+        print(f"  compute-optimal at C={o['flops']:.3g}: N*={o['params']:.4g}, D*={o['tokens']:.4g}")
+    for w in report["warnings"]:
+        print(f"  warning: {w}")
+
+
+def option_names(argv: list[str]) -> list[str]:
+    """Accept the documented `--fit-where` spelling as well as jsonargparse's `--fit_where`."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and not arg.startswith("---"):
+            name, sep, val = arg.partition("=")
+            arg = name.replace("-", "_").replace("__", "--", 1) + sep + val
+        out.append(arg)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    return int(function_cli(fit, option_names(argv), prog="augury fit") or 0)

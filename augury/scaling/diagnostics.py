@@ -1,0 +1,97 @@
+"""Checks that say when the data cannot support what was asked: trend shape and parameter identifiability.
+
+`trend_check` flags inverse scaling (a metric that gets worse with scale) and U-shaped scaling (worse, then
+better, or the reverse) - the Inverse Scaling Prize finding the GPT-4 report discusses (McKenzie et al. 2023;
+Wei et al. 2022 "Inverse scaling can become U-shaped"). `identifiability_warnings` reports parameter pairs the
+bootstrap cannot tell apart (e.g. Chinchilla's alpha and beta on a narrow ladder).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# |bootstrap correlation| above this between a law's exponents is reported as "cannot be told apart".
+CORRELATION_WARN = 0.9
+# Pairs of natural parameters whose correlation each law reports.
+IDENTIFIABILITY_PAIRS = {"chinchilla": (("alpha", "beta"), ("A", "B"), ("E", "alpha"))}
+# Column names that mean lower is better (losses); any other metric is taken as higher-is-better.
+LOWER_IS_BETTER = ("loss", "bpb", "perplexity", "ppl", "_ce", "crossentropy", "error", "neg_log")
+
+
+def lower_is_better(column: str) -> bool:
+    name = column.lower()
+    return any(tok in name for tok in LOWER_IS_BETTER)
+
+
+def identifiability_warnings(law, correlations: dict[str, float]) -> list[str]:
+    out = []
+    for a, b in IDENTIFIABILITY_PAIRS.get(law.name, ()):
+        c = correlations.get(f"{a}~{b}", correlations.get(f"{b}~{a}"))
+        if c is not None and np.isfinite(c) and abs(c) > CORRELATION_WARN:
+            out.append(f"{a} and {b} are strongly correlated across bootstrap resamples (r={c:+.2f}): the data "
+                       f"cannot tell them apart; trust predictions near the data more than the exponents")
+    return out
+
+
+def trend_shape(log_x: np.ndarray, y: np.ndarray, higher_is_better: bool) -> dict:
+    """Shape of y against log x: `normal`, `inverse`, `u-shaped`, `flat` or `insufficient`.
+
+    Values at the same x are averaged. A quadratic in log x replaces the line when it explains the data
+    clearly better (F test, p < 0.05) with its turning point inside the data: that is U-shaped (or inverted-U).
+    Otherwise the slope's sign (|t| > 2) decides normal vs inverse; else flat.
+    """
+    from scipy import stats
+
+    ux = np.unique(log_x)
+    if ux.size < 3:
+        return {"shape": "insufficient", "detail": f"{ux.size} distinct sizes (need 3)"}
+    uy = np.array([y[log_x == v].mean() for v in ux])
+    sign = 1.0 if higher_is_better else -1.0
+    z = (ux - ux.mean()) / (ux.std() or 1.0)
+    lin = np.polyfit(z, uy, 1)
+    sse1 = float(((np.polyval(lin, z) - uy) ** 2).sum())
+    n = ux.size
+    if n >= 4:
+        quad = np.polyfit(z, uy, 2)
+        sse2 = float(((np.polyval(quad, z) - uy) ** 2).sum())
+        f_stat = (sse1 - sse2) / max(sse2 / (n - 3), 1e-300)
+        p_quad = float(stats.f.sf(f_stat, 1, n - 3))
+        vertex = -quad[1] / (2 * quad[0]) if quad[0] != 0 else np.inf
+        if p_quad < 0.05 and z.min() < vertex < z.max():
+            at = float(10 ** (vertex * (ux.std() or 1.0) + ux.mean()))
+            kind = "worse then better" if (quad[0] * sign) > 0 else "better then worse"
+            return {"shape": "u-shaped", "detail": f"{kind}, turning near x={at:.3g} (p={p_quad:.3g})"}
+    resid = np.polyval(lin, z) - uy
+    se = np.sqrt((resid ** 2).sum() / max(n - 2, 1) / ((z - z.mean()) ** 2).sum())
+    t = lin[0] / se if se > 0 else np.inf * np.sign(lin[0])
+    if abs(t) <= 2:
+        return {"shape": "flat", "detail": f"no clear trend (t={t:.2f})"}
+    return {"shape": "normal" if lin[0] * sign > 0 else "inverse",
+            "detail": f"{'improves' if lin[0] * sign > 0 else 'worsens'} with scale (t={t:.2f})"}
+
+
+def trend_check(x: dict[str, np.ndarray], y: np.ndarray, law) -> dict:
+    """Trend of the fitted column against the law's main input (compute 6*params*tokens for (N, D) laws)."""
+    if "params" in x and "tokens" in x:
+        col, xv = "6*params*tokens", 6.0 * np.asarray(x["params"], float) * np.asarray(x["tokens"], float)
+    else:
+        col = law.inputs[0]
+        xv = np.asarray(x[col], float)
+    log_x = xv if col in law.raw_inputs else np.log10(xv)
+    out = trend_shape(log_x, np.asarray(y, float), law.higher_is_better)
+    return {"against": col, **out}
+
+
+def metric_trends(cols: dict[str, np.ndarray], against: np.ndarray, skip=()) -> dict[str, dict]:
+    """Trend of every numeric metric column against log10(against) (e.g. flops), for the fit report."""
+    out = {}
+    log_x = np.log10(np.asarray(against, float))
+    for name, arr in cols.items():
+        if name in skip or arr.dtype == object:
+            continue
+        vals = np.asarray(arr, float)
+        ok = np.isfinite(vals) & np.isfinite(log_x)
+        if ok.sum() < 3:
+            continue
+        out[name] = trend_shape(log_x[ok], vals[ok], higher_is_better=not lower_is_better(name))
+    return out

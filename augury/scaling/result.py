@@ -1,0 +1,217 @@
+"""`fit_law`: the public entry point that fits a law to a table and returns a `FitResult`.
+
+A FitResult holds the best full-data parameters, an explicit convergence status, bootstrap parameter draws
+(resampling runs), warnings when the data cannot support the request, and predicts with intervals.
+
+    from augury.scaling import fit_law
+    res = fit_law("gpt4-loss", rows, bootstrap=1000, seed=0)        # rows: list of dicts or dict of arrays
+    value, interval = res.predict({"flops": 1e24})                  # arrays (n,), (n, 2)
+    res.to_json()                                                   # plain-JSON dict (what fit.json holds)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from augury.scaling.diagnostics import identifiability_warnings, trend_check
+from augury.scaling.fitting import FitProblem, bootstrap_fits, fit_grid
+from augury.scaling.laws import Law, get_law
+from augury.scaling.tables import TableError, columns_from, law_inputs
+
+# Predictions more than this many decades of the law's main input beyond the data carry a warning.
+MAX_EXTRAPOLATION_DECADES = 2.0
+
+
+@dataclass
+class FitResult:
+    """A fitted law. `theta` are the law's fitted parameters; `params` the formula's own (natural) ones."""
+
+    law: Law
+    theta: np.ndarray
+    status: str  # "converged" or "not-converged"
+    info: dict  # optimiser details: message, objective, n_starts, n_iter, seconds
+    x: dict[str, np.ndarray]
+    y: np.ndarray
+    y_column: str
+    names: list[str]
+    delta: float
+    level: float = 0.9
+    seed: int = 0
+    boot_theta: np.ndarray | None = None  # (B, P) converged bootstrap fits
+    boot_info: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    trend: dict = field(default_factory=dict)
+    noise: bool = True  # prediction intervals include run-to-run scatter (resampled log residuals)
+
+    @property
+    def converged(self) -> bool:
+        return self.status == "converged"
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.law.natural(self.theta).items()}
+
+    def param_intervals(self) -> dict[str, list[float]]:
+        """Percentile bootstrap interval (at `level`) of each natural parameter; empty without bootstrap."""
+        if self.boot_theta is None or len(self.boot_theta) == 0:
+            return {}
+        q = [(1 - self.level) / 2 * 100, (1 + self.level) / 2 * 100]
+        return {k: [float(v) for v in np.percentile(arr, q)] for k, arr in self.law.natural(self.boot_theta).items()}
+
+    def correlations(self) -> dict[str, float]:
+        """Bootstrap correlation of each pair of natural parameters."""
+        if self.boot_theta is None or len(self.boot_theta) < 3:
+            return {}
+        nat = self.law.natural(self.boot_theta)
+        keys, out = list(nat), {}
+        for i, a in enumerate(keys):
+            for b in keys[i + 1 :]:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    c = np.corrcoef(nat[a], nat[b])[0, 1]
+                out[f"{a}~{b}"] = float(c) if np.isfinite(c) else float("nan")
+        return out
+
+    def residuals(self) -> np.ndarray:
+        """Log residuals log(prediction) - log(observed) of the fitted rows."""
+        return self.law.log_predict(self.theta, self.x)[0] - np.log(self.y)
+
+    def _inputs(self, inputs) -> dict[str, np.ndarray]:
+        rows = [inputs] if isinstance(inputs, dict) and np.ndim(next(iter(inputs.values()))) == 0 else inputs
+        cols = columns_from(rows)
+        return law_inputs(self.law, cols, where="prediction inputs")
+
+    def predict(self, inputs) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted values (n,) and intervals (n, 2) at `level` for inputs (a dict of scalars or arrays, or a
+        list of dicts). Intervals are NaN without bootstrap."""
+        x = self._inputs(inputs)
+        value = self.law.predict(self.theta, x)[0]
+        if self.boot_theta is None or len(self.boot_theta) == 0:
+            return value, np.full((len(value), 2), np.nan)
+        draws = self.law.predict(self.boot_theta, x)
+        if self.noise:
+            rng = np.random.default_rng(self.seed + 1)
+            draws = draws * np.exp(rng.choice(self.residuals(), size=draws.shape))
+        q = [(1 - self.level) / 2 * 100, (1 + self.level) / 2 * 100]
+        return value, np.percentile(draws, q, axis=0).T
+
+    def extrapolation_decades(self, inputs) -> np.ndarray:
+        """How many decades beyond the fitted data each prediction lies (max over the law's log inputs)."""
+        x = self._inputs(inputs)
+        out = np.zeros(len(next(iter(x.values()))))
+        for col in self.law.inputs:
+            if col in self.law.raw_inputs:
+                continue
+            data = np.log10(self.x[col])
+            v = np.log10(np.asarray(x[col], float))
+            out = np.maximum(out, np.maximum(v - data.max(), data.min() - v))
+        return out
+
+    def forecast(self, inputs, actual=None) -> list[dict]:
+        """Predictions as records (what fit.json's `predictions` holds), with an extrapolation warning."""
+        x = self._inputs(inputs)
+        value, interval = self.predict(x)
+        decades = self.extrapolation_decades(x)
+        records = []
+        for i in range(len(value)):
+            rec = {"inputs": {k: float(v[i]) for k, v in x.items()}, "value": float(value[i]),
+                   "interval": [float(interval[i, 0]), float(interval[i, 1])],
+                   "extrapolation_decades": round(float(decades[i]), 3)}
+            if decades[i] > MAX_EXTRAPOLATION_DECADES:
+                rec["warning"] = (f"extrapolates {decades[i]:.1f} decades beyond the fitted data "
+                                  f"(> {MAX_EXTRAPOLATION_DECADES:g}); the interval assumes the law holds there")
+            if actual is not None and actual[i] is not None:
+                rec["actual"] = float(actual[i])
+                rec["rel_error"] = float(value[i] / actual[i] - 1.0)
+                rec["covered"] = bool(interval[i, 0] <= actual[i] <= interval[i, 1])
+            records.append(rec)
+        return records
+
+    def to_json(self) -> dict:
+        intervals = self.param_intervals()
+        return {
+            "law": self.law.name, "formula": self.law.formula, "y": self.y_column, "status": self.status,
+            "parameters": {k: {"value": v, "interval": intervals.get(k)} for k, v in self.params.items()},
+            "fitted_parameters": dict(zip(self.law.param_names, map(float, self.theta))),
+            "level": self.level, "n_points": int(len(self.y)),
+            "diagnostics": {"optimizer": self.info, "huber_delta": self.delta, "bootstrap": self.boot_info,
+                            "correlations": self.correlations(),
+                            "residual_rms": float(np.sqrt(np.mean(self.residuals() ** 2)))},
+            "trend": self.trend, "warnings": list(self.warnings),
+            "data": {"names": self.names, "y": self.y.tolist(), **{k: v.tolist() for k, v in self.x.items()}},
+        }
+
+
+def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None = None, weights=None,
+            groups=None, delta: float = 1e-3, bootstrap: int = 1000, seed: int = 0, level: float = 0.9,
+            max_iter: int = 2000, noise: bool = True) -> FitResult:
+    """Fit `law` to `data` (a list of row dicts or a dict of columns) and bootstrap it over runs.
+
+    Args:
+        law: a law name (see augury.scaling.laws.LAWS) or a Law object.
+        data: rows ({column: value}) or columns ({column: array}); flops = 6*params*tokens when missing.
+        y: the target column (default: the law's default, e.g. `loss`).
+        x_column: input column of one-input laws (`sigmoid`, `kaplan-*`).
+        weights: optional per-row weights multiplying each row's Huber term.
+        groups: optional per-row run labels; the bootstrap resamples whole groups (default: each row).
+        delta: Huber delta on log residuals.
+        bootstrap: number of resamples (0: no intervals).
+        seed: seed of the resampling.
+        level: interval coverage (0.9 -> 5th..95th percentiles).
+        max_iter: L-BFGS-B iteration limit of the final fit.
+        noise: prediction intervals include run-to-run scatter, not only parameter uncertainty.
+    """
+    law = get_law(law, x_column)
+    cols = columns_from(data)
+    y_col = y or law.default_y
+    x = law_inputs(law, cols, where="table")
+    if y_col not in cols:
+        raise TableError(f"table has no column {y_col!r} (the value to fit; pass y=...); columns: {sorted(cols)}")
+    y_arr = _positive(cols[y_col], y_col)
+    n = len(y_arr)
+    if n < len(law.param_names):
+        raise TableError(f"{n} rows but law {law.name!r} has {len(law.param_names)} parameters: need at least as many rows")
+    for col, arr in x.items():
+        if np.unique(arr).size < 2:
+            raise TableError(f"all rows have the same {col}={arr[0]:g}: a law in {col} cannot be fitted from one size")
+    logs = [np.log(v) for c, v in x.items() if c not in law.raw_inputs]
+    collinear = len(logs) == 2 and abs(np.corrcoef(logs[0], logs[1])[0, 1]) > 0.98
+    w = np.ones(n) if weights is None else np.asarray(weights, float)
+    names = [str(v) for v in cols["name"]] if "name" in cols else [f"row{i + 1}" for i in range(n)]
+    problem = FitProblem(law, x, y_arr, w, delta)
+    theta, info = fit_grid(problem, max_iter=max_iter)
+    result = FitResult(law, theta, info["status"], info, x, y_arr, y_col, names, delta, level, seed, noise=noise)
+    if collinear:
+        a, b = (c for c in x if c not in law.raw_inputs)
+        result.warnings.append(f"{a} and {b} move together in the data (|corr of logs| > 0.98): their separate "
+                               f"effects cannot be identified; vary the {b}/{a} ratio across runs")
+    if info["status"] != "converged":
+        result.warnings.append(f"fit did not converge: {info['message']}")
+    lo, hi = np.array(law.bounds).T
+    for name, v, a, b in zip(law.param_names, theta, lo, hi):
+        if np.isclose(v, a) or np.isclose(v, b):
+            result.warnings.append(f"parameter {name}={v:g} is at its bound [{a:g}, {b:g}]")
+    if bootstrap > 0:
+        run_groups = np.asarray(groups) if groups is not None else np.arange(n)
+        boot = bootstrap_fits(problem, theta, run_groups, bootstrap, seed)
+        result.boot_theta = boot.theta[boot.converged]
+        frac = float(boot.converged.mean())
+        result.boot_info = {"resamples": int(bootstrap), "converged_fraction": frac, "seed": seed,
+                            "unit": "group" if groups is not None else "row",
+                            "n_groups": int(np.unique(run_groups).size)}
+        if frac < 0.99:
+            result.warnings.append(f"only {frac:.1%} of bootstrap resamples converged; intervals use those")
+        result.warnings += identifiability_warnings(law, result.correlations())
+    result.trend = trend_check(x, y_arr, law)
+    if result.trend.get("shape") in ("inverse", "u-shaped"):
+        result.warnings.append(f"{y_col} shows {result.trend['shape']} scaling: {result.trend['detail']}")
+    return result
+
+
+def _positive(values, column: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    bad = np.flatnonzero(~(arr > 0))
+    if bad.size:
+        raise TableError(f"column {column!r} row {bad[0] + 1}: value {values[bad[0]]!r} must be > 0 (its log is taken)")
+    return arr

@@ -1,0 +1,224 @@
+"""Runs tables and per-problem results: reading, checking and selecting rows.
+
+A runs table is CSV or JSONL with one row per training run (or checkpoint), columns such as
+`name, params, tokens, flops, loss` plus any metric columns. When `flops` is missing (the column, or a cell)
+it is filled with 6 * params * tokens (Kaplan et al. 2020's forward+backward estimate, embeddings included
+as the table's `params` counts them). Per-problem results are JSONL records `{run, problem, n, c}`: n
+samples of `problem` drawn from `run`, c of them passed.
+
+    rows = read_table("runs.csv")
+    keep = select(rows, "flops>2e21 and name!='bad'")
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import operator
+from pathlib import Path
+
+import numpy as np
+
+from augury.io import read_jsonl
+
+
+class TableError(ValueError):
+    """Bad input in a table, expression or record: the message names the file, column or row."""
+
+
+def _cell(value):
+    """CSV cells: '' -> None, numbers -> float, anything else stays a string."""
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else float(value)
+    text = str(value).strip()
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def read_table(path: str | Path) -> list[dict]:
+    """Rows of a CSV (header line) or JSONL runs table, with flops filled in where missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise TableError(f"{path}: no such file")
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        raw = read_jsonl(path)
+    else:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames:
+                raise TableError(f"{path}: empty table (no header line)")
+            raw = list(reader)
+    if not raw:
+        raise TableError(f"{path}: the table has no rows")
+    rows = [{str(k).strip(): _cell(v) for k, v in r.items() if k is not None} for r in raw]
+    return fill_flops(rows)
+
+
+def fill_flops(rows: list[dict]) -> list[dict]:
+    """Set flops = 6 * params * tokens on rows that lack flops but have both params and tokens."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        if r.get("flops") is None and isinstance(r.get("params"), float) and isinstance(r.get("tokens"), float):
+            r["flops"] = 6.0 * r["params"] * r["tokens"]
+        out.append(r)
+    return out
+
+
+def columns_from(data) -> dict[str, np.ndarray]:
+    """Columns (float arrays, or object arrays for text) from rows or from a dict of columns."""
+    if isinstance(data, dict):
+        cols = {k: np.atleast_1d(np.asarray(v)) for k, v in data.items()}
+        if "flops" not in cols and "params" in cols and "tokens" in cols:
+            cols["flops"] = 6.0 * cols["params"].astype(float) * cols["tokens"].astype(float)
+        return cols
+    rows = fill_flops([{k: _cell(v) for k, v in r.items()} for r in data])
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    cols = {}
+    for k in keys:
+        vals = [r.get(k) for r in rows]
+        if all(v is None or isinstance(v, float) for v in vals):
+            cols[k] = np.array([np.nan if v is None else v for v in vals], dtype=float)
+        else:
+            cols[k] = np.array(["" if v is None else str(v) for v in vals], dtype=object)
+    return cols
+
+
+def law_inputs(law, cols: dict[str, np.ndarray], where: str = "table") -> dict[str, np.ndarray]:
+    """The law's input columns as float arrays, checked: present, numeric, and > 0 where a log is taken."""
+    out = {}
+    for col in law.inputs:
+        if col not in cols:
+            hint = " (or params and tokens, from which flops = 6*params*tokens)" if col == "flops" else ""
+            raise TableError(f"{where}: missing column {col!r} needed by law {law.name!r}{hint}")
+        arr = cols[col]
+        try:
+            vals = np.asarray(arr, dtype=float)
+        except (TypeError, ValueError):
+            bad = next(i for i, v in enumerate(arr) if not _is_number(v))
+            raise TableError(f"{where}: column {col!r} row {bad + 1}: {arr[bad]!r} is not a number") from None
+        check = ~np.isfinite(vals) if col in law.raw_inputs else ~(vals > 0)
+        bad = np.flatnonzero(check)
+        if bad.size:
+            need = "a finite number" if col in law.raw_inputs else "> 0 (its log is taken)"
+            raise TableError(f"{where}: column {col!r} row {bad[0] + 1}: value {arr[bad[0]]!r} must be {need}")
+        out[col] = vals
+    return out
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+_OPS = {ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
+        ast.Eq: operator.eq, ast.NotEq: operator.ne}
+
+
+def parse_where(expr: str, columns) -> "callable":
+    """A row predicate from an expression such as `flops>2e21`, `params<=1e9 and name!='x'`, `not (a<1)`.
+
+    Allowed: column names, numbers, quoted strings, comparisons (chains too), and/or/not, unary minus.
+    Raises TableError naming an unknown column or an unsupported construct.
+    """
+    try:
+        tree = ast.parse(expr.strip(), mode="eval")
+    except SyntaxError as err:
+        raise TableError(f"cannot parse expression {expr!r}: {err.msg}") from None
+    known = set(columns)
+
+    def check(node):
+        if isinstance(node, ast.Name) and node.id not in known:
+            raise TableError(f"expression {expr!r}: unknown column {node.id!r}; columns: {sorted(known)}")
+        allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.Compare,
+                   ast.Name, ast.Load, ast.Constant, *_OPS)
+        if not isinstance(node, allowed):
+            raise TableError(f"expression {expr!r}: {type(node).__name__} is not allowed (use comparisons, and/or/not)")
+        for child in ast.iter_child_nodes(node):
+            check(child)
+
+    check(tree)
+
+    def value(node, row):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return row.get(node.id)
+        if isinstance(node, ast.UnaryOp):
+            v = value(node.operand, row)
+            return (not v) if isinstance(node.op, ast.Not) else -v
+        if isinstance(node, ast.BoolOp):
+            vals = (value(v, row) for v in node.values)
+            return all(vals) if isinstance(node.op, ast.And) else any(vals)
+        left = value(node.left, row)
+        for op, comp in zip(node.ops, node.comparators):
+            right = value(comp, row)
+            if left is None or right is None:
+                return False
+            try:
+                if not _OPS[type(op)](left, right):
+                    return False
+            except TypeError:
+                raise TableError(f"expression {expr!r}: cannot compare {left!r} with {right!r}") from None
+            left = right
+        return True
+
+    return lambda row: bool(value(tree.body, row))
+
+
+def select(rows: list[dict], expr: str) -> list[bool]:
+    """Mask of rows matching `expr`; an expression that selects nothing is an error."""
+    keys = {k for r in rows for k in r}
+    pred = parse_where(expr, keys)
+    mask = [pred(r) for r in rows]
+    if not any(mask):
+        raise TableError(f"expression {expr!r} selects no rows (of {len(rows)})")
+    return mask
+
+
+def parse_assignments(text: str) -> dict[str, float]:
+    """`flops=1e24,params=7e9,tokens=4e12` -> {name: float}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, val = part.partition("=")
+        if not sep or not key.strip():
+            raise TableError(f"--predict {text!r}: expected name=value pairs separated by commas, got {part!r}")
+        try:
+            out[key.strip()] = float(val)
+        except ValueError:
+            raise TableError(f"--predict {text!r}: {key.strip()}={val!r} is not a number") from None
+    if not out:
+        raise TableError(f"--predict {text!r}: no name=value pairs")
+    return out
+
+
+def read_problems(path: str | Path) -> list[dict]:
+    """Per-problem records {run, problem, n, c} from JSONL, checked (0 <= c <= n, n >= 1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TableError(f"{path}: no such file")
+    records = read_jsonl(path)
+    return check_problems(records, str(path))
+
+
+def check_problems(records: list[dict], where: str = "records") -> list[dict]:
+    for i, rec in enumerate(records, 1):
+        missing = [k for k in ("run", "problem", "n", "c") if k not in rec]
+        if missing:
+            raise TableError(f"{where}: record {i} lacks {', '.join(missing)} (need run, problem, n, c)")
+        n, c = rec["n"], rec["c"]
+        if not (isinstance(n, (int, float)) and isinstance(c, (int, float)) and n >= 1 and 0 <= c <= n):
+            raise TableError(f"{where}: record {i}: need n >= 1 and 0 <= c <= n, got n={n!r}, c={c!r}")
+    if not records:
+        raise TableError(f"{where}: no records")
+    return records
+
