@@ -135,6 +135,8 @@ class FitConfig:
         backtest_tolerance: the largest rung, predicted from the others, may miss by at most this relative error
             (and must lie inside its interval) for the forecast to count as reliable.
         residual_tolerance: the largest |relative residual| of any rung from the fitted curve.
+        max_irreducible_fraction: flag a fit whose irreducible loss c exceeds this fraction of the largest rung's
+            loss (the law then claims the ladder is at its floor).
         steepening_tolerance: how much the local slope d log L / d log C may steepen from one rung pair to the
             next before it counts as a regime change (a law with an irreducible term only flattens).
     """
@@ -144,6 +146,7 @@ class FitConfig:
     level: float = 0.9
     backtest_tolerance: float = 0.02
     residual_tolerance: float = 0.015
+    max_irreducible_fraction: float = 0.95
     steepening_tolerance: float = 0.05
 
 

@@ -82,7 +82,8 @@ class _Progress:
         self.bar = None
         self.start = time.perf_counter()
         self.done_flops = 0.0
-        self.rate_flops = 0.0   # FLOPs done in this process (for the ETA)
+        self.last_rate = 0.0    # FLOP/s of the latest run trained here: larger runs use the CPU/GPU at least as well
+        self.last_start = None
         if enabled:
             from tqdm import tqdm
 
@@ -90,9 +91,9 @@ class _Progress:
                             unit_scale=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} FLOPs")
 
     def starting(self, i: int, plan: RunPlan) -> None:
-        elapsed = time.perf_counter() - self.start
         remaining = self.total - self.done_flops
-        eta = remaining * elapsed / self.rate_flops if self.rate_flops > 0 else None
+        eta = remaining / self.last_rate if self.last_rate > 0 else None
+        self.last_start = time.perf_counter()
         desc = f"forecast: {plan.name} (run {i} of {self.n})" + (f", ETA {format_seconds(eta)}" if eta else "")
         if self.bar is not None:
             self.bar.set_description_str(desc)
@@ -101,8 +102,8 @@ class _Progress:
 
     def finished(self, plan: RunPlan, trained_here: bool) -> None:
         self.done_flops += plan.flops
-        if trained_here:
-            self.rate_flops += plan.flops
+        if trained_here and self.last_start is not None:
+            self.last_rate = plan.flops / max(time.perf_counter() - self.last_start, 1e-9)
         if self.bar is not None:
             self.bar.update(plan.flops)
 

@@ -12,7 +12,9 @@ Checks (each failure becomes a `flags` entry and `reliable: false`, never a sile
     to the next (L = a·C^b + c only flattens: a steepening curve is a regime change);
   - leave-largest-out backtest: the law fitted without the largest rung predicts it within
     `fit.backtest_tolerance`, inside its interval;
-  - no run repeats its data beyond `recipe.max_epochs`.
+  - saturation: the fitted irreducible loss c may not exceed `fit.max_irreducible_fraction` of the largest rung's
+    loss; above it the law says the ladder is at its floor, which the ladder cannot know (a ladder that flattens
+    early, e.g. on a plateau the target will leave, looks like this). The pure power law's prediction is recorded.
 """
 
 from __future__ import annotations
@@ -88,6 +90,19 @@ def fit_loss(rows: list[dict], target_flops: float, fit_cfg, seed: int, y: str =
         if slopes[i] < slopes[i - 1] - fit_cfg.steepening_tolerance:
             flags.append(f"the curve steepens between {rows[i]['name']} and {rows[i + 1]['name']} (local slope "
                          f"{slopes[i - 1]:.3f} -> {slopes[i]:.3f}): a regime change, which L = a*C^b + c cannot follow")
+    # law-form sensitivity: log L = log A + B log C by least squares (scipy-free closed form via numpy)
+    B, logA = np.polyfit(np.log(flops), np.log(losses), 1)
+    power_pred = float(np.exp(logA + B * np.log(target_flops)))
+    sensitivity = {"pure_power_law_prediction": power_pred, "exponent": float(B),
+                   "disagreement": float(rec["value"] / power_pred - 1)}
+    c_frac = res.params["c"] / float(losses[-1])
+    sensitivity["irreducible_fraction_of_largest_rung"] = c_frac
+    if c_frac > fit_cfg.max_irreducible_fraction:
+        flags.append(f"the fit puts the irreducible loss c={res.params['c']:.4g} at {c_frac:.1%} of the largest "
+                     f"rung's loss: it predicts almost no further gain although the ladder fell "
+                     f"{losses[0] / losses[-1] - 1:.1%} over its span. The ladder has flattened (a plateau or a noise "
+                     f"floor the target may leave); a pure power law through the rungs predicts {power_pred:.4f} "
+                     f"instead of {rec['value']:.4f}")
     backtest = None
     if len(rows) >= 4:
         sub = {k: v[:-1] for k, v in data.items()}
@@ -109,6 +124,7 @@ def fit_loss(rows: list[dict], target_flops: float, fit_cfg, seed: int, y: str =
         "extrapolation_decades": rec["extrapolation_decades"], "law": res.to_json(),
         "residuals": {r["name"]: float(v) for r, v in zip(rows, residuals)},
         "local_slopes": [float(s) for s in slopes], "backtest_largest_rung": backtest,
+        "law_form_sensitivity": sensitivity,
         "flags": flags, "reliable": not flags,
     }
     if "warning" in rec:

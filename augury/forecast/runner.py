@@ -9,6 +9,7 @@ tasks on an existing cluster, or on a local Ray instance whose temporary files s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -54,17 +55,10 @@ def train_one(train_cfg, threads: int | None = None, log=None) -> dict:
     return summary
 
 
-def _ray_train(cfg_json: dict, threads: int | None) -> dict:
+def _ray_train(train_cfg, threads: int | None) -> dict:
     from augury.forecast.runner import train_one
-    from augury.train.cli import build_parser
 
-    parser = build_parser()
-    ns = parser.parse_object({k: v for k, v in cfg_json.items()})
-    cfg = parser.instantiate_classes(ns)
-    from augury.train import TrainConfig
-
-    cfg = TrainConfig(**{k: getattr(cfg, k) for k in TrainConfig.__dataclass_fields__})
-    return train_one(cfg, threads)
+    return train_one(train_cfg, threads)
 
 
 def train_runs_ray(jobs: list, out_dir: str | Path, address: str | None, cpus_per_run: int,
@@ -84,12 +78,18 @@ def train_runs_ray(jobs: list, out_dir: str | Path, address: str | None, cpus_pe
         else:
             tmp = Path(out_dir).resolve() / "ray"
             tmp.mkdir(parents=True, exist_ok=True)
+            import augury
+
+            # workers must import this augury (also when it runs from a checkout, not an install)
+            root = str(Path(augury.__file__).resolve().parents[1])
+            path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
             ray.init(num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False, _temp_dir=str(tmp),
-                     log_to_driver=False, runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}})
+                     log_to_driver=False, runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0",
+                                                                    "PYTHONPATH": path}})
         started = True
     try:
         task = ray.remote(num_cpus=cpus_per_run)(_ray_train)
-        refs = {task.remote({**to_jsonable(cfg), "progress": False}, threads): plan.name for plan, cfg in jobs}
+        refs = {task.remote(dataclasses.replace(cfg, progress=False), threads): plan.name for plan, cfg in jobs}
         out: dict[str, dict] = {}
         pending = list(refs)
         while pending:

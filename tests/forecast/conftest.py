@@ -15,6 +15,11 @@ def smoke_config(out, cache, **overrides):
 
 
 @pytest.fixture(scope="session")
+def make_smoke_config():
+    return smoke_config
+
+
+@pytest.fixture(scope="session")
 def data_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("forecast-data-cache")
 

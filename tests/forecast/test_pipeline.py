@@ -91,12 +91,10 @@ def test_edited_forecast_is_refused(smoke_forecast, tmp_path):
         run_forecast(cfg2, log=lambda *a: None)
 
 
-def test_out_dir_with_another_forecasts_plan_is_refused(smoke_forecast, data_cache):
+def test_out_dir_with_another_forecasts_plan_is_refused(smoke_forecast, data_cache, make_smoke_config):
     from augury.forecast.config import ForecastConfigError
 
-    from .conftest import smoke_config
-
     out, _ = smoke_forecast
-    other = smoke_config(out, data_cache, ladder={"rungs": 5})
+    other = make_smoke_config(out, data_cache, ladder={"rungs": 5})
     with pytest.raises(ForecastConfigError, match="another forecast's plan"):
         run_forecast(other, log=lambda *a: None)
