@@ -12,5 +12,5 @@ from augury.scaling.result import FitResult, fit_law
 from augury.scaling.tables import TableError, read_problems, read_table, select
 from augury.scaling.two_step import TwoStepResult, fit_two_step
 
-__all__ = ["LAWS", "Law", "get_law", "fit_law", "FitResult", "read_table", "read_problems", "select",
-           "TableError", "fit_capability", "CapabilityResult", "fit_two_step", "TwoStepResult", "plot_fit"]
+__all__ = ["LAWS", "CapabilityResult", "FitResult", "Law", "TableError", "TwoStepResult", "fit_capability",
+           "fit_law", "fit_two_step", "get_law", "plot_fit", "read_problems", "read_table", "select"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from augury.scaling.result import FitResult, fit_law
+from augury.scaling.result import fit_law
 from augury.scaling.tables import TableError, check_problems
 
 

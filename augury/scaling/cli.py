@@ -16,14 +16,14 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from augury.cli import UsageError, function_cli  # noqa: E402
-from augury.io import atomic_write_json, git_hash, utc_now  # noqa: E402
-from augury.scaling.diagnostics import metric_trends  # noqa: E402
-from augury.scaling.tables import TableError, columns_from, parse_assignments, read_table, select  # noqa: E402
+from augury.cli import UsageError, function_cli
+from augury.io import atomic_write_json, git_hash, utc_now
+from augury.scaling.diagnostics import metric_trends
+from augury.scaling.tables import TableError, columns_from, parse_assignments, read_table, select
 
 # Columns never trend-checked as metrics: inputs, identifiers and bookkeeping.
 NON_METRICS = {"name", "run", "params", "tokens", "flops", "step", "_step", "seed"}
@@ -69,7 +69,7 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
 
     Args:
         table: runs table, CSV or JSONL: columns such as name, params, tokens, flops, loss and metrics.
-        law: gpt4-loss, chinchilla, kaplan-n, kaplan-d, capability or sigmoid.
+        law: gpt4-loss, chinchilla, kaplan-n, kaplan-d, capability, sigmoid or two-step.
         out: output folder for fit.json and fit.png.
         y: column to fit (default: the law's, e.g. loss).
         x: input column of one-input laws (sigmoid: e.g. a task-loss column; default flops).
@@ -99,6 +99,8 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         raise UsageError("--optimal-for needs --law chinchilla (N*(C), D*(C) come from its two exponents)")
     if law == "capability" and problems:
         return _fit_capability(rows, problems, out_dir, queries, bootstrap, seed, level, buckets, allow_unconverged)
+    if law == "two-step":
+        return _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, allow_unconverged)
     result = run_fit(law, rows, y, x, bootstrap, seed, level, delta, max_iter)
     try:
         forecasts = [result.forecast(q, actual=[actual])[0] for q in queries]
@@ -161,6 +163,40 @@ def _fit_capability(rows, problems, out_dir, queries, bootstrap, seed, level, bu
             print(f"  flops={p['inputs']['flops']:.3g} bucket {b['bucket']}: -E[log pass] = {b['value']:.4g} "
                   f"[{b['interval'][0]:.4g}, {b['interval'][1]:.4g}]")
     return _exit_code(cap.status, allow_unconverged)
+
+
+def _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, allow_unconverged) -> int:
+    """Two-step (OLMo ladder): --x is the task-loss column, --y the accuracy column. Step 1 uses the rows whose
+    `final` column is true (every row when there is no such column); step 2 uses every row, grouped by `name`."""
+    from augury.scaling.plotting import plot_fit
+    from augury.scaling.two_step import fit_two_step
+
+    if not x or not y:
+        raise UsageError("--law two-step needs --x TASK_LOSS_COLUMN and --y ACCURACY_COLUMN")
+    final = [r for r in rows if r.get("final") in (1.0, "true", "True", "yes")] if "final" in rows[0] else rows
+    if not final:
+        raise UsageError("column 'final' marks no row as a run's final checkpoint (true/1/yes)")
+    try:
+        res = fit_two_step(final, rows, loss=x, accuracy=y, group="name" if "name" in rows[0] else None,
+                           bootstrap=bootstrap, seed=seed, level=level, delta=delta)
+    except TableError as err:
+        raise UsageError(str(err)) from None
+    report = res.to_json()
+    report["predictions"] = []
+    for q in queries:
+        try:
+            acc, interval, loss = res.predict(q)
+        except TableError as err:
+            raise UsageError(f"--predict: {err}") from None
+        report["predictions"].append({"inputs": q, "value": float(acc[0]), "interval": [float(v) for v in interval[0]],
+                                      "task_loss": float(loss[0])})
+    plot_fit(res.step2, out_dir / "fit.png", title=f"two-step, step 2: {y} vs {x}")
+    atomic_write_json(out_dir / "fit.json", report)
+    print(f"two-step: step 1 {res.step1.status} ({len(final)} final rows), step 2 {res.step2.status} ({len(rows)} rows)")
+    for p in report["predictions"]:
+        print(f"  predict {p['inputs']}: {y} = {p['value']:.4g} [{p['interval'][0]:.4g}, {p['interval'][1]:.4g}]"
+              f" (task loss {p['task_loss']:.4g})")
+    return _exit_code(res.status, allow_unconverged)
 
 
 def _exit_code(status: str, allow_unconverged: bool) -> int:

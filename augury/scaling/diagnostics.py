@@ -33,6 +33,15 @@ def identifiability_warnings(law, correlations: dict[str, float]) -> list[str]:
     return out
 
 
+def _slope_t(z: np.ndarray, y: np.ndarray) -> float:
+    """t statistic of the least-squares slope of y on z."""
+    slope, icpt = np.polyfit(z, y, 1)
+    resid = slope * z + icpt - y
+    sxx = ((z - z.mean()) ** 2).sum()
+    se = np.sqrt((resid ** 2).sum() / max(z.size - 2, 1) / sxx) if sxx > 0 else 0.0
+    return float(slope / se) if se > 0 else float(np.inf * np.sign(slope))
+
+
 def trend_shape(log_x: np.ndarray, y: np.ndarray, higher_is_better: bool) -> dict:
     """Shape of y against log x: `normal`, `inverse`, `u-shaped`, `flat` or `insufficient`.
 
@@ -57,13 +66,15 @@ def trend_shape(log_x: np.ndarray, y: np.ndarray, higher_is_better: bool) -> dic
         f_stat = (sse1 - sse2) / max(sse2 / (n - 3), 1e-300)
         p_quad = float(stats.f.sf(f_stat, 1, n - 3))
         vertex = -quad[1] / (2 * quad[0]) if quad[0] != 0 else np.inf
-        if p_quad < 0.05 and z.min() < vertex < z.max():
-            at = float(10 ** (vertex * (ux.std() or 1.0) + ux.mean()))
-            kind = "worse then better" if (quad[0] * sign) > 0 else "better then worse"
-            return {"shape": "u-shaped", "detail": f"{kind}, turning near x={at:.3g} (p={p_quad:.3g})"}
-    resid = np.polyval(lin, z) - uy
-    se = np.sqrt((resid ** 2).sum() / max(n - 2, 1) / ((z - z.mean()) ** 2).sum())
-    t = lin[0] / se if se > 0 else np.inf * np.sign(lin[0])
+        left, right = z <= vertex, z >= vertex
+        if p_quad < 0.05 and z.min() < vertex < z.max() and left.sum() >= 3 and right.sum() >= 3:
+            # a real turn: significant opposite slopes on both sides, not just curvature of a saturating trend
+            t_left, t_right = _slope_t(z[left], uy[left]), _slope_t(z[right], uy[right])
+            if abs(t_left) > 2 and abs(t_right) > 2 and np.sign(t_left) != np.sign(t_right):
+                at = float(10 ** (vertex * (ux.std() or 1.0) + ux.mean()))
+                kind = "worse then better" if t_left * sign < 0 else "better then worse"
+                return {"shape": "u-shaped", "detail": f"{kind}, turning near x={at:.3g} (p={p_quad:.3g})"}
+    t = _slope_t(z, uy)
     if abs(t) <= 2:
         return {"shape": "flat", "detail": f"no clear trend (t={t:.2f})"}
     return {"shape": "normal" if lin[0] * sign > 0 else "inverse",

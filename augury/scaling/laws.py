@@ -154,7 +154,7 @@ class Chinchilla(Law):
         theta = np.atleast_2d(theta)
         A, B = np.exp(theta[:, 0]), np.exp(theta[:, 1])
         alpha, beta = theta[:, 3], theta[:, 4]
-        a, b = beta / (alpha + beta), alpha / (alpha + beta)
+        a = beta / (alpha + beta)
         g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
         n_opt = g * (flops / 6.0) ** a
         return n_opt, (flops / 6.0) / n_opt
@@ -170,10 +170,13 @@ class KaplanPower(Law):
     """
 
     column: str = "params"
-    name = "kaplan"
     formula = "L(X) = (X_c / X)^alpha + E"
     param_names = ("log_Xc", "alpha", "log_E")
     bounds = ((-20.0, 80.0), (0.0, 3.0), (-10.0, 5.0))
+
+    @property
+    def name(self):  # type: ignore[override]
+        return {"params": "kaplan-n", "tokens": "kaplan-d"}.get(self.column, f"kaplan({self.column})")
 
     @property
     def inputs(self):  # type: ignore[override]
@@ -232,21 +235,29 @@ class CapabilityPower(Law):
 
 @dataclass(frozen=True)
 class Sigmoid(Law):
-    """y(x) = a / (1 + exp(-k (x - x0))) + b: accuracy as a sigmoid of an input column.
+    """y(x) = b + a / (1 + exp(-k (x - x0))): accuracy as a sigmoid of an input column.
 
     The OLMo ladder's step 2 (Bhagia et al. 2024, "Establishing Task Scaling Laws via Compute-Efficient Model
     Ladders", Eq. 2) uses x = task loss (bits per byte, k < 0); with x = flops the input is log10(flops)
-    (a sigmoid of log compute). a, b are bounded to [0, 1] for accuracies; the fit is on log residuals like
-    every law, so y must be > 0.
+    (a sigmoid of log compute). Accuracies cannot exceed 1, so the fitted parameters are
+    (a_frac, x0, k, b) with a = a_frac * (1 - b), a_frac and b in [0, 1]: the ceiling a + b stays <= 1.
+    With `fixed_ceiling=True` the ceiling is 1 (a = 1 - b: a model that predicts the task perfectly, task
+    loss -> 0, is always right); small models far from saturation cannot pin the ceiling down.
+    The fit is on log residuals like every law, so y must be > 0.
     """
 
     column: str = "flops"
+    fixed_ceiling: bool = False
     name = "sigmoid"
-    formula = "y(x) = a / (1 + exp(-k (x - x0))) + b"
-    param_names = ("a", "x0", "k", "b")
-    bounds = ((1e-6, 1.0), (-100.0, 100.0), (-200.0, 200.0), (0.0, 1.0))
+    formula = "y(x) = b + a / (1 + exp(-k (x - x0)))"
+    param_names = ("a_frac", "x0", "k", "b")
     default_y = "accuracy"
     higher_is_better = True
+
+    @property
+    def bounds(self):  # type: ignore[override]
+        a_frac = (1.0, 1.0) if self.fixed_ceiling else (1e-6, 1.0)
+        return (a_frac, (-100.0, 100.0), (-200.0, 200.0), (0.0, 1.0 - 1e-6))
 
     @property
     def inputs(self):  # type: ignore[override]
@@ -262,20 +273,25 @@ class Sigmoid(Law):
 
     def log_predict_and_jac(self, theta, x):
         xv = self.transform(x)[None, :]
-        a, x0, k, b = (theta[:, i : i + 1] for i in range(4))
+        af, x0, k, b = (theta[:, i : i + 1] for i in range(4))
+        a = af * (1.0 - b)
         s = 1.0 / (1.0 + np.exp(np.clip(-k * (xv - x0), -700, 700)))
-        pred = a * s + b
+        pred = np.maximum(a * s + b, 1e-300)
         ds = s * (1.0 - s)
-        jac = np.stack([s, -a * k * ds, a * (xv - x0) * ds, np.ones_like(pred)], axis=-1) / pred[..., None]
+        jac = np.stack([(1.0 - b) * s, -a * k * ds, a * (xv - x0) * ds, 1.0 - af * s], axis=-1) / pred[..., None]
         return np.log(pred), jac
 
     def initial_grid(self, x, y):
         xv = self.transform(x)
         lo, hi = float(xv.min()), float(xv.max())
         span = max(hi - lo, 1e-6)
-        x0s = np.linspace(lo - span, hi + span, 7)
-        ks = np.array([-16, -4, -1, 1, 4, 16]) / span
-        return self._clip_grid(_grid((0.3, 0.6, 0.9), x0s, ks, (0.0, 0.2, 0.4)))
+        x0s = np.linspace(lo - span, hi + span, 5)
+        ks = np.array([-8.0, -2.0, 2.0, 8.0]) / span
+        return np.unique(self._clip_grid(_grid((0.5, 0.9), x0s, ks, (0.1, 0.3))), axis=0)
+
+    def natural(self, theta):
+        b = theta[..., 3]
+        return {"a": theta[..., 0] * (1.0 - b), "x0": theta[..., 1], "k": theta[..., 2], "b": b}
 
 
 LAWS: dict[str, Law] = {

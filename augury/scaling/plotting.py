@@ -48,7 +48,8 @@ def plot_fit(result, path: str | Path, forecasts: list[dict] | None = None, titl
     lo = min(xd.min(), fx.min()) if fx.size else xd.min()
     hi = max(xd.max(), fx.max()) if fx.size else xd.max()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    if "params" in result.x:
+    nd = "params" in result.x and "tokens" in result.x
+    if nd:
         ratios = ([f["inputs"]["tokens"] / f["inputs"]["params"] for f in forecasts] if forecasts
                   else [float(np.median(result.x["tokens"] / result.x["params"]))])
     else:
@@ -57,7 +58,7 @@ def plot_fit(result, path: str | Path, forecasts: list[dict] | None = None, titl
         xs = np.geomspace(lo / 1.5, hi * 1.5, 200) if logx else np.linspace(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 200)
         xin = _curve_inputs(result, xs, ratio)
         ax.plot(xs, law.predict(result.theta, xin)[0], "--", color="C0", lw=1.2,
-                label="fit" + (f" (D/N={ratio:.0f})" if "params" in result.x else "") if k < 2 else None)
+                label="fit" + (f" (D/N={ratio:.0f})" if nd else "") if k < 2 else None)
         if result.boot_theta is not None and len(result.boot_theta):
             draws = law.predict(result.boot_theta, xin)
             q = [(1 - result.level) / 2 * 100, (1 + result.level) / 2 * 100]

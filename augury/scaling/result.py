@@ -134,7 +134,7 @@ class FitResult:
             "law": self.law.name, "formula": self.law.formula, "y": self.y_column, "status": self.status,
             "parameters": {k: {"value": v, "interval": intervals.get(k)} for k, v in self.params.items()},
             "fitted_parameters": dict(zip(self.law.param_names, map(float, self.theta))),
-            "level": self.level, "n_points": int(len(self.y)),
+            "level": self.level, "n_points": len(self.y),
             "diagnostics": {"optimizer": self.info, "huber_delta": self.delta, "bootstrap": self.boot_info,
                             "correlations": self.correlations(),
                             "residual_rms": float(np.sqrt(np.mean(self.residuals() ** 2)))},
@@ -190,7 +190,7 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
         result.warnings.append(f"fit did not converge: {info['message']}")
     lo, hi = np.array(law.bounds).T
     for name, v, a, b in zip(law.param_names, theta, lo, hi):
-        if np.isclose(v, a) or np.isclose(v, b):
+        if a < b and (np.isclose(v, a) or np.isclose(v, b)):
             result.warnings.append(f"parameter {name}={v:g} is at its bound [{a:g}, {b:g}]")
     if bootstrap > 0:
         run_groups = np.asarray(groups) if groups is not None else np.arange(n)
@@ -203,7 +203,13 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
         if frac < 0.99:
             result.warnings.append(f"only {frac:.1%} of bootstrap resamples converged; intervals use those")
         result.warnings += identifiability_warnings(law, result.correlations())
-    result.trend = trend_check(x, y_arr, law)
+    if all(c in law.raw_inputs for c in law.inputs):
+        # e.g. accuracy against task loss: "scale" is compute, not the law's input
+        against = {"flops": np.asarray(cols["flops"], float)} if "flops" in cols else None
+        result.trend = (trend_check(against, y_arr, get_law("sigmoid")) if against is not None
+                        else {"shape": "not-checked", "detail": "no compute column to check the trend against"})
+    else:
+        result.trend = trend_check(x, y_arr, law)
     if result.trend.get("shape") in ("inverse", "u-shaped"):
         result.warnings.append(f"{y_col} shows {result.trend['shape']} scaling: {result.trend['detail']}")
     return result

@@ -124,7 +124,7 @@ _OPS = {ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE:
         ast.Eq: operator.eq, ast.NotEq: operator.ne}
 
 
-def parse_where(expr: str, columns) -> "callable":
+def parse_where(expr: str, columns) -> callable:
     """A row predicate from an expression such as `flops>2e21`, `params<=1e9 and name!='x'`, `not (a<1)`.
 
     Allowed: column names, numbers, quoted strings, comparisons (chains too), and/or/not, unary minus.

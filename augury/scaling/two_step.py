@@ -59,7 +59,8 @@ class TwoStepResult:
 
 
 def fit_two_step(final_rows, checkpoint_rows, loss: str, accuracy: str, group: str | None = None, *,
-                 bootstrap: int = 1000, seed: int = 0, level: float = 0.9, delta: float = 1e-3) -> TwoStepResult:
+                 fixed_ceiling: bool = True, bootstrap: int = 1000, seed: int = 0, level: float = 0.9,
+                 delta: float = 1e-3) -> TwoStepResult:
     """Fit both steps.
 
     Args:
@@ -69,11 +70,12 @@ def fit_two_step(final_rows, checkpoint_rows, loss: str, accuracy: str, group: s
         loss: the task-loss column (e.g. bits per byte).
         accuracy: the accuracy column.
         group: column naming the run of each checkpoint row: the step-2 bootstrap resamples whole runs.
+        fixed_ceiling: the sigmoid's ceiling is 1 (see laws.Sigmoid); False fits it.
         bootstrap, seed, level, delta: as in fit_law.
     """
     step1 = fit_law("chinchilla", final_rows, y=loss, bootstrap=bootstrap, seed=seed, level=level, delta=delta)
     cols = columns_from(checkpoint_rows)
     groups = cols[group] if group else None
-    step2 = fit_law(Sigmoid(column=loss), checkpoint_rows, y=accuracy, groups=groups, bootstrap=bootstrap,
+    step2 = fit_law(Sigmoid(column=loss, fixed_ceiling=fixed_ceiling), checkpoint_rows, y=accuracy, groups=groups, bootstrap=bootstrap,
                     seed=seed + 1, level=level, delta=delta)
     return TwoStepResult(step1, step2, level, seed)

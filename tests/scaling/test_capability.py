@@ -1,0 +1,55 @@
+"""Capability fits from per-problem {run, problem, n, c} records with the GPT-4 report's protocol."""
+
+import json
+
+import numpy as np
+import pytest
+
+from augury.cli import main
+from augury.scaling import TableError, fit_capability
+
+
+def _records(seed=0):
+    """Runs s < m < l < xl; pass rates follow -log p = alpha_bucket * C^-k, plus one problem nobody solves."""
+    rng = np.random.default_rng(seed)
+    flops = {"s": 1e18, "m": 1e19, "l": 1e20, "xl": 1e21}
+    recs = []
+    for j in range(30):
+        alpha = [0.3, 1.0, 3.0][j // 10] * np.exp(0.1 * 20 * np.log(10))  # easy .. hard buckets
+        for run, c in flops.items():
+            p = np.exp(-alpha * c ** -0.1)
+            n = 2000
+            recs.append({"run": run, "problem": f"p{j:02d}", "n": n, "c": int(rng.binomial(n, p))})
+    recs += [{"run": r, "problem": "never", "n": 100, "c": 0 if r == "s" else 3} for r in flops]
+    return recs, flops
+
+
+def test_protocol_drops_unsolved_and_buckets_by_small_model():
+    recs, flops = _records()
+    cap = fit_capability(recs, flops, n_buckets=3, bootstrap=100)
+    assert cap.dropped_problems == ["never"]
+    assert [len(b["problems"]) for b in cap.buckets] == [10, 10, 10]
+    assert set(cap.buckets[0]["problems"]) == {f"p{j:02d}" for j in range(10)}  # easiest first
+    for b in cap.buckets:
+        assert b["fit"].params["k"] == pytest.approx(0.1, abs=0.01)
+    pred = cap.predict(1e22)
+    truth = 3.0 * np.exp(0.1 * 20 * np.log(10)) * 1e22 ** -0.1
+    assert pred[2]["interval"][0] < truth < pred[2]["interval"][1]
+
+
+def test_missing_compute_is_an_error():
+    recs, flops = _records()
+    del flops["m"]
+    with pytest.raises(TableError, match="no compute given for run 'm'"):
+        fit_capability(recs, flops)
+
+
+def test_cli_capability(tmp_path):
+    recs, flops = _records()
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    (tmp_path / "runs.csv").write_text("name,flops\n" + "\n".join(f"{k},{v:g}" for k, v in flops.items()) + "\n")
+    assert main(["fit", str(tmp_path / "runs.csv"), "--law", "capability", "--problems", str(tmp_path / "p.jsonl"),
+                 "--predict", "flops=1e22", "--bootstrap", "50", "--out", str(tmp_path / "o")]) == 0
+    report = json.loads((tmp_path / "o" / "fit.json").read_text())
+    assert report["law"] == "capability" and len(report["buckets"]) == 3
+    assert len(report["predictions"][0]["buckets"]) == 3

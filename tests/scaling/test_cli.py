@@ -1,0 +1,79 @@
+"""`augury fit` and `augury backtest` on a table made by hand, as a new user would run them."""
+
+import json
+
+import pytest
+
+from augury.cli import main
+
+
+def test_fit_writes_json_and_plot(runs_csv, tmp_path, capsys):
+    out = tmp_path / "fit"
+    code = main(["fit", str(runs_csv), "--law", "chinchilla", "--predict", "params=7e9,tokens=1.4e11",
+                 "--bootstrap", "100", "--optimal-for", "1e22", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "fit.json").read_text())
+    assert report["law"] == "chinchilla" and report["status"] == "converged"
+    assert set(report["parameters"]) == {"A", "B", "E", "alpha", "beta"}
+    assert report["parameters"]["alpha"]["interval"][0] < report["parameters"]["alpha"]["value"]
+    pred = report["predictions"][0]
+    assert pred["inputs"]["params"] == 7e9 and pred["interval"][0] < pred["value"] < pred["interval"][1]
+    assert report["optimal"]["params"] * report["optimal"]["tokens"] * 6 == pytest.approx(1e22)
+    assert (out / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "chinchilla" in capsys.readouterr().out
+
+
+def test_fit_where_and_trend_flags(runs_csv, tmp_path):
+    out = tmp_path / "fit"
+    assert main(["fit", str(runs_csv), "--law", "gpt4-loss", "--fit-where", "params<1e9", "--bootstrap", "0",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "fit.json").read_text())
+    assert report["n_points"] == 12
+    assert report["trend"]["shape"] == "normal"
+    assert report["metric_trends"]["accuracy"]["shape"] == "normal"
+
+
+def test_inverse_scaling_metric_is_flagged(tmp_path):
+    rows = ["name,flops,loss,toxicity_loss"]
+    for i, c in enumerate([1e18, 3e18, 1e19, 3e19, 1e20, 3e20]):
+        rows.append(f"r{i},{c:g},{3.5 - 0.2 * i:.3f},{1.0 + 0.1 * i:.3f}")
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    assert main(["fit", str(tmp_path / "t.csv"), "--law", "gpt4-loss", "--bootstrap", "0",
+                 "--out", str(tmp_path / "o")]) == 0
+    report = json.loads((tmp_path / "o" / "fit.json").read_text())
+    assert report["metric_trends"]["toxicity_loss"]["shape"] == "inverse"
+    assert any("toxicity_loss shows inverse scaling" in w for w in report["warnings"])
+
+
+def test_backtest_writes_rows(runs_csv, tmp_path, capsys):
+    out = tmp_path / "bt"
+    assert main(["backtest", str(runs_csv), "--law", "chinchilla", "--holdout", "params>=1e9",
+                 "--bootstrap", "100", "--out", str(out)]) == 0
+    report = json.loads((out / "backtest.json").read_text())
+    assert report["n_holdout"] == 3 and report["n_fit"] == 12
+    row = report["rows"][0]
+    assert set(row) >= {"name", "predicted", "actual", "rel_error", "interval", "covered"}
+    assert row["rel_error"] == pytest.approx(row["predicted"] / row["actual"] - 1)
+    assert abs(row["rel_error"]) < 0.05
+    assert (out / "backtest.png").is_file()
+    assert "m1000M-x10" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--law", "chinchilla", "--y", "perplexity"], "no column 'perplexity'"),
+    (["--law", "gpt4-loss", "--fit-where", "params>1e12"], "selects no rows"),
+    (["--law", "sigmoid", "--x", "nonexistent", "--y", "accuracy"], "missing column 'nonexistent'"),
+    (["--law", "gpt4-loss", "--optimal-for", "1e22"], "--optimal-for needs --law chinchilla"),
+])
+def test_bad_input_exits_2_with_one_line(runs_csv, tmp_path, capsys, args, message):
+    code = main(["fit", str(runs_csv), *args, "--bootstrap", "0", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "fit.json").exists()
+
+
+def test_unconverged_fit_exits_nonzero_unless_allowed(runs_csv, tmp_path):
+    args = ["fit", str(runs_csv), "--law", "chinchilla", "--bootstrap", "0", "--max-iter", "1"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 1
+    assert json.loads((tmp_path / "a" / "fit.json").read_text())["status"] == "not-converged"
+    assert main([*args, "--allow-unconverged", "--out", str(tmp_path / "b")]) == 0

@@ -1,0 +1,64 @@
+"""Runs tables: reading CSV/JSONL, flops = 6*params*tokens, row selection, and one clear error per bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from augury.scaling import TableError, fit_law, read_table, select
+from augury.scaling.tables import parse_assignments, read_problems
+
+
+def test_csv_and_jsonl_read_alike_with_flops_filled(tmp_path):
+    (tmp_path / "t.csv").write_text("name,params,tokens,loss,flops\na,1e8,2e9,3.1,\nb,2e8,4e9,2.9,5e18\n")
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"name": "a", "params": 1e8, "tokens": 2e9, "loss": 3.1}, {"name": "b", "params": 2e8, "tokens": 4e9,
+                                                                   "loss": 2.9, "flops": 5e18}]) + "\n")
+    for f in ("t.csv", "t.jsonl"):
+        rows = read_table(tmp_path / f)
+        assert rows[0]["flops"] == pytest.approx(6 * 1e8 * 2e9)  # filled
+        assert rows[1]["flops"] == 5e18  # given value kept
+        assert rows[0]["name"] == "a"
+
+
+def test_where_expressions():
+    rows = [{"name": "a", "flops": 1e20, "params": 1e8}, {"name": "b", "flops": 3e21, "params": 1e9}]
+    assert select(rows, "flops>2e21") == [False, True]
+    assert select(rows, "flops<2e21 or name=='b'") == [True, True]
+    assert select(rows, "not (params>=1e9) and name!='z'") == [True, False]
+    assert select(rows, "1e19 < flops < 1e21") == [True, False]
+    with pytest.raises(TableError, match="selects no rows"):
+        select(rows, "flops>1e30")
+    with pytest.raises(TableError, match="unknown column 'flop'"):
+        select(rows, "flop>1")
+    with pytest.raises(TableError, match="not allowed"):
+        select(rows, "__import__('os')")
+
+
+def test_predict_assignments():
+    assert parse_assignments("params=7e9, tokens=4e12") == {"params": 7e9, "tokens": 4e12}
+    with pytest.raises(TableError, match="not a number"):
+        parse_assignments("flops=lots")
+
+
+@pytest.mark.parametrize("table, law, message", [
+    ({"params": [1e8, 2e8, 4e8, 8e8], "loss": [3, 2.9, 2.8, 2.7]}, "chinchilla", "missing column 'tokens'"),
+    ({"flops": [1e18, 2e18, 0.0, 8e18], "loss": [3, 2.9, 2.8, 2.7]}, "gpt4-loss", "column 'flops' row 3"),
+    ({"flops": [1e18, 2e18, 4e18, 8e18], "loss": [3, -1, 2.8, 2.7]}, "gpt4-loss", "column 'loss' row 2"),
+    ({"flops": [1e18, 2e18], "loss": [3, 2.9]}, "gpt4-loss", "2 rows but law 'gpt4-loss' has 3 parameters"),
+    ({"flops": [1e18] * 4, "loss": [3, 2.9, 2.8, 2.7]}, "gpt4-loss", "all rows have the same flops"),
+    ({"flops": [1e18, 2e18, 4e18, 8e18], "acc": [0.3, 0.4, 0.5, 0.6]}, "gpt4-loss", "no column 'loss'"),
+])
+def test_bad_input_gets_one_clear_error(table, law, message):
+    with pytest.raises(TableError, match=message):
+        fit_law(law, {k: np.array(v, float) for k, v in table.items()}, bootstrap=0)
+
+
+def test_problem_records_are_checked(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"run": "a", "problem": "p1", "n": 10, "c": 11}) + "\n")
+    with pytest.raises(TableError, match="record 1"):
+        read_problems(path)
+    path.write_text(json.dumps({"run": "a", "problem": "p1", "n": 10}) + "\n")
+    with pytest.raises(TableError, match="lacks c"):
+        read_problems(path)
