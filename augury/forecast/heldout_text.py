@@ -1,6 +1,6 @@
 """Loss on a user-given folder of held-out text (e.g. WikiText-2's test file), for a second loss forecast.
 
-The folder's files (sorted, UTF-8, suffixes .txt .md .raw .tokens .text or none) are joined with the corpus'
+The folder's files (sorted, UTF-8, suffixes .txt .raw .tokens .text; README/LICENSE-style files are skipped) are joined with the corpus'
 <|endoftext|> separator, encoded with the forecast's tokenizer and cut into sequences of the recipe's length;
 every run is measured on the same first `max_tokens` tokens in nats/token.
 
@@ -17,7 +17,7 @@ import torch
 
 from augury.forecast.config import ForecastConfigError
 
-TEXT_SUFFIXES = {".txt", ".md", ".raw", ".tokens", ".text", ""}
+TEXT_SUFFIXES = {".txt", ".raw", ".tokens", ".text"}
 
 
 def encode_folder(folder: str | Path, tokenizer, max_tokens: int) -> np.ndarray:
@@ -25,7 +25,7 @@ def encode_folder(folder: str | Path, tokenizer, max_tokens: int) -> np.ndarray:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files:
-        raise ForecastConfigError(f"text_folder {str(folder)!r} holds no text files ({', '.join(sorted(TEXT_SUFFIXES - {''}))} or no suffix)")
+        raise ForecastConfigError(f"text_folder {str(folder)!r} holds no text files ({', '.join(sorted(TEXT_SUFFIXES))})")
     eot = tokenizer.token_to_id("<|endoftext|>")
     ids: list[int] = []
     for path in files:

@@ -317,7 +317,7 @@ def _verify(cfg, out: Path, data, forecast: dict, target: RunPlan, tsum: dict, v
         result["capability"] = {"predicted": pred, "actual": mean, "rel_error": relative(pred, mean),
                                 "actual_buckets": buckets,
                                 "predicted_buckets": [b["predicted"] for b in cap["buckets"]],
-                                "unsolved_kept_problems": zeros,
+                                "unsolved_kept_problems": zeros, "forecast_flagged": not cap["reliable"],
                                 "note": "mean -log pass rate over the problems every rung solved at least once; "
                                         "a problem the target never solved counts at pass rate 1/(2n)"}
     if "text" in forecast:
@@ -340,7 +340,7 @@ def summary_text(forecast: dict, result: dict) -> str:
     if "capability" in result:
         c = result["capability"]
         lines.append(f"capability (mean -log pass rate): predicted {c['predicted']:.3f}, actual {c['actual']:.3f}, "
-                     f"error {c['rel_error']:+.1%}")
+                     f"error {c['rel_error']:+.1%}" + (" (FLAGGED before the target ran)" if c["forecast_flagged"] else ""))
     if "text" in result:
         t = result["text"]
         lines.append(f"held-out text loss: predicted {t['predicted']:.4f}, actual {t['actual']:.4f}, "

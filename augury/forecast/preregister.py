@@ -146,9 +146,20 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
     lo = float(sum(p["interval"][0] * s for p, s in zip(preds, sizes)) / sum(sizes))
     hi = float(sum(p["interval"][1] * s for p, s in zip(preds, sizes)) / sum(sizes))
     flags = []
+    by_run_problem = {(str(r["run"]), str(r["problem"])): r for r in records}
     for b, p in zip(res.buckets, preds):
         fit = b["fit"]
         flags += [f"bucket {b['bucket']}: {w}" for w in fit.warnings]
+        # a bucket whose problems most rungs solve only once or twice in n samples measures sampling noise
+        floor = [np.mean([by_run_problem[(run, q)]["c"] <= 2 for q in b["problems"]]) for run in res.runs]
+        if np.median(floor) > 0.5:
+            flags.append(f"bucket {b['bucket']}: most of its problems are solved at most twice in "
+                         f"{records[0]['n']} samples by most rungs: the pass rates are at the sampling floor "
+                         f"(raise capability.samples or make the problems easier)")
+        k_lo, k_hi = fit.param_intervals().get("k", [None, None])
+        if k_lo is not None and k_lo <= 0 <= k_hi:
+            flags.append(f"bucket {b['bucket']}: the exponent k's {fit_cfg.level:.0%} interval [{k_lo:.3g}, "
+                         f"{k_hi:.3g}] includes 0: no measurable improvement with compute on the ladder")
         if "warning" in p:
             flags.append(f"bucket {b['bucket']}: {p['warning']}")
     if res.status != "converged":

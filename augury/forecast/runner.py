@@ -77,6 +77,14 @@ def train_runs_ray(jobs: list, out_dir: str | Path, address: str | None, cpus_pe
             ray.init(address=address, log_to_driver=False)
         else:
             tmp = Path(out_dir).resolve() / "ray"
+            # Ray puts Unix sockets under its temp dir (session_<date>_<pid>/sockets/plasma_store: ~60 more bytes)
+            # and a socket path may not exceed 107 bytes.
+            if len(str(tmp)) > 45:
+                from augury.forecast.config import ForecastConfigError
+
+                raise ForecastConfigError(f"executor 'ray' keeps its temporary files in {tmp}, a path too long for "
+                                          f"Ray's Unix sockets (keep --out under ~40 characters, absolute) or pass "
+                                          f"ray_address of a running cluster")
             tmp.mkdir(parents=True, exist_ok=True)
             import augury
 

@@ -33,8 +33,13 @@ def smoke_forecast(tmp_path_factory, data_cache):
     import augury.forecast.pipeline as pipeline
     from augury.forecast.pipeline import run_forecast
 
+    import os
+    from pathlib import Path
+
     out = tmp_path_factory.mktemp("smoke") / "forecast"
-    cfg = smoke_config(out, data_cache)
+    repo = Path(__file__).resolve().parents[2]
+    wikitext = Path(os.environ.get("AUGURY_SHARED_DATA", repo.parent / "shared" / "data")) / "wikitext-2"
+    cfg = smoke_config(out, data_cache, text_folder=str(wikitext) if wikitext.is_dir() else None)
     logs: list[str] = []
     real = pipeline.train_one
     calls = {"n": 0}

@@ -52,7 +52,7 @@ def test_sampled_pass_rate_matches_the_exact_probability(smoke_forecast):
     scored.sort(key=lambda s: -s[0])
     lp, best = scored[0]
     p_exact = math.exp(lp)
-    if p_exact < 0.02:
+    if p_exact < 0.005:
         pytest.skip(f"the smoke target is too weak for a measurable pass rate (best {p_exact:.3g})")
     n = 3000
     c = sample_lines(model, tok, [best], n, 1.0, max_new=8, seed=0)[0]

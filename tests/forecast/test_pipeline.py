@@ -98,3 +98,16 @@ def test_out_dir_with_another_forecasts_plan_is_refused(smoke_forecast, data_cac
     other = make_smoke_config(out, data_cache, ladder={"rungs": 5})
     with pytest.raises(ForecastConfigError, match="another forecast's plan"):
         run_forecast(other, log=lambda *a: None)
+
+
+def test_held_out_text_folder_is_forecast_and_verified(smoke_forecast):
+    out, info = smoke_forecast
+    if not info["cfg"].text_folder:
+        pytest.skip("shared wikitext-2 not found (set AUGURY_SHARED_DATA)")
+    forecast = load_forecast(out / "forecast.json")
+    result = json.loads((out / "result.json").read_text())
+    assert [r["name"] for r in forecast["text_ladder"]] == ["rung1", "rung2", "rung3", "rung4"]
+    assert result["text"]["predicted"] == forecast["text"]["predicted"]
+    assert result["text"]["actual"] > 0
+    assert "Held-out text folder" in (out / "report.md").read_text()
+    assert (out / "text_loss_vs_compute.png").is_file()

@@ -11,7 +11,20 @@ ray = pytest.importorskip("ray")
 
 
 @pytest.mark.slow
-def test_ray_executor_trains_rungs_in_parallel(tmp_path, data_cache, make_smoke_config, monkeypatch):
+def test_ray_executor_trains_rungs_in_parallel(data_cache, make_smoke_config, monkeypatch):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    # Ray's Unix socket paths must stay under 108 bytes: a short folder instead of pytest's long tmp_path
+    tmp_path = Path(tempfile.mkdtemp(prefix="rt"))
+    try:
+        _check_ray_executor(tmp_path, data_cache, make_smoke_config, monkeypatch)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _check_ray_executor(tmp_path, data_cache, make_smoke_config, monkeypatch):
     from augury.data import prepare_data
     from augury.forecast.ladder import plan_runs, train_config
     from augury.forecast.runner import finished_summary, train_one, train_runs_ray
