@@ -137,6 +137,7 @@ class FitConfig:
         residual_tolerance: the largest |relative residual| of any rung from the fitted curve.
         max_irreducible_fraction: flag a fit whose irreducible loss c exceeds this fraction of the largest rung's
             loss (the law then claims the ladder is at its floor).
+        max_interval_halfwidth: flag a forecast whose interval's half-width exceeds this fraction of the value.
         steepening_tolerance: how much the local slope d log L / d log C may steepen from one rung pair to the
             next before it counts as a regime change (a law with an irreducible term only flattens).
     """
@@ -147,6 +148,7 @@ class FitConfig:
     backtest_tolerance: float = 0.02
     residual_tolerance: float = 0.015
     max_irreducible_fraction: float = 0.95
+    max_interval_halfwidth: float = 0.05
     steepening_tolerance: float = 0.05
 
 

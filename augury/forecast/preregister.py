@@ -103,6 +103,11 @@ def fit_loss(rows: list[dict], target_flops: float, fit_cfg, seed: int, y: str =
                      f"{losses[0] / losses[-1] - 1:.1%} over its span. The ladder has flattened (a plateau or a noise "
                      f"floor the target may leave); a pure power law through the rungs predicts {power_pred:.4f} "
                      f"instead of {rec['value']:.4f}")
+    lo, hi = rec["interval"]
+    half = (hi - lo) / 2 / rec["value"]
+    if half > fit_cfg.max_interval_halfwidth:
+        flags.append(f"the {fit_cfg.level:.0%} interval [{lo:.4f}, {hi:.4f}] spans ±{half:.1%} of the forecast "
+                     f"(> {fit_cfg.max_interval_halfwidth:.0%}): too wide to be a forecast")
     backtest = None
     if len(rows) >= 4:
         sub = {k: v[:-1] for k, v in data.items()}
