@@ -14,6 +14,19 @@ from augury.forecast.ladder import RunPlan, format_plan, plan_runs, probe_throug
 from augury.forecast.pipeline import run_forecast
 from augury.forecast.preregister import ForecastTampered, fit_loss, load_forecast, write_forecast
 
-__all__ = ["ForecastConfig", "ForecastConfigError", "load_forecast_config", "validate", "RunPlan", "format_plan",
-           "plan_runs", "probe_throughput", "train_config", "run_forecast", "ForecastTampered", "fit_loss",
-           "load_forecast", "write_forecast"]
+__all__ = [
+           "ForecastConfig",
+           "ForecastConfigError",
+           "ForecastTampered",
+           "RunPlan",
+           "fit_loss",
+           "format_plan",
+           "load_forecast",
+           "load_forecast_config",
+           "plan_runs",
+           "probe_throughput",
+           "run_forecast",
+           "train_config",
+           "validate",
+           "write_forecast",
+]

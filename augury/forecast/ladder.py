@@ -231,7 +231,7 @@ def format_plan(runs: list[RunPlan], tokens_per_s: dict | None = None) -> str:
 
 
 def format_seconds(sec: float) -> str:
-    sec = max(0, int(round(sec)))
+    sec = max(0, round(sec))
     if sec >= 3600:
         return f"{sec // 3600}h{sec % 3600 // 60:02d}m"
     if sec >= 60:

@@ -24,8 +24,13 @@ import yaml
 from augury.forecast import capability as capmod
 from augury.forecast.config import ForecastConfig, ForecastConfigError, validate
 from augury.forecast.ladder import RunPlan, format_plan, format_seconds, plan_runs, train_config
-from augury.forecast.preregister import (fit_capability_forecast, fit_loss, load_forecast, relative,
-                                         write_forecast)
+from augury.forecast.preregister import (
+    fit_capability_forecast,
+    fit_loss,
+    load_forecast,
+    relative,
+    write_forecast,
+)
 from augury.forecast.runner import finished_summary, train_one, train_runs_ray
 from augury.io import atomic_write_json, atomic_write_text, to_jsonable, utc_now
 
@@ -180,7 +185,7 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
     atomic_write_json(out / "result.json", result)
     from augury.forecast.report import write_report
 
-    md, html_path = write_report(out, forecast, result)
+    _, html_path = write_report(out, forecast, result)
     log(summary_text(forecast, result) + f"\nreport: {html_path}")
     return result
 
@@ -263,7 +268,7 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
             records += _capability_records(cfg, out, p.name, out / "rungs" / p.name, problems)
         flops = {p.name: p.flops for p in rungs}
         try:
-            cap, res = fit_capability_forecast(records, flops, target.flops, cfg.capability, cfg.fit, cfg.seed)
+            cap, _ = fit_capability_forecast(records, flops, target.flops, cfg.capability, cfg.fit, cfg.seed)
             per_run = {}
             for p in rungs:
                 recs = [r for r in records if r["run"] == p.name]
@@ -334,9 +339,9 @@ def _verify(cfg, out: Path, data, forecast: dict, target: RunPlan, tsum: dict, v
 
 def summary_text(forecast: dict, result: dict) -> str:
     r = result["loss"]
-    lines = [f"target loss: predicted {r['predicted']:.4f} [{r['interval'][0]:.4f}, {r['interval'][1]:.4f}], "
+    lines = [(f"target loss: predicted {r['predicted']:.4f} [{r['interval'][0]:.4f}, {r['interval'][1]:.4f}], "
              f"actual {r['actual']:.4f}, error {r['rel_error']:+.2%}, interval {'covers' if r['covered'] else 'MISSES'} "
-             f"it{' (the forecast was FLAGGED as unreliable before the target ran)' if r['forecast_flagged'] else ''}"]
+             f"it{' (the forecast was FLAGGED as unreliable before the target ran)' if r['forecast_flagged'] else ''}")]
     if "capability" in result:
         c = result["capability"]
         lines.append(f"capability (mean -log pass rate): predicted {c['predicted']:.3f}, actual {c['actual']:.3f}, "

@@ -106,13 +106,13 @@ def render_markdown(forecast: dict, result: dict | None, images: dict[str, str])
     loss = forecast["loss"]
     t = forecast["target"]
     L = [f"# augury forecast report: {forecast['name']}", ""]
-    L += [f"Pre-registered at {forecast['registered_at']} (forecast.json sha256 `{forecast['sha256'][:16]}…`), "
+    L += [(f"Pre-registered at {forecast['registered_at']} (forecast.json sha256 `{forecast['sha256'][:16]}…`), "
           f"before the target started. Target: depth {t['depth']}, {t['params_matmul']:,} matmul params, "
           f"{t['tokens']:,} tokens, {t['flops']:.3g} FLOPs; largest fitted rung = 1/"
-          f"{1 / forecast['ladder'][-1]['fraction']:.0f} of its compute.", ""]
+          f"{1 / forecast['ladder'][-1]['fraction']:.0f} of its compute."), ""]
     L += ["## Loss", "", "| | value |", "|---|---|",
-          f"| predicted ({loss['level']:.0%} interval) | {loss['predicted']:.4f} [{loss['interval'][0]:.4f}, "
-          f"{loss['interval'][1]:.4f}] nats/token |"]
+          (f"| predicted ({loss['level']:.0%} interval) | {loss['predicted']:.4f} [{loss['interval'][0]:.4f}, "
+          f"{loss['interval'][1]:.4f}] nats/token |")]
     if result and "loss" in result:
         r = result["loss"]
         L += [f"| actual | {r['actual']:.4f} nats/token |", f"| relative error | {_pct(r['rel_error'])} |",
@@ -123,17 +123,17 @@ def render_markdown(forecast: dict, result: dict | None, images: dict[str, str])
         L += ["**The ladder did not behave like one law; treat the forecast as unreliable:**", ""]
         L += [f"- {f}" for f in loss["flags"]]
     else:
-        L += ["All checks passed (fit converged, rungs on the curve, no steepening, leave-largest-out backtest "
-              "within tolerance)."]
+        L += [("All checks passed (fit converged, rungs on the curve, no steepening, leave-largest-out backtest "
+              "within tolerance).")]
     bt = loss.get("backtest_largest_rung")
     if bt:
-        L += ["", f"Leave-largest-out backtest: {bt['held_out']} predicted {bt['predicted']:.4f}, actual "
-              f"{bt['actual']:.4f} ({_pct(bt['rel_error'])}, {'covered' if bt['covered'] else 'not covered'})."]
+        L += ["", (f"Leave-largest-out backtest: {bt['held_out']} predicted {bt['predicted']:.4f}, actual "
+              f"{bt['actual']:.4f} ({_pct(bt['rel_error'])}, {'covered' if bt['covered'] else 'not covered'}).")]
     if "capability" in forecast:
         cap = forecast["capability"]
         L += ["", "## Capability (held-out line completion, exact match)", "",
-              f"{cap['kept_problems']} problems solved at least once by every rung (of {cap['n_problems']}); "
-              f"{cap['samples']} samples each at temperature {cap['temperature']}.", "",
+              (f"{cap['kept_problems']} problems solved at least once by every rung (of {cap['n_problems']}); "
+              f"{cap['samples']} samples each at temperature {cap['temperature']}."), "",
               "| bucket | problems | predicted −log pass rate | interval | actual |", "|---|---|---|---|---|"]
         act = (result or {}).get("capability", {}).get("actual_buckets")
         for i, b in enumerate(cap["buckets"]):
@@ -158,8 +158,8 @@ def render_markdown(forecast: dict, result: dict | None, images: dict[str, str])
               + ".", "", f"![text loss]({images['text']})"]
         if tx["flags"]:
             L += [""] + [f"- {f}" for f in tx["flags"]]
-    L += ["", "## Runs", "", "| run | depth | d_model | N (matmul) | tokens | D/N | FLOPs | C/C_target | val loss | "
-          "bits/byte | train time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    L += ["", "## Runs", "", ("| run | depth | d_model | N (matmul) | tokens | D/N | FLOPs | C/C_target | val loss | "
+          "bits/byte | train time |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = list(forecast["ladder"])
     if result and "target_run" in result:
         rows.append(result["target_run"])

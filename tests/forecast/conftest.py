@@ -30,11 +30,11 @@ def smoke_forecast(tmp_path_factory, data_cache):
 
     Returns (out_dir, info) with the rung folders' state right after the interruption and the log lines.
     """
-    import augury.forecast.pipeline as pipeline
-    from augury.forecast.pipeline import run_forecast
-
     import os
     from pathlib import Path
+
+    from augury.forecast import pipeline
+    from augury.forecast.pipeline import run_forecast
 
     out = tmp_path_factory.mktemp("smoke") / "forecast"
     repo = Path(__file__).resolve().parents[2]

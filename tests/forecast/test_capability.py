@@ -19,7 +19,7 @@ def test_problems_are_held_out_lines(smoke_forecast):
     val_ids = {d["id"] for d in data.documents("val")}
     tok = data.tokenizer()
     for p in problems:
-        doc, pos = p["problem"].rsplit(":", 1)
+        doc, _ = p["problem"].rsplit(":", 1)
         assert doc in val_ids  # never a training file
         assert len(p["prompt_ids"]) == info["cfg"].capability.context_tokens
         text = data.document_text(doc)

@@ -40,7 +40,7 @@ def test_forecast_registered_before_target_and_unaltered(smoke_forecast):
 
 
 def test_result_compares_prediction_with_the_target(smoke_forecast):
-    out, info = smoke_forecast
+    out, _ = smoke_forecast
     result = json.loads((out / "result.json").read_text())
     forecast = json.loads((out / "forecast.json").read_text())
     target = json.loads((out / "target" / "manifest.json").read_text())

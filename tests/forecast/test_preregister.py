@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from augury.forecast.config import FitConfig
-from augury.forecast.preregister import (ForecastTampered, fit_capability_forecast, fit_loss, load_forecast,
-                                         write_forecast)
+from augury.forecast.preregister import (
+    ForecastTampered,
+    fit_capability_forecast,
+    fit_loss,
+    load_forecast,
+    write_forecast,
+)
 
 
 def rows_from(flops, losses):
