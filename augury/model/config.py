@@ -41,6 +41,10 @@ class ModelConfig:
         init_std: initialisation std of embeddings and (at base width, under µP) hidden weights.
         zero_init_output: initialise the output projection at zero, so every run starts from the same uniform
             prediction (cuts seed-to-seed noise between small ladder runs).
+        output_bias: add a learned bias to the logits, which the trainer initialises to the log unigram
+            frequencies of the training split, so every run starts at the unigram loss instead of having to
+            learn it (with zero_init_output: small ladder runs skip the unigram phase). Opt-in: Llama has no
+            output bias, so a model with one cannot be exported to the Hugging Face Llama layout.
     """
 
     vocab_size: int = 4096
@@ -60,6 +64,7 @@ class ModelConfig:
     mup_base_width: int = 256
     init_std: float = 0.02
     zero_init_output: bool = False
+    output_bias: bool = False
 
     def resolved(self) -> "ModelConfig":
         """A copy with every derived field filled in, validated; raises ModelConfigError on a bad shape."""

@@ -27,6 +27,9 @@ SPECIAL_BOS_EOS = "<|endoftext|>"
 
 def hf_state_dict(model: Transformer) -> tuple[dict[str, torch.Tensor], bool]:
     """Llama-named fp32 weights and whether the embeddings stay tied."""
+    if model.cfg.output_bias:
+        raise ValueError("this model has an output bias (ModelConfig.output_bias=True), which the Hugging Face "
+                         "Llama layout cannot hold; train without output_bias to export it")
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     tied = model.cfg.tie_embeddings and model.output_mult == 1.0
     if model.output_mult != 1.0:

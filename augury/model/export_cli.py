@@ -23,7 +23,7 @@ def export(run: str, *, hf: str, checkpoint: str | None = None, overwrite: bool 
     try:
         model, _, _ = load_run(run, checkpoint)
         out = export_hf(model, Path(run) / "tokenizer.json", hf, overwrite=overwrite)
-    except (RunLoadError, FileExistsError) as err:
+    except (RunLoadError, FileExistsError, ValueError) as err:  # ValueError: e.g. an output bias
         raise UsageError(str(err)) from None
     print(f"exported {run} -> {out} (load with transformers.LlamaForCausalLM.from_pretrained)")
 

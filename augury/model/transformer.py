@@ -144,6 +144,8 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
+        # Opt-in logit bias, added after the µP readout multiplier (set by init_output_bias).
+        self.output_bias = nn.Parameter(torch.zeros(cfg.vocab_size)) if cfg.output_bias else None
         # µP readout multiplier: logits shrink as 1/width_mult so their update size stays width-independent.
         self.output_mult = 1.0 / cfg.width_mult
         cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
@@ -171,6 +173,19 @@ class Transformer(nn.Module):
                 nn.init.zeros_(self.lm_head.weight)
             else:
                 nn.init.normal_(self.lm_head.weight, std=cfg.init_std)
+        if self.output_bias is not None:
+            nn.init.zeros_(self.output_bias)
+
+    @torch.no_grad()
+    def init_output_bias(self, token_counts) -> None:
+        """Set the output bias to log unigram frequencies (add-0.5 smoothed) from per-token-id counts."""
+        if self.output_bias is None:
+            raise ModelConfigError("init_output_bias needs ModelConfig(output_bias=True)")
+        counts = torch.as_tensor(token_counts, dtype=torch.float64)
+        if counts.numel() != self.cfg.vocab_size:
+            raise ValueError(f"token_counts has {counts.numel()} entries, vocab_size is {self.cfg.vocab_size}")
+        probs = (counts + 0.5) / (counts + 0.5).sum()
+        self.output_bias.copy_(probs.log().to(self.output_bias.dtype))
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """AdamW groups with an `lr_mult` each (the schedule sets lr = base_lr × schedule × lr_mult).
@@ -183,6 +198,8 @@ class Transformer(nn.Module):
             for name, p in block.named_parameters():
                 (gains if name.endswith("layernorm.weight") else hidden).append(p)
         gains.append(self.norm.weight)
+        if self.output_bias is not None:
+            gains.append(self.output_bias)  # a bias, like a gain: no weight decay, lr_mult 1
         groups = [
             {"params": hidden, "weight_decay": weight_decay, "lr_mult": 1.0 / self.cfg.width_mult, "name": "hidden"},
             {"params": [self.embed_tokens.weight], "weight_decay": 0.0, "lr_mult": 1.0, "name": "embed"},
@@ -233,6 +250,8 @@ class Transformer(nn.Module):
         logits = self.lm_head(x)
         if self.output_mult != 1.0:
             logits = logits * self.output_mult
+        if self.output_bias is not None:
+            logits = logits + self.output_bias.to(logits.dtype)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),

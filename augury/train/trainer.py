@@ -139,6 +139,9 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
 
     torch.manual_seed(cfg.seed)
     model = Transformer(cfg.model).to(rt.device)
+    if cfg.model.output_bias:  # log unigram frequencies of the training split (a checkpoint, if any, overrides)
+        train_ids = np.memmap(data.split_path("train"), dtype=data.dtype, mode="r")
+        model.init_output_bias(np.bincount(train_ids, minlength=cfg.model.vocab_size)[:cfg.model.vocab_size])
     counts = param_counts(cfg.model)
     fpt = flops_per_token(cfg.model, cfg.seq_len)
     step_tokens = tokens_per_step(cfg, rt.world_size)

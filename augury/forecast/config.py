@@ -1,0 +1,302 @@
+"""Configuration of `augury forecast` and `augury ladder plan`: typed dataclasses loaded from a preset YAML.
+
+A preset is a plain YAML file in `augury/forecast/presets/` (smoke, cpu-demo, gpu, naive-demo); copy one, edit it
+and pass it with `--config FILE`. Dotted overrides work on top: `--ladder.rungs 6 --target.tokens 2000000`.
+
+    from augury.forecast.config import load_forecast_config
+    cfg = load_forecast_config("smoke", overrides={"out": "runs/f"})
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from augury.data import DataConfig
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+PRESETS = ("smoke", "cpu-demo", "gpu", "naive-demo")
+
+
+class ForecastConfigError(ValueError):
+    """A forecast configuration that cannot work; raised before any training starts."""
+
+
+@dataclass
+class RecipeConfig:
+    """The one training recipe every rung and the target share, scaled by the size dial.
+
+    Args:
+        model: ModelConfig fields common to every run (aspect_ratio, head_dim, parametrization, ...); `depth`
+            is chosen per run by the ladder.
+        optim: OptimConfig fields common to every run (lr, schedule, warmup_frac, min_lr_ratio, ...). Under µP
+            one lr holds at every width.
+        lr_width_exponent: scale the learning rate as (d_model / lr_base_width)^(-exponent) per run: 0 under µP
+            (one lr at every width); the naive-demo preset's standard-parametrization rule uses 0.5 (lr ∝ 1/√width).
+        lr_base_width: the width at which optim.lr applies unscaled.
+        seq_len: tokens per training sequence (the same for every run, so the attention FLOPs term is comparable).
+        tokens_per_param: D / N for every run, with N the matmul parameters (see docs/forecast.md): the
+            allocation rule that picks each rung's depth; the target uses it too unless target.tokens is set.
+        steps_per_run: optimizer steps a run aims at; the batch is the power of two nearest tokens / steps_per_run.
+        min_batch_tokens: smallest tokens per optimizer step.
+        max_batch_tokens: largest tokens per optimizer step.
+        min_depth: the smallest depth a rung may have (1-layer models behave as bigram models: avoid them).
+        dtype: training dtype for every run ("fp32", "bf16" or "auto").
+        eval_tokens: validation tokens each run's final loss is measured on (the same windows for every run).
+        max_epochs: the most passes over the training split any run may make (1.0 = every token seen once).
+    """
+
+    model: dict = field(default_factory=dict)
+    optim: dict = field(default_factory=dict)
+    lr_width_exponent: float = 0.0
+    lr_base_width: int = 32
+    seq_len: int = 128
+    tokens_per_param: float = 4.0
+    steps_per_run: int = 300
+    min_batch_tokens: int = 1024
+    max_batch_tokens: int = 16384
+    min_depth: int = 2
+    dtype: str = "fp32"
+    eval_tokens: int = 65536
+    max_epochs: float = 1.0
+
+
+@dataclass
+class TargetConfig:
+    """The big run being forecast: a depth (and tokens), or a FLOP budget.
+
+    Args:
+        depth: the target's size-dial depth; None chooses it from `flops` by the allocation rule.
+        tokens: training tokens; None uses recipe.tokens_per_param (or `flops` when set).
+        flops: a training-compute budget; with depth None, depth and tokens both come from it.
+    """
+
+    depth: int | None = None
+    tokens: int | None = None
+    flops: float | None = None
+
+
+@dataclass
+class LadderConfig:
+    """The small runs the forecast is fitted on, spaced evenly in log compute.
+
+    Args:
+        rungs: number of rungs.
+        largest_fraction: the largest rung's compute as a fraction of the target's (1/100 on CPU, 1/1000 on GPU).
+        smallest_fraction: the smallest rung's compute as a fraction of the target's; None spans 1.5 decades
+            below the largest rung.
+    """
+
+    rungs: int = 5
+    largest_fraction: float = 0.01
+    smallest_fraction: float | None = None
+
+
+@dataclass
+class CapabilityConfig:
+    """The held-out capability suite: complete a held-out line of a held-out file exactly.
+
+    Args:
+        enabled: run the capability forecast.
+        problems: problems drawn from the validation split's documents (files never trained on).
+        samples: samples per problem (n of the unbiased pass-rate estimator).
+        temperature: sampling temperature.
+        context_tokens: tokens of the file before the line, given as the prompt.
+        min_target_tokens: fewest tokens of a line to complete.
+        max_target_tokens: most tokens of a line to complete.
+        min_answer_chars: fewest non-blank characters of a line to complete (blank lines are never problems).
+        buckets: difficulty buckets (one capability fit each).
+        seed: seed of problem selection and sampling.
+    """
+
+    enabled: bool = True
+    problems: int = 200
+    samples: int = 20
+    temperature: float = 1.0
+    context_tokens: int = 96
+    min_target_tokens: int = 2
+    max_target_tokens: int = 8
+    min_answer_chars: int = 4
+    buckets: int = 3
+    seed: int = 0
+
+
+@dataclass
+class FitConfig:
+    """How the loss law is fitted and checked.
+
+    Args:
+        law: the loss law (`gpt4-loss`: L(C) = a·C^b + c).
+        bootstrap: bootstrap resamples for the 90% interval.
+        level: interval coverage.
+        backtest_tolerance: the largest rung, predicted from the others, may miss by at most this relative error
+            (and must lie inside its interval) for the forecast to count as reliable.
+        residual_tolerance: the largest |relative residual| of any rung from the fitted curve.
+        max_irreducible_fraction: flag a fit whose irreducible loss c exceeds this fraction of the largest rung's
+            loss (the law then claims the ladder is at its floor).
+        max_interval_halfwidth: flag a forecast whose interval's half-width exceeds this fraction of the value.
+        steepening_tolerance: how much the local slope d log L / d log C may steepen from one rung pair to the
+            next before it counts as a regime change (a law with an irreducible term only flattens).
+    """
+
+    law: str = "gpt4-loss"
+    bootstrap: int = 1000
+    level: float = 0.9
+    backtest_tolerance: float = 0.02
+    residual_tolerance: float = 0.015
+    max_irreducible_fraction: float = 0.95
+    max_interval_halfwidth: float = 0.05
+    steepening_tolerance: float = 0.05
+
+
+@dataclass
+class ForecastConfig:
+    """One forecast: ladder + pre-registration + target + verification + report.
+
+    Args:
+        name: the preset's (or your) name for this forecast.
+        out: output folder (plan.json, rungs/, forecast.json, target/, result.json, report.md/.html).
+        seed: training seed of every run.
+        data: the corpus (the validation split's whole files also feed the capability suite).
+        recipe: the training recipe all runs share.
+        target: the run being forecast.
+        ladder: the rungs.
+        capability: the held-out capability suite.
+        fit: the loss law and its checks.
+        text_folder: optional folder of held-out text (e.g. WikiText-2 test files); its loss is forecast too.
+        executor: "local" (one rung after another) or "ray" (rungs in parallel on a Ray cluster).
+        ray_address: Ray cluster address for the ray executor; None starts a local Ray instance.
+        ray_cpus_per_rung: CPUs each rung asks Ray for.
+        device: "auto", "cpu" or "cuda" for every run.
+        threads: torch CPU threads per run (None: torch's default). On a busy CPU, 1 avoids threads waiting on
+            each other.
+        progress: show progress bars.
+    """
+
+    name: str = "custom"
+    out: str = "runs/forecast"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    ladder: LadderConfig = field(default_factory=LadderConfig)
+    capability: CapabilityConfig = field(default_factory=CapabilityConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    text_folder: str | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_cpus_per_rung: int = 1
+    device: str = "auto"
+    threads: int | None = None
+    progress: bool = True
+
+
+_SECTIONS = {"data": DataConfig, "recipe": RecipeConfig, "target": TargetConfig, "ladder": LadderConfig,
+             "capability": CapabilityConfig, "fit": FitConfig}
+
+
+def preset_path(name: str) -> Path:
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ForecastConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} or pass --config FILE")
+    return path
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("model", "optim"):
+            out[k] = _merge(out[k], v)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def config_from_dict(raw: dict, where: str = "config") -> ForecastConfig:
+    """Build a ForecastConfig from nested dicts, naming the first unknown key."""
+    raw = dict(raw or {})
+    top = set(ForecastConfig.__dataclass_fields__)
+    for key in raw:
+        if key not in top:
+            raise ForecastConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(top))})")
+    kwargs = {}
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            cls = _SECTIONS[key]
+            if not isinstance(value, dict):
+                raise ForecastConfigError(f"{where}: {key} must be a mapping, got {value!r}")
+            known = set(cls.__dataclass_fields__)
+            for sub in value:
+                if sub not in known:
+                    raise ForecastConfigError(f"{where}: unknown key {key}.{sub} (known: {', '.join(sorted(known))})")
+            kwargs[key] = cls(**value)
+        else:
+            kwargs[key] = value
+    return ForecastConfig(**kwargs)
+
+
+def load_forecast_config(preset: str | None = "cpu-demo", config: str | None = None,
+                         overrides: dict | None = None) -> ForecastConfig:
+    """Preset YAML, then a user YAML on top, then `overrides` (nested dicts) on top of that."""
+    raw: dict = {}
+    if preset:
+        raw = yaml.safe_load(preset_path(preset).read_text()) or {}
+    if config:
+        path = Path(config)
+        if not path.is_file():
+            raise ForecastConfigError(f"--config {config}: no such file")
+        try:
+            user = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ForecastConfigError(f"--config {config}: not valid YAML ({err})") from None
+        if not isinstance(user, dict):
+            raise ForecastConfigError(f"--config {config}: expected a mapping at the top level")
+        raw = _merge(raw, user)
+    if overrides:
+        raw = _merge(raw, overrides)
+    return config_from_dict(raw, where=config or f"preset {preset}")
+
+
+def validate(cfg: ForecastConfig) -> None:
+    """Check every field that can be checked without data; ForecastConfigError names the key."""
+    lad, rec, tgt, cap = cfg.ladder, cfg.recipe, cfg.target, cfg.capability
+    if not 0 < lad.largest_fraction <= 1:
+        raise ForecastConfigError(f"ladder.largest_fraction must be in (0, 1], got {lad.largest_fraction!r}: the "
+                                  f"largest rung is a fraction of the target's compute")
+    if lad.largest_fraction == 1:
+        raise ForecastConfigError("ladder.largest_fraction = 1 makes the largest rung as big as the target: "
+                                  "nothing would be forecast")
+    if lad.smallest_fraction is not None and not 0 < lad.smallest_fraction < lad.largest_fraction:
+        raise ForecastConfigError(f"ladder.smallest_fraction must be in (0, largest_fraction={lad.largest_fraction}),"
+                                  f" got {lad.smallest_fraction!r}")
+    if lad.rungs < 3:
+        raise ForecastConfigError(f"ladder.rungs must be >= 3 (a 3-parameter law needs 3 points), got {lad.rungs}")
+    if tgt.depth is None and tgt.flops is None:
+        raise ForecastConfigError("set target.depth (and optionally target.tokens) or target.flops")
+    if tgt.depth is not None and tgt.depth < rec.min_depth:
+        raise ForecastConfigError(f"target.depth={tgt.depth} is below recipe.min_depth={rec.min_depth}: the target "
+                                  f"is smaller than the ladder")
+    for name, v in (("target.tokens", tgt.tokens), ("target.flops", tgt.flops)):
+        if v is not None and v <= 0:
+            raise ForecastConfigError(f"{name} must be > 0, got {v!r}")
+    if rec.tokens_per_param <= 0 or rec.steps_per_run < 1 or rec.min_depth < 1 or rec.seq_len < 2:
+        raise ForecastConfigError("recipe.tokens_per_param, steps_per_run, min_depth and seq_len must be positive")
+    if not 1 <= rec.min_batch_tokens <= rec.max_batch_tokens:
+        raise ForecastConfigError("recipe.min_batch_tokens must be in [1, recipe.max_batch_tokens]")
+    if rec.max_epochs <= 0:
+        raise ForecastConfigError("recipe.max_epochs must be > 0")
+    if cap.enabled and (cap.samples < 1 or cap.problems < cap.buckets or cap.buckets < 1
+                        or not 1 <= cap.min_target_tokens <= cap.max_target_tokens):
+        raise ForecastConfigError("capability: need samples >= 1, problems >= buckets >= 1 and "
+                                  "1 <= min_target_tokens <= max_target_tokens")
+    if cfg.executor not in ("local", "ray"):
+        raise ForecastConfigError(f"executor must be 'local' or 'ray', got {cfg.executor!r}")
+    if cfg.text_folder is not None and not Path(cfg.text_folder).is_dir():
+        raise ForecastConfigError(f"text_folder {cfg.text_folder!r} is not a folder")
+    if not 0 < cfg.fit.level < 1:
+        raise ForecastConfigError(f"fit.level must be in (0, 1), got {cfg.fit.level}")

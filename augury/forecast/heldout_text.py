@@ -1,0 +1,60 @@
+"""Loss on a user-given folder of held-out text (e.g. WikiText-2's test file), for a second loss forecast.
+
+The folder's files (sorted, UTF-8, suffixes .txt .raw .tokens .text; README/LICENSE-style files are skipped) are joined with the corpus'
+<|endoftext|> separator, encoded with the forecast's tokenizer and cut into sequences of the recipe's length;
+every run is measured on the same first `max_tokens` tokens in nats/token.
+
+    ids = encode_folder("wikitext-2/", tokenizer, max_tokens=65536)
+    loss = heldout_loss("runs/f/rungs/rung3", ids, seq_len=128)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from augury.forecast.config import ForecastConfigError
+
+TEXT_SUFFIXES = {".txt", ".raw", ".tokens", ".text"}
+
+
+def encode_folder(folder: str | Path, tokenizer, max_tokens: int) -> np.ndarray:
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not files:
+        raise ForecastConfigError(f"text_folder {str(folder)!r} holds no text files ({', '.join(sorted(TEXT_SUFFIXES))})")
+    eot = tokenizer.token_to_id("<|endoftext|>")
+    ids: list[int] = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ForecastConfigError(f"text_folder: {path} is not UTF-8 text") from None
+        ids += [eot] + tokenizer.encode(text).ids
+        if len(ids) > max_tokens:
+            break
+    arr = np.asarray(ids[:max_tokens + 1], dtype=np.int64)
+    if len(arr) < 2:
+        raise ForecastConfigError(f"text_folder {str(folder)!r}: too little text")
+    return arr
+
+
+@torch.no_grad()
+def heldout_loss(run_dir: str | Path, ids: np.ndarray, seq_len: int, batch_size: int = 16, device: str = "cpu") -> float:
+    """Mean next-token loss (nats/token) of a run's final model on `ids`, in windows of `seq_len`."""
+    from augury.model.run import load_run
+
+    model, _, _ = load_run(run_dir, device=device)
+    n = (len(ids) - 1) // seq_len
+    if n < 1:
+        raise ForecastConfigError(f"text_folder: {len(ids)} tokens, fewer than one sequence of {seq_len + 1}")
+    x = torch.from_numpy(ids[:n * seq_len].reshape(n, seq_len))
+    y = torch.from_numpy(ids[1:n * seq_len + 1].reshape(n, seq_len))
+    total = 0.0
+    for i in range(0, n, batch_size):
+        total += float(model(x[i:i + batch_size].to(device), targets=y[i:i + batch_size].to(device),
+                             reduction="none").double().sum())
+    return total / (n * seq_len)

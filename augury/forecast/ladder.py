@@ -1,0 +1,239 @@
+"""Ladder planning: the rungs and the target, one recipe scaled by the size dial, spaced evenly in log compute.
+
+Compute C of a run is `flops_per_token(model, seq_len) × training tokens` (augury.model.counts: 6·N_matmul plus
+the attention term), and N is the matmul parameter count (every weight a token's forward pass multiplies by,
+output layer included), so C ≈ 6·N·D holds by construction. Each rung's depth is the one whose D/N at that
+compute is closest to `recipe.tokens_per_param` (the allocation rule); D then follows from C exactly.
+
+    from augury.forecast.ladder import plan_runs, format_plan
+    runs = plan_runs(cfg, vocab_size=1024)       # rungs (ascending compute) then the target
+    print(format_plan(runs))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from augury.forecast.config import ForecastConfig, ForecastConfigError
+from augury.model import ModelConfig, flops_per_token, param_counts
+from augury.train import TrainConfig
+from augury.train.config import OptimConfig
+
+MIN_STEPS = 30          # fewer optimizer steps than this is not a trained model, whatever the compute
+MAX_DIAL_DEPTH = 96     # deepest model the allocation rule considers
+
+
+@dataclass
+class RunPlan:
+    """One planned run (a rung or the target)."""
+
+    name: str
+    role: str            # "rung" or "target"
+    depth: int
+    d_model: int
+    n_heads: int
+    params_matmul: int   # N: weights used in a matmul per token (incl. the output layer)
+    params_non_embedding: int
+    params_total: int
+    tokens: int          # D: training tokens (whole steps)
+    flops: float         # C = flops_per_token × D
+    batch_size: int
+    steps: int
+    fraction: float      # C / C_target
+
+    @property
+    def tokens_per_param(self) -> float:
+        return self.tokens / self.params_matmul
+
+
+def model_config(cfg: ForecastConfig, depth: int, vocab_size: int) -> ModelConfig:
+    fields = set(ModelConfig.__dataclass_fields__)
+    bad = [k for k in cfg.recipe.model if k not in fields]
+    if bad:
+        raise ForecastConfigError(f"recipe.model: unknown key {bad[0]!r}")
+    kw = {k: v for k, v in cfg.recipe.model.items() if k not in ("depth", "vocab_size")}
+    try:
+        return ModelConfig(**kw, depth=depth, vocab_size=vocab_size).resolved()
+    except ValueError as err:
+        raise ForecastConfigError(f"recipe.model at depth {depth}: {err}") from None
+
+
+def _shape(cfg: ForecastConfig, depth: int, vocab_size: int):
+    m = model_config(cfg, depth, vocab_size)
+    return m, param_counts(m), flops_per_token(m, cfg.recipe.seq_len)
+
+
+def choose_depth(cfg: ForecastConfig, flops: float, vocab_size: int) -> int:
+    """The dial depth whose D/N at `flops` is closest (in log) to recipe.tokens_per_param."""
+    r = cfg.recipe.tokens_per_param
+    best, best_err = cfg.recipe.min_depth, math.inf
+    for depth in range(cfg.recipe.min_depth, MAX_DIAL_DEPTH + 1):
+        _, counts, fpt = _shape(cfg, depth, vocab_size)
+        err = abs(math.log(flops / fpt / counts.matmul / r))
+        if err < best_err:
+            best, best_err = depth, err
+        elif flops / fpt / counts.matmul < r:  # ratios only fall with depth: past the best
+            break
+    return best
+
+
+def _batch_tokens(cfg: ForecastConfig, tokens: float) -> int:
+    rec = cfg.recipe
+    want = max(tokens / rec.steps_per_run, 1.0)
+    tps = 2 ** round(math.log2(want))
+    tps = int(min(max(tps, rec.min_batch_tokens), rec.max_batch_tokens))
+    return max(rec.seq_len, tps - tps % rec.seq_len)
+
+
+def _plan_one(cfg, name, role, depth, tokens, vocab_size, target_flops) -> RunPlan:
+    m, counts, fpt = _shape(cfg, depth, vocab_size)
+    tps = _batch_tokens(cfg, tokens)
+    steps = max(1, math.ceil(tokens / tps))
+    real_tokens = steps * tps
+    flops = float(fpt * real_tokens)
+    return RunPlan(name, role, depth, m.d_model, m.n_heads, counts.matmul, counts.non_embedding, counts.total,
+                   real_tokens, flops, tps // cfg.recipe.seq_len, steps,
+                   flops / target_flops if target_flops else 1.0)
+
+
+def plan_target(cfg: ForecastConfig, vocab_size: int) -> RunPlan:
+    t = cfg.target
+    if t.depth is None:
+        depth = choose_depth(cfg, t.flops, vocab_size)
+    else:
+        depth = t.depth
+    _, counts, fpt = _shape(cfg, depth, vocab_size)
+    if t.tokens is not None:
+        tokens = t.tokens
+    elif t.flops is not None:
+        tokens = t.flops / fpt
+    else:
+        tokens = cfg.recipe.tokens_per_param * counts.matmul
+    run = _plan_one(cfg, "target", "target", depth, tokens, vocab_size, None)
+    return dataclasses.replace(run, fraction=1.0)
+
+
+def plan_runs(cfg: ForecastConfig, vocab_size: int) -> list[RunPlan]:
+    """The rungs (ascending compute) followed by the target; ForecastConfigError if the ladder cannot work."""
+    target = plan_target(cfg, vocab_size)
+    lad, rec = cfg.ladder, cfg.recipe
+    largest = lad.largest_fraction
+    smallest = lad.smallest_fraction if lad.smallest_fraction is not None else largest / 10 ** 1.5
+    fractions = np.geomspace(smallest, largest, lad.rungs)
+    runs = []
+    for i, frac in enumerate(fractions):
+        c = float(frac * target.flops)
+        depth = choose_depth(cfg, c, vocab_size)
+        _, counts, fpt = _shape(cfg, depth, vocab_size)
+        tokens = c / fpt
+        ratio = tokens / counts.matmul
+        if ratio < rec.tokens_per_param / 4 or tokens < MIN_STEPS * rec.min_batch_tokens:
+            raise ForecastConfigError(
+                f"the target's compute ({target.flops:.3g} FLOPs) is too small for the smallest sensible rung: "
+                f"rung {i + 1} at {c:.3g} FLOPs would train the smallest allowed model (depth {depth}, "
+                f"{counts.matmul:,} params) on {tokens:,.0f} tokens ({ratio:.2g} tokens/param, need >= "
+                f"{rec.tokens_per_param / 4:g} and >= {MIN_STEPS * rec.min_batch_tokens:,} tokens). Raise the target, "
+                f"raise ladder.smallest_fraction or lower recipe.min_depth / min_batch_tokens")
+        runs.append(_plan_one(cfg, f"rung{i + 1}", "rung", depth, tokens, vocab_size, target.flops))
+    if runs[-1].flops >= target.flops:
+        raise ForecastConfigError(f"the target ({target.flops:.3g} FLOPs) is not larger than the ladder's largest "
+                                  f"rung ({runs[-1].flops:.3g} FLOPs)")
+    return runs + [target]
+
+
+def train_config(cfg: ForecastConfig, run: RunPlan, out_dir: str, vocab_size: int) -> TrainConfig:
+    """The TrainConfig of one planned run: the shared recipe at the run's depth, tokens and batch."""
+    optim_fields = set(OptimConfig.__dataclass_fields__)
+    bad = [k for k in cfg.recipe.optim if k not in optim_fields]
+    if bad:
+        raise ForecastConfigError(f"recipe.optim: unknown key {bad[0]!r}")
+    rec = cfg.recipe
+    eval_batches = max(1, rec.eval_tokens // (run.batch_size * rec.seq_len))
+    optim = OptimConfig(**cfg.recipe.optim)
+    if rec.lr_width_exponent:
+        from augury.train import default_lr
+
+        base = optim.lr if optim.lr is not None else default_lr(model_config(cfg, run.depth, vocab_size))
+        optim.lr = base * (run.d_model / rec.lr_base_width) ** (-rec.lr_width_exponent)
+    return TrainConfig(
+        out=out_dir, model=model_config(cfg, run.depth, vocab_size), data=dataclasses.replace(cfg.data),
+        optim=optim, seq_len=rec.seq_len, batch_size=run.batch_size, steps=run.steps,
+        seed=cfg.seed, dtype=rec.dtype, device=cfg.device, eval_every=0, eval_batches=eval_batches,
+        ckpt_every=max(1, run.steps // 10) if run.role == "target" else 0, keep_last=1,
+        log_every=max(1, run.steps // 50), progress=cfg.progress)
+
+
+def probe_throughput(cfg: ForecastConfig, runs: list[RunPlan], vocab_size: int, seconds: float = 1.0) -> dict:
+    """Measured training tokens/s of each distinct run shape (random tokens, a few real optimizer steps)."""
+    import torch
+
+    from augury.model import Transformer
+    from augury.train.runtime import setup_runtime
+
+    rt = setup_runtime(cfg.device, cfg.recipe.dtype)
+    rates: dict[tuple, float] = {}
+    for run in runs:
+        key = (run.depth, run.batch_size)
+        if key in rates:
+            continue
+        m = model_config(cfg, run.depth, vocab_size)
+        model = Transformer(m).to(rt.device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        x = torch.randint(0, vocab_size, (run.batch_size, cfg.recipe.seq_len), device=rt.device)
+        n, start = 0, None
+        while True:
+            with rt.autocast():
+                loss = model(x, targets=x)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if rt.device.type == "cuda":
+                torch.cuda.synchronize()
+            if start is None:           # the first step warms up kernels and allocations: not timed
+                start = time.perf_counter()
+                continue
+            n += 1
+            if n >= 2 and time.perf_counter() - start > seconds:
+                break
+        rates[key] = n * run.batch_size * cfg.recipe.seq_len / max(time.perf_counter() - start, 1e-9)
+    return {run.name: rates[(run.depth, run.batch_size)] for run in runs}
+
+
+def format_plan(runs: list[RunPlan], tokens_per_s: dict | None = None) -> str:
+    head = f"{'run':<8} {'depth':>5} {'d_model':>7} {'N (matmul)':>11} {'non-emb':>10} {'tokens':>11} " \
+           f"{'D/N':>6} {'batch':>5} {'steps':>6} {'FLOPs':>9} {'C/C_t':>8}"
+    if tokens_per_s:
+        head += f" {'tok/s':>8} {'est. time':>9}"
+    lines = [head, "-" * len(head)]
+    total = 0.0
+    for r in runs:
+        line = (f"{r.name:<8} {r.depth:>5} {r.d_model:>7} {r.params_matmul:>11,} {r.params_non_embedding:>10,} "
+                f"{r.tokens:>11,} {r.tokens_per_param:>6.2f} {r.batch_size:>5} {r.steps:>6} "
+                f"{r.flops:>9.3g} {r.fraction:>8.2g}")
+        if tokens_per_s:
+            sec = r.tokens / tokens_per_s[r.name]
+            total += sec
+            line += f" {tokens_per_s[r.name]:>8,.0f} {format_seconds(sec):>9}"
+        lines.append(line)
+    rungs = [r for r in runs if r.role == "rung"]
+    if rungs:
+        lines.append(f"ladder: {len(rungs)} rungs from {rungs[0].fraction:.2g} to {rungs[-1].fraction:.2g} of the "
+                     f"target's compute (largest rung = 1/{1 / rungs[-1].fraction:.0f})")
+    if tokens_per_s:
+        lines.append(f"estimated training time: {format_seconds(total)} (from a short throughput probe; "
+                     f"evaluation and capability sampling come on top)")
+    return "\n".join(lines)
+
+
+def format_seconds(sec: float) -> str:
+    sec = max(0, round(sec))
+    if sec >= 3600:
+        return f"{sec // 3600}h{sec % 3600 // 60:02d}m"
+    if sec >= 60:
+        return f"{sec // 60}m{sec % 60:02d}s"
+    return f"{sec}s"

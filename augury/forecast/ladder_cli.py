@@ -1,0 +1,49 @@
+"""`augury ladder plan`: print a forecast's ladder (params, tokens, FLOPs, estimated time) before anything trains.
+
+    augury ladder plan                                    # the cpu-demo preset's ladder, with a throughput probe
+    augury ladder plan --preset gpu --no-probe
+    augury ladder plan --config my.yaml --target.flops 1e15 --ladder.largest_fraction 0.001
+
+The estimated times come from a short probe: a few real training steps of each distinct run shape on random
+tokens (about a second each). The vocabulary size is the config's `data.vocab_size` (the tokenizer may learn
+slightly fewer tokens on a small corpus).
+"""
+
+from __future__ import annotations
+
+from augury.cli import UsageError
+
+
+def main(argv: list[str]) -> int:
+    from augury.forecast.cli import build_parser, parse_config
+    from augury.forecast.config import ForecastConfigError, validate
+    from augury.forecast.ladder import format_plan, plan_runs, probe_throughput
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        if argv:
+            build_parser("augury ladder plan", "Plan a model ladder.").print_help()
+        return 0
+    if argv[0] != "plan":
+        raise UsageError(f"unknown subcommand {argv[0]!r}; usage: augury ladder plan [--preset P] [--config F] "
+                         f"[--no-probe]")
+    rest = list(argv[1:])
+    probe = "--no-probe" not in rest
+    rest = [a for a in rest if a != "--no-probe"]
+    cfg = parse_config(rest, "augury ladder plan", "Plan a model ladder.")
+    try:
+        validate(cfg)
+        runs = plan_runs(cfg, cfg.data.vocab_size)
+    except ForecastConfigError as err:
+        raise UsageError(str(err)) from None
+    rates = None
+    if probe:
+        if cfg.threads:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
+        rates = probe_throughput(cfg, runs, cfg.data.vocab_size)
+    print(f"forecast {cfg.name!r}: vocab {cfg.data.vocab_size}, seq_len {cfg.recipe.seq_len}, "
+          f"tokens/param {cfg.recipe.tokens_per_param:g}, C = flops_per_token x tokens, N = matmul params")
+    print(format_plan(runs, rates))
+    return 0

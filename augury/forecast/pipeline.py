@@ -1,0 +1,353 @@
+"""The forecast pipeline: plan → train the rungs → evaluate them → pre-register → train the target → verify → report.
+
+    from augury.forecast.config import load_forecast_config
+    from augury.forecast.pipeline import run_forecast
+    result = run_forecast(load_forecast_config("smoke", overrides={"out": "runs/f"}))
+
+Every step is resumable: finished runs are never retrained, capability records and the pre-registered
+forecast.json are reused (forecast.json is verified against its sha256, never refitted), and the target starts
+only after forecast.json exists. Layout of the output folder:
+
+    plan.json  config.yaml  rungs/rung1..n/  capability/  forecast.json  target/  result.json  report.md/.html
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from augury.forecast import capability as capmod
+from augury.forecast.config import ForecastConfig, ForecastConfigError, validate
+from augury.forecast.ladder import RunPlan, format_plan, format_seconds, plan_runs, train_config
+from augury.forecast.preregister import (
+    fit_capability_forecast,
+    fit_loss,
+    load_forecast,
+    relative,
+    write_forecast,
+)
+from augury.forecast.runner import finished_summary, train_one, train_runs_ray
+from augury.io import atomic_write_json, atomic_write_text, to_jsonable, utc_now
+
+# Config fields that do not change what is trained or forecast (may differ when resuming).
+_RUNTIME_FIELDS = ("out", "progress", "executor", "ray_address", "ray_cpus_per_rung", "threads", "device", "name")
+
+
+def plan_identity(cfg: ForecastConfig, runs: list[RunPlan]) -> dict:
+    conf = {k: v for k, v in to_jsonable(cfg).items() if k not in _RUNTIME_FIELDS}
+    return {"config": conf, "runs": [dataclasses.asdict(r) for r in runs]}
+
+
+def check_out_dir(out: Path) -> None:
+    """The output folder must be writable and, if it exists with content, hold a forecast (checked later)."""
+    if out.exists() and not out.is_dir():
+        raise ForecastConfigError(f"--out {out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not (out / "plan.json").is_file():
+        raise ForecastConfigError(f"--out {out} exists and is not a forecast folder (no plan.json); choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ForecastConfigError(f"--out {out} cannot be written: {err.strerror or err}") from None
+
+
+def _check_plan(out: Path, identity: dict) -> None:
+    path = out / "plan.json"
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    if saved.get("identity") != identity:
+        old, new = saved.get("identity", {}), identity
+        diff = sorted(k for k in set(old.get("config", {})) | set(new["config"])
+                      if old.get("config", {}).get(k) != new["config"].get(k))
+        what = f"config keys {', '.join(diff)}" if diff else "the planned runs"
+        raise ForecastConfigError(f"--out {out} holds another forecast's plan (it differs in {what}); choose another "
+                                  f"--out, or rerun with the same settings to resume it")
+
+
+def run_row(plan: RunPlan, summary: dict) -> dict:
+    return {**dataclasses.asdict(plan), "loss": summary["final_val_loss"], "bpb": summary["final_val_bpb"],
+            "epochs": summary.get("epochs"), "seconds": summary.get("seconds")}
+
+
+class _Progress:
+    """One overall line (run i of n, ETA for the whole forecast) above the trainer's per-run bar."""
+
+    def __init__(self, runs: list[RunPlan], enabled: bool, log):
+        self.total = sum(r.flops for r in runs)
+        self.n = len(runs)
+        self.log = log
+        self.bar = None
+        self.start = time.perf_counter()
+        self.done_flops = 0.0
+        self.last_rate = 0.0    # FLOP/s of the latest run trained here: larger runs use the CPU/GPU at least as well
+        self.last_start = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, position=0, leave=True, dynamic_ncols=True, unit="FLOP",
+                            unit_scale=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} FLOPs")
+
+    def starting(self, i: int, plan: RunPlan) -> None:
+        remaining = self.total - self.done_flops
+        eta = remaining / self.last_rate if self.last_rate > 0 else None
+        self.last_start = time.perf_counter()
+        desc = f"forecast: {plan.name} (run {i} of {self.n})" + (f", ETA {format_seconds(eta)}" if eta else "")
+        if self.bar is not None:
+            self.bar.set_description_str(desc)
+        else:
+            self.log(desc)
+
+    def finished(self, plan: RunPlan, trained_here: bool) -> None:
+        self.done_flops += plan.flops
+        if trained_here and self.last_start is not None:
+            self.last_rate = plan.flops / max(time.perf_counter() - self.last_start, 1e-9)
+        if self.bar is not None:
+            self.bar.update(plan.flops)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_forecast(cfg: ForecastConfig, log=print) -> dict:
+    """Run (or resume) a whole forecast; returns result.json's content. Errors in the input raise
+    ForecastConfigError before any training starts."""
+    from augury.data import prepare_data
+
+    t0 = time.perf_counter()
+    validate(cfg)
+    out = Path(cfg.out)
+    check_out_dir(out)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    data = prepare_data(cfg.data, log=log)
+    tokenizer = data.tokenizer()
+    vocab = tokenizer.get_vocab_size()
+    runs = plan_runs(cfg, vocab)
+    train_tokens = data.split_tokens("train")
+    for r in runs:
+        epochs = r.tokens / train_tokens
+        if epochs > cfg.recipe.max_epochs:
+            raise ForecastConfigError(
+                f"{r.name} would train on {r.tokens:,} tokens = {epochs:.2f} passes over the {train_tokens:,}-token "
+                f"training split (recipe.max_epochs={cfg.recipe.max_epochs:g}): repeated data bends the curve; use "
+                f"a larger corpus, a smaller target or raise recipe.max_epochs")
+    identity = plan_identity(cfg, runs)
+    _check_plan(out, identity)
+    if (out / "target").exists() and not (out / "forecast.json").is_file():
+        raise ForecastConfigError(f"{out}/target exists but no forecast.json: the target must not start before the "
+                                  f"forecast is registered; start a new forecast in another folder")
+    atomic_write_json(out / "plan.json", {"identity": identity, "vocab_size": vocab,
+                                          "train_tokens": train_tokens, "planned_at": utc_now()})
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_jsonable(cfg), sort_keys=False))
+    log(format_plan(runs))
+    if cfg.capability.enabled:
+        _problems(cfg, out, data)  # a suite too small is a bad input: fail before any training
+    timings = {"data and plan": time.perf_counter() - t0}
+    rungs, target = runs[:-1], runs[-1]
+    progress = _Progress(runs, cfg.progress, log)
+    try:
+        summaries = _train_rungs(cfg, out, rungs, vocab, progress, log)
+        timings["ladder training"] = sum(s.get("seconds") or 0 for s in summaries.values())
+        t = time.perf_counter()
+        forecast = _preregister(cfg, out, data, rungs, target, summaries, vocab, log)
+        timings["rung evaluation and fit"] = time.perf_counter() - t
+        # ---- the target: only now, after forecast.json exists ---------------------------------------------
+        progress.starting(len(runs), target)
+        tcfg = train_config(cfg, target, str(out / "target"), vocab)
+        tsum = finished_summary(out / "target", tcfg)
+        trained = tsum is None
+        if trained:
+            tsum = train_one(tcfg, cfg.threads, log=lambda *a, **k: None)
+        progress.finished(target, trained)
+    except KeyboardInterrupt:
+        progress.close()
+        log(f"\ninterrupted: {out} keeps every finished run, the last checkpoint of the interrupted one and any "
+            f"registered forecast. Resume with:\n  augury forecast --config {out}/config.yaml")
+        raise
+    progress.close()
+    timings["target training"] = tsum.get("seconds") or 0
+    t = time.perf_counter()
+    result = _verify(cfg, out, data, forecast, target, tsum, vocab)
+    timings["target evaluation"] = time.perf_counter() - t
+    timings["this invocation (wall)"] = time.perf_counter() - t0
+    result["timings"] = timings
+    atomic_write_json(out / "result.json", result)
+    from augury.forecast.report import write_report
+
+    _, html_path = write_report(out, forecast, result)
+    log(summary_text(forecast, result) + f"\nreport: {html_path}")
+    return result
+
+
+def _train_rungs(cfg, out: Path, rungs: list[RunPlan], vocab: int, progress: _Progress, log) -> dict[str, dict]:
+    jobs, summaries = [], {}
+    for plan in rungs:
+        tcfg = train_config(cfg, plan, str(out / "rungs" / plan.name), vocab)
+        done = finished_summary(out / "rungs" / plan.name, tcfg)
+        if done is not None:
+            summaries[plan.name] = done
+            progress.finished(plan, False)
+        else:
+            jobs.append((plan, tcfg))
+    if jobs and cfg.executor == "ray":
+        by_name = {p.name: p for p, _ in jobs}
+        progress.starting(len(summaries) + 1, jobs[0][0])
+
+        def on_done(name, summary):
+            progress.finished(by_name[name], True)
+
+        summaries.update(train_runs_ray(jobs, out, cfg.ray_address, cfg.ray_cpus_per_rung, cfg.threads, on_done))
+    else:
+        for plan, tcfg in jobs:
+            progress.starting(rungs.index(plan) + 1, plan)
+            summaries[plan.name] = train_one(tcfg, cfg.threads)
+            progress.finished(plan, True)
+    return summaries
+
+
+def _capability_records(cfg, out: Path, run_name: str, run_dir: Path, problems: list[dict]) -> list[dict]:
+    """A run's {run, problem, n, c} records, sampled once and cached in capability/<run>.json."""
+    path = out / "capability" / f"{run_name}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["records"]
+    t = time.perf_counter()
+    device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and _cuda()) else "cpu"
+    records = capmod.evaluate_run(run_dir, problems, cfg.capability, run_name, device=device)
+    atomic_write_json(path, {"run": run_name, "records": records, "seconds": time.perf_counter() - t})
+    return records
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _problems(cfg, out: Path, data) -> list[dict]:
+    path = out / "capability" / "problems.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    problems = capmod.build_problems(data, cfg.capability)
+    atomic_write_json(path, problems)
+    return problems
+
+
+def _text_ids(cfg, data):
+    from augury.forecast.heldout_text import encode_folder
+
+    return encode_folder(cfg.text_folder, data.tokenizer(), cfg.recipe.eval_tokens)
+
+
+def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> dict:
+    path = out / "forecast.json"
+    if path.is_file():
+        log(f"using the pre-registered forecast {path} (verified against its sha256)")
+        return load_forecast(path)
+    rows = [run_row(p, summaries[p.name]) for p in rungs]
+    content = {"name": cfg.name, "protocol": "docs/forecast.md",
+               "target": {**dataclasses.asdict(target), "role": "target"},
+               "ladder": rows, "compute_definition": "C = flops_per_token(model, seq_len) * training tokens "
+               "(6 * N_matmul + attention term per token)", "N_definition": "matmul parameters (incl. output layer)"}
+    loss, _ = fit_loss(rows, target.flops, cfg.fit, cfg.seed)
+    content["loss"] = loss
+    if cfg.capability.enabled:
+        problems = _problems(cfg, out, data)
+        records = []
+        for p in rungs:
+            records += _capability_records(cfg, out, p.name, out / "rungs" / p.name, problems)
+        flops = {p.name: p.flops for p in rungs}
+        try:
+            cap, _ = fit_capability_forecast(records, flops, target.flops, cfg.capability, cfg.fit, cfg.seed)
+            per_run = {}
+            for p in rungs:
+                recs = [r for r in records if r["run"] == p.name]
+                per_run[p.name] = {"flops": p.flops, "buckets": [capmod.neg_log_pass_rate(recs, b["problems"])[0]
+                                                                 for b in cap["buckets"]]}
+            cap.update(per_run=per_run, n_problems=len(problems), samples=cfg.capability.samples,
+                       temperature=cfg.capability.temperature)
+            cap.pop("fit")  # the per-bucket parameters above are what the forecast needs; keep the file small
+            content["capability"] = cap
+        except ValueError as err:  # e.g. too few problems solved by every rung
+            content["capability_skipped"] = f"capability forecast not possible: {err}"
+    if cfg.text_folder:
+        ids = _text_ids(cfg, data)
+        trows = []
+        from augury.forecast.heldout_text import heldout_loss
+
+        for p in rungs:
+            trows.append({"name": p.name, "flops": p.flops,
+                          "loss": heldout_loss(out / "rungs" / p.name, ids, cfg.recipe.seq_len)})
+        text, _ = fit_loss(trows, target.flops, cfg.fit, cfg.seed)
+        text.update(folder=str(cfg.text_folder), rungs=trows, y_label="held-out text loss (nats/token)")
+        content["text"] = text
+        content["text_ladder"] = trows
+    content = write_forecast(path, content)
+    status = "reliable" if loss["reliable"] else "FLAGGED (see flags)"
+    log(f"pre-registered {path}: target loss {loss['predicted']:.4f} "
+        f"[{loss['interval'][0]:.4f}, {loss['interval'][1]:.4f}] nats/token, {status}")
+    for f in loss["flags"]:
+        log(f"  flag: {f}")
+    return content
+
+
+def _verify(cfg, out: Path, data, forecast: dict, target: RunPlan, tsum: dict, vocab: int) -> dict:
+    loss = forecast["loss"]
+    actual = tsum["final_val_loss"]
+    lo, hi = loss["interval"]
+    result = {"name": cfg.name, "forecast_sha256": forecast["sha256"], "verified_at": utc_now(),
+              "loss": {"predicted": loss["predicted"], "interval": loss["interval"], "actual": actual,
+                       "rel_error": relative(loss["predicted"], actual), "covered": bool(lo <= actual <= hi),
+                       "forecast_flagged": not loss["reliable"]},
+              "target_run": {**run_row(target, tsum), "fraction": 1.0},
+              "largest_rung_fraction": forecast["ladder"][-1]["fraction"]}
+    if "capability" in forecast:
+        cap = forecast["capability"]
+        problems = json.loads((out / "capability" / "problems.json").read_text())
+        recs = _capability_records(cfg, out, "target", out / "target", problems)
+        kept = [p for b in cap["buckets"] for p in b["problems"]]
+        mean, zeros = capmod.neg_log_pass_rate(recs, kept)
+        buckets = [capmod.neg_log_pass_rate(recs, b["problems"])[0] for b in cap["buckets"]]
+        pred = cap["predicted_mean_neg_log_pass_rate"]
+        result["capability"] = {"predicted": pred, "actual": mean, "rel_error": relative(pred, mean),
+                                "actual_buckets": buckets,
+                                "predicted_buckets": [b["predicted"] for b in cap["buckets"]],
+                                "unsolved_kept_problems": zeros, "forecast_flagged": not cap["reliable"],
+                                "note": "mean -log pass rate over the problems every rung solved at least once; "
+                                        "a problem the target never solved counts at pass rate 1/(2n)"}
+    if "text" in forecast:
+        from augury.forecast.heldout_text import heldout_loss
+
+        ids = _text_ids(cfg, data)
+        a = heldout_loss(out / "target", ids, cfg.recipe.seq_len)
+        tx = forecast["text"]
+        result["text"] = {"predicted": tx["predicted"], "interval": tx["interval"], "actual": a,
+                          "rel_error": relative(tx["predicted"], a),
+                          "covered": bool(tx["interval"][0] <= a <= tx["interval"][1])}
+    return result
+
+
+def summary_text(forecast: dict, result: dict) -> str:
+    r = result["loss"]
+    lines = [(f"target loss: predicted {r['predicted']:.4f} [{r['interval'][0]:.4f}, {r['interval'][1]:.4f}], "
+             f"actual {r['actual']:.4f}, error {r['rel_error']:+.2%}, interval {'covers' if r['covered'] else 'MISSES'} "
+             f"it{' (the forecast was FLAGGED as unreliable before the target ran)' if r['forecast_flagged'] else ''}")]
+    if "capability" in result:
+        c = result["capability"]
+        lines.append(f"capability (mean -log pass rate): predicted {c['predicted']:.3f}, actual {c['actual']:.3f}, "
+                     f"error {c['rel_error']:+.1%}" + (" (FLAGGED before the target ran)" if c["forecast_flagged"] else ""))
+    if "text" in result:
+        t = result["text"]
+        lines.append(f"held-out text loss: predicted {t['predicted']:.4f}, actual {t['actual']:.4f}, "
+                     f"error {t['rel_error']:+.2%}")
+    return "\n".join(lines)

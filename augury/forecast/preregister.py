@@ -1,0 +1,184 @@
+"""Pre-registration: fit the ladder, check that it behaves like one law, and freeze the forecast.
+
+`forecast.json` is written atomically before the target starts and never rewritten; its `sha256` covers the
+canonical JSON of everything else in the file, so `load_forecast` detects any later edit. Only the rungs' own
+results feed the fit.
+
+Checks (each failure becomes a `flags` entry and `reliable: false`, never a silent number):
+  - the fit converged and its parameters are not at their bounds (the scaling engine's warnings);
+  - loss falls with compute from rung to rung;
+  - no rung lies off the fitted curve by more than `fit.residual_tolerance` (relative);
+  - the local slope d log L / d log C never steepens by more than `fit.steepening_tolerance` from one rung pair
+    to the next (L = a·C^b + c only flattens: a steepening curve is a regime change);
+  - leave-largest-out backtest: the law fitted without the largest rung predicts it within
+    `fit.backtest_tolerance`, inside its interval;
+  - saturation: the fitted irreducible loss c may not exceed `fit.max_irreducible_fraction` of the largest rung's
+    loss; above it the law says the ladder is at its floor, which the ladder cannot know (a ladder that flattens
+    early, e.g. on a plateau the target will leave, looks like this). The pure power law's prediction is recorded.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from augury.io import atomic_write_json, utc_now
+
+
+class ForecastTampered(RuntimeError):
+    """forecast.json does not match its own sha256: it was changed after pre-registration."""
+
+
+def _canonical(obj: dict) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def content_sha256(content: dict) -> str:
+    return hashlib.sha256(_canonical({k: v for k, v in content.items() if k != "sha256"})).hexdigest()
+
+
+def write_forecast(path: str | Path, content: dict) -> dict:
+    """Write forecast.json atomically with a timestamp and the sha256 of its content; refuses to overwrite."""
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists: a pre-registered forecast is never rewritten")
+    content = {**copy.deepcopy(content), "registered_at": utc_now()}
+    content["sha256"] = content_sha256(content)
+    atomic_write_json(path, content)
+    return content
+
+
+def load_forecast(path: str | Path) -> dict:
+    """Read forecast.json and check its sha256; ForecastTampered if the content changed since registration."""
+    content = json.loads(Path(path).read_text())
+    if content.get("sha256") != content_sha256(content):
+        raise ForecastTampered(f"{path}: its content no longer matches its sha256 {content.get('sha256')!r}: the "
+                               f"pre-registered forecast was edited; start a new forecast in another folder")
+    return content
+
+
+def fit_loss(rows: list[dict], target_flops: float, fit_cfg, seed: int, y: str = "loss") -> tuple[dict, object]:
+    """Fit the loss law on the rung rows, predict the target, run the predictability checks."""
+    from augury.scaling import fit_law
+
+    rows = sorted(rows, key=lambda r: r["flops"])
+    data = {"name": [r["name"] for r in rows], "flops": [r["flops"] for r in rows], y: [r[y] for r in rows]}
+    res = fit_law(fit_cfg.law, data, y=y, bootstrap=fit_cfg.bootstrap, seed=seed, level=fit_cfg.level)
+    rec = res.forecast({"flops": float(target_flops)})[0]
+    flags = [f"fit: {w}" for w in res.warnings]
+    if not res.converged:
+        flags.append("the loss fit did not converge")
+    losses = np.array(data[y], float)
+    flops = np.array(data["flops"], float)
+    for i in range(1, len(rows)):
+        if losses[i] >= losses[i - 1]:
+            flags.append(f"{rows[i]['name']} ({flops[i]:.3g} FLOPs) has a loss {losses[i]:.4f} not below "
+                         f"{rows[i - 1]['name']}'s {losses[i - 1]:.4f}: the ladder is not improving with compute")
+    fitted = res.law.predict(res.theta, {"flops": flops})[0]
+    residuals = losses / fitted - 1
+    worst = int(np.argmax(np.abs(residuals)))
+    if abs(residuals[worst]) > fit_cfg.residual_tolerance:
+        flags.append(f"{rows[worst]['name']} lies {residuals[worst]:+.2%} off the fitted curve (tolerance "
+                     f"±{fit_cfg.residual_tolerance:.1%}): a rung off the curve")
+    slopes = np.diff(np.log(losses)) / np.diff(np.log(flops))
+    for i in range(1, len(slopes)):
+        if slopes[i] < slopes[i - 1] - fit_cfg.steepening_tolerance:
+            flags.append(f"the curve steepens between {rows[i]['name']} and {rows[i + 1]['name']} (local slope "
+                         f"{slopes[i - 1]:.3f} -> {slopes[i]:.3f}): a regime change, which L = a*C^b + c cannot follow")
+    # law-form sensitivity: log L = log A + B log C by least squares (scipy-free closed form via numpy)
+    B, logA = np.polyfit(np.log(flops), np.log(losses), 1)
+    power_pred = float(np.exp(logA + B * np.log(target_flops)))
+    sensitivity = {"pure_power_law_prediction": power_pred, "exponent": float(B),
+                   "disagreement": float(rec["value"] / power_pred - 1)}
+    c_frac = res.params["c"] / float(losses[-1])
+    sensitivity["irreducible_fraction_of_largest_rung"] = c_frac
+    if c_frac > fit_cfg.max_irreducible_fraction:
+        flags.append(f"the fit puts the irreducible loss c={res.params['c']:.4g} at {c_frac:.1%} of the largest "
+                     f"rung's loss: it predicts almost no further gain although the ladder fell "
+                     f"{losses[0] / losses[-1] - 1:.1%} over its span. The ladder has flattened (a plateau or a noise "
+                     f"floor the target may leave); a pure power law through the rungs predicts {power_pred:.4f} "
+                     f"instead of {rec['value']:.4f}")
+    lo, hi = rec["interval"]
+    half = (hi - lo) / 2 / rec["value"]
+    if half > fit_cfg.max_interval_halfwidth:
+        flags.append(f"the {fit_cfg.level:.0%} interval [{lo:.4f}, {hi:.4f}] spans ±{half:.1%} of the forecast "
+                     f"(> {fit_cfg.max_interval_halfwidth:.0%}): too wide to be a forecast")
+    backtest = None
+    if len(rows) >= 4:
+        sub = {k: v[:-1] for k, v in data.items()}
+        try:
+            bt = fit_law(fit_cfg.law, sub, y=y, bootstrap=min(fit_cfg.bootstrap, 300), seed=seed + 7,
+                         level=fit_cfg.level)
+            btrec = bt.forecast({"flops": float(flops[-1])}, actual=[float(losses[-1])])[0]
+            backtest = {"held_out": rows[-1]["name"], "predicted": btrec["value"], "actual": btrec["actual"],
+                        "rel_error": btrec["rel_error"], "interval": btrec["interval"], "covered": btrec["covered"],
+                        "status": bt.status}
+            if abs(btrec["rel_error"]) > fit_cfg.backtest_tolerance or not btrec["covered"]:
+                flags.append(f"leave-largest-out backtest: the law fitted without {rows[-1]['name']} predicts it "
+                             f"with {btrec['rel_error']:+.2%} error (tolerance ±{fit_cfg.backtest_tolerance:.0%}), "
+                             f"{'inside' if btrec['covered'] else 'outside'} its interval")
+        except ValueError as err:
+            flags.append(f"leave-largest-out backtest could not be fitted: {err}")
+    out = {
+        "predicted": rec["value"], "interval": rec["interval"], "level": fit_cfg.level,
+        "extrapolation_decades": rec["extrapolation_decades"], "law": res.to_json(),
+        "residuals": {r["name"]: float(v) for r, v in zip(rows, residuals)},
+        "local_slopes": [float(s) for s in slopes], "backtest_largest_rung": backtest,
+        "law_form_sensitivity": sensitivity,
+        "flags": flags, "reliable": not flags,
+    }
+    if "warning" in rec:
+        out["flags"].append(rec["warning"])
+        out["reliable"] = False
+    return out, res
+
+
+def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: float, cap_cfg, fit_cfg,
+                            seed: int) -> tuple[dict, object]:
+    """The GPT-4 report's capability protocol on the rungs' records; the target's predicted mean −log pass rate."""
+    from augury.scaling import fit_capability
+
+    res = fit_capability(records, run_flops, n_buckets=cap_cfg.buckets, bootstrap=fit_cfg.bootstrap, seed=seed,
+                         level=fit_cfg.level)
+    preds = res.predict(target_flops)
+    sizes = [len(b["problems"]) for b in res.buckets]
+    mean = float(sum(p["value"] * s for p, s in zip(preds, sizes)) / sum(sizes))
+    lo = float(sum(p["interval"][0] * s for p, s in zip(preds, sizes)) / sum(sizes))
+    hi = float(sum(p["interval"][1] * s for p, s in zip(preds, sizes)) / sum(sizes))
+    flags = []
+    by_run_problem = {(str(r["run"]), str(r["problem"])): r for r in records}
+    for b, p in zip(res.buckets, preds):
+        fit = b["fit"]
+        flags += [f"bucket {b['bucket']}: {w}" for w in fit.warnings]
+        # a bucket whose problems most rungs solve only once or twice in n samples measures sampling noise
+        floor = [np.mean([by_run_problem[(run, q)]["c"] <= 2 for q in b["problems"]]) for run in res.runs]
+        if np.median(floor) > 0.5:
+            flags.append(f"bucket {b['bucket']}: most of its problems are solved at most twice in "
+                         f"{records[0]['n']} samples by most rungs: the pass rates are at the sampling floor "
+                         f"(raise capability.samples or make the problems easier)")
+        k_lo, k_hi = fit.param_intervals().get("k", [None, None])
+        if k_lo is not None and k_lo <= 0 <= k_hi:
+            flags.append(f"bucket {b['bucket']}: the exponent k's {fit_cfg.level:.0%} interval [{k_lo:.3g}, "
+                         f"{k_hi:.3g}] includes 0: no measurable improvement with compute on the ladder")
+        if "warning" in p:
+            flags.append(f"bucket {b['bucket']}: {p['warning']}")
+    if res.status != "converged":
+        flags.append("a capability fit did not converge")
+    out = {
+        "predicted_mean_neg_log_pass_rate": mean, "interval_bucket_weighted": [lo, hi],
+        "buckets": [{"bucket": b["bucket"], "problems": b["problems"], "n_problems": len(b["problems"]),
+                     "small_run_pass_rate": b["small_run_pass_rate"], "predicted": p["value"],
+                     "interval": p["interval"], "params": b["fit"].params} for b, p in zip(res.buckets, preds)],
+        "kept_problems": sum(sizes), "dropped_problems": len(res.dropped_problems),
+        "fit": res.to_json(), "flags": flags, "reliable": not flags,
+    }
+    return out, res
+
+
+def relative(pred: float, actual: float) -> float:
+    return float(pred / actual - 1.0) if actual else math.inf

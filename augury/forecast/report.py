@@ -1,0 +1,234 @@
+"""The forecast's report: loss-vs-compute plot (GPT-4 report Fig. 1), capability plot (Fig. 2), rung table and
+timings, as `report.md` (images beside it) and a self-contained `report.html` (images embedded as base64).
+
+    write_report(out_dir, forecast, result)      # forecast.json's and result.json's content
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+from augury.forecast.ladder import format_seconds
+from augury.io import atomic_write_bytes, atomic_write_text
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_loss(forecast: dict, result: dict | None, path: Path, key: str = "loss", title: str | None = None) -> None:
+    """Rung losses, the fitted L(C) = a·C^b + c, the pre-registered point with its interval, the actual target."""
+    plt = _plt()
+    sec = forecast[key]
+    p = {k: v["value"] for k, v in sec["law"]["parameters"].items()}
+    ct = forecast["target"]["flops"]
+    rungs = forecast["ladder"]
+    x = np.array([r["flops"] for r in rungs]) / ct
+    y = np.array([r[sec.get("y", "loss")] for r in rungs])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = np.geomspace(x.min() / 1.5, 2.0, 200)
+    ax.plot(xs, p["a"] * (xs * ct) ** p["b"] + p["c"], "--", color="C0", lw=1.2,
+            label=f"fit: L = {p['a']:.3g}·C^{p['b']:.3f} + {p['c']:.3g}")
+    ax.scatter(x, y, color="0.35", zorder=3, label="ladder rungs (fitted)")
+    lo, hi = sec["interval"]
+    ax.errorbar([1.0], [sec["predicted"]], yerr=[[sec["predicted"] - lo], [hi - sec["predicted"]]], fmt="o",
+                color="C2", capsize=4, zorder=4, label=f"pre-registered forecast ({sec['level']:.0%} interval)")
+    actual = (result or {}).get(key, {}).get("actual")
+    if actual is not None:
+        ax.scatter([1.0], [actual], marker="*", s=160, color="C3", zorder=5, label="target (actual)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute (fraction of the target's)")
+    ax.set_ylabel(sec.get("y_label", "validation loss (nats/token)"))
+    ax.set_title(title or "Loss forecast")
+    if not sec.get("reliable", True):
+        ax.text(0.02, 0.03, "FLAGGED: see the checks in the report", transform=ax.transAxes, color="C3",
+                fontsize=9, weight="bold")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_capability(forecast: dict, result: dict | None, path: Path) -> None:
+    """Per difficulty bucket: mean −log pass rate of the rungs vs compute, the fitted α·C^(−k), forecast, actual."""
+    plt = _plt()
+    cap = forecast["capability"]
+    ct = forecast["target"]["flops"]
+    data = cap["per_run"]  # {run: {flops, buckets: [value per bucket]}}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = np.geomspace(min(v["flops"] for v in data.values()) / ct / 1.5, 2.0, 100)
+    actual = (result or {}).get("capability", {}).get("actual_buckets")
+    for i, b in enumerate(cap["buckets"]):
+        color = f"C{i}"
+        x = np.array([v["flops"] for v in data.values()]) / ct
+        y = np.array([v["buckets"][i] for v in data.values()])
+        ax.scatter(x, y, color=color, zorder=3, label=f"bucket {b['bucket']} ({b['n_problems']} problems)")
+        a, k = b["params"]["alpha"], b["params"]["k"]
+        ax.plot(xs, a * (xs * ct) ** (-k), "--", color=color, lw=1)
+        lo, hi = b["interval"]
+        ax.errorbar([1.0], [b["predicted"]], yerr=[[b["predicted"] - lo], [hi - b["predicted"]]], fmt="o",
+                    color=color, capsize=4, mfc="white")
+        if actual is not None:
+            ax.scatter([1.0], [actual[i]], marker="*", s=140, color=color, edgecolor="k", zorder=5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training compute (fraction of the target's)")
+    ax.set_ylabel("mean −log pass rate")
+    ax.set_title("Capability forecast: held-out line completion (o forecast, * actual)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{v:+.2%}"
+
+
+def render_markdown(forecast: dict, result: dict | None, images: dict[str, str]) -> str:
+    loss = forecast["loss"]
+    t = forecast["target"]
+    L = [f"# augury forecast report: {forecast['name']}", ""]
+    L += [(f"Pre-registered at {forecast['registered_at']} (forecast.json sha256 `{forecast['sha256'][:16]}…`), "
+          f"before the target started. Target: depth {t['depth']}, {t['params_matmul']:,} matmul params, "
+          f"{t['tokens']:,} tokens, {t['flops']:.3g} FLOPs; largest fitted rung = 1/"
+          f"{1 / forecast['ladder'][-1]['fraction']:.0f} of its compute."), ""]
+    L += ["## Loss", "", "| | value |", "|---|---|",
+          (f"| predicted ({loss['level']:.0%} interval) | {loss['predicted']:.4f} [{loss['interval'][0]:.4f}, "
+          f"{loss['interval'][1]:.4f}] nats/token |")]
+    if result and "loss" in result:
+        r = result["loss"]
+        L += [f"| actual | {r['actual']:.4f} nats/token |", f"| relative error | {_pct(r['rel_error'])} |",
+              f"| interval covers actual | {'yes' if r['covered'] else 'NO'} |"]
+    L += ["", f"![loss vs compute]({images['loss']})", ""]
+    L += ["### Predictability checks", ""]
+    if loss["flags"]:
+        L += ["**The ladder did not behave like one law; treat the forecast as unreliable:**", ""]
+        L += [f"- {f}" for f in loss["flags"]]
+    else:
+        L += [("All checks passed (fit converged, rungs on the curve, no steepening, leave-largest-out backtest "
+              "within tolerance).")]
+    bt = loss.get("backtest_largest_rung")
+    if bt:
+        L += ["", (f"Leave-largest-out backtest: {bt['held_out']} predicted {bt['predicted']:.4f}, actual "
+              f"{bt['actual']:.4f} ({_pct(bt['rel_error'])}, {'covered' if bt['covered'] else 'not covered'}).")]
+    if "capability" in forecast:
+        cap = forecast["capability"]
+        L += ["", "## Capability (held-out line completion, exact match)", "",
+              (f"{cap['kept_problems']} problems solved at least once by every rung (of {cap['n_problems']}); "
+              f"{cap['samples']} samples each at temperature {cap['temperature']}."), "",
+              "| bucket | problems | predicted −log pass rate | interval | actual |", "|---|---|---|---|---|"]
+        act = (result or {}).get("capability", {}).get("actual_buckets")
+        for i, b in enumerate(cap["buckets"]):
+            L.append(f"| {b['bucket']} | {b['n_problems']} | {b['predicted']:.3f} | [{b['interval'][0]:.3f}, "
+                     f"{b['interval'][1]:.3f}] | {act[i]:.3f} |" if act else
+                     f"| {b['bucket']} | {b['n_problems']} | {b['predicted']:.3f} | [{b['interval'][0]:.3f}, "
+                     f"{b['interval'][1]:.3f}] | – |")
+        L.append(f"| all | {cap['kept_problems']} | {cap['predicted_mean_neg_log_pass_rate']:.3f} | | "
+                 + (f"{result['capability']['actual']:.3f} ({_pct(result['capability']['rel_error'])}) |"
+                    if result and "capability" in result else "– |"))
+        if cap["flags"]:
+            L += ["", "Capability checks flagged:", ""] + [f"- {f}" for f in cap["flags"]]
+        L += ["", f"![capability]({images['capability']})"]
+    if "capability_skipped" in forecast:
+        L += ["", "## Capability", "", f"**Skipped:** {forecast['capability_skipped']}."]
+    if "text" in forecast:
+        tx = forecast["text"]
+        L += ["", f"## Held-out text folder `{tx['folder']}`", "",
+              f"Predicted {tx['predicted']:.4f} [{tx['interval'][0]:.4f}, {tx['interval'][1]:.4f}] nats/token"
+              + (f"; actual {result['text']['actual']:.4f} ({_pct(result['text']['rel_error'])}, "
+                 f"{'covered' if result['text']['covered'] else 'not covered'})" if result and "text" in result else "")
+              + ".", "", f"![text loss]({images['text']})"]
+        if tx["flags"]:
+            L += [""] + [f"- {f}" for f in tx["flags"]]
+    L += ["", "## Runs", "", ("| run | depth | d_model | N (matmul) | tokens | D/N | FLOPs | C/C_target | val loss | "
+          "bits/byte | train time |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = list(forecast["ladder"])
+    if result and "target_run" in result:
+        rows.append(result["target_run"])
+    for r in rows:
+        L.append(f"| {r['name']} | {r['depth']} | {r['d_model']} | {r['params_matmul']:,} | {r['tokens']:,} | "
+                 f"{r['tokens'] / r['params_matmul']:.2f} | {r['flops']:.3g} | {r['fraction']:.3g} | {r['loss']:.4f} | "
+                 f"{r['bpb']:.4f} | {format_seconds(r['seconds']) if r.get('seconds') is not None else '–'} |")
+    if result and "timings" in result:
+        L += ["", "## Timings", "", "| phase | time |", "|---|---|"]
+        L += [f"| {k} | {format_seconds(v)} |" for k, v in result["timings"].items()]
+    L += ["", "Protocol: docs/forecast.md. Nothing from the target's run fed the fits above."]
+    return "\n".join(L) + "\n"
+
+
+def _md_to_html(md: str, images: dict[str, bytes]) -> str:
+    """A small Markdown subset (headings, tables, lists, images, bold, code) to self-contained HTML."""
+    import re
+
+    out, table = [], []
+
+    def inline(s: str) -> str:
+        s = html.escape(s)
+        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+
+    def flush():
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
+            cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+            out.append("<table>" + "".join(
+                "<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{inline(c)}</{'th' if i == 0 else 'td'}>" for c in row)
+                + "</tr>" for i, row in enumerate(cells)) + "</table>")
+            table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        m = re.match(r"!\[(.*)\]\((.+)\)", line)
+        if m:
+            data = base64.b64encode(images[m.group(2)]).decode()
+            out.append(f'<p><img alt="{html.escape(m.group(1))}" src="data:image/png;base64,{data}"></p>')
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("- "):
+            out.append(f"<li>{inline(line[2:])}</li>")
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    flush()
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{max-width:100%}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>augury forecast report</title>" \
+           f"<style>{style}</style></head><body>{''.join(out)}</body></html>\n"
+
+
+def write_report(out_dir: str | Path, forecast: dict, result: dict | None) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    images = {"loss": "loss_vs_compute.png"}
+    plot_loss(forecast, result, out / images["loss"])
+    if "capability" in forecast:
+        images["capability"] = "capability.png"
+        plot_capability(forecast, result, out / images["capability"])
+    if "text" in forecast:
+        images["text"] = "text_loss_vs_compute.png"
+        plot_loss(forecast, result, out / images["text"], key="text", title="Held-out text folder loss forecast")
+    md = render_markdown(forecast, result, images)
+    atomic_write_text(out / "report.md", md)
+    blobs = {name: (out / name).read_bytes() for name in images.values()}
+    atomic_write_text(out / "report.html", _md_to_html(md, blobs))
+    return out / "report.md", out / "report.html"

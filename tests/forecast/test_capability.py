@@ -1,0 +1,61 @@
+"""The capability suite: problems come only from held-out files, and the sampled pass rate matches the model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+
+def test_problems_are_held_out_lines(smoke_forecast):
+    import json
+
+    from augury.data import prepare_data
+
+    out, info = smoke_forecast
+    problems = json.loads((out / "capability" / "problems.json").read_text())
+    data = prepare_data(info["cfg"].data, log=lambda *a: None)
+    val_ids = {d["id"] for d in data.documents("val")}
+    tok = data.tokenizer()
+    for p in problems:
+        doc, _ = p["problem"].rsplit(":", 1)
+        assert doc in val_ids  # never a training file
+        assert len(p["prompt_ids"]) == info["cfg"].capability.context_tokens
+        text = data.document_text(doc)
+        prompt = tok.decode(p["prompt_ids"], skip_special_tokens=False)
+        assert prompt + p["answer"] + "\n" in text  # the answer is the rest of the line, in the real file
+
+
+def test_sampled_pass_rate_matches_the_exact_probability(smoke_forecast):
+    """Pass rate from n samples vs the probability of the answer's own tokens (teacher forcing): the estimator
+    must agree within sampling error (it can only exceed it through other tokenisations of the same text)."""
+    import json
+
+    from augury.forecast.capability import sample_lines
+    from augury.model.run import load_run
+
+    out, _ = smoke_forecast
+    model, tok, _ = load_run(out / "target")
+    problems = json.loads((out / "capability" / "problems.json").read_text())
+    # the most likely problems under the model, so that the rate is measurable with a few thousand samples
+    scored = []
+    with torch.no_grad():
+        for p in problems:
+            ans = tok.encode(p["answer"] + "\n").ids
+            ids = torch.tensor([p["prompt_ids"] + ans])
+            logp = torch.log_softmax(model(ids)[0, :-1].float(), -1)
+            n_prompt = len(p["prompt_ids"])
+            lp = sum(float(logp[n_prompt - 1 + i, t]) for i, t in enumerate(ans))
+            # the sample must also stop at the newline: ans' last token holds it
+            scored.append((lp, p))
+    scored.sort(key=lambda s: -s[0])
+    lp, best = scored[0]
+    p_exact = math.exp(lp)
+    if p_exact < 0.005:
+        pytest.skip(f"the smoke target is too weak for a measurable pass rate (best {p_exact:.3g})")
+    n = 3000
+    c = sample_lines(model, tok, [best], n, 1.0, max_new=8, seed=0)[0]
+    se = math.sqrt(p_exact * (1 - p_exact) / n)
+    assert c / n >= p_exact - 4 * se
+    assert c / n <= p_exact + 4 * se + 0.02

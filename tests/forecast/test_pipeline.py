@@ -1,0 +1,113 @@
+"""End to end: the smoke preset's forecast, its resume, pre-registration, result and report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from augury.forecast.pipeline import run_forecast
+from augury.forecast.preregister import ForecastTampered, content_sha256, load_forecast
+
+
+def test_interrupt_says_how_to_resume_and_resume_never_retrains(smoke_forecast):
+    out, info = smoke_forecast
+    assert any("Resume with" in line and "augury forecast --config" in line for line in info["logs"])
+    assert not info["forecast_existed_at_interrupt"]
+    # rung1 and rung2 finished before the interruption and were not trained again on resume
+    assert set(info["after_interrupt"]) == {"rung1", "rung2"}
+    for name, mtime in info["after_interrupt"].items():
+        assert (out / "rungs" / name / "manifest.json").stat().st_mtime_ns == mtime
+    for name in ("rung1", "rung2", "rung3", "rung4"):
+        manifest = json.loads((out / "rungs" / name / "manifest.json").read_text())
+        assert manifest["status"] == "complete"
+        assert (out / "rungs" / name / "metrics.jsonl").is_file()
+
+
+def test_forecast_registered_before_target_and_unaltered(smoke_forecast):
+    out, info = smoke_forecast
+    forecast = load_forecast(out / "forecast.json")  # raises if its content no longer matches its sha256
+    target = json.loads((out / "target" / "manifest.json").read_text())
+    assert forecast["registered_at"] <= target["created"]
+    assert forecast["sha256"] == content_sha256(forecast)
+    assert info["result"]["forecast_sha256"] == forecast["sha256"]
+    # only the rungs fed the fit
+    assert [r["name"] for r in forecast["ladder"]] == ["rung1", "rung2", "rung3", "rung4"]
+    assert forecast["loss"]["law"]["data"]["names"] == ["rung1", "rung2", "rung3", "rung4"]
+    lo, hi = forecast["loss"]["interval"]
+    assert lo <= forecast["loss"]["predicted"] <= hi
+    assert isinstance(forecast["loss"]["flags"], list) and forecast["loss"]["reliable"] == (not forecast["loss"]["flags"])
+
+
+def test_result_compares_prediction_with_the_target(smoke_forecast):
+    out, _ = smoke_forecast
+    result = json.loads((out / "result.json").read_text())
+    forecast = json.loads((out / "forecast.json").read_text())
+    target = json.loads((out / "target" / "manifest.json").read_text())
+    actual = target["summary"]["final_val_loss"]
+    assert result["loss"]["actual"] == pytest.approx(actual)
+    assert result["loss"]["predicted"] == forecast["loss"]["predicted"]
+    assert result["loss"]["rel_error"] == pytest.approx(forecast["loss"]["predicted"] / actual - 1)
+    lo, hi = forecast["loss"]["interval"]
+    assert result["loss"]["covered"] == (lo <= actual <= hi)
+    assert result["timings"]["target training"] >= 0
+    assert "capability" in forecast or "capability_skipped" in forecast
+
+
+def test_report_files_exist_and_embed_images(smoke_forecast):
+    out, _ = smoke_forecast
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    assert html.count("data:image/png;base64,") >= 1 and "<img" in html
+    assert "loss_vs_compute.png" in md and (out / "loss_vs_compute.png").stat().st_size > 1000
+    assert "src=\"loss_vs_compute.png\"" not in html  # offline: nothing linked
+    for name in ("rung1", "rung4", "target"):
+        assert f"| {name} |" in md
+
+
+def test_rerun_verifies_without_training_or_refitting(smoke_forecast):
+    out, info = smoke_forecast
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("manifest.json")}
+    forecast_bytes = (out / "forecast.json").read_bytes()
+    run_forecast(info["cfg"], log=lambda *a: None)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("manifest.json")} == before
+    assert (out / "forecast.json").read_bytes() == forecast_bytes
+
+
+def test_edited_forecast_is_refused(smoke_forecast, tmp_path):
+    import shutil
+
+    out, info = smoke_forecast
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    data = json.loads((copy / "forecast.json").read_text())
+    data["loss"]["predicted"] = 1.0
+    (copy / "forecast.json").write_text(json.dumps(data))
+    with pytest.raises(ForecastTampered):
+        load_forecast(copy / "forecast.json")
+    cfg = info["cfg"]
+    cfg2 = type(cfg)(**{**cfg.__dict__, "out": str(copy)})
+    with pytest.raises(ForecastTampered):
+        run_forecast(cfg2, log=lambda *a: None)
+
+
+def test_out_dir_with_another_forecasts_plan_is_refused(smoke_forecast, data_cache, make_smoke_config):
+    from augury.forecast.config import ForecastConfigError
+
+    out, _ = smoke_forecast
+    other = make_smoke_config(out, data_cache, ladder={"rungs": 5})
+    with pytest.raises(ForecastConfigError, match="another forecast's plan"):
+        run_forecast(other, log=lambda *a: None)
+
+
+def test_held_out_text_folder_is_forecast_and_verified(smoke_forecast):
+    out, info = smoke_forecast
+    if not info["cfg"].text_folder:
+        pytest.skip("shared wikitext-2 not found (set AUGURY_SHARED_DATA)")
+    forecast = load_forecast(out / "forecast.json")
+    result = json.loads((out / "result.json").read_text())
+    assert [r["name"] for r in forecast["text_ladder"]] == ["rung1", "rung2", "rung3", "rung4"]
+    assert result["text"]["predicted"] == forecast["text"]["predicted"]
+    assert result["text"]["actual"] > 0
+    assert "Held-out text folder" in (out / "report.md").read_text()
+    assert (out / "text_loss_vs_compute.png").is_file()

@@ -1,0 +1,105 @@
+"""Ladder planning: spacing, the recipe's rules, compute accounting, `augury ladder plan`, bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from augury.forecast.config import ForecastConfigError, load_forecast_config, validate
+from augury.forecast.ladder import model_config, plan_runs, train_config
+from augury.model import flops_per_token, param_counts
+
+
+def cpu_demo(**over):
+    return load_forecast_config("cpu-demo", overrides=over)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu-demo", "gpu", "naive-demo"])
+def test_presets_load_and_plan(preset):
+    cfg = load_forecast_config(preset)
+    validate(cfg)
+    runs = plan_runs(cfg, cfg.data.vocab_size)
+    assert runs[-1].role == "target" and all(r.role == "rung" for r in runs[:-1])
+    assert runs[-2].flops <= cfg.ladder.largest_fraction * runs[-1].flops * 1.3
+
+
+def test_rungs_are_even_in_log_compute_and_follow_the_recipe():
+    cfg = cpu_demo()
+    runs = plan_runs(cfg, 512)
+    rungs, target = runs[:-1], runs[-1]
+    logs = np.log([r.flops for r in rungs])
+    steps = np.diff(logs)
+    # whole optimizer steps round each rung's tokens: spacing is even up to that rounding
+    assert np.allclose(steps, steps.mean(), atol=0.15)
+    assert rungs[-1].flops / target.flops <= cfg.ladder.largest_fraction * 1.1
+    for r in runs:
+        m = model_config(cfg, r.depth, 512)
+        assert r.depth >= cfg.recipe.min_depth
+        assert r.flops == flops_per_token(m, cfg.recipe.seq_len) * r.tokens  # C = flops/token x D, exactly
+        assert r.params_matmul == param_counts(m).matmul
+        assert r.tokens == r.steps * r.batch_size * cfg.recipe.seq_len
+        assert m.parametrization == "mup" and m.zero_init_output
+    depths = [r.depth for r in runs]
+    assert depths == sorted(depths)
+
+
+def test_train_config_shares_one_recipe():
+    cfg = cpu_demo()
+    runs = plan_runs(cfg, 512)
+    tcs = [train_config(cfg, r, f"/tmp/x/{r.name}", 512) for r in runs]
+    assert len({(t.optim.lr, t.optim.schedule, t.seq_len, t.dtype) for t in tcs}) == 1
+    # every run is evaluated on the same validation tokens
+    assert len({t.eval_batches * t.batch_size * t.seq_len for t in tcs}) == 1
+
+
+def test_bad_inputs_fail_before_training():
+    with pytest.raises(ForecastConfigError, match="largest_fraction"):
+        validate(cpu_demo(ladder={"largest_fraction": 1.5}))
+    with pytest.raises(ForecastConfigError, match="smaller than the ladder"):
+        validate(cpu_demo(target={"depth": 1}))
+    with pytest.raises(ForecastConfigError, match="too small for the smallest sensible rung"):
+        plan_runs(cpu_demo(target={"depth": 2, "tokens": 100_000}), 512)
+    with pytest.raises(ForecastConfigError, match="unknown key"):
+        cpu_demo(ladder={"rungz": 3})
+    with pytest.raises(ForecastConfigError, match="rungs must be >= 3"):
+        validate(cpu_demo(ladder={"rungs": 2}))
+
+
+def test_target_from_a_flop_budget_picks_depth_by_the_allocation_rule():
+    cfg = cpu_demo(target={"depth": None, "flops": 3e12})
+    target = plan_runs(cfg, 512)[-1]
+    assert target.flops == pytest.approx(3e12, rel=0.05)
+    assert abs(math.log(target.tokens_per_param / cfg.recipe.tokens_per_param)) < math.log(3)
+
+
+def test_ladder_plan_cli(capsys):
+    from augury.cli import main
+
+    assert main(["ladder", "plan", "--preset", "smoke", "--no-probe"]) == 0
+    text = capsys.readouterr().out
+    assert "rung1" in text and "target" in text and "largest rung = 1/" in text
+    assert main(["ladder", "plan", "--preset", "smoke", "--ladder.largest_fraction", "2", "--no-probe"]) == 2
+    assert "largest_fraction" in capsys.readouterr().err
+
+
+def test_ladder_plan_cli_probe_estimates_time(capsys):
+    from augury.cli import main
+
+    assert main(["ladder", "plan", "--preset", "smoke"]) == 0
+    assert "estimated training time" in capsys.readouterr().out
+
+
+def test_forecast_cli_bad_inputs(tmp_path, capsys):
+    from augury.cli import main
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "x.txt").write_text("mine")
+    assert main(["forecast", "--preset", "smoke", "--out", str(tmp_path / "notes")]) == 2
+    assert "not a forecast folder" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert main(["forecast", "--preset", "smoke", "--out", str(tmp_path / "afile" / "sub")]) == 2
+    assert "cannot be written" in capsys.readouterr().err
+    assert main(["forecast", "--preset", "nope"]) == 2
+    assert "unknown preset" in capsys.readouterr().err
