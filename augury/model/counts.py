@@ -3,7 +3,7 @@
 Conventions (documented in docs/model.md, tested against a closed form and torch's FlopCounterMode):
 
 - `non_embedding` parameters: everything except the token embedding and (when untied) the output projection —
-  Kaplan et al.'s N. `embedding`: the token embedding plus an untied output projection.
+  Kaplan et al.'s N. `embedding`: the token embedding plus an untied output projection and its optional bias.
 - Training FLOPs per token = 6 · N_matmul + 12 · depth · d_attn · T, where N_matmul counts every weight used in
   a matrix multiply per token (all projection matrices of the blocks plus the output projection; norm gains and
   the embedding lookup do no matmul), d_attn = n_heads · head_dim and T the sequence length. The first term is
@@ -36,7 +36,7 @@ def param_counts(cfg: ModelConfig) -> ParamCounts:
     blocks = L * (attn + mlp + gains)
     final_norm = d
     embed = V * d
-    head = 0 if c.tie_embeddings else V * d
+    head = (0 if c.tie_embeddings else V * d) + (V if c.output_bias else 0)  # output projection (+ its bias)
     non_embedding = blocks + final_norm
     matmul = L * (attn + mlp) + V * d
     return ParamCounts(total=embed + head + non_embedding, embedding=embed + head,

@@ -12,6 +12,7 @@ from augury.model import ModelConfig, Transformer, flops_per_token, param_counts
     dict(depth=2, d_model=64, n_heads=4, n_kv_heads=2, d_ff=160, vocab_size=300),
     dict(depth=1, d_model=32, n_heads=2, d_ff=96, vocab_size=100, tie_embeddings=True),
     dict(depth=3, d_model=96, n_heads=3, d_ff=256, vocab_size=500),
+    dict(depth=2, d_model=64, n_heads=2, d_ff=160, vocab_size=300, output_bias=True),
 ])
 def test_param_counts_closed_form(kw):
     cfg = ModelConfig(**kw).resolved()
@@ -19,7 +20,7 @@ def test_param_counts_closed_form(kw):
     kv = cfg.n_kv_heads * cfg.head_dim
     per_block = d * d * 2 + d * kv * 2 + 3 * d * f + 2 * d   # q,o + k,v + SwiGLU + two RMSNorm gains
     non_embedding = L * per_block + d                         # + final norm
-    embedding = V * d * (1 if cfg.tie_embeddings else 2)
+    embedding = V * d * (1 if cfg.tie_embeddings else 2) + (V if cfg.output_bias else 0)
     counts = param_counts(cfg)
     assert counts.non_embedding == non_embedding
     assert counts.embedding == embedding
