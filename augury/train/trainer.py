@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -181,6 +182,9 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
 
     raw_model = model
     if cfg.compile:
+        if rt.device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++")):
+            raise TrainConfigError("compile: true needs a C++ compiler on CPU (torch.compile builds kernels with "
+                                   "one) and none was found; install g++ or set compile: false")
         model = torch.compile(model)
     if rt.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
