@@ -27,6 +27,8 @@ from typing import Any, Sequence
 
 import torch
 
+from augury.model.sample import cut_at_stop  # noqa: F401  (re-exported: backends cut generations with it)
+
 
 @dataclasses.dataclass
 class GenRequest:
@@ -294,15 +296,6 @@ class TokenizedLM(LM):
         return int(torch.multinomial(probs, 1, generator=gen))
 
 
-def cut_at_stop(text: str, until: Sequence[str]) -> str:
-    """`text` up to (not including) the earliest stop string."""
-    cut = len(text)
-    for s in until:
-        if s:
-            i = text.find(s)
-            if i != -1:
-                cut = min(cut, i)
-    return text[:cut]
 
 
 def logsumexp(values: Sequence[float]) -> float:

@@ -30,9 +30,10 @@ def _sample_next(logits: torch.Tensor, temperature: float, top_p: float, gen: to
     return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
 
 
-def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
+def cut_at_stop(text: str, stop) -> str:
+    """`text` up to (not including) the earliest stop string (empty stop strings are ignored)."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
+    return text[:cut]
 
 
 @torch.no_grad()
@@ -80,8 +81,11 @@ def generate(model: Transformer, tokenizer, prompt: str, max_tokens: int = 128, 
     eot_id = tokenizer.token_to_id(EOT)
 
     def should_stop(_row, ids):
-        return bool(stop) and _cut_at_stop(tokenizer.decode(ids), stop)[1]
+        if not stop:
+            return False
+        text = tokenizer.decode(ids)
+        return cut_at_stop(text, stop) != text
 
     ids = tokenizer.encode(prompt).ids if prompt else []
     rows = generate_ids(model, ids, max_tokens, temperature, top_p, num_samples, seed, eot_id, should_stop)
-    return [_cut_at_stop(tokenizer.decode(r), stop)[0] for r in rows]
+    return [cut_at_stop(tokenizer.decode(r), stop) for r in rows]

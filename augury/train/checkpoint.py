@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from augury.io import atomic_write_json, atomic_write_text, sha256_file
+from augury.io import atomic_write_text, sha256_file
 
 _STEP_DIR = re.compile(r"^step_(\d{8,})$")
 
@@ -164,7 +164,3 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         set_rng_state(json.loads((path / "rng.json").read_text()))
     return json.loads((path / "trainer.json").read_text())
-
-
-def write_run_file(run_dir: str | os.PathLike, name: str, obj) -> None:
-    atomic_write_json(Path(run_dir) / name, obj)

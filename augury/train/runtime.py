@@ -7,6 +7,7 @@ are set; the process group uses NCCL on CUDA and gloo on CPU.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -100,10 +101,16 @@ def measure_matmul_peak(device: torch.device, dtype: str, size: int = 1024, seco
 
 
 def hardware_peak_flops(rt: Runtime) -> float:
-    if rt.device.type == "cuda":
-        name = torch.cuda.get_device_name(rt.device)
+    return _peak_flops(rt.device, rt.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _peak_flops(device: torch.device, dtype: str) -> float:
+    """Once per process and (device, dtype): a ladder trains many runs in one process and shares one peak."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
         for key, peak in GPU_BF16_PEAK.items():
             if key in name:
-                return peak if rt.dtype == "bf16" else peak / 2
-        return measure_matmul_peak(rt.device, rt.dtype, size=8192)
-    return measure_matmul_peak(rt.device, rt.dtype)
+                return peak if dtype == "bf16" else peak / 2
+        return measure_matmul_peak(device, dtype, size=8192)
+    return measure_matmul_peak(device, dtype)

@@ -24,9 +24,9 @@ import torch
 import yaml
 
 from augury.data import TokenLoader, iter_val_batches, prepare_data
-from augury.io import append_jsonl, atomic_write_text, git_hash, package_versions, read_jsonl, to_jsonable, utc_now
+from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, package_versions, read_jsonl, to_jsonable, utc_now
 from augury.model import Transformer, flops_per_token, param_counts
-from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint, write_run_file
+from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint
 from augury.train.config import TrainConfig, TrainConfigError, resolve, tokens_per_step
 from augury.train.runtime import Runtime, hardware_peak_flops, setup_runtime, teardown_runtime
 from augury.train.schedule import lr_multiplier
@@ -149,7 +149,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     optimizer = make_optimizer(model, cfg.optim, rt.device.type)
     loader = TokenLoader(data.split_path("train"), cfg.batch_size, cfg.seq_len, seed=cfg.seed,
                          rank=rt.rank, world_size=rt.world_size)
-    step, started_tokens = 0, 0
+    step = 0
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, optimizer)
         step = state["step"]
@@ -160,7 +160,6 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         if metrics.exists():
             kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
             atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
-    started_tokens = step * step_tokens
 
     manifest = {
         "status": "running", "created": utc_now(), "config": to_jsonable(cfg), "seed": cfg.seed,
@@ -175,7 +174,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(data.tokenizer_path, out / "tokenizer.json")
         atomic_write_text(out / "config.yaml", yaml.safe_dump(to_jsonable(cfg), sort_keys=False))
-        write_run_file(out, "manifest.json", manifest)
+        atomic_write_json(out / "manifest.json", manifest)
         log(f"model: {counts.non_embedding:,} non-embedding params ({counts.total:,} total), d_model={cfg.model.d_model}, "
             f"depth={cfg.model.depth}, heads={cfg.model.n_heads}; {cfg.steps} steps x {step_tokens:,} tokens, "
             f"{cfg.steps * step_tokens * fpt:.3g} FLOPs; lr {cfg.optim.lr:g}; {rt.device} {rt.dtype}")
@@ -259,7 +258,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
                "epochs": loader.epoch}
     if rt.is_main:
         manifest.update(status=summary["status"], finished=utc_now(), summary=summary)
-        write_run_file(out, "manifest.json", manifest)
+        atomic_write_json(out / "manifest.json", manifest)
         if done:
             log(f"done: step {step}, val loss {summary['final_val_loss']:.4f} nats/token, "
                 f"{summary['final_val_bpb']:.4f} bits/byte -> {out}")

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from augury.io import read_jsonl
 from augury.train import TrainConfigError, TrainingDiverged, train
