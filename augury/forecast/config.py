@@ -40,9 +40,16 @@ class RecipeConfig:
         seq_len: tokens per training sequence (the same for every run, so the attention FLOPs term is comparable).
         tokens_per_param: D / N for every run, with N the matmul parameters (see docs/forecast.md): the
             allocation rule that picks each rung's depth; the target uses it too unless target.tokens is set.
-        steps_per_run: optimizer steps a run aims at; the batch is the power of two nearest tokens / steps_per_run.
+        steps_per_run: optimizer steps every run aims at; the batch is the whole number of sequences nearest
+            tokens / steps_per_run (within the min/max batch), so runs of every size take about as many steps.
         min_batch_tokens: smallest tokens per optimizer step.
         max_batch_tokens: largest tokens per optimizer step.
+        dial: which size dial the ladder turns. "depth": depth sets the width (model.aspect_ratio) and heads,
+            as `augury train` does. "width": every run has `model.depth` layers and the dial sets d_model (in
+            steps of `width_step`, heads of model.head_dim): µP transfers hyperparameters across width, not
+            depth, so a width ladder keeps every run the same kind of model (see docs/forecast.md).
+        width_step: d_model granularity of the width dial (a multiple of the head dimension).
+        min_width: the smallest d_model a rung may have under the width dial.
         min_depth: the smallest depth a rung may have (1-layer models behave as bigram models: avoid them).
         dtype: training dtype for every run ("fp32", "bf16" or "auto").
         eval_tokens: validation tokens each run's final loss is measured on (the same windows for every run).
@@ -56,6 +63,9 @@ class RecipeConfig:
     seq_len: int = 128
     tokens_per_param: float = 4.0
     steps_per_run: int = 300
+    dial: str = "depth"
+    width_step: int = 16
+    min_width: int = 32
     min_batch_tokens: int = 1024
     max_batch_tokens: int = 16384
     min_depth: int = 2
@@ -69,12 +79,14 @@ class TargetConfig:
     """The big run being forecast: a depth (and tokens), or a FLOP budget.
 
     Args:
-        depth: the target's size-dial depth; None chooses it from `flops` by the allocation rule.
+        depth: the target's size-dial depth (depth dial); None chooses it from `flops` by the allocation rule.
+        d_model: the target's width (width dial); None chooses it from `flops` by the allocation rule.
         tokens: training tokens; None uses recipe.tokens_per_param (or `flops` when set).
         flops: a training-compute budget; with depth None, depth and tokens both come from it.
     """
 
     depth: int | None = None
+    d_model: int | None = None
     tokens: int | None = None
     flops: float | None = None
 
@@ -88,11 +100,16 @@ class LadderConfig:
         largest_fraction: the largest rung's compute as a fraction of the target's (1/100 on CPU, 1/1000 on GPU).
         smallest_fraction: the smallest rung's compute as a fraction of the target's; None spans 1.5 decades
             below the largest rung.
+        tokens: how a rung's tokens are set. "compute": D = the rung's planned compute / FLOPs per token (compute
+            exactly evenly spaced; D/N near tokens_per_param, as close as the dial's steps allow). "ratio":
+            D = tokens_per_param × N exactly (the compute then follows the dial's sizes, nearly evenly spaced;
+            rungs that land on the same size are merged), so every run sits at the same D/N as the target.
     """
 
     rungs: int = 5
     largest_fraction: float = 0.01
     smallest_fraction: float | None = None
+    tokens: str = "compute"
 
 
 @dataclass
@@ -129,8 +146,12 @@ class FitConfig:
     """How the loss law is fitted and checked.
 
     Args:
-        law: the loss law (`gpt4-loss`: L(C) = a·C^b + c).
+        law: the loss law: `gpt4-loss` (L(C) = a·C^b + c) or `power-loss` (L(C) = a·C^b); see docs/forecast.md.
         bootstrap: bootstrap resamples for the 90% interval.
+        huber_delta: Huber delta on log residuals. The scaling engine's 1e-3 (Chinchilla's choice, for hundreds
+            of runs) makes residuals above 0.1% count linearly, i.e. a least-absolute-deviations fit; for a handful
+            of rungs with ~0.5% noise, 0.02 makes it least squares (the efficient estimator) while a rung off by
+            more than 2% still counts only linearly.
         level: interval coverage.
         backtest_tolerance: the largest rung, predicted from the others, may miss by at most this relative error
             (and must lie inside its interval) for the forecast to count as reliable.
@@ -144,6 +165,7 @@ class FitConfig:
 
     law: str = "gpt4-loss"
     bootstrap: int = 1000
+    huber_delta: float = 1e-3
     level: float = 0.9
     backtest_tolerance: float = 0.02
     residual_tolerance: float = 0.015
@@ -274,11 +296,28 @@ def validate(cfg: ForecastConfig) -> None:
     if lad.smallest_fraction is not None and not 0 < lad.smallest_fraction < lad.largest_fraction:
         raise ForecastConfigError(f"ladder.smallest_fraction must be in (0, largest_fraction={lad.largest_fraction}),"
                                   f" got {lad.smallest_fraction!r}")
+    if lad.tokens not in ("compute", "ratio"):
+        raise ForecastConfigError(f"ladder.tokens must be 'compute' or 'ratio', got {lad.tokens!r}")
     if lad.rungs < 3:
         raise ForecastConfigError(f"ladder.rungs must be >= 3 (a 3-parameter law needs 3 points), got {lad.rungs}")
-    if tgt.depth is None and tgt.flops is None:
-        raise ForecastConfigError("set target.depth (and optionally target.tokens) or target.flops")
-    if tgt.depth is not None and tgt.depth < rec.min_depth:
+    if rec.dial not in ("depth", "width"):
+        raise ForecastConfigError(f"recipe.dial must be 'depth' or 'width', got {rec.dial!r}")
+    size, size_key = (tgt.d_model, "target.d_model") if rec.dial == "width" else (tgt.depth, "target.depth")
+    if size is None and tgt.flops is None:
+        raise ForecastConfigError(f"set {size_key} (and optionally target.tokens) or target.flops")
+    if rec.dial == "width":
+        if not isinstance(rec.model.get("depth"), int) or rec.model["depth"] < rec.min_depth:
+            raise ForecastConfigError(f"the width dial needs recipe.model.depth (an integer >= recipe.min_depth="
+                                      f"{rec.min_depth}): every run has that many layers")
+        if rec.width_step < 2 or rec.min_width < rec.width_step or rec.min_width % rec.width_step:
+            raise ForecastConfigError("recipe.width_step must be >= 2 and recipe.min_width a multiple of it")
+        if tgt.d_model is not None and tgt.d_model < rec.min_width:
+            raise ForecastConfigError(f"target.d_model={tgt.d_model} is below recipe.min_width={rec.min_width}: the "
+                                      f"target is smaller than the ladder")
+        if tgt.d_model is not None and tgt.d_model % rec.width_step:
+            raise ForecastConfigError(f"target.d_model={tgt.d_model} must be a multiple of recipe.width_step="
+                                      f"{rec.width_step}")
+    if rec.dial == "depth" and tgt.depth is not None and tgt.depth < rec.min_depth:
         raise ForecastConfigError(f"target.depth={tgt.depth} is below recipe.min_depth={rec.min_depth}: the target "
                                   f"is smaller than the ladder")
     for name, v in (("target.tokens", tgt.tokens), ("target.flops", tgt.flops)):
@@ -298,5 +337,9 @@ def validate(cfg: ForecastConfig) -> None:
         raise ForecastConfigError(f"executor must be 'local' or 'ray', got {cfg.executor!r}")
     if cfg.text_folder is not None and not Path(cfg.text_folder).is_dir():
         raise ForecastConfigError(f"text_folder {cfg.text_folder!r} is not a folder")
+    if not cfg.fit.huber_delta > 0:
+        raise ForecastConfigError(f"fit.huber_delta must be > 0, got {cfg.fit.huber_delta}")
+    if cfg.fit.law not in ("gpt4-loss", "power-loss"):
+        raise ForecastConfigError(f"fit.law must be 'gpt4-loss' or 'power-loss', got {cfg.fit.law!r}")
     if not 0 < cfg.fit.level < 1:
         raise ForecastConfigError(f"fit.level must be in (0, 1), got {cfg.fit.level}")

@@ -2,8 +2,9 @@
 
 Compute C of a run is `flops_per_token(model, seq_len) × training tokens` (augury.model.counts: 6·N_matmul plus
 the attention term), and N is the matmul parameter count (every weight a token's forward pass multiplies by,
-output layer included), so C ≈ 6·N·D holds by construction. Each rung's depth is the one whose D/N at that
-compute is closest to `recipe.tokens_per_param` (the allocation rule); D then follows from C exactly.
+output layer included), so C ≈ 6·N·D holds by construction. Each rung's size on the dial (its depth, or its
+width under `recipe.dial: width`) is the one whose D/N at that compute is closest to `recipe.tokens_per_param`
+(the allocation rule); D then follows from C exactly (or, with `ladder.tokens: ratio`, D = tokens_per_param × N).
 
     from augury.forecast.ladder import plan_runs, format_plan
     runs = plan_runs(cfg, vocab_size=1024)       # rungs (ascending compute) then the target
@@ -25,7 +26,8 @@ from augury.train import TrainConfig
 from augury.train.config import OptimConfig
 
 MIN_STEPS = 30          # fewer optimizer steps than this is not a trained model, whatever the compute
-MAX_DIAL_DEPTH = 96     # deepest model the allocation rule considers
+MAX_DIAL_DEPTH = 96     # deepest model the allocation rule considers (depth dial)
+MAX_DIAL_WIDTH = 16384  # widest model the allocation rule considers (width dial)
 
 
 @dataclass
@@ -51,70 +53,110 @@ class RunPlan:
         return self.tokens / self.params_matmul
 
 
-def model_config(cfg: ForecastConfig, depth: int, vocab_size: int) -> ModelConfig:
+def model_config(cfg: ForecastConfig, size: int, vocab_size: int) -> ModelConfig:
+    """The recipe's model at one dial setting: `size` is a depth (depth dial) or a d_model (width dial)."""
     fields = set(ModelConfig.__dataclass_fields__)
     bad = [k for k in cfg.recipe.model if k not in fields]
     if bad:
         raise ForecastConfigError(f"recipe.model: unknown key {bad[0]!r}")
-    kw = {k: v for k, v in cfg.recipe.model.items() if k not in ("depth", "vocab_size")}
+    kw = {k: v for k, v in cfg.recipe.model.items() if k not in ("depth", "vocab_size", "d_model")}
+    if cfg.recipe.dial == "width":
+        kw.update(depth=cfg.recipe.model["depth"], d_model=size)
+    else:
+        kw.update(depth=size)
     try:
-        return ModelConfig(**kw, depth=depth, vocab_size=vocab_size).resolved()
+        return ModelConfig(**kw, vocab_size=vocab_size).resolved()
     except ValueError as err:
-        raise ForecastConfigError(f"recipe.model at depth {depth}: {err}") from None
+        raise ForecastConfigError(f"recipe.model at {cfg.recipe.dial} {size}: {err}") from None
 
 
-def _shape(cfg: ForecastConfig, depth: int, vocab_size: int):
-    m = model_config(cfg, depth, vocab_size)
+def dial_sizes(cfg: ForecastConfig):
+    """The dial's settings, smallest first: depths (depth dial) or d_model values (width dial)."""
+    rec = cfg.recipe
+    if rec.dial == "width":
+        return range(rec.min_width, MAX_DIAL_WIDTH + 1, rec.width_step)
+    return range(rec.min_depth, MAX_DIAL_DEPTH + 1)
+
+
+def _size_of(cfg: ForecastConfig, run: "RunPlan") -> int:
+    return run.d_model if cfg.recipe.dial == "width" else run.depth
+
+
+def run_model_config(cfg: ForecastConfig, run: "RunPlan", vocab_size: int) -> ModelConfig:
+    """The ModelConfig a planned run trains."""
+    return model_config(cfg, _size_of(cfg, run), vocab_size)
+
+
+def _shape(cfg: ForecastConfig, size: int, vocab_size: int):
+    m = model_config(cfg, size, vocab_size)
     return m, param_counts(m), flops_per_token(m, cfg.recipe.seq_len)
 
 
-def choose_depth(cfg: ForecastConfig, flops: float, vocab_size: int) -> int:
-    """The dial depth whose D/N at `flops` is closest (in log) to recipe.tokens_per_param."""
+def choose_size(cfg: ForecastConfig, flops: float, vocab_size: int) -> int:
+    """The dial setting whose D/N at `flops` is closest (in log) to recipe.tokens_per_param."""
     r = cfg.recipe.tokens_per_param
-    best, best_err = cfg.recipe.min_depth, math.inf
-    for depth in range(cfg.recipe.min_depth, MAX_DIAL_DEPTH + 1):
-        _, counts, fpt = _shape(cfg, depth, vocab_size)
+    sizes = dial_sizes(cfg)
+    best, best_err = sizes[0], math.inf
+    for size in sizes:
+        _, counts, fpt = _shape(cfg, size, vocab_size)
         err = abs(math.log(flops / fpt / counts.matmul / r))
         if err < best_err:
-            best, best_err = depth, err
-        elif flops / fpt / counts.matmul < r:  # ratios only fall with depth: past the best
+            best, best_err = size, err
+        elif flops / fpt / counts.matmul < r:  # ratios only fall with size: past the best
             break
     return best
 
 
+def _size_at_ratio(cfg: ForecastConfig, flops: float, cap: float, vocab_size: int) -> int:
+    """The dial setting whose compute at D = tokens_per_param × N is closest (in log) to `flops`, never above `cap`."""
+    r, best, best_err = cfg.recipe.tokens_per_param, None, math.inf
+    for size in dial_sizes(cfg):
+        _, counts, fpt = _shape(cfg, size, vocab_size)
+        c = fpt * r * counts.matmul
+        if c > cap * (1 + 1e-9):
+            break
+        err = abs(math.log(c / flops))
+        if err < best_err:
+            best, best_err = size, err
+    return best if best is not None else dial_sizes(cfg)[0]
+
+
 def _batch_tokens(cfg: ForecastConfig, tokens: float) -> int:
+    """Tokens per optimizer step: the whole number of sequences nearest tokens / steps_per_run, clamped to
+    [min_batch_tokens, max_batch_tokens]. Every run then takes about steps_per_run steps (its schedule, warmup
+    and number of updates are the same at every size) unless a clamp binds; a power-of-two rule would make the
+    step count jump by up to 2x between neighbouring rungs, and at these sizes the loss follows the step count."""
     rec = cfg.recipe
-    want = max(tokens / rec.steps_per_run, 1.0)
-    tps = 2 ** round(math.log2(want))
-    tps = int(min(max(tps, rec.min_batch_tokens), rec.max_batch_tokens))
-    return max(rec.seq_len, tps - tps % rec.seq_len)
+    seqs = max(1, round(tokens / rec.steps_per_run / rec.seq_len))
+    lo = max(1, math.ceil(rec.min_batch_tokens / rec.seq_len))
+    hi = max(lo, rec.max_batch_tokens // rec.seq_len)
+    return min(max(seqs, lo), hi) * rec.seq_len
 
 
-def _plan_one(cfg, name, role, depth, tokens, vocab_size, target_flops) -> RunPlan:
-    m, counts, fpt = _shape(cfg, depth, vocab_size)
+def _plan_one(cfg, name, role, size, tokens, vocab_size, target_flops) -> RunPlan:
+    m, counts, fpt = _shape(cfg, size, vocab_size)
     tps = _batch_tokens(cfg, tokens)
     steps = max(1, math.ceil(tokens / tps))
     real_tokens = steps * tps
     flops = float(fpt * real_tokens)
-    return RunPlan(name, role, depth, m.d_model, m.n_heads, counts.matmul, counts.non_embedding, counts.total,
+    return RunPlan(name, role, m.depth, m.d_model, m.n_heads, counts.matmul, counts.non_embedding, counts.total,
                    real_tokens, flops, tps // cfg.recipe.seq_len, steps,
                    flops / target_flops if target_flops else 1.0)
 
 
 def plan_target(cfg: ForecastConfig, vocab_size: int) -> RunPlan:
     t = cfg.target
-    if t.depth is None:
-        depth = choose_depth(cfg, t.flops, vocab_size)
-    else:
-        depth = t.depth
-    _, counts, fpt = _shape(cfg, depth, vocab_size)
+    size = t.d_model if cfg.recipe.dial == "width" else t.depth
+    if size is None:
+        size = choose_size(cfg, t.flops, vocab_size)
+    _, counts, fpt = _shape(cfg, size, vocab_size)
     if t.tokens is not None:
         tokens = t.tokens
     elif t.flops is not None:
         tokens = t.flops / fpt
     else:
         tokens = cfg.recipe.tokens_per_param * counts.matmul
-    run = _plan_one(cfg, "target", "target", depth, tokens, vocab_size, None)
+    run = _plan_one(cfg, "target", "target", size, tokens, vocab_size, None)
     return dataclasses.replace(run, fraction=1.0)
 
 
@@ -125,21 +167,32 @@ def plan_runs(cfg: ForecastConfig, vocab_size: int) -> list[RunPlan]:
     largest = lad.largest_fraction
     smallest = lad.smallest_fraction if lad.smallest_fraction is not None else largest / 10 ** 1.5
     fractions = np.geomspace(smallest, largest, lad.rungs)
-    runs = []
+    runs: list[RunPlan] = []
     for i, frac in enumerate(fractions):
         c = float(frac * target.flops)
-        depth = choose_depth(cfg, c, vocab_size)
-        _, counts, fpt = _shape(cfg, depth, vocab_size)
-        tokens = c / fpt
+        if lad.tokens == "ratio":
+            size = _size_at_ratio(cfg, c, largest * target.flops, vocab_size)
+        else:
+            size = choose_size(cfg, c, vocab_size)
+        m, counts, fpt = _shape(cfg, size, vocab_size)
+        if lad.tokens == "ratio":
+            if runs and (runs[-1].depth, runs[-1].d_model) == (m.depth, m.d_model):
+                continue  # the same model at the same D/N: one rung
+            tokens = rec.tokens_per_param * counts.matmul
+        else:
+            tokens = c / fpt
         ratio = tokens / counts.matmul
         if ratio < rec.tokens_per_param / 4 or tokens < MIN_STEPS * rec.min_batch_tokens:
             raise ForecastConfigError(
                 f"the target's compute ({target.flops:.3g} FLOPs) is too small for the smallest sensible rung: "
-                f"rung {i + 1} at {c:.3g} FLOPs would train the smallest allowed model (depth {depth}, "
-                f"{counts.matmul:,} params) on {tokens:,.0f} tokens ({ratio:.2g} tokens/param, need >= "
+                f"rung {i + 1} at {c:.3g} FLOPs would train the smallest allowed model (depth {m.depth}, d_model "
+                f"{m.d_model}, {counts.matmul:,} params) on {tokens:,.0f} tokens ({ratio:.2g} tokens/param, need >= "
                 f"{rec.tokens_per_param / 4:g} and >= {MIN_STEPS * rec.min_batch_tokens:,} tokens). Raise the target, "
-                f"raise ladder.smallest_fraction or lower recipe.min_depth / min_batch_tokens")
-        runs.append(_plan_one(cfg, f"rung{i + 1}", "rung", depth, tokens, vocab_size, target.flops))
+                f"raise ladder.smallest_fraction or lower recipe.min_depth / min_width / min_batch_tokens")
+        runs.append(_plan_one(cfg, f"rung{len(runs) + 1}", "rung", size, tokens, vocab_size, target.flops))
+    if len(runs) < 3:
+        raise ForecastConfigError(f"only {len(runs)} distinct rung sizes fit between ladder.smallest_fraction and "
+                                  f"largest_fraction: widen the range or use a finer dial (recipe.width_step)")
     if runs[-1].flops >= target.flops:
         raise ForecastConfigError(f"the target ({target.flops:.3g} FLOPs) is not larger than the ladder's largest "
                                   f"rung ({runs[-1].flops:.3g} FLOPs)")
@@ -158,10 +211,10 @@ def train_config(cfg: ForecastConfig, run: RunPlan, out_dir: str, vocab_size: in
     if rec.lr_width_exponent:
         from augury.train import default_lr
 
-        base = optim.lr if optim.lr is not None else default_lr(model_config(cfg, run.depth, vocab_size))
+        base = optim.lr if optim.lr is not None else default_lr(run_model_config(cfg, run, vocab_size))
         optim.lr = base * (run.d_model / rec.lr_base_width) ** (-rec.lr_width_exponent)
     return TrainConfig(
-        out=out_dir, model=model_config(cfg, run.depth, vocab_size), data=dataclasses.replace(cfg.data),
+        out=out_dir, model=run_model_config(cfg, run, vocab_size), data=dataclasses.replace(cfg.data),
         optim=optim, seq_len=rec.seq_len, batch_size=run.batch_size, steps=run.steps,
         seed=cfg.seed, dtype=rec.dtype, device=cfg.device, eval_every=0, eval_batches=eval_batches,
         ckpt_every=max(1, run.steps // 10) if run.role == "target" else 0, keep_last=1,
@@ -178,10 +231,10 @@ def probe_throughput(cfg: ForecastConfig, runs: list[RunPlan], vocab_size: int, 
     rt = setup_runtime(cfg.device, cfg.recipe.dtype)
     rates: dict[tuple, float] = {}
     for run in runs:
-        key = (run.depth, run.batch_size)
+        key = (run.depth, run.d_model, run.batch_size)
         if key in rates:
             continue
-        m = model_config(cfg, run.depth, vocab_size)
+        m = run_model_config(cfg, run, vocab_size)
         model = Transformer(m).to(rt.device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         x = torch.randint(0, vocab_size, (run.batch_size, cfg.recipe.seq_len), device=rt.device)
@@ -201,7 +254,7 @@ def probe_throughput(cfg: ForecastConfig, runs: list[RunPlan], vocab_size: int, 
             if n >= 2 and time.perf_counter() - start > seconds:
                 break
         rates[key] = n * run.batch_size * cfg.recipe.seq_len / max(time.perf_counter() - start, 1e-9)
-    return {run.name: rates[(run.depth, run.batch_size)] for run in runs}
+    return {run.name: rates[(run.depth, run.d_model, run.batch_size)] for run in runs}
 
 
 def format_plan(runs: list[RunPlan], tokens_per_s: dict | None = None) -> str:

@@ -12,9 +12,13 @@ Checks (each failure becomes a `flags` entry and `reliable: false`, never a sile
     to the next (L = a·C^b + c only flattens: a steepening curve is a regime change);
   - leave-largest-out backtest: the law fitted without the largest rung predicts it within
     `fit.backtest_tolerance`, inside its interval;
-  - saturation: the fitted irreducible loss c may not exceed `fit.max_irreducible_fraction` of the largest rung's
-    loss; above it the law says the ladder is at its floor, which the ladder cannot know (a ladder that flattens
-    early, e.g. on a plateau the target will leave, looks like this). The pure power law's prediction is recorded.
+  - saturation (laws with an irreducible term c): c may not exceed `fit.max_irreducible_fraction` of the largest
+    rung's loss; above it the law says the ladder is at its floor, which the ladder cannot know (a ladder that
+    flattens early, e.g. on a plateau the target will leave, looks like this);
+  - for `power-loss` (no c): the local slope may not flatten by more than `fit.steepening_tolerance` either (an
+    irreducible loss starting to matter, which a pure power law cannot follow);
+  - the forecast's interval is no wider than ±`fit.max_interval_halfwidth`.
+The prediction of the other law of the pair (gpt4-loss <-> power-loss) on the same rungs is recorded beside it.
 """
 
 from __future__ import annotations
@@ -68,7 +72,8 @@ def fit_loss(rows: list[dict], target_flops: float, fit_cfg, seed: int, y: str =
 
     rows = sorted(rows, key=lambda r: r["flops"])
     data = {"name": [r["name"] for r in rows], "flops": [r["flops"] for r in rows], y: [r[y] for r in rows]}
-    res = fit_law(fit_cfg.law, data, y=y, bootstrap=fit_cfg.bootstrap, seed=seed, level=fit_cfg.level)
+    res = fit_law(fit_cfg.law, data, y=y, bootstrap=fit_cfg.bootstrap, seed=seed, level=fit_cfg.level,
+                  delta=fit_cfg.huber_delta)
     rec = res.forecast({"flops": float(target_flops)})[0]
     flags = [f"fit: {w}" for w in res.warnings]
     if not res.converged:
@@ -86,23 +91,35 @@ def fit_loss(rows: list[dict], target_flops: float, fit_cfg, seed: int, y: str =
         flags.append(f"{rows[worst]['name']} lies {residuals[worst]:+.2%} off the fitted curve (tolerance "
                      f"±{fit_cfg.residual_tolerance:.1%}): a rung off the curve")
     slopes = np.diff(np.log(losses)) / np.diff(np.log(flops))
+    pure = "c" not in res.params  # power-loss: no irreducible term, a straight line in log-log
     for i in range(1, len(slopes)):
         if slopes[i] < slopes[i - 1] - fit_cfg.steepening_tolerance:
             flags.append(f"the curve steepens between {rows[i]['name']} and {rows[i + 1]['name']} (local slope "
-                         f"{slopes[i - 1]:.3f} -> {slopes[i]:.3f}): a regime change, which L = a*C^b + c cannot follow")
-    # law-form sensitivity: log L = log A + B log C by least squares (scipy-free closed form via numpy)
-    B, logA = np.polyfit(np.log(flops), np.log(losses), 1)
-    power_pred = float(np.exp(logA + B * np.log(target_flops)))
-    sensitivity = {"pure_power_law_prediction": power_pred, "exponent": float(B),
-                   "disagreement": float(rec["value"] / power_pred - 1)}
-    c_frac = res.params["c"] / float(losses[-1])
-    sensitivity["irreducible_fraction_of_largest_rung"] = c_frac
-    if c_frac > fit_cfg.max_irreducible_fraction:
-        flags.append(f"the fit puts the irreducible loss c={res.params['c']:.4g} at {c_frac:.1%} of the largest "
-                     f"rung's loss: it predicts almost no further gain although the ladder fell "
-                     f"{losses[0] / losses[-1] - 1:.1%} over its span. The ladder has flattened (a plateau or a noise "
-                     f"floor the target may leave); a pure power law through the rungs predicts {power_pred:.4f} "
-                     f"instead of {rec['value']:.4f}")
+                         f"{slopes[i - 1]:.3f} -> {slopes[i]:.3f}): a regime change, which {res.law.formula} "
+                         f"cannot follow")
+        elif pure and slopes[i] > slopes[i - 1] + fit_cfg.steepening_tolerance:
+            flags.append(f"the curve flattens between {rows[i]['name']} and {rows[i + 1]['name']} (local slope "
+                         f"{slopes[i - 1]:.3f} -> {slopes[i]:.3f}): an irreducible loss is starting to matter, "
+                         f"which {res.law.formula} cannot follow")
+    # law-form sensitivity: the other law of the pair (with / without the irreducible term) on the same rungs
+    other = "gpt4-loss" if pure else "power-loss"
+    sensitivity: dict = {"other_law": other}
+    try:
+        alt = fit_law(other, data, y=y, bootstrap=0, seed=seed, delta=fit_cfg.huber_delta)
+        alt_pred = float(alt.law.predict(alt.theta, {"flops": np.array([float(target_flops)])})[0][0])
+        sensitivity.update(prediction=alt_pred, parameters=alt.params,
+                           disagreement=float(rec["value"] / alt_pred - 1))
+    except ValueError as err:  # e.g. too few rungs for three parameters
+        sensitivity["error"] = str(err)
+    if not pure:
+        c_frac = res.params["c"] / float(losses[-1])
+        sensitivity["irreducible_fraction_of_largest_rung"] = c_frac
+        if c_frac > fit_cfg.max_irreducible_fraction:
+            flags.append(f"the fit puts the irreducible loss c={res.params['c']:.4g} at {c_frac:.1%} of the largest "
+                         f"rung's loss: it predicts almost no further gain although the ladder fell "
+                         f"{losses[0] / losses[-1] - 1:.1%} over its span. The ladder has flattened (a plateau or a "
+                         f"noise floor the target may leave); a pure power law through the rungs predicts "
+                         f"{sensitivity.get('prediction', float('nan')):.4f} instead of {rec['value']:.4f}")
     lo, hi = rec["interval"]
     half = (hi - lo) / 2 / rec["value"]
     if half > fit_cfg.max_interval_halfwidth:
@@ -113,7 +130,7 @@ def fit_loss(rows: list[dict], target_flops: float, fit_cfg, seed: int, y: str =
         sub = {k: v[:-1] for k, v in data.items()}
         try:
             bt = fit_law(fit_cfg.law, sub, y=y, bootstrap=min(fit_cfg.bootstrap, 300), seed=seed + 7,
-                         level=fit_cfg.level)
+                         level=fit_cfg.level, delta=fit_cfg.huber_delta)
             btrec = bt.forecast({"flops": float(flops[-1])}, actual=[float(losses[-1])])[0]
             backtest = {"held_out": rows[-1]["name"], "predicted": btrec["value"], "actual": btrec["actual"],
                         "rel_error": btrec["rel_error"], "interval": btrec["interval"], "covered": btrec["covered"],

@@ -34,7 +34,7 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_loss(forecast: dict, result: dict | None, path: Path, key: str = "loss", title: str | None = None) -> None:
-    """Rung losses, the fitted L(C) = a·C^b + c, the pre-registered point with its interval, the actual target."""
+    """Rung losses, the fitted L(C) = a·C^b (+ c), the pre-registered point with its interval, the actual target."""
     plt = _plt()
     sec = forecast[key]
     p = {k: v["value"] for k, v in sec["law"]["parameters"].items()}
@@ -44,8 +44,9 @@ def plot_loss(forecast: dict, result: dict | None, path: Path, key: str = "loss"
     y = np.array([r[sec.get("y", "loss")] for r in rungs])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     xs = np.geomspace(x.min() / 1.5, 2.0, 200)
-    ax.plot(xs, p["a"] * (xs * ct) ** p["b"] + p["c"], "--", color="C0", lw=1.2,
-            label=f"fit: L = {p['a']:.3g}·C^{p['b']:.3f} + {p['c']:.3g}")
+    c = p.get("c", 0.0)  # power-loss has no irreducible term
+    ax.plot(xs, p["a"] * (xs * ct) ** p["b"] + c, "--", color="C0", lw=1.2,
+            label=f"fit: L = {p['a']:.3g}·C^{p['b']:.3f}" + (f" + {c:.3g}" if "c" in p else ""))
     ax.scatter(x, y, color="0.35", zorder=3, label="ladder rungs (fitted)")
     lo, hi = sec["interval"]
     ax.errorbar([1.0], [sec["predicted"]], yerr=[[sec["predicted"] - lo], [hi - sec["predicted"]]], fmt="o",

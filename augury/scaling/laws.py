@@ -115,6 +115,40 @@ class GPT4Loss(Law):
 
 
 @dataclass(frozen=True)
+class PowerLoss(Law):
+    """L(C) = a * C**b: the GPT-4 loss law without its irreducible term, i.e. Kaplan et al. 2020's L(C_min) =
+    (C_c / C_min)**alpha_C (Eq. 1.3) with a = C_c**alpha_C, b = -alpha_C.
+
+    The law for a ladder that lies far above the irreducible loss: over a decade or so of compute a third
+    parameter c is not identified by the data (its interval spans zero to the rungs' loss) and the noise of the
+    rungs decides the extrapolation; two parameters are. It cannot flatten, so over many decades it
+    under-predicts the loss once c matters. Fitted as (log_a, b).
+    """
+
+    name = "power-loss"
+    formula = "L(C) = a * C^b"
+    inputs = ("flops",)
+    param_names = ("log_a", "b")
+    bounds = ((-50.0, 200.0), (-3.0, 0.0))
+
+    def log_predict_and_jac(self, theta, x):
+        log_c_in = np.log(_col(x, "flops"))[None, :]
+        la, b = theta[:, 0:1], theta[:, 1:2]
+        out = la + b * log_c_in
+        jac = np.stack([np.ones_like(out), np.broadcast_to(log_c_in, out.shape)], axis=-1)
+        return out, jac
+
+    def initial_grid(self, x, y):
+        log_c_mid = float(np.median(np.log(_col(x, "flops"))))
+        y_mid = float(np.median(y))
+        rows = [(np.log(y_mid) - b * log_c_mid, b) for b in (-0.01, -0.03, -0.05, -0.1, -0.2, -0.4, -0.8)]
+        return self._clip_grid(np.array(rows))
+
+    def natural(self, theta):
+        return {"a": np.exp(theta[..., 0]), "b": theta[..., 1]}
+
+
+@dataclass(frozen=True)
 class Chinchilla(Law):
     """L(N, D) = E + A / N**alpha + B / D**beta (Hoffmann et al. 2022, "Training Compute-Optimal Large
     Language Models", Approach 3, Eq. 2).
@@ -296,6 +330,7 @@ class Sigmoid(Law):
 
 LAWS: dict[str, Law] = {
     "gpt4-loss": GPT4Loss(),
+    "power-loss": PowerLoss(),
     "chinchilla": Chinchilla(),
     "kaplan-n": KaplanPower(column="params"),
     "kaplan-d": KaplanPower(column="tokens"),
@@ -305,7 +340,7 @@ LAWS: dict[str, Law] = {
 
 
 def get_law(law: str | Law, x_column: str | None = None) -> Law:
-    """A law by name (`gpt4-loss`, `chinchilla`, `kaplan-n`, `kaplan-d`, `capability`, `sigmoid`) or as given.
+    """A law by name (`gpt4-loss`, `power-loss`, `chinchilla`, `kaplan-n`, `kaplan-d`, `capability`, `sigmoid`) or as given.
 
     `x_column` picks the input of the one-input laws (`sigmoid`'s x, `kaplan`'s X).
     """

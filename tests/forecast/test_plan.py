@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from augury.forecast.config import ForecastConfigError, load_forecast_config, validate
-from augury.forecast.ladder import model_config, plan_runs, train_config
+from augury.forecast.ladder import plan_runs, run_model_config, train_config
 from augury.model import flops_per_token, param_counts
 
 
@@ -26,8 +26,8 @@ def test_presets_load_and_plan(preset):
 
 
 def test_rungs_are_even_in_log_compute_and_follow_the_recipe():
-    cfg = cpu_demo()
-    runs = plan_runs(cfg, 512)
+    cfg = cpu_demo(ladder={"tokens": "compute"})
+    runs = plan_runs(cfg, 1024)
     rungs, target = runs[:-1], runs[-1]
     logs = np.log([r.flops for r in rungs])
     steps = np.diff(logs)
@@ -35,14 +35,35 @@ def test_rungs_are_even_in_log_compute_and_follow_the_recipe():
     assert np.allclose(steps, steps.mean(), atol=0.15)
     assert rungs[-1].flops / target.flops <= cfg.ladder.largest_fraction * 1.1
     for r in runs:
-        m = model_config(cfg, r.depth, 512)
-        assert r.depth >= cfg.recipe.min_depth
+        m = run_model_config(cfg, r, 1024)
+        assert r.depth == cfg.recipe.model["depth"] and m.d_model == r.d_model  # a width ladder at fixed depth
+        assert r.d_model >= cfg.recipe.min_width and r.d_model % cfg.recipe.width_step == 0
+        assert m.head_dim == cfg.recipe.model["head_dim"]
         assert r.flops == flops_per_token(m, cfg.recipe.seq_len) * r.tokens  # C = flops/token x D, exactly
         assert r.params_matmul == param_counts(m).matmul
         assert r.tokens == r.steps * r.batch_size * cfg.recipe.seq_len
         assert m.parametrization == "mup" and m.zero_init_output
-    depths = [r.depth for r in runs]
-    assert depths == sorted(depths)
+    widths = [r.d_model for r in runs]
+    assert widths == sorted(widths) and len(set(widths[:-1])) == len(rungs)  # one size per rung
+    assert all(abs(math.log(r.tokens_per_param / cfg.recipe.tokens_per_param)) < math.log(1.6) for r in runs)
+
+
+def test_depth_dial_scales_width_with_depth():
+    cfg = load_forecast_config("naive-demo")
+    for r in plan_runs(cfg, 2048):
+        m = run_model_config(cfg, r, 2048)
+        assert m.d_model == r.depth * cfg.recipe.model["aspect_ratio"]
+
+
+def test_ratio_tokens_put_every_rung_at_the_recipe_d_over_n():
+    cfg = cpu_demo(ladder={"tokens": "ratio", "rungs": 8})
+    runs = plan_runs(cfg, 1024)
+    rungs = runs[:-1]
+    assert len({r.d_model for r in rungs}) == len(rungs) >= 3  # rungs landing on one size are merged
+    for r in runs:
+        # D = tokens_per_param x N up to whole optimizer steps
+        assert r.tokens_per_param == pytest.approx(cfg.recipe.tokens_per_param, rel=0.03)
+    assert rungs[-1].flops <= cfg.ladder.largest_fraction * runs[-1].flops
 
 
 def test_train_config_shares_one_recipe():
@@ -58,19 +79,25 @@ def test_bad_inputs_fail_before_training():
     with pytest.raises(ForecastConfigError, match="largest_fraction"):
         validate(cpu_demo(ladder={"largest_fraction": 1.5}))
     with pytest.raises(ForecastConfigError, match="smaller than the ladder"):
-        validate(cpu_demo(target={"depth": 1}))
+        validate(load_forecast_config("naive-demo", overrides={"target": {"depth": 0}}))
+    with pytest.raises(ForecastConfigError, match="multiple of recipe.width_step"):
+        validate(cpu_demo(target={"d_model": 100}))
+    with pytest.raises(ForecastConfigError, match="smaller than the ladder"):
+        validate(cpu_demo(target={"d_model": 8}))
     with pytest.raises(ForecastConfigError, match="too small for the smallest sensible rung"):
-        plan_runs(cpu_demo(target={"depth": 2, "tokens": 100_000}), 512)
+        plan_runs(cpu_demo(target={"d_model": 32, "tokens": 100_000}), 512)
+    with pytest.raises(ForecastConfigError, match="recipe.dial"):
+        validate(cpu_demo(recipe={"dial": "height"}))
     with pytest.raises(ForecastConfigError, match="unknown key"):
         cpu_demo(ladder={"rungz": 3})
     with pytest.raises(ForecastConfigError, match="rungs must be >= 3"):
         validate(cpu_demo(ladder={"rungs": 2}))
 
 
-def test_target_from_a_flop_budget_picks_depth_by_the_allocation_rule():
-    cfg = cpu_demo(target={"depth": None, "flops": 3e12})
+def test_target_from_a_flop_budget_picks_its_size_by_the_allocation_rule():
+    cfg = cpu_demo(target={"d_model": None, "flops": 3e13})
     target = plan_runs(cfg, 512)[-1]
-    assert target.flops == pytest.approx(3e12, rel=0.05)
+    assert target.flops == pytest.approx(3e13, rel=0.05)
     assert abs(math.log(target.tokens_per_param / cfg.recipe.tokens_per_param)) < math.log(3)
 
 

@@ -33,6 +33,33 @@ def test_clean_power_law_is_reliable_and_accurate():
     assert out["interval"][0] <= truth <= out["interval"][1]
 
 
+def test_power_loss_forecast_of_a_ladder_far_above_its_floor():
+    # the cpu-demo regime: a one-decade ladder far above the irreducible loss, rungs with ~0.5% noise
+    a, b = 30.0, -0.075
+    flops = np.geomspace(5e10, 9e11, 5)
+    rng = np.random.default_rng(1)
+    losses = a * flops ** b * np.exp(rng.normal(0, 0.004, flops.size))
+    out, _ = fit_loss(rows_from(flops, losses), 2.6e13, FitConfig(law="power-loss", bootstrap=300), seed=0)
+    truth = a * 2.6e13 ** b
+    assert out["reliable"], out["flags"]
+    assert out["predicted"] == pytest.approx(truth, rel=0.02)
+    assert out["interval"][0] <= truth <= out["interval"][1]
+    assert set(out["law"]["parameters"]) == {"a", "b"}
+    assert out["law_form_sensitivity"]["other_law"] == "gpt4-loss" and "prediction" in out["law_form_sensitivity"]
+
+
+def test_power_loss_flags_a_flattening_ladder():
+    # an irreducible loss that starts to matter inside the ladder: a pure power law cannot follow it
+    flops = np.geomspace(1e10, 1e12, 6)
+    smooth = 3000.0 * flops ** -0.3 + 2.0
+    out, _ = fit_loss(rows_from(flops, smooth), 3e13, FitConfig(law="power-loss", bootstrap=100), seed=0)
+    assert not out["reliable"]
+    assert any("backtest" in f for f in out["flags"])  # the largest rung falls short of the line through the rest
+    kinked = np.array([5.0, 4.5, 4.05, 3.9, 3.85, 3.83])
+    out, _ = fit_loss(rows_from(flops, kinked), 3e13, FitConfig(law="power-loss", bootstrap=100), seed=0)
+    assert any("flattens" in f for f in out["flags"])
+
+
 def test_naive_steepening_ladder_is_flagged():
     # the naive ladder: the curve steepens at the largest rungs instead of flattening
     flops = np.geomspace(1e10, 1e11, 6)

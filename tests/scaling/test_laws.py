@@ -8,7 +8,7 @@ from augury.scaling.laws import LAWS, Chinchilla, Sigmoid, get_law
 
 INPUTS = {"flops": np.geomspace(1e17, 1e22, 7), "params": np.geomspace(1e7, 1e10, 7),
           "tokens": np.geomspace(1e9, 1e12, 7)}
-THETAS = {"gpt4-loss": [5.0, -0.1, 0.5], "chinchilla": [6.0, 6.0, 0.5, 0.34, 0.28], "kaplan-n": [30.0, 0.07, 0.3],
+THETAS = {"gpt4-loss": [5.0, -0.1, 0.5], "power-loss": [5.0, -0.1], "chinchilla": [6.0, 6.0, 0.5, 0.34, 0.28], "kaplan-n": [30.0, 0.07, 0.3],
           "kaplan-d": [25.0, 0.09, 0.3], "capability": [4.0, 0.08], "sigmoid": [0.8, 19.5, 1.2, 0.2]}
 
 
@@ -30,6 +30,7 @@ def test_formulas_match_their_published_form():
     c = INPUTS["flops"]
     np.testing.assert_allclose(LAWS["gpt4-loss"].predict(np.array([np.log(40.0), -0.08, np.log(1.7)]), INPUTS)[0],
                                40.0 * c ** -0.08 + 1.7)
+    np.testing.assert_allclose(LAWS["power-loss"].predict(np.array([np.log(40.0), -0.08]), INPUTS)[0], 40.0 * c ** -0.08)
     n, d = INPUTS["params"], INPUTS["tokens"]
     theta = np.array([np.log(406.4), np.log(410.7), np.log(1.69), 0.34, 0.28])
     np.testing.assert_allclose(LAWS["chinchilla"].predict(theta, INPUTS)[0], 1.69 + 406.4 / n ** 0.34 + 410.7 / d ** 0.28)
@@ -60,3 +61,16 @@ def test_compute_optimal_matches_numerical_minimum():
 def test_unknown_law_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown law 'chinchila'"):
         get_law("chinchila")
+
+
+def test_power_loss_fit_recovers_a_pure_power_law_and_matches_least_squares_in_log_space():
+    from augury.scaling import fit_law
+
+    c = np.geomspace(1e10, 1e12, 6)
+    noise = np.array([0.0004, -0.0003, 0.0002, -0.0005, 0.0001, 0.0003])  # below the Huber delta (1e-3)
+    loss = 60.0 * c ** -0.09 * np.exp(noise)
+    res = fit_law("power-loss", {"flops": c, "loss": loss}, bootstrap=0)
+    # residuals below the Huber delta make the loss quadratic: the fit is ordinary least squares on log L vs log C
+    b, log_a = np.polyfit(np.log(c), np.log(loss), 1)
+    assert res.converged
+    np.testing.assert_allclose([res.params["b"], np.log(res.params["a"])], [b, log_a], rtol=1e-4)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One prepared GPU session: the checks that need an accelerator, in one short script (see BENCHMARKS.md).
+#
+#   OUT=/tmp/gpu-out bash benchmarks/gpu_session.sh        # on a machine with one CUDA GPU and PyTorch
+#
+# 1. benchmarks/gpu_mfu.py: MFU of augury's training step at GPT-2-small size (eager and torch.compile).
+# 2. `augury forecast --preset gpu` on a corpus of Python source found on that machine (the site-packages
+#    of the Python that runs this script, capped at GPU_CORPUS_BYTES), results tarred into $OUT.
+# Python packages the machine lacks may be supplied as wheels in .whl/ (installed into /tmp/site).
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:?set OUT to a folder for the results}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export AUGURY_CACHE=${AUGURY_CACHE:-/tmp/augury-cache}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
+python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])" | tee -a "$OUT/gpu.txt"
+
+timeout "${MFU_TIMEOUT:-150}" python3 benchmarks/gpu_mfu.py --steps 20 2>&1 | tee "$OUT/mfu.log"
+
+CORPUS=${GPU_CORPUS:-$(python3 -c "import site; print(site.getsitepackages()[0])")}
+echo "corpus: $CORPUS" | tee "$OUT/forecast.log"
+start=$(date +%s)
+timeout "${FORECAST_TIMEOUT:-420}" python3 -m augury forecast --preset gpu --out /tmp/forecast-gpu \
+  --data.source "$CORPUS" --data.max_bytes "${GPU_CORPUS_BYTES:-240000000}" --progress false \
+  "$@" 2>&1 | tee -a "$OUT/forecast.log"
+echo "forecast wall seconds: $(( $(date +%s) - start ))" | tee -a "$OUT/forecast.log"
+tar czf "$OUT/forecast-gpu.tgz" --exclude='checkpoint*' --exclude='*.safetensors' --exclude='*.pt' \
+  -C /tmp forecast-gpu 2>/dev/null
+ls -la "$OUT"
