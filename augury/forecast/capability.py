@@ -1,9 +1,12 @@
 """The held-out capability suite: complete one held-out line of a held-out file, checked by exact match.
 
 Problems come only from the validation split, i.e. whole files no run ever trained on. A problem is a position in
-a file where a line starts (the previous token ends with a newline and perhaps some indentation): the prompt is the `context_tokens` tokens of
-the file before it, the answer the line itself (between `min_target_tokens` and `max_target_tokens` tokens). A
-sample passes when the text it generates up to its first newline equals the line exactly. Per run and problem,
+a file where a line starts (the previous token ends with a newline and perhaps some indentation; `span: line`):
+the prompt is the `context_tokens` tokens of the file before it, the answer the line itself (between
+`min_target_tokens` and `max_target_tokens` tokens), and a sample passes when the text it generates up to its first
+newline equals the line exactly. With `span: span` the answer is a span inside a line that ends where a word ends
+(an identifier's rest, a keyword, a number), and a sample passes when its text starts with the span and the word
+ends there. Per run and problem,
 n samples at temperature `temperature` give the unbiased pass-rate estimate c/n (pass@1); `records()` feeds
 `augury.scaling.fit_capability`, which applies the GPT-4 report's protocol (problems every rung solves at least
 once, difficulty buckets, −E_P[log pass_rate(C)] = α·C^(−k) per bucket).
@@ -32,6 +35,22 @@ def build_problems(data, cap: CapabilityConfig) -> list[dict]:
     ends_line = np.array(["\n" in p for p in pieces])
     # A line may start right after a token that ends the previous line, possibly with some indentation merged in.
     opens_line = np.array(["\n" in p and not p.rsplit("\n", 1)[1].strip() for p in pieces])
+    if cap.span == "span":
+        candidates = _span_candidates(data, tokens, pieces, ends_line, cap)
+    else:
+        candidates = _line_candidates(data, tokens, pieces, ends_line, opens_line, cap)
+    if len(candidates) < cap.problems:
+        raise ForecastConfigError(f"capability: the validation split holds only {len(candidates)} candidate "
+                                  f"{cap.span}s, fewer than capability.problems={cap.problems}; lower it or shorten "
+                                  f"context_tokens")
+    rng = np.random.default_rng(cap.seed)
+    pick = sorted(rng.choice(len(candidates), size=cap.problems, replace=False).tolist())
+    return [{"problem": f"{candidates[i][0]}:{candidates[i][1]}", "prompt_ids": candidates[i][2].tolist(),
+             "answer": candidates[i][3], "answer_tokens": candidates[i][4], "kind": cap.span} for i in pick]
+
+
+def _line_candidates(data, tokens, pieces, ends_line, opens_line, cap) -> list[tuple]:
+    """Places where a line starts: (doc, position, prompt ids, the line, its token count)."""
     candidates = []
     for doc in data.documents("val"):
         ids = np.asarray(tokens[doc["offset"] + 1:doc["offset"] + doc["tokens"]], dtype=np.int64)
@@ -50,13 +69,40 @@ def build_problems(data, cap: CapabilityConfig) -> list[dict]:
             if len(line.strip()) < max(1, cap.min_answer_chars):
                 continue
             candidates.append((doc["id"], s, ids[s - cap.context_tokens:s], line, length))
-    if len(candidates) < cap.problems:
-        raise ForecastConfigError(f"capability: the validation split holds only {len(candidates)} candidate lines, "
-                                  f"fewer than capability.problems={cap.problems}; lower it or shorten context_tokens")
-    rng = np.random.default_rng(cap.seed)
-    pick = sorted(rng.choice(len(candidates), size=cap.problems, replace=False).tolist())
-    return [{"problem": f"{candidates[i][0]}:{candidates[i][1]}", "prompt_ids": candidates[i][2].tolist(),
-             "answer": candidates[i][3], "answer_tokens": candidates[i][4]} for i in pick]
+    return candidates
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _span_candidates(data, tokens, pieces, ends_line, cap) -> list[tuple]:
+    """Spans inside a line that start at a token boundary and end where a word ends: (doc, position, prompt ids,
+    the span's text, its token count). The span is the fewest tokens (>= min_target_tokens) whose text is
+    followed by a character that cannot continue a word."""
+    candidates = []
+    for doc in data.documents("val"):
+        ids = np.asarray(tokens[doc["offset"] + 1:doc["offset"] + doc["tokens"]], dtype=np.int64)
+        nl = ends_line[ids]
+        for s in range(cap.context_tokens, len(ids) - cap.max_target_tokens):
+            for m in range(cap.min_target_tokens, cap.max_target_tokens + 1):
+                if nl[s + m - 1]:
+                    break
+                text = "".join(pieces[i] for i in ids[s:s + m])
+                following = pieces[ids[s + m]]
+                if following and not _is_word_char(following[0]) and _is_word_char(text[-1]):
+                    if len(text.strip()) >= max(1, cap.min_answer_chars):
+                        candidates.append((doc["id"], s, ids[s - cap.context_tokens:s], text, m))
+                    break
+    return candidates
+
+
+def passes(text: str, answer: str, kind: str) -> bool:
+    """Whether one sample's generated text solves a problem: for a line, the text up to its first newline is the
+    line; for a span, the text starts with the span and the word ends there."""
+    if kind == "span":
+        return text.startswith(answer) and (len(text) == len(answer) or not _is_word_char(text[len(answer)]))
+    return "\n" in text and text.split("\n", 1)[0] == answer
 
 
 @torch.no_grad()
@@ -69,7 +115,7 @@ def sample_lines(model, tokenizer, problems: list[dict], n: int, temperature: fl
     pieces = [tokenizer.decode([i], skip_special_tokens=False) for i in range(vocab)]
     has_nl = torch.tensor(["\n" in p for p in pieces], device=device)
     eot = tokenizer.token_to_id("<|endoftext|>")
-    passes = []
+    counts = []
     for start in range(0, len(problems), chunk):
         part = problems[start:start + chunk]
         ctx = len(part[0]["prompt_ids"])
@@ -95,10 +141,9 @@ def sample_lines(model, tokenizer, problems: list[dict], n: int, temperature: fl
             c = 0
             for r in rows[j * n:(j + 1) * n]:
                 text = "".join(pieces[i] for i in r if i != eot)
-                if "\n" in text and text.split("\n", 1)[0] == p["answer"]:
-                    c += 1
-            passes.append(c)
-    return passes
+                c += passes(text, p["answer"], p.get("kind", "line"))
+            counts.append(c)
+    return counts
 
 
 def evaluate_run(run_dir: str | Path, problems: list[dict], cap: CapabilityConfig, run_name: str,
@@ -108,9 +153,9 @@ def evaluate_run(run_dir: str | Path, problems: list[dict], cap: CapabilityConfi
 
     model, tokenizer, _ = load_run(run_dir, device=device)
     max_new = cap.max_target_tokens + 2   # a sample may tokenise the line differently (longer)
-    passes = sample_lines(model, tokenizer, problems, cap.samples, cap.temperature, max_new, cap.seed + 1)
+    counts = sample_lines(model, tokenizer, problems, cap.samples, cap.temperature, max_new, cap.seed + 1)
     return [{"run": run_name, "problem": p["problem"], "n": cap.samples, "c": int(c)}
-            for p, c in zip(problems, passes)]
+            for p, c in zip(problems, counts)]
 
 
 def neg_log_pass_rate(records: list[dict], problems: list[str], floor_samples: bool = True) -> tuple[float, int]:

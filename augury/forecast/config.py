@@ -127,6 +127,8 @@ class CapabilityConfig:
         min_answer_chars: fewest non-blank characters of a line to complete (blank lines are never problems).
         buckets: difficulty buckets (one capability fit each).
         seed: seed of problem selection and sampling.
+        span: "line" (complete a whole line from its start) or "span" (complete a span inside a line up to where a
+            word ends: easier, so that the small rungs of a CPU ladder pass measurably often).
     """
 
     enabled: bool = True
@@ -139,6 +141,7 @@ class CapabilityConfig:
     min_answer_chars: int = 4
     buckets: int = 3
     seed: int = 0
+    span: str = "line"
 
 
 @dataclass
@@ -333,6 +336,8 @@ def validate(cfg: ForecastConfig) -> None:
                         or not 1 <= cap.min_target_tokens <= cap.max_target_tokens):
         raise ForecastConfigError("capability: need samples >= 1, problems >= buckets >= 1 and "
                                   "1 <= min_target_tokens <= max_target_tokens")
+    if cap.span not in ("line", "span"):
+        raise ForecastConfigError(f"capability.span must be 'line' or 'span', got {cap.span!r}")
     if cfg.executor not in ("local", "ray"):
         raise ForecastConfigError(f"executor must be 'local' or 'ray', got {cfg.executor!r}")
     if cfg.text_folder is not None and not Path(cfg.text_folder).is_dir():

@@ -107,8 +107,9 @@ def choose_size(cfg: ForecastConfig, flops: float, vocab_size: int) -> int:
     return best
 
 
-def _size_at_ratio(cfg: ForecastConfig, flops: float, cap: float, vocab_size: int) -> int:
-    """The dial setting whose compute at D = tokens_per_param × N is closest (in log) to `flops`, never above `cap`."""
+def _size_at_ratio(cfg: ForecastConfig, flops: float, cap: float, vocab_size: int) -> int | None:
+    """The dial setting whose compute at D = tokens_per_param × N is closest (in log) to `flops`, never above `cap`
+    (None when even the smallest is above it)."""
     r, best, best_err = cfg.recipe.tokens_per_param, None, math.inf
     for size in dial_sizes(cfg):
         _, counts, fpt = _shape(cfg, size, vocab_size)
@@ -118,7 +119,7 @@ def _size_at_ratio(cfg: ForecastConfig, flops: float, cap: float, vocab_size: in
         err = abs(math.log(c / flops))
         if err < best_err:
             best, best_err = size, err
-    return best if best is not None else dial_sizes(cfg)[0]
+    return best
 
 
 def _batch_tokens(cfg: ForecastConfig, tokens: float) -> int:
@@ -172,6 +173,14 @@ def plan_runs(cfg: ForecastConfig, vocab_size: int) -> list[RunPlan]:
         c = float(frac * target.flops)
         if lad.tokens == "ratio":
             size = _size_at_ratio(cfg, c, largest * target.flops, vocab_size)
+            if size is None:
+                m, counts, fpt = _shape(cfg, dial_sizes(cfg)[0], vocab_size)
+                need = fpt * rec.tokens_per_param * counts.matmul
+                raise ForecastConfigError(
+                    f"the target's compute ({target.flops:.3g} FLOPs) is too small for the smallest sensible rung: "
+                    f"the smallest allowed model (depth {m.depth}, d_model {m.d_model}, {counts.matmul:,} params) "
+                    f"trained on {rec.tokens_per_param:g} tokens/param needs {need:.3g} FLOPs, more than "
+                    f"ladder.largest_fraction={largest:g} of the target. Raise the target or lower recipe.min_width")
         else:
             size = choose_size(cfg, c, vocab_size)
         m, counts, fpt = _shape(cfg, size, vocab_size)
@@ -206,7 +215,9 @@ def train_config(cfg: ForecastConfig, run: RunPlan, out_dir: str, vocab_size: in
     if bad:
         raise ForecastConfigError(f"recipe.optim: unknown key {bad[0]!r}")
     rec = cfg.recipe
-    eval_batches = max(1, rec.eval_tokens // (run.batch_size * rec.seq_len))
+    # one validation batch shape for every run: every run is scored on exactly the same eval_tokens windows
+    eval_batch = max(1, min(16, rec.eval_tokens // rec.seq_len))
+    eval_batches = max(1, rec.eval_tokens // (eval_batch * rec.seq_len))
     optim = OptimConfig(**cfg.recipe.optim)
     if rec.lr_width_exponent:
         from augury.train import default_lr
@@ -217,6 +228,7 @@ def train_config(cfg: ForecastConfig, run: RunPlan, out_dir: str, vocab_size: in
         out=out_dir, model=run_model_config(cfg, run, vocab_size), data=dataclasses.replace(cfg.data),
         optim=optim, seq_len=rec.seq_len, batch_size=run.batch_size, steps=run.steps,
         seed=cfg.seed, dtype=rec.dtype, device=cfg.device, eval_every=0, eval_batches=eval_batches,
+        eval_batch_size=eval_batch,
         ckpt_every=max(1, run.steps // 10) if run.role == "target" else 0, keep_last=1,
         log_every=max(1, run.steps // 50), progress=cfg.progress)
 

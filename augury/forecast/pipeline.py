@@ -19,11 +19,12 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from augury.forecast import capability as capmod
 from augury.forecast.config import ForecastConfig, ForecastConfigError, validate
-from augury.forecast.ladder import RunPlan, format_plan, format_seconds, plan_runs, train_config
+from augury.forecast.ladder import RunPlan, format_plan, format_seconds, plan_runs, probe_throughput, train_config
 from augury.forecast.preregister import (
     fit_capability_forecast,
     fit_loss,
@@ -78,16 +79,21 @@ def run_row(plan: RunPlan, summary: dict) -> dict:
 
 
 class _Progress:
-    """One overall line (run i of n, ETA for the whole forecast) above the trainer's per-run bar."""
+    """One overall line (run i of n, ETA for the whole forecast) above the trainer's per-run bar.
 
-    def __init__(self, runs: list[RunPlan], enabled: bool, log):
+    The ETA adds each remaining run's tokens / its shape's probed tokens/s (`probe_throughput`, a few real steps
+    per shape before training), scaled by how the runs trained so far compared with their own probe estimate."""
+
+    def __init__(self, runs: list[RunPlan], enabled: bool, log, rates: dict[str, float] | None = None):
         self.total = sum(r.flops for r in runs)
         self.n = len(runs)
         self.log = log
         self.bar = None
         self.start = time.perf_counter()
         self.done_flops = 0.0
-        self.last_rate = 0.0    # FLOP/s of the latest run trained here: larger runs use the CPU/GPU at least as well
+        self.pending = {r.name: r for r in runs}
+        self.rates = rates or {}
+        self.ratios: list[float] = []   # measured / probe-estimated seconds of the runs trained here
         self.last_start = None
         if enabled:
             from tqdm import tqdm
@@ -95,9 +101,19 @@ class _Progress:
             self.bar = tqdm(total=self.total, position=0, leave=True, dynamic_ncols=True, unit="FLOP",
                             unit_scale=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} FLOPs")
 
+    def _estimate(self, plan: RunPlan) -> float | None:
+        rate = self.rates.get(plan.name)
+        return plan.tokens / rate if rate else None
+
+    def eta(self) -> float | None:
+        est = [self._estimate(p) for p in self.pending.values()]
+        if not est or any(e is None for e in est):
+            return None
+        scale = float(np.median(self.ratios)) if self.ratios else 1.0
+        return sum(est) * scale
+
     def starting(self, i: int, plan: RunPlan) -> None:
-        remaining = self.total - self.done_flops
-        eta = remaining / self.last_rate if self.last_rate > 0 else None
+        eta = self.eta()
         self.last_start = time.perf_counter()
         desc = f"forecast: {plan.name} (run {i} of {self.n})" + (f", ETA {format_seconds(eta)}" if eta else "")
         if self.bar is not None:
@@ -107,8 +123,10 @@ class _Progress:
 
     def finished(self, plan: RunPlan, trained_here: bool) -> None:
         self.done_flops += plan.flops
-        if trained_here and self.last_start is not None:
-            self.last_rate = plan.flops / max(time.perf_counter() - self.last_start, 1e-9)
+        self.pending.pop(plan.name, None)
+        est = self._estimate(plan)
+        if trained_here and self.last_start is not None and est:
+            self.ratios.append((time.perf_counter() - self.last_start) / est)
         if self.bar is not None:
             self.bar.update(plan.flops)
 
@@ -155,7 +173,7 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
         _problems(cfg, out, data)  # a suite too small is a bad input: fail before any training
     timings = {"data and plan": time.perf_counter() - t0}
     rungs, target = runs[:-1], runs[-1]
-    progress = _Progress(runs, cfg.progress, log)
+    progress = _Progress(runs, cfg.progress, log, _probe_unfinished(cfg, out, runs, vocab))
     try:
         summaries = _train_rungs(cfg, out, rungs, vocab, progress, log)
         timings["ladder training"] = sum(s.get("seconds") or 0 for s in summaries.values())
@@ -188,6 +206,14 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
     _, html_path = write_report(out, forecast, result)
     log(summary_text(forecast, result) + f"\nreport: {html_path}")
     return result
+
+
+def _probe_unfinished(cfg, out: Path, runs: list[RunPlan], vocab: int) -> dict[str, float] | None:
+    """Probed tokens/s of every run shape, for the ETA; None when every run is already trained (a resume)."""
+    dirs = {r.name: out / ("target" if r.role == "target" else f"rungs/{r.name}") for r in runs}
+    if all(finished_summary(dirs[r.name], train_config(cfg, r, str(dirs[r.name]), vocab)) for r in runs):
+        return None
+    return probe_throughput(cfg, runs, vocab, seconds=0.5)
 
 
 def _train_rungs(cfg, out: Path, rungs: list[RunPlan], vocab: int, progress: _Progress, log) -> dict[str, dict]:

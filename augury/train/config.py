@@ -77,6 +77,8 @@ class TrainConfig:
         log_every: write a metrics record every this many steps.
         eval_every: validate every this many steps (and always at the end); 0 validates only at the end.
         eval_batches: validation batches per evaluation (None: the whole validation split).
+        eval_batch_size: sequences per validation batch; None uses batch_size. Fix it to compare runs of different
+            batch sizes on exactly the same validation tokens.
         ckpt_every: checkpoint every this many steps (and always at the end); 0 checkpoints only at the end.
         keep_last: checkpoints to keep (the newest).
         stop_after: stop after this many steps in this invocation, with a checkpoint (resume later).
@@ -101,6 +103,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 0
     eval_batches: int | None = 20
+    eval_batch_size: int | None = None
     ckpt_every: int = 0
     keep_last: int = 2
     stop_after: int | None = None
@@ -150,6 +153,8 @@ def check_config(cfg: TrainConfig) -> None:
             raise TrainConfigError(f"{name} must be >= 1")
     if cfg.batch_size is not None and cfg.batch_size < 1:
         raise TrainConfigError("batch_size must be >= 1")
+    if cfg.eval_batch_size is not None and cfg.eval_batch_size < 1:
+        raise TrainConfigError("eval_batch_size must be >= 1")
     if not 0 <= cfg.optim.min_lr_ratio <= 1:
         raise TrainConfigError("optim.min_lr_ratio must be in [0, 1]")
 

@@ -194,7 +194,8 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     val_path = data.split_path("val")
 
     def do_eval() -> dict:
-        return evaluate(raw_model, rt, val_path, cfg.batch_size, cfg.seq_len, cfg.eval_batches, byte_lengths)
+        return evaluate(raw_model, rt, val_path, cfg.eval_batch_size or cfg.batch_size, cfg.seq_len,
+                        cfg.eval_batches, byte_lengths)
 
     def checkpoint(at_step: int) -> None:
         if rt.is_main:

@@ -59,3 +59,40 @@ def test_sampled_pass_rate_matches_the_exact_probability(smoke_forecast):
     se = math.sqrt(p_exact * (1 - p_exact) / n)
     assert c / n >= p_exact - 4 * se
     assert c / n <= p_exact + 4 * se + 0.02
+
+
+def test_span_problems_are_held_out_word_ends(smoke_forecast):
+    import dataclasses
+
+    from augury.data import prepare_data
+    from augury.forecast.capability import build_problems
+
+    _, info = smoke_forecast
+    cfg = info["cfg"]
+    cap = dataclasses.replace(cfg.capability, span="span", min_target_tokens=1, max_target_tokens=3, problems=20)
+    data = prepare_data(cfg.data, log=lambda *a: None)
+    val_ids = {d["id"] for d in data.documents("val")}
+    tok = data.tokenizer()
+    problems = build_problems(data, cap)
+    assert len(problems) == 20 and all(p["kind"] == "span" for p in problems)
+    for p in problems:
+        doc, _ = p["problem"].rsplit(":", 1)
+        assert doc in val_ids
+        assert 1 <= p["answer_tokens"] <= 3 and "\n" not in p["answer"]
+        text = data.document_text(doc)
+        prompt = tok.decode(p["prompt_ids"], skip_special_tokens=False)
+        at = text.find(prompt + p["answer"])
+        assert at >= 0  # the span follows its prompt in the real held-out file
+        after = text[at + len(prompt) + len(p["answer"])]
+        assert not (after.isalnum() or after == "_")  # ... and a word ends there
+
+
+def test_pass_checks_per_problem_kind():
+    from augury.forecast.capability import passes
+
+    assert passes("    return x\n    y", "    return x", "line")
+    assert not passes("    return xy\n", "    return x", "line")
+    assert not passes("    return x", "    return x", "line")  # the line must end
+    assert passes("append(x)", "append", "span") and passes("append", "append", "span")
+    assert not passes("appendleft(x)", "append", "span")  # the word must end where the span does
+    assert not passes("extend(x)", "append", "span")

@@ -72,7 +72,8 @@ def test_train_config_shares_one_recipe():
     tcs = [train_config(cfg, r, f"/tmp/x/{r.name}", 512) for r in runs]
     assert len({(t.optim.lr, t.optim.schedule, t.seq_len, t.dtype) for t in tcs}) == 1
     # every run is evaluated on the same validation tokens
-    assert len({t.eval_batches * t.batch_size * t.seq_len for t in tcs}) == 1
+    assert len({(t.eval_batches, t.eval_batch_size, t.seq_len) for t in tcs}) == 1
+    assert len({t.batch_size for t in tcs}) > 1  # although they train with different batches
 
 
 def test_bad_inputs_fail_before_training():
@@ -130,3 +131,20 @@ def test_forecast_cli_bad_inputs(tmp_path, capsys):
     assert "cannot be written" in capsys.readouterr().err
     assert main(["forecast", "--preset", "nope"]) == 2
     assert "unknown preset" in capsys.readouterr().err
+
+
+def test_overall_eta_adds_probed_run_times_and_learns_from_finished_runs(monkeypatch):
+    from augury.forecast import pipeline
+
+    cfg = cpu_demo()
+    runs = plan_runs(cfg, 1024)
+    rates = {r.name: 10_000.0 for r in runs}
+    progress = pipeline._Progress(runs, False, lambda *a: None, rates)
+    assert progress.eta() == pytest.approx(sum(r.tokens for r in runs) / 10_000.0)
+    now = [100.0]
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: now[0])
+    progress.starting(1, runs[0])
+    now[0] += 2 * runs[0].tokens / 10_000.0  # the first run takes twice its estimate
+    progress.finished(runs[0], True)
+    assert progress.eta() == pytest.approx(2 * sum(r.tokens for r in runs[1:]) / 10_000.0)
+    assert pipeline._Progress(runs, False, lambda *a: None, None).eta() is None  # no probe: no ETA
