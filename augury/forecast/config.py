@@ -104,12 +104,16 @@ class LadderConfig:
             exactly evenly spaced; D/N near tokens_per_param, as close as the dial's steps allow). "ratio":
             D = tokens_per_param × N exactly (the compute then follows the dial's sizes, nearly evenly spaced;
             rungs that land on the same size are merged), so every run sits at the same D/N as the target.
+        seeds: training seeds per rung (seed, seed + 1000, ...); a rung's loss is their mean and its capability
+            records pool their samples. The small rungs of a CPU ladder vary by 1-3% from seed to seed; averaging
+            k seeds cuts that by √k for little compute (the target is trained once).
     """
 
     rungs: int = 5
     largest_fraction: float = 0.01
     smallest_fraction: float | None = None
     tokens: str = "compute"
+    seeds: int = 1
 
 
 @dataclass
@@ -301,6 +305,8 @@ def validate(cfg: ForecastConfig) -> None:
                                   f" got {lad.smallest_fraction!r}")
     if lad.tokens not in ("compute", "ratio"):
         raise ForecastConfigError(f"ladder.tokens must be 'compute' or 'ratio', got {lad.tokens!r}")
+    if lad.seeds < 1:
+        raise ForecastConfigError(f"ladder.seeds must be >= 1, got {lad.seeds}")
     if lad.rungs < 3:
         raise ForecastConfigError(f"ladder.rungs must be >= 3 (a 3-parameter law needs 3 points), got {lad.rungs}")
     if rec.dial not in ("depth", "width"):

@@ -24,7 +24,15 @@ import yaml
 
 from augury.forecast import capability as capmod
 from augury.forecast.config import ForecastConfig, ForecastConfigError, validate
-from augury.forecast.ladder import RunPlan, format_plan, format_seconds, plan_runs, probe_throughput, train_config
+from augury.forecast.ladder import (
+    RunPlan,
+    format_plan,
+    format_seconds,
+    plan_runs,
+    probe_throughput,
+    rung_replicas,
+    train_config,
+)
 from augury.forecast.preregister import (
     fit_capability_forecast,
     fit_loss,
@@ -73,9 +81,15 @@ def _check_plan(out: Path, identity: dict) -> None:
                                   f"--out, or rerun with the same settings to resume it")
 
 
-def run_row(plan: RunPlan, summary: dict) -> dict:
-    return {**dataclasses.asdict(plan), "loss": summary["final_val_loss"], "bpb": summary["final_val_bpb"],
-            "epochs": summary.get("epochs"), "seconds": summary.get("seconds")}
+def run_row(plan: RunPlan, summary: dict | list[dict]) -> dict:
+    """A run's record in forecast.json; a rung trained with several seeds gets their mean loss (and each one)."""
+    sums = summary if isinstance(summary, list) else [summary]
+    row = {**dataclasses.asdict(plan), "loss": float(np.mean([s["final_val_loss"] for s in sums])),
+           "bpb": float(np.mean([s["final_val_bpb"] for s in sums])), "epochs": sums[0].get("epochs"),
+           "seconds": sum(s.get("seconds") or 0 for s in sums)}
+    if len(sums) > 1:
+        row["seed_losses"] = [s["final_val_loss"] for s in sums]
+    return row
 
 
 class _Progress:
@@ -173,15 +187,16 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
         _problems(cfg, out, data)  # a suite too small is a bad input: fail before any training
     timings = {"data and plan": time.perf_counter() - t0}
     rungs, target = runs[:-1], runs[-1]
-    progress = _Progress(runs, cfg.progress, log, _probe_unfinished(cfg, out, runs, vocab))
+    trained_runs = [r for r, _, _ in rung_replicas(cfg, rungs)] + [target]
+    progress = _Progress(trained_runs, cfg.progress, log, _probe_unfinished(cfg, out, trained_runs, vocab))
     try:
         summaries = _train_rungs(cfg, out, rungs, vocab, progress, log)
-        timings["ladder training"] = sum(s.get("seconds") or 0 for s in summaries.values())
+        timings["ladder training"] = sum(s.get("seconds") or 0 for ss in summaries.values() for s in ss)
         t = time.perf_counter()
         forecast = _preregister(cfg, out, data, rungs, target, summaries, vocab, log)
         timings["rung evaluation and fit"] = time.perf_counter() - t
         # ---- the target: only now, after forecast.json exists ---------------------------------------------
-        progress.starting(len(runs), target)
+        progress.starting(len(trained_runs), target)
         tcfg = train_config(cfg, target, str(out / "target"), vocab)
         tsum = finished_summary(out / "target", tcfg)
         trained = tsum is None
@@ -216,30 +231,53 @@ def _probe_unfinished(cfg, out: Path, runs: list[RunPlan], vocab: int) -> dict[s
     return probe_throughput(cfg, runs, vocab, seconds=0.5)
 
 
-def _train_rungs(cfg, out: Path, rungs: list[RunPlan], vocab: int, progress: _Progress, log) -> dict[str, dict]:
-    jobs, summaries = [], {}
-    for plan in rungs:
+def _train_rungs(cfg, out: Path, rungs: list[RunPlan], vocab: int, progress: _Progress, log) -> dict[str, list]:
+    """Train every rung replica not yet trained; {rung name: [summary per seed]}."""
+    replicas = rung_replicas(cfg, rungs)
+    jobs, done = [], {}
+    for plan, _, _ in replicas:
         tcfg = train_config(cfg, plan, str(out / "rungs" / plan.name), vocab)
-        done = finished_summary(out / "rungs" / plan.name, tcfg)
-        if done is not None:
-            summaries[plan.name] = done
+        summary = finished_summary(out / "rungs" / plan.name, tcfg)
+        if summary is not None:
+            done[plan.name] = summary
             progress.finished(plan, False)
         else:
             jobs.append((plan, tcfg))
     if jobs and cfg.executor == "ray":
         by_name = {p.name: p for p, _ in jobs}
-        progress.starting(len(summaries) + 1, jobs[0][0])
+        progress.starting(len(done) + 1, jobs[0][0])
 
         def on_done(name, summary):
             progress.finished(by_name[name], True)
 
-        summaries.update(train_runs_ray(jobs, out, cfg.ray_address, cfg.ray_cpus_per_rung, cfg.threads, on_done))
+        done.update(train_runs_ray(jobs, out, cfg.ray_address, cfg.ray_cpus_per_rung, cfg.threads, on_done))
     else:
+        order = [p.name for p, _, _ in replicas]
         for plan, tcfg in jobs:
-            progress.starting(rungs.index(plan) + 1, plan)
-            summaries[plan.name] = train_one(tcfg, cfg.threads)
+            progress.starting(order.index(plan.name) + 1, plan)
+            done[plan.name] = train_one(tcfg, cfg.threads)
             progress.finished(plan, True)
+    summaries: dict[str, list] = {r.name: [] for r in rungs}
+    for plan, rung, _ in replicas:
+        summaries[rung].append(done[plan.name])
     return summaries
+
+
+def _rung_capability_records(cfg, out: Path, rung: RunPlan, problems: list[dict]) -> tuple[list, list | None]:
+    """A rung's (estimation records, selection records). With several seeds per rung, seed 0's samples select
+    the kept problems and the other seeds' samples, pooled, estimate the pass rates (independent samples: no
+    selection bias); with one seed, the same samples do both (selection records None)."""
+    replicas = rung_replicas(cfg, [rung])
+    per_replica = [_capability_records(cfg, out, plan.name, out / "rungs" / plan.name, problems)
+                   for plan, _, _ in replicas]
+    pooled: dict[str, dict] = {}
+    for recs in per_replica[1:] or per_replica:
+        for r in recs:
+            acc = pooled.setdefault(r["problem"], {"run": rung.name, "problem": r["problem"], "n": 0, "c": 0})
+            acc["n"] += r["n"]
+            acc["c"] += r["c"]
+    select = [{**r, "run": rung.name} for r in per_replica[0]] if len(per_replica) > 1 else None
+    return list(pooled.values()), select
 
 
 def _capability_records(cfg, out: Path, run_name: str, run_dir: Path, problems: list[dict]) -> list[dict]:
@@ -289,12 +327,15 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
     content["loss"] = loss
     if cfg.capability.enabled:
         problems = _problems(cfg, out, data)
-        records = []
+        records, select = [], []
         for p in rungs:
-            records += _capability_records(cfg, out, p.name, out / "rungs" / p.name, problems)
+            est, sel = _rung_capability_records(cfg, out, p, problems)
+            records += est
+            select += sel or []
         flops = {p.name: p.flops for p in rungs}
         try:
-            cap, _ = fit_capability_forecast(records, flops, target.flops, cfg.capability, cfg.fit, cfg.seed)
+            cap, _ = fit_capability_forecast(records, flops, target.flops, cfg.capability, cfg.fit, cfg.seed,
+                                             select_records=select or None)
             per_run = {}
             for p in rungs:
                 recs = [r for r in records if r["run"] == p.name]
@@ -312,8 +353,9 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
         from augury.forecast.heldout_text import heldout_loss
 
         for p in rungs:
-            trows.append({"name": p.name, "flops": p.flops,
-                          "loss": heldout_loss(out / "rungs" / p.name, ids, cfg.recipe.seq_len)})
+            losses = [heldout_loss(out / "rungs" / r.name, ids, cfg.recipe.seq_len)
+                      for r, _, _ in rung_replicas(cfg, [p])]
+            trows.append({"name": p.name, "flops": p.flops, "loss": float(np.mean(losses))})
         text, _ = fit_loss(trows, target.flops, cfg.fit, cfg.seed)
         text.update(folder=str(cfg.text_folder), rungs=trows, y_label="held-out text loss (nats/token)")
         content["text"] = text

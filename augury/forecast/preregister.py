@@ -156,12 +156,13 @@ def fit_loss(rows: list[dict], target_flops: float, fit_cfg, seed: int, y: str =
 
 
 def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: float, cap_cfg, fit_cfg,
-                            seed: int) -> tuple[dict, object]:
-    """The GPT-4 report's capability protocol on the rungs' records; the target's predicted mean −log pass rate."""
+                            seed: int, select_records: list[dict] | None = None) -> tuple[dict, object]:
+    """The GPT-4 report's capability protocol on the rungs' records; the target's predicted mean −log pass rate.
+    `select_records` (independent samples) choose the kept problems when given (see fit_capability)."""
     from augury.scaling import fit_capability
 
     res = fit_capability(records, run_flops, n_buckets=cap_cfg.buckets, bootstrap=fit_cfg.bootstrap, seed=seed,
-                         level=fit_cfg.level)
+                         level=fit_cfg.level, select_records=select_records)
     preds = res.predict(target_flops)
     sizes = [len(b["problems"]) for b in res.buckets]
     mean = float(sum(p["value"] * s for p, s in zip(preds, sizes)) / sum(sizes))

@@ -51,7 +51,7 @@ class CapabilityResult:
 
 def fit_capability(records: list[dict], run_flops: dict[str, float], n_buckets: int = 3, *,
                    small_runs: list[str] | None = None, bootstrap: int = 1000, seed: int = 0,
-                   level: float = 0.9) -> CapabilityResult:
+                   level: float = 0.9, select_records: list[dict] | None = None) -> CapabilityResult:
     """Fit one `capability` law per difficulty bucket (see the module docstring for the protocol).
 
     Args:
@@ -60,6 +60,12 @@ def fit_capability(records: list[dict], run_flops: dict[str, float], n_buckets: 
         n_buckets: number of difficulty buckets.
         small_runs: runs whose pass rates define difficulty (default: the smallest-compute run).
         bootstrap, seed, level: as in fit_law.
+        select_records: optional independent records of the same runs and problems (other samples) that decide
+            which problems are kept and their difficulty, so that the pass rates the laws are fitted to are not
+            the ones the selection looked at. Keeping "problems every run solved at least once" on the same
+            samples favours lucky draws when pass rates are a few percent, and the target, measured without that
+            selection, then falls short of the forecast. With it, a kept problem a run never solved in `records`
+            counts at pass rate 1/(2n).
     """
     check_problems(records)
     runs = sorted({str(r["run"]) for r in records}, key=lambda r: run_flops.get(r, np.inf))
@@ -81,12 +87,23 @@ def fit_capability(records: list[dict], run_flops: dict[str, float], n_buckets: 
         raise TableError(f"run {runs[i]!r} has no record for problem {problems[j]!r}: every run must try every problem")
     rate = passed / samples
     keep = (passed > 0).all(axis=0)
+    if select_records is not None:
+        sel_passed, sel_samples = np.zeros_like(passed), np.zeros_like(passed)
+        for rec in select_records:
+            i, j = ri[str(rec["run"])], pi[str(rec["problem"])]
+            sel_passed[i, j] += rec["c"]
+            sel_samples[i, j] += rec["n"]
+        if (sel_samples == 0).any():
+            raise TableError("select_records must cover every run and problem of the records")
+        keep = (sel_passed > 0).all(axis=0)
+        rate = np.maximum(rate, 1.0 / (2.0 * samples))
     dropped = [p for p, k in zip(problems, keep) if not k]
     if keep.sum() < n_buckets:
         raise TableError(f"only {int(keep.sum())} problems are solved at least once by every run: "
                          f"too few for {n_buckets} buckets")
     small = small_runs or [runs[0]]
-    difficulty = rate[[ri[r] for r in small]][:, keep].mean(axis=0)
+    sel_rate = sel_passed / sel_samples if select_records is not None else rate
+    difficulty = sel_rate[[ri[r] for r in small]][:, keep].mean(axis=0)
     kept_ids = [p for p, k in zip(problems, keep) if k]
     order = sorted(range(len(kept_ids)), key=lambda j: (-difficulty[j], kept_ids[j]))  # easiest first
     buckets = []

@@ -111,3 +111,18 @@ def test_held_out_text_folder_is_forecast_and_verified(smoke_forecast):
     assert result["text"]["actual"] > 0
     assert "Held-out text folder" in (out / "report.md").read_text()
     assert (out / "text_loss_vs_compute.png").is_file()
+
+
+def test_several_seeds_per_rung_are_averaged_and_pooled(tmp_path, data_cache, make_smoke_config):
+    cfg = make_smoke_config(tmp_path / "f", data_cache, ladder={"seeds": 2}, capability={"problems": 12})
+    run_forecast(cfg, log=lambda *a: None)
+    forecast = load_forecast(tmp_path / "f" / "forecast.json")
+    for row in forecast["ladder"]:
+        seed0 = json.loads((tmp_path / "f" / "rungs" / row["name"] / "manifest.json").read_text())
+        seed1 = json.loads((tmp_path / "f" / "rungs" / f"{row['name']}-seed1" / "manifest.json").read_text())
+        assert (seed0["seed"], seed1["seed"]) == (0, 1000)
+        losses = [seed0["summary"]["final_val_loss"], seed1["summary"]["final_val_loss"]]
+        assert row["seed_losses"] == losses and row["loss"] == pytest.approx(sum(losses) / 2)
+    assert forecast["loss"]["law"]["data"]["names"] == [r["name"] for r in forecast["ladder"]]  # one point per rung
+    if "capability" in forecast:  # pooled samples: n = seeds x samples for every rung
+        assert forecast["capability"]["samples"] == cfg.capability.samples

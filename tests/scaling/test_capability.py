@@ -37,6 +37,19 @@ def test_protocol_drops_unsolved_and_buckets_by_small_model():
     assert pred[2]["interval"][0] < truth < pred[2]["interval"][1]
 
 
+def test_independent_selection_samples_choose_the_kept_problems():
+    recs, flops = _records()
+    select, _ = _records(seed=1)  # other samples of the same runs and problems
+    # problem p00 happens to be unsolved by run "s" in the estimation samples, and "never" is solved in selection
+    recs = [{**r, "c": 0} if (r["run"], r["problem"]) == ("s", "p00") else r for r in recs]
+    select = [{**r, "c": 1} if r["problem"] == "never" else r for r in select]
+    cap = fit_capability(recs, flops, n_buckets=3, bootstrap=0, select_records=select)
+    kept = {p for b in cap.buckets for p in b["problems"]}
+    assert "p00" in kept and "never" in kept and cap.dropped_problems == []  # selection used the other samples
+    with pytest.raises(TableError, match="select_records must cover"):
+        fit_capability(recs, flops, bootstrap=0, select_records=select[:-1])
+
+
 def test_missing_compute_is_an_error():
     recs, flops = _records()
     del flops["m"]
