@@ -166,6 +166,8 @@ class FitConfig:
         max_irreducible_fraction: flag a fit whose irreducible loss c exceeds this fraction of the largest rung's
             loss (the law then claims the ladder is at its floor).
         max_interval_halfwidth: flag a forecast whose interval's half-width exceeds this fraction of the value.
+        capability_backtest_tolerance: the capability laws fitted without the largest rung may miss its mean
+            −log pass rate by at most this relative error for the capability forecast to count as reliable.
         steepening_tolerance: how much the local slope d log L / d log C may steepen from one rung pair to the
             next before it counts as a regime change (a law with an irreducible term only flattens).
     """
@@ -179,6 +181,7 @@ class FitConfig:
     max_irreducible_fraction: float = 0.95
     max_interval_halfwidth: float = 0.05
     steepening_tolerance: float = 0.05
+    capability_backtest_tolerance: float = 0.1
 
 
 @dataclass

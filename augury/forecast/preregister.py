@@ -187,15 +187,48 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
             flags.append(f"bucket {b['bucket']}: {p['warning']}")
     if res.status != "converged":
         flags.append("a capability fit did not converge")
+    backtest = _capability_backtest(records, run_flops, cap_cfg, fit_cfg, seed, select_records)
+    if backtest is not None and "error" in backtest:
+        flags.append(f"capability leave-largest-out backtest could not be fitted: {backtest['error']}")
+    elif backtest is not None and abs(backtest["rel_error"]) > fit_cfg.capability_backtest_tolerance:
+        flags.append(f"capability leave-largest-out backtest: the laws fitted without {backtest['held_out']} predict "
+                     f"its mean -log pass rate with {backtest['rel_error']:+.1%} error (tolerance "
+                     f"±{fit_cfg.capability_backtest_tolerance:.0%}): the ladder's trend does not carry one rung "
+                     f"further")
     out = {
         "predicted_mean_neg_log_pass_rate": mean, "interval_bucket_weighted": [lo, hi],
         "buckets": [{"bucket": b["bucket"], "problems": b["problems"], "n_problems": len(b["problems"]),
                      "small_run_pass_rate": b["small_run_pass_rate"], "predicted": p["value"],
                      "interval": p["interval"], "params": b["fit"].params} for b, p in zip(res.buckets, preds)],
         "kept_problems": sum(sizes), "dropped_problems": len(res.dropped_problems),
-        "fit": res.to_json(), "flags": flags, "reliable": not flags,
+        "fit": res.to_json(), "backtest_largest_rung": backtest, "flags": flags, "reliable": not flags,
     }
     return out, res
+
+
+def _capability_backtest(records, run_flops, cap_cfg, fit_cfg, seed, select_records) -> dict | None:
+    """The capability protocol without the largest rung, predicting that rung's mean −log pass rate over the
+    problems the smaller rungs keep (None with fewer than 4 rungs)."""
+    from augury.forecast.capability import neg_log_pass_rate
+    from augury.scaling import fit_capability
+
+    runs = sorted({str(r["run"]) for r in records}, key=lambda r: run_flops[r])
+    if len(runs) < 4:
+        return None
+    held = runs[-1]
+    sub = [r for r in records if str(r["run"]) != held]
+    sub_sel = [r for r in select_records if str(r["run"]) != held] if select_records else None
+    try:
+        res = fit_capability(sub, {r: run_flops[r] for r in runs[:-1]}, n_buckets=cap_cfg.buckets, bootstrap=0,
+                             seed=seed, select_records=sub_sel)
+    except ValueError as err:
+        return {"held_out": held, "error": str(err)}
+    preds = res.predict(run_flops[held])
+    sizes = [len(b["problems"]) for b in res.buckets]
+    predicted = float(sum(p["value"] * n for p, n in zip(preds, sizes)) / sum(sizes))
+    kept = [q for b in res.buckets for q in b["problems"]]
+    actual, _ = neg_log_pass_rate([r for r in records if str(r["run"]) == held], kept)
+    return {"held_out": held, "predicted": predicted, "actual": actual, "rel_error": relative(predicted, actual)}
 
 
 def relative(pred: float, actual: float) -> float:

@@ -108,3 +108,23 @@ def test_capability_forecast_recovers_a_known_law():
     truth = float(np.mean(difficulty * (1e12 / 1e10) ** -0.3))
     assert out["predicted_mean_neg_log_pass_rate"] == pytest.approx(truth, rel=0.05)
     assert out["kept_problems"] == 30 and len(out["buckets"]) == 3
+    assert abs(out["backtest_largest_rung"]["rel_error"]) < 0.05 and out["reliable"], out["flags"]
+
+
+def test_capability_that_saturates_within_the_ladder_is_flagged():
+    # -log p_j(C) = d_j * (C/1e10)^-1.5 + 1.0: the problems stop improving at the larger rungs (a floor), which
+    # alpha * C^-k cannot follow; the leave-largest-out backtest sees it before the target does
+    from augury.forecast.config import CapabilityConfig
+
+    rng = np.random.default_rng(2)
+    runs = {f"r{i}": c for i, c in enumerate(np.geomspace(1e10, 1e11, 5))}
+    difficulty = rng.uniform(0.5, 2.0, 30)
+    records = []
+    for run, c in runs.items():
+        for j, d in enumerate(difficulty):
+            p = np.exp(-(d * (c / 1e10) ** -1.5 + 1.0))
+            records.append({"run": run, "problem": f"p{j}", "n": 4000, "c": int(rng.binomial(4000, p))})
+    out, _ = fit_capability_forecast(records, runs, 1e12, CapabilityConfig(buckets=3), FitConfig(bootstrap=100),
+                                     seed=0)
+    assert not out["reliable"]
+    assert any("capability leave-largest-out backtest" in f for f in out["flags"])
