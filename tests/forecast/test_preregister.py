@@ -91,20 +91,24 @@ def test_forecast_file_is_never_rewritten_and_detects_edits(tmp_path):
         load_forecast(path)
 
 
+def synthetic_capability(neg_log_pass, difficulty_range, seed):
+    """Five runs from 1e10 to 1e11 FLOPs, 30 problems with -log p_j(C) = neg_log_pass(d_j, C); c of n = 4000
+    drawn binomially. Returns (records, {run: flops}, difficulties)."""
+    rng = np.random.default_rng(seed)
+    runs = {f"r{i}": c for i, c in enumerate(np.geomspace(1e10, 1e11, 5))}
+    difficulty = rng.uniform(*difficulty_range, 30)
+    records = [{"run": run, "problem": f"p{j}", "n": 4000,
+                "c": int(rng.binomial(4000, np.exp(-neg_log_pass(d, c))))}
+               for run, c in runs.items() for j, d in enumerate(difficulty)]
+    return records, runs, difficulty
+
+
 def test_capability_forecast_recovers_a_known_law():
-    # per-problem pass rates p_j(C) = exp(-d_j * (C/1e10)^-0.3); c/n drawn binomially, n large
     from augury.forecast.config import CapabilityConfig
 
-    rng = np.random.default_rng(1)
-    runs = {f"r{i}": c for i, c in enumerate(np.geomspace(1e10, 1e11, 5))}
-    difficulty = rng.uniform(0.2, 2.0, 30)
-    records = []
-    for run, c in runs.items():
-        for j, d in enumerate(difficulty):
-            p = np.exp(-d * (c / 1e10) ** -0.3)
-            records.append({"run": run, "problem": f"p{j}", "n": 4000, "c": int(rng.binomial(4000, p))})
-    cap = CapabilityConfig(buckets=3)
-    out, _ = fit_capability_forecast(records, runs, 1e12, cap, FitConfig(bootstrap=200), seed=0)
+    records, runs, difficulty = synthetic_capability(lambda d, c: d * (c / 1e10) ** -0.3, (0.2, 2.0), seed=1)
+    out, _ = fit_capability_forecast(records, runs, 1e12, CapabilityConfig(buckets=3), FitConfig(bootstrap=200),
+                                     seed=0)
     truth = float(np.mean(difficulty * (1e12 / 1e10) ** -0.3))
     assert out["predicted_mean_neg_log_pass_rate"] == pytest.approx(truth, rel=0.05)
     assert out["kept_problems"] == 30 and len(out["buckets"]) == 3
@@ -112,18 +116,11 @@ def test_capability_forecast_recovers_a_known_law():
 
 
 def test_capability_that_saturates_within_the_ladder_is_flagged():
-    # -log p_j(C) = d_j * (C/1e10)^-1.5 + 1.0: the problems stop improving at the larger rungs (a floor), which
-    # alpha * C^-k cannot follow; the leave-largest-out backtest sees it before the target does
+    # a floor: the problems stop improving at the larger rungs, which alpha * C^-k cannot follow; the
+    # leave-largest-out backtest sees it before the target does
     from augury.forecast.config import CapabilityConfig
 
-    rng = np.random.default_rng(2)
-    runs = {f"r{i}": c for i, c in enumerate(np.geomspace(1e10, 1e11, 5))}
-    difficulty = rng.uniform(0.5, 2.0, 30)
-    records = []
-    for run, c in runs.items():
-        for j, d in enumerate(difficulty):
-            p = np.exp(-(d * (c / 1e10) ** -1.5 + 1.0))
-            records.append({"run": run, "problem": f"p{j}", "n": 4000, "c": int(rng.binomial(4000, p))})
+    records, runs, _ = synthetic_capability(lambda d, c: d * (c / 1e10) ** -1.5 + 1.0, (0.5, 2.0), seed=2)
     out, _ = fit_capability_forecast(records, runs, 1e12, CapabilityConfig(buckets=3), FitConfig(bootstrap=100),
                                      seed=0)
     assert not out["reliable"]
