@@ -215,14 +215,9 @@ def rung_replicas(cfg: ForecastConfig, rungs: list[RunPlan]) -> list[tuple[RunPl
             for rung in rungs for j in range(cfg.ladder.seeds)]
 
 
-def replica_seed(cfg: ForecastConfig, run: RunPlan) -> int:
-    """The training seed of a run: the forecast's seed, + 1000·j for a rung's replica j."""
-    _, _, j = run.name.rpartition("-seed")
-    return cfg.seed + 1000 * int(j) if "-seed" in run.name and j.isdigit() else cfg.seed
-
-
-def train_config(cfg: ForecastConfig, run: RunPlan, out_dir: str, vocab_size: int) -> TrainConfig:
-    """The TrainConfig of one planned run: the shared recipe at the run's depth, tokens and batch."""
+def train_config(cfg: ForecastConfig, run: RunPlan, out_dir: str, vocab_size: int, replica: int = 0) -> TrainConfig:
+    """The TrainConfig of one planned run: the shared recipe at the run's depth, tokens and batch; a rung's
+    replica j (see rung_replicas) trains with seed + 1000·j."""
     optim_fields = set(OptimConfig.__dataclass_fields__)
     bad = [k for k in cfg.recipe.optim if k not in optim_fields]
     if bad:
@@ -240,7 +235,7 @@ def train_config(cfg: ForecastConfig, run: RunPlan, out_dir: str, vocab_size: in
     return TrainConfig(
         out=out_dir, model=run_model_config(cfg, run, vocab_size), data=dataclasses.replace(cfg.data),
         optim=optim, seq_len=rec.seq_len, batch_size=run.batch_size, steps=run.steps,
-        seed=replica_seed(cfg, run), dtype=rec.dtype, device=cfg.device, eval_every=0, eval_batches=eval_batches,
+        seed=cfg.seed + 1000 * replica, dtype=rec.dtype, device=cfg.device, eval_every=0, eval_batches=eval_batches,
         eval_batch_size=eval_batch,
         ckpt_every=max(1, run.steps // 10) if run.role == "target" else 0, keep_last=1,
         log_every=max(1, run.steps // 50), progress=cfg.progress)

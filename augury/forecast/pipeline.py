@@ -103,8 +103,6 @@ class _Progress:
         self.n = len(runs)
         self.log = log
         self.bar = None
-        self.start = time.perf_counter()
-        self.done_flops = 0.0
         self.pending = {r.name: r for r in runs}
         self.rates = rates or {}
         self.ratios: list[float] = []   # measured / probe-estimated seconds of the runs trained here
@@ -136,7 +134,6 @@ class _Progress:
             self.log(desc)
 
     def finished(self, plan: RunPlan, trained_here: bool) -> None:
-        self.done_flops += plan.flops
         self.pending.pop(plan.name, None)
         est = self._estimate(plan)
         if trained_here and self.last_start is not None and est:
@@ -187,17 +184,19 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
         _problems(cfg, out, data)  # a suite too small is a bad input: fail before any training
     timings = {"data and plan": time.perf_counter() - t0}
     rungs, target = runs[:-1], runs[-1]
-    trained_runs = [r for r, _, _ in rung_replicas(cfg, rungs)] + [target]
-    progress = _Progress(trained_runs, cfg.progress, log, _probe_unfinished(cfg, out, trained_runs, vocab))
+    rung_jobs = _rung_jobs(cfg, out, rungs, vocab)
+    tcfg = train_config(cfg, target, str(out / "target"), vocab)
+    trained_runs = [plan for plan, _ in rung_jobs] + [target]
+    progress = _Progress(trained_runs, cfg.progress, log,
+                         _probe_unfinished(cfg, rung_jobs + [(target, tcfg)], vocab))
     try:
-        summaries = _train_rungs(cfg, out, rungs, vocab, progress, log)
+        summaries = _train_rungs(cfg, out, rungs, rung_jobs, progress)
         timings["ladder training"] = sum(s.get("seconds") or 0 for ss in summaries.values() for s in ss)
         t = time.perf_counter()
         forecast = _preregister(cfg, out, data, rungs, target, summaries, vocab, log)
         timings["rung evaluation and fit"] = time.perf_counter() - t
         # ---- the target: only now, after forecast.json exists ---------------------------------------------
         progress.starting(len(trained_runs), target)
-        tcfg = train_config(cfg, target, str(out / "target"), vocab)
         tsum = finished_summary(out / "target", tcfg)
         trained = tsum is None
         if trained:
@@ -223,20 +222,23 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
     return result
 
 
-def _probe_unfinished(cfg, out: Path, runs: list[RunPlan], vocab: int) -> dict[str, float] | None:
+def _rung_jobs(cfg, out: Path, rungs: list[RunPlan], vocab: int) -> list[tuple[RunPlan, object]]:
+    """(run, TrainConfig) of every rung replica (`ladder.seeds` per rung), in training order."""
+    return [(plan, train_config(cfg, plan, str(out / "rungs" / plan.name), vocab, replica=j))
+            for plan, _, j in rung_replicas(cfg, rungs)]
+
+
+def _probe_unfinished(cfg, jobs: list[tuple[RunPlan, object]], vocab: int) -> dict[str, float] | None:
     """Probed tokens/s of every run shape, for the ETA; None when every run is already trained (a resume)."""
-    dirs = {r.name: out / ("target" if r.role == "target" else f"rungs/{r.name}") for r in runs}
-    if all(finished_summary(dirs[r.name], train_config(cfg, r, str(dirs[r.name]), vocab)) for r in runs):
+    if all(finished_summary(Path(tcfg.out), tcfg) for _, tcfg in jobs):
         return None
-    return probe_throughput(cfg, runs, vocab, seconds=0.5)
+    return probe_throughput(cfg, [plan for plan, _ in jobs], vocab, seconds=0.5)
 
 
-def _train_rungs(cfg, out: Path, rungs: list[RunPlan], vocab: int, progress: _Progress, log) -> dict[str, list]:
+def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress: _Progress) -> dict[str, list]:
     """Train every rung replica not yet trained; {rung name: [summary per seed]}."""
-    replicas = rung_replicas(cfg, rungs)
     jobs, done = [], {}
-    for plan, _, _ in replicas:
-        tcfg = train_config(cfg, plan, str(out / "rungs" / plan.name), vocab)
+    for plan, tcfg in rung_jobs:
         summary = finished_summary(out / "rungs" / plan.name, tcfg)
         if summary is not None:
             done[plan.name] = summary
@@ -252,13 +254,13 @@ def _train_rungs(cfg, out: Path, rungs: list[RunPlan], vocab: int, progress: _Pr
 
         done.update(train_runs_ray(jobs, out, cfg.ray_address, cfg.ray_cpus_per_rung, cfg.threads, on_done))
     else:
-        order = [p.name for p, _, _ in replicas]
+        order = [p.name for p, _ in rung_jobs]
         for plan, tcfg in jobs:
             progress.starting(order.index(plan.name) + 1, plan)
             done[plan.name] = train_one(tcfg, cfg.threads)
             progress.finished(plan, True)
     summaries: dict[str, list] = {r.name: [] for r in rungs}
-    for plan, rung, _ in replicas:
+    for plan, rung, _ in rung_replicas(cfg, rungs):
         summaries[rung].append(done[plan.name])
     return summaries
 
