@@ -39,7 +39,8 @@ class DataConfig:
 
     Attributes:
         source: "stdlib" (CPython's standard-library .py files found via sysconfig, without site-packages and
-            test folders), a folder of text files, or a .jsonl file with one document per line.
+            test folders), a folder of text files, a .jsonl file with one document per line, or a folder
+            prepared earlier (it has augury's manifest.json; used as it is, e.g. copied from another machine).
         text_field: for a .jsonl source, the field that holds each document's text.
         extensions: for a folder source, the file suffixes to read (e.g. [".txt", ".md"]; ["*"] reads every
             file). None reads common text and source-code suffixes (DEFAULT_EXTENSIONS, incl. .py .txt .md).

@@ -5,6 +5,10 @@
     data.split_path("train")      # .bin of token ids (data.manifest["dtype"]), read with TokenLoader
     data.tokenizer()              # the tokenizers.Tokenizer saved as data.tokenizer_path (tokenizer.json)
 
+A source that is itself a prepared folder (one with this layout's complete `manifest.json`, e.g. copied from
+the machine that prepared it) is used as it is: nothing is read again or rebuilt, and its vocabulary must
+match `vocab_size`. Prepare once, copy the folder to other machines, point `source` at it.
+
 The result lives in `<cache_dir>/<name>-<key>/` and is reused when the key matches. The key hashes the fields
 of the config that change the result, the format version, the `tokenizers` version and the source's file list
 with sizes and modification times, so editing any corpus file re-prepares. A build is written into a hidden
@@ -168,6 +172,24 @@ def _folder_name(cfg: DataConfig, key: str) -> str:
     return f"{label}-v{cfg.vocab_size}-{key[:16]}"
 
 
+def _prepared_source(cfg: DataConfig) -> "PreparedData | None":
+    """The source as a PreparedData when it is a prepared folder (has a manifest.json naming a cache key)."""
+    root = Path(cfg.source).expanduser()
+    if cfg.source == "stdlib" or not (root / "manifest.json").is_file():
+        return None
+    try:
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # some other project's manifest.json: read the folder as a corpus
+    if not isinstance(manifest, dict) or "cache_key" not in manifest or "splits" not in manifest:
+        return None
+    data = PreparedData.load(root)  # DataError if damaged or incomplete
+    if data.vocab_size != cfg.vocab_size:
+        raise DataError(f"prepared corpus {str(root)!r} has vocab_size {data.vocab_size}, the config asks for "
+                        f"{cfg.vocab_size}: set vocab_size to {data.vocab_size} or prepare the source again")
+    return data
+
+
 def _check_complete(path: Path) -> str | None:
     """None if `path` holds a complete prepared corpus, else what is wrong with it."""
     try:
@@ -216,6 +238,10 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
     config value) raises DataError before anything is written.
     """
     validate_config(cfg)
+    prepared = _prepared_source(cfg)
+    if prepared is not None:
+        log(f"using prepared data {prepared.dir} (the source itself)")
+        return prepared
     files = list_source_files(cfg)
     key = cache_key(cfg, files)
     cache_root = resolve_cache_dir(cfg.cache_dir)

@@ -161,6 +161,26 @@ def test_damaged_cache_is_rebuilt(corpus_dir):
     assert (again.dir / "train.bin").read_bytes() == good
 
 
+def test_a_prepared_folder_copied_elsewhere_is_a_source(corpus_dir, tmp_path):
+    import shutil
+
+    from augury.data.config import DataError
+
+    original = prepare(corpus_dir)
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(original.dir, copy)
+    shutil.rmtree(corpus_dir)  # the documents are gone: the copy alone must do
+    logs = []
+    again = prepare_data(DataConfig(source=str(copy), vocab_size=300), log=logs.append)
+    assert again.dir == copy and logs == [f"using prepared data {copy} (the source itself)"]
+    assert decode_split(again, "val") == decode_split(original, "val")
+    with pytest.raises(DataError, match="vocab_size 300, the config asks for 512"):
+        prepare_data(DataConfig(source=str(copy), vocab_size=512), log=quiet)
+    (copy / "val.bin").write_bytes(b"")  # damaged: an error, not a silent rebuild from manifest.json's text
+    with pytest.raises(DataError, match="not a complete prepared corpus"):
+        prepare_data(DataConfig(source=str(copy), vocab_size=300), log=quiet)
+
+
 def test_load_refuses_an_incomplete_folder(tmp_path):
     with pytest.raises(ValueError, match="not a complete prepared corpus"):
         PreparedData.load(tmp_path)
