@@ -131,8 +131,10 @@ class CapabilityConfig:
         min_answer_chars: fewest non-blank characters of a line to complete (blank lines are never problems).
         buckets: difficulty buckets (one capability fit each).
         seed: seed of problem selection and sampling.
-        span: "line" (complete a whole line from its start) or "span" (complete a span inside a line up to where a
-            word ends: easier, so that the small rungs of a CPU ladder pass measurably often).
+        span: "line" (complete a whole line from its start), "span" (complete a span inside a line up to where a
+            word ends: easier, so that the small rungs of a CPU ladder pass measurably often) or "copy" (such
+            spans that the prompt determines: the two tokens before the span occur earlier in the prompt, always
+            followed by it; one right answer, so pass rates tend to 1 with scale).
     """
 
     enabled: bool = True
@@ -154,7 +156,14 @@ class FitConfig:
 
     Args:
         law: the loss law: `gpt4-loss` (L(C) = a·C^b + c) or `power-loss` (L(C) = a·C^b); see docs/forecast.md.
-        bootstrap: bootstrap resamples for the 90% interval.
+        compute: the laws' x axis C (loss and capability): `flops` (each run's training FLOPs, the report's
+            choice) or `non-embedding` (Kaplan et al.'s C = 6·N·D with N the parameters outside the embedding
+            and output layers, which make up most of a tiny rung's FLOPs and bend the curve there).
+        interval: how the forecast's interval is made: `bootstrap` (resample the rungs, refit; any law) or
+            `prediction` (power-loss only: the regression prediction interval of one new run, every seed replicate
+            of every rung a point, Student t with N − 2 degrees of freedom; stable where a handful of rungs makes
+            the bootstrap erratic).
+        bootstrap: bootstrap resamples (parameter intervals; the forecast's interval when interval=bootstrap).
         huber_delta: Huber delta on log residuals. The scaling engine's 1e-3 (Chinchilla's choice, for hundreds
             of runs) makes residuals above 0.1% count linearly, i.e. a least-absolute-deviations fit; for a handful
             of rungs with ~0.5% noise, 0.02 makes it least squares (the efficient estimator) while a rung off by
@@ -173,6 +182,8 @@ class FitConfig:
     """
 
     law: str = "gpt4-loss"
+    compute: str = "flops"
+    interval: str = "bootstrap"
     bootstrap: int = 1000
     huber_delta: float = 1e-3
     level: float = 0.9
@@ -294,9 +305,35 @@ def load_forecast_config(preset: str | None = "cpu-demo", config: str | None = N
     return config_from_dict(raw, where=config or f"preset {preset}")
 
 
+def typed_fields(cls, values: dict, where: str) -> dict:
+    """`values` checked against the dataclass `cls`: an unknown key is an error naming it, and a string given
+    for a non-string field (a dotted command-line override such as `--recipe.optim.beta2 0.95`) is read as
+    YAML, so it arrives as the number or boolean it spells."""
+    import yaml
+
+    fields = cls.__dataclass_fields__
+    bad = [k for k in values if k not in fields]
+    if bad:
+        raise ForecastConfigError(f"{where}: unknown key {bad[0]!r}")
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, str) and "str" not in str(fields[k].type):
+            try:
+                v = yaml.safe_load(v)
+            except yaml.YAMLError:
+                raise ForecastConfigError(f"{where}.{k}: cannot read {v!r} as {fields[k].type}") from None
+        out[k] = v
+    return out
+
+
 def validate(cfg: ForecastConfig) -> None:
     """Check every field that can be checked without data; ForecastConfigError names the key."""
     lad, rec, tgt, cap = cfg.ladder, cfg.recipe, cfg.target, cfg.capability
+    from augury.model import ModelConfig
+    from augury.train.config import OptimConfig
+
+    rec.model = typed_fields(ModelConfig, rec.model, "recipe.model")
+    rec.optim = typed_fields(OptimConfig, rec.optim, "recipe.optim")
     if not 0 < lad.largest_fraction <= 1:
         raise ForecastConfigError(f"ladder.largest_fraction must be in (0, 1], got {lad.largest_fraction!r}: the "
                                   f"largest rung is a fraction of the target's compute")
@@ -345,8 +382,8 @@ def validate(cfg: ForecastConfig) -> None:
                         or not 1 <= cap.min_target_tokens <= cap.max_target_tokens):
         raise ForecastConfigError("capability: need samples >= 1, problems >= buckets >= 1 and "
                                   "1 <= min_target_tokens <= max_target_tokens")
-    if cap.span not in ("line", "span"):
-        raise ForecastConfigError(f"capability.span must be 'line' or 'span', got {cap.span!r}")
+    if cap.span not in ("line", "span", "copy"):
+        raise ForecastConfigError(f"capability.span must be 'line', 'span' or 'copy', got {cap.span!r}")
     if cfg.executor not in ("local", "ray"):
         raise ForecastConfigError(f"executor must be 'local' or 'ray', got {cfg.executor!r}")
     if cfg.text_folder is not None and not Path(cfg.text_folder).is_dir():
@@ -355,5 +392,11 @@ def validate(cfg: ForecastConfig) -> None:
         raise ForecastConfigError(f"fit.huber_delta must be > 0, got {cfg.fit.huber_delta}")
     if cfg.fit.law not in ("gpt4-loss", "power-loss"):
         raise ForecastConfigError(f"fit.law must be 'gpt4-loss' or 'power-loss', got {cfg.fit.law!r}")
+    if cfg.fit.compute not in ("flops", "non-embedding"):
+        raise ForecastConfigError(f"fit.compute must be 'flops' or 'non-embedding', got {cfg.fit.compute!r}")
+    if cfg.fit.interval not in ("bootstrap", "prediction"):
+        raise ForecastConfigError(f"fit.interval must be 'bootstrap' or 'prediction', got {cfg.fit.interval!r}")
+    if cfg.fit.interval == "prediction" and cfg.fit.law != "power-loss":
+        raise ForecastConfigError("fit.interval 'prediction' needs fit.law 'power-loss' (a straight line in log-log)")
     if not 0 < cfg.fit.level < 1:
         raise ForecastConfigError(f"fit.level must be in (0, 1), got {cfg.fit.level}")

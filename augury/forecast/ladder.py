@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from augury.forecast.config import ForecastConfig, ForecastConfigError
+from augury.forecast.config import ForecastConfig, ForecastConfigError, typed_fields
 from augury.model import ModelConfig, flops_per_token, param_counts
 from augury.train import TrainConfig
 from augury.train.config import OptimConfig
@@ -55,13 +55,10 @@ class RunPlan:
 
 def model_config(cfg: ForecastConfig, size: int, vocab_size: int) -> ModelConfig:
     """The recipe's model at one dial setting: `size` is a depth (depth dial) or a d_model (width dial)."""
-    fields = set(ModelConfig.__dataclass_fields__)
-    bad = [k for k in cfg.recipe.model if k not in fields]
-    if bad:
-        raise ForecastConfigError(f"recipe.model: unknown key {bad[0]!r}")
-    kw = {k: v for k, v in cfg.recipe.model.items() if k not in ("depth", "vocab_size", "d_model")}
+    model = typed_fields(ModelConfig, cfg.recipe.model, "recipe.model")
+    kw = {k: v for k, v in model.items() if k not in ("depth", "vocab_size", "d_model")}
     if cfg.recipe.dial == "width":
-        kw.update(depth=cfg.recipe.model["depth"], d_model=size)
+        kw.update(depth=model["depth"], d_model=size)
     else:
         kw.update(depth=size)
     try:
@@ -218,15 +215,12 @@ def rung_replicas(cfg: ForecastConfig, rungs: list[RunPlan]) -> list[tuple[RunPl
 def train_config(cfg: ForecastConfig, run: RunPlan, out_dir: str, vocab_size: int, replica: int = 0) -> TrainConfig:
     """The TrainConfig of one planned run: the shared recipe at the run's depth, tokens and batch; a rung's
     replica j (see rung_replicas) trains with seed + 1000·j."""
-    optim_fields = set(OptimConfig.__dataclass_fields__)
-    bad = [k for k in cfg.recipe.optim if k not in optim_fields]
-    if bad:
-        raise ForecastConfigError(f"recipe.optim: unknown key {bad[0]!r}")
+    optim_values = typed_fields(OptimConfig, cfg.recipe.optim, "recipe.optim")
     rec = cfg.recipe
     # one validation batch shape for every run: every run is scored on exactly the same eval_tokens windows
     eval_batch = max(1, min(16, rec.eval_tokens // rec.seq_len))
     eval_batches = max(1, rec.eval_tokens // (eval_batch * rec.seq_len))
-    optim = OptimConfig(**cfg.recipe.optim)
+    optim = OptimConfig(**optim_values)
     if rec.lr_width_exponent:
         from augury.train import default_lr
 

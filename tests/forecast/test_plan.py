@@ -76,6 +76,18 @@ def test_train_config_shares_one_recipe():
     assert len({t.batch_size for t in tcs}) > 1  # although they train with different batches
 
 
+def test_dotted_overrides_of_the_recipe_arrive_typed():
+    from augury.forecast.cli import parse_config
+
+    cfg = parse_config(["--preset", "smoke", "--recipe.optim.beta2", "0.95", "--recipe.model.output_bias", "false",
+                        "--recipe.optim.schedule", "wsd"], "augury forecast", "")
+    validate(cfg)
+    tc = train_config(cfg, plan_runs(cfg, 512)[0], "/tmp/x/rung1", 512)
+    assert tc.optim.beta2 == 0.95 and tc.optim.schedule == "wsd" and tc.model.output_bias is False
+    with pytest.raises(ForecastConfigError, match="recipe.optim: unknown key 'beta3'"):
+        validate(parse_config(["--preset", "smoke", "--recipe.optim.beta3", "1"], "augury forecast", ""))
+
+
 def test_bad_inputs_fail_before_training():
     with pytest.raises(ForecastConfigError, match="largest_fraction"):
         validate(cpu_demo(ladder={"largest_fraction": 1.5}))
