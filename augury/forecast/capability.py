@@ -35,13 +35,13 @@ def build_problems(data, cap: CapabilityConfig) -> list[dict]:
     ends_line = np.array(["\n" in p for p in pieces])
     # A line may start right after a token that ends the previous line, possibly with some indentation merged in.
     opens_line = np.array(["\n" in p and not p.rsplit("\n", 1)[1].strip() for p in pieces])
-    if cap.span == "span":
-        candidates = _span_candidates(data, tokens, pieces, ends_line, cap)
+    if cap.span in ("span", "copy"):
+        candidates = _span_candidates(data, tokens, pieces, ends_line, cap, copy=cap.span == "copy")
     else:
         candidates = _line_candidates(data, tokens, pieces, ends_line, opens_line, cap)
     if len(candidates) < cap.problems:
         raise ForecastConfigError(f"capability: the validation split holds only {len(candidates)} candidate "
-                                  f"{cap.span}s, fewer than capability.problems={cap.problems}; lower it or shorten "
+                                  f"{cap.span} problems, fewer than capability.problems={cap.problems}; lower it or shorten "
                                   f"context_tokens")
     rng = np.random.default_rng(cap.seed)
     pick = sorted(rng.choice(len(candidates), size=cap.problems, replace=False).tolist())
@@ -76,31 +76,50 @@ def _is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
-def _span_candidates(data, tokens, pieces, ends_line, cap) -> list[tuple]:
+def _span_candidates(data, tokens, pieces, ends_line, cap, copy: bool = False) -> list[tuple]:
     """Spans inside a line that start at a token boundary and end where a word ends: (doc, position, prompt ids,
     the span's text, its token count). The span is the fewest tokens (>= min_target_tokens) whose text is
-    followed by a character that cannot continue a word."""
+    followed by a character that cannot continue a word. With `copy`, only spans the prompt determines (see
+    `_determined_by_prompt`)."""
     candidates = []
+    ctx = cap.context_tokens
     for doc in data.documents("val"):
         ids = np.asarray(tokens[doc["offset"] + 1:doc["offset"] + doc["tokens"]], dtype=np.int64)
         nl = ends_line[ids]
-        for s in range(cap.context_tokens, len(ids) - cap.max_target_tokens):
+        for s in range(ctx, len(ids) - cap.max_target_tokens):
             for m in range(cap.min_target_tokens, cap.max_target_tokens + 1):
                 if nl[s + m - 1]:
                     break
                 text = "".join(pieces[i] for i in ids[s:s + m])
                 following = pieces[ids[s + m]]
                 if following and not _is_word_char(following[0]) and _is_word_char(text[-1]):
-                    if len(text.strip()) >= max(1, cap.min_answer_chars):
-                        candidates.append((doc["id"], s, ids[s - cap.context_tokens:s], text, m))
+                    if len(text.strip()) >= max(1, cap.min_answer_chars) and (
+                            not copy or _determined_by_prompt(ids[s - ctx:s], ids[s:s + m])):
+                        candidates.append((doc["id"], s, ids[s - ctx:s], text, m))
                     break
     return candidates
+
+
+def _determined_by_prompt(prompt: np.ndarray, answer: np.ndarray, key: int = 2) -> bool:
+    """Whether the prompt's own text fixes the answer: the `key` tokens just before the answer occur earlier in
+    the prompt, and every earlier occurrence (with room for the answer inside the prompt) is followed by exactly
+    the answer's tokens. A model that copies from its context (induction) can pass such a problem almost always,
+    so its pass rate tends to 1 with scale, the shape −E[log pass_rate] = α·C^(−k) assumes; a span of ordinary
+    text has other plausible continuations and its pass rate saturates below 1."""
+    n, m = len(prompt), len(answer)
+    tail = prompt[n - key:]
+    starts = np.arange(0, n - key - m + 1)
+    hits = starts[np.all(np.stack([prompt[starts + i] == tail[i] for i in range(key)]), axis=0)]
+    if hits.size == 0:
+        return False
+    follow = np.stack([prompt[hits + key + i] for i in range(m)], axis=1)
+    return bool(np.all(follow == answer[None, :]))
 
 
 def passes(text: str, answer: str, kind: str) -> bool:
     """Whether one sample's generated text solves a problem: for a line, the text up to its first newline is the
     line; for a span, the text starts with the span and the word ends there."""
-    if kind == "span":
+    if kind in ("span", "copy"):
         return text.startswith(answer) and (len(text) == len(answer) or not _is_word_char(text[len(answer)]))
     return "\n" in text and text.split("\n", 1)[0] == answer
 

@@ -34,7 +34,9 @@ from augury.forecast.ladder import (
     train_config,
 )
 from augury.forecast.preregister import (
+    COMPUTE_DEFINITIONS,
     fit_capability_forecast,
+    fit_compute,
     fit_loss,
     load_forecast,
     relative,
@@ -320,12 +322,14 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
     if path.is_file():
         log(f"using the pre-registered forecast {path} (verified against its sha256)")
         return load_forecast(path)
-    rows = [run_row(p, summaries[p.name]) for p in rungs]
+    how = cfg.fit.compute
+    xs = {p.name: fit_compute(p, how) for p in [*rungs, target]}  # compute on the laws' x axis
+    rows = [{**run_row(p, summaries[p.name]), "compute": xs[p.name]} for p in rungs]
     content = {"name": cfg.name, "protocol": "docs/forecast.md",
-               "target": {**dataclasses.asdict(target), "role": "target"},
-               "ladder": rows, "compute_definition": "C = flops_per_token(model, seq_len) * training tokens "
-               "(6 * N_matmul + attention term per token)", "N_definition": "matmul parameters (incl. output layer)"}
-    loss, _ = fit_loss(rows, target.flops, cfg.fit, cfg.seed)
+               "target": {**dataclasses.asdict(target), "role": "target", "compute": xs[target.name]},
+               "ladder": rows, "compute": how, "compute_definition": COMPUTE_DEFINITIONS[how],
+               "N_definition": "matmul parameters (incl. output layer)"}
+    loss, _ = fit_loss(rows, xs[target.name], cfg.fit, cfg.seed, x="compute")
     content["loss"] = loss
     if cfg.capability.enabled:
         problems = _problems(cfg, out, data)
@@ -334,14 +338,14 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
             est, sel = _rung_capability_records(cfg, out, p, problems)
             records += est
             select += sel or []
-        flops = {p.name: p.flops for p in rungs}
         try:
-            cap, _ = fit_capability_forecast(records, flops, target.flops, cfg.capability, cfg.fit, cfg.seed,
+            cap, _ = fit_capability_forecast(records, {p.name: xs[p.name] for p in rungs}, xs[target.name],
+                                             cfg.capability, cfg.fit, cfg.seed,
                                              select_records=select or None)
             per_run = {}
             for p in rungs:
                 recs = [r for r in records if r["run"] == p.name]
-                per_run[p.name] = {"flops": p.flops, "buckets": [capmod.neg_log_pass_rate(recs, b["problems"])[0]
+                per_run[p.name] = {"flops": p.flops, "compute": xs[p.name], "buckets": [capmod.neg_log_pass_rate(recs, b["problems"])[0]
                                                                  for b in cap["buckets"]]}
             cap.update(per_run=per_run, n_problems=len(problems), samples=cfg.capability.samples,
                        temperature=cfg.capability.temperature)
@@ -357,8 +361,8 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
         for p in rungs:
             losses = [heldout_loss(out / "rungs" / r.name, ids, cfg.recipe.seq_len)
                       for r, _, _ in rung_replicas(cfg, [p])]
-            trows.append({"name": p.name, "flops": p.flops, "loss": float(np.mean(losses))})
-        text, _ = fit_loss(trows, target.flops, cfg.fit, cfg.seed)
+            trows.append({"name": p.name, "flops": p.flops, "compute": xs[p.name], "loss": float(np.mean(losses))})
+        text, _ = fit_loss(trows, xs[target.name], cfg.fit, cfg.seed, x="compute")
         text.update(folder=str(cfg.text_folder), rungs=trows, y_label="held-out text loss (nats/token)")
         content["text"] = text
         content["text_ladder"] = trows

@@ -66,15 +66,70 @@ def load_forecast(path: str | Path) -> dict:
     return content
 
 
-def fit_loss(rows: list[dict], target_flops: float, fit_cfg, seed: int, y: str = "loss") -> tuple[dict, object]:
-    """Fit the loss law on the rung rows, predict the target, run the predictability checks."""
+def fit_compute(run, how: str) -> float:
+    """A run's compute on the laws' x axis (`fit.compute`): its training FLOPs, or Kaplan's non-embedding compute
+    6·N·D with N the parameters outside the embedding and output layers. `run` is a RunPlan or its row."""
+    get = run.get if isinstance(run, dict) else lambda k: getattr(run, k)
+    if how == "flops":
+        return float(get("flops"))
+    if how == "non-embedding":
+        return 6.0 * float(get("params_non_embedding")) * float(get("tokens"))
+    raise ValueError(f"fit.compute must be 'flops' or 'non-embedding', got {how!r}")
+
+
+COMPUTE_DEFINITIONS = {
+    "flops": "C = flops_per_token(model, seq_len) * training tokens (6 * N_matmul + attention term per token)",
+    "non-embedding": "C = 6 * N * D with N the non-embedding parameters (Kaplan et al. 2020; embedding and output "
+                     "layers excluded) and D the training tokens",
+}
+
+
+def prediction_interval(res, rows: list[dict], x: str, y: str, target_x: float, level: float,
+                        replicates: int = 1) -> list[float]:
+    """The regression prediction interval of one new run at `target_x` under a pure power law (a straight line
+    in log-log): every seed replicate of every rung is one point, s² their squared log residuals about the fitted
+    line over N − 2, and the interval exp(±t·s·√(1/m + 1/N + (u₀ − ū)²/Σ(u − ū)²)) around the forecast (u = log C,
+    t the two-sided Student quantile with N − 2 degrees of freedom, m = `replicates`: 1 for one target run, the
+    rung's seed count when predicting a rung's mean). With a handful of rungs, resampling them (the bootstrap)
+    gives degenerate resamples and erratic intervals; this one is exact for normal scatter about the line, and
+    the scatter it measures is the rungs' seed noise plus any lack of fit, with the target's own seed noise
+    included through the 1/m term."""
+    from scipy import stats
+
+    u, logy = [], []
+    for r in rows:
+        for v in r.get("seed_losses") or [r[y]]:
+            u.append(math.log(r[x]))
+            logy.append(math.log(v))
+    u, logy = np.array(u), np.array(logy)
+    n = len(u)
+    if n < 3:
+        raise ValueError(f"a prediction interval needs at least 3 runs, got {n}")
+    fitted = np.log(res.law.predict(res.theta, {"flops": np.exp(u)})[0])
+    s = math.sqrt(float(np.sum((logy - fitted) ** 2)) / (n - 2))
+    u0 = math.log(target_x)
+    se = s * math.sqrt(1 / replicates + 1 / n + (u0 - u.mean()) ** 2 / float(np.sum((u - u.mean()) ** 2)))
+    q = float(stats.t.ppf(0.5 + level / 2, n - 2))
+    center = float(res.law.predict(res.theta, {"flops": np.array([target_x])})[0][0])
+    return [center * math.exp(-q * se), center * math.exp(q * se)]
+
+
+def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "loss",
+             x: str = "flops") -> tuple[dict, object]:
+    """Fit the loss law on the rung rows (compute in the rows' `x` field), predict the target at `target_x`, run
+    the predictability checks."""
     from augury.scaling import fit_law
 
-    rows = sorted(rows, key=lambda r: r["flops"])
-    data = {"name": [r["name"] for r in rows], "flops": [r["flops"] for r in rows], y: [r[y] for r in rows]}
+    rows = sorted(rows, key=lambda r: r[x])
+    target_flops = target_x
+    # the scaling engine's laws name their compute variable "flops", whatever the definition
+    data = {"name": [r["name"] for r in rows], "flops": [r[x] for r in rows], y: [r[y] for r in rows]}
     res = fit_law(fit_cfg.law, data, y=y, bootstrap=fit_cfg.bootstrap, seed=seed, level=fit_cfg.level,
                   delta=fit_cfg.huber_delta)
     rec = res.forecast({"flops": float(target_flops)})[0]
+    if fit_cfg.interval == "prediction":
+        rec["interval"] = prediction_interval(res, rows, x, y, float(target_flops), fit_cfg.level)
+        rec["interval_method"] = "prediction"
     flags = [f"fit: {w}" for w in res.warnings]
     if not res.converged:
         flags.append("the loss fit did not converge")
@@ -82,7 +137,7 @@ def fit_loss(rows: list[dict], target_flops: float, fit_cfg, seed: int, y: str =
     flops = np.array(data["flops"], float)
     for i in range(1, len(rows)):
         if losses[i] >= losses[i - 1]:
-            flags.append(f"{rows[i]['name']} ({flops[i]:.3g} FLOPs) has a loss {losses[i]:.4f} not below "
+            flags.append(f"{rows[i]['name']} (compute {flops[i]:.3g}) has a loss {losses[i]:.4f} not below "
                          f"{rows[i - 1]['name']}'s {losses[i - 1]:.4f}: the ladder is not improving with compute")
     fitted = res.law.predict(res.theta, {"flops": flops})[0]
     residuals = losses / fitted - 1
@@ -132,6 +187,10 @@ def fit_loss(rows: list[dict], target_flops: float, fit_cfg, seed: int, y: str =
             bt = fit_law(fit_cfg.law, sub, y=y, bootstrap=min(fit_cfg.bootstrap, 300), seed=seed + 7,
                          level=fit_cfg.level, delta=fit_cfg.huber_delta)
             btrec = bt.forecast({"flops": float(flops[-1])}, actual=[float(losses[-1])])[0]
+            if fit_cfg.interval == "prediction":
+                lo, hi = prediction_interval(bt, rows[:-1], x, y, float(flops[-1]), fit_cfg.level,
+                                             replicates=len(rows[-1].get("seed_losses") or [0]))
+                btrec.update(interval=[lo, hi], covered=bool(lo <= losses[-1] <= hi))
             backtest = {"held_out": rows[-1]["name"], "predicted": btrec["value"], "actual": btrec["actual"],
                         "rel_error": btrec["rel_error"], "interval": btrec["interval"], "covered": btrec["covered"],
                         "status": bt.status}

@@ -33,14 +33,20 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _compute_label(forecast: dict) -> str:
+    if forecast.get("compute") == "non-embedding":
+        return "non-embedding compute 6·N·D (fraction of the target's)"
+    return "training compute (fraction of the target's)"
+
+
 def plot_loss(forecast: dict, result: dict | None, path: Path, key: str = "loss", title: str | None = None) -> None:
     """Rung losses, the fitted L(C) = a·C^b (+ c), the pre-registered point with its interval, the actual target."""
     plt = _plt()
     sec = forecast[key]
     p = {k: v["value"] for k, v in sec["law"]["parameters"].items()}
-    ct = forecast["target"]["flops"]
-    rungs = forecast["ladder"]
-    x = np.array([r["flops"] for r in rungs]) / ct
+    ct = forecast["target"].get("compute", forecast["target"]["flops"])
+    rungs = forecast.get(f"{key}_ladder") or forecast["ladder"]
+    x = np.array([r.get("compute", r["flops"]) for r in rungs]) / ct
     y = np.array([r[sec.get("y", "loss")] for r in rungs])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     xs = np.geomspace(x.min() / 1.5, 2.0, 200)
@@ -55,7 +61,7 @@ def plot_loss(forecast: dict, result: dict | None, path: Path, key: str = "loss"
     if actual is not None:
         ax.scatter([1.0], [actual], marker="*", s=160, color="C3", zorder=5, label="target (actual)")
     ax.set_xscale("log")
-    ax.set_xlabel("training compute (fraction of the target's)")
+    ax.set_xlabel(_compute_label(forecast))
     ax.set_ylabel(sec.get("y_label", "validation loss (nats/token)"))
     ax.set_title(title or "Loss forecast")
     if not sec.get("reliable", True):
@@ -71,14 +77,15 @@ def plot_capability(forecast: dict, result: dict | None, path: Path) -> None:
     """Per difficulty bucket: mean −log pass rate of the rungs vs compute, the fitted α·C^(−k), forecast, actual."""
     plt = _plt()
     cap = forecast["capability"]
-    ct = forecast["target"]["flops"]
-    data = cap["per_run"]  # {run: {flops, buckets: [value per bucket]}}
+    ct = forecast["target"].get("compute", forecast["target"]["flops"])
+    data = cap["per_run"]  # {run: {flops, compute, buckets: [value per bucket]}}
+    cx = {run: v.get("compute", v["flops"]) for run, v in data.items()}
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    xs = np.geomspace(min(v["flops"] for v in data.values()) / ct / 1.5, 2.0, 100)
+    xs = np.geomspace(min(cx.values()) / ct / 1.5, 2.0, 100)
     actual = (result or {}).get("capability", {}).get("actual_buckets")
     for i, b in enumerate(cap["buckets"]):
         color = f"C{i}"
-        x = np.array([v["flops"] for v in data.values()]) / ct
+        x = np.array(list(cx.values())) / ct
         y = np.array([v["buckets"][i] for v in data.values()])
         ax.scatter(x, y, color=color, zorder=3, label=f"bucket {b['bucket']} ({b['n_problems']} problems)")
         a, k = b["params"]["alpha"], b["params"]["k"]
@@ -90,7 +97,7 @@ def plot_capability(forecast: dict, result: dict | None, path: Path) -> None:
             ax.scatter([1.0], [actual[i]], marker="*", s=140, color=color, edgecolor="k", zorder=5)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("training compute (fraction of the target's)")
+    ax.set_xlabel(_compute_label(forecast))
     ax.set_ylabel("mean −log pass rate")
     ax.set_title("Capability forecast: held-out line completion (o forecast, * actual)")
     ax.legend(fontsize=8)

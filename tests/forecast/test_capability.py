@@ -87,6 +87,39 @@ def test_span_problems_are_held_out_word_ends(smoke_forecast):
         assert not (after.isalnum() or after == "_")  # ... and a word ends there
 
 
+def test_copy_problems_are_spans_their_prompt_determines(smoke_forecast):
+    import dataclasses
+
+    from augury.data import prepare_data
+    from augury.forecast.capability import build_problems
+
+    _, info = smoke_forecast
+    cfg = info["cfg"]
+    cap = dataclasses.replace(cfg.capability, span="copy", min_target_tokens=1, max_target_tokens=2, problems=20)
+    data = prepare_data(cfg.data, log=lambda *a: None)
+    problems = build_problems(data, cap)
+    assert len(problems) == 20 and all(p["kind"] == "copy" for p in problems)
+    for p in problems:
+        ids, m = p["prompt_ids"], p["answer_tokens"]
+        key = ids[-2:]
+        follows = [tuple(ids[j + 2:j + 2 + m]) for j in range(len(ids) - 2 - m + 1) if ids[j:j + 2] == key]
+        assert follows and len(set(follows)) == 1  # the two tokens before the span recur, always followed by it
+        assert data.tokenizer().decode(list(follows[0]), skip_special_tokens=False) == p["answer"]
+
+
+def test_determined_by_prompt():
+    import numpy as np
+
+    from augury.forecast.capability import _determined_by_prompt
+
+    a = np.array
+    assert _determined_by_prompt(a([5, 6, 7, 9, 1, 5, 6]), a([7]))  # "5 6 -> 7" seen before
+    assert not _determined_by_prompt(a([5, 6, 7, 9, 5, 6, 8, 5, 6]), a([7]))  # "5 6" was also followed by 8
+    assert not _determined_by_prompt(a([1, 2, 3, 4, 5, 6]), a([7]))  # never seen: not determined
+    assert _determined_by_prompt(a([5, 6, 7, 8, 0, 5, 6]), a([7, 8]))  # a two-token answer, copied whole
+    assert not _determined_by_prompt(a([5, 6, 7, 9, 0, 5, 6]), a([7, 8]))
+
+
 def test_pass_checks_per_problem_kind():
     from augury.forecast.capability import passes
 
@@ -96,3 +129,4 @@ def test_pass_checks_per_problem_kind():
     assert passes("append(x)", "append", "span") and passes("append", "append", "span")
     assert not passes("appendleft(x)", "append", "span")  # the word must end where the span does
     assert not passes("extend(x)", "append", "span")
+    assert passes("self.x", "self", "copy") and not passes("selfish", "self", "copy")

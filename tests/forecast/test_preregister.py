@@ -48,6 +48,39 @@ def test_power_loss_forecast_of_a_ladder_far_above_its_floor():
     assert out["law_form_sensitivity"]["other_law"] == "gpt4-loss" and "prediction" in out["law_form_sensitivity"]
 
 
+def test_prediction_interval_covers_a_new_run_at_its_level():
+    # 4 rungs x 2 seeds with 0.6% seed noise, and a target that is itself one noisy run 1.5 decades out: the
+    # regression prediction interval must cover it ~90% of the time (the bootstrap over 4 rungs does not)
+    a, b = 30.0, -0.065
+    flops = np.geomspace(1.3e11, 1e12, 4)
+    target = 3.3e13
+    cfg = FitConfig(law="power-loss", interval="prediction", huber_delta=0.02, bootstrap=0)
+    rng = np.random.default_rng(0)
+    covered, widths = [], []
+    for _ in range(200):
+        rows = []
+        for i, c in enumerate(flops):
+            seeds = a * c ** b * np.exp(rng.normal(0, 0.006, 2))
+            rows.append({"name": f"rung{i + 1}", "flops": float(c), "loss": float(seeds.mean()),
+                         "seed_losses": seeds.tolist()})
+        out, _ = fit_loss(rows, target, cfg, seed=0)
+        actual = a * target ** b * np.exp(rng.normal(0, 0.006))
+        covered.append(out["interval"][0] <= actual <= out["interval"][1])
+        widths.append(out["interval"][1] / out["interval"][0])
+    assert 0.84 <= np.mean(covered) <= 0.96
+    assert np.median(widths) < 1.08  # and it is a forecast, not a shrug: about ±3.5% here
+
+
+def test_fit_compute_definitions():
+    from augury.forecast.preregister import fit_compute
+
+    row = {"flops": 9.9e11, "params_non_embedding": 111_024, "tokens": 638_976}
+    assert fit_compute(row, "flops") == 9.9e11
+    assert fit_compute(row, "non-embedding") == 6 * 111_024 * 638_976
+    with pytest.raises(ValueError, match="fit.compute"):
+        fit_compute(row, "params")
+
+
 def test_power_loss_flags_a_flattening_ladder():
     # an irreducible loss that starts to matter inside the ladder: a pure power law cannot follow it
     flops = np.geomspace(1e10, 1e12, 6)
