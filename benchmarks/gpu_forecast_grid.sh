@@ -10,20 +10,9 @@
 # arguments go to benchmarks/forecast_seeds.py. Python packages the machine lacks may be supplied as wheels in
 # .whl/. Results: $OUT/summary.md, $OUT/summary.json and $OUT/grid.tgz (every forecast without checkpoints).
 set -uo pipefail
-export PYTHONUNBUFFERED=1
 OUT=${OUT:?set OUT to a folder for the results}
 DATA=${DATA:?set DATA to a prepared corpus folder}
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export AUGURY_CACHE=${AUGURY_CACHE:-/tmp/augury-cache}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
-python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])" | tee -a "$OUT/gpu.txt"
+source "$(dirname "$0")/gpu_env.sh"
 GRID=/tmp/forecast-grid
 start=$(date +%s)
 timeout "${GRID_TIMEOUT:-420}" python3 benchmarks/forecast_seeds.py --out "$GRID" "$@" -- --data.source "$DATA" \

@@ -8,19 +8,8 @@
 #    of the Python that runs this script, capped at GPU_CORPUS_BYTES), results tarred into $OUT.
 # Python packages the machine lacks may be supplied as wheels in .whl/ (installed into /tmp/site).
 set -uo pipefail
-export PYTHONUNBUFFERED=1
 OUT=${OUT:?set OUT to a folder for the results}
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export AUGURY_CACHE=${AUGURY_CACHE:-/tmp/augury-cache}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
-python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])" | tee -a "$OUT/gpu.txt"
+source "$(dirname "$0")/gpu_env.sh"
 
 timeout "${MFU_TIMEOUT:-150}" python3 benchmarks/gpu_mfu.py --steps 20 2>&1 | tee "$OUT/mfu.log"
 
