@@ -348,7 +348,7 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
                 per_run[p.name] = {"flops": p.flops, "compute": xs[p.name], "buckets": [capmod.neg_log_pass_rate(recs, b["problems"])[0]
                                                                  for b in cap["buckets"]]}
             cap.update(per_run=per_run, n_problems=len(problems), samples=cfg.capability.samples,
-                       temperature=cfg.capability.temperature)
+                       temperature=cfg.capability.temperature, kind=cfg.capability.span)
             cap.pop("fit")  # the per-bucket parameters above are what the forecast needs; keep the file small
             content["capability"] = cap
         except ValueError as err:  # e.g. too few problems solved by every rung

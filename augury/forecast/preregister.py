@@ -202,6 +202,7 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
             flags.append(f"leave-largest-out backtest could not be fitted: {err}")
     out = {
         "predicted": rec["value"], "interval": rec["interval"], "level": fit_cfg.level,
+        "interval_method": fit_cfg.interval,
         "extrapolation_decades": rec["extrapolation_decades"], "law": res.to_json(),
         "residuals": {r["name"]: float(v) for r, v in zip(rows, residuals)},
         "local_slopes": [float(s) for s in slopes], "backtest_largest_rung": backtest,

@@ -99,7 +99,7 @@ def plot_capability(forecast: dict, result: dict | None, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel(_compute_label(forecast))
     ax.set_ylabel("mean −log pass rate")
-    ax.set_title("Capability forecast: held-out line completion (o forecast, * actual)")
+    ax.set_title(f"Capability forecast: {_KINDS.get(cap.get('kind', 'line'))} (o forecast, * actual)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     _save(fig, path)
@@ -108,6 +108,13 @@ def plot_capability(forecast: dict, result: dict | None, path: Path) -> None:
 
 def _pct(v) -> str:
     return "–" if v is None else f"{v:+.2%}"
+
+
+_KINDS = {"line": "held-out line completion, exact match",
+          "span": "held-out span completion up to a word end",
+          "copy": "held-out spans the prompt determines"}
+_INTERVALS = {"bootstrap": "bootstrap over the rungs",
+              "prediction": "regression prediction interval of one new run (seed replicates as points)"}
 
 
 def render_markdown(forecast: dict, result: dict | None, images: dict[str, str]) -> str:
@@ -125,6 +132,10 @@ def render_markdown(forecast: dict, result: dict | None, images: dict[str, str])
         r = result["loss"]
         L += [f"| actual | {r['actual']:.4f} nats/token |", f"| relative error | {_pct(r['rel_error'])} |",
               f"| interval covers actual | {'yes' if r['covered'] else 'NO'} |"]
+    law = loss["law"]
+    L += ["", (f"Law: {law['formula']} (`{law['law']}`), fitted on {law['n_points']} rungs, where "
+               f"{forecast.get('compute_definition', 'C = training FLOPs')}; interval: "
+               f"{_INTERVALS.get(loss.get('interval_method', 'bootstrap'))}.")]
     L += ["", f"![loss vs compute]({images['loss']})", ""]
     L += ["### Predictability checks", ""]
     if loss["flags"]:
@@ -139,7 +150,7 @@ def render_markdown(forecast: dict, result: dict | None, images: dict[str, str])
               f"{bt['actual']:.4f} ({_pct(bt['rel_error'])}, {'covered' if bt['covered'] else 'not covered'}).")]
     if "capability" in forecast:
         cap = forecast["capability"]
-        L += ["", "## Capability (held-out line completion, exact match)", "",
+        L += ["", f"## Capability ({_KINDS.get(cap.get('kind', 'line'))})", "",
               (f"{cap['kept_problems']} problems solved at least once by every rung (of {cap['n_problems']}); "
               f"{cap['samples']} samples each at temperature {cap['temperature']}."), "",
               "| bucket | problems | predicted −log pass rate | interval | actual |", "|---|---|---|---|---|"]
