@@ -105,6 +105,10 @@ def test_bad_inputs_fail_before_training():
         cpu_demo(ladder={"rungz": 3})
     with pytest.raises(ForecastConfigError, match="rungs must be >= 3"):
         validate(cpu_demo(ladder={"rungs": 2}))
+    with pytest.raises(ForecastConfigError, match="fit.compute"):
+        validate(cpu_demo(fit={"compute": "params"}))
+    with pytest.raises(ForecastConfigError, match="needs fit.law 'power-loss'"):
+        validate(cpu_demo(fit={"law": "gpt4-loss"}))  # cpu-demo's prediction interval needs a straight line
 
 
 def test_target_from_a_flop_budget_picks_its_size_by_the_allocation_rule():
