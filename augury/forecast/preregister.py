@@ -121,15 +121,13 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
     from augury.scaling import fit_law
 
     rows = sorted(rows, key=lambda r: r[x])
-    target_flops = target_x
     # the scaling engine's laws name their compute variable "flops", whatever the definition
     data = {"name": [r["name"] for r in rows], "flops": [r[x] for r in rows], y: [r[y] for r in rows]}
     res = fit_law(fit_cfg.law, data, y=y, bootstrap=fit_cfg.bootstrap, seed=seed, level=fit_cfg.level,
                   delta=fit_cfg.huber_delta)
-    rec = res.forecast({"flops": float(target_flops)})[0]
+    rec = res.forecast({"flops": float(target_x)})[0]
     if fit_cfg.interval == "prediction":
-        rec["interval"] = prediction_interval(res, rows, x, y, float(target_flops), fit_cfg.level)
-        rec["interval_method"] = "prediction"
+        rec["interval"] = prediction_interval(res, rows, x, y, float(target_x), fit_cfg.level)
     flags = [f"fit: {w}" for w in res.warnings]
     if not res.converged:
         flags.append("the loss fit did not converge")
@@ -161,7 +159,7 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
     sensitivity: dict = {"other_law": other}
     try:
         alt = fit_law(other, data, y=y, bootstrap=0, seed=seed, delta=fit_cfg.huber_delta)
-        alt_pred = float(alt.law.predict(alt.theta, {"flops": np.array([float(target_flops)])})[0][0])
+        alt_pred = float(alt.law.predict(alt.theta, {"flops": np.array([float(target_x)])})[0][0])
         sensitivity.update(prediction=alt_pred, parameters=alt.params,
                            disagreement=float(rec["value"] / alt_pred - 1))
     except ValueError as err:  # e.g. too few rungs for three parameters
@@ -225,9 +223,9 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
                          level=fit_cfg.level, select_records=select_records)
     preds = res.predict(target_flops)
     sizes = [len(b["problems"]) for b in res.buckets]
-    mean = float(sum(p["value"] * s for p, s in zip(preds, sizes)) / sum(sizes))
-    lo = float(sum(p["interval"][0] * s for p, s in zip(preds, sizes)) / sum(sizes))
-    hi = float(sum(p["interval"][1] * s for p, s in zip(preds, sizes)) / sum(sizes))
+    mean = _bucket_weighted([p["value"] for p in preds], sizes)
+    lo = _bucket_weighted([p["interval"][0] for p in preds], sizes)
+    hi = _bucket_weighted([p["interval"][1] for p in preds], sizes)
     flags = []
     by_run_problem = {(str(r["run"]), str(r["problem"])): r for r in records}
     for b, p in zip(res.buckets, preds):
@@ -285,10 +283,15 @@ def _capability_backtest(records, run_flops, cap_cfg, fit_cfg, seed, select_reco
         return {"held_out": held, "error": str(err)}
     preds = res.predict(run_flops[held])
     sizes = [len(b["problems"]) for b in res.buckets]
-    predicted = float(sum(p["value"] * n for p, n in zip(preds, sizes)) / sum(sizes))
+    predicted = _bucket_weighted([p["value"] for p in preds], sizes)
     kept = [q for b in res.buckets for q in b["problems"]]
     actual, _ = neg_log_pass_rate([r for r in records if str(r["run"]) == held], kept)
     return {"held_out": held, "predicted": predicted, "actual": actual, "rel_error": relative(predicted, actual)}
+
+
+def _bucket_weighted(values: list[float], sizes: list[int]) -> float:
+    """The mean over all kept problems of per-bucket values (each bucket weighted by its number of problems)."""
+    return float(sum(v * n for v, n in zip(values, sizes)) / sum(sizes))
 
 
 def relative(pred: float, actual: float) -> float:
