@@ -319,9 +319,12 @@ def typed_fields(cls, values: dict, where: str) -> dict:
     for k, v in values.items():
         if isinstance(v, str) and "str" not in str(fields[k].type):
             try:
-                v = yaml.safe_load(v)
+                parsed = yaml.safe_load(v)
             except yaml.YAMLError:
-                raise ForecastConfigError(f"{where}.{k}: cannot read {v!r} as {fields[k].type}") from None
+                parsed = v
+            if isinstance(parsed, str):  # still text: not the number or boolean the field needs
+                raise ForecastConfigError(f"{where}.{k}: cannot read {v!r} as {fields[k].type}")
+            v = parsed
         out[k] = v
     return out
 

@@ -84,6 +84,8 @@ def test_dotted_overrides_of_the_recipe_arrive_typed():
     validate(cfg)
     tc = train_config(cfg, plan_runs(cfg, 512)[0], "/tmp/x/rung1", 512)
     assert tc.optim.beta2 == 0.95 and tc.optim.schedule == "wsd" and tc.model.output_bias is False
+    with pytest.raises(ForecastConfigError, match="recipe.optim.beta2: cannot read 'abc' as float"):
+        validate(parse_config(["--preset", "smoke", "--recipe.optim.beta2", "abc"], "augury forecast", ""))
     with pytest.raises(ForecastConfigError, match="recipe.optim: unknown key 'beta3'"):
         validate(parse_config(["--preset", "smoke", "--recipe.optim.beta3", "1"], "augury forecast", ""))
 
