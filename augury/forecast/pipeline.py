@@ -42,11 +42,12 @@ from augury.forecast.preregister import (
     relative,
     write_forecast,
 )
-from augury.forecast.runner import finished_summary, train_one, train_runs_ray
+from augury.forecast.runner import finished_summary, train_one, train_runs_parallel, train_runs_ray
 from augury.io import atomic_write_json, atomic_write_text, to_jsonable, utc_now
 
 # Config fields that do not change what is trained or forecast (may differ when resuming).
-_RUNTIME_FIELDS = ("out", "progress", "executor", "ray_address", "ray_cpus_per_rung", "threads", "device", "name")
+_RUNTIME_FIELDS = ("out", "progress", "executor", "jobs", "ray_address", "ray_cpus_per_rung", "threads", "device",
+                   "name")
 
 
 def plan_identity(cfg: ForecastConfig, runs: list[RunPlan]) -> dict:
@@ -119,17 +120,19 @@ class _Progress:
         rate = self.rates.get(plan.name)
         return plan.tokens / rate if rate else None
 
-    def eta(self) -> float | None:
-        est = [self._estimate(p) for p in self.pending.values()]
-        if not est or any(e is None for e in est):
+    def eta(self, parallel: int = 1) -> float | None:
+        """Seconds left; with `parallel` runs at a time, the rungs' share divided by it (the target runs alone)."""
+        est = [(self._estimate(p), p.role == "target") for p in self.pending.values()]
+        if not est or any(e is None for e, _ in est):
             return None
         scale = float(np.median(self.ratios)) if self.ratios else 1.0
-        return sum(est) * scale
+        return sum(e if alone else e / parallel for e, alone in est) * scale
 
-    def starting(self, i: int, plan: RunPlan) -> None:
-        eta = self.eta()
+    def starting(self, i: int, plan: RunPlan, parallel: int = 1) -> None:
+        eta = self.eta(parallel)
         self.last_start = time.perf_counter()
-        desc = f"forecast: {plan.name} (run {i} of {self.n})" + (f", ETA {format_seconds(eta)}" if eta else "")
+        at_once = f", {parallel} at a time" if parallel > 1 else ""
+        desc = f"forecast: {plan.name} (run {i} of {self.n}{at_once})" + (f", ETA {format_seconds(eta)}" if eta else "")
         if self.bar is not None:
             self.bar.set_description_str(desc)
         else:
@@ -182,8 +185,8 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
                                           "train_tokens": train_tokens, "planned_at": utc_now()})
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_jsonable(cfg), sort_keys=False))
     log(format_plan(runs))
-    if cfg.capability.enabled:
-        _problems(cfg, out, data)  # a suite too small is a bad input: fail before any training
+    # a suite too small is a bad input: fail before any training
+    problems = _problems(cfg, out, data) if cfg.capability.enabled else None
     timings = {"data and plan": time.perf_counter() - t0}
     rungs, target = runs[:-1], runs[-1]
     rung_jobs = _rung_jobs(cfg, out, rungs, vocab)
@@ -192,8 +195,11 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
     progress = _Progress(trained_runs, cfg.progress, log,
                          _probe_unfinished(cfg, rung_jobs + [(target, tcfg)], vocab))
     try:
-        summaries = _train_rungs(cfg, out, rungs, rung_jobs, progress)
+        t = time.perf_counter()
+        summaries = _train_rungs(cfg, out, rungs, rung_jobs, progress, problems)
         timings["ladder training"] = sum(s.get("seconds") or 0 for ss in summaries.values() for s in ss)
+        if cfg.executor == "local" and cfg.jobs > 1:
+            timings["ladder training and capability sampling, wall"] = time.perf_counter() - t
         t = time.perf_counter()
         forecast = _preregister(cfg, out, data, rungs, target, summaries, vocab, log)
         timings["rung evaluation and fit"] = time.perf_counter() - t
@@ -237,8 +243,10 @@ def _probe_unfinished(cfg, jobs: list[tuple[RunPlan, object]], vocab: int) -> di
     return probe_throughput(cfg, [plan for plan, _ in jobs], vocab, seconds=0.5)
 
 
-def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress: _Progress) -> dict[str, list]:
-    """Train every rung replica not yet trained; {rung name: [summary per seed]}."""
+def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress: _Progress,
+                 problems: list[dict] | None) -> dict[str, list]:
+    """Train every rung replica not yet trained; {rung name: [summary per seed]}. With `jobs` > 1, each worker
+    also samples its run's capability `problems` (the records pre-registration then reads from capability/)."""
     jobs, done = [], {}
     for plan, tcfg in rung_jobs:
         summary = finished_summary(out / "rungs" / plan.name, tcfg)
@@ -255,6 +263,18 @@ def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress
             progress.finished(by_name[name], True)
 
         done.update(train_runs_ray(jobs, out, cfg.ray_address, cfg.ray_cpus_per_rung, cfg.threads, on_done))
+    elif jobs and cfg.jobs > 1:
+        order = [p.name for p, _ in rung_jobs]
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
+
+        def sample_after(plan):  # the worker samples the run's capability problems while it has the model warm
+            return (_capability_records, (cfg, out, plan.name, out / "rungs" / plan.name, problems)) if problems \
+                else None
+
+        done.update(train_runs_parallel(
+            jobs, cfg.jobs, threads, after=sample_after,
+            on_start=lambda i, plan: progress.starting(order.index(plan.name) + 1, plan, parallel=cfg.jobs),
+            on_done=lambda plan, summary: progress.finished(plan, False)))
     else:
         order = [p.name for p, _ in rung_jobs]
         for plan, tcfg in jobs:
@@ -267,21 +287,34 @@ def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress
     return summaries
 
 
-def _rung_capability_records(cfg, out: Path, rung: RunPlan, problems: list[dict]) -> tuple[list, list | None]:
-    """A rung's (estimation records, selection records). With several seeds per rung, seed 0's samples select
-    the kept problems and the other seeds' samples, pooled, estimate the pass rates (independent samples: no
-    selection bias); with one seed, the same samples do both (selection records None)."""
-    replicas = rung_replicas(cfg, [rung])
-    per_replica = [_capability_records(cfg, out, plan.name, out / "rungs" / plan.name, problems)
-                   for plan, _, _ in replicas]
-    pooled: dict[str, dict] = {}
-    for recs in per_replica[1:] or per_replica:
-        for r in recs:
-            acc = pooled.setdefault(r["problem"], {"run": rung.name, "problem": r["problem"], "n": 0, "c": 0})
-            acc["n"] += r["n"]
-            acc["c"] += r["c"]
-    select = [{**r, "run": rung.name} for r in per_replica[0]] if len(per_replica) > 1 else None
-    return list(pooled.values()), select
+def _capability_folds(cfg, out: Path, rungs: list[RunPlan], problems: list[dict]) -> list[dict]:
+    """The capability protocol's cross-fitting folds over the rungs' seed replicas: {select, estimate} records and
+    the replica indices each uses. With several seeds per rung the replicas split in two halves (even and odd
+    replica indices): fold 1 keeps problems on the first half's samples and estimates pass rates on the second
+    half's, pooled; fold 2 does the reverse. Selection and estimation then never share samples (no selection
+    bias), and averaging the two folds uses every sample for both. With one seed, one fold where the same
+    samples do both (select None)."""
+    k = cfg.ladder.seeds
+    halves = [list(range(0, k, 2)), list(range(1, k, 2))] if k > 1 else [[0], [0]]
+    per_rung = {}
+    for rung in rungs:
+        per_rung[rung.name] = [_capability_records(cfg, out, plan.name, out / "rungs" / plan.name, problems)
+                               for plan, _, _ in rung_replicas(cfg, [rung])]
+
+    def pooled(rung: str, replicas: list[int]) -> list[dict]:
+        acc: dict[str, dict] = {}
+        for j in replicas:
+            for r in per_rung[rung][j]:
+                a = acc.setdefault(r["problem"], {"run": rung, "problem": r["problem"], "n": 0, "c": 0})
+                a["n"] += r["n"]
+                a["c"] += r["c"]
+        return list(acc.values())
+
+    orders = [(halves[0], halves[1]), (halves[1], halves[0])] if k > 1 else [(halves[0], halves[0])]
+    return [{"select_replicas": sel, "estimate_replicas": est,
+             "estimate": [r for rung in rungs for r in pooled(rung.name, est)],
+             "select": [r for rung in rungs for r in pooled(rung.name, sel)] if k > 1 else None}
+            for sel, est in orders]
 
 
 def _capability_records(cfg, out: Path, run_name: str, run_dir: Path, problems: list[dict]) -> list[dict]:
@@ -332,25 +365,8 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
     loss, _ = fit_loss(rows, xs[target.name], cfg.fit, cfg.seed, x="compute")
     content["loss"] = loss
     if cfg.capability.enabled:
-        problems = _problems(cfg, out, data)
-        records, select = [], []
-        for p in rungs:
-            est, sel = _rung_capability_records(cfg, out, p, problems)
-            records += est
-            select += sel or []
         try:
-            cap, _ = fit_capability_forecast(records, {p.name: xs[p.name] for p in rungs}, xs[target.name],
-                                             cfg.capability, cfg.fit, cfg.seed,
-                                             select_records=select or None)
-            per_run = {}
-            for p in rungs:
-                recs = [r for r in records if r["run"] == p.name]
-                per_run[p.name] = {"flops": p.flops, "compute": xs[p.name], "buckets": [capmod.neg_log_pass_rate(recs, b["problems"])[0]
-                                                                 for b in cap["buckets"]]}
-            cap.update(per_run=per_run, n_problems=len(problems), samples=cfg.capability.samples,
-                       temperature=cfg.capability.temperature, kind=cfg.capability.span)
-            cap.pop("fit")  # the per-bucket parameters above are what the forecast needs; keep the file small
-            content["capability"] = cap
+            content["capability"] = _capability_forecast(cfg, out, data, rungs, xs, xs[target.name])
         except ValueError as err:  # e.g. too few problems solved by every rung
             content["capability_skipped"] = f"capability forecast not possible: {err}"
     if cfg.text_folder:
@@ -375,6 +391,31 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
     return content
 
 
+def _capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, target_x: float) -> dict:
+    """forecast.json's capability section: one fit of the report's protocol per cross-fitting fold, and their
+    mean (the forecast that is verified)."""
+    problems = _problems(cfg, out, data)
+    rung_x = {p.name: xs[p.name] for p in rungs}
+    folds = []
+    for i, fold in enumerate(_capability_folds(cfg, out, rungs, problems), 1):
+        cap, _ = fit_capability_forecast(fold["estimate"], rung_x, target_x, cfg.capability, cfg.fit, cfg.seed,
+                                         select_records=fold["select"])
+        cap.pop("fit")  # the per-bucket parameters are what the forecast needs; keep the file small
+        cap["per_run"] = {p.name: {"flops": p.flops, "compute": xs[p.name],
+                                   "buckets": [capmod.neg_log_pass_rate([r for r in fold["estimate"]
+                                                                         if r["run"] == p.name], b["problems"])[0]
+                                               for b in cap["buckets"]]} for p in rungs}
+        cap.update(fold=i, select_replicas=fold["select_replicas"], estimate_replicas=fold["estimate_replicas"])
+        folds.append(cap)
+    mean = float(np.mean([f["predicted_mean_neg_log_pass_rate"] for f in folds]))
+    interval = [float(np.mean([f["interval_bucket_weighted"][j] for f in folds])) for j in (0, 1)]
+    flags = [f"fold {f['fold']}: {msg}" if len(folds) > 1 else msg for f in folds for msg in f["flags"]]
+    return {"predicted_mean_neg_log_pass_rate": mean, "interval_bucket_weighted": interval,
+            "cross_fitted": len(folds) > 1, "folds": folds, "flags": flags, "reliable": not flags,
+            "n_problems": len(problems), "samples": cfg.capability.samples,
+            "temperature": cfg.capability.temperature, "kind": cfg.capability.span}
+
+
 def _verify(cfg, out: Path, data, forecast: dict, target: RunPlan, tsum: dict, vocab: int) -> dict:
     loss = forecast["loss"]
     actual = tsum["final_val_loss"]
@@ -389,16 +430,7 @@ def _verify(cfg, out: Path, data, forecast: dict, target: RunPlan, tsum: dict, v
         cap = forecast["capability"]
         problems = json.loads((out / "capability" / "problems.json").read_text())
         recs = _capability_records(cfg, out, "target", out / "target", problems)
-        kept = [p for b in cap["buckets"] for p in b["problems"]]
-        mean, zeros = capmod.neg_log_pass_rate(recs, kept)
-        buckets = [capmod.neg_log_pass_rate(recs, b["problems"])[0] for b in cap["buckets"]]
-        pred = cap["predicted_mean_neg_log_pass_rate"]
-        result["capability"] = {"predicted": pred, "actual": mean, "rel_error": relative(pred, mean),
-                                "actual_buckets": buckets,
-                                "predicted_buckets": [b["predicted"] for b in cap["buckets"]],
-                                "unsolved_kept_problems": zeros, "forecast_flagged": not cap["reliable"],
-                                "note": "mean -log pass rate over the problems every rung solved at least once; "
-                                        "a problem the target never solved counts at pass rate 1/(2n)"}
+        result["capability"] = verify_capability(cap, recs)
     if "text" in forecast:
         from augury.forecast.heldout_text import heldout_loss
 
@@ -409,6 +441,25 @@ def _verify(cfg, out: Path, data, forecast: dict, target: RunPlan, tsum: dict, v
                           "rel_error": relative(tx["predicted"], a),
                           "covered": bool(tx["interval"][0] <= a <= tx["interval"][1])}
     return result
+
+
+def verify_capability(cap: dict, records: list[dict]) -> dict:
+    """result.json's capability section: the target's `records` scored on each fold's kept problems, their
+    mean against the registered forecast."""
+    folds = []
+    for fold in cap.get("folds") or [cap]:  # a forecast registered before cross-fitting has one fold
+        kept = [p for b in fold["buckets"] for p in b["problems"]]
+        mean, zeros = capmod.neg_log_pass_rate(records, kept)
+        folds.append({"predicted": fold["predicted_mean_neg_log_pass_rate"], "actual": mean,
+                      "actual_buckets": [capmod.neg_log_pass_rate(records, b["problems"])[0] for b in fold["buckets"]],
+                      "predicted_buckets": [b["predicted"] for b in fold["buckets"]], "unsolved_kept_problems": zeros})
+    pred = cap["predicted_mean_neg_log_pass_rate"]
+    actual = float(np.mean([f["actual"] for f in folds]))
+    return {"predicted": pred, "actual": actual, "rel_error": relative(pred, actual), "folds": folds,
+            "forecast_flagged": not cap["reliable"],
+            "note": "mean -log pass rate over the problems every rung solved at least once (per fold: kept on one "
+                    "half of the rungs' samples), averaged over the folds; a problem the target never solved "
+                    "counts at pass rate 1/(2n)"}
 
 
 def summary_text(forecast: dict, result: dict) -> str:

@@ -231,12 +231,15 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
     for b, p in zip(res.buckets, preds):
         fit = b["fit"]
         flags += [f"bucket {b['bucket']}: {w}" for w in fit.warnings]
-        # a bucket whose problems most rungs solve only once or twice in n samples measures sampling noise
-        floor = [np.mean([by_run_problem[(run, q)]["c"] <= 2 for q in b["problems"]]) for run in res.runs]
-        if np.median(floor) > 0.5:
-            flags.append(f"bucket {b['bucket']}: most of its problems are solved at most twice in "
-                         f"{records[0]['n']} samples by most rungs: the pass rates are at the sampling floor "
-                         f"(raise capability.samples or make the problems easier)")
+        # the extrapolation leans on the largest rung: if even it solves most of a bucket's problems only once or
+        # twice in n samples, the bucket's trend at the top is sampling noise (small rungs at the floor are
+        # expected for the hardest bucket and carry little weight)
+        top = max(res.runs, key=lambda run: run_flops[run])
+        floor = float(np.mean([by_run_problem[(top, q)]["c"] <= 2 for q in b["problems"]]))
+        if floor > 0.5:
+            flags.append(f"bucket {b['bucket']}: the largest rung solves {floor:.0%} of its problems at most twice "
+                         f"in {by_run_problem[(top, b['problems'][0])]['n']} samples: its pass rates are at the "
+                         f"sampling floor (raise capability.samples or make the problems easier)")
         k_lo, k_hi = fit.param_intervals().get("k", [None, None])
         if k_lo is not None and k_lo <= 0 <= k_hi:
             flags.append(f"bucket {b['bucket']}: the exponent k's {fit_cfg.level:.0%} interval [{k_lo:.3g}, "

@@ -73,35 +73,50 @@ def plot_loss(forecast: dict, result: dict | None, path: Path, key: str = "loss"
     plt.close(fig)
 
 
+def capability_folds(forecast: dict, result: dict | None) -> list[tuple[dict, dict | None]]:
+    """(forecast fold, verified fold or None) per cross-fitting fold; a forecast registered before cross-fitting
+    is its own single fold."""
+    cap = forecast["capability"]
+    res = (result or {}).get("capability")
+    folds = cap.get("folds") or [cap]
+    checked = (res.get("folds") or [res]) if res else [None] * len(folds)
+    return list(zip(folds, checked))
+
+
 def plot_capability(forecast: dict, result: dict | None, path: Path) -> None:
-    """Per difficulty bucket: mean −log pass rate of the rungs vs compute, the fitted α·C^(−k), forecast, actual."""
+    """Per fold and difficulty bucket: mean −log pass rate of the rungs vs compute, the fitted α·C^(−k), the
+    forecast and the actual."""
     plt = _plt()
     cap = forecast["capability"]
     ct = forecast["target"].get("compute", forecast["target"]["flops"])
-    data = cap["per_run"]  # {run: {flops, compute, buckets: [value per bucket]}}
-    cx = {run: v.get("compute", v["flops"]) for run, v in data.items()}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    xs = np.geomspace(min(cx.values()) / ct / 1.5, 2.0, 100)
-    actual = (result or {}).get("capability", {}).get("actual_buckets")
-    for i, b in enumerate(cap["buckets"]):
-        color = f"C{i}"
-        x = np.array(list(cx.values())) / ct
-        y = np.array([v["buckets"][i] for v in data.values()])
-        ax.scatter(x, y, color=color, zorder=3, label=f"bucket {b['bucket']} ({b['n_problems']} problems)")
-        a, k = b["params"]["alpha"], b["params"]["k"]
-        ax.plot(xs, a * (xs * ct) ** (-k), "--", color=color, lw=1)
-        lo, hi = b["interval"]
-        ax.errorbar([1.0], [b["predicted"]], yerr=[[b["predicted"] - lo], [hi - b["predicted"]]], fmt="o",
-                    color=color, capsize=4, mfc="white")
-        if actual is not None:
-            ax.scatter([1.0], [actual[i]], marker="*", s=140, color=color, edgecolor="k", zorder=5)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(_compute_label(forecast))
-    ax.set_ylabel("mean −log pass rate")
-    ax.set_title(f"Capability forecast: {_KINDS.get(cap.get('kind', 'line'))} (o forecast, * actual)", fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    folds = capability_folds(forecast, result)
+    fig, axes = plt.subplots(1, len(folds), figsize=(6 * len(folds), 4.5), sharey=True, squeeze=False)
+    for ax, (fold, checked) in zip(axes[0], folds):
+        data = fold["per_run"]  # {run: {flops, compute, buckets: [value per bucket]}}
+        cx = np.array([v.get("compute", v["flops"]) for v in data.values()])
+        xs = np.geomspace(cx.min() / ct / 1.5, 2.0, 100)
+        actual = checked.get("actual_buckets") if checked else None
+        for i, b in enumerate(fold["buckets"]):
+            color = f"C{i}"
+            y = np.array([v["buckets"][i] for v in data.values()])
+            ax.scatter(cx / ct, y, color=color, zorder=3, label=f"bucket {b['bucket']} ({b['n_problems']} problems)")
+            a, k = b["params"]["alpha"], b["params"]["k"]
+            ax.plot(xs, a * (xs * ct) ** (-k), "--", color=color, lw=1)
+            lo, hi = b["interval"]
+            ax.errorbar([1.0], [b["predicted"]], yerr=[[b["predicted"] - lo], [hi - b["predicted"]]], fmt="o",
+                        color=color, capsize=4, mfc="white")
+            if actual is not None:
+                ax.scatter([1.0], [actual[i]], marker="*", s=140, color=color, edgecolor="k", zorder=5)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(_compute_label(forecast))
+        if "fold" in fold and len(folds) > 1:
+            ax.set_title(f"fold {fold['fold']}: problems kept on replicas {fold['select_replicas']}, rates from "
+                         f"{fold['estimate_replicas']}", fontsize=9)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("mean −log pass rate")
+    fig.suptitle(f"Capability forecast: {_KINDS.get(cap.get('kind', 'line'))} (o forecast, * actual)", fontsize=10)
     _save(fig, path)
     plt.close(fig)
 
@@ -150,18 +165,26 @@ def render_markdown(forecast: dict, result: dict | None, images: dict[str, str])
               f"{bt['actual']:.4f} ({_pct(bt['rel_error'])}, {'covered' if bt['covered'] else 'not covered'}).")]
     if "capability" in forecast:
         cap = forecast["capability"]
+        folds = capability_folds(forecast, result)
+        kept = " and ".join(str(f["kept_problems"]) for f, _ in folds)
         L += ["", f"## Capability ({_KINDS.get(cap.get('kind', 'line'))})", "",
-              (f"{cap['kept_problems']} problems solved at least once by every rung (of {cap['n_problems']}); "
-              f"{cap['samples']} samples each at temperature {cap['temperature']}."), "",
-              "| bucket | problems | predicted −log pass rate | interval | actual |", "|---|---|---|---|---|"]
-        act = (result or {}).get("capability", {}).get("actual_buckets")
-        for i, b in enumerate(cap["buckets"]):
-            L.append(f"| {b['bucket']} | {b['n_problems']} | {b['predicted']:.3f} | [{b['interval'][0]:.3f}, "
-                     f"{b['interval'][1]:.3f}] | {act[i]:.3f} |" if act else
-                     f"| {b['bucket']} | {b['n_problems']} | {b['predicted']:.3f} | [{b['interval'][0]:.3f}, "
-                     f"{b['interval'][1]:.3f}] | – |")
-        L.append(f"| all | {cap['kept_problems']} | {cap['predicted_mean_neg_log_pass_rate']:.3f} | | "
-                 + (f"{result['capability']['actual']:.3f} ({_pct(result['capability']['rel_error'])}) |"
+              (f"{kept} problems solved at least once by every rung (of {cap['n_problems']}); {cap['samples']} "
+               f"samples each at temperature {cap['temperature']}.")]
+        if len(folds) > 1:
+            L += ["", ("Cross-fitted: each fold keeps the problems on one half of the rungs' seed replicas and "
+                       "estimates pass rates on the other half; the forecast is the mean of the folds.")]
+        L += ["", "| fold | bucket | problems | predicted −log pass rate | interval | actual |",
+              "|---|---|---|---|---|---|"]
+        for n, (fold, checked) in enumerate(folds, 1):
+            act = checked.get("actual_buckets") if checked else None
+            for i, b in enumerate(fold["buckets"]):
+                L.append(f"| {n} | {b['bucket']} | {b['n_problems']} | {b['predicted']:.3f} | "
+                         f"[{b['interval'][0]:.3f}, {b['interval'][1]:.3f}] | "
+                         + (f"{act[i]:.3f} |" if act else "– |"))
+            L.append(f"| {n} | all | {fold['kept_problems']} | {fold['predicted_mean_neg_log_pass_rate']:.3f} | | "
+                     + (f"{checked['actual']:.3f} |" if checked else "– |"))
+        L.append(f"| **mean** | | | **{cap['predicted_mean_neg_log_pass_rate']:.3f}** | | "
+                 + (f"**{result['capability']['actual']:.3f}** ({_pct(result['capability']['rel_error'])}) |"
                     if result and "capability" in result else "– |"))
         if cap["flags"]:
             L += ["", "Capability checks flagged:", ""] + [f"- {f}" for f in cap["flags"]]

@@ -1,10 +1,12 @@
 """Training the planned runs: skip the finished ones, resume the interrupted one, run the rest.
 
 A run counts as finished when its folder's manifest.json says `complete` for the same configuration; such a run
-is never retrained. Executors: `local` (one run after another, in this process) and `ray` (rungs as parallel Ray
-tasks on an existing cluster, or on a local Ray instance whose temporary files stay inside the forecast folder).
+is never retrained. Executors: `local` (one run after another in this process, or `jobs` runs at a time in worker
+processes: `train_runs_parallel`) and `ray` (rungs as parallel Ray tasks on an existing cluster, or on a local Ray
+instance whose temporary files stay inside the forecast folder).
 
-    summaries = train_runs([(plan, train_cfg), ...], executor="local")
+    summary = train_one(train_cfg, threads=2)
+    summaries = train_runs_parallel([(plan, train_cfg), ...], workers=2, threads=1)
 """
 
 from __future__ import annotations
@@ -53,6 +55,62 @@ def train_one(train_cfg, threads: int | None = None, log=None) -> dict:
     summary = train(train_cfg, resume="auto", log=log or (lambda *a, **k: None))
     summary["seconds"] = time.perf_counter() - start
     return summary
+
+
+def _train_then(train_cfg, threads: int | None, after) -> dict:
+    """A worker's job: train one run, then call `after` = (function, args) on it (e.g. sample its capability
+    problems), in the same process and with the same threads."""
+    summary = train_one(train_cfg, threads)
+    if after is not None:
+        fn, args = after
+        fn(*args)
+    return summary
+
+
+def train_runs_parallel(jobs: list, workers: int, threads: int | None, after=None, on_start=None,
+                        on_done=None) -> dict[str, dict]:
+    """Train `jobs` [(plan, train_cfg)] in `workers` spawned processes, `threads` torch threads each; `after(plan)`
+    gives an optional (function, args) each worker runs after training that plan. Returns {name: summary}.
+
+    A failure in one run (a NaN loss, a bad config) is raised here and the other workers are stopped; a worker
+    killed from outside (out of memory) is one clear error. On Ctrl-C too the workers are stopped at once. The
+    finished runs stay complete and the interrupted ones resume from their last checkpoint."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    out: dict[str, dict] = {}
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    try:
+        pending = {}
+        for plan, cfg in jobs:
+            fut = pool.submit(_train_then, dataclasses.replace(cfg, progress=False), threads,
+                              after(plan) if after else None)
+            pending[fut] = plan
+        started = 0
+        while pending:
+            if on_start:
+                while started < min(len(jobs), len(out) + workers):
+                    on_start(started, jobs[started][0])
+                    started += 1
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                plan = pending.pop(fut)
+                try:
+                    out[plan.name] = fut.result()
+                except BrokenProcessPool:
+                    raise RuntimeError(f"a worker process training {plan.name} died (killed, or out of memory); "
+                                       f"rerun the same command to resume") from None
+                if on_done:
+                    on_done(plan, out[plan.name])
+        return out
+    except BaseException:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _ray_train(train_cfg, threads: int | None) -> dict:
