@@ -28,10 +28,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_one(out: Path, preset: str, seed: int, overrides: list[str], threads: int) -> dict:
+def run_one(out: Path, preset: str, seed: int, overrides: list[str], threads: int | None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)  # the forecast makes `out` itself; its log goes beside it
     cmd = [sys.executable, "-m", "augury", "forecast", "--preset", preset, "--out", str(out), "--seed", str(seed),
-           "--threads", str(threads), "--progress", "false", *overrides]
+           *(["--threads", str(threads)] if threads else []), "--progress", "false", *overrides]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     t0 = time.time()
     with open(out.with_suffix(".log"), "a") as log:
@@ -97,11 +97,13 @@ def main() -> int:
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME=OVERRIDES (quoted augury forecast options); default: one variant 'preset'")
     ap.add_argument("--parallel", type=int, default=1, help="forecasts at a time")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads per forecast (0: cores / parallel)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads per run (0: cores / parallel; with --parallel 1, the preset's own setting)")
     ap.add_argument("extra", nargs="*", help="after --: options appended to every forecast")
     args = ap.parse_args()
     variants = [v.split("=", 1) for v in args.variant] or [["preset", ""]]
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
+    # one forecast at a time keeps the preset's threads (cpu-demo splits the cores between its `jobs` workers)
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // args.parallel) if args.parallel > 1 else None)
     jobs = [(name, seed, shlex.split(ov) + args.extra) for name, ov in variants for seed in args.seeds]
     done: dict[tuple[str, int], dict] = {}
     with ThreadPoolExecutor(args.parallel) as pool:

@@ -271,8 +271,11 @@ def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress
             return (_capability_records, (cfg, out, plan.name, out / "rungs" / plan.name, problems)) if problems \
                 else None
 
+        # longest first: the last run to finish is then a short one, not a largest rung training alone on one
+        # thread while the other workers idle
+        longest_first = sorted(jobs, key=lambda job: -job[0].flops)
         done.update(train_runs_parallel(
-            jobs, cfg.jobs, threads, after=sample_after,
+            longest_first, cfg.jobs, threads, after=sample_after,
             on_start=lambda i, plan: progress.starting(order.index(plan.name) + 1, plan, parallel=cfg.jobs),
             on_done=lambda plan, summary: progress.finished(plan, False)))
     else:

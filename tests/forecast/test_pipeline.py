@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -113,8 +114,11 @@ def test_held_out_text_folder_is_forecast_and_verified(smoke_forecast):
     assert (out / "text_loss_vs_compute.png").is_file()
 
 
-def test_several_seeds_per_rung_are_averaged_and_pooled(tmp_path, data_cache, make_smoke_config):
-    cfg = make_smoke_config(tmp_path / "f", data_cache, ladder={"seeds": 2}, capability={"problems": 12})
+def test_several_seeds_per_rung_trained_two_at_a_time_are_averaged(tmp_path, data_cache, make_smoke_config):
+    from augury.forecast.runner import train_one
+
+    cfg = make_smoke_config(tmp_path / "f", data_cache, ladder={"seeds": 2}, capability={"problems": 12}, jobs=2,
+                            threads=1)
     run_forecast(cfg, log=lambda *a: None)
     forecast = load_forecast(tmp_path / "f" / "forecast.json")
     for row in forecast["ladder"]:
@@ -123,6 +127,14 @@ def test_several_seeds_per_rung_are_averaged_and_pooled(tmp_path, data_cache, ma
         assert (seed0["seed"], seed1["seed"]) == (0, 1000)
         losses = [seed0["summary"]["final_val_loss"], seed1["summary"]["final_val_loss"]]
         assert row["seed_losses"] == losses and row["loss"] == pytest.approx(sum(losses) / 2)
+        for name in (row["name"], f"{row['name']}-seed1"):  # each worker sampled its run's capability problems
+            assert json.loads((tmp_path / "f" / "capability" / f"{name}.json").read_text())["run"] == name
     assert forecast["loss"]["law"]["data"]["names"] == [r["name"] for r in forecast["ladder"]]  # one point per rung
-    if "capability" in forecast:  # pooled samples: n = seeds x samples for every rung
-        assert forecast["capability"]["samples"] == cfg.capability.samples
+    # a worker trains exactly what this process would: rung2-seed1 again, here, with the same one thread
+    from augury.forecast.ladder import plan_runs, train_config
+
+    vocab = json.loads((tmp_path / "f" / "plan.json").read_text())["vocab_size"]
+    rung2 = plan_runs(cfg, vocab)[1]
+    tcfg = train_config(cfg, rung2, str(tmp_path / "again"), vocab, replica=1)
+    again = train_one(dataclasses.replace(tcfg, progress=False), threads=1)
+    assert again["final_val_loss"] == forecast["ladder"][1]["seed_losses"][1]

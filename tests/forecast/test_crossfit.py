@@ -1,0 +1,131 @@
+"""Capability cross-fitting over a rung's seed replicas: the folds, their forecast, the verification, the report.
+
+Synthetic sampled records with a known law stand in for trained rungs (the smoke ladder's rungs solve too few
+problems for a capability forecast; cpu-demo runs it for real)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from augury.forecast import pipeline
+from augury.forecast.capability import neg_log_pass_rate
+from augury.forecast.ladder import plan_runs, rung_replicas
+from augury.forecast.preregister import fit_compute
+from augury.io import atomic_write_json
+
+SAMPLES = 400
+N_PROBLEMS = 60
+
+
+def true_neg_log_pass(difficulty: np.ndarray, compute: float, c0: float) -> np.ndarray:
+    return difficulty * (compute / c0) ** -0.3
+
+
+@pytest.fixture()
+def sampled_ladder(tmp_path, make_smoke_config, data_cache):
+    """A smoke plan with 3 seeds per rung whose replicas' capability records are drawn from a known law."""
+    cfg = make_smoke_config(tmp_path / "f", data_cache, ladder={"seeds": 3},
+                            capability={"samples": SAMPLES, "problems": N_PROBLEMS, "buckets": 3})
+    out = tmp_path / "f"
+    runs = plan_runs(cfg, 512)
+    rungs, target = runs[:-1], runs[-1]
+    xs = {p.name: fit_compute(p, cfg.fit.compute) for p in runs}
+    c0 = xs[rungs[0].name]
+    rng = np.random.default_rng(0)
+    difficulty = rng.uniform(0.3, 2.5, N_PROBLEMS)
+    problems = [{"id": f"p{j}"} for j in range(N_PROBLEMS)]
+    atomic_write_json(out / "capability" / "problems.json", problems)
+
+    def draw(run_name: str, compute: float) -> list[dict]:
+        p = np.exp(-true_neg_log_pass(difficulty, compute, c0))
+        return [{"run": run_name, "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p[j]))}
+                for j in range(N_PROBLEMS)]
+
+    for plan, rung, _ in rung_replicas(cfg, rungs):
+        atomic_write_json(out / "capability" / f"{plan.name}.json",
+                          {"run": plan.name, "records": draw(plan.name, xs[rung])})
+    target_records = draw("target", xs[target.name])
+    truth = float(np.mean(true_neg_log_pass(difficulty, xs[target.name], c0)))
+    return cfg, out, rungs, xs, target.name, target_records, truth
+
+
+def test_folds_select_and_estimate_on_disjoint_halves_of_the_replicas(sampled_ladder):
+    cfg, out, rungs, *_ = sampled_ladder
+    problems = json.loads((out / "capability" / "problems.json").read_text())
+    folds = pipeline._capability_folds(cfg, out, rungs, problems)
+    assert [(f["select_replicas"], f["estimate_replicas"]) for f in folds] == [([0, 2], [1]), ([1], [0, 2])]
+    for fold in folds:
+        # pooled per rung: n is the samples of the replicas it uses, so a fold never scores on its selection data
+        assert {r["n"] for r in fold["select"]} == {SAMPLES * len(fold["select_replicas"])}
+        assert {r["n"] for r in fold["estimate"]} == {SAMPLES * len(fold["estimate_replicas"])}
+        assert {r["run"] for r in fold["estimate"]} == {r.name for r in rungs}
+    one_seed = dataclasses.replace(cfg, ladder=dataclasses.replace(cfg.ladder, seeds=1))
+    one = pipeline._capability_folds(one_seed, out, rungs, problems)
+    assert len(one) == 1 and one[0]["select"] is None  # one seed: the same samples select and estimate
+
+
+def test_cross_fitted_forecast_is_the_mean_of_its_folds_and_recovers_the_law(sampled_ladder):
+    cfg, out, rungs, xs, target, target_records, truth = sampled_ladder
+    cap = pipeline._capability_forecast(cfg, out, None, rungs, xs, xs[target])
+    assert cap["cross_fitted"] and [f["fold"] for f in cap["folds"]] == [1, 2]
+    fold_preds = [f["predicted_mean_neg_log_pass_rate"] for f in cap["folds"]]
+    assert cap["predicted_mean_neg_log_pass_rate"] == pytest.approx(np.mean(fold_preds))
+    assert all(f.startswith(("fold 1: ", "fold 2: ")) for f in cap["flags"])
+    assert all(f["kept_problems"] > N_PROBLEMS // 2 for f in cap["folds"])
+    assert cap["predicted_mean_neg_log_pass_rate"] == pytest.approx(truth, rel=0.1)
+
+    result = pipeline.verify_capability(cap, target_records)
+    for fold, checked in zip(cap["folds"], result["folds"]):
+        kept = [q for b in fold["buckets"] for q in b["problems"]]
+        assert checked["actual"] == pytest.approx(neg_log_pass_rate(target_records, kept)[0])
+    assert result["actual"] == pytest.approx(np.mean([f["actual"] for f in result["folds"]]))
+    assert abs(result["rel_error"]) < 0.1
+
+
+def test_report_shows_each_fold_and_their_mean(sampled_ladder, tmp_path):
+    from augury.forecast.report import plot_capability, render_markdown
+
+    cfg, out, rungs, xs, target, target_records, _ = sampled_ladder
+    cap = pipeline._capability_forecast(cfg, out, None, rungs, xs, xs[target])
+    plans = plan_runs(cfg, 512)
+    ladder = [{**dataclasses.asdict(p), "loss": 4.0 - i / 10, "bpb": 2.0, "seconds": 1.0, "compute": xs[p.name]}
+              for i, p in enumerate(plans[:-1])]
+    forecast = {"name": "t", "registered_at": "now", "sha256": "0" * 64, "ladder": ladder,
+                "target": {**dataclasses.asdict(plans[-1]), "compute": xs[target]},
+                "loss": {"predicted": 3.0, "interval": [2.9, 3.1], "level": 0.9, "flags": [],
+                         "law": {"formula": "a·C^b", "law": "power-loss", "n_points": 4}},
+                "capability": cap}
+    result = {"capability": pipeline.verify_capability(cap, target_records)}
+    text = render_markdown(forecast, result, {"loss": "l.png", "capability": "c.png"})
+    assert "Cross-fitted" in text and "| **mean** |" in text
+    assert text.count("| 1 | all |") == 1 and text.count("| 2 | all |") == 1
+    plot_capability(forecast, result, tmp_path / "cap.png")
+    assert (tmp_path / "cap.png").stat().st_size > 1000
+
+
+def test_sampling_floor_is_judged_on_the_largest_rung():
+    from augury.forecast.config import CapabilityConfig, FitConfig
+    from augury.forecast.preregister import fit_capability_forecast
+
+    runs = {f"r{i}": c for i, c in enumerate(np.geomspace(1e10, 1e11, 4))}
+
+    def records(top_c: int) -> list[dict]:
+        # small rungs solve the problems once or twice in 64 samples (the floor); the largest `top_c` times
+        recs = []
+        for i, run in enumerate(runs):
+            for j in range(12):
+                c = top_c if i == 3 else 1 + (i + j) % 2
+                recs.append({"run": run, "problem": f"p{j}", "n": 64, "c": c})
+        return recs
+
+    floor = "at the sampling floor"
+    lifted, _ = fit_capability_forecast(records(12), runs, 1e12, CapabilityConfig(buckets=1), FitConfig(bootstrap=0),
+                                        seed=0)
+    assert not any(floor in f for f in lifted["flags"])
+    stuck, _ = fit_capability_forecast(records(2), runs, 1e12, CapabilityConfig(buckets=1), FitConfig(bootstrap=0),
+                                       seed=0)
+    assert any(floor in f and "largest rung solves 100%" in f for f in stuck["flags"])
