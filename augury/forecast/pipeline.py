@@ -412,11 +412,39 @@ def _capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, t
         folds.append(cap)
     mean = float(np.mean([f["predicted_mean_neg_log_pass_rate"] for f in folds]))
     interval = [float(np.mean([f["interval_bucket_weighted"][j] for f in folds])) for j in (0, 1)]
-    flags = [f"fold {f['fold']}: {msg}" if len(folds) > 1 else msg for f in folds for msg in f["flags"]]
+    flags = _cross_fit_flags(folds, cfg.fit) if len(folds) > 1 else list(folds[0]["flags"])
     return {"predicted_mean_neg_log_pass_rate": mean, "interval_bucket_weighted": interval,
             "cross_fitted": len(folds) > 1, "folds": folds, "flags": flags, "reliable": not flags,
             "n_problems": len(problems), "samples": cfg.capability.samples,
             "temperature": cfg.capability.temperature, "kind": cfg.capability.span}
+
+
+def _cross_fit_flags(folds: list[dict], fit_cfg) -> list[str]:
+    """The checks of a forecast that is the mean of its folds. A fit that failed or data at the sampling floor
+    in any fold flags it. The two statistical checks are judged the way the forecast is made: a bucket's exponent
+    k only when its interval includes 0 in every fold (one fold's 90% interval does so by chance often enough that
+    six such tests per forecast would flag most good ones), and the leave-largest-out backtest on the mean of the
+    folds' backtests."""
+    from augury.forecast.preregister import capability_backtest_flag
+
+    flags = []
+    k_flags: dict[str, list[str]] = {}
+    for f in folds:
+        for kind, msg in zip(f["flag_kinds"], f["flags"]):
+            if kind.startswith("k:"):
+                k_flags.setdefault(kind, []).append(f"fold {f['fold']}: {msg}")
+            elif kind != "backtest":
+                flags.append(f"fold {f['fold']}: {msg}")
+    flags += [m for msgs in k_flags.values() if len(msgs) == len(folds) for m in msgs]
+    tests = [f.get("backtest_largest_rung") for f in folds]
+    if all(t and "error" not in t for t in tests):
+        pred = float(np.mean([t["predicted"] for t in tests]))
+        actual = float(np.mean([t["actual"] for t in tests]))
+        mean_test = {"held_out": tests[0]["held_out"], "predicted": pred, "actual": actual,
+                     "rel_error": relative(pred, actual)}
+        if abs(mean_test["rel_error"]) > fit_cfg.capability_backtest_tolerance:
+            flags.append(f"mean of the folds: {capability_backtest_flag(mean_test, fit_cfg)}")
+    return flags
 
 
 def _verify(cfg, out: Path, data, forecast: dict, target: RunPlan, tsum: dict, vocab: int) -> dict:

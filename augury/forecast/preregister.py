@@ -226,45 +226,55 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
     mean = _bucket_weighted([p["value"] for p in preds], sizes)
     lo = _bucket_weighted([p["interval"][0] for p in preds], sizes)
     hi = _bucket_weighted([p["interval"][1] for p in preds], sizes)
-    flags = []
+    checks: list[tuple[str, str]] = []  # (kind, message): a cross-fitted forecast combines its folds' by kind
     by_run_problem = {(str(r["run"]), str(r["problem"])): r for r in records}
+    k_intervals = []
     for b, p in zip(res.buckets, preds):
         fit = b["fit"]
-        flags += [f"bucket {b['bucket']}: {w}" for w in fit.warnings]
+        checks += [("fit", f"bucket {b['bucket']}: {w}") for w in fit.warnings]
         # the extrapolation leans on the largest rung: if even it solves most of a bucket's problems only once or
         # twice in n samples, the bucket's trend at the top is sampling noise (small rungs at the floor are
         # expected for the hardest bucket and carry little weight)
         top = max(res.runs, key=lambda run: run_flops[run])
         floor = float(np.mean([by_run_problem[(top, q)]["c"] <= 2 for q in b["problems"]]))
         if floor > 0.5:
-            flags.append(f"bucket {b['bucket']}: the largest rung solves {floor:.0%} of its problems at most twice "
-                         f"in {by_run_problem[(top, b['problems'][0])]['n']} samples: its pass rates are at the "
-                         f"sampling floor (raise capability.samples or make the problems easier)")
+            checks.append(("floor", f"bucket {b['bucket']}: the largest rung solves {floor:.0%} of its problems at "
+                                    f"most twice in {by_run_problem[(top, b['problems'][0])]['n']} samples: its pass "
+                                    f"rates are at the sampling floor (raise capability.samples or make the problems "
+                                    f"easier)"))
         k_lo, k_hi = fit.param_intervals().get("k", [None, None])
+        k_intervals.append([k_lo, k_hi])
         if k_lo is not None and k_lo <= 0 <= k_hi:
-            flags.append(f"bucket {b['bucket']}: the exponent k's {fit_cfg.level:.0%} interval [{k_lo:.3g}, "
-                         f"{k_hi:.3g}] includes 0: no measurable improvement with compute on the ladder")
+            checks.append((f"k:{b['bucket']}", f"bucket {b['bucket']}: the exponent k's {fit_cfg.level:.0%} interval "
+                                              f"[{k_lo:.3g}, {k_hi:.3g}] includes 0: no measurable improvement with "
+                                              f"compute on the ladder"))
         if "warning" in p:
-            flags.append(f"bucket {b['bucket']}: {p['warning']}")
+            checks.append(("fit", f"bucket {b['bucket']}: {p['warning']}"))
     if res.status != "converged":
-        flags.append("a capability fit did not converge")
+        checks.append(("fit", "a capability fit did not converge"))
     backtest = _capability_backtest(records, run_flops, cap_cfg, fit_cfg, seed, select_records)
     if backtest is not None and "error" in backtest:
-        flags.append(f"capability leave-largest-out backtest could not be fitted: {backtest['error']}")
+        checks.append(("fit", f"capability leave-largest-out backtest could not be fitted: {backtest['error']}"))
     elif backtest is not None and abs(backtest["rel_error"]) > fit_cfg.capability_backtest_tolerance:
-        flags.append(f"capability leave-largest-out backtest: the laws fitted without {backtest['held_out']} predict "
-                     f"its mean -log pass rate with {backtest['rel_error']:+.1%} error (tolerance "
-                     f"±{fit_cfg.capability_backtest_tolerance:.0%}): the ladder's trend does not carry one rung "
-                     f"further")
+        checks.append(("backtest", capability_backtest_flag(backtest, fit_cfg)))
+    flags = [msg for _, msg in checks]
     out = {
         "predicted_mean_neg_log_pass_rate": mean, "interval_bucket_weighted": [lo, hi],
         "buckets": [{"bucket": b["bucket"], "problems": b["problems"], "n_problems": len(b["problems"]),
                      "small_run_pass_rate": b["small_run_pass_rate"], "predicted": p["value"],
-                     "interval": p["interval"], "params": b["fit"].params} for b, p in zip(res.buckets, preds)],
+                     "interval": p["interval"], "params": b["fit"].params, "k_interval": k}
+                    for b, p, k in zip(res.buckets, preds, k_intervals)],
         "kept_problems": sum(sizes), "dropped_problems": len(res.dropped_problems),
         "fit": res.to_json(), "backtest_largest_rung": backtest, "flags": flags, "reliable": not flags,
+        "flag_kinds": [kind for kind, _ in checks],
     }
     return out, res
+
+
+def capability_backtest_flag(backtest: dict, fit_cfg) -> str:
+    return (f"capability leave-largest-out backtest: the laws fitted without {backtest['held_out']} predict its mean "
+            f"-log pass rate with {backtest['rel_error']:+.1%} error (tolerance "
+            f"±{fit_cfg.capability_backtest_tolerance:.0%}): the ladder's trend does not carry one rung further")
 
 
 def _capability_backtest(records, run_flops, cap_cfg, fit_cfg, seed, select_records) -> dict | None:

@@ -74,7 +74,7 @@ def test_cross_fitted_forecast_is_the_mean_of_its_folds_and_recovers_the_law(sam
     assert cap["cross_fitted"] and [f["fold"] for f in cap["folds"]] == [1, 2]
     fold_preds = [f["predicted_mean_neg_log_pass_rate"] for f in cap["folds"]]
     assert cap["predicted_mean_neg_log_pass_rate"] == pytest.approx(np.mean(fold_preds))
-    assert all(f.startswith(("fold 1: ", "fold 2: ")) for f in cap["flags"])
+    assert all(f.startswith(("fold 1: ", "fold 2: ", "mean of the folds: ")) for f in cap["flags"])
     assert all(f["kept_problems"] > N_PROBLEMS // 2 for f in cap["folds"])
     assert cap["predicted_mean_neg_log_pass_rate"] == pytest.approx(truth, rel=0.1)
 
@@ -129,3 +129,24 @@ def test_sampling_floor_is_judged_on_the_largest_rung():
     stuck, _ = fit_capability_forecast(records(2), runs, 1e12, CapabilityConfig(buckets=1), FitConfig(bootstrap=0),
                                        seed=0)
     assert any(floor in f and "largest rung solves 100%" in f for f in stuck["flags"])
+
+
+def test_cross_fitted_checks_are_judged_as_the_forecast_is_made():
+    from augury.forecast.config import FitConfig
+
+    def fold(i, kinds, backtest=(1.0, 1.0)):
+        return {"fold": i, "flag_kinds": [k for k, _ in kinds], "flags": [m for _, m in kinds],
+                "backtest_largest_rung": {"held_out": "rung4", "predicted": backtest[0], "actual": backtest[1]}}
+
+    k1 = ("k:1", "bucket 1: the exponent k's 90% interval includes 0")
+    k2 = ("k:2", "bucket 2: the exponent k's 90% interval includes 0")
+    floor = ("floor", "bucket 3: at the sampling floor")
+    fit = FitConfig()
+    # k's interval includes 0 in one fold only: not flagged; in both: flagged; the floor in one fold: flagged
+    flags = pipeline._cross_fit_flags([fold(1, [k1, k2, floor]), fold(2, [k2])], fit)
+    assert flags == ["fold 1: bucket 3: at the sampling floor", "fold 1: " + k2[1], "fold 2: " + k2[1]]
+    # the backtest: each fold misses by 12% in opposite directions, their mean is on target: not flagged
+    fine = [fold(1, [("backtest", "x")], (1.12, 1.0)), fold(2, [("backtest", "y")], (0.88, 1.0))]
+    assert pipeline._cross_fit_flags(fine, fit) == []
+    off = [fold(1, [], (1.12, 1.0)), fold(2, [], (1.10, 1.0))]
+    assert pipeline._cross_fit_flags(off, fit)[0].startswith("mean of the folds: capability leave-largest-out")
