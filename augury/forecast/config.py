@@ -162,7 +162,10 @@ class FitConfig:
         interval: how the forecast's interval is made: `bootstrap` (resample the rungs, refit; any law) or
             `prediction` (power-loss only: the regression prediction interval of one new run, every seed replicate
             of every rung a point, Student t with N − 2 degrees of freedom; stable where a handful of rungs makes
-            the bootstrap erratic).
+            the bootstrap erratic) or `random-effects` (power-loss, ≥ 2 seeds per rung: the same, with each rung's
+            systematic deviation from the line, measured by the lack of fit beyond the seed-to-seed scatter, as a
+            random effect the target has too; Satterthwaite degrees of freedom. Wider and honest where rung means
+            sit off the line by more than their seeds explain).
         bootstrap: bootstrap resamples (parameter intervals; the forecast's interval when interval=bootstrap).
         huber_delta: Huber delta on log residuals. The scaling engine's 1e-3 (Chinchilla's choice, for hundreds
             of runs) makes residuals above 0.1% count linearly, i.e. a least-absolute-deviations fit; for a handful
@@ -404,9 +407,14 @@ def validate(cfg: ForecastConfig) -> None:
         raise ForecastConfigError(f"fit.law must be 'gpt4-loss' or 'power-loss', got {cfg.fit.law!r}")
     if cfg.fit.compute not in ("flops", "non-embedding"):
         raise ForecastConfigError(f"fit.compute must be 'flops' or 'non-embedding', got {cfg.fit.compute!r}")
-    if cfg.fit.interval not in ("bootstrap", "prediction"):
-        raise ForecastConfigError(f"fit.interval must be 'bootstrap' or 'prediction', got {cfg.fit.interval!r}")
-    if cfg.fit.interval == "prediction" and cfg.fit.law != "power-loss":
-        raise ForecastConfigError("fit.interval 'prediction' needs fit.law 'power-loss' (a straight line in log-log)")
+    if cfg.fit.interval not in ("bootstrap", "prediction", "random-effects"):
+        raise ForecastConfigError(f"fit.interval must be 'bootstrap', 'prediction' or 'random-effects', got "
+                                  f"{cfg.fit.interval!r}")
+    if cfg.fit.interval != "bootstrap" and cfg.fit.law != "power-loss":
+        raise ForecastConfigError(f"fit.interval {cfg.fit.interval!r} needs fit.law 'power-loss' (a straight line in "
+                                  f"log-log)")
+    if cfg.fit.interval == "random-effects" and cfg.ladder.seeds < 2:
+        raise ForecastConfigError("fit.interval 'random-effects' needs ladder.seeds >= 2 (the seed-to-seed scatter "
+                                  "within a rung is what the rungs' deviations from the line are measured against)")
     if not 0 < cfg.fit.level < 1:
         raise ForecastConfigError(f"fit.level must be in (0, 1), got {cfg.fit.level}")

@@ -109,6 +109,7 @@ class _Progress:
         self.pending = {r.name: r for r in runs}
         self.rates = rates or {}
         self.ratios: list[float] = []   # measured / probe-estimated seconds of the runs trained here
+        self.side_ratios: list[float] = []  # the same for runs trained side by side (`jobs` > 1)
         self.last_start = None
         if enabled:
             from tqdm import tqdm
@@ -126,7 +127,9 @@ class _Progress:
         if not est or any(e is None for e, _ in est):
             return None
         scale = float(np.median(self.ratios)) if self.ratios else 1.0
-        return sum(e if alone else e / parallel for e, alone in est) * scale
+        # runs side by side train slower each (fewer threads) than the probe, which used all of them
+        side = float(np.median(self.side_ratios)) if self.side_ratios else scale
+        return sum(e * scale if alone else e * side / parallel for e, alone in est)
 
     def starting(self, i: int, plan: RunPlan, parallel: int = 1) -> None:
         eta = self.eta(parallel)
@@ -138,10 +141,12 @@ class _Progress:
         else:
             self.log(desc)
 
-    def finished(self, plan: RunPlan, trained_here: bool) -> None:
+    def finished(self, plan: RunPlan, trained_here: bool, side_by_side_seconds: float | None = None) -> None:
         self.pending.pop(plan.name, None)
         est = self._estimate(plan)
-        if trained_here and self.last_start is not None and est:
+        if side_by_side_seconds and est:
+            self.side_ratios.append(side_by_side_seconds / est)
+        elif trained_here and self.last_start is not None and est:
             self.ratios.append((time.perf_counter() - self.last_start) / est)
         if self.bar is not None:
             self.bar.update(plan.flops)
@@ -264,7 +269,6 @@ def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress
 
         done.update(train_runs_ray(jobs, out, cfg.ray_address, cfg.ray_cpus_per_rung, cfg.threads, on_done))
     elif jobs and cfg.jobs > 1:
-        order = [p.name for p, _ in rung_jobs]
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
 
         def sample_after(plan):  # the worker samples the run's capability problems while it has the model warm
@@ -274,10 +278,11 @@ def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress
         # longest first: the last run to finish is then a short one, not a largest rung training alone on one
         # thread while the other workers idle
         longest_first = sorted(jobs, key=lambda job: -job[0].flops)
+        finished = dict(done)  # trained before this invocation (a resume)
         done.update(train_runs_parallel(
             longest_first, cfg.jobs, threads, after=sample_after,
-            on_start=lambda i, plan: progress.starting(order.index(plan.name) + 1, plan, parallel=cfg.jobs),
-            on_done=lambda plan, summary: progress.finished(plan, False)))
+            on_start=lambda i, plan: progress.starting(len(finished) + i + 1, plan, parallel=cfg.jobs),
+            on_done=lambda plan, summary: progress.finished(plan, False, summary.get("seconds"))))
     else:
         order = [p.name for p, _ in rung_jobs]
         for plan, tcfg in jobs:

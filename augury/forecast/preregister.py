@@ -114,6 +114,52 @@ def prediction_interval(res, rows: list[dict], x: str, y: str, target_x: float, 
     return [center * math.exp(-q * se), center * math.exp(q * se)]
 
 
+def random_effects_interval(res, rows: list[dict], x: str, y: str, target_x: float, level: float,
+                            replicates: int = 1) -> list[float]:
+    """The prediction interval of one new run at `target_x` when each rung deviates from the line by its own
+    amount: log L_rj = a + b·u_r + η_r + ε_rj, η_r ~ N(0, τ²) per rung (the lack of fit) and ε_rj ~ N(0, σ²) per
+    seed. σ² is the within-rung scatter of the seed replicates (pure error), τ² what the rung means' scatter
+    about the line adds beyond σ²/k (method of moments, floored at 0). The target, a new rung, has its own η and
+    ε: Var = (τ² + σ²/k)·(1/R + (u₀ − ū)²/Σ(u_r − ū)²) + τ² + σ²/m, with Satterthwaite's degrees of freedom for
+    the two mean squares (R − 2 for the lack of fit, Σ(k_r − 1) for the pure error). The regression interval
+    (`prediction_interval`) takes every replicate as independent; when rung means sit off the line by more than
+    their seeds explain, it is too narrow."""
+    from scipy import stats
+
+    u = np.array([math.log(r[x]) for r in rows])
+    reps = [np.log(np.array(r.get("seed_losses") or [r[y]], float)) for r in rows]
+    ks = np.array([len(v) for v in reps], float)
+    n_rungs = len(rows)
+    dof_pure = int(np.sum(ks - 1))
+    if n_rungs < 3 or dof_pure < 1:
+        raise ValueError(f"a random-effects interval needs at least 3 rungs and 2 seeds of one, got {n_rungs} rungs "
+                         f"and {int(ks.sum())} runs")
+    means = np.array([v.mean() for v in reps])
+    fitted = np.log(res.law.predict(res.theta, {"flops": np.exp(u)})[0])
+    ms_pure = float(sum(np.sum((v - v.mean()) ** 2) for v in reps)) / dof_pure
+    k = float(len(ks) / np.sum(1 / ks))  # harmonic mean of the seeds per rung
+    ms_means = float(np.sum((means - fitted) ** 2)) / (n_rungs - 2)  # estimates τ² + σ²/k
+    tau2 = max(0.0, ms_means - ms_pure / k)
+    u0 = math.log(target_x)
+    lev = 1 / n_rungs + (u0 - u.mean()) ** 2 / float(np.sum((u - u.mean()) ** 2))
+    var = (tau2 + ms_pure / k) * lev + tau2 + ms_pure / replicates
+    if tau2 > 0:  # var = c_m·ms_means + c_p·ms_pure with ms_means ~ (R−2) dof and ms_pure ~ Σ(k−1) dof
+        c_m, c_p = lev + 1, 1 / replicates - 1 / k
+        parts = [(c_m * ms_means, n_rungs - 2), (c_p * ms_pure, dof_pure)]
+        dof = var ** 2 / sum(p ** 2 / d for p, d in parts if p)
+    else:
+        dof = dof_pure + n_rungs - 2
+    q = float(stats.t.ppf(0.5 + level / 2, dof))
+    center = float(res.law.predict(res.theta, {"flops": np.array([target_x])})[0][0])
+    half = q * math.sqrt(var)
+    return [center * math.exp(-half), center * math.exp(half)]
+
+
+def _interval(fit_cfg, res, rows, x, y, target_x, replicates=1) -> list[float]:
+    how = random_effects_interval if fit_cfg.interval == "random-effects" else prediction_interval
+    return how(res, rows, x, y, float(target_x), fit_cfg.level, replicates=replicates)
+
+
 def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "loss",
              x: str = "flops") -> tuple[dict, object]:
     """Fit the loss law on the rung rows (compute in the rows' `x` field), predict the target at `target_x`, run
@@ -126,8 +172,8 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
     res = fit_law(fit_cfg.law, data, y=y, bootstrap=fit_cfg.bootstrap, seed=seed, level=fit_cfg.level,
                   delta=fit_cfg.huber_delta)
     rec = res.forecast({"flops": float(target_x)})[0]
-    if fit_cfg.interval == "prediction":
-        rec["interval"] = prediction_interval(res, rows, x, y, float(target_x), fit_cfg.level)
+    if fit_cfg.interval != "bootstrap":
+        rec["interval"] = _interval(fit_cfg, res, rows, x, y, target_x)
     flags = [f"fit: {w}" for w in res.warnings]
     if not res.converged:
         flags.append("the loss fit did not converge")
@@ -185,9 +231,9 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
             bt = fit_law(fit_cfg.law, sub, y=y, bootstrap=min(fit_cfg.bootstrap, 300), seed=seed + 7,
                          level=fit_cfg.level, delta=fit_cfg.huber_delta)
             btrec = bt.forecast({"flops": float(flops[-1])}, actual=[float(losses[-1])])[0]
-            if fit_cfg.interval == "prediction":
-                lo, hi = prediction_interval(bt, rows[:-1], x, y, float(flops[-1]), fit_cfg.level,
-                                             replicates=len(rows[-1].get("seed_losses") or [0]))
+            if fit_cfg.interval != "bootstrap":
+                lo, hi = _interval(fit_cfg, bt, rows[:-1], x, y, flops[-1],
+                                   replicates=len(rows[-1].get("seed_losses") or [0]))
                 btrec.update(interval=[lo, hi], covered=bool(lo <= losses[-1] <= hi))
             backtest = {"held_out": rows[-1]["name"], "predicted": btrec["value"], "actual": btrec["actual"],
                         "rel_error": btrec["rel_error"], "interval": btrec["interval"], "covered": btrec["covered"],

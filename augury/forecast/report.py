@@ -129,7 +129,9 @@ _KINDS = {"line": "held-out line completion, exact match",
           "span": "held-out span completion up to a word end",
           "copy": "held-out spans the prompt determines"}
 _INTERVALS = {"bootstrap": "bootstrap over the rungs",
-              "prediction": "regression prediction interval of one new run (seed replicates as points)"}
+              "prediction": "regression prediction interval of one new run (seed replicates as points)",
+              "random-effects": ("prediction interval of one new run with a random effect per rung (the rungs' lack "
+                                 "of fit beyond their seed scatter)")}
 
 
 def render_markdown(forecast: dict, result: dict | None, images: dict[str, str]) -> str:

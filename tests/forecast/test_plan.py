@@ -111,6 +111,10 @@ def test_bad_inputs_fail_before_training():
         validate(cpu_demo(fit={"compute": "params"}))
     with pytest.raises(ForecastConfigError, match="needs fit.law 'power-loss'"):
         validate(cpu_demo(fit={"law": "gpt4-loss"}))  # cpu-demo's prediction interval needs a straight line
+    with pytest.raises(ForecastConfigError, match="random-effects' needs ladder.seeds >= 2"):
+        validate(cpu_demo(fit={"interval": "random-effects"}, ladder={"seeds": 1}))
+    with pytest.raises(ForecastConfigError, match="jobs must be >= 1"):
+        validate(cpu_demo(jobs=0))
 
 
 def test_target_from_a_flop_budget_picks_its_size_by_the_allocation_rule():

@@ -71,6 +71,40 @@ def test_prediction_interval_covers_a_new_run_at_its_level():
     assert np.median(widths) < 1.08  # and it is a forecast, not a shrug: about ±3.5% here
 
 
+def test_random_effects_interval_covers_when_rungs_sit_off_the_line():
+    # each rung (and the target) deviates from the law by its own 0.5% (tau) on top of 0.6% seed noise: the
+    # regression interval, taking the 12 runs as independent, under-covers; the random-effects one holds its level
+    from augury.forecast.preregister import prediction_interval, random_effects_interval
+
+    a, b, tau, sigma = 30.0, -0.065, 0.005, 0.006
+    flops = np.geomspace(1.3e11, 1e12, 4)
+    target = 3.3e13
+    rng = np.random.default_rng(0)
+
+    class Line:  # least squares through the rung means in log-log, as the power-loss fit does
+        def __init__(self, rows):
+            self.theta = np.polyfit(np.log([r["flops"] for r in rows]), np.log([r["loss"] for r in rows]), 1)
+            self.law = self
+
+        def predict(self, theta, inputs):
+            return [np.exp(np.polyval(theta, np.log(inputs["flops"])))]
+
+    hits = {"prediction": [], "random-effects": []}
+    for _ in range(1000):
+        rows = []
+        for i, c in enumerate(flops):
+            seeds = a * c ** b * np.exp(rng.normal(0, tau) + rng.normal(0, sigma, 3))
+            rows.append({"name": f"rung{i + 1}", "flops": float(c), "loss": float(np.exp(np.log(seeds).mean())),
+                         "seed_losses": seeds.tolist()})
+        actual = a * target ** b * np.exp(rng.normal(0, tau) + rng.normal(0, sigma))
+        line = Line(rows)
+        for name, how in (("prediction", prediction_interval), ("random-effects", random_effects_interval)):
+            lo, hi = how(line, rows, "flops", "loss", target, 0.9)
+            hits[name].append(lo <= actual <= hi)
+    assert np.mean(hits["prediction"]) < 0.82
+    assert 0.86 <= np.mean(hits["random-effects"]) <= 0.96
+
+
 def test_fit_compute_definitions():
     from augury.forecast.preregister import fit_compute
 
