@@ -142,8 +142,10 @@ def sample_lines(model, tokenizer, problems: list[dict], n: int, temperature: fl
         first = model.new_kv_cache(len(part), ctx)
         logits = model(x, kv_cache=first)[:, -1].repeat_interleave(n, dim=0)
         cache = model.new_kv_cache(len(part) * n, ctx + max_new)
-        cache.k[:, :, :, :ctx] = first.k.repeat_interleave(n, dim=1)
-        cache.v[:, :, :, :ctx] = first.v.repeat_interleave(n, dim=1)
+        for full, prefix in ((cache.k, first.k), (cache.v, first.v)):  # each prompt's keys/values to its n rows
+            depth, _, heads, length, hd = full.shape
+            rows = full.view(depth, len(part), n, heads, length, hd)[:, :, :, :, :ctx]
+            rows.copy_(prefix.unsqueeze(2).expand(depth, len(part), n, heads, ctx, hd))
         cache.pos = ctx
         out = torch.zeros(len(part) * n, max_new, dtype=torch.long, device=device)
         done = torch.zeros(len(part) * n, dtype=torch.bool, device=device)

@@ -57,6 +57,10 @@ def train_one(train_cfg, threads: int | None = None, log=None) -> dict:
     return summary
 
 
+class WorkerDied(RuntimeError):
+    """A worker process of the local executor ended without an answer (killed, out of memory)."""
+
+
 def _train_then(train_cfg, threads: int | None, after) -> dict:
     """A worker's job: train one run, then call `after` = (function, args) on it (e.g. sample its capability
     problems), in the same process and with the same threads."""
@@ -99,8 +103,8 @@ def train_runs_parallel(jobs: list, workers: int, threads: int | None, after=Non
                 try:
                     out[plan.name] = fut.result()
                 except BrokenProcessPool:
-                    raise RuntimeError(f"a worker process training {plan.name} died (killed, or out of memory); "
-                                       f"rerun the same command to resume") from None
+                    raise WorkerDied(f"the worker process training {plan.name} died (killed, or out of memory); "
+                                     f"rerun the same command to resume") from None
                 if on_done:
                     on_done(plan, out[plan.name])
         return out

@@ -57,8 +57,10 @@ class KVCache:
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype):
         shape = (cfg.depth, batch_size, cfg.n_kv_heads, max_len, cfg.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # uninitialised: only [0, pos) is ever read, and zeroing a cache of many sampled rows costs as much as
+        # the attention over it
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.pos = 0  # tokens already stored (advanced once per forward, after the last layer)
 
