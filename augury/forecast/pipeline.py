@@ -278,10 +278,10 @@ def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress
         # longest first: the last run to finish is then a short one, not a largest rung training alone on one
         # thread while the other workers idle
         longest_first = sorted(jobs, key=lambda job: -job[0].flops)
-        finished = dict(done)  # trained before this invocation (a resume)
+        already = len(done)  # trained before this invocation (a resume)
         done.update(train_runs_parallel(
             longest_first, cfg.jobs, threads, after=sample_after,
-            on_start=lambda i, plan: progress.starting(len(finished) + i + 1, plan, parallel=cfg.jobs),
+            on_start=lambda i, plan: progress.starting(already + i + 1, plan, parallel=cfg.jobs),
             on_done=lambda plan, summary: progress.finished(plan, False, summary.get("seconds"))))
     else:
         order = [p.name for p, _ in rung_jobs]
@@ -302,12 +302,8 @@ def _capability_folds(cfg, out: Path, rungs: list[RunPlan], problems: list[dict]
     half's, pooled; fold 2 does the reverse. Selection and estimation then never share samples (no selection
     bias), and averaging the two folds uses every sample for both. With one seed, one fold where the same
     samples do both (select None)."""
-    k = cfg.ladder.seeds
-    halves = [list(range(0, k, 2)), list(range(1, k, 2))] if k > 1 else [[0], [0]]
-    per_rung = {}
-    for rung in rungs:
-        per_rung[rung.name] = [_capability_records(cfg, out, plan.name, out / "rungs" / plan.name, problems)
-                               for plan, _, _ in rung_replicas(cfg, [rung])]
+    per_rung = {rung.name: [_capability_records(cfg, out, plan.name, out / "rungs" / plan.name, problems)
+                            for plan, _, _ in rung_replicas(cfg, [rung])] for rung in rungs}
 
     def pooled(rung: str, replicas: list[int]) -> list[dict]:
         acc: dict[str, dict] = {}
@@ -318,11 +314,15 @@ def _capability_folds(cfg, out: Path, rungs: list[RunPlan], problems: list[dict]
                 a["c"] += r["c"]
         return list(acc.values())
 
-    orders = [(halves[0], halves[1]), (halves[1], halves[0])] if k > 1 else [(halves[0], halves[0])]
-    return [{"select_replicas": sel, "estimate_replicas": est,
-             "estimate": [r for rung in rungs for r in pooled(rung.name, est)],
-             "select": [r for rung in rungs for r in pooled(rung.name, sel)] if k > 1 else None}
-            for sel, est in orders]
+    def records(replicas: list[int]) -> list[dict]:
+        return [r for rung in rungs for r in pooled(rung.name, replicas)]
+
+    k = cfg.ladder.seeds
+    if k == 1:
+        return [{"select_replicas": [0], "estimate_replicas": [0], "estimate": records([0]), "select": None}]
+    even, odd = list(range(0, k, 2)), list(range(1, k, 2))
+    return [{"select_replicas": sel, "estimate_replicas": est, "estimate": records(est), "select": records(sel)}
+            for sel, est in ((even, odd), (odd, even))]
 
 
 def _capability_records(cfg, out: Path, run_name: str, run_dir: Path, problems: list[dict]) -> list[dict]:
@@ -409,9 +409,9 @@ def _capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, t
         cap, _ = fit_capability_forecast(fold["estimate"], rung_x, target_x, cfg.capability, cfg.fit, cfg.seed,
                                          select_records=fold["select"])
         cap.pop("fit")  # the per-bucket parameters are what the forecast needs; keep the file small
+        by_rung = {p.name: [r for r in fold["estimate"] if r["run"] == p.name] for p in rungs}
         cap["per_run"] = {p.name: {"flops": p.flops, "compute": xs[p.name],
-                                   "buckets": [capmod.neg_log_pass_rate([r for r in fold["estimate"]
-                                                                         if r["run"] == p.name], b["problems"])[0]
+                                   "buckets": [capmod.neg_log_pass_rate(by_rung[p.name], b["problems"])[0]
                                                for b in cap["buckets"]]} for p in rungs}
         cap.update(fold=i, select_replicas=fold["select_replicas"], estimate_replicas=fold["estimate_replicas"])
         folds.append(cap)

@@ -109,9 +109,7 @@ def prediction_interval(res, rows: list[dict], x: str, y: str, target_x: float, 
     s = math.sqrt(float(np.sum((logy - fitted) ** 2)) / (n - 2))
     u0 = math.log(target_x)
     se = s * math.sqrt(1 / replicates + 1 / n + (u0 - u.mean()) ** 2 / float(np.sum((u - u.mean()) ** 2)))
-    q = float(stats.t.ppf(0.5 + level / 2, n - 2))
-    center = float(res.law.predict(res.theta, {"flops": np.array([target_x])})[0][0])
-    return [center * math.exp(-q * se), center * math.exp(q * se)]
+    return _around_forecast(res, target_x, float(stats.t.ppf(0.5 + level / 2, n - 2)) * se)
 
 
 def random_effects_interval(res, rows: list[dict], x: str, y: str, target_x: float, level: float,
@@ -149,9 +147,12 @@ def random_effects_interval(res, rows: list[dict], x: str, y: str, target_x: flo
         dof = var ** 2 / sum(p ** 2 / d for p, d in parts if p)
     else:
         dof = dof_pure + n_rungs - 2
-    q = float(stats.t.ppf(0.5 + level / 2, dof))
+    return _around_forecast(res, target_x, float(stats.t.ppf(0.5 + level / 2, dof)) * math.sqrt(var))
+
+
+def _around_forecast(res, target_x: float, half: float) -> list[float]:
+    """[forecast·e^(−half), forecast·e^(+half)]: an interval symmetric in log loss around the law's prediction."""
     center = float(res.law.predict(res.theta, {"flops": np.array([target_x])})[0][0])
-    half = q * math.sqrt(var)
     return [center * math.exp(-half), center * math.exp(half)]
 
 
@@ -275,13 +276,13 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
     checks: list[tuple[str, str]] = []  # (kind, message): a cross-fitted forecast combines its folds' by kind
     by_run_problem = {(str(r["run"]), str(r["problem"])): r for r in records}
     k_intervals = []
+    # the extrapolation leans on the largest rung: if even it solves most of a bucket's problems only once or
+    # twice in n samples, the bucket's trend at the top is sampling noise (small rungs at the floor are expected
+    # for the hardest bucket and carry little weight)
+    top = max(res.runs, key=lambda run: run_flops[run])
     for b, p in zip(res.buckets, preds):
         fit = b["fit"]
         checks += [("fit", f"bucket {b['bucket']}: {w}") for w in fit.warnings]
-        # the extrapolation leans on the largest rung: if even it solves most of a bucket's problems only once or
-        # twice in n samples, the bucket's trend at the top is sampling noise (small rungs at the floor are
-        # expected for the hardest bucket and carry little weight)
-        top = max(res.runs, key=lambda run: run_flops[run])
         floor = float(np.mean([by_run_problem[(top, q)]["c"] <= 2 for q in b["problems"]]))
         if floor > 0.5:
             checks.append(("floor", f"bucket {b['bucket']}: the largest rung solves {floor:.0%} of its problems at "
