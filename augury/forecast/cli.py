@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
     from augury.forecast.config import ForecastConfigError
     from augury.forecast.pipeline import run_forecast
     from augury.forecast.preregister import ForecastTampered
-    from augury.forecast.runner import WorkerDied
+    from augury.forecast.runner import TorchrunFailed, WorkerDied
     from augury.train import TrainingDiverged
 
     if any(a in ("-h", "--help") for a in argv):
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
         run_forecast(cfg)
     except (ForecastConfigError, DataError) as err:
         raise UsageError(str(err)) from None
-    except (ForecastTampered, TrainingDiverged, WorkerDied) as err:
+    except (ForecastTampered, TorchrunFailed, TrainingDiverged, WorkerDied) as err:
         print(f"augury forecast: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -218,6 +218,10 @@ class ForecastConfig:
             the run's capability problems. On a CPU, small rungs use 2 cores poorly: two 1-thread runs side by
             side train ~1.4x faster than one 2-thread run after the other. 1: one run after another, in this
             process.
+        target_procs: processes that train the target data-parallel under torchrun on this machine (DDP: one GPU
+            each on CUDA, gloo on a CPU). Each takes the target's batch / target_procs sequences of the same
+            windows: the same run up to the rounding of the gradients' sum. On a 2-core CPU, 2 one-thread
+            processes train cpu-demo's target faster than one 2-thread process (BENCHMARKS.md). 1: in this process.
         ray_address: Ray cluster address for the ray executor; None starts a local Ray instance.
         ray_cpus_per_rung: CPUs each rung asks Ray for.
         device: "auto", "cpu" or "cuda" for every run.
@@ -238,6 +242,7 @@ class ForecastConfig:
     text_folder: str | None = None
     executor: str = "local"
     jobs: int = 1
+    target_procs: int = 1
     ray_address: str | None = None
     ray_cpus_per_rung: int = 1
     device: str = "auto"
@@ -399,6 +404,14 @@ def validate(cfg: ForecastConfig) -> None:
         raise ForecastConfigError(f"executor must be 'local' or 'ray', got {cfg.executor!r}")
     if cfg.jobs < 1:
         raise ForecastConfigError(f"jobs must be >= 1, got {cfg.jobs}")
+    if cfg.target_procs < 1:
+        raise ForecastConfigError(f"target_procs must be >= 1, got {cfg.target_procs}")
+    if cfg.target_procs > 1 and cfg.device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available() and cfg.target_procs > torch.cuda.device_count():
+            raise ForecastConfigError(f"target_procs={cfg.target_procs} needs as many GPUs, this machine has "
+                                      f"{torch.cuda.device_count()}")
     if cfg.text_folder is not None and not Path(cfg.text_folder).is_dir():
         raise ForecastConfigError(f"text_folder {cfg.text_folder!r} is not a folder")
     if not cfg.fit.huber_delta > 0:

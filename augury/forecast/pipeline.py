@@ -42,11 +42,11 @@ from augury.forecast.preregister import (
     relative,
     write_forecast,
 )
-from augury.forecast.runner import finished_summary, train_one, train_runs_parallel, train_runs_ray
+from augury.forecast.runner import finished_summary, train_one, train_runs_parallel, train_runs_ray, train_torchrun
 from augury.io import atomic_write_json, atomic_write_text, to_jsonable, utc_now
 
 # Config fields that do not change what is trained or forecast (may differ when resuming).
-_RUNTIME_FIELDS = ("out", "progress", "executor", "jobs", "ray_address", "ray_cpus_per_rung", "threads", "device",
+_RUNTIME_FIELDS = ("out", "progress", "executor", "jobs", "target_procs", "ray_address", "ray_cpus_per_rung", "threads", "device",
                    "name")
 
 
@@ -111,6 +111,8 @@ class _Progress:
         self.ratios: list[float] = []   # measured / probe-estimated seconds of the runs trained here
         self.side_ratios: list[float] = []  # the same for runs trained side by side (`jobs` > 1)
         self.last_start = None
+        self.target_seen: tuple[float, int] | None = None  # (time, step) of the first record polled
+        self.target_base: float | None = None  # the bar's FLOPs when the polled target started
         if enabled:
             from tqdm import tqdm
 
@@ -141,6 +143,25 @@ class _Progress:
         else:
             self.log(desc)
 
+    def target_step(self, record: dict | None) -> None:
+        """The target's progress while it trains in other processes (torchrun): its last metrics record."""
+        plan = next((p for p in self.pending.values() if p.role == "target"), None)
+        if plan is None or not record or not record.get("step"):
+            return
+        now, done = time.perf_counter(), record["step"]
+        if self.target_seen is None:
+            self.target_seen = (now, done)
+        t0, s0 = self.target_seen
+        desc = f"forecast: {plan.name} (run {self.n} of {self.n}), step {done} of {plan.steps}"
+        if done > s0:  # the rate since this process started watching (a resumed run starts mid-way)
+            desc += f", ETA {format_seconds((now - t0) / (done - s0) * (plan.steps - done))}"
+        if self.bar is not None:
+            if self.target_base is None:
+                self.target_base = self.bar.n
+            self.bar.n = self.target_base + plan.flops * done / plan.steps
+            self.bar.set_description_str(desc)
+            self.bar.refresh()
+
     def finished(self, plan: RunPlan, trained_here: bool, side_by_side_seconds: float | None = None) -> None:
         self.pending.pop(plan.name, None)
         est = self._estimate(plan)
@@ -148,7 +169,10 @@ class _Progress:
             self.side_ratios.append(side_by_side_seconds / est)
         elif trained_here and self.last_start is not None and est:
             self.ratios.append((time.perf_counter() - self.last_start) / est)
-        if self.bar is not None:
+        if self.bar is not None and self.target_base is not None and plan.role == "target":
+            self.bar.n = self.target_base + plan.flops
+            self.bar.refresh()
+        elif self.bar is not None:
             self.bar.update(plan.flops)
 
     def close(self) -> None:
@@ -181,6 +205,9 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
                 f"{r.name} would train on {r.tokens:,} tokens = {epochs:.2f} passes over the {train_tokens:,}-token "
                 f"training split (recipe.max_epochs={cfg.recipe.max_epochs:g}): repeated data bends the curve; use "
                 f"a larger corpus, a smaller target or raise recipe.max_epochs")
+    if runs[-1].batch_size % cfg.target_procs:
+        raise ForecastConfigError(f"target_procs={cfg.target_procs} does not divide the target's batch of "
+                                  f"{runs[-1].batch_size} sequences; choose a divisor of it (or 1)")
     identity = plan_identity(cfg, runs)
     _check_plan(out, identity)
     if (out / "target").exists() and not (out / "forecast.json").is_file():
@@ -212,7 +239,10 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
         progress.starting(len(trained_runs), target)
         tsum = finished_summary(out / "target", tcfg)
         trained = tsum is None
-        if trained:
+        if trained and cfg.target_procs > 1:
+            tsum = train_torchrun(tcfg, cfg.target_procs, cfg.threads and max(1, cfg.threads // cfg.target_procs),
+                                  poll=progress.target_step)
+        elif trained:
             tsum = train_one(tcfg, cfg.threads, log=lambda *a, **k: None)
         progress.finished(target, trained)
     except KeyboardInterrupt:

@@ -3,10 +3,12 @@
 A run counts as finished when its folder's manifest.json says `complete` for the same configuration; such a run
 is never retrained. Executors: `local` (one run after another in this process, or `jobs` runs at a time in worker
 processes: `train_runs_parallel`) and `ray` (rungs as parallel Ray tasks on an existing cluster, or on a local Ray
-instance whose temporary files stay inside the forecast folder).
+instance whose temporary files stay inside the forecast folder). One run can also train data-parallel in several
+processes under torchrun on this machine (`train_torchrun`: the target on several GPUs, or on a small CPU).
 
     summary = train_one(train_cfg, threads=2)
     summaries = train_runs_parallel([(plan, train_cfg), ...], workers=2, threads=1)
+    summary = train_torchrun(train_cfg, procs=2, threads=1)     # the same run, DDP over 2 processes
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ def finished_summary(run_dir: str | Path, train_cfg) -> dict | None:
     if manifest.get("status") != "complete":
         return None
     saved, now = manifest.get("config", {}), to_jsonable(train_cfg)
-    for key in ("steps", "batch_size", "seq_len", "seed"):
+    for key in ("steps", "seq_len", "seed"):
         if saved.get(key) != now.get(key):
             return None
+    # the global batch, however many data-parallel processes trained it
+    if manifest.get("tokens_per_step") != train_cfg.batch_size * train_cfg.seq_len * train_cfg.grad_accum:
+        return None
     if saved.get("model", {}).get("depth") != now["model"]["depth"]:
         return None
     summary = dict(manifest.get("summary") or {})
@@ -115,6 +120,113 @@ def train_runs_parallel(jobs: list, workers: int, threads: int | None, after=Non
         raise
     finally:
         pool.shutdown(wait=True)
+
+
+class TorchrunFailed(RuntimeError):
+    """The processes of a torchrun-launched run exited with an error (the run keeps its last checkpoint)."""
+
+
+def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None) -> dict:
+    """Train (or resume) one run data-parallel in `procs` processes under torchrun on this machine (DDP; gloo on
+    CPU, one GPU per process on CUDA). `train_cfg.batch_size` is the global batch: each process takes
+    batch_size / procs sequences of the same windows, so the run is the one a single process would train, up to
+    the rounding of the gradients' sum. `threads`: torch threads per process (None: the CPUs divided among them).
+    `poll(last_metrics_record)` is called every few seconds while it trains. The processes' output goes to
+    RUN/torchrun.log; a failure raises TorchrunFailed with its last lines. Ctrl-C (or an error here) stops every
+    process; the run resumes from its last checkpoint, also with another number of processes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from augury.io import atomic_write_text
+
+    if train_cfg.batch_size % procs:
+        raise ValueError(f"{procs} processes cannot share a batch of {train_cfg.batch_size} sequences evenly")
+    out = Path(train_cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    launch = out / "torchrun.yaml"
+    per_process = dataclasses.replace(train_cfg, batch_size=train_cfg.batch_size // procs, progress=False)
+    atomic_write_text(launch, yaml.safe_dump(to_jsonable(per_process), sort_keys=False))
+    threads = threads or max(1, (os.cpu_count() or 1) // procs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    import augury
+
+    # the processes must import this augury (also when it runs from a checkout, not an install)
+    root = str(Path(augury.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
+           "-m", "augury", "train", "--config", str(launch), "--resume", "auto"]
+    start = time.perf_counter()
+    with open(out / "torchrun.log", "a") as logf:
+        # its own process group, so that stopping it reaches torchrun's workers too; on Linux the group also
+        # gets SIGTERM if this process dies
+        proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        try:
+            while True:
+                try:
+                    rc = proc.wait(timeout=3)
+                    break
+                except subprocess.TimeoutExpired:
+                    if poll is not None:
+                        poll(_last_record(out / "metrics.jsonl"))
+        except BaseException:
+            _stop_group(proc, signal)
+            raise
+    if rc != 0:
+        raise TorchrunFailed(f"training {out} in {procs} processes (torchrun) failed with exit status {rc}: "
+                             f"{_worker_error(out / 'torchrun.log')} (the whole output: {out / 'torchrun.log'}); "
+                             f"its last checkpoint is kept, rerun the same command to resume")
+    summary = finished_summary(out, train_cfg)
+    if summary is None:
+        raise TorchrunFailed(f"torchrun finished but {out}/manifest.json does not record the run as complete")
+    summary["seconds"] = time.perf_counter() - start
+    return summary
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _stop_group(proc, signal) -> None:
+    """SIGTERM to torchrun and its workers (torchrun passes it on), SIGKILL if they are still there in 30 s."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except Exception:
+            continue
+
+
+def _worker_error(log: Path) -> str:
+    """The workers' own error in a torchrun log (not torchrun's summary of it): the last error line they wrote."""
+    import re
+
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    pattern = re.compile(r"^(augury train: error: |error: |[A-Za-z_.]*(Error|Diverged|Exception): )")
+    found = [ln.strip() for ln in lines if pattern.match(ln.strip()) and "torch.distributed.elastic" not in ln]
+    return found[-1] if found else "no error message (killed?)"
+
+
+def _last_record(path: Path) -> dict | None:
+    try:
+        lines = path.read_text().strip().splitlines()
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _ray_train(train_cfg, threads: int | None) -> dict:

@@ -3,6 +3,7 @@
     augury train --config configs/train/quickstart.yaml
     augury train --config configs/train/quickstart.yaml --model.depth 3 --optim.lr 0.004 --out runs/d3
     augury train --config runs/d3/config.yaml --resume          # continue an interrupted run
+    augury train --config runs/d3/config.yaml --resume auto     # continue it if it has a checkpoint, else start
     torchrun --nproc_per_node 2 -m augury train --config ...    # data-parallel (DDP) on 2 processes
 """
 
@@ -22,8 +23,9 @@ def build_parser():
                             default_env=False, allow_abbrev=False)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below.")
     parser.add_class_arguments(TrainConfig, None)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its newest intact checkpoint")
+    parser.add_argument("--resume", nargs="?", const="yes", default="no", choices=["no", "yes", "auto"],
+                        help="continue the run in --out from its newest intact checkpoint; 'auto': continue it if "
+                             "there is one, else start it")
     return parser
 
 
@@ -35,7 +37,7 @@ def main(argv: list[str]) -> int:
 
     parser = build_parser()
     ns = parser.parse_args(argv)
-    resume = ns.pop("resume")
+    resume = {"no": False, "yes": True, "auto": "auto"}[ns.pop("resume")]
     ns.pop("config", None)
     cfg = parser.instantiate(ns) if hasattr(parser, "instantiate") else parser.instantiate_classes(ns)
     from augury.train.config import TrainConfig

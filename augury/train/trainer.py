@@ -93,17 +93,23 @@ def _prepare_out_dir(cfg: TrainConfig, resume: bool | str, log) -> Path | None:
     return ckpt
 
 
-def _check_resume_compatible(out: Path, cfg: TrainConfig) -> None:
+def _check_resume_compatible(out: Path, cfg: TrainConfig, world_size: int) -> None:
     saved_path = out / "manifest.json"
     if not saved_path.exists():
         return
-    saved = json.loads(saved_path.read_text())["config"]
+    manifest = json.loads(saved_path.read_text())
+    saved = manifest["config"]
     now = to_jsonable(cfg)
     diffs = [f"model.{k}: checkpoint {saved['model'].get(k)!r} vs now {v!r}" for k, v in now["model"].items()
              if saved["model"].get(k) != v]
-    for key in ("seq_len", "batch_size", "grad_accum", "steps", "seed"):
+    for key in ("seq_len", "steps", "seed"):
         if saved.get(key) != now.get(key):
             diffs.append(f"{key}: checkpoint {saved.get(key)!r} vs now {now.get(key)!r}")
+    # The global batch must match; how it is split (processes x batch_size x grad_accum) may change on resume.
+    step_tokens = tokens_per_step(cfg, world_size)
+    if manifest.get("tokens_per_step", step_tokens) != step_tokens:
+        diffs.append(f"tokens per step (batch_size x seq_len x grad_accum x processes): checkpoint "
+                     f"{manifest['tokens_per_step']} vs now {step_tokens}")
     if saved.get("data") != now.get("data"):
         diffs.append("data: the corpus/tokenizer settings differ")
     if diffs:
@@ -136,7 +142,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=tokenizer.get_vocab_size()))
     cfg = resolve(cfg, rt.world_size)
     if ckpt is not None:
-        _check_resume_compatible(out, cfg)
+        _check_resume_compatible(out, cfg, rt.world_size)
 
     torch.manual_seed(cfg.seed)
     model = Transformer(cfg.model).to(rt.device)

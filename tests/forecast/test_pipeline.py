@@ -101,6 +101,16 @@ def test_out_dir_with_another_forecasts_plan_is_refused(smoke_forecast, data_cac
         run_forecast(other, log=lambda *a: None)
 
 
+def test_target_procs_that_do_not_divide_the_batch_are_refused_before_anything_is_written(tmp_path, data_cache,
+                                                                                        make_smoke_config):
+    from augury.forecast.config import ForecastConfigError
+
+    cfg = make_smoke_config(tmp_path / "f", data_cache, target_procs=3)  # smoke's target batch: 128 sequences
+    with pytest.raises(ForecastConfigError, match="target_procs=3 does not divide the target's batch of 128"):
+        run_forecast(cfg, log=lambda *a: None)
+    assert not (tmp_path / "f" / "plan.json").exists()
+
+
 def test_held_out_text_folder_is_forecast_and_verified(smoke_forecast):
     out, info = smoke_forecast
     if not info["cfg"].text_folder:

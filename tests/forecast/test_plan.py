@@ -115,6 +115,8 @@ def test_bad_inputs_fail_before_training():
         validate(cpu_demo(fit={"interval": "random-effects"}, ladder={"seeds": 1}))
     with pytest.raises(ForecastConfigError, match="jobs must be >= 1"):
         validate(cpu_demo(jobs=0))
+    with pytest.raises(ForecastConfigError, match="target_procs must be >= 1"):
+        validate(cpu_demo(target_procs=0))
 
 
 def test_target_from_a_flop_budget_picks_its_size_by_the_allocation_rule():

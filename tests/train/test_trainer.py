@@ -176,6 +176,33 @@ def test_ddp_two_processes_gloo_matches_single_process(tiny_cfg, tmp_path):
     assert manifest["world_size"] == 2 and manifest["tokens_per_step"] == 4 * 32
 
 
+def test_ddp_run_resumes_in_one_process_with_the_same_global_batch(tiny_cfg, tmp_path):
+    """A run stopped under torchrun (2 x batch 2) continues in one process with batch 4 (`--resume auto`), and
+    the steps after the resume are those of an uninterrupted single-process run; another global batch is refused."""
+    import yaml
+
+    from augury.io import to_jsonable
+
+    single = tiny_cfg(out=str(tmp_path / "single"), steps=6, eval_every=0)
+    train(single, log=lambda *a: None)
+    ddp = tiny_cfg(out=str(tmp_path / "ddp"), steps=6, eval_every=0, batch_size=2, stop_after=3, ckpt_every=3)
+    cfg_file = tmp_path / "ddp.yaml"
+    cfg_file.write_text(yaml.safe_dump(to_jsonable(ddp)))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "augury", "train", "--config", str(cfg_file), "--resume", "auto"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert max(losses(ddp.out)) == 3
+    with pytest.raises(TrainConfigError, match="tokens per step"):
+        train(tiny_cfg(out=ddp.out, steps=6, eval_every=0, batch_size=2), resume=True, log=lambda *a: None)
+    train(tiny_cfg(out=ddp.out, steps=6, eval_every=0, batch_size=4), resume="auto", log=lambda *a: None)
+    a, b = losses(single.out), losses(ddp.out)
+    assert a.keys() == b.keys()
+    for step in a:
+        assert b[step] == pytest.approx(a[step], abs=1e-5)
+
+
 def test_cli_missing_corpus_is_one_line_error(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     res = subprocess.run([sys.executable, "-m", "augury", "train", "--data.source", str(tmp_path / "nope"),
