@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Set up augury in ./.venv: keep a torch the user already has, never pull a multi-GB CUDA build onto a
-# CPU-only machine, then install augury (editable) with its test extras. Safe to run again (idempotent).
+# CPU-only machine, then install augury (editable); with --test also its test extras (pytest, transformers for
+# the export parity tests). Safe to run again (idempotent).
 #
 #   bash scripts/setup.sh            # PYTHON=python3.11 to choose the interpreter
+#   bash scripts/setup.sh --test     # and what the test suite needs
 #   AUGURY_TORCH_INDEX=URL bash scripts/setup.sh   # take torch from another index (e.g. PyTorch's CPU index)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+EXTRAS=""
+for arg in "$@"; do
+  case "$arg" in
+    --test) EXTRAS="[test]" ;;
+    *) echo "setup: error: unknown option $arg (the only one is --test)" >&2; exit 2 ;;
+  esac
+done
 PY=${PYTHON:-python3}
 TORCH_PIN=${AUGURY_TORCH_VERSION:-2.13.0}
 
@@ -47,5 +56,5 @@ PYEOF
   pip_q "${idx[@]}" "torch==$TORCH_PIN"
 fi
 
-pip_q -e ".[test]"
+pip_q -e ".$EXTRAS"
 "$VPY" -c "import augury, torch; print(f'setup: augury {augury.__version__} ready (torch {torch.__version__})')"
