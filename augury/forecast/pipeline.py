@@ -46,8 +46,8 @@ from augury.forecast.runner import finished_summary, train_one, train_runs_paral
 from augury.io import atomic_write_json, atomic_write_text, to_jsonable, utc_now
 
 # Config fields that do not change what is trained or forecast (may differ when resuming).
-_RUNTIME_FIELDS = ("out", "progress", "executor", "jobs", "target_procs", "ray_address", "ray_cpus_per_rung", "threads", "device",
-                   "name")
+_RUNTIME_FIELDS = ("out", "progress", "executor", "jobs", "target_procs", "ray_address", "ray_cpus_per_rung",
+                   "threads", "device", "name")
 
 
 def plan_identity(cfg: ForecastConfig, runs: list[RunPlan]) -> dict:

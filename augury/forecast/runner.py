@@ -122,6 +122,9 @@ def train_runs_parallel(jobs: list, workers: int, threads: int | None, after=Non
         pool.shutdown(wait=True)
 
 
+_LAUNCH_MARK = "=== augury: torchrun launched:"
+
+
 class TorchrunFailed(RuntimeError):
     """The processes of a torchrun-launched run exited with an error (the run keeps its last checkpoint)."""
 
@@ -132,7 +135,7 @@ def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None)
     batch_size / procs sequences of the same windows, so the run is the one a single process would train, up to
     the rounding of the gradients' sum. `threads`: torch threads per process (None: the CPUs divided among them).
     `poll(last_metrics_record)` is called every few seconds while it trains. The processes' output goes to
-    RUN/torchrun.log; a failure raises TorchrunFailed with its last lines. Ctrl-C (or an error here) stops every
+    RUN/torchrun.log; a failure raises TorchrunFailed quoting the workers' error. Ctrl-C (or an error here) stops every
     process; the run resumes from its last checkpoint, also with another number of processes."""
     import signal
     import subprocess
@@ -161,6 +164,8 @@ def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None)
            "-m", "augury", "train", "--config", str(launch), "--resume", "auto"]
     start = time.perf_counter()
     with open(out / "torchrun.log", "a") as logf:
+        logf.write(f"{_LAUNCH_MARK} {' '.join(cmd)}\n")
+        logf.flush()
         # its own process group, so that stopping it reaches torchrun's workers too; on Linux the group also
         # gets SIGTERM if this process dies
         proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
@@ -215,7 +220,8 @@ def _worker_error(log: Path) -> str:
     """The workers' own error in a torchrun log (not torchrun's summary of it): the last error line they wrote."""
     import re
 
-    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    lines = text[text.rfind(_LAUNCH_MARK):].splitlines()  # this launch's output only
     pattern = re.compile(r"^(augury train: error: |error: |[A-Za-z_.]*(Error|Diverged|Exception): )")
     found = [ln.strip() for ln in lines if pattern.match(ln.strip()) and "torch.distributed.elastic" not in ln]
     return found[-1] if found else "no error message (killed?)"
