@@ -222,6 +222,7 @@ class ForecastConfig:
             each on CUDA, gloo on a CPU). Each takes the target's batch / target_procs sequences of the same
             windows: the same run up to the rounding of the gradients' sum. On a 2-core CPU, 2 one-thread
             processes train cpu-demo's target faster than one 2-thread process (BENCHMARKS.md). 1: in this process.
+            On CUDA, at most one process per GPU (a larger value is lowered to the GPU count, which is logged).
         ray_address: Ray cluster address for the ray executor; None starts a local Ray instance.
         ray_cpus_per_rung: CPUs each rung asks Ray for.
         device: "auto", "cpu" or "cuda" for every run.
@@ -406,12 +407,6 @@ def validate(cfg: ForecastConfig) -> None:
         raise ForecastConfigError(f"jobs must be >= 1, got {cfg.jobs}")
     if cfg.target_procs < 1:
         raise ForecastConfigError(f"target_procs must be >= 1, got {cfg.target_procs}")
-    if cfg.target_procs > 1 and cfg.device in ("auto", "cuda"):
-        import torch
-
-        if torch.cuda.is_available() and cfg.target_procs > torch.cuda.device_count():
-            raise ForecastConfigError(f"target_procs={cfg.target_procs} needs as many GPUs, this machine has "
-                                      f"{torch.cuda.device_count()}")
     if cfg.text_folder is not None and not Path(cfg.text_folder).is_dir():
         raise ForecastConfigError(f"text_folder {cfg.text_folder!r} is not a folder")
     if not cfg.fit.huber_delta > 0:

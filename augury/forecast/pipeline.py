@@ -205,8 +205,9 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
                 f"{r.name} would train on {r.tokens:,} tokens = {epochs:.2f} passes over the {train_tokens:,}-token "
                 f"training split (recipe.max_epochs={cfg.recipe.max_epochs:g}): repeated data bends the curve; use "
                 f"a larger corpus, a smaller target or raise recipe.max_epochs")
-    if runs[-1].batch_size % cfg.target_procs:
-        raise ForecastConfigError(f"target_procs={cfg.target_procs} does not divide the target's batch of "
+    procs = target_processes(cfg, log)
+    if runs[-1].batch_size % procs:
+        raise ForecastConfigError(f"target_procs={procs} does not divide the target's batch of "
                                   f"{runs[-1].batch_size} sequences; choose a divisor of it (or 1)")
     identity = plan_identity(cfg, runs)
     _check_plan(out, identity)
@@ -239,9 +240,8 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
         progress.starting(len(trained_runs), target)
         tsum = finished_summary(out / "target", tcfg)
         trained = tsum is None
-        if trained and cfg.target_procs > 1:
-            tsum = train_torchrun(tcfg, cfg.target_procs, cfg.threads and max(1, cfg.threads // cfg.target_procs),
-                                  poll=progress.target_step)
+        if trained and procs > 1:
+            tsum = train_torchrun(tcfg, procs, cfg.threads and max(1, cfg.threads // procs), poll=progress.target_step)
         elif trained:
             tsum = train_one(tcfg, cfg.threads, log=lambda *a, **k: None)
         progress.finished(target, trained)
@@ -263,6 +263,19 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
     _, html_path = write_report(out, forecast, result)
     log(summary_text(forecast, result) + f"\nreport: {html_path}")
     return result
+
+
+def target_processes(cfg: ForecastConfig, log=print) -> int:
+    """How many processes train the target: `target_procs`, but at most one per GPU when the runs use CUDA (a
+    CPU-oriented preset such as cpu-demo then still runs on a one-GPU machine)."""
+    procs = cfg.target_procs
+    if procs > 1 and cfg.device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available() and procs > torch.cuda.device_count():
+            procs = torch.cuda.device_count()
+            log(f"target_procs={cfg.target_procs} lowered to {procs}: one process per GPU on this machine")
+    return procs
 
 
 def _rung_jobs(cfg, out: Path, rungs: list[RunPlan], vocab: int) -> list[tuple[RunPlan, object]]:

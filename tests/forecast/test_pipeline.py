@@ -179,3 +179,19 @@ def test_gpu_preset_runs_end_to_end_at_smoke_size_on_cpu(tmp_path, data_cache):
     lo, hi = forecast["loss"]["interval"]
     assert lo < forecast["loss"]["predicted"] < hi
     assert result["loss"]["actual"] > 0 and (out / "report.html").is_file() and (out / "capability").is_dir()
+
+
+def test_target_in_two_processes_is_the_same_run(smoke_forecast, tmp_path):
+    """The registered smoke forecast, its target trained again under torchrun in 2 processes (`target_procs`):
+    the forecast is reused as registered and the actual loss is the one-process run's (fp32: to rounding)."""
+    import shutil
+
+    out, info = smoke_forecast
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("target", "result.json", "report.*"))
+    cfg = dataclasses.replace(info["cfg"], out=str(copy), target_procs=2)
+    result = run_forecast(cfg, log=lambda *a: None)
+    assert result["loss"]["predicted"] == info["result"]["loss"]["predicted"]
+    assert result["loss"]["actual"] == pytest.approx(info["result"]["loss"]["actual"], rel=1e-5)
+    assert json.loads((copy / "target" / "manifest.json").read_text())["world_size"] == 2
+    assert (copy / "target" / "torchrun.log").is_file() and (copy / "report.html").is_file()

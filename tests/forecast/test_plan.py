@@ -172,3 +172,20 @@ def test_overall_eta_adds_probed_run_times_and_learns_from_finished_runs(monkeyp
     progress.finished(runs[0], True)
     assert progress.eta() == pytest.approx(2 * sum(r.tokens for r in runs[1:]) / 10_000.0)
     assert pipeline._Progress(runs, False, lambda *a: None, None).eta() is None  # no probe: no ETA
+
+
+def test_target_procs_are_at_most_one_per_gpu(monkeypatch):
+    """cpu-demo asks for 2 target processes (for 2 CPU cores); on a one-GPU machine it still runs, with one."""
+    import torch
+
+    from augury.forecast.pipeline import target_processes
+
+    cfg = cpu_demo()
+    assert cfg.target_procs == 2
+    logs = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert target_processes(cfg, logs.append) == 1 and "lowered to 1" in logs[0]
+    assert target_processes(cpu_demo(device="cpu"), logs.append) == 2
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert target_processes(cfg, logs.append) == 2
