@@ -31,17 +31,15 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/augury-ladder-jobs")
     args = ap.parse_args()
 
-    from augury.data import prepare_data
-    from augury.forecast.config import load_forecast_config
-    from augury.forecast.ladder import plan_runs, train_config
+    from preset_runs import load_preset_runs
+
+    from augury.forecast.ladder import train_config
     from augury.forecast.runner import train_one, train_runs_parallel
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    cfg = load_forecast_config(args.preset, overrides={"progress": False})
-    data = prepare_data(cfg.data, log=lambda *a, **k: None)
-    vocab = data.tokenizer().get_vocab_size()
-    plans = {p.name: p for p in plan_runs(cfg, vocab)}
+    cfg, vocab, runs = load_preset_runs(args.preset)
+    plans = {p.name: p for p in runs}
 
     def jobs(tag: str) -> list:
         return [(dataclasses.replace(plans[r], name=f"{r}-r{j}"),

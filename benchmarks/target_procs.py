@@ -27,6 +27,8 @@ from pathlib import Path
 def seconds_per_step(run_dir: Path) -> float:
     recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     first, last = recs[0], recs[-1]
+    if last["step"] == first["step"]:  # one logged window: start-up and warm-up included
+        return last["elapsed_s"] / last["step"]
     return (last["elapsed_s"] - first["elapsed_s"]) / (last["step"] - first["step"])
 
 
@@ -40,17 +42,15 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/augury-target-procs")
     args = ap.parse_args()
 
-    from augury.data import prepare_data
-    from augury.forecast.config import load_forecast_config
-    from augury.forecast.ladder import plan_runs, train_config
+    from preset_runs import load_preset_runs
+
+    from augury.forecast.ladder import train_config
     from augury.forecast.runner import train_one, train_torchrun
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    cfg = load_forecast_config(args.preset, overrides={"progress": False})
-    data = prepare_data(cfg.data, log=lambda *a, **k: None)
-    vocab = data.tokenizer().get_vocab_size()
-    target = plan_runs(cfg, vocab)[-1]
+    cfg, vocab, runs = load_preset_runs(args.preset)
+    target = runs[-1]
     print(f"preset {args.preset}: target d_model {target.d_model}, depth {target.depth}, batch {target.batch_size} "
           f"x {cfg.recipe.seq_len} tokens, {args.steps} of its {target.steps} steps")
 

@@ -1,0 +1,18 @@
+"""Shared by the benchmarks that train a preset's planned runs: the preset, its prepared corpus's vocabulary and
+its plan (rungs, then the target), without progress bars.
+
+    from preset_runs import load_preset_runs       # from a script in benchmarks/
+    cfg, vocab, runs = load_preset_runs("cpu-demo")
+"""
+
+from __future__ import annotations
+
+
+def load_preset_runs(preset: str):
+    from augury.data import prepare_data
+    from augury.forecast.config import load_forecast_config
+    from augury.forecast.ladder import plan_runs
+
+    cfg = load_forecast_config(preset, overrides={"progress": False})
+    vocab = prepare_data(cfg.data, log=lambda *a, **k: None).tokenizer().get_vocab_size()
+    return cfg, vocab, plan_runs(cfg, vocab)
