@@ -143,10 +143,9 @@ class _Progress:
         else:
             self.log(desc)
 
-    def target_step(self, record: dict | None) -> None:
+    def target_step(self, plan: RunPlan, record: dict | None) -> None:
         """The target's progress while it trains in other processes (torchrun): its last metrics record."""
-        plan = next((p for p in self.pending.values() if p.role == "target"), None)
-        if plan is None or not record or not record.get("step"):
+        if not record or not record.get("step"):
             return
         now, done = time.perf_counter(), record["step"]
         if self.target_seen is None:
@@ -169,7 +168,7 @@ class _Progress:
             self.side_ratios.append(side_by_side_seconds / est)
         elif trained_here and self.last_start is not None and est:
             self.ratios.append((time.perf_counter() - self.last_start) / est)
-        if self.bar is not None and self.target_base is not None and plan.role == "target":
+        if self.bar is not None and self.target_base is not None:  # the target, its bar already advanced
             self.bar.n = self.target_base + plan.flops
             self.bar.refresh()
         elif self.bar is not None:
@@ -241,7 +240,8 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
         tsum = finished_summary(out / "target", tcfg)
         trained = tsum is None
         if trained and procs > 1:
-            tsum = train_torchrun(tcfg, procs, cfg.threads and max(1, cfg.threads // procs), poll=progress.target_step)
+            tsum = train_torchrun(tcfg, procs, cfg.threads and max(1, cfg.threads // procs),
+                                  poll=lambda record: progress.target_step(target, record))
         elif trained:
             tsum = train_one(tcfg, cfg.threads, log=lambda *a, **k: None)
         progress.finished(target, trained)

@@ -16,6 +16,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from augury.io import to_jsonable
@@ -48,8 +53,6 @@ def finished_summary(run_dir: str | Path, train_cfg) -> dict | None:
 
 def train_one(train_cfg, threads: int | None = None, log=None) -> dict:
     """Train (or resume) one run to completion and return its summary with the wall time it took here."""
-    import time
-
     import torch
 
     from augury.train import train
@@ -137,11 +140,6 @@ def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None)
     `poll(last_metrics_record)` is called every few seconds while it trains. The processes' output goes to
     RUN/torchrun.log; a failure raises TorchrunFailed quoting the workers' error. Ctrl-C (or an error here) stops every
     process; the run resumes from its last checkpoint, also with another number of processes."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     import yaml
 
     from augury.io import atomic_write_text
@@ -179,7 +177,7 @@ def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None)
                     if poll is not None:
                         poll(_last_record(out / "metrics.jsonl"))
         except BaseException:
-            _stop_group(proc, signal)
+            _stop_group(proc)
             raise
     if rc != 0:
         raise TorchrunFailed(f"training {out} in {procs} processes (torchrun) failed with exit status {rc}: "
@@ -194,7 +192,6 @@ def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None)
 
 def _die_with_parent() -> None:
     import ctypes
-    import signal
 
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -202,7 +199,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _stop_group(proc, signal) -> None:
+def _stop_group(proc) -> None:
     """SIGTERM to torchrun and its workers (torchrun passes it on), SIGKILL if they are still there in 30 s."""
     for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 5)):
         try:
@@ -218,8 +215,6 @@ def _stop_group(proc, signal) -> None:
 
 def _worker_error(log: Path) -> str:
     """The workers' own error in a torchrun log (not torchrun's summary of it): the last error line they wrote."""
-    import re
-
     text = log.read_text(errors="replace") if log.is_file() else ""
     lines = text[text.rfind(_LAUNCH_MARK):].splitlines()  # this launch's output only
     pattern = re.compile(r"^(augury train: error: |error: |[A-Za-z_.]*(Error|Diverged|Exception): )")
