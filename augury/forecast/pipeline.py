@@ -241,7 +241,7 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
         trained = tsum is None
         if trained and procs > 1:
             tsum = train_torchrun(tcfg, procs, cfg.threads and max(1, cfg.threads // procs),
-                                  poll=lambda record: progress.target_step(target, record))
+                                  poll=lambda record: progress.target_step(target, record), log=log)
         elif trained:
             tsum = train_one(tcfg, cfg.threads, log=lambda *a, **k: None)
         progress.finished(target, trained)
@@ -257,6 +257,8 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
     timings["target evaluation"] = time.perf_counter() - t
     timings["this invocation (wall)"] = time.perf_counter() - t0
     result["timings"] = timings
+    if tsum.get("failed_launches"):  # the target's processes failed and were launched again: said, not hidden
+        result["target_failed_launches"] = tsum["failed_launches"]
     atomic_write_json(out / "result.json", result)
     from augury.forecast.report import write_report
 

@@ -132,14 +132,17 @@ class TorchrunFailed(RuntimeError):
     """The processes of a torchrun-launched run exited with an error (the run keeps its last checkpoint)."""
 
 
-def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None) -> dict:
+def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None, log=print,
+                   launches: int = 2) -> dict:
     """Train (or resume) one run data-parallel in `procs` processes under torchrun on this machine (DDP; gloo on
     CPU, one GPU per process on CUDA). `train_cfg.batch_size` is the global batch: each process takes
     batch_size / procs sequences of the same windows, so the run is the one a single process would train, up to
     the rounding of the gradients' sum. `threads`: torch threads per process (None: the CPUs divided among them).
     `poll(last_metrics_record)` is called every few seconds while it trains. The processes' output goes to
-    RUN/torchrun.log; a failure raises TorchrunFailed quoting the workers' error. Ctrl-C (or an error here) stops every
-    process; the run resumes from its last checkpoint, also with another number of processes."""
+    RUN/torchrun.log. If they fail, they are launched again (up to `launches` launches in all) and resume from the
+    last checkpoint, unless the failure is `augury train`'s own error (a bad configuration fails again); the last
+    failure raises TorchrunFailed quoting the workers' error. Ctrl-C (or an error here) stops every process; the
+    run resumes from its last checkpoint, also with another number of processes."""
     import yaml
 
     from augury.io import atomic_write_text
@@ -158,10 +161,39 @@ def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None)
     # the processes must import this augury (also when it runs from a checkout, not an install)
     root = str(Path(augury.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
+    # All processes are on this machine: they meet on the loopback address, not on whatever the host name resolves
+    # to (torchrun's default; a host name that resolves to nothing, or to another address, hangs or fails them).
+    if sys.platform.startswith("linux") and Path("/sys/class/net/lo").exists():
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr", "127.0.0.1",
+           "--nproc_per_node", str(procs),
            "-m", "augury", "train", "--config", str(launch), "--resume", "auto"]
     start = time.perf_counter()
-    with open(out / "torchrun.log", "a") as logf:
+    failures = []
+    for attempt in range(1, launches + 1):
+        rc = _run_logged(cmd, env, out / "torchrun.log", out / "metrics.jsonl", poll)
+        if rc == 0:
+            break
+        error = _worker_error(out / "torchrun.log")
+        failures.append(error)
+        # torchrun's own --max-restarts reuses the rendezvous, and gloo then fails to connect: a new launch instead
+        if attempt == launches or error.startswith("augury train: error:"):
+            raise TorchrunFailed(f"training {out} in {procs} processes (torchrun) failed with exit status {rc}: "
+                                 f"{error} (the whole output: {out / 'torchrun.log'}); its last checkpoint is "
+                                 f"kept, rerun the same command to resume")
+        log(f"training {out} in {procs} processes failed ({error}); launching them again from the last checkpoint "
+            f"(the whole output: {out / 'torchrun.log'})")
+    summary = finished_summary(out, train_cfg)
+    if summary is None:
+        raise TorchrunFailed(f"torchrun finished but {out}/manifest.json does not record the run as complete")
+    summary["seconds"] = time.perf_counter() - start
+    summary["failed_launches"] = failures
+    return summary
+
+
+def _run_logged(cmd: list, env: dict, log_path: Path, metrics: Path, poll) -> int:
+    """Run torchrun with its output appended to `log_path` (after a launch mark); returns its exit status."""
+    with open(log_path, "a") as logf:
         logf.write(f"{_LAUNCH_MARK} {' '.join(cmd)}\n")
         logf.flush()
         # its own process group, so that stopping it reaches torchrun's workers too; on Linux the group also
@@ -171,23 +203,13 @@ def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None)
         try:
             while True:
                 try:
-                    rc = proc.wait(timeout=3)
-                    break
+                    return proc.wait(timeout=3)
                 except subprocess.TimeoutExpired:
                     if poll is not None:
-                        poll(_last_record(out / "metrics.jsonl"))
+                        poll(_last_record(metrics))
         except BaseException:
             _stop_group(proc)
             raise
-    if rc != 0:
-        raise TorchrunFailed(f"training {out} in {procs} processes (torchrun) failed with exit status {rc}: "
-                             f"{_worker_error(out / 'torchrun.log')} (the whole output: {out / 'torchrun.log'}); "
-                             f"its last checkpoint is kept, rerun the same command to resume")
-    summary = finished_summary(out, train_cfg)
-    if summary is None:
-        raise TorchrunFailed(f"torchrun finished but {out}/manifest.json does not record the run as complete")
-    summary["seconds"] = time.perf_counter() - start
-    return summary
 
 
 def _die_with_parent() -> None:
@@ -214,12 +236,28 @@ def _stop_group(proc) -> None:
 
 
 def _worker_error(log: Path) -> str:
-    """The workers' own error in a torchrun log (not torchrun's summary of it): the last error line they wrote."""
+    """The workers' own error in a torchrun log (not torchrun's summary of it): the last error line written by the
+    rank torchrun names as the root cause (workers prefix their lines with "[rankN]: "), else by any process; with
+    none, the log's last lines."""
     text = log.read_text(errors="replace") if log.is_file() else ""
-    lines = text[text.rfind(_LAUNCH_MARK):].splitlines()  # this launch's output only
+    lines = text[text.rfind(_LAUNCH_MARK):].splitlines()[1:]  # this launch's output only
     pattern = re.compile(r"^(augury train: error: |error: |[A-Za-z_.]*(Error|Diverged|Exception): )")
-    found = [ln.strip() for ln in lines if pattern.match(ln.strip()) and "torch.distributed.elastic" not in ln]
-    return found[-1] if found else "no error message (killed?)"
+    # a peer's crash seen from the other processes: a consequence, quoted only if nothing else is there
+    secondary = re.compile(r"Connection (closed|reset) by peer|remote worker crash|closing signal")
+    errors = []  # (rank or None, line)
+    for line in lines:
+        m = re.match(r"^\[rank(\d+)\]:\s?(.*)$", line.strip())
+        rank, body = (int(m.group(1)), m.group(2).strip()) if m else (None, line.strip())
+        if pattern.match(body) and "torch.distributed.elastic" not in body:
+            errors.append((rank, body))
+    primary = [(r, b) for r, b in errors if not secondary.search(b)] or errors
+    root = re.search(r"Root Cause.*?\n\s*rank\s*:\s*(\d+)", text[text.rfind(_LAUNCH_MARK):], re.S)
+    if root and any(r == int(root.group(1)) for r, _ in primary):
+        return [b for r, b in primary if r == int(root.group(1))][-1]
+    if primary:
+        return primary[-1][1]
+    tail = [ln for ln in lines if ln.strip() and not ln.startswith("*")][-12:]
+    return ("no error message (killed?); its last lines:\n  " + "\n  ".join(tail)) if tail else "no output at all"
 
 
 def _last_record(path: Path) -> dict | None:
