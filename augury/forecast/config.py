@@ -37,6 +37,11 @@ class RecipeConfig:
         lr_width_exponent: scale the learning rate as (d_model / lr_base_width)^(-exponent) per run: 0 under µP
             (one lr at every width); the naive-demo preset's standard-parametrization rule uses 0.5 (lr ∝ 1/√width).
         lr_base_width: the width at which optim.lr applies unscaled.
+        lr_batch_exponent: scale the learning rate as (batch tokens / lr_base_batch_tokens)^exponent per run. µP
+            transfers the learning rate across width at a fixed batch, but the batch rule grows the batch along
+            the ladder and Adam's best learning rate grows with it (about as its square root below the critical
+            batch: exponent 0.5); 0 keeps one learning rate (see docs/forecast.md for the measured optimum).
+        lr_base_batch_tokens: the tokens per step at which optim.lr applies unscaled by lr_batch_exponent.
         seq_len: tokens per training sequence (the same for every run, so the attention FLOPs term is comparable).
         tokens_per_param: D / N for every run, with N the matmul parameters (see docs/forecast.md): the
             allocation rule that picks each rung's depth; the target uses it too unless target.tokens is set.
@@ -60,6 +65,8 @@ class RecipeConfig:
     optim: dict = field(default_factory=dict)
     lr_width_exponent: float = 0.0
     lr_base_width: int = 32
+    lr_batch_exponent: float = 0.0
+    lr_base_batch_tokens: int = 2048
     seq_len: int = 128
     tokens_per_param: float = 4.0
     steps_per_run: int = 300
@@ -395,6 +402,9 @@ def validate(cfg: ForecastConfig) -> None:
         raise ForecastConfigError("recipe.min_batch_tokens must be in [1, recipe.max_batch_tokens]")
     if rec.max_epochs <= 0:
         raise ForecastConfigError("recipe.max_epochs must be > 0")
+    if rec.lr_batch_exponent and (rec.optim.get("lr") is None or rec.lr_base_batch_tokens <= 0):
+        raise ForecastConfigError("recipe.lr_batch_exponent needs recipe.optim.lr (the learning rate at "
+                                  "recipe.lr_base_batch_tokens tokens per step) and lr_base_batch_tokens > 0")
     if cap.enabled and (cap.samples < 1 or cap.problems < cap.buckets or cap.buckets < 1
                         or not 1 <= cap.min_target_tokens <= cap.max_target_tokens):
         raise ForecastConfigError("capability: need samples >= 1, problems >= buckets >= 1 and "

@@ -226,6 +226,8 @@ def train_config(cfg: ForecastConfig, run: RunPlan, out_dir: str, vocab_size: in
 
         base = optim.lr if optim.lr is not None else default_lr(run_model_config(cfg, run, vocab_size))
         optim.lr = base * (run.d_model / rec.lr_base_width) ** (-rec.lr_width_exponent)
+    if rec.lr_batch_exponent:  # validate() made sure optim.lr is set
+        optim.lr *= (run.batch_size * rec.seq_len / rec.lr_base_batch_tokens) ** rec.lr_batch_exponent
     return TrainConfig(
         out=out_dir, model=run_model_config(cfg, run, vocab_size), data=dataclasses.replace(cfg.data),
         optim=optim, seq_len=rec.seq_len, batch_size=run.batch_size, steps=run.steps,
@@ -271,9 +273,16 @@ def probe_throughput(cfg: ForecastConfig, runs: list[RunPlan], vocab_size: int, 
     return {run.name: rates[(run.depth, run.d_model, run.batch_size)] for run in runs}
 
 
-def format_plan(runs: list[RunPlan], tokens_per_s: dict | None = None) -> str:
+def learning_rates(cfg: ForecastConfig, runs: list[RunPlan], vocab_size: int) -> dict[str, float]:
+    """{run name: peak learning rate} as the recipe's lr rules set it for each run."""
+    return {r.name: train_config(cfg, r, "", vocab_size).optim.lr for r in runs}
+
+
+def format_plan(runs: list[RunPlan], tokens_per_s: dict | None = None, lrs: dict | None = None) -> str:
     head = f"{'run':<8} {'depth':>5} {'d_model':>7} {'N (matmul)':>11} {'non-emb':>10} {'tokens':>11} " \
            f"{'D/N':>6} {'batch':>5} {'steps':>6} {'FLOPs':>9} {'C/C_t':>8}"
+    if lrs:
+        head += f" {'lr':>8}"
     if tokens_per_s:
         head += f" {'tok/s':>8} {'est. time':>9}"
     lines = [head, "-" * len(head)]
@@ -282,6 +291,8 @@ def format_plan(runs: list[RunPlan], tokens_per_s: dict | None = None) -> str:
         line = (f"{r.name:<8} {r.depth:>5} {r.d_model:>7} {r.params_matmul:>11,} {r.params_non_embedding:>10,} "
                 f"{r.tokens:>11,} {r.tokens_per_param:>6.2f} {r.batch_size:>5} {r.steps:>6} "
                 f"{r.flops:>9.3g} {r.fraction:>8.2g}")
+        if lrs:
+            line += f" {lrs[r.name]:>8.3g}"
         if tokens_per_s:
             sec = r.tokens / tokens_per_s[r.name]
             total += sec

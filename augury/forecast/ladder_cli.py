@@ -17,7 +17,7 @@ from augury.cli import UsageError
 def main(argv: list[str]) -> int:
     from augury.forecast.cli import build_parser, parse_config
     from augury.forecast.config import ForecastConfigError, validate
-    from augury.forecast.ladder import format_plan, plan_runs, probe_throughput
+    from augury.forecast.ladder import format_plan, learning_rates, plan_runs, probe_throughput
 
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
@@ -45,5 +45,5 @@ def main(argv: list[str]) -> int:
         rates = probe_throughput(cfg, runs, cfg.data.vocab_size)
     print(f"forecast {cfg.name!r}: vocab {cfg.data.vocab_size}, seq_len {cfg.recipe.seq_len}, "
           f"tokens/param {cfg.recipe.tokens_per_param:g}, C = flops_per_token x tokens, N = matmul params")
-    print(format_plan(runs, rates))
+    print(format_plan(runs, rates, learning_rates(cfg, runs, cfg.data.vocab_size)))
     return 0

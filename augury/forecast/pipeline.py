@@ -28,6 +28,7 @@ from augury.forecast.ladder import (
     RunPlan,
     format_plan,
     format_seconds,
+    learning_rates,
     plan_runs,
     probe_throughput,
     rung_replicas,
@@ -216,7 +217,7 @@ def run_forecast(cfg: ForecastConfig, log=print) -> dict:
     atomic_write_json(out / "plan.json", {"identity": identity, "vocab_size": vocab,
                                           "train_tokens": train_tokens, "planned_at": utc_now()})
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_jsonable(cfg), sort_keys=False))
-    log(format_plan(runs))
+    log(format_plan(runs, lrs=learning_rates(cfg, runs, vocab)))
     # a suite too small is a bad input: fail before any training
     problems = _problems(cfg, out, data) if cfg.capability.enabled else None
     timings = {"data and plan": time.perf_counter() - t0}

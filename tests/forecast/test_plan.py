@@ -76,6 +76,19 @@ def test_train_config_shares_one_recipe():
     assert len({t.batch_size for t in tcs}) > 1  # although they train with different batches
 
 
+def test_lr_batch_rule_scales_the_learning_rate_with_the_square_root_of_the_batch():
+    cfg = cpu_demo(recipe={"lr_batch_exponent": 0.5, "lr_base_batch_tokens": 1024, "optim": {"lr": 0.01}})
+    validate(cfg)
+    runs = plan_runs(cfg, 512)
+    for r in runs:  # lr = 0.01 * sqrt(batch tokens / 1024)
+        tc = train_config(cfg, r, f"/tmp/x/{r.name}", 512)
+        assert tc.optim.lr == pytest.approx(0.01 * math.sqrt(r.batch_size * tc.seq_len / 1024))
+    assert runs[-1].batch_size > runs[0].batch_size  # so the target trains at a larger lr than the smallest rung
+    with pytest.raises(ForecastConfigError, match="lr_batch_exponent needs recipe.optim.lr"):
+        validate(load_forecast_config("smoke", overrides={"recipe": {"lr_batch_exponent": 0.5,
+                                                                      "lr_base_batch_tokens": 0}}))
+
+
 def test_dotted_overrides_of_the_recipe_arrive_typed():
     from augury.forecast.cli import parse_config
 
@@ -132,6 +145,11 @@ def test_ladder_plan_cli(capsys):
     assert main(["ladder", "plan", "--preset", "smoke", "--no-probe"]) == 0
     text = capsys.readouterr().out
     assert "rung1" in text and "target" in text and "largest rung = 1/" in text
+    # each run's learning rate, as the recipe's rules give it: here the batch rule
+    assert main(["ladder", "plan", "--preset", "smoke", "--no-probe", "--recipe.optim.lr", "0.01",
+                 "--recipe.lr_batch_exponent", "1", "--recipe.lr_base_batch_tokens", "1000000"]) == 0
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith(("rung1 ", "target "))]
+    assert float(rows[1][-1]) > float(rows[0][-1]) > 0  # the target trains with a larger batch
     assert main(["ladder", "plan", "--preset", "smoke", "--ladder.largest_fraction", "2", "--no-probe"]) == 2
     assert "largest_fraction" in capsys.readouterr().err
 
