@@ -1,6 +1,7 @@
 """Runs between a preset's ladder and its target: where does the loss curve leave the rungs' line?
 
     python benchmarks/intermediate_widths.py --preset cpu-demo --widths 64 96 96:0.022 120 --out /tmp/mid
+    python benchmarks/intermediate_widths.py --widths 24 48 96 136 --set data.source=DIR --set data.max_bytes=N ...
 
 Each WIDTH (or WIDTH:LR) is planned exactly as the preset's target would be at that width (same recipe, tokens
 per parameter, batch and step rules: `plan_target` with `target.d_model` overridden) and trained once (seed
@@ -26,6 +27,8 @@ def main() -> None:
     ap.add_argument("--lr-base", type=float, default=0.0128)
     ap.add_argument("--lr-base-batch-tokens", type=int, default=2048)
     ap.add_argument("--lr-batch-exponent", type=float, default=0.2)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a dotted override of the preset, e.g. data.max_bytes=50000000")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default="/tmp/augury-intermediate-widths")
     args = ap.parse_args()
@@ -35,10 +38,20 @@ def main() -> None:
     from augury.forecast.ladder import plan_target, train_config
     from augury.forecast.runner import finished_summary, train_one
 
+    import yaml
+
+    overrides: dict = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        node = overrides
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
     for arg in args.widths:
         width_text, _, lr_text = arg.partition(":")
         width = int(width_text)
-        cfg = load_forecast_config(args.preset, overrides={"progress": False, "seed": args.seed,
+        cfg = load_forecast_config(args.preset, overrides={**overrides, "progress": False, "seed": args.seed,
                                                            "target": {"d_model": width}})
         vocab = prepare_data(cfg.data, log=lambda *a, **k: None).tokenizer().get_vocab_size()
         run = plan_target(cfg, vocab)
