@@ -418,6 +418,7 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
                "N_definition": "matmul parameters (incl. output layer)"}
     loss, _ = fit_loss(rows, xs[target.name], cfg.fit, cfg.seed, x="compute")
     content["loss"] = loss
+    content["data_coverage"] = data_coverage([*rungs, target], data.split_tokens("train"))
     if cfg.capability.enabled:
         try:
             content["capability"] = _capability_forecast(cfg, out, data, rungs, xs, xs[target.name])
@@ -442,7 +443,17 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
         f"[{loss['interval'][0]:.4f}, {loss['interval'][1]:.4f}] nats/token, {status}")
     for f in loss["flags"]:
         log(f"  flag: {f}")
+    cov = content["data_coverage"]["share"]
+    log(f"  the target trains on {cov[target.name]:.0%} of the training split, the largest rung on "
+        f"{cov[rungs[-1].name]:.0%}")
     return content
+
+
+def data_coverage(runs: list[RunPlan], train_tokens: int) -> dict:
+    """The share of the training split each run trains on (every run is single-epoch). Recorded, not flagged: on
+    cpu-demo's stdlib corpus the loss curve steepened where the runs neared the whole split (BENCHMARKS.md), a
+    change of regime the rungs, which see a small share, cannot show."""
+    return {"train_tokens": int(train_tokens), "share": {r.name: r.tokens / train_tokens for r in runs}}
 
 
 def _capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, target_x: float) -> dict:

@@ -161,6 +161,13 @@ def render_markdown(forecast: dict, result: dict | None, images: dict[str, str])
     else:
         L += [("All checks passed (fit converged, rungs on the curve, no steepening, leave-largest-out backtest "
               "within tolerance).")]
+    cov = forecast.get("data_coverage")
+    if cov:
+        share = cov["share"]
+        L += ["", (f"Data coverage: the target trains on {share[forecast['target']['name']]:.0%} of the "
+                   f"{cov['train_tokens']:,}-token training split, the largest rung on "
+                   f"{share[forecast['ladder'][-1]['name']]:.0%}. A target that covers much more of its corpus "
+                   f"than the rungs may leave their trend (docs/forecast.md).")]
     bt = loss.get("backtest_largest_rung")
     if bt:
         L += ["", (f"Leave-largest-out backtest: {bt['held_out']} predicted {bt['predicted']:.4f}, actual "

@@ -53,6 +53,10 @@ def test_result_compares_prediction_with_the_target(smoke_forecast):
     assert result["loss"]["covered"] == (lo <= actual <= hi)
     assert result["timings"]["target training"] >= 0
     assert "capability" in forecast or "capability_skipped" in forecast
+    # how much of the training split each run covers, from the plan and the prepared corpus
+    cov = forecast["data_coverage"]
+    assert cov["share"]["target"] == pytest.approx(forecast["target"]["tokens"] / cov["train_tokens"])
+    assert 0 < cov["share"]["rung1"] < cov["share"]["target"] <= 1
 
 
 def test_report_files_exist_and_embed_images(smoke_forecast):
@@ -64,6 +68,7 @@ def test_report_files_exist_and_embed_images(smoke_forecast):
     assert "src=\"loss_vs_compute.png\"" not in html  # offline: nothing linked
     for name in ("rung1", "rung4", "target"):
         assert f"| {name} |" in md
+    assert "Data coverage: the target trains on" in md
 
 
 def test_rerun_verifies_without_training_or_refitting(smoke_forecast):
