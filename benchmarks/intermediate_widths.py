@@ -17,6 +17,8 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
+from pathlib import Path
 
 
 def main() -> None:
@@ -38,16 +40,10 @@ def main() -> None:
     from augury.forecast.ladder import plan_target, train_config
     from augury.forecast.runner import finished_summary, train_one
 
-    import yaml
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from preset_runs import dotted_overrides
 
-    overrides: dict = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        node = overrides
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+    overrides = dotted_overrides(args.set)
     for arg in args.widths:
         width_text, _, lr_text = arg.partition(":")
         width = int(width_text)

@@ -25,13 +25,6 @@ from pathlib import Path
 import numpy as np
 
 
-def _set(raw: str) -> tuple[str, object]:
-    key, _, value = raw.partition("=")
-    import yaml
-
-    return key, yaml.safe_load(value)
-
-
 def best_multiple(mults: list[float], losses: list[float]) -> tuple[float, bool]:
     """The argmin of a parabola in log2(multiple) through the lowest mean and its neighbours; (value, inside),
     inside False when the lowest mean is at an end of the sweep (the optimum lies beyond it)."""
@@ -50,7 +43,7 @@ def main() -> None:
     ap.add_argument("--mults", nargs="+", type=float, default=[0.5, 1.0, 2.0, 4.0])
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--set", action="append", default=[], type=_set, metavar="KEY=VALUE",
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a dotted override of the preset, e.g. recipe.lr_batch_exponent=0.5")
     ap.add_argument("--out", default="/tmp/augury-lr-sweep")
     args = ap.parse_args()
@@ -61,13 +54,9 @@ def main() -> None:
     from augury.forecast.ladder import plan_runs, train_config
     from augury.forecast.runner import finished_summary, train_runs_parallel
 
-    overrides: dict = {"progress": False}
-    for key, value in args.set:
-        node = overrides
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+    from preset_runs import dotted_overrides
+
+    overrides = {**dotted_overrides(args.set), "progress": False}
     cfg = load_forecast_config(args.preset, overrides=overrides)
     vocab = prepare_data(cfg.data, log=lambda *a, **k: None).tokenizer().get_vocab_size()
     rungs = [r for r in plan_runs(cfg, vocab) if r.role != "target" and (not args.rungs or r.name in args.rungs)]
@@ -92,7 +81,7 @@ def main() -> None:
                                         on_done=lambda plan, s: print(f"  {plan.name}: {s['final_val_loss']:.4f}",
                                                                       flush=True)))
     rows, opt = [], []
-    print(f"\npreset {args.preset} {' '.join(f'{k}={v}' for k, v in args.set)}; loss = mean over {args.seeds} seeds")
+    print(f"\npreset {args.preset} {' '.join(args.set)}; loss = mean over {args.seeds} seeds")
     print(f"{'rung':6} {'d_model':>7} {'batch tok':>9} {'lr x1':>9} " + " ".join(f"{'x' + format(m, 'g'):>8}"
                                                                             for m in args.mults) + "   best x")
     for rung in rungs:
@@ -113,7 +102,7 @@ def main() -> None:
         slope = float(np.polyfit(np.log([b for b, _ in opt]), np.log([m for _, m in opt]), 1)[0])
         print(f"best multiple ~ batch^{slope:.2f} over {len(opt)} rungs with an interior optimum "
               f"(0: the lr rule tracks the optimum)")
-    result = {"preset": args.preset, "set": dict(args.set), "seeds": args.seeds, "rungs": rows,
+    result = {"preset": args.preset, "set": args.set, "seeds": args.seeds, "rungs": rows,
               "best_mult_batch_slope": slope, "cpus": os.cpu_count()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "lr_sweep.json").write_text(json.dumps(result, indent=1))

@@ -3,6 +3,7 @@ its plan (rungs, then the target), without progress bars.
 
     from preset_runs import load_preset_runs       # from a script in benchmarks/
     cfg, vocab, runs = load_preset_runs("cpu-demo")
+    overrides = dotted_overrides(["recipe.lr_batch_exponent=0.5"])   # --set KEY=VALUE, as load_forecast_config takes
 """
 
 from __future__ import annotations
@@ -16,3 +17,18 @@ def load_preset_runs(preset: str):
     cfg = load_forecast_config(preset, overrides={"progress": False})
     vocab = prepare_data(cfg.data, log=lambda *a, **k: None).tokenizer().get_vocab_size()
     return cfg, vocab, plan_runs(cfg, vocab)
+
+
+def dotted_overrides(items: list[str]) -> dict:
+    """["a.b=VALUE", ...] (VALUE read as YAML) as the nested dict `load_forecast_config(overrides=...)` takes."""
+    import yaml
+
+    overrides: dict = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        node = overrides
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return overrides

@@ -240,7 +240,8 @@ def _worker_error(log: Path) -> str:
     rank torchrun names as the root cause (workers prefix their lines with "[rankN]: "), else by any process; with
     none, the log's last lines."""
     text = log.read_text(errors="replace") if log.is_file() else ""
-    lines = text[text.rfind(_LAUNCH_MARK):].splitlines()[1:]  # this launch's output only
+    text = text[text.rfind(_LAUNCH_MARK):]  # this launch's output only
+    lines = text.splitlines()[1:]
     pattern = re.compile(r"^(augury train: error: |error: |[A-Za-z_.]*(Error|Diverged|Exception): )")
     # a peer's crash seen from the other processes: a consequence, quoted only if nothing else is there
     secondary = re.compile(r"Connection (closed|reset) by peer|remote worker crash|closing signal")
@@ -251,7 +252,7 @@ def _worker_error(log: Path) -> str:
         if pattern.match(body) and "torch.distributed.elastic" not in body:
             errors.append((rank, body))
     primary = [(r, b) for r, b in errors if not secondary.search(b)] or errors
-    root = re.search(r"Root Cause.*?\n\s*rank\s*:\s*(\d+)", text[text.rfind(_LAUNCH_MARK):], re.S)
+    root = re.search(r"Root Cause.*?\n\s*rank\s*:\s*(\d+)", text, re.S)
     if root and any(r == int(root.group(1)) for r, _ in primary):
         return [b for r, b in primary if r == int(root.group(1))][-1]
     if primary:
