@@ -3,6 +3,7 @@ cached.
 
     from augury.data.config import DataConfig
     cfg = DataConfig(source="stdlib", vocab_size=4096)          # CPython's own standard library
+    cfg = DataConfig(source="stdlib+tests", vocab_size=1024)    # ... with its test suites (~2.6x the text)
     cfg = DataConfig(source="corpus/", extensions=[".txt"])     # a folder of text files
     cfg = DataConfig(source="docs.jsonl", text_field="body")    # one document per JSONL line
 
@@ -22,6 +23,9 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = (
     ".html", ".css", ".toml", ".yaml", ".yml", ".ini", ".cfg",
 )
 
+# Sources built into every Python, no download: the standard library, without or with CPython's test suites.
+STDLIB_SOURCES: tuple[str, ...] = ("stdlib", "stdlib+tests")
+
 # 256 byte-level tokens + the reserved special tokens: the smallest vocabulary a byte-level BPE can have.
 MIN_VOCAB_SIZE = 256 + 9
 
@@ -39,7 +43,8 @@ class DataConfig:
 
     Attributes:
         source: "stdlib" (CPython's standard-library .py files found via sysconfig, without site-packages and
-            test folders), a folder of text files, a .jsonl file with one document per line, or a folder
+            test folders: 12 MB on CPython 3.11), "stdlib+tests" (the same with CPython's test suites: 31.5 MB;
+            some distributions ship those separately, e.g. Debian's libpython3.X-testsuite), a folder of text files, a .jsonl file with one document per line, or a folder
             prepared earlier (it has augury's manifest.json; used as it is, e.g. copied from another machine).
         text_field: for a .jsonl source, the field that holds each document's text.
         extensions: for a folder source, the file suffixes to read (e.g. [".txt", ".md"]; ["*"] reads every
@@ -84,11 +89,11 @@ def validate_config(cfg: DataConfig) -> None:
         if isinstance(cfg.extensions, str) or not all(isinstance(e, str) and e for e in cfg.extensions):
             raise DataError(f"extensions must be a list of suffixes such as ['.txt', '.md'], "
                             f"got {cfg.extensions!r}")
-    if cfg.source != "stdlib":
+    if cfg.source not in STDLIB_SOURCES:
         path = Path(cfg.source).expanduser()
         if not path.exists():
             raise DataError(f"corpus source {str(path)!r} does not exist "
-                            f"(expected 'stdlib', a folder or a .jsonl file)")
+                            f"(expected 'stdlib', 'stdlib+tests', a folder or a .jsonl file)")
         if path.is_file() and path.suffix.lower() != ".jsonl":
             raise DataError(f"corpus source {str(path)!r} is a file but not .jsonl; "
                             f"give a folder or a .jsonl file")

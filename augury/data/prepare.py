@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from augury.data.config import (
+    STDLIB_SOURCES,
     DataConfig,
     DataError,
     normalized_extensions,
@@ -166,7 +167,7 @@ def _folder_name(cfg: DataConfig, key: str) -> str:
     if source_kind(cfg.source) == "stdlib":
         import sys
 
-        label = f"stdlib-py{sys.version_info.major}.{sys.version_info.minor}"
+        label = f"{cfg.source}-py{sys.version_info.major}.{sys.version_info.minor}"
     else:
         label = re.sub(r"[^A-Za-z0-9_.-]+", "_", source_root(cfg.source).name)[:40] or "corpus"
     return f"{label}-v{cfg.vocab_size}-{key[:16]}"
@@ -175,7 +176,7 @@ def _folder_name(cfg: DataConfig, key: str) -> str:
 def _prepared_source(cfg: DataConfig) -> "PreparedData | None":
     """The source as a PreparedData when it is a prepared folder (has a manifest.json naming a cache key)."""
     root = Path(cfg.source).expanduser()
-    if cfg.source == "stdlib" or not (root / "manifest.json").is_file():
+    if cfg.source in STDLIB_SOURCES or not (root / "manifest.json").is_file():
         return None
     try:
         manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
@@ -243,6 +244,9 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
         log(f"using prepared data {prepared.dir} (the source itself)")
         return prepared
     files = list_source_files(cfg)
+    if cfg.source == "stdlib+tests" and not any(f.rel.startswith("test/") for f in files):
+        log(f"note: this Python has no test suite in {source_root(cfg.source)} (some distributions ship it "
+            f"separately, e.g. Debian's libpython3.X-testsuite): 'stdlib+tests' reads the standard library alone")
     key = cache_key(cfg, files)
     cache_root = resolve_cache_dir(cfg.cache_dir)
     name = _folder_name(cfg, key)

@@ -3,6 +3,8 @@
 Three kinds of source:
 - "stdlib": the running CPython's standard library `.py` files (via `sysconfig`), without `site-packages`,
   `dist-packages` and test folders (`test`, `tests`, `idle_test`). Every Python has it: no download needed.
+- "stdlib+tests": the same with the test folders (CPython's own test suites: 2.6x the text on 3.11), where the
+  interpreter ships them.
 - a folder: files whose suffix is in `extensions`, walked recursively; hidden files and folders are skipped.
 - a `.jsonl` file: one document per non-blank line, text in `text_field`.
 
@@ -23,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from augury.data.config import DataConfig, DataError, normalized_extensions
+from augury.data.config import STDLIB_SOURCES, DataConfig, DataError, normalized_extensions
 
-# Folder names never read from the standard library: installed packages and CPython's own test suites.
-STDLIB_EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test",
-                                  "__pycache__"})
+# Folder names never read from the standard library: installed packages, and (source "stdlib") CPython's own
+# test suites.
+STDLIB_TEST_DIRS = frozenset({"test", "tests", "idle_test"})
+STDLIB_EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__"}) | STDLIB_TEST_DIRS
 
 
 @dataclass
@@ -66,13 +69,13 @@ def stdlib_root() -> Path:
 
 
 def source_kind(source: str) -> str:
-    if source == "stdlib":
+    if source in STDLIB_SOURCES:
         return "stdlib"
     return "jsonl" if Path(source).expanduser().is_file() else "folder"
 
 
 def source_root(source: str) -> Path:
-    return stdlib_root() if source == "stdlib" else Path(source).expanduser().resolve()
+    return stdlib_root() if source in STDLIB_SOURCES else Path(source).expanduser().resolve()
 
 
 def _walk(root: Path, keep_dir: Callable[[str], bool], keep_file: Callable[[str], bool]) -> list[SourceFile]:
@@ -101,7 +104,8 @@ def list_source_files(cfg: DataConfig) -> list[SourceFile]:
         st = root.stat()
         return [SourceFile(root.name, root, st.st_size, st.st_mtime_ns)]
     if kind == "stdlib":
-        return _walk(root, lambda d: d not in STDLIB_EXCLUDED_DIRS, lambda f: f.endswith(".py"))
+        excluded = STDLIB_EXCLUDED_DIRS if cfg.source == "stdlib" else STDLIB_EXCLUDED_DIRS - STDLIB_TEST_DIRS
+        return _walk(root, lambda d: d not in excluded, lambda f: f.endswith(".py"))
     if not root.is_dir():
         raise DataError(f"corpus folder {str(root)!r} is not a folder")
     exts = normalized_extensions(cfg.extensions)

@@ -36,6 +36,32 @@ def test_stdlib_discovery_on_a_fake_layout(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "stdlib_root", lambda: lib)
     rels = [f.rel for f in list_source_files(DataConfig(source="stdlib"))]
     assert rels == ["json/__init__.py", "os.py", "unittest/case.py"]
+    # "stdlib+tests" adds the test suites, never the installed packages
+    rels = [f.rel for f in list_source_files(DataConfig(source="stdlib+tests"))]
+    assert rels == ["idlelib/idle_test/test_x.py", "json/__init__.py", "lib2to3/tests/data/bad.py", "os.py",
+                    "test/test_os.py", "unittest/case.py", "unittest/test/test_case.py"]
+
+
+def test_stdlib_with_tests_prepares_apart_and_says_when_the_suite_is_missing(tmp_path, monkeypatch):
+    from augury.data.prepare import prepare_data
+
+    lib = tmp_path / "lib"
+    for rel in ["os.py", "json/__init__.py", "test/test_os.py"]:
+        (lib / rel).parent.mkdir(parents=True, exist_ok=True)
+        (lib / rel).write_text(f"# {rel}\n" + "def f(x):\n    return x + 1\n" * 200)
+    monkeypatch.setattr(sources, "stdlib_root", lambda: lib)
+    logs: list[str] = []
+    plain = prepare_data(DataConfig(source="stdlib", vocab_size=300, cache_dir=str(tmp_path / "c")), log=logs.append)
+    full = prepare_data(DataConfig(source="stdlib+tests", vocab_size=300, cache_dir=str(tmp_path / "c")),
+                        log=logs.append)
+    assert full.dir != plain.dir and full.dir.name.startswith("stdlib+tests-py")
+    assert full.manifest["splits"]["train"]["documents"] + full.manifest["splits"]["val"]["documents"] == 3
+    assert not any("no test suite" in line for line in logs)
+    (lib / "test" / "test_os.py").unlink()
+    (lib / "test").rmdir()
+    logs.clear()
+    prepare_data(DataConfig(source="stdlib+tests", vocab_size=300, cache_dir=str(tmp_path / "c")), log=logs.append)
+    assert any("no test suite" in line for line in logs)
 
 
 def test_folder_extensions_and_hidden_files(tmp_path):
