@@ -417,6 +417,10 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
                "ladder": rows, "compute": how, "compute_definition": COMPUTE_DEFINITIONS[how],
                "N_definition": "matmul parameters (incl. output layer)"}
     loss, _ = fit_loss(rows, xs[target.name], cfg.fit, cfg.seed, x="compute")
+    step_flag = step_extrapolation_flag(rungs, target)
+    if step_flag:
+        loss["flags"].append(step_flag)
+        loss["reliable"] = False
     content["loss"] = loss
     content["data_coverage"] = data_coverage([*rungs, target], data.split_tokens("train"))
     if cfg.capability.enabled:
@@ -447,6 +451,25 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
     log(f"  the target trains on {cov[target.name]:.0%} of the training split, the largest rung on "
         f"{cov[rungs[-1].name]:.0%}")
     return content
+
+
+# A target may take at most this many times the optimizer steps of the rung with the most before the forecast is
+# flagged. With a fixed batch (steps growing with the run) cpu-demo's target took 6.5x rung4's steps and beat the
+# rungs' line by 2.3-6.7% on every forecast measured, unflagged (BENCHMARKS.md); the batch rule keeps every
+# preset's runs within 1.6x.
+MAX_TARGET_STEP_RATIO = 2.0
+
+
+def step_extrapolation_flag(rungs: list[RunPlan], target: RunPlan) -> str | None:
+    """A flag when the target takes far more optimizer steps than any rung: what the extra updates give is
+    outside the ladder's data (the loss follows the number of updates at these sizes)."""
+    most = max(rungs, key=lambda r: r.steps)
+    ratio = target.steps / most.steps
+    if ratio <= MAX_TARGET_STEP_RATIO:
+        return None
+    return (f"the target takes {target.steps:,} optimizer steps, {ratio:.1f}x the most of any rung ({most.name}: "
+            f"{most.steps:,}): the gain from the extra updates is outside the ladder's data (with a fixed batch "
+            f"cpu-demo's target beat its rungs' line by 2-7%); grow the batch with the run (steps_per_run) instead")
 
 
 def data_coverage(runs: list[RunPlan], train_tokens: int) -> dict:

@@ -9,6 +9,7 @@ import pytest
 
 from augury.forecast.config import ForecastConfigError, load_forecast_config, validate
 from augury.forecast.ladder import plan_runs, run_model_config, train_config
+from augury.forecast.pipeline import step_extrapolation_flag
 from augury.model import flops_per_token, param_counts
 
 
@@ -23,6 +24,15 @@ def test_presets_load_and_plan(preset):
     runs = plan_runs(cfg, cfg.data.vocab_size)
     assert runs[-1].role == "target" and all(r.role == "rung" for r in runs[:-1])
     assert runs[-2].flops <= cfg.ladder.largest_fraction * runs[-1].flops * 1.3
+    assert step_extrapolation_flag(runs[:-1], runs[-1]) is None  # the batch rule keeps the steps comparable
+
+
+def test_a_target_with_far_more_steps_than_its_rungs_is_flagged():
+    cfg = cpu_demo(recipe={"min_batch_tokens": 2048, "max_batch_tokens": 2048})  # a fixed batch: steps grow
+    runs = plan_runs(cfg, 1024)
+    assert [r.steps for r in runs] == [102, 162, 235, 312, 2023]
+    flag = step_extrapolation_flag(runs[:-1], runs[-1])
+    assert flag is not None and "2,023 optimizer steps, 6.5x" in flag and "rung4" in flag
 
 
 def test_rungs_are_even_in_log_compute_and_follow_the_recipe():
