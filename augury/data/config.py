@@ -45,7 +45,8 @@ class DataConfig:
         source: "stdlib" (CPython's standard-library .py files found via sysconfig, without site-packages and
             test folders: 12 MB on CPython 3.11), "stdlib+tests" (the same with CPython's test suites: 31.5 MB;
             some distributions ship those separately, e.g. Debian's libpython3.X-testsuite), a folder of text
-            files, a .jsonl file with one document per line, or a folder prepared earlier (it has augury's manifest.json; used as it is, e.g. copied from another machine).
+            files, a .jsonl file with one document per line, or a folder prepared earlier (it has augury's
+            manifest.json; used as it is, e.g. copied from another machine).
         text_field: for a .jsonl source, the field that holds each document's text.
         extensions: for a folder source, the file suffixes to read (e.g. [".txt", ".md"]; ["*"] reads every
             file). None reads common text and source-code suffixes (DEFAULT_EXTENSIONS, incl. .py .txt .md).
