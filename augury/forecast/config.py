@@ -47,6 +47,11 @@ class RecipeConfig:
             allocation rule that picks each rung's depth; the target uses it too unless target.tokens is set.
         steps_per_run: optimizer steps every run aims at; the batch is the whole number of sequences nearest
             tokens / steps_per_run (within the min/max batch), so runs of every size take about as many steps.
+        batch_exponent: how the batch grows with a run's tokens D: tokens per step ∝ D^exponent. 1 (default)
+            gives every run steps_per_run steps; 0 a fixed batch (steps ∝ D); 2/3 grows the batch as the
+            critical batch does along a fixed-tokens-per-parameter ladder (B ∝ C^0.33, C ∝ D²), steps ∝ D^(1/3).
+        batch_base_tokens: with batch_exponent < 1, the run tokens at which a run takes steps_per_run steps
+            (the batch is (batch_base_tokens / steps_per_run) * (D / batch_base_tokens)^batch_exponent).
         min_batch_tokens: smallest tokens per optimizer step.
         max_batch_tokens: largest tokens per optimizer step.
         dial: which size dial the ladder turns. "depth": depth sets the width (model.aspect_ratio) and heads,
@@ -70,6 +75,8 @@ class RecipeConfig:
     seq_len: int = 128
     tokens_per_param: float = 4.0
     steps_per_run: int = 300
+    batch_exponent: float = 1.0
+    batch_base_tokens: int = 0
     dial: str = "depth"
     width_step: int = 16
     min_width: int = 32
@@ -402,6 +409,9 @@ def validate(cfg: ForecastConfig) -> None:
         raise ForecastConfigError("recipe.min_batch_tokens must be in [1, recipe.max_batch_tokens]")
     if rec.max_epochs <= 0:
         raise ForecastConfigError("recipe.max_epochs must be > 0")
+    if not 0 <= rec.batch_exponent <= 1 or (rec.batch_exponent < 1 and rec.batch_base_tokens <= 0):
+        raise ForecastConfigError("recipe.batch_exponent must be in [0, 1], and below 1 it needs "
+                                  "recipe.batch_base_tokens > 0 (the run tokens that take steps_per_run steps)")
     if rec.lr_batch_exponent and (rec.optim.get("lr") is None or rec.lr_base_batch_tokens <= 0):
         raise ForecastConfigError("recipe.lr_batch_exponent needs recipe.optim.lr (the learning rate at "
                                   "recipe.lr_base_batch_tokens tokens per step) and lr_base_batch_tokens > 0")

@@ -24,7 +24,11 @@ def test_presets_load_and_plan(preset):
     runs = plan_runs(cfg, cfg.data.vocab_size)
     assert runs[-1].role == "target" and all(r.role == "rung" for r in runs[:-1])
     assert runs[-2].flops <= cfg.ladder.largest_fraction * runs[-1].flops * 1.3
-    assert step_extrapolation_flag(runs[:-1], runs[-1]) is None  # the batch rule keeps the steps comparable
+    flag = step_extrapolation_flag(runs[:-1], runs[-1])
+    if preset == "naive-demo":  # its target takes 420 steps, 1.56x its rungs' most: flagged with the rest of it
+        assert flag is not None and "1.6x" in flag
+    else:
+        assert flag is None  # the batch rule keeps the steps comparable
 
 
 def test_a_target_with_far_more_steps_than_its_rungs_is_flagged():
@@ -33,6 +37,10 @@ def test_a_target_with_far_more_steps_than_its_rungs_is_flagged():
     assert [r.steps for r in runs] == [102, 162, 235, 312, 2023]
     flag = step_extrapolation_flag(runs[:-1], runs[-1])
     assert flag is not None and "2,023 optimizer steps, 6.5x" in flag and "rung4" in flag
+    # a batch growing as D^(2/3): 1.85x rung4's steps, and the forecast missed by 3.3-6.6%
+    runs = plan_runs(cpu_demo(recipe={"batch_exponent": 2 / 3, "batch_base_tokens": 600_000}), 1024)
+    assert [r.steps for r in runs] == [204, 260, 269, 312, 578]
+    assert "578 optimizer steps, 1.9x" in step_extrapolation_flag(runs[:-1], runs[-1])
 
 
 def test_rungs_are_even_in_log_compute_and_follow_the_recipe():
@@ -97,6 +105,25 @@ def test_lr_batch_rule_scales_the_learning_rate_with_the_square_root_of_the_batc
     with pytest.raises(ForecastConfigError, match="lr_batch_exponent needs recipe.optim.lr"):
         validate(load_forecast_config("smoke", overrides={"recipe": {"lr_batch_exponent": 0.5,
                                                                       "lr_base_batch_tokens": 0}}))
+
+
+def test_batch_exponent_grows_the_batch_as_a_power_of_the_run_tokens():
+    base = cpu_demo()
+    runs1 = plan_runs(base, 1024)  # exponent 1, the default: every run takes ~steps_per_run steps
+    assert all(abs(r.steps / base.recipe.steps_per_run - 1) < 0.1 for r in runs1)
+    cfg = cpu_demo(recipe={"batch_exponent": 2 / 3, "batch_base_tokens": 600_000})
+    validate(cfg)
+    runs = plan_runs(cfg, 1024)
+    assert [r.tokens for r in runs] == pytest.approx([r.tokens for r in runs1], rel=0.01)  # same D, other batches
+    for r in runs:  # the whole number of sequences nearest 2,000 * (D / 600,000)^(2/3) tokens
+        ideal = 2000 * (r.tokens / 600_000) ** (2 / 3) / cfg.recipe.seq_len
+        assert abs(r.batch_size - ideal) <= 0.5 + 1e-6 * ideal and r.tokens == r.steps * r.batch_size * 256
+    assert runs[0].steps < runs[-2].steps < runs[-1].steps  # steps ∝ D^(1/3), up to whole sequences
+    fixed = plan_runs(cpu_demo(recipe={"batch_exponent": 0.0, "batch_base_tokens": 2048 * 300}), 1024)
+    assert {r.batch_size for r in fixed} == {8}  # exponent 0: one batch for every run
+    for bad in ({"batch_exponent": 0.5}, {"batch_exponent": 1.5, "batch_base_tokens": 1000}):
+        with pytest.raises(ForecastConfigError, match="recipe.batch_exponent"):
+            validate(cpu_demo(recipe=bad))
 
 
 def test_dotted_overrides_of_the_recipe_arrive_typed():
