@@ -22,12 +22,12 @@ def refit(folder: Path, fit_cfg, axes: list[str]) -> dict:
 
     forecast = json.loads((folder / "forecast.json").read_text())
     actual = json.loads((folder / "result.json").read_text())["loss"]["actual"]
-    row = {"folder": str(folder), "registered_axis": forecast["compute"], "actual": actual}
+    row = {"actual": actual}
     for axis in axes:
         rungs = [{**r, "x": fit_compute(r, axis)} for r in forecast["ladder"]]
         rec, _ = fit_loss(rungs, fit_compute(forecast["target"], axis), fit_cfg, 0, x="x")
         lo, hi = rec["interval"]
-        row[axis] = {"predicted": rec["predicted"], "interval": [lo, hi], "error": relative(rec["predicted"], actual),
+        row[axis] = {"predicted": rec["predicted"], "error": relative(rec["predicted"], actual),
                      "covered": lo <= actual <= hi}
     return row
 

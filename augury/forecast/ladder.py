@@ -121,14 +121,16 @@ def _size_at_ratio(cfg: ForecastConfig, flops: float, cap: float, vocab_size: in
 
 def _batch_tokens(cfg: ForecastConfig, tokens: float) -> int:
     """Tokens per optimizer step: the whole number of sequences nearest tokens / steps_per_run, clamped to
-    [min_batch_tokens, max_batch_tokens] (with recipe.batch_exponent < 1, the batch grows more slowly than D). Every run then takes about steps_per_run steps (its schedule, warmup
+    [min_batch_tokens, max_batch_tokens]. Every run then takes about steps_per_run steps (its schedule, warmup
     and number of updates are the same at every size) unless a clamp binds; a power-of-two rule would make the
-    step count jump by up to 2x between neighbouring rungs, and at these sizes the loss follows the step count."""
+    step count jump by up to 2x between neighbouring rungs, and at these sizes the loss follows the step count.
+    With recipe.batch_exponent < 1 the batch grows more slowly than D, and the step count with it."""
     rec = cfg.recipe
-    target_tokens = tokens / rec.steps_per_run
+    ideal = tokens / rec.steps_per_run
     if rec.batch_exponent < 1:  # batch ∝ D^exponent through (batch_base_tokens, batch_base_tokens / steps_per_run)
-        target_tokens = rec.batch_base_tokens / rec.steps_per_run * (tokens / rec.batch_base_tokens) ** rec.batch_exponent
-    seqs = max(1, round(target_tokens / rec.seq_len))
+        base = rec.batch_base_tokens
+        ideal = base / rec.steps_per_run * (tokens / base) ** rec.batch_exponent
+    seqs = max(1, round(ideal / rec.seq_len))
     lo = max(1, math.ceil(rec.min_batch_tokens / rec.seq_len))
     hi = max(lo, rec.max_batch_tokens // rec.seq_len)
     return min(max(seqs, lo), hi) * rec.seq_len

@@ -454,9 +454,7 @@ def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> 
 
 
 # A target may take at most this many times the optimizer steps of the rung with the most before the forecast is
-# flagged. With a fixed batch (steps growing with the run) cpu-demo's target took 6.5x rung4's steps and beat the
-# rungs' line by 2.3-6.7% on every forecast measured, unflagged (BENCHMARKS.md); the batch rule keeps every
-# preset's runs within 1.6x.
+# flagged (the evidence: step_extrapolation_flag's docstring).
 MAX_TARGET_STEP_RATIO = 1.5
 
 
