@@ -1,7 +1,8 @@
 """The augury decoder-only Transformer (Llama layout: pre-norm RMSNorm, rotary embeddings, SwiGLU, GQA).
 
 Parameter names follow Hugging Face's Llama (`embed_tokens`, `layers.{i}.self_attn.o_proj`, ...); q/k/v and
-gate/up are stored fused (`qkv_proj`, `gate_up_proj`: fewer, larger matmuls) and split on export. Attention runs through `F.scaled_dot_product_attention`. The forward pass accepts
+gate/up are stored fused (`qkv_proj`, `gate_up_proj`: fewer, larger matmuls) and split on export. Attention runs
+through `F.scaled_dot_product_attention` (in fp32 on CPU, see `CPU_ATTENTION_FP32`). The forward pass accepts
 `prefix_embeds` placed in front of the text embeddings, so an image encoder can later feed its outputs in.
 
     model = Transformer(ModelConfig(depth=2, vocab_size=4096))
@@ -74,6 +75,21 @@ class KVCache:
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
+# On CPU, under bf16 autocast, attention runs in fp32: the CPU's fused attention kernel is faster in fp32 than in
+# bf16 at the small head dims of a CPU ladder (1.2x on cpu-demo's whole training step; see
+# benchmarks/cpu_attention_dtype.py), and fp32 is the more accurate of the two. CUDA keeps bf16 (its flash kernel
+# needs it). A switch so the benchmark can measure both.
+CPU_ATTENTION_FP32 = True
+
+
+def _attend(q, k, v, **kw) -> torch.Tensor:
+    """F.scaled_dot_product_attention, in fp32 on CPU when the inputs are bf16 (CPU_ATTENTION_FP32)."""
+    if CPU_ATTENTION_FP32 and q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kw).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, **kw)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -96,13 +112,13 @@ class Attention(nn.Module):
             k, v = cache.update(layer, k, v)  # (B, nkv, past+T, hd)
         gqa = self.n_kv_heads != self.n_heads
         if past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+            y = _attend(q, k, v, is_causal=True, enable_gqa=gqa)
         elif T == 1:
-            y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)  # one new token sees everything
+            y = _attend(q, k, v, enable_gqa=gqa)  # one new token sees everything
         else:
             # A chunk after a prefix: query i (absolute past+i) sees keys 0..past+i.
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+            y = _attend(q, k, v, attn_mask=mask, enable_gqa=gqa)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, nh*hd)
         return self.o_proj(y)
 

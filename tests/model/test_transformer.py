@@ -81,3 +81,21 @@ def test_mup_coordinate_check_flat_across_widths():
         assert sp_vals[-1] / sp_vals[0] > 3.0, f"SP expected to drift with width: {sp_vals}"
     # SP's drift grows with width
     assert [r[0] for r in sp] == sorted(r[0] for r in sp)
+
+
+def test_cpu_attention_runs_in_fp32_under_bf16_autocast():
+    """On CPU the bf16 q/k/v are attended in fp32 (faster there, benchmarks/cpu_attention_dtype.py): the result is
+    fp32 attention of the same bf16 inputs, returned in bf16, and gradients reach the bf16 inputs."""
+    import torch.nn.functional as F
+
+    from augury.model import transformer
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 16, 8).bfloat16().requires_grad_() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = transformer._attend(q, k, v, is_causal=True)
+    assert y.dtype == torch.bfloat16
+    ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    assert torch.equal(y, ref.bfloat16())  # the fp32 result, rounded once (bf16 attention differs in the last bits)
+    y.float().sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.bfloat16 and torch.isfinite(q.grad).all()
