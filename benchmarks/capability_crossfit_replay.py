@@ -12,33 +12,23 @@ flagged) and the mean, spread and count within 10% of both.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-from pathlib import Path
 
 import numpy as np
+from finished_forecasts import finished_forecasts, replay_capability
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", help="globs of finished forecast folders")
     args = ap.parse_args()
-    from augury.forecast import pipeline
     from augury.forecast.config import load_forecast_config
-    from augury.forecast.ladder import plan_runs
-    from augury.forecast.preregister import fit_compute
 
     registered, replayed, flagged = [], [], 0
-    for folder in sorted(Path(p) for pattern in args.folders for p in glob.glob(pattern)):
-        if not (folder / "result.json").is_file() or not (folder / "capability" / "target.json").is_file():
+    for folder in finished_forecasts(args.folders):
+        if not (folder / "capability" / "target.json").is_file():
             continue
-        cfg = load_forecast_config(None, str(folder / "config.yaml"))
-        vocab = json.loads((folder / "plan.json").read_text())["vocab_size"]
-        runs = plan_runs(cfg, vocab)
-        xs = {p.name: fit_compute(p, cfg.fit.compute) for p in runs}
-        cap = pipeline._capability_forecast(cfg, folder, None, runs[:-1], xs, xs[runs[-1].name])
-        target = json.loads((folder / "capability" / "target.json").read_text())["records"]
-        check = pipeline.verify_capability(cap, target)
+        cap, check = replay_capability(folder, load_forecast_config(None, str(folder / "config.yaml")))
         old = json.loads((folder / "result.json").read_text())["capability"]["rel_error"]
         registered.append(old)
         replayed.append(check["rel_error"])

@@ -65,7 +65,6 @@ def main() -> None:
         bf16, fp32 = statistics.median(times["bf16"]), statistics.median(times["fp32"])
         print(f"{label:30s} d_model {mcfg.resolved().d_model:4d} batch {batch:3d}: attention bf16 {bf16:.3f} s/step, "
               f"fp32 {fp32:.3f} s/step, fp32 {bf16 / fp32:.2f}x faster")
-    transformer.CPU_ATTENTION_FP32 = True
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ output is a hypothesis for fresh seeds, not a measured forecast.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 from pathlib import Path
+
+from finished_forecasts import finished_forecasts
 
 
 def refit(folder: Path, fit_cfg, axes: list[str]) -> dict:
@@ -41,10 +42,7 @@ def main() -> None:
     ap.add_argument("--axes", nargs="+", default=["non-embedding", "flops"])
     args = ap.parse_args()
     fit_cfg = load_forecast_config(args.preset).fit
-    folders = sorted({Path(p) for pattern in args.folders for p in glob.glob(pattern)
-                      if (Path(p) / "result.json").is_file()})
-    if not folders:
-        raise SystemExit("no finished forecast (a folder with forecast.json and result.json) matches")
+    folders = finished_forecasts(args.folders)
     print("| forecast | actual | " + " | ".join(f"{a}: predicted, error, covered" for a in args.axes) + " |")
     print("|---|---|" + "---|" * len(args.axes))
     for folder in folders:

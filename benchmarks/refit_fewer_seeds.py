@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import json
 from pathlib import Path
 
 import numpy as np
+from finished_forecasts import finished_forecasts, replay_capability
 
 
 def refit(folder: Path, k: int) -> dict:
-    from augury.forecast import pipeline
     from augury.forecast.config import load_forecast_config
-    from augury.forecast.ladder import plan_runs
-    from augury.forecast.preregister import fit_compute, fit_loss, relative
+    from augury.forecast.preregister import fit_loss, relative
 
     cfg = load_forecast_config(None, str(folder / "config.yaml"), overrides={"progress": False})
     cfg = dataclasses.replace(cfg, ladder=dataclasses.replace(cfg.ladder, seeds=k))
@@ -42,13 +40,8 @@ def refit(folder: Path, k: int) -> dict:
     lo, hi = loss["interval"]
     row = {"folder": str(folder), "k": k, "predicted": loss["predicted"], "interval": loss["interval"],
            "actual": actual, "error": relative(loss["predicted"], actual), "covered": lo <= actual <= hi}
-    cap_target = folder / "capability" / "target.json"
-    if cfg.capability.enabled and cap_target.is_file():
-        vocab = json.loads((folder / "plan.json").read_text())["vocab_size"]
-        runs = plan_runs(cfg, vocab)
-        xs = {p.name: fit_compute(p, cfg.fit.compute) for p in runs}
-        cap = pipeline._capability_forecast(cfg, folder, None, runs[:-1], xs, xs[runs[-1].name])
-        check = pipeline.verify_capability(cap, json.loads(cap_target.read_text())["records"])
+    if cfg.capability.enabled and (folder / "capability" / "target.json").is_file():
+        cap, check = replay_capability(folder, cfg)
         row.update(cap_error=check["rel_error"], cap_flagged=not cap["reliable"])
     return row
 
@@ -58,10 +51,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[3, 2], help="seeds per rung to refit with")
     ap.add_argument("folders", nargs="+", help="finished forecast folders (globs allowed)")
     args = ap.parse_args()
-    folders = sorted({Path(p) for pattern in args.folders for p in glob.glob(pattern)
-                      if (Path(p) / "result.json").is_file()})
-    if not folders:
-        raise SystemExit("no finished forecast (a folder with forecast.json and result.json) matches")
+    folders = finished_forecasts(args.folders)
     rows = [refit(folder, k) for k in args.seeds for folder in folders]
     print("| seeds | forecast | predicted [90%] | actual | loss error | covered | capability error |")
     print("|---|---|---|---|---|---|---|")

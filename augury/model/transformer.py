@@ -76,8 +76,8 @@ class KVCache:
 
 
 # On CPU, under bf16 autocast, attention runs in fp32: the CPU's fused attention kernel is faster in fp32 than in
-# bf16 at the small head dims of a CPU ladder (1.2x on cpu-demo's whole training step; see
-# benchmarks/cpu_attention_dtype.py), and fp32 is the more accurate of the two. CUDA keeps bf16 (its flash kernel
+# bf16 at the small head dims of a CPU ladder (median ~1.1x on cpu-demo's whole target step; see
+# benchmarks/cpu_attention_dtype.py, BENCHMARKS.md), and fp32 is the more accurate of the two. CUDA keeps bf16 (its flash kernel
 # needs it). A switch so the benchmark can measure both.
 CPU_ATTENTION_FP32 = True
 

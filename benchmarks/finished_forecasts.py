@@ -1,0 +1,35 @@
+"""Finished forecast folders, for the benchmarks that look back at them without training (refit_compute_axis.py,
+refit_fewer_seeds.py, capability_crossfit_replay.py): finding them, and replaying one's capability forecast.
+
+    from finished_forecasts import finished_forecasts, replay_capability   # from a script in benchmarks/
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+
+def finished_forecasts(patterns: list[str]) -> list[Path]:
+    """The folders matching the globs that hold a finished forecast (result.json), sorted; exits if none does."""
+    folders = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern) if (Path(p) / "result.json").is_file()})
+    if not folders:
+        raise SystemExit("no finished forecast (a folder with forecast.json and result.json) matches")
+    return folders
+
+
+def replay_capability(folder: Path, cfg) -> tuple[dict, dict]:
+    """(forecast, check): the folder's capability forecast refitted under `cfg` from its recorded samples
+    (capability/<run>.json, the replicas `cfg.ladder.seeds` names) and verified on its target's samples, exactly as
+    a new forecast would be. Nothing is trained or sampled."""
+    from augury.forecast import pipeline
+    from augury.forecast.ladder import plan_runs
+    from augury.forecast.preregister import fit_compute
+
+    vocab = json.loads((folder / "plan.json").read_text())["vocab_size"]
+    runs = plan_runs(cfg, vocab)
+    xs = {p.name: fit_compute(p, cfg.fit.compute) for p in runs}
+    cap = pipeline._capability_forecast(cfg, folder, None, runs[:-1], xs, xs[runs[-1].name])
+    target = json.loads((folder / "capability" / "target.json").read_text())["records"]
+    return cap, pipeline.verify_capability(cap, target)
