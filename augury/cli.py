@@ -110,4 +110,8 @@ def function_cli(fn, argv: list[str], prog: str):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run as `python -m augury.cli`, this file is `__main__`, a second copy of augury.cli: the subcommands raise
+    # augury.cli.UsageError, not this copy's, so dispatch through the imported module to catch them.
+    from augury.cli import main as cli_main
+
+    raise SystemExit(cli_main())
