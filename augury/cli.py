@@ -10,11 +10,10 @@ lazily so `augury fit` does not pay for importing torch, and `augury --help` is 
 from __future__ import annotations
 
 import importlib
-import inspect
-import json
 import sys
-import types
-import typing
+
+from augury.command import function_cli  # noqa: F401  (re-exported for older imports)
+from augury.errors import UsageError
 
 # name -> (module, one-line summary). A module exposes `main(argv: list[str]) -> int | None`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,10 +27,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ladder": ("augury.forecast.ladder_cli", "plan a model ladder"),
     "forecast": ("augury.forecast.cli", "train a ladder, pre-register a forecast, train the target, verify"),
 }
-
-
-class UsageError(Exception):
-    """A user error found before any work started: printed as one line, exit code 2."""
 
 
 def _usage() -> str:
@@ -68,50 +63,5 @@ def main(argv: list[str] | None = None) -> int:
     return int(code or 0)
 
 
-def _params_of_type(fn, want) -> set[str]:
-    hints = typing.get_type_hints(fn)
-    out = set()
-    for name in inspect.signature(fn).parameters:
-        hint = hints.get(name)
-        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        if any(o is want or typing.get_origin(o) is want for o in options):
-            out.add(name)
-    return out
-
-
-def function_cli(fn, argv: list[str], prog: str):
-    """Run `fn` as a CLI whose schema is its signature and docstring (jsonargparse).
-
-    Bare boolean flags (`--resume`) are accepted as well as `--resume true`, and a list-typed option may be
-    repeated (`--stop A --stop B`) or given as a JSON list. Keyword-only parameters are options even when
-    required (`def export(run, *, hf)` gives `augury export RUN --hf OUT`).
-    """
-    from jsonargparse import CLI
-
-    flags = {f"--{n}" for n in _params_of_type(fn, bool)}
-    lists = {f"--{n}" for n in _params_of_type(fn, list)}
-    fixed: list[str] = []
-    repeated: dict[str, list[str]] = {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if arg in lists and nxt is not None and not nxt.lstrip().startswith("["):
-            repeated.setdefault(arg, []).append(nxt)
-            i += 2
-            continue
-        fixed.append(arg)
-        if arg in flags and (nxt is None or nxt.startswith("--")):
-            fixed.append("true")
-        i += 1
-    for name, values in repeated.items():
-        fixed += [name, json.dumps(values)]
-    return CLI(fn, args=fixed, prog=prog, as_positional=True, allow_abbrev=False)
-
-
 if __name__ == "__main__":
-    # Run as `python -m augury.cli`, this file is `__main__`, a second copy of augury.cli: the subcommands raise
-    # augury.cli.UsageError, not this copy's, so dispatch through the imported module to catch them.
-    from augury.cli import main as cli_main
-
-    raise SystemExit(cli_main())
+    raise SystemExit(main())
