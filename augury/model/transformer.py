@@ -236,20 +236,24 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None, *,
                 prefix_embeds: torch.Tensor | None = None, kv_cache: KVCache | None = None,
-                reduction: str = "mean", logits_to_keep: int | None = None) -> torch.Tensor:
+                reduction: str = "mean", logits_to_keep: int | None = None,
+                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids (B, T) -> logits (B, T, vocab), or the cross-entropy loss when `targets` (B, T) is given.
 
         prefix_embeds (B, P, d_model), e.g. from an image encoder, are placed before the text; logits and loss
-        cover the text positions only. Targets equal to -1 are ignored. `reduction="none"` returns (B, T) losses.
+        cover the text positions only. `inputs_embeds` (B, T, d_model) replaces the token embeddings of input_ids
+        (an image-text model writes image features into its placeholder positions). Targets equal to -1 are ignored. `reduction="none"` returns (B, T) losses.
         `logits_to_keep=k` computes the output projection for the last k positions only (scoring, decoding).
         """
         parts = []
         if prefix_embeds is not None:
             parts.append(prefix_embeds)
-        if input_ids is not None:
+        if inputs_embeds is not None:
+            parts.append(inputs_embeds)
+        elif input_ids is not None:
             parts.append(self.embed_tokens(input_ids))
         if not parts:
-            raise ValueError("forward needs input_ids or prefix_embeds")
+            raise ValueError("forward needs input_ids, inputs_embeds or prefix_embeds")
         x = parts[0] if len(parts) == 1 else torch.cat([parts[0].to(parts[1].dtype), parts[1]], dim=1)
         T = x.shape[1]
         start = kv_cache.pos if kv_cache is not None else 0
@@ -260,7 +264,7 @@ class Transformer(nn.Module):
             x = block(x, cos, sin, kv_cache, i)
         if kv_cache is not None:
             kv_cache.pos += T
-        if prefix_embeds is not None and input_ids is not None:
+        if len(parts) == 2:
             x = x[:, prefix_embeds.shape[1]:]
         if logits_to_keep and targets is None:
             x = x[:, -logits_to_keep:]

@@ -47,6 +47,19 @@ def test_prefix_embeds_feed_in_front_of_text():
     assert via_prefix.shape == (2, 8, 97) and torch.isfinite(loss)
 
 
+def test_inputs_embeds_equal_token_embeddings_bit_for_bit():
+    """The hook an image-text model uses: passing the token embeddings themselves gives identical logits/loss."""
+    model = tiny()
+    x = torch.randint(0, 97, (2, 12))
+    with torch.no_grad():
+        embeds = model.embed_tokens(x)
+        assert torch.equal(model(x), model(inputs_embeds=embeds))
+        assert torch.equal(model(x, targets=x), model(targets=x, inputs_embeds=embeds))
+        embeds[:, 3] = 0.0  # a replaced position changes what follows it, not what precedes it
+        out = model(inputs_embeds=embeds)
+        assert torch.equal(out[:, :3], model(x)[:, :3]) and not torch.equal(out[:, 3:], model(x)[:, 3:])
+
+
 def _coordinate_check(parametrization, widths=(64, 128, 256, 512), steps=4, lr=1e-2):
     """Mean |activation| of the last block's output after a few Adam steps at one learning rate, per width."""
     out = []
