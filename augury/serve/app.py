@@ -1,0 +1,480 @@
+"""The FastAPI application: the OpenAI API shape with a safety layer in front of the model.
+
+    app = create_app(cfg, backend, keys=KeyStore.load(...), log=RequestLog(...))
+    uvicorn.run(app, host=cfg.host, port=cfg.port)
+
+Every request passes the same gate, in this order: API key (401), body size and read time (413, 408), JSON and
+parameters (400), server-wide queue (503), per-key limits (429 with Retry-After), input moderation (a refusal in
+the desired style, finish_reason "content_filter"); then generation, with the output checked as it streams.
+Each answered request, whatever its status, is one row in the request log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+
+from augury.serve.backends import Delta, GenerationJob, UpstreamBackend, UpstreamError
+from augury.serve.config import ServeConfig
+from augury.serve.keys import KeyStore
+from augury.serve.limits import Limiter
+from augury.serve.moderation import ModerationPolicy, Moderator, Verdict
+from augury.serve.requestlog import RequestLog, RequestRecord
+from augury.serve.schema import ChatRequest, CompletionRequest, RequestInvalid, parse_request
+
+CHAT_PAGE = Path(__file__).with_name("chat.html")
+
+
+class Refused(Exception):
+    """A request answered with an error status before any generation."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", retry_after: int = 0):
+        super().__init__(message)
+        self.status, self.kind, self.retry_after = status, kind, retry_after
+
+
+@dataclass
+class Ticket:
+    """What the log records about one request as it passes the gate."""
+
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    arrived: float = field(default_factory=time.time)
+    key: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    refused: bool = False
+
+    def record(self, status: int, error: str | None = None) -> RequestRecord:
+        cats = sorted({c for v in self.verdicts for c in v.flagged_names()})
+        return RequestRecord(endpoint=self.endpoint, status=status, key=self.key, ts=self.arrived,
+                             latency_ms=(time.perf_counter() - self.started) * 1000, prompt_tokens=self.prompt_tokens,
+                             completion_tokens=self.completion_tokens, ttft_ms=self.ttft_ms,
+                             flagged=any(v.flagged for v in self.verdicts), refused=self.refused, categories=cats,
+                             error=error)
+
+
+def error_body(message: str, kind: str) -> dict:
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog,
+               moderator: Moderator | None = None) -> FastAPI:
+    if moderator is None and cfg.moderation:
+        moderator = Moderator(ModerationPolicy.load(cfg.policy or None))
+    limiter = Limiter(cfg.limits)
+    queue_slots = asyncio.Semaphore(cfg.max_queued)
+    app = FastAPI(title="augury serve", docs_url=None, redoc_url=None, openapi_url=None)
+
+    # ---- the gate --------------------------------------------------------------------------------------------
+    def authenticate(request: Request, ticket: Ticket) -> None:
+        if keys is None:
+            ticket.key = "(local)"
+            return
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            raise Refused(401, "missing API key: send 'Authorization: Bearer KEY'", "authentication_error")
+        name = keys.lookup(header[7:].strip())
+        if name is None:
+            raise Refused(401, "invalid API key", "authentication_error")
+        ticket.key = name
+
+    async def read_json(request: Request) -> dict:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > cfg.max_body_bytes:
+            raise Refused(413, f"request body over {cfg.max_body_bytes} bytes")
+
+        async def read() -> bytes:
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > cfg.max_body_bytes:
+                    raise Refused(413, f"request body over {cfg.max_body_bytes} bytes")
+            return bytes(body)
+
+        try:
+            raw = await asyncio.wait_for(read(), cfg.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise Refused(408, f"request body not received within {cfg.body_timeout_s:g} s") from None
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise Refused(400, f"body is not valid JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise Refused(400, "body must be a JSON object")
+        return body
+
+    def admit(ticket: Ticket, planned_tokens: int) -> None:
+        decision = limiter.admit(ticket.key or "", planned_tokens)
+        if not decision.ok:
+            raise Refused(decision.status, decision.reason, "rate_limit_error", decision.retry_after_s)
+
+    def moderate(ticket: Ticket, texts: list[str], stage: str) -> bool:
+        if moderator is None or not texts:
+            return False
+        verdicts = moderator.check_many(texts, stage)
+        ticket.verdicts += verdicts
+        return any(v.refused for v in verdicts)
+
+    def answer_error(ticket: Ticket, err: Refused) -> JSONResponse:
+        log.write(ticket.record(err.status, str(err)))
+        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+        return JSONResponse(error_body(str(err), err.kind), status_code=err.status, headers=headers)
+
+    async def gated(request: Request, endpoint: str, handler):
+        """Run `handler(ticket, body)` behind the gate; every outcome is logged once."""
+        ticket = Ticket(endpoint)
+        try:
+            authenticate(request, ticket)
+            body = await read_json(request)
+            if queue_slots.locked():
+                raise Refused(503, "server busy: too many requests in flight", "server_error", 1)
+            await queue_slots.acquire()
+        except Refused as err:
+            return answer_error(ticket, err)
+        release = True
+        try:
+            response = await handler(ticket, body)
+            if isinstance(response, StreamingResponse):
+                release = False  # the stream releases its slot and writes its row when it ends
+            return response
+        except Refused as err:
+            return answer_error(ticket, err)
+        except RequestInvalid as err:
+            return answer_error(ticket, Refused(400, str(err)))
+        except UpstreamError as err:
+            return answer_error(ticket, Refused(502, str(err), "upstream_error"))
+        except Exception as err:  # noqa: BLE001 (answered and logged, the server keeps serving)
+            return answer_error(ticket, Refused(500, f"{type(err).__name__}: {err}", "server_error"))
+        finally:
+            if release:
+                queue_slots.release()
+
+    # ---- endpoints ---------------------------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse)
+    async def chat_page() -> HTMLResponse:
+        return HTMLResponse(CHAT_PAGE.read_text(encoding="utf-8"))
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        ticket = Ticket("/v1/models")
+        try:
+            authenticate(request, ticket)
+        except Refused as err:
+            return answer_error(ticket, err)
+        log.write(ticket.record(200))
+        return {"object": "list", "data": [{"id": backend.model_id, "object": "model", "created": 0,
+                                            "owned_by": "augury"}]}
+
+    @app.post("/v1/moderations")
+    async def moderations(request: Request):
+        async def handle(ticket: Ticket, body: dict):
+            texts = body.get("input")
+            texts = [texts] if isinstance(texts, str) else texts
+            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+                raise RequestInvalid("'input' must be a string or a non-empty list of strings")
+            if moderator is None:
+                raise Refused(400, "moderation is switched off on this server")
+            admit(ticket, 0)
+            try:
+                verdicts = moderator.check_many(texts, "none")
+            finally:
+                limiter.finish(ticket.key or "", 0)
+            ticket.verdicts = verdicts
+            log.write(ticket.record(200))
+            return {"id": f"modr-{uuid.uuid4().hex}", "model": "augury-rules",
+                    "results": [{"flagged": v.flagged, "categories": v.categories, "category_scores": v.scores}
+                                for v in verdicts]}
+
+        return await gated(request, "/v1/moderations", handle)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        async def handle(ticket: Ticket, body: dict):
+            req = parse_request(ChatRequest, body, cfg)
+            texts = [m.text() for m in req.messages]
+            if isinstance(backend, UpstreamBackend):
+                return await proxy(ticket, req, body, texts, chat=True)
+            try:
+                prompt = backend.chat_prompt([m.as_dict() for m in req.messages])
+            except (ValueError, ImportError) as err:
+                raise RequestInvalid(str(err)) from None
+            return await generate(ticket, req, prompt, texts, chat=True)
+
+        return await gated(request, "/v1/chat/completions", handle)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        async def handle(ticket: Ticket, body: dict):
+            req = parse_request(CompletionRequest, body, cfg)
+            if isinstance(backend, UpstreamBackend):
+                return await proxy(ticket, req, body, [req.prompt], chat=False)
+            return await generate(ticket, req, backend.encode(req.prompt), [req.prompt], chat=False)
+
+        return await gated(request, "/v1/completions", handle)
+
+    # ---- generation --------------------------------------------------------------------------------------------
+    async def generate(ticket: Ticket, req, prompt: list[int], texts: list[str], chat: bool):
+        ticket.prompt_tokens = len(prompt)
+        admit(ticket, len(prompt) + req.max_tokens * req.n)
+        finished = False
+        try:
+            if moderate(ticket, texts, "input"):
+                ticket.refused = True
+                return finish_refusal(ticket, req, chat)
+            stop_ids = list(backend.chat_stop_ids) if chat else list(getattr(backend, "eos_ids", []))
+            jobs = [GenerationJob(prompt, req.max_tokens, req.temperature, req.top_p, req.stop_list(), stop_ids,
+                                  None if req.seed is None else req.seed + i,
+                                  logprobs=bool(getattr(req, "logprobs", None)))
+                    for i in range(req.n)]
+            if req.stream:
+                finished = True  # the stream finishes the request
+                return StreamingResponse(stream_reply(ticket, req, jobs, prompt, chat), media_type="text/event-stream")
+            return await whole_reply(ticket, req, jobs, prompt, chat)
+        finally:
+            if not finished:
+                limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
+
+    async def run_job(job: GenerationJob, ticket: Ticket, index: int, sink: asyncio.Queue) -> None:
+        """Generate one choice into `sink` as (index, Delta), checking the output as it grows."""
+        text, deadline = "", time.perf_counter() + cfg.request_timeout_s
+        gen = backend.stream(job)
+        try:
+            async for delta in gen:
+                if ticket.ttft_ms is None:
+                    ticket.ttft_ms = (time.perf_counter() - ticket.started) * 1000
+                if delta.text and moderate(ticket, [text + delta.text], "output"):
+                    ticket.refused = True
+                    await sink.put((index, Delta(finish_reason="content_filter",
+                                                 completion_tokens=delta.completion_tokens)))
+                    return
+                text += delta.text
+                if delta.finish_reason is None and time.perf_counter() > deadline:
+                    await sink.put((index, Delta(text="", finish_reason="length")))
+                    return
+                await sink.put((index, delta))
+                if delta.finish_reason is not None:
+                    return
+        finally:
+            await gen.aclose()
+
+    async def choices(ticket: Ticket, jobs: list[GenerationJob]):
+        sink: asyncio.Queue = asyncio.Queue()
+        tasks = [asyncio.create_task(run_job(job, ticket, i, sink)) for i, job in enumerate(jobs)]
+        try:
+            open_jobs = len(jobs)
+            while open_jobs:
+                index, delta = await sink.get()
+                if delta.finish_reason is not None:
+                    open_jobs -= 1
+                    ticket.completion_tokens += delta.completion_tokens
+                yield index, delta
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            failed = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+            if failed:
+                raise failed[0]
+
+    def usage(ticket: Ticket) -> dict:
+        return {"prompt_tokens": ticket.prompt_tokens, "completion_tokens": ticket.completion_tokens,
+                "total_tokens": ticket.prompt_tokens + ticket.completion_tokens}
+
+    def finish_refusal(ticket: Ticket, req, chat: bool):
+        refusal = moderator.policy.refusal
+        if req.stream:
+            async def events():
+                try:
+                    rid, created = new_id(chat), int(time.time())
+                    for i in range(req.n):
+                        yield sse(chunk(rid, created, chat, i, refusal, None))
+                        yield sse(chunk(rid, created, chat, i, "", "content_filter"))
+                    yield "data: [DONE]\n\n"
+                finally:
+                    log.write(ticket.record(200))
+                    queue_slots.release()
+            return StreamingResponse(events(), media_type="text/event-stream")
+        log.write(ticket.record(200))
+        return whole(ticket, chat, [(refusal, "content_filter", [])] * req.n)
+
+    async def whole_reply(ticket: Ticket, req, jobs, prompt: list[int], chat: bool):
+        texts = [""] * len(jobs)
+        finish = ["length"] * len(jobs)
+        lps: list[list[float]] = [[] for _ in jobs]
+        async for index, delta in choices(ticket, jobs):
+            texts[index] += delta.text
+            lps[index] += delta.logprobs
+            if delta.finish_reason:
+                finish[index] = delta.finish_reason
+        if not chat and (req.echo or req.logprobs):
+            body = completion_with_logprobs(ticket, req, prompt, texts, finish, lps)
+        else:
+            body = whole(ticket, chat, list(zip(texts, finish, lps)))
+        log.write(ticket.record(200))
+        return body
+
+    def whole(ticket: Ticket, chat: bool, parts) -> dict:
+        out = {"id": new_id(chat), "object": "chat.completion" if chat else "text_completion",
+               "created": int(time.time()), "model": backend.model_id, "usage": usage(ticket)}
+        if chat:
+            out["choices"] = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": f,
+                               "logprobs": None} for i, (t, f, _) in enumerate(parts)]
+        else:
+            out["choices"] = [{"index": i, "text": t, "finish_reason": f, "logprobs": None}
+                              for i, (t, f, _) in enumerate(parts)]
+        return out
+
+    def completion_with_logprobs(ticket, req, prompt, texts, finish, lps) -> dict:
+        """lm-eval's `local-completions` shape: echo the prompt, token log-probs, top alternatives."""
+        out = whole(ticket, False, list(zip(texts, finish, lps)))
+        top = int(req.logprobs or 0)
+        p_lp, p_top = backend.prompt_logprobs(prompt, top) if req.echo else ([], [])
+        for i, choice in enumerate(out["choices"]):
+            gen_ids = backend.encode(texts[i])
+            tokens = [backend.decode([t]) for t in (prompt if req.echo else []) + gen_ids]
+            token_lps = list(p_lp) + lps[i][:len(gen_ids)]
+            tops = [None if d is None else {backend.decode([k]): v for k, v in d.items()} for d in p_top]
+            tops += [None] * (len(tokens) - len(tops))
+            choice["logprobs"] = {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": tops,
+                                  "text_offset": _offsets(tokens, 0)}
+            if req.echo:
+                choice["text"] = req.prompt + texts[i]
+        return out
+
+    async def stream_reply(ticket: Ticket, req, jobs, prompt: list[int], chat: bool):
+        rid, created, status, error = new_id(chat), int(time.time()), 200, None
+        try:
+            if chat:
+                for i in range(len(jobs)):
+                    yield sse(chunk(rid, created, chat, i, None, None, role=True))
+            async for index, delta in choices(ticket, jobs):
+                if delta.text or delta.finish_reason:
+                    yield sse(chunk(rid, created, chat, index, delta.text, delta.finish_reason))
+            if req.include_usage():
+                yield sse({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
+                           "created": created, "model": backend.model_id, "choices": [], "usage": usage(ticket)})
+            yield "data: [DONE]\n\n"
+        except Exception as err:  # noqa: BLE001 (headers are sent: the error goes in the stream)
+            status, error = 500, f"{type(err).__name__}: {err}"
+            yield sse(error_body(f"generation failed: {error}", "server_error"))
+        finally:
+            limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
+            log.write(ticket.record(status, error))
+            queue_slots.release()
+
+    def chunk(rid, created, chat, index, text, finish, role=False) -> dict:
+        if chat:
+            delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
+            choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
+            obj = "chat.completion.chunk"
+        else:
+            choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
+            obj = "text_completion"
+        return {"id": rid, "object": obj, "created": created, "model": backend.model_id, "choices": [choice]}
+
+    # ---- gateway mode -------------------------------------------------------------------------------------------
+    async def proxy(ticket: Ticket, req, body: dict, texts: list[str], chat: bool):
+        path = "/chat/completions" if chat else "/completions"
+        admit(ticket, req.max_tokens * req.n)
+        finished = False
+        try:
+            if moderate(ticket, texts, "input"):
+                ticket.refused = True
+                return finish_refusal(ticket, req, chat)
+            upstream_body = dict(body, max_tokens=req.max_tokens)
+            if not req.stream:
+                out = await backend.post(path, upstream_body)
+                usage_in = out.get("usage") or {}
+                ticket.prompt_tokens = int(usage_in.get("prompt_tokens", 0))
+                ticket.completion_tokens = int(usage_in.get("completion_tokens", 0))
+                for choice in out.get("choices", []):
+                    text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
+                    if text and moderate(ticket, [text], "output"):
+                        ticket.refused = True
+                        _set_text(choice, chat, moderator.policy.refusal)
+                        choice["finish_reason"] = "content_filter"
+                log.write(ticket.record(200))
+                return out
+            finished = True
+            return StreamingResponse(proxy_stream(ticket, req, path, upstream_body, chat),
+                                     media_type="text/event-stream")
+        finally:
+            if not finished:
+                limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
+
+    async def proxy_stream(ticket: Ticket, req, path: str, body: dict, chat: bool):
+        texts: dict[int, str] = {}
+        status, error, stopped = 200, None, set()
+        try:
+            async for obj in backend.stream_raw(path, body):
+                if obj.get("usage"):
+                    ticket.prompt_tokens = int(obj["usage"].get("prompt_tokens", 0))
+                    ticket.completion_tokens = int(obj["usage"].get("completion_tokens", 0))
+                    if not req.include_usage():
+                        continue
+                for choice in obj.get("choices", []):
+                    i = choice.get("index", 0)
+                    piece = ((choice.get("delta") or {}).get("content") if chat else choice.get("text")) or ""
+                    if ticket.ttft_ms is None and piece:
+                        ticket.ttft_ms = (time.perf_counter() - ticket.started) * 1000
+                    if i in stopped:
+                        choice.clear()
+                        continue
+                    if piece and moderate(ticket, [texts.get(i, "") + piece], "output"):
+                        ticket.refused = True
+                        stopped.add(i)
+                        _set_text(choice, chat, "", delta=True)
+                        choice["finish_reason"] = "content_filter"
+                        choice["index"] = i
+                    texts[i] = texts.get(i, "") + piece
+                obj["choices"] = [c for c in obj.get("choices", []) if c]
+                if obj["choices"] or obj.get("usage"):
+                    yield sse(obj)
+            yield "data: [DONE]\n\n"
+        except UpstreamError as err:
+            status, error = 502, str(err)
+            yield sse(error_body(str(err), "upstream_error"))
+        finally:
+            limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
+            log.write(ticket.record(status, error))
+            queue_slots.release()
+
+    app.state.log, app.state.limiter, app.state.moderator = log, limiter, moderator
+    return app
+
+
+def _set_text(choice: dict, chat: bool, text: str, delta: bool = False) -> None:
+    if not chat:
+        choice["text"] = text
+    elif delta:
+        choice["delta"] = {"content": text} if text else {}
+    else:
+        choice["message"] = {"role": "assistant", "content": text}
+
+
+def _offsets(tokens: list[str], start: int) -> list[int]:
+    out, pos = [], start
+    for t in tokens:
+        out.append(pos)
+        pos += len(t)
+    return out
+
+
+def new_id(chat: bool) -> str:
+    return f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+
+
+def sse(obj: dict) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+

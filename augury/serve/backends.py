@@ -1,0 +1,350 @@
+"""What the server generates with: a local model (an augury run or a Hugging Face folder), or an upstream
+OpenAI-compatible server (gateway mode).
+
+    backend = LocalBackend.load("runs/quickstart")            # or "hf:/models/llama" for a Hugging Face folder
+    backend = UpstreamBackend("http://127.0.0.1:8001/v1", api_key_env="UPSTREAM_KEY")
+
+Both turn a `GenerationJob` into a stream of `Delta`s (text pieces, then a finish reason and token counts), so the
+application checks moderation and writes the log the same way for both. A local backend runs its model in one
+worker thread; concurrent requests queue for it (see `LocalBackend.stream`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from augury.errors import UsageError
+from augury.serve.textstream import TextStream
+
+
+@dataclass
+class GenerationJob:
+    """One completion to generate (a request with n > 1 is n jobs)."""
+
+    prompt_ids: list[int]
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    seed: int | None = None
+    logprobs: bool = False
+
+
+@dataclass
+class Delta:
+    text: str = ""
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str | None = None  # "stop", "length" or "content_filter" on the last delta
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class LocalBackend:
+    """A model loaded in this process; generation in one worker thread, jobs served in arrival order."""
+
+    def __init__(self, model, tokenizer, model_id: str, max_context: int, kind: str, chat_render, stop_ids):
+        self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
+        self.max_context, self.kind = max_context, kind
+        self._chat_render, self.chat_stop_ids = chat_render, stop_ids
+        self._jobs: queue.Queue = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="augury-serve-generate", daemon=True)
+        self._worker.start()
+
+    # ---- loading -------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, spec: str, device: str = "cpu") -> LocalBackend:
+        if spec.startswith("hf:"):
+            return cls._load_hf(spec[3:], device)
+        return cls._load_augury(spec, device)
+
+    @classmethod
+    def _load_augury(cls, run: str, device: str) -> LocalBackend:
+        from augury.model.run import RunLoadError, load_run
+
+        try:
+            model, tok, cfg = load_run(run, device=device)
+        except RunLoadError as err:
+            raise UsageError(str(err)) from None
+        end_id = tok.token_to_id("<|end|>")
+        eot_id = tok.token_to_id("<|endoftext|>")
+
+        def render(messages):
+            from augury.data.chat import render_chat
+
+            return render_chat(tok, messages, add_generation_prompt=True).ids
+
+        ids = [i for i in (end_id, eot_id) if i is not None]
+        backend = cls(_AuguryLM(model, tok, eot_id), _AuguryTokenizer(tok), Path(run).name, cfg.max_seq_len, "augury", render, ids)
+        backend.eos_ids = [eot_id] if eot_id is not None else []
+        return backend
+
+    @classmethod
+    def _load_hf(cls, path: str, device: str) -> LocalBackend:
+        try:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError:
+            raise UsageError("serving a Hugging Face folder needs transformers (pip install transformers)") from None
+        if not Path(path).is_dir():
+            raise UsageError(f"{path} is not a folder")
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+        eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+
+        def render(messages):
+            if not getattr(tok, "chat_template", None):
+                raise ValueError("this model's tokenizer has no chat_template; use /v1/completions")
+            return list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                return_dict=False))
+
+        max_ctx = getattr(model.config, "max_position_embeddings", 2048)
+        backend = cls(_HFLM(model, tok), _HFTokenizer(tok), Path(path).name, max_ctx, "hf", render, eos)
+        backend.eos_ids = eos
+        return backend
+
+    # ---- text <-> ids ----------------------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        """Token ids of user text: special-token strings in it stay text, never control ids."""
+        return self.tokenizer.encode_text(text)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def chat_prompt(self, messages: list[dict]) -> list[int]:
+        return self._chat_render(messages)
+
+    # ---- generation ------------------------------------------------------------------------------------------
+    def prompt_logprobs(self, ids: list[int], top: int) -> tuple[list[float | None], list[dict[int, float] | None]]:
+        """Log-probability of each prompt token given the ones before it (None for the first), and the `top`
+        most likely tokens at each position."""
+        done: queue.Queue = queue.Queue()
+        self._jobs.put(("score", ids, top, done))
+        result = done.get()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def stream(self, job: GenerationJob) -> AsyncIterator[Delta]:
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+        self._jobs.put(("generate", job, (loop, out), cancel))
+        try:
+            while True:
+                item = await out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            cancel.set()  # a client that went away frees the worker at the next token
+
+    def _work(self) -> None:
+        while True:
+            kind, *args = self._jobs.get()
+            if kind == "score":
+                ids, top, done = args
+                try:
+                    done.put(self.model.score(ids, top))
+                except Exception as err:  # noqa: BLE001 (reported to the waiting request)
+                    done.put(err)
+                continue
+            job, (loop, out), cancel = args
+
+            def emit(item, loop=loop, out=out):
+                loop.call_soon_threadsafe(out.put_nowait, item)
+
+            try:
+                self._generate(job, emit, cancel)
+            except Exception as err:  # noqa: BLE001 (reported to the waiting request)
+                emit(err)
+
+    def _generate(self, job: GenerationJob, emit, cancel: threading.Event) -> None:
+        import torch
+
+        limit = self.max_context
+        prompt = job.prompt_ids[-limit:] if job.prompt_ids else []
+        budget = max(0, min(job.max_tokens, limit - len(prompt)))
+        stream = TextStream(self.decode, job.stop)
+        gen = torch.Generator().manual_seed(job.seed) if job.seed is not None else None
+        n_out, finish = 0, "length"
+        for token, logprob in self.model.tokens(prompt, budget, job.temperature, job.top_p, gen):
+            if cancel.is_set():
+                return
+            if token in job.stop_token_ids:
+                finish = "stop"
+                break
+            n_out += 1
+            text = stream.push(token)
+            if text or job.logprobs:
+                emit(Delta(text=text, logprobs=[logprob] if job.logprobs else []))
+            if stream.stopped:
+                finish = "stop"
+                break
+        tail = stream.finish()
+        emit(Delta(text=tail, finish_reason=finish, prompt_tokens=len(prompt), completion_tokens=n_out))
+
+
+def _sample(logits, temperature: float, top_p: float, gen):
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    if temperature <= 0:
+        tok = int(logp.argmax())
+        return tok, float(logp[tok])
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(descending=True)
+        drop = sorted_p.cumsum(-1) - sorted_p > top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        tok = int(order[torch.multinomial(sorted_p / sorted_p.sum(), 1, generator=gen)])
+    else:
+        tok = int(torch.multinomial(probs, 1, generator=gen))
+    return tok, float(logp[tok])
+
+
+def _score_from_logits(ids, logits, top):
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    token_lp: list[float | None] = [None]
+    tops: list[dict[int, float] | None] = [None]
+    for i in range(1, len(ids)):
+        token_lp.append(float(logp[i - 1, ids[i]]))
+        if top:
+            vals, idx = logp[i - 1].topk(top)
+            tops.append({int(j): float(v) for j, v in zip(idx, vals)})
+        else:
+            tops.append(None)
+    return token_lp, tops
+
+
+class _AuguryLM:
+    def __init__(self, model, tok, eot_id):
+        self.model, self.tok, self.eot_id = model, tok, eot_id
+
+    def tokens(self, prompt, budget, temperature, top_p, gen):
+        import torch
+
+        if not prompt:
+            prompt = [self.eot_id if self.eot_id is not None else 0]
+        with torch.no_grad():
+            cache = self.model.new_kv_cache(1, len(prompt) + budget + 1)
+            logits = self.model(torch.tensor([prompt]), kv_cache=cache, logits_to_keep=1)[0, -1]
+            for _ in range(budget):
+                tok, lp = _sample(logits, temperature, top_p, gen)
+                yield tok, lp
+                logits = self.model(torch.tensor([[tok]]), kv_cache=cache)[0, -1]
+
+    def score(self, ids, top):
+        import torch
+
+        with torch.no_grad():
+            logits = self.model(torch.tensor([ids]))[0]
+        return _score_from_logits(ids, logits, top)
+
+
+class _HFLM:
+    def __init__(self, model, tok):
+        self.model, self.tok = model, tok
+
+    def tokens(self, prompt, budget, temperature, top_p, gen):
+        import torch
+
+        if not prompt:
+            prompt = [self.tok.bos_token_id if self.tok.bos_token_id is not None else 0]
+        with torch.no_grad():
+            out = self.model(torch.tensor([prompt]), use_cache=True)
+            for _ in range(budget):
+                tok, lp = _sample(out.logits[0, -1], temperature, top_p, gen)
+                yield tok, lp
+                out = self.model(torch.tensor([[tok]]), past_key_values=out.past_key_values, use_cache=True)
+
+    def score(self, ids, top):
+        import torch
+
+        with torch.no_grad():
+            logits = self.model(torch.tensor([ids])).logits[0]
+        return _score_from_logits(ids, logits, top)
+
+
+class _AuguryTokenizer:
+    def __init__(self, tok):
+        self.tok = tok
+
+    def encode_text(self, text):
+        from augury.data.tokenizer import encode_documents
+
+        return encode_documents(self.tok, [text])[0]
+
+    def decode(self, ids):
+        return self.tok.decode(ids, skip_special_tokens=False)
+
+
+class _HFTokenizer:
+    def __init__(self, tok):
+        self.tok = tok
+
+    def encode_text(self, text):
+        return self.tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+    def decode(self, ids):
+        return self.tok.decode(ids)
+
+
+class UpstreamBackend:
+    """Forward to an OpenAI-compatible server (e.g. vLLM), streaming, with this server's safety layer in front."""
+
+    kind = "upstream"
+
+    def __init__(self, base_url: str, api_key_env: str | None = None, timeout_s: float = 120.0,
+                 model_id: str | None = None):
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        key = os.environ.get(api_key_env, "") if api_key_env else ""
+        if api_key_env and not key:
+            raise UsageError(f"--upstream_key_env {api_key_env} is not set")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        self.model_id = model_id or "upstream"
+
+    async def stream_raw(self, path: str, body: dict) -> AsyncIterator[dict]:
+        """The upstream's streamed chunks (parsed JSON objects), from a request with stream=True."""
+        body = dict(body, stream=True, stream_options={"include_usage": True})
+        async with self.client.stream("POST", path, json=body) as resp:
+            if resp.status_code != 200:
+                text = (await resp.aread()).decode("utf-8", "replace")[:500]
+                raise UpstreamError(resp.status_code, text)
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                yield json.loads(data)
+
+    async def post(self, path: str, body: dict) -> dict:
+        resp = await self.client.post(path, json=body)
+        if resp.status_code != 200:
+            raise UpstreamError(resp.status_code, resp.text[:500])
+        return resp.json()
+
+
+class UpstreamError(Exception):
+    def __init__(self, status: int, text: str):
+        super().__init__(f"upstream answered {status}: {text}")
+        self.status = status
+
+
+def now_ms() -> float:
+    return time.perf_counter() * 1000.0

@@ -1,0 +1,87 @@
+"""`augury serve`: the OpenAI-compatible server with moderation, limits and a request log.
+
+    augury serve runs/quickstart                                  # loopback, no key needed
+    augury serve keys add alice --keys serve/keys.json            # make a key (printed once)
+    augury serve runs/quickstart --keys serve/keys.json --host 0.0.0.0 --port 8000
+    augury serve --upstream http://127.0.0.1:8001/v1 --keys serve/keys.json   # gateway in front of e.g. vLLM
+    augury serve --config serve.yaml --limits.requests_per_minute 30
+
+The chat page is at http://HOST:PORT/.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from augury.errors import UsageError
+
+
+def _keys_command(argv: list[str]) -> int:
+    from augury.serve.keys import KeyStore
+
+    usage = "usage: augury serve keys {add,revoke,list} [NAME] --keys FILE"
+    if "--keys" not in argv or argv.index("--keys") + 1 >= len(argv):
+        raise UsageError(f"--keys FILE is required ({usage})")
+    i = argv.index("--keys")
+    path, rest = argv[i + 1], argv[:i] + argv[i + 2:]
+    store = KeyStore.load(path)
+    if rest[:1] == ["add"] and len(rest) == 2:
+        key = store.add(rest[1])
+        print(key)
+        print(f"key for {rest[1]!r} stored (hashed) in {path}; it is not shown again", file=sys.stderr)
+    elif rest[:1] == ["revoke"] and len(rest) == 2:
+        store.revoke(rest[1])
+    elif rest == ["list"]:
+        for r in store.records:
+            print(f"{r.name}\t{r.created}")
+    else:
+        raise UsageError(usage)
+    return 0
+
+
+def build_app(cfg):
+    from augury.serve.app import create_app
+    from augury.serve.backends import LocalBackend, UpstreamBackend
+    from augury.serve.keys import KeyStore
+    from augury.serve.requestlog import RequestLog
+
+    try:
+        cfg.validate()
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    keys = KeyStore.load(cfg.keys) if cfg.keys else None
+    if keys is not None and not keys.records:
+        raise UsageError(f"{cfg.keys} holds no keys: add one with `augury serve keys add NAME --keys {cfg.keys}`")
+    if cfg.upstream:
+        backend = UpstreamBackend(cfg.upstream, cfg.upstream_key_env or None, cfg.request_timeout_s)
+    else:
+        backend = LocalBackend.load(cfg.model, cfg.device)
+    return create_app(cfg, backend, keys, RequestLog(cfg.log))
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["keys"]:
+        return _keys_command(argv[1:])
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from augury.serve.config import ServeConfig
+
+    parser = ArgumentParser(prog="augury serve", description=__doc__.split("\n")[0], default_env=False,
+                            allow_abbrev=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
+    parser.add_argument("run", nargs="?", default="", help="an augury run folder or hf:PATH (or use --upstream)")
+    parser.add_class_arguments(ServeConfig, None)
+    ns = parser.parse_args([a.replace("-", "_") if a.startswith("--") else a for a in argv])
+    run = ns.pop("run")
+    ns.pop("config", None)
+    cfg = parser.instantiate_classes(ns)
+    cfg = ServeConfig(**{k: getattr(cfg, k) for k in ServeConfig.__dataclass_fields__})
+    if run:
+        cfg.model = run
+    app = build_app(cfg)
+    import uvicorn
+
+    print(f"augury serve: {cfg.model or cfg.upstream} on http://{cfg.host}:{cfg.port}/ (log: {cfg.log})",
+          file=sys.stderr)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", timeout_keep_alive=5)
+    return 0

@@ -1,0 +1,82 @@
+"""`augury serve`'s configuration: where it listens, what it serves, its limits, moderation and log.
+
+    augury serve runs/quickstart --keys serve/keys.json
+    augury serve --config serve.yaml --limits.requests_per_minute 30
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from augury.serve.limits import LimitsConfig
+
+
+@dataclass
+class ServeConfig:
+    """A server's settings.
+
+    Args:
+        model: what to serve: an augury run folder, or hf:PATH for a Hugging Face folder. Empty with --upstream.
+        upstream: gateway mode: base URL of an OpenAI-compatible server to forward to (e.g. http://HOST:8001/v1).
+        upstream_key_env: environment variable holding the upstream's API key, if it needs one.
+        host: address to listen on; loopback by default. Another address needs --keys.
+        port: port to listen on.
+        keys: the API keys file (made with `augury serve keys add NAME --keys FILE`); empty: no authentication,
+            allowed on a loopback host only.
+        log: the SQLite request log (one row per answered request).
+        policy: moderation policy YAML; empty: the shipped default.
+        moderation: check input and output with the policy's grader.
+        max_body_bytes: largest request body accepted (413 beyond).
+        max_tokens_limit: largest max_tokens a request may ask for (400 beyond).
+        max_n: largest n (completions per request).
+        max_queued: requests generating or waiting at once, over all keys (503 beyond).
+        body_timeout_s: a client must send its whole request body within this (408 beyond).
+        request_timeout_s: a reply must be finished within this (the stream ends with finish_reason "length").
+        device: torch device for a local model.
+        limits: per-key rate limits, daily token budgets and concurrency.
+    """
+
+    model: str = ""
+    upstream: str = ""
+    upstream_key_env: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    keys: str = ""
+    log: str = "runs/serve/requests.db"
+    policy: str = ""
+    moderation: bool = True
+    max_body_bytes: int = 1 << 20
+    max_tokens_limit: int = 1024
+    max_n: int = 8
+    max_queued: int = 64
+    body_timeout_s: float = 10.0
+    request_timeout_s: float = 300.0
+    device: str = "cpu"
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    def validate(self) -> None:
+        if bool(self.model) == bool(self.upstream):
+            raise ValueError("give a model to serve (a run folder or hf:PATH) or --upstream URL, not both")
+        if self.upstream and not self.upstream.startswith(("http://", "https://")):
+            raise ValueError(f"--upstream must be an http(s) URL, got {self.upstream!r}")
+        if not self.keys and not _is_loopback(self.host):
+            raise ValueError(f"listening on {self.host} needs --keys (no authentication is allowed on loopback only)")
+        if not 0 < self.port < 65536:
+            raise ValueError("--port must be in 1..65535")
+        for name in ("max_body_bytes", "max_tokens_limit", "max_n", "max_queued"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1")
+        for name in ("body_timeout_s", "request_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name} must be > 0")
+        self.limits.validate()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,106 @@
+"""`augury monitor DB`: per-key summaries of the request log, and the keys over the abuse thresholds.
+
+    augury monitor serve/requests.db
+    augury monitor serve/requests.db --since_hours 24 --max_flag_rate 0.05 --max_spike 10 --json true
+
+Per key: requests, tokens, the share of requests flagged by moderation, the share refused, the share rejected by
+limits (429), the busiest minute, and the spike ratio (busiest minute over the key's median active minute).
+A key is listed as over a threshold when its flag rate, spike ratio or request count exceeds the given limit.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from augury.errors import UsageError
+from augury.serve.requestlog import open_readonly
+
+
+@dataclass
+class KeySummary:
+    key: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    flag_rate: float
+    refused: int
+    rate_limited: int
+    busiest_minute: int
+    spike: float
+    over: list[str]
+
+
+def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: float = 0.05,
+              max_spike: float = 10.0, max_requests: int = 0) -> list[KeySummary]:
+    db = open_readonly(db_path)
+    try:
+        since = time.time() - since_hours * 3600 if since_hours > 0 else 0.0
+        rows = db.execute("SELECT COALESCE(key, '(no key)'), ts, status, prompt_tokens, completion_tokens, flagged, "
+                          "refused FROM requests WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
+    finally:
+        db.close()
+    by_key: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_key.setdefault(row[0], []).append(row)
+    out = []
+    for key, rs in sorted(by_key.items()):
+        minutes: dict[int, int] = {}
+        for r in rs:
+            minutes[int(r[1] // 60)] = minutes.get(int(r[1] // 60), 0) + 1
+        busiest = max(minutes.values())
+        spike = busiest / statistics.median(minutes.values())
+        n = len(rs)
+        flag_rate = sum(r[5] for r in rs) / n
+        over = []
+        if flag_rate > max_flag_rate:
+            over.append(f"flag rate {flag_rate:.1%} > {max_flag_rate:.1%}")
+        if len(minutes) > 1 and spike > max_spike:
+            over.append(f"spike {spike:.1f}x > {max_spike:g}x")
+        if max_requests and n > max_requests:
+            over.append(f"{n} requests > {max_requests}")
+        out.append(KeySummary(key, n, sum(r[3] for r in rs), sum(r[4] for r in rs), flag_rate,
+                              sum(r[6] for r in rs), sum(1 for r in rs if r[2] == 429), busiest, spike, over))
+    return out
+
+
+def format_table(summaries: list[KeySummary]) -> str:
+    head = f"{'key':<20} {'requests':>8} {'tokens':>9} {'flagged':>8} {'refused':>7} {'429s':>5} {'peak/min':>8}  over"
+    lines = [head]
+    for s in summaries:
+        lines.append(f"{s.key[:20]:<20} {s.requests:>8} {s.prompt_tokens + s.completion_tokens:>9} "
+                     f"{s.flag_rate:>8.1%} {s.refused:>7} {s.rate_limited:>5} {s.busiest_minute:>8}  "
+                     f"{'; '.join(s.over) or '-'}")
+    flagged = [s.key for s in summaries if s.over]
+    lines.append(f"{len(summaries)} keys; over a threshold: {', '.join(flagged) if flagged else 'none'}")
+    return "\n".join(lines)
+
+
+def monitor(db: str, since_hours: float = 24.0, max_flag_rate: float = 0.05, max_spike: float = 10.0,
+            max_requests: int = 0, json_out: bool = False) -> list[KeySummary]:
+    """Summarise a request log per key and list the keys over the abuse thresholds.
+
+    Args:
+        db: the SQLite request log written by `augury serve --log`.
+        since_hours: look at this many recent hours (0: everything).
+        max_flag_rate: a key whose share of flagged requests exceeds this is listed.
+        max_spike: a key whose busiest minute exceeds this many times its median active minute is listed.
+        max_requests: a key with more requests than this in the window is listed (0: no limit).
+        json_out: print JSON instead of a table.
+    """
+    try:
+        summaries = summarise(db, since_hours, max_flag_rate, max_spike, max_requests)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    print(json.dumps([asdict(s) for s in summaries], indent=2) if json_out else format_table(summaries))
+    return summaries
+
+
+def main(argv: list[str]) -> int:
+    from augury.command import function_cli
+
+    function_cli(monitor, argv, prog="augury monitor")
+    return 0

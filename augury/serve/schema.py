@@ -1,0 +1,96 @@
+"""Request bodies of the OpenAI API that the server accepts, validated before any work starts.
+
+Unknown fields are ignored (clients send many); known ones are checked against their ranges and the server's
+limits, and a violation is one 400 answer naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class RequestInvalid(ValueError):
+    pass
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant"]
+    content: str | list[dict]
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        parts = []
+        for part in self.content:
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise RequestInvalid("only text content parts are supported")
+            parts.append(part["text"])
+        return "".join(parts)
+
+    def as_dict(self) -> dict:
+        return {"role": self.role, "content": self.text()}
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, ge=0)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatRequest(_Common):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=0)
+
+
+class CompletionRequest(_Common):
+    prompt: str
+    echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+
+
+def parse_request(model: type[_Common], body: dict, cfg) -> _Common:
+    try:
+        req = model.model_validate(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise RequestInvalid(f"{where}: {first['msg']}") from None
+    if isinstance(req, ChatRequest) and req.max_completion_tokens is not None and req.max_tokens is None:
+        req.max_tokens = req.max_completion_tokens
+    if req.max_tokens is None:
+        req.max_tokens = min(256, cfg.max_tokens_limit)
+    if req.max_tokens > cfg.max_tokens_limit:
+        raise RequestInvalid(f"max_tokens: {req.max_tokens} is over this server's limit of {cfg.max_tokens_limit}")
+    if req.n > cfg.max_n:
+        raise RequestInvalid(f"n: {req.n} is over this server's limit of {cfg.max_n}")
+    if len(req.stop_list()) > 4 or any(not s for s in req.stop_list()):
+        raise RequestInvalid("stop: at most 4 non-empty strings")
+    if req.max_tokens == 0 and not (isinstance(req, CompletionRequest) and req.echo):
+        raise RequestInvalid("max_tokens: must be >= 1 (0 is allowed only with echo)")
+    if isinstance(req, ChatRequest):
+        for m in req.messages:
+            m.text()
+    return req

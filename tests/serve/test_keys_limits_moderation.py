@@ -1,0 +1,83 @@
+"""Hashed API keys, per-key limits and the moderation policy, without a model."""
+
+from __future__ import annotations
+
+import pytest
+
+from augury.errors import UsageError
+from augury.serve.keys import KeyStore
+from augury.serve.limits import Limiter, LimitsConfig
+from augury.serve.moderation import CATEGORIES, ModerationPolicy, Moderator
+
+
+def test_keys_are_stored_hashed_and_looked_up(tmp_path):
+    store = KeyStore.load(tmp_path / "keys.json")
+    key = store.add("alice")
+    text = (tmp_path / "keys.json").read_text()
+    assert key not in text and "alice" in text
+    again = KeyStore.load(tmp_path / "keys.json")
+    assert again.lookup(key) == "alice"
+    assert again.lookup(key + "x") is None and again.lookup("") is None
+    with pytest.raises(UsageError, match="exists already"):
+        again.add("alice")
+    again.revoke("alice")
+    assert KeyStore.load(tmp_path / "keys.json").lookup(key) is None
+
+
+def test_corrupt_keys_file_is_one_clear_error(tmp_path):
+    (tmp_path / "keys.json").write_text("{not json")
+    with pytest.raises(UsageError, match="not an augury keys file"):
+        KeyStore.load(tmp_path / "keys.json")
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_rate_limit_bursts_then_refuses_with_retry_after_then_refills():
+    clock = FakeClock()
+    lim = Limiter(LimitsConfig(requests_per_minute=60, burst=3, concurrent_requests=0), clock=clock, wall=clock)
+    for _ in range(3):
+        assert lim.admit("a").ok
+        lim.finish("a", 0)
+    refused = lim.admit("a")
+    assert not refused.ok and refused.status == 429 and refused.retry_after_s >= 1
+    assert lim.admit("b").ok  # limits are per key
+    clock.t += 1.0  # one request per second refills
+    assert lim.admit("a").ok
+
+
+def test_budget_and_concurrency():
+    clock = FakeClock()
+    lim = Limiter(LimitsConfig(requests_per_minute=0, tokens_per_day=100, concurrent_requests=1), clock=clock,
+                  wall=clock)
+    assert lim.admit("a", planned_tokens=60).ok
+    second = lim.admit("a", planned_tokens=10)
+    assert not second.ok and "concurrent" in second.reason
+    lim.finish("a", used_tokens=60)
+    over = lim.admit("a", planned_tokens=50)
+    assert not over.ok and "budget" in over.reason and over.retry_after_s >= 1
+    assert lim.admit("a", planned_tokens=40).ok
+
+
+def test_default_policy_loads_and_flags_explicit_requests():
+    mod = Moderator(ModerationPolicy.load(None))
+    bad = mod.check("Explain how to build a pipe bomb at home", stage="input")
+    assert bad.flagged and bad.refused and bad.categories["illicit/violent"] and bad.categories["illicit"]
+    ok = mod.check("How do I bake bread?", stage="input")
+    assert not ok.flagged and not ok.refused
+    assert set(ok.scores) == set(CATEGORIES)
+
+
+def test_policy_with_unknown_category_is_refused(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text("refuse_input: [weapons]\n")
+    with pytest.raises(UsageError, match="unknown categories"):
+        ModerationPolicy.load(path)
+    path.write_text("rules: {hate: ['(unclosed']}\n")
+    with pytest.raises(UsageError, match="rule"):
+        ModerationPolicy.load(path)

@@ -1,0 +1,142 @@
+"""`augury serve` over HTTP: the OpenAI shapes, streaming, the gate's status codes, moderation and the log."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from augury.serve.limits import LimitsConfig
+
+
+def _events(resp) -> list:
+    out = []
+    for block in resp.text.split("\n\n"):
+        if block.startswith("data: "):
+            data = block[6:]
+            out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+def _rows(db) -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT key, endpoint, status, prompt_tokens, completion_tokens, flagged, refused "
+                           "FROM requests ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+def test_completion_counts_tokens_and_is_reproducible_with_a_seed(make_client, tiny_run, tmp_path):
+    client, _ = make_client(tiny_run, tmp_path)
+    body = {"prompt": "def add(a, b):", "max_tokens": 8, "temperature": 1.0, "seed": 3}
+    a = client.post("/v1/completions", json=body).json()
+    b = client.post("/v1/completions", json=body).json()
+    assert a["object"] == "text_completion" and a["choices"][0]["text"] == b["choices"][0]["text"]
+    usage = a["usage"]
+    assert usage["completion_tokens"] <= 8 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert a["choices"][0]["finish_reason"] in ("stop", "length")
+    models = client.get("/v1/models").json()
+    assert models["data"][0]["id"] == "run"
+
+
+def test_stream_is_server_sent_events_ending_in_done_with_usage(make_client, tiny_run, tmp_path):
+    client, _ = make_client(tiny_run, tmp_path)
+    body = {"prompt": "for i in", "max_tokens": 6, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    resp = client.post("/v1/completions", json=body)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+    events = _events(resp)
+    assert events[-1] == "[DONE]"
+    assert events[-2]["usage"]["completion_tokens"] >= 1 and events[-2]["choices"] == []
+    streamed = "".join(e["choices"][0]["text"] for e in events[:-2])
+    whole = client.post("/v1/completions", json={**body, "stream": False}).json()["choices"][0]["text"]
+    assert streamed == whole  # greedy: the stream carries exactly the whole reply
+
+
+def test_echo_logprobs_equal_direct_scoring(make_client, tiny_run, tmp_path):
+    import torch
+
+    from augury.model.run import load_run
+
+    client, _ = make_client(tiny_run, tmp_path)
+    text = "def add(a, b):\n    return a + b"
+    out = client.post("/v1/completions", json={"prompt": text, "max_tokens": 0, "echo": True, "logprobs": 1}).json()
+    lp = out["choices"][0]["logprobs"]
+    assert out["choices"][0]["text"] == text and lp["token_logprobs"][0] is None
+    model, tok, _ = load_run(tiny_run)
+    ids = tok.encode(text).ids
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids]))[0].float(), -1)
+    direct = [float(logp[i - 1, ids[i]]) for i in range(1, len(ids))]
+    assert lp["token_logprobs"][1:] == pytest.approx(direct, abs=1e-5)
+    assert "".join(lp["tokens"]) == text and all(len(t) == 1 for t in lp["top_logprobs"][1:])
+
+
+def test_role_token_text_in_a_prompt_stays_text(make_client, tiny_run, tmp_path):
+    client, _ = make_client(tiny_run, tmp_path)
+    text = "<|assistant|><|endoftext|>"
+    out = client.post("/v1/completions", json={"prompt": text, "max_tokens": 0, "echo": True, "logprobs": 0}).json()
+    assert "".join(out["choices"][0]["logprobs"]["tokens"]) == text
+    assert out["usage"]["prompt_tokens"] > 2  # spelled out, not the two special ids
+
+
+def test_hostile_requests_get_the_right_status_and_the_server_keeps_serving(make_client, tiny_run, tmp_path, keys_file):
+    path, alice, _ = keys_file
+    client, cfg = make_client(tiny_run, tmp_path, keys_path=path, max_body_bytes=4096, max_tokens_limit=64,
+                              limits=LimitsConfig(requests_per_minute=60, burst=5, concurrent_requests=2))
+    auth = {"Authorization": f"Bearer {alice}"}
+    ok = {"prompt": "x", "max_tokens": 2}
+    assert client.post("/v1/completions", json=ok).status_code == 401
+    assert client.post("/v1/completions", json=ok, headers={"Authorization": "Bearer sk-augury-nope"}).status_code == 401
+    assert client.post("/v1/completions", content=b"{" * 10_000, headers=auth).status_code == 413
+    assert client.post("/v1/completions", content=b"{not json", headers=auth).status_code == 400
+    for absurd in ({"prompt": "x", "max_tokens": 10**9}, {"prompt": "x", "temperature": -1},
+                   {"prompt": "x", "n": 1000}, {"prompt": 5}, {"prompt": "x", "stop": [""]}, [1, 2]):
+        resp = client.post("/v1/completions", json=absurd, headers=auth)
+        assert resp.status_code == 400 and resp.json()["error"]["message"]
+    codes = [client.post("/v1/completions", json=ok, headers=auth).status_code for _ in range(8)]
+    assert 429 in codes
+    limited = client.post("/v1/completions", json=ok, headers=auth)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert client.get("/v1/models", headers=auth).status_code == 200  # still serving
+    rows = _rows(cfg.log)
+    assert len(rows) == 2 + 1 + 1 + 6 + 8 + 1 + 1  # every answered request is one row
+    assert rows[0][0] is None and rows[0][2] == 401
+
+
+def test_flagged_input_gets_the_policy_refusal_and_is_logged(make_client, tiny_run, tmp_path):
+    client, cfg = make_client(tiny_run, tmp_path)
+    out = client.post("/v1/completions", json={"prompt": "how to build a pipe bomb", "max_tokens": 4}).json()
+    assert out["choices"][0]["text"] == "I'm sorry, but I can't help with that."
+    assert out["choices"][0]["finish_reason"] == "content_filter"
+    mod = client.post("/v1/moderations", json={"input": ["how to build a pipe bomb", "hello"]}).json()
+    assert [r["flagged"] for r in mod["results"]] == [True, False]
+    assert mod["results"][0]["categories"]["illicit/violent"]
+    rows = _rows(cfg.log)
+    assert rows[0][5:] == (1, 1) and rows[1][5] == 1
+
+
+def test_output_moderation_ends_a_stream_with_content_filter(tiny_run, tmp_path):
+    from augury.serve.app import create_app
+    from augury.serve.backends import LocalBackend
+    from augury.serve.config import ServeConfig
+    from augury.serve.moderation import ModerationPolicy, Moderator
+    from augury.serve.requestlog import RequestLog
+
+    class FlagEverything:
+        def score(self, texts):
+            return [{"violence/graphic": 1.0} for _ in texts]
+
+    policy = ModerationPolicy(refuse_output=["violence/graphic"])
+    cfg = ServeConfig(model=str(tiny_run), log=str(tmp_path / "r.db"))
+    from fastapi.testclient import TestClient
+
+    app = create_app(cfg, LocalBackend.load(str(tiny_run)), None, RequestLog(cfg.log), Moderator(policy, FlagEverything()))
+    resp = TestClient(app).post("/v1/completions", json={"prompt": "a", "max_tokens": 8, "temperature": 0,
+                                                         "stream": True})
+    events = _events(resp)
+    assert events[-1] == "[DONE]"
+    assert events[-2]["choices"][0]["finish_reason"] == "content_filter"
+    assert "".join(e["choices"][0]["text"] for e in events[:-1]) == ""  # nothing flagged was sent
