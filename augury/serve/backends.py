@@ -314,9 +314,21 @@ class UpstreamBackend:
         key = os.environ.get(api_key_env, "") if api_key_env else ""
         if api_key_env and not key:
             raise UsageError(f"--upstream_key_env {api_key_env} is not set")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._timeout = httpx.Timeout(timeout_s)
+        self._clients: dict[int, httpx.AsyncClient] = {}
         self.model_id = model_id or "upstream"
+
+    @property
+    def client(self):
+        """One connection pool per event loop (a pool cannot outlive the loop it was opened on)."""
+        import httpx
+
+        loop = id(asyncio.get_running_loop())
+        if loop not in self._clients:
+            self._clients[loop] = httpx.AsyncClient(base_url=self.base_url, headers=self._headers,
+                                                    timeout=self._timeout)
+        return self._clients[loop]
 
     async def stream_raw(self, path: str, body: dict) -> AsyncIterator[dict]:
         """The upstream's streamed chunks (parsed JSON objects), from a request with stream=True."""

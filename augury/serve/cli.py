@@ -59,6 +59,14 @@ def build_app(cfg):
     return create_app(cfg, backend, keys, RequestLog(cfg.log))
 
 
+def _underscore(arg: str) -> str:
+    """--max-body-bytes is accepted as an alias of --max_body_bytes."""
+    if not arg.startswith("--"):
+        return arg
+    name, eq, value = arg[2:].partition("=")
+    return "--" + name.replace("-", "_") + eq + value
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["keys"]:
         return _keys_command(argv[1:])
@@ -71,11 +79,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
     parser.add_argument("run", nargs="?", default="", help="an augury run folder or hf:PATH (or use --upstream)")
     parser.add_class_arguments(ServeConfig, None)
-    ns = parser.parse_args([a.replace("-", "_") if a.startswith("--") else a for a in argv])
+    ns = parser.parse_args([_underscore(a) for a in argv])
     run = ns.pop("run")
     ns.pop("config", None)
-    cfg = parser.instantiate_classes(ns)
-    cfg = ServeConfig(**{k: getattr(cfg, k) for k in ServeConfig.__dataclass_fields__})
+    from augury.serve.limits import LimitsConfig
+
+    values = ns.as_dict()
+    cfg = ServeConfig(**{k: v for k, v in values.items() if k != "limits"},
+                      limits=LimitsConfig(**(values.get("limits") or {})))
     if run:
         cfg.model = run
     app = build_app(cfg)

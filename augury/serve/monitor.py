@@ -4,14 +4,14 @@
     augury monitor serve/requests.db --since_hours 24 --max_flag_rate 0.05 --max_spike 10 --json true
 
 Per key: requests, tokens, the share of requests flagged by moderation, the share refused, the share rejected by
-limits (429), the busiest minute, and the spike ratio (busiest minute over the key's median active minute).
+limits (429), the busiest minute, and the spike ratio (the busiest minute over the key's average rate per minute from its
+first request to its last).
 A key is listed as over a threshold when its flag rate, spike ratio or request count exceeds the given limit.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,7 +52,8 @@ def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: flo
         for r in rs:
             minutes[int(r[1] // 60)] = minutes.get(int(r[1] // 60), 0) + 1
         busiest = max(minutes.values())
-        spike = busiest / statistics.median(minutes.values())
+        span_minutes = max(1.0, (rs[-1][1] - rs[0][1]) / 60.0 + 1.0)
+        spike = busiest / (len(rs) / span_minutes)
         n = len(rs)
         flag_rate = sum(r[5] for r in rs) / n
         over = []
@@ -87,7 +88,7 @@ def monitor(db: str, since_hours: float = 24.0, max_flag_rate: float = 0.05, max
         db: the SQLite request log written by `augury serve --log`.
         since_hours: look at this many recent hours (0: everything).
         max_flag_rate: a key whose share of flagged requests exceeds this is listed.
-        max_spike: a key whose busiest minute exceeds this many times its median active minute is listed.
+        max_spike: a key whose busiest minute exceeds this many times its average minute is listed.
         max_requests: a key with more requests than this in the window is listed (0: no limit).
         json_out: print JSON instead of a table.
     """
