@@ -57,4 +57,15 @@ PYEOF
 fi
 
 pip_q -e ".$EXTRAS"
+if [ -n "$EXTRAS" ] && ! command -v chromium >/dev/null 2>&1; then
+  # The chat page's browser test drives the distribution's Chromium (Playwright's own browser download needs
+  # a network that package registries alone do not give).
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing chromium (Debian package) for the browser test"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+      || echo "setup: could not install chromium; the browser test will be skipped" >&2
+  else
+    echo "setup: chromium not found; the browser test will be skipped (install your distribution's chromium)" >&2
+  fi
+fi
 "$VPY" -c "import augury, torch; print(f'setup: augury {augury.__version__} ready (torch {torch.__version__})')"
