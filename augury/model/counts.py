@@ -52,3 +52,36 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
 def forward_flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
     """Forward-only FLOPs per token (one third of training FLOPs): for inference and evaluation costs."""
     return flops_per_token(cfg, seq_len) // 3
+
+
+# ---- image input (augury.model.vision) -------------------------------------------------------------------------
+# An image is `tokens_per_image` decoder positions (counted in the decoder's sequence length, and so in its
+# FLOPs per token like any other position) plus the encoder's own work over its patches, counted with the same
+# conventions: 6 FLOPs per matmul weight per patch, and dense attention over the image's patches (12 · depth ·
+# d_model · tokens per patch, no causal mask). The patch embedding is the one exception: pixels need no gradient,
+# so its backward pass is the weight gradient only (4 FLOPs per weight per patch, not 6).
+
+
+@dataclass(frozen=True)
+class VisionCounts:
+    total: int  # every encoder and projector parameter (weights, biases, gains, position embedding)
+    matmul: int  # weights used in a matmul per patch: patch embedding, blocks, projector
+
+
+def vision_param_counts(vision, out_dim: int) -> VisionCounts:
+    """Parameters of `VisionEncoder(vision, out_dim)` (encoder + projector into a decoder of width out_dim)."""
+    b = vision.block_config()
+    d, L, n, pp = b.d_model, b.depth, vision.tokens_per_image, 3 * vision.patch_size ** 2
+    block = 4 * d * d + 3 * d * b.d_ff  # q, k, v, o (no grouped kv in the encoder) + SwiGLU
+    matmul = pp * d + L * block + d * out_dim + out_dim * out_dim
+    biases = d + out_dim + out_dim  # patch embedding and the projector's two layers
+    gains = L * 2 * d + d
+    return VisionCounts(total=matmul + biases + gains + n * d, matmul=matmul)
+
+
+def vision_flops_per_image(vision, out_dim: int) -> int:
+    """Training (forward + backward) FLOPs of the encoder and projector for one image."""
+    n = vision.tokens_per_image
+    b = vision.block_config()
+    patch_embed = 3 * vision.patch_size ** 2 * b.d_model
+    return n * (6 * vision_param_counts(vision, out_dim).matmul - 2 * patch_embed + 12 * b.depth * b.d_model * n)

@@ -26,8 +26,22 @@ def run_model_config(run_dir: str | Path) -> ModelConfig:
     return ModelConfig(**{k: v for k, v in (raw.get("model") or {}).items() if k in fields}).resolved()
 
 
+def run_vision_config(run_dir: str | Path):
+    """The run's VisionConfig (an image-text run), or None for a text-only run."""
+    from augury.model.vision import VisionConfig
+
+    raw = yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
+    if not raw.get("vision"):
+        return None
+    fields = VisionConfig.__dataclass_fields__
+    return VisionConfig(**{k: v for k, v in raw["vision"].items() if k in fields})
+
+
 def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, device="cpu"):
-    """(model in eval mode, tokenizers.Tokenizer, ModelConfig) from a run folder or one of its checkpoints."""
+    """(model in eval mode, tokenizers.Tokenizer, ModelConfig) from a run folder or one of its checkpoints.
+
+    An image-text run (a `vision` section in its config) loads as an ImageTextModel.
+    """
     from tokenizers import Tokenizer
 
     from augury.train.checkpoint import find_latest_checkpoint, load_model_state, verify_checkpoint
@@ -43,7 +57,13 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, device="
         problem = verify_checkpoint(ckpt)
         if problem:
             raise RunLoadError(f"checkpoint {ckpt} is not usable: {problem}")
-    model = Transformer(cfg)
+    vision = run_vision_config(run_dir)
+    if vision is not None:
+        from augury.model.vision import ImageTextModel
+
+        model = ImageTextModel(cfg, vision)
+    else:
+        model = Transformer(cfg)
     load_model_state(model, ckpt / "model.safetensors")
     model.to(device).eval()
     tok_path = run_dir / "tokenizer.json"

@@ -1,6 +1,11 @@
 """`augury sample RUN --prompt TEXT`: generate from a trained run (KV cache, temperature, top-p, stop strings).
 
     augury sample runs/quickstart --prompt "def " --max_tokens 80 --temperature 0.7 --stop "\\n\\n"
+    augury sample runs/vision-cpu --image digit.png --prompt "Which digit is shown?" --temperature 0
+    augury sample runs/vision-cpu --image a.png --image b.png --prompt "<|image|> or <|image|>: which is red?"
+
+With `--image` the prompt is one user turn (`<|image|>` marks where each image goes; with one image and no
+marker, the image comes first) and the output is the assistant's answer.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from augury.cli import UsageError, function_cli
 
 def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float = 0.8, top_p: float = 0.95,
            stop: list[str] | None = None, num_samples: int = 1, seed: int | None = 0,
-           checkpoint: str | None = None) -> list[str]:
+           checkpoint: str | None = None, image: list[str] | None = None) -> list[str]:
     """Sample text from a trained run.
 
     Args:
@@ -24,6 +29,7 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         num_samples: samples to draw (in parallel).
         seed: random seed (None: nondeterministic).
         checkpoint: a specific checkpoint folder; default: the newest intact one.
+        image: an RGB image file for an image-text run; repeat the flag for several images.
     """
     from augury.model.run import RunLoadError, load_run
     from augury.model.sample import generate
@@ -34,6 +40,8 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         model, tokenizer, _ = load_run(run, checkpoint)
     except RunLoadError as err:
         raise UsageError(str(err)) from None
+    if image:
+        return _sample_with_images(run, model, tokenizer, prompt, image, max_tokens, temperature, top_p, num_samples, seed)
     import codecs
 
     stop = [codecs.decode(s, "unicode_escape") for s in (stop or [])]
@@ -43,6 +51,33 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         if num_samples > 1:
             print(f"----- sample {i + 1} -----")
         print(prompt + text)
+    return texts
+
+
+def _sample_with_images(run, model, tokenizer, prompt, paths, max_tokens, temperature, top_p, num_samples, seed):
+    """Answer `prompt` about the images (each image file and the placeholders checked before generating)."""
+    import numpy as np
+    import torch
+
+    from augury.data.images import ImageError, load_image
+    from augury.model.image_prompt import ImagePromptError, answer, chat_ids
+    from augury.model.vision import ImageTextModel
+
+    if not isinstance(model, ImageTextModel):
+        raise UsageError(f"--image given, but {run} is a text-only run (it has no image encoder)")
+    size = model.vision_cfg.image_size
+    try:
+        pixels = torch.from_numpy(np.stack([load_image(p, size) for p in paths]))
+        chat_ids(tokenizer, prompt, len(paths), model.vision_cfg.tokens_per_image)
+    except (ImageError, ImagePromptError) as err:
+        raise UsageError(str(err)) from None
+    texts = [answer(model, tokenizer, [prompt], pixels, images_per_question=len(paths), max_tokens=max_tokens,
+                    temperature=temperature, top_p=top_p, seed=None if seed is None else seed + i)[0]
+             for i in range(num_samples)]
+    for i, text in enumerate(texts):
+        if num_samples > 1:
+            print(f"----- sample {i + 1} -----")
+        print(text)
     return texts
 
 

@@ -19,7 +19,9 @@ import math
 from dataclasses import dataclass, field
 
 from augury.data import DataConfig
+from augury.data.images import ImageDataConfig
 from augury.model import ModelConfig
+from augury.model.vision import VisionConfig
 
 
 @dataclass
@@ -84,6 +86,11 @@ class TrainConfig:
         stop_after: stop after this many steps in this invocation, with a checkpoint (resume later).
         peak_flops: the hardware peak FLOP/s used for MFU; None measures CPU matmul peak or looks up the GPU.
         progress: show a progress bar with ETA.
+        vision: an image encoder (docs/vision.md); set together with `images` for an image-text run, which
+            trains on image questions (loss on the answer tokens) instead of the text corpus.
+        images: the image-question data of an image-text run.
+        init_from: a trained text run whose decoder weights and tokenizer start an image-text run (None:
+            the decoder starts from scratch with a tokenizer trained on the questions and answers).
     """
 
     out: str = "runs/run"
@@ -109,6 +116,9 @@ class TrainConfig:
     stop_after: int | None = None
     peak_flops: float | None = None
     progress: bool = True
+    vision: VisionConfig | None = None
+    images: ImageDataConfig | None = None
+    init_from: str | None = None
 
 
 class TrainConfigError(ValueError):

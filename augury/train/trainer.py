@@ -129,6 +129,10 @@ def train(cfg: TrainConfig, resume: bool | str = False, log=print) -> dict:
 def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     from augury.train.config import check_config
 
+    if cfg.vision is not None or cfg.images is not None:
+        from augury.train.image_text import train_image_text
+
+        return train_image_text(cfg, rt, resume, log)
     check_config(cfg)
     out = Path(cfg.out)
     ckpt = _prepare_out_dir(cfg, resume, log)

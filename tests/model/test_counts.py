@@ -57,3 +57,30 @@ def test_bad_shapes_are_clear_errors():
         ModelConfig(d_model=100, n_heads=3).resolved()
     with pytest.raises(ModelConfigError, match="multiple of n_kv_heads"):
         ModelConfig(d_model=128, n_heads=4, n_kv_heads=3).resolved()
+
+
+@pytest.mark.parametrize("vkw", [{"image_size": 16, "patch_size": 4, "depth": 2, "d_model": 32, "n_heads": 2},
+                                 {"image_size": 12, "patch_size": 6, "depth": 1, "d_model": 48, "n_heads": 3,
+                                  "d_ff": 64}])
+def test_image_text_counts_match_the_module_and_torch_flop_counter(vkw):
+    """Encoder + projector parameters equal the module's; an image-text step's FLOPs (torch's count) equal the
+    decoder's per-token FLOPs over every position (image tokens included) plus the encoder's per image."""
+    from augury.model.counts import vision_flops_per_image, vision_param_counts
+    from augury.model.vision import IMAGE_TOKEN_ID, ImageTextModel, VisionConfig
+
+    cfg = ModelConfig(depth=2, d_model=64, n_heads=4, n_kv_heads=2, vocab_size=300).resolved()
+    vision = VisionConfig(**vkw)
+    model = ImageTextModel(cfg, vision)
+    assert vision_param_counts(vision, cfg.d_model).total == sum(p.numel() for p in model.vision.parameters())
+    assert param_counts(cfg).total == sum(p.numel() for n, p in model.named_parameters() if not n.startswith("vision."))
+    B, n = 2, vision.tokens_per_image
+    T = 2 * n + 10  # row 0: two images inside the text; row 1: one image, and text
+    x = torch.randint(10, cfg.vocab_size, (B, T))
+    x[0, 3:3 + n] = IMAGE_TOKEN_ID
+    x[0, 5 + n:5 + 2 * n] = IMAGE_TOKEN_ID
+    x[1, 1:1 + n] = IMAGE_TOKEN_ID
+    images = torch.rand(3, 3, vision.image_size, vision.image_size)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(x, targets=x, images=images).backward()
+    expected = flops_per_token(cfg, T) * B * T + 3 * vision_flops_per_image(vision, cfg.d_model)
+    assert counter.get_total_flops() == expected

@@ -1,0 +1,237 @@
+"""Image-question data made offline, deterministic by seed, and image files read with one clear error each.
+
+Three tasks, each a list of `ImageExample` (an RGB image, a question, its answer, the question's template):
+
+- `digits`: scikit-learn's bundled 8×8 handwritten digits, scaled up — "Which digit is shown?" (chance 1/10).
+  Train and held-out are disjoint images (a permutation fixed by `split_seed`).
+- `charts`: bar and line charts of four values drawn with matplotlib, bars/points A–D from left to right, with
+  FigureQA-style questions: "Is A the maximum?" and "Is A greater than B?" (yes/no, balanced, chance 1/2) and
+  "Which is largest?" (chance 1/4). Train and held-out charts use disjoint colour palettes.
+- `words`: a short word drawn with Pillow in one of several fonts (matplotlib's DejaVu TTFs, Pillow's bundled
+  default font), sizes, colours and positions — "What word is written?" (chance 1/len(WORDS)).
+
+Train and held-out examples come from different random streams (`seed` for train, `seed + 1_000_003` for
+held-out), so no held-out image is a training image.
+
+    examples = make_examples("charts", "heldout", n=200, seed=0, image_size=32)
+    pixels = load_image("photo.png", image_size=32)    # float32 (3, 32, 32) in [0, 1], or ImageError
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+TASKS = ("digits", "charts", "words")
+WORDS = ("cat", "dog", "sun", "map", "red", "box", "cup", "hat", "pen", "key", "bus", "egg", "fox", "ice", "jam",
+         "leg", "owl", "pig", "sky", "toy")
+LETTERS = "ABCD"
+TRAIN_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#7f7f7f")
+HELDOUT_PALETTE = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+MAX_PIXELS = 4096 * 4096  # larger files are refused before they are decoded
+HELDOUT_OFFSET = 1_000_003
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used (unreadable, truncated, not RGB, too large)."""
+
+
+@dataclass
+class ImageDataConfig:
+    """The image-question training mix of an image-text run.
+
+    Args:
+        tasks: which data sets to train on (any of digits, charts, words).
+        train_examples: training examples made per task.
+        heldout_examples: held-out examples per task, scored (real, blank and shuffled images) when the run ends.
+        seed: the random stream examples are drawn from (held-out examples use a different stream).
+        split_seed: the permutation that splits scikit-learn's digit images into train and held-out.
+        vocab_size: BPE vocabulary trained on the questions and answers when the decoder starts from scratch.
+    """
+
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    train_examples: int = 4000
+    heldout_examples: int = 300
+    seed: int = 0
+    split_seed: int = 0
+    vocab_size: int = 320
+
+    def validate(self) -> None:
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if not self.tasks or unknown:
+            raise ValueError(f"images.tasks must be a non-empty subset of {list(TASKS)}, got {self.tasks}")
+        if self.train_examples < 1 or self.heldout_examples < 1:
+            raise ValueError("images.train_examples and images.heldout_examples must be >= 1")
+
+
+@dataclass
+class ImageExample:
+    """One image with a question about it; `image` is uint8 (S, S, 3)."""
+
+    task: str
+    template: str
+    question: str
+    answer: str
+    image: np.ndarray = dataclasses.field(repr=False)
+    chance: float = 0.0  # accuracy of guessing uniformly among this template's answers
+
+
+# ---- reading image files -------------------------------------------------------------------------------------
+def load_image(path: str | Path, image_size: int) -> np.ndarray:
+    """An RGB image file as float32 (3, image_size, image_size) in [0, 1] (resized), or one ImageError."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"image {str(path)!r} does not exist")
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(f"image {path} is {w}x{h} pixels, more than the {MAX_PIXELS:,} accepted; "
+                                 "downscale it first")
+            if img.mode != "RGB":
+                raise ImageError(f"image {path} has mode {img.mode!r}, not RGB; convert it first "
+                                 "(e.g. Pillow: Image.open(p).convert('RGB').save(q))")
+            img.load()
+            rgb = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
+        raise ImageError(f"image {path} cannot be read: {err}") from None
+    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
+        raise ImageError(f"image {path} is damaged or truncated: {err}") from None
+    return to_pixels(np.asarray(rgb, dtype=np.uint8))
+
+
+def to_pixels(image: np.ndarray) -> np.ndarray:
+    """uint8 (S, S, 3) -> float32 (3, S, S) in [0, 1], the encoder's input."""
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
+
+
+# ---- digits ----------------------------------------------------------------------------------------------------
+def _digits(split: str, n: int, rng: np.random.Generator, size: int, split_seed: int) -> list[ImageExample]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(split_seed).permutation(len(digits.target))
+    cut = int(0.8 * len(order))
+    pool = order[:cut] if split == "train" else order[cut:]
+    out = []
+    for i in rng.choice(pool, size=n, replace=n > len(pool)):
+        ink = (digits.images[i] / 16.0 * 255).astype(np.uint8)
+        big = np.kron(ink, np.ones((size // 8 + 1, size // 8 + 1), dtype=np.uint8))[:size, :size]
+        pad = np.zeros((size, size), dtype=np.uint8)
+        pad[:big.shape[0], :big.shape[1]] = big
+        out.append(ImageExample("digits", "which_digit", "Which digit is shown?", str(digits.target[i]),
+                                np.repeat(pad[:, :, None], 3, axis=2), chance=0.1))
+    return out
+
+
+# ---- charts ----------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=2)
+def _figure(size: int):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1), dpi=size)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.96))
+    return fig, ax
+
+
+def _render_chart(kind: str, values: np.ndarray, colour: str, size: int) -> np.ndarray:
+    fig, ax = _figure(size)
+    ax.clear()
+    ax.set_axis_off()
+    x = np.arange(len(values))
+    if kind == "bar":
+        ax.bar(x, values, width=0.75, color=colour)
+    else:
+        ax.plot(x, values, color=colour, linewidth=2, marker="o", markersize=3)
+    ax.set_xlim(-0.6, len(values) - 0.4)
+    ax.set_ylim(0, 10.5)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def _charts(split: str, n: int, rng: np.random.Generator, size: int) -> list[ImageExample]:
+    palette = TRAIN_PALETTE if split == "train" else HELDOUT_PALETTE
+    out = []
+    for i in range(n):
+        # four values at least 1 apart, so every comparison is visible at a few pixels of height
+        values = rng.choice(np.arange(1.0, 10.5, 0.5), size=4, replace=False)
+        while np.min(np.diff(np.sort(values))) < 1.0:
+            values = rng.choice(np.arange(1.0, 10.5, 0.5), size=4, replace=False)
+        kind = "bar" if rng.random() < 0.5 else "line"
+        image = _render_chart(kind, values, palette[rng.integers(len(palette))], size)
+        best = int(np.argmax(values))
+        template = ("is_max", "greater", "largest")[i % 3]
+        if template == "is_max":
+            pick = best if rng.random() < 0.5 else int(rng.choice([j for j in range(4) if j != best]))
+            q, a, chance = f"Is {LETTERS[pick]} the maximum?", "yes" if pick == best else "no", 0.5
+        elif template == "greater":
+            a_idx, b_idx = rng.choice(4, size=2, replace=False)
+            q, a, chance = (f"Is {LETTERS[a_idx]} greater than {LETTERS[b_idx]}?",
+                            "yes" if values[a_idx] > values[b_idx] else "no", 0.5)
+        else:
+            q, a, chance = "Which is largest?", LETTERS[best], 0.25
+        out.append(ImageExample("charts", template, q, a, image, chance=chance))
+    return out
+
+
+# ---- words -----------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def _font(name: str, px: int):
+    from PIL import ImageFont
+
+    if name == "default":
+        return ImageFont.load_default(px)
+    import matplotlib
+
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), px)
+
+
+FONTS = ("default", "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
+
+
+def _words(n: int, rng: np.random.Generator, size: int) -> list[ImageExample]:
+    from PIL import Image, ImageDraw
+
+    out = []
+    for _ in range(n):
+        word = WORDS[rng.integers(len(WORDS))]
+        font = _font(FONTS[rng.integers(len(FONTS))], int(rng.integers(size * 9 // 32, size * 13 // 32 + 1)))
+        dark_on_light = rng.random() < 0.5
+        bg = tuple(int(v) for v in rng.integers(180, 256, 3)) if dark_on_light else tuple(int(v) for v in rng.integers(0, 70, 3))
+        fg = tuple(int(v) for v in rng.integers(0, 70, 3)) if dark_on_light else tuple(int(v) for v in rng.integers(180, 256, 3))
+        img = Image.new("RGB", (size, size), bg)
+        draw = ImageDraw.Draw(img)
+        left, top, right, bottom = draw.textbbox((0, 0), word, font=font)
+        x = rng.integers(0, max(1, size - (right - left)) + 1) - left
+        y = rng.integers(0, max(1, size - (bottom - top)) + 1) - top
+        draw.text((int(x), int(y)), word, fill=fg, font=font)
+        out.append(ImageExample("words", "which_word", "What word is written?", word, np.asarray(img),
+                                chance=1 / len(WORDS)))
+    return out
+
+
+def make_examples(task: str, split: Literal["train", "heldout"], n: int, seed: int = 0, image_size: int = 32,
+                  split_seed: int = 0) -> list[ImageExample]:
+    """`n` examples of one task; the same arguments always give the same examples."""
+    if task not in TASKS:
+        raise ValueError(f"unknown image task {task!r}; known: {', '.join(TASKS)}")
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be train or heldout, got {split!r}")
+    stream = seed + (HELDOUT_OFFSET if split == "heldout" else 0)
+    rng = np.random.default_rng([stream, TASKS.index(task)])
+    if task == "digits":
+        return _digits(split, n, rng, image_size, split_seed)
+    if task == "charts":
+        return _charts(split, n, rng, image_size)
+    return _words(n, rng, image_size)

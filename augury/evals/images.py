@@ -1,0 +1,72 @@
+"""Image tasks: exact-match accuracy with the real image, a blank image and images shuffled across the batch.
+
+The two controls show whether a model reads the image: with a blank image (uniform grey) or another question's
+image, a model that answers from the image falls to about chance, while one that answers from the question's
+wording alone keeps its accuracy. Each task reports the three accuracies per template next to that template's
+chance level. No torch here: the model is a callable `answer_fn(questions, images) -> answers` (images as uint8
+(S, S, 3) arrays), e.g. `augury.model.image_prompt.answer` wrapped by the caller.
+
+    report = evaluate_image_tasks(examples, answer_fn, batch_size=64)
+    report["digits"]["which_digit"] == {"n": 300, "chance": 0.1, "real": 0.93, "blank": 0.1, "shuffled": 0.11}
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from augury.data.images import ImageExample
+
+CONDITIONS = ("real", "blank", "shuffled")
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.strip().lower().rstrip(".").split())
+
+
+def _images_for(condition: str, batch: list[ImageExample]) -> list[np.ndarray]:
+    if condition == "real":
+        return [e.image for e in batch]
+    if condition == "blank":
+        return [np.full_like(e.image, 128) for e in batch]
+    # shuffled: every question gets the next question's image (a rotation: no question keeps its own)
+    return [batch[(i + 1) % len(batch)].image for i in range(len(batch))]
+
+
+def evaluate_image_tasks(examples: Sequence[ImageExample],
+                         answer_fn: Callable[[list[str], list[np.ndarray]], list[str]],
+                         batch_size: int = 64) -> dict:
+    """{task: {template: {n, chance, real, blank, shuffled}}}; accuracy is exact match after normalising case,
+    spaces and a final full stop. Questions are batched per template, in order (deterministic)."""
+    groups: dict[tuple[str, str], list[ImageExample]] = defaultdict(list)
+    for e in examples:
+        groups[(e.task, e.template)].append(e)
+    report: dict = {}
+    for (task, template), items in groups.items():
+        row = {"n": len(items), "chance": items[0].chance}
+        for condition in CONDITIONS:
+            correct = 0
+            for i in range(0, len(items), batch_size):
+                batch = items[i:i + batch_size]
+                if condition == "shuffled" and len(batch) < 2:
+                    batch = items[max(0, i - 1):i + 1]  # a lone last question borrows its neighbour's image
+                    preds = answer_fn([e.question for e in batch], _images_for(condition, batch))[-1:]
+                    batch = batch[-1:]
+                else:
+                    preds = answer_fn([e.question for e in batch], _images_for(condition, batch))
+                correct += sum(normalise(p) == normalise(e.answer) for p, e in zip(preds, batch))
+            row[condition] = correct / len(items)
+        report.setdefault(task, {})[template] = row
+    return report
+
+
+def summary_lines(report: dict) -> list[str]:
+    """One line per task and template: n, chance, real / blank / shuffled accuracy."""
+    lines = []
+    for task, templates in report.items():
+        for template, r in templates.items():
+            lines.append(f"{task:7s} {template:12s} n={r['n']:4d} chance {r['chance']:.2f}  real {r['real']:.3f}  "
+                         f"blank {r['blank']:.3f}  shuffled {r['shuffled']:.3f}")
+    return lines

@@ -1,0 +1,124 @@
+"""Token sequences with images inside a chat turn, and answering image questions with an `ImageTextModel`.
+
+A question about images is one user turn, then the assistant's answer:
+
+    <|user|> [<|image|> × tokens_per_image per image] question <|end|> <|assistant|> answer <|end|>
+
+In text, `<|image|>` marks where an image goes (any number, anywhere in the turn); with no marker, a single image
+goes first. Each marker becomes `tokens_per_image` placeholder ids. Training puts the loss on the answer and its
+closing `<|end|>` only.
+
+    ids = chat_ids(tokenizer, "Which digit is shown?", n_images=1, tokens_per_image=64)
+    texts = answer(model, tokenizer, ["Which digit is shown?"], pixels)   # greedy, one image per question
+"""
+
+from __future__ import annotations
+
+import torch
+
+from augury.model.sample import _sample_next
+from augury.model.vision import IMAGE_TOKEN_ID, ImageTextModel
+
+IMAGE_MARK = "<|image|>"
+USER, ASSISTANT, END, PAD = "<|user|>", "<|assistant|>", "<|end|>", "<|pad|>"
+
+
+class ImagePromptError(ValueError):
+    """Images and placeholders that do not match, or an image given to a model that cannot read images."""
+
+
+def _special(tokenizer, name: str) -> int:
+    i = tokenizer.token_to_id(name)
+    if i is None:
+        raise ImagePromptError(f"the tokenizer has no {name} token")
+    return i
+
+
+def _text_ids(tokenizer, text: str) -> list[int]:
+    if not text:
+        return []
+    previous = tokenizer.encode_special_tokens
+    tokenizer.encode_special_tokens = True  # text never produces special ids; they are placed by id only
+    try:
+        return tokenizer.encode(text, add_special_tokens=False).ids
+    finally:
+        tokenizer.encode_special_tokens = previous
+
+
+def chat_ids(tokenizer, question: str, n_images: int, tokens_per_image: int,
+             answer: str | None = None) -> tuple[list[int], int]:
+    """(ids, answer_start): the user turn with its images, the assistant tag, and the answer + <|end|> if given.
+
+    Raises ImagePromptError when the question's `<|image|>` markers and `n_images` disagree.
+    """
+    pieces = question.split(IMAGE_MARK)
+    marks = len(pieces) - 1
+    if marks == 0 and n_images == 1:
+        pieces, marks = ["", question], 1
+    if marks != n_images:
+        raise ImagePromptError(f"the prompt has {marks} {IMAGE_MARK} placeholder(s) but {n_images} image(s) were "
+                               "given; use one placeholder per image (or none with a single image)")
+    ids = [_special(tokenizer, USER)]
+    for i, piece in enumerate(pieces):
+        if i:
+            ids += [IMAGE_TOKEN_ID] * tokens_per_image
+        ids += _text_ids(tokenizer, piece)
+    ids += [_special(tokenizer, END), _special(tokenizer, ASSISTANT)]
+    start = len(ids)
+    if answer is not None:
+        ids += _text_ids(tokenizer, answer) + [_special(tokenizer, END)]
+    return ids, start
+
+
+def collate(rows: list[tuple[list[int], int]], pad_id: int, train: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Right-padded (B, T) inputs and next-token targets (answer tokens only, -1 elsewhere) for training, or
+    left-padded prompts for decoding (every row's last position is its last prompt token)."""
+    width = max(len(ids) for ids, _ in rows) - (1 if train else 0)
+    x = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    if not train:
+        for r, (ids, _) in enumerate(rows):
+            x[r, width - len(ids):] = torch.tensor(ids)
+        return x, None
+    y = torch.full((len(rows), width), -1, dtype=torch.long)
+    for r, (ids, start) in enumerate(rows):
+        t = torch.tensor(ids)
+        x[r, :len(ids) - 1] = t[:-1]
+        y[r, start - 1:len(ids) - 1] = t[start:]
+    return x, y
+
+
+@torch.no_grad()
+def answer(model: ImageTextModel, tokenizer, questions: list[str], pixels: torch.Tensor, images_per_question=1,
+           max_tokens: int = 8, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[str]:
+    """Answer each question about its image(s) (pixels: images in question order); text up to <|end|>.
+
+    Prompts of different lengths are left-padded with <|pad|>, which the answer attends to; training sees the
+    same padding only on the right, so batch questions of the same template together (as the evaluation does).
+    """
+    if not isinstance(model, ImageTextModel):
+        raise ImagePromptError("this model has no image encoder (a text-only run); train one with a `vision` "
+                               "section (docs/vision.md)")
+    per = model.vision_cfg.tokens_per_image
+    rows = [chat_ids(tokenizer, q, images_per_question, per) for q in questions]
+    x, _ = collate(rows, _special(tokenizer, PAD), train=False)
+    device = model.embed_tokens.weight.device
+    x = x.to(device)
+    end_id = _special(tokenizer, END)
+    max_tokens = max(1, min(max_tokens, model.cfg.max_seq_len - x.shape[1]))
+    gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    cache = model.new_kv_cache(x.shape[0], x.shape[1] + max_tokens)
+    logits = model(x, images=pixels.to(device), kv_cache=cache)[:, -1]
+    out: list[list[int]] = [[] for _ in questions]
+    done = [False] * len(questions)
+    for step in range(max_tokens):
+        nxt = _sample_next(logits, temperature, top_p, gen)
+        for r, tok in enumerate(nxt.tolist()):
+            if not done[r]:
+                if tok in (end_id, 0):
+                    done[r] = True
+                else:
+                    out[r].append(tok)
+        if all(done) or step == max_tokens - 1:
+            break
+        logits = model(nxt.unsqueeze(1), kv_cache=cache)[:, -1]
+    return [tokenizer.decode(ids).strip() for ids in out]

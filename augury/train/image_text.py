@@ -1,0 +1,218 @@
+"""Image-text training: an image encoder and a decoder trained on image questions, the loss on answer tokens.
+
+`augury train` runs this when the config has a `vision` and an `images` section (configs/train/vision-cpu.yaml):
+
+    augury train --config configs/train/vision-cpu.yaml --seed 1 --out runs/vision-cpu-s1
+
+The data are made offline from `images` (augury.data.images); the decoder starts from scratch (with a BPE trained
+on the questions and answers) or from a text run's weights and tokenizer (`init_from`). Each step draws
+`batch_size` examples (a permutation per epoch, fixed by the seed), so a resumed run sees the same batches.
+RUN/ holds what a text run holds (config.yaml, tokenizer.json, metrics.jsonl, manifest.json, checkpoints/ with
+the decoder and `vision.*` tensors in one model.safetensors) plus image_eval.json: held-out accuracy per task
+and template with the real image, a blank one and shuffled ones, next to chance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from augury.data.images import ImageExample, make_examples, to_pixels
+from augury.io import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    git_hash,
+    package_versions,
+    to_jsonable,
+    utc_now,
+)
+from augury.model.counts import flops_per_token, param_counts, vision_flops_per_image, vision_param_counts
+from augury.model.image_prompt import PAD, answer, chat_ids, collate
+from augury.model.transformer import Transformer
+from augury.model.vision import ImageTextModel
+from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
+from augury.train.config import TrainConfig, TrainConfigError, default_lr
+from augury.train.runtime import Runtime
+from augury.train.schedule import lr_multiplier
+from augury.train.step import make_optimizer
+
+
+def check_image_text_config(cfg: TrainConfig) -> None:
+    """Errors an image-text config can have, raised before any data or model is built."""
+    if (cfg.vision is None) != (cfg.images is None):
+        raise TrainConfigError("an image-text run needs both a `vision` and an `images` section (docs/vision.md)")
+    try:
+        cfg.model.resolved()
+        cfg.vision.validate()
+        cfg.images.validate()
+    except ValueError as err:
+        raise TrainConfigError(str(err)) from None
+    for name in ("log_every", "keep_last"):
+        if getattr(cfg, name) < 1:
+            raise TrainConfigError(f"{name} must be >= 1")
+    if cfg.dtype not in ("auto", "bf16", "fp32") or cfg.device not in ("auto", "cpu", "cuda"):
+        raise TrainConfigError("dtype must be auto, bf16 or fp32 and device auto, cpu or cuda")
+    if cfg.steps is None:
+        raise TrainConfigError("an image-text run sets its length with `steps`")
+    if cfg.batch_size is None or cfg.batch_size < 2:
+        raise TrainConfigError("an image-text run needs batch_size >= 2")
+    if cfg.grad_accum != 1:
+        raise TrainConfigError("an image-text run takes grad_accum: 1")
+    if cfg.init_from is not None and not (Path(cfg.init_from) / "config.yaml").is_file():
+        raise TrainConfigError(f"init_from: {cfg.init_from} is not an augury run folder (no config.yaml)")
+
+
+def _tokenizer(cfg: TrainConfig, train: list[ImageExample]):
+    from tokenizers import Tokenizer
+
+    from augury.data.tokenizer import train_tokenizer
+
+    if cfg.init_from is not None:
+        return Tokenizer.from_file(str(Path(cfg.init_from) / "tokenizer.json"))
+    texts = [f"{e.question} {e.answer}" for e in train] * 2  # twice: BPE keeps pairs seen at least twice
+    return train_tokenizer(texts, cfg.images.vocab_size)
+
+
+def _decoder_config(cfg: TrainConfig, tokenizer):
+    if cfg.init_from is None:
+        return dataclasses.replace(cfg.model, vocab_size=tokenizer.get_vocab_size()).resolved()
+    from augury.model.run import run_model_config
+
+    return run_model_config(cfg.init_from)
+
+
+def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
+    """Run (or resume) one image-text run; returns a summary dict."""
+    check_image_text_config(cfg)
+    if rt.distributed:
+        raise TrainConfigError("image-text runs train in one process (no torchrun yet)")
+    out = Path(cfg.out)
+    ckpt = find_latest_checkpoint(out, log=log) if out.exists() else None
+    if resume is True and ckpt is None:
+        raise TrainConfigError(f"--resume: no intact checkpoint in {out}/checkpoints to resume from")
+    if resume is False and (ckpt is not None or (out / "metrics.jsonl").exists()):
+        raise TrainConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    vcfg, icfg = cfg.vision, cfg.images
+    t0 = time.perf_counter()
+    train_set = [e for t in icfg.tasks
+                 for e in make_examples(t, "train", icfg.train_examples, icfg.seed, vcfg.image_size, icfg.split_seed)]
+    heldout = [e for t in icfg.tasks
+               for e in make_examples(t, "heldout", icfg.heldout_examples, icfg.seed, vcfg.image_size,
+                                      icfg.split_seed)]
+    tokenizer = _tokenizer(cfg, train_set)
+    mcfg = _decoder_config(cfg, tokenizer)
+    per = vcfg.tokens_per_image
+    rows = [chat_ids(tokenizer, e.question, 1, per, e.answer) for e in train_set]
+    longest = max(len(r[0]) for r in rows)
+    if longest > mcfg.max_seq_len:
+        raise TrainConfigError(f"an example is {longest} tokens ({per} per image), more than "
+                               f"model.max_seq_len={mcfg.max_seq_len}")
+    pixels = torch.from_numpy(np.stack([to_pixels(e.image) for e in train_set]))
+    log(f"image data: {len(train_set)} train / {len(heldout)} held-out examples of {', '.join(icfg.tasks)} "
+        f"in {time.perf_counter() - t0:.1f}s; {per} tokens per image, longest example {longest} tokens")
+    cfg = dataclasses.replace(cfg, model=mcfg, seq_len=longest - 1,
+                              optim=dataclasses.replace(cfg.optim, lr=cfg.optim.lr or default_lr(mcfg)))
+
+    torch.manual_seed(cfg.seed)
+    model = ImageTextModel(mcfg, vcfg).to(rt.device)
+    if cfg.init_from is not None and ckpt is None:
+        text_ckpt = find_latest_checkpoint(cfg.init_from)
+        if text_ckpt is None:
+            raise TrainConfigError(f"init_from: {cfg.init_from} has no intact checkpoint")
+        decoder = Transformer(mcfg)
+        load_model_state(decoder, text_ckpt / "model.safetensors")
+        model.load_state_dict(decoder.state_dict(), strict=False)
+        log(f"decoder from {text_ckpt}")
+    optimizer = make_optimizer(model, cfg.optim, rt.device.type)
+    step = 0
+    if ckpt is not None:
+        step = load_checkpoint(ckpt, model, optimizer)["step"]
+        log(f"resumed from {ckpt} at step {step}")
+    counts, vcounts = param_counts(mcfg), vision_param_counts(vcfg, mcfg.d_model)
+    pad_id = tokenizer.token_to_id(PAD)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(out / "tokenizer.json"))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_jsonable(cfg), sort_keys=False))
+    manifest = {"status": "running", "created": utc_now(), "config": to_jsonable(cfg), "seed": cfg.seed,
+                "git": git_hash(), "versions": package_versions(), "kind": "image-text",
+                "params": {**dataclasses.asdict(counts), "vision_total": vcounts.total, "vision_matmul": vcounts.matmul,
+                           "total_with_vision": counts.total + vcounts.total},
+                "tokens_per_image": per, "vision_flops_per_image": vision_flops_per_image(vcfg, mcfg.d_model),
+                "total_steps": cfg.steps, "device": str(rt.device), "dtype": rt.dtype,
+                "examples": {"train": len(train_set), "heldout": len(heldout)}}
+    atomic_write_json(out / "manifest.json", manifest)
+    log(f"model: decoder {counts.total:,} params + vision {vcounts.total:,}; {cfg.steps} steps x "
+        f"{cfg.batch_size} examples; lr {cfg.optim.lr:g}; {rt.device} {rt.dtype}")
+
+    def batch_indices(at_step: int) -> np.ndarray:
+        per_epoch = len(train_set) // cfg.batch_size
+        epoch, k = divmod(at_step, per_epoch)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_set))
+        return order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+
+    fpi = manifest["vision_flops_per_image"]
+    flops = 0
+    model.train()
+    t_start, window, window_n = time.perf_counter(), 0.0, 0
+    while step < cfg.steps:
+        mult = lr_multiplier(step, cfg.steps, cfg.optim)
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.optim.lr * mult * g["lr_mult"]
+        idx = batch_indices(step)
+        x, y = collate([rows[i] for i in idx], pad_id, train=True)
+        with rt.autocast():
+            loss = model(x.to(rt.device), targets=y.to(rt.device), images=pixels[idx].to(rt.device))
+        loss.backward()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainConfigError(f"loss became {value} at step {step + 1}; lower optim.lr")
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        flops += flops_per_token(mcfg, x.shape[1]) * x.numel() + fpi * len(idx)
+        window, window_n = window + value, window_n + 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            append_jsonl(out / "metrics.jsonl", {"step": step, "train_loss": window / window_n, "lr": cfg.optim.lr * mult,
+                                                 "examples": step * cfg.batch_size, "flops_since_start": flops,
+                                                 "elapsed_s": time.perf_counter() - t_start})
+            log(f"step {step}/{cfg.steps} loss {window / window_n:.4f} ({time.perf_counter() - t_start:.0f}s)")
+            window, window_n = 0.0, 0
+        if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
+            save_checkpoint(out, step, model, optimizer, {"step": step}, keep_last=cfg.keep_last)
+    train_seconds = time.perf_counter() - t_start
+    report = evaluate_heldout(model, tokenizer, heldout, rt.device)
+    atomic_write_json(out / "image_eval.json", report)
+    from augury.evals.images import summary_lines
+
+    for line in summary_lines(report):
+        log(line)
+    summary = {"status": "complete", "step": step, "train_seconds": train_seconds, "image_eval": report}
+    manifest.update(status="complete", finished=utc_now(), summary=summary)
+    atomic_write_json(out / "manifest.json", manifest)
+    log(f"done: step {step} -> {out}")
+    return summary
+
+
+def evaluate_heldout(model: ImageTextModel, tokenizer, examples: list[ImageExample], device) -> dict:
+    """Held-out accuracy per task and template, with real, blank and shuffled images (greedy answers)."""
+    from augury.evals.images import evaluate_image_tasks
+
+    model.eval()
+
+    def answer_fn(questions, images):
+        pixels = torch.from_numpy(np.stack([to_pixels(im) for im in images]))
+        return answer(model, tokenizer, questions, pixels.to(device), max_tokens=6)
+
+    try:
+        return evaluate_image_tasks(examples, answer_fn, batch_size=100)
+    finally:
+        model.train()

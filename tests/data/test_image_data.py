@@ -1,0 +1,59 @@
+"""Image-question data: deterministic by seed, train and held-out disjoint, image files checked with one clear error."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from augury.data.images import HELDOUT_PALETTE, TRAIN_PALETTE, ImageError, load_image, make_examples
+
+
+@pytest.mark.parametrize("task", ["digits", "charts", "words"])
+def test_examples_are_deterministic_and_splits_differ(task):
+    a = make_examples(task, "train", 12, seed=3)
+    b = make_examples(task, "train", 12, seed=3)
+    held = make_examples(task, "heldout", 12, seed=3)
+    assert [e.question + e.answer for e in a] == [e.question + e.answer for e in b]
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
+    assert all(e.image.shape == (32, 32, 3) and e.image.dtype == np.uint8 for e in a + held)
+    train_images = {x.image.tobytes() for x in a}
+    assert not any(h.image.tobytes() in train_images for h in held)
+    assert [e.question for e in make_examples(task, "train", 12, seed=4)] != [e.question for e in a] or \
+        not all(np.array_equal(x.image, y.image) for x, y in zip(a, make_examples(task, "train", 12, seed=4)))
+
+
+def test_digit_splits_use_disjoint_images_and_chart_answers_match_templates():
+    train = {e.image.tobytes() for e in make_examples("digits", "train", 400, seed=0)}
+    held = {e.image.tobytes() for e in make_examples("digits", "heldout", 200, seed=0)}
+    assert not train & held
+    charts = make_examples("charts", "train", 300, seed=0)
+    yes_no = [e.answer for e in charts if e.template in ("is_max", "greater")]
+    assert set(yes_no) == {"yes", "no"} and 0.35 < yes_no.count("yes") / len(yes_no) < 0.65
+    assert {e.answer for e in charts if e.template == "largest"} == set("ABCD")
+    assert not set(TRAIN_PALETTE) & set(HELDOUT_PALETTE)
+
+
+def test_load_image_reads_and_resizes_rgb(tmp_path):
+    path = tmp_path / "a.png"
+    Image.fromarray(np.full((40, 60, 3), 255, dtype=np.uint8)).save(path)
+    pixels = load_image(path, 16)
+    assert pixels.shape == (3, 16, 16) and pixels.dtype == np.float32 and np.allclose(pixels, 1.0)
+
+
+def test_bad_image_files_are_one_clear_error(tmp_path):
+    missing = tmp_path / "nope.png"
+    text = tmp_path / "text.png"
+    text.write_text("not an image")
+    full = tmp_path / "full.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(full)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(full.read_bytes()[: len(full.read_bytes()) // 2])
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(grey)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.zeros((8, 8, 4), dtype=np.uint8)).save(rgba)
+    huge = tmp_path / "huge.png"
+    Image.new("1", (5000, 5000)).save(huge)  # 1-bit: a small file that decodes to 25M pixels
+    for path, message in [(missing, "does not exist"), (text, "cannot be read"), (truncated, "truncated"),
+                          (grey, "mode 'L', not RGB"), (rgba, "mode 'RGBA', not RGB"), (huge, "5000x5000")]:
+        with pytest.raises(ImageError, match=message):
+            load_image(path, 16)

@@ -1,0 +1,106 @@
+"""Image-text runs: `augury train` with a vision config, checkpoints holding both parts, `augury sample --image`,
+and bad input reported once before any training or generation."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from augury.cli import main as cli_main
+from augury.data.images import ImageDataConfig
+from augury.model.vision import VisionConfig
+from augury.train.config import TrainConfig, TrainConfigError
+from augury.train.trainer import train
+
+TINY = {"vocab_size": 300, "depth": 1, "d_model": 32, "n_heads": 2, "max_seq_len": 64}
+
+
+def tiny_config(out, **kw):
+    from augury.model import ModelConfig
+
+    base = {"out": str(out), "model": ModelConfig(**TINY), "steps": 3, "batch_size": 4, "device": "cpu",
+            "dtype": "fp32", "progress": False, "log_every": 1,
+            "vision": VisionConfig(image_size=16, patch_size=8, depth=1, d_model=32, n_heads=2),
+            "images": ImageDataConfig(tasks=["digits", "charts", "words"], train_examples=8, heldout_examples=3)}
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vision") / "run"
+    train(tiny_config(out), log=lambda *a, **k: None)
+    return out
+
+
+def test_a_run_keeps_both_parts_and_reports_the_controls(image_run):
+    from safetensors.torch import load_file
+
+    from augury.model.run import load_run
+    from augury.model.vision import ImageTextModel
+
+    ckpt = sorted((image_run / "checkpoints").glob("step_*"))[-1]
+    names = load_file(str(ckpt / "model.safetensors")).keys()
+    assert any(n.startswith("vision.") for n in names) and "embed_tokens.weight" in names
+    model, _, _ = load_run(image_run)
+    assert isinstance(model, ImageTextModel)
+    report = json.loads((image_run / "image_eval.json").read_text())
+    assert set(report) == {"digits", "charts", "words"}
+    assert set(report["charts"]) == {"is_max", "greater", "largest"}
+    assert all({"real", "blank", "shuffled", "chance", "n"} <= set(r) for t in report.values() for r in t.values())
+    manifest = json.loads((image_run / "manifest.json").read_text())
+    assert manifest["params"]["vision_total"] == sum(p.numel() for p in model.vision.parameters())
+
+
+def test_sample_answers_about_an_image(image_run, tmp_path, capsys):
+    path = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(path)
+    assert cli_main(["sample", str(image_run), "--image", str(path), "--prompt", "Which digit is shown?",
+                     "--temperature", "0", "--max_tokens", "3"]) == 0
+    assert capsys.readouterr().out.strip() != "Which digit is shown?"  # the answer, not the prompt echoed
+
+
+def test_bad_image_input_is_one_error_before_generation(image_run, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(good)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(good.read_bytes()[:20])
+    cases = [(["--image", str(broken)], "truncated|cannot be read"),
+             (["--image", str(good), "--image", str(good)], "1 <\\|image\\|> placeholder|0 <\\|image\\|>"),
+             (["--image", str(good), "--prompt", "<|image|> and <|image|>?"], "2 <\\|image\\|> placeholder")]
+    for args, message in cases:
+        argv = ["sample", str(image_run), *args]
+        if "--prompt" not in args:
+            argv += ["--prompt", "What is it?"]
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and __import__("re").search(message, err), err
+
+
+def test_an_image_for_a_text_only_run_is_refused(tmp_path, capsys):
+    from augury.model import ModelConfig, Transformer
+    from augury.train.checkpoint import save_checkpoint
+
+    run = tmp_path / "text"
+    run.mkdir()
+    (run / "config.yaml").write_text(json.dumps({"model": TINY}))
+    model = Transformer(ModelConfig(**TINY))
+    import torch
+
+    save_checkpoint(run, 1, model, torch.optim.AdamW(model.parameters()), {"step": 1})
+    from augury.data.tokenizer import train_tokenizer
+
+    train_tokenizer(["a b c"] * 3, 300).save(str(run / "tokenizer.json"))
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(image)
+    assert cli_main(["sample", str(run), "--image", str(image), "--prompt", "hi"]) == 2
+    assert "text-only run" in capsys.readouterr().err
+
+
+def test_half_an_image_config_is_refused_before_work(tmp_path):
+    with pytest.raises(TrainConfigError, match="both a `vision` and an `images`"):
+        train(tiny_config(tmp_path / "a", vision=None), log=lambda *a, **k: None)
+    with pytest.raises(TrainConfigError, match="images.tasks"):
+        train(tiny_config(tmp_path / "b", images=ImageDataConfig(tasks=["faces"])), log=lambda *a, **k: None)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
