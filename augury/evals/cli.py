@@ -3,6 +3,7 @@
     augury eval --model hf:/models/llama-tiny --tasks mmlu,truthfulqa_mc2 --data-dir data/ --out results/
     augury eval --model openai:gpt-4o-mini@https://api.example.com/v1 --model-args api_key_env=MY_KEY ...
     augury eval --list-tasks
+    augury eval --model augury:runs/vision-cpu-s0 --tasks image_digits,image_charts,image_words --out results/
 
 Inputs are checked before the model is loaded: an unknown task, a missing data file or a malformed record is one
 clear error (exit 2). Finished samples are kept in OUT/.partial/; rerunning the same command resumes there.
@@ -66,6 +67,17 @@ def main(argv: list[str] | None = None) -> int:
             kind = registry.tasks[name].kind if name in registry.tasks else "group"
             print(f"{name}\t{kind}")
         return 0
+    names = [t.strip() for t in (args.tasks or "").split(",") if t.strip()]
+    from augury.evals.image_eval import is_image_task, run_image_eval
+
+    if names and all(is_image_task(t) for t in names):
+        try:
+            model_args = parse_model_args(args.model_args)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        return run_image_eval(args, names, model_args)
+    if any(is_image_task(t) for t in names):
+        raise UsageError("image tasks (image_*, image:FILE) run on their own: pass them without text tasks")
     for flag in ("model", "tasks", "data_dir", "out"):
         if not getattr(args, flag):
             raise UsageError(f"--{flag.replace('_', '-')} is required")

@@ -12,12 +12,16 @@ chance level. No torch here: the model is a callable `answer_fn(questions, image
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from augury.data.images import ImageExample
+if TYPE_CHECKING:  # augury.data's package imports torch; this module stays torch-free when imported
+    from augury.data.images import ImageExample
 
 CONDITIONS = ("real", "blank", "shuffled")
 
@@ -70,3 +74,58 @@ def summary_lines(report: dict) -> list[str]:
             lines.append(f"{task:7s} {template:12s} n={r['n']:4d} chance {r['chance']:.2f}  real {r['real']:.3f}  "
                          f"blank {r['blank']:.3f}  shuffled {r['shuffled']:.3f}")
     return lines
+
+
+# ---- image task records: JSONL with an `image` field ----------------------------------------------------------
+BUILTIN_TASKS = {"image_digits": "digits", "image_charts": "charts", "image_words": "words"}
+
+
+def read_image_records(path: str | Path, image_size: int) -> list[ImageExample]:
+    """Records of an image task from JSONL: `question`, `answer`, `image` (a file path, relative to the JSONL
+    file's folder) and optional `task`, `template`, `chance`. A bad record or image is one error naming it."""
+    from augury.data.images import ImageExample, load_image
+    from augury.evals.data import TaskDataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise TaskDataError(f"image task file {str(path)!r} does not exist")
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TaskDataError(f"{path}:{n}: not JSON ({err})") from None
+        missing = [k for k in ("question", "answer", "image") if not isinstance(rec.get(k), str)]
+        if missing:
+            raise TaskDataError(f"{path}:{n}: missing text field(s) {', '.join(missing)}")
+        try:
+            pixels = load_image(path.parent / rec["image"], image_size)
+        except ValueError as err:
+            raise TaskDataError(f"{path}:{n}: {err}") from None
+        image = np.rint(pixels.transpose(1, 2, 0) * 255).astype(np.uint8)
+        out.append(ImageExample(rec.get("task", path.stem), rec.get("template", "default"), rec["question"],
+                                rec["answer"], image, chance=float(rec.get("chance", 0.0))))
+    if not out:
+        raise TaskDataError(f"{path}: no records")
+    return out
+
+
+def write_image_records(examples: Sequence[ImageExample], folder: str | Path, name: str) -> Path:
+    """Write examples as FOLDER/NAME.jsonl plus one PNG per image (the format read_image_records reads)."""
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, e in enumerate(examples):
+        rel = f"{name}/{i:05d}.png"
+        Image.fromarray(e.image).save(folder / rel)
+        lines.append(json.dumps({"task": e.task, "template": e.template, "question": e.question,
+                                 "answer": e.answer, "image": rel, "chance": e.chance}))
+    from augury.io import atomic_write_text
+
+    out = folder / f"{name}.jsonl"
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out

@@ -34,3 +34,32 @@ def test_a_model_that_ignores_the_image_scores_the_same_under_the_controls():
 
     r = evaluate_image_tasks(examples, guesser, batch_size=7)["toy"]["which"]
     assert r["real"] == r["blank"] == r["shuffled"] > 0
+
+
+def test_image_records_round_trip_and_bad_records_are_one_error(tmp_path):
+    import pytest
+
+    from augury.data.images import make_examples
+    from augury.evals.data import TaskDataError
+    from augury.evals.images import read_image_records, write_image_records
+
+    examples = make_examples("words", "heldout", 3, seed=0, image_size=16)
+    path = write_image_records(examples, tmp_path, "words")
+    back = read_image_records(path, 16)
+    assert [(e.question, e.answer, e.template) for e in back] == [(e.question, e.answer, e.template) for e in examples]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(back, examples))
+    bad = tmp_path / "bad.jsonl"
+    for line, message in [('{"question": "q", "answer": "a"}', "missing text field"),
+                          ('{"question": "q", "answer": "a", "image": "none.png"}', "does not exist"),
+                          ("{not json", "not JSON")]:
+        bad.write_text(line + "\n")
+        with pytest.raises(TaskDataError, match=message):
+            read_image_records(bad, 16)
+
+
+def test_the_image_scoring_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, augury.evals.images, augury.evals.image_eval; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -40,7 +40,7 @@ def test_a_run_keeps_both_parts_and_reports_the_controls(image_run):
     from augury.model.run import load_run
     from augury.model.vision import ImageTextModel
 
-    ckpt = sorted((image_run / "checkpoints").glob("step_*"))[-1]
+    ckpt = max((image_run / "checkpoints").glob("step_*"))
     names = load_file(str(ckpt / "model.safetensors")).keys()
     assert any(n.startswith("vision.") for n in names) and "embed_tokens.weight" in names
     model, _, _ = load_run(image_run)
@@ -104,3 +104,21 @@ def test_half_an_image_config_is_refused_before_work(tmp_path):
     with pytest.raises(TrainConfigError, match="images.tasks"):
         train(tiny_config(tmp_path / "b", images=ImageDataConfig(tasks=["faces"])), log=lambda *a, **k: None)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_augury_eval_scores_image_tasks_with_controls(image_run, tmp_path, capsys):
+    from augury.data.images import make_examples
+    from augury.evals.images import write_image_records
+
+    write_image_records(make_examples("digits", "heldout", 3, image_size=16), tmp_path / "data", "mine")
+    out = tmp_path / "results"
+    assert cli_main(["eval", "--model", f"augury:{image_run}", "--tasks", "image_words,image_charts",
+                     "--limit", "6", "--out", str(out)]) == 0
+    result = json.loads(next(out.glob("image_results_*.json")).read_text())
+    assert set(result["results"]) == {"words", "charts"} and result["results"]["words"]["which_word"]["n"] == 6
+    assert cli_main(["eval", "--model", f"augury:{image_run}", "--tasks", "image:mine.jsonl",
+                     "--data-dir", str(tmp_path / "data"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert cli_main(["eval", "--model", f"augury:{image_run}", "--tasks", "image:missing.jsonl",
+                     "--data-dir", str(tmp_path / "data"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
