@@ -15,9 +15,10 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 def _fsync_dir(path: Path) -> None:

@@ -85,7 +85,8 @@ def task_backtest(data_dir: Path, bootstrap: int, seed: int, protocol: str, fixe
         rel = float(acc[0] / actual - 1.0)
         covered = bool(interval[0, 0] <= actual <= interval[0, 1])
         print(f"{task:<26} {loss[0]:>9.4f} {target[task + '_bpb']:>8.4f} {acc[0]:>7.4f} "
-              f"[{interval[0, 0]:.3f}, {interval[0, 1]:.3f}] {actual:>7.4f} {100 * rel:>+7.2f}% {'yes' if covered else 'NO':>7}"
+              f"[{interval[0, 0]:.3f}, {interval[0, 1]:.3f}] {actual:>7.4f} {100 * rel:>+7.2f}% "
+              f"{'yes' if covered else 'NO':>7}"
               f" {100 * paper[task]['rel_error']:>6.2f}%" + ("" if res.status == "converged" else "  NOT CONVERGED"))
         out.append({"task": task, "rel_error": rel, "covered": covered, "paper_rel_error": paper[task]["rel_error"]})
     mean = float(np.mean([abs(r["rel_error"]) for r in out]))
@@ -103,7 +104,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--task-protocol", choices=("paper", "v1"), default="paper",
                     help="two-step data and fit: the ladder paper's (default) or this project's first (v1)")
-    ap.add_argument("--free-ceiling", action="store_true", help="v1 only: fit the sigmoid's ceiling instead of fixing it at 1")
+    ap.add_argument("--free-ceiling", action="store_true",
+                    help="v1 only: fit the sigmoid's ceiling instead of fixing it at 1")
     args = ap.parse_args(argv)
     if not (args.data_dir / "olmo-ladder").is_dir():
         print(f"error: {args.data_dir}/olmo-ladder not found", file=sys.stderr)

@@ -38,7 +38,8 @@ def main() -> None:
               + (" flagged" if not cap["reliable"] else ""))
     for name, errs in (("registered", registered), ("replayed", replayed)):
         e = np.array(errs)
-        print(f"{name}: mean {e.mean():+.1%} sd {e.std(ddof=1):.1%} within 10% on {(np.abs(e) <= 0.1).sum()} of {len(e)}")
+        print(f"{name}: mean {e.mean():+.1%} sd {e.std(ddof=1):.1%} "
+              f"within 10% on {(np.abs(e) <= 0.1).sum()} of {len(e)}")
     print(f"replayed forecasts flagged: {flagged} of {len(replayed)}")
 
 

@@ -41,7 +41,8 @@ fewshot_config:
 output_type: multiple_choice
 num_fewshot: 5
 description: {description}
-doc_to_text: "{{{{question.strip()}}}}\\nA. {{{{choice0}}}}\\nB. {{{{choice1}}}}\\nC. {{{{choice2}}}}\\nD. {{{{choice3}}}}\\nAnswer:"
+doc_to_text: "{{{{question.strip()}}}}\\nA. {{{{choice0}}}}\\nB. {{{{choice1}}}}\\nC. {{{{choice2}}}}\\n\\
+  D. {{{{choice3}}}}\\nAnswer:"
 doc_to_choice: ["A", "B", "C", "D"]
 doc_to_target: "{{{{answer}}}}"
 metric_list:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 def finished_forecasts(patterns: list[str]) -> list[Path]:
     """The folders matching the globs that hold a finished forecast (result.json), sorted; exits if none does."""
-    folders = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern) if (Path(p) / "result.json").is_file()})
+    found = {Path(p) for pattern in patterns for p in glob.glob(pattern)}
+    folders = sorted(p for p in found if (p / "result.json").is_file())
     if not folders:
         raise SystemExit("no finished forecast (a folder with forecast.json and result.json) matches")
     return folders

@@ -6,8 +6,9 @@ predicted against what its target reached: the issue's "3 seeds, report all thre
         --variant b95="--recipe.optim.beta2 0.95 --recipe.optim.min_lr_ratio 0.1" --variant base=""
 
 Each (variant, seed) is one `python -m augury forecast --preset P --out OUT/VARIANT/seedS --seed S` process
-(log in OUT/VARIANT/seedS.log; `--threads` torch threads each, so N in parallel share the cores fairly), with the variant's overrides and
-anything after `--` appended. Rerunning resumes every forecast (finished runs are never retrained).
+(log in OUT/VARIANT/seedS.log; `--threads` torch threads each, so N in parallel share the cores fairly), with the
+variant's overrides and anything after `--` appended. Rerunning resumes every forecast (finished runs are never
+retrained).
 Writes OUT/summary.json (one row per forecast) and OUT/summary.md (the table), from each forecast's
 forecast.json and result.json: predicted loss and interval, actual, relative error, coverage, the flags, the
 other law's prediction, the capability forecast.

@@ -49,12 +49,12 @@ def main() -> None:
     args = ap.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from preset_runs import dotted_overrides
+
     from augury.data import prepare_data
     from augury.forecast.config import load_forecast_config
     from augury.forecast.ladder import plan_runs, train_config
     from augury.forecast.runner import finished_summary, train_runs_parallel
-
-    from preset_runs import dotted_overrides
 
     overrides = {**dotted_overrides(args.set), "progress": False}
     cfg = load_forecast_config(args.preset, overrides=overrides)

@@ -92,7 +92,8 @@ def main(argv=None) -> int:
     target = {"params": t["params"], "tokens": t["tokens"]}
     paper = load_paper_predictions(args.data_dir)
     print(f"{'configuration':<36} {'mean':>6}  " + " ".join(f"{n[:8]:>8}" for n in TASK_NAMES))
-    print(f"{'paper (figures/chained_main.csv)':<36} {100 * np.mean([paper[n]['rel_error'] for n in TASK_NAMES]):>5.2f}%  "
+    paper_mean = 100 * np.mean([paper[n]["rel_error"] for n in TASK_NAMES])
+    print(f"{'paper (figures/chained_main.csv)':<36} {paper_mean:>5.2f}%  "
           + " ".join(f"{100 * (paper[n]['predicted'] / paper[n]['actual'] - 1):>+7.2f}%" for n in TASK_NAMES))
     for name, (paper_set, last5, smooth, how) in CONFIGS.items():
         runs = paper_runs if paper_set else all_runs

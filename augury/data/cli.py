@@ -44,7 +44,7 @@ def summary(data) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from augury.cli import UsageError
+    from augury.errors import UsageError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):

@@ -208,8 +208,9 @@ def _words(n: int, rng: np.random.Generator, size: int) -> list[ImageExample]:
         word = WORDS[rng.integers(len(WORDS))]
         font = _font(FONTS[rng.integers(len(FONTS))], int(rng.integers(size * 9 // 32, size * 13 // 32 + 1)))
         dark_on_light = rng.random() < 0.5
-        bg = tuple(int(v) for v in rng.integers(180, 256, 3)) if dark_on_light else tuple(int(v) for v in rng.integers(0, 70, 3))
-        fg = tuple(int(v) for v in rng.integers(0, 70, 3)) if dark_on_light else tuple(int(v) for v in rng.integers(180, 256, 3))
+        light = tuple(int(v) for v in rng.integers(180, 256, 3))
+        dark = tuple(int(v) for v in rng.integers(0, 70, 3))
+        bg, fg = (light, dark) if dark_on_light else (dark, light)
         img = Image.new("RGB", (size, size), bg)
         draw = ImageDraw.Draw(img)
         left, top, right, bottom = draw.textbbox((0, 0), word, font=font)

@@ -78,7 +78,7 @@ class PreparedData:
     manifest: dict
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "PreparedData":
+    def load(cls, path: str | os.PathLike) -> PreparedData:
         """Open a prepared folder (e.g. one recorded in a run's config); checks that it is complete."""
         path = Path(path)
         problem = _check_complete(path)
@@ -173,7 +173,7 @@ def _folder_name(cfg: DataConfig, key: str) -> str:
     return f"{label}-v{cfg.vocab_size}-{key[:16]}"
 
 
-def _prepared_source(cfg: DataConfig) -> "PreparedData | None":
+def _prepared_source(cfg: DataConfig) -> PreparedData | None:
     """The source as a PreparedData when it is a prepared folder (has a manifest.json naming a cache key)."""
     root = Path(cfg.source).expanduser()
     if cfg.source in STDLIB_SOURCES or not (root / "manifest.json").is_file():

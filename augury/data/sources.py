@@ -21,9 +21,9 @@ import hashlib
 import json
 import os
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from augury.data.config import STDLIB_SOURCES, DataConfig, DataError, normalized_extensions
 

@@ -12,8 +12,8 @@ runs, newlines, spaces), then maps bytes to the 256 byte-level symbols, so every
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 

@@ -7,8 +7,8 @@ into equal-width bins; ECE = sum over bins of (bin size / N) * |accuracy in bin 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

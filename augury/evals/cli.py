@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from augury.cli import UsageError
+from augury.errors import UsageError
 
 
 def _parser():

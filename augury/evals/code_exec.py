@@ -13,8 +13,8 @@ produces a failed ExecResult, so a run always carries on with the next problem.
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
 
 from augury.evals.sandbox import ExecResult, SandboxLimits, run_python
 

@@ -16,7 +16,7 @@ import collections
 import math
 import re
 import string
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

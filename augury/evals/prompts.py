@@ -11,8 +11,9 @@ question as the last user message, rendered by the model's chat template (or sen
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from augury.evals.data import TaskDataError, read_records
 from augury.evals.taskconfig import DataSpec, TaskConfig

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from augury.evals import metrics as M
 from augury.evals.calibration import expected_calibration_error, reliability_diagram

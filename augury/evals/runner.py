@@ -15,8 +15,9 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from augury.evals import metrics as M
 from augury.evals.lm import LM, GenRequest

@@ -159,7 +159,7 @@ class TaskRegistry:
         self.groups: dict[str, list[str]] = {}  # group -> member tasks or groups, in order
 
     @classmethod
-    def load(cls, extra_dirs: list[str | Path] = ()) -> "TaskRegistry":
+    def load(cls, extra_dirs: list[str | Path] = ()) -> TaskRegistry:
         reg = cls()
         dirs = [Path(__file__).resolve().parent / "tasks", *map(Path, extra_dirs)]
         for folder in dirs:

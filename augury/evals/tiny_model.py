@@ -9,8 +9,8 @@ For smoke tests and benchmarks that must run offline: nothing is downloaded. The
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):

@@ -41,8 +41,8 @@ def build_problems(data, cap: CapabilityConfig) -> list[dict]:
         candidates = _line_candidates(data, tokens, pieces, ends_line, opens_line, cap)
     if len(candidates) < cap.problems:
         raise ForecastConfigError(f"capability: the validation split holds only {len(candidates)} candidate "
-                                  f"{cap.span} problems, fewer than capability.problems={cap.problems}; lower it or shorten "
-                                  f"context_tokens")
+                                  f"{cap.span} problems, fewer than capability.problems={cap.problems}; "
+                                  f"lower it or shorten context_tokens")
     rng = np.random.default_rng(cap.seed)
     pick = sorted(rng.choice(len(candidates), size=cap.problems, replace=False).tolist())
     return [{"problem": f"{candidates[i][0]}:{candidates[i][1]}", "prompt_ids": candidates[i][2].tolist(),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from augury.cli import UsageError
+from augury.errors import UsageError
 
 
 def split_preset(argv: list[str], default: str | None = "cpu-demo") -> tuple[str | None, list[str]]:

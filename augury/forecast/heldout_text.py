@@ -1,8 +1,8 @@
 """Loss on a user-given folder of held-out text (e.g. WikiText-2's test file), for a second loss forecast.
 
-The folder's files (sorted, UTF-8, suffixes .txt .raw .tokens .text; README/LICENSE-style files are skipped) are joined with the corpus'
-<|endoftext|> separator, encoded with the forecast's tokenizer and cut into sequences of the recipe's length;
-every run is measured on the same first `max_tokens` tokens in nats/token.
+The folder's files (sorted, UTF-8, suffixes .txt .raw .tokens .text; README/LICENSE-style files are skipped) are
+joined with the corpus' <|endoftext|> separator, encoded with the forecast's tokenizer and cut into sequences of the
+recipe's length; every run is measured on the same first `max_tokens` tokens in nats/token.
 
     ids = encode_folder("wikitext-2/", tokenizer, max_tokens=65536)
     loss = heldout_loss("runs/f/rungs/rung3", ids, seq_len=128)
@@ -25,7 +25,8 @@ def encode_folder(folder: str | Path, tokenizer, max_tokens: int) -> np.ndarray:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files:
-        raise ForecastConfigError(f"text_folder {str(folder)!r} holds no text files ({', '.join(sorted(TEXT_SUFFIXES))})")
+        raise ForecastConfigError(f"text_folder {str(folder)!r} holds no text files "
+                                  f"({', '.join(sorted(TEXT_SUFFIXES))})")
     eot = tokenizer.token_to_id("<|endoftext|>")
     ids: list[int] = []
     for path in files:
@@ -43,7 +44,8 @@ def encode_folder(folder: str | Path, tokenizer, max_tokens: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def heldout_loss(run_dir: str | Path, ids: np.ndarray, seq_len: int, batch_size: int = 16, device: str = "cpu") -> float:
+def heldout_loss(run_dir: str | Path, ids: np.ndarray, seq_len: int, batch_size: int = 16,
+                 device: str = "cpu") -> float:
     """Mean next-token loss (nats/token) of a run's final model on `ids`, in windows of `seq_len`."""
     from augury.model.run import load_run
 

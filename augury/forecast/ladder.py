@@ -75,11 +75,11 @@ def dial_sizes(cfg: ForecastConfig):
     return range(rec.min_depth, MAX_DIAL_DEPTH + 1)
 
 
-def _size_of(cfg: ForecastConfig, run: "RunPlan") -> int:
+def _size_of(cfg: ForecastConfig, run: RunPlan) -> int:
     return run.d_model if cfg.recipe.dial == "width" else run.depth
 
 
-def run_model_config(cfg: ForecastConfig, run: "RunPlan", vocab_size: int) -> ModelConfig:
+def run_model_config(cfg: ForecastConfig, run: RunPlan, vocab_size: int) -> ModelConfig:
     """The ModelConfig a planned run trains."""
     return model_config(cfg, _size_of(cfg, run), vocab_size)
 

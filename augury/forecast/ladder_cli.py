@@ -11,7 +11,7 @@ slightly fewer tokens on a small corpus).
 
 from __future__ import annotations
 
-from augury.cli import UsageError
+from augury.errors import UsageError
 
 
 def main(argv: list[str]) -> int:

@@ -61,7 +61,8 @@ def check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ForecastConfigError(f"--out {out} exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not (out / "plan.json").is_file():
-        raise ForecastConfigError(f"--out {out} exists and is not a forecast folder (no plan.json); choose another --out")
+        raise ForecastConfigError(f"--out {out} exists and is not a forecast folder (no plan.json); "
+                                  "choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -582,12 +583,14 @@ def verify_capability(cap: dict, records: list[dict]) -> dict:
 def summary_text(forecast: dict, result: dict) -> str:
     r = result["loss"]
     lines = [(f"target loss: predicted {r['predicted']:.4f} [{r['interval'][0]:.4f}, {r['interval'][1]:.4f}], "
-             f"actual {r['actual']:.4f}, error {r['rel_error']:+.2%}, interval {'covers' if r['covered'] else 'MISSES'} "
-             f"it{' (the forecast was FLAGGED as unreliable before the target ran)' if r['forecast_flagged'] else ''}")]
+             f"actual {r['actual']:.4f}, error {r['rel_error']:+.2%}, "
+             f"interval {'covers' if r['covered'] else 'MISSES'} it"
+             + (" (the forecast was FLAGGED as unreliable before the target ran)" if r["forecast_flagged"] else ""))]
     if "capability" in result:
         c = result["capability"]
         lines.append(f"capability (mean -log pass rate): predicted {c['predicted']:.3f}, actual {c['actual']:.3f}, "
-                     f"error {c['rel_error']:+.1%}" + (" (FLAGGED before the target ran)" if c["forecast_flagged"] else ""))
+                     f"error {c['rel_error']:+.1%}"
+                     + (" (FLAGGED before the target ran)" if c["forecast_flagged"] else ""))
     if "text" in result:
         t = result["text"]
         lines.append(f"held-out text loss: predicted {t['predicted']:.4f}, actual {t['actual']:.4f}, "

@@ -66,7 +66,7 @@ class ModelConfig:
     zero_init_output: bool = False
     output_bias: bool = False
 
-    def resolved(self) -> "ModelConfig":
+    def resolved(self) -> ModelConfig:
         """A copy with every derived field filled in, validated; raises ModelConfigError on a bad shape."""
         c = dataclasses.replace(self)
         if c.depth < 1:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from augury.cli import UsageError, function_cli
+from augury.command import function_cli
+from augury.errors import UsageError
 
 
 def export(run: str, *, hf: str, checkpoint: str | None = None, overwrite: bool = False) -> None:

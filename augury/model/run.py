@@ -44,7 +44,7 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, device="
     """
     from tokenizers import Tokenizer
 
-    from augury.train.checkpoint import find_latest_checkpoint, load_model_state, verify_checkpoint
+    from augury.model.weights import find_latest_checkpoint, load_model_state, verify_checkpoint
 
     run_dir = Path(run_dir)
     cfg = run_model_config(run_dir)

@@ -10,7 +10,8 @@ marker, the image comes first) and the output is the assistant's answer.
 
 from __future__ import annotations
 
-from augury.cli import UsageError, function_cli
+from augury.command import function_cli
+from augury.errors import UsageError
 
 
 def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float = 0.8, top_p: float = 0.95,
@@ -41,7 +42,8 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
     except RunLoadError as err:
         raise UsageError(str(err)) from None
     if image:
-        return _sample_with_images(run, model, tokenizer, prompt, image, max_tokens, temperature, top_p, num_samples, seed)
+        return _sample_with_images(run, model, tokenizer, prompt, image, max_tokens, temperature, top_p,
+                                   num_samples, seed)
     import codecs
 
     stop = [codecs.decode(s, "unicode_escape") for s in (stop or [])]

@@ -76,9 +76,9 @@ class KVCache:
 
 
 # On CPU, under bf16 autocast, attention runs in fp32: the CPU's fused attention kernel is faster in fp32 than in
-# bf16 at the small head dims of a CPU ladder (median ~1.1x on cpu-demo's whole target step; see
-# benchmarks/cpu_attention_dtype.py, BENCHMARKS.md), and fp32 is the more accurate of the two. CUDA keeps bf16 (its flash kernel
-# needs it). A switch so the benchmark can measure both.
+# bf16 at the small head dims of a CPU ladder (benchmarks/cpu_attention_dtype.py measures it; BENCHMARKS.md), and fp32
+# is the more accurate of the two. CUDA keeps bf16 (its flash kernel needs it). A switch so the benchmark can measure
+# both.
 CPU_ATTENTION_FP32 = True
 
 
@@ -242,7 +242,8 @@ class Transformer(nn.Module):
 
         prefix_embeds (B, P, d_model), e.g. from an image encoder, are placed before the text; logits and loss
         cover the text positions only. `inputs_embeds` (B, T, d_model) replaces the token embeddings of input_ids
-        (an image-text model writes image features into its placeholder positions). Targets equal to -1 are ignored. `reduction="none"` returns (B, T) losses.
+        (an image-text model writes image features into its placeholder positions). Targets equal to -1 are ignored.
+        `reduction="none"` returns (B, T) losses.
         `logits_to_keep=k` computes the output projection for the last k positions only (scoring, decoding).
         """
         parts = []

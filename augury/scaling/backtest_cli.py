@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from augury.cli import UsageError, function_cli
+from augury.command import function_cli
+from augury.errors import UsageError
 from augury.io import atomic_write_json, git_hash, utc_now
 from augury.scaling.cli import _exit_code, load_rows, option_names, run_fit
 from augury.scaling.tables import TableError, columns_from, select

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from augury.cli import UsageError, function_cli
+from augury.command import function_cli
+from augury.errors import UsageError
 from augury.io import atomic_write_json, git_hash, utc_now
 from augury.scaling.diagnostics import metric_trends
 from augury.scaling.tables import TableError, columns_from, parse_assignments, read_table, select
@@ -192,7 +193,8 @@ def _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, a
                                       "task_loss": float(loss[0])})
     plot_fit(res.step2, out_dir / "fit.png", title=f"two-step, step 2: {y} vs {x}")
     atomic_write_json(out_dir / "fit.json", report)
-    print(f"two-step: step 1 {res.step1.status} ({len(final)} final rows), step 2 {res.step2.status} ({len(rows)} rows)")
+    print(f"two-step: step 1 {res.step1.status} ({len(final)} final rows), "
+          f"step 2 {res.step2.status} ({len(rows)} rows)")
     for p in report["predictions"]:
         print(f"  predict {p['inputs']}: {y} = {p['value']:.4g} [{p['interval'][0]:.4g}, {p['interval'][1]:.4g}]"
               f" (task loss {p['task_loss']:.4g})")

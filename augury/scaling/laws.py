@@ -340,7 +340,8 @@ LAWS: dict[str, Law] = {
 
 
 def get_law(law: str | Law, x_column: str | None = None) -> Law:
-    """A law by name (`gpt4-loss`, `power-loss`, `chinchilla`, `kaplan-n`, `kaplan-d`, `capability`, `sigmoid`) or as given.
+    """A law by name (`gpt4-loss`, `power-loss`, `chinchilla`, `kaplan-n`, `kaplan-d`, `capability`, `sigmoid`) or as
+    given.
 
     `x_column` picks the input of the one-input laws (`sigmoid`'s x, `kaplan`'s X).
     """

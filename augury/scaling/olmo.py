@@ -64,7 +64,8 @@ def _float(row: dict, col: str, where: str) -> float:
 def _task_values(row: dict, where: str) -> dict[str, float]:
     out = {}
     total = sum(MMLU_TEST.values())
-    for kind, col_fmt in (("bpb", "eval/downstream_bpb/{}_rc_5shot_bpb"), ("acc", "eval/downstream/{}_rc_5shot_len_norm")):
+    columns = (("bpb", "eval/downstream_bpb/{}_rc_5shot_bpb"), ("acc", "eval/downstream/{}_rc_5shot_len_norm"))
+    for kind, col_fmt in columns:
         out[f"{MMLU_TASK}_{kind}"] = sum(_float(row, col_fmt.format(f"mmlu_{c}_test"), where) * n
                                          for c, n in MMLU_TEST.items()) / total
         for task, stem in TASKS.items():

@@ -55,7 +55,8 @@ def plot_fit(result, path: str | Path, forecasts: list[dict] | None = None, titl
     else:
         ratios = [1.0]
     for k, ratio in enumerate(sorted(set(np.round(ratios, 6)))[:4]):
-        xs = np.geomspace(lo / 1.5, hi * 1.5, 200) if logx else np.linspace(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 200)
+        pad = 0.1 * (hi - lo)
+        xs = np.geomspace(lo / 1.5, hi * 1.5, 200) if logx else np.linspace(lo - pad, hi + pad, 200)
         xin = _curve_inputs(result, xs, ratio)
         ax.plot(xs, law.predict(result.theta, xin)[0], "--", color="C0", lw=1.2,
                 label="fit" + (f" (D/N={ratio:.0f})" if nd else "") if k < 2 else None)

@@ -173,7 +173,8 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
     y_arr = _positive(cols[y_col], y_col)
     n = len(y_arr)
     if n < len(law.param_names):
-        raise TableError(f"{n} rows but law {law.name!r} has {len(law.param_names)} parameters: need at least as many rows")
+        raise TableError(f"{n} rows but law {law.name!r} has {len(law.param_names)} parameters: "
+                         "need at least as many rows")
     for col, arr in x.items():
         if np.unique(arr).size < 2:
             raise TableError(f"all rows have the same {col}={arr[0]:g}: a law in {col} cannot be fitted from one size")

@@ -83,7 +83,8 @@ class LocalBackend:
             return render_chat(tok, messages, add_generation_prompt=True).ids
 
         ids = [i for i in (end_id, eot_id) if i is not None]
-        backend = cls(_AuguryLM(model, tok, eot_id), _AuguryTokenizer(tok), Path(run).name, cfg.max_seq_len, "augury", render, ids)
+        backend = cls(_AuguryLM(model, tok, eot_id), _AuguryTokenizer(tok), Path(run).name, cfg.max_seq_len,
+                      "augury", render, ids)
         backend.eos_ids = [eot_id] if eot_id is not None else []
         return backend
 

@@ -4,8 +4,8 @@
     augury monitor serve/requests.db --since_hours 24 --max_flag_rate 0.05 --max_spike 10 --json true
 
 Per key: requests, tokens, the share of requests flagged by moderation, the share refused, the share rejected by
-limits (429), the busiest minute, and the spike ratio (the busiest minute over the key's average rate per minute from its
-first request to its last).
+limits (429), the busiest minute, and the spike ratio (the busiest minute over the key's average rate per minute
+from its first request to its last).
 A key is listed as over a threshold when its flag rate, spike ratio or request count exceeds the given limit.
 """
 

@@ -12,38 +12,22 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from augury.io import atomic_write_text, sha256_file
-
-_STEP_DIR = re.compile(r"^step_(\d{8,})$")
-
-
-class CheckpointError(RuntimeError):
-    pass
-
-
-def model_state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict with a tied output projection dropped (safetensors stores no shared tensors)."""
-    state = model.state_dict()
-    if getattr(model, "cfg", None) is not None and model.cfg.tie_embeddings:
-        state.pop("lm_head.weight", None)
-    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
-
-
-def load_model_state(model: torch.nn.Module, path: Path) -> None:
-    state = load_file(str(path))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    allowed_missing = {"lm_head.weight"} if model.cfg.tie_embeddings else set()
-    if set(missing) - allowed_missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not match the model (missing {sorted(set(missing) - allowed_missing)}, "
-                              f"unexpected {sorted(unexpected)})")
+from augury.model.weights import (  # noqa: F401  (the read side lives with the model)
+    CheckpointError,
+    find_latest_checkpoint,
+    load_model_state,
+    model_state_for_saving,
+    step_checkpoints,
+    verify_checkpoint,
+)
 
 
 def rng_state() -> dict:
@@ -110,51 +94,12 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: torch.nn.Modul
     return final
 
 
-def _step_dirs(root: Path) -> list[tuple[int, Path]]:
-    out = []
-    if root.is_dir():
-        for p in root.iterdir():
-            m = _STEP_DIR.match(p.name)
-            if m and p.is_dir():
-                out.append((int(m.group(1)), p))
-    return sorted(out)
-
-
 def _prune(root: Path, keep_last: int) -> None:
-    for _, p in _step_dirs(root)[:-keep_last]:
+    for _, p in step_checkpoints(root)[:-keep_last]:
         shutil.rmtree(p, ignore_errors=True)
     for p in root.iterdir():  # leftovers of processes killed mid-save
         if p.name.startswith((".tmp-", ".old-")) and not p.name.endswith(f"-{os.getpid()}"):
             shutil.rmtree(p, ignore_errors=True)
-
-
-def verify_checkpoint(path: Path) -> str | None:
-    """None if the checkpoint is complete and its files match the manifest, else the reason it is not."""
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
-        return "no manifest.json (incomplete write)"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError:
-        return "manifest.json is not valid JSON"
-    for name, digest in manifest.get("files", {}).items():
-        f = path / name
-        if not f.is_file():
-            return f"{name} is missing"
-        if sha256_file(f) != digest:
-            return f"{name} does not match its sha256"
-    return None
-
-
-def find_latest_checkpoint(run_dir: str | os.PathLike, log=None) -> Path | None:
-    """The newest intact checkpoint of a run (corrupt or partial ones are skipped, with a message)."""
-    for _, path in reversed(_step_dirs(Path(run_dir) / "checkpoints")):
-        problem = verify_checkpoint(path)
-        if problem is None:
-            return path
-        if log:
-            log(f"skipping checkpoint {path.name}: {problem}")
-    return None
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from augury.cli import UsageError
+from augury.errors import UsageError
 
 
 def build_parser():

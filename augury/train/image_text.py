@@ -181,8 +181,9 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         flops += flops_per_token(mcfg, x.shape[1]) * x.numel() + fpi * len(idx)
         window, window_n = window + value, window_n + 1
         if step % cfg.log_every == 0 or step == cfg.steps:
-            append_jsonl(out / "metrics.jsonl", {"step": step, "train_loss": window / window_n, "lr": cfg.optim.lr * mult,
-                                                 "examples": step * cfg.batch_size, "flops_since_start": flops,
+            append_jsonl(out / "metrics.jsonl", {"step": step, "train_loss": window / window_n,
+                                                 "lr": cfg.optim.lr * mult, "examples": step * cfg.batch_size,
+                                                 "flops_since_start": flops,
                                                  "elapsed_s": time.perf_counter() - t_start})
             log(f"step {step}/{cfg.steps} loss {window / window_n:.4f} ({time.perf_counter() - t_start:.0f}s)")
             window, window_n = 0.0, 0

@@ -104,7 +104,7 @@ def hardware_peak_flops(rt: Runtime) -> float:
     return _peak_flops(rt.device, rt.dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _peak_flops(device: torch.device, dtype: str) -> float:
     """Once per process and (device, dtype): a ladder trains many runs in one process and shares one peak."""
     if device.type == "cuda":

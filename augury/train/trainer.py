@@ -24,7 +24,16 @@ import torch
 import yaml
 
 from augury.data import TokenLoader, iter_val_batches, prepare_data
-from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, package_versions, read_jsonl, to_jsonable, utc_now
+from augury.io import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    git_hash,
+    package_versions,
+    read_jsonl,
+    to_jsonable,
+    utc_now,
+)
 from augury.model import Transformer, flops_per_token, param_counts
 from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint
 from augury.train.config import TrainConfig, TrainConfigError, resolve, tokens_per_step
@@ -44,7 +53,8 @@ def token_byte_lengths(tokenizer) -> np.ndarray:
     """
     vocab = tokenizer.get_vocab_size()
     lengths = np.zeros(vocab, dtype=np.int64)
-    special = set(tokenizer.get_added_tokens_decoder().keys()) if hasattr(tokenizer, "get_added_tokens_decoder") else set()
+    special = (set(tokenizer.get_added_tokens_decoder().keys()) if hasattr(tokenizer, "get_added_tokens_decoder")
+               else set())
     for i in range(vocab):
         if i in special:
             continue
@@ -185,13 +195,15 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         shutil.copyfile(data.tokenizer_path, out / "tokenizer.json")
         atomic_write_text(out / "config.yaml", yaml.safe_dump(to_jsonable(cfg), sort_keys=False))
         atomic_write_json(out / "manifest.json", manifest)
-        log(f"model: {counts.non_embedding:,} non-embedding params ({counts.total:,} total), d_model={cfg.model.d_model}, "
-            f"depth={cfg.model.depth}, heads={cfg.model.n_heads}; {cfg.steps} steps x {step_tokens:,} tokens, "
+        log(f"model: {counts.non_embedding:,} non-embedding params ({counts.total:,} total), "
+            f"d_model={cfg.model.d_model}, depth={cfg.model.depth}, heads={cfg.model.n_heads}; "
+            f"{cfg.steps} steps x {step_tokens:,} tokens, "
             f"{cfg.steps * step_tokens * fpt:.3g} FLOPs; lr {cfg.optim.lr:g}; {rt.device} {rt.dtype}")
 
     raw_model = model
     if cfg.compile:
-        if rt.device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++")):
+        compilers = (os.environ.get("CXX", "g++"), "c++", "clang++")
+        if rt.device.type == "cpu" and not any(shutil.which(c) for c in compilers):
             raise TrainConfigError("compile: true needs a C++ compiler on CPU (torch.compile builds kernels with "
                                    "one) and none was found; install g++ or set compile: false")
         model = torch.compile(model)

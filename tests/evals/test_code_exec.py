@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from augury.evals.code_exec import (check_humaneval, check_many, check_program, humaneval_program,
-                                    pass_at_k)
+from augury.evals.code_exec import check_humaneval, check_many, check_program, humaneval_program, pass_at_k
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("AUGURY_SHARED_DATA", REPO / ".." / "shared" / "data"))
@@ -67,6 +66,7 @@ def test_humaneval_program_names_missing_keys():
         humaneval_program({"task_id": "HumanEval/0", "prompt": "", "entry_point": "f"}, "")
 
 
+@pytest.mark.integration
 @linux_only
 def test_all_humaneval_canonical_solutions_pass():
     problems = humaneval_problems()

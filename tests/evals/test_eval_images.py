@@ -62,4 +62,5 @@ def test_the_image_scoring_modules_do_not_import_torch():
     import sys
 
     code = "import sys, augury.evals.images, augury.evals.image_eval; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -109,7 +109,9 @@ def test_greedy_generation_matches_transformers_generate(tiny_lm):
 
 
 def test_sampling_is_reproducible_by_seed(tiny_lm):
-    req = lambda seed: GenRequest("Q:", max_gen_toks=8, do_sample=True, temperature=1.0, seed=seed)
+    def req(seed):
+        return GenRequest("Q:", max_gen_toks=8, do_sample=True, temperature=1.0, seed=seed)
+
     a, b = tiny_lm.generate_until([req(3), req(3)])
     assert a == b
 

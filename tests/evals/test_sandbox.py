@@ -80,6 +80,7 @@ def test_cpu_time_limit_stops_a_busy_program_before_the_wall_clock():
     assert_next_program_runs()
 
 
+@pytest.mark.integration
 def test_fork_bomb_is_contained_and_machine_stays_responsive():
     bomb = """
     import os

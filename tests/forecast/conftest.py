@@ -5,6 +5,13 @@ from __future__ import annotations
 import pytest
 
 
+def pytest_collection_modifyitems(items):
+    # a test that needs the smoke forecast trains a whole ladder and its target: an integration test
+    for item in items:
+        if "smoke_forecast" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
 def smoke_config(out, cache, **overrides):
     from augury.forecast.config import load_forecast_config
 

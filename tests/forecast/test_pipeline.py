@@ -37,7 +37,8 @@ def test_forecast_registered_before_target_and_unaltered(smoke_forecast):
     assert forecast["loss"]["law"]["data"]["names"] == ["rung1", "rung2", "rung3", "rung4"]
     lo, hi = forecast["loss"]["interval"]
     assert lo <= forecast["loss"]["predicted"] <= hi
-    assert isinstance(forecast["loss"]["flags"], list) and forecast["loss"]["reliable"] == (not forecast["loss"]["flags"])
+    assert isinstance(forecast["loss"]["flags"], list)
+    assert forecast["loss"]["reliable"] == (not forecast["loss"]["flags"])
 
 
 def test_result_compares_prediction_with_the_target(smoke_forecast):
@@ -129,6 +130,7 @@ def test_held_out_text_folder_is_forecast_and_verified(smoke_forecast):
     assert (out / "text_loss_vs_compute.png").is_file()
 
 
+@pytest.mark.integration
 def test_several_seeds_per_rung_trained_two_at_a_time_are_averaged(tmp_path, data_cache, make_smoke_config):
     from augury.forecast.runner import train_one
 
@@ -155,6 +157,7 @@ def test_several_seeds_per_rung_trained_two_at_a_time_are_averaged(tmp_path, dat
     assert again["final_val_loss"] == forecast["ladder"][1]["seed_losses"][1]
 
 
+@pytest.mark.integration
 def test_gpu_preset_runs_end_to_end_at_smoke_size_on_cpu(tmp_path, data_cache):
     """The `gpu` preset's own protocol (FLOPs axis, bootstrap interval, rungs spaced in log compute, its
     optimizer and capability settings) runs through plan -> rungs -> forecast.json -> target -> result -> report
@@ -186,6 +189,7 @@ def test_gpu_preset_runs_end_to_end_at_smoke_size_on_cpu(tmp_path, data_cache):
     assert result["loss"]["actual"] > 0 and (out / "report.html").is_file() and (out / "capability").is_dir()
 
 
+@pytest.mark.integration
 def test_target_in_two_processes_is_the_same_run(smoke_forecast, tmp_path):
     """The registered smoke forecast, its target trained again under torchrun in 2 processes (`target_procs`):
     the forecast is reused as registered and the actual loss is the one-process run's (fp32: to rounding)."""

@@ -191,6 +191,7 @@ def test_ladder_plan_cli(capsys):
     assert "largest_fraction" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_ladder_plan_cli_probe_estimates_time(capsys):
     from augury.cli import main
 

@@ -18,7 +18,8 @@ from augury.forecast.preregister import (
 
 
 def rows_from(flops, losses):
-    return [{"name": f"rung{i + 1}", "flops": float(c), "loss": float(v)} for i, (c, v) in enumerate(zip(flops, losses))]
+    return [{"name": f"rung{i + 1}", "flops": float(c), "loss": float(v)}
+            for i, (c, v) in enumerate(zip(flops, losses))]
 
 
 def test_clean_power_law_is_reliable_and_accurate():
@@ -33,6 +34,7 @@ def test_clean_power_law_is_reliable_and_accurate():
     assert out["interval"][0] <= truth <= out["interval"][1]
 
 
+@pytest.mark.integration
 def test_power_loss_forecast_of_a_ladder_far_above_its_floor():
     # the cpu-demo regime: a one-decade ladder far above the irreducible loss, rungs with ~0.5% noise
     a, b = 30.0, -0.075
@@ -48,6 +50,7 @@ def test_power_loss_forecast_of_a_ladder_far_above_its_floor():
     assert out["law_form_sensitivity"]["other_law"] == "gpt4-loss" and "prediction" in out["law_form_sensitivity"]
 
 
+@pytest.mark.integration
 def test_prediction_interval_covers_a_new_run_at_its_level():
     # 4 rungs x 2 seeds with 0.6% seed noise, and a target that is itself one noisy run 1.5 decades out: the
     # regression prediction interval must cover it ~90% of the time (the bootstrap over 4 rungs does not)
@@ -136,6 +139,7 @@ def test_naive_steepening_ladder_is_flagged():
     assert any("steepens" in f for f in out["flags"])
 
 
+@pytest.mark.integration
 def test_early_flattening_ladder_is_flagged():
     # a ladder that plateaus (measured on this CPU with too little training per rung): c is not pinned down
     flops = np.geomspace(1e10, 1e11, 5)

@@ -8,6 +8,7 @@ import os
 import pytest
 
 
+@pytest.mark.integration
 def test_a_worker_that_dies_is_one_clear_error(tmp_path, data_cache, make_smoke_config):
     from augury.data import prepare_data
     from augury.forecast.ladder import plan_runs, train_config
@@ -35,6 +36,7 @@ def _smoke_target(tmp_path, data_cache, make_smoke_config, name: str, **changes)
     return dataclasses.replace(tcfg, steps=6, ckpt_every=3, progress=False, **changes)
 
 
+@pytest.mark.integration
 def test_torchrun_trains_the_same_run_as_one_process(tmp_path, data_cache, make_smoke_config):
     """`target_procs`: the target under torchrun in 2 processes (half the batch each) is the run one process
     trains, up to float rounding, and counts as that run's finished summary (the global batch is compared)."""
@@ -55,6 +57,7 @@ def test_torchrun_trains_the_same_run_as_one_process(tmp_path, data_cache, make_
     assert finished_summary(tmp_path / "two", dataclasses.replace(two, batch_size=two.batch_size - 2)) is None
 
 
+@pytest.mark.integration
 def test_torchrun_failure_is_one_error_with_the_workers_message(tmp_path, data_cache, make_smoke_config):
     from augury.forecast.runner import _LAUNCH_MARK, TorchrunFailed, train_torchrun
 
@@ -92,6 +95,7 @@ def test_torchrun_failure_quotes_the_root_cause_ranks_error(tmp_path):
     assert _worker_error(log).startswith("no error message (killed?)") and "Killed" in _worker_error(log)
 
 
+@pytest.mark.integration
 def test_failed_processes_are_launched_again_and_resume(tmp_path, data_cache, make_smoke_config, monkeypatch):
     """Processes that fail for another reason than a bad configuration (a crash, a lost connection) are launched
     once more and resume from the last checkpoint; the failure is reported in the summary, and a second failure

@@ -8,7 +8,8 @@ from augury.scaling.laws import LAWS, Chinchilla, Sigmoid, get_law
 
 INPUTS = {"flops": np.geomspace(1e17, 1e22, 7), "params": np.geomspace(1e7, 1e10, 7),
           "tokens": np.geomspace(1e9, 1e12, 7)}
-THETAS = {"gpt4-loss": [5.0, -0.1, 0.5], "power-loss": [5.0, -0.1], "chinchilla": [6.0, 6.0, 0.5, 0.34, 0.28], "kaplan-n": [30.0, 0.07, 0.3],
+THETAS = {"gpt4-loss": [5.0, -0.1, 0.5], "power-loss": [5.0, -0.1], "chinchilla": [6.0, 6.0, 0.5, 0.34, 0.28],
+          "kaplan-n": [30.0, 0.07, 0.3],
           "kaplan-d": [25.0, 0.09, 0.3], "capability": [4.0, 0.08], "sigmoid": [0.8, 19.5, 1.2, 0.2]}
 
 
@@ -30,10 +31,12 @@ def test_formulas_match_their_published_form():
     c = INPUTS["flops"]
     np.testing.assert_allclose(LAWS["gpt4-loss"].predict(np.array([np.log(40.0), -0.08, np.log(1.7)]), INPUTS)[0],
                                40.0 * c ** -0.08 + 1.7)
-    np.testing.assert_allclose(LAWS["power-loss"].predict(np.array([np.log(40.0), -0.08]), INPUTS)[0], 40.0 * c ** -0.08)
+    np.testing.assert_allclose(LAWS["power-loss"].predict(np.array([np.log(40.0), -0.08]), INPUTS)[0],
+                               40.0 * c ** -0.08)
     n, d = INPUTS["params"], INPUTS["tokens"]
     theta = np.array([np.log(406.4), np.log(410.7), np.log(1.69), 0.34, 0.28])
-    np.testing.assert_allclose(LAWS["chinchilla"].predict(theta, INPUTS)[0], 1.69 + 406.4 / n ** 0.34 + 410.7 / d ** 0.28)
+    np.testing.assert_allclose(LAWS["chinchilla"].predict(theta, INPUTS)[0],
+                               1.69 + 406.4 / n ** 0.34 + 410.7 / d ** 0.28)
     np.testing.assert_allclose(LAWS["capability"].predict(np.array([np.log(3.0), 0.05]), INPUTS)[0], 3.0 * c ** -0.05)
     sig = Sigmoid(column="bpb")
     x = np.linspace(0.5, 1.5, 5)

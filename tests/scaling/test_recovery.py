@@ -29,6 +29,7 @@ def _coverage(law: str, truth: dict, column: str, make_y, n_points: int, resampl
     return coverage
 
 
+@pytest.mark.integration
 def test_capability_intervals_cover_truth():
     truth = {"alpha": 7.4, "k": 0.05}
     cov = _coverage("capability", truth, "neg_log_pass_rate", lambda c: truth["alpha"] * c ** -truth["k"], 15, 100)

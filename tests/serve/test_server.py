@@ -35,7 +35,8 @@ def test_completion_counts_tokens_and_is_reproducible_with_a_seed(make_client, t
     b = client.post("/v1/completions", json=body).json()
     assert a["object"] == "text_completion" and a["choices"][0]["text"] == b["choices"][0]["text"]
     usage = a["usage"]
-    assert usage["completion_tokens"] <= 8 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert usage["completion_tokens"] <= 8
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert a["choices"][0]["finish_reason"] in ("stop", "length")
     models = client.get("/v1/models").json()
     assert models["data"][0]["id"] == "run"
@@ -89,7 +90,8 @@ def test_hostile_requests_get_the_right_status_and_the_server_keeps_serving(make
     auth = {"Authorization": f"Bearer {alice}"}
     ok = {"prompt": "x", "max_tokens": 2}
     assert client.post("/v1/completions", json=ok).status_code == 401
-    assert client.post("/v1/completions", json=ok, headers={"Authorization": "Bearer sk-augury-nope"}).status_code == 401
+    wrong = {"Authorization": "Bearer sk-augury-nope"}
+    assert client.post("/v1/completions", json=ok, headers=wrong).status_code == 401
     assert client.post("/v1/completions", content=b"{" * 10_000, headers=auth).status_code == 413
     assert client.post("/v1/completions", content=b"{not json", headers=auth).status_code == 400
     for absurd in ({"prompt": "x", "max_tokens": 10**9}, {"prompt": "x", "temperature": -1},
@@ -133,7 +135,8 @@ def test_output_moderation_ends_a_stream_with_content_filter(tiny_run, tmp_path)
     cfg = ServeConfig(model=str(tiny_run), log=str(tmp_path / "r.db"))
     from fastapi.testclient import TestClient
 
-    app = create_app(cfg, LocalBackend.load(str(tiny_run)), None, RequestLog(cfg.log), Moderator(policy, FlagEverything()))
+    app = create_app(cfg, LocalBackend.load(str(tiny_run)), None, RequestLog(cfg.log),
+                     Moderator(policy, FlagEverything()))
     resp = TestClient(app).post("/v1/completions", json={"prompt": "a", "max_tokens": 8, "temperature": 0,
                                                          "stream": True})
     events = _events(resp)

@@ -55,6 +55,7 @@ def test_resume_is_bit_exact(tiny_cfg, tmp_path, dtype):
     assert losses(split.out) == losses(straight.out)  # exact float equality, every step
 
 
+@pytest.mark.integration
 def test_resume_after_kill_9_is_bit_exact(tiny_cfg, tmp_path):
     """SIGKILL a run mid-flight (possibly mid-checkpoint), resume it, get the uninterrupted losses."""
     import yaml
@@ -152,6 +153,7 @@ def test_cli_rejects_unknown_key_and_runs_with_overrides(tiny_cfg, tmp_path):
     assert saved["steps"] == 2 and saved["optim"]["schedule"] == "wsd"
 
 
+@pytest.mark.integration
 def test_ddp_two_processes_gloo_matches_single_process(tiny_cfg, tmp_path):
     """torchrun with 2 CPU processes (gloo), batch 2 each == 1 process with batch 4 (same windows)."""
     import yaml
@@ -176,6 +178,7 @@ def test_ddp_two_processes_gloo_matches_single_process(tiny_cfg, tmp_path):
     assert manifest["world_size"] == 2 and manifest["tokens_per_step"] == 4 * 32
 
 
+@pytest.mark.integration
 def test_ddp_run_resumes_in_one_process_with_the_same_global_batch(tiny_cfg, tmp_path):
     """A run stopped under torchrun (2 x batch 2) continues in one process with batch 4 (`--resume auto`), and
     the steps after the resume are those of an uninterrupted single-process run; another global batch is refused."""

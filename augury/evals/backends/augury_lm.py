@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from augury.evals.lm import TokenizedLM
+from augury.evals.backends.tokenized import TokenizedLM
 from augury.model.transformer import KVCache
 
 
@@ -31,7 +31,7 @@ class AuguryLM(TokenizedLM):
             dtype: float32 or bfloat16 weights
         """
         from augury.model.run import RunLoadError, load_run
-        from augury.train.checkpoint import find_latest_checkpoint
+        from augury.model.weights import find_latest_checkpoint
 
         if checkpoint is None:
             checkpoint = find_latest_checkpoint(run)

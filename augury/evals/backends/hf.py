@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from augury.evals.lm import TokenizedLM
+from augury.evals.backends.tokenized import TokenizedLM
 
 
 class ModelLoadError(ValueError):

@@ -1,0 +1,84 @@
+"""Reading a run's weights: the newest intact checkpoint, its integrity check, and loading it into a model.
+
+The read side of `augury.train.checkpoint`, kept with the model so that everything that loads a run (sampling,
+export, evaluation, serving) needs nothing from the training package.
+
+    ckpt = find_latest_checkpoint("runs/quickstart")     # None when no intact checkpoint exists
+    load_model_state(model, ckpt / "model.safetensors")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from augury.io import sha256_file
+
+_STEP_DIR = re.compile(r"^step_(\d{8,})$")
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def model_state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with a tied output projection dropped (safetensors stores no shared tensors)."""
+    state = model.state_dict()
+    if getattr(model, "cfg", None) is not None and model.cfg.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def load_model_state(model: torch.nn.Module, path: Path) -> None:
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    allowed_missing = {"lm_head.weight"} if model.cfg.tie_embeddings else set()
+    if set(missing) - allowed_missing or unexpected:
+        missing_names = sorted(set(missing) - allowed_missing)
+        raise CheckpointError(f"{path}: weights do not match the model (missing {missing_names}, "
+                              f"unexpected {sorted(unexpected)})")
+
+
+def step_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every step_NNNNNNNN folder under `root`, oldest first (intact or not)."""
+    out = []
+    if root.is_dir():
+        for p in root.iterdir():
+            m = _STEP_DIR.match(p.name)
+            if m and p.is_dir():
+                out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def verify_checkpoint(path: Path) -> str | None:
+    """None if the checkpoint is complete and its files match the manifest, else the reason it is not."""
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        return "no manifest.json (incomplete write)"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError:
+        return "manifest.json is not valid JSON"
+    for name, digest in manifest.get("files", {}).items():
+        f = path / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if sha256_file(f) != digest:
+            return f"{name} does not match its sha256"
+    return None
+
+
+def find_latest_checkpoint(run_dir: str | os.PathLike, log=None) -> Path | None:
+    """The newest intact checkpoint of a run (corrupt or partial ones are skipped, with a message)."""
+    for _, path in reversed(step_checkpoints(Path(run_dir) / "checkpoints")):
+        problem = verify_checkpoint(path)
+        if problem is None:
+            return path
+        if log:
+            log(f"skipping checkpoint {path.name}: {problem}")
+    return None
