@@ -9,7 +9,9 @@ only, because the interpreter runs isolated (`-I`) and the augury package may no
 Config keys: program, workdir, python, limits {cpu_seconds, memory_bytes, file_size_bytes, max_processes,
 max_open_files}, workdir_bytes, drop_uid (int or null), namespaces (list of the namespaces unshare created),
 hide (paths to cover with an empty tmpfs), keep (paths to bind back inside hidden ones), net_guard (bool),
-status_fd (int), cgroup_procs (cgroup.procs files to join before anything else).
+status_fd (int), cgroup_procs (cgroup.procs files to join before anything else), channel_fd (int or null: a
+socket the program inherits, its number in the program's AUGURY_CHANNEL_FD; the harness uses it to hand a test
+runner its tests and to receive its verdict, see augury.evals.code_exec).
 
 It writes one JSON object to status_fd when done: {"layers": [...], "returncode", "signal", "warnings",
 "fatal"}. The program never sees status_fd, so it cannot forge the report.
@@ -207,7 +209,11 @@ def exec_program(cfg: dict, status_fd: int, error_fd: int) -> None:
         os.dup2(devnull, 0)
         argv = [cfg["python"], "-I", "-B"]
         argv += ["-c", NET_GUARD, cfg["program"]] if cfg.get("net_guard") else [cfg["program"]]
-        os.execve(cfg["python"], argv, dict(os.environ))
+        env = dict(os.environ)
+        if cfg.get("channel_fd") is not None:
+            os.set_inheritable(cfg["channel_fd"], True)
+            env["AUGURY_CHANNEL_FD"] = str(cfg["channel_fd"])
+        os.execve(cfg["python"], argv, env)
     except BaseException as exc:  # noqa: BLE001 - report anything, then die without running harness code
         os.write(error_fd, f"could not start the program: {exc!r}".encode())
     os._exit(127)
@@ -261,6 +267,8 @@ def main() -> int:
     cfg = json.loads(sys.argv[1])
     status_fd = cfg["status_fd"]
     os.set_inheritable(status_fd, False)
+    if cfg.get("channel_fd") is not None:
+        os.set_inheritable(cfg["channel_fd"], False)
     namespaces = cfg.get("namespaces", [])
     layers = ["namespace-" + ns for ns in namespaces]
     warnings: list[str] = []
@@ -300,6 +308,8 @@ def main() -> int:
             os.close(error_read)
             exec_program(cfg, status_fd, error_write)
         os.close(error_write)
+        if cfg.get("channel_fd") is not None:
+            os.close(cfg["channel_fd"])  # only the program holds the channel
         with os.fdopen(error_read, "rb") as f:
             exec_error = f.read().decode(errors="replace")  # EOF as soon as exec succeeded
         if exec_error:

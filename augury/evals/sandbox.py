@@ -23,12 +23,14 @@ mode and layers active here with:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pwd
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -119,7 +121,7 @@ def _hidden_and_kept() -> tuple[list[str], list[str]]:
 
 
 def _build_command(mode: str, workdir: str, program_path: str, limits: SandboxLimits, status_fd: int,
-                   cgroup_procs: list[str]) -> tuple[list[str], int | None]:
+                   cgroup_procs: list[str], channel_fd: int | None = None) -> tuple[list[str], int | None]:
     """The argv to start, and the uid Popen should switch to before exec (None: stay)."""
     namespaces = [] if mode.startswith("plain") else [ns for ns in NAMESPACES
                                              if ns != "net" or not limits.allow_network]
@@ -133,7 +135,7 @@ def _build_command(mode: str, workdir: str, program_path: str, limits: SandboxLi
         "workdir_bytes": limits.workdir_bytes,
         "drop_uid": uid,
         "namespaces": namespaces + (["user"] if mode == "user-namespaces" else []),
-        "hide": hide, "keep": keep, "status_fd": status_fd, "cgroup_procs": cgroup_procs,
+        "hide": hide, "keep": keep, "status_fd": status_fd, "cgroup_procs": cgroup_procs, "channel_fd": channel_fd,
         "net_guard": not limits.allow_network and "net" not in namespaces,
     }
     supervisor = [sys.executable, "-I", "-S", "-B", str(SUPERVISOR), json.dumps(cfg)]
@@ -207,8 +209,16 @@ def _run_cgroup(mode: str, token: str, limits: SandboxLimits) -> RunCgroup | Non
         return None
 
 
-def _execute(mode: str, program: str, limits: SandboxLimits) -> ExecResult:
+def _execute(mode: str, program: str, limits: SandboxLimits, channel: bytes | None = None,
+             verdict: bytes | None = None) -> ExecResult:
     start = time.monotonic()
+    ours = theirs = None
+    if channel is not None:
+        if len(channel) > CHANNEL_MAX_BYTES:
+            raise ValueError(f"channel data of {len(channel)} bytes is over {CHANNEL_MAX_BYTES}")
+        ours, theirs = socket.socketpair()
+        ours.sendall(channel)  # fits the socket's buffer, so no thread is needed
+        ours.shutdown(socket.SHUT_WR)
     workdir = tempfile.mkdtemp(prefix="augury-sandbox-")
     token = f"{os.getpid()}-{uuid.uuid4().hex}"  # harness pid first: strays show whose they are
     cgroup = _run_cgroup(mode, token, limits)
@@ -223,13 +233,17 @@ def _execute(mode: str, program: str, limits: SandboxLimits) -> ExecResult:
             os.chown(program_path, uid, uid)
         status_read, status_write = os.pipe()
         argv, popen_uid = _build_command(mode, workdir, program_path, limits, status_write,
-                                         cgroup.procs_files if cgroup else [])
+                                         cgroup.procs_files if cgroup else [],
+                                         theirs.fileno() if theirs is not None else None)
         extra = {"user": popen_uid, "group": popen_uid, "extra_groups": []} if popen_uid is not None else {}
         proc = subprocess.Popen(argv, cwd=workdir, env=_env(workdir, token), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(status_write,),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                pass_fds=(status_write,) + ((theirs.fileno(),) if theirs is not None else ()),
                                 start_new_session=True, close_fds=True, **extra)
         os.close(status_write)
         status_write = -1
+        if theirs is not None:
+            theirs.close()
         stdout, stderr, reason = _collect(proc, limits, start, mode)
         if cgroup is not None:
             cgroup.kill_all()
@@ -238,6 +252,7 @@ def _execute(mode: str, program: str, limits: SandboxLimits) -> ExecResult:
             status_read = -1
             raw = f.read()
         oom = cgroup is not None and cgroup.oom_killed()
+        said = _drain(ours) if ours is not None else None
     except OSError as exc:
         if proc is not None:
             _kill_group(proc)
@@ -246,13 +261,38 @@ def _execute(mode: str, program: str, limits: SandboxLimits) -> ExecResult:
         return ExecResult(False, "error", "", f"augury sandbox: {exc}", None,
                           time.monotonic() - start, "sandbox-error")
     finally:
+        for sock in (ours, theirs):
+            if sock is not None:
+                sock.close()
         for fd in (status_read, status_write):
             if fd >= 0:
                 os.close(fd)
         if cgroup is not None:
             cgroup.remove()
         _remove_tree(workdir)
-    return _interpret(proc, raw, stdout, stderr, reason, time.monotonic() - start, oom)
+    result = _interpret(proc, raw, stdout, stderr, reason, time.monotonic() - start, oom)
+    if verdict is not None and result.passed and said != verdict:
+        # Exit status 0 without the runner's word that every test ran: the program left early (exit(0) at
+        # module level, os._exit, SystemExit) or tampered with the runner.
+        return dataclasses.replace(result, passed=False, status="failed", reason="incomplete",
+                                   stderr=result.stderr + "\naugury sandbox: exit status 0, but the tests did not "
+                                                          "report that they ran to the end")
+    return result
+
+
+def _drain(sock: socket.socket) -> bytes:
+    """What the program wrote to its end of the channel (it has exited; a stray writer is not waited for)."""
+    sock.setblocking(False)
+    data = bytearray()
+    while len(data) <= CHANNEL_MAX_BYTES:
+        try:
+            chunk = sock.recv(65536)
+        except (BlockingIOError, InterruptedError, ConnectionResetError):  # reset: it left without reading
+            break
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
 
 
 def _collect(proc: subprocess.Popen, limits: SandboxLimits, start: float,
@@ -345,6 +385,7 @@ def _interpret(proc, raw: bytes, stdout: bytes, stderr: bytes, reason: str, dura
     return ExecResult(False, "failed", out, err, code, duration, "memory" if memory else "exit", layers)
 
 
+CHANNEL_MAX_BYTES = 64 * 1024  # a test file; more would need a writer thread
 MODE_VAR = "AUGURY_SANDBOX_MODE"  # force a (weaker) mode, e.g. to test the fallbacks; unset: strongest
 _mode_lock = threading.Lock()
 _mode: str | None = None
@@ -376,9 +417,14 @@ def sandbox_mode() -> str:
         return _mode
 
 
-def run_python(program: str, limits: SandboxLimits | None = None) -> ExecResult:
-    """Run Python source `program` in the sandbox and report what happened; never raises for bad programs."""
-    return _execute(sandbox_mode(), program, limits or SandboxLimits())
+def run_python(program: str, limits: SandboxLimits | None = None, channel: bytes | None = None,
+               verdict: bytes | None = None) -> ExecResult:
+    """Run Python source `program` in the sandbox and report what happened; never raises for bad programs.
+
+    With `channel`, the program inherits a socket (fd number in $AUGURY_CHANNEL_FD) from which it reads these
+    bytes; with `verdict`, the run passes only when it exits 0 *and* wrote exactly these bytes to the socket.
+    """
+    return _execute(sandbox_mode(), program, limits or SandboxLimits(), channel, verdict)
 
 
 def isolation_layers() -> tuple[str, ...]:

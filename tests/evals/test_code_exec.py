@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from augury.evals.code_exec import check_humaneval, check_many, check_program, humaneval_program, pass_at_k
+from augury.evals.code_exec import (
+    check_humaneval,
+    check_humaneval_many,
+    check_many,
+    check_program,
+    humaneval_program,
+    pass_at_k,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("AUGURY_SHARED_DATA", REPO / ".." / "shared" / "data"))
@@ -72,7 +79,7 @@ def test_all_humaneval_canonical_solutions_pass():
     problems = humaneval_problems()
     assert len(problems) == 164
     start = time.monotonic()
-    results = check_many([humaneval_program(p, p["canonical_solution"]) for p in problems], timeout=20.0)
+    results = check_humaneval_many([(p, p["canonical_solution"]) for p in problems], timeout=20.0)
     failures = {p["task_id"]: (r.status, r.stderr[-300:]) for p, r in zip(problems, results) if not r.passed}
     assert failures == {}
     assert time.monotonic() - start < 120.0  # ~15 s on 2 idle cores; generous for loaded CI machines
