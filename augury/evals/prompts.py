@@ -92,6 +92,20 @@ def render_record(cfg: TaskConfig, doc: dict, where: str) -> dict[str, Any]:
     return out
 
 
+def render_shot(cfg: TaskConfig, doc: dict, where: str) -> dict[str, Any]:
+    """A few-shot example: like `render_record`, then `fewshot_config`'s templates for its text and answer."""
+    out = render_record(cfg, doc, where)
+    values = {**cfg.variables, **doc}
+    try:
+        if cfg.fewshot_config.get("doc_to_text"):
+            out["text"] = render(cfg.fewshot_config["doc_to_text"], values)
+        if cfg.fewshot_config.get("doc_to_target"):
+            out["target"] = render(cfg.fewshot_config["doc_to_target"], values)
+    except Exception as err:  # jinja2 UndefinedError, TypeError in a template, ...
+        raise TaskDataError(f"{where}: cannot render fewshot_config of {cfg.task!r}: {err}") from None
+    return out
+
+
 def effective_fewshot(cfg: TaskConfig, num_fewshot: int | None) -> int:
     """k for this task: the override where the task has a few-shot split; tasks without one stay zero-shot."""
     if cfg.kind == "perplexity" or cfg.fewshot is None:
@@ -117,7 +131,7 @@ def build_instances(cfg: TaskConfig, data_dir: str | Path, num_fewshot: int | No
         fpath, fdocs = load_spec(data_dir, cfg.fewshot)
         if len(fdocs) < k:
             raise TaskDataError(f"{fpath}: {k}-shot needs {k} records, the file has {len(fdocs)}")
-        shots = [render_record(cfg, d, _where(fpath, cfg, i)) for i, d in enumerate(fdocs[:k])]
+        shots = [render_shot(cfg, d, _where(fpath, cfg, i)) for i, d in enumerate(fdocs[:k])]
     out = []
     for i, (doc, r) in enumerate(zip(docs, rendered)):
         messages = None

@@ -66,6 +66,9 @@ class TaskConfig:
     num_choices: int | None = None  # if set, every record must have exactly this many choices
     target_delimiter: str = " "  # between prompt and answer (the leading space belongs to the answer)
     fewshot_delimiter: str = "\n\n"  # between few-shot examples
+    # lm-eval's fewshot_config: templates that render the few-shot examples differently from the evaluated
+    # record, e.g. {"doc_to_target": "{{solution}}"} shows worked solutions while the gold stays the final answer
+    fewshot_config: dict[str, str] = dataclasses.field(default_factory=dict)
     metrics: list[str] = dataclasses.field(default_factory=list)  # metric names (default per kind)
     generation: dict[str, Any] = dataclasses.field(default_factory=dict)  # until, max_gen_toks, do_sample,...
     extract_regex: str | None = None  # generate: take the answer from this regex's first group
@@ -101,6 +104,10 @@ def _render_vars(value: Any, variables: dict[str, str]) -> Any:
     return value
 
 
+# Keys of fewshot_config (lm-eval's names); "sampler" is accepted for compatibility: shots are the split's first k.
+FEWSHOT_CONFIG_KEYS = {"doc_to_text", "doc_to_target", "sampler"}
+
+
 def _data_spec(raw: Any, where: str) -> DataSpec:
     if isinstance(raw, str):
         raw = {"path": raw}
@@ -125,11 +132,14 @@ def build_config(raw: dict, source: str, variables: dict[str, str] | None = None
         raise TaskConfigError(f"{source}: kind {raw['kind']!r} is not one of {', '.join(KINDS)}")
     # Per-record templates keep their {{field}} references; only the subtask variables are filled in here.
     plain = {k: v for k, v in raw.items() if k not in ("subtasks", "group_description")}
-    keep_templates = {"doc_to_text", "doc_to_target", "doc_to_choice", "doc_to_labels"}
+    keep_templates = {"doc_to_text", "doc_to_target", "doc_to_choice", "doc_to_labels", "fewshot_config"}
     filled = {k: (v if k in keep_templates else _render_vars(v, variables)) for k, v in plain.items()}
     filled["data"] = _data_spec(filled["data"], f"{source}: data")
     if filled.get("fewshot") is not None:
         filled["fewshot"] = _data_spec(filled["fewshot"], f"{source}: fewshot")
+    shot_cfg = filled.get("fewshot_config") or {}
+    if not isinstance(shot_cfg, dict) or set(shot_cfg) - FEWSHOT_CONFIG_KEYS:
+        raise TaskConfigError(f"{source}: fewshot_config takes {sorted(FEWSHOT_CONFIG_KEYS)}, got {shot_cfg!r}")
     cfg = TaskConfig(**filled, variables=dict(variables), source=source)
     if not cfg.metrics:
         cfg.metrics = list(DEFAULT_METRICS[cfg.kind])

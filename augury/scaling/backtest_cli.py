@@ -19,7 +19,7 @@ from augury.scaling.tables import TableError, columns_from, select
 
 def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = None, x: str | None = None,
              bootstrap: int = 1000, seed: int = 0, level: float = 0.9, delta: float = 1e-3, max_iter: int = 2000,
-             allow_unconverged: bool = False) -> int:
+             chance: float | None = None, allow_unconverged: bool = False) -> int:
     """Fit on the rows outside HOLDOUT, predict the rows inside it, and compare with their actual values.
 
     Args:
@@ -34,6 +34,7 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
         level: interval coverage.
         delta: Huber delta on log residuals.
         max_iter: L-BFGS-B iteration limit.
+        chance: (sigmoid) the task's chance accuracy: the fit's floor, and the low end of every interval.
         allow_unconverged: exit 0 even when the fit did not converge.
     """
     rows = load_rows(table, None)
@@ -45,7 +46,7 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
     held = [r for r, m in zip(rows, mask) if m]
     if not train:
         raise UsageError(f"--holdout {holdout!r} selects every row: nothing is left to fit on")
-    result = run_fit(law, train, y, x, bootstrap, seed, level, delta, max_iter)
+    result = run_fit(law, train, y, x, bootstrap, seed, level, delta, max_iter, chance)
     cols = columns_from(held)
     y_col = result.y_column
     if y_col not in cols:
@@ -55,13 +56,24 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
     except TableError as err:
         raise UsageError(f"held-out rows: {err}") from None
     names = [str(r.get("name", f"row{i + 1}")) for i, r in enumerate(held)]
+    keep = ("status", "reason", "alternatives", "warning", "unsupported_value", "unsupported_rel_error")
     out_rows = [{"name": n, "predicted": r["value"], "actual": r["actual"], "rel_error": r["rel_error"],
                  "interval": r["interval"], "covered": r["covered"], "inputs": r["inputs"],
-                 **({"warning": r["warning"]} if "warning" in r else {})} for n, r in zip(names, records)]
+                 **{k: r[k] for k in keep if k in r}} for n, r in zip(names, records)]
+    scored = [r for r in out_rows if r["rel_error"] is not None]
+    refused = [r for r in out_rows if r["rel_error"] is None]
+    everything = [abs(r["rel_error"] if r["rel_error"] is not None else r["unsupported_rel_error"])
+                  for r in out_rows]
     report = {"law": result.law.name, "y": y_col, "holdout": holdout, "status": result.status,
               "n_fit": len(train), "n_holdout": len(held), "rows": out_rows,
-              "mean_abs_rel_error": float(sum(abs(r["rel_error"]) for r in out_rows) / len(out_rows)),
-              "coverage": float(sum(r["covered"] for r in out_rows) / len(out_rows)), "fit": result.to_json(),
+              "n_not_forecastable": len(refused),
+              # over the rows given a forecast; None when every row was refused
+              "mean_abs_rel_error": (float(sum(abs(r["rel_error"]) for r in scored) / len(scored)) if scored
+                                     else None),
+              "coverage": float(sum(r["covered"] for r in scored) / len(scored)) if scored else None,
+              # what the refused rows' unsupported points would have added
+              "mean_abs_rel_error_with_not_forecastable": float(sum(everything) / len(everything)),
+              "fit": result.to_json(),
               "provenance": {"table": str(table), "created": utc_now(), "git": git_hash()}}
     from augury.scaling.plotting import plot_fit
 
@@ -70,10 +82,22 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
     width = max(len(n) for n in names + ["name"])
     print(f"{'name':<{width}}  {'predicted':>10}  {'actual':>10}  {'rel_err':>8}  {'interval':>23}  covered")
     for r in out_rows:
+        if r["rel_error"] is None:
+            print(f"{r['name']:<{width}}  {'-':>10}  {r['actual']:>10.5g}  NOT FORECASTABLE: {r['reason']}")
+            continue
         print(f"{r['name']:<{width}}  {r['predicted']:>10.5g}  {r['actual']:>10.5g}  {100 * r['rel_error']:>7.2f}%"
-              f"  [{r['interval'][0]:>9.5g}, {r['interval'][1]:>9.5g}]  {'yes' if r['covered'] else 'NO'}")
-    print(f"fit on {len(train)} rows, status {result.status}; mean |rel err| {100 * report['mean_abs_rel_error']:.2f}%,"
-          f" coverage {report['coverage']:.0%}")
+              f"  [{r['interval'][0]:>9.5g}, {r['interval'][1]:>9.5g}]  {'yes' if r['covered'] else 'NO'}"
+              + (f"  DEGENERATE: {r['reason']}" if r.get("status") == "degenerate" else ""))
+    summary = f"fit on {len(train)} rows, status {result.status}; "
+    if scored:
+        summary += f"mean |rel err| {100 * report['mean_abs_rel_error']:.2f}%, coverage {report['coverage']:.0%}"
+    else:
+        summary += "no row could be forecast"
+    if refused:
+        with_all = 100 * report["mean_abs_rel_error_with_not_forecastable"]
+        summary += (f"; {len(refused)} of {len(out_rows)} rows not forecastable (excluded; with their unsupported "
+                    f"points the mean |rel err| would be {with_all:.2f}%)")
+    print(summary)
     for w in result.warnings:
         print(f"warning: {w}")
     return _exit_code(result.status, allow_unconverged)

@@ -42,14 +42,32 @@ def load_rows(table: str, where: str | None) -> list[dict]:
 
 
 def run_fit(law: str, rows, y: str | None, x: str | None, bootstrap: int, seed: int, level: float,
-            delta: float, max_iter: int):
+            delta: float, max_iter: int, chance: float | None = None):
     from augury.scaling.result import fit_law
 
+    if chance is not None and (law != "sigmoid" or not 0.0 <= chance < 1.0):
+        raise UsageError("--chance goes with --law sigmoid and must be in [0, 1)")
     try:
         return fit_law(law, rows, y=y, x_column=x, bootstrap=bootstrap, seed=seed, level=level, delta=delta,
-                       max_iter=max_iter)
+                       max_iter=max_iter, chance=chance)
     except TableError as err:
         raise UsageError(str(err)) from None
+
+
+def describe_prediction(p: dict) -> str:
+    """One line for a prediction record: the value and interval, or why there is none."""
+    inputs = ", ".join(f"{k}={v:.4g}" for k, v in p["inputs"].items())
+    if p.get("status") == "not-forecastable":
+        line = f"  predict {inputs}: NOT FORECASTABLE: {p['reason']}"
+    else:
+        iv = p["interval"]
+        line = f"  predict {inputs}: {p['value']:.5g}  [{iv[0]:.5g}, {iv[1]:.5g}]"
+        if p.get("rel_error") is not None:
+            line += f"  actual {p['actual']:.5g} ({100 * p['rel_error']:+.2f}%)"
+        if p.get("status") == "degenerate":
+            alts = ", ".join(f"{k}: {v:.5g}" for k, v in p.get("alternatives", {}).items())
+            line += f"  DEGENERATE FIT ({p['reason']})" + (f"; the data cannot rule out {alts}" if alts else "")
+    return line
 
 
 def flagged_trends(rows, result) -> dict[str, dict]:
@@ -65,7 +83,7 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         fit_where: str | None = None, predict: str | None = None, actual: float | None = None,
         bootstrap: int = 1000, seed: int = 0, level: float = 0.9, delta: float = 1e-3,
         optimal_for: float | None = None, problems: str | None = None, buckets: int = 3, max_iter: int = 2000,
-        allow_unconverged: bool = False) -> int:
+        chance: float | None = None, allow_unconverged: bool = False) -> int:
     """Fit a scaling law to a runs table (CSV or JSONL) and forecast with bootstrap intervals.
 
     Args:
@@ -85,6 +103,7 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         problems: (capability) per-problem JSONL {run, problem, n, c}; TABLE then gives each run's compute.
         buckets: (capability) number of difficulty buckets.
         max_iter: L-BFGS-B iteration limit.
+        chance: (sigmoid) the task's chance accuracy: the fit's floor, and the low end of every interval.
         allow_unconverged: exit 0 even when the fit did not converge.
     """
     rows = load_rows(table, fit_where)
@@ -102,7 +121,7 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         return _fit_capability(rows, problems, out_dir, queries, bootstrap, seed, level, buckets, allow_unconverged)
     if law == "two-step":
         return _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, allow_unconverged)
-    result = run_fit(law, rows, y, x, bootstrap, seed, level, delta, max_iter)
+    result = run_fit(law, rows, y, x, bootstrap, seed, level, delta, max_iter, chance)
     try:
         forecasts = [result.forecast(q, actual=[actual])[0] for q in queries]
     except TableError as err:
@@ -209,15 +228,14 @@ def _exit_code(status: str, allow_unconverged: bool) -> int:
 
 
 def _print_summary(report: dict) -> None:
-    print(f"{report['law']}: {report['formula']}   status: {report['status']}   n={report['n_points']}")
+    fc = report.get("forecastability", {"status": "ok"})
+    print(f"{report['law']}: {report['formula']}   status: {report['status']}   n={report['n_points']}"
+          + ("" if fc["status"] == "ok" else f"   {fc['status'].upper()}: {fc['reason']}"))
     for k, v in report["parameters"].items():
         iv = v["interval"]
         print(f"  {k:>8} = {v['value']:.6g}" + (f"  [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else ""))
     for p in report.get("predictions", []):
-        iv = p["interval"]
-        inputs = ", ".join(f"{k}={v:.4g}" for k, v in p["inputs"].items())
-        print(f"  predict {inputs}: {p['value']:.5g}  [{iv[0]:.5g}, {iv[1]:.5g}]"
-              + (f"  actual {p['actual']:.5g} ({100 * p['rel_error']:+.2f}%)" if "actual" in p else ""))
+        print(describe_prediction(p))
     if "optimal" in report:
         o = report["optimal"]
         print(f"  compute-optimal at C={o['flops']:.3g}: N*={o['params']:.4g}, D*={o['tokens']:.4g}")

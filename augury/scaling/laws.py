@@ -47,6 +47,9 @@ class Law:
     bounds = ()  # (low, high) per fitted parameter, enforced by L-BFGS-B
     default_y = "loss"
     higher_is_better = False
+    # The range of the predicted quantity (lo, hi). Prediction intervals are built so that they stay inside it:
+    # noise is added in log space on (0, inf), in logit space on a finite range.
+    value_range = (0.0, float("inf"))
 
     def log_predict_and_jac(self, theta: np.ndarray, x: dict[str, np.ndarray]):
         """theta (B, P), inputs (n,) each -> (log prediction (B, n), d log prediction / d theta (B, n, P))."""
@@ -282,6 +285,7 @@ class Sigmoid(Law):
 
     column: str = "flops"
     fixed_ceiling: bool = False
+    floor: float = 0.0  # the task's chance level: the sigmoid's floor b cannot go below it
     name = "sigmoid"
     formula = "y(x) = b + a / (1 + exp(-k (x - x0)))"
     param_names = ("a_frac", "x0", "k", "b")
@@ -291,7 +295,11 @@ class Sigmoid(Law):
     @property
     def bounds(self):  # type: ignore[override]
         a_frac = (1.0, 1.0) if self.fixed_ceiling else (1e-6, 1.0)
-        return (a_frac, (-100.0, 100.0), (-200.0, 200.0), (0.0, 1.0 - 1e-6))
+        return (a_frac, (-100.0, 100.0), (-200.0, 200.0), (self.floor, 1.0 - 1e-6))
+
+    @property
+    def value_range(self):  # type: ignore[override]
+        return (self.floor, 1.0)
 
     @property
     def inputs(self):  # type: ignore[override]
@@ -321,7 +329,8 @@ class Sigmoid(Law):
         span = max(hi - lo, 1e-6)
         x0s = np.linspace(lo - span, hi + span, 5)
         ks = np.array([-8.0, -2.0, 2.0, 8.0]) / span
-        return np.unique(self._clip_grid(_grid((0.5, 0.9), x0s, ks, (0.1, 0.3))), axis=0)
+        floors = (max(0.1, self.floor), max(0.3, self.floor + 0.05)) if self.floor < 0.9 else (self.floor,)
+        return np.unique(self._clip_grid(_grid((0.5, 0.9), x0s, ks, floors)), axis=0)
 
     def natural(self, theta):
         b = theta[..., 3]

@@ -68,6 +68,11 @@ def plot_fit(result, path: str | Path, forecasts: list[dict] | None = None, titl
                             label=f"{result.level:.0%} band" if k == 0 else None)
     ax.scatter(xd, result.y, s=18, color="black", zorder=3, label="observed runs")
     for i, f in enumerate(forecasts):
+        if f.get("value") is None:  # not forecastable: no point is drawn, only the actual value if known
+            if "actual" in f:
+                ax.scatter([fx[i]], [f["actual"]], marker="*", s=120, color="C2", zorder=5,
+                           label="actual (not forecastable)" if i == 0 else None)
+            continue
         lo_i, hi_i = f["interval"]
         err = None if not np.isfinite([lo_i, hi_i]).all() else [[f["value"] - lo_i], [hi_i - f["value"]]]
         ax.errorbar([fx[i]], [f["value"]], yerr=err, fmt="o", color="C3", capsize=4, zorder=4,
@@ -85,6 +90,9 @@ def plot_fit(result, path: str | Path, forecasts: list[dict] | None = None, titl
         lines.append(f"trend: {result.trend['shape']} ({result.trend['detail']})")
     if result.status != "converged":
         lines.append("FIT DID NOT CONVERGE")
+    fc_status, fc_reason = result.forecastability()
+    if fc_status != "ok":
+        lines.append(f"{fc_status.upper()}: {fc_reason}")
     if lines:
         ax.text(0.01, 0.01, "\n".join(lines), transform=ax.transAxes, fontsize=7, va="bottom", color="C3")
     ax.legend(fontsize=8)

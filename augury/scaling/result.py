@@ -11,17 +11,20 @@ A FitResult holds the best full-data parameters, an explicit convergence status,
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from augury.scaling.diagnostics import identifiability_warnings, trend_check
 from augury.scaling.fitting import FitProblem, bootstrap_fits, fit_grid
-from augury.scaling.laws import Law, get_law
+from augury.scaling.laws import Law, Sigmoid, get_law
 from augury.scaling.tables import TableError, columns_from, law_inputs
 
 # Predictions more than this many decades of the law's main input beyond the data carry a warning.
 MAX_EXTRAPOLATION_DECADES = 2.0
+# A prediction whose interval spans more than this share of its metric's finite range says nothing: refused.
+MAX_INTERVAL_SHARE = 0.5
 
 
 @dataclass
@@ -91,10 +94,45 @@ class FitResult:
             return value, np.full((len(value), 2), np.nan)
         draws = self.law.predict(self.boot_theta, x)
         if self.noise:
+            # Run-to-run scatter is resampled in the space where the metric's range is the whole line (log on
+            # (0, inf), logit on a finite range), so every draw, and so the interval, stays inside the range.
             rng = np.random.default_rng(self.seed + 1)
-            draws = draws * np.exp(rng.choice(self.residuals(), size=draws.shape))
+            lo, hi = self.law.value_range
+            if np.isfinite(hi):
+                to, back = _logit_maps(lo, hi)
+                resid = to(self.law.predict(self.theta, self.x)[0]) - to(self.y)
+                draws = back(to(draws) + rng.choice(resid, size=draws.shape))
+            else:
+                draws = draws * np.exp(rng.choice(self.residuals(), size=draws.shape))
         q = [(1 - self.level) / 2 * 100, (1 + self.level) / 2 * 100]
         return value, np.percentile(draws, q, axis=0).T
+
+    def forecastability(self) -> tuple[str, str]:
+        """("ok" | "not-forecastable" | "degenerate", reason) for the fit as a whole.
+
+        A rising metric (accuracy, with a sigmoid) is not forecastable when the rungs show no measurable trend
+        (slope t <= 2: emergence from chance cannot be extrapolated from rungs that are all at chance) or when
+        the fit sits on a bound of its shape parameters. A loss law with a parameter at its bound is degenerate:
+        the data cannot identify it, and `alternatives` says what the forecast would be without it.
+        """
+        at_bound = self._params_at_bound()
+        if self.law.higher_is_better or np.isfinite(self.law.value_range[1]):
+            if self.trend.get("shape") in ("flat", "insufficient"):
+                return ("not-forecastable",
+                        f"the fitted rows show no measurable trend with scale ({self.trend['detail']})")
+            shape = [n for n in at_bound if n in ("x0", "k")]
+            if shape:
+                return ("not-forecastable",
+                        f"the fit sits on a bound of {', '.join(shape)}: the rows do not locate the rise")
+            return "ok", ""
+        if at_bound:
+            return "degenerate", f"{', '.join(at_bound)} at a bound: the rows cannot identify it"
+        return "ok", ""
+
+    def _params_at_bound(self) -> list[str]:
+        lo, hi = np.array(self.law.bounds).T
+        return [n for n, v, a, b in zip(self.law.param_names, self.theta, lo, hi)
+                if a < b and (np.isclose(v, a) or np.isclose(v, b))]
 
     def extrapolation_decades(self, inputs) -> np.ndarray:
         """How many decades beyond the fitted data each prediction lies (max over the law's log inputs)."""
@@ -109,15 +147,33 @@ class FitResult:
         return out
 
     def forecast(self, inputs, actual=None) -> list[dict]:
-        """Predictions as records (what fit.json's `predictions` holds), with an extrapolation warning."""
+        """Predictions as records (what fit.json's `predictions` holds), with an extrapolation warning.
+
+        Each record has a `status`: "ok"; "not-forecastable" (with `reason`; `value` and `interval` are None and
+        the point the fit would have given is kept as `unsupported_value` for backtest accounting); or
+        "degenerate" (a loss fit the data cannot identify; `alternatives` gives the forecasts it cannot rule
+        out).
+        """
         x = self._inputs(inputs)
         value, interval = self.predict(x)
         decades = self.extrapolation_decades(x)
+        fit_status, fit_reason = self.forecastability()
+        lo_range, hi_range = self.law.value_range
+        alternatives = self.alternatives(x) if fit_status == "degenerate" else None
         records = []
         for i in range(len(value)):
-            rec = {"inputs": {k: float(v[i]) for k, v in x.items()}, "value": float(value[i]),
+            rec = {"inputs": {k: float(v[i]) for k, v in x.items()}, "status": fit_status, "value": float(value[i]),
                    "interval": [float(interval[i, 0]), float(interval[i, 1])],
                    "extrapolation_decades": round(float(decades[i]), 3)}
+            width = interval[i, 1] - interval[i, 0]
+            if fit_status == "ok" and np.isfinite(hi_range) and width > MAX_INTERVAL_SHARE * (hi_range - lo_range):
+                fit_reason_i = (f"the {self.level:.0%} interval spans {width / (hi_range - lo_range):.0%} of the "
+                                f"metric's range [{lo_range:g}, {hi_range:g}]")
+                rec["status"], rec["reason"] = "not-forecastable", fit_reason_i
+            elif fit_status != "ok":
+                rec["reason"] = fit_reason
+            if alternatives is not None:
+                rec["alternatives"] = {name: vals[i] for name, vals in alternatives.items()}
             if decades[i] > MAX_EXTRAPOLATION_DECADES:
                 rec["warning"] = (f"extrapolates {decades[i]:.1f} decades beyond the fitted data "
                                   f"(> {MAX_EXTRAPOLATION_DECADES:g}); the interval assumes the law holds there")
@@ -125,8 +181,23 @@ class FitResult:
                 rec["actual"] = float(actual[i])
                 rec["rel_error"] = float(value[i] / actual[i] - 1.0)
                 rec["covered"] = bool(interval[i, 0] <= actual[i] <= interval[i, 1])
+            if rec["status"] == "not-forecastable":
+                rec["unsupported_value"] = rec.pop("value")
+                rec["value"], rec["interval"] = None, None
+                if "rel_error" in rec:
+                    rec["unsupported_rel_error"] = rec.pop("rel_error")
+                    rec["rel_error"], rec["covered"] = None, None
             records.append(rec)
         return records
+
+    def alternatives(self, x: dict[str, np.ndarray]) -> dict[str, list[float]]:
+        """Forecasts of laws the data cannot rule out against this degenerate one (loss laws): a pure power law
+        (irreducible loss 0) refitted on the same rows."""
+        if self.law.name not in ("gpt4-loss",):
+            return {}
+        data = {**{k: v for k, v in self.x.items()}, self.y_column: self.y}
+        pure = fit_law("power-loss", data, y=self.y_column, bootstrap=0)
+        return {"power-loss (c = 0)": [float(v) for v in pure.law.predict(pure.theta, x)[0]]}
 
     def to_json(self) -> dict:
         intervals = self.param_intervals()
@@ -139,13 +210,15 @@ class FitResult:
                             "correlations": self.correlations(),
                             "residual_rms": float(np.sqrt(np.mean(self.residuals() ** 2)))},
             "trend": self.trend, "warnings": list(self.warnings),
+            "forecastability": dict(zip(("status", "reason"), self.forecastability())),
+            "value_range": [float(v) for v in self.law.value_range],
             "data": {"names": self.names, "y": self.y.tolist(), **{k: v.tolist() for k, v in self.x.items()}},
         }
 
 
 def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None = None, weights=None,
             groups=None, delta: float = 1e-3, bootstrap: int = 1000, seed: int = 0, level: float = 0.9,
-            max_iter: int = 2000, noise: bool = True, always_include=None) -> FitResult:
+            max_iter: int = 2000, noise: bool = True, always_include=None, chance: float | None = None) -> FitResult:
     """Fit `law` to `data` (a list of row dicts or a dict of columns) and bootstrap it over runs.
 
     Args:
@@ -163,8 +236,14 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
         noise: prediction intervals include run-to-run scatter, not only parameter uncertainty.
         always_include: optional per-row booleans: rows that are not runs (e.g. a fixed anchor point) and are
             kept once in every bootstrap resample instead of being resampled.
+        chance: (sigmoid) the task's chance level: the fitted floor cannot go below it, and intervals stay in
+            [chance, 1].
     """
     law = get_law(law, x_column)
+    if chance is not None:
+        if not isinstance(law, Sigmoid):
+            raise TableError(f"chance applies to the sigmoid law, not {law.name!r}")
+        law = dataclasses.replace(law, floor=float(chance))
     cols = columns_from(data)
     y_col = y or law.default_y
     x = law_inputs(law, cols, where="table")
@@ -217,6 +296,20 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
     if result.trend.get("shape") in ("inverse", "u-shaped"):
         result.warnings.append(f"{y_col} shows {result.trend['shape']} scaling: {result.trend['detail']}")
     return result
+
+
+def _logit_maps(lo: float, hi: float):
+    """(to, back): the finite range (lo, hi) onto the real line (logit) and back."""
+    span, eps = hi - lo, 1e-9  # eps only keeps an observed value exactly at an end of the range finite
+
+    def to(v):
+        p = np.clip((np.asarray(v, float) - lo) / span, eps, 1 - eps)
+        return np.log(p) - np.log1p(-p)
+
+    def back(u):
+        return lo + span / (1.0 + np.exp(-u))
+
+    return to, back
 
 
 def _positive(values, column: str) -> np.ndarray:

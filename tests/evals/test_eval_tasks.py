@@ -121,3 +121,20 @@ def test_fewshot_and_chat_formatting(tmp_path):
     assert chat.context == "system:Math.|user:1+1?|assistant:2|user:2+2?"
     with pytest.raises(TaskDataError, match="3-shot needs 3 records, the file has 2"):
         build_instances(cfg, tmp_path, num_fewshot=3)
+
+
+def test_fewshot_config_renders_shots_with_their_own_answer_template(tmp_path):
+    # chain-of-thought style: the shots show worked solutions, the evaluated record is scored on the answer only
+    rows = [{"question": f"{a} + {b} = ?", "solution": f"{a} plus {b} makes {a + b}. The answer is {a + b}.",
+             "answer": str(a + b)} for a, b in ((1, 2), (3, 4), (5, 6))]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = {"task": "cot_sum", "kind": "generate", "data": "data.jsonl", "fewshot": "data.jsonl", "num_fewshot": 2,
+           "doc_to_text": "Q: {{question}}\nA:", "doc_to_target": "{{answer}}",
+           "fewshot_config": {"doc_to_target": "{{solution}}", "sampler": "first_n"}}
+    cfg = build_config(raw, "test")
+    inst = build_instances(cfg, tmp_path, limit=3)[2]
+    assert "A: 1 plus 2 makes 3. The answer is 3.\n\n" in inst.context
+    assert "A: 3 plus 4 makes 7. The answer is 7.\n\n" in inst.context
+    assert inst.context.endswith("Q: 5 + 6 = ?\nA:") and inst.target == "11"
+    with pytest.raises(TaskConfigError, match="fewshot_config"):
+        build_config({**raw, "fewshot_config": {"doc_to_answer": "x"}}, "test")

@@ -1,0 +1,82 @@
+"""Ladders with known truth: what the data cannot support is refused, and every interval stays in range."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from augury.scaling.result import fit_law
+
+FLOPS = np.geomspace(1e18, 1e20, 5)
+TARGETS = [{"flops": 1e21}, {"flops": 1e22}]
+
+
+def _rows(y):
+    return [{"name": f"r{i}", "flops": float(f), "accuracy": float(v)} for i, (f, v) in enumerate(zip(FLOPS, y))]
+
+
+def test_a_task_at_chance_on_every_rung_is_not_forecastable():
+    # two-choice task: 0.50-0.53 on the fitted rungs, emergent (0.64) only at the held-out size
+    rng = np.random.default_rng(0)
+    y = 0.5 + rng.uniform(0.0, 0.03, FLOPS.size)
+    res = fit_law("sigmoid", _rows(y), y="accuracy", bootstrap=200, chance=0.5)
+    status, reason = res.forecastability()
+    assert status == "not-forecastable" and "trend" in reason
+    rec = res.forecast({"flops": 1e22}, actual=[0.64])[0]
+    assert rec["status"] == "not-forecastable" and rec["value"] is None and rec["interval"] is None
+    assert rec["reason"] and rec["rel_error"] is None and "unsupported_value" in rec
+    assert res.to_json()["forecastability"]["status"] == "not-forecastable"
+
+
+@pytest.mark.parametrize("chance", [None, 0.25])
+def test_rising_accuracy_is_forecast_with_intervals_inside_the_range(chance):
+    floor = chance or 0.0
+    true = floor + (1 - floor) / (1 + np.exp(-2.0 * (np.log10(FLOPS) - 19.5)))
+    y = true * (1 + np.random.default_rng(1).normal(0, 0.01, FLOPS.size))
+    res = fit_law("sigmoid", _rows(np.clip(y, floor + 1e-3, 0.999)), y="accuracy", bootstrap=200, chance=chance)
+    assert res.forecastability()[0] == "ok"
+    value, interval = res.predict(TARGETS)
+    assert np.all(interval[:, 0] >= floor) and np.all(interval[:, 1] <= 1.0)
+    assert np.all(value <= 1.0)
+
+
+def test_saturated_accuracy_intervals_never_exceed_one():
+    y = np.array([0.965, 0.975, 0.982, 0.988, 0.991])
+    res = fit_law("sigmoid", _rows(y), y="accuracy", bootstrap=300)
+    for rec in res.forecast(TARGETS):
+        if rec["status"] == "ok":
+            assert 0.0 <= rec["interval"][0] <= rec["value"] <= rec["interval"][1] <= 1.0
+
+
+def test_a_loss_whose_floor_the_rungs_cannot_identify_is_marked_degenerate_with_alternatives():
+    # a pure power law bending nowhere: the gpt4-loss floor c runs to its lower bound
+    loss = 30.0 * FLOPS ** -0.05
+    rows = [{"name": f"r{i}", "flops": float(f), "loss": float(v)} for i, (f, v) in enumerate(zip(FLOPS, loss))]
+    res = fit_law("gpt4-loss", rows, bootstrap=100)
+    status, reason = res.forecastability()
+    assert status == "degenerate" and "bound" in reason
+    rec = res.forecast({"flops": 1e22})[0]
+    assert rec["status"] == "degenerate" and rec["value"] > 0
+    alt = rec["alternatives"]["power-loss (c = 0)"]
+    assert alt == pytest.approx(30.0 * 1e22 ** -0.05, rel=1e-3)
+    assert rec["interval"][0] > 0
+
+
+def test_backtest_reports_refused_rows_and_means_with_and_without_them(tmp_path, capsys):
+    from augury.scaling.backtest_cli import backtest
+
+    rng = np.random.default_rng(0)
+    sizes = np.geomspace(1e18, 1e22, 8)
+    acc = np.where(sizes < 2e20, 0.5 + rng.uniform(0, 0.02, sizes.size), 0.62)
+    table = tmp_path / "runs.jsonl"
+    table.write_text("".join(json.dumps({"name": f"r{i}", "flops": float(f), "accuracy": float(a)}) + "\n"
+                             for i, (f, a) in enumerate(zip(sizes, acc))))
+    backtest(str(table), law="sigmoid", y="accuracy", holdout="flops>2e20", out=str(tmp_path / "bt"), bootstrap=100,
+             chance=0.5, allow_unconverged=True)
+    report = json.loads((tmp_path / "bt" / "backtest.json").read_text())
+    assert report["n_not_forecastable"] == report["n_holdout"]
+    assert report["mean_abs_rel_error"] is None and report["mean_abs_rel_error_with_not_forecastable"] > 0
+    out = capsys.readouterr().out
+    assert "NOT FORECASTABLE" in out and "not forecastable (excluded" in out
