@@ -15,7 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-from augury.evals.code_exec import check_many, humaneval_program
+from augury.evals.code_exec import check_humaneval_many
 from augury.evals.sandbox import isolation_layers, run_python, sandbox_mode
 
 
@@ -40,10 +40,10 @@ def main() -> int:
         times.append(time.perf_counter() - start)
     print(f"trivial program: mean {statistics.mean(times) * 1000:.1f} ms, "
           f"median {statistics.median(times) * 1000:.1f} ms over {args.trivial_runs} runs")
-    programs = [humaneval_program(p, p["canonical_solution"]) for p in problems]
+    pairs = [(p, p["canonical_solution"]) for p in problems]
     for workers in args.workers:
         start = time.perf_counter()
-        results = check_many(programs, timeout=20.0, workers=workers)
+        results = check_humaneval_many(pairs, timeout=20.0, workers=workers)
         elapsed = time.perf_counter() - start
         passed = sum(r.passed for r in results)
         print(f"humaneval canonical, workers={workers}: {passed}/{len(results)} passed in {elapsed:.2f} s "

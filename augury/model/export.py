@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from augury.data.chat import CHAT_TEMPLATE, END_OF_TURN
 from augury.model.transformer import Transformer
 
 SPECIAL_BOS_EOS = "<|endoftext|>"
@@ -85,9 +86,14 @@ def export_hf(model: Transformer, tokenizer_path: str | Path, out_dir: str | Pat
                    "bos_token": SPECIAL_BOS_EOS, "eos_token": SPECIAL_BOS_EOS, "unk_token": None,
                    "pad_token": "<|pad|>" if tok.token_to_id("<|pad|>") is not None else None,
                    "add_bos_token": False, "add_eos_token": False, "clean_up_tokenization_spaces": False}
+        end_id = tok.token_to_id(END_OF_TURN)
+        stop_ids = special_id
+        if end_id is not None:  # a chat-capable tokenizer: generation also stops at the end of a turn
+            tok_cfg["chat_template"] = CHAT_TEMPLATE
+            stop_ids = [special_id, end_id]
         (tmp / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2))
         (tmp / "generation_config.json").write_text(json.dumps(
-            {"bos_token_id": special_id, "eos_token_id": special_id, "do_sample": True, "temperature": 0.8,
+            {"bos_token_id": special_id, "eos_token_id": stop_ids, "do_sample": True, "temperature": 0.8,
              "top_p": 0.95}, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -1,6 +1,7 @@
 """`augury sample RUN --prompt TEXT`: generate from a trained run (KV cache, temperature, top-p, stop strings).
 
     augury sample runs/quickstart --prompt "def " --max_tokens 80 --temperature 0.7 --stop "\\n\\n"
+    augury sample runs/sft --chat --prompt "What does os.path.join do?"     # one user turn, the assistant's reply
     augury sample runs/vision-cpu --image digit.png --prompt "Which digit is shown?" --temperature 0
     augury sample runs/vision-cpu --image a.png --image b.png --prompt "<|image|> or <|image|>: which is red?"
 
@@ -16,7 +17,8 @@ from augury.errors import UsageError
 
 def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float = 0.8, top_p: float = 0.95,
            stop: list[str] | None = None, num_samples: int = 1, seed: int | None = 0,
-           checkpoint: str | None = None, image: list[str] | None = None) -> list[str]:
+           checkpoint: str | None = None, image: list[str] | None = None, chat: bool = False,
+           system: str | None = None) -> list[str]:
     """Sample text from a trained run.
 
     Args:
@@ -31,6 +33,8 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         seed: random seed (None: nondeterministic).
         checkpoint: a specific checkpoint folder; default: the newest intact one.
         image: an RGB image file for an image-text run; repeat the flag for several images.
+        chat: the prompt is a user turn in the chat format; print the assistant's reply (ends at <|end|>).
+        system: with --chat, a system message before the user turn.
     """
     from augury.model.run import RunLoadError, load_run
     from augury.model.sample import generate
@@ -47,12 +51,36 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
     import codecs
 
     stop = [codecs.decode(s, "unicode_escape") for s in (stop or [])]
+    if chat:
+        return _sample_chat(model, tokenizer, prompt, system, max_tokens, temperature, top_p, stop, num_samples, seed)
     texts = generate(model, tokenizer, prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                      stop=stop, num_samples=num_samples, seed=seed)
     for i, text in enumerate(texts):
         if num_samples > 1:
             print(f"----- sample {i + 1} -----")
         print(prompt + text)
+    return texts
+
+
+def _sample_chat(model, tokenizer, prompt, system, max_tokens, temperature, top_p, stop, num_samples, seed):
+    """The assistant's replies to one user turn, sampled together by the batched engine."""
+    from augury.data.chat import ChatFormatError, chat_token_ids, render_chat
+    from augury.model.generate import SamplingParams, generate
+
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    try:
+        ids = render_chat(tokenizer, messages, add_generation_prompt=True).ids
+        special = chat_token_ids(tokenizer)
+    except ChatFormatError as err:
+        raise UsageError(str(err)) from None
+    params = [SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop,
+                             stop_token_ids=[special["end"], special["bos"]],
+                             seed=None if seed is None else seed + i) for i in range(num_samples)]
+    texts = [g.text for g in generate(model, tokenizer, [ids] * num_samples, params)]
+    for i, text in enumerate(texts):
+        if num_samples > 1:
+            print(f"----- sample {i + 1} -----")
+        print(text)
     return texts
 
 

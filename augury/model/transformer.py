@@ -49,7 +49,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: (B, n_heads, T, head_dim); cos/sin: (T, head_dim)."""
+    """x: (B, n_heads, T, head_dim); cos/sin: (T, head_dim), or (B, 1, T, head_dim) for per-row positions."""
     return (x * cos + _rotate_half(x) * sin).to(x.dtype)
 
 
@@ -64,6 +64,29 @@ class KVCache:
         self.v = torch.empty(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.pos = 0  # tokens already stored (advanced once per forward, after the last layer)
+        # (B, max_len) True where a slot holds a real token: rows of different lengths share one cache by left
+        # padding (augury.model.generate); None when every slot is real
+        self.key_mask: torch.Tensor | None = None
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Drop every batch row not in `rows` (finished generations leave the batch)."""
+        self.k, self.v = self.k[:, rows], self.v[:, rows]
+        if self.key_mask is not None:
+            self.key_mask = self.key_mask[rows]
+
+    def attention_mask(self, T: int, device) -> torch.Tensor | None:
+        """(B, 1, T, pos+T) for T new queries when rows are padded: causal, padding hidden from real queries.
+
+        A padding query sees only itself, so no row of the softmax is empty (an empty one would be NaN and
+        poison later layers through the padding's keys and values).
+        """
+        if self.key_mask is None:
+            return None
+        S = self.pos + T
+        q_slot = torch.arange(self.pos, S, device=device)[:, None]
+        k_slot = torch.arange(S, device=device)[None, :]
+        visible = (k_slot <= q_slot)[None, None] & self.key_mask[:, None, None, :S]
+        return visible | (k_slot == q_slot)[None, None]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv, T, hd) at [pos, pos+T) and return all keys/values so far."""
@@ -106,12 +129,15 @@ class Attention(nn.Module):
         k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
         v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        past = 0
+        past, padded = 0, None
         if cache is not None:
             past = cache.pos
+            padded = cache.attention_mask(T, x.device)
             k, v = cache.update(layer, k, v)  # (B, nkv, past+T, hd)
         gqa = self.n_kv_heads != self.n_heads
-        if past == 0:
+        if padded is not None:
+            y = _attend(q, k, v, attn_mask=padded, enable_gqa=gqa)
+        elif past == 0:
             y = _attend(q, k, v, is_causal=True, enable_gqa=gqa)
         elif T == 1:
             y = _attend(q, k, v, enable_gqa=gqa)  # one new token sees everything
@@ -237,7 +263,8 @@ class Transformer(nn.Module):
     def forward(self, input_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None, *,
                 prefix_embeds: torch.Tensor | None = None, kv_cache: KVCache | None = None,
                 reduction: str = "mean", logits_to_keep: int | None = None,
-                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+                inputs_embeds: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                return_hidden: bool = False) -> torch.Tensor:
         """input_ids (B, T) -> logits (B, T, vocab), or the cross-entropy loss when `targets` (B, T) is given.
 
         prefix_embeds (B, P, d_model), e.g. from an image encoder, are placed before the text; logits and loss
@@ -245,6 +272,9 @@ class Transformer(nn.Module):
         (an image-text model writes image features into its placeholder positions). Targets equal to -1 are ignored.
         `reduction="none"` returns (B, T) losses.
         `logits_to_keep=k` computes the output projection for the last k positions only (scoring, decoding).
+        `positions` (B, T) gives each row its own rotary positions (left-padded rows in one batch).
+        `return_hidden=True` returns the final normed hidden states (B, T, d_model) instead of logits (a reward or
+        value head reads them).
         """
         parts = []
         if prefix_embeds is not None:
@@ -260,7 +290,12 @@ class Transformer(nn.Module):
         start = kv_cache.pos if kv_cache is not None else 0
         if start + T > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.cfg.max_seq_len}")
-        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
+        if positions is not None:
+            if int(positions.max()) >= self.cfg.max_seq_len:
+                raise ValueError(f"position {int(positions.max())} exceeds max_seq_len={self.cfg.max_seq_len}")
+            cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
+        else:
+            cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
         for i, block in enumerate(self.layers):
             x = block(x, cos, sin, kv_cache, i)
         if kv_cache is not None:
@@ -270,6 +305,8 @@ class Transformer(nn.Module):
         if logits_to_keep and targets is None:
             x = x[:, -logits_to_keep:]
         x = self.norm(x)
+        if return_hidden:
+            return x
         logits = self.lm_head(x)
         if self.output_mult != 1.0:
             logits = logits * self.output_mult

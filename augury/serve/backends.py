@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from augury.errors import UsageError
-from augury.serve.textstream import TextStream
+from augury.model.textstream import TextStream
 
 
 @dataclass

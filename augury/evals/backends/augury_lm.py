@@ -75,6 +75,34 @@ class AuguryLM(TokenizedLM):
         out.pos = past.pos
         return out
 
+    def apply_chat_template(self, messages: list[dict]) -> str:
+        """The conversation as text with augury's role tokens; tok_encode turns them back into their ids."""
+        from augury.data.chat import ChatFormatError, render_chat
+
+        try:
+            ids = render_chat(self.tokenizer, messages, add_generation_prompt=True).ids
+        except ChatFormatError as err:
+            raise ValueError(f"{self.run}: {err}; run without --chat") from None
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def generate_until(self, requests):
+        """All requests through the batched engine, `batch_size` at a time; stops at end-of-text and <|end|>."""
+        from augury.evals.lm import cut_at_stop
+        from augury.model.generate import SamplingParams, generate
+
+        stop_ids = [i for i in (self._eot, self.tokenizer.token_to_id("<|end|>")) if i is not None]
+        out: list[str] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start:start + self.batch_size]
+            prompts = [self.tok_encode(r.context) or [self.prefix_token_id] for r in chunk]
+            params = [SamplingParams(max_tokens=r.max_gen_toks, temperature=r.temperature if r.do_sample else 0.0,
+                                     top_p=r.top_p if r.do_sample else 1.0, stop=list(r.until),
+                                     stop_token_ids=stop_ids, seed=r.seed if r.seed is not None else 0)
+                      for r in chunk]
+            outs = generate(self.model, self.tokenizer, prompts, params, fallback_id=self.prefix_token_id)
+            out += [cut_at_stop(o.text, r.until) for o, r in zip(outs, chunk)]
+        return out
+
     def config(self) -> dict[str, Any]:
         return {"model": "augury", "model_args": f"run={self.run},checkpoint={self.checkpoint},dtype={self.dtype}",
                 "batch_size": self.batch_size, "device": str(self.device), "max_length": self.max_length}

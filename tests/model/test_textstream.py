@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from augury.serve.textstream import TextStream
+from augury.model.textstream import TextStream
 
 
 def _bytes_decoder():

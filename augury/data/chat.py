@@ -1,0 +1,77 @@
+"""The chat format: TRL-style messages rendered over the tokenizer's reserved role tokens.
+
+    from augury.data.chat import render_chat, CHAT_TEMPLATE
+    enc = render_chat(tok, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+    enc.ids             # <|endoftext|> <|user|> hi <|end|> <|assistant|> hello <|end|>
+    enc.assistant_mask  # True on the assistant's tokens and its <|end|>: what supervised fine-tuning trains on
+    render_chat(tok, [{"role": "user", "content": "hi"}], add_generation_prompt=True).ids   # ... <|assistant|>
+
+A conversation starts with <|endoftext|> (the document boundary the model saw in pretraining); each message is its
+role token, its content and <|end|>, the end-of-turn token generation stops at. Role tokens are placed by id and
+content is encoded with special-token strings treated as text, so a user who types "<|assistant|>" cannot open a
+turn. `CHAT_TEMPLATE` is the same format as a Jinja chat template for Hugging Face exports: `apply_chat_template`
+gives the same ids for content that spells no special token (Hugging Face tokenizers parse special-token strings
+inside content; augury does not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from augury.data.tokenizer import encode_documents
+
+ROLES = ("system", "user", "assistant")
+END_OF_TURN = "<|end|>"
+BOS = "<|endoftext|>"
+CHAT_TEMPLATE = (
+    "{{ '<|endoftext|>' }}{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+
+
+class ChatFormatError(ValueError):
+    """Messages that cannot be rendered, or a tokenizer without the chat tokens."""
+
+
+@dataclass
+class ChatEncoding:
+    ids: list[int]
+    assistant_mask: list[bool]  # per id: produced by the assistant (its content and <|end|>)
+
+
+def chat_token_ids(tok) -> dict[str, int]:
+    """The ids of the role tokens, <|end|> and <|endoftext|>; a clear error when the tokenizer lacks one."""
+    names = {**{r: f"<|{r}|>" for r in ROLES}, "end": END_OF_TURN, "bos": BOS}
+    ids = {key: tok.token_to_id(name) for key, name in names.items()}
+    missing = [names[k] for k, v in ids.items() if v is None]
+    if missing:
+        raise ChatFormatError(f"the tokenizer lacks the chat tokens {missing}: it was not trained by augury "
+                              f"(augury reserves them in every tokenizer it trains)")
+    return ids
+
+
+def validate_messages(messages, *, need_assistant: bool = False) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise ChatFormatError("messages must be a non-empty list")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise ChatFormatError(f"message {i} must be {{'role': one of {ROLES}, 'content': str}}, got {m!r:.200}")
+    if need_assistant and not any(m["role"] == "assistant" for m in messages):
+        raise ChatFormatError("the conversation has no assistant turn: nothing to learn from")
+
+
+def render_chat(tok, messages: list[dict], add_generation_prompt: bool = False) -> ChatEncoding:
+    """Token ids of a conversation and the mask of the assistant's tokens."""
+    validate_messages(messages)
+    special = chat_token_ids(tok)
+    contents = encode_documents(tok, [m["content"] for m in messages])
+    ids, mask = [special["bos"]], [False]
+    for m, content in zip(messages, contents):
+        is_assistant = m["role"] == "assistant"
+        ids += [special[m["role"]], *content, special["end"]]
+        mask += [False] + [is_assistant] * (len(content) + 1)
+    if add_generation_prompt:
+        ids.append(special["assistant"])
+        mask.append(False)
+    return ChatEncoding(ids, mask)

@@ -1,0 +1,82 @@
+"""Batched generation: the same tokens as one prompt at a time, per-row settings, log-probs, stops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from augury.model import ModelConfig, Transformer
+from augury.model.generate import SamplingParams, generate
+from augury.model.sample import generate_ids
+
+
+class ByteTokenizer:
+    def decode(self, ids):
+        return bytes(i % 256 for i in ids).decode("utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=300, depth=2, d_model=64, n_heads=4, n_kv_heads=2, max_seq_len=96).resolved()
+    m = Transformer(cfg).eval()
+    with torch.no_grad():  # a wider init than training's: clear choices, few near-ties
+        for p in m.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.08)
+    return m
+
+
+PROMPTS = [[5, 17, 99, 3], [42], list(range(10, 40)), [7, 7, 7, 7, 7, 7, 7, 7], [250, 1, 2]]
+
+
+def test_greedy_batch_equals_one_prompt_at_a_time(model):
+    batch = generate(model, ByteTokenizer(), PROMPTS, SamplingParams(max_tokens=20, temperature=0))
+    for prompt, out in zip(PROMPTS, batch):
+        alone = generate_ids(model, prompt, max_tokens=20, temperature=0)[0]
+        assert out.token_ids == alone
+        assert out.finish_reason == "length" and out.prompt_tokens == len(prompt)
+
+
+def test_logprobs_are_the_models_log_probabilities_of_the_chosen_tokens(model):
+    out = generate(model, ByteTokenizer(), [PROMPTS[0]], SamplingParams(max_tokens=6, temperature=0.9, seed=1))[0]
+    ids = torch.tensor([PROMPTS[0] + out.token_ids])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids)[0].float(), -1)
+    n = len(PROMPTS[0])
+    expected = [float(logp[n - 1 + t, tok]) for t, tok in enumerate(out.token_ids)]
+    assert out.logprobs == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_seeded_row_samples_the_same_tokens_in_any_batch(model):
+    row = SamplingParams(max_tokens=12, temperature=1.0, top_p=0.9, top_k=50, seed=7)
+    alone = generate(model, ByteTokenizer(), [PROMPTS[2]], row)[0]
+    others = [SamplingParams(max_tokens=5, temperature=1.3, seed=s) for s in range(3)]
+    mixed = generate(model, ByteTokenizer(), [PROMPTS[0], PROMPTS[2], PROMPTS[1], PROMPTS[3]],
+                     [others[0], row, others[1], others[2]])
+    assert mixed[1].token_ids == alone.token_ids
+    assert [len(m.token_ids) for m in (mixed[0], mixed[2], mixed[3])] == [5, 5, 5]
+
+
+def test_stop_token_and_stop_string_end_a_row_early(model):
+    greedy = generate(model, ByteTokenizer(), [PROMPTS[1]], SamplingParams(max_tokens=10, temperature=0))[0]
+    third = greedy.token_ids[2]
+    by_token = generate(model, ByteTokenizer(), [PROMPTS[1]],
+                        SamplingParams(max_tokens=10, temperature=0, stop_token_ids=[third]))[0]
+    first = greedy.token_ids.index(third)
+    assert by_token.finish_reason == "stop" and by_token.token_ids == greedy.token_ids[:first]
+    stop = ByteTokenizer().decode(greedy.token_ids[3:5])
+    if stop and "\ufffd" not in stop and stop not in ByteTokenizer().decode(greedy.token_ids[:3]):
+        by_text = generate(model, ByteTokenizer(), [PROMPTS[1]],
+                           SamplingParams(max_tokens=10, temperature=0, stop=[stop]))[0]
+        assert by_text.finish_reason == "stop" and stop not in by_text.text
+
+
+def test_context_limit_and_bad_settings(model):
+    long_prompt = list(range(1, 95))
+    out = generate(model, ByteTokenizer(), [long_prompt], SamplingParams(max_tokens=50, temperature=0))[0]
+    assert len(out.token_ids) <= 96 - 94
+    with pytest.raises(ValueError, match="top_p"):
+        generate(model, ByteTokenizer(), [[1]], SamplingParams(top_p=0))
+    with pytest.raises(ValueError, match="2 sampling settings for 1 prompts"):
+        generate(model, ByteTokenizer(), [[1]], [SamplingParams(), SamplingParams()])
