@@ -51,3 +51,56 @@ def function_cli(fn, argv: list[str], prog: str):
     for name, values in repeated.items():
         fixed += [name, json.dumps(values)]
     return CLI(fn, args=fixed, prog=prog, as_positional=True, allow_abbrev=False)
+
+
+def underscore_flags(argv: list[str]) -> list[str]:
+    """`--max-body-bytes` is accepted as an alias of `--max_body_bytes` (the field name is the canonical spelling)."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and not arg.startswith("---"):
+            name, eq, value = arg[2:].partition("=")
+            arg = "--" + name.replace("-", "_") + eq + value
+        out.append(arg)
+    return out
+
+
+def config_cli(cls, argv: list[str], prog: str, description: str = "", positional: str | None = None):
+    """An instance of the config dataclass `cls` from `--config FILE.yaml` plus dotted overrides (jsonargparse).
+
+    Nested dataclass fields become dotted flags (`--optim.lr 3e-4`); `positional` names a field that may also be
+    given as the first bare argument (`augury serve RUN`). Validation is the caller's: call `cfg.validate()`.
+
+        cfg = config_cli(SFTConfig, argv, prog="augury sft")
+    """
+    import dataclasses
+
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(prog=prog, description=description, default_env=False, allow_abbrev=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
+    if positional:
+        parser.add_argument("_positional", nargs="?", default=None, help=f"same as --{positional}")
+    parser.add_class_arguments(cls, None)
+    ns = parser.parse_args(underscore_flags(argv))
+    values = ns.as_dict()
+    values.pop("config", None)
+    bare = values.pop("_positional", None)
+    if bare is not None:
+        values[positional] = bare
+
+    def build(kind, raw):
+        kwargs = {}
+        for f in dataclasses.fields(kind):
+            if f.name not in raw:
+                continue
+            sub = f.type if isinstance(f.type, type) else None
+            value = raw[f.name]
+            if sub is not None and dataclasses.is_dataclass(sub) and isinstance(value, dict):
+                value = build(sub, value)
+            elif isinstance(value, dict) and dataclasses.is_dataclass(f.default_factory() if callable(
+                    f.default_factory) else None):
+                value = build(type(f.default_factory()), value)
+            kwargs[f.name] = value
+        return kind(**kwargs)
+
+    return build(cls, values)

@@ -1,0 +1,226 @@
+"""Post-training data in TRL's shapes, tokenized with a run's tokenizer, with per-row errors counted.
+
+    examples, report = load_sft_examples("sft.jsonl", tok, 512)   # rows: {"messages"} or {"prompt", "completion"}
+    pairs, report = load_preference_pairs("prefs.jsonl", tok, 512)   # rows: {"prompt", "chosen", "rejected"}
+    rows, report = hh_rlhf_rows("../shared/data/hh-rlhf/helpful-base/test.jsonl.gz")  # transcripts -> preference rows
+
+Shapes (TRL's): conversational `messages` (the loss covers the assistant turns), `prompt`/`completion` as plain
+strings (the loss covers the completion) or as message lists (rendered in the chat format), and preferences
+`prompt`/`chosen`/`rejected` (plain strings, or message lists whose last turn is the assistant's). A row that
+cannot be used is skipped and counted by reason in the `LoadReport`; when more than half of a file's rows fail,
+loading stops with one error naming the commonest reasons, so most of the data is never dropped silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from augury.data.chat import ChatFormatError, render_chat, validate_messages
+from augury.data.tokenizer import encode_documents
+
+
+class AlignDataError(ValueError):
+    """Data that cannot be used (a missing file, or most rows unusable)."""
+
+
+@dataclass
+class SFTExample:
+    ids: list[int]
+    loss_mask: list[bool]  # per id: the model is trained to predict this token
+
+
+@dataclass
+class PreferencePair:
+    chosen: list[int]  # prompt + chosen reply
+    rejected: list[int]  # prompt + rejected reply
+
+
+@dataclass
+class LoadReport:
+    path: str
+    rows: int = 0
+    used: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> rows
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{n} {why}" for why, n in self.skipped.most_common())
+        return f"{self.path}: {self.used} of {self.rows} rows used" + (f" (skipped: {reasons})" if reasons else "")
+
+
+def read_jsonl(path: str | Path) -> list[dict | None]:
+    """Rows of a JSONL file (.gz too); a line that is not a JSON object is None (counted by the caller)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AlignDataError(f"{path} does not exist")
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows: list[dict | None] = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                obj = None
+            rows.append(obj if isinstance(obj, dict) else None)
+    return rows
+
+
+def _finish(report: LoadReport, items: list) -> None:
+    report.used = len(items)
+    if report.rows == 0:
+        raise AlignDataError(f"{report.path} has no rows")
+    if report.used * 2 < report.rows:
+        raise AlignDataError(f"{report.summary()}: most rows are unusable; fix the data (TRL shapes: "
+                             f"messages, prompt/completion, prompt/chosen/rejected)")
+
+
+def sft_example(tok, row: dict, max_len: int) -> SFTExample:
+    """One row as ids and loss mask; ValueError with the reason when the row cannot be used."""
+    if "messages" in row:
+        validate_messages(row["messages"], need_assistant=True)
+        enc = render_chat(tok, row["messages"])
+        ids, mask = enc.ids, enc.assistant_mask
+    elif "prompt" in row and "completion" in row:
+        prompt, completion = row["prompt"], row["completion"]
+        if isinstance(prompt, list) and isinstance(completion, list):
+            validate_messages(completion, need_assistant=True)
+            enc = render_chat(tok, prompt + completion)
+            ids, mask = enc.ids, [m and i >= len(render_chat(tok, prompt).ids) for i, m in
+                                  enumerate(enc.assistant_mask)]
+        elif isinstance(prompt, str) and isinstance(completion, str):
+            if not completion.strip():
+                raise ValueError("empty completion")
+            p_ids, c_ids = encode_documents(tok, [prompt, completion])
+            eot = tok.token_to_id("<|endoftext|>")
+            ids = [eot, *p_ids, *c_ids, eot]
+            mask = [False] * (1 + len(p_ids)) + [True] * (len(c_ids) + 1)
+        else:
+            raise ValueError("prompt and completion must both be strings or both message lists")
+    else:
+        raise ValueError("no 'messages' and no 'prompt'/'completion'")
+    if not any(mask):
+        raise ValueError("nothing to learn from (no assistant or completion tokens)")
+    if len(ids) > max_len:
+        raise ValueError(f"longer than the model's context ({max_len} tokens)")
+    return SFTExample(ids, mask)
+
+
+def load_sft_examples(path: str | Path, tok, max_len: int) -> tuple[list[SFTExample], LoadReport]:
+    report = LoadReport(str(path))
+    out = []
+    for row in read_jsonl(path):
+        report.rows += 1
+        if row is None:
+            report.skipped["not a JSON object"] += 1
+            continue
+        try:
+            out.append(sft_example(tok, row, max_len))
+        except (ValueError, ChatFormatError) as err:
+            report.skipped[str(err).split(":")[0][:80]] += 1
+    _finish(report, out)
+    return out, report
+
+
+def scored_sequence(tok, prompt, reply, max_len: int) -> list[int]:
+    """The ids a reward model scores for (prompt, reply): plain strings, or message lists in the chat format."""
+    if isinstance(prompt, str) and isinstance(reply, str):
+        if not reply.strip():
+            raise ValueError("empty completion")
+        eot = tok.token_to_id("<|endoftext|>")
+        p, r = encode_documents(tok, [prompt, reply])
+        ids = [eot, *p, *r, eot]
+    elif isinstance(prompt, list) and isinstance(reply, list):
+        validate_messages(prompt + reply, need_assistant=True)
+        ids = render_chat(tok, prompt + reply).ids
+    else:
+        raise ValueError("prompt and replies must all be strings or all message lists")
+    if len(ids) > max_len:
+        raise ValueError(f"longer than the model's context ({max_len} tokens)")
+    return ids
+
+
+def preference_pair(tok, row: dict, max_len: int) -> PreferencePair:
+    missing = [k for k in ("prompt", "chosen", "rejected") if k not in row]
+    if missing:
+        raise ValueError(f"missing {missing}")
+    if row["chosen"] == row["rejected"]:
+        raise ValueError("chosen and rejected are identical")
+    return PreferencePair(scored_sequence(tok, row["prompt"], row["chosen"], max_len),
+                          scored_sequence(tok, row["prompt"], row["rejected"], max_len))
+
+
+def load_preference_pairs(path: str | Path, tok, max_len: int) -> tuple[list[PreferencePair], LoadReport]:
+    report = LoadReport(str(path))
+    out = []
+    for row in read_jsonl(path):
+        report.rows += 1
+        if row is None:
+            report.skipped["not a JSON object"] += 1
+            continue
+        try:
+            out.append(preference_pair(tok, row, max_len))
+        except (ValueError, ChatFormatError) as err:
+            report.skipped[str(err).split(":")[0][:80]] += 1
+    _finish(report, out)
+    return out, report
+
+
+def parse_transcript(text: str) -> list[dict]:
+    """An HH-RLHF transcript ("\\n\\nHuman: ...\\n\\nAssistant: ...") as messages; ValueError if malformed."""
+    messages = []
+    for chunk in text.split("\n\n"):
+        for speaker, role in (("Human:", "user"), ("Assistant:", "assistant")):
+            if chunk.startswith(speaker):
+                messages.append({"role": role, "content": chunk[len(speaker):].strip()})
+                break
+        else:
+            if not messages:
+                if chunk.strip():
+                    raise ValueError("text before the first turn")
+                continue
+            messages[-1]["content"] += "\n\n" + chunk  # a turn that spans paragraphs
+    if not messages or messages[0]["role"] != "user" or messages[-1]["role"] != "assistant":
+        raise ValueError("a transcript must start with Human: and end with Assistant:")
+    return messages
+
+
+def hh_rlhf_rows(path: str | Path) -> tuple[list[dict], LoadReport]:
+    """HH-RLHF pairs as TRL preference rows (conversational: prompt turns, chosen and rejected final replies)."""
+    report = LoadReport(str(path))
+    rows = []
+    for raw in read_jsonl(path):
+        report.rows += 1
+        try:
+            if raw is None:
+                raise ValueError("not a JSON object")
+            chosen, rejected = parse_transcript(raw["chosen"]), parse_transcript(raw["rejected"])
+            if chosen[:-1] != rejected[:-1]:
+                raise ValueError("chosen and rejected differ before the last reply")
+            rows.append({"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]})
+        except (ValueError, KeyError, TypeError) as err:
+            report.skipped[str(err).split(":")[0][:80]] += 1
+    _finish(report, rows)
+    return rows, report
+
+
+def split_held_out(rows: list[dict], held_out: float, key=None) -> tuple[list[dict], list[dict]]:
+    """Deterministic split by conversation: a row is held out when the hash of its first turn falls below
+    `held_out` (the same conversation lands on the same side on every machine and every run)."""
+    def first_turn(row):
+        if not isinstance(row, dict):
+            return json.dumps(row)
+        msgs = row.get("messages") or row.get("prompt")
+        return json.dumps(msgs[0] if isinstance(msgs, list) and msgs else msgs, sort_keys=True)
+
+    key = key or first_turn
+    train, held = [], []
+    for row in rows:
+        h = int.from_bytes(hashlib.sha256(key(row).encode()).digest()[:8], "big") / 2**64
+        (held if h < held_out else train).append(row)
+    return train, held

@@ -1,0 +1,257 @@
+"""`augury rm`: a reward model (a run's backbone and a scalar head on the last token), Bradley–Terry on pairs.
+
+    augury rm --base_run runs/sft --data prefs.jsonl --out runs/rm --steps 200
+    augury rm --base_run runs/sft --hh_rlhf ../shared/data/hh-rlhf/helpful-base/test.jsonl.gz --out runs/rm
+
+    rm = load_reward_model("runs/rm"); rm.score(prompts, completions)    # one float per pair, higher is better
+
+Data: `prompt`/`chosen`/`rejected` rows (plain strings, or message lists), or an HH-RLHF file parsed into
+conversations; pairs are split into training and held-out by conversation. The report gives held-out pairwise
+accuracy (chosen scored above rejected) with a 95% Wilson interval. The output folder is the backbone as an
+augury run plus `reward_head.safetensors`; it is written once, at the end (a reward model is small to retrain),
+and `manifest.json` says `finished: true` only then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from augury.align.data import (
+    AlignDataError,
+    LoadReport,
+    PreferencePair,
+    hh_rlhf_rows,
+    preference_pair,
+    read_jsonl,
+    scored_sequence,
+    split_held_out,
+)
+from augury.align.losses import bradley_terry_loss
+from augury.data.chat import ChatFormatError
+from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, to_jsonable, utc_now
+
+
+@dataclass
+class RMConfig:
+    """Reward-model training settings.
+
+    Args:
+        base_run: the augury run whose backbone is fine-tuned (usually the SFT run).
+        data: JSONL of prompt/chosen/rejected rows (TRL's preference shape).
+        hh_rlhf: an HH-RLHF file (Human:/Assistant: transcripts, .jsonl.gz) instead of `data`.
+        held_out: share of the pairs held out, by conversation, for the accuracy.
+        out: the reward model's folder.
+        steps: optimizer steps.
+        batch_size: pairs per step.
+        lr: peak learning rate (warm-up then cosine decay to a tenth).
+        warmup_steps: linear warm-up steps.
+        seed: data order.
+        dtype: autocast dtype.
+    """
+
+    base_run: str = ""
+    data: str = ""
+    hh_rlhf: str = ""
+    held_out: float = 0.1
+    out: str = "runs/rm"
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 5e-5
+    warmup_steps: int = 10
+    seed: int = 0
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+
+    def validate(self) -> None:
+        if not self.base_run or bool(self.data) == bool(self.hh_rlhf):
+            raise ValueError("--base_run and exactly one of --data / --hh_rlhf are required")
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("steps and batch_size must be >= 1, lr > 0")
+        if not 0 < self.held_out < 1:
+            raise ValueError("held_out must be in (0, 1)")
+
+
+class RewardModel(torch.nn.Module):
+    """Backbone + linear head on the hidden state of each sequence's last real token."""
+
+    def __init__(self, backbone, tokenizer=None):
+        super().__init__()
+        self.backbone = backbone
+        self.head = torch.nn.Linear(backbone.cfg.d_model, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+        self.tokenizer = tokenizer
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) right-padded, lengths (B,) -> rewards (B,)."""
+        hidden = self.backbone(ids, return_hidden=True)
+        last = hidden[torch.arange(ids.shape[0]), lengths - 1]
+        return self.head(last.float()).squeeze(-1)
+
+    @torch.no_grad()
+    def score(self, prompts: list, completions: list) -> list[float]:
+        """Rewards of (prompt, completion) pairs: plain strings, or message lists (conversational)."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
+        if not prompts:
+            return []
+        seqs = [scored_sequence(self.tokenizer, p, c, self.backbone.cfg.max_seq_len)
+                for p, c in zip(prompts, completions)]
+        self.eval()
+        ids, lengths = pad(seqs, 0)
+        return [float(v) for v in self(ids, lengths)]
+
+
+def pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s)
+    return ids, torch.tensor([len(s) for s in seqs])
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def pairwise_accuracy(rm: RewardModel, pairs: list[PreferencePair], batch: int = 16) -> dict:
+    wins = 0
+    rm.eval()
+    with torch.no_grad():
+        for i in range(0, len(pairs), batch):
+            chunk = pairs[i:i + batch]
+            ids, lengths = pad([p.chosen for p in chunk] + [p.rejected for p in chunk], 0)
+            r = rm(ids, lengths)
+            wins += int((r[:len(chunk)] > r[len(chunk):]).sum())
+    rm.train()
+    lo, hi = wilson_interval(wins, len(pairs))
+    return {"accuracy": wins / max(1, len(pairs)), "interval_95": [lo, hi], "pairs": len(pairs)}
+
+
+def _pairs(rows, tok, max_len, where) -> tuple[list[PreferencePair], LoadReport]:
+    report, out = LoadReport(where), []
+    for row in rows:
+        report.rows += 1
+        try:
+            if row is None:
+                raise ValueError("not a JSON object")
+            out.append(preference_pair(tok, row, max_len))
+        except (ValueError, ChatFormatError) as err:
+            report.skipped[str(err).split(":")[0][:80]] += 1
+    report.used = len(out)
+    if report.rows and report.used * 2 < report.rows:
+        raise AlignDataError(f"{report.summary()}: most rows are unusable")
+    return out, report
+
+
+def train_rm(cfg: RMConfig, log=print) -> Path:
+    from augury.model.run import load_run
+    from augury.train.checkpoint import save_checkpoint
+
+    cfg.validate()
+    out = Path(cfg.out)
+    if out.exists() and any(out.iterdir()):
+        raise AlignDataError(f"--out {out} exists and is not empty")
+    backbone, tok, mcfg = load_run(cfg.base_run)
+    if cfg.hh_rlhf:
+        rows, _ = hh_rlhf_rows(cfg.hh_rlhf)
+    else:
+        rows = read_jsonl(cfg.data)
+    train_rows, held_rows = split_held_out(rows, cfg.held_out, key=lambda r: str(r.get("prompt") if r else r)[:2000])
+    train, train_report = _pairs(train_rows, tok, mcfg.max_seq_len, cfg.hh_rlhf or cfg.data)
+    held, held_report = _pairs(held_rows, tok, mcfg.max_seq_len, f"{cfg.hh_rlhf or cfg.data} (held out)")
+    if not train or not held:
+        raise AlignDataError("need usable pairs on both sides of the held-out split")
+    log(train_report.summary())
+    log(held_report.summary())
+    torch.manual_seed(cfg.seed)
+    rm = RewardModel(backbone, tok)
+    rm.train()
+    optimizer = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, betas=(0.9, 0.95))
+    use_bf16 = cfg.dtype == "bfloat16"
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rng = np.random.default_rng(cfg.seed)
+    t0 = time.perf_counter()
+    before = pairwise_accuracy(rm, held)
+    for step in range(1, cfg.steps + 1):
+        progress = max(0, step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        lr = cfg.lr * (step / cfg.warmup_steps if step <= cfg.warmup_steps else
+                       0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        chunk = [train[i] for i in rng.integers(0, len(train), cfg.batch_size)]
+        ids, lengths = pad([p.chosen for p in chunk] + [p.rejected for p in chunk], 0)
+        with autocast():
+            r = rm(ids, lengths)
+        loss = bradley_terry_loss(r[:len(chunk)].float(), r[len(chunk):].float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+        optimizer.step()
+        append_jsonl(tmp / "metrics.jsonl", {"step": step, "loss": float(loss.detach()), "lr": lr,
+                                             "elapsed_s": time.perf_counter() - t0})
+    after = pairwise_accuracy(rm, held)
+    log(f"held-out pairwise accuracy {after['accuracy']:.3f} [{after['interval_95'][0]:.3f}, "
+        f"{after['interval_95'][1]:.3f}] on {after['pairs']} pairs (untrained head: {before['accuracy']:.3f})")
+    shutil.copyfile(Path(cfg.base_run) / "tokenizer.json", tmp / "tokenizer.json")
+    atomic_write_text(tmp / "config.yaml", yaml.safe_dump({"model": to_jsonable(mcfg), "rm": asdict(cfg)},
+                                                          sort_keys=False))
+    save_checkpoint(tmp, cfg.steps, rm.backbone, optimizer=torch.optim.SGD([torch.zeros(1)], lr=0.0),
+                    trainer_state={"step": cfg.steps})
+    head = {k: v.detach().contiguous() for k, v in rm.head.state_dict().items()}
+    save_file(head, str(tmp / "reward_head.safetensors"))
+    atomic_write_json(tmp / "manifest.json", {
+        "kind": "reward_model", "created": utc_now(), "git": git_hash(), "base_run": str(cfg.base_run),
+        "data": {"train": train_report.summary(), "held_out": held_report.summary()},
+        "held_out_accuracy": after, "held_out_accuracy_untrained": before, "finished": True})
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)
+    return out
+
+
+def load_reward_model(path: str | Path) -> RewardModel:
+    """A reward model written by `augury rm` (refuses an unfinished folder)."""
+    import json
+
+    from augury.model.run import load_run
+
+    path = Path(path)
+    manifest = path / "manifest.json"
+    if not manifest.is_file() or not json.loads(manifest.read_text()).get("finished"):
+        raise AlignDataError(f"{path} is not a finished reward model (no finished manifest.json)")
+    backbone, tok, _ = load_run(path)
+    rm = RewardModel(backbone, tok)
+    rm.head.load_state_dict(load_file(str(path / "reward_head.safetensors")))
+    return rm.eval()
+
+
+def main(argv: list[str]) -> int:
+    from augury.command import config_cli
+    from augury.errors import UsageError
+
+    cfg = config_cli(RMConfig, argv, prog="augury rm", description=__doc__.split("\n")[0])
+    try:
+        train_rm(cfg)
+    except (ValueError, AlignDataError) as err:
+        raise UsageError(str(err)) from None
+    return 0

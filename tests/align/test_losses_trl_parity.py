@@ -1,0 +1,58 @@
+"""augury's SFT and reward-model losses equal TRL's on the same inputs (TRL is a test-only dependency)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from augury.align.losses import bradley_terry_loss, masked_token_loss
+
+trl = pytest.importorskip("trl")
+
+
+def test_masked_sft_loss_over_micro_batches_equals_trl_collator_and_transformers_loss():
+    from transformers.loss.loss_utils import ForCausalLMLoss
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    torch.manual_seed(0)
+    V = 50
+    examples = [{"input_ids": torch.randint(1, V, (n,)).tolist()} for n in (7, 12, 5, 9)]
+    masks = [[0, 0, 1, 1, 1, 1, 1], [0] * 6 + [1] * 6, [0] * 5, [0, 0, 0, 1, 1, 0, 0, 1, 1]]  # one all-masked row
+    for e, m in zip(examples, masks):
+        e["labels"] = [t if k else -100 for t, k in zip(e["input_ids"], m)]
+    collate = DataCollatorForLanguageModeling(pad_token_id=0)
+    micro = [collate([examples[0], examples[1]]), collate([examples[2], examples[3]])]
+    logits = [torch.randn(b["input_ids"].shape + (V,)) for b in micro]
+    n_items = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
+    theirs = sum(ForCausalLMLoss(lg, b["labels"], V, num_items_in_batch=n_items) for lg, b in zip(logits, micro))
+    ours = 0.0
+    for lg, b in zip(logits, micro):
+        targets = b["input_ids"][:, 1:]
+        mask = b["labels"][:, 1:] != -100
+        ours = ours + masked_token_loss(lg[:, :-1], targets, mask, n_items)
+    assert float(ours) == pytest.approx(float(theirs), abs=1e-5)
+    # the all-masked micro-batch row adds nothing, and a wholly masked micro-batch gives 0, not NaN
+    empty = masked_token_loss(logits[1][:, :-1], micro[1]["input_ids"][:, 1:], torch.zeros(2, 8, dtype=torch.bool),
+                              0)
+    assert float(empty) == 0.0
+
+
+def test_bradley_terry_equals_trl_reward_trainer():
+    from trl.trainer.reward_trainer import RewardTrainer
+
+    torch.manual_seed(1)
+    rewards = torch.randn(16, 1)
+
+    class Model:
+        def __call__(self, **inputs):
+            return SimpleNamespace(logits=rewards)
+
+    identity = SimpleNamespace(gather=lambda x: x, gather_for_metrics=lambda x: x)
+    fake = SimpleNamespace(model=SimpleNamespace(training=False), args=SimpleNamespace(center_rewards_coefficient=None),
+                           _metrics={"eval": __import__("collections").defaultdict(list)}, _total_train_tokens=0,
+                           accelerator=identity)
+    theirs = RewardTrainer.compute_loss(fake, Model(), {"attention_mask": torch.ones(16, 3)})
+    chosen, rejected = rewards.squeeze(-1).chunk(2)
+    assert float(bradley_terry_loss(chosen, rejected)) == pytest.approx(float(theirs), abs=1e-6)

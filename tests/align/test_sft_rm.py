@@ -1,0 +1,136 @@
+"""`augury sft` and `augury rm` end to end on tiny data: learning, outputs, exact resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from augury.align.data import AlignDataError, hh_rlhf_rows, parse_transcript
+from augury.align.rm import RMConfig, load_reward_model, train_rm
+from augury.align.sft import SFTConfig, train_sft
+
+
+def _sft(chat_run, data, out, **kw):
+    base = dict(base_run=str(chat_run), data=str(data), out=str(out), steps=6, batch_size=8, micro_batch_size=4,
+                lr=3e-3, warmup_steps=1, eval_every=3, ckpt_every=3, held_out=0.2, dtype="float32")
+    return SFTConfig(**{**base, **kw})
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_sft_learns_and_writes_a_normal_run(chat_run, sft_file, tmp_path):
+    from augury.model.run import load_run
+
+    out = train_sft(_sft(chat_run, sft_file, tmp_path / "sft", steps=12), log=lambda *_: None)
+    rows = _metrics(out)
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    vals = [r["val_loss"] for r in rows if "val_loss" in r]
+    assert len(vals) == 4 and vals[-1] < vals[0]
+    assert json.loads((out / "manifest.json").read_text())["finished"] is True
+    model, tok, cfg = load_run(out)  # what sample, export and eval load
+    assert cfg.vocab_size == tok.get_vocab_size()
+
+
+def test_sft_resume_is_exact(chat_run, sft_file, tmp_path, monkeypatch):
+    import augury.train.checkpoint as ckpt_mod
+
+    whole = train_sft(_sft(chat_run, sft_file, tmp_path / "whole"), log=lambda *_: None)
+    real = ckpt_mod.save_checkpoint
+
+    def save_then_die(run, step, *args, **kwargs):
+        path = real(run, step, *args, **kwargs)
+        if step == 3:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(_sft(chat_run, sft_file, tmp_path / "split"), log=lambda *_: None)
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", real)
+    split = train_sft(_sft(chat_run, sft_file, tmp_path / "split", resume=True), log=lambda *_: None)
+    a = [r["train_loss"] for r in _metrics(whole)]
+    b = [r["train_loss"] for r in _metrics(split)]
+    assert a == b
+    from safetensors.torch import load_file
+
+    wa = load_file(str(whole / "checkpoints" / "step_00000006" / "model.safetensors"))
+    wb = load_file(str(split / "checkpoints" / "step_00000006" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_sft_bad_rows_are_counted_and_mostly_bad_data_is_refused(chat_run, sft_file, tmp_path):
+    good = sft_file.read_text()
+    bad = [{"messages": [{"role": "user", "content": "no reply"}]}, {"prompt": "Q", "completion": "  "}, "[1, 2]"]
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(good + "".join((b if isinstance(b, str) else json.dumps(b)) + "\n" for b in bad))
+    logs = []
+    train_sft(_sft(chat_run, mixed, tmp_path / "ok", steps=1), log=logs.append)
+    assert any("skipped" in line and "no assistant turn" in line for line in logs)
+    mostly_bad = tmp_path / "bad.jsonl"
+    mostly_bad.write_text("".join(json.dumps(bad[0]) + "\n" for _ in range(10)) + good.splitlines()[0] + "\n")
+    with pytest.raises(AlignDataError, match="most rows are unusable"):
+        train_sft(_sft(chat_run, mostly_bad, tmp_path / "no", steps=1, held_out=0.0), log=lambda *_: None)
+    with pytest.raises(AlignDataError, match="not empty"):
+        train_sft(_sft(chat_run, sft_file, tmp_path / "ok", steps=1), log=lambda *_: None)
+
+
+def test_base_run_without_chat_tokens_is_a_clear_error(tmp_path, tiny_tokenizer_path, sft_file):
+    import shutil
+
+    import yaml
+
+    from augury.io import to_jsonable
+    from augury.model import ModelConfig, Transformer
+    from augury.train.checkpoint import save_checkpoint
+
+    run = tmp_path / "plain"
+    run.mkdir()
+    shutil.copyfile(tiny_tokenizer_path, run / "tokenizer.json")
+    cfg = ModelConfig(vocab_size=300, depth=1, d_model=32, n_heads=2, max_seq_len=64).resolved()
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": to_jsonable(cfg)}))
+    model = Transformer(cfg)
+    save_checkpoint(run, 1, model, torch.optim.AdamW(model.parameters()), {"step": 1})
+    with pytest.raises(AlignDataError, match="most rows are unusable.*lacks the chat tokens|lacks the chat tokens"):
+        train_sft(_sft(run, sft_file, tmp_path / "x", steps=1), log=lambda *_: None)
+
+
+def test_reward_model_learns_held_out_preferences(chat_run, pref_file, tmp_path):
+    cfg = RMConfig(base_run=str(chat_run), data=str(pref_file), out=str(tmp_path / "rm"), steps=40, batch_size=8,
+                   lr=1e-3, warmup_steps=2, held_out=0.25, dtype="float32")
+    logs = []
+    out = train_rm(cfg, log=logs.append)
+    manifest = json.loads((out / "manifest.json").read_text())
+    acc = manifest["held_out_accuracy"]
+    lo, hi = acc["interval_95"]
+    assert 0.0 <= lo <= acc["accuracy"] <= hi <= 1.0 and acc["pairs"] > 0
+    assert acc["accuracy"] > 0.8
+    rm = load_reward_model(out)
+    prompt = [{"role": "user", "content": "What is two plus two? (99)"}]
+    good, bad = rm.score([prompt, prompt], [[{"role": "assistant", "content": "Four."}],
+                                            [{"role": "assistant", "content": "Sorry, I can't help."}]])
+    assert good > bad
+
+
+def test_hh_rlhf_transcripts_parse_into_preference_rows(shared_data):
+    rows, report = hh_rlhf_rows(shared_data / "hh-rlhf" / "helpful-base" / "test.jsonl.gz")
+    assert report.used > 0.9 * report.rows
+    row = rows[0]
+    assert row["prompt"][0]["role"] == "user" and row["chosen"][0]["role"] == "assistant"
+    with pytest.raises(ValueError):
+        parse_transcript("Assistant: hello")
+
+
+def test_cli_spellings_and_usage_errors(chat_run, sft_file, tmp_path, capsys):
+    from augury.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["sft", "--base-run", str(chat_run), "--data", str(sft_file), "--out", str(out), "--steps", "1",
+                 "--batch_size", "4", "--micro_batch_size", "4", "--dtype", "float32"]) == 0
+    assert (out / "manifest.json").is_file()
+    assert main(["sft", "--data", str(sft_file)]) == 2
+    assert "--base_run and --data are required" in capsys.readouterr().err
+    assert main(["rm", "--base_run", str(chat_run), "--data", "x.jsonl", "--hh_rlhf", "y.jsonl.gz"]) == 2
