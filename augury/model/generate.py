@@ -1,8 +1,14 @@
 """Batched generation: many prompts of different lengths at once, each with its own sampling settings.
 
-    from augury.model.generate import SamplingParams, generate
+    from augury.model.generate import Engine, SamplingParams, generate
     outs = generate(model, tokenizer, [ids_a, ids_b], SamplingParams(max_tokens=64, temperature=0.7, stop=["\\n"]))
     outs[0].text, outs[0].token_ids, outs[0].logprobs, outs[0].finish_reason   # "stop" or "length"
+
+    engine = Engine(model, tokenizer)            # continuous batching: requests join and leave between steps
+    engine.add("a", ids_a, SamplingParams(max_tokens=32))
+    while engine.busy():
+        for event in engine.step():              # one token per active request: Event(key, text, ..., finished)
+            ...
 
 Rows are left-padded into one key/value cache; each row has its own rotary positions (a padded row computes
 exactly what it would alone) and a key mask hides the padding. Rows leave the batch as they finish, so the
@@ -83,7 +89,172 @@ def _choose(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator | None
     return int(torch.multinomial(probs, 1, generator=gen))
 
 
-@torch.no_grad()
+@dataclass
+class Event:
+    """What one step did for one request."""
+
+    key: object  # the caller's handle given to Engine.add
+    token_id: int | None  # the new token (None when the request ended without one: a stop token or no room)
+    logprob: float | None
+    text: str  # text that can be sent now (held back while it could still be a stop string or a partial char)
+    finished: bool = False
+    generation: Generation | None = None  # the whole result, on the last event
+
+
+@dataclass
+class _Row:
+    key: object
+    prompt: list[int]
+    params: SamplingParams
+    budget: int
+    gen: torch.Generator | None
+    stream: TextStream
+    ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+
+
+class Engine:
+    """Continuous batching over one key/value cache: requests join and leave between decode steps.
+
+    Running rows share a left-padded cache (each with its own rotary positions and a key mask). A row that finishes
+    leaves at once (its cache row is dropped); requests added meanwhile join at the next step: their prompts are
+    prefilled together and their cache is merged with the running one. Each row keeps its own generator, so what a
+    seeded row draws does not depend on what else is running.
+    """
+
+    def __init__(self, model, tokenizer, fallback_id: int = 0, max_batch: int = 64):
+        self.model, self.tokenizer, self.fallback_id, self.max_batch = model, tokenizer, fallback_id, max_batch
+        self.device = model.embed_tokens.weight.device
+        self.rows: list[_Row] = []  # running, in cache order
+        self.waiting: list[_Row] = []
+        self.cache = None
+        self.logits: torch.Tensor | None = None  # (len(rows), V): the next token's logits of each running row
+
+    def add(self, key, prompt: list[int], params: SamplingParams) -> None:
+        params.validate()
+        limit = self.model.cfg.max_seq_len
+        prompt = list(prompt)[-(limit - 1):] if prompt else [self.fallback_id]
+        gen = torch.Generator(device=self.device).manual_seed(params.seed) if params.seed is not None else None
+        budget = max(0, min(params.max_tokens, limit - len(prompt)))
+        self.waiting.append(_Row(key, prompt, params, budget, gen, TextStream(self.tokenizer.decode, params.stop)))
+
+    def cancel(self, key) -> None:
+        """Drop a request (a client that went away); it produces no more events."""
+        self.waiting = [r for r in self.waiting if r.key != key]
+        keep = [j for j, r in enumerate(self.rows) if r.key != key]
+        if len(keep) < len(self.rows):
+            self._keep(keep)
+
+    def busy(self) -> bool:
+        return bool(self.rows or self.waiting)
+
+    def _keep(self, keep: list[int]) -> None:
+        self.rows = [self.rows[j] for j in keep]
+        if not self.rows:
+            self.cache, self.logits = None, None
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.cache.keep_rows(index)
+        self.logits = self.logits[index]
+
+    def _prefill(self, rows: list[_Row]):
+        """A cache and next-token logits for `rows` (prompt and tokens so far), left-padded together."""
+        from augury.model.transformer import KVCache
+
+        seqs = [r.prompt + r.ids for r in rows]
+        width = max(len(q) for q in seqs)
+        pads = [width - len(q) for q in seqs]
+        ids = torch.tensor([[self.fallback_id] * pad + q for pad, q in zip(pads, seqs)], device=self.device)
+        slot = torch.arange(width, device=self.device)
+        pad_t = torch.tensor(pads, device=self.device)
+        cache = KVCache(self.model.cfg, len(seqs), width, self.device, self.model.embed_tokens.weight.dtype)
+        cache.key_mask = slot[None, :] >= pad_t[:, None]
+        positions = (slot[None, :] - pad_t[:, None]).clamp(min=0)
+        logits = self.model(ids, kv_cache=cache, positions=positions, logits_to_keep=1)[:, -1]
+        return cache, logits
+
+    def _join(self, rows: list[_Row]) -> None:
+        """Prefill the joining rows alone, then merge their cache with the running one.
+
+        Slots are not positions (each row carries its own rotary positions), so the two caches are aligned on their
+        last slot; slots no running row uses any more are dropped on the way, so the cache stays short.
+        """
+        from augury.model.transformer import KVCache
+
+        cache, logits = self._prefill(rows)
+        if self.cache is None:
+            old_rows, old_len, old = 0, 0, None
+        else:
+            old = self.cache
+            used = old.key_mask[:, :old.pos] if old.key_mask is not None else None
+            first = int(used.any(0).nonzero()[0]) if used is not None else 0
+            old_rows, old_len = len(self.rows), old.pos - first
+        width = max(old_len, cache.pos)
+        room = max(r.budget - len(r.ids) for r in self.rows + rows)
+        merged = KVCache(self.model.cfg, old_rows + len(rows), width + room, self.device, cache.k.dtype)
+        # slots a row never wrote are masked, but a masked weight of 0 times uninitialised memory can still be NaN
+        merged.k.zero_()
+        merged.v.zero_()
+        merged.key_mask = torch.zeros(old_rows + len(rows), width + room, dtype=torch.bool, device=self.device)
+        if old is not None:
+            merged.k[:, :old_rows, :, width - old_len:width] = old.k[:, :, :, old.pos - old_len:old.pos]
+            merged.v[:, :old_rows, :, width - old_len:width] = old.v[:, :, :, old.pos - old_len:old.pos]
+            merged.key_mask[:old_rows, width - old_len:width] = (
+                old.key_mask[:, old.pos - old_len:old.pos] if old.key_mask is not None else True)
+        merged.k[:, old_rows:, :, width - cache.pos:width] = cache.k
+        merged.v[:, old_rows:, :, width - cache.pos:width] = cache.v
+        merged.key_mask[old_rows:, width - cache.pos:width] = cache.key_mask
+        merged.pos = width
+        self.cache = merged
+        self.logits = logits if self.logits is None or old is None else torch.cat([self.logits, logits])
+        self.rows += rows
+
+    @torch.no_grad()
+    def step(self) -> list[Event]:
+        """Admit waiting requests, then give every running request one token; returns what happened."""
+        events: list[Event] = []
+        joining = []
+        while self.waiting and len(self.rows) + len(joining) < self.max_batch:
+            row = self.waiting.pop(0)
+            if row.budget == 0:
+                events.append(self._finish(row, "length"))
+            else:
+                joining.append(row)
+        if joining:
+            self._join(joining)
+        if not self.rows:
+            return events
+        logp = torch.log_softmax(self.logits.float(), dim=-1)
+        keep, chosen = [], []
+        for j, row in enumerate(self.rows):
+            tok = _choose(self.logits[j], row.params, row.gen)
+            if tok in row.params.stop_token_ids:
+                events.append(self._finish(row, "stop"))
+                continue
+            row.ids.append(tok)
+            row.logprobs.append(float(logp[j, tok]))
+            text = row.stream.push(tok)
+            if row.stream.stopped or len(row.ids) >= row.budget:
+                events.append(self._finish(row, "stop" if row.stream.stopped else "length", tok, text))
+                continue
+            events.append(Event(row.key, tok, row.logprobs[-1], text))
+            keep.append(j)
+            chosen.append(tok)
+        if len(keep) < len(self.rows):
+            self._keep(keep)
+        if self.rows:
+            self.cache.key_mask[:, self.cache.pos] = True
+            step_ids = torch.tensor(chosen, device=self.device)[:, None]
+            positions = torch.tensor([len(r.prompt) + len(r.ids) - 1 for r in self.rows], device=self.device)
+            self.logits = self.model(step_ids, kv_cache=self.cache, positions=positions[:, None])[:, -1]
+        return events
+
+    def _finish(self, row: _Row, reason: str, tok: int | None = None, text: str = "") -> Event:
+        text += row.stream.finish()
+        result = Generation(row.ids, row.stream.text, row.logprobs, reason, len(row.prompt))
+        return Event(row.key, tok, row.logprobs[-1] if tok is not None else None, text, True, result)
+
+
 def generate(model, tokenizer, prompts: list[list[int]], params: SamplingParams | list[SamplingParams],
              fallback_id: int = 0) -> list[Generation]:
     """Continue every prompt (token ids) at once; results in the input order.
@@ -91,71 +262,15 @@ def generate(model, tokenizer, prompts: list[list[int]], params: SamplingParams 
     `tokenizer` needs `decode(ids)` (a `tokenizers.Tokenizer` or any object with it). An empty prompt starts
     from `fallback_id` (augury's end-of-text id is 0).
     """
-    if not prompts:
-        return []
     settings = params if isinstance(params, list) else [params] * len(prompts)
     if len(settings) != len(prompts):
         raise ValueError(f"{len(settings)} sampling settings for {len(prompts)} prompts")
-    for s in settings:
-        s.validate()
-    device = model.embed_tokens.weight.device
-    limit = model.cfg.max_seq_len
-    rows = [list(p)[-(limit - 1):] if p else [fallback_id] for p in prompts]
-    budgets = [max(0, min(s.max_tokens, limit - len(r))) for s, r in zip(settings, rows)]
-    width = max(len(r) for r in rows)
-    pads = [width - len(r) for r in rows]
-    ids = torch.tensor([[fallback_id] * pad + r for pad, r in zip(pads, rows)], device=device)
-    slot = torch.arange(width, device=device)
-    pad_t = torch.tensor(pads, device=device)
-    positions = (slot[None, :] - pad_t[:, None]).clamp(min=0)
-    cache = model.new_kv_cache(len(rows), width + max(budgets))
-    if max(pads) > 0:  # without padding every slot is real: the plain causal path is faster
-        cache.key_mask = torch.zeros(len(rows), cache.max_len, dtype=torch.bool, device=device)
-        cache.key_mask[:, :width] = slot[None, :] >= pad_t[:, None]
-    logits = model(ids, kv_cache=cache, positions=positions, logits_to_keep=1)[:, -1]
-
-    gens = [torch.Generator(device=device).manual_seed(s.seed) if s.seed is not None else None for s in settings]
-    streams = [TextStream(tokenizer.decode, s.stop) for s in settings]
-    out_ids: list[list[int]] = [[] for _ in rows]
-    out_lp: list[list[float]] = [[] for _ in rows]
-    finish = ["length"] * len(rows)
-    active = [i for i in range(len(rows)) if budgets[i] > 0]  # rows still in the batch, in cache order
-    if len(active) < len(rows):
-        cache.keep_rows(torch.tensor(active, dtype=torch.long, device=device))
-        logits = logits[active]
-    next_pos = torch.tensor([len(r) for r in rows], device=device)
-    while active:
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        chosen, keep = [], []
-        for j, i in enumerate(active):
-            tok = _choose(logits[j], settings[i], gens[i])
-            if tok in settings[i].stop_token_ids:
-                finish[i] = "stop"
-                continue
-            out_ids[i].append(tok)
-            out_lp[i].append(float(logp[j, tok]))
-            streams[i].push(tok)
-            if streams[i].stopped:
-                finish[i] = "stop"
-                continue
-            if len(out_ids[i]) >= budgets[i]:
-                continue
-            chosen.append(tok)
-            keep.append(j)
-        if not keep:
-            break
-        if len(keep) < len(active):
-            rows_kept = torch.tensor(keep, dtype=torch.long, device=device)
-            cache.keep_rows(rows_kept)
-            active = [active[j] for j in keep]
-        if cache.key_mask is not None:
-            cache.key_mask[:, cache.pos] = True
-        step_ids = torch.tensor(chosen, device=device)[:, None]
-        made = torch.tensor([len(out_ids[i]) - 1 for i in active], device=device)
-        step_pos = (next_pos[active] + made)[:, None]
-        logits = model(step_ids, kv_cache=cache, positions=step_pos)[:, -1]
-    results = []
-    for i in range(len(rows)):
-        streams[i].finish()
-        results.append(Generation(out_ids[i], streams[i].text, out_lp[i], finish[i], len(rows[i])))
+    engine = Engine(model, tokenizer, fallback_id, max_batch=max(1, len(prompts)))
+    for i, (prompt, p) in enumerate(zip(prompts, settings)):
+        engine.add(i, prompt, p)
+    results: list[Generation | None] = [None] * len(prompts)
+    while engine.busy():
+        for event in engine.step():
+            if event.finished:
+                results[event.key] = event.generation
     return results

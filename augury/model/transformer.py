@@ -288,7 +288,7 @@ class Transformer(nn.Module):
         x = parts[0] if len(parts) == 1 else torch.cat([parts[0].to(parts[1].dtype), parts[1]], dim=1)
         T = x.shape[1]
         start = kv_cache.pos if kv_cache is not None else 0
-        if start + T > self.cfg.max_seq_len:
+        if positions is None and start + T > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.cfg.max_seq_len}")
         if positions is not None:
             if int(positions.max()) >= self.cfg.max_seq_len:

@@ -56,15 +56,18 @@ class LocalBackend:
         self.max_context, self.kind = max_context, kind
         self._chat_render, self.chat_stop_ids = chat_render, stop_ids
         self._jobs: queue.Queue = queue.Queue()
+        self.max_batch = 32
         self._worker = threading.Thread(target=self._work, name="augury-serve-generate", daemon=True)
         self._worker.start()
 
     # ---- loading -------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, spec: str, device: str = "cpu") -> LocalBackend:
+    def load(cls, spec: str, device: str = "cpu", max_batch: int = 32) -> LocalBackend:
         if spec.startswith("hf:"):
             return cls._load_hf(spec[3:], device)
-        return cls._load_augury(spec, device)
+        backend = cls._load_augury(spec, device)
+        backend.max_batch = max_batch
+        return backend
 
     @classmethod
     def _load_augury(cls, run: str, device: str) -> LocalBackend:
@@ -150,6 +153,8 @@ class LocalBackend:
             cancel.set()  # a client that went away frees the worker at the next token
 
     def _work(self) -> None:
+        if self.kind == "augury":
+            return self._work_batched()
         while True:
             kind, *args = self._jobs.get()
             if kind == "score":
@@ -168,6 +173,75 @@ class LocalBackend:
                 self._generate(job, emit, cancel)
             except Exception as err:  # noqa: BLE001 (reported to the waiting request)
                 emit(err)
+
+    def _work_batched(self) -> None:
+        """Between decode steps: take in new jobs (scoring runs at once), drop cancelled ones, step the engine."""
+        from augury.model.generate import Engine, SamplingParams
+
+        def new_engine():
+            return Engine(self.model.model, self.tokenizer.tok, fallback_id=self.model.eot_id or 0,
+                          max_batch=self.max_batch)
+
+        engine = new_engine()
+        running: dict[int, tuple] = {}  # key -> (job, emit, cancel)
+        next_key = 0
+        while True:
+            try:
+                item = self._jobs.get(block=not engine.busy())
+            except queue.Empty:
+                item = None
+            while item is not None:
+                kind, *args = item
+                if kind == "score":
+                    ids, top, done = args
+                    try:
+                        done.put(self.model.score(ids, top))
+                    except Exception as err:  # noqa: BLE001 (reported to the waiting request)
+                        done.put(err)
+                else:
+                    job, (loop, out), cancel = args
+                    try:
+                        engine.add(next_key, job.prompt_ids[-self.max_context:], SamplingParams(
+                            max_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p, stop=job.stop,
+                            stop_token_ids=job.stop_token_ids, seed=job.seed))
+                        running[next_key] = (job, out, loop, cancel)
+                        next_key += 1
+                    except Exception as err:  # noqa: BLE001 (reported to the waiting request)
+                        loop.call_soon_threadsafe(out.put_nowait, err)
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    item = None
+            for key in [k for k, (_, _, _, cancel) in running.items() if cancel.is_set()]:
+                engine.cancel(key)
+                running.pop(key)
+            if not engine.busy():
+                continue
+            engine.max_batch = self.max_batch  # set after the worker started (LocalBackend.load)
+            try:
+                events = engine.step()
+            except Exception as err:  # noqa: BLE001 (every running request hears of it; the server goes on)
+                for _, out, loop, _ in running.values():
+                    loop.call_soon_threadsafe(out.put_nowait, err)
+                running.clear()
+                engine = new_engine()
+                continue
+            batches: dict = {}  # event loop -> [(queue, delta)]: one wake-up per loop per step, not per token
+            for event in events:
+                job, out, loop, _ = running[event.key]
+                lps = [event.logprob] if job.logprobs and event.logprob is not None else []
+                if event.finished:
+                    g = event.generation
+                    delta = Delta(text=event.text, logprobs=lps, finish_reason=g.finish_reason,
+                                  prompt_tokens=g.prompt_tokens, completion_tokens=len(g.token_ids))
+                    running.pop(event.key)
+                elif event.text or lps:
+                    delta = Delta(text=event.text, logprobs=lps)
+                else:
+                    continue
+                batches.setdefault(loop, []).append((out, delta))
+            for loop, items in batches.items():
+                loop.call_soon_threadsafe(_deliver, items)
 
     def _generate(self, job: GenerationJob, emit, cancel: threading.Event) -> None:
         import torch
@@ -193,6 +267,11 @@ class LocalBackend:
                 break
         tail = stream.finish()
         emit(Delta(text=tail, finish_reason=finish, prompt_tokens=len(prompt), completion_tokens=n_out))
+
+
+def _deliver(items) -> None:
+    for out, delta in items:
+        out.put_nowait(delta)
 
 
 def _sample(logits, temperature: float, top_p: float, gen):

@@ -55,7 +55,7 @@ def build_app(cfg):
     if cfg.upstream:
         backend = UpstreamBackend(cfg.upstream, cfg.upstream_key_env or None, cfg.request_timeout_s)
     else:
-        backend = LocalBackend.load(cfg.model, cfg.device)
+        backend = LocalBackend.load(cfg.model, cfg.device, cfg.max_batch)
     return create_app(cfg, backend, keys, RequestLog(cfg.log))
 
 

@@ -34,6 +34,7 @@ class ServeConfig:
         body_timeout_s: a client must send its whole request body within this (408 beyond).
         request_timeout_s: a reply must be finished within this (the stream ends with finish_reason "length").
         device: torch device for a local model.
+        max_batch: requests an augury run generates for at once (continuous batching); 1 serves one at a time.
         limits: per-key rate limits, daily token budgets and concurrency.
     """
 
@@ -53,6 +54,7 @@ class ServeConfig:
     body_timeout_s: float = 10.0
     request_timeout_s: float = 300.0
     device: str = "cpu"
+    max_batch: int = 32
     limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def validate(self) -> None:
@@ -64,7 +66,7 @@ class ServeConfig:
             raise ValueError(f"listening on {self.host} needs --keys (no authentication is allowed on loopback only)")
         if not 0 < self.port < 65536:
             raise ValueError("--port must be in 1..65535")
-        for name in ("max_body_bytes", "max_tokens_limit", "max_n", "max_queued"):
+        for name in ("max_body_bytes", "max_tokens_limit", "max_n", "max_queued", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1")
         for name in ("body_timeout_s", "request_timeout_s"):

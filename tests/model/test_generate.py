@@ -80,3 +80,28 @@ def test_context_limit_and_bad_settings(model):
         generate(model, ByteTokenizer(), [[1]], SamplingParams(top_p=0))
     with pytest.raises(ValueError, match="2 sampling settings for 1 prompts"):
         generate(model, ByteTokenizer(), [[1]], [SamplingParams(), SamplingParams()])
+
+
+def test_requests_joining_mid_flight_get_the_tokens_they_would_alone(model):
+    from augury.model.generate import Engine
+
+    alone = {i: generate(model, ByteTokenizer(), [p], SamplingParams(max_tokens=12, temperature=0))[0].token_ids
+             for i, p in enumerate(PROMPTS[:3])}
+    engine = Engine(model, ByteTokenizer())
+    got: dict[int, list[int]] = {}
+    engine.add(0, PROMPTS[0], SamplingParams(max_tokens=12, temperature=0))
+    for step in range(40):
+        if step == 3:
+            engine.add(1, PROMPTS[1], SamplingParams(max_tokens=12, temperature=0))
+        if step == 5:
+            engine.add(2, PROMPTS[2], SamplingParams(max_tokens=12, temperature=0))
+        for event in engine.step():
+            if event.finished:
+                got[event.key] = event.generation.token_ids
+        if not engine.busy() and step > 5:
+            break
+    assert got == alone, (got, alone)
+    engine.add(9, PROMPTS[0], SamplingParams(max_tokens=50, temperature=0))
+    engine.step()
+    engine.cancel(9)
+    assert not engine.busy()
