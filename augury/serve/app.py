@@ -311,13 +311,15 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         texts = [""] * len(jobs)
         finish = ["length"] * len(jobs)
         lps: list[list[float]] = [[] for _ in jobs]
+        ids: list[list[int]] = [[] for _ in jobs]
         async for index, delta in choices(ticket, jobs):
             texts[index] += delta.text
             lps[index] += delta.logprobs
+            ids[index] += delta.token_ids
             if delta.finish_reason:
                 finish[index] = delta.finish_reason
         if not chat and (req.echo or req.logprobs):
-            body = completion_with_logprobs(ticket, req, prompt, texts, finish, lps)
+            body = completion_with_logprobs(ticket, req, prompt, texts, finish, lps, ids)
         else:
             body = whole(ticket, chat, list(zip(texts, finish, lps)))
         log.write(ticket.record(200))
@@ -334,15 +336,14 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                               for i, (t, f, _) in enumerate(parts)]
         return out
 
-    def completion_with_logprobs(ticket, req, prompt, texts, finish, lps) -> dict:
+    def completion_with_logprobs(ticket, req, prompt, texts, finish, lps, gen_ids) -> dict:
         """lm-eval's `local-completions` shape: echo the prompt, token log-probs, top alternatives."""
         out = whole(ticket, False, list(zip(texts, finish, lps)))
         top = int(req.logprobs or 0)
         p_lp, p_top = backend.prompt_logprobs(prompt, top) if req.echo else ([], [])
         for i, choice in enumerate(out["choices"]):
-            gen_ids = backend.encode(texts[i])
-            tokens = [backend.decode([t]) for t in (prompt if req.echo else []) + gen_ids]
-            token_lps = list(p_lp) + lps[i][:len(gen_ids)]
+            tokens = [backend.decode([t]) for t in (prompt if req.echo else []) + gen_ids[i]]
+            token_lps = (list(p_lp) if req.echo else []) + lps[i]
             tops = [None if d is None else {backend.decode([k]): v for k, v in d.items()} for d in p_top]
             tops += [None] * (len(tokens) - len(tops))
             choice["logprobs"] = {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": tops,

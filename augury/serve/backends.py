@@ -43,6 +43,7 @@ class GenerationJob:
 class Delta:
     text: str = ""
     logprobs: list[float] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)  # the tokens the log-probs belong to (when asked for)
     finish_reason: str | None = None  # "stop", "length" or "content_filter" on the last delta
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -230,13 +231,14 @@ class LocalBackend:
             for event in events:
                 job, out, loop, _ = running[event.key]
                 lps = [event.logprob] if job.logprobs and event.logprob is not None else []
+                ids = [event.token_id] if lps else []
                 if event.finished:
                     g = event.generation
-                    delta = Delta(text=event.text, logprobs=lps, finish_reason=g.finish_reason,
+                    delta = Delta(text=event.text, logprobs=lps, token_ids=ids, finish_reason=g.finish_reason,
                                   prompt_tokens=g.prompt_tokens, completion_tokens=len(g.token_ids))
                     running.pop(event.key)
                 elif event.text or lps:
-                    delta = Delta(text=event.text, logprobs=lps)
+                    delta = Delta(text=event.text, logprobs=lps, token_ids=ids)
                 else:
                     continue
                 batches.setdefault(loop, []).append((out, delta))
@@ -261,7 +263,8 @@ class LocalBackend:
             n_out += 1
             text = stream.push(token)
             if text or job.logprobs:
-                emit(Delta(text=text, logprobs=[logprob] if job.logprobs else []))
+                emit(Delta(text=text, logprobs=[logprob] if job.logprobs else [],
+                           token_ids=[token] if job.logprobs else []))
             if stream.stopped:
                 finish = "stop"
                 break
