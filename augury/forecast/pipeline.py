@@ -500,10 +500,27 @@ def _capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, t
     mean = float(np.mean([f["predicted_mean_neg_log_pass_rate"] for f in folds]))
     interval = [float(np.mean([f["interval_bucket_weighted"][j] for f in folds])) for j in (0, 1)]
     flags = _cross_fit_flags(folds, cfg.fit) if len(folds) > 1 else list(folds[0]["flags"])
-    return {"predicted_mean_neg_log_pass_rate": mean, "interval_bucket_weighted": interval,
-            "cross_fitted": len(folds) > 1, "folds": folds, "flags": flags, "reliable": not flags,
-            "n_problems": len(problems), "samples": cfg.capability.samples,
-            "temperature": cfg.capability.temperature, "kind": cfg.capability.span}
+    status, reason = capability_status(folds, cfg.fit.level)
+    out = {"status": status, "predicted_mean_neg_log_pass_rate": mean, "interval_bucket_weighted": interval,
+           "cross_fitted": len(folds) > 1, "folds": folds, "flags": flags, "reliable": not flags,
+           "n_problems": len(problems), "samples": cfg.capability.samples,
+           "temperature": cfg.capability.temperature, "kind": cfg.capability.span}
+    if status == "not-forecastable":
+        # no point forecast is registered; the number the fits would give is kept, marked as unsupported
+        out.update(reason=reason, unsupported_predicted=mean, predicted_mean_neg_log_pass_rate=None,
+                   interval_bucket_weighted=None, reliable=False)
+    return out
+
+
+def capability_status(folds: list[dict], level: float) -> tuple[str, str]:
+    """("not-forecastable", reason) when no difficulty bucket improves measurably with compute in any fold (every
+    bucket's exponent k has a `level` interval that includes 0): capability that has not emerged on the rungs
+    cannot be extrapolated. Otherwise ("ok", "") - single flat buckets stay flags."""
+    flat = [f"k:{b['bucket']}" in f["flag_kinds"] for f in folds for b in f["buckets"]]
+    if flat and all(flat):
+        return ("not-forecastable", f"no difficulty bucket's pass rate improves measurably across the rungs (every "
+                                    f"exponent k's {level:.0%} interval includes 0, in every fold)")
+    return "ok", ""
 
 
 def _cross_fit_flags(folds: list[dict], fit_cfg) -> list[str]:
@@ -573,7 +590,8 @@ def verify_capability(cap: dict, records: list[dict]) -> dict:
                       "predicted_buckets": [b["predicted"] for b in fold["buckets"]], "unsolved_kept_problems": zeros})
     pred = cap["predicted_mean_neg_log_pass_rate"]
     actual = float(np.mean([f["actual"] for f in folds]))
-    return {"predicted": pred, "actual": actual, "rel_error": relative(pred, actual), "folds": folds,
+    return {"status": cap.get("status", "ok"), "predicted": pred, "actual": actual,
+            "rel_error": relative(pred, actual) if pred is not None else None, "folds": folds,
             "forecast_flagged": not cap["reliable"],
             "note": "mean -log pass rate over the problems every rung solved at least once (per fold: kept on one "
                     "half of the rungs' samples), averaged over the folds; a problem the target never solved "
@@ -588,9 +606,13 @@ def summary_text(forecast: dict, result: dict) -> str:
              + (" (the forecast was FLAGGED as unreliable before the target ran)" if r["forecast_flagged"] else ""))]
     if "capability" in result:
         c = result["capability"]
-        lines.append(f"capability (mean -log pass rate): predicted {c['predicted']:.3f}, actual {c['actual']:.3f}, "
-                     f"error {c['rel_error']:+.1%}"
-                     + (" (FLAGGED before the target ran)" if c["forecast_flagged"] else ""))
+        if c.get("predicted") is None:
+            lines.append(f"capability (mean -log pass rate): NOT FORECASTABLE ({forecast['capability']['reason']}); "
+                         f"actual {c['actual']:.3f}")
+        else:
+            lines.append(f"capability (mean -log pass rate): predicted {c['predicted']:.3f}, actual "
+                         f"{c['actual']:.3f}, error {c['rel_error']:+.1%}"
+                         + (" (FLAGGED before the target ran)" if c["forecast_flagged"] else ""))
     if "text" in result:
         t = result["text"]
         lines.append(f"held-out text loss: predicted {t['predicted']:.4f}, actual {t['actual']:.4f}, "

@@ -192,9 +192,14 @@ def render_markdown(forecast: dict, result: dict | None, images: dict[str, str])
                          + (f"{act[i]:.3f} |" if act else "– |"))
             L.append(f"| {n} | all | {fold['kept_problems']} | {fold['predicted_mean_neg_log_pass_rate']:.3f} | | "
                      + (f"{checked['actual']:.3f} |" if checked else "– |"))
-        L.append(f"| **mean** | | | **{cap['predicted_mean_neg_log_pass_rate']:.3f}** | | "
-                 + (f"**{result['capability']['actual']:.3f}** ({_pct(result['capability']['rel_error'])}) |"
-                    if result and "capability" in result else "– |"))
+        if cap["predicted_mean_neg_log_pass_rate"] is None:
+            L.append("| **mean** | | | **not forecastable** | | "
+                     + (f"**{result['capability']['actual']:.3f}** |" if result and "capability" in result else "– |"))
+            L += ["", f"**Not forecastable:** {cap['reason']}. No capability forecast was registered."]
+        else:
+            L.append(f"| **mean** | | | **{cap['predicted_mean_neg_log_pass_rate']:.3f}** | | "
+                     + (f"**{result['capability']['actual']:.3f}** ({_pct(result['capability']['rel_error'])}) |"
+                        if result and "capability" in result else "– |"))
         if cap["flags"]:
             L += ["", "Capability checks flagged:", ""] + [f"- {f}" for f in cap["flags"]]
         L += ["", f"![capability]({images['capability']})"]

@@ -150,3 +150,42 @@ def test_cross_fitted_checks_are_judged_as_the_forecast_is_made():
     assert pipeline._cross_fit_flags(fine, fit) == []
     off = [fold(1, [], (1.12, 1.0)), fold(2, [], (1.10, 1.0))]
     assert pipeline._cross_fit_flags(off, fit)[0].startswith("mean of the folds: capability leave-largest-out")
+
+
+def test_a_capability_that_does_not_improve_on_the_rungs_is_not_forecast(tmp_path, make_smoke_config, data_cache):
+    from augury.forecast.report import render_markdown
+
+    cfg = make_smoke_config(tmp_path / "f", data_cache, ladder={"seeds": 2},
+                            capability={"samples": SAMPLES, "problems": N_PROBLEMS, "buckets": 3})
+    out = tmp_path / "f"
+    runs = plan_runs(cfg, 512)
+    rungs, target = runs[:-1], runs[-1]
+    xs = {p.name: fit_compute(p, cfg.fit.compute) for p in runs}
+    rng = np.random.default_rng(1)
+    p_solve = np.exp(-rng.uniform(0.3, 2.5, N_PROBLEMS))  # the same pass rates at every size: nothing emerges
+    atomic_write_json(out / "capability" / "problems.json", [{"id": f"p{j}"} for j in range(N_PROBLEMS)])
+    for plan, _, _ in rung_replicas(cfg, rungs):
+        atomic_write_json(out / "capability" / f"{plan.name}.json", {"run": plan.name, "records": [
+            {"run": plan.name, "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p_solve[j]))}
+            for j in range(N_PROBLEMS)]})
+    cap = pipeline._capability_forecast(cfg, out, None, rungs, xs, xs[target.name])
+    assert cap["status"] == "not-forecastable" and "improves measurably" in cap["reason"]
+    assert cap["predicted_mean_neg_log_pass_rate"] is None and cap["interval_bucket_weighted"] is None
+    assert cap["unsupported_predicted"] > 0 and not cap["reliable"]
+    records = [{"run": "target", "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p_solve[j]))}
+               for j in range(N_PROBLEMS)]
+    result = pipeline.verify_capability(cap, records)
+    assert result["predicted"] is None and result["rel_error"] is None and result["actual"] > 0
+    loss = {"predicted": 3.0, "interval": [2.9, 3.1], "actual": 3.0, "rel_error": 0.0, "covered": True,
+            "forecast_flagged": False}
+    assert "capability (mean -log pass rate): NOT FORECASTABLE" in pipeline.summary_text(
+        {"capability": cap}, {"loss": loss, "capability": result})
+    plans = plan_runs(cfg, 512)
+    ladder = [{**dataclasses.asdict(p), "loss": 4.0 - i / 10, "bpb": 2.0, "seconds": 1.0, "compute": xs[p.name]}
+              for i, p in enumerate(plans[:-1])]
+    forecast = {"name": "t", "registered_at": "now", "sha256": "0" * 64, "ladder": ladder,
+                "target": {**dataclasses.asdict(plans[-1]), "compute": xs[target.name]},
+                "loss": {"predicted": 3.0, "interval": [2.9, 3.1], "level": 0.9, "flags": [],
+                         "law": {"formula": "a·C^b", "law": "power-loss", "n_points": 4}}, "capability": cap}
+    text = render_markdown(forecast, {"capability": result}, {"loss": "l.png", "capability": "c.png"})
+    assert "**not forecastable**" in text and "No capability forecast was registered" in text
