@@ -1,0 +1,328 @@
+"""`augury rl`: reinforcement learning from rewards with a group-relative policy gradient (GRPO or RLOO).
+
+    augury rl --policy_run runs/sft --prompts prompts.jsonl --reward_model runs/rm --out runs/rl --steps 100
+    augury rl --policy_run runs/sft --prompts prompts.jsonl --reward_functions my_rewards:exact_match --out runs/rl
+
+Each step samples `num_generations` completions for each of `prompts_per_step` prompts with the batched engine,
+scores them with a weighted sum of reward sources (a reward model from `augury rm`; Python functions with TRL's
+signature `fn(prompts, completions, **columns) -> list[float]`, given every other column of the prompt row), turns
+rewards into group-relative advantages, and takes `num_ppo_epochs` clipped policy-gradient steps with a k3 KL
+penalty to the frozen starting policy (`kl_coef`). Settings use TRL's names. It logs the reward per source, KL,
+entropy, response length and clip fraction to metrics.jsonl; stops naming the step when the loss is not finite or
+the KL passes `max_kl`; resumes exactly (generation seeds derive from the seed and the step). The output folder is
+an ordinary augury run. PPO with a value head is not implemented yet (augury.align.rl_losses has its pieces).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import yaml
+
+from augury.align.data import AlignDataError, read_jsonl
+from augury.align.rl_losses import clipped_policy_loss, group_advantages, kl_k3, masked_mean, rloo_advantages
+from augury.data.chat import ChatFormatError, chat_token_ids, render_chat, validate_messages
+from augury.data.tokenizer import encode_documents
+from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, to_jsonable, utc_now
+
+
+@dataclass
+class RLConfig:
+    """RL settings (TRL's names where TRL has one).
+
+    Args:
+        policy_run: the augury run to improve (usually an SFT run); also the frozen reference for the KL penalty.
+        prompts: JSONL rows with a `prompt` (text, or a message list for the chat format) and any other columns,
+            which reward functions receive by name.
+        out: the new run's folder.
+        algorithm: grpo (advantage = reward minus the group mean, over the group std) or rloo (leave-one-out).
+        steps: optimizer steps (one batch of rollouts each).
+        prompts_per_step: prompts sampled per step.
+        num_generations: completions per prompt (the group).
+        response_length: most new tokens per completion.
+        temperature: sampling temperature of the rollouts.
+        lr: learning rate (constant after a short warm-up).
+        kl_coef: weight of the k3 KL penalty to the reference policy.
+        cliprange: PPO clipping of the probability ratio.
+        num_ppo_epochs: gradient steps on each batch of rollouts.
+        missing_eos_penalty: subtracted from the reward of a completion that hit response_length unfinished.
+        reward_model: an `augury rm` folder ("" for none).
+        reward_model_weight: its weight in the summed reward.
+        reward_functions: "module:function" or "module:function=weight" (importable, TRL's signature).
+        max_kl: stop when the mean KL to the reference exceeds this.
+        seed: prompt order and generation seeds.
+        ckpt_every: checkpoint every this many steps (and at the end).
+        resume: continue the run in `out` from its newest checkpoint.
+    """
+
+    policy_run: str = ""
+    prompts: str = ""
+    out: str = "runs/rl"
+    algorithm: Literal["grpo", "rloo"] = "grpo"
+    steps: int = 50
+    prompts_per_step: int = 4
+    num_generations: int = 4
+    response_length: int = 48
+    temperature: float = 1.0
+    lr: float = 1e-5
+    kl_coef: float = 0.05
+    cliprange: float = 0.2
+    num_ppo_epochs: int = 1
+    missing_eos_penalty: float = 0.0
+    reward_model: str = ""
+    reward_model_weight: float = 1.0
+    reward_functions: list[str] = field(default_factory=list)
+    max_kl: float = 10.0
+    seed: int = 0
+    ckpt_every: int = 10
+    resume: bool = False
+
+    def validate(self) -> None:
+        if not self.policy_run or not self.prompts:
+            raise ValueError("--policy_run and --prompts are required")
+        if not self.reward_model and not self.reward_functions:
+            raise ValueError("give at least one reward source: --reward_model and/or --reward_functions")
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be >= 2 (advantages are relative to the group)")
+        for name in ("steps", "prompts_per_step", "response_length", "num_ppo_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.lr <= 0 or self.kl_coef < 0 or not 0 < self.cliprange < 1 or self.temperature <= 0:
+            raise ValueError("lr > 0, kl_coef >= 0, 0 < cliprange < 1 and temperature > 0 are required")
+
+
+class RLDiverged(RuntimeError):
+    pass
+
+
+class RewardError(ValueError):
+    pass
+
+
+@dataclass
+class Rollout:
+    row: dict
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    text: str
+    finished: bool  # ended at a stop token rather than at response_length
+
+
+def load_reward_functions(specs: list[str]) -> list[tuple[str, object, float]]:
+    out = []
+    for spec in specs:
+        target, _, weight = spec.partition("=")
+        module, _, name = target.partition(":")
+        if not module or not name:
+            raise RewardError(f"reward function {spec!r}: write it as module:function or module:function=weight")
+        try:
+            fn = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as err:
+            raise RewardError(f"reward function {target}: cannot import it ({err})") from None
+        out.append((target, fn, float(weight) if weight else 1.0))
+    return out
+
+
+def call_reward(name: str, fn, prompts: list, completions: list, columns: dict) -> list[float]:
+    """A reward function's scores, checked: one finite float per completion (None counts as 0 and is reported)."""
+    try:
+        scores = fn(prompts=prompts, completions=completions, **columns)
+    except Exception as err:  # noqa: BLE001 (the user's function: its error is reported with its name)
+        raise RewardError(f"reward function {name} raised {type(err).__name__}: {err}") from None
+    if not isinstance(scores, (list, tuple)) or len(scores) != len(completions):
+        got = len(scores) if isinstance(scores, (list, tuple)) else type(scores).__name__
+        raise RewardError(f"reward function {name} returned {got} scores for {len(completions)} completions")
+    out = []
+    for s in scores:
+        if s is None:
+            out.append(0.0)
+            continue
+        try:
+            v = float(s)
+        except (TypeError, ValueError):
+            raise RewardError(f"reward function {name} returned a non-number {s!r}") from None
+        if not math.isfinite(v):
+            raise RewardError(f"reward function {name} returned {v}: rewards must be finite")
+        out.append(v)
+    return out
+
+
+def _prompt_ids(tok, row: dict) -> tuple[list[int], bool]:
+    """(ids, chat) for a prompt row: a message list in the chat format, or plain text after <|endoftext|>."""
+    prompt = row.get("prompt")
+    if isinstance(prompt, list):
+        validate_messages(prompt)
+        return render_chat(tok, prompt, add_generation_prompt=True).ids, True
+    if isinstance(prompt, str) and prompt:
+        return [tok.token_to_id("<|endoftext|>"), *encode_documents(tok, [prompt])[0]], False
+    raise ValueError("a row needs a non-empty 'prompt' (text or a message list)")
+
+
+def sequence_logps(model, rollouts: list[Rollout], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log-probs of each completion token, entropy at each of those positions, mask), each (N, T)."""
+    seqs = [r.prompt_ids + r.completion_ids for r in rollouts]
+    width = max(len(s) for s in seqs)
+    T = max(1, max(len(r.completion_ids) for r in rollouts))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s)
+    logits = model(ids).float()
+    logp_all = torch.log_softmax(logits, -1)
+    logp = torch.zeros(len(seqs), T)
+    entropy = torch.zeros(len(seqs), T)
+    mask = torch.zeros(len(seqs), T)
+    for i, r in enumerate(rollouts):
+        n, p = len(r.completion_ids), len(r.prompt_ids)
+        if n == 0:
+            continue
+        pos = torch.arange(p - 1, p - 1 + n)
+        logp[i, :n] = logp_all[i, pos, torch.tensor(r.completion_ids)]
+        entropy[i, :n] = -(logp_all[i, pos].exp() * logp_all[i, pos]).sum(-1)
+        mask[i, :n] = 1.0
+    return logp, entropy, mask
+
+
+def _seed_for(seed: int, step: int, i: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{step}:{i}".encode()).digest()[:4], "big")
+
+
+def train_rl(cfg: RLConfig, log=print) -> Path:
+    from augury.model.generate import SamplingParams, generate
+    from augury.model.run import load_run
+    from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint
+
+    cfg.validate()
+    out = Path(cfg.out)
+    ckpt = find_latest_checkpoint(out) if cfg.resume else None
+    if not cfg.resume and out.exists() and any(out.iterdir()):
+        raise AlignDataError(f"--out {out} exists and is not empty (pass --resume true to continue it)")
+    if cfg.resume and ckpt is None:
+        raise AlignDataError(f"--resume: {out} has no intact checkpoint")
+    functions = load_reward_functions(cfg.reward_functions)
+    reward_model = None
+    if cfg.reward_model:
+        from augury.align.rm import load_reward_model
+
+        reward_model = load_reward_model(cfg.reward_model)
+    reference, tok, mcfg = load_run(cfg.policy_run)
+    policy = copy.deepcopy(reference).train()
+    reference.eval().requires_grad_(False)
+    special = chat_token_ids(tok)
+    rows = [r for r in read_jsonl(cfg.prompts) if r is not None]
+    prompts = []
+    for row in rows:
+        try:
+            prompts.append((row, *_prompt_ids(tok, row)))
+        except (ValueError, ChatFormatError) as err:
+            raise AlignDataError(f"{cfg.prompts}: {err}") from None
+    if not prompts:
+        raise AlignDataError(f"{cfg.prompts} has no prompt rows")
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95))
+    step = 0
+    if ckpt is not None:
+        step = load_checkpoint(ckpt, policy, optimizer)["step"]
+        log(f"resuming {out} at step {step}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(cfg.policy_run) / "tokenizer.json", out / "tokenizer.json")
+        atomic_write_text(out / "config.yaml", yaml.safe_dump({"model": to_jsonable(mcfg), "rl": asdict(cfg)},
+                                                            sort_keys=False))
+        atomic_write_json(out / "manifest.json", {"kind": "rl", "created": utc_now(), "git": git_hash(),
+                                                  "policy_run": cfg.policy_run, "finished": False})
+    pad_id = tok.token_to_id("<|pad|>") or 0
+    G = cfg.num_generations
+    t0 = time.perf_counter()
+    while step < cfg.steps:
+        order = np.random.default_rng([cfg.seed, step]).permutation(len(prompts))[:cfg.prompts_per_step]
+        batch = [prompts[int(i)] for i in order]
+        policy.eval()
+        params = [SamplingParams(max_tokens=cfg.response_length, temperature=cfg.temperature,
+                                 stop_token_ids=[special["end"], special["bos"]] if chat else [special["bos"]],
+                                 seed=_seed_for(cfg.seed, step, j))
+                  for j, (_, _, chat) in enumerate(b for b in batch for _ in range(G))]
+        gens = generate(policy, tok, [ids for _, ids, _ in batch for _ in range(G)], params)
+        rollouts = [Rollout(row, ids, g.token_ids, g.text, g.finish_reason == "stop")
+                    for (row, ids, _), g in zip((b for b in batch for _ in range(G)), gens)]
+        rewards, by_source = _rewards(cfg, rollouts, reward_model, functions)
+        policy.train()
+        advantages = (group_advantages if cfg.algorithm == "grpo" else rloo_advantages)(rewards, G)
+        with torch.no_grad():
+            old_logp, _, mask = sequence_logps(policy, rollouts, pad_id)
+            ref_logp, _, _ = sequence_logps(reference, rollouts, pad_id)
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (step + 1) / 5)
+        for _ in range(cfg.num_ppo_epochs):
+            logp, entropy, mask = sequence_logps(policy, rollouts, pad_id)
+            pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages[:, None], mask, cfg.cliprange)
+            kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
+            loss = pg_loss + cfg.kl_coef * kl
+            kl_now = float(kl.detach())
+            if not torch.isfinite(loss):
+                raise RLDiverged(f"step {step + 1}: the loss is {float(loss.detach())}; the last checkpoint is in {out}")
+            if kl_now > cfg.max_kl:
+                raise RLDiverged(f"step {step + 1}: KL to the reference {kl_now:.3g} > max_kl {cfg.max_kl:g}; "
+                                 f"the last checkpoint is kept in {out}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            optimizer.step()
+        step += 1
+        record = {"step": step, "reward": float(rewards.mean()), **{f"reward/{k}": v for k, v in by_source.items()},
+                  "kl": float(kl.detach()), "entropy": float(masked_mean(entropy.detach(), mask)),
+                  "response_length": float(mask.sum(1).mean()), "clip_fraction": float(clip_frac),
+                  "loss": float(loss.detach()), "elapsed_s": time.perf_counter() - t0}
+        append_jsonl(out / "metrics.jsonl", record)
+        log(f"step {step}: reward {record['reward']:.4f}, kl {record['kl']:.4f}")
+        if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
+            save_checkpoint(out, step, policy, optimizer, {"step": step})
+    atomic_write_json(out / "manifest.json", {"kind": "rl", "created": utc_now(), "git": git_hash(),
+                                              "policy_run": cfg.policy_run, "finished": True, "steps": step})
+    return out
+
+
+def _rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functions) -> tuple[torch.Tensor, dict]:
+    """The summed reward of each rollout and the mean of each source (before weighting)."""
+    chat = isinstance(rollouts[0].row.get("prompt"), list)
+    prompts = [r.row["prompt"] for r in rollouts]
+    completions = [[{"role": "assistant", "content": r.text}] if chat else r.text for r in rollouts]
+    columns = {k: [r.row.get(k) for r in rollouts] for k in rollouts[0].row if k != "prompt"}
+    total = np.zeros(len(rollouts))
+    by_source: dict[str, float] = {}
+    if reward_model is not None:
+        scores = np.array(reward_model.score(prompts, [c if c != "" else " " for c in completions]))
+        total += cfg.reward_model_weight * scores
+        by_source["reward_model"] = float(scores.mean())
+    for name, fn, weight in functions:
+        scores = np.array(call_reward(name, fn, prompts, completions, columns))
+        total += weight * scores
+        by_source[name] = float(scores.mean())
+    if cfg.missing_eos_penalty:
+        total -= cfg.missing_eos_penalty * np.array([not r.finished for r in rollouts], dtype=float)
+    return torch.tensor(total, dtype=torch.float32), by_source
+
+
+def main(argv: list[str]) -> int:
+    import sys
+
+    from augury.command import config_cli
+    from augury.errors import UsageError
+
+    cfg = config_cli(RLConfig, argv, prog="augury rl", description=__doc__.split("\n")[0])
+    try:
+        train_rl(cfg)
+    except (ValueError, AlignDataError) as err:
+        raise UsageError(str(err)) from None
+    except RLDiverged as err:
+        print(f"augury rl: error: {err}", file=sys.stderr)
+        return 1
+    return 0
