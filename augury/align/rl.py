@@ -268,7 +268,8 @@ def train_rl(cfg: RLConfig, log=print) -> Path:
             loss = pg_loss + cfg.kl_coef * kl
             kl_now = float(kl.detach())
             if not torch.isfinite(loss):
-                raise RLDiverged(f"step {step + 1}: the loss is {float(loss.detach())}; the last checkpoint is in {out}")
+                raise RLDiverged(f"step {step + 1}: the loss is {float(loss.detach())}; "
+                                 f"the last checkpoint is kept in {out}")
             if kl_now > cfg.max_kl:
                 raise RLDiverged(f"step {step + 1}: KL to the reference {kl_now:.3g} > max_kl {cfg.max_kl:g}; "
                                  f"the last checkpoint is kept in {out}")
