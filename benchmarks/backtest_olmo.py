@@ -4,7 +4,7 @@
     `gpt4-loss` and `chinchilla`; (b) accuracy of the 8 tasks of figures/chained_main.csv for the paper's
     target (13B) by the two-step method. The protocol is in docs/scaling.md ("OLMo backtest protocol").
 
-    OMP_NUM_THREADS=1 python benchmarks/backtest_olmo.py --data-dir ../shared/data
+    OMP_NUM_THREADS=1 python -m benchmarks.backtest_olmo --data-dir ../shared/data
 
 Ends with one line: `7B loss rel err: x%, 13B loss rel err: y%, tasks mean rel err: z%` (gpt4-loss, the
 GPT-4 report's method, is the headline loss law; chinchilla's figures are in the table above it).
@@ -20,7 +20,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 

@@ -6,21 +6,19 @@ refits (resampling runs) warm-started from the full-data optimum, all with the H
 log residuals (curve_fit: least_squares with loss="huber", f_scale=delta on log L). The curve_fit grid is
 timed on every 10th grid point and scaled by 10 (a full pass takes minutes); that is printed as such.
 
-    OMP_NUM_THREADS=1 python benchmarks/bootstrap_speed.py --data-dir ../shared/data
+    OMP_NUM_THREADS=1 python -m benchmarks.bootstrap_speed --data-dir ../shared/data
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from scipy.optimize import curve_fit

@@ -1,6 +1,6 @@
 """Attention in bf16 or fp32 on CPU under bf16 autocast: the training step's seconds, side by side in one process.
 
-    python benchmarks/cpu_attention_dtype.py --threads 1 --repeats 3
+    python -m benchmarks.cpu_attention_dtype --threads 1 --repeats 3
 
 Shapes: cpu-demo's target and largest rung (head_dim 8; the target's batch halved, as each of its two torchrun
 processes takes half), and the size dial's default head_dim 64 at depth 4 (d_model 256). Each repeat times a few

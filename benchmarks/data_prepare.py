@@ -1,6 +1,6 @@
 """Benchmark: prepare the default corpus (CPython's standard library, no tests) from scratch, then read it.
 
-    PYTHONPATH=. python benchmarks/data_prepare.py [--vocab_size 4096] [--source stdlib]
+    python -m benchmarks.data_prepare [--vocab_size 4096] [--source stdlib]
 
 Prepares into a fresh temporary cache (nothing cached is reused), prints the wall time of each stage, the
 corpus size in bytes and tokens per split, then the TokenLoader's read rate for a typical CPU batch, and the

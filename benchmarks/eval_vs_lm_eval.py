@@ -11,7 +11,7 @@ and `speedup X` = lm-eval time / augury time.
 
 Needs lm-eval in the running interpreter (`pip install "lm-eval[hf]"`; the project keeps it in a separate venv):
 
-    PYTHONPATH=. /path/to/venv-with-lm-eval/bin/python benchmarks/eval_vs_lm_eval.py --data-dir ../shared/data
+    PYTHONPATH=. /path/to/venv-with-lm-eval/bin/python -m benchmarks.eval_vs_lm_eval --data-dir ../shared/data
 """
 
 from __future__ import annotations

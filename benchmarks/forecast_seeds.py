@@ -1,8 +1,8 @@
 """Run `augury forecast` for several seeds (and recipe variants) side by side, then tabulate what each forecast
 predicted against what its target reached: the issue's "3 seeds, report all three" benchmark in one command.
 
-    python benchmarks/forecast_seeds.py --out /tmp/seeds --seeds 0 1 2               # cpu-demo, 3 seeds
-    python benchmarks/forecast_seeds.py --out /tmp/grid --seeds 0 1 2 3 --parallel 8 \\
+    python -m benchmarks.forecast_seeds --out runs/seeds --seeds 0 1 2               # cpu-demo, 3 seeds
+    python -m benchmarks.forecast_seeds --out runs/grid --seeds 0 1 2 3 --parallel 8 \\
         --variant b95="--recipe.optim.beta2 0.95 --recipe.optim.min_lr_ratio 0.1" --variant base=""
 
 Each (variant, seed) is one `python -m augury forecast --preset P --out OUT/VARIANT/seedS --seed S` process

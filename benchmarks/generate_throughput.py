@@ -1,6 +1,6 @@
 """Batched generation against one prompt at a time: generated tokens per second at batch 1, 8 and 32 (CPU).
 
-    PYTHONPATH=. python benchmarks/generate_throughput.py [--batches 1 8 32] [--depth 4] [--max-tokens 64]
+    python -m benchmarks.generate_throughput [--batches 1 8 32] [--depth 4] [--max-tokens 64]
 
 A random-weight model (the size dial's depth, vocabulary 4096, context 512) continues prompts of 16-96 tokens
 with temperature 0.8 and a seed per prompt; each batch size runs `augury.model.generate.generate` on the whole

@@ -1,7 +1,7 @@
 """Model FLOPs utilisation of augury's training step on one GPU, at GPT-2-small size (124M parameters).
 
-    python benchmarks/gpu_mfu.py                          # depth 12, d_model 768, vocab 50304, seq 1024, batch 16
-    python benchmarks/gpu_mfu.py --no-compile --batch 8
+    python -m benchmarks.gpu_mfu                          # depth 12, d_model 768, vocab 50304, seq 1024, batch 16
+    python -m benchmarks.gpu_mfu --no-compile --batch 8
 
 Times `augury.train.step.train_step` (fused AdamW, grad clipping, bf16 autocast) on random tokens, eager and under
 `torch.compile`, and reports tokens/s, achieved FLOP/s from augury's exact FLOPs per token

@@ -1,7 +1,7 @@
 """Rungs one after another with all threads, or several at a time with one thread each: the local executor's
 `jobs` setting, measured side by side on a preset's real rungs.
 
-    python benchmarks/ladder_jobs.py --preset cpu-demo --rungs rung1 rung2 --replicas 2 --out /tmp/jobs
+    python -m benchmarks.ladder_jobs --preset cpu-demo --rungs rung1 rung2 --replicas 2 --out runs/jobs
 
 Trains each named rung's first `--replicas` seed replicas twice, in fresh folders: (a) one after another in this
 process with `--threads-serial` torch threads (the default: every CPU), (b) with `train_runs_parallel`, `--jobs`
@@ -28,13 +28,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--threads-serial", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--threads-parallel", type=int, default=1)
-    ap.add_argument("--out", default="/tmp/augury-ladder-jobs")
+    ap.add_argument("--out", default="runs/ladder-jobs")
     args = ap.parse_args()
-
-    from preset_runs import load_preset_runs
 
     from augury.forecast.ladder import train_config
     from augury.forecast.runner import train_one, train_runs_parallel
+    from benchmarks.preset_runs import load_preset_runs
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)

@@ -1,6 +1,6 @@
 """Sandbox throughput: start-up cost of one sandboxed program, and HumanEval's 164 canonical solutions.
 
-    PYTHONPATH=. python benchmarks/sandbox_throughput.py --data-dir ../shared/data [--workers 1 2]
+    python -m benchmarks.sandbox_throughput --data-dir ../shared/data [--workers 1 2]
 
 Prints the sandbox mode and layers in use, the mean wall time of a trivial program run alone, and for each
 worker count the wall time and programs per second of checking all 164 canonical solutions.

@@ -1,6 +1,6 @@
 """`augury serve` under load: continuous batching against the same server serving one request at a time.
 
-    PYTHONPATH=. python benchmarks/serve_load.py [--clients 1 4 16 64] [--requests 64] [--max-tokens 32] [--depth 2]
+    python -m benchmarks.serve_load [--clients 1 4 16 64] [--requests 64] [--max-tokens 32] [--depth 2]
 
 Makes a random-weight augury run (the size dial's depth, a tokenizer trained on this Python's standard library
 docstrings), starts it behind `augury serve` on loopback twice — `--max_batch 32` and `--max_batch 1` — and

@@ -1,7 +1,7 @@
 """Where a training step's time goes: torch.profiler over a few steps of a preset's run shape (the target by
 default), with the model, batch and optimizer the forecast would use, on random tokens.
 
-    python benchmarks/step_profile.py --preset cpu-demo --run target --steps 2 --threads 2
+    python -m benchmarks.step_profile --preset cpu-demo --run target --steps 2 --threads 2
 
 Prints the seconds per step (after warm-up steps) and the profiler's table of the ops with the most CPU time.
 """

@@ -1,7 +1,7 @@
 """One run in one process with every thread, or data-parallel in several one-thread processes (torchrun): the
 forecast's `target_procs` setting, measured side by side on a preset's real target.
 
-    python benchmarks/target_procs.py --preset cpu-demo --steps 60 --rounds 2 --out /tmp/target-procs
+    python -m benchmarks.target_procs --preset cpu-demo --steps 60 --rounds 2 --out runs/target-procs
 
 Trains the preset's target shape (its model, batch, data and optimizer; `--steps` steps instead of the planned
 number, so it finishes in minutes) alternately (a) in one process with `--threads` torch threads and (b) under
@@ -39,13 +39,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--out", default="/tmp/augury-target-procs")
+    ap.add_argument("--out", default="runs/target-procs")
     args = ap.parse_args()
-
-    from preset_runs import load_preset_runs
 
     from augury.forecast.ladder import train_config
     from augury.forecast.runner import train_one, train_torchrun
+    from benchmarks.preset_runs import load_preset_runs
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)

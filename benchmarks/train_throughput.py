@@ -1,7 +1,7 @@
 """Training throughput: augury's training step vs a minimal reference loop, side by side, at CPU-ladder sizes.
 
-    python benchmarks/train_throughput.py                 # bf16 autocast, vocab 4096, seq 256, batch 16
-    python benchmarks/train_throughput.py --dtype fp32 --sizes 3 --no-compile
+    python -m benchmarks.train_throughput                 # bf16 autocast, vocab 4096, seq 256, batch 16
+    python -m benchmarks.train_throughput --dtype fp32 --sizes 3 --no-compile
 
 For each size the reference (a plain nanoGPT-style PyTorch model of the same Llama-style shape, written below,
 with a plain AdamW loop), augury eager (`augury.model.Transformer` + `augury.train.step`, as `augury train` runs

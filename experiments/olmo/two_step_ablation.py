@@ -4,7 +4,7 @@ then the ladder paper's changes added one at a time, plus step 2 fitted exactly 
 start) as a parity check against the paper's own figures/chained_main.csv. Point predictions only (no
 bootstrap); 13B target; mean |relative error| over the 8 tasks.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/two_step_ablation.py --data-dir ../shared/data
+    OMP_NUM_THREADS=1 python -m experiments.olmo.two_step_ablation --data-dir ../shared/data
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from scipy.optimize import curve_fit

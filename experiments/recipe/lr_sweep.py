@@ -1,8 +1,8 @@
 """Where is each rung's best learning rate? Trains a preset's rungs at several multiples of the learning rate its
 recipe gives them, and fits the optimum per rung and its trend with the batch.
 
-    python benchmarks/lr_sweep.py --preset cpu-demo --mults 0.5 1 2 4 --seeds 2 --out /tmp/lr-sweep
-    python benchmarks/lr_sweep.py --preset cpu-demo --set recipe.lr_batch_exponent=0.5 --out /tmp/lr-sweep-b05
+    python -m experiments.recipe.lr_sweep --preset cpu-demo --mults 0.5 1 2 4 --seeds 2 --out runs/lr-sweep
+    python -m experiments.recipe.lr_sweep --preset cpu-demo --set recipe.lr_batch_exponent=0.5 --out runs/lr-sweep-b05
 
 Each rung x multiple x seed is one run of the recipe (seed replicas as the forecast trains them), trained
 `--jobs` at a time with one thread each. Per rung it prints the mean final validation loss at each multiple, the
@@ -19,7 +19,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,16 +44,14 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a dotted override of the preset, e.g. recipe.lr_batch_exponent=0.5")
-    ap.add_argument("--out", default="/tmp/augury-lr-sweep")
+    ap.add_argument("--out", default="runs/lr-sweep")
     args = ap.parse_args()
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from preset_runs import dotted_overrides
 
     from augury.data import prepare_data
     from augury.forecast.config import load_forecast_config
     from augury.forecast.ladder import plan_runs, train_config
     from augury.forecast.runner import finished_summary, train_runs_parallel
+    from benchmarks.preset_runs import dotted_overrides
 
     overrides = {**dotted_overrides(args.set), "progress": False}
     cfg = load_forecast_config(args.preset, overrides=overrides)

@@ -1,7 +1,7 @@
 """Finished forecast folders, for the benchmarks that look back at them without training (refit_compute_axis.py,
 refit_fewer_seeds.py, capability_crossfit_replay.py): finding them, and replaying one's capability forecast.
 
-    from finished_forecasts import finished_forecasts, replay_capability   # from a script in benchmarks/
+    from experiments.forecast_refits.finished_forecasts import finished_forecasts, replay_capability
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Refit finished forecasts on each compute axis: what a forecast would have predicted with `fit.compute: flops`
 instead of `non-embedding` (or the reverse), from the rungs it registered, scored against the target it trained.
 
-    python benchmarks/refit_compute_axis.py /tmp/sf8/cb/seed0 "/tmp/sf/*/seed*"
+    python -m experiments.forecast_refits.refit_compute_axis \\
+        runs/forecast-seeds/cb/seed0 "runs/forecast-seeds/preset/seed*"
 
 No training: each folder's forecast.json gives the rungs (their seed losses, parameters, tokens and FLOPs) and
 result.json the target's actual loss. The fit, law and interval are the folder's preset's (`--preset`, default
@@ -15,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from finished_forecasts import finished_forecasts
+from experiments.forecast_refits.finished_forecasts import finished_forecasts
 
 
 def refit(folder: Path, fit_cfg, axes: list[str]) -> dict:

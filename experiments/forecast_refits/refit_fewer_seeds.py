@@ -2,7 +2,7 @@
 (k below what it trained), scored against the target it trained. Exact, not a simulation: replica j of a rung
 trains with seed + 1000·j whatever `ladder.seeds` is, so a k-seed ladder is the first k replicas of a larger one.
 
-    python benchmarks/refit_fewer_seeds.py --seeds 3 2 -- /tmp/sf8p/preset/seed3 "/tmp/s11/seed*"
+    python -m experiments.forecast_refits.refit_fewer_seeds --seeds 3 2 -- "runs/forecast-seeds/preset/seed*"
 
 No training or sampling: the loss law is refitted on the first k of each rung's `seed_losses` (forecast.json), the
 capability forecast on the first k replicas' recorded samples (capability/<run>.json), both with the folder's own
@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from finished_forecasts import finished_forecasts, replay_capability
+
+from experiments.forecast_refits.finished_forecasts import finished_forecasts, replay_capability
 
 
 def refit(folder: Path, k: int) -> dict:

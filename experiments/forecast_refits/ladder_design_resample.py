@@ -1,7 +1,8 @@
 """Seeds per rung, chosen by resampling real runs: how a ladder design (seeds at each rung) spreads the loss
 forecast's error, from a pool of forecasts of one preset that trained the same rungs with different seeds.
 
-    python benchmarks/ladder_design_resample.py "/tmp/grid/preset/seed*" --designs 2,2,2,2 3,3,3,3 4,2,2,4
+    python -m experiments.forecast_refits.ladder_design_resample "runs/forecast-seeds/preset/seed*" \\
+        --designs 2,2,2,2 3,3,3,3 4,2,2,4
 
 Every forecast folder contributes its rungs' seed losses (forecast.json `seed_losses`) to a pool per rung and its
 target's loss (result.json) to a pool of targets; duplicate runs (the same training seed seen in two folders) are
@@ -80,7 +81,7 @@ def simulate(design, rungs, targets, target_compute, seeds, draws, level, rng) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folders", nargs="+", help="globs of forecast folders, e.g. '/tmp/grid/preset/seed*'")
+    ap.add_argument("folders", nargs="+", help="globs of forecast folders, e.g. 'runs/forecast-seeds/preset/seed*'")
     ap.add_argument("--designs", nargs="+", default=["2,2,2,2", "3,3,3,3"], help="seeds per rung, comma-separated")
     ap.add_argument("--compute", default="non-embedding", help="the law's compute axis (fit.compute)")
     ap.add_argument("--draws", type=int, default=5000)

@@ -1,7 +1,7 @@
 """Replay the capability forecast of finished forecasts with today's code (cross-fitting over the seed replicas)
 from their recorded samples, and compare with what each forecast registered when it ran.
 
-    python benchmarks/capability_crossfit_replay.py "/tmp/grid/preset/seed*"
+    python -m experiments.forecast_refits.capability_crossfit_replay "runs/forecast-seeds/preset/seed*"
 
 Nothing is trained or sampled: each folder's capability/<run>.json records (every rung replica's and the
 target's samples) are refitted with `pipeline._capability_forecast` and scored with `verify_capability`, exactly
@@ -15,7 +15,8 @@ import argparse
 import json
 
 import numpy as np
-from finished_forecasts import finished_forecasts, replay_capability
+
+from experiments.forecast_refits.finished_forecasts import finished_forecasts, replay_capability
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 other's at every rung width and at the target (for instance the learning rate halved: if µP transferred it
 perfectly across the ladder, the penalty would be the same at every width).
 
-    python benchmarks/grid_variant_compare.py /tmp/gpu-grid/forecast-grid b95 b95lr5
+    python -m experiments.forecast_refits.grid_variant_compare runs/gpu/forecast-grid b95 b95lr5
 
 Reads every `VARIANT/seed*/forecast.json` (its ladder's per-seed rung losses) and `result.json` (the target's
 actual loss) under the grid folder (`benchmarks/gpu_forecast_grid.sh` writes them), and prints per width the mean

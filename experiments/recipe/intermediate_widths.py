@@ -1,7 +1,8 @@
 """Runs between a preset's ladder and its target: where does the loss curve leave the rungs' line?
 
-    python benchmarks/intermediate_widths.py --preset cpu-demo --widths 64 96 96:0.022 120 --out /tmp/mid
-    python benchmarks/intermediate_widths.py --widths 24 48 96 136 --set data.source=DIR --set data.max_bytes=N ...
+    python -m experiments.recipe.intermediate_widths --preset cpu-demo --widths 64 96 96:0.022 120 --out runs/mid
+    python -m experiments.recipe.intermediate_widths --widths 24 48 96 136 \\
+        --set data.source=DIR --set data.max_bytes=N ...
 
 Each WIDTH (or WIDTH:LR) is planned exactly as the preset's target would be at that width (same recipe, tokens
 per parameter, batch and step rules: `plan_target` with `target.d_model` overridden) and trained once (seed
@@ -17,8 +18,6 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
-from pathlib import Path
 
 
 def main() -> None:
@@ -32,16 +31,14 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a dotted override of the preset, e.g. data.max_bytes=50000000")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--out", default="/tmp/augury-intermediate-widths")
+    ap.add_argument("--out", default="runs/intermediate-widths")
     args = ap.parse_args()
 
     from augury.data import prepare_data
     from augury.forecast.config import load_forecast_config
     from augury.forecast.ladder import plan_target, train_config
     from augury.forecast.runner import finished_summary, train_one
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from preset_runs import dotted_overrides
+    from benchmarks.preset_runs import dotted_overrides
 
     overrides = dotted_overrides(args.set)
     for arg in args.widths:
