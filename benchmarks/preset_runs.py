@@ -1,7 +1,7 @@
 """Shared by the benchmarks that train a preset's planned runs: the preset, its prepared corpus's vocabulary and
 its plan (rungs, then the target), without progress bars.
 
-    from benchmarks.preset_runs import load_preset_runs       # from a script in benchmarks/
+    from benchmarks.preset_runs import load_preset_runs
     cfg, vocab, runs = load_preset_runs("cpu-demo")
     overrides = dotted_overrides(["recipe.lr_batch_exponent=0.5"])   # --set KEY=VALUE, as load_forecast_config takes
 """

@@ -229,13 +229,13 @@ class ForecastConfig:
         text_folder: optional folder of held-out text (e.g. WikiText-2 test files); its loss is forecast too.
         executor: "local" (rungs on this machine, `jobs` at a time) or "ray" (rungs in parallel on a Ray cluster).
         jobs: rung runs the local executor trains at once, each in its own worker process, which also samples
-            the run's capability problems. On a CPU, small rungs use 2 cores poorly: two 1-thread runs side by
-            side train ~1.4x faster than one 2-thread run after the other. 1: one run after another, in this
-            process.
+            the run's capability problems. On a CPU, small rungs use 2 cores poorly, so two 1-thread runs side by
+            side train faster than one 2-thread run after the other (benchmarks/ladder_jobs.py measures it). 1: one
+            run after another, in this process.
         target_procs: processes that train the target data-parallel under torchrun on this machine (DDP: one GPU
             each on CUDA, gloo on a CPU). Each takes the target's batch / target_procs sequences of the same
             windows: the same run up to the rounding of the gradients' sum. On a 2-core CPU, 2 one-thread
-            processes train cpu-demo's target faster than one 2-thread process (BENCHMARKS.md). 1: in this process.
+            processes train cpu-demo's target faster than one 2-thread process (benchmarks/target_procs.py). 1: here.
             On CUDA, at most one process per GPU (a larger value is lowered to the GPU count, which is logged).
         ray_address: Ray cluster address for the ray executor; None starts a local Ray instance.
         ray_cpus_per_rung: CPUs each rung asks Ray for.

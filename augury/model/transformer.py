@@ -99,7 +99,7 @@ class KVCache:
 
 
 # On CPU, under bf16 autocast, attention runs in fp32: the CPU's fused attention kernel is faster in fp32 than in
-# bf16 at the small head dims of a CPU ladder (benchmarks/cpu_attention_dtype.py measures it; BENCHMARKS.md), and fp32
+# bf16 at the small head dims of a CPU ladder (benchmarks/cpu_attention_dtype.py measures it), and fp32
 # is the more accurate of the two. CUDA keeps bf16 (its flash kernel needs it). A switch so the benchmark can measure
 # both.
 CPU_ATTENTION_FP32 = True
