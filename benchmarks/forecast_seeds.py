@@ -1,5 +1,5 @@
 """Run `augury forecast` for several seeds (and recipe variants) side by side, then tabulate what each forecast
-predicted against what its target reached: the issue's "3 seeds, report all three" benchmark in one command.
+predicted against what its target reached: every seed reported, in one command.
 
     python -m benchmarks.forecast_seeds --out runs/seeds --seeds 0 1 2               # cpu-demo, 3 seeds
     python -m benchmarks.forecast_seeds --out runs/grid --seeds 0 1 2 3 --parallel 8 \\

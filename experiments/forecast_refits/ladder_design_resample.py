@@ -9,7 +9,7 @@ target's loss (result.json) to a pool of targets; duplicate runs (the same train
 counted once. A design draws its seeds at each rung from the rung's pool without replacement, fits the power law
 by least squares on every run in log-log (the prediction-interval fit of `fit.interval: prediction`), and scores
 the forecast and its 90% interval against a target drawn from the pool. Prints, per design: the mean and spread
-of the relative error, P(|error| <= 3%), P(within 3% and covered) and that probability cubed (the issue's three
+of the relative error, P(|error| <= 3%), P(within 3% and covered) and that probability cubed (three
 seeds all passing), and the ladder's cost in rung-runs weighted by each rung's training seconds in the folders.
 With `--split K`, the forecast seeds below K and from K on are scored separately (a selection and a check set).
 """
