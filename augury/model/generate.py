@@ -72,23 +72,6 @@ class Generation:
     prompt_tokens: int = 0
 
 
-def _choose(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator | None) -> int:
-    """One token id from a row's logits (V,)."""
-    if p.temperature <= 0:
-        return int(logits.argmax())
-    scores = logits.float() / p.temperature
-    if p.top_k and p.top_k < scores.numel():
-        kth = scores.topk(p.top_k).values[-1]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    if p.top_p < 1.0:
-        sorted_p, order = probs.sort(descending=True)
-        drop = sorted_p.cumsum(-1) - sorted_p > p.top_p  # keep the smallest prefix reaching top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        return int(order[torch.multinomial(sorted_p / sorted_p.sum(), 1, generator=gen)])
-    return int(torch.multinomial(probs, 1, generator=gen))
-
-
 @dataclass
 class Event:
     """What one step did for one request."""
@@ -111,6 +94,38 @@ class _Row:
     stream: TextStream
     ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+
+
+def _choose(logits: torch.Tensor, rows: list[_Row]) -> list[int]:
+    """One token id per row from the batch's logits (B, V), each row with its own settings and generator.
+
+    Sampling is by inverse CDF over the batch at once: each sampling row draws one uniform number from its own
+    generator (so what a seeded row draws does not depend on its batch), and the truncations (top-k, then top-p
+    over what is left) are applied to the rows' sorted probabilities together.
+    """
+    chosen = logits.argmax(-1)
+    hot = [j for j, r in enumerate(rows) if r.params.temperature > 0]
+    if hot:
+        idx = torch.tensor(hot, device=logits.device)
+        temps = torch.tensor([rows[j].params.temperature for j in hot], device=logits.device)
+        probs = torch.softmax(logits[idx].float() / temps[:, None], dim=-1)
+        order = None
+        if any(rows[j].params.top_k or rows[j].params.top_p < 1.0 for j in hot):
+            probs, order = probs.sort(dim=-1, descending=True)
+            vocab = probs.shape[-1]
+            ks = torch.tensor([rows[j].params.top_k or vocab for j in hot], device=logits.device)
+            probs = probs.masked_fill(torch.arange(vocab, device=logits.device)[None, :] >= ks[:, None], 0.0)
+            top_p = torch.tensor([rows[j].params.top_p for j in hot], device=logits.device)
+            mass = probs / probs.sum(-1, keepdim=True)
+            probs = probs.masked_fill(mass.cumsum(-1) - mass > top_p[:, None], 0.0)  # smallest prefix reaching top_p
+        cdf = probs.cumsum(-1)
+        # u in (0, 1], so the first slot whose cdf reaches u * total has a non-zero probability
+        u = torch.cat([1 - torch.rand(1, generator=rows[j].gen, device=logits.device) for j in hot])
+        pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).clamp(max=cdf.shape[-1] - 1)
+        if order is not None:
+            pick = order.gather(-1, pick)
+        chosen[idx] = pick[:, 0]
+    return chosen.tolist()
 
 
 class Engine:
@@ -226,8 +241,7 @@ class Engine:
             return events
         logp = torch.log_softmax(self.logits.float(), dim=-1)
         keep, chosen = [], []
-        for j, row in enumerate(self.rows):
-            tok = _choose(self.logits[j], row.params, row.gen)
+        for j, (row, tok) in enumerate(zip(self.rows, _choose(self.logits, self.rows))):
             if tok in row.params.stop_token_ids:
                 events.append(self._finish(row, "stop"))
                 continue

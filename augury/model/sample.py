@@ -2,7 +2,8 @@
 
     texts = generate(model, tokenizer, "def fib(n):", max_tokens=64, temperature=0.8, top_p=0.95, stop=["\\ndef "])
 
-Samples are drawn in parallel (one batch row each). Generation of a row ends at the end-of-text token, at the
+`generate` runs the samples as rows of the batched engine (`augury.model.generate`); `generate_ids` is the plain
+one-prompt loop that engine is tested against. Generation of a row ends at the end-of-text token, at the
 first stop string (which is cut from the returned text), or after `max_tokens`; `temperature=0` is greedy.
 """
 
@@ -30,13 +31,6 @@ def _sample_next(logits: torch.Tensor, temperature: float, top_p: float, gen: to
     return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
 
 
-def cut_at_stop(text: str, stop) -> str:
-    """`text` up to (not including) the earliest stop string (empty stop strings are ignored)."""
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
-    return text[:cut]
-
-
-@torch.no_grad()
 def generate_ids(model: Transformer, prompt_ids: list[int], max_tokens: int = 128, temperature: float = 0.8,
                  top_p: float = 0.95, num_samples: int = 1, seed: int | None = None, eot_id: int | None = None,
                  should_stop=None) -> list[list[int]]:
@@ -76,16 +70,18 @@ def generate_ids(model: Transformer, prompt_ids: list[int], max_tokens: int = 12
 def generate(model: Transformer, tokenizer, prompt: str, max_tokens: int = 128, temperature: float = 0.8,
              top_p: float = 0.95, stop: list[str] | None = None, num_samples: int = 1,
              seed: int | None = None) -> list[str]:
-    """Sample `num_samples` continuations of `prompt` (text in, text out; stop strings are cut off)."""
-    stop = [s for s in (stop or []) if s]
+    """Sample `num_samples` continuations of `prompt` (text in, text out; stop strings are cut off).
+
+    The samples run as rows of the batched engine (`augury.model.generate`); sample i is seeded with `seed + i`.
+    """
+    from augury.model.generate import SamplingParams
+    from augury.model.generate import generate as generate_batch
+
     eot_id = tokenizer.token_to_id(EOT)
-
-    def should_stop(_row, ids):
-        if not stop:
-            return False
-        text = tokenizer.decode(ids)
-        return cut_at_stop(text, stop) != text
-
     ids = tokenizer.encode(prompt).ids if prompt else []
-    rows = generate_ids(model, ids, max_tokens, temperature, top_p, num_samples, seed, eot_id, should_stop)
-    return [cut_at_stop(tokenizer.decode(r), stop) for r in rows]
+    params = [SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                             stop=[s for s in (stop or []) if s],
+                             stop_token_ids=[eot_id] if eot_id is not None else [],
+                             seed=None if seed is None else seed + i) for i in range(num_samples)]
+    rows = generate_batch(model, tokenizer, [ids] * num_samples, params, fallback_id=eot_id or 0)
+    return [r.text for r in rows]

@@ -105,3 +105,42 @@ def test_requests_joining_mid_flight_get_the_tokens_they_would_alone(model):
     engine.step()
     engine.cancel(9)
     assert not engine.busy()
+
+
+def test_sampled_tokens_stay_inside_each_rows_top_k_and_top_p(model):
+    rows = [SamplingParams(max_tokens=10, temperature=1.5, top_k=1, seed=0),
+            SamplingParams(max_tokens=10, temperature=1.5, top_k=3, seed=1),
+            SamplingParams(max_tokens=10, temperature=1.5, top_p=0.5, seed=2),
+            SamplingParams(max_tokens=10, temperature=0)]
+    outs = generate(model, ByteTokenizer(), [PROMPTS[0]] * 4, rows)
+    assert outs[0].token_ids == outs[3].token_ids  # top-k 1 is greedy at any temperature
+    for p, out in zip(rows[1:3], outs[1:3]):
+        ids = torch.tensor([PROMPTS[0] + out.token_ids])
+        with torch.no_grad():
+            probs = torch.softmax(model(ids)[0].float() / p.temperature, -1)
+        n = len(PROMPTS[0])
+        for t, tok in enumerate(out.token_ids):
+            sorted_p, order = probs[n - 1 + t].sort(descending=True)
+            allowed = p.top_k or int(((sorted_p.cumsum(-1) - sorted_p) <= p.top_p).sum())
+            assert tok in order[:allowed + 1].tolist()  # +1: a float tie at the boundary
+
+
+def test_sample_text_helper_runs_on_the_engine_with_its_old_behaviour():
+    from augury.data.tokenizer import train_tokenizer
+    from augury.model.sample import generate as sample_text
+
+    tok = train_tokenizer(["def fib(n):\n    return n\n\nprint(fib(3))\n" * 20], vocab_size=300)
+    torch.manual_seed(1)
+    cfg = ModelConfig(vocab_size=tok.get_vocab_size(), depth=2, d_model=64, n_heads=4, max_seq_len=64).resolved()
+    m = Transformer(cfg).eval()
+    prompt = "def fib(n):"
+    greedy = sample_text(m, tok, prompt, max_tokens=12, temperature=0)[0]
+    eot = tok.token_to_id("<|endoftext|>")
+    ids = generate_ids(m, tok.encode(prompt).ids, max_tokens=12, temperature=0, eot_id=eot)[0]
+    assert greedy == tok.decode(ids)
+    a = sample_text(m, tok, prompt, max_tokens=12, temperature=1.0, num_samples=3, seed=5)
+    assert a == sample_text(m, tok, prompt, max_tokens=12, temperature=1.0, num_samples=3, seed=5)
+    assert len(a[0]) >= 4
+    stop = a[0][2:4]
+    cut = sample_text(m, tok, prompt, max_tokens=12, temperature=1.0, num_samples=1, seed=5, stop=[stop])[0]
+    assert stop not in cut and a[0].startswith(cut)
