@@ -1,4 +1,4 @@
-"""`augury rl`: reinforcement learning from rewards with a group-relative policy gradient (GRPO or RLOO).
+"""`augury rl`: reinforcement learning from rewards: PPO with a value head, or a group-relative variant (GRPO, RLOO).
 
     augury rl --policy_run runs/sft --prompts prompts.jsonl --reward_model runs/rm --out runs/rl --steps 100
     augury rl --policy_run runs/sft --prompts prompts.jsonl --reward_functions my_rewards:exact_match --out runs/rl
@@ -6,11 +6,14 @@
 Each step samples `num_generations` completions for each of `prompts_per_step` prompts with the batched engine,
 scores them with a weighted sum of reward sources (a reward model from `augury rm`; Python functions with TRL's
 signature `fn(prompts, completions, **columns) -> list[float]`, given every other column of the prompt row), turns
-rewards into group-relative advantages, and takes `num_ppo_epochs` clipped policy-gradient steps with a k3 KL
-penalty to the frozen starting policy (`kl_coef`). Settings use TRL's names. It logs the reward per source, KL,
+rewards into advantages and takes `num_ppo_epochs` clipped policy-gradient steps. `algorithm ppo` is the GPT-4
+report's: a value head on the policy's hidden states, the KL to the frozen starting policy inside the per-token
+reward (`kl_coef`), the score on the last token, GAE (`gamma`, `lam`), whitened advantages and a clipped value loss
+(`vf_coef`); `grpo` / `rloo` need no value model: group-relative advantages and a k3 KL penalty in the loss.
+Settings use TRL's names. It logs the reward per source, KL,
 entropy, response length and clip fraction to metrics.jsonl; stops naming the step when the loss is not finite or
 the KL passes `max_kl`; resumes exactly (generation seeds derive from the seed and the step). The output folder is
-an ordinary augury run. PPO with a value head is not implemented yet (augury.align.rl_losses has its pieces).
+an ordinary augury run.
 """
 
 from __future__ import annotations
@@ -28,12 +31,30 @@ from typing import Literal
 import numpy as np
 import torch
 import yaml
+from safetensors.torch import load_file, save
 
 from augury.align.data import AlignDataError, read_jsonl
-from augury.align.rl_losses import clipped_policy_loss, group_advantages, kl_k3, masked_mean, rloo_advantages
+from augury.align.rl_losses import (
+    clipped_policy_loss,
+    clipped_value_loss,
+    gae,
+    group_advantages,
+    kl_k3,
+    masked_mean,
+    rloo_advantages,
+    whiten,
+)
 from augury.data.chat import ChatFormatError, chat_token_ids, render_chat, validate_messages
 from augury.data.tokenizer import encode_documents
-from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, to_jsonable, utc_now
+from augury.io import (
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    git_hash,
+    to_jsonable,
+    utc_now,
+)
 
 
 @dataclass
@@ -45,7 +66,8 @@ class RLConfig:
         prompts: JSONL rows with a `prompt` (text, or a message list for the chat format) and any other columns,
             which reward functions receive by name.
         out: the new run's folder.
-        algorithm: grpo (advantage = reward minus the group mean, over the group std) or rloo (leave-one-out).
+        algorithm: ppo (value head, GAE, KL in the reward), grpo (advantage = reward minus the group mean, over the
+            group std) or rloo (leave-one-out baseline); the last two need no value model.
         steps: optimizer steps (one batch of rollouts each).
         prompts_per_step: prompts sampled per step.
         num_generations: completions per prompt (the group).
@@ -55,6 +77,11 @@ class RLConfig:
         kl_coef: weight of the k3 KL penalty to the reference policy.
         cliprange: PPO clipping of the probability ratio.
         num_ppo_epochs: gradient steps on each batch of rollouts.
+        vf_coef: (ppo) weight of the value loss.
+        cliprange_value: (ppo) clipping of the value update.
+        gamma: (ppo) discount.
+        lam: (ppo) GAE's lambda.
+        whiten_rewards: (ppo) whiten the per-token rewards of each batch before GAE.
         missing_eos_penalty: subtracted from the reward of a completion that hit response_length unfinished.
         reward_model: an `augury rm` folder ("" for none).
         reward_model_weight: its weight in the summed reward.
@@ -68,7 +95,7 @@ class RLConfig:
     policy_run: str = ""
     prompts: str = ""
     out: str = "runs/rl"
-    algorithm: Literal["grpo", "rloo"] = "grpo"
+    algorithm: Literal["ppo", "grpo", "rloo"] = "grpo"
     steps: int = 50
     prompts_per_step: int = 4
     num_generations: int = 4
@@ -78,6 +105,11 @@ class RLConfig:
     kl_coef: float = 0.05
     cliprange: float = 0.2
     num_ppo_epochs: int = 1
+    vf_coef: float = 0.1
+    cliprange_value: float = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    whiten_rewards: bool = False
     missing_eos_penalty: float = 0.0
     reward_model: str = ""
     reward_model_weight: float = 1.0
@@ -92,8 +124,8 @@ class RLConfig:
             raise ValueError("--policy_run and --prompts are required")
         if not self.reward_model and not self.reward_functions:
             raise ValueError("give at least one reward source: --reward_model and/or --reward_functions")
-        if self.num_generations < 2:
-            raise ValueError("num_generations must be >= 2 (advantages are relative to the group)")
+        if self.num_generations < (1 if self.algorithm == "ppo" else 2):
+            raise ValueError("num_generations must be >= 2 for grpo/rloo (advantages are relative to the group)")
         for name in ("steps", "prompts_per_step", "response_length", "num_ppo_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -168,19 +200,22 @@ def _prompt_ids(tok, row: dict) -> tuple[list[int], bool]:
     raise ValueError("a row needs a non-empty 'prompt' (text or a message list)")
 
 
-def sequence_logps(model, rollouts: list[Rollout], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(log-probs of each completion token, entropy at each of those positions, mask), each (N, T)."""
+def sequence_logps(model, rollouts: list[Rollout], pad_id: int, value_head=None):
+    """(log-probs of each completion token, entropy at each of those positions, mask), each (N, T); with a value
+    head, also the value at each of those positions (the state before the token is chosen)."""
     seqs = [r.prompt_ids + r.completion_ids for r in rollouts]
     width = max(len(s) for s in seqs)
     T = max(1, max(len(r.completion_ids) for r in rollouts))
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.tensor(s)
-    logits = model(ids).float()
-    logp_all = torch.log_softmax(logits, -1)
+    hidden = model(ids, return_hidden=True)
+    logp_all = torch.log_softmax(model.output_logits(hidden).float(), -1)
+    values_all = value_head(hidden.float()).squeeze(-1) if value_head is not None else None
     logp = torch.zeros(len(seqs), T)
     entropy = torch.zeros(len(seqs), T)
     mask = torch.zeros(len(seqs), T)
+    values = torch.zeros(len(seqs), T)
     for i, r in enumerate(rollouts):
         n, p = len(r.completion_ids), len(r.prompt_ids)
         if n == 0:
@@ -189,6 +224,10 @@ def sequence_logps(model, rollouts: list[Rollout], pad_id: int) -> tuple[torch.T
         logp[i, :n] = logp_all[i, pos, torch.tensor(r.completion_ids)]
         entropy[i, :n] = -(logp_all[i, pos].exp() * logp_all[i, pos]).sum(-1)
         mask[i, :n] = 1.0
+        if values_all is not None:
+            values[i, :n] = values_all[i, pos]
+    if value_head is not None:
+        return logp, entropy, mask, values
     return logp, entropy, mask
 
 
@@ -227,9 +266,21 @@ def train_rl(cfg: RLConfig, log=print) -> Path:
             raise AlignDataError(f"{cfg.prompts}: {err}") from None
     if not prompts:
         raise AlignDataError(f"{cfg.prompts} has no prompt rows")
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95))
+    value_head = None
+    params = list(policy.parameters())  # what the optimizer updates (and the gradient clip covers)
+    if cfg.algorithm == "ppo":
+        value_head = torch.nn.Linear(mcfg.d_model, 1)
+        torch.nn.init.zeros_(value_head.weight)
+        torch.nn.init.zeros_(value_head.bias)
+        params += list(value_head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95))
     step = 0
     if ckpt is not None:
+        if value_head is not None:
+            head = out / "value_heads" / f"{ckpt.name}.safetensors"
+            if not head.is_file():
+                raise AlignDataError(f"--resume: {head} is missing (the value head of {ckpt.name})")
+            value_head.load_state_dict(load_file(str(head)))
         step = load_checkpoint(ckpt, policy, optimizer)["step"]
         log(f"resuming {out} at step {step}")
     else:
@@ -246,26 +297,37 @@ def train_rl(cfg: RLConfig, log=print) -> Path:
         order = np.random.default_rng([cfg.seed, step]).permutation(len(prompts))[:cfg.prompts_per_step]
         batch = [prompts[int(i)] for i in order]
         policy.eval()
-        params = [SamplingParams(max_tokens=cfg.response_length, temperature=cfg.temperature,
-                                 stop_token_ids=[special["end"], special["bos"]] if chat else [special["bos"]],
-                                 seed=_seed_for(cfg.seed, step, j))
-                  for j, (_, _, chat) in enumerate(b for b in batch for _ in range(G))]
-        gens = generate(policy, tok, [ids for _, ids, _ in batch for _ in range(G)], params)
+        sampling = [SamplingParams(max_tokens=cfg.response_length, temperature=cfg.temperature,
+                                   stop_token_ids=[special["end"], special["bos"]] if chat else [special["bos"]],
+                                   seed=_seed_for(cfg.seed, step, j))
+                    for j, (_, _, chat) in enumerate(b for b in batch for _ in range(G))]
+        gens = generate(policy, tok, [ids for _, ids, _ in batch for _ in range(G)], sampling)
         rollouts = [Rollout(row, ids, g.token_ids, g.text, g.finish_reason == "stop")
                     for (row, ids, _), g in zip((b for b in batch for _ in range(G)), gens)]
         rewards, by_source = _rewards(cfg, rollouts, reward_model, functions)
         policy.train()
-        advantages = (group_advantages if cfg.algorithm == "grpo" else rloo_advantages)(rewards, G)
         with torch.no_grad():
-            old_logp, _, mask = sequence_logps(policy, rollouts, pad_id)
             ref_logp, _, _ = sequence_logps(reference, rollouts, pad_id)
+            if value_head is not None:
+                old_logp, _, mask, old_values = sequence_logps(policy, rollouts, pad_id, value_head)
+                advantages, returns = ppo_targets(cfg, rewards, old_logp, ref_logp, old_values, mask)
+            else:
+                old_logp, _, mask = sequence_logps(policy, rollouts, pad_id)
+                advantages = (group_advantages if cfg.algorithm == "grpo" else rloo_advantages)(rewards, G)[:, None]
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / 5)
         for _ in range(cfg.num_ppo_epochs):
-            logp, entropy, mask = sequence_logps(policy, rollouts, pad_id)
-            pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages[:, None], mask, cfg.cliprange)
-            kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
-            loss = pg_loss + cfg.kl_coef * kl
+            if value_head is not None:
+                logp, entropy, mask, values = sequence_logps(policy, rollouts, pad_id, value_head)
+                pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
+                kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
+                loss = pg_loss + cfg.vf_coef * clipped_value_loss(values, old_values, returns, mask,
+                                                                  cfg.cliprange_value)
+            else:
+                logp, entropy, mask = sequence_logps(policy, rollouts, pad_id)
+                pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
+                kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
+                loss = pg_loss + cfg.kl_coef * kl
             kl_now = float(kl.detach())
             if not torch.isfinite(loss):
                 raise RLDiverged(f"step {step + 1}: the loss is {float(loss.detach())}; "
@@ -275,7 +337,7 @@ def train_rl(cfg: RLConfig, log=print) -> Path:
                                  f"the last checkpoint is kept in {out}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
         step += 1
         record = {"step": step, "reward": float(rewards.mean()), **{f"reward/{k}": v for k, v in by_source.items()},
@@ -285,10 +347,27 @@ def train_rl(cfg: RLConfig, log=print) -> Path:
         append_jsonl(out / "metrics.jsonl", record)
         log(f"step {step}: reward {record['reward']:.4f}, kl {record['kl']:.4f}")
         if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
+            if value_head is not None:  # written first: a complete checkpoint always has its value head
+                (out / "value_heads").mkdir(exist_ok=True)
+                blob = save({k: v.detach().contiguous() for k, v in value_head.state_dict().items()})
+                atomic_write_bytes(out / "value_heads" / f"step_{step:08d}.safetensors", blob)
             save_checkpoint(out, step, policy, optimizer, {"step": step})
     atomic_write_json(out / "manifest.json", {"kind": "rl", "created": utc_now(), "git": git_hash(),
                                               "policy_run": cfg.policy_run, "finished": True, "steps": step})
     return out
+
+
+def ppo_targets(cfg: RLConfig, scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor,
+                values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(whitened advantages, returns) for PPO: per-token reward −kl_coef·(log π − log π_ref), the score added on
+    each completion's last token, then GAE."""
+    token_rewards = -cfg.kl_coef * (logp - ref_logp) * mask
+    last = (mask.sum(1).long() - 1).clamp(min=0)
+    token_rewards[torch.arange(len(scores)), last] += scores * (mask.sum(1) > 0)
+    if cfg.whiten_rewards:
+        token_rewards = whiten(token_rewards, mask, shift_mean=False) * mask
+    advantages, returns = gae(token_rewards, values, mask, cfg.gamma, cfg.lam)
+    return whiten(advantages, mask) * mask, returns
 
 
 def _rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functions) -> tuple[torch.Tensor, dict]:

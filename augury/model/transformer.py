@@ -255,6 +255,15 @@ class Transformer(nn.Module):
         return groups
 
     # ---- forward ------------------------------------------------------------------------------------------
+    def output_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits from final hidden states (what `forward(..., return_hidden=True)` returns)."""
+        logits = self.lm_head(hidden)
+        if self.output_mult != 1.0:
+            logits = logits * self.output_mult
+        if self.output_bias is not None:
+            logits = logits + self.output_bias.to(logits.dtype)
+        return logits
+
     def new_kv_cache(self, batch_size: int, max_len: int | None = None, dtype=None) -> KVCache:
         max_len = min(max_len or self.cfg.max_seq_len, self.cfg.max_seq_len)
         dtype = dtype or self.embed_tokens.weight.dtype
@@ -307,11 +316,7 @@ class Transformer(nn.Module):
         x = self.norm(x)
         if return_hidden:
             return x
-        logits = self.lm_head(x)
-        if self.output_mult != 1.0:
-            logits = logits * self.output_mult
-        if self.output_bias is not None:
-            logits = logits + self.output_bias.to(logits.dtype)
+        logits = self.output_logits(x)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),

@@ -110,3 +110,31 @@ def test_kl_blow_up_stops_naming_the_step(chat_run, prompts_file, rewards_module
     with pytest.raises(RLDiverged, match=r"step 1: KL to the reference .* > max_kl"):
         train_rl(_cfg(chat_run, prompts_file, tmp_path / "kl", rewards_module, lr=0.5, max_kl=1e-6,
                       num_ppo_epochs=2), log=lambda *_: None)
+
+
+def test_ppo_with_a_value_head_trains_and_resumes_exactly(chat_run, prompts_file, rewards_module, tmp_path,
+                                                          monkeypatch):
+    import augury.train.checkpoint as ckpt_mod
+
+    def cfg(out, **kw):
+        return _cfg(chat_run, prompts_file, out, rewards_module, algorithm="ppo", num_generations=2,
+                    num_ppo_epochs=2, **kw)
+
+    whole = train_rl(cfg(tmp_path / "whole"), log=lambda *_: None)
+    rows = _metrics(whole)
+    assert len(rows) == 4 and all(r["loss"] == r["loss"] for r in rows)
+    assert (whole / "value_heads" / "step_00000004.safetensors").is_file()
+    real = ckpt_mod.save_checkpoint
+
+    def save_then_die(run, step, *args, **kwargs):
+        path = real(run, step, *args, **kwargs)
+        if step == 2:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_rl(cfg(tmp_path / "split"), log=lambda *_: None)
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", real)
+    split = train_rl(cfg(tmp_path / "split", resume=True), log=lambda *_: None)
+    assert [r["loss"] for r in _metrics(split)] == [r["loss"] for r in rows]
