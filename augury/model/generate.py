@@ -40,6 +40,7 @@ class SamplingParams:
         stop: strings that end the row; they are cut from its text (the tokens stay in token_ids).
         stop_token_ids: token ids that end the row (not included in its output), e.g. end-of-turn.
         seed: the row's sampling seed (None: drawn from torch's global generator).
+        prompt_logprobs: also return the log-probability of each prompt token given the ones before it.
     """
 
     max_tokens: int = 128
@@ -49,6 +50,7 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     stop_token_ids: list[int] = field(default_factory=list)
     seed: int | None = None
+    prompt_logprobs: bool = False
 
     def validate(self) -> None:
         if self.max_tokens < 0:
@@ -70,6 +72,7 @@ class Generation:
     logprobs: list[float]  # log-probability of each generated id under the model
     finish_reason: str  # "stop" (stop string or stop token) or "length"
     prompt_tokens: int = 0
+    prompt_logprobs: list[float | None] | None = None  # with params.prompt_logprobs: None for the first token
 
 
 @dataclass
@@ -94,6 +97,7 @@ class _Row:
     stream: TextStream
     ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    prompt_logprobs: list[float | None] | None = None
 
 
 def _choose(logits: torch.Tensor, rows: list[_Row]) -> list[int]:
@@ -185,8 +189,14 @@ class Engine:
         cache = KVCache(self.model.cfg, len(seqs), width, self.device, self.model.embed_tokens.weight.dtype)
         cache.key_mask = slot[None, :] >= pad_t[:, None]
         positions = (slot[None, :] - pad_t[:, None]).clamp(min=0)
-        logits = self.model(ids, kv_cache=cache, positions=positions, logits_to_keep=1)[:, -1]
-        return cache, logits
+        scored = [j for j, r in enumerate(rows) if r.params.prompt_logprobs and r.prompt_logprobs is None]
+        logits = self.model(ids, kv_cache=cache, positions=positions, logits_to_keep=None if scored else 1)
+        for j in scored:  # position t's logits predict token t + 1; the row's tokens start after its padding
+            n = len(rows[j].prompt)
+            logp = torch.log_softmax(logits[j, pads[j]:pads[j] + n - 1].float(), dim=-1)
+            target = ids[j, pads[j] + 1:pads[j] + n]
+            rows[j].prompt_logprobs = [None] + logp.gather(-1, target[:, None])[:, 0].tolist()
+        return cache, logits[:, -1]
 
     def _join(self, rows: list[_Row]) -> None:
         """Prefill the joining rows alone, then merge their cache with the running one.
@@ -265,7 +275,7 @@ class Engine:
 
     def _finish(self, row: _Row, reason: str, tok: int | None = None, text: str = "") -> Event:
         text += row.stream.finish()
-        result = Generation(row.ids, row.stream.text, row.logprobs, reason, len(row.prompt))
+        result = Generation(row.ids, row.stream.text, row.logprobs, reason, len(row.prompt), row.prompt_logprobs)
         return Event(row.key, tok, row.logprobs[-1] if tok is not None else None, text, True, result)
 
 

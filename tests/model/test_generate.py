@@ -144,3 +144,15 @@ def test_sample_text_helper_runs_on_the_engine_with_its_old_behaviour():
     stop = a[0][2:4]
     cut = sample_text(m, tok, prompt, max_tokens=12, temperature=1.0, num_samples=1, seed=5, stop=[stop])[0]
     assert stop not in cut and a[0].startswith(cut)
+
+
+def test_prompt_logprobs_equal_a_full_forward_pass(model):
+    rows = [SamplingParams(max_tokens=3, temperature=0, prompt_logprobs=True), SamplingParams(max_tokens=3)]
+    outs = generate(model, ByteTokenizer(), [PROMPTS[0], PROMPTS[2]], [rows[1], rows[0]])
+    assert outs[0].prompt_logprobs is None
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([PROMPTS[2]]))[0].float(), -1)
+    expected = [float(logp[t, tok]) for t, tok in enumerate(PROMPTS[2][1:])]
+    assert outs[1].prompt_logprobs[0] is None
+    assert outs[1].prompt_logprobs[1:] == pytest.approx(expected, abs=1e-4)
+    assert outs[1].token_ids == generate(model, ByteTokenizer(), [PROMPTS[2]], rows[0])[0].token_ids
