@@ -59,7 +59,7 @@ class ImageDataConfig:
     heldout_examples: int = 300
     seed: int = 0
     split_seed: int = 0
-    vocab_size: int = 400
+    vocab_size: int = 320
 
     def validate(self) -> None:
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -206,7 +206,7 @@ def _words(n: int, rng: np.random.Generator, size: int) -> list[ImageExample]:
     out = []
     for _ in range(n):
         word = WORDS[rng.integers(len(WORDS))]
-        font = _font(FONTS[rng.integers(len(FONTS))], int(rng.integers(size * 12 // 32, size * 16 // 32 + 1)))
+        font = _font(FONTS[rng.integers(len(FONTS))], int(rng.integers(size * 9 // 32, size * 13 // 32 + 1)))
         dark_on_light = rng.random() < 0.5
         light = tuple(int(v) for v in rng.integers(180, 256, 3))
         dark = tuple(int(v) for v in rng.integers(0, 70, 3))

@@ -76,9 +76,7 @@ def _tokenizer(cfg: TrainConfig, train: list[ImageExample]):
 
     if cfg.init_from is not None:
         return Tokenizer.from_file(str(Path(cfg.init_from) / "tokenizer.json"))
-    # questions and answers as separate texts, as chat_ids encodes them, so a word answer learns its own token;
-    # twice: BPE keeps pairs seen at least twice
-    texts = [t for e in train for t in (e.question, e.answer)] * 2
+    texts = [f"{e.question} {e.answer}" for e in train] * 2  # twice: BPE keeps pairs seen at least twice
     return train_tokenizer(texts, cfg.images.vocab_size)
 
 
