@@ -25,8 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"data", "model", "evals"},
     "scaling": set(),
     "forecast": {"data", "model", "evals", "train", "scaling"},
-    "align": {"data", "model", "evals", "train", "scaling", "serve"},
-    "serve": {"data", "model", "evals"},
+    "align": {"data", "model", "evals", "train", "scaling", "serve", "safety"},
+    "serve": {"data", "model", "evals", "safety"},
+    "safety": {"data", "model", "evals"},
     "cli": {"command", "errors"},  # the dispatcher imports subcommands by name, at run time
     "__main__": {"cli"},
     "__init__": set(),

@@ -1,0 +1,161 @@
+"""An offline proposition grader: a classifier per yes/no proposition about an assistant's reply, trained on the
+RBR gold set (`../shared/data/rbr-gold`, OpenAI's rule-based-rewards paper), with no large model.
+
+    augury grader --data ../shared/data/rbr-gold --out runs/grader        # train on train.jsonl, test on test.jsonl
+    grader = PropositionGrader.load("runs/grader/grader.json")
+    grader.probabilities(["I'm sorry, but I can't help with that."])   # [{"apology": 0.97, ...}]
+
+Each proposition (apology, inability_to_comply, judgement, disallowed_content, ...) gets a logistic regression over
+TF-IDF word uni- and bigrams of the reply, with balanced class weights (most propositions are rare). The report
+gives each proposition's test accuracy next to the majority-class baseline, because on rare propositions a high
+accuracy alone means little. The grader is stored as JSON (vocabulary, idf, coefficients): no pickle. It reads
+only the reply's text, so it cannot use what the user asked; a judge model prompted with the paper's questions
+can (docs/safety.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from augury.errors import UsageError
+from augury.io import atomic_write_json, utc_now
+
+VECTORIZER = {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": True, "lowercase": True}
+
+
+def reply_text(row: dict) -> str:
+    completion = row["completion"]
+    if isinstance(completion, list):
+        return "\n".join(m.get("content", "") for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist")
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                reply_text(row)
+                if not isinstance(row.get("propositions"), dict):
+                    raise KeyError("propositions")
+            except (ValueError, KeyError, TypeError) as err:
+                raise UsageError(f"{path}:{i}: not an RBR gold row ({err})") from None
+            rows.append(row)
+    return rows
+
+
+@dataclass
+class PropositionGrader:
+    vectorizer: object  # a fitted sklearn TfidfVectorizer
+    models: dict  # proposition -> LogisticRegression, or a constant probability for a one-class proposition
+
+    @classmethod
+    def fit(cls, rows: list[dict]) -> PropositionGrader:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        vec = TfidfVectorizer(**VECTORIZER)
+        X = vec.fit_transform([reply_text(r) for r in rows])
+        models = {}
+        for name in sorted({k for r in rows for k in r["propositions"]}):
+            y = np.array([bool(r["propositions"].get(name)) for r in rows])
+            if y.all() or not y.any():
+                models[name] = float(y.mean())
+            else:
+                models[name] = LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000).fit(X, y)
+        return cls(vec, models)
+
+    def probabilities(self, replies: list[str]) -> list[dict[str, float]]:
+        X = self.vectorizer.transform(replies)
+        cols = {name: (np.full(len(replies), m) if isinstance(m, float) else m.predict_proba(X)[:, 1])
+                for name, m in self.models.items()}
+        return [{name: float(v[i]) for name, v in cols.items()} for i in range(len(replies))]
+
+    def to_json(self) -> dict:
+        vec = self.vectorizer
+        return {"format": "augury-proposition-grader", "version": 1, "vectorizer": VECTORIZER,
+                "vocabulary": {t: int(i) for t, i in vec.vocabulary_.items()}, "idf": vec.idf_.tolist(),
+                "models": {n: (m if isinstance(m, float) else {"coef": m.coef_[0].tolist(),
+                                                              "intercept": float(m.intercept_[0])})
+                           for n, m in self.models.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> PropositionGrader:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        if data.get("format") != "augury-proposition-grader" or data.get("version") != 1:
+            raise UsageError("not an augury proposition grader (format/version)")
+        vec = TfidfVectorizer(**{**data["vectorizer"], "ngram_range": tuple(data["vectorizer"]["ngram_range"])})
+        vec.vocabulary_ = data["vocabulary"]
+        vec.idf_ = np.array(data["idf"])
+        models = {}
+        for name, m in data["models"].items():
+            if isinstance(m, float):
+                models[name] = m
+                continue
+            clf = LogisticRegression()
+            clf.classes_ = np.array([False, True])
+            clf.coef_ = np.array([m["coef"]])
+            clf.intercept_ = np.array([m["intercept"]])
+            models[name] = clf
+        return cls(vec, models)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PropositionGrader:
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, KeyError) as err:
+            raise UsageError(f"cannot load grader {path}: {err}") from None
+
+
+def evaluate(grader: PropositionGrader, rows: list[dict], train_rows: list[dict]) -> dict:
+    """Per proposition: accuracy on `rows`, the majority-class baseline (majority of the training rows), counts."""
+    probs = grader.probabilities([reply_text(r) for r in rows])
+    out = {}
+    for name in grader.models:
+        y = np.array([bool(r["propositions"].get(name)) for r in rows])
+        pred = np.array([p[name] >= 0.5 for p in probs])
+        majority = np.mean([bool(r["propositions"].get(name)) for r in train_rows]) >= 0.5
+        out[name] = {"accuracy": float((pred == y).mean()), "majority_baseline": float((y == majority).mean()),
+                     "positives": int(y.sum()), "n": int(len(y))}
+    return out
+
+
+def grader(*, data: str, out: str) -> dict:
+    """Train the offline proposition grader on DATA/train.jsonl and report its accuracy on DATA/test.jsonl.
+
+    Args:
+        data: the RBR gold folder (train.jsonl, test.jsonl).
+        out: output folder: grader.json and report.json.
+    """
+    train_rows, test_rows = read_rows(Path(data) / "train.jsonl"), read_rows(Path(data) / "test.jsonl")
+    g = PropositionGrader.fit(train_rows)
+    per = evaluate(g, test_rows, train_rows)
+    report = {"created": utc_now(), "data": str(data), "train_rows": len(train_rows), "test_rows": len(test_rows),
+              "propositions": per,
+              "mean_accuracy": float(np.mean([v["accuracy"] for v in per.values()])),
+              "mean_majority_baseline": float(np.mean([v["majority_baseline"] for v in per.values()]))}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(out) / "grader.json", g.to_json())
+    atomic_write_json(Path(out) / "report.json", report)
+    print(f"{'proposition':<38} {'accuracy':>8} {'majority':>8} {'positives':>9}")
+    for name, v in per.items():
+        print(f"{name:<38} {v['accuracy']:>8.3f} {v['majority_baseline']:>8.3f} {v['positives']:>5}/{v['n']}")
+    print(f"mean accuracy {report['mean_accuracy']:.3f} (majority baseline {report['mean_majority_baseline']:.3f}) "
+          f"on {len(test_rows)} test replies")
+    return report
+
+
+def main(argv: list[str]) -> int:
+    from augury.command import function_cli
+
+    function_cli(grader, argv, prog="augury grader")
+    return 0

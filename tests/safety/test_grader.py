@@ -1,0 +1,37 @@
+"""The offline proposition grader on the RBR gold set: it beats the majority baseline and round-trips as JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from augury.errors import UsageError
+from augury.safety.grader import PropositionGrader, grader, read_rows
+
+
+def test_grader_beats_the_majority_baseline_and_reloads_identically(shared_data, tmp_path, capsys):
+    report = grader(data=str(shared_data / "rbr-gold"), out=str(tmp_path / "g"))
+    per = report["propositions"]
+    assert len(per) == 23 and all(0.0 <= v["accuracy"] <= 1.0 for v in per.values())
+    assert report["mean_accuracy"] > report["mean_majority_baseline"] + 0.05
+    for name in ("apology", "encourage_professional_help", "partially_complies"):
+        assert per[name]["accuracy"] > per[name]["majority_baseline"]
+    rows = read_rows(shared_data / "rbr-gold" / "test.jsonl")[:20]
+    fitted = PropositionGrader.fit(read_rows(shared_data / "rbr-gold" / "train.jsonl"))
+    loaded = PropositionGrader.load(tmp_path / "g" / "grader.json")
+    replies = [r["completion"][-1]["content"] for r in rows]
+    for a, b in zip(fitted.probabilities(replies), loaded.probabilities(replies)):
+        assert a == pytest.approx(b, abs=1e-9)
+    out = capsys.readouterr().out
+    assert "mean accuracy" in out  # ids and figures only: no reply text is printed
+    assert not any(r[:40] in out for r in replies if len(r) > 40)
+
+
+def test_bad_grader_inputs_are_clear_errors(tmp_path):
+    (tmp_path / "train.jsonl").write_text(json.dumps({"completion": "x"}) + "\n")
+    with pytest.raises(UsageError, match="not an RBR gold row"):
+        read_rows(tmp_path / "train.jsonl")
+    (tmp_path / "g.json").write_text("{}")
+    with pytest.raises(UsageError, match="not an augury proposition grader"):
+        PropositionGrader.load(tmp_path / "g.json")
