@@ -1,6 +1,6 @@
 """Evaluation harness: score any model on exams and benchmarks with lm-evaluation-harness's semantics.
 
-    augury eval --model hf:/models/tiny --tasks mmlu,truthfulqa_mc2 --data-dir data/ --out results/
+    augury eval --model hf:/models/tiny --tasks mmlu,truthfulqa_mc2 --data_dir data/ --out results/
 
 Public API:
 - `augury.evals.backends.load_model(spec, **options)` -> an `augury.evals.lm.LM` (hf:, openai:, augury:)

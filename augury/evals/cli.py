@@ -1,12 +1,14 @@
 """`augury eval`: evaluate a model on benchmark tasks and write lm-evaluation-harness-shaped results.
 
-    augury eval --model hf:/models/llama-tiny --tasks mmlu,truthfulqa_mc2 --data-dir data/ --out results/
-    augury eval --model openai:gpt-4o-mini@https://api.example.com/v1 --model-args api_key_env=MY_KEY ...
-    augury eval --list-tasks
+    augury eval --model hf:/models/llama-tiny --tasks mmlu,truthfulqa_mc2 --data_dir data/ --out results/
+    augury eval --model openai:gpt-4o-mini@https://api.example.com/v1 --model_args api_key_env=MY_KEY ...
+    augury eval --list_tasks
     augury eval --model augury:runs/vision-cpu-s0 --tasks image_digits,image_charts,image_words --out results/
 
 Inputs are checked before the model is loaded: an unknown task, a missing data file or a malformed record is one
-clear error (exit 2). Finished samples are kept in OUT/.partial/; rerunning the same command resumes there.
+clear error (exit 2). Flags are spelled with underscores (`--data_dir`); the hyphenated spelling
+(`--data-dir`) is accepted as an alias. Finished samples are kept in OUT/.partial/; rerunning the same command
+resumes there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from augury.command import underscore_flags
 from augury.errors import UsageError
 
 
@@ -25,28 +28,35 @@ def _parser():
     p.add_argument("--config", action=ActionConfigFile, help="a YAML file with any of these options")
     p.add_argument("--model", type=str, default=None,
                    help="hf:PATH (local Hugging Face folder), openai:MODEL@BASE_URL, augury:RUN_DIR")
-    p.add_argument("--model-args", type=str, default="",
+    p.add_argument("--model_args", type=str, default="",
                    help="backend options as key=value,... (e.g. batch_size=8,dtype=bfloat16)")
     p.add_argument("--tasks", type=str, default=None, help="comma-separated task or group names")
-    p.add_argument("--data-dir", type=str, default=None, help="folder the task data paths are relative to")
+    p.add_argument("--data_dir", type=str, default=None, help="folder the task data paths are relative to")
     p.add_argument("--out", type=str, default=None, help="output folder (results, samples, plots)")
     p.add_argument("--limit", type=int | None, default=None, help="evaluate only the first N records per task")
-    p.add_argument("--num-fewshot", type=int | None, default=None, help="override each task's k-shot count")
+    p.add_argument("--num_fewshot", type=int | None, default=None, help="override each task's k-shot count")
     p.add_argument("--chat", type=bool, default=False, help="format prompts with the model's chat template")
-    p.add_argument("--include-path", type=str, default="", help="extra folders of task YAML files (comma-separated)")
-    p.add_argument("--chunk-size", type=int, default=64, help="samples scored (and saved) per step")
-    p.add_argument("--list-tasks", type=bool, default=False, help="print the known tasks and groups and exit")
+    p.add_argument("--include_path", type=str, default="", help="extra folders of task YAML files (comma-separated)")
+    p.add_argument("--chunk_size", type=int, default=64, help="samples scored (and saved) per step")
+    p.add_argument("--list_tasks", type=bool, default=False, help="print the known tasks and groups and exit")
     return p
 
 
 def _fix_bool_flags(argv: list[str]) -> list[str]:
+    """Hyphenated flags become their underscore spelling; a bare `--chat` / `--list_tasks` means true."""
+    argv = underscore_flags(argv)
     fixed: list[str] = []
     for i, arg in enumerate(argv):
         fixed.append(arg)
         nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if arg in ("--chat", "--list-tasks") and (nxt is None or nxt.startswith("--")):
+        if arg in ("--chat", "--list_tasks") and (nxt is None or nxt.startswith("--")):
             fixed.append("true")
     return fixed
+
+
+def parse_args(argv: list[str]):
+    """The options of `augury eval` from its command line (hyphenated spellings accepted as aliases)."""
+    return _parser().parse_args(_fix_bool_flags(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from augury.evals.runner import evaluate
     from augury.evals.taskconfig import TaskConfigError, TaskRegistry
 
-    args = _parser().parse_args(_fix_bool_flags(list(sys.argv[1:] if argv is None else argv)))
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         registry = TaskRegistry.load([p for p in args.include_path.split(",") if p.strip()])
     except TaskConfigError as err:
@@ -86,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_fewshot is not None and args.num_fewshot < 0:
         raise UsageError("--num-fewshot must be >= 0")
     if not Path(args.data_dir).is_dir():
-        raise UsageError(f"--data-dir {args.data_dir!r} is not a folder")
+        raise UsageError(f"--data_dir {args.data_dir!r} is not a folder")
     try:
         configs = registry.resolve([t.strip() for t in args.tasks.split(",") if t.strip()])
         # Read and render every record now, so bad data is reported before the model is loaded.

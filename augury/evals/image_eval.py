@@ -1,11 +1,11 @@
 """`augury eval` for image tasks: real / blank / shuffled-image accuracy per template, next to chance.
 
     augury eval --model augury:runs/vision-cpu-s0 --tasks image_digits,image_charts,image_words --out results/
-    augury eval --model augury:runs/vision-cpu-s0 --tasks image:my_task.jsonl --data-dir data/ --out results/
+    augury eval --model augury:runs/vision-cpu-s0 --tasks image:my_task.jsonl --data_dir data/ --out results/
 
-Built-in tasks draw `--limit` (default 300) held-out examples from augury.data.images (seed: `--model-args
+Built-in tasks draw `--limit` (default 300) held-out examples from augury.data.images (seed: `--model_args
 seed=N`, default 0). `image:FILE.jsonl` reads records with an `image` field (augury.evals.images.read_image_records)
-relative to `--data-dir`. Writes OUT/image_results_DATE.json; every input is checked before the model answers.
+relative to `--data_dir`. Writes OUT/image_results_DATE.json; every input is checked before the model answers.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Task definitions: YAML files shipped in `augury/evals/tasks/` (plus any folder the user adds).
 
-A task YAML names its data file relative to `--data-dir`, Jinja2 templates for the prompt, choices and target
+A task YAML names its data file relative to `--data_dir`, Jinja2 templates for the prompt, choices and target
 (the same template language lm-evaluation-harness uses), the metrics and the few-shot split. A new benchmark is
 a new YAML file. A YAML with `subtasks` expands into one task per subject and one group per category, e.g.
 `mmlu` -> `mmlu_stem` -> `mmlu_abstract_algebra`. See docs/evals.md for every field.
@@ -40,7 +40,7 @@ class TaskConfigError(ValueError):
 class DataSpec:
     """Where a task's records come from."""
 
-    path: str  # file relative to --data-dir (a Jinja2 template over the subtask variables)
+    path: str  # file relative to --data_dir (a Jinja2 template over the subtask variables)
     format: str | None = None  # csv, json, jsonl or text; default from the extension (.gz is gzip)
     columns: list[str] | None = None  # CSV column names when the file has no header row
     encoding: str = "utf-8-sig"  # text encoding; the default strips a UTF-8 byte-order mark
@@ -57,7 +57,7 @@ class TaskConfig:
     data: DataSpec  # the evaluated records
     version: float = 1.0  # bump when the prompt or scoring changes; stored in results["versions"]
     fewshot: DataSpec | None = None  # the split few-shot examples come from (its first k records)
-    num_fewshot: int = 0  # default k; --num-fewshot overrides it for tasks that have a few-shot split
+    num_fewshot: int = 0  # default k; --num_fewshot overrides it for tasks that have a few-shot split
     description: str = ""  # text placed before the few-shot examples
     doc_to_text: str = "{{text}}"  # the prompt for one record
     doc_to_target: str = "{{target}}"  # gold answer: a choice index or choice text (MC), the answer (generate)
@@ -230,7 +230,7 @@ class TaskRegistry:
 
                 close = difflib.get_close_matches(name, self.names(), n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise TaskConfigError(f"unknown task {name!r}{hint} (see `augury eval --list-tasks`)")
+                raise TaskConfigError(f"unknown task {name!r}{hint} (see `augury eval --list_tasks`)")
 
         for name in names:
             visit(name)

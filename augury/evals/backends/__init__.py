@@ -1,7 +1,7 @@
 """Model backends and the spec registry: `load_model("hf:PATH")`, `"openai:MODEL@BASE_URL"`, `"augury:RUN_DIR"`.
 
 A backend is a class implementing `augury.evals.lm.LM` whose constructor takes the part of the spec after the
-prefix as its first argument plus keyword options (`--model-args key=value,...`). Backends are registered by
+prefix as its first argument plus keyword options (`--model_args key=value,...`). Backends are registered by
 import path and imported only when used, so `hf` does not import an HTTP client and `openai` does not import
 transformers. Adding a backend is one class plus one `register_backend` line:
 

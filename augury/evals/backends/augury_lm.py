@@ -3,7 +3,7 @@
 Loads the run's newest intact checkpoint (or `checkpoint=PATH`) and its tokenizer. Scoring, rolling windows and
 decoding come from `TokenizedLM`; the key/value cache is augury's pre-allocated `KVCache`.
 
-    augury eval --model augury:runs/quickstart --tasks wikitext --data-dir DATA --out results/
+    augury eval --model augury:runs/quickstart --tasks wikitext --data_dir DATA --out results/
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Loads `transformers.AutoModelForCausalLM` and `AutoTokenizer` from PATH with no 
 holds no causal LM (no config.json, or an encoder-only architecture) is refused with one clear error before any
 work. Scoring, rolling windows and decoding come from `TokenizedLM` (prefix reuse for multiple choice).
 
-    augury eval --model hf:/models/llama-tiny --tasks mmlu --data-dir data/ --out results/
+    augury eval --model hf:/models/llama-tiny --tasks mmlu --data_dir data/ --out results/
 """
 
 from __future__ import annotations

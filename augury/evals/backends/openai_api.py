@@ -11,7 +11,7 @@
   `max_consecutive_failures` such requests in a row the run stops. HTTP 4xx other than 429 and responses that are
   not the expected JSON stop the run at once with one clear error. Scored samples are kept either way.
 
-    augury eval --model openai:gpt-4o-mini@https://api.openai.com/v1 --model-args requests_per_second=2 ...
+    augury eval --model openai:gpt-4o-mini@https://api.openai.com/v1 --model_args requests_per_second=2 ...
 """
 
 from __future__ import annotations
