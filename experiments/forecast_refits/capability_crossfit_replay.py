@@ -4,7 +4,7 @@ from their recorded samples, and compare with what each forecast registered when
     python -m experiments.forecast_refits.capability_crossfit_replay "runs/forecast-seeds/preset/seed*"
 
 Nothing is trained or sampled: each folder's capability/<run>.json records (every rung replica's and the
-target's samples) are refitted with `pipeline._capability_forecast` and scored with `verify_capability`, exactly
+target's samples) are refitted with `crossfit.capability_forecast` and scored with `verify.verify_capability`, exactly
 as a new forecast would be. Prints one line per folder (registered error, replayed error, each fold's actual,
 flagged) and the mean, spread and count within 10% of both.
 """

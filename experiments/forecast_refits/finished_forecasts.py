@@ -24,13 +24,13 @@ def replay_capability(folder: Path, cfg) -> tuple[dict, dict]:
     """(forecast, check): the folder's capability forecast refitted under `cfg` from its recorded samples
     (capability/<run>.json, the replicas `cfg.ladder.seeds` names) and verified on its target's samples, exactly as
     a new forecast would be. Nothing is trained or sampled."""
-    from augury.forecast import pipeline
+    from augury.forecast import crossfit, verify
     from augury.forecast.ladder import plan_runs
     from augury.forecast.preregister import fit_compute
 
     vocab = json.loads((folder / "plan.json").read_text())["vocab_size"]
     runs = plan_runs(cfg, vocab)
     xs = {p.name: fit_compute(p, cfg.fit.compute) for p in runs}
-    cap = pipeline._capability_forecast(cfg, folder, None, runs[:-1], xs, xs[runs[-1].name])
+    cap = crossfit.capability_forecast(cfg, folder, None, runs[:-1], xs, xs[runs[-1].name])
     target = json.loads((folder / "capability" / "target.json").read_text())["records"]
-    return cap, pipeline.verify_capability(cap, target)
+    return cap, verify.verify_capability(cap, target)

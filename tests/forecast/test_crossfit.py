@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from augury.forecast import pipeline
+from augury.forecast import crossfit, verify
 from augury.forecast.capability import neg_log_pass_rate
 from augury.forecast.ladder import plan_runs, rung_replicas
 from augury.forecast.preregister import fit_compute
@@ -56,7 +56,7 @@ def sampled_ladder(tmp_path, make_smoke_config, data_cache):
 def test_folds_select_and_estimate_on_disjoint_halves_of_the_replicas(sampled_ladder):
     cfg, out, rungs, *_ = sampled_ladder
     problems = json.loads((out / "capability" / "problems.json").read_text())
-    folds = pipeline._capability_folds(cfg, out, rungs, problems)
+    folds = crossfit.capability_folds(cfg, out, rungs, problems)
     assert [(f["select_replicas"], f["estimate_replicas"]) for f in folds] == [([0, 2], [1]), ([1], [0, 2])]
     for fold in folds:
         # pooled per rung: n is the samples of the replicas it uses, so a fold never scores on its selection data
@@ -64,13 +64,13 @@ def test_folds_select_and_estimate_on_disjoint_halves_of_the_replicas(sampled_la
         assert {r["n"] for r in fold["estimate"]} == {SAMPLES * len(fold["estimate_replicas"])}
         assert {r["run"] for r in fold["estimate"]} == {r.name for r in rungs}
     one_seed = dataclasses.replace(cfg, ladder=dataclasses.replace(cfg.ladder, seeds=1))
-    one = pipeline._capability_folds(one_seed, out, rungs, problems)
+    one = crossfit.capability_folds(one_seed, out, rungs, problems)
     assert len(one) == 1 and one[0]["select"] is None  # one seed: the same samples select and estimate
 
 
 def test_cross_fitted_forecast_is_the_mean_of_its_folds_and_recovers_the_law(sampled_ladder):
     cfg, out, rungs, xs, target, target_records, truth = sampled_ladder
-    cap = pipeline._capability_forecast(cfg, out, None, rungs, xs, xs[target])
+    cap = crossfit.capability_forecast(cfg, out, None, rungs, xs, xs[target])
     assert cap["cross_fitted"] and [f["fold"] for f in cap["folds"]] == [1, 2]
     fold_preds = [f["predicted_mean_neg_log_pass_rate"] for f in cap["folds"]]
     assert cap["predicted_mean_neg_log_pass_rate"] == pytest.approx(np.mean(fold_preds))
@@ -78,7 +78,7 @@ def test_cross_fitted_forecast_is_the_mean_of_its_folds_and_recovers_the_law(sam
     assert all(f["kept_problems"] > N_PROBLEMS // 2 for f in cap["folds"])
     assert cap["predicted_mean_neg_log_pass_rate"] == pytest.approx(truth, rel=0.1)
 
-    result = pipeline.verify_capability(cap, target_records)
+    result = verify.verify_capability(cap, target_records)
     for fold, checked in zip(cap["folds"], result["folds"]):
         kept = [q for b in fold["buckets"] for q in b["problems"]]
         assert checked["actual"] == pytest.approx(neg_log_pass_rate(target_records, kept)[0])
@@ -90,7 +90,7 @@ def test_report_shows_each_fold_and_their_mean(sampled_ladder, tmp_path):
     from augury.forecast.report import plot_capability, render_markdown
 
     cfg, out, rungs, xs, target, target_records, _ = sampled_ladder
-    cap = pipeline._capability_forecast(cfg, out, None, rungs, xs, xs[target])
+    cap = crossfit.capability_forecast(cfg, out, None, rungs, xs, xs[target])
     plans = plan_runs(cfg, 512)
     ladder = [{**dataclasses.asdict(p), "loss": 4.0 - i / 10, "bpb": 2.0, "seconds": 1.0, "compute": xs[p.name]}
               for i, p in enumerate(plans[:-1])]
@@ -99,7 +99,7 @@ def test_report_shows_each_fold_and_their_mean(sampled_ladder, tmp_path):
                 "loss": {"predicted": 3.0, "interval": [2.9, 3.1], "level": 0.9, "flags": [],
                          "law": {"formula": "a·C^b", "law": "power-loss", "n_points": 4}},
                 "capability": cap}
-    result = {"capability": pipeline.verify_capability(cap, target_records)}
+    result = {"capability": verify.verify_capability(cap, target_records)}
     text = render_markdown(forecast, result, {"loss": "l.png", "capability": "c.png"})
     assert "Cross-fitted" in text and "| **mean** |" in text
     assert text.count("| 1 | all |") == 1 and text.count("| 2 | all |") == 1
@@ -143,13 +143,13 @@ def test_cross_fitted_checks_are_judged_as_the_forecast_is_made():
     floor = ("floor", "bucket 3: at the sampling floor")
     fit = FitConfig()
     # k's interval includes 0 in one fold only: not flagged; in both: flagged; the floor in one fold: flagged
-    flags = pipeline._cross_fit_flags([fold(1, [k1, k2, floor]), fold(2, [k2])], fit)
+    flags = crossfit.cross_fit_flags([fold(1, [k1, k2, floor]), fold(2, [k2])], fit)
     assert flags == ["fold 1: bucket 3: at the sampling floor", "fold 1: " + k2[1], "fold 2: " + k2[1]]
     # the backtest: each fold misses by 12% in opposite directions, their mean is on target: not flagged
     fine = [fold(1, [("backtest", "x")], (1.12, 1.0)), fold(2, [("backtest", "y")], (0.88, 1.0))]
-    assert pipeline._cross_fit_flags(fine, fit) == []
+    assert crossfit.cross_fit_flags(fine, fit) == []
     off = [fold(1, [], (1.12, 1.0)), fold(2, [], (1.10, 1.0))]
-    assert pipeline._cross_fit_flags(off, fit)[0].startswith("mean of the folds: capability leave-largest-out")
+    assert crossfit.cross_fit_flags(off, fit)[0].startswith("mean of the folds: capability leave-largest-out")
 
 
 def test_a_capability_that_does_not_improve_on_the_rungs_is_not_forecast(tmp_path, make_smoke_config, data_cache):
@@ -168,17 +168,17 @@ def test_a_capability_that_does_not_improve_on_the_rungs_is_not_forecast(tmp_pat
         atomic_write_json(out / "capability" / f"{plan.name}.json", {"run": plan.name, "records": [
             {"run": plan.name, "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p_solve[j]))}
             for j in range(N_PROBLEMS)]})
-    cap = pipeline._capability_forecast(cfg, out, None, rungs, xs, xs[target.name])
+    cap = crossfit.capability_forecast(cfg, out, None, rungs, xs, xs[target.name])
     assert cap["status"] == "not-forecastable" and "improves measurably" in cap["reason"]
     assert cap["predicted_mean_neg_log_pass_rate"] is None and cap["interval_bucket_weighted"] is None
     assert cap["unsupported_predicted"] > 0 and not cap["reliable"]
     records = [{"run": "target", "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p_solve[j]))}
                for j in range(N_PROBLEMS)]
-    result = pipeline.verify_capability(cap, records)
+    result = verify.verify_capability(cap, records)
     assert result["predicted"] is None and result["rel_error"] is None and result["actual"] > 0
     loss = {"predicted": 3.0, "interval": [2.9, 3.1], "actual": 3.0, "rel_error": 0.0, "covered": True,
             "forecast_flagged": False}
-    assert "capability (mean -log pass rate): NOT FORECASTABLE" in pipeline.summary_text(
+    assert "capability (mean -log pass rate): NOT FORECASTABLE" in verify.summary_text(
         {"capability": cap}, {"loss": loss, "capability": result})
     plans = plan_runs(cfg, 512)
     ladder = [{**dataclasses.asdict(p), "loss": 4.0 - i / 10, "bpb": 2.0, "seconds": 1.0, "compute": xs[p.name]}

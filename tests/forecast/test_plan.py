@@ -214,20 +214,21 @@ def test_forecast_cli_bad_inputs(tmp_path, capsys):
 
 
 def test_overall_eta_adds_probed_run_times_and_learns_from_finished_runs(monkeypatch):
-    from augury.forecast import pipeline
+    from augury.forecast import progress as progress_module
+    from augury.forecast.progress import Progress
 
     cfg = cpu_demo()
     runs = plan_runs(cfg, 1024)
     rates = {r.name: 10_000.0 for r in runs}
-    progress = pipeline._Progress(runs, False, lambda *a: None, rates)
+    progress = Progress(runs, False, lambda *a: None, rates)
     assert progress.eta() == pytest.approx(sum(r.tokens for r in runs) / 10_000.0)
     now = [100.0]
-    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: now[0])
     progress.starting(1, runs[0])
     now[0] += 2 * runs[0].tokens / 10_000.0  # the first run takes twice its estimate
     progress.finished(runs[0], True)
     assert progress.eta() == pytest.approx(2 * sum(r.tokens for r in runs[1:]) / 10_000.0)
-    assert pipeline._Progress(runs, False, lambda *a: None, None).eta() is None  # no probe: no ETA
+    assert Progress(runs, False, lambda *a: None, None).eta() is None  # no probe: no ETA
 
 
 def test_target_procs_are_at_most_one_per_gpu(monkeypatch):

@@ -1,0 +1,146 @@
+"""Capability cross-fitting: the rungs' sampled capability records, split into folds over their seed replicas,
+one capability fit per fold and their mean (forecast.json's `capability` section), with the checks of that mean.
+
+    from augury.forecast.crossfit import capability_forecast
+    section = capability_forecast(cfg, out, data, rungs, xs, xs[target.name])
+
+Records are sampled once per run and cached under <out>/capability/ (problems.json, <run>.json).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from augury.forecast import capability as capmod
+from augury.forecast.ladder import RunPlan, rung_replicas
+from augury.forecast.preregister import capability_backtest_flag, fit_capability_forecast, relative
+from augury.io import atomic_write_json
+
+
+def capability_folds(cfg, out: Path, rungs: list[RunPlan], problems: list[dict]) -> list[dict]:
+    """The capability protocol's cross-fitting folds over the rungs' seed replicas: {select, estimate} records and
+    the replica indices each uses. With several seeds per rung the replicas split in two halves (even and odd
+    replica indices): fold 1 keeps problems on the first half's samples and estimates pass rates on the second
+    half's, pooled; fold 2 does the reverse. Selection and estimation then never share samples (no selection
+    bias), and averaging the two folds uses every sample for both. With one seed, one fold where the same
+    samples do both (select None)."""
+    per_rung = {rung.name: [capability_records(cfg, out, plan.name, out / "rungs" / plan.name, problems)
+                            for plan, _, _ in rung_replicas(cfg, [rung])] for rung in rungs}
+
+    def pooled(rung: str, replicas: list[int]) -> list[dict]:
+        acc: dict[str, dict] = {}
+        for j in replicas:
+            for r in per_rung[rung][j]:
+                a = acc.setdefault(r["problem"], {"run": rung, "problem": r["problem"], "n": 0, "c": 0})
+                a["n"] += r["n"]
+                a["c"] += r["c"]
+        return list(acc.values())
+
+    def records(replicas: list[int]) -> list[dict]:
+        return [r for rung in rungs for r in pooled(rung.name, replicas)]
+
+    k = cfg.ladder.seeds
+    if k == 1:
+        return [{"select_replicas": [0], "estimate_replicas": [0], "estimate": records([0]), "select": None}]
+    even, odd = list(range(0, k, 2)), list(range(1, k, 2))
+    return [{"select_replicas": sel, "estimate_replicas": est, "estimate": records(est), "select": records(sel)}
+            for sel, est in ((even, odd), (odd, even))]
+
+
+def capability_records(cfg, out: Path, run_name: str, run_dir: Path, problems: list[dict]) -> list[dict]:
+    """A run's {run, problem, n, c} records, sampled once and cached in capability/<run>.json."""
+    path = out / "capability" / f"{run_name}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["records"]
+    t = time.perf_counter()
+    device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and _cuda()) else "cpu"
+    records = capmod.evaluate_run(run_dir, problems, cfg.capability, run_name, device=device)
+    atomic_write_json(path, {"run": run_name, "records": records, "seconds": time.perf_counter() - t})
+    return records
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def capability_problems(cfg, out: Path, data) -> list[dict]:
+    path = out / "capability" / "problems.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    problems = capmod.build_problems(data, cfg.capability)
+    atomic_write_json(path, problems)
+    return problems
+
+
+def capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, target_x: float) -> dict:
+    """forecast.json's capability section: one fit of the report's protocol per cross-fitting fold, and their
+    mean (the forecast that is verified)."""
+    problems = capability_problems(cfg, out, data)
+    rung_x = {p.name: xs[p.name] for p in rungs}
+    folds = []
+    for i, fold in enumerate(capability_folds(cfg, out, rungs, problems), 1):
+        cap, _ = fit_capability_forecast(fold["estimate"], rung_x, target_x, cfg.capability, cfg.fit, cfg.seed,
+                                         select_records=fold["select"])
+        cap.pop("fit")  # the per-bucket parameters are what the forecast needs; keep the file small
+        by_rung = {p.name: [r for r in fold["estimate"] if r["run"] == p.name] for p in rungs}
+        cap["per_run"] = {p.name: {"flops": p.flops, "compute": xs[p.name],
+                                   "buckets": [capmod.neg_log_pass_rate(by_rung[p.name], b["problems"])[0]
+                                               for b in cap["buckets"]]} for p in rungs}
+        cap.update(fold=i, select_replicas=fold["select_replicas"], estimate_replicas=fold["estimate_replicas"])
+        folds.append(cap)
+    mean = float(np.mean([f["predicted_mean_neg_log_pass_rate"] for f in folds]))
+    interval = [float(np.mean([f["interval_bucket_weighted"][j] for f in folds])) for j in (0, 1)]
+    flags = cross_fit_flags(folds, cfg.fit) if len(folds) > 1 else list(folds[0]["flags"])
+    status, reason = capability_status(folds, cfg.fit.level)
+    out = {"status": status, "predicted_mean_neg_log_pass_rate": mean, "interval_bucket_weighted": interval,
+           "cross_fitted": len(folds) > 1, "folds": folds, "flags": flags, "reliable": not flags,
+           "n_problems": len(problems), "samples": cfg.capability.samples,
+           "temperature": cfg.capability.temperature, "kind": cfg.capability.span}
+    if status == "not-forecastable":
+        # no point forecast is registered; the number the fits would give is kept, marked as unsupported
+        out.update(reason=reason, unsupported_predicted=mean, predicted_mean_neg_log_pass_rate=None,
+                   interval_bucket_weighted=None, reliable=False)
+    return out
+
+
+def capability_status(folds: list[dict], level: float) -> tuple[str, str]:
+    """("not-forecastable", reason) when no difficulty bucket improves measurably with compute in any fold (every
+    bucket's exponent k has a `level` interval that includes 0): capability that has not emerged on the rungs
+    cannot be extrapolated. Otherwise ("ok", "") - single flat buckets stay flags."""
+    flat = [f"k:{b['bucket']}" in f["flag_kinds"] for f in folds for b in f["buckets"]]
+    if flat and all(flat):
+        return ("not-forecastable", f"no difficulty bucket's pass rate improves measurably across the rungs (every "
+                                    f"exponent k's {level:.0%} interval includes 0, in every fold)")
+    return "ok", ""
+
+
+def cross_fit_flags(folds: list[dict], fit_cfg) -> list[str]:
+    """The checks of a forecast that is the mean of its folds. A fit that failed or data at the sampling floor
+    in any fold flags it. The two statistical checks are judged the way the forecast is made: a bucket's exponent
+    k only when its interval includes 0 in every fold (one fold's 90% interval does so by chance often enough that
+    six such tests per forecast would flag most good ones), and the leave-largest-out backtest on the mean of the
+    folds' backtests."""
+    flags = []
+    k_flags: dict[str, list[str]] = {}
+    for f in folds:
+        for kind, msg in zip(f["flag_kinds"], f["flags"]):
+            if kind.startswith("k:"):
+                k_flags.setdefault(kind, []).append(f"fold {f['fold']}: {msg}")
+            elif kind != "backtest":
+                flags.append(f"fold {f['fold']}: {msg}")
+    flags += [m for msgs in k_flags.values() if len(msgs) == len(folds) for m in msgs]
+    tests = [f.get("backtest_largest_rung") for f in folds]
+    if all(t and "error" not in t for t in tests):
+        pred = float(np.mean([t["predicted"] for t in tests]))
+        actual = float(np.mean([t["actual"] for t in tests]))
+        mean_test = {"held_out": tests[0]["held_out"], "predicted": pred, "actual": actual,
+                     "rel_error": relative(pred, actual)}
+        if abs(mean_test["rel_error"]) > fit_cfg.capability_backtest_tolerance:
+            flags.append(f"mean of the folds: {capability_backtest_flag(mean_test, fit_cfg)}")
+    return flags
