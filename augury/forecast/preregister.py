@@ -33,6 +33,22 @@ import numpy as np
 
 from augury.io import atomic_write_json, utc_now
 
+# forecast.json's and result.json's format (docs/forecast_outputs.md): the major number changes when a field is
+# renamed, removed or changes meaning, the minor number when one is added. Files without the field are "1.0".
+SCHEMA_VERSION = "1.0"
+
+
+class UnknownSchemaVersion(ValueError):
+    """forecast.json or result.json was written by a version of augury whose format this one cannot read."""
+
+
+def check_schema_version(content: dict, path: str | Path) -> None:
+    """UnknownSchemaVersion unless `content`'s major schema version is the one this code reads."""
+    version = str(content.get("schema_version", "1.0"))
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise UnknownSchemaVersion(f"{path}: schema_version {version} is not readable by this augury (it reads "
+                                   f"{SCHEMA_VERSION.split('.')[0]}.x; docs/forecast_outputs.md)")
+
 
 class ForecastTampered(RuntimeError):
     """forecast.json does not match its own sha256: it was changed after pre-registration."""
@@ -51,7 +67,7 @@ def write_forecast(path: str | Path, content: dict) -> dict:
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} exists: a pre-registered forecast is never rewritten")
-    content = {**copy.deepcopy(content), "registered_at": utc_now()}
+    content = {"schema_version": SCHEMA_VERSION, **copy.deepcopy(content), "registered_at": utc_now()}
     content["sha256"] = content_sha256(content)
     atomic_write_json(path, content)
     return content
@@ -60,6 +76,7 @@ def write_forecast(path: str | Path, content: dict) -> dict:
 def load_forecast(path: str | Path) -> dict:
     """Read forecast.json and check its sha256; ForecastTampered if the content changed since registration."""
     content = json.loads(Path(path).read_text())
+    check_schema_version(content, path)
     if content.get("sha256") != content_sha256(content):
         raise ForecastTampered(f"{path}: its content no longer matches its sha256 {content.get('sha256')!r}: the "
                                f"pre-registered forecast was edited; start a new forecast in another folder")

@@ -16,7 +16,7 @@ import numpy as np
 from augury.forecast import capability as capmod
 from augury.forecast.crossfit import capability_records
 from augury.forecast.ladder import RunPlan
-from augury.forecast.preregister import relative
+from augury.forecast.preregister import SCHEMA_VERSION, relative
 from augury.io import utc_now
 
 
@@ -43,7 +43,8 @@ def verify_forecast(cfg, out: Path, data, forecast: dict, target: RunPlan, tsum:
     loss = forecast["loss"]
     actual = tsum["final_val_loss"]
     lo, hi = loss["interval"]
-    result = {"name": cfg.name, "forecast_sha256": forecast["sha256"], "verified_at": utc_now(),
+    result = {"schema_version": SCHEMA_VERSION, "name": cfg.name, "forecast_sha256": forecast["sha256"],
+              "verified_at": utc_now(),
               "loss": {"predicted": loss["predicted"], "interval": loss["interval"], "actual": actual,
                        "rel_error": relative(loss["predicted"], actual), "covered": bool(lo <= actual <= hi),
                        "forecast_flagged": not loss["reliable"]},
