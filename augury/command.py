@@ -28,10 +28,12 @@ def function_cli(fn, argv: list[str], prog: str):
 
     Bare boolean flags (`--resume`) are accepted as well as `--resume true`, and a list-typed option may be
     repeated (`--stop A --stop B`) or given as a JSON list. Keyword-only parameters are options even when
-    required (`def export(run, *, hf)` gives `augury export RUN --hf OUT`).
+    required (`def export(run, *, hf)` gives `augury export RUN --hf OUT`). Hyphenated flags are aliases of the
+    underscore spelling (`--max-new-tokens` = `--max_new_tokens`).
     """
     from jsonargparse import CLI
 
+    argv = underscore_flags(argv)
     flags = {f"--{n}" for n in _params_of_type(fn, bool)}
     lists = {f"--{n}" for n in _params_of_type(fn, list)}
     fixed: list[str] = []

@@ -30,3 +30,32 @@ def test_function_cli_accepts_bare_bool_flags():
 
     cli.function_cli(job, ["x", "--resume", "--steps", "5"], prog="job")
     assert seen == {"path": "x", "resume": True, "steps": 5}
+
+
+def test_function_cli_accepts_hyphenated_aliases():
+    seen = {}
+
+    def job(path: str, max_steps: int = 3):
+        """A job.
+
+        Args:
+            path: where
+            max_steps: how many
+        """
+        seen.update(path=path, max_steps=max_steps)
+
+    cli.function_cli(job, ["x", "--max-steps", "5"], prog="job")
+    assert seen == {"path": "x", "max_steps": 5}
+    cli.function_cli(job, ["x", "--max_steps=7"], prog="job")
+    assert seen == {"path": "x", "max_steps": 7}
+
+
+def test_train_accepts_hyphenated_dotted_overrides():
+    from augury.command import underscore_flags
+    from augury.train.cli import build_parser
+
+    parser = build_parser()
+    hyphen = parser.parse_args(underscore_flags(["--optim.weight-decay", "0.05", "--optim.grad-clip=0.5"]))
+    under = parser.parse_args(["--optim.weight_decay", "0.05", "--optim.grad_clip=0.5"])
+    assert hyphen == under
+    assert (under.optim.weight_decay, under.optim.grad_clip) == (0.05, 0.5)

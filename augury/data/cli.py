@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from augury.command import underscore_flags
 from augury.data.config import DataConfig, DataError
 
 _USAGE = "usage: augury data prepare [--config FILE] [--source SOURCE] [--vocab_size N] [...]  (see --help)"
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[0] != "prepare":
         raise UsageError(f"unknown data command {argv[0]!r}; {_USAGE}")
-    args = _parser().parse_args(argv[1:])
+    args = _parser().parse_args(underscore_flags(argv[1:]))
     fields = {k: v for k, v in vars(args).items() if k in DataConfig.__dataclass_fields__}
     cfg = DataConfig(**fields)
     from augury.data.prepare import prepare_data

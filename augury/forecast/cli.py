@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 
+from augury.command import underscore_flags
 from augury.errors import UsageError
 
 
@@ -58,7 +59,7 @@ def parse_config(argv: list[str], prog: str, description: str, default_preset: s
         raise UsageError(str(err)) from None
     parser = build_parser(prog, description)
     try:
-        ns = parser.parse_args(head + rest)
+        ns = parser.parse_args(head + underscore_flags(rest))
     except SystemExit as exc:
         if exc.code == 0:  # --help
             raise

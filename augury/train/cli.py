@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from augury.command import underscore_flags
 from augury.errors import UsageError
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str]) -> int:
     from augury.train.trainer import TrainingDiverged, train
 
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns = parser.parse_args(underscore_flags(argv))
     resume = {"no": False, "yes": True, "auto": "auto"}[ns.pop("resume")]
     ns.pop("config", None)
     cfg = parser.instantiate(ns) if hasattr(parser, "instantiate") else parser.instantiate_classes(ns)
