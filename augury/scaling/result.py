@@ -211,7 +211,8 @@ class FitResult:
                             "residual_rms": float(np.sqrt(np.mean(self.residuals() ** 2)))},
             "trend": self.trend, "warnings": list(self.warnings),
             "forecastability": dict(zip(("status", "reason"), self.forecastability())),
-            "value_range": [float(v) for v in self.law.value_range],
+            # an unbounded end is null: JSON has no infinity (and a forecast's sha256 is taken over its JSON)
+            "value_range": [float(v) if np.isfinite(v) else None for v in self.law.value_range],
             "data": {"names": self.names, "y": self.y.tolist(), **{k: v.tolist() for k, v in self.x.items()}},
         }
 
