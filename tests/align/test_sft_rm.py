@@ -134,3 +134,18 @@ def test_cli_spellings_and_usage_errors(chat_run, sft_file, tmp_path, capsys):
     assert main(["sft", "--data", str(sft_file)]) == 2
     assert "--base_run and --data are required" in capsys.readouterr().err
     assert main(["rm", "--base_run", str(chat_run), "--data", "x.jsonl", "--hh_rlhf", "y.jsonl.gz"]) == 2
+
+
+def test_a_fine_tuned_run_exports_with_identical_logits_in_transformers(chat_run, sft_file, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from augury.model.export import export_hf
+    from augury.model.run import load_run
+
+    out = train_sft(_sft(chat_run, sft_file, tmp_path / "sft", steps=2), log=lambda *_: None)
+    model, _, _ = load_run(out)
+    hf_dir = export_hf(model, out / "tokenizer.json", tmp_path / "hf")
+    hf = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+    ids = torch.tensor([[0, 3, 17, 42, 99, 5, 7]])
+    with torch.no_grad():
+        assert torch.allclose(model(ids), hf(ids).logits, atol=1e-5)
