@@ -71,13 +71,28 @@ def read_jsonl(path: str | Path) -> list[dict | None]:
     return rows
 
 
-def _finish(report: LoadReport, items: list) -> None:
-    report.used = len(items)
-    if report.rows == 0:
-        raise AlignDataError(f"{report.path} has no rows")
+def tokenize_rows(rows: list[dict | None], make, where: str, require_rows: bool = False) -> tuple[list, LoadReport]:
+    """`make(row)` for every row; a row it refuses (ValueError) is skipped and counted by reason in the report.
+
+    More than half of the rows refused is one error naming the reasons; so is an empty file when `require_rows`.
+    """
+    report = LoadReport(where)
+    out = []
+    for row in rows:
+        report.rows += 1
+        try:
+            if row is None:
+                raise ValueError("not a JSON object")
+            out.append(make(row))
+        except (ValueError, ChatFormatError) as err:
+            report.skipped[str(err).split(":")[0][:80]] += 1
+    report.used = len(out)
+    if require_rows and report.rows == 0:
+        raise AlignDataError(f"{where} has no rows")
     if report.used * 2 < report.rows:
         raise AlignDataError(f"{report.summary()}: most rows are unusable; fix the data (TRL shapes: "
                              f"messages, prompt/completion, prompt/chosen/rejected)")
+    return out, report
 
 
 def sft_example(tok, row: dict, max_len: int) -> SFTExample:
@@ -112,19 +127,7 @@ def sft_example(tok, row: dict, max_len: int) -> SFTExample:
 
 
 def load_sft_examples(path: str | Path, tok, max_len: int) -> tuple[list[SFTExample], LoadReport]:
-    report = LoadReport(str(path))
-    out = []
-    for row in read_jsonl(path):
-        report.rows += 1
-        if row is None:
-            report.skipped["not a JSON object"] += 1
-            continue
-        try:
-            out.append(sft_example(tok, row, max_len))
-        except (ValueError, ChatFormatError) as err:
-            report.skipped[str(err).split(":")[0][:80]] += 1
-    _finish(report, out)
-    return out, report
+    return tokenize_rows(read_jsonl(path), lambda row: sft_example(tok, row, max_len), str(path), require_rows=True)
 
 
 def scored_sequence(tok, prompt, reply, max_len: int) -> list[int]:
@@ -156,19 +159,8 @@ def preference_pair(tok, row: dict, max_len: int) -> PreferencePair:
 
 
 def load_preference_pairs(path: str | Path, tok, max_len: int) -> tuple[list[PreferencePair], LoadReport]:
-    report = LoadReport(str(path))
-    out = []
-    for row in read_jsonl(path):
-        report.rows += 1
-        if row is None:
-            report.skipped["not a JSON object"] += 1
-            continue
-        try:
-            out.append(preference_pair(tok, row, max_len))
-        except (ValueError, ChatFormatError) as err:
-            report.skipped[str(err).split(":")[0][:80]] += 1
-    _finish(report, out)
-    return out, report
+    return tokenize_rows(read_jsonl(path), lambda row: preference_pair(tok, row, max_len), str(path),
+                         require_rows=True)
 
 
 def parse_transcript(text: str) -> list[dict]:
@@ -205,7 +197,11 @@ def hh_rlhf_rows(path: str | Path) -> tuple[list[dict], LoadReport]:
             rows.append({"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]})
         except (ValueError, KeyError, TypeError) as err:
             report.skipped[str(err).split(":")[0][:80]] += 1
-    _finish(report, rows)
+    report.used = len(rows)
+    if report.rows == 0:
+        raise AlignDataError(f"{report.path} has no rows")
+    if report.used * 2 < report.rows:
+        raise AlignDataError(f"{report.summary()}: most rows are unusable")
     return rows, report
 
 

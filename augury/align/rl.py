@@ -22,15 +22,13 @@ import copy
 import hashlib
 import importlib
 import math
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-import yaml
 from safetensors.torch import load_file, save
 
 from augury.align.data import AlignDataError, read_jsonl
@@ -44,16 +42,12 @@ from augury.align.rl_losses import (
     rloo_advantages,
     whiten,
 )
+from augury.align.runs import open_output, start_output, write_manifest
 from augury.data.chat import ChatFormatError, chat_token_ids, render_chat, validate_messages
 from augury.data.tokenizer import encode_documents
 from augury.io import (
     append_jsonl,
     atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    git_hash,
-    to_jsonable,
-    utc_now,
 )
 
 
@@ -238,15 +232,11 @@ def _seed_for(seed: int, step: int, i: int) -> int:
 def train_rl(cfg: RLConfig, log=print) -> Path:
     from augury.model.generate import SamplingParams, generate
     from augury.model.run import load_run
-    from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint
+    from augury.train.checkpoint import load_checkpoint, save_checkpoint
 
     cfg.validate()
     out = Path(cfg.out)
-    ckpt = find_latest_checkpoint(out) if cfg.resume else None
-    if not cfg.resume and out.exists() and any(out.iterdir()):
-        raise AlignDataError(f"--out {out} exists and is not empty (pass --resume true to continue it)")
-    if cfg.resume and ckpt is None:
-        raise AlignDataError(f"--resume: {out} has no intact checkpoint")
+    ckpt = open_output(out, cfg.resume)
     functions = load_reward_functions(cfg.reward_functions)
     reward_model = None
     if cfg.reward_model:
@@ -284,12 +274,8 @@ def train_rl(cfg: RLConfig, log=print) -> Path:
         step = load_checkpoint(ckpt, policy, optimizer)["step"]
         log(f"resuming {out} at step {step}")
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(cfg.policy_run) / "tokenizer.json", out / "tokenizer.json")
-        atomic_write_text(out / "config.yaml", yaml.safe_dump({"model": to_jsonable(mcfg), "rl": asdict(cfg)},
-                                                            sort_keys=False))
-        atomic_write_json(out / "manifest.json", {"kind": "rl", "created": utc_now(), "git": git_hash(),
-                                                  "policy_run": cfg.policy_run, "finished": False})
+        start_output(out, cfg.policy_run, mcfg, "rl", cfg)
+        write_manifest(out, "rl", policy_run=cfg.policy_run, finished=False)
     pad_id = tok.token_to_id("<|pad|>") or 0
     G = cfg.num_generations
     t0 = time.perf_counter()
@@ -352,8 +338,7 @@ def train_rl(cfg: RLConfig, log=print) -> Path:
                 blob = save({k: v.detach().contiguous() for k, v in value_head.state_dict().items()})
                 atomic_write_bytes(out / "value_heads" / f"step_{step:08d}.safetensors", blob)
             save_checkpoint(out, step, policy, optimizer, {"step": step})
-    atomic_write_json(out / "manifest.json", {"kind": "rl", "created": utc_now(), "git": git_hash(),
-                                              "policy_run": cfg.policy_run, "finished": True, "steps": step})
+    write_manifest(out, "rl", policy_run=cfg.policy_run, finished=True, steps=step)
     return out
 
 

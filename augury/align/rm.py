@@ -18,28 +18,27 @@ import contextlib
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-import yaml
 from safetensors.torch import load_file, save_file
 
 from augury.align.data import (
     AlignDataError,
-    LoadReport,
     PreferencePair,
     hh_rlhf_rows,
     preference_pair,
     read_jsonl,
     scored_sequence,
     split_held_out,
+    tokenize_rows,
 )
 from augury.align.losses import bradley_terry_loss
-from augury.data.chat import ChatFormatError
-from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, to_jsonable, utc_now
+from augury.align.runs import start_output, write_manifest
+from augury.io import append_jsonl
 
 
 @dataclass
@@ -144,22 +143,6 @@ def pairwise_accuracy(rm: RewardModel, pairs: list[PreferencePair], batch: int =
     return {"accuracy": wins / max(1, len(pairs)), "interval_95": [lo, hi], "pairs": len(pairs)}
 
 
-def _pairs(rows, tok, max_len, where) -> tuple[list[PreferencePair], LoadReport]:
-    report, out = LoadReport(where), []
-    for row in rows:
-        report.rows += 1
-        try:
-            if row is None:
-                raise ValueError("not a JSON object")
-            out.append(preference_pair(tok, row, max_len))
-        except (ValueError, ChatFormatError) as err:
-            report.skipped[str(err).split(":")[0][:80]] += 1
-    report.used = len(out)
-    if report.rows and report.used * 2 < report.rows:
-        raise AlignDataError(f"{report.summary()}: most rows are unusable")
-    return out, report
-
-
 def train_rm(cfg: RMConfig, log=print) -> Path:
     from augury.model.run import load_run
     from augury.train.checkpoint import save_checkpoint
@@ -174,8 +157,11 @@ def train_rm(cfg: RMConfig, log=print) -> Path:
     else:
         rows = read_jsonl(cfg.data)
     train_rows, held_rows = split_held_out(rows, cfg.held_out, key=lambda r: str(r.get("prompt") if r else r)[:2000])
-    train, train_report = _pairs(train_rows, tok, mcfg.max_seq_len, cfg.hh_rlhf or cfg.data)
-    held, held_report = _pairs(held_rows, tok, mcfg.max_seq_len, f"{cfg.hh_rlhf or cfg.data} (held out)")
+    def pair(row):
+        return preference_pair(tok, row, mcfg.max_seq_len)
+
+    train, train_report = tokenize_rows(train_rows, pair, cfg.hh_rlhf or cfg.data)
+    held, held_report = tokenize_rows(held_rows, pair, f"{cfg.hh_rlhf or cfg.data} (held out)")
     if not train or not held:
         raise AlignDataError("need usable pairs on both sides of the held-out split")
     log(train_report.summary())
@@ -212,17 +198,14 @@ def train_rm(cfg: RMConfig, log=print) -> Path:
     after = pairwise_accuracy(rm, held)
     log(f"held-out pairwise accuracy {after['accuracy']:.3f} [{after['interval_95'][0]:.3f}, "
         f"{after['interval_95'][1]:.3f}] on {after['pairs']} pairs (untrained head: {before['accuracy']:.3f})")
-    shutil.copyfile(Path(cfg.base_run) / "tokenizer.json", tmp / "tokenizer.json")
-    atomic_write_text(tmp / "config.yaml", yaml.safe_dump({"model": to_jsonable(mcfg), "rm": asdict(cfg)},
-                                                          sort_keys=False))
+    start_output(tmp, cfg.base_run, mcfg, "rm", cfg)
     save_checkpoint(tmp, cfg.steps, rm.backbone, optimizer=torch.optim.SGD([torch.zeros(1)], lr=0.0),
                     trainer_state={"step": cfg.steps})
     head = {k: v.detach().contiguous() for k, v in rm.head.state_dict().items()}
     save_file(head, str(tmp / "reward_head.safetensors"))
-    atomic_write_json(tmp / "manifest.json", {
-        "kind": "reward_model", "created": utc_now(), "git": git_hash(), "base_run": str(cfg.base_run),
-        "data": {"train": train_report.summary(), "held_out": held_report.summary()},
-        "held_out_accuracy": after, "held_out_accuracy_untrained": before, "finished": True})
+    write_manifest(tmp, "reward_model", base_run=str(cfg.base_run),
+                   data={"train": train_report.summary(), "held_out": held_report.summary()},
+                   held_out_accuracy=after, held_out_accuracy_untrained=before, finished=True)
     if out.exists():
         out.rmdir()
     tmp.rename(out)

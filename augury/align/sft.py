@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-import yaml
 
-from augury.align.data import AlignDataError, LoadReport, SFTExample, read_jsonl, sft_example, split_held_out
+from augury.align.data import AlignDataError, SFTExample, read_jsonl, sft_example, split_held_out, tokenize_rows
 from augury.align.losses import masked_token_loss
-from augury.data.chat import ChatFormatError
-from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, to_jsonable, utc_now
+from augury.align.runs import open_output, start_output, write_manifest
+from augury.io import append_jsonl
 
 
 @dataclass
@@ -91,23 +89,6 @@ class SFTDiverged(RuntimeError):
     pass
 
 
-def tokenize_rows(rows: list[dict | None], tok, max_len: int, where: str) -> tuple[list[SFTExample], LoadReport]:
-    report = LoadReport(where)
-    out = []
-    for row in rows:
-        report.rows += 1
-        try:
-            if row is None:
-                raise ValueError("not a JSON object")
-            out.append(sft_example(tok, row, max_len))
-        except (ValueError, ChatFormatError) as err:
-            report.skipped[str(err).split(":")[0][:80]] += 1
-    report.used = len(out)
-    if report.rows and report.used * 2 < report.rows:
-        raise AlignDataError(f"{report.summary()}: most rows are unusable")
-    return out, report
-
-
 def batch_tensors(examples: list[SFTExample], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(inputs, targets, mask), each (B, T-1): right-padded, mask True where a target token is counted."""
     width = max(len(e.ids) for e in examples)
@@ -152,15 +133,11 @@ def evaluate(model, examples: list[SFTExample], pad_id: int, micro: int, autocas
 
 def train_sft(cfg: SFTConfig, log=print) -> Path:
     from augury.model.run import load_run
-    from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint
+    from augury.train.checkpoint import load_checkpoint, save_checkpoint
 
     cfg.validate()
     out = Path(cfg.out)
-    ckpt = find_latest_checkpoint(out) if cfg.resume else None
-    if not cfg.resume and out.exists() and any(out.iterdir()):
-        raise AlignDataError(f"--out {out} exists and is not empty (pass --resume true to continue it)")
-    if cfg.resume and ckpt is None:
-        raise AlignDataError(f"--resume: {out} has no intact checkpoint")
+    ckpt = open_output(out, cfg.resume)
     model, tok, mcfg = load_run(ckpt.parent.parent if ckpt else cfg.base_run)
     max_len = mcfg.max_seq_len
     rows = read_jsonl(cfg.data)
@@ -168,8 +145,11 @@ def train_sft(cfg: SFTConfig, log=print) -> Path:
         train_rows, held_rows = rows, read_jsonl(cfg.eval_data)
     else:
         train_rows, held_rows = split_held_out(rows, cfg.held_out)
-    train, train_report = tokenize_rows(train_rows, tok, max_len, cfg.data)
-    held, held_report = tokenize_rows(held_rows, tok, max_len, cfg.eval_data or f"{cfg.data} (held out)")
+    def example(row):
+        return sft_example(tok, row, max_len)
+
+    train, train_report = tokenize_rows(train_rows, example, cfg.data)
+    held, held_report = tokenize_rows(held_rows, example, cfg.eval_data or f"{cfg.data} (held out)")
     if not train:
         raise AlignDataError(f"{cfg.data}: no usable training rows")
     log(train_report.summary())
@@ -180,17 +160,13 @@ def train_sft(cfg: SFTConfig, log=print) -> Path:
     model.train()
     optimizer = torch.optim.AdamW(model.param_groups(cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
     step = 0
+    data = {"train": train_report.summary(), "held_out": held_report.summary()}
     if ckpt is not None:
         step = load_checkpoint(ckpt, model, optimizer)["step"]
         log(f"resuming {out} at step {step}")
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(cfg.base_run) / "tokenizer.json", out / "tokenizer.json")
-        atomic_write_text(out / "config.yaml", yaml.safe_dump({"model": to_jsonable(mcfg), "sft": asdict(cfg)},
-                                                            sort_keys=False))
-        atomic_write_json(out / "manifest.json", {
-            "kind": "sft", "created": utc_now(), "git": git_hash(), "base_run": str(cfg.base_run),
-            "data": {"train": train_report.summary(), "held_out": held_report.summary()}, "finished": False})
+        start_output(out, cfg.base_run, mcfg, "sft", cfg)
+        write_manifest(out, "sft", base_run=str(cfg.base_run), data=data, finished=False)
     use_bf16 = cfg.dtype == "bfloat16"
 
     def autocast():
@@ -224,10 +200,7 @@ def train_sft(cfg: SFTConfig, log=print) -> Path:
         append_jsonl(out / "metrics.jsonl", record)
         if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
             save_checkpoint(out, step, model, optimizer, {"step": step})
-    manifest = {"kind": "sft", "created": utc_now(), "git": git_hash(), "base_run": str(cfg.base_run),
-                "data": {"train": train_report.summary(), "held_out": held_report.summary()}, "finished": True,
-                "steps": step}
-    atomic_write_json(out / "manifest.json", manifest)
+    write_manifest(out, "sft", base_run=str(cfg.base_run), data=data, finished=True, steps=step)
     return out
 
 

@@ -312,21 +312,10 @@ def _score_from_logits(ids, logits, top):
 
 
 class _AuguryLM:
+    """An augury run's model for the worker: generation goes through augury.model.generate.Engine."""
+
     def __init__(self, model, tok, eot_id):
         self.model, self.tok, self.eot_id = model, tok, eot_id
-
-    def tokens(self, prompt, budget, temperature, top_p, gen):
-        import torch
-
-        if not prompt:
-            prompt = [self.eot_id if self.eot_id is not None else 0]
-        with torch.no_grad():
-            cache = self.model.new_kv_cache(1, len(prompt) + budget + 1)
-            logits = self.model(torch.tensor([prompt]), kv_cache=cache, logits_to_keep=1)[0, -1]
-            for _ in range(budget):
-                tok, lp = _sample(logits, temperature, top_p, gen)
-                yield tok, lp
-                logits = self.model(torch.tensor([[tok]]), kv_cache=cache)[0, -1]
 
     def score(self, ids, top):
         import torch

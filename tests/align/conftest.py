@@ -54,3 +54,27 @@ def pref_file(tmp_path):
     path = tmp_path / "prefs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+@pytest.fixture
+def killed_after_checkpoint(monkeypatch):
+    """killed_after_checkpoint(step, train) runs `train()` as if killed right after checkpoint `step` was saved."""
+    import augury.train.checkpoint as ckpt_mod
+
+    def run(step: int, train) -> None:
+        real = ckpt_mod.save_checkpoint
+
+        def save_then_die(run_dir, at_step, *args, **kwargs):
+            path = real(run_dir, at_step, *args, **kwargs)
+            if at_step == step:
+                raise KeyboardInterrupt
+            return path
+
+        monkeypatch.setattr(ckpt_mod, "save_checkpoint", save_then_die)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                train()
+        finally:
+            monkeypatch.setattr(ckpt_mod, "save_checkpoint", real)
+
+    return run

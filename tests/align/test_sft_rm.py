@@ -35,22 +35,10 @@ def test_sft_learns_and_writes_a_normal_run(chat_run, sft_file, tmp_path):
     assert cfg.vocab_size == tok.get_vocab_size()
 
 
-def test_sft_resume_is_exact(chat_run, sft_file, tmp_path, monkeypatch):
-    import augury.train.checkpoint as ckpt_mod
-
+def test_sft_resume_is_exact(chat_run, sft_file, tmp_path, killed_after_checkpoint):
     whole = train_sft(_sft(chat_run, sft_file, tmp_path / "whole"), log=lambda *_: None)
-    real = ckpt_mod.save_checkpoint
-
-    def save_then_die(run, step, *args, **kwargs):
-        path = real(run, step, *args, **kwargs)
-        if step == 3:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(ckpt_mod, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train_sft(_sft(chat_run, sft_file, tmp_path / "split"), log=lambda *_: None)
-    monkeypatch.setattr(ckpt_mod, "save_checkpoint", real)
+    killed_after_checkpoint(3, lambda: train_sft(_sft(chat_run, sft_file, tmp_path / "split"),
+                                                 log=lambda *_: None))
     split = train_sft(_sft(chat_run, sft_file, tmp_path / "split", resume=True), log=lambda *_: None)
     a = [r["train_loss"] for r in _metrics(whole)]
     b = [r["train_loss"] for r in _metrics(split)]

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -35,25 +32,13 @@ def hf_chat_model(tmp_path):
 
 
 @pytest.fixture
-def server(hf_chat_model, tmp_path):
-    import uvicorn
-
+def server(hf_chat_model, tmp_path, serving):
     from augury.serve.cli import build_app
     from augury.serve.config import ServeConfig
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cfg = ServeConfig(model=f"hf:{hf_chat_model}", log=str(tmp_path / "requests.db"), port=port)
-    server = uvicorn.Server(uvicorn.Config(build_app(cfg), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", cfg
-    server.should_exit = True
-    thread.join(10)
+    cfg = ServeConfig(model=f"hf:{hf_chat_model}", log=str(tmp_path / "requests.db"))
+    with serving(build_app(cfg)) as port:
+        yield f"http://127.0.0.1:{port}/", cfg
 
 
 def test_chat_reply_streams_into_the_page(hf_chat_model, server):

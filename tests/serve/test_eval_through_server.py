@@ -3,10 +3,6 @@ server as the augury backend does directly (likelihoods via completions with ech
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 
 QUESTIONS = [("Question: what does def add(a, b) return?\nAnswer:", [" a + b", " a - b", " None", " print(i)"]),
@@ -16,22 +12,10 @@ QUESTIONS = [("Question: what does def add(a, b) return?\nAnswer:", [" a + b", "
 
 
 @pytest.fixture
-def server_url(make_client, tiny_run, tmp_path):
-    import uvicorn
-
+def server_url(make_client, tiny_run, tmp_path, serving):
     client, _ = make_client(tiny_run, tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(10)
+    with serving(client.app) as port:
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 def test_multiple_choice_answers_are_the_same_through_the_server(tiny_run, server_url):

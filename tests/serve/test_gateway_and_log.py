@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
@@ -24,20 +23,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def upstream(make_client, tiny_run, tmp_path):
-    import uvicorn
-
+def upstream(make_client, tiny_run, tmp_path, serving):
     client, _ = make_client(tiny_run, tmp_path / "up")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(10)
+    with serving(client.app) as port:
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 def test_gateway_streams_through_and_moderates(upstream, tmp_path, keys_file):
