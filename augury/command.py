@@ -69,7 +69,8 @@ def underscore_flags(argv: list[str]) -> list[str]:
 def config_cli(cls, argv: list[str], prog: str, description: str = "", positional: str | None = None):
     """An instance of the config dataclass `cls` from `--config FILE.yaml` plus dotted overrides (jsonargparse).
 
-    Nested dataclass fields become dotted flags (`--optim.lr 3e-4`); `positional` names a field that may also be
+    Nested dataclass fields become dotted flags (`--optim.lr 3e-4`); a list field takes a JSON list or a repeated
+    flag; `positional` names a field that may also be
     given as the first bare argument (`augury serve RUN`). Validation is the caller's: call `cfg.validate()`.
 
         cfg = config_cli(SFTConfig, argv, prog="augury sft")
@@ -83,7 +84,20 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
     if positional:
         parser.add_argument("_positional", nargs="?", default=None, help=f"same as --{positional}")
     parser.add_class_arguments(cls, None)
-    ns = parser.parse_args(underscore_flags(argv))
+    lists = {f"--{f.name}" for f in dataclasses.fields(cls) if str(f.type).startswith("list")}
+    argv, repeated = underscore_flags(argv), {}
+    kept = []
+    i = 0
+    while i < len(argv):  # `--reward_functions a:b --reward_functions c:d` as well as a JSON list
+        if argv[i] in lists and i + 1 < len(argv) and not argv[i + 1].lstrip().startswith("["):
+            repeated.setdefault(argv[i], []).append(argv[i + 1])
+            i += 2
+            continue
+        kept.append(argv[i])
+        i += 1
+    for flag, values in repeated.items():
+        kept += [flag, json.dumps(values)]
+    ns = parser.parse_args(kept)
     values = ns.as_dict()
     values.pop("config", None)
     bare = values.pop("_positional", None)

@@ -70,22 +70,10 @@ def test_rl_logs_rewards_per_source_kl_entropy_length_and_clipping(chat_run, pro
     load_run(out)  # an ordinary run
 
 
-def test_rl_resume_is_exact(chat_run, prompts_file, rewards_module, tmp_path, monkeypatch):
-    import augury.train.checkpoint as ckpt_mod
-
+def test_rl_resume_is_exact(chat_run, prompts_file, rewards_module, tmp_path, killed_after_checkpoint):
     whole = train_rl(_cfg(chat_run, prompts_file, tmp_path / "whole", rewards_module), log=lambda *_: None)
-    real = ckpt_mod.save_checkpoint
-
-    def save_then_die(run, step, *args, **kwargs):
-        path = real(run, step, *args, **kwargs)
-        if step == 2:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(ckpt_mod, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train_rl(_cfg(chat_run, prompts_file, tmp_path / "split", rewards_module), log=lambda *_: None)
-    monkeypatch.setattr(ckpt_mod, "save_checkpoint", real)
+    killed_after_checkpoint(2, lambda: train_rl(_cfg(chat_run, prompts_file, tmp_path / "split", rewards_module),
+                                                log=lambda *_: None))
     split = train_rl(_cfg(chat_run, prompts_file, tmp_path / "split", rewards_module, resume=True),
                      log=lambda *_: None)
     a, b = _metrics(whole), _metrics(split)
@@ -113,9 +101,7 @@ def test_kl_blow_up_stops_naming_the_step(chat_run, prompts_file, rewards_module
 
 
 def test_ppo_with_a_value_head_trains_and_resumes_exactly(chat_run, prompts_file, rewards_module, tmp_path,
-                                                          monkeypatch):
-    import augury.train.checkpoint as ckpt_mod
-
+                                                          killed_after_checkpoint):
     def cfg(out, **kw):
         return _cfg(chat_run, prompts_file, out, rewards_module, algorithm="ppo", num_generations=2,
                     num_ppo_epochs=2, **kw)
@@ -124,17 +110,15 @@ def test_ppo_with_a_value_head_trains_and_resumes_exactly(chat_run, prompts_file
     rows = _metrics(whole)
     assert len(rows) == 4 and all(r["loss"] == r["loss"] for r in rows)
     assert (whole / "value_heads" / "step_00000004.safetensors").is_file()
-    real = ckpt_mod.save_checkpoint
-
-    def save_then_die(run, step, *args, **kwargs):
-        path = real(run, step, *args, **kwargs)
-        if step == 2:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(ckpt_mod, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train_rl(cfg(tmp_path / "split"), log=lambda *_: None)
-    monkeypatch.setattr(ckpt_mod, "save_checkpoint", real)
+    killed_after_checkpoint(2, lambda: train_rl(cfg(tmp_path / "split"), log=lambda *_: None))
     split = train_rl(cfg(tmp_path / "split", resume=True), log=lambda *_: None)
     assert [r["loss"] for r in _metrics(split)] == [r["loss"] for r in rows]
+
+
+def test_reward_functions_flag_may_repeat(chat_run, prompts_file, rewards_module, tmp_path):
+    from augury.command import config_cli
+
+    cfg = config_cli(RLConfig, ["--reward_functions", f"{rewards_module}:short", "--reward-functions",
+                                f"{rewards_module}:uses_column=0.5"], prog="augury rl")
+    assert cfg.reward_functions == [f"{rewards_module}:short", f"{rewards_module}:uses_column=0.5"]
+    assert config_cli(RLConfig, ["--reward_functions", '["a:b"]'], prog="augury rl").reward_functions == ["a:b"]
