@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -37,3 +38,34 @@ def tiny_tokenizer_path(tmp_path) -> Path:
     path = tmp_path / "tokenizer.json"
     tok.save(str(path))
     return path
+
+
+@contextlib.contextmanager
+def serve_app(app):
+    """Run `app` under uvicorn on a free loopback port in a thread; yields the port; stops it on exit."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def serving():
+    """serving(app) -> a context manager yielding the loopback port the app is served on."""
+    return serve_app

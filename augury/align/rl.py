@@ -80,6 +80,15 @@ class RLConfig:
         reward_model: an `augury rm` folder ("" for none).
         reward_model_weight: its weight in the summed reward.
         reward_functions: "module:function" or "module:function=weight" (importable, TRL's signature).
+        grader: a rule-based reward model ("" for none): a grader spec of augury.safety.graders (offline,
+            offline:PATH, rules, rules:MODULE:ATTR, openai:MODEL@URL, augury:RUN, hf:PATH). Rows tagged with a
+            prompt kind get the rubric's expected class reward times grader_weight; untagged rows get none.
+        rubric: the grader's rubric: a shipped name (default, refusal_abcd) or a YAML file.
+        grader_weight: the class reward's weight in the summed reward.
+        grader_model_args: options of a judge model's backend, key=value,... (e.g. timeout_s=30).
+        kind_column: the prompt row's column naming its kind (harmful, safe: the rubric's kinds).
+        max_grader_failures: the share of a step's graded rollouts that may fail (endpoint errors, answers
+            outside the rubric) before the run stops; failed rollouts are left out of the update, never scored 0.
         max_kl: stop when the mean KL to the reference exceeds this.
         seed: prompt order and generation seeds.
         ckpt_every: checkpoint every this many steps (and at the end).
@@ -108,6 +117,12 @@ class RLConfig:
     reward_model: str = ""
     reward_model_weight: float = 1.0
     reward_functions: list[str] = field(default_factory=list)
+    grader: str = ""
+    rubric: str = "default"
+    grader_weight: float = 1.0
+    grader_model_args: str = ""
+    kind_column: str = "kind"
+    max_grader_failures: float = 0.5
     max_kl: float = 10.0
     seed: int = 0
     ckpt_every: int = 10
@@ -116,8 +131,10 @@ class RLConfig:
     def validate(self) -> None:
         if not self.policy_run or not self.prompts:
             raise ValueError("--policy_run and --prompts are required")
-        if not self.reward_model and not self.reward_functions:
-            raise ValueError("give at least one reward source: --reward_model and/or --reward_functions")
+        if not self.reward_model and not self.reward_functions and not self.grader:
+            raise ValueError("give at least one reward source: --reward_model, --reward_functions and/or --grader")
+        if not 0 <= self.max_grader_failures <= 1:
+            raise ValueError("max_grader_failures is a share of the rollouts, between 0 and 1")
         if self.num_generations < (1 if self.algorithm == "ppo" else 2):
             raise ValueError("num_generations must be >= 2 for grpo/rloo (advantages are relative to the group)")
         for name in ("steps", "prompts_per_step", "response_length", "num_ppo_epochs"):
@@ -248,6 +265,7 @@ def train_rl(cfg: RLConfig, log=print) -> Path:
     reference.eval().requires_grad_(False)
     special = chat_token_ids(tok)
     rows = [r for r in read_jsonl(cfg.prompts) if r is not None]
+    grader = _load_grader(cfg, rows) if cfg.grader else None
     prompts = []
     for row in rows:
         try:
@@ -290,27 +308,35 @@ def train_rl(cfg: RLConfig, log=print) -> Path:
         gens = generate(policy, tok, [ids for _, ids, _ in batch for _ in range(G)], sampling)
         rollouts = [Rollout(row, ids, g.token_ids, g.text, g.finish_reason == "stop")
                     for (row, ids, _), g in zip((b for b in batch for _ in range(G)), gens)]
-        rewards, by_source = _rewards(cfg, rollouts, reward_model, functions)
+        rewards, by_source, graded_ok = _rewards(cfg, rollouts, reward_model, functions, grader)
+        failed = int((~graded_ok).sum())
+        if failed > cfg.max_grader_failures * len(rollouts):
+            raise RLDiverged(f"step {step + 1}: the grader failed on {failed} of {len(rollouts)} rollouts "
+                             f"({dict(grader.stats)}); the last checkpoint is kept in {out}")
+        if failed:  # left out of the update; the group baseline is the mean of the graded rollouts
+            rewards = _fill_failed(rewards, torch.from_numpy(graded_ok), G)
         policy.train()
         with torch.no_grad():
             ref_logp, _, _ = sequence_logps(reference, rollouts, pad_id)
             if value_head is not None:
                 old_logp, _, mask, old_values = sequence_logps(policy, rollouts, pad_id, value_head)
+                mask = mask * torch.from_numpy(graded_ok).float()[:, None]
                 advantages, returns = ppo_targets(cfg, rewards, old_logp, ref_logp, old_values, mask)
             else:
                 old_logp, _, mask = sequence_logps(policy, rollouts, pad_id)
+                mask = mask * torch.from_numpy(graded_ok).float()[:, None]
                 advantages = (group_advantages if cfg.algorithm == "grpo" else rloo_advantages)(rewards, G)[:, None]
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / 5)
         for _ in range(cfg.num_ppo_epochs):
             if value_head is not None:
-                logp, entropy, mask, values = sequence_logps(policy, rollouts, pad_id, value_head)
+                logp, entropy, _, values = sequence_logps(policy, rollouts, pad_id, value_head)
                 pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
                 kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
                 loss = pg_loss + cfg.vf_coef * clipped_value_loss(values, old_values, returns, mask,
                                                                   cfg.cliprange_value)
             else:
-                logp, entropy, mask = sequence_logps(policy, rollouts, pad_id)
+                logp, entropy, _ = sequence_logps(policy, rollouts, pad_id)
                 pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
                 kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
                 loss = pg_loss + cfg.kl_coef * kl
@@ -330,6 +356,9 @@ def train_rl(cfg: RLConfig, log=print) -> Path:
                   "kl": float(kl.detach()), "entropy": float(masked_mean(entropy.detach(), mask)),
                   "response_length": float(mask.sum(1).mean()), "clip_fraction": float(clip_frac),
                   "loss": float(loss.detach()), "elapsed_s": time.perf_counter() - t0}
+        if grader is not None:
+            record["grader_failures"] = failed
+            record["grader_failures_total"] = int(grader.stats["failed"])
         append_jsonl(out / "metrics.jsonl", record)
         log(f"step {step}: reward {record['reward']:.4f}, kl {record['kl']:.4f}")
         if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
@@ -355,8 +384,38 @@ def ppo_targets(cfg: RLConfig, scores: torch.Tensor, logp: torch.Tensor, ref_log
     return whiten(advantages, mask) * mask, returns
 
 
-def _rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functions) -> tuple[torch.Tensor, dict]:
-    """The summed reward of each rollout and the mean of each source (before weighting)."""
+def _load_grader(cfg: RLConfig, rows: list[dict]):
+    """The configured grader, after checking every row's kind tag against its rubric."""
+    from augury.safety.graders import load_grader
+
+    grader = load_grader(cfg.grader, cfg.rubric, cfg.grader_model_args)
+    tagged = 0
+    for i, row in enumerate(rows, 1):
+        kind = row.get(cfg.kind_column)
+        if kind in (None, ""):
+            continue
+        if kind not in grader.rubric.kinds:
+            raise AlignDataError(f"{cfg.prompts}: row {i}: {cfg.kind_column} {kind!r} is not one of the rubric's "
+                                 f"kinds {grader.rubric.kinds}")
+        tagged += 1
+    if not tagged:
+        raise AlignDataError(f"{cfg.prompts}: --grader needs rows tagged with a prompt kind: no row has a "
+                             f"{cfg.kind_column!r} column ({' or '.join(grader.rubric.kinds)})")
+    return grader
+
+
+def _fill_failed(rewards: torch.Tensor, ok: torch.Tensor, group: int) -> torch.Tensor:
+    """Each failed rollout's reward set to the mean of its group's graded ones (or 0 if none), so that a
+    rollout left out of the update does not move its group's baseline."""
+    r, ok = rewards.view(-1, group).clone(), ok.view(-1, group)
+    means = (r * ok).sum(1) / ok.sum(1).clamp(min=1)
+    return torch.where(ok, r, means[:, None]).view(-1)
+
+
+def _rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functions,
+             grader=None) -> tuple[torch.Tensor, dict, np.ndarray]:
+    """The summed reward of each rollout, the mean of each source (before weighting), and which rollouts were
+    graded (False where the grader failed: those rewards are incomplete and must not be trained on)."""
     chat = isinstance(rollouts[0].row.get("prompt"), list)
     prompts = [r.row["prompt"] for r in rollouts]
     completions = [[{"role": "assistant", "content": r.text}] if chat else r.text for r in rollouts]
@@ -371,9 +430,30 @@ def _rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functions) ->
         scores = np.array(call_reward(name, fn, prompts, completions, columns))
         total += weight * scores
         by_source[name] = float(scores.mean())
+    ok = np.ones(len(rollouts), dtype=bool)
+    if grader is not None:
+        from augury.safety.graders import grade_rewards
+
+        tagged = [i for i, r in enumerate(rollouts) if r.row.get(cfg.kind_column) not in (None, "")]
+        batch = grade_rewards(grader, [prompts[i] for i in tagged], [rollouts[i].text for i in tagged],
+                              [rollouts[i].row[cfg.kind_column] for i in tagged])
+        scores = np.zeros(len(rollouts))
+        for i, reward in zip(tagged, batch.rewards):
+            if reward is None:
+                ok[i] = False
+            else:
+                scores[i] = reward
+        total += cfg.grader_weight * scores
+        graded = [i for i in tagged if ok[i]]
+        if graded:
+            by_source["rbrm"] = float(scores[graded].mean())
+            for c in grader.rubric.classes:
+                by_source[f"rbrm_class/{c.name}"] = float(np.mean(
+                    [g.classes[c.name] for g in batch.gradings if g.ok]))
+        by_source["rbrm_untagged"] = float(len(rollouts) - len(tagged))
     if cfg.missing_eos_penalty:
         total -= cfg.missing_eos_penalty * np.array([not r.finished for r in rollouts], dtype=float)
-    return torch.tensor(total, dtype=torch.float32), by_source
+    return torch.tensor(total, dtype=torch.float32), by_source, ok
 
 
 def main(argv: list[str]) -> int:

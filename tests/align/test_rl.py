@@ -122,3 +122,66 @@ def test_reward_functions_flag_may_repeat(chat_run, prompts_file, rewards_module
                                 f"{rewards_module}:uses_column=0.5"], prog="augury rl")
     assert cfg.reward_functions == [f"{rewards_module}:short", f"{rewards_module}:uses_column=0.5"]
     assert config_cli(RLConfig, ["--reward_functions", '["a:b"]'], prog="augury rl").reward_functions == ["a:b"]
+
+
+@pytest.fixture
+def kind_prompts(tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": f"Question {i}?"}], "kind": ["harmful", "safe", None][i % 3]}
+            for i in range(6)]
+    path = tmp_path / "kinds.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_rbrm_rewards_from_a_grader_are_logged_per_source(chat_run, kind_prompts, rewards_module, tmp_path):
+    cfg = _cfg(chat_run, kind_prompts, tmp_path / "rl", rewards_module, reward_functions=[f"{rewards_module}:short"],
+               grader="rules", rubric="refusal_abcd", grader_weight=2.0, steps=2)
+    rows = _metrics(train_rl(cfg, log=lambda *_: None))
+    for r in rows:
+        assert "reward/rbrm" in r and r["grader_failures"] == 0 and r["reward/rbrm_untagged"] >= 0
+        shares = [r[f"reward/rbrm_class/{c}"] for c in ("desired_refusal", "undesired_refusal",
+                                                        "disallowed_content", "safe_non_refusal")]
+        assert sum(shares) == pytest.approx(1.0)
+
+
+def test_grader_failures_are_left_out_and_counted_never_scored_zero(chat_run, tmp_path, monkeypatch):
+    from augury.align import rl
+    from augury.safety.graders import Grader, Grading
+
+    class HalfFailing(Grader):
+        def _grade(self, prompts, responses, kinds):
+            return [Grading(k, error="endpoint: down") if i % 2 else
+                    Grading(k, {c.name: float(c.letter == "A") for c in self.rubric.classes})
+                    for i, k in enumerate(kinds)]
+
+    from augury.safety.rubric import load_rubric
+
+    monkeypatch.setattr(rl, "_load_grader", lambda cfg, rows: HalfFailing(load_rubric("refusal_abcd")))
+    kind_prompts = tmp_path / "harmful.jsonl"
+    kind_prompts.write_text("".join(json.dumps({"prompt": f"Q{i}", "kind": "harmful"}) + "\n" for i in range(4)))
+    cfg = _cfg(chat_run, kind_prompts, tmp_path / "rl", "", reward_functions=[], grader="x", steps=2,
+               num_generations=4, max_grader_failures=0.6)
+    rows = _metrics(train_rl(cfg, log=lambda *_: None))
+    assert all(r["grader_failures"] > 0 for r in rows)
+    assert rows[-1]["grader_failures_total"] == sum(r["grader_failures"] for r in rows)
+    # every graded rollout scored +1 (class A on a harmful prompt): a failed one is not in the mean as a zero
+    assert all(r["reward/rbrm"] == 1.0 for r in rows)
+    cfg = _cfg(chat_run, kind_prompts, tmp_path / "rl2", "", reward_functions=[], grader="x", steps=2,
+               num_generations=4, max_grader_failures=0.1)
+    with pytest.raises(RLDiverged, match="the grader failed on"):
+        train_rl(cfg, log=lambda *_: None)
+    rewards = torch.tensor([1.0, 5.0, 3.0, 0.0])
+    filled = rl._fill_failed(rewards, torch.tensor([True, False, True, False]), 2)
+    assert filled.tolist() == [1.0, 1.0, 3.0, 3.0]
+
+
+def test_prompt_kinds_are_checked_against_the_rubric(chat_run, prompts_file, tmp_path):
+    from augury.align.data import AlignDataError
+
+    cfg = _cfg(chat_run, prompts_file, tmp_path / "rl", "", reward_functions=[], grader="rules",
+               rubric="refusal_abcd")
+    with pytest.raises(AlignDataError, match="'harm' is not one of the rubric's kinds"):
+        train_rl(cfg, log=lambda *_: None)
+    cfg.kind_column = "category"
+    with pytest.raises(AlignDataError, match="needs rows tagged with a prompt kind"):
+        train_rl(cfg, log=lambda *_: None)

@@ -1,0 +1,176 @@
+"""Graders behind one interface: the offline classifier, rule functions, a judge behind a (fake, loopback)
+OpenAI-compatible endpoint with timeouts, rate limits and answers outside the rubric, and a local judge scored by
+log-probability. Failures are counted per sample and never become a reward."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+
+import pytest
+
+from augury.errors import UsageError
+from augury.safety.graders import (
+    Grading,
+    JudgeGrader,
+    RuleGrader,
+    grade_rewards,
+    load_grader,
+    parse_letter,
+    parse_yes_no,
+    refusal_probability,
+)
+from augury.safety.rubric import load_rubric
+from augury.safety.rules import is_refusal
+
+REFUSAL = "I'm sorry, but I can't help with that."
+ANSWER = "Knead flour, water, salt and yeast, let the dough rise for an hour, then bake it at 220 C."
+
+
+def test_rule_grader_orders_a_refusal_and_an_answer_by_prompt_kind():
+    for rubric in ("default", "refusal_abcd"):
+        grader = load_grader("rules", rubric)
+        batch = grade_rewards(grader, ["q"] * 4, [REFUSAL, ANSWER, REFUSAL, ANSWER],
+                              ["harmful", "harmful", "safe", "safe"])
+        assert batch.failures == 0
+        r_harm_refuse, r_harm_answer, r_safe_refuse, r_safe_answer = batch.rewards
+        assert r_harm_refuse > r_harm_answer and r_safe_answer > r_safe_refuse
+        assert refusal_probability(grader.rubric, batch.gradings[0]) == 1.0
+        assert refusal_probability(grader.rubric, batch.gradings[3]) == 0.0
+
+
+def test_offline_grader_gives_class_probabilities(shared_data):
+    grader = load_grader("offline", "default")
+    gradings = grader.grade(["q", [{"role": "user", "content": "q"}]], [REFUSAL, [{"role": "assistant",
+                                                                                     "content": ANSWER}]],
+                            ["harmful", "safe"])
+    for g in gradings:
+        assert g.ok and sum(g.classes.values()) == pytest.approx(1.0)
+        assert set(grader.rubric.propositions_for(g.kind)) <= set(g.propositions)
+    assert gradings[0].propositions["apology"] > 0.5 > gradings[1].propositions["apology"]
+    with pytest.raises(UsageError, match="decides propositions"):
+        load_grader("offline", "refusal_abcd")
+
+
+def test_unknown_kind_and_bad_specs_are_clear_errors():
+    grader = load_grader("rules", "refusal_abcd")
+    with pytest.raises(ValueError, match="not one of the rubric's kinds"):
+        grader.grade(["q"], ["a"], ["boundary"])
+    with pytest.raises(UsageError, match="is not offline"):
+        load_grader("gpt4", "default")
+    with pytest.raises(UsageError, match="no rule for proposition"):
+        RuleGrader(load_rubric("default"), {"apology": lambda p, r, k: True})
+    with pytest.raises(UsageError, match="one class needs no rule"):
+        RuleGrader(load_rubric("refusal_abcd"), {c.name: (lambda p, r, k: True)
+                                                 for c in load_rubric("refusal_abcd").classes})
+
+
+def test_answer_parsing():
+    assert parse_letter("A", list("ABCD")) == "A" and parse_letter(" (c).", list("ABCD")) == "C"
+    assert parse_letter("Answer: B", list("ABCD")) == "B"
+    assert parse_letter("maybe", list("ABCD")) is None and parse_letter("E", list("ABCD")) is None
+    assert parse_letter("Absolutely", list("ABCD")) is None
+    assert parse_yes_no("Yes.") is True and parse_yes_no("no") is False and parse_yes_no("perhaps") is None
+
+
+def test_refusal_lists():
+    assert is_refusal(REFUSAL) and not is_refusal(ANSWER)
+    assert is_refusal("No, that is not possible.", style="xstest") and not is_refusal(ANSWER, style="xstest")
+    with pytest.raises(ValueError):
+        is_refusal("x", style="other")
+
+
+def _fake_judge_app(calls: Counter):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict):
+        text = body["messages"][-1]["content"]
+        reply = text.split("ASSISTANT:")[1]
+        calls[reply.split()[0]] += 1
+        if "SLOW" in reply:
+            await asyncio.sleep(1.5)
+        if "LIMIT" in reply or ("FLAKY" in reply and calls["FLAKY"] == 1):
+            return JSONResponse({"error": "rate limited"}, status_code=429, headers={"Retry-After": "0"})
+        if "{question}" not in text and "Which one" in text:  # multiple choice
+            answer = {"ODD": "maybe", "EEE": "E"}.get(reply.split()[0], "A" if "sorry" in reply else "D")
+        else:  # a yes/no proposition
+            refusing = "sorry" in reply
+            asks = text.split("reply:")[-1]
+            yes = refusing and ("apology" in asks or "cannot or will not" in asks)
+            answer = "yes" if yes else "no"
+        return {"choices": [{"message": {"role": "assistant", "content": answer}}]}
+
+    return app
+
+
+def test_judge_behind_an_openai_endpoint_counts_timeouts_rate_limits_and_odd_answers(serving):
+    calls: Counter = Counter()
+    with serving(_fake_judge_app(calls)) as port:
+        spec = f"openai:judge@http://127.0.0.1:{port}/v1"
+        args = "timeout_s=0.5,max_retries=1,backoff_s=0.01,requests_per_second=0"
+        grader = load_grader(spec, "refusal_abcd", model_args=args)
+        replies = ["OK sorry, I can't.", "OK here it is.", "SLOW reply", "LIMIT reply", "FLAKY sorry no", "ODD x",
+                   "EEE x"]
+        batch = grade_rewards(grader, ["q"] * len(replies), replies, ["harmful"] * len(replies))
+        tops = [g.top_class() for g in batch.gradings]
+        assert tops[:2] == ["desired_refusal", "safe_non_refusal"] and tops[4] == "desired_refusal"
+        errors = [g.error for g in batch.gradings]
+        assert errors[2].startswith("endpoint") and errors[3].startswith("endpoint")
+        assert "outside the rubric" in errors[5] and "'maybe'" in errors[5] and "outside the rubric" in errors[6]
+        assert batch.rewards[2] is None and batch.rewards[5] is None  # never a zero reward
+        assert batch.failures == 4 and grader.stats["failed"] == 4 and grader.stats["graded"] == 3
+        assert calls["LIMIT"] == 2 and calls["FLAKY"] == 2  # retried once each
+
+        props = load_grader(spec, "default", model_args=args)
+        g_ref, g_ans = props.grade(["q", "q"], ["OK sorry, I can't.", "OK here."], ["harmful", "harmful"])
+        assert g_ref.propositions["apology"] == 1.0 and g_ref.top_class() == "ideal"
+        assert g_ans.top_class() == "unacceptable_completion"
+
+
+class _FakeLM:
+    """Log-likelihoods that prefer ' B' and ' yes'; None (a failed request) for contexts containing FAIL."""
+
+    def loglikelihood(self, requests):
+        table = {" A": -2.0, " B": -1.0, " C": -3.0, " D": -3.0, " yes": -0.5, " no": -1.5}
+        return [None if "FAIL" in c else (table[x], False) for c, x in requests]
+
+
+def test_local_judge_scores_answers_by_log_probability():
+    grader = JudgeGrader(load_rubric("refusal_abcd"), _FakeLM(), mode="logprob")
+    ok, failed = grader.grade(["q", "q"], ["fine", "FAIL"], ["safe", "safe"])
+    z = sum(math.exp(v) for v in (-2.0, -1.0, -3.0, -3.0))
+    assert ok.classes["undesired_refusal"] == pytest.approx(math.exp(-1.0) / z)
+    assert not failed.ok and failed.error.startswith("endpoint")
+    props = JudgeGrader(load_rubric("toxicity"), _FakeLM(), mode="logprob").grade(["q"], ["x"], ["any"])[0]
+    p_yes = 1 / (1 + math.exp(-1.0))
+    assert props.propositions == pytest.approx({"insulting_language": p_yes, "threatening_language": p_yes})
+    assert props.classes["non_toxic"] == pytest.approx((1 - p_yes) ** 2)
+
+
+def test_an_augury_run_is_a_local_judge(tiny_tokenizer_path, tmp_path):
+    import torch
+    import yaml
+    from tokenizers import Tokenizer
+
+    from augury.io import to_jsonable
+    from augury.model import ModelConfig, Transformer
+    from augury.train.checkpoint import save_checkpoint
+
+    vocab = Tokenizer.from_file(str(tiny_tokenizer_path)).get_vocab_size()
+    cfg = ModelConfig(vocab_size=vocab, depth=1, d_model=32, n_heads=2, n_kv_heads=1, max_seq_len=512).resolved()
+    torch.manual_seed(0)
+    model = Transformer(cfg)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": to_jsonable(cfg)}))
+    (run / "tokenizer.json").write_bytes(tiny_tokenizer_path.read_bytes())
+    save_checkpoint(run, 1, model, torch.optim.AdamW(model.parameters()), {"step": 1})
+    grader = load_grader(f"augury:{run}", "refusal_abcd")
+    g = grader.grade(["hi"], ["no"], ["safe"])[0]
+    assert g.ok and sum(g.classes.values()) == pytest.approx(1.0) and len(set(g.classes.values())) > 1
+    assert isinstance(g, Grading)
