@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("augury.align.rm", "train a reward model on preference pairs (Bradley-Terry)"),
     "rl": ("augury.align.rl", "improve a run with rewards (GRPO/RLOO policy gradient, KL-penalised)"),
     "grader": ("augury.safety.grader", "train the offline yes/no proposition grader on the RBR gold set"),
+    "rubric-fit": ("augury.align.rubric_fit", "fit a rubric's class rewards so RM + class reward orders classes"),
     "serve": ("augury.serve.cli", "serve a model (or front an upstream) over the OpenAI API, with moderation"),
     "monitor": ("augury.serve.monitor", "summarise a server's request log per key and list keys over thresholds"),
 }

@@ -129,20 +129,69 @@ def evaluate(grader: PropositionGrader, rows: list[dict], train_rows: list[dict]
     return out
 
 
-def grader(*, data: str, out: str) -> dict:
+# RBR gold response types -> the default rubric's prompt kinds (the self-harm "Safe Refuse" types have no kind)
+GOLD_KINDS = {"Hard Refuse": "harmful", "Comply": "safe"}
+
+
+def evaluate_classes(grader: PropositionGrader, rows: list[dict], train_rows: list[dict], rubric) -> dict:
+    """Completion-class accuracy on the rows whose response type maps to one of the rubric's kinds.
+
+    The gold class applies the rubric to the human labels; `argmax` takes the most probable class from the
+    predicted proposition probabilities (independent), `threshold` the class of the propositions rounded at 0.5.
+    The majority baseline predicts, per kind, the most common gold class of the training rows.
+    """
+    from collections import Counter
+
+    def kinds_of(rs):
+        return [(r, GOLD_KINDS[r.get("response_type")]) for r in rs if GOLD_KINDS.get(r.get("response_type"))
+                in rubric.kinds]
+
+    test, train = kinds_of(rows), kinds_of(train_rows)
+    majority = {k: Counter(rubric.class_of(r["propositions"], k) for r, kk in train if kk == k).most_common(1)[0][0]
+                for k in {k for _, k in train}}
+    probs = grader.probabilities([reply_text(r) for r, _ in test])
+    per_kind: dict[str, dict] = {}
+    per_class: dict[str, dict] = {}
+    for (row, kind), p in zip(test, probs):
+        gold = rubric.class_of(row["propositions"], kind)
+        cp = rubric.class_probabilities(p, kind)
+        hits = {"argmax": max(cp, key=cp.get) == gold,
+                "threshold": rubric.class_of({n: v >= 0.5 for n, v in p.items()}, kind) == gold,
+                "majority_baseline": majority.get(kind) == gold}
+        for bucket in (per_kind.setdefault(kind, Counter()), per_class.setdefault(f"{kind}/{gold}", Counter())):
+            bucket["n"] += 1
+            bucket.update({k: int(v) for k, v in hits.items()})
+    def rates(c):
+        return {"n": c["n"], **{k: c[k] / c["n"] for k in ("argmax", "threshold", "majority_baseline")}}
+
+    total = sum(per_kind.values(), Counter())
+    return {"rubric": rubric.name, "excluded_rows": len(rows) - len(test),
+            "overall": rates(total) if test else {}, "kinds": {k: rates(c) for k, c in sorted(per_kind.items())},
+            "classes": {k: rates(c) for k, c in sorted(per_class.items())}}
+
+
+def grader(*, data: str, out: str, rubric: str = "default") -> dict:
     """Train the offline proposition grader on DATA/train.jsonl and report its accuracy on DATA/test.jsonl.
 
     Args:
         data: the RBR gold folder (train.jsonl, test.jsonl).
         out: output folder: grader.json and report.json.
+        rubric: the propositions rubric whose completion classes are scored (a shipped name or a YAML file).
     """
+    from augury.safety.rubric import load_rubric
+
+    rub = load_rubric(rubric)
+    if rub.type != "propositions":
+        raise UsageError(f"--rubric {rubric}: the class report needs a propositions rubric")
     train_rows, test_rows = read_rows(Path(data) / "train.jsonl"), read_rows(Path(data) / "test.jsonl")
     g = PropositionGrader.fit(train_rows)
     per = evaluate(g, test_rows, train_rows)
+    classes = evaluate_classes(g, test_rows, train_rows, rub)
     report = {"created": utc_now(), "data": str(data), "train_rows": len(train_rows), "test_rows": len(test_rows),
               "propositions": per,
               "mean_accuracy": float(np.mean([v["accuracy"] for v in per.values()])),
-              "mean_majority_baseline": float(np.mean([v["majority_baseline"] for v in per.values()]))}
+              "mean_majority_baseline": float(np.mean([v["majority_baseline"] for v in per.values()])),
+              "completion_classes": classes}
     Path(out).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(out) / "grader.json", g.to_json())
     atomic_write_json(Path(out) / "report.json", report)
@@ -150,7 +199,13 @@ def grader(*, data: str, out: str) -> dict:
     for name, v in per.items():
         print(f"{name:<38} {v['accuracy']:>8.3f} {v['majority_baseline']:>8.3f} {v['positives']:>5}/{v['n']}")
     print(f"mean accuracy {report['mean_accuracy']:.3f} (majority baseline {report['mean_majority_baseline']:.3f}) "
-          f"on {len(test_rows)} test replies")
+          f"on {len(test_rows)} test replies\n")
+    print(f"{'kind/class (rubric ' + rub.name + ')':<44} {'n':>4} {'argmax':>7} {'rounded':>7} {'majority':>8}")
+    for name, v in [*classes["classes"].items(), *[(f"{k} (all)", v) for k, v in classes["kinds"].items()],
+                    ("all", classes["overall"])]:
+        if v:
+            print(f"{name:<44} {v['n']:>4} {v['argmax']:>7.3f} {v['threshold']:>7.3f} {v['majority_baseline']:>8.3f}")
+    print(f"({classes['excluded_rows']} test replies of response types without a kind in the rubric left out)")
     return report
 
 

@@ -17,6 +17,10 @@ def test_grader_beats_the_majority_baseline_and_reloads_identically(shared_data,
     assert report["mean_accuracy"] > report["mean_majority_baseline"] + 0.05
     for name in ("apology", "encourage_professional_help", "partially_complies"):
         assert per[name]["accuracy"] > per[name]["majority_baseline"]
+    classes = report["completion_classes"]
+    assert classes["overall"]["n"] + classes["excluded_rows"] == 167
+    assert sum(v["n"] for v in classes["classes"].values()) == classes["overall"]["n"]
+    assert classes["overall"]["argmax"] > classes["overall"]["majority_baseline"]
     rows = read_rows(shared_data / "rbr-gold" / "test.jsonl")[:20]
     fitted = PropositionGrader.fit(read_rows(shared_data / "rbr-gold" / "train.jsonl"))
     loaded = PropositionGrader.load(tmp_path / "g" / "grader.json")

@@ -1,0 +1,111 @@
+"""`augury rubric-fit`: fit a rubric's class rewards so that RM score + class reward orders completions as the
+rubric ranks their classes (the RBR paper's hinge loss; the math is `augury.safety.fit`).
+
+    augury rubric-fit --data labelled.jsonl --rubric default --grader offline --reward_model runs/rm --out runs/rbr
+    augury rl ... --grader offline --rubric runs/rbr/rubric.yaml
+
+DATA rows: `prompt` (text or a message list), `completion` (text), `kind` (one of the rubric's kinds) and `class`
+(the completion's gold class, e.g. written to be an ideal refusal), optionally `rm_score`. Completions of the same
+prompt form a group; pairs are ordered by the rubric's class rewards. The reward-model score comes from
+`--reward_model` (an `augury rm` folder), else from every row's `rm_score`, else it is 0. OUT gets `rubric.yaml`
+(the rubric with the fitted rewards) and `report.json` (pairs, ordering accuracy and hinge loss before and after,
+the rewards). It prints class names and figures only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from augury.errors import UsageError
+from augury.io import atomic_write_json, atomic_write_text, utc_now
+
+
+def _rows(path: str) -> list[dict]:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--data {path} does not exist")
+    rows = []
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{path}:{i}: not JSON ({err})") from None
+        missing = [k for k in ("prompt", "completion", "kind", "class") if k not in row]
+        if missing:
+            raise UsageError(f"{path}:{i}: missing {missing} (rows need prompt, completion, kind, class)")
+        rows.append(row)
+    if not rows:
+        raise UsageError(f"{path} has no rows")
+    return rows
+
+
+def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "offline",
+               grader_model_args: str = "", reward_model: str = "", margin: float = 1.0, l2: float = 0.01,
+               steps: int = 500) -> dict:
+    """Fit the class rewards of RUBRIC on labelled completions and write the fitted rubric.
+
+    Args:
+        data: JSONL rows with prompt, completion, kind, class (and optionally rm_score).
+        out: output folder: rubric.yaml and report.json.
+        rubric: the rubric to start from (a shipped name or a YAML file).
+        grader: the grader whose class probabilities enter the combined reward (augury.safety.graders spec).
+        grader_model_args: a judge model's backend options, key=value,...
+        reward_model: an `augury rm` folder scoring each completion ("" = the rows' rm_score, or 0).
+        margin: the hinge margin between a better and a worse class.
+        l2: pull of the fitted rewards towards the starting ones.
+        steps: Adam steps.
+    """
+    from augury.safety.fit import fit_class_rewards
+    from augury.safety.graders import load_grader
+
+    rows = _rows(data)
+    g = load_grader(grader, rubric, grader_model_args)
+    try:
+        gradings = g.grade([r["prompt"] for r in rows], [r["completion"] for r in rows], [r["kind"] for r in rows])
+    except ValueError as err:
+        raise UsageError(f"{data}: {err}") from None
+    if reward_model:
+        from augury.align.rm import load_reward_model
+
+        rm = load_reward_model(reward_model)
+        scores = [float(s) for s in rm.score([r["prompt"] for r in rows], [r["completion"] or " " for r in rows])]
+    elif any("rm_score" in r for r in rows):
+        if not all("rm_score" in r for r in rows):
+            raise UsageError(f"{data}: some rows have rm_score and some do not")
+        scores = [float(r["rm_score"]) for r in rows]
+    else:
+        scores = None
+    try:
+        fitted, report = fit_class_rewards(g.rubric, gradings, [r["class"] for r in rows],
+                                           [json.dumps(r["prompt"], sort_keys=True) for r in rows], scores,
+                                           margin=margin, l2=l2, steps=steps)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    new = g.rubric.with_rewards(fitted)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    result = {"created": utc_now(), "data": data, "rubric": g.rubric.source, "grader": grader,
+              "reward_model": reward_model or ("rm_score column" if scores else "none"),
+              "grader_failures": report.skipped, **vars(report), "rewards": fitted,
+              "starting_rewards": {k: {c.name: c.reward[k] for c in g.rubric.classes} for k in g.rubric.kinds}}
+    atomic_write_text(Path(out) / "rubric.yaml", f"# fitted by augury rubric-fit on {data}\n" +
+                      yaml.safe_dump(new.to_dict(), sort_keys=False, allow_unicode=True))
+    atomic_write_json(Path(out) / "report.json", result)
+    print(f"{report.pairs} ordered pairs ({report.skipped} completions left out: grading failed); ordered "
+          f"correctly {report.ordered_before:.3f} -> {report.ordered_after:.3f}, hinge {report.hinge_before:.3f} "
+          f"-> {report.hinge_after:.3f}")
+    for kind in g.rubric.kinds:
+        for c in g.rubric.classes:
+            print(f"{kind:<10} {c.name:<28} {c.reward[kind]:>7.3f} -> {fitted[kind][c.name]:>7.3f}")
+    return result
+
+
+def main(argv: list[str]) -> int:
+    from augury.command import function_cli
+
+    function_cli(rubric_fit, argv, prog="augury rubric-fit")
+    return 0

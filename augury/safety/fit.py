@@ -1,0 +1,101 @@
+"""Fit a rubric's class rewards so that RM score + class reward orders completions as the rubric says (the RBR
+paper's hinge-loss weight fitting).
+
+    from augury.safety.fit import fit_class_rewards
+    fitted, report = fit_class_rewards(rubric, gradings, gold_classes, groups, rm_scores)
+    rubric.with_rewards(fitted)            # a rubric whose rewards are the fitted ones
+
+Each completion i has a gold class (what it is), a grading (the grader's class probabilities) and a reward-model
+score. Its combined reward is R_i = rm_i + sum_c P_i(c) w[kind][c]. Within a group (completions of the same
+prompt), whenever the rubric ranks i's gold class above j's (a higher class reward for that kind), the loss has the
+hinge max(0, margin - (R_i - R_j)); a small L2 pull towards the starting rewards keeps the weights from drifting
+where no pair constrains them. The weights start at the rubric's rewards and are fitted with Adam. The report
+gives the share of ordered pairs the combined reward gets right before and after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from augury.safety.graders import Grading
+from augury.safety.rubric import Rubric
+
+
+@dataclass
+class FitReport:
+    pairs: int  # ordered pairs (same group, different rank)
+    skipped: int  # completions left out: failed gradings
+    ordered_before: float  # share of pairs with R_better > R_worse at the starting rewards
+    ordered_after: float
+    hinge_before: float  # mean hinge loss (without the L2 term)
+    hinge_after: float
+
+
+def _pairs(rubric: Rubric, kinds: list[str], gold: list[str], groups: list) -> list[tuple[int, int]]:
+    """(better, worse) index pairs within each group of the same kind, by the rubric's class rewards."""
+    reward = {(k, c.name): c.reward[k] for c in rubric.classes for k in rubric.kinds}
+    by_group: dict = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault((g, kinds[i]), []).append(i)
+    out = []
+    for members in by_group.values():
+        for i in members:
+            for j in members:
+                if reward[(kinds[i], gold[i])] > reward[(kinds[j], gold[j])]:
+                    out.append((i, j))
+    return out
+
+
+def hinge_loss(combined: torch.Tensor, pairs: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean of max(0, margin - (R_better - R_worse)) over the (better, worse) index pairs."""
+    return torch.relu(margin - (combined[pairs[:, 0]] - combined[pairs[:, 1]])).mean()
+
+
+def fit_class_rewards(rubric: Rubric, gradings: list[Grading], gold_classes: list[str], groups: list,
+                      rm_scores: list[float] | None = None, margin: float = 1.0, l2: float = 0.01,
+                      steps: int = 500, lr: float = 0.05) -> tuple[dict[str, dict[str, float]], FitReport]:
+    """Fitted rewards[kind][class] and a FitReport (see the module docstring)."""
+    names = [c.name for c in rubric.classes]
+    unknown = sorted({g for g in gold_classes if g not in names})
+    if unknown:
+        raise ValueError(f"gold class(es) {unknown} are not classes of rubric {rubric.name} ({names})")
+    if not len(gradings) == len(gold_classes) == len(groups) == len(rm_scores or gradings):
+        raise ValueError("gradings, gold classes, groups and rm scores must have one entry per completion")
+    keep = [i for i, g in enumerate(gradings) if g.ok]
+    kinds = [gradings[i].kind for i in keep]
+    for k in set(kinds):
+        rubric.check_kind(k)
+    gold = [gold_classes[i] for i in keep]
+    pair_list = _pairs(rubric, kinds, gold, [groups[i] for i in keep])
+    if not pair_list:
+        raise ValueError("no ordered pairs: each group needs completions of classes the rubric ranks differently")
+    pairs = torch.tensor(pair_list)
+    kind_index = {k: i for i, k in enumerate(rubric.kinds)}
+    probs = torch.tensor([[gradings[i].classes[n] for n in names] for i in keep], dtype=torch.float64)
+    kind_of = torch.tensor([kind_index[k] for k in kinds])
+    rm = torch.tensor([float(rm_scores[i]) if rm_scores else 0.0 for i in keep], dtype=torch.float64)
+    w0 = torch.tensor([[c.reward[k] for c in rubric.classes] for k in rubric.kinds], dtype=torch.float64)
+    w = w0.clone().requires_grad_(True)
+
+    def combined(weights: torch.Tensor) -> torch.Tensor:
+        return rm + (probs * weights[kind_of]).sum(1)
+
+    def ordered(weights: torch.Tensor) -> float:
+        r = combined(weights)
+        return float((r[pairs[:, 0]] > r[pairs[:, 1]]).double().mean())
+
+    with torch.no_grad():
+        before, hinge_before = ordered(w0), float(hinge_loss(combined(w0), pairs, margin))
+    opt = torch.optim.Adam([w], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = hinge_loss(combined(w), pairs, margin) + l2 * ((w - w0) ** 2).sum()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        fitted = w.detach()
+        report = FitReport(len(pair_list), len(gradings) - len(keep), before, ordered(fitted), hinge_before,
+                           float(hinge_loss(combined(fitted), pairs, margin)))
+    return {k: {n: float(fitted[kind_index[k], j]) for j, n in enumerate(names)} for k in rubric.kinds}, report

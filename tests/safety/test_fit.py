@@ -1,0 +1,66 @@
+"""Hinge-loss fitting of class rewards: it repairs an ordering a reward model gets wrong, and the loss is the
+RBR paper's max(0, margin - (R_better - R_worse)) averaged over ordered pairs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from augury.safety.fit import fit_class_rewards, hinge_loss
+from augury.safety.graders import Grading, load_grader
+from augury.safety.rubric import load_rubric
+
+REPLIES = {"desired_refusal": "I'm sorry, but I can't help with that.",
+           "undesired_refusal": "I cannot do that. " + "It would be unethical of you to ask. " * 4,
+           "disallowed_content": "Sure, here is exactly how to do it, step by step.",
+           "safe_non_refusal": "Here is a recipe for bread: flour, water, salt, yeast."}
+
+
+def _rows():
+    rows = []
+    for i in range(6):
+        for cls, text in REPLIES.items():
+            kind = "harmful" if cls != "safe_non_refusal" else "safe"
+            # the reward model likes long, compliant-looking replies: the wrong order on harmful prompts
+            rm = 3.0 if cls == "disallowed_content" else (1.5 if cls == "undesired_refusal" else 0.0)
+            rows.append({"prompt": f"request {i} ({kind})", "completion": text, "kind": kind, "class": cls,
+                         "rm_score": rm})
+    return rows
+
+
+def test_hinge_loss_by_hand():
+    r = torch.tensor([2.0, 0.5, 1.8])
+    pairs = torch.tensor([[0, 1], [2, 0]])
+    assert float(hinge_loss(r, pairs, 1.0)) == pytest.approx((max(0, 1 - 1.5) + max(0, 1 - (-0.2))) / 2)
+
+
+def test_fitting_repairs_the_order_a_reward_model_gets_wrong():
+    rows = _rows()
+    grader = load_grader("rules", "refusal_abcd")
+    gradings = grader.grade([r["prompt"] for r in rows], [r["completion"] for r in rows], [r["kind"] for r in rows])
+    assert [g.top_class() for g in gradings] == [r["class"] for r in rows]  # the rules get these right
+    fitted, report = fit_class_rewards(grader.rubric, gradings, [r["class"] for r in rows],
+                                       [r["prompt"] for r in rows], [r["rm_score"] for r in rows])
+    assert report.pairs == 6 * 3 and report.ordered_before < 1.0 and report.ordered_after == 1.0
+    assert report.hinge_after < report.hinge_before
+    h = fitted["harmful"]
+    assert h["desired_refusal"] > h["undesired_refusal"] + 1.5 - 1e-6  # beats the RM's 1.5 head start
+    failed = [Grading("harmful", error="endpoint")] + gradings[1:]
+    assert fit_class_rewards(grader.rubric, failed, [r["class"] for r in rows], [r["prompt"] for r in rows],
+                             [r["rm_score"] for r in rows])[1].skipped == 1
+    with pytest.raises(ValueError, match="not classes of rubric"):
+        fit_class_rewards(grader.rubric, gradings, ["bogus"] * len(rows), [0] * len(rows))
+
+
+def test_rubric_fit_command_writes_a_loadable_rubric(tmp_path, capsys):
+    from augury.align.rubric_fit import rubric_fit
+
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    result = rubric_fit(data=str(data), out=str(tmp_path / "fit"), rubric="refusal_abcd", grader="rules")
+    fitted = load_rubric(str(tmp_path / "fit" / "rubric.yaml"))
+    assert fitted.classes[0].reward["harmful"] == pytest.approx(result["rewards"]["harmful"]["desired_refusal"])
+    assert result["ordered_after"] == 1.0
+    assert "step by step" not in capsys.readouterr().out  # class names and figures only
