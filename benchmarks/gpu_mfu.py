@@ -6,7 +6,8 @@
 Times `augury.train.step.train_step` (fused AdamW, grad clipping, bf16 autocast) on random tokens, eager and under
 `torch.compile`, and reports tokens/s, achieved FLOP/s from augury's exact FLOPs per token
 (`augury.model.counts.flops_per_token`: 6·N_matmul + attention) and MFU against two peaks: the card's dense bf16
-datasheet figure (989 TFLOP/s for an H100/H200 SXM) and a measured 8192³ bf16 matmul. Needs a CUDA GPU.
+datasheet figure (augury.train.runtime.GPU_BF16_PEAKS: 989.4 TFLOP/s for an H100/H200 SXM, 756 for an H100 PCIe)
+and a measured 8192³ bf16 matmul. Needs a CUDA GPU.
 """
 
 from __future__ import annotations
@@ -19,14 +20,8 @@ import torch
 
 from augury.model import ModelConfig, Transformer, flops_per_token, param_counts
 from augury.train.config import OptimConfig
-from augury.train.runtime import measure_matmul_peak
+from augury.train.runtime import gpu_bf16_peak, measure_matmul_peak
 from augury.train.step import make_optimizer, train_step
-
-DATASHEET_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
-
-
-def datasheet_peak(name: str) -> float | None:
-    return next((v for k, v in DATASHEET_BF16.items() if k in name), None)
 
 
 def time_steps(step, steps: int) -> float:
@@ -59,12 +54,14 @@ def main() -> None:
                       max_seq_len=args.seq).resolved()
     counts, fpt = param_counts(cfg), flops_per_token(cfg, args.seq)
     name = torch.cuda.get_device_name(dev)
-    sheet = datasheet_peak(name)
+    known = gpu_bf16_peak(name)
+    sheet = known[1] if known else None
     measured = measure_matmul_peak(dev, "bf16", size=8192, seconds=1.0)
     print(f"# {name}, torch {torch.__version__}; model depth {args.depth} d_model {args.d_model} vocab {args.vocab}: "
           f"{counts.total / 1e6:.1f}M params ({counts.non_embedding / 1e6:.1f}M non-embedding), "
           f"{fpt / 1e9:.3f} GFLOP/token at seq {args.seq}; batch {args.batch}x{args.seq}")
-    print(f"# bf16 peak: datasheet {sheet / 1e12 if sheet else float('nan'):.0f} TFLOP/s, measured 8192^3 matmul "
+    print(f"# bf16 peak: datasheet {sheet / 1e12 if sheet else float('nan'):.1f} TFLOP/s "
+          f"({known[0] if known else 'not listed'}), measured 8192^3 matmul "
           f"{measured / 1e12:.0f} TFLOP/s")
     x = torch.randint(0, args.vocab, (args.batch, args.seq), device=dev)
     y = torch.randint(0, args.vocab, (args.batch, args.seq), device=dev)

@@ -44,7 +44,7 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, device="
     """
     from tokenizers import Tokenizer
 
-    from augury.model.weights import find_latest_checkpoint, load_model_state, verify_checkpoint
+    from augury.model.weights import find_latest_checkpoint, load_checkpoint_weights, verify_checkpoint
 
     run_dir = Path(run_dir)
     cfg = run_model_config(run_dir)
@@ -64,7 +64,7 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, device="
         model = ImageTextModel(cfg, vision)
     else:
         model = Transformer(cfg)
-    load_model_state(model, ckpt / "model.safetensors")
+    load_checkpoint_weights(model, ckpt)
     model.to(device).eval()
     tok_path = run_dir / "tokenizer.json"
     if not tok_path.is_file():

@@ -4,7 +4,7 @@ The read side of `augury.train.checkpoint`, kept with the model so that everythi
 export, evaluation, serving) needs nothing from the training package.
 
     ckpt = find_latest_checkpoint("runs/quickstart")     # None when no intact checkpoint exists
-    load_model_state(model, ckpt / "model.safetensors")
+    load_checkpoint_weights(model, ckpt)                  # model.safetensors, or the dcp/ folder of an FSDP run
 """
 
 from __future__ import annotations
@@ -42,6 +42,36 @@ def load_model_state(model: torch.nn.Module, path: Path) -> None:
         missing_names = sorted(set(missing) - allowed_missing)
         raise CheckpointError(f"{path}: weights do not match the model (missing {missing_names}, "
                               f"unexpected {sorted(unexpected)})")
+
+
+def load_dcp_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Load the model weights of a sharded (`torch.distributed.checkpoint`) checkpoint into a plain model, in one
+    process and without a process group; the shards are assembled by parameter name."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    saved = {k[len("model."):] for k, v in dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata.items()
+             if k.startswith("model.") and isinstance(v, TensorStorageMetadata)}
+    state = model.state_dict()
+    if set(state) != saved:
+        raise CheckpointError(f"{folder}: weights do not match the model (missing {sorted(set(state) - saved)}, "
+                              f"unexpected {sorted(saved - set(state))})")
+    import warnings
+
+    with warnings.catch_warnings():  # DCP warns that it loads in one process: that is the intent here
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load({"model": state}, checkpoint_id=str(folder), no_dist=True)  # in place, into the model's tensors
+
+
+def load_checkpoint_weights(model: torch.nn.Module, ckpt: Path) -> None:
+    """The weights of a checkpoint folder: `model.safetensors` (one process, DDP) or `dcp/` (FSDP2, sharded)."""
+    ckpt = Path(ckpt)
+    if (ckpt / "model.safetensors").is_file():
+        load_model_state(model, ckpt / "model.safetensors")
+    elif (ckpt / "dcp").is_dir():
+        load_dcp_weights(model, ckpt / "dcp")
+    else:
+        raise CheckpointError(f"{ckpt} holds neither model.safetensors nor a dcp/ folder")
 
 
 def step_checkpoints(root: Path) -> list[tuple[int, Path]]:

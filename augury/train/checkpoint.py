@@ -1,6 +1,8 @@
 """Crash-safe checkpoints: `model.safetensors` + optimizer + trainer/data-loader/RNG state.
 
-Layout: RUN/checkpoints/step_00000100/{model.safetensors, optimizer.pt, rng.json, trainer.json, manifest.json}.
+Layout: RUN/checkpoints/step_00000100/{model.safetensors, optimizer.pt, rng.json, trainer.json, manifest.json};
+under FSDP2 (`parallel: fsdp`) `dcp/` (every process's shards of model and optimizer, torch.distributed.checkpoint)
+replaces model.safetensors and optimizer.pt.
 A checkpoint is written into a hidden temporary folder, every file fsynced, `manifest.json` (sha256 of each file)
 written last, and the folder renamed into place; `latest` is then updated atomically. A `kill -9` at any moment
 leaves either a complete, verified checkpoint or a temporary folder that loading ignores and the next save removes.
@@ -23,6 +25,7 @@ from augury.io import atomic_write_text, sha256_file
 from augury.model.weights import (  # noqa: F401  (the read side lives with the model)
     CheckpointError,
     find_latest_checkpoint,
+    load_checkpoint_weights,
     load_model_state,
     model_state_for_saving,
     step_checkpoints,
@@ -62,20 +65,56 @@ def _fsync(path: Path) -> None:
 
 def save_checkpoint(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     trainer_state: dict, keep_last: int = 2) -> Path:
+    root, name, tmp = _begin(run_dir, step, os.getpid())
+    save_file(model_state_for_saving(model), str(tmp / "model.safetensors"), metadata={"step": str(step)})
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    return _finish(root, name, tmp, step, trainer_state, keep_last)
+
+
+def save_sharded_checkpoint(run_dir: str | os.PathLike, step: int, model: torch.nn.Module,
+                            optimizer: torch.optim.Optimizer, trainer_state: dict, keep_last: int = 2) -> Path:
+    """The FSDP2 form, called by every process: each writes its shards of model and optimizer into `dcp/`
+    (torch.distributed.checkpoint), then the first process writes the rest and renames the folder into place.
+    Processes on several machines need a shared file system for the run folder."""
+    import torch.distributed as dist
+
+    from augury.train.fsdp import save_dcp, sharded_state
+
+    state = sharded_state(model, optimizer)  # collective: before anything only the first process does
+    owner = [os.getpid()]
+    dist.broadcast_object_list(owner, src=0)  # one temporary folder for all processes, named by the first
+    if dist.get_rank() == 0:
+        _begin(run_dir, step, owner[0])
+    dist.barrier()
+    root = Path(run_dir) / "checkpoints"
+    name = f"step_{step:08d}"
+    tmp = root / f".tmp-{name}-{owner[0]}"
+    save_dcp(state, tmp / "dcp")
+    final = _finish(root, name, tmp, step, trainer_state, keep_last) if dist.get_rank() == 0 else root / name
+    dist.barrier()
+    return final
+
+
+def _begin(run_dir, step: int, pid: int) -> tuple[Path, str, Path]:
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
-    tmp = root / f".tmp-{name}-{os.getpid()}"
+    tmp = root / f".tmp-{name}-{pid}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file(model_state_for_saving(model), str(tmp / "model.safetensors"), metadata={"step": str(step)})
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    return root, name, tmp
+
+
+def _finish(root: Path, name: str, tmp: Path, step: int, trainer_state: dict, keep_last: int) -> Path:
+    """RNG and trainer state, fsync, a manifest of every file's sha256 written last, rename, prune."""
     (tmp / "rng.json").write_text(json.dumps(rng_state()))
     (tmp / "trainer.json").write_text(json.dumps(trainer_state, indent=2))
-    files = ["model.safetensors", "optimizer.pt", "rng.json", "trainer.json"]
+    files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
     for f in files:
         _fsync(tmp / f)
+    for d in {(tmp / f).parent for f in files}:
+        _fsync(d)
     manifest = {"step": step, "files": {f: sha256_file(tmp / f) for f in files}}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     _fsync(tmp / "manifest.json")
@@ -102,10 +141,31 @@ def _prune(root: Path, keep_last: int) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def is_sharded(model: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
-    """Restore model (and optimizer and RNG) from `path`; returns the trainer state."""
-    load_model_state(model, path / "model.safetensors")
+    """Restore model (and optimizer and RNG) from `path`; returns the trainer state.
+
+    A sharded checkpoint (`dcp/`, written under FSDP2) loads into a sharded model on any number of processes, or
+    into a plain one; a `model.safetensors` checkpoint loads into a plain (or DDP) model only."""
+    if (path / "dcp").is_dir():
+        from augury.train.fsdp import load_dcp
+
+        if optimizer is None:
+            load_checkpoint_weights(model, path)
+        else:
+            load_dcp(path / "dcp", model, optimizer)
+    elif is_sharded(model):
+        raise CheckpointError(f"{path} was written by a run without FSDP (model.safetensors): continue it with "
+                              f"parallel: ddp")
+    else:
+        load_model_state(model, path / "model.safetensors")
+        if optimizer is not None:
+            optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     if optimizer is not None:
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         set_rng_state(json.loads((path / "rng.json").read_text()))
     return json.loads((path / "trainer.json").read_text())

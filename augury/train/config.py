@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from augury.data import DataConfig
 from augury.data.images import ImageDataConfig
@@ -76,6 +77,10 @@ class TrainConfig:
         dtype: "auto" (bf16 autocast where the hardware supports it, else fp32), "bf16" or "fp32".
         device: "auto" (CUDA if available, else CPU), "cpu" or "cuda".
         compile: wrap the model in torch.compile (worth it for long runs; costs 10-20 s per shape on CPU).
+        parallel: how the processes of a torchrun launch share the work: "ddp" (each holds the whole model and
+            optimizer; gradients all-reduced) or "fsdp" (FSDP2: parameters, gradients and optimizer state sharded
+            over the processes, for a model that does not fit one device; sharded checkpoints in dcp/ that resume on
+            any number of processes). "fsdp" also runs in a single process.
         log_every: write a metrics record every this many steps.
         eval_every: validate every this many steps (and always at the end); 0 validates only at the end.
         eval_batches: validation batches per evaluation (None: the whole validation split).
@@ -107,6 +112,7 @@ class TrainConfig:
     dtype: str = "auto"
     device: str = "auto"
     compile: bool = False
+    parallel: Literal["ddp", "fsdp"] = "ddp"
     log_every: int = 10
     eval_every: int = 0
     eval_batches: int | None = 20
@@ -158,6 +164,10 @@ def check_config(cfg: TrainConfig) -> None:
         raise TrainConfigError(f"dtype must be auto, bf16 or fp32, got {cfg.dtype!r}")
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise TrainConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+    if cfg.parallel not in ("ddp", "fsdp"):
+        raise TrainConfigError(f"parallel must be ddp or fsdp, got {cfg.parallel!r}")
+    if cfg.parallel == "fsdp" and (cfg.vision is not None or cfg.images is not None):
+        raise TrainConfigError("parallel: fsdp trains text runs only; train an image-text run with parallel: ddp")
     for name in ("grad_accum", "log_every", "keep_last"):
         if getattr(cfg, name) < 1:
             raise TrainConfigError(f"{name} must be >= 1")

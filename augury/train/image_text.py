@@ -37,7 +37,7 @@ from augury.model.counts import flops_per_token, param_counts, vision_flops_per_
 from augury.model.image_prompt import PAD, answer, chat_ids, collate
 from augury.model.transformer import Transformer
 from augury.model.vision import ImageTextModel
-from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
+from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, load_checkpoint_weights, save_checkpoint
 from augury.train.config import TrainConfig, TrainConfigError, default_lr
 from augury.train.runtime import Runtime
 from augury.train.schedule import lr_multiplier
@@ -127,7 +127,7 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         if text_ckpt is None:
             raise TrainConfigError(f"init_from: {cfg.init_from} has no intact checkpoint")
         decoder = Transformer(mcfg)
-        load_model_state(decoder, text_ckpt / "model.safetensors")
+        load_checkpoint_weights(decoder, text_ckpt)  # model.safetensors, or dcp/ of an FSDP2 run
         model.load_state_dict(decoder.state_dict(), strict=False)
         log(f"decoder from {text_ckpt}")
     optimizer = make_optimizer(model, cfg.optim, rt.device.type)

@@ -1,7 +1,7 @@
-"""Where a run executes: device, autocast dtype, torchrun/DDP process group, hardware peak FLOP/s for MFU.
+"""Where a run executes: device, autocast dtype, torchrun process group (DDP or FSDP2), peak FLOP/s for MFU.
 
 Under `torchrun --nproc_per_node N -m augury train ...` (or `torchrun ... $(which augury) train`), RANK/WORLD_SIZE
-are set; the process group uses NCCL on CUDA and gloo on CPU.
+are set; the process group uses NCCL on CUDA and gloo on CPU. FSDP2 in a single process gets a one-process group.
 """
 
 from __future__ import annotations
@@ -9,15 +9,42 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-# Dense bf16 peaks (FLOP/s) of common accelerators, for MFU; override with TrainConfig.peak_flops.
-GPU_BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12,
-                 "4090": 165e12, "3090": 71e12, "V100": 125e12, "T4": 65e12}
+# Data-sheet dense bf16 tensor-core peaks (FLOP/s, without sparsity) by the name torch.cuda.get_device_name gives,
+# most specific pattern first (an H100 PCIe or NVL is not an H100 SXM). A GPU not listed gets a measured matmul
+# peak; TrainConfig.peak_flops overrides both.
+GPU_BF16_PEAKS: tuple[tuple[str, str, float], ...] = (
+    # (regular expression on the device name, what it is, dense bf16 FLOP/s)
+    (r"H100.*PCIe", "H100 PCIe", 756.0e12),
+    (r"H100.*NVL", "H100 NVL", 835.5e12),
+    (r"H100", "H100 SXM", 989.4e12),
+    (r"H800.*PCIe", "H800 PCIe", 756.0e12),
+    (r"H800", "H800 SXM", 989.4e12),
+    (r"H200.*NVL", "H200 NVL", 835.5e12),
+    (r"GH200", "GH200", 989.4e12),
+    (r"H200", "H200 SXM", 989.4e12),
+    (r"B200", "B200", 2250e12),
+    (r"A100", "A100 (SXM or PCIe)", 312e12),
+    (r"A800", "A800", 312e12),
+    (r"L40S", "L40S", 362.05e12),
+    (r"\bL4\b", "L4", 121e12),
+    (r"\bA10\b", "A10", 125e12),
+    (r"RTX 4090", "GeForce RTX 4090", 165.2e12),
+)
+
+
+def gpu_bf16_peak(device_name: str) -> tuple[str, float] | None:
+    """(which GPU, dense bf16 FLOP/s) for a `torch.cuda.get_device_name` string, or None if it is not listed."""
+    for pattern, label, peak in GPU_BF16_PEAKS:
+        if re.search(pattern, device_name):
+            return label, peak
+    return None
 
 
 @dataclass
@@ -27,6 +54,7 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # a one-process group started here for FSDP2 (torchrun starts none with 1 process)
 
     @property
     def is_main(self) -> bool:
@@ -55,7 +83,7 @@ def bf16_supported(device: torch.device) -> bool:
         return False
 
 
-def setup_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
+def setup_runtime(device: str = "auto", dtype: str = "auto", parallel: str = "ddp") -> Runtime:
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -70,17 +98,22 @@ def setup_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
         torch.backends.cudnn.allow_tf32 = True
     else:
         dev = torch.device("cpu")
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    owns = False
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend=backend)
+    elif parallel == "fsdp" and not dist.is_initialized():  # fully_shard needs a process group, even of one
+        dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
+        owns = True
     if dtype == "auto":
         dtype = "bf16" if bf16_supported(dev) else "fp32"
     elif dtype == "bf16" and not bf16_supported(dev):
         raise RuntimeError(f"dtype=bf16 requested but {dev} does not support bf16")
-    return Runtime(device=dev, dtype=dtype, rank=rank, world_size=world, local_rank=local)
+    return Runtime(device=dev, dtype=dtype, rank=rank, world_size=world, local_rank=local, owns_group=owns)
 
 
 def teardown_runtime(rt: Runtime) -> None:
-    if rt.distributed and dist.is_initialized():
+    if (rt.distributed or rt.owns_group) and dist.is_initialized():
         dist.destroy_process_group()
 
 
@@ -106,11 +139,11 @@ def hardware_peak_flops(rt: Runtime) -> float:
 
 @functools.cache
 def _peak_flops(device: torch.device, dtype: str) -> float:
-    """Once per process and (device, dtype): a ladder trains many runs in one process and shares one peak."""
+    """Once per process and (device, dtype): a ladder trains many runs in one process and shares one peak.
+    fp32 on a listed GPU runs its matmuls in TF32 (enabled in setup_runtime), half the bf16 rate."""
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, peak in GPU_BF16_PEAK.items():
-            if key in name:
-                return peak if dtype == "bf16" else peak / 2
+        known = gpu_bf16_peak(torch.cuda.get_device_name(device))
+        if known is not None:
+            return known[1] if dtype == "bf16" else known[1] / 2
         return measure_matmul_peak(device, dtype, size=8192)
     return measure_matmul_peak(device, dtype)

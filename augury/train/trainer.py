@@ -35,7 +35,7 @@ from augury.io import (
     utc_now,
 )
 from augury.model import Transformer, flops_per_token, param_counts
-from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint
+from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint, save_sharded_checkpoint
 from augury.train.config import TrainConfig, TrainConfigError, resolve, tokens_per_step
 from augury.train.runtime import Runtime, hardware_peak_flops, setup_runtime, teardown_runtime
 from augury.train.schedule import lr_multiplier
@@ -65,18 +65,26 @@ def token_byte_lengths(tokenizer) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate(model, rt: Runtime, val_path, batch_size: int, seq_len: int, max_batches: int | None,
-             byte_lengths: torch.Tensor) -> dict:
-    """Mean validation loss (nats/token) and bits/byte over a fixed set of validation batches."""
-    model.eval()
-    nats, tokens, nbytes = 0.0, 0, 0
-    for x, y in iter_val_batches(val_path, batch_size, seq_len, max_batches):
-        x, y = x.to(rt.device), y.to(rt.device)
-        with rt.autocast():
-            losses = model(x, targets=y, reduction="none")
-        nats += float(losses.double().sum())
-        tokens += y.numel()
-        nbytes += int(byte_lengths[y.cpu()].sum())
-    model.train()
+             byte_lengths: torch.Tensor, sharded: bool = False) -> dict:
+    """Mean validation loss (nats/token) and bits/byte over a fixed set of validation batches.
+
+    `sharded` (FSDP2): called on every process, which share the batches (augury.train.fsdp.evaluate_sharded)."""
+    if sharded:
+        from augury.train.fsdp import evaluate_sharded
+
+        batches = list(iter_val_batches(val_path, batch_size, seq_len, max_batches))
+        nats, tokens, nbytes = evaluate_sharded(model, rt, batches, byte_lengths) if batches else (0.0, 0, 0)
+    else:
+        model.eval()
+        nats, tokens, nbytes = 0.0, 0, 0
+        for x, y in iter_val_batches(val_path, batch_size, seq_len, max_batches):
+            x, y = x.to(rt.device), y.to(rt.device)
+            with rt.autocast():
+                losses = model(x, targets=y, reduction="none")
+            nats += float(losses.double().sum())
+            tokens += y.numel()
+            nbytes += int(byte_lengths[y.cpu()].sum())
+        model.train()
     if tokens == 0:
         raise TrainConfigError(f"validation split {val_path} is too small for one batch of {batch_size}x{seq_len}")
     loss = nats / tokens
@@ -127,9 +135,16 @@ def _check_resume_compatible(out: Path, cfg: TrainConfig, world_size: int) -> No
                                + "\n  ".join(diffs))
 
 
+def _check_compiler(rt: Runtime) -> None:
+    compilers = (os.environ.get("CXX", "g++"), "c++", "clang++")
+    if rt.device.type == "cpu" and not any(shutil.which(c) for c in compilers):
+        raise TrainConfigError("compile: true needs a C++ compiler on CPU (torch.compile builds kernels with "
+                               "one) and none was found; install g++ or set compile: false")
+
+
 def train(cfg: TrainConfig, resume: bool | str = False, log=print) -> dict:
     """Run (or continue) one pretraining run; returns a summary dict. resume: False, True, or "auto"."""
-    rt = setup_runtime(cfg.device, cfg.dtype)
+    rt = setup_runtime(cfg.device, cfg.dtype, cfg.parallel)
     try:
         return _train(cfg, rt, resume, log if rt.is_main else (lambda *a, **k: None))
     finally:
@@ -141,6 +156,9 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
 
     if cfg.vision is not None or cfg.images is not None:
         from augury.train.image_text import train_image_text
+
+        if cfg.parallel != "ddp":
+            raise TrainConfigError("parallel: fsdp trains text runs only; train an image-text run with parallel: ddp")
 
         return train_image_text(cfg, rt, resume, log)
     check_config(cfg)
@@ -166,6 +184,13 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     counts = param_counts(cfg.model)
     fpt = flops_per_token(cfg.model, cfg.seq_len)
     step_tokens = tokens_per_step(cfg, rt.world_size)
+    fsdp = cfg.parallel == "fsdp"
+    if fsdp:  # shard first: the optimizer is built over the sharded parameters
+        from augury.train.fsdp import gradient_sync_off, shard_model
+
+        if cfg.compile:
+            _check_compiler(rt)
+        shard_model(model, rt, compile_blocks=cfg.compile)
     optimizer = make_optimizer(model, cfg.optim, rt.device.type)
     loader = TokenLoader(data.split_path("train"), cfg.batch_size, cfg.seq_len, seed=cfg.seed,
                          rank=rt.rank, world_size=rt.world_size)
@@ -186,7 +211,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         "git": git_hash(), "versions": package_versions(),
         "params": dataclasses.asdict(counts), "flops_per_token": fpt, "tokens_per_step": step_tokens,
         "total_steps": cfg.steps, "total_tokens": cfg.steps * step_tokens, "total_flops": cfg.steps * step_tokens * fpt,
-        "device": str(rt.device), "dtype": rt.dtype, "world_size": rt.world_size,
+        "device": str(rt.device), "dtype": rt.dtype, "world_size": rt.world_size, "parallel": cfg.parallel,
         "data": {k: data.manifest.get(k) for k in ("source", "sha256", "vocab_size", "splits", "tokens", "bytes")
                  if k in data.manifest},
     }
@@ -201,13 +226,10 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
             f"{cfg.steps * step_tokens * fpt:.3g} FLOPs; lr {cfg.optim.lr:g}; {rt.device} {rt.dtype}")
 
     raw_model = model
-    if cfg.compile:
-        compilers = (os.environ.get("CXX", "g++"), "c++", "clang++")
-        if rt.device.type == "cpu" and not any(shutil.which(c) for c in compilers):
-            raise TrainConfigError("compile: true needs a C++ compiler on CPU (torch.compile builds kernels with "
-                                   "one) and none was found; install g++ or set compile: false")
+    if cfg.compile and not fsdp:  # (under FSDP2 each block was compiled before sharding)
+        _check_compiler(rt)
         model = torch.compile(model)
-    if rt.distributed:
+    if rt.distributed and not fsdp:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
@@ -217,10 +239,14 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
 
     def do_eval() -> dict:
         return evaluate(raw_model, rt, val_path, cfg.eval_batch_size or cfg.batch_size, cfg.seq_len,
-                        cfg.eval_batches, byte_lengths)
+                        cfg.eval_batches, byte_lengths, sharded=fsdp)
 
     def checkpoint(at_step: int) -> None:
-        if rt.is_main:
+        if fsdp:  # every process writes its shards
+            save_sharded_checkpoint(out, at_step, raw_model, optimizer,
+                                    {"step": at_step, "tokens": at_step * step_tokens, "loader": loader.state_dict()},
+                                    keep_last=cfg.keep_last)
+        elif rt.is_main:
             save_checkpoint(out, at_step, raw_model, optimizer,
                             {"step": at_step, "tokens": at_step * step_tokens, "loader": loader.state_dict()},
                             keep_last=cfg.keep_last)
@@ -244,7 +270,8 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
                    for _ in range(cfg.grad_accum))
         step_loss = _global_mean(rt, train_step(
             model, optimizer, batches, autocast=rt.autocast, grad_clip=cfg.optim.grad_clip, n_micro=cfg.grad_accum,
-            no_sync=model.no_sync if rt.distributed else None, clip_params=raw_model.parameters()))
+            no_sync=(lambda: gradient_sync_off(raw_model)) if fsdp else model.no_sync if rt.distributed else None,
+            clip_params=raw_model.parameters()))
         if not math.isfinite(step_loss):
             raise TrainingDiverged(
                 f"loss became {step_loss} at step {step + 1}; stopped without saving. The last good checkpoint "
@@ -258,7 +285,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
             bar.set_postfix(loss=f"{step_loss:.3f}", refresh=False)
         is_last = step == cfg.steps
         val = {}
-        if rt.is_main and (is_last or (cfg.eval_every and step % cfg.eval_every == 0)):
+        if (rt.is_main or fsdp) and (is_last or (cfg.eval_every and step % cfg.eval_every == 0)):
             val = last_val = do_eval()
         if step % cfg.log_every == 0 or is_last or val:
             dt = time.perf_counter() - window_start
@@ -280,11 +307,13 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
                "final_val_bpb": last_val.get("val_bpb"), "train_seconds": time.perf_counter() - t_start,
                "epochs": loader.epoch}
     if rt.is_main:
-        manifest.update(status=summary["status"], finished=utc_now(), summary=summary)
+        manifest.update(status=summary["status"], finished=utc_now(), summary=summary, peak_flops=peak)
         atomic_write_json(out / "manifest.json", manifest)
-        if done:
+        if done and last_val:
             log(f"done: step {step}, val loss {summary['final_val_loss']:.4f} nats/token, "
                 f"{summary['final_val_bpb']:.4f} bits/byte -> {out}")
+        elif done:  # resumed from its final checkpoint: nothing was left to train
+            log(f"done: {out} had already trained all {cfg.steps} steps")
         else:
             log(f"stopped at step {step}/{cfg.steps}; continue with: augury train --config {out}/config.yaml --resume")
     return summary
