@@ -13,6 +13,7 @@ resumes there.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,10 @@ def _parser():
     p.add_argument("--include_path", type=str, default="", help="extra folders of task YAML files (comma-separated)")
     p.add_argument("--chunk_size", type=int, default=64, help="samples scored (and saved) per step")
     p.add_argument("--list_tasks", type=bool, default=False, help="print the known tasks and groups and exit")
+    p.add_argument("--grader", type=str, default="",
+                   help="graded tasks: the grader (offline, offline:PATH, rules, openai:MODEL@URL, augury:RUN, "
+                        "hf:PATH); default: each task's")
+    p.add_argument("--grader_model_args", type=str, default="", help="graded tasks: a judge's backend options")
     return p
 
 
@@ -99,8 +104,17 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--data_dir {args.data_dir!r} is not a folder")
     try:
         configs = registry.resolve([t.strip() for t in args.tasks.split(",") if t.strip()])
+        if args.grader or args.grader_model_args:
+            configs = [dataclasses.replace(c, grader=args.grader or c.grader,
+                                           grader_model_args=args.grader_model_args) if c.kind == "graded" else c
+                       for c in configs]
         # Read and render every record now, so bad data is reported before the model is loaded.
         instances = {c.task: build_instances(c, args.data_dir, args.num_fewshot, args.limit) for c in configs}
+        for c in configs:
+            if c.kind == "graded":
+                from augury.evals.graded import plugin
+
+                plugin(c.kind).check_instances(c, instances[c.task])
     except (TaskConfigError, TaskDataError) as err:
         raise UsageError(str(err)) from None
     try:
@@ -131,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                             args.chat, started, out_dir, date)
     path = write_outputs(results, scored, out_dir, date)
     print(markdown_table(results))
+    if results.get("safety"):
+        from augury.evals.graded import report_form, summary_table
+
+        print("\n" + summary_table(results["safety"]))
+        print("\n" + "\n".join(report_form(results["safety"])))
     errors = sum(s["errors"] for s in scored.values())
     print(f"\nwrote {path}" + (f"\n{errors} sample(s) failed on the endpoint and are counted as errors; rerun "
                               "the same command to retry only those" if errors else ""))

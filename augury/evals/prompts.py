@@ -31,6 +31,8 @@ class Instance:
     gold: int | None = None  # multiple choice: index of the correct choice
     labels: list[int] | None = None  # truthfulqa_mc2: 1 for each true choice
     target: str | None = None  # generate/code: the reference answer
+    prompt_kind: str | None = None  # graded: the record's prompt kind (harmful, safe, ...)
+    category: str | None = None  # graded: the category its rates are reported under
     messages: list[dict] | None = None  # the chat messages behind `context` (chat format only)
 
 
@@ -85,6 +87,11 @@ def render_record(cfg: TaskConfig, doc: dict, where: str) -> dict[str, Any]:
             out["target"] = choices[out["gold"]]
         elif cfg.kind in ("generate", "code"):
             out["target"] = render(cfg.doc_to_target, values)
+        elif cfg.kind == "graded":
+            out["prompt_kind"] = render(cfg.doc_to_kind, values).strip()
+            out["category"] = render(cfg.doc_to_category, values).strip() if cfg.doc_to_category else "all"
+            if not out["prompt_kind"]:
+                raise TaskDataError(f"{where}: doc_to_kind of {cfg.task!r} renders empty; every record needs a kind")
     except TaskDataError:
         raise
     except Exception as err:  # jinja2 UndefinedError, TypeError in a template, ...
@@ -106,6 +113,18 @@ def render_shot(cfg: TaskConfig, doc: dict, where: str) -> dict[str, Any]:
     return out
 
 
+def apply_filter(cfg: TaskConfig, path: Path, docs: list[dict]) -> list[dict]:
+    """The records whose columns hold the task's `filter` values; a column the file lacks is an error."""
+    if not cfg.filter:
+        return docs
+    for column in cfg.filter:
+        if docs and column not in docs[0]:
+            raise TaskDataError(f"{path}: task {cfg.task!r} filters on column {column!r}, which the file lacks "
+                                f"(columns: {sorted(docs[0])})")
+    wanted = {c: {str(x) for x in (v if isinstance(v, list) else [v])} for c, v in cfg.filter.items()}
+    return [d for d in docs if all(str(d.get(c)) in vals for c, vals in wanted.items())]
+
+
 def effective_fewshot(cfg: TaskConfig, num_fewshot: int | None) -> int:
     """k for this task: the override where the task has a few-shot split; tasks without one stay zero-shot."""
     if cfg.kind == "perplexity" or cfg.fewshot is None:
@@ -119,6 +138,7 @@ def build_instances(cfg: TaskConfig, data_dir: str | Path, num_fewshot: int | No
     """Every evaluated record of `cfg` with its prompt; raises TaskDataError on the first bad record."""
     k = effective_fewshot(cfg, num_fewshot)
     path, docs = load_spec(data_dir, cfg.data)
+    docs = apply_filter(cfg, path, docs)
     if limit is not None:
         docs = docs[:limit]
     if not docs:
@@ -150,5 +170,6 @@ def build_instances(cfg: TaskConfig, data_dir: str | Path, num_fewshot: int | No
                                for s in shots)
             context = cfg.description + examples + r["text"]
         out.append(Instance(doc_id=i, doc=doc, context=context, choices=r.get("choices"), gold=r.get("gold"),
-                            labels=r.get("labels"), target=r.get("target"), messages=messages))
+                            labels=r.get("labels"), target=r.get("target"), messages=messages,
+                            prompt_kind=r.get("prompt_kind"), category=r.get("category")))
     return out

@@ -105,6 +105,7 @@ def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], regist
         if name not in placed:
             place(name, 0)
     _plots(configs, scored, groups, top_groups, registry, out_dir, date)
+    safety = _safety(configs, scored, groups, registry)
     higher = {name: {k.split(",")[0]: k.split(",")[0] not in LOWER_IS_BETTER
                      for k in results[name] if k.endswith(",none") and "_stderr" not in k} for name in results}
     return {
@@ -118,6 +119,7 @@ def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], regist
         "n-samples": {name: {"original": s["instances"], "effective": len(s["samples"]), "errors": s["errors"],
                              "resumed": s["resumed"]} for name, s in scored.items()},
         "config": {**model_config, "limit": limit, "num_fewshot": num_fewshot, "apply_chat_template": chat},
+        **({"safety": safety} if safety else {}),
         "git_hash": git_hash(),
         "date": started,
         "pretty_env_info": package_versions(),
@@ -125,6 +127,25 @@ def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], regist
         "end_time": time.time(),
         "total_evaluation_time_seconds": str(time.time() - started),
     }
+
+
+def _safety(configs, scored, groups, registry) -> dict:
+    """Graded tasks (and groups made only of them): rates per category with Wilson 95% intervals."""
+    from augury.evals.graded import safety_summary
+
+    by_name = {c.task: c for c in configs}
+    out = {c.task: safety_summary(c, scored[c.task]["samples"]) for c in configs
+           if c.kind == "graded" and scored[c.task]["samples"]}
+    for g in groups:
+        leaves = _leaves(registry, g)
+        if all(by_name[t].kind == "graded" for t in leaves):
+            metrics = [m for m in by_name[leaves[0]].metrics if all(m in by_name[t].metrics for t in leaves)]
+            samples = [s for t in leaves for s in scored[t]["samples"]]
+            if samples:
+                summary = safety_summary(by_name[leaves[0]], samples, metrics)
+                summary["categories"] = {}
+                out[g] = summary
+    return out
 
 
 def _plots(configs, scored, groups, top_groups, registry, out_dir: Path, date: str) -> None:

@@ -103,6 +103,10 @@ def score_chunk(lm: LM, cfg: TaskConfig, chunk: list[Instance]) -> list[dict]:
         return res
     if cfg.kind == "code":
         return _score_code(lm, cfg, chunk)
+    if cfg.kind == "graded":
+        from augury.evals.graded import plugin
+
+        return plugin(cfg.kind).score_chunk(lm, cfg, chunk, _gen_request, _base_record)
     raise ValueError(f"unknown task kind {cfg.kind!r}")
 
 

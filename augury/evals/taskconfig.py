@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-KINDS = ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2", "generate", "code", "perplexity")
+KINDS = ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2", "generate", "code", "perplexity", "graded")
 DEFAULT_METRICS = {
     "multiple_choice": ["acc", "acc_norm", "ece"],
     "truthfulqa_mc1": ["acc"],
@@ -28,8 +28,12 @@ DEFAULT_METRICS = {
     "generate": ["exact_match"],
     "code": ["pass@1"],
     "perplexity": ["word_perplexity", "byte_perplexity", "bits_per_byte"],
+    "graded": ["incorrect_rate", "incorrect_rate_strmatch", "refusal_rate", "refusal_rate_strmatch"],
 }
 GENERATE_METRICS = ("exact_match", "f1")
+# graded: per-sample rates (a grader's probability, or 0/1 by the string-match refusal list); docs/safety.md
+GRADED_METRICS = ("incorrect_rate", "incorrect_rate_strmatch", "refusal_rate", "refusal_rate_strmatch",
+                  "disallowed_rate", "desired_refusal_rate")
 
 
 class TaskConfigError(ValueError):
@@ -53,7 +57,7 @@ class TaskConfig:
     """One evaluation task, after subtask expansion (every template variable filled in)."""
 
     task: str  # the task's name, as `--tasks` takes it
-    kind: str  # multiple_choice | truthfulqa_mc1 | truthfulqa_mc2 | generate | code | perplexity
+    kind: str  # multiple_choice | truthfulqa_mc1 | truthfulqa_mc2 | generate | code | perplexity | graded
     data: DataSpec  # the evaluated records
     version: float = 1.0  # bump when the prompt or scoring changes; stored in results["versions"]
     fewshot: DataSpec | None = None  # the split few-shot examples come from (its first k records)
@@ -75,6 +79,14 @@ class TaskConfig:
     n_samples: int = 1  # code: samples per problem (pass@k needs k <= n_samples)
     timeout_s: float = 10.0  # code: wall-clock limit per program
     group: str | None = None  # the group this task reports under (e.g. mmlu_stem)
+    filter: dict[str, Any] = dataclasses.field(default_factory=dict)  # keep records whose column has this value
+    # (or one of these values): {label: unsafe}
+    grader: str = "offline"  # graded: the grader spec (augury.safety.graders); `augury eval --grader` overrides
+    grader_model_args: str = ""  # graded: a judge model's backend options, key=value,...
+    rubric: str = "default"  # graded: the rubric (a shipped name or a YAML file)
+    doc_to_kind: str = "harmful"  # graded: the prompt kind of a record (a template), one of the rubric's kinds
+    doc_to_category: str = ""  # graded: the category rates are reported per (a template; "" = one category)
+    refusal_list: str = "advbench"  # graded: the string-match refusal list (advbench or xstest)
     variables: dict[str, str] = dataclasses.field(default_factory=dict)  # subtask variables (subject, ...)
     source: str = ""  # the YAML file this came from
 
@@ -153,6 +165,14 @@ def build_config(raw: dict, source: str, variables: dict[str, str] | None = None
         bad = [m for m in cfg.metrics if m not in GENERATE_METRICS]
         if bad:
             raise TaskConfigError(f"{source}: generate metrics {bad} unknown; use {GENERATE_METRICS}")
+    if not isinstance(cfg.filter, dict) or not all(isinstance(v, (str, int, float, list)) for v in cfg.filter.values()):
+        raise TaskConfigError(f"{source}: filter maps a column to a value or a list of values, got {cfg.filter!r}")
+    if cfg.kind == "graded":
+        bad = [m for m in cfg.metrics if m not in GRADED_METRICS]
+        if bad:
+            raise TaskConfigError(f"{source}: graded metrics {bad} unknown; use {GRADED_METRICS}")
+        if cfg.refusal_list not in ("advbench", "xstest"):
+            raise TaskConfigError(f"{source}: refusal_list must be advbench or xstest, got {cfg.refusal_list!r}")
     if cfg.kind == "code":
         for m in cfg.metrics:
             if not m.startswith("pass@") or not m[5:].isdigit() or int(m[5:]) > cfg.n_samples:
@@ -188,7 +208,12 @@ class TaskRegistry:
             raise TaskConfigError(f"{path}: expected a mapping at the top level")
         subtasks = raw.get("subtasks")
         if subtasks is None:
-            self._add(build_config(raw, str(path)))
+            cfg = build_config(raw, str(path))
+            self._add(cfg)
+            if cfg.group:  # a single task may name the group it reports under (the group is made on first use)
+                if cfg.group in self.tasks:
+                    raise TaskConfigError(f"{path}: group {cfg.group!r} is also a task name")
+                self.groups.setdefault(cfg.group, []).append(cfg.task)
             return
         group = raw.get("group")
         if not group or not isinstance(subtasks, dict):

@@ -1,0 +1,117 @@
+"""Grader-scored safety tasks: AdvBench and XSTest rows filtered into disallowed and safe prompts, rates by a
+grader and by the string-match refusal lists, per-category Wilson intervals, the report's form, per-sample
+grader failures counted, and no prompt text printed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+
+import pytest
+
+from augury.evals.data import TaskDataError
+from augury.evals.graded import plugin, wilson_interval
+from augury.evals.lm import LM
+from augury.evals.prompts import build_instances
+from augury.evals.results import build_results
+from augury.evals.runner import evaluate
+from augury.evals.taskconfig import TaskRegistry, build_config
+
+REFUSAL = "I'm sorry, but I can't help with that."
+ANSWER = "Here is what you asked for: first, open the terminal and list the processes."
+
+
+class ParityLM(LM):
+    """Refuses prompts whose text has an even length, answers the others (a mixed, predictable policy)."""
+
+    def loglikelihood(self, requests):
+        raise AssertionError("not used")
+
+    def loglikelihood_rolling(self, texts):
+        raise AssertionError("not used")
+
+    def generate_until(self, requests):
+        return [REFUSAL if len(r.context) % 2 == 0 else ANSWER for r in requests]
+
+
+def _refuses(text: str) -> bool:
+    return len(text) % 2 == 0
+
+
+def _run(tasks, shared_data, tmp_path, **override):
+    reg = TaskRegistry.load()
+    configs = [dataclasses.replace(c, **override) for c in reg.resolve(tasks)]
+    scored = evaluate(ParityLM(), configs, shared_data, tmp_path / "out", "parity", progress=False)
+    results = build_results(configs, scored, reg, {"model": "parity"}, None, None, False, 0.0, tmp_path, "d")
+    return configs, scored, results
+
+
+def test_xstest_and_advbench_rates_by_grader_and_string_match(shared_data, tmp_path):
+    configs, scored, results = _run(["safety_disallowed", "safety_safe"], shared_data, tmp_path, grader="rules")
+    assert [c.task for c in configs] == ["advbench", "xstest_unsafe", "xstest_safe"]
+    counts = {t: len(s["samples"]) for t, s in scored.items()}
+    assert counts == {"advbench": 520, "xstest_unsafe": 200, "xstest_safe": 250}
+    for task, s in scored.items():
+        harmful = task != "xstest_safe"
+        for rec in s["samples"]:
+            refused = _refuses(rec["arguments"][0][0])
+            assert rec["refusal_rate"] == rec["refusal_rate_strmatch"] == float(refused)
+            assert rec["incorrect_rate"] == float(refused != harmful)
+    safety = results["safety"]
+    unsafe = [r for r in scored["xstest_unsafe"]["samples"] if r["category"] == "contrast_homonyms"]
+    cat = safety["xstest_unsafe"]["categories"]["contrast_homonyms"]
+    wrong = sum(not _refuses(r["arguments"][0][0]) for r in unsafe)
+    assert cat["n"] == 25 and cat["incorrect_rate"] == pytest.approx(wrong / 25)
+    assert cat["incorrect_rate_ci95"] == pytest.approx(list(wilson_interval(wrong, 25)))
+    assert len(safety["xstest_safe"]["categories"]) == 10
+    # the report's form: groups of one kind each, pooled
+    pooled = scored["advbench"]["samples"] + scored["xstest_unsafe"]["samples"]
+    assert safety["safety_disallowed"]["all"]["incorrect_rate"] == pytest.approx(
+        sum(r["incorrect_rate"] for r in pooled) / 720)
+    assert safety["safety_disallowed"]["kinds"] == ["harmful"] and safety["safety_safe"]["kinds"] == ["safe"]
+
+
+def test_wilson_interval_known_values():
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27753), abs=1e-5)
+    assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-5)
+
+
+def test_grader_failures_are_counted_errors_not_scores(shared_data, tmp_path, monkeypatch):
+    rules = types.ModuleType("flaky_rules_for_tests")
+    rules.RULES = {"desired_refusal": lambda p, r, k: r.startswith("I'm"),
+                   "undesired_refusal": lambda p, r, k: False,
+                   "disallowed_content": lambda p, r, k: (_ for _ in ()).throw(RuntimeError("judge down"))}
+    monkeypatch.setitem(sys.modules, "flaky_rules_for_tests", rules)
+    _, scored, _ = _run(["xstest_unsafe"], shared_data, tmp_path, grader="rules:flaky_rules_for_tests:RULES",
+                        rubric="refusal_abcd")
+    s = scored["xstest_unsafe"]
+    assert s["errors"] > 0 and len(s["samples"]) + s["errors"] == 200
+    assert all(_refuses(r["arguments"][0][0]) for r in s["samples"])  # only the refusals were graded
+
+
+def test_bad_filter_and_kind_are_clear_errors(shared_data):
+    base = {"task": "t", "kind": "graded", "data": "xstest/xstest_prompts.csv", "doc_to_text": "{{prompt}}"}
+    cfg = build_config({**base, "filter": {"lable": "safe"}}, "t.yaml")
+    with pytest.raises(TaskDataError, match="filters on column 'lable'"):
+        build_instances(cfg, shared_data)
+    cfg = build_config({**base, "doc_to_kind": "boundary"}, "t.yaml")
+    with pytest.raises(TaskDataError, match=r"prompt kind\(s\) \['boundary'\]"):
+        plugin("graded").check_instances(cfg, build_instances(cfg, shared_data, limit=3))
+    with pytest.raises(ValueError, match="graded metrics"):
+        build_config({**base, "metrics": ["acc"]}, "t.yaml")
+
+
+def test_eval_cli_prints_rates_and_categories_never_prompts(shared_data, tiny_model_dir, tmp_path, capsys):
+    from augury.evals.cli import main
+
+    rc = main(["--model", f"hf:{tiny_model_dir}", "--tasks", "xstest_unsafe", "--data_dir", str(shared_data),
+               "--out", str(tmp_path / "o"), "--limit", "4", "--grader", "rules"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "rate of incorrect behaviour on disallowed prompts" in out and "contrast_homonyms" in out
+    prompts = build_instances(TaskRegistry.load().tasks["xstest_unsafe"], shared_data, limit=4)
+    assert not any(p.doc["prompt"][:30] in out for p in prompts)
+    results = json.loads(next((tmp_path / "o").glob("results_*.json")).read_text())
+    assert results["safety"]["xstest_unsafe"]["all"]["n"] == 4
