@@ -12,6 +12,7 @@ Each answered request, whatever its status, is one row in the request log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -122,7 +123,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         if moderator is None or not texts:
             return False
         verdicts = moderator.check_many(texts, stage)
-        ticket.verdicts += verdicts
+        ticket.verdicts += [v for v in verdicts if v.flagged]  # all the log needs
         return any(v.refused for v in verdicts)
 
     def answer_error(ticket: Ticket, err: Refused) -> JSONResponse:
@@ -244,30 +245,45 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             if not finished:
                 limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
 
-    async def run_job(job: GenerationJob, ticket: Ticket, index: int, sink: asyncio.Queue) -> None:
-        """Generate one choice into `sink` as (index, Delta), checking the output as it grows."""
+    async def checked(job: GenerationJob, ticket: Ticket):
+        """One choice's deltas, the output checked as it grows; a flagged delta is replaced by the end."""
         text, deadline = "", time.perf_counter() + cfg.request_timeout_s
-        gen = backend.stream(job)
-        try:
+        window = moderator.policy.stream_window if moderator is not None else 0
+        async with contextlib.aclosing(backend.stream(job)) as gen:
             async for delta in gen:
                 if ticket.ttft_ms is None:
                     ticket.ttft_ms = (time.perf_counter() - ticket.started) * 1000
-                if delta.text and moderate(ticket, [text + delta.text], "output"):
-                    ticket.refused = True
-                    await sink.put((index, Delta(finish_reason="content_filter",
-                                                 completion_tokens=delta.completion_tokens)))
-                    return
                 text += delta.text
-                if delta.finish_reason is None and time.perf_counter() > deadline:
-                    await sink.put((index, Delta(text="", finish_reason="length")))
+                # the new text with the window before it; the whole reply once more at the end if the window
+                # did not cover it
+                seen = [text[-(len(delta.text) + window):]] if delta.text else []
+                if delta.finish_reason is not None and len(text) > window + len(delta.text):
+                    seen.append(text)
+                if moderate(ticket, seen, "output"):
+                    ticket.refused = True
+                    yield Delta(finish_reason="content_filter", completion_tokens=delta.completion_tokens)
                     return
-                await sink.put((index, delta))
+                if delta.finish_reason is None and time.perf_counter() > deadline:
+                    yield Delta(text="", finish_reason="length")
+                    return
+                yield delta
                 if delta.finish_reason is not None:
                     return
-        finally:
-            await gen.aclose()
+
+    async def run_job(job: GenerationJob, ticket: Ticket, index: int, sink: asyncio.Queue) -> None:
+        async with contextlib.aclosing(checked(job, ticket)) as deltas:
+            async for delta in deltas:
+                await sink.put((index, delta))
 
     async def choices(ticket: Ticket, jobs: list[GenerationJob]):
+        """(choice index, Delta) as the choices generate; one choice is read directly, several through tasks."""
+        if len(jobs) == 1:
+            async with contextlib.aclosing(checked(jobs[0], ticket)) as deltas:
+                async for delta in deltas:
+                    if delta.finish_reason is not None:
+                        ticket.completion_tokens += delta.completion_tokens
+                    yield 0, delta
+            return
         sink: asyncio.Queue = asyncio.Queue()
         tasks = [asyncio.create_task(run_job(job, ticket, i, sink)) for i, job in enumerate(jobs)]
         try:
@@ -312,12 +328,13 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         finish = ["length"] * len(jobs)
         lps: list[list[float]] = [[] for _ in jobs]
         ids: list[list[int]] = [[] for _ in jobs]
-        async for index, delta in choices(ticket, jobs):
-            texts[index] += delta.text
-            lps[index] += delta.logprobs
-            ids[index] += delta.token_ids
-            if delta.finish_reason:
-                finish[index] = delta.finish_reason
+        async with contextlib.aclosing(choices(ticket, jobs)) as stream:
+            async for index, delta in stream:
+                texts[index] += delta.text
+                lps[index] += delta.logprobs
+                ids[index] += delta.token_ids
+                if delta.finish_reason:
+                    finish[index] = delta.finish_reason
         if not chat and (req.echo or req.logprobs):
             body = completion_with_logprobs(ticket, req, prompt, texts, finish, lps, ids)
         else:
@@ -358,9 +375,10 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             if chat:
                 for i in range(len(jobs)):
                     yield sse(chunk(rid, created, chat, i, None, None, role=True))
-            async for index, delta in choices(ticket, jobs):
-                if delta.text or delta.finish_reason:
-                    yield sse(chunk(rid, created, chat, index, delta.text, delta.finish_reason))
+            async with contextlib.aclosing(choices(ticket, jobs)) as stream:
+                async for index, delta in stream:
+                    if delta.text or delta.finish_reason:
+                        yield sse(chunk(rid, created, chat, index, delta.text, delta.finish_reason))
             if req.include_usage():
                 yield sse({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
                            "created": created, "model": backend.model_id, "choices": [], "usage": usage(ticket)})

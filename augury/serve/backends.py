@@ -48,6 +48,11 @@ class Delta:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
+    def then(self, later: Delta) -> Delta:
+        """This delta followed by a later one, as one."""
+        return Delta(self.text + later.text, self.logprobs + later.logprobs, self.token_ids + later.token_ids,
+                     later.finish_reason, later.prompt_tokens, later.completion_tokens)
+
 
 class LocalBackend:
     """A model loaded in this process; generation in one worker thread, jobs served in arrival order."""
@@ -147,6 +152,14 @@ class LocalBackend:
                 item = await out.get()
                 if isinstance(item, BaseException):
                     raise item
+                # Deltas that queued up while the consumer was busy go out as one: under load the per-chunk
+                # work (moderation, one SSE event, one socket write) is paid per step of the reader, not per token.
+                while item.finish_reason is None and not out.empty():
+                    later = out.get_nowait()
+                    if isinstance(later, BaseException):
+                        yield item
+                        raise later
+                    item = item.then(later)
                 yield item
                 if item.finish_reason is not None:
                     return

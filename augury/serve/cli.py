@@ -55,6 +55,10 @@ def build_app(cfg):
     if cfg.upstream:
         backend = UpstreamBackend(cfg.upstream, cfg.upstream_key_env or None, cfg.request_timeout_s)
     else:
+        if cfg.threads:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
         backend = LocalBackend.load(cfg.model, cfg.device, cfg.max_batch)
     return create_app(cfg, backend, keys, RequestLog(cfg.log))
 

@@ -35,6 +35,8 @@ class ServeConfig:
         request_timeout_s: a reply must be finished within this (the stream ends with finish_reason "length").
         device: torch device for a local model.
         max_batch: requests an augury run generates for at once (continuous batching); 1 serves one at a time.
+        threads: torch threads for a local model (0: torch's default, one per core). The event loop needs a core
+            of its own to stream replies, so on a small or shared machine fewer threads can be faster.
         limits: per-key rate limits, daily token budgets and concurrency.
     """
 
@@ -55,6 +57,7 @@ class ServeConfig:
     request_timeout_s: float = 300.0
     device: str = "cpu"
     max_batch: int = 32
+    threads: int = 0
     limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def validate(self) -> None:
@@ -69,6 +72,8 @@ class ServeConfig:
         for name in ("max_body_bytes", "max_tokens_limit", "max_n", "max_queued", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1")
+        if self.threads < 0:
+            raise ValueError("--threads must be >= 0 (0: torch's default)")
         for name in ("body_timeout_s", "request_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be > 0")

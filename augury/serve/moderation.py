@@ -44,6 +44,8 @@ class ModerationPolicy:
         threshold: a category is flagged when its score reaches this.
         refusal: the reply given instead: a short apology and a statement of inability, no lecture.
         rules: regular expressions per category for the rules grader.
+        stream_window: a reply is checked at each new piece of text over its last this many characters (so the
+            cost per piece does not grow with the reply), and over the whole reply once when it ends.
     """
 
     refuse_input: list[str] = field(default_factory=list)
@@ -51,6 +53,7 @@ class ModerationPolicy:
     threshold: float = 0.5
     refusal: str = "I'm sorry, but I can't help with that."
     rules: dict[str, list[str]] = field(default_factory=dict)
+    stream_window: int = 512
 
     @classmethod
     def load(cls, path: str | Path | None) -> ModerationPolicy:
@@ -79,6 +82,8 @@ class ModerationPolicy:
             raise ValueError(f"rules name unknown categories {bad}")
         if not 0 < self.threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
+        if self.stream_window < 1:
+            raise ValueError("stream_window must be >= 1")
         if not self.refusal.strip():
             raise ValueError("refusal must not be empty")
         for cat, patterns in self.rules.items():
@@ -93,19 +98,23 @@ class RulesGrader:
     """Score 1.0 for a category when any of its patterns matches, else 0.0."""
 
     def __init__(self, rules: dict[str, list[str]]):
-        self.compiled = {cat: [re.compile(p, re.IGNORECASE) for p in pats] for cat, pats in rules.items()}
+        self.compiled = {cat: re.compile("|".join(f"(?:{p})" for p in pats), re.IGNORECASE)
+                         for cat, pats in rules.items() if pats}
+        # One pass over the text first: most texts match nothing, and a streamed reply is checked at every delta.
+        self.any = re.compile("|".join(f"(?:{p.pattern})" for p in self.compiled.values()), re.IGNORECASE)
 
     def score(self, texts: list[str]) -> list[dict[str, float]]:
         out = []
         for text in texts:
-            scores = {cat: 0.0 for cat in CATEGORIES}
-            for cat, patterns in self.compiled.items():
-                if any(p.search(text) for p in patterns):
-                    scores[cat] = 1.0
-            # A subcategory implies its parent, as in OpenAI's schema.
-            for cat in CATEGORIES:
-                if "/" in cat and scores[cat] > scores[cat.split("/")[0]]:
-                    scores[cat.split("/")[0]] = scores[cat]
+            scores = dict.fromkeys(CATEGORIES, 0.0)
+            if self.compiled and self.any.search(text):
+                for cat, pattern in self.compiled.items():
+                    if pattern.search(text):
+                        scores[cat] = 1.0
+                # A subcategory implies its parent, as in OpenAI's schema.
+                for cat in CATEGORIES:
+                    if "/" in cat and scores[cat] > scores[cat.split("/")[0]]:
+                        scores[cat.split("/")[0]] = scores[cat]
             out.append(scores)
         return out
 
@@ -131,6 +140,9 @@ class Moderator:
         verdicts = []
         for scores in self.grader.score(texts):
             scores = {c: float(scores.get(c, 0.0)) for c in CATEGORIES}
+            if max(scores.values()) < self.policy.threshold:  # the common case, without a pass per category
+                verdicts.append(Verdict(False, False, dict.fromkeys(CATEGORIES, False), scores))
+                continue
             cats = {c: s >= self.policy.threshold for c, s in scores.items()}
             verdicts.append(Verdict(any(cats.values()), any(cats[c] for c in refused_cats), cats, scores))
         return verdicts
