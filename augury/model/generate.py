@@ -41,6 +41,8 @@ class SamplingParams:
         stop_token_ids: token ids that end the row (not included in its output), e.g. end-of-turn.
         seed: the row's sampling seed (None: drawn from torch's global generator).
         prompt_logprobs: also return the log-probability of each prompt token given the ones before it.
+        prompt_top_logprobs: with prompt_logprobs, also the this many most likely tokens at each prompt position
+            (what OpenAI's echo with logprobs returns). With max_tokens 0 the prompt is scored and nothing generated.
     """
 
     max_tokens: int = 128
@@ -51,6 +53,7 @@ class SamplingParams:
     stop_token_ids: list[int] = field(default_factory=list)
     seed: int | None = None
     prompt_logprobs: bool = False
+    prompt_top_logprobs: int = 0
 
     def validate(self) -> None:
         if self.max_tokens < 0:
@@ -61,6 +64,8 @@ class SamplingParams:
             raise ValueError("top_p must be in (0, 1]")
         if self.top_k < 0:
             raise ValueError("top_k must be >= 0")
+        if self.prompt_top_logprobs < 0:
+            raise ValueError("prompt_top_logprobs must be >= 0")
 
 
 @dataclass
@@ -73,6 +78,7 @@ class Generation:
     finish_reason: str  # "stop" (stop string or stop token) or "length"
     prompt_tokens: int = 0
     prompt_logprobs: list[float | None] | None = None  # with params.prompt_logprobs: None for the first token
+    prompt_top_logprobs: list[dict[int, float] | None] | None = None  # with params.prompt_top_logprobs: id -> lp
 
 
 @dataclass
@@ -98,6 +104,7 @@ class _Row:
     ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     prompt_logprobs: list[float | None] | None = None
+    prompt_top_logprobs: list[dict[int, float] | None] | None = None
 
 
 def _choose(logits: torch.Tensor, rows: list[_Row]) -> list[int]:
@@ -196,6 +203,10 @@ class Engine:
             logp = torch.log_softmax(logits[j, pads[j]:pads[j] + n - 1].float(), dim=-1)
             target = ids[j, pads[j] + 1:pads[j] + n]
             rows[j].prompt_logprobs = [None] + logp.gather(-1, target[:, None])[:, 0].tolist()
+            top = min(rows[j].params.prompt_top_logprobs, logp.shape[-1])
+            if top:
+                vals, idx = logp.topk(top, dim=-1)
+                rows[j].prompt_top_logprobs = [None] + [dict(zip(i, v)) for i, v in zip(idx.tolist(), vals.tolist())]
         return cache, logits[:, -1]
 
     def _join(self, rows: list[_Row]) -> None:
@@ -241,12 +252,16 @@ class Engine:
         joining = []
         while self.waiting and len(self.rows) + len(joining) < self.max_batch:
             row = self.waiting.pop(0)
-            if row.budget == 0:
+            if row.budget == 0 and not row.params.prompt_logprobs:
                 events.append(self._finish(row, "length"))
             else:
                 joining.append(row)
         if joining:
             self._join(joining)
+            scored_only = [j for j, r in enumerate(self.rows) if r.budget == 0]  # prompt scored, nothing to generate
+            if scored_only:
+                events += [self._finish(self.rows[j], "length") for j in scored_only]
+                self._keep([j for j in range(len(self.rows)) if j not in set(scored_only)])
         if not self.rows:
             return events
         logp = torch.log_softmax(self.logits.float(), dim=-1)
@@ -275,7 +290,8 @@ class Engine:
 
     def _finish(self, row: _Row, reason: str, tok: int | None = None, text: str = "") -> Event:
         text += row.stream.finish()
-        result = Generation(row.ids, row.stream.text, row.logprobs, reason, len(row.prompt), row.prompt_logprobs)
+        result = Generation(row.ids, row.stream.text, row.logprobs, reason, len(row.prompt), row.prompt_logprobs,
+                            row.prompt_top_logprobs)
         return Event(row.key, tok, row.logprobs[-1] if tok is not None else None, text, True, result)
 
 

@@ -209,7 +209,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 prompt = backend.chat_prompt([m.as_dict() for m in req.messages])
             except (ValueError, ImportError) as err:
                 raise RequestInvalid(str(err)) from None
-            return await generate(ticket, req, prompt, texts, chat=True)
+            return await generate(ticket, req, [prompt], texts, chat=True)
 
         return await gated(request, "/v1/chat/completions", handle)
 
@@ -217,30 +217,45 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def completions(request: Request):
         async def handle(ticket: Ticket, body: dict):
             req = parse_request(CompletionRequest, body, cfg)
+            prompts = req.prompts()
             if isinstance(backend, UpstreamBackend):
-                return await proxy(ticket, req, body, [req.prompt], chat=False)
-            return await generate(ticket, req, backend.encode(req.prompt), [req.prompt], chat=False)
+                if not all(isinstance(p, str) for p in prompts):
+                    raise RequestInvalid("prompt: token-id prompts are served by a local model only (the gateway "
+                                         "cannot read them to moderate)")
+                return await proxy(ticket, req, body, prompts, chat=False)
+            ids = [backend.encode(p) if isinstance(p, str) else p for p in prompts]
+            if any(max(q, default=0) >= backend.vocab_size for q in ids):
+                raise RequestInvalid(f"prompt: token ids must be below the vocabulary size {backend.vocab_size}")
+            texts = [p if isinstance(p, str) else backend.decode(p) for p in prompts]
+            if req.echo and req.logprobs is not None and any(not q or len(q) >= backend.max_context for q in ids):
+                raise RequestInvalid(f"prompt: with echo and logprobs a prompt must be 1 to {backend.max_context - 1}"
+                                     " tokens (the model's context)")
+            return await generate(ticket, req, ids, texts, chat=False)
 
         return await gated(request, "/v1/completions", handle)
 
     # ---- generation --------------------------------------------------------------------------------------------
-    async def generate(ticket: Ticket, req, prompt: list[int], texts: list[str], chat: bool):
-        ticket.prompt_tokens = len(prompt)
-        admit(ticket, len(prompt) + req.max_tokens * req.n)
+    async def generate(ticket: Ticket, req, prompts: list[list[int]], texts: list[str], chat: bool):
+        """Generate req.n choices for each prompt (token ids); `texts` are what input moderation reads (and, for
+        completions, each prompt's text for echo)."""
+        ticket.prompt_tokens = sum(len(p) for p in prompts)
+        admit(ticket, ticket.prompt_tokens + req.max_tokens * req.n * len(prompts))
         finished = False
         try:
             if moderate(ticket, texts, "input"):
                 ticket.refused = True
-                return finish_refusal(ticket, req, chat)
+                return finish_refusal(ticket, req, chat, req.n * len(prompts))
             stop_ids = list(backend.chat_stop_ids) if chat else list(getattr(backend, "eos_ids", []))
+            logprobs = None if chat else req.logprobs
+            scored = logprobs if not chat and req.echo else None  # echo with logprobs scores the prompt
             jobs = [GenerationJob(prompt, req.max_tokens, req.temperature, req.top_p, req.stop_list(), stop_ids,
-                                  None if req.seed is None else req.seed + i,
-                                  logprobs=bool(getattr(req, "logprobs", None)))
-                    for i in range(req.n)]
+                                  None if req.seed is None else req.seed + i, logprobs=logprobs is not None,
+                                  prompt_logprobs=scored)
+                    for prompt in prompts for i in range(req.n)]
             if req.stream:
                 finished = True  # the stream finishes the request
-                return StreamingResponse(stream_reply(ticket, req, jobs, prompt, chat), media_type="text/event-stream")
-            return await whole_reply(ticket, req, jobs, prompt, chat)
+                return StreamingResponse(stream_reply(ticket, req, jobs, chat), media_type="text/event-stream")
+            return await whole_reply(ticket, req, jobs, texts, chat)
         finally:
             if not finished:
                 limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
@@ -306,13 +321,13 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         return {"prompt_tokens": ticket.prompt_tokens, "completion_tokens": ticket.completion_tokens,
                 "total_tokens": ticket.prompt_tokens + ticket.completion_tokens}
 
-    def finish_refusal(ticket: Ticket, req, chat: bool):
+    def finish_refusal(ticket: Ticket, req, chat: bool, n_choices: int):
         refusal = moderator.policy.refusal
         if req.stream:
             async def events():
                 try:
                     rid, created = new_id(chat), int(time.time())
-                    for i in range(req.n):
+                    for i in range(n_choices):
                         yield sse(chunk(rid, created, chat, i, refusal, None))
                         yield sse(chunk(rid, created, chat, i, "", "content_filter"))
                     yield "data: [DONE]\n\n"
@@ -321,22 +336,23 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                     queue_slots.release()
             return StreamingResponse(events(), media_type="text/event-stream")
         log.write(ticket.record(200))
-        return whole(ticket, chat, [(refusal, "content_filter", [])] * req.n)
+        return whole(ticket, chat, [(refusal, "content_filter", [])] * n_choices)
 
-    async def whole_reply(ticket: Ticket, req, jobs, prompt: list[int], chat: bool):
+    async def whole_reply(ticket: Ticket, req, jobs, prompt_texts: list[str], chat: bool):
         texts = [""] * len(jobs)
         finish = ["length"] * len(jobs)
         lps: list[list[float]] = [[] for _ in jobs]
         ids: list[list[int]] = [[] for _ in jobs]
+        last: list[Delta | None] = [None] * len(jobs)
         async with contextlib.aclosing(choices(ticket, jobs)) as stream:
             async for index, delta in stream:
                 texts[index] += delta.text
                 lps[index] += delta.logprobs
                 ids[index] += delta.token_ids
                 if delta.finish_reason:
-                    finish[index] = delta.finish_reason
-        if not chat and (req.echo or req.logprobs):
-            body = completion_with_logprobs(ticket, req, prompt, texts, finish, lps, ids)
+                    finish[index], last[index] = delta.finish_reason, delta
+        if not chat and (req.echo or req.logprobs is not None):
+            body = completion_with_logprobs(ticket, req, jobs, prompt_texts, texts, finish, lps, ids, last)
         else:
             body = whole(ticket, chat, list(zip(texts, finish, lps)))
         log.write(ticket.record(200))
@@ -353,23 +369,26 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                               for i, (t, f, _) in enumerate(parts)]
         return out
 
-    def completion_with_logprobs(ticket, req, prompt, texts, finish, lps, gen_ids) -> dict:
-        """lm-eval's `local-completions` shape: echo the prompt, token log-probs, top alternatives."""
+    def completion_with_logprobs(ticket, req, jobs, prompt_texts, texts, finish, lps, gen_ids, last) -> dict:
+        """lm-eval's `local-completions` shape: echo the prompt, token log-probs, top alternatives (the prompt's
+        scored by the engine in the same prefill that starts generation)."""
         out = whole(ticket, False, list(zip(texts, finish, lps)))
-        top = int(req.logprobs or 0)
-        p_lp, p_top = backend.prompt_logprobs(prompt, top) if req.echo else ([], [])
         for i, choice in enumerate(out["choices"]):
-            tokens = [backend.decode([t]) for t in (prompt if req.echo else []) + gen_ids[i]]
-            token_lps = (list(p_lp) if req.echo else []) + lps[i]
-            tops = [None if d is None else {backend.decode([k]): v for k, v in d.items()} for d in p_top]
+            scored = req.echo and last[i] is not None and last[i].prompt_logprobs is not None
+            prompt = jobs[i].prompt_ids if scored else []
+            tokens = [backend.decode([t]) for t in prompt + gen_ids[i]]
+            token_lps = (list(last[i].prompt_logprobs) if scored else []) + lps[i]
+            tops = ([None if d is None else {backend.decode([k]): v for k, v in d.items()}
+                     for d in (last[i].prompt_top or [None] * len(prompt))] if scored else [])
             tops += [None] * (len(tokens) - len(tops))
-            choice["logprobs"] = {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": tops,
-                                  "text_offset": _offsets(tokens, 0)}
+            if req.logprobs is not None:
+                choice["logprobs"] = {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": tops,
+                                      "text_offset": _offsets(tokens, 0)}
             if req.echo:
-                choice["text"] = req.prompt + texts[i]
+                choice["text"] = prompt_texts[i // req.n] + texts[i]
         return out
 
-    async def stream_reply(ticket: Ticket, req, jobs, prompt: list[int], chat: bool):
+    async def stream_reply(ticket: Ticket, req, jobs, chat: bool):
         rid, created, status, error = new_id(chat), int(time.time()), 200, None
         try:
             if chat:
@@ -409,7 +428,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         try:
             if moderate(ticket, texts, "input"):
                 ticket.refused = True
-                return finish_refusal(ticket, req, chat)
+                return finish_refusal(ticket, req, chat, req.n * (1 if chat else len(req.prompts())))
             upstream_body = dict(body, max_tokens=req.max_tokens)
             if not req.stream:
                 out = await backend.post(path, upstream_body)

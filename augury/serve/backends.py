@@ -37,6 +37,7 @@ class GenerationJob:
     stop_token_ids: list[int] = field(default_factory=list)
     seed: int | None = None
     logprobs: bool = False
+    prompt_logprobs: int | None = None  # score the prompt too, with this many top alternatives per position
 
 
 @dataclass
@@ -47,11 +48,16 @@ class Delta:
     finish_reason: str | None = None  # "stop", "length" or "content_filter" on the last delta
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # on the last delta of a job with prompt_logprobs: each prompt token's log-prob (None for the first) and the
+    # top alternatives (token id -> log-prob) at each position
+    prompt_logprobs: list[float | None] | None = None
+    prompt_top: list[dict[int, float] | None] | None = None
 
     def then(self, later: Delta) -> Delta:
         """This delta followed by a later one, as one."""
         return Delta(self.text + later.text, self.logprobs + later.logprobs, self.token_ids + later.token_ids,
-                     later.finish_reason, later.prompt_tokens, later.completion_tokens)
+                     later.finish_reason, later.prompt_tokens, later.completion_tokens, later.prompt_logprobs,
+                     later.prompt_top)
 
 
 class LocalBackend:
@@ -128,25 +134,19 @@ class LocalBackend:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(list(ids))
 
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
     def chat_prompt(self, messages: list[dict]) -> list[int]:
         return self._chat_render(messages)
 
     # ---- generation ------------------------------------------------------------------------------------------
-    def prompt_logprobs(self, ids: list[int], top: int) -> tuple[list[float | None], list[dict[int, float] | None]]:
-        """Log-probability of each prompt token given the ones before it (None for the first), and the `top`
-        most likely tokens at each position."""
-        done: queue.Queue = queue.Queue()
-        self._jobs.put(("score", ids, top, done))
-        result = done.get()
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
     async def stream(self, job: GenerationJob) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
         out: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
-        self._jobs.put(("generate", job, (loop, out), cancel))
+        self._jobs.put((job, (loop, out), cancel))
         try:
             while True:
                 item = await out.get()
@@ -170,15 +170,7 @@ class LocalBackend:
         if self.kind == "augury":
             return self._work_batched()
         while True:
-            kind, *args = self._jobs.get()
-            if kind == "score":
-                ids, top, done = args
-                try:
-                    done.put(self.model.score(ids, top))
-                except Exception as err:  # noqa: BLE001 (reported to the waiting request)
-                    done.put(err)
-                continue
-            job, (loop, out), cancel = args
+            job, (loop, out), cancel = self._jobs.get()
 
             def emit(item, loop=loop, out=out):
                 loop.call_soon_threadsafe(out.put_nowait, item)
@@ -189,7 +181,7 @@ class LocalBackend:
                 emit(err)
 
     def _work_batched(self) -> None:
-        """Between decode steps: take in new jobs (scoring runs at once), drop cancelled ones, step the engine."""
+        """Between decode steps: take in new jobs, drop cancelled ones, step the engine."""
         from augury.model.generate import Engine, SamplingParams
 
         def new_engine():
@@ -205,23 +197,17 @@ class LocalBackend:
             except queue.Empty:
                 item = None
             while item is not None:
-                kind, *args = item
-                if kind == "score":
-                    ids, top, done = args
-                    try:
-                        done.put(self.model.score(ids, top))
-                    except Exception as err:  # noqa: BLE001 (reported to the waiting request)
-                        done.put(err)
-                else:
-                    job, (loop, out), cancel = args
-                    try:
-                        engine.add(next_key, job.prompt_ids[-self.max_context:], SamplingParams(
-                            max_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p, stop=job.stop,
-                            stop_token_ids=job.stop_token_ids, seed=job.seed))
-                        running[next_key] = (job, out, loop, cancel)
-                        next_key += 1
-                    except Exception as err:  # noqa: BLE001 (reported to the waiting request)
-                        loop.call_soon_threadsafe(out.put_nowait, err)
+                job, (loop, out), cancel = item
+                try:
+                    engine.add(next_key, job.prompt_ids[-self.max_context:], SamplingParams(
+                        max_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p, stop=job.stop,
+                        stop_token_ids=job.stop_token_ids, seed=job.seed,
+                        prompt_logprobs=job.prompt_logprobs is not None,
+                        prompt_top_logprobs=job.prompt_logprobs or 0))
+                    running[next_key] = (job, out, loop, cancel)
+                    next_key += 1
+                except Exception as err:  # noqa: BLE001 (reported to the waiting request)
+                    loop.call_soon_threadsafe(out.put_nowait, err)
                 try:
                     item = self._jobs.get_nowait()
                 except queue.Empty:
@@ -248,7 +234,8 @@ class LocalBackend:
                 if event.finished:
                     g = event.generation
                     delta = Delta(text=event.text, logprobs=lps, token_ids=ids, finish_reason=g.finish_reason,
-                                  prompt_tokens=g.prompt_tokens, completion_tokens=len(g.token_ids))
+                                  prompt_tokens=g.prompt_tokens, completion_tokens=len(g.token_ids),
+                                  prompt_logprobs=g.prompt_logprobs, prompt_top=g.prompt_top_logprobs)
                     running.pop(event.key)
                 elif event.text or lps:
                     delta = Delta(text=event.text, logprobs=lps, token_ids=ids)
@@ -267,6 +254,7 @@ class LocalBackend:
         stream = TextStream(self.decode, job.stop)
         gen = torch.Generator().manual_seed(job.seed) if job.seed is not None else None
         n_out, finish = 0, "length"
+        scored = self.model.score(prompt, job.prompt_logprobs) if job.prompt_logprobs is not None else (None, None)
         for token, logprob in self.model.tokens(prompt, budget, job.temperature, job.top_p, gen):
             if cancel.is_set():
                 return
@@ -282,7 +270,8 @@ class LocalBackend:
                 finish = "stop"
                 break
         tail = stream.finish()
-        emit(Delta(text=tail, finish_reason=finish, prompt_tokens=len(prompt), completion_tokens=n_out))
+        emit(Delta(text=tail, finish_reason=finish, prompt_tokens=len(prompt), completion_tokens=n_out,
+                   prompt_logprobs=scored[0], prompt_top=scored[1]))
 
 
 def _deliver(items) -> None:
@@ -330,13 +319,6 @@ class _AuguryLM:
     def __init__(self, model, tok, eot_id):
         self.model, self.tok, self.eot_id = model, tok, eot_id
 
-    def score(self, ids, top):
-        import torch
-
-        with torch.no_grad():
-            logits = self.model(torch.tensor([ids]))[0]
-        return _score_from_logits(ids, logits, top)
-
 
 class _HFLM:
     def __init__(self, model, tok):
@@ -365,6 +347,7 @@ class _HFLM:
 class _AuguryTokenizer:
     def __init__(self, tok):
         self.tok = tok
+        self.vocab_size = tok.get_vocab_size()
 
     def encode_text(self, text):
         from augury.data.tokenizer import encode_documents
@@ -378,6 +361,7 @@ class _AuguryTokenizer:
 class _HFTokenizer:
     def __init__(self, tok):
         self.tok = tok
+        self.vocab_size = len(tok)
 
     def encode_text(self, text):
         return self.tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]

@@ -66,9 +66,19 @@ class ChatRequest(_Common):
 
 
 class CompletionRequest(_Common):
-    prompt: str
+    # a string, a list of strings, a list of token ids, or a list of token-id lists (as lm-eval sends)
+    prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: text, or token ids."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if p and all(isinstance(x, int) for x in p):
+            return [list(p)]
+        return list(p)
 
 
 def parse_request(model: type[_Common], body: dict, cfg) -> _Common:
@@ -93,4 +103,13 @@ def parse_request(model: type[_Common], body: dict, cfg) -> _Common:
     if isinstance(req, ChatRequest):
         for m in req.messages:
             m.text()
+    if isinstance(req, CompletionRequest):
+        prompts = req.prompts()
+        if not prompts:
+            raise RequestInvalid("prompt: must not be an empty list")
+        if len(prompts) * req.n > cfg.max_n:
+            raise RequestInvalid(f"prompt: {len(prompts)} prompts x n={req.n} is over this server's limit of "
+                                 f"{cfg.max_n} choices per request")
+        if any(isinstance(q, list) and (not q or min(q) < 0) for q in prompts):
+            raise RequestInvalid("prompt: a token-id prompt must be a non-empty list of ids >= 0")
     return req

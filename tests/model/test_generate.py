@@ -156,3 +156,18 @@ def test_prompt_logprobs_equal_a_full_forward_pass(model):
     assert outs[1].prompt_logprobs[0] is None
     assert outs[1].prompt_logprobs[1:] == pytest.approx(expected, abs=1e-4)
     assert outs[1].token_ids == generate(model, ByteTokenizer(), [PROMPTS[2]], rows[0])[0].token_ids
+
+
+def test_prompt_top_logprobs_and_scoring_without_generating(model):
+    params = SamplingParams(max_tokens=0, prompt_logprobs=True, prompt_top_logprobs=3)
+    out, other = generate(model, ByteTokenizer(), [PROMPTS[2], PROMPTS[0]], [params, SamplingParams(max_tokens=2)])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([PROMPTS[2]]))[0].float(), -1)
+    assert out.token_ids == [] and out.finish_reason == "length" and len(other.token_ids) == 2
+    assert out.prompt_logprobs[1:] == pytest.approx([float(logp[t, tok]) for t, tok in enumerate(PROMPTS[2][1:])],
+                                                    abs=1e-4)
+    assert out.prompt_top_logprobs[0] is None and len(out.prompt_top_logprobs) == len(PROMPTS[2])
+    for t, top in enumerate(out.prompt_top_logprobs[1:]):
+        vals, idx = logp[t].topk(3)
+        assert list(top) == idx.tolist()
+        assert list(top.values()) == pytest.approx(vals.tolist(), abs=1e-4)

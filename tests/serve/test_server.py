@@ -73,6 +73,31 @@ def test_echo_logprobs_equal_direct_scoring(make_client, tiny_run, tmp_path):
     direct = [float(logp[i - 1, ids[i]]) for i in range(1, len(ids))]
     assert lp["token_logprobs"][1:] == pytest.approx(direct, abs=1e-5)
     assert "".join(lp["tokens"]) == text and all(len(t) == 1 for t in lp["top_logprobs"][1:])
+    # the top alternative is the most likely token at each position, with its log-probability
+    assert [max(t.values()) for t in lp["top_logprobs"][1:]] == pytest.approx(logp[:-1].max(-1).values.tolist(),
+                                                                               abs=1e-5)
+
+
+def test_token_id_prompts_score_like_text_and_each_gets_its_choices(make_client, tiny_run, tmp_path):
+    """lm-eval's local-completions sends token ids (a list of id lists) with echo, logprobs 1, max_tokens 1."""
+    client, _ = make_client(tiny_run, tmp_path)
+    texts = ["def add(a, b):", "for i in range(3):"]
+    by_text = [client.post("/v1/completions", json={"prompt": t, "max_tokens": 1, "echo": True, "logprobs": 1,
+                                                    "temperature": 0}).json()["choices"][0] for t in texts]
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tiny_run / "tokenizer.json"))
+    ids = [tok.encode(t).ids for t in texts]
+    out = client.post("/v1/completions", json={"prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 1,
+                                               "temperature": 0}).json()
+    assert [c["index"] for c in out["choices"]] == [0, 1]
+    for got, want, t in zip(out["choices"], by_text, texts):
+        assert got["text"] == want["text"] and got["text"].startswith(t)
+        assert got["logprobs"]["token_logprobs"] == pytest.approx(want["logprobs"]["token_logprobs"], abs=1e-5)
+        assert len(got["logprobs"]["tokens"]) == len(tok.encode(t).ids) + 1  # the prompt and one new token
+    assert out["usage"]["prompt_tokens"] == sum(len(i) for i in ids)
+    too_big = client.post("/v1/completions", json={"prompt": [10**6], "max_tokens": 1})
+    assert too_big.status_code == 400 and "vocabulary" in too_big.json()["error"]["message"]
 
 
 def test_role_token_text_in_a_prompt_stays_text(make_client, tiny_run, tmp_path):
