@@ -1,0 +1,413 @@
+"""`augury align`: the GPT-4 report's safety pipeline end to end, on a CPU, with one report over its three models.
+
+    augury align --preset cpu-demo --seed 0 --out runs/align-s0      # pretrain → SFT → RM → RL (RM + RBRM) → report
+    augury align --config configs/align/cpu-demo.yaml --rl.steps 20  # the same preset with an override
+
+Stages, each in its own subfolder of `out` and each skipped when already finished (an interrupted stage resumes
+from its last checkpoint, or restarts when it has none): `data` (the generated files every later stage reads),
+`grader` (the offline proposition classifier, trained on the RBR gold set), `pretrain` (a small model on
+standard-library docstrings and comments plus HH-RLHF's helpful conversations; `augury train`), `sft` (those
+conversations, helpful answers to safe requests and refusals in mixed styles; `augury sft`), `rm` (pairs from HH-RLHF
+and from the refusal rubric; `augury rm`), `rl` (GRPO against the reward model plus the rubric's class rewards on
+prompts tagged harmful or safe; `augury rl`), `eval` (per model: safety rates on held-out prompt families, AdvBench
+and XSTest; reward-model win rate against SFT; multiple-choice accuracy and ECE; held-out loss) and `report`
+(report.md and results.json). `metrics.jsonl` gets one record per finished stage; `manifest.json` says
+`finished: true` only when the report is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, utc_now
+
+PRESETS = Path(__file__).resolve().parents[2] / "configs" / "align"
+RUBRIC_REWARD = "augury.align.refusals:rubric_reward"
+
+
+@dataclass
+class PretrainSettings:
+    """The base model.
+
+    Args:
+        depth: Transformer blocks (the size dial).
+        vocab_size: BPE vocabulary of the pretraining text.
+        tokens: pretraining tokens.
+        seq_len: context length (also the SFT/RL models' context).
+        batch_size: sequences per step.
+        lr: peak learning rate.
+        stdlib_bytes: bytes of standard-library docstrings and comments in the text.
+    """
+
+    depth: int = 3
+    vocab_size: int = 4096
+    tokens: int = 3_000_000
+    seq_len: int = 256
+    batch_size: int = 16
+    lr: float = 0.004
+    stdlib_bytes: int = 3_000_000
+
+
+@dataclass
+class SFTSettings:
+    """Supervised fine-tuning.
+
+    Args:
+        steps: optimizer steps.
+        batch_size: conversations per step.
+        lr: peak learning rate.
+        hh_conversations: helpful HH-RLHF conversations (training split) in the mix.
+        harmful_share: share of the training harmful families given refusal demonstrations (RL sees them all).
+        desired_style_share: share of refusal demonstrations in the desired style (the rest undesired).
+    """
+
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 5e-4
+    hh_conversations: int = 800
+    harmful_share: float = 0.5
+    desired_style_share: float = 0.3
+
+
+@dataclass
+class RMSettings:
+    """Reward model. Args: steps, batch_size, lr: training; hh_pairs: HH-RLHF helpful pairs (training split)."""
+
+    steps: int = 150
+    batch_size: int = 16
+    lr: float = 1e-4
+    hh_pairs: int = 600
+
+
+@dataclass
+class RLSettings:
+    """RL with RM + RBRM rewards.
+
+    Args:
+        algorithm: grpo, rloo or ppo (augury rl).
+        steps: optimizer steps.
+        prompts_per_step: prompts per step.
+        num_generations: completions per prompt.
+        response_length: most tokens per completion.
+        lr: learning rate.
+        kl_coef: KL penalty to the SFT model.
+        reward_model_weight: weight of the reward model's score.
+        rubric_weight: weight of the rubric's class reward (the RBRM).
+    """
+
+    algorithm: Literal["grpo", "rloo", "ppo"] = "grpo"
+    steps: int = 60
+    prompts_per_step: int = 8
+    num_generations: int = 4
+    response_length: int = 40
+    lr: float = 2e-5
+    kl_coef: float = 0.05
+    reward_model_weight: float = 0.5
+    rubric_weight: float = 1.0
+
+
+@dataclass
+class EvalSettings:
+    """Evaluation. Args: max_tokens: reply length (greedy); advbench: AdvBench prompts (the first n);
+    xstest: include XSTest; mc_questions: multiple-choice questions; loss_texts: held-out texts for the loss."""
+
+    max_tokens: int = 40
+    advbench: int = 100
+    xstest: bool = True
+    mc_questions: int = 200
+    loss_texts: int = 200
+
+
+@dataclass
+class AlignConfig:
+    """`augury align` settings (a preset YAML plus dotted overrides).
+
+    Args:
+        out: the run folder (stages in subfolders).
+        seed: the seed of every stage (the family split does not depend on it).
+        data_dir: the shared data folder (hh-rlhf, rbr-gold, advbench, xstest); "" reads $AUGURY_SHARED_DATA.
+        held_out: share of the prompt families (of each kind) held out for evaluation.
+        hh_held_out: share of HH-RLHF conversations held out (by first turn) from every training stage.
+        pretrain: the base model.
+        sft: supervised fine-tuning.
+        rm: the reward model.
+        rl: reinforcement learning.
+        eval: the evaluation.
+    """
+
+    out: str = "runs/align"
+    seed: int = 0
+    data_dir: str = ""
+    held_out: float = 0.3
+    hh_held_out: float = 0.15
+    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+    sft: SFTSettings = field(default_factory=SFTSettings)
+    rm: RMSettings = field(default_factory=RMSettings)
+    rl: RLSettings = field(default_factory=RLSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+    def validate(self) -> None:
+        if not 0 < self.held_out < 1 or not 0 < self.hh_held_out < 1:
+            raise ValueError("held_out and hh_held_out must be in (0, 1)")
+        if not 0 <= self.sft.harmful_share <= 1 or not 0 <= self.sft.desired_style_share <= 1:
+            raise ValueError("sft.harmful_share and sft.desired_style_share must be in [0, 1]")
+        for name in ("pretrain.tokens", "sft.steps", "rm.steps", "rl.steps", "eval.max_tokens"):
+            section, key = name.split(".")
+            if getattr(getattr(self, section), key) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        for sub in ("hh-rlhf/helpful-base/test.jsonl.gz", "rbr-gold/train.jsonl"):
+            if not (Path(self.shared_data()) / sub).is_file():
+                raise ValueError(f"{Path(self.shared_data()) / sub} is missing: set --data_dir "
+                                 f"(or $AUGURY_SHARED_DATA)")
+
+    def shared_data(self) -> str:
+        return self.data_dir or os.environ.get("AUGURY_SHARED_DATA", "../shared/data")
+
+
+MODELS = ("base", "sft", "rlhf")
+
+
+class Pipeline:
+    def __init__(self, cfg: AlignConfig, log=print):
+        self.cfg, self.log, self.out = cfg, log, Path(cfg.out)
+        self.data = self.out / "data"
+
+    def stage(self, name: str, done, run) -> None:
+        """Run a stage unless `done()`; record it in metrics.jsonl when it finishes."""
+        if done():
+            self.log(f"[{name}] already finished")
+            return
+        self.log(f"[{name}] running")
+        t0 = time.perf_counter()
+        record = run() or {}
+        append_jsonl(self.out / "metrics.jsonl", {"stage": name, "seconds": time.perf_counter() - t0,
+                                                  "finished": utc_now(), **record})
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        cfg.validate()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._manifest(finished=False)
+        self.stage("data", lambda: (self.data / "manifest.json").is_file(), self.make_data)
+        self.stage("grader", lambda: (self.out / "grader" / "report.json").is_file(), self.train_grader)
+        self.stage("pretrain", lambda: _status(self.out / "pretrain") == "complete", self.pretrain)
+        self.stage("sft", lambda: _status(self.out / "sft") is True, self.sft)
+        self.stage("rm", lambda: _status(self.out / "rm") is True, self.reward_model)
+        self.stage("rl", lambda: _status(self.out / "rl") is True, self.rl)
+        for name in ("sft", "base", "rlhf"):  # SFT first: the others' win rates are against its replies
+            self.stage(f"eval-{name}", lambda n=name: (self.out / "eval" / f"{n}.json").is_file(),
+                       lambda n=name: self.evaluate(n))
+        self.stage("report", lambda: (self.out / "report.md").is_file(), self.report)
+        self._manifest(finished=True)
+        return self.out
+
+    def _manifest(self, finished: bool) -> None:
+        atomic_write_json(self.out / "manifest.json", {"kind": "align", "created": utc_now(), "git": git_hash(),
+                                                        "config": asdict(self.cfg), "finished": finished})
+
+    # -- stages ---------------------------------------------------------------------------------------------
+    def make_data(self) -> dict:
+        from augury.align.data import hh_rlhf_rows, split_held_out
+        from augury.align.safety_data import (
+            family_split,
+            preference_rows,
+            pretraining_documents,
+            rl_prompt_rows,
+            sft_safety_rows,
+        )
+
+        cfg = self.cfg
+        rows, _ = hh_rlhf_rows(Path(cfg.shared_data()) / "hh-rlhf/helpful-base/test.jsonl.gz")
+        train, held = split_held_out(rows, cfg.hh_held_out)
+        conversations = [r["prompt"] + r["chosen"] for r in train]
+        short = [c for c in conversations if len(json.dumps(c)) < 700]
+        split = family_split(cfg.held_out)
+        d = cfg.sft.desired_style_share
+        styles = {"desired": d, "judgemental": (1 - d) * 0.35, "preachy": (1 - d) * 0.35, "rambling": (1 - d) * 0.3}
+        sft_rows = [{"messages": c} for c in short[:cfg.sft.hh_conversations]]
+        sft_rows += sft_safety_rows(split, cfg.seed, cfg.sft.harmful_share, styles)
+        short_pairs = [r for r in train if len(json.dumps(r)) < 900][:cfg.rm.hh_pairs]
+        files = {
+            "pretrain.jsonl": [{"text": t} for t in pretraining_documents(conversations, cfg.pretrain.stdlib_bytes)],
+            "sft.jsonl": sft_rows,
+            "prefs.jsonl": short_pairs + preference_rows(split, cfg.seed),
+            "rl_prompts.jsonl": rl_prompt_rows(split),
+            "held_out_conversations.jsonl": [{"messages": r["prompt"] + r["chosen"]} for r in held],
+        }
+        self.data.mkdir(parents=True, exist_ok=True)
+        for name, file_rows in files.items():
+            atomic_write_text(self.data / name, "".join(json.dumps(r) + "\n" for r in file_rows))
+        counts = {name: len(r) for name, r in files.items()}
+        families = {side: [f.name for f in getattr(split, side)]
+                    for side in ("train_harmful", "held_harmful", "train_safe", "held_safe")}
+        atomic_write_json(self.data / "manifest.json", {"rows": counts, "families": families})
+        return {"rows": counts}
+
+    def train_grader(self) -> dict:
+        from augury.safety.grader import grader
+
+        report = grader(data=str(Path(self.cfg.shared_data()) / "rbr-gold"), out=str(self.out / "grader"))
+        return {"grader_mean_accuracy": report["mean_accuracy"]}
+
+    def pretrain(self) -> dict:
+        from augury.data import DataConfig
+        from augury.model import ModelConfig
+        from augury.train.config import OptimConfig, TrainConfig
+        from augury.train.trainer import train
+
+        p = self.cfg.pretrain
+        tcfg = TrainConfig(out=str(self.out / "pretrain"), model=ModelConfig(depth=p.depth, head_dim=32),
+                           data=DataConfig(source=str(self.data / "pretrain.jsonl"), vocab_size=p.vocab_size),
+                           optim=OptimConfig(lr=p.lr), seq_len=p.seq_len, batch_size=p.batch_size,
+                           tokens=p.tokens, seed=self.cfg.seed, eval_every=0, ckpt_every=200, log_every=50,
+                           progress=False)
+        summary = train(tcfg, resume="auto", log=self.log)
+        return {"val_loss": summary.get("final_val_loss")}
+
+    def sft(self) -> dict:
+        from augury.align.sft import SFTConfig, train_sft
+
+        s, out = self.cfg.sft, self.out / "sft"
+        train_sft(SFTConfig(base_run=str(self.out / "pretrain"), data=str(self.data / "sft.jsonl"), out=str(out),
+                            steps=s.steps, batch_size=s.batch_size, micro_batch_size=s.batch_size, lr=s.lr,
+                            eval_every=0, ckpt_every=50, seed=self.cfg.seed, resume=_resumable(out)), log=self.log)
+        return {"val_loss": _last_metric(out, "val_loss")}
+
+    def reward_model(self) -> dict:
+        from augury.align.rm import RMConfig, train_rm
+
+        r, out = self.cfg.rm, self.out / "rm"
+        if out.exists():  # an unfinished reward model is retrained (it is written once, at the end)
+            shutil.rmtree(out)
+        train_rm(RMConfig(base_run=str(self.out / "sft"), data=str(self.data / "prefs.jsonl"), out=str(out),
+                          steps=r.steps, batch_size=r.batch_size, lr=r.lr, seed=self.cfg.seed), log=self.log)
+        return {"held_out_accuracy": json.loads((out / "manifest.json").read_text())["held_out_accuracy"]}
+
+    def rl(self) -> dict:
+        from augury.align.rl import RLConfig, train_rl
+
+        r, out = self.cfg.rl, self.out / "rl"
+        train_rl(RLConfig(policy_run=str(self.out / "sft"), prompts=str(self.data / "rl_prompts.jsonl"),
+                          out=str(out), algorithm=r.algorithm, steps=r.steps, prompts_per_step=r.prompts_per_step,
+                          num_generations=r.num_generations, response_length=r.response_length, lr=r.lr,
+                          kl_coef=r.kl_coef, reward_model=str(self.out / "rm"),
+                          reward_model_weight=r.reward_model_weight,
+                          reward_functions=[f"{RUBRIC_REWARD}={r.rubric_weight}"], seed=self.cfg.seed,
+                          ckpt_every=10, resume=_resumable(out)), log=self.log)
+        return {"final_reward": _last_metric(out, "reward")}
+
+    def evaluate(self, name: str) -> dict:
+        from augury.align.data import read_jsonl
+        from augury.align.refusals import ClassifierVerdicts
+        from augury.align.rm import load_reward_model
+        from augury.align.safety_data import family_split, transcript
+        from augury.align.safety_eval import (
+            advbench_prompts,
+            chat_replies,
+            held_out_loss,
+            held_out_prompts,
+            mc_questions,
+            multiple_choice,
+            near_duplicates,
+            rm_win_rate,
+            safety_rates,
+            xstest_prompts,
+        )
+        from augury.model.run import load_run
+        from augury.safety.grader import PropositionGrader
+
+        cfg, e = self.cfg, self.cfg.eval
+        split = family_split(cfg.held_out)
+        prompts = held_out_prompts(split)
+        external = advbench_prompts(cfg.shared_data(), e.advbench) if e.advbench else []
+        external += xstest_prompts(cfg.shared_data()) if e.xstest else []
+        dropped = near_duplicates([r for f in split.train_harmful + split.train_safe for r in f.requests], external)
+        prompts += [p for p in external if p.id not in dropped]
+        model, tok, _ = load_run(self.out / {"base": "pretrain", "sft": "sft", "rlhf": "rl"}[name])
+        replies = chat_replies(model, tok, [p.text for p in prompts], e.max_tokens)
+        (self.out / "eval").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "eval" / f"{name}_replies.jsonl", "".join(
+            json.dumps({"id": p.id, "kind": p.kind, "category": p.category, "reply": r}) + "\n"
+            for p, r in zip(prompts, replies)))
+        classifier = ClassifierVerdicts(PropositionGrader.load(self.out / "grader" / "grader.json"))
+        result = {"model": name, "safety": safety_rates(prompts, replies, classifier),
+                  "dropped_near_duplicates": sorted(dropped)}
+        held = [r for r in (self.out / "eval").glob("sft_replies.jsonl")]
+        if held:
+            sft_replies = {r["id"]: r["reply"] for r in read_jsonl(held[0])}
+            pairs = [(p, r) for p, r in zip(prompts, replies) if p.source == "held-out"]
+            rm = load_reward_model(self.out / "rm")
+            result["rm_win_rate_vs_sft"] = rm_win_rate(rm, [p for p, _ in pairs], [r for _, r in pairs],
+                                                       [sft_replies[p.id] for p, _ in pairs])
+        conversations = [r["messages"] for r in read_jsonl(self.data / "held_out_conversations.jsonl")]
+        result["multiple_choice"] = multiple_choice(model, tok, mc_questions(conversations, e.mc_questions, 16))
+        result["held_out_loss"] = held_out_loss(model, tok, [transcript(c) for c in conversations[:e.loss_texts]])
+        atomic_write_json(self.out / "eval" / f"{name}.json", result)
+        return {"model": name, "held-out": result["safety"]["held-out/string_match"]}
+
+    def report(self) -> dict:
+        from augury.align.report import render_report
+
+        results = {n: json.loads((self.out / "eval" / f"{n}.json").read_text()) for n in MODELS}
+        text, table = render_report(results, self.cfg, json.loads((self.data / "manifest.json").read_text()))
+        atomic_write_json(self.out / "results.json", {"models": results, "table": table})
+        atomic_write_text(self.out / "report.md", text)
+        self.log(text)
+        return {"table": table}
+
+
+def _status(run: Path):
+    """A stage folder's manifest: `finished` (post-training runs) or `status` (pretraining); None if absent."""
+    try:
+        manifest = json.loads((run / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest.get("status") if "status" in manifest else manifest.get("finished")
+
+
+def _resumable(run: Path) -> bool:
+    """True when `run` holds a checkpoint to continue from; a folder without one is cleared for a fresh start."""
+    from augury.train.checkpoint import find_latest_checkpoint
+
+    if not run.exists():
+        return False
+    if find_latest_checkpoint(run) is not None:
+        return True
+    shutil.rmtree(run)
+    return False
+
+
+def _last_metric(run: Path, key: str):
+    from augury.align.data import read_jsonl
+
+    values = [r[key] for r in read_jsonl(run / "metrics.jsonl") if r and key in r]
+    return values[-1] if values else None
+
+
+def main(argv: list[str]) -> int:
+    from augury.command import config_cli
+    from augury.errors import UsageError
+
+    argv = list(argv)
+    if "--preset" in argv:
+        i = argv.index("--preset")
+        if i + 1 >= len(argv):
+            raise UsageError("--preset needs a name (e.g. cpu-demo)")
+        path = PRESETS / f"{argv[i + 1]}.yaml"
+        if not path.is_file():
+            names = sorted(p.stem for p in PRESETS.glob("*.yaml") if p.stem not in ("sft",))
+            raise UsageError(f"no preset {argv[i + 1]!r} (presets: {', '.join(names)})")
+        argv[i:i + 2] = ["--config", str(path)]
+    cfg = config_cli(AlignConfig, argv, prog="augury align", description=__doc__.split("\n")[0])
+    try:
+        cfg.validate()
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    Pipeline(cfg).run()
+    return 0

@@ -1,0 +1,100 @@
+"""The report of `augury align`: one table over the base, SFT and RLHF models, changes worded as the GPT-4 report's.
+
+    text, table = render_report({"base": {...}, "sft": {...}, "rlhf": {...}}, cfg, data_manifest)
+
+Rows: compliance with disallowed (harmful) requests and refusal of safe ones on the held-out families, by the
+string-match list and by the offline classifier; the share of refusals in the desired style; the same rates on
+AdvBench and XSTest; the reward model's win rate against SFT; multiple-choice accuracy and ECE; held-out loss. The
+last column is RLHF against SFT: a relative change for rates ("−82%"), percentage points for over-refusal (the goal
+is stated in points), a plain difference for the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from augury.align.safety_eval import MINUS, point_change, relative_change
+
+MODELS = ("base", "sft", "rlhf")
+
+
+@dataclass
+class Row:
+    metric: str
+    values: dict  # model -> float | None
+    change: str  # RLHF against SFT
+    fmt: str = "pct"  # "pct", "float"
+
+
+def _get(result: dict, *path):
+    for key in path:
+        if not isinstance(result, dict) or key not in result:
+            return None
+        result = result[key]
+    return result
+
+
+def _difference(before, after) -> str:
+    if before is None or after is None:
+        return "n/a"
+    d = after - before
+    return f"{'+' if d > 0 else MINUS}{abs(d):.3f}" if d else "0"
+
+
+def table_rows(results: dict) -> list[Row]:
+    rows = []
+
+    def add(metric, path, change=relative_change, fmt="pct"):
+        values = {m: _get(results.get(m, {}), *path) for m in MODELS}
+        rows.append(Row(metric, values, change(values["sft"], values["rlhf"]), fmt))
+
+    for grader, name in (("string_match", "string match"), ("classifier", "classifier")):
+        add(f"Held-out disallowed requests: compliance ({name})",
+            ("safety", f"held-out/{grader}", "harmful_compliance"))
+    for grader, name in (("string_match", "string match"), ("classifier", "classifier")):
+        add(f"Held-out safe requests: over-refusal ({name})", ("safety", f"held-out/{grader}", "safe_refusal"),
+            point_change)
+    add("Held-out refusals in the desired style (rubric rules)", ("safety", "held-out/string_match",
+                                                                  "desired_style_share"))
+    add("Held-out refusals in the desired style (classifier)", ("safety", "held-out/classifier",
+                                                                "desired_style_share"))
+    for grader, name in (("string_match", "string match"), ("classifier", "classifier")):
+        add(f"AdvBench: compliance ({name})", ("safety", f"advbench/{grader}", "harmful_compliance"))
+        add(f"XSTest unsafe: compliance ({name})", ("safety", f"xstest/{grader}", "harmful_compliance"))
+        add(f"XSTest safe: over-refusal ({name})", ("safety", f"xstest/{grader}", "safe_refusal"), point_change)
+    add("RM win rate against SFT (held-out prompts)", ("rm_win_rate_vs_sft",), _difference)
+    add("Multiple choice: accuracy", ("multiple_choice", "accuracy"), relative_change)
+    add("Multiple choice: ECE (calibration)", ("multiple_choice", "ece"), relative_change)
+    add("Held-out loss (nats/token)", ("held_out_loss",), relative_change, "float")
+    return [r for r in rows if any(v is not None for v in r.values.values())]
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None:
+        return "—"
+    return f"{100 * value:.1f}%" if fmt == "pct" else f"{value:.3f}"
+
+
+def render_report(results: dict, cfg, data_manifest: dict) -> tuple[str, list[dict]]:
+    rows = table_rows(results)
+    lines = ["# augury align: base → SFT → RLHF (RM + RBRM)", "",
+             f"Seed {cfg.seed}. Held-out prompt families (never trained on): harmful "
+             f"{', '.join(data_manifest['families']['held_harmful'])}; safe "
+             f"{', '.join(data_manifest['families']['held_safe'])}.", "",
+             "| metric | base | SFT | RLHF | RLHF vs SFT |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r.metric} | " + " | ".join(_cell(r.values[m], r.fmt) for m in MODELS) + f" | {r.change} |"
+              for r in rows]
+    counts = {m: _get(results.get(m, {}), "safety", "held-out/string_match") or {} for m in MODELS}
+    dropped = _get(results.get("sft", {}), "dropped_near_duplicates") or []
+    lines += ["", f"Held-out prompts: {counts['sft'].get('harmful', 0)} harmful, {counts['sft'].get('safe', 0)} safe "
+              f"(every paraphrase of each held-out family). AdvBench/XSTest prompts dropped as near-duplicates of a "
+              f"training request: {len(dropped)}.",
+              "Compliance = no refusal by the grader named; the string-match list is Zou et al.'s (AdvBench); the "
+              "classifier is trained on the RBR gold set. RL was rewarded by the rubric's rule grader, which "
+              "neither of these is.",
+              "Rubric classes of held-out replies (rule grader): " + "; ".join(
+                  f"{m}: " + ", ".join(f"{k} {v}" for k, v in sorted((_get(results.get(m, {}), "safety",
+                                                                            "held-out/rubric_classes") or {}).items()))
+                  for m in MODELS)]
+    table = [{"metric": r.metric, **r.values, "rlhf_vs_sft": r.change} for r in rows]
+    return "\n".join(lines) + "\n", table
