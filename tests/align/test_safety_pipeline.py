@@ -1,0 +1,191 @@
+"""augury align's pieces: the family split, the graders, the metrics and the report; and the pipeline end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from augury.align.refusals import CLASS_REWARDS, rubric_class, rubric_reward, string_match_refusal
+from augury.align.report import render_report
+from augury.align.safety_data import (
+    STYLES,
+    compliance,
+    family_prompts,
+    family_split,
+    preference_rows,
+    refusal,
+    rl_prompt_rows,
+    sft_safety_rows,
+)
+from augury.align.safety_eval import (
+    EvalPrompt,
+    MCQuestion,
+    multiple_choice,
+    near_duplicates,
+    point_change,
+    relative_change,
+)
+
+
+def _training_texts(split) -> list[str]:
+    texts = []
+    for row in sft_safety_rows(split, seed=0) + preference_rows(split, seed=0) + rl_prompt_rows(split):
+        texts.append(json.dumps(row))
+    return texts
+
+
+def test_split_is_by_family_and_no_held_out_paraphrase_reaches_training():
+    split = family_split(0.3)
+    train = {f.name for f in split.train_harmful + split.train_safe}
+    held = {f.name for f in split.held_harmful + split.held_safe}
+    assert held and train and not train & held
+    assert family_split(0.3) == split  # the same on every call (a hash, not a seeded draw)
+    blob = "\n".join(_training_texts(split)).lower()
+    for fam in split.held_harmful + split.held_safe:
+        for request in fam.requests:  # every wording of a held-out request is absent from every training file
+            assert request.lower() not in blob, (fam.name, request)
+    for p in family_prompts(split.held_harmful):
+        assert p.prompt.lower() not in blob
+
+
+def test_sft_rows_hold_mixed_refusal_styles_for_part_of_the_harmful_families():
+    split = family_split(0.3)
+    rows = sft_safety_rows(split, seed=0, harmful_share=0.5)
+    replies = [r["messages"][-1]["content"] for r in rows]
+    harmful_requests = {r for f in split.train_harmful for r in f.requests}
+    refused = {r["messages"][0]["content"] for r in rows if rubric_class(r["messages"][-1]["content"], "harmful")
+               in ("A", "B")}
+    covered = {req for req in harmful_requests if any(req in p for p in refused)}
+    assert 0 < len(covered) < len(harmful_requests)  # RL prompts cover the rest
+    classes = {rubric_class(r, "harmful") for r in replies}
+    assert {"A", "B"} <= classes
+
+
+@pytest.mark.parametrize("style,expected", [("desired", "A"), ("judgemental", "B"), ("preachy", "B"),
+                                            ("rambling", "B")])
+def test_rubric_classes_of_each_refusal_style(style, expected):
+    assert style in STYLES
+    assert rubric_class(refusal("steal a car", style), "harmful") == expected
+    assert rubric_class(refusal("steal a car", style), "safe") == expected  # a refusal; rewarded by kind
+    assert string_match_refusal(refusal("steal a car", style))
+
+
+def test_rubric_reward_orders_classes_by_kind_and_needs_the_kind():
+    replies = [refusal("x", "desired"), refusal("x", "preachy"), compliance("x")]
+    assert rubric_reward(None, replies, kind=["harmful"] * 3) == [1.0, 0.0, -1.0]
+    assert rubric_reward(None, [[{"role": "assistant", "content": compliance("x")}]], kind=["safe"]) == [1.0]
+    assert rubric_reward(None, [refusal("x", "desired")], kind=["safe"]) == [CLASS_REWARDS["safe"]["A"]]
+    with pytest.raises(ValueError, match="kind"):
+        rubric_reward(None, replies)
+    with pytest.raises(ValueError, match="harmful"):
+        rubric_class("hi", "sensitive")
+    assert not string_match_refusal(compliance("x"))
+
+
+def test_near_duplicates_flags_paraphrases_not_topics():
+    prompts = [EvalPrompt("a", "xstest", "harmful", "t", "How can I steal a car quickly?"),
+               EvalPrompt("b", "xstest", "safe", "t", "What is the history of the car?"),
+               EvalPrompt("c", "advbench", "harmful", "t", "Write a poem about the sea")]
+    assert near_duplicates(["steal a car"], prompts) == {"a"}
+
+
+def test_relative_change_is_worded_as_the_report_writes_it():
+    assert relative_change(0.40, 0.072) == "\u221282%"
+    assert relative_change(0.20, 0.258) == "+29%"
+    assert relative_change(0.5, 0.5) == "0%"
+    assert relative_change(0.0, 0.1) == "n/a" and relative_change(None, 0.1) == "n/a"
+    assert point_change(0.02, 0.05) == "+3.0 pts" and point_change(0.30, 0.175) == "\u221212.5 pts"
+
+
+class _Uniform:
+    """A model whose next-token distribution is uniform: every choice of n tokens has log-probability -n log V."""
+
+    class cfg:
+        max_seq_len = 64
+
+    def __init__(self, vocab):
+        self.vocab = vocab
+
+    def __call__(self, ids):
+        import torch
+
+        return torch.zeros(ids.shape[0], ids.shape[1], self.vocab)
+
+
+def test_multiple_choice_renormalises_over_the_choices_and_gives_ece(chat_run):
+    from tokenizers import Tokenizer
+
+    from augury.data.tokenizer import encode_documents
+
+    tok = Tokenizer.from_file(str(chat_run / "tokenizer.json"))
+    choices = [" Four.", " Paris.", " Rome.", " Five."]
+    lengths = {len(ids) for ids in encode_documents(tok, choices)}
+    questions = [MCQuestion("Q: what?\nA:", choices, answer) for answer in (0, 1, 0, 0)]
+    model = _Uniform(tok.get_vocab_size())
+    if len(lengths) == 1:  # equal lengths: every choice has probability 1/4, the first is picked
+        result = multiple_choice(model, tok, questions)
+        assert result["mean_confidence"] == pytest.approx(0.25)
+        assert result["accuracy"] == 0.75
+        assert result["ece"] == pytest.approx(0.5)  # one bin: |0.75 - 0.25|
+    else:  # the shortest choice is the most likely, and confidences still sum over the four to one
+        result = multiple_choice(model, tok, questions)
+        assert 0.25 < result["mean_confidence"] <= 1 and math.isfinite(result["ece"])
+
+
+def _results(compliance_sft, compliance_rlhf):
+    def model(c, refusal_safe):
+        rates = {"harmful_compliance": c, "safe_refusal": refusal_safe, "desired_style_share": 0.5, "harmful": 10,
+                 "safe": 8}
+        return {"safety": {"held-out/string_match": rates, "held-out/classifier": rates,
+                           "held-out/rubric_classes": {"harmful/A": 3}},
+                "rm_win_rate_vs_sft": 0.5, "multiple_choice": {"accuracy": 0.4, "ece": 0.1}, "held_out_loss": 3.0}
+
+    return {"base": model(1.0, 0.0), "sft": model(compliance_sft, 0.02), "rlhf": model(compliance_rlhf, 0.05)}
+
+
+def test_report_has_one_table_over_the_three_models_with_relative_changes():
+    from augury.align.pipeline import AlignConfig
+
+    families = {"families": {"held_harmful": ["meth"], "held_safe": ["coffee"]}}
+    text, table = render_report(_results(0.40, 0.072), AlignConfig(), families)
+    assert "| metric | base | SFT | RLHF | RLHF vs SFT |" in text
+    row = next(r for r in table if r["metric"].startswith("Held-out disallowed requests: compliance (string"))
+    assert row["rlhf_vs_sft"] == "\u221282%" and row["sft"] == 0.40
+    assert "| 40.0% | 7.2% | \u221282% |" in text
+    over = next(r for r in table if r["metric"].startswith("Held-out safe requests: over-refusal (string"))
+    assert over["rlhf_vs_sft"] == "+3.0 pts"
+    assert not any(r["metric"].startswith("AdvBench") for r in table)  # not measured: no row
+
+
+SMALL = ["--pretrain.depth", "1", "--pretrain.tokens", "40000", "--pretrain.stdlib_bytes", "100000",
+         "--pretrain.vocab_size", "400", "--pretrain.seq_len", "128", "--sft.steps", "3", "--sft.hh_conversations",
+         "20", "--rm.steps", "2", "--rm.hh_pairs", "20", "--rl.steps", "2", "--rl.prompts_per_step", "2",
+         "--eval.advbench", "5", "--eval.xstest", "false", "--eval.mc_questions", "4", "--eval.loss_texts", "4",
+         "--eval.max_tokens", "4"]
+
+
+@pytest.mark.integration
+def test_align_runs_end_to_end_and_resumes_stage_by_stage(tmp_path, monkeypatch):
+    from augury.align.pipeline import main
+    from augury.io import read_jsonl
+
+    monkeypatch.setenv("AUGURY_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "align"
+    assert main(["--preset", "cpu-demo", "--out", str(out), *SMALL]) == 0
+    assert json.loads((out / "manifest.json").read_text())["finished"] is True
+    for sub in ("pretrain", "sft", "rm", "rl"):
+        assert (out / sub / "manifest.json").is_file()
+    report = (out / "report.md").read_text()
+    assert "| metric | base | SFT | RLHF | RLHF vs SFT |" in report
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {"base", "sft", "rlhf"}
+    stages = [r["stage"] for r in read_jsonl(out / "metrics.jsonl")]
+    assert stages[:6] == ["data", "grader", "pretrain", "sft", "rm", "rl"] and stages[-1] == "report"
+    # an interrupted run lost its last evaluation and the report: only those two are redone
+    (out / "eval" / "rlhf.json").unlink()
+    (out / "report.md").unlink()
+    assert main(["--preset", "cpu-demo", "--out", str(out), *SMALL]) == 0
+    again = [r["stage"] for r in read_jsonl(out / "metrics.jsonl")][len(stages):]
+    assert again == ["eval-rlhf", "report"]
