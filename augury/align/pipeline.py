@@ -28,7 +28,8 @@ from typing import Literal
 from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, utc_now
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "align"
-RUBRIC_REWARD = "augury.align.refusals:rubric_reward"
+# The RBRM RL is rewarded by: the shipped rule functions under the GPT-4 report's A-D rubric (augury/safety/).
+RL_GRADER, RL_RUBRIC = "rules", "refusal_abcd"
 
 
 @dataclass
@@ -297,19 +298,20 @@ class Pipeline:
                           out=str(out), algorithm=r.algorithm, steps=r.steps, prompts_per_step=r.prompts_per_step,
                           num_generations=r.num_generations, response_length=r.response_length, lr=r.lr,
                           kl_coef=r.kl_coef, reward_model=str(self.out / "rm"),
-                          reward_model_weight=r.reward_model_weight,
-                          reward_functions=[f"{RUBRIC_REWARD}={r.rubric_weight}"], seed=self.cfg.seed,
+                          reward_model_weight=r.reward_model_weight, grader=RL_GRADER, rubric=RL_RUBRIC,
+                          grader_weight=r.rubric_weight, seed=self.cfg.seed,
                           ckpt_every=10, resume=_resumable(out)), log=self.log)
         return {"final_reward": _last_metric(out, "reward")}
 
     def evaluate(self, name: str) -> dict:
         from augury.align.data import read_jsonl
-        from augury.align.refusals import ClassifierVerdicts
         from augury.align.rm import load_reward_model
         from augury.align.safety_data import family_split, transcript
         from augury.align.safety_eval import (
             advbench_prompts,
             chat_replies,
+            class_counts,
+            grader_verdicts,
             held_out_loss,
             held_out_prompts,
             mc_questions,
@@ -317,10 +319,11 @@ class Pipeline:
             near_duplicates,
             rm_win_rate,
             safety_rates,
+            string_match_verdicts,
             xstest_prompts,
         )
         from augury.model.run import load_run
-        from augury.safety.grader import PropositionGrader
+        from augury.safety.graders import load_grader
 
         cfg, e = self.cfg, self.cfg.eval
         split = family_split(cfg.held_out)
@@ -335,9 +338,12 @@ class Pipeline:
         atomic_write_text(self.out / "eval" / f"{name}_replies.jsonl", "".join(
             json.dumps({"id": p.id, "kind": p.kind, "category": p.category, "reply": r}) + "\n"
             for p, r in zip(prompts, replies)))
-        classifier = ClassifierVerdicts(PropositionGrader.load(self.out / "grader" / "grader.json"))
-        result = {"model": name, "safety": safety_rates(prompts, replies, classifier),
-                  "dropped_near_duplicates": sorted(dropped)}
+        rules = load_grader(RL_GRADER, RL_RUBRIC)
+        verdicts = {"string_match": string_match_verdicts(prompts, replies, rules),
+                    "classifier": grader_verdicts(load_grader(f"offline:{self.out / 'grader' / 'grader.json'}",
+                                                              "default"), prompts, replies)}
+        result = {"model": name, "safety": safety_rates(prompts, verdicts),
+                  "rubric_classes": class_counts(prompts, replies, rules), "dropped_near_duplicates": sorted(dropped)}
         held = [r for r in (self.out / "eval").glob("sft_replies.jsonl")]
         if held:
             sft_replies = {r["id"]: r["reply"] for r in read_jsonl(held[0])}

@@ -54,7 +54,7 @@ def table_rows(results: dict) -> list[Row]:
     for grader, name in (("string_match", "string match"), ("classifier", "classifier")):
         add(f"Held-out safe requests: over-refusal ({name})", ("safety", f"held-out/{grader}", "safe_refusal"),
             point_change)
-    add("Held-out refusals in the desired style (rubric rules)", ("safety", "held-out/string_match",
+    add("Held-out refusals in the desired style (string match + rules)", ("safety", "held-out/string_match",
                                                                   "desired_style_share"))
     add("Held-out refusals in the desired style (classifier)", ("safety", "held-out/classifier",
                                                                 "desired_style_share"))
@@ -90,11 +90,11 @@ def render_report(results: dict, cfg, data_manifest: dict) -> tuple[str, list[di
               f"(every paraphrase of each held-out family). AdvBench/XSTest prompts dropped as near-duplicates of a "
               f"training request: {len(dropped)}.",
               "Compliance = no refusal by the grader named; the string-match list is Zou et al.'s (AdvBench); the "
-              "classifier is trained on the RBR gold set. RL was rewarded by the rubric's rule grader, which "
-              "neither of these is.",
-              "Rubric classes of held-out replies (rule grader): " + "; ".join(
-                  f"{m}: " + ", ".join(f"{k} {v}" for k, v in sorted((_get(results.get(m, {}), "safety",
-                                                                            "held-out/rubric_classes") or {}).items()))
+              "classifier is trained on the RBR gold set (default rubric). RL was rewarded by the rules grader "
+              "under the refusal_abcd rubric, which neither of these is.",
+              "Rubric classes of held-out replies (the RL grader: rules under refusal_abcd): " + "; ".join(
+                  f"{m}: " + ", ".join(f"{k} {v}" for k, v in
+                                       sorted((_get(results.get(m, {}), "rubric_classes") or {}).items()))
                   for m in MODELS)]
     table = [{"metric": r.metric, **r.values, "rlhf_vs_sft": r.change} for r in rows]
     return "\n".join(lines) + "\n", table

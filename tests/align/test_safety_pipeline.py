@@ -7,13 +7,13 @@ import math
 
 import pytest
 
-from augury.align.refusals import CLASS_REWARDS, rubric_class, rubric_reward, string_match_refusal
 from augury.align.report import render_report
 from augury.align.safety_data import (
     STYLES,
     compliance,
     family_prompts,
     family_split,
+    helpful_reply,
     preference_rows,
     refusal,
     rl_prompt_rows,
@@ -22,10 +22,14 @@ from augury.align.safety_data import (
 from augury.align.safety_eval import (
     EvalPrompt,
     MCQuestion,
+    Verdict,
+    grader_verdicts,
     multiple_choice,
     near_duplicates,
     point_change,
     relative_change,
+    safety_rates,
+    string_match_verdicts,
 )
 
 
@@ -50,38 +54,54 @@ def test_split_is_by_family_and_no_held_out_paraphrase_reaches_training():
         assert p.prompt.lower() not in blob
 
 
+def _rules():
+    from augury.align.pipeline import RL_GRADER, RL_RUBRIC
+    from augury.safety.graders import load_grader
+
+    return load_grader(RL_GRADER, RL_RUBRIC)
+
+
+def _classes(replies, kind):
+    return [g.top_class() for g in _rules().grade(["a request"] * len(replies), replies, [kind] * len(replies))]
+
+
 def test_sft_rows_hold_mixed_refusal_styles_for_part_of_the_harmful_families():
     split = family_split(0.3)
     rows = sft_safety_rows(split, seed=0, harmful_share=0.5)
-    replies = [r["messages"][-1]["content"] for r in rows]
     harmful_requests = {r for f in split.train_harmful for r in f.requests}
-    refused = {r["messages"][0]["content"] for r in rows if rubric_class(r["messages"][-1]["content"], "harmful")
-               in ("A", "B")}
+    replies = [r["messages"][-1]["content"] for r in rows]
+    classes = _classes(replies, "harmful")
+    refused = [r["messages"][0]["content"] for r, c in zip(rows, classes) if c.endswith("_refusal")]
     covered = {req for req in harmful_requests if any(req in p for p in refused)}
     assert 0 < len(covered) < len(harmful_requests)  # RL prompts cover the rest
-    classes = {rubric_class(r, "harmful") for r in replies}
-    assert {"A", "B"} <= classes
+    assert {"desired_refusal", "undesired_refusal"} <= set(classes)
 
 
-@pytest.mark.parametrize("style,expected", [("desired", "A"), ("judgemental", "B"), ("preachy", "B"),
-                                            ("rambling", "B")])
-def test_rubric_classes_of_each_refusal_style(style, expected):
-    assert style in STYLES
-    assert rubric_class(refusal("steal a car", style), "harmful") == expected
-    assert rubric_class(refusal("steal a car", style), "safe") == expected  # a refusal; rewarded by kind
-    assert string_match_refusal(refusal("steal a car", style))
+def test_the_rl_grader_classes_each_refusal_style_as_the_rubric_says():
+    """The RBRM that RL is rewarded by (shipped rules, refusal_abcd) sees the demonstrations' styles as intended."""
+    replies = [refusal("steal a car", s, 2) for s in STYLES] + [compliance("steal a car")]
+    assert _classes(replies, "harmful") == ["desired_refusal"] + ["undesired_refusal"] * 3 + ["disallowed_content"]
+    safe = family_prompts(family_split(0.3).train_safe)[:3]
+    assert _classes([helpful_reply(p) for p in safe], "safe") == ["safe_non_refusal"] * 3
+    rewards = [_rules().rubric.expected_reward({c: 1.0}, "harmful")
+               for c in ("desired_refusal", "undesired_refusal", "disallowed_content")]
+    assert rewards == sorted(rewards, reverse=True) and rewards[0] > rewards[1]
 
 
-def test_rubric_reward_orders_classes_by_kind_and_needs_the_kind():
-    replies = [refusal("x", "desired"), refusal("x", "preachy"), compliance("x")]
-    assert rubric_reward(None, replies, kind=["harmful"] * 3) == [1.0, 0.0, -1.0]
-    assert rubric_reward(None, [[{"role": "assistant", "content": compliance("x")}]], kind=["safe"]) == [1.0]
-    assert rubric_reward(None, [refusal("x", "desired")], kind=["safe"]) == [CLASS_REWARDS["safe"]["A"]]
-    with pytest.raises(ValueError, match="kind"):
-        rubric_reward(None, replies)
-    with pytest.raises(ValueError, match="harmful"):
-        rubric_class("hi", "sensitive")
-    assert not string_match_refusal(compliance("x"))
+def test_verdicts_and_rates_by_two_graders_and_failures_counted():
+    prompts = [EvalPrompt("h1", "held-out", "harmful", "f", "How do I x?"),
+               EvalPrompt("h2", "held-out", "harmful", "f", "How do I y?"),
+               EvalPrompt("s1", "held-out", "safe", "g", "How do I bake?")]
+    replies = [refusal("x", "desired"), refusal("y", "preachy"), "Sure. Mix flour and water."]
+    sm = string_match_verdicts(prompts, replies, _rules())
+    assert [v.refused for v in sm] == [True, True, False] and [v.desired_style for v in sm] == [True, False, False]
+    by_rules = grader_verdicts(_rules(), prompts, replies)
+    assert [v.refused for v in by_rules] == [True, True, False]
+    rates = safety_rates(prompts, {"string_match": sm, "other": [Verdict(None, False)] + by_rules[1:]})
+    assert rates["held-out/string_match"]["harmful_compliance"] == 0.0
+    assert rates["held-out/string_match"]["desired_style_share"] == 0.5
+    assert rates["held-out/string_match"]["safe_refusal"] == 0.0
+    assert rates["held-out/other"]["ungraded"] == 1 and rates["held-out/other"]["harmful"] == 1
 
 
 def test_near_duplicates_flags_paraphrases_not_topics():
@@ -139,7 +159,8 @@ def _results(compliance_sft, compliance_rlhf):
         rates = {"harmful_compliance": c, "safe_refusal": refusal_safe, "desired_style_share": 0.5, "harmful": 10,
                  "safe": 8}
         return {"safety": {"held-out/string_match": rates, "held-out/classifier": rates,
-                           "held-out/rubric_classes": {"harmful/A": 3}},
+                           },
+                "rubric_classes": {"harmful/desired_refusal": 3},
                 "rm_win_rate_vs_sft": 0.5, "multiple_choice": {"accuracy": 0.4, "ece": 0.1}, "held_out_loss": 3.0}
 
     return {"base": model(1.0, 0.0), "sft": model(compliance_sft, 0.02), "rlhf": model(compliance_rlhf, 0.05)}
