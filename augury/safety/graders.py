@@ -13,7 +13,9 @@ seconds) or `offline:PATH/grader.json` (from `augury grader`); `rules` (the ship
 `rules:MODULE:ATTR` (a dict name -> rule(prompt, response, kind) -> bool: per proposition, or per class for a
 multiple-choice rubric, tried in order, a class without a rule matching anything); `openai:MODEL@BASE_URL` (a judge
 behind any OpenAI-compatible endpoint, prompted zero-shot with the rubric; its answer is parsed); `augury:RUN` or
-`hf:PATH` (a local judge: each answer letter, or yes/no, scored by log-probability; softmax over them).
+`hf:PATH` (a local judge: each answer letter, or yes/no, scored by log-probability; softmax over them). Judge
+options come as `model_args` ("key=value,..."): the backend's, plus `chat=true` to wrap the judge prompt in the
+model's chat template (a local chat-tuned judge).
 
 A reply the grader could not grade — an endpoint request that failed after its retries (timeouts, HTTP 429/5xx),
 an answer outside the rubric ("maybe", "E") — gets a Grading with `error` set and no classes. It is counted in
@@ -290,7 +292,9 @@ def load_grader(spec: str = "offline", rubric: str | Rubric = "default", model_a
         from augury.evals.backends import load_model, parse_model_args
 
         try:
-            lm = load_model(spec, **parse_model_args(model_args))
+            options = parse_model_args(model_args)
+            chat = bool(options.pop("chat", chat))
+            lm = load_model(spec, **options)
         except ValueError as err:
             raise UsageError(f"grader {spec}: {err}") from None
         return JudgeGrader(rub, lm, "generate" if kind == "openai" else "logprob", chat=chat)
