@@ -48,6 +48,8 @@ class ImageDataConfig:
     Args:
         tasks: which data sets to train on (any of digits, charts, words).
         train_examples: training examples made per task.
+        task_examples: per-task overrides of train_examples, e.g. {words: 20000} (words are cheap to draw and
+            need more variety than digits).
         heldout_examples: held-out examples per task, scored (real, blank and shuffled images) when the run ends.
         seed: the random stream examples are drawn from (held-out examples use a different stream).
         split_seed: the permutation that splits scikit-learn's digit images into train and held-out.
@@ -56,6 +58,7 @@ class ImageDataConfig:
 
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     train_examples: int = 4000
+    task_examples: dict[str, int] = field(default_factory=dict)
     heldout_examples: int = 300
     seed: int = 0
     split_seed: int = 0
@@ -67,6 +70,13 @@ class ImageDataConfig:
             raise ValueError(f"images.tasks must be a non-empty subset of {list(TASKS)}, got {self.tasks}")
         if self.train_examples < 1 or self.heldout_examples < 1:
             raise ValueError("images.train_examples and images.heldout_examples must be >= 1")
+        odd = {t: n for t, n in self.task_examples.items() if t not in self.tasks or n < 1}
+        if odd:
+            raise ValueError(f"images.task_examples must name tasks of images.tasks with counts >= 1, got {odd}")
+
+    def examples_for(self, task: str) -> int:
+        """Training examples made for `task`."""
+        return self.task_examples.get(task, self.train_examples)
 
 
 @dataclass

@@ -59,7 +59,8 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
 # FLOPs per token like any other position) plus the encoder's own work over its patches, counted with the same
 # conventions: 6 FLOPs per matmul weight per patch, and dense attention over the image's patches (12 · depth ·
 # d_model · tokens per patch, no causal mask). The patch embedding is the one exception: pixels need no gradient,
-# so its backward pass is the weight gradient only (4 FLOPs per weight per patch, not 6).
+# so its backward pass is the weight gradient only (4 FLOPs per weight per patch, not 6). An optional
+# convolutional stem is counted per output pixel (vision_stem_flops).
 
 
 @dataclass(frozen=True)
@@ -71,17 +72,31 @@ class VisionCounts:
 def vision_param_counts(vision, out_dim: int) -> VisionCounts:
     """Parameters of `VisionEncoder(vision, out_dim)` (encoder + projector into a decoder of width out_dim)."""
     b = vision.block_config()
-    d, L, n, pp = b.d_model, b.depth, vision.tokens_per_image, 3 * vision.patch_size ** 2
+    d, L, n, c = b.d_model, b.depth, vision.tokens_per_image, vision.stem_channels
     block = 4 * d * d + 3 * d * b.d_ff  # q, k, v, o (no grouped kv in the encoder) + SwiGLU
-    matmul = pp * d + L * block + d * out_dim + out_dim * out_dim
+    matmul = vision.patch_dim * d + L * block + d * out_dim + out_dim * out_dim
     biases = d + out_dim + out_dim  # patch embedding and the projector's two layers
     gains = L * 2 * d + d
-    return VisionCounts(total=matmul + biases + gains + n * d, matmul=matmul)
+    stem = (3 * 9 * c + c) + (c * 9 * c + c) if c else 0  # two 3x3 convolutions with biases
+    return VisionCounts(total=matmul + biases + gains + n * d + stem, matmul=matmul)
+
+
+def vision_stem_flops(vision) -> int:
+    """Training FLOPs of the convolutional stem for one image: 2 per multiply-add forward; backward, the weight
+    gradient of both convolutions and the input gradient of the second (pixels need none)."""
+    c, s = vision.stem_channels, vision.image_size
+    if not c:
+        return 0
+    first = 2 * s * s * c * 3 * 9  # 3x3 over every pixel, stride 1
+    second = 2 * (s // 2) ** 2 * c * c * 9  # 3x3 with stride 2
+    return 2 * first + 3 * second
 
 
 def vision_flops_per_image(vision, out_dim: int) -> int:
     """Training (forward + backward) FLOPs of the encoder and projector for one image."""
     n = vision.tokens_per_image
     b = vision.block_config()
-    patch_embed = 3 * vision.patch_size ** 2 * b.d_model
-    return n * (6 * vision_param_counts(vision, out_dim).matmul - 2 * patch_embed + 12 * b.depth * b.d_model * n)
+    # without a stem the patch embedding reads pixels, so its backward is the weight gradient only
+    patch_embed = 0 if vision.stem_channels else vision.patch_dim * b.d_model
+    return (n * (6 * vision_param_counts(vision, out_dim).matmul - 2 * patch_embed + 12 * b.depth * b.d_model * n)
+            + vision_stem_flops(vision))

@@ -105,6 +105,7 @@ class _Row:
     logprobs: list[float] = field(default_factory=list)
     prompt_logprobs: list[float | None] | None = None
     prompt_top_logprobs: list[dict[int, float] | None] | None = None
+    images: torch.Tensor | None = None  # (n, 3, S, S) pixels for the prompt's <|image|> runs, in order
 
 
 def _choose(logits: torch.Tensor, rows: list[_Row]) -> list[int]:
@@ -156,13 +157,18 @@ class Engine:
         self.cache = None
         self.logits: torch.Tensor | None = None  # (len(rows), V): the next token's logits of each running row
 
-    def add(self, key, prompt: list[int], params: SamplingParams) -> None:
+    def add(self, key, prompt: list[int], params: SamplingParams, images: torch.Tensor | None = None) -> None:
+        """Queue a request. `images` (n, 3, S, S) fill the prompt's runs of `<|image|>` ids, in order (an
+        image-text model, augury.model.vision); such a prompt must fit the context whole."""
         params.validate()
         limit = self.model.cfg.max_seq_len
+        if images is not None and len(prompt) > limit - 1:
+            raise ValueError(f"a prompt with images is {len(prompt)} tokens; the model's context is {limit}")
         prompt = list(prompt)[-(limit - 1):] if prompt else [self.fallback_id]
         gen = torch.Generator(device=self.device).manual_seed(params.seed) if params.seed is not None else None
         budget = max(0, min(params.max_tokens, limit - len(prompt)))
-        self.waiting.append(_Row(key, prompt, params, budget, gen, TextStream(self.tokenizer.decode, params.stop)))
+        self.waiting.append(_Row(key, prompt, params, budget, gen, TextStream(self.tokenizer.decode, params.stop),
+                                 images=images))
 
     def cancel(self, key) -> None:
         """Drop a request (a client that went away); it produces no more events."""
@@ -197,7 +203,9 @@ class Engine:
         cache.key_mask = slot[None, :] >= pad_t[:, None]
         positions = (slot[None, :] - pad_t[:, None]).clamp(min=0)
         scored = [j for j, r in enumerate(rows) if r.params.prompt_logprobs and r.prompt_logprobs is None]
-        logits = self.model(ids, kv_cache=cache, positions=positions, logits_to_keep=None if scored else 1)
+        images = [r.images.to(self.device) for r in rows if r.images is not None]
+        extra = {"images": torch.cat(images)} if images else {}  # rows in order, as the placeholders are read
+        logits = self.model(ids, kv_cache=cache, positions=positions, logits_to_keep=None if scored else 1, **extra)
         for j in scored:  # position t's logits predict token t + 1; the row's tokens start after its padding
             n = len(rows[j].prompt)
             logp = torch.log_softmax(logits[j, pads[j]:pads[j] + n - 1].float(), dim=-1)
@@ -296,18 +304,20 @@ class Engine:
 
 
 def generate(model, tokenizer, prompts: list[list[int]], params: SamplingParams | list[SamplingParams],
-             fallback_id: int = 0) -> list[Generation]:
+             fallback_id: int = 0, images: list[torch.Tensor | None] | None = None) -> list[Generation]:
     """Continue every prompt (token ids) at once; results in the input order.
 
     `tokenizer` needs `decode(ids)` (a `tokenizers.Tokenizer` or any object with it). An empty prompt starts
-    from `fallback_id` (augury's end-of-text id is 0).
+    from `fallback_id` (augury's end-of-text id is 0). `images[i]` (n, 3, S, S) are prompt i's images.
     """
     settings = params if isinstance(params, list) else [params] * len(prompts)
     if len(settings) != len(prompts):
         raise ValueError(f"{len(settings)} sampling settings for {len(prompts)} prompts")
+    if images is not None and len(images) != len(prompts):
+        raise ValueError(f"images for {len(images)} prompts, but {len(prompts)} prompts")
     engine = Engine(model, tokenizer, fallback_id, max_batch=max(1, len(prompts)))
     for i, (prompt, p) in enumerate(zip(prompts, settings)):
-        engine.add(i, prompt, p)
+        engine.add(i, prompt, p, images=None if images is None else images[i])
     results: list[Generation | None] = [None] * len(prompts)
     while engine.busy():
         for event in engine.step():

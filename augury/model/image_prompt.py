@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import torch
 
-from augury.model.sample import _sample_next
 from augury.model.vision import IMAGE_TOKEN_ID, ImageTextModel
 
 IMAGE_MARK = "<|image|>"
@@ -92,33 +91,20 @@ def answer(model: ImageTextModel, tokenizer, questions: list[str], pixels: torch
            max_tokens: int = 8, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[str]:
     """Answer each question about its image(s) (pixels: images in question order); text up to <|end|>.
 
-    Prompts of different lengths are left-padded with <|pad|>, which the answer attends to; training sees the
-    same padding only on the right, so batch questions of the same template together (as the evaluation does).
+    The questions are decoded together by the batched generation engine (augury.model.generate): each is
+    left-padded with its own positions and a key mask, so an answer does not depend on the batch it is in.
     """
+    from augury.model.generate import SamplingParams, generate
+
     if not isinstance(model, ImageTextModel):
         raise ImagePromptError("this model has no image encoder (a text-only run); train one with a `vision` "
                                "section (docs/vision.md)")
     per = model.vision_cfg.tokens_per_image
-    rows = [chat_ids(tokenizer, q, images_per_question, per) for q in questions]
-    x, _ = collate(rows, _special(tokenizer, PAD), train=False)
-    device = model.embed_tokens.weight.device
-    x = x.to(device)
-    end_id = _special(tokenizer, END)
-    max_tokens = max(1, min(max_tokens, model.cfg.max_seq_len - x.shape[1]))
-    gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
-    cache = model.new_kv_cache(x.shape[0], x.shape[1] + max_tokens)
-    logits = model(x, images=pixels.to(device), kv_cache=cache)[:, -1]
-    out: list[list[int]] = [[] for _ in questions]
-    done = [False] * len(questions)
-    for step in range(max_tokens):
-        nxt = _sample_next(logits, temperature, top_p, gen)
-        for r, tok in enumerate(nxt.tolist()):
-            if not done[r]:
-                if tok in (end_id, 0):
-                    done[r] = True
-                else:
-                    out[r].append(tok)
-        if all(done) or step == max_tokens - 1:
-            break
-        logits = model(nxt.unsqueeze(1), kv_cache=cache)[:, -1]
-    return [tokenizer.decode(ids).strip() for ids in out]
+    prompts = [chat_ids(tokenizer, q, images_per_question, per)[0] for q in questions]
+    if pixels.shape[0] != len(questions) * images_per_question:
+        raise ImagePromptError(f"{pixels.shape[0]} images for {len(questions)} questions of "
+                               f"{images_per_question} image(s) each")
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                            stop_token_ids=[_special(tokenizer, END), 0])
+    outs = generate(model, tokenizer, prompts, params, images=list(pixels.split(images_per_question)))
+    return [g.text.strip() for g in outs]

@@ -41,7 +41,13 @@ class VisionConfig:
         d_model: encoder width.
         n_heads: encoder attention heads.
         d_ff: encoder SwiGLU hidden width; None = 8/3 * d_model rounded up to 32.
+        stem_channels: channels of a convolutional stem run before the patches are cut (0 = none, a plain
+            ViT): a 3x3 convolution, GELU, a 3x3 convolution with stride 2, GELU; the patches are then cut from
+            its (stem_channels, S/2, S/2) feature map, patch_size/2 on a side, so tokens_per_image is unchanged.
+            Early convolutions give the encoder translation-equivariant features to start from (Xiao et al.
+            2021, "Early convolutions help transformers see better"); patch_size must then be even.
         init_std: initialisation std of the encoder and projector weights.
+        lr_mult: learning-rate multiplier of the encoder and projector relative to the decoder's base rate.
     """
 
     image_size: int = 32
@@ -50,7 +56,9 @@ class VisionConfig:
     d_model: int = 128
     n_heads: int = 2
     d_ff: int | None = None
+    stem_channels: int = 0
     init_std: float = 0.02
+    lr_mult: float = 1.0
 
     def validate(self) -> None:
         """Raise ModelConfigError for a shape that cannot be built."""
@@ -60,10 +68,22 @@ class VisionConfig:
         if self.depth < 1 or self.n_heads < 1 or self.d_model % self.n_heads:
             raise ModelConfigError(f"vision: depth >= 1 and d_model={self.d_model} divisible by "
                                    f"n_heads={self.n_heads} needed")
+        if self.stem_channels < 0 or (self.stem_channels and self.patch_size % 2):
+            raise ModelConfigError(f"vision.stem_channels={self.stem_channels} must be >= 0, and with a stem "
+                                   f"vision.patch_size={self.patch_size} must be even")
+        if not self.lr_mult > 0:
+            raise ModelConfigError(f"vision.lr_mult must be > 0, got {self.lr_mult}")
 
     @property
     def tokens_per_image(self) -> int:
         return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def patch_dim(self) -> int:
+        """Inputs of the patch embedding: the pixels of one patch, or the stem's features over one patch."""
+        if self.stem_channels:
+            return self.stem_channels * (self.patch_size // 2) ** 2
+        return 3 * self.patch_size ** 2
 
     def block_config(self) -> ModelConfig:
         """The encoder blocks' shape, in the decoder's config type (so the decoder's parts build them)."""
@@ -104,7 +124,10 @@ class VisionEncoder(nn.Module):
         cfg.validate()
         self.cfg = cfg
         bcfg = cfg.block_config()
-        self.patch_embed = nn.Linear(3 * cfg.patch_size ** 2, cfg.d_model)
+        c = cfg.stem_channels
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.GELU(),
+                                  nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GELU()) if c else None
+        self.patch_embed = nn.Linear(cfg.patch_dim, cfg.d_model)
         self.pos_embed = nn.Parameter(torch.zeros(cfg.tokens_per_image, cfg.d_model))
         self.layers = nn.ModuleList(EncoderBlock(bcfg) for _ in range(cfg.depth))
         self.norm = RMSNorm(cfg.d_model, bcfg.norm_eps)
@@ -118,6 +141,9 @@ class VisionEncoder(nn.Module):
             nn.init.normal_(lin.weight, std=std)
             nn.init.zeros_(lin.bias)
         nn.init.normal_(self.pos_embed, std=std)
+        if self.stem is not None:  # PyTorch's default (Kaiming-uniform) init: the stem feeds GELUs, not a residual
+            for conv in (self.stem[0], self.stem[2]):
+                conv.reset_parameters()
         for block in self.layers:
             for lin in (block.self_attn.qkv_proj, block.mlp.gate_up_proj):
                 nn.init.normal_(lin.weight, std=std)
@@ -129,7 +155,9 @@ class VisionEncoder(nn.Module):
         if pixels.dim() != 4 or tuple(pixels.shape[1:]) != (3, s, s):
             raise ValueError(f"images must be (N, 3, {s}, {s}), got {tuple(pixels.shape)}")
         x = (pixels.to(self.patch_embed.weight.dtype) - 0.5) / 0.5
-        patches = F.unfold(x, kernel_size=p, stride=p).transpose(1, 2)  # (N, tokens, 3·p·p)
+        if self.stem is not None:
+            x, p = self.stem(x), p // 2  # (N, C, S/2, S/2): the same patch grid, on features
+        patches = F.unfold(x, kernel_size=p, stride=p).transpose(1, 2)  # (N, tokens, patch_dim)
         h = self.patch_embed(patches) + self.pos_embed
         for block in self.layers:
             h = block(h)
@@ -145,13 +173,14 @@ class ImageTextModel(Transformer):
         self.vision = VisionEncoder(vision, self.cfg.d_model)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
-        """The decoder's groups plus the encoder's: matrices decayed, biases/gains/positions not (lr_mult 1)."""
+        """The decoder's groups plus the encoder's (matrices decayed, biases/gains/positions not), both at
+        `vision.lr_mult` times the base rate."""
         groups = super().param_groups(weight_decay)
-        matrices = [p for n, p in self.vision.named_parameters() if p.dim() == 2 and n != "pos_embed"]
-        rest = [p for n, p in self.vision.named_parameters() if not (p.dim() == 2 and n != "pos_embed")]
+        matrices = [p for n, p in self.vision.named_parameters() if p.dim() >= 2 and n != "pos_embed"]
+        rest = [p for n, p in self.vision.named_parameters() if not (p.dim() >= 2 and n != "pos_embed")]
         return groups + [
-            {"params": matrices, "weight_decay": weight_decay, "lr_mult": 1.0, "name": "vision"},
-            {"params": rest, "weight_decay": 0.0, "lr_mult": 1.0, "name": "vision_gains"},
+            {"params": matrices, "weight_decay": weight_decay, "lr_mult": self.vision_cfg.lr_mult, "name": "vision"},
+            {"params": rest, "weight_decay": 0.0, "lr_mult": self.vision_cfg.lr_mult, "name": "vision_gains"},
         ]
 
     def embed(self, input_ids: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:

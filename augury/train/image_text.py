@@ -102,7 +102,8 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     vcfg, icfg = cfg.vision, cfg.images
     t0 = time.perf_counter()
     train_set = [e for t in icfg.tasks
-                 for e in make_examples(t, "train", icfg.train_examples, icfg.seed, vcfg.image_size, icfg.split_seed)]
+                 for e in make_examples(t, "train", icfg.examples_for(t), icfg.seed, vcfg.image_size,
+                                        icfg.split_seed)]
     heldout = [e for t in icfg.tasks
                for e in make_examples(t, "heldout", icfg.heldout_examples, icfg.seed, vcfg.image_size,
                                       icfg.split_seed)]

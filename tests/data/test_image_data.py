@@ -57,3 +57,14 @@ def test_bad_image_files_are_one_clear_error(tmp_path):
                           (grey, "mode 'L', not RGB"), (rgba, "mode 'RGBA', not RGB"), (huge, "5000x5000")]:
         with pytest.raises(ImageError, match=message):
             load_image(path, 16)
+
+
+def test_task_examples_override_the_per_task_count_and_are_checked():
+    from augury.data.images import ImageDataConfig
+
+    cfg = ImageDataConfig(tasks=["digits", "words"], train_examples=50, task_examples={"words": 900})
+    cfg.validate()
+    assert (cfg.examples_for("digits"), cfg.examples_for("words")) == (50, 900)
+    for bad in ({"charts": 10}, {"words": 0}):
+        with pytest.raises(ValueError, match="task_examples"):
+            ImageDataConfig(tasks=["digits", "words"], task_examples=bad).validate()

@@ -61,5 +61,50 @@ def test_vision_config_rejects_bad_shapes():
 
     with pytest.raises(ModelConfigError, match="multiple"):
         VisionConfig(image_size=10, patch_size=4).validate()
+    with pytest.raises(ModelConfigError, match="even"):
+        VisionConfig(image_size=12, patch_size=3, stem_channels=8).validate()
+    with pytest.raises(ModelConfigError, match="lr_mult"):
+        VisionConfig(lr_mult=0).validate()
     with pytest.raises(ValueError, match="images must be"):
         models()[1].vision(torch.rand(1, 1, 8, 8))
+
+
+def test_batched_generation_with_images_equals_each_prompt_alone():
+    """The generation engine decodes image prompts of different lengths together: each row's greedy tokens are
+    those it gets alone, and its image (not its neighbour's) is the one read."""
+    from augury.model.generate import SamplingParams, generate
+
+    class Bytes:
+        def decode(self, ids):
+            return " ".join(map(str, ids))
+
+    _, model = models()
+    n = VISION.tokens_per_image
+    prompts = [[11, 12] + [IMAGE_TOKEN_ID] * n + [13], [20] + [IMAGE_TOKEN_ID] * n + [21, 22, 23, 24],
+               [30] + [IMAGE_TOKEN_ID] * n + [31] + [IMAGE_TOKEN_ID] * n]
+    torch.manual_seed(1)
+    images = [torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), torch.rand(2, 3, 8, 8)]
+    params = SamplingParams(max_tokens=5, temperature=0)
+    together = generate(model, Bytes(), prompts, params, images=images)
+    for prompt, pixels, out in zip(prompts, images, together):
+        ids, alone = list(prompt), []
+        with torch.no_grad():
+            for _ in range(5):
+                nxt = int(model(torch.tensor([ids]), images=pixels)[0, -1].argmax())
+                ids.append(nxt)
+                alone.append(nxt)
+        assert out.token_ids == alone
+    swapped = generate(model, Bytes(), prompts[:2], params, images=images[1::-1])
+    assert [g.token_ids for g in swapped] != [g.token_ids for g in together[:2]]
+
+
+def test_a_convolutional_stem_keeps_the_patch_grid_and_its_weights_train_with_the_encoder():
+    vision = VisionConfig(image_size=8, patch_size=4, depth=1, d_model=32, n_heads=2, stem_channels=6, lr_mult=3.0)
+    model = ImageTextModel(CFG, vision)
+    feats = model.vision(torch.rand(2, 3, 8, 8))
+    assert feats.shape == (2, vision.tokens_per_image, CFG.d_model)
+    groups = {g["name"]: g for g in model.param_groups(0.1)}
+    stem = {id(p) for p in model.vision.stem.parameters()}
+    assert stem <= {id(p) for g in ("vision", "vision_gains") for p in groups[g]["params"]}
+    assert groups["vision"]["lr_mult"] == groups["vision_gains"]["lr_mult"] == 3.0
+    assert groups["hidden"]["lr_mult"] == 1.0
