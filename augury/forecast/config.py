@@ -239,6 +239,11 @@ class ForecastConfig:
             On CUDA, at most one process per GPU (a larger value is lowered to the GPU count, which is logged).
         ray_address: Ray cluster address for the ray executor; None starts a local Ray instance.
         ray_cpus_per_rung: CPUs each rung asks Ray for.
+        rungs_per_gpu: on GPUs, the most rungs that share one GPU. Each rung asks for the smallest fraction of a
+            GPU (1, 1/2, 1/4, ... down to 1/rungs_per_gpu) that holds its estimated training memory: the ray
+            executor requests it as num_gpus, the local executor (with jobs > 1) packs the rungs onto this
+            machine's GPUs itself. 1: one rung per GPU.
+        gpu_memory_gib: memory of one GPU for that packing; None: this machine's first GPU, else 80.
         device: "auto", "cpu" or "cuda" for every run.
         threads: torch CPU threads per run (None: torch's default, or the CPUs divided among the `jobs` workers).
             On a busy CPU, 1 avoids threads waiting on each other.
@@ -260,6 +265,8 @@ class ForecastConfig:
     target_procs: int = 1
     ray_address: str | None = None
     ray_cpus_per_rung: int = 1
+    rungs_per_gpu: int = 4
+    gpu_memory_gib: float | None = None
     device: str = "auto"
     threads: int | None = None
     progress: bool = True
@@ -423,6 +430,10 @@ def validate(cfg: ForecastConfig) -> None:
         raise ForecastConfigError(f"capability.span must be 'line', 'span' or 'copy', got {cap.span!r}")
     if cfg.executor not in ("local", "ray"):
         raise ForecastConfigError(f"executor must be 'local' or 'ray', got {cfg.executor!r}")
+    if cfg.rungs_per_gpu < 1:
+        raise ForecastConfigError(f"rungs_per_gpu must be >= 1, got {cfg.rungs_per_gpu}")
+    if cfg.gpu_memory_gib is not None and cfg.gpu_memory_gib <= 0:
+        raise ForecastConfigError(f"gpu_memory_gib must be > 0, got {cfg.gpu_memory_gib}")
     if cfg.jobs < 1:
         raise ForecastConfigError(f"jobs must be >= 1, got {cfg.jobs}")
     if cfg.target_procs < 1:

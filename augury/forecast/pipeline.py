@@ -33,6 +33,7 @@ from augury.forecast.ladder import (
     rung_replicas,
     train_config,
 )
+from augury.forecast.placement import gpu_share, local_gpus, training_memory_bytes, visible_gpu_ids
 from augury.forecast.preregister import (
     COMPUTE_DEFINITIONS,
     fit_compute,
@@ -53,7 +54,7 @@ from augury.io import atomic_write_json, atomic_write_text, to_jsonable, utc_now
 
 # Config fields that do not change what is trained or forecast (may differ when resuming).
 _RUNTIME_FIELDS = ("out", "progress", "executor", "jobs", "target_procs", "ray_address", "ray_cpus_per_rung",
-                   "threads", "device", "name")
+                   "rungs_per_gpu", "gpu_memory_gib", "threads", "device", "name")
 
 
 def plan_identity(cfg: ForecastConfig, runs: list[RunPlan]) -> dict:
@@ -226,9 +227,12 @@ def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress
         def on_done(name, summary):
             progress.finished(by_name[name], True)
 
-        done.update(train_runs_ray(jobs, out, cfg.ray_address, cfg.ray_cpus_per_rung, cfg.threads, on_done))
+        shares = _gpu_shares(cfg, jobs, local_gpus(cfg.device)[1]) if cfg.device != "cpu" else None
+        done.update(train_runs_ray(jobs, out, cfg.ray_address, cfg.ray_cpus_per_rung, cfg.threads, on_done,
+                                   gpu_shares=shares))
     elif jobs and cfg.jobs > 1:
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
+        n_gpus, gpu_memory = local_gpus(cfg.device)
 
         def sample_after(plan):  # the worker samples the run's capability problems while it has the model warm
             return (capability_records, (cfg, out, plan.name, out / "rungs" / plan.name, problems)) if problems \
@@ -241,7 +245,9 @@ def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress
         done.update(train_runs_parallel(
             longest_first, cfg.jobs, threads, after=sample_after,
             on_start=lambda i, plan: progress.starting(already + i + 1, plan, parallel=cfg.jobs),
-            on_done=lambda plan, summary: progress.finished(plan, False, summary.get("seconds"))))
+            on_done=lambda plan, summary: progress.finished(plan, False, summary.get("seconds")),
+            gpu_shares=_gpu_shares(cfg, jobs, gpu_memory) if n_gpus else None,
+            gpus=visible_gpu_ids(n_gpus) if n_gpus else None))
     else:
         order = [p.name for p, _ in rung_jobs]
         for plan, tcfg in jobs:
@@ -254,6 +260,12 @@ def _train_rungs(cfg, out: Path, rungs: list[RunPlan], rung_jobs: list, progress
     return summaries
 
 
+
+
+def _gpu_shares(cfg, jobs: list, local_gpu_memory: int) -> dict[str, float]:
+    """{run name: fraction of a GPU} by each run's estimated training memory (augury.forecast.placement)."""
+    memory = (cfg.gpu_memory_gib * 2**30 if cfg.gpu_memory_gib else local_gpu_memory) or 80 * 2**30
+    return {plan.name: gpu_share(training_memory_bytes(tcfg), memory, cfg.rungs_per_gpu) for plan, tcfg in jobs}
 
 
 def _preregister(cfg, out: Path, data, rungs, target, summaries, vocab, log) -> dict:

@@ -3,11 +3,14 @@
 A run counts as finished when its folder's manifest.json says `complete` for the same configuration; such a run
 is never retrained. Executors: `local` (one run after another in this process, or `jobs` runs at a time in worker
 processes: `train_runs_parallel`) and `ray` (rungs as parallel Ray tasks on an existing cluster, or on a local Ray
-instance whose temporary files stay inside the forecast folder). One run can also train data-parallel in several
+instance whose temporary files stay inside the forecast folder). On GPUs both place the runs by size
+(`augury.forecast.placement`): Ray gets a fraction of a GPU per run as `num_gpus`, the local executor packs them
+onto the GPUs itself (CUDA_VISIBLE_DEVICES per worker process). One run can also train data-parallel in several
 processes under torchrun on this machine (`train_torchrun`: the target on several GPUs, or on a small CPU).
 
     summary = train_one(train_cfg, threads=2)
     summaries = train_runs_parallel([(plan, train_cfg), ...], workers=2, threads=1)
+    summaries = train_runs_parallel(jobs, workers=8, threads=2, gpu_shares={name: 0.25, ...}, gpus=["0", "1"])
     summary = train_torchrun(train_cfg, procs=2, threads=1)     # the same run, DDP over 2 processes
 """
 
@@ -79,10 +82,24 @@ def _train_then(train_cfg, threads: int | None, after) -> dict:
     return summary
 
 
+def _train_on_gpu(gpu: str, train_cfg, threads: int | None, after) -> dict:
+    """A worker's job on a GPU: a fresh process (one per job), so CUDA_VISIBLE_DEVICES set before CUDA starts
+    gives it that GPU as cuda:0."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    summary = _train_then(train_cfg, threads, after)
+    summary["gpu"] = gpu
+    return summary
+
+
 def train_runs_parallel(jobs: list, workers: int, threads: int | None, after=None, on_start=None,
-                        on_done=None) -> dict[str, dict]:
+                        on_done=None, gpu_shares: dict[str, float] | None = None,
+                        gpus: list[str] | None = None) -> dict[str, dict]:
     """Train `jobs` [(plan, train_cfg)] in `workers` spawned processes, `threads` torch threads each; `after(plan)`
     gives an optional (function, args) each worker runs after training that plan. Returns {name: summary}.
+
+    With `gpus` (CUDA_VISIBLE_DEVICES ids) and `gpu_shares` ({name: fraction of a GPU}), a job starts only when
+    a GPU has room for its share (placement.GpuSlots, in the order given: largest first), in a fresh process that
+    sees only that GPU; its summary records it as `gpu`. At most `workers` train at once either way.
 
     A failure in one run (a NaN loss, a bad config) is raised here and the other workers are stopped; a worker
     killed from outside (out of memory) is one clear error. On Ctrl-C too the workers are stopped at once. The
@@ -92,8 +109,11 @@ def train_runs_parallel(jobs: list, workers: int, threads: int | None, after=Non
     from concurrent.futures.process import BrokenProcessPool
 
     out: dict[str, dict] = {}
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               max_tasks_per_child=1 if gpus else None)
     try:
+        if gpus:
+            return _train_packed(pool, jobs, workers, threads, after, on_start, on_done, gpu_shares, gpus, out)
         pending = {}
         for plan, cfg in jobs:
             fut = pool.submit(_train_then, dataclasses.replace(cfg, progress=False), threads,
@@ -123,6 +143,44 @@ def train_runs_parallel(jobs: list, workers: int, threads: int | None, after=Non
         raise
     finally:
         pool.shutdown(wait=True)
+
+
+def _train_packed(pool, jobs, workers, threads, after, on_start, on_done, shares, gpus, out) -> dict[str, dict]:
+    """train_runs_parallel's GPU loop: start each waiting job (in order) once a GPU has room for its share."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from augury.forecast.placement import GpuSlots
+
+    slots = GpuSlots(len(gpus))
+    waiting, running, started = list(jobs), {}, 0
+    while waiting or running:
+        for job in list(waiting):
+            if len(running) >= workers:
+                break
+            plan, cfg = job
+            gpu = slots.place(shares[plan.name])
+            if gpu is None:
+                continue  # a smaller job further down may still fit
+            waiting.remove(job)
+            fut = pool.submit(_train_on_gpu, gpus[gpu], dataclasses.replace(cfg, progress=False), threads,
+                              after(plan) if after else None)
+            running[fut] = (plan, gpu)
+            if on_start:
+                on_start(started, plan)
+            started += 1
+        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for fut in done:
+            plan, gpu = running.pop(fut)
+            slots.release(gpu, shares[plan.name])
+            try:
+                out[plan.name] = fut.result()
+            except BrokenProcessPool:
+                raise WorkerDied(f"the worker process training {plan.name} died (killed, or out of memory); "
+                                 f"rerun the same command to resume") from None
+            if on_done:
+                on_done(plan, out[plan.name])
+    return out
 
 
 _LAUNCH_MARK = "=== augury: torchrun launched:"
@@ -272,12 +330,24 @@ def _last_record(path: Path) -> dict | None:
 def _ray_train(train_cfg, threads: int | None) -> dict:
     from augury.forecast.runner import train_one
 
-    return train_one(train_cfg, threads)
+    summary = train_one(train_cfg, threads)
+    import ray
+
+    gpu_ids = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
+    if gpu_ids:
+        summary["gpu"] = ",".join(str(g) for g in gpu_ids)
+    return summary
 
 
 def train_runs_ray(jobs: list, out_dir: str | Path, address: str | None, cpus_per_run: int,
-                   threads: int | None, on_done=None) -> dict[str, dict]:
-    """Train `jobs` [(plan, train_cfg)] as parallel Ray tasks; returns {name: summary}."""
+                   threads: int | None, on_done=None, gpu_shares: dict[str, float] | None = None,
+                   num_gpus: int | None = None) -> dict[str, dict]:
+    """Train `jobs` [(plan, train_cfg)] as parallel Ray tasks; returns {name: summary}.
+
+    `gpu_shares` {name: fraction of a GPU}: each task asks Ray for that many GPUs (Ray packs fractions onto one
+    GPU and sets the task's CUDA_VISIBLE_DEVICES; without a GPU request Ray hides every GPU from a task), and the
+    tasks are submitted largest first; a summary records the GPU it trained on as `gpu`. None: CPUs only.
+    `num_gpus`: the GPUs a local Ray instance offers (None: those it finds)."""
     try:
         import ray
     except ImportError:
@@ -305,13 +375,26 @@ def train_runs_ray(jobs: list, out_dir: str | Path, address: str | None, cpus_pe
             # workers must import this augury (also when it runs from a checkout, not an install)
             root = str(Path(augury.__file__).resolve().parents[1])
             path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-            ray.init(num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False, _temp_dir=str(tmp),
+            ray.init(num_cpus=max(1, os.cpu_count() or 1), num_gpus=num_gpus, include_dashboard=False,
+                     _temp_dir=str(tmp),
                      log_to_driver=False, runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0",
                                                                     "PYTHONPATH": path}})
         started = True
     try:
+        if gpu_shares and not ray.cluster_resources().get("GPU"):
+            if any(cfg.device == "cuda" for _, cfg in jobs):
+                from augury.forecast.config import ForecastConfigError
+
+                raise ForecastConfigError("device: cuda, but the Ray cluster offers no GPUs")
+            gpu_shares = None  # device "auto" on a cluster of CPUs: CPUs only
         task = ray.remote(num_cpus=cpus_per_run)(_ray_train)
-        refs = {task.remote(dataclasses.replace(cfg, progress=False), threads): plan.name for plan, cfg in jobs}
+        if gpu_shares:
+            jobs = sorted(jobs, key=lambda job: -gpu_shares[job[0].name])  # stable: the given order within a size
+            refs = {task.options(num_gpus=gpu_shares[plan.name]).remote(dataclasses.replace(cfg, progress=False),
+                                                                        threads): plan.name
+                    for plan, cfg in jobs}
+        else:
+            refs = {task.remote(dataclasses.replace(cfg, progress=False), threads): plan.name for plan, cfg in jobs}
         out: dict[str, dict] = {}
         pending = list(refs)
         while pending:
