@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up augury in ./.venv: keep a torch the user already has, never pull a multi-GB CUDA build onto a
 # CPU-only machine, then install augury (editable); with --test also its test extras (pytest, transformers for
-# the export parity tests). Safe to run again (idempotent).
+# the export parity tests, lm-eval for the evaluation parity tests). Safe to run again (idempotent).
 #
 #   bash scripts/setup.sh            # PYTHON=python3.11 to choose the interpreter
 #   bash scripts/setup.sh --test     # and what the test suite needs
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 EXTRAS=""
 for arg in "$@"; do
   case "$arg" in
-    --test) EXTRAS="[test]" ;;
+    --test) EXTRAS="[test,bench]" ;;  # bench: lm-eval, for the parity tests (installs in ~20 s; runs offline)
     *) echo "setup: error: unknown option $arg (the only one is --test)" >&2; exit 2 ;;
   esac
 done
