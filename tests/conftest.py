@@ -41,8 +41,9 @@ def tiny_tokenizer_path(tmp_path) -> Path:
 
 
 @contextlib.contextmanager
-def serve_app(app):
-    """Run `app` under uvicorn on a free loopback port in a thread; yields the port; stops it on exit."""
+def serve_app(app, **config):
+    """Run `app` under uvicorn on a free loopback port in a thread (`config`: more uvicorn.Config options);
+    yields the port; stops it on exit."""
     import socket
     import threading
     import time
@@ -52,7 +53,7 @@ def serve_app(app):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30

@@ -128,7 +128,9 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
 
     def answer_error(ticket: Ticket, err: Refused) -> JSONResponse:
         log.write(ticket.record(err.status, str(err)))
-        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else {}
+        if err.status in (408, 413):  # the rest of the body may still be on its way: end the connection
+            headers["Connection"] = "close"
         return JSONResponse(error_body(str(err), err.kind), status_code=err.status, headers=headers)
 
     async def gated(request: Request, endpoint: str, handler):

@@ -98,5 +98,8 @@ def main(argv: list[str]) -> int:
 
     print(f"augury serve: {cfg.model or cfg.upstream} on http://{cfg.host}:{cfg.port}/ (log: {cfg.log})",
           file=sys.stderr)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", timeout_keep_alive=5)
+    from augury.serve.protocol import header_timeout_protocol
+
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", timeout_keep_alive=5,
+                http=header_timeout_protocol(cfg.header_timeout_s))
     return 0

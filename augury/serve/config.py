@@ -31,6 +31,8 @@ class ServeConfig:
         max_tokens_limit: largest max_tokens a request may ask for (400 beyond).
         max_n: largest n (completions per request).
         max_queued: requests generating or waiting at once, over all keys (503 beyond).
+        header_timeout_s: a client must send a request's line and headers within this of its first byte (or of
+            connecting); beyond, the connection is answered 408 and closed (slow-header clients).
         body_timeout_s: a client must send its whole request body within this (408 beyond).
         request_timeout_s: a reply must be finished within this (the stream ends with finish_reason "length").
         device: torch device for a local model.
@@ -53,6 +55,7 @@ class ServeConfig:
     max_tokens_limit: int = 1024
     max_n: int = 8
     max_queued: int = 64
+    header_timeout_s: float = 10.0
     body_timeout_s: float = 10.0
     request_timeout_s: float = 300.0
     device: str = "cpu"
@@ -74,7 +77,7 @@ class ServeConfig:
                 raise ValueError(f"--{name} must be >= 1")
         if self.threads < 0:
             raise ValueError("--threads must be >= 0 (0: torch's default)")
-        for name in ("body_timeout_s", "request_timeout_s"):
+        for name in ("header_timeout_s", "body_timeout_s", "request_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be > 0")
         self.limits.validate()
