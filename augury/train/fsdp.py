@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -96,5 +97,7 @@ def load_dcp(folder, model, optimizer) -> None:
     from torch.distributed.checkpoint.state_dict import set_state_dict
 
     state = sharded_state(model, optimizer)
-    dcp.load(state, checkpoint_id=str(folder))
+    with warnings.catch_warnings():  # a plain model in one process: DCP says it loads without a process group
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=str(folder))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])

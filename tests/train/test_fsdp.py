@@ -162,6 +162,19 @@ def test_fsdp_one_process_equals_plain_training(tiny_cfg, tmp_path):
     assert not torch.distributed.is_initialized()  # the one-process group is torn down
 
 
+def test_a_sharded_checkpoint_resumes_without_fsdp(tiny_cfg, tmp_path):
+    """An FSDP2 run stopped at step 2 continues as a plain run (parallel: ddp) from its dcp/ checkpoint, with the
+    losses of a plain run from the start, bit for bit."""
+    plain = fsdp_cfg(tiny_cfg, "plain", tmp_path, batch_size=4, steps=4, eval_every=0, parallel="ddp")
+    train(plain, log=lambda *a: None)
+    train(fsdp_cfg(tiny_cfg, "mixed", tmp_path, batch_size=4, steps=4, eval_every=0, stop_after=2),
+          log=lambda *a: None)
+    train(fsdp_cfg(tiny_cfg, "mixed", tmp_path, batch_size=4, steps=4, eval_every=0, parallel="ddp"), resume=True,
+          log=lambda *a: None)
+    assert {s: r["train_loss"] for s, r in records(tmp_path / "mixed").items()} == \
+        {s: r["train_loss"] for s, r in records(plain.out).items()}
+
+
 def test_fsdp_refuses_a_checkpoint_without_shards(tiny_cfg, tmp_path):
     from augury.model.weights import CheckpointError
 
