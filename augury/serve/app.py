@@ -119,10 +119,15 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         if not decision.ok:
             raise Refused(decision.status, decision.reason, "rate_limit_error", decision.retry_after_s)
 
-    def moderate(ticket: Ticket, texts: list[str], stage: str) -> bool:
+    async def moderate(ticket: Ticket, texts: list[str], stage: str, final: bool = True) -> bool:
+        """Check texts; True when the policy refuses them. `final=False`: a piece of a streaming reply (rules
+        only). A safety grader runs in a worker thread, so it does not hold up other requests' streams."""
         if moderator is None or not texts:
             return False
-        verdicts = moderator.check_many(texts, stage)
+        if final and moderator.extra is not None:
+            verdicts = await asyncio.to_thread(moderator.check_many, texts, stage, final)
+        else:
+            verdicts = moderator.check_many(texts, stage, final)
         ticket.verdicts += [v for v in verdicts if v.flagged]  # all the log needs
         return any(v.refused for v in verdicts)
 
@@ -189,12 +194,12 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 raise Refused(400, "moderation is switched off on this server")
             admit(ticket, 0)
             try:
-                verdicts = moderator.check_many(texts, "none")
+                verdicts = await asyncio.to_thread(moderator.check_many, texts, "none")
             finally:
                 limiter.finish(ticket.key or "", 0)
             ticket.verdicts = verdicts
             log.write(ticket.record(200))
-            return {"id": f"modr-{uuid.uuid4().hex}", "model": "augury-rules",
+            return {"id": f"modr-{uuid.uuid4().hex}", "model": moderator.name,
                     "results": [{"flagged": v.flagged, "categories": v.categories, "category_scores": v.scores}
                                 for v in verdicts]}
 
@@ -244,7 +249,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         admit(ticket, ticket.prompt_tokens + req.max_tokens * req.n * len(prompts))
         finished = False
         try:
-            if moderate(ticket, texts, "input"):
+            if await moderate(ticket, texts, "input"):
                 ticket.refused = True
                 return finish_refusal(ticket, req, chat, req.n * len(prompts))
             stop_ids = list(backend.chat_stop_ids) if chat else list(getattr(backend, "eos_ids", []))
@@ -271,12 +276,10 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 if ticket.ttft_ms is None:
                     ticket.ttft_ms = (time.perf_counter() - ticket.started) * 1000
                 text += delta.text
-                # the new text with the window before it; the whole reply once more at the end if the window
-                # did not cover it
-                seen = [text[-(len(delta.text) + window):]] if delta.text else []
-                if delta.finish_reason is not None and len(text) > window + len(delta.text):
-                    seen.append(text)
-                if moderate(ticket, seen, "output"):
+                # while streaming: the new text with the window before it (rules); at the end: the whole reply
+                final = delta.finish_reason is not None
+                seen = [text] if final and text else [text[-(len(delta.text) + window):]] if delta.text else []
+                if await moderate(ticket, seen, "output", final):
                     ticket.refused = True
                     yield Delta(finish_reason="content_filter", completion_tokens=delta.completion_tokens)
                     return
@@ -428,7 +431,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         admit(ticket, req.max_tokens * req.n)
         finished = False
         try:
-            if moderate(ticket, texts, "input"):
+            if await moderate(ticket, texts, "input"):
                 ticket.refused = True
                 return finish_refusal(ticket, req, chat, req.n * (1 if chat else len(req.prompts())))
             upstream_body = dict(body, max_tokens=req.max_tokens)
@@ -439,7 +442,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 ticket.completion_tokens = int(usage_in.get("completion_tokens", 0))
                 for choice in out.get("choices", []):
                     text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
-                    if text and moderate(ticket, [text], "output"):
+                    if text and await moderate(ticket, [text], "output"):
                         ticket.refused = True
                         _set_text(choice, chat, moderator.policy.refusal)
                         choice["finish_reason"] = "content_filter"
@@ -455,6 +458,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def proxy_stream(ticket: Ticket, req, path: str, body: dict, chat: bool):
         texts: dict[int, str] = {}
         status, error, stopped = 200, None, set()
+        window = moderator.policy.stream_window if moderator is not None else 0
         try:
             async for obj in backend.stream_raw(path, body):
                 if obj.get("usage"):
@@ -470,7 +474,10 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                     if i in stopped:
                         choice.clear()
                         continue
-                    if piece and moderate(ticket, [texts.get(i, "") + piece], "output"):
+                    final = bool(choice.get("finish_reason"))
+                    seen = texts.get(i, "") + piece
+                    seen = seen if final else seen[-(len(piece) + window):] if piece else ""
+                    if seen and await moderate(ticket, [seen], "output", final):
                         ticket.refused = True
                         stopped.add(i)
                         _set_text(choice, chat, "", delta=True)

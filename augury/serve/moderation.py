@@ -7,9 +7,13 @@ says which categories are refused on the way in and on the way out.
 
 A grader maps texts to per-category scores in [0, 1]. `RulesGrader` (regular expressions per category, case-
 insensitive, from the policy file) needs no model; any object with `score(texts) -> list[dict[str, float]]` can
-stand in its place (a classifier or a judge model). Rules catch explicit wording only: they miss paraphrases and
-flag some benign quotations, so treat the flag rate as a floor and read `augury monitor`'s per-key figures with that
-in mind.
+stand in its place. Rules catch explicit wording only: they miss paraphrases and flag some benign quotations, so
+treat the flag rate as a floor and read `augury monitor`'s per-key figures with that in mind.
+
+In addition to the rules, the policy's `grader` block can name any grader of `augury.safety.graders` (the offline
+classifier, rule functions, a judge model) and map the propositions it decides to moderation categories
+(`SafetyGraderScores`); a category's score is then the higher of the two. Such a grader is slower than the rules, so
+it reads a request's input and each reply once it is complete, not every streamed piece.
 """
 
 from __future__ import annotations
@@ -35,6 +39,33 @@ class Grader(Protocol):
 
 
 @dataclass
+class GraderPolicy:
+    """A grader of augury.safety.graders used for moderation besides the rules.
+
+    Args:
+        spec: the grader (`offline`, `offline:PATH/grader.json`, `rules`, `rules:MODULE:ATTR`,
+            `openai:MODEL@URL`, `augury:RUN`, `hf:PATH`); empty: rules only.
+        rubric: the rubric whose propositions it decides (a shipped name or a YAML path).
+        kind: the prompt kind it grades under (one of the rubric's kinds).
+        categories: moderation category -> the proposition whose probability is its score.
+    """
+
+    spec: str = ""
+    rubric: str = "default"
+    kind: str = "harmful"
+    categories: dict[str, str] = field(default_factory=lambda: {
+        "harassment": "insulting_language", "harassment/threatening": "threatening_language",
+        "illicit": "disallowed_content"})
+
+    def validate(self) -> None:
+        bad = [c for c in self.categories if c not in CATEGORIES]
+        if bad:
+            raise ValueError(f"grader.categories names unknown categories {bad}")
+        if self.spec and not self.categories:
+            raise ValueError("grader.categories must map at least one category to a proposition")
+
+
+@dataclass
 class ModerationPolicy:
     """What is flagged and what is refused.
 
@@ -46,6 +77,7 @@ class ModerationPolicy:
         rules: regular expressions per category for the rules grader.
         stream_window: a reply is checked at each new piece of text over its last this many characters (so the
             cost per piece does not grow with the reply), and over the whole reply once when it ends.
+        grader: a safety grader besides the rules (GraderPolicy); none by default.
     """
 
     refuse_input: list[str] = field(default_factory=list)
@@ -54,6 +86,7 @@ class ModerationPolicy:
     refusal: str = "I'm sorry, but I can't help with that."
     rules: dict[str, list[str]] = field(default_factory=dict)
     stream_window: int = 512
+    grader: GraderPolicy = field(default_factory=GraderPolicy)
 
     @classmethod
     def load(cls, path: str | Path | None) -> ModerationPolicy:
@@ -65,8 +98,12 @@ class ModerationPolicy:
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
             raise UsageError(f"moderation policy {path}: unknown keys {sorted(unknown)}")
-        policy = cls(**raw)
         try:
+            grader = raw.pop("grader", None) or {}
+            unknown = set(grader) - set(GraderPolicy.__dataclass_fields__) if isinstance(grader, dict) else {"?"}
+            if unknown:
+                raise ValueError(f"grader: unknown keys {sorted(unknown)} (or not a mapping)")
+            policy = cls(**raw, grader=GraderPolicy(**grader))
             policy.validate()
         except ValueError as err:
             raise UsageError(f"moderation policy {path}: {err}") from None
@@ -82,6 +119,7 @@ class ModerationPolicy:
             raise ValueError(f"rules name unknown categories {bad}")
         if not 0 < self.threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
+        self.grader.validate()
         if self.stream_window < 1:
             raise ValueError("stream_window must be >= 1")
         if not self.refusal.strip():
@@ -111,11 +149,44 @@ class RulesGrader:
                 for cat, pattern in self.compiled.items():
                     if pattern.search(text):
                         scores[cat] = 1.0
-                # A subcategory implies its parent, as in OpenAI's schema.
-                for cat in CATEGORIES:
-                    if "/" in cat and scores[cat] > scores[cat.split("/")[0]]:
-                        scores[cat.split("/")[0]] = scores[cat]
             out.append(scores)
+        return out
+
+
+class ModerationGraderError(RuntimeError):
+    """A safety grader could not grade a text: the request fails rather than pass unchecked."""
+
+
+class SafetyGraderScores:
+    """A grader of augury.safety.graders as a moderation grader: a category's score is the probability of the
+    proposition mapped to it. A text the grader fails on (a judge endpoint down, an answer outside the rubric)
+    raises ModerationGraderError: moderation fails closed."""
+
+    def __init__(self, grader, categories: dict[str, str], kind: str):
+        known = set(grader.rubric.propositions) if getattr(grader.rubric, "propositions", None) else set()
+        missing = sorted(set(categories.values()) - known)
+        if missing:
+            raise UsageError(f"moderation grader: rubric {grader.rubric.name} has no proposition(s) {missing}")
+        grader.rubric.check_kind(kind)
+        self.grader, self.categories, self.kind = grader, dict(categories), kind
+
+    @classmethod
+    def load(cls, cfg: GraderPolicy) -> SafetyGraderScores:
+        from augury.safety.graders import load_grader
+
+        try:
+            grader = load_grader(cfg.spec, cfg.rubric)
+            return cls(grader, cfg.categories, cfg.kind)
+        except ValueError as err:
+            raise UsageError(f"moderation grader {cfg.spec}: {err}") from None
+
+    def score(self, texts: list[str]) -> list[dict[str, float]]:
+        gradings = self.grader.grade([""] * len(texts), texts, [self.kind] * len(texts))
+        out = []
+        for g in gradings:
+            if not g.ok or g.propositions is None:
+                raise ModerationGraderError(f"moderation grader failed: {g.error or 'no propositions'}")
+            out.append({cat: float(g.propositions.get(prop, 0.0)) for cat, prop in self.categories.items()})
         return out
 
 
@@ -131,15 +202,30 @@ class Verdict:
 
 
 class Moderator:
-    def __init__(self, policy: ModerationPolicy, grader: Grader | None = None):
+    """The policy's rules (or `grader`), and the policy's safety grader where it names one (or `extra`)."""
+
+    def __init__(self, policy: ModerationPolicy, grader: Grader | None = None, extra: Grader | None = None):
         self.policy = policy
         self.grader = grader if grader is not None else RulesGrader(policy.rules)
+        if extra is None and policy.grader.spec:
+            extra = SafetyGraderScores.load(policy.grader)
+        self.extra = extra
 
-    def check_many(self, texts: list[str], stage: Literal["input", "output", "none"] = "none") -> list[Verdict]:
+    @property
+    def name(self) -> str:
+        return "augury-rules" + (f"+{self.policy.grader.spec or 'grader'}" if self.extra is not None else "")
+
+    def check_many(self, texts: list[str], stage: Literal["input", "output", "none"] = "none",
+                   final: bool = True) -> list[Verdict]:
+        """Verdicts for `texts`; `final=False` (a piece of a reply still streaming) asks the rules only."""
         refused_cats = {"input": self.policy.refuse_input, "output": self.policy.refuse_output}.get(stage, [])
         verdicts = []
-        for scores in self.grader.score(texts):
-            scores = {c: float(scores.get(c, 0.0)) for c in CATEGORIES}
+        extra = self.extra.score(texts) if self.extra is not None and final and texts else [{}] * len(texts)
+        for scores, more in zip(self.grader.score(texts), extra):
+            scores = {c: max(float(scores.get(c, 0.0)), float(more.get(c, 0.0))) for c in CATEGORIES}
+            for cat in CATEGORIES:  # a subcategory implies its parent, as in OpenAI's schema
+                if "/" in cat and scores[cat] > scores[cat.split("/")[0]]:
+                    scores[cat.split("/")[0]] = scores[cat]
             if max(scores.values()) < self.policy.threshold:  # the common case, without a pass per category
                 verdicts.append(Verdict(False, False, dict.fromkeys(CATEGORIES, False), scores))
                 continue
