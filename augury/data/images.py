@@ -50,6 +50,12 @@ class ImageDataConfig:
         train_examples: training examples made per task.
         task_examples: per-task overrides of train_examples, e.g. {words: 20000} (words are cheap to draw and
             need more variety than digits).
+        task_weights: each task's share of the training batches, e.g. {digits: 1, charts: 1, words: 1} for
+            equal shares whatever the example counts (normalised; every task named); empty: in proportion to
+            the examples made.
+        label_loss: weight of an auxiliary loss beside the answers' (0 = none): a linear head on the encoder's
+            patch features, averaged over the image, predicts each training image's label (the digit, the word,
+            the largest bar), a direct signal to the encoder before the decoder has learnt to read it.
         heldout_examples: held-out examples per task, scored (real, blank and shuffled images) when the run ends.
         seed: the random stream examples are drawn from (held-out examples use a different stream).
         split_seed: the permutation that splits scikit-learn's digit images into train and held-out.
@@ -59,6 +65,8 @@ class ImageDataConfig:
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     train_examples: int = 4000
     task_examples: dict[str, int] = field(default_factory=dict)
+    task_weights: dict[str, float] = field(default_factory=dict)
+    label_loss: float = 0.0
     heldout_examples: int = 300
     seed: int = 0
     split_seed: int = 0
@@ -73,6 +81,12 @@ class ImageDataConfig:
         odd = {t: n for t, n in self.task_examples.items() if t not in self.tasks or n < 1}
         if odd:
             raise ValueError(f"images.task_examples must name tasks of images.tasks with counts >= 1, got {odd}")
+        if self.label_loss < 0:
+            raise ValueError(f"images.label_loss must be >= 0, got {self.label_loss}")
+        if self.task_weights and (set(self.task_weights) != set(self.tasks)
+                                  or not all(w > 0 for w in self.task_weights.values())):
+            raise ValueError(f"images.task_weights must give every task of {self.tasks} a weight > 0, "
+                             f"got {self.task_weights}")
 
     def examples_for(self, task: str) -> int:
         """Training examples made for `task`."""
@@ -89,6 +103,7 @@ class ImageExample:
     answer: str
     image: np.ndarray = dataclasses.field(repr=False)
     chance: float = 0.0  # accuracy of guessing uniformly among this template's answers
+    label: str = ""  # what the image shows whatever the question (the digit, the word, the largest bar's letter)
 
 
 # ---- reading image files -------------------------------------------------------------------------------------
@@ -139,7 +154,7 @@ def _digits(split: str, n: int, rng: np.random.Generator, size: int, split_seed:
         pad = np.zeros((size, size), dtype=np.uint8)
         pad[:big.shape[0], :big.shape[1]] = big
         out.append(ImageExample("digits", "which_digit", "Which digit is shown?", str(digits.target[i]),
-                                np.repeat(pad[:, :, None], 3, axis=2), chance=0.1))
+                                np.repeat(pad[:, :, None], 3, axis=2), chance=0.1, label=str(digits.target[i])))
     return out
 
 
@@ -191,7 +206,7 @@ def _charts(split: str, n: int, rng: np.random.Generator, size: int) -> list[Ima
                             "yes" if values[a_idx] > values[b_idx] else "no", 0.5)
         else:
             q, a, chance = "Which is largest?", LETTERS[best], 0.25
-        out.append(ImageExample("charts", template, q, a, image, chance=chance))
+        out.append(ImageExample("charts", template, q, a, image, chance=chance, label=LETTERS[best]))
     return out
 
 
@@ -228,7 +243,7 @@ def _words(n: int, rng: np.random.Generator, size: int) -> list[ImageExample]:
         y = rng.integers(0, max(1, size - (bottom - top)) + 1) - top
         draw.text((int(x), int(y)), word, fill=fg, font=font)
         out.append(ImageExample("words", "which_word", "What word is written?", word, np.asarray(img),
-                                chance=1 / len(WORDS)))
+                                chance=1 / len(WORDS), label=word))
     return out
 
 

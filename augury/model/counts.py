@@ -78,7 +78,8 @@ def vision_param_counts(vision, out_dim: int) -> VisionCounts:
     biases = d + out_dim + out_dim  # patch embedding and the projector's two layers
     gains = L * 2 * d + d
     stem = (3 * 9 * c + c) + (c * 9 * c + c) if c else 0  # two 3x3 convolutions with biases
-    return VisionCounts(total=matmul + biases + gains + n * d + stem, matmul=matmul)
+    labels = (d + 1) * vision.label_classes  # the optional label head (a training aid, once per image)
+    return VisionCounts(total=matmul + biases + gains + n * d + stem + labels, matmul=matmul)
 
 
 def vision_stem_flops(vision) -> int:
@@ -92,8 +93,14 @@ def vision_stem_flops(vision) -> int:
     return 2 * first + 3 * second
 
 
+def vision_label_flops(vision) -> int:
+    """Training FLOPs of the optional label head for one image (its matmul; the average over patches aside)."""
+    return 6 * vision.d_model * vision.label_classes
+
+
 def vision_flops_per_image(vision, out_dim: int) -> int:
-    """Training (forward + backward) FLOPs of the encoder and projector for one image."""
+    """Training (forward + backward) FLOPs of the encoder and projector for one image (the label head's, a
+    training aid, are `vision_label_flops`)."""
     n = vision.tokens_per_image
     b = vision.block_config()
     # without a stem the patch embedding reads pixels, so its backward is the weight gradient only

@@ -46,6 +46,9 @@ class VisionConfig:
             its (stem_channels, S/2, S/2) feature map, patch_size/2 on a side, so tokens_per_image is unchanged.
             Early convolutions give the encoder translation-equivariant features to start from (Xiao et al.
             2021, "Early convolutions help transformers see better"); patch_size must then be even.
+        label_classes: classes of an auxiliary label head (a linear classifier on the encoder's features
+            averaged over the patches; `ImageTextModel.losses`); 0 = none. Set by the trainer from
+            `images.label_loss`; answering never uses it.
         init_std: initialisation std of the encoder and projector weights.
         lr_mult: learning-rate multiplier of the encoder and projector relative to the decoder's base rate.
     """
@@ -57,6 +60,7 @@ class VisionConfig:
     n_heads: int = 2
     d_ff: int | None = None
     stem_channels: int = 0
+    label_classes: int = 0
     init_std: float = 0.02
     lr_mult: float = 1.0
 
@@ -71,6 +75,8 @@ class VisionConfig:
         if self.stem_channels < 0 or (self.stem_channels and self.patch_size % 2):
             raise ModelConfigError(f"vision.stem_channels={self.stem_channels} must be >= 0, and with a stem "
                                    f"vision.patch_size={self.patch_size} must be even")
+        if self.label_classes < 0:
+            raise ModelConfigError(f"vision.label_classes must be >= 0, got {self.label_classes}")
         if not self.lr_mult > 0:
             raise ModelConfigError(f"vision.lr_mult must be > 0, got {self.lr_mult}")
 
@@ -133,11 +139,14 @@ class VisionEncoder(nn.Module):
         self.norm = RMSNorm(cfg.d_model, bcfg.norm_eps)
         self.proj_in = nn.Linear(cfg.d_model, out_dim)  # the projector: Linear -> GELU -> Linear (LLaVA-1.5)
         self.proj_out = nn.Linear(out_dim, out_dim)
+        self.label_head = nn.Linear(cfg.d_model, cfg.label_classes) if cfg.label_classes else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         std = self.cfg.init_std
-        for lin in (self.patch_embed, self.proj_in, self.proj_out):
+        for lin in (self.patch_embed, self.proj_in, self.proj_out, self.label_head):
+            if lin is None:
+                continue
             nn.init.normal_(lin.weight, std=std)
             nn.init.zeros_(lin.bias)
         nn.init.normal_(self.pos_embed, std=std)
@@ -151,6 +160,14 @@ class VisionEncoder(nn.Module):
                 nn.init.normal_(lin.weight, std=std / math.sqrt(2 * self.cfg.depth))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.project(self.features(pixels))
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder features (N, tokens, d_model) -> the decoder's embeddings (N, tokens, out_dim)."""
+        return self.proj_out(F.gelu(self.proj_in(features)))
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (N, 3, S, S) -> the encoder's normed patch features (N, tokens, d_model)."""
         s, p = self.cfg.image_size, self.cfg.patch_size
         if pixels.dim() != 4 or tuple(pixels.shape[1:]) != (3, s, s):
             raise ValueError(f"images must be (N, 3, {s}, {s}), got {tuple(pixels.shape)}")
@@ -161,7 +178,7 @@ class VisionEncoder(nn.Module):
         h = self.patch_embed(patches) + self.pos_embed
         for block in self.layers:
             h = block(h)
-        return self.proj_out(F.gelu(self.proj_in(self.norm(h))))
+        return self.norm(h)
 
 
 class ImageTextModel(Transformer):
@@ -183,10 +200,12 @@ class ImageTextModel(Transformer):
             {"params": rest, "weight_decay": 0.0, "lr_mult": self.vision_cfg.lr_mult, "name": "vision_gains"},
         ]
 
-    def embed(self, input_ids: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor, images: torch.Tensor | None,
+              features: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with the projected image features written into the placeholder positions.
 
         The i-th image fills the i-th run of `tokens_per_image` placeholders, in reading order (row by row).
+        `features` are the images' encoder features when the caller has them already.
         """
         embeds = self.embed_tokens(input_ids)
         slots = input_ids == IMAGE_TOKEN_ID
@@ -198,7 +217,9 @@ class ImageTextModel(Transformer):
                              f"({per} each), the tokens hold {n_slots}")
         if n_images == 0:
             return embeds
-        feats = self.vision(images).reshape(-1, embeds.shape[-1]).to(embeds.dtype)
+        if features is None:
+            features = self.vision.features(images)
+        feats = self.vision.project(features).reshape(-1, embeds.shape[-1]).to(embeds.dtype)
         return embeds.masked_scatter(slots.unsqueeze(-1), feats)
 
     def forward(self, input_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None, *,
@@ -208,3 +229,14 @@ class ImageTextModel(Transformer):
         if images is None and not bool((input_ids == IMAGE_TOKEN_ID).any()):
             return super().forward(input_ids, targets, **kw)  # text only: the Transformer, untouched
         return super().forward(None, targets, inputs_embeds=self.embed(input_ids, images), **kw)
+
+    def losses(self, input_ids: torch.Tensor, targets: torch.Tensor, images: torch.Tensor,
+               image_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(answer loss, label loss): the language loss of `forward` and the label head's cross-entropy on
+        `image_labels` (one class id per image), from one pass of the encoder."""
+        if self.vision.label_head is None:
+            raise ValueError("this model has no label head (vision.label_classes is 0)")
+        features = self.vision.features(images)
+        answer = super().forward(None, targets, inputs_embeds=self.embed(input_ids, images, features))
+        label = F.cross_entropy(self.vision.label_head(features.mean(1)).float(), image_labels)
+        return answer, label

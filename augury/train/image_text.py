@@ -33,7 +33,13 @@ from augury.io import (
     to_jsonable,
     utc_now,
 )
-from augury.model.counts import flops_per_token, param_counts, vision_flops_per_image, vision_param_counts
+from augury.model.counts import (
+    flops_per_token,
+    param_counts,
+    vision_flops_per_image,
+    vision_label_flops,
+    vision_param_counts,
+)
 from augury.model.image_prompt import PAD, answer, chat_ids, collate
 from augury.model.transformer import Transformer
 from augury.model.vision import ImageTextModel
@@ -116,9 +122,15 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         raise TrainConfigError(f"an example is {longest} tokens ({per} per image), more than "
                                f"model.max_seq_len={mcfg.max_seq_len}")
     pixels = torch.from_numpy(np.stack([to_pixels(e.image) for e in train_set]))
+    label_ids = None
+    if icfg.label_loss > 0:  # the auxiliary label head: one class per (task, label) seen in training
+        names = sorted({f"{e.task}:{e.label}" for e in train_set})
+        index = {name: i for i, name in enumerate(names)}
+        label_ids = torch.tensor([index[f"{e.task}:{e.label}"] for e in train_set])
+        vcfg = dataclasses.replace(vcfg, label_classes=len(names))
     log(f"image data: {len(train_set)} train / {len(heldout)} held-out examples of {', '.join(icfg.tasks)} "
         f"in {time.perf_counter() - t0:.1f}s; {per} tokens per image, longest example {longest} tokens")
-    cfg = dataclasses.replace(cfg, model=mcfg, seq_len=longest - 1,
+    cfg = dataclasses.replace(cfg, model=mcfg, vision=vcfg, seq_len=longest - 1,
                               optim=dataclasses.replace(cfg.optim, lr=cfg.optim.lr or default_lr(mcfg)))
 
     torch.manual_seed(cfg.seed)
@@ -152,16 +164,19 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     log(f"model: decoder {counts.total:,} params + vision {vcounts.total:,}; {cfg.steps} steps x "
         f"{cfg.batch_size} examples; lr {cfg.optim.lr:g}; {rt.device} {rt.dtype}")
 
+    sizes = [icfg.examples_for(t) for t in icfg.tasks]
+    weights = [icfg.task_weights[t] for t in icfg.tasks] if icfg.task_weights else None
+
     def batch_indices(at_step: int) -> np.ndarray:
         per_epoch = len(train_set) // cfg.batch_size
         epoch, k = divmod(at_step, per_epoch)
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_set))
+        order = epoch_order(sizes, weights, cfg.seed, epoch)
         return order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
 
     fpi = manifest["vision_flops_per_image"]
     flops = 0
     model.train()
-    t_start, window, window_n = time.perf_counter(), 0.0, 0
+    t_start, window, window_n, label_window = time.perf_counter(), 0.0, 0, 0.0
     while step < cfg.steps:
         mult = lr_multiplier(step, cfg.steps, cfg.optim)
         for g in optimizer.param_groups:
@@ -169,9 +184,16 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         idx = batch_indices(step)
         x, y = collate([rows[i] for i in idx], pad_id, train=True)
         with rt.autocast():
-            loss = model(x.to(rt.device), targets=y.to(rt.device), images=pixels[idx].to(rt.device))
+            if label_ids is None:
+                loss = answer_loss = model(x.to(rt.device), targets=y.to(rt.device),
+                                           images=pixels[idx].to(rt.device))
+            else:
+                answer_loss, label_loss = model.losses(x.to(rt.device), y.to(rt.device), pixels[idx].to(rt.device),
+                                                       label_ids[idx].to(rt.device))
+                loss = answer_loss + icfg.label_loss * label_loss
+                label_window += float(label_loss.detach())
         loss.backward()
-        value = float(loss.detach())
+        value = float(answer_loss.detach())
         if not math.isfinite(value):
             raise TrainConfigError(f"loss became {value} at step {step + 1}; lower optim.lr")
         if cfg.optim.grad_clip > 0:
@@ -180,14 +202,21 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         flops += flops_per_token(mcfg, x.shape[1]) * x.numel() + fpi * len(idx)
+        if label_ids is not None:
+            flops += vision_label_flops(vcfg) * len(idx)
         window, window_n = window + value, window_n + 1
         if step % cfg.log_every == 0 or step == cfg.steps:
-            append_jsonl(out / "metrics.jsonl", {"step": step, "train_loss": window / window_n,
-                                                 "lr": cfg.optim.lr * mult, "examples": step * cfg.batch_size,
-                                                 "flops_since_start": flops,
-                                                 "elapsed_s": time.perf_counter() - t_start})
-            log(f"step {step}/{cfg.steps} loss {window / window_n:.4f} ({time.perf_counter() - t_start:.0f}s)")
-            window, window_n = 0.0, 0
+            record = {"step": step, "train_loss": window / window_n, "lr": cfg.optim.lr * mult,
+                      "examples": step * cfg.batch_size, "flops_since_start": flops,
+                      "elapsed_s": time.perf_counter() - t_start}
+            labels = ""
+            if label_ids is not None:  # train_loss stays the answers' loss, comparable with runs without it
+                record["label_loss"] = label_window / window_n
+                labels = f" label loss {record['label_loss']:.4f}"
+            append_jsonl(out / "metrics.jsonl", record)
+            log(f"step {step}/{cfg.steps} loss {window / window_n:.4f}{labels} "
+                f"({time.perf_counter() - t_start:.0f}s)")
+            window, window_n, label_window = 0.0, 0, 0.0
         if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
             save_checkpoint(out, step, model, optimizer, {"step": step}, keep_last=cfg.keep_last)
     train_seconds = time.perf_counter() - t_start
@@ -202,6 +231,21 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     atomic_write_json(out / "manifest.json", manifest)
     log(f"done: step {step} -> {out}")
     return summary
+
+
+def epoch_order(sizes: list[int], weights: list[float] | None, seed: int, epoch: int) -> np.ndarray:
+    """One epoch's order of training examples: indices into the task pools laid end to end (sizes[t] each),
+    sum(sizes) of them, shuffled, fixed by (seed, epoch). With `weights`, task t fills its share of the epoch by
+    cycling through its own shuffled pool (a small pool repeats, a large one is sampled without replacement)."""
+    rng = np.random.default_rng([seed, epoch])
+    total = sum(sizes)
+    if not weights:
+        return rng.permutation(total)
+    counts = np.floor(np.asarray(weights, dtype=float) / sum(weights) * total).astype(int)
+    counts[: total - int(counts.sum())] += 1  # the rounding remainder, one each to the first tasks
+    starts = np.cumsum([0] + list(sizes[:-1]))
+    parts = [start + np.resize(rng.permutation(size), count) for start, size, count in zip(starts, sizes, counts)]
+    return rng.permutation(np.concatenate(parts))
 
 
 def evaluate_heldout(model: ImageTextModel, tokenizer, examples: list[ImageExample], device) -> dict:

@@ -68,3 +68,6 @@ def test_task_examples_override_the_per_task_count_and_are_checked():
     for bad in ({"charts": 10}, {"words": 0}):
         with pytest.raises(ValueError, match="task_examples"):
             ImageDataConfig(tasks=["digits", "words"], task_examples=bad).validate()
+    for bad in ({"digits": 1}, {"digits": 1, "words": 0}):
+        with pytest.raises(ValueError, match="task_weights"):
+            ImageDataConfig(tasks=["digits", "words"], task_weights=bad).validate()

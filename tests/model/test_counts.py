@@ -63,7 +63,7 @@ def test_bad_shapes_are_clear_errors():
                                  {"image_size": 12, "patch_size": 6, "depth": 1, "d_model": 48, "n_heads": 3,
                                   "d_ff": 64},
                                  {"image_size": 16, "patch_size": 8, "depth": 1, "d_model": 32, "n_heads": 2,
-                                  "stem_channels": 8}])
+                                  "stem_channels": 8, "label_classes": 5}])
 def test_image_text_counts_match_the_module_and_torch_flop_counter(vkw):
     """Encoder + projector parameters equal the module's; an image-text step's FLOPs (torch's count) equal the
     decoder's per-token FLOPs over every position (image tokens included) plus the encoder's per image."""

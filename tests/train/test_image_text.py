@@ -122,3 +122,39 @@ def test_augury_eval_scores_image_tasks_with_controls(image_run, tmp_path, capsy
     assert cli_main(["eval", "--model", f"augury:{image_run}", "--tasks", "image:missing.jsonl",
                      "--data-dir", str(tmp_path / "data"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_task_weights_set_each_tasks_share_of_an_epoch_whatever_its_size():
+    import numpy as np
+
+    from augury.train.image_text import epoch_order
+
+    sizes = [10, 10, 100]
+    plain = epoch_order(sizes, None, seed=3, epoch=0)
+    assert sorted(plain) == list(range(120))  # every example once, as without weights
+    order = epoch_order(sizes, [1, 1, 1], seed=3, epoch=0)
+    assert len(order) == 120 and np.array_equal(order, epoch_order(sizes, [1, 1, 1], seed=3, epoch=0))
+    task = np.searchsorted(np.cumsum(sizes), order, side="right")
+    assert np.bincount(task).tolist() == [40, 40, 40]
+    assert len(set(order[task == 2])) == 40  # the large pool is sampled without replacement
+    assert not np.array_equal(order, epoch_order(sizes, [1, 1, 1], seed=3, epoch=1))
+
+
+def test_a_label_loss_trains_a_label_head_that_the_run_keeps_and_reloads(tmp_path):
+    """With images.label_loss the encoder's label head is built for the labels seen, trained (its loss logged
+    beside the answers'), saved in the checkpoint and rebuilt by load_run; the run resumes with it."""
+    from augury.model.run import load_run
+
+    out = tmp_path / "run"
+    images = ImageDataConfig(tasks=["digits", "words"], train_examples=8, heldout_examples=2, label_loss=0.5,
+                             task_weights={"digits": 1, "words": 1})
+    vision = VisionConfig(image_size=16, patch_size=8, depth=1, d_model=32, n_heads=2, stem_channels=4)
+    train(tiny_config(out, images=images, vision=vision, ckpt_every=2), log=lambda *a, **k: None)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["label_loss"] > 0 and r["train_loss"] > 0 for r in records)
+    model, _, _ = load_run(out)
+    assert model.vision.label_head is not None and model.vision_cfg.label_classes >= 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["params"]["vision_total"] == sum(p.numel() for p in model.vision.parameters())
+    train(tiny_config(out, images=images, vision=vision, steps=5), resume=True, log=lambda *a, **k: None)
+    assert json.loads((out / "manifest.json").read_text())["summary"]["step"] == 5
