@@ -43,29 +43,31 @@ def run_one(out: Path, preset: str, seed: int, overrides: list[str], threads: in
 
 
 def summarize(out: Path, variant: str, seed: int, run: dict) -> dict:
+    from augury.forecast.records import Forecast, Result
+
     row = {"variant": variant, "seed": seed, **run}
     try:
-        fc = json.loads((out / "forecast.json").read_text())
+        fc = Forecast.from_json(json.loads((out / "forecast.json").read_text()))
     except (OSError, ValueError):
         return row
-    loss = fc["loss"]
-    row.update(predicted=loss["predicted"], interval=loss["interval"], law=loss["law"]["law"],
-               flags=loss["flags"], reliable=loss["reliable"], rung_losses=loss["law"]["data"]["y"],
-               rung_flops=loss["law"]["data"]["flops"], target_flops=fc["target"]["flops"],
-               other_law=(loss.get("law_form_sensitivity") or {}).get("other_law"),
-               other_prediction=(loss.get("law_form_sensitivity") or {}).get("prediction"),
-               seed_losses=[r.get("seed_losses") for r in fc["ladder"]])
-    cap = fc.get("capability") or {}
-    row.update(capability_predicted=cap.get("predicted_mean_neg_log_pass_rate"),
-               capability_reliable=cap.get("reliable"), capability_flags=cap.get("flags"))
+    loss = fc.loss
+    row.update(predicted=loss.predicted, interval=loss.interval, law=loss.law["law"],
+               flags=loss.flags, reliable=loss.reliable, rung_losses=loss.law["data"]["y"],
+               rung_flops=loss.law["data"]["flops"], target_flops=fc.target["flops"],
+               other_law=loss.law_form_sensitivity.get("other_law"),
+               other_prediction=loss.law_form_sensitivity.get("prediction"),
+               seed_losses=[r.get("seed_losses") for r in fc.ladder])
+    cap = fc.capability
+    row.update(capability_predicted=cap and cap.predicted, capability_reliable=cap and cap.reliable,
+               capability_flags=cap and cap.flags)
     try:
-        res = json.loads((out / "result.json").read_text())
+        res = Result.from_json(json.loads((out / "result.json").read_text()))
     except (OSError, ValueError):
         return row
-    row.update(actual=res["loss"]["actual"], rel_error=res["loss"]["rel_error"], covered=res["loss"]["covered"],
-               capability_actual=(res.get("capability") or {}).get("actual"),
-               capability_rel_error=(res.get("capability") or {}).get("rel_error"),
-               largest_rung_fraction=res.get("largest_rung_fraction"))
+    checked = res.capability
+    row.update(actual=res.loss.actual, rel_error=res.loss.rel_error, covered=res.loss.covered,
+               capability_actual=checked and checked.actual, capability_rel_error=checked and checked.rel_error,
+               largest_rung_fraction=res.largest_rung_fraction)
     if row.get("other_prediction") is not None:
         row["other_rel_error"] = row["other_prediction"] / row["actual"] - 1
     return row

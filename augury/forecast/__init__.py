@@ -10,23 +10,36 @@ See docs/forecast.md for the protocol (recipe, N and C, ladder rules, checks).
 """
 
 from augury.forecast.config import ForecastConfig, ForecastConfigError, load_forecast_config, validate
+from augury.forecast.fits import fit_loss
 from augury.forecast.ladder import RunPlan, format_plan, plan_runs, probe_throughput, train_config
 from augury.forecast.pipeline import run_forecast
-from augury.forecast.preregister import ForecastTampered, fit_loss, load_forecast, write_forecast
+from augury.forecast.records import (
+    Forecast,
+    ForecastTampered,
+    Result,
+    load_forecast,
+    read_forecast,
+    read_result,
+    write_forecast,
+)
 
 __all__ = [
-           "ForecastConfig",
-           "ForecastConfigError",
-           "ForecastTampered",
-           "RunPlan",
-           "fit_loss",
-           "format_plan",
-           "load_forecast",
-           "load_forecast_config",
-           "plan_runs",
-           "probe_throughput",
-           "run_forecast",
-           "train_config",
-           "validate",
-           "write_forecast",
+    "Forecast",
+    "ForecastConfig",
+    "ForecastConfigError",
+    "ForecastTampered",
+    "Result",
+    "RunPlan",
+    "fit_loss",
+    "format_plan",
+    "load_forecast",
+    "load_forecast_config",
+    "plan_runs",
+    "probe_throughput",
+    "read_forecast",
+    "read_result",
+    "run_forecast",
+    "train_config",
+    "validate",
+    "write_forecast",
 ]

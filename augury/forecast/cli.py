@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
     from augury.data import DataError
     from augury.forecast.config import ForecastConfigError
     from augury.forecast.pipeline import run_forecast
-    from augury.forecast.preregister import ForecastTampered
+    from augury.forecast.records import ForecastTampered
     from augury.forecast.runner import TorchrunFailed, WorkerDied
     from augury.train import TrainingDiverged
 

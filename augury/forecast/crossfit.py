@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from augury.forecast import capability as capmod
+from augury.forecast.fits import capability_backtest_flag, fit_capability_forecast, relative
 from augury.forecast.ladder import RunPlan, rung_replicas
-from augury.forecast.preregister import capability_backtest_flag, fit_capability_forecast, relative
+from augury.forecast.records import CapabilityFold, CapabilityForecast
 from augury.io import atomic_write_json
 
 
@@ -78,7 +79,7 @@ def capability_problems(cfg, out: Path, data) -> list[dict]:
     return problems
 
 
-def capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, target_x: float) -> dict:
+def capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, target_x: float) -> CapabilityForecast:
     """forecast.json's capability section: one fit of the report's protocol per cross-fitting fold, and their
     mean (the forecast that is verified)."""
     problems = capability_problems(cfg, out, data)
@@ -87,40 +88,39 @@ def capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, ta
     for i, fold in enumerate(capability_folds(cfg, out, rungs, problems), 1):
         cap, _ = fit_capability_forecast(fold["estimate"], rung_x, target_x, cfg.capability, cfg.fit, cfg.seed,
                                          select_records=fold["select"])
-        cap.pop("fit")  # the per-bucket parameters are what the forecast needs; keep the file small
         by_rung = {p.name: [r for r in fold["estimate"] if r["run"] == p.name] for p in rungs}
-        cap["per_run"] = {p.name: {"flops": p.flops, "compute": xs[p.name],
-                                   "buckets": [capmod.neg_log_pass_rate(by_rung[p.name], b["problems"])[0]
-                                               for b in cap["buckets"]]} for p in rungs}
-        cap.update(fold=i, select_replicas=fold["select_replicas"], estimate_replicas=fold["estimate_replicas"])
+        cap.per_run = {p.name: {"flops": p.flops, "compute": xs[p.name],
+                                "buckets": [capmod.neg_log_pass_rate(by_rung[p.name], b.problems)[0]
+                                            for b in cap.buckets]} for p in rungs}
+        cap.fold, cap.select_replicas, cap.estimate_replicas = i, fold["select_replicas"], fold["estimate_replicas"]
         folds.append(cap)
-    mean = float(np.mean([f["predicted_mean_neg_log_pass_rate"] for f in folds]))
-    interval = [float(np.mean([f["interval_bucket_weighted"][j] for f in folds])) for j in (0, 1)]
-    flags = cross_fit_flags(folds, cfg.fit) if len(folds) > 1 else list(folds[0]["flags"])
+    mean = float(np.mean([f.predicted for f in folds]))
+    interval = [float(np.mean([f.interval[j] for f in folds])) for j in (0, 1)]
+    flags = cross_fit_flags(folds, cfg.fit) if len(folds) > 1 else list(folds[0].flags)
     status, reason = capability_status(folds, cfg.fit.level)
-    out = {"status": status, "predicted_mean_neg_log_pass_rate": mean, "interval_bucket_weighted": interval,
-           "cross_fitted": len(folds) > 1, "folds": folds, "flags": flags, "reliable": not flags,
-           "n_problems": len(problems), "samples": cfg.capability.samples,
-           "temperature": cfg.capability.temperature, "kind": cfg.capability.span}
+    section = CapabilityForecast(status=status, predicted=mean, interval=interval, cross_fitted=len(folds) > 1,
+                                 folds=folds, flags=flags, reliable=not flags, n_problems=len(problems),
+                                 samples=cfg.capability.samples, temperature=cfg.capability.temperature,
+                                 kind=cfg.capability.span)
     if status == "not-forecastable":
         # no point forecast is registered; the number the fits would give is kept, marked as unsupported
-        out.update(reason=reason, unsupported_predicted=mean, predicted_mean_neg_log_pass_rate=None,
-                   interval_bucket_weighted=None, reliable=False)
-    return out
+        section.reason, section.unsupported_predicted = reason, mean
+        section.predicted, section.interval, section.reliable = None, None, False
+    return section
 
 
-def capability_status(folds: list[dict], level: float) -> tuple[str, str]:
+def capability_status(folds: list[CapabilityFold], level: float) -> tuple[str, str]:
     """("not-forecastable", reason) when no difficulty bucket improves measurably with compute in any fold (every
     bucket's exponent k has a `level` interval that includes 0): capability that has not emerged on the rungs
     cannot be extrapolated. Otherwise ("ok", "") - single flat buckets stay flags."""
-    flat = [f"k:{b['bucket']}" in f["flag_kinds"] for f in folds for b in f["buckets"]]
+    flat = [f"k:{b.bucket}" in f.flag_kinds for f in folds for b in f.buckets]
     if flat and all(flat):
         return ("not-forecastable", f"no difficulty bucket's pass rate improves measurably across the rungs (every "
                                     f"exponent k's {level:.0%} interval includes 0, in every fold)")
     return "ok", ""
 
 
-def cross_fit_flags(folds: list[dict], fit_cfg) -> list[str]:
+def cross_fit_flags(folds: list[CapabilityFold], fit_cfg) -> list[str]:
     """The checks of a forecast that is the mean of its folds. A fit that failed or data at the sampling floor
     in any fold flags it. The two statistical checks are judged the way the forecast is made: a bucket's exponent
     k only when its interval includes 0 in every fold (one fold's 90% interval does so by chance often enough that
@@ -129,13 +129,13 @@ def cross_fit_flags(folds: list[dict], fit_cfg) -> list[str]:
     flags = []
     k_flags: dict[str, list[str]] = {}
     for f in folds:
-        for kind, msg in zip(f["flag_kinds"], f["flags"]):
+        for kind, msg in zip(f.flag_kinds, f.flags):
             if kind.startswith("k:"):
-                k_flags.setdefault(kind, []).append(f"fold {f['fold']}: {msg}")
+                k_flags.setdefault(kind, []).append(f"fold {f.fold}: {msg}")
             elif kind != "backtest":
-                flags.append(f"fold {f['fold']}: {msg}")
+                flags.append(f"fold {f.fold}: {msg}")
     flags += [m for msgs in k_flags.values() if len(msgs) == len(folds) for m in msgs]
-    tests = [f.get("backtest_largest_rung") for f in folds]
+    tests = [f.backtest_largest_rung for f in folds]
     if all(t and "error" not in t for t in tests):
         pred = float(np.mean([t["predicted"] for t in tests]))
         actual = float(np.mean([t["actual"] for t in tests]))

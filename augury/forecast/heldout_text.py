@@ -43,6 +43,12 @@ def encode_folder(folder: str | Path, tokenizer, max_tokens: int) -> np.ndarray:
     return arr
 
 
+def folder_ids(cfg, data) -> np.ndarray:
+    """The forecast's held-out text: `cfg.text_folder` encoded with the corpus' tokenizer, the first
+    `recipe.eval_tokens` tokens (the same for every run)."""
+    return encode_folder(cfg.text_folder, data.tokenizer(), cfg.recipe.eval_tokens)
+
+
 @torch.no_grad()
 def heldout_loss(run_dir: str | Path, ids: np.ndarray, seq_len: int, batch_size: int = 16,
                  device: str = "cpu") -> float:

@@ -217,6 +217,34 @@ def rung_replicas(cfg: ForecastConfig, rungs: list[RunPlan]) -> list[tuple[RunPl
             for rung in rungs for j in range(cfg.ladder.seeds)]
 
 
+def check_runs_fit(cfg: ForecastConfig, runs: list[RunPlan], train_tokens: int, target_procs: int) -> None:
+    """ForecastConfigError when a planned run would repeat the training split more than `recipe.max_epochs` times,
+    or when `target_procs` processes cannot share the target's batch evenly."""
+    for r in runs:
+        epochs = r.tokens / train_tokens
+        if epochs > cfg.recipe.max_epochs:
+            raise ForecastConfigError(
+                f"{r.name} would train on {r.tokens:,} tokens = {epochs:.2f} passes over the {train_tokens:,}-token "
+                f"training split (recipe.max_epochs={cfg.recipe.max_epochs:g}): repeated data bends the curve; use "
+                f"a larger corpus, a smaller target or raise recipe.max_epochs")
+    if runs[-1].batch_size % target_procs:
+        raise ForecastConfigError(f"target_procs={target_procs} does not divide the target's batch of "
+                                  f"{runs[-1].batch_size} sequences; choose a divisor of it (or 1)")
+
+
+def target_processes(cfg: ForecastConfig, log=print) -> int:
+    """How many processes train the target: `target_procs`, but at most one per GPU when the runs use CUDA (a
+    CPU-oriented preset such as cpu-demo then still runs on a one-GPU machine)."""
+    procs = cfg.target_procs
+    if procs > 1 and cfg.device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available() and procs > torch.cuda.device_count():
+            procs = torch.cuda.device_count()
+            log(f"target_procs={cfg.target_procs} lowered to {procs}: one process per GPU on this machine")
+    return procs
+
+
 def train_config(cfg: ForecastConfig, run: RunPlan, out_dir: str, vocab_size: int, replica: int = 0) -> TrainConfig:
     """The TrainConfig of one planned run: the shared recipe at the run's depth, tokens and batch; a rung's
     replica j (see rung_replicas) trains with seed + 1000·j."""

@@ -32,11 +32,11 @@ def main() -> None:
         cap, check = replay_capability(folder, load_forecast_config(None, str(folder / "config.yaml")))
         old = json.loads((folder / "result.json").read_text())["capability"]["rel_error"]
         registered.append(old)
-        replayed.append(check["rel_error"])
-        flagged += not cap["reliable"]
-        actuals = ", ".join(f"{f['actual']:.3f}" for f in check["folds"])
-        print(f"{folder}: registered {old:+.1%}, replayed {check['rel_error']:+.1%} (fold actuals {actuals})"
-              + (" flagged" if not cap["reliable"] else ""))
+        replayed.append(check.rel_error)
+        flagged += not cap.reliable
+        actuals = ", ".join(f"{f.actual:.3f}" for f in check.folds)
+        print(f"{folder}: registered {old:+.1%}, replayed {check.rel_error:+.1%} (fold actuals {actuals})"
+              + (" flagged" if not cap.reliable else ""))
     for name, errs in (("registered", registered), ("replayed", replayed)):
         e = np.array(errs)
         print(f"{name}: mean {e.mean():+.1%} sd {e.std(ddof=1):.1%} "

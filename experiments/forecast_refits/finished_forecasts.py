@@ -20,13 +20,13 @@ def finished_forecasts(patterns: list[str]) -> list[Path]:
     return folders
 
 
-def replay_capability(folder: Path, cfg) -> tuple[dict, dict]:
-    """(forecast, check): the folder's capability forecast refitted under `cfg` from its recorded samples
-    (capability/<run>.json, the replicas `cfg.ladder.seeds` names) and verified on its target's samples, exactly as
-    a new forecast would be. Nothing is trained or sampled."""
+def replay_capability(folder: Path, cfg):
+    """(CapabilityForecast, CapabilityVerification): the folder's capability forecast refitted under `cfg` from its
+    recorded samples (capability/<run>.json, the replicas `cfg.ladder.seeds` names) and verified on its target's
+    samples, exactly as a new forecast would be. Nothing is trained or sampled."""
     from augury.forecast import crossfit, verify
+    from augury.forecast.fits import fit_compute
     from augury.forecast.ladder import plan_runs
-    from augury.forecast.preregister import fit_compute
 
     vocab = json.loads((folder / "plan.json").read_text())["vocab_size"]
     runs = plan_runs(cfg, vocab)

@@ -28,7 +28,7 @@ from scipy import stats
 
 def load_pool(patterns: list[str], compute: str) -> tuple[list[dict], dict, float]:
     """([rung: {compute, seconds_per_run, runs: [(forecast seed, replica, loss)]}], {forecast seed: target loss})."""
-    from augury.forecast.preregister import fit_compute
+    from augury.forecast.fits import fit_compute
 
     rungs: dict[str, dict] = {}
     targets: dict[int, float] = {}

@@ -20,7 +20,7 @@ from experiments.forecast_refits.finished_forecasts import finished_forecasts
 
 
 def refit(folder: Path, fit_cfg, axes: list[str]) -> dict:
-    from augury.forecast.preregister import fit_compute, fit_loss, relative
+    from augury.forecast.fits import fit_compute, fit_loss, relative
 
     forecast = json.loads((folder / "forecast.json").read_text())
     actual = json.loads((folder / "result.json").read_text())["loss"]["actual"]
@@ -28,8 +28,8 @@ def refit(folder: Path, fit_cfg, axes: list[str]) -> dict:
     for axis in axes:
         rungs = [{**r, "x": fit_compute(r, axis)} for r in forecast["ladder"]]
         rec, _ = fit_loss(rungs, fit_compute(forecast["target"], axis), fit_cfg, 0, x="x")
-        lo, hi = rec["interval"]
-        row[axis] = {"predicted": rec["predicted"], "error": relative(rec["predicted"], actual),
+        lo, hi = rec.interval
+        row[axis] = {"predicted": rec.predicted, "error": relative(rec.predicted, actual),
                      "covered": lo <= actual <= hi}
     return row
 

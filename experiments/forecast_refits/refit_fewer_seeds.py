@@ -24,7 +24,7 @@ from experiments.forecast_refits.finished_forecasts import finished_forecasts, r
 
 def refit(folder: Path, k: int) -> dict:
     from augury.forecast.config import load_forecast_config
-    from augury.forecast.preregister import fit_loss, relative
+    from augury.forecast.fits import fit_loss, relative
 
     cfg = load_forecast_config(None, str(folder / "config.yaml"), overrides={"progress": False})
     cfg = dataclasses.replace(cfg, ladder=dataclasses.replace(cfg.ladder, seeds=k))
@@ -38,12 +38,12 @@ def refit(folder: Path, k: int) -> dict:
         rows.append({**r, "loss": float(np.mean(seeds)), "seed_losses": seeds if k > 1 else None})
     loss, _ = fit_loss(rows, forecast["target"]["compute"], cfg.fit, cfg.seed, x="compute")
     actual = result["loss"]["actual"]
-    lo, hi = loss["interval"]
-    row = {"folder": str(folder), "k": k, "predicted": loss["predicted"], "interval": loss["interval"],
-           "actual": actual, "error": relative(loss["predicted"], actual), "covered": lo <= actual <= hi}
+    lo, hi = loss.interval
+    row = {"folder": str(folder), "k": k, "predicted": loss.predicted, "interval": loss.interval,
+           "actual": actual, "error": relative(loss.predicted, actual), "covered": lo <= actual <= hi}
     if cfg.capability.enabled and (folder / "capability" / "target.json").is_file():
         cap, check = replay_capability(folder, cfg)
-        row.update(cap_error=check["rel_error"], cap_flagged=not cap["reliable"])
+        row.update(cap_error=check.rel_error, cap_flagged=not cap.reliable)
     return row
 
 

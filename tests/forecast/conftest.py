@@ -40,7 +40,7 @@ def smoke_forecast(tmp_path_factory, data_cache):
     import os
     from pathlib import Path
 
-    from augury.forecast import pipeline
+    from augury.forecast import training
     from augury.forecast.pipeline import run_forecast
 
     out = tmp_path_factory.mktemp("smoke") / "forecast"
@@ -48,7 +48,7 @@ def smoke_forecast(tmp_path_factory, data_cache):
     wikitext = Path(os.environ.get("AUGURY_SHARED_DATA", repo.parent / "shared" / "data")) / "wikitext-2"
     cfg = smoke_config(out, data_cache, text_folder=str(wikitext) if wikitext.is_dir() else None)
     logs: list[str] = []
-    real = pipeline.train_one
+    real = training.train_one
     calls = {"n": 0}
 
     def interrupting(tcfg, threads=None, log=None):
@@ -57,12 +57,12 @@ def smoke_forecast(tmp_path_factory, data_cache):
             raise KeyboardInterrupt
         return real(tcfg, threads, log)
 
-    pipeline.train_one = interrupting
+    training.train_one = interrupting
     try:
         with pytest.raises(KeyboardInterrupt):
             run_forecast(cfg, log=logs.append)
     finally:
-        pipeline.train_one = real
+        training.train_one = real
     after_interrupt = {p.name: (p / "manifest.json").stat().st_mtime_ns for p in (out / "rungs").iterdir()
                        if (p / "manifest.json").exists()}
     forecast_before = (out / "forecast.json").exists()

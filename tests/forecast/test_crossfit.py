@@ -13,8 +13,17 @@ import pytest
 
 from augury.forecast import crossfit, verify
 from augury.forecast.capability import neg_log_pass_rate
+from augury.forecast.fits import fit_compute
 from augury.forecast.ladder import plan_runs, rung_replicas
-from augury.forecast.preregister import fit_compute
+from augury.forecast.records import (
+    CapabilityFold,
+    CapabilityForecast,
+    CapabilityVerification,
+    Forecast,
+    LossForecast,
+    Result,
+    Verification,
+)
 from augury.io import atomic_write_json
 
 SAMPLES = 400
@@ -53,6 +62,28 @@ def sampled_ladder(tmp_path, make_smoke_config, data_cache):
     return cfg, out, rungs, xs, target.name, target_records, truth
 
 
+def registered(cfg, xs: dict, cap: CapabilityForecast) -> Forecast:
+    """A registered forecast of the smoke plan with a made-up loss section and the capability section `cap`."""
+    plans = plan_runs(cfg, 512)
+    ladder = [{**dataclasses.asdict(p), "loss": 4.0 - i / 10, "bpb": 2.0, "seconds": 1.0, "compute": xs[p.name]}
+              for i, p in enumerate(plans[:-1])]
+    loss = LossForecast(predicted=3.0, interval=[2.9, 3.1], level=0.9, interval_method="prediction",
+                        extrapolation_decades=1.0, law={"formula": "a·C^b", "law": "power-loss", "n_points": 4},
+                        residuals={}, local_slopes=[], backtest_largest_rung=None, law_form_sensitivity={},
+                        flags=[], reliable=True)
+    return Forecast(name="t", target={**dataclasses.asdict(plans[-1]), "compute": xs[plans[-1].name]},
+                    ladder=ladder, loss=loss, capability=cap, registered_at="now", sha256="0" * 64)
+
+
+def verified(forecast: Forecast, capability: CapabilityVerification) -> Result:
+    """A result of `forecast` whose target hit the loss forecast exactly, with the capability section given."""
+    loss = Verification(predicted=3.0, interval=[2.9, 3.1], actual=3.0, rel_error=0.0, covered=True,
+                        forecast_flagged=False)
+    return Result(name="t", forecast_sha256=forecast.sha256, verified_at="now", loss=loss,
+                  target_run={**forecast.target, "loss": 3.0, "bpb": 2.0, "seconds": 1.0}, largest_rung_fraction=0.1,
+                  capability=capability)
+
+
 def test_folds_select_and_estimate_on_disjoint_halves_of_the_replicas(sampled_ladder):
     cfg, out, rungs, *_ = sampled_ladder
     problems = json.loads((out / "capability" / "problems.json").read_text())
@@ -71,19 +102,21 @@ def test_folds_select_and_estimate_on_disjoint_halves_of_the_replicas(sampled_la
 def test_cross_fitted_forecast_is_the_mean_of_its_folds_and_recovers_the_law(sampled_ladder):
     cfg, out, rungs, xs, target, target_records, truth = sampled_ladder
     cap = crossfit.capability_forecast(cfg, out, None, rungs, xs, xs[target])
-    assert cap["cross_fitted"] and [f["fold"] for f in cap["folds"]] == [1, 2]
-    fold_preds = [f["predicted_mean_neg_log_pass_rate"] for f in cap["folds"]]
-    assert cap["predicted_mean_neg_log_pass_rate"] == pytest.approx(np.mean(fold_preds))
-    assert all(f.startswith(("fold 1: ", "fold 2: ", "mean of the folds: ")) for f in cap["flags"])
-    assert all(f["kept_problems"] > N_PROBLEMS // 2 for f in cap["folds"])
-    assert cap["predicted_mean_neg_log_pass_rate"] == pytest.approx(truth, rel=0.1)
+    assert cap.cross_fitted and [f.fold for f in cap.folds] == [1, 2]
+    assert cap.predicted == pytest.approx(np.mean([f.predicted for f in cap.folds]))
+    assert all(f.startswith(("fold 1: ", "fold 2: ", "mean of the folds: ")) for f in cap.flags)
+    assert all(f.kept_problems > N_PROBLEMS // 2 for f in cap.folds)
+    assert cap.predicted == pytest.approx(truth, rel=0.1)
 
     result = verify.verify_capability(cap, target_records)
-    for fold, checked in zip(cap["folds"], result["folds"]):
-        kept = [q for b in fold["buckets"] for q in b["problems"]]
-        assert checked["actual"] == pytest.approx(neg_log_pass_rate(target_records, kept)[0])
-    assert result["actual"] == pytest.approx(np.mean([f["actual"] for f in result["folds"]]))
-    assert abs(result["rel_error"]) < 0.1
+    for fold, checked in zip(cap.folds, result.folds):
+        kept = [q for b in fold.buckets for q in b.problems]
+        assert checked.actual == pytest.approx(neg_log_pass_rate(target_records, kept)[0])
+    assert result.actual == pytest.approx(np.mean([f.actual for f in result.folds]))
+    assert abs(result.rel_error) < 0.1
+    # the section reads back from its JSON as it was written (forecast.json and result.json)
+    assert CapabilityForecast.from_json(json.loads(json.dumps(cap.to_json()))) == cap
+    assert CapabilityVerification.from_json(json.loads(json.dumps(result.to_json()))) == result
 
 
 def test_report_shows_each_fold_and_their_mean(sampled_ladder, tmp_path):
@@ -91,15 +124,8 @@ def test_report_shows_each_fold_and_their_mean(sampled_ladder, tmp_path):
 
     cfg, out, rungs, xs, target, target_records, _ = sampled_ladder
     cap = crossfit.capability_forecast(cfg, out, None, rungs, xs, xs[target])
-    plans = plan_runs(cfg, 512)
-    ladder = [{**dataclasses.asdict(p), "loss": 4.0 - i / 10, "bpb": 2.0, "seconds": 1.0, "compute": xs[p.name]}
-              for i, p in enumerate(plans[:-1])]
-    forecast = {"name": "t", "registered_at": "now", "sha256": "0" * 64, "ladder": ladder,
-                "target": {**dataclasses.asdict(plans[-1]), "compute": xs[target]},
-                "loss": {"predicted": 3.0, "interval": [2.9, 3.1], "level": 0.9, "flags": [],
-                         "law": {"formula": "a·C^b", "law": "power-loss", "n_points": 4}},
-                "capability": cap}
-    result = {"capability": verify.verify_capability(cap, target_records)}
+    forecast = registered(cfg, xs, cap)
+    result = verified(forecast, verify.verify_capability(cap, target_records))
     text = render_markdown(forecast, result, {"loss": "l.png", "capability": "c.png"})
     assert "Cross-fitted" in text and "| **mean** |" in text
     assert text.count("| 1 | all |") == 1 and text.count("| 2 | all |") == 1
@@ -109,7 +135,7 @@ def test_report_shows_each_fold_and_their_mean(sampled_ladder, tmp_path):
 
 def test_sampling_floor_is_judged_on_the_largest_rung():
     from augury.forecast.config import CapabilityConfig, FitConfig
-    from augury.forecast.preregister import fit_capability_forecast
+    from augury.forecast.fits import fit_capability_forecast
 
     runs = {f"r{i}": c for i, c in enumerate(np.geomspace(1e10, 1e11, 4))}
 
@@ -125,18 +151,20 @@ def test_sampling_floor_is_judged_on_the_largest_rung():
     floor = "at the sampling floor"
     lifted, _ = fit_capability_forecast(records(12), runs, 1e12, CapabilityConfig(buckets=1), FitConfig(bootstrap=0),
                                         seed=0)
-    assert not any(floor in f for f in lifted["flags"])
+    assert not any(floor in f for f in lifted.flags)
     stuck, _ = fit_capability_forecast(records(2), runs, 1e12, CapabilityConfig(buckets=1), FitConfig(bootstrap=0),
                                        seed=0)
-    assert any(floor in f and "largest rung solves 100%" in f for f in stuck["flags"])
+    assert any(floor in f and "largest rung solves 100%" in f for f in stuck.flags)
 
 
 def test_cross_fitted_checks_are_judged_as_the_forecast_is_made():
     from augury.forecast.config import FitConfig
 
     def fold(i, kinds, backtest=(1.0, 1.0)):
-        return {"fold": i, "flag_kinds": [k for k, _ in kinds], "flags": [m for _, m in kinds],
-                "backtest_largest_rung": {"held_out": "rung4", "predicted": backtest[0], "actual": backtest[1]}}
+        return CapabilityFold(predicted=1.0, interval=[0.9, 1.1], fold=i, flag_kinds=[k for k, _ in kinds],
+                              flags=[m for _, m in kinds],
+                              backtest_largest_rung={"held_out": "rung4", "predicted": backtest[0],
+                                                     "actual": backtest[1]})
 
     k1 = ("k:1", "bucket 1: the exponent k's 90% interval includes 0")
     k2 = ("k:2", "bucket 2: the exponent k's 90% interval includes 0")
@@ -169,23 +197,15 @@ def test_a_capability_that_does_not_improve_on_the_rungs_is_not_forecast(tmp_pat
             {"run": plan.name, "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p_solve[j]))}
             for j in range(N_PROBLEMS)]})
     cap = crossfit.capability_forecast(cfg, out, None, rungs, xs, xs[target.name])
-    assert cap["status"] == "not-forecastable" and "improves measurably" in cap["reason"]
-    assert cap["predicted_mean_neg_log_pass_rate"] is None and cap["interval_bucket_weighted"] is None
-    assert cap["unsupported_predicted"] > 0 and not cap["reliable"]
+    assert cap.status == "not-forecastable" and "improves measurably" in cap.reason
+    assert cap.predicted is None and cap.interval is None
+    assert cap.unsupported_predicted > 0 and not cap.reliable
     records = [{"run": "target", "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p_solve[j]))}
                for j in range(N_PROBLEMS)]
     result = verify.verify_capability(cap, records)
-    assert result["predicted"] is None and result["rel_error"] is None and result["actual"] > 0
-    loss = {"predicted": 3.0, "interval": [2.9, 3.1], "actual": 3.0, "rel_error": 0.0, "covered": True,
-            "forecast_flagged": False}
+    assert result.predicted is None and result.rel_error is None and result.actual > 0
+    forecast = registered(cfg, xs, cap)
     assert "capability (mean -log pass rate): NOT FORECASTABLE" in verify.summary_text(
-        {"capability": cap}, {"loss": loss, "capability": result})
-    plans = plan_runs(cfg, 512)
-    ladder = [{**dataclasses.asdict(p), "loss": 4.0 - i / 10, "bpb": 2.0, "seconds": 1.0, "compute": xs[p.name]}
-              for i, p in enumerate(plans[:-1])]
-    forecast = {"name": "t", "registered_at": "now", "sha256": "0" * 64, "ladder": ladder,
-                "target": {**dataclasses.asdict(plans[-1]), "compute": xs[target.name]},
-                "loss": {"predicted": 3.0, "interval": [2.9, 3.1], "level": 0.9, "flags": [],
-                         "law": {"formula": "a·C^b", "law": "power-loss", "n_points": 4}}, "capability": cap}
-    text = render_markdown(forecast, {"capability": result}, {"loss": "l.png", "capability": "c.png"})
+        forecast, verified(forecast, result))
+    text = render_markdown(forecast, verified(forecast, result), {"loss": "l.png", "capability": "c.png"})
     assert "**not forecastable**" in text and "No capability forecast was registered" in text

@@ -1,4 +1,5 @@
-"""forecast.json's schema version: written on registration, a file of another major version refused on load."""
+"""forecast.json and result.json: the schema version (a file of another major version refused on load), the tamper
+check, and the typed records reading back what they wrote."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import json
 
 import pytest
 
-from augury.forecast.preregister import SCHEMA_VERSION, UnknownSchemaVersion, load_forecast, write_forecast
+from augury.forecast.records import (
+    SCHEMA_VERSION,
+    CapabilityForecast,
+    ForecastTampered,
+    UnknownSchemaVersion,
+    load_forecast,
+    read_result,
+    write_forecast,
+)
 
 
 def test_forecast_json_carries_its_schema_version_and_an_unknown_major_is_refused(tmp_path):
@@ -23,3 +32,35 @@ def test_forecast_json_carries_its_schema_version_and_an_unknown_major_is_refuse
     future.write_text(json.dumps({**written, "schema_version": "2.0"}))
     with pytest.raises(UnknownSchemaVersion, match="schema_version 2.0"):
         load_forecast(future)
+
+
+def test_forecast_file_is_never_rewritten_and_detects_edits(tmp_path):
+    path = tmp_path / "forecast.json"
+    content = write_forecast(path, {"loss": {"predicted": 3.0}})
+    assert load_forecast(path)["sha256"] == content["sha256"]
+    with pytest.raises(FileExistsError):
+        write_forecast(path, {"loss": {"predicted": 2.0}})
+    data = json.loads(path.read_text())
+    data["loss"]["predicted"] = 2.9
+    path.write_text(json.dumps(data))
+    with pytest.raises(ForecastTampered):
+        load_forecast(path)
+
+
+def test_records_ignore_unknown_fields_and_read_a_single_fold_capability_section():
+    # a newer minor version may add fields; a forecast registered before cross-fitting has no `folds`
+    fold = {"predicted_mean_neg_log_pass_rate": 0.5, "interval_bucket_weighted": [0.4, 0.6], "buckets": [
+        {"bucket": 0, "problems": ["p1", "p2"], "n_problems": 2, "small_run_pass_rate": 0.3, "predicted": 0.5,
+         "interval": [0.4, 0.6], "params": {"alpha": 1.0, "k": 0.2}, "k_interval": [0.1, 0.3]}],
+            "kept_problems": 2, "flags": [], "reliable": True, "added_later": 1}
+    cap = CapabilityForecast.from_json(fold)
+    assert cap.status == "ok" and cap.predicted == 0.5 and len(cap.folds) == 1
+    assert cap.folds[0].kept() == ["p1", "p2"] and cap.folds[0].buckets[0].params["k"] == 0.2
+    assert "added_later" not in cap.folds[0].to_json()
+
+
+def test_result_json_of_an_unknown_major_version_is_refused(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"schema_version": "2.0", "name": "t"}))
+    with pytest.raises(UnknownSchemaVersion, match="schema_version 2.0"):
+        read_result(path)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from augury.forecast.pipeline import run_forecast
-from augury.forecast.preregister import ForecastTampered, content_sha256, load_forecast
+from augury.forecast.records import ForecastTampered, content_sha256, load_forecast, read_forecast, read_result
 
 
 def test_interrupt_says_how_to_resume_and_resume_never_retrains(smoke_forecast):
@@ -31,7 +31,7 @@ def test_forecast_registered_before_target_and_unaltered(smoke_forecast):
     target = json.loads((out / "target" / "manifest.json").read_text())
     assert forecast["registered_at"] <= target["created"]
     assert forecast["sha256"] == content_sha256(forecast)
-    assert info["result"]["forecast_sha256"] == forecast["sha256"]
+    assert info["result"].forecast_sha256 == forecast["sha256"]
     # only the rungs fed the fit
     assert [r["name"] for r in forecast["ladder"]] == ["rung1", "rung2", "rung3", "rung4"]
     assert forecast["loss"]["law"]["data"]["names"] == ["rung1", "rung2", "rung3", "rung4"]
@@ -39,6 +39,14 @@ def test_forecast_registered_before_target_and_unaltered(smoke_forecast):
     assert lo <= forecast["loss"]["predicted"] <= hi
     assert isinstance(forecast["loss"]["flags"], list)
     assert forecast["loss"]["reliable"] == (not forecast["loss"]["flags"])
+
+
+def test_records_read_the_files_back_exactly(smoke_forecast):
+    out, _ = smoke_forecast
+    for name, read in (("forecast.json", read_forecast), ("result.json", read_result)):
+        content = json.loads((out / name).read_text())
+        again = read(out / name).to_json()
+        assert again == content and list(again) == list(content)  # the same fields, in the same order
 
 
 def test_result_compares_prediction_with_the_target(smoke_forecast):
@@ -186,7 +194,7 @@ def test_gpu_preset_runs_end_to_end_at_smoke_size_on_cpu(tmp_path, data_cache):
     assert forecast["loss"]["interval_method"] == "bootstrap"
     lo, hi = forecast["loss"]["interval"]
     assert lo < forecast["loss"]["predicted"] < hi
-    assert result["loss"]["actual"] > 0 and (out / "report.html").is_file() and (out / "capability").is_dir()
+    assert result.loss.actual > 0 and (out / "report.html").is_file() and (out / "capability").is_dir()
 
 
 @pytest.mark.integration
@@ -200,7 +208,7 @@ def test_target_in_two_processes_is_the_same_run(smoke_forecast, tmp_path):
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("target", "result.json", "report.*"))
     cfg = dataclasses.replace(info["cfg"], out=str(copy), target_procs=2)
     result = run_forecast(cfg, log=lambda *a: None)
-    assert result["loss"]["predicted"] == info["result"]["loss"]["predicted"]
-    assert result["loss"]["actual"] == pytest.approx(info["result"]["loss"]["actual"], rel=1e-5)
+    assert result.loss.predicted == info["result"].loss.predicted
+    assert result.loss.actual == pytest.approx(info["result"].loss.actual, rel=1e-5)
     assert json.loads((copy / "target" / "manifest.json").read_text())["world_size"] == 2
     assert (copy / "target" / "torchrun.log").is_file() and (copy / "report.html").is_file()

@@ -9,7 +9,7 @@ import pytest
 
 from augury.forecast.config import ForecastConfigError, load_forecast_config, validate
 from augury.forecast.ladder import plan_runs, run_model_config, train_config
-from augury.forecast.pipeline import step_extrapolation_flag
+from augury.forecast.preregister import step_extrapolation_flag
 from augury.model import flops_per_token, param_counts
 
 
@@ -235,7 +235,7 @@ def test_target_procs_are_at_most_one_per_gpu(monkeypatch):
     """cpu-demo asks for 2 target processes (for 2 CPU cores); on a one-GPU machine it still runs, with one."""
     import torch
 
-    from augury.forecast.pipeline import target_processes
+    from augury.forecast.ladder import target_processes
 
     cfg = cpu_demo()
     assert cfg.target_procs == 2

@@ -1,20 +1,13 @@
-"""Pre-registration: the file's integrity, and that the checks pass a clean law and flag a regime change."""
+"""The forecast's fits: the checks pass a clean law and flag a regime change; the intervals hold their level; the
+capability protocol recovers a known law."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
 from augury.forecast.config import FitConfig
-from augury.forecast.preregister import (
-    ForecastTampered,
-    fit_capability_forecast,
-    fit_loss,
-    load_forecast,
-    write_forecast,
-)
+from augury.forecast.fits import fit_capability_forecast, fit_loss
 
 
 def rows_from(flops, losses):
@@ -29,9 +22,9 @@ def test_clean_power_law_is_reliable_and_accurate():
     losses = (a * flops ** b + c) * np.exp(rng.normal(0, 0.001, flops.size))
     out, _ = fit_loss(rows_from(flops, losses), 3e12, FitConfig(bootstrap=200), seed=0)
     truth = a * 3e12 ** b + c
-    assert out["reliable"], out["flags"]
-    assert out["predicted"] == pytest.approx(truth, rel=0.03)
-    assert out["interval"][0] <= truth <= out["interval"][1]
+    assert out.reliable, out.flags
+    assert out.predicted == pytest.approx(truth, rel=0.03)
+    assert out.interval[0] <= truth <= out.interval[1]
 
 
 @pytest.mark.integration
@@ -43,11 +36,11 @@ def test_power_loss_forecast_of_a_ladder_far_above_its_floor():
     losses = a * flops ** b * np.exp(rng.normal(0, 0.004, flops.size))
     out, _ = fit_loss(rows_from(flops, losses), 2.6e13, FitConfig(law="power-loss", bootstrap=300), seed=0)
     truth = a * 2.6e13 ** b
-    assert out["reliable"], out["flags"]
-    assert out["predicted"] == pytest.approx(truth, rel=0.02)
-    assert out["interval"][0] <= truth <= out["interval"][1]
-    assert set(out["law"]["parameters"]) == {"a", "b"}
-    assert out["law_form_sensitivity"]["other_law"] == "gpt4-loss" and "prediction" in out["law_form_sensitivity"]
+    assert out.reliable, out.flags
+    assert out.predicted == pytest.approx(truth, rel=0.02)
+    assert out.interval[0] <= truth <= out.interval[1]
+    assert set(out.law["parameters"]) == {"a", "b"}
+    assert out.law_form_sensitivity["other_law"] == "gpt4-loss" and "prediction" in out.law_form_sensitivity
 
 
 @pytest.mark.integration
@@ -68,8 +61,8 @@ def test_prediction_interval_covers_a_new_run_at_its_level():
                          "seed_losses": seeds.tolist()})
         out, _ = fit_loss(rows, target, cfg, seed=0)
         actual = a * target ** b * np.exp(rng.normal(0, 0.006))
-        covered.append(out["interval"][0] <= actual <= out["interval"][1])
-        widths.append(out["interval"][1] / out["interval"][0])
+        covered.append(out.interval[0] <= actual <= out.interval[1])
+        widths.append(out.interval[1] / out.interval[0])
     assert 0.84 <= np.mean(covered) <= 0.96
     assert np.median(widths) < 1.08  # and it is a forecast, not a shrug: about ±3.5% here
 
@@ -77,7 +70,7 @@ def test_prediction_interval_covers_a_new_run_at_its_level():
 def test_random_effects_interval_covers_when_rungs_sit_off_the_line():
     # each rung (and the target) deviates from the law by its own 0.5% (tau) on top of 0.6% seed noise: the
     # regression interval, taking the 12 runs as independent, under-covers; the random-effects one holds its level
-    from augury.forecast.preregister import prediction_interval, random_effects_interval
+    from augury.forecast.fits import prediction_interval, random_effects_interval
 
     a, b, tau, sigma = 30.0, -0.065, 0.005, 0.006
     flops = np.geomspace(1.3e11, 1e12, 4)
@@ -109,7 +102,7 @@ def test_random_effects_interval_covers_when_rungs_sit_off_the_line():
 
 
 def test_fit_compute_definitions():
-    from augury.forecast.preregister import fit_compute
+    from augury.forecast.fits import fit_compute
 
     row = {"flops": 9.9e11, "params_non_embedding": 111_024, "tokens": 638_976}
     assert fit_compute(row, "flops") == 9.9e11
@@ -123,11 +116,11 @@ def test_power_loss_flags_a_flattening_ladder():
     flops = np.geomspace(1e10, 1e12, 6)
     smooth = 3000.0 * flops ** -0.3 + 2.0
     out, _ = fit_loss(rows_from(flops, smooth), 3e13, FitConfig(law="power-loss", bootstrap=100), seed=0)
-    assert not out["reliable"]
-    assert any("backtest" in f for f in out["flags"])  # the largest rung falls short of the line through the rest
+    assert not out.reliable
+    assert any("backtest" in f for f in out.flags)  # the largest rung falls short of the line through the rest
     kinked = np.array([5.0, 4.5, 4.05, 3.9, 3.85, 3.83])
     out, _ = fit_loss(rows_from(flops, kinked), 3e13, FitConfig(law="power-loss", bootstrap=100), seed=0)
-    assert any("flattens" in f for f in out["flags"])
+    assert any("flattens" in f for f in out.flags)
 
 
 def test_naive_steepening_ladder_is_flagged():
@@ -135,8 +128,8 @@ def test_naive_steepening_ladder_is_flagged():
     flops = np.geomspace(1e10, 1e11, 6)
     losses = np.array([4.30, 4.10, 3.95, 3.85, 3.55, 3.20])
     out, _ = fit_loss(rows_from(flops, losses), 3e12, FitConfig(bootstrap=100), seed=0)
-    assert not out["reliable"]
-    assert any("steepens" in f for f in out["flags"])
+    assert not out.reliable
+    assert any("steepens" in f for f in out.flags)
 
 
 @pytest.mark.integration
@@ -145,21 +138,8 @@ def test_early_flattening_ladder_is_flagged():
     flops = np.geomspace(1e10, 1e11, 5)
     losses = np.array([4.29, 4.05, 3.94, 3.784, 3.762])
     out, _ = fit_loss(rows_from(flops, losses), 3e12, FitConfig(bootstrap=100), seed=0)
-    assert not out["reliable"]
-    assert any("has flattened" in f for f in out["flags"])
-
-
-def test_forecast_file_is_never_rewritten_and_detects_edits(tmp_path):
-    path = tmp_path / "forecast.json"
-    content = write_forecast(path, {"loss": {"predicted": 3.0}})
-    assert load_forecast(path)["sha256"] == content["sha256"]
-    with pytest.raises(FileExistsError):
-        write_forecast(path, {"loss": {"predicted": 2.0}})
-    data = json.loads(path.read_text())
-    data["loss"]["predicted"] = 2.9
-    path.write_text(json.dumps(data))
-    with pytest.raises(ForecastTampered):
-        load_forecast(path)
+    assert not out.reliable
+    assert any("has flattened" in f for f in out.flags)
 
 
 def synthetic_capability(neg_log_pass, difficulty_range, seed):
@@ -181,9 +161,9 @@ def test_capability_forecast_recovers_a_known_law():
     out, _ = fit_capability_forecast(records, runs, 1e12, CapabilityConfig(buckets=3), FitConfig(bootstrap=200),
                                      seed=0)
     truth = float(np.mean(difficulty * (1e12 / 1e10) ** -0.3))
-    assert out["predicted_mean_neg_log_pass_rate"] == pytest.approx(truth, rel=0.05)
-    assert out["kept_problems"] == 30 and len(out["buckets"]) == 3
-    assert abs(out["backtest_largest_rung"]["rel_error"]) < 0.05 and out["reliable"], out["flags"]
+    assert out.predicted == pytest.approx(truth, rel=0.05)
+    assert out.kept_problems == 30 and len(out.buckets) == 3
+    assert abs(out.backtest_largest_rung["rel_error"]) < 0.05 and out.reliable, out.flags
 
 
 def test_capability_that_saturates_within_the_ladder_is_flagged():
@@ -194,5 +174,5 @@ def test_capability_that_saturates_within_the_ladder_is_flagged():
     records, runs, _ = synthetic_capability(lambda d, c: d * (c / 1e10) ** -1.5 + 1.0, (0.5, 2.0), seed=2)
     out, _ = fit_capability_forecast(records, runs, 1e12, CapabilityConfig(buckets=3), FitConfig(bootstrap=100),
                                      seed=0)
-    assert not out["reliable"]
-    assert any("capability leave-largest-out backtest" in f for f in out["flags"])
+    assert not out.reliable
+    assert any("capability leave-largest-out backtest" in f for f in out.flags)
