@@ -63,36 +63,18 @@ def build_app(cfg):
     return create_app(cfg, backend, keys, RequestLog(cfg.log))
 
 
-def _underscore(arg: str) -> str:
-    """--max-body-bytes is accepted as an alias of --max_body_bytes."""
-    if not arg.startswith("--"):
-        return arg
-    name, eq, value = arg[2:].partition("=")
-    return "--" + name.replace("-", "_") + eq + value
+def parse_args(argv: list[str]):
+    """The ServeConfig of a command line: `--config FILE.yaml`, the fields as flags, the model as a bare argument."""
+    from augury.command import config_cli
+    from augury.serve.config import ServeConfig
+
+    return config_cli(ServeConfig, argv, prog="augury serve", description=__doc__.split("\n")[0], positional="model")
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["keys"]:
         return _keys_command(argv[1:])
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    from augury.serve.config import ServeConfig
-
-    parser = ArgumentParser(prog="augury serve", description=__doc__.split("\n")[0], default_env=False,
-                            allow_abbrev=False)
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
-    parser.add_argument("run", nargs="?", default="", help="an augury run folder or hf:PATH (or use --upstream)")
-    parser.add_class_arguments(ServeConfig, None)
-    ns = parser.parse_args([_underscore(a) for a in argv])
-    run = ns.pop("run")
-    ns.pop("config", None)
-    from augury.serve.limits import LimitsConfig
-
-    values = ns.as_dict()
-    cfg = ServeConfig(**{k: v for k, v in values.items() if k != "limits"},
-                      limits=LimitsConfig(**(values.get("limits") or {})))
-    if run:
-        cfg.model = run
+    cfg = parse_args(argv)
     app = build_app(cfg)
     import uvicorn
 
