@@ -66,12 +66,18 @@ def underscore_flags(argv: list[str]) -> list[str]:
     return out
 
 
-def config_cli(cls, argv: list[str], prog: str, description: str = "", positional: str | None = None):
+def config_cli(cls, argv: list[str], prog: str, description: str = "", positional: str | None = None, *,
+               configs: list[str] = (), options: dict[str, dict] | None = None, exit_on_error: bool = True):
     """An instance of the config dataclass `cls` from `--config FILE.yaml` plus dotted overrides (jsonargparse).
 
     Nested dataclass fields become dotted flags (`--optim.lr 3e-4`); a list field takes a JSON list or a repeated
-    flag; `positional` names a field that may also be
-    given as the first bare argument (`augury serve RUN`). Validation is the caller's: call `cfg.validate()`.
+    flag; a boolean field may be given bare (`--chat` = `--chat true`); `positional` names a field that may also be
+    given as the first bare argument (`augury serve RUN`).
+    `configs` are YAML files or YAML texts read before argv (a preset: what argv's flags and `--config` override).
+    `options` adds flags that are not fields ({name: argparse keywords}, e.g. `augury train --resume`); their values
+    come back beside the instance: `(cfg, {name: value})`. With `exit_on_error=False` a bad key or value raises
+    jsonargparse's ArgumentError instead of printing the usage and exiting (for callers that report it their way).
+    Validation is the caller's: call `cfg.validate()`.
 
         cfg = config_cli(SFTConfig, argv, prog="augury sft")
     """
@@ -79,14 +85,18 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
 
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog=prog, description=description, default_env=False, allow_abbrev=False)
+    parser = ArgumentParser(prog=prog, description=description, default_env=False, allow_abbrev=False,
+                            exit_on_error=exit_on_error)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
     if positional:
         parser.add_argument("_positional", nargs="?", default=None, help=f"same as --{positional}")
+    for name, kwargs in (options or {}).items():
+        parser.add_argument(f"--{name}", **kwargs)
     parser.add_class_arguments(cls, None)
     lists = {f"--{f.name}" for f in dataclasses.fields(cls) if str(f.type).startswith("list")}
+    bools = {f"--{f.name}" for f in dataclasses.fields(cls) if str(f.type) in ("bool", "<class 'bool'>")}
     argv, repeated = underscore_flags(argv), {}
-    kept = []
+    kept = [arg for text in configs for arg in ("--config", str(text))]
     i = 0
     while i < len(argv):  # `--reward_functions a:b --reward_functions c:d` as well as a JSON list
         if argv[i] in lists and i + 1 < len(argv) and not argv[i + 1].lstrip().startswith("["):
@@ -94,12 +104,15 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
             i += 2
             continue
         kept.append(argv[i])
+        if argv[i] in bools and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+            kept.append("true")
         i += 1
     for flag, values in repeated.items():
         kept += [flag, json.dumps(values)]
     ns = parser.parse_args(kept)
     values = ns.as_dict()
     values.pop("config", None)
+    extra = {name: values.pop(name) for name in (options or {})}
     bare = values.pop("_positional", None)
     if bare is not None:
         values[positional] = bare
@@ -119,4 +132,5 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
             kwargs[f.name] = value
         return kind(**kwargs)
 
-    return build(cls, values)
+    cfg = build(cls, values)
+    return (cfg, extra) if options is not None else cfg

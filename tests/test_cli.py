@@ -51,11 +51,11 @@ def test_function_cli_accepts_hyphenated_aliases():
 
 
 def test_train_accepts_hyphenated_dotted_overrides():
-    from augury.command import underscore_flags
-    from augury.train.cli import build_parser
+    from augury.train.cli import parse_args
 
-    parser = build_parser()
-    hyphen = parser.parse_args(underscore_flags(["--optim.weight-decay", "0.05", "--optim.grad-clip=0.5"]))
-    under = parser.parse_args(["--optim.weight_decay", "0.05", "--optim.grad_clip=0.5"])
+    hyphen = parse_args(["--optim.weight-decay", "0.05", "--optim.grad-clip=0.5", "--resume"])
+    under = parse_args(["--optim.weight_decay", "0.05", "--optim.grad_clip=0.5", "--resume", "yes"])
     assert hyphen == under
-    assert (under.optim.weight_decay, under.optim.grad_clip) == (0.05, 0.5)
+    cfg, resume = under
+    assert (cfg.optim.weight_decay, cfg.optim.grad_clip, resume) == (0.05, 0.5, True)
+    assert parse_args(["--resume", "auto"])[1] == "auto" and parse_args([])[1] is False

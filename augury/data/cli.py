@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import sys
 
-from augury.command import underscore_flags
 from augury.data.config import DataConfig, DataError
 
 _USAGE = "usage: augury data prepare [--config FILE] [--source SOURCE] [--vocab_size N] [...]  (see --help)"
 
 
-def _parser():
-    from jsonargparse import ActionConfigFile, ArgumentParser
+def parse_args(argv: list[str]) -> DataConfig:
+    """The DataConfig of `augury data prepare`'s options (`--config FILE.yaml` and the fields as flags)."""
+    from augury.command import config_cli
 
-    parser = ArgumentParser(prog="augury data prepare",
-                            description="Prepare a corpus: train the BPE tokenizer and write token memmaps.")
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML file of the fields below")
-    parser.add_class_arguments(DataConfig, nested_key=None, fail_untyped=True)
-    return parser
+    return config_cli(DataConfig, argv, prog="augury data prepare",
+                      description="Prepare a corpus: train the BPE tokenizer and write token memmaps.")
 
 
 def summary(data) -> str:
@@ -53,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[0] != "prepare":
         raise UsageError(f"unknown data command {argv[0]!r}; {_USAGE}")
-    args = _parser().parse_args(underscore_flags(argv[1:]))
-    fields = {k: v for k, v in vars(args).items() if k in DataConfig.__dataclass_fields__}
-    cfg = DataConfig(**fields)
+    cfg = parse_args(argv[1:])
     from augury.data.prepare import prepare_data
 
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 # Suffixes read from a folder when `extensions` is None: prose, markup and common source code.
 DEFAULT_EXTENSIONS: tuple[str, ...] = (
@@ -68,7 +69,7 @@ class DataConfig:
     val_fraction: float = 0.05
     max_bytes: int | None = None
     cache_dir: str | None = None
-    non_utf8: str = "skip"
+    non_utf8: Literal["skip", "error"] = "skip"
 
 
 def validate_config(cfg: DataConfig) -> None:

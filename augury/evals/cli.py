@@ -18,50 +18,51 @@ import sys
 import time
 from pathlib import Path
 
-from augury.command import underscore_flags
 from augury.errors import UsageError
 
 
-def _parser():
-    from jsonargparse import ActionConfigFile, ArgumentParser
+@dataclasses.dataclass
+class EvalOptions:
+    """The options of `augury eval`.
 
-    p = ArgumentParser(prog="augury eval", description=__doc__.split("\n")[0])
-    p.add_argument("--config", action=ActionConfigFile, help="a YAML file with any of these options")
-    p.add_argument("--model", type=str, default=None,
-                   help="hf:PATH (local Hugging Face folder), openai:MODEL@BASE_URL, augury:RUN_DIR")
-    p.add_argument("--model_args", type=str, default="",
-                   help="backend options as key=value,... (e.g. batch_size=8,dtype=bfloat16)")
-    p.add_argument("--tasks", type=str, default=None, help="comma-separated task or group names")
-    p.add_argument("--data_dir", type=str, default=None, help="folder the task data paths are relative to")
-    p.add_argument("--out", type=str, default=None, help="output folder (results, samples, plots)")
-    p.add_argument("--limit", type=int | None, default=None, help="evaluate only the first N records per task")
-    p.add_argument("--num_fewshot", type=int | None, default=None, help="override each task's k-shot count")
-    p.add_argument("--chat", type=bool, default=False, help="format prompts with the model's chat template")
-    p.add_argument("--include_path", type=str, default="", help="extra folders of task YAML files (comma-separated)")
-    p.add_argument("--chunk_size", type=int, default=64, help="samples scored (and saved) per step")
-    p.add_argument("--list_tasks", type=bool, default=False, help="print the known tasks and groups and exit")
-    p.add_argument("--grader", type=str, default="",
-                   help="graded tasks: the grader (offline, offline:PATH, rules, openai:MODEL@URL, augury:RUN, "
-                        "hf:PATH); default: each task's")
-    p.add_argument("--grader_model_args", type=str, default="", help="graded tasks: a judge's backend options")
-    return p
+    Args:
+        model: hf:PATH (local Hugging Face folder), openai:MODEL@BASE_URL, augury:RUN_DIR
+        model_args: backend options as key=value,... (e.g. batch_size=8,dtype=bfloat16)
+        tasks: comma-separated task or group names
+        data_dir: folder the task data paths are relative to
+        out: output folder (results, samples, plots)
+        limit: evaluate only the first N records per task
+        num_fewshot: override each task's k-shot count
+        chat: format prompts with the model's chat template
+        include_path: extra folders of task YAML files (comma-separated)
+        chunk_size: samples scored (and saved) per step
+        list_tasks: print the known tasks and groups and exit
+        grader: graded tasks: the grader (offline, offline:PATH, rules, openai:MODEL@URL, augury:RUN, hf:PATH);
+            default: each task's
+        grader_model_args: graded tasks: a judge's backend options
+    """
+
+    model: str | None = None
+    model_args: str = ""
+    tasks: str | None = None
+    data_dir: str | None = None
+    out: str | None = None
+    limit: int | None = None
+    num_fewshot: int | None = None
+    chat: bool = False
+    include_path: str = ""
+    chunk_size: int = 64
+    list_tasks: bool = False
+    grader: str = ""
+    grader_model_args: str = ""
 
 
-def _fix_bool_flags(argv: list[str]) -> list[str]:
-    """Hyphenated flags become their underscore spelling; a bare `--chat` / `--list_tasks` means true."""
-    argv = underscore_flags(argv)
-    fixed: list[str] = []
-    for i, arg in enumerate(argv):
-        fixed.append(arg)
-        nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if arg in ("--chat", "--list_tasks") and (nxt is None or nxt.startswith("--")):
-            fixed.append("true")
-    return fixed
+def parse_args(argv: list[str]) -> EvalOptions:
+    """The options of `augury eval` from its command line (`--config FILE.yaml` accepted; hyphenated spellings are
+    aliases; a bare `--chat` / `--list_tasks` means true)."""
+    from augury.command import config_cli
 
-
-def parse_args(argv: list[str]):
-    """The options of `augury eval` from its command line (hyphenated spellings accepted as aliases)."""
-    return _parser().parse_args(_fix_bool_flags(argv))
+    return config_cli(EvalOptions, argv, prog="augury eval", description=__doc__.split("\n")[0])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,57 +17,49 @@ from augury.command import underscore_flags
 from augury.errors import UsageError
 
 
-def split_preset(argv: list[str], default: str | None = "cpu-demo") -> tuple[str | None, list[str]]:
-    """Take `--preset NAME` out of argv; a given --config without --preset starts from no preset."""
-    argv = list(argv)
-    preset = default
-    if "--config" in argv or any(a.startswith("--config=") for a in argv):
-        preset = None
-    for i, a in enumerate(argv):
-        if a == "--preset" and i + 1 < len(argv):
-            preset = argv[i + 1]
-            del argv[i:i + 2]
-            break
-        if a.startswith("--preset="):
-            preset = a.split("=", 1)[1]
-            del argv[i]
-            break
-    return preset, argv
+def split_preset(argv: list[str], default: str | None = "cpu-demo") -> tuple[str | None, str | None, list[str]]:
+    """(preset, config file, the other flags) of a command line: `--preset NAME` and `--config FILE` taken out of
+    argv; a given --config without --preset starts from no preset."""
+    argv = underscore_flags(argv)
+    found: dict[str, list[str]] = {"--preset": [], "--config": []}
+    rest, i = [], 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name in found and (eq or i + 1 < len(argv)):
+            found[name].append(value if eq else argv[i + 1])
+            i += 1 if eq else 2
+            continue
+        rest.append(argv[i])
+        i += 1
+    for name, values in found.items():
+        if len(values) > 1:
+            raise UsageError(f"give {name} once (got {', '.join(values)})")
+    config = found["--config"][0] if found["--config"] else None
+    preset = found["--preset"][0] if found["--preset"] else (None if config else default)
+    return preset, config, rest
 
 
-def build_parser(prog: str, description: str):
-    from jsonargparse import ActionConfigFile, ArgumentParser
+def parse_config(argv: list[str], prog: str = "augury forecast", default_preset: str | None = "cpu-demo"):
+    """The ForecastConfig of a command line (config.load_forecast_config: preset, --config FILE, dotted flags);
+    UsageError on a bad preset, file, key or value."""
+    from augury.forecast.config import ForecastConfigError, load_forecast_config
 
-    from augury.forecast.config import ForecastConfig
-
-    parser = ArgumentParser(prog=prog, description=description, default_env=False, allow_abbrev=False)
-    parser.add_argument("--preset", type=str, default=None,
-                        help="smoke | cpu-demo (default) | gpu | naive-demo: a YAML preset in augury/forecast/presets")
-    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file with any of the options below")
-    parser.add_class_arguments(ForecastConfig, None)
-    return parser
-
-
-def parse_config(argv: list[str], prog: str, description: str, default_preset: str | None = "cpu-demo"):
-    """ForecastConfig from preset + --config + dotted overrides; UsageError on a bad preset, key or value."""
-    from augury.forecast.config import ForecastConfig, ForecastConfigError, preset_path
-
-    preset, rest = split_preset(argv, default_preset)
+    preset, config, rest = split_preset(argv, default_preset)
     try:
-        head = ["--config", str(preset_path(preset))] if preset else []
+        return load_forecast_config(preset, config, argv=rest, prog=prog)
     except ForecastConfigError as err:
         raise UsageError(str(err)) from None
-    parser = build_parser(prog, description)
+
+
+def print_help(prog: str, doc: str) -> None:
+    """The module's docstring, then every option (`--preset NAME` picks the starting YAML)."""
+    from augury.forecast.config import load_forecast_config
+
+    print(doc)
     try:
-        ns = parser.parse_args(head + underscore_flags(rest))
-    except SystemExit as exc:
-        if exc.code == 0:  # --help
-            raise
-        raise UsageError("invalid arguments (see the message above)") from None
-    ns.pop("config", None)
-    ns.pop("preset", None)
-    cfg = parser.instantiate_classes(ns)
-    return ForecastConfig(**{k: getattr(cfg, k) for k in ForecastConfig.__dataclass_fields__})
+        load_forecast_config(None, argv=["--help"], prog=prog)
+    except SystemExit:
+        pass
 
 
 def main(argv: list[str]) -> int:
@@ -79,9 +71,9 @@ def main(argv: list[str]) -> int:
     from augury.train import TrainingDiverged
 
     if any(a in ("-h", "--help") for a in argv):
-        build_parser("augury forecast", __doc__.split("\n")[0]).print_help()
+        print_help("augury forecast", __doc__)
         return 0
-    cfg = parse_config(argv, "augury forecast", "Forecast a training run from a model ladder.")
+    cfg = parse_config(argv, "augury forecast")
     try:
         run_forecast(cfg)
     except (ForecastConfigError, DataError) as err:

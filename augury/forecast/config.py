@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -77,13 +78,13 @@ class RecipeConfig:
     steps_per_run: int = 300
     batch_exponent: float = 1.0
     batch_base_tokens: int = 0
-    dial: str = "depth"
+    dial: Literal["depth", "width"] = "depth"
     width_step: int = 16
     min_width: int = 32
     min_batch_tokens: int = 1024
     max_batch_tokens: int = 16384
     min_depth: int = 2
-    dtype: str = "fp32"
+    dtype: Literal["fp32", "bf16", "auto"] = "fp32"
     eval_tokens: int = 65536
     max_epochs: float = 1.0
 
@@ -126,7 +127,7 @@ class LadderConfig:
     rungs: int = 5
     largest_fraction: float = 0.01
     smallest_fraction: float | None = None
-    tokens: str = "compute"
+    tokens: Literal["compute", "ratio"] = "compute"
     seeds: int = 1
 
 
@@ -161,7 +162,7 @@ class CapabilityConfig:
     min_answer_chars: int = 4
     buckets: int = 3
     seed: int = 0
-    span: str = "line"
+    span: Literal["line", "span", "copy"] = "line"
 
 
 @dataclass
@@ -198,9 +199,9 @@ class FitConfig:
             next before it counts as a regime change (a law with an irreducible term only flattens).
     """
 
-    law: str = "gpt4-loss"
-    compute: str = "flops"
-    interval: str = "bootstrap"
+    law: Literal["gpt4-loss", "power-loss"] = "gpt4-loss"
+    compute: Literal["flops", "non-embedding"] = "flops"
+    interval: Literal["bootstrap", "prediction", "random-effects"] = "bootstrap"
     bootstrap: int = 1000
     huber_delta: float = 1e-3
     level: float = 0.9
@@ -260,14 +261,14 @@ class ForecastConfig:
     capability: CapabilityConfig = field(default_factory=CapabilityConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     text_folder: str | None = None
-    executor: str = "local"
+    executor: Literal["local", "ray"] = "local"
     jobs: int = 1
     target_procs: int = 1
     ray_address: str | None = None
     ray_cpus_per_rung: int = 1
     rungs_per_gpu: int = 4
     gpu_memory_gib: float | None = None
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None
     progress: bool = True
 
@@ -295,49 +296,70 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def config_from_dict(raw: dict, where: str = "config") -> ForecastConfig:
-    """Build a ForecastConfig from nested dicts, naming the first unknown key."""
-    raw = dict(raw or {})
+def _check_keys(raw: dict, where: str) -> None:
+    """ForecastConfigError naming the first key of `raw` (nested dicts) that no config field has."""
     top = set(ForecastConfig.__dataclass_fields__)
-    for key in raw:
+    for key, value in raw.items():
         if key not in top:
             raise ForecastConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(top))})")
-    kwargs = {}
-    for key, value in raw.items():
         if key in _SECTIONS:
-            cls = _SECTIONS[key]
             if not isinstance(value, dict):
                 raise ForecastConfigError(f"{where}: {key} must be a mapping, got {value!r}")
-            known = set(cls.__dataclass_fields__)
+            known = set(_SECTIONS[key].__dataclass_fields__)
             for sub in value:
                 if sub not in known:
                     raise ForecastConfigError(f"{where}: unknown key {key}.{sub} (known: {', '.join(sorted(known))})")
-            kwargs[key] = cls(**value)
-        else:
-            kwargs[key] = value
-    return ForecastConfig(**kwargs)
+
+
+def _read_yaml(path: str | Path, what: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ForecastConfigError(f"{what} {path}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ForecastConfigError(f"{what} {path}: not valid YAML ({err})") from None
+    if not isinstance(raw, dict):
+        raise ForecastConfigError(f"{what} {path}: expected a mapping at the top level")
+    return raw
 
 
 def load_forecast_config(preset: str | None = "cpu-demo", config: str | None = None,
-                         overrides: dict | None = None) -> ForecastConfig:
-    """Preset YAML, then a user YAML on top, then `overrides` (nested dicts) on top of that."""
-    raw: dict = {}
-    if preset:
-        raw = yaml.safe_load(preset_path(preset).read_text()) or {}
+                         overrides: dict | None = None, argv: list[str] = (),
+                         prog: str = "augury forecast") -> ForecastConfig:
+    """The one way a ForecastConfig is made (`augury forecast`, `augury ladder plan` and Python callers alike):
+    the preset's YAML, then a user YAML (`config`), then `overrides` (nested dicts), then command-line flags
+    (`argv`: `--ladder.rungs 6`, `--config FILE`), each on top of the one before; recipe.model and recipe.optim
+    merge key by key. Every key and value is checked against the dataclasses through jsonargparse (a bad one is a
+    ForecastConfigError naming it), and the recipe's model and optimizer values arrive typed (a dotted flag
+    `--recipe.optim.beta2 0.95` is the number 0.95)."""
+    import json
+
+    from jsonargparse import ArgumentError
+
+    from augury.command import config_cli
+    from augury.model import ModelConfig
+    from augury.train.config import OptimConfig
+
+    where = config or (f"preset {preset}" if preset else "config")
+    raw: dict = (yaml.safe_load(preset_path(preset).read_text()) or {}) if preset else {}
     if config:
-        path = Path(config)
-        if not path.is_file():
-            raise ForecastConfigError(f"--config {config}: no such file")
-        try:
-            user = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ForecastConfigError(f"--config {config}: not valid YAML ({err})") from None
-        if not isinstance(user, dict):
-            raise ForecastConfigError(f"--config {config}: expected a mapping at the top level")
-        raw = _merge(raw, user)
+        raw = _merge(raw, _read_yaml(config, "--config"))
     if overrides:
         raw = _merge(raw, overrides)
-    return config_from_dict(raw, where=config or f"preset {preset}")
+    _check_keys(raw, where)
+    try:
+        cfg = config_cli(ForecastConfig, list(argv), prog, configs=[json.dumps(raw)], exit_on_error=False)
+    except ArgumentError as err:
+        raise ForecastConfigError(" ".join(str(err).split())) from None
+    cfg.recipe.model = typed_fields(ModelConfig, cfg.recipe.model, "recipe.model")
+    cfg.recipe.optim = typed_fields(OptimConfig, cfg.recipe.optim, "recipe.optim")
+    return cfg
+
+
+def _takes_text(hint) -> bool:
+    """Whether a field typed `hint` holds text (str, or a Literal of strings)."""
+    return "str" in str(hint) or "Literal" in str(hint)
 
 
 def typed_fields(cls, values: dict, where: str) -> dict:
@@ -352,7 +374,7 @@ def typed_fields(cls, values: dict, where: str) -> dict:
         raise ForecastConfigError(f"{where}: unknown key {bad[0]!r}")
     out = {}
     for k, v in values.items():
-        if isinstance(v, str) and "str" not in str(fields[k].type):
+        if isinstance(v, str) and not _takes_text(fields[k].type):
             try:
                 parsed = yaml.safe_load(v)
             except yaml.YAMLError:
@@ -370,8 +392,8 @@ def validate(cfg: ForecastConfig) -> None:
     from augury.model import ModelConfig
     from augury.train.config import OptimConfig
 
-    rec.model = typed_fields(ModelConfig, rec.model, "recipe.model")
-    rec.optim = typed_fields(OptimConfig, rec.optim, "recipe.optim")
+    model = typed_fields(ModelConfig, rec.model, "recipe.model")
+    typed_fields(OptimConfig, rec.optim, "recipe.optim")
     if not 0 < lad.largest_fraction <= 1:
         raise ForecastConfigError(f"ladder.largest_fraction must be in (0, 1], got {lad.largest_fraction!r}: the "
                                   f"largest rung is a fraction of the target's compute")
@@ -393,7 +415,7 @@ def validate(cfg: ForecastConfig) -> None:
     if size is None and tgt.flops is None:
         raise ForecastConfigError(f"set {size_key} (and optionally target.tokens) or target.flops")
     if rec.dial == "width":
-        if not isinstance(rec.model.get("depth"), int) or rec.model["depth"] < rec.min_depth:
+        if not isinstance(model.get("depth"), int) or model["depth"] < rec.min_depth:
             raise ForecastConfigError(f"the width dial needs recipe.model.depth (an integer >= recipe.min_depth="
                                       f"{rec.min_depth}): every run has that many layers")
         if rec.width_step < 2 or rec.min_width < rec.width_step or rec.min_width % rec.width_step:

@@ -15,14 +15,15 @@ from augury.errors import UsageError
 
 
 def main(argv: list[str]) -> int:
-    from augury.forecast.cli import build_parser, parse_config
+    from augury.forecast.cli import parse_config, print_help
     from augury.forecast.config import ForecastConfigError, validate
     from augury.forecast.ladder import format_plan, learning_rates, plan_runs, probe_throughput
 
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
+    if not argv or argv[0] in ("-h", "--help") or (argv[0] == "plan" and ("-h" in argv or "--help" in argv)):
         if argv:
-            build_parser("augury ladder plan", "Plan a model ladder.").print_help()
+            print_help("augury ladder plan", __doc__)
+        else:
+            print(__doc__)
         return 0
     if argv[0] != "plan":
         raise UsageError(f"unknown subcommand {argv[0]!r}; usage: augury ladder plan [--preset P] [--config F] "
@@ -30,7 +31,7 @@ def main(argv: list[str]) -> int:
     rest = list(argv[1:])
     probe = "--no-probe" not in rest
     rest = [a for a in rest if a != "--no-probe"]
-    cfg = parse_config(rest, "augury ladder plan", "Plan a model ladder.")
+    cfg = parse_config(rest, "augury ladder plan")
     try:
         validate(cfg)
         runs = plan_runs(cfg, cfg.data.vocab_size)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 
 class ModelConfigError(ValueError):
@@ -60,7 +61,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
-    parametrization: str = "sp"
+    parametrization: Literal["sp", "mup"] = "sp"
     mup_base_width: int = 256
     init_std: float = 0.02
     zero_init_output: bool = False

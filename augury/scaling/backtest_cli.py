@@ -13,7 +13,7 @@ from pathlib import Path
 from augury.command import function_cli
 from augury.errors import UsageError
 from augury.io import atomic_write_json, git_hash, utc_now
-from augury.scaling.cli import _exit_code, load_rows, option_names, run_fit
+from augury.scaling.cli import exit_code, load_rows, run_fit
 from augury.scaling.tables import TableError, columns_from, select
 
 
@@ -100,8 +100,8 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
     print(summary)
     for w in result.warnings:
         print(f"warning: {w}")
-    return _exit_code(result.status, allow_unconverged)
+    return exit_code(result.status, allow_unconverged)
 
 
 def main(argv: list[str]) -> int:
-    return int(function_cli(backtest, option_names(argv), prog="augury backtest") or 0)
+    return int(function_cli(backtest, argv, prog="augury backtest") or 0)

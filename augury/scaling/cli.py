@@ -141,7 +141,7 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
     plot_fit(result, out_dir / "fit.png", forecasts, notes=notes)
     atomic_write_json(out_dir / "fit.json", report)
     _print_summary(report)
-    return _exit_code(result.status, allow_unconverged)
+    return exit_code(result.status, allow_unconverged)
 
 
 def _optimal(result, flops: float) -> dict:
@@ -182,7 +182,7 @@ def _fit_capability(rows, problems, out_dir, queries, bootstrap, seed, level, bu
         for b in p["buckets"]:
             print(f"  flops={p['inputs']['flops']:.3g} bucket {b['bucket']}: -E[log pass] = {b['value']:.4g} "
                   f"[{b['interval'][0]:.4g}, {b['interval'][1]:.4g}]")
-    return _exit_code(cap.status, allow_unconverged)
+    return exit_code(cap.status, allow_unconverged)
 
 
 def _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, allow_unconverged) -> int:
@@ -217,10 +217,10 @@ def _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, a
     for p in report["predictions"]:
         print(f"  predict {p['inputs']}: {y} = {p['value']:.4g} [{p['interval'][0]:.4g}, {p['interval'][1]:.4g}]"
               f" (task loss {p['task_loss']:.4g})")
-    return _exit_code(res.status, allow_unconverged)
+    return exit_code(res.status, allow_unconverged)
 
 
-def _exit_code(status: str, allow_unconverged: bool) -> int:
+def exit_code(status: str, allow_unconverged: bool) -> int:
     if status != "converged":
         print("fit status: not-converged" + ("" if allow_unconverged else " (exit 1; --allow-unconverged to accept)"))
         return 0 if allow_unconverged else 1
@@ -243,16 +243,5 @@ def _print_summary(report: dict) -> None:
         print(f"  warning: {w}")
 
 
-def option_names(argv: list[str]) -> list[str]:
-    """Accept the documented `--fit-where` spelling as well as jsonargparse's `--fit_where`."""
-    out = []
-    for arg in argv:
-        if arg.startswith("--") and not arg.startswith("---"):
-            name, sep, val = arg.partition("=")
-            arg = name.replace("-", "_").replace("__", "--", 1) + sep + val
-        out.append(arg)
-    return out
-
-
 def main(argv: list[str]) -> int:
-    return int(function_cli(fit, option_names(argv), prog="augury fit") or 0)
+    return int(function_cli(fit, argv, prog="augury fit") or 0)

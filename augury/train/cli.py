@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import sys
 
-from augury.command import underscore_flags
 from augury.errors import UsageError
 
+RESUME = {"nargs": "?", "const": "yes", "default": "no", "choices": ["no", "yes", "auto"],
+          "help": "continue the run in --out from its newest intact checkpoint; 'auto': continue it if there is one, "
+                  "else start it"}
 
-def build_parser():
-    from jsonargparse import ActionConfigFile, ArgumentParser
 
+def parse_args(argv: list[str]):
+    """(TrainConfig, resume) of a command line: `--config FILE.yaml`, dotted overrides, `--resume [yes|auto]`."""
+    from augury.command import config_cli
     from augury.train.config import TrainConfig
 
-    parser = ArgumentParser(prog="augury train", description="Pretrain a decoder-only Transformer.",
-                            default_env=False, allow_abbrev=False)
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below.")
-    parser.add_class_arguments(TrainConfig, None)
-    parser.add_argument("--resume", nargs="?", const="yes", default="no", choices=["no", "yes", "auto"],
-                        help="continue the run in --out from its newest intact checkpoint; 'auto': continue it if "
-                             "there is one, else start it")
-    return parser
+    cfg, extra = config_cli(TrainConfig, argv, prog="augury train", description="Pretrain a decoder-only Transformer.",
+                            options={"resume": RESUME})
+    return cfg, {"no": False, "yes": True, "auto": "auto"}[extra["resume"]]
 
 
 def main(argv: list[str]) -> int:
@@ -36,14 +34,7 @@ def main(argv: list[str]) -> int:
     from augury.train.config import TrainConfigError
     from augury.train.trainer import TrainingDiverged, train
 
-    parser = build_parser()
-    ns = parser.parse_args(underscore_flags(argv))
-    resume = {"no": False, "yes": True, "auto": "auto"}[ns.pop("resume")]
-    ns.pop("config", None)
-    cfg = parser.instantiate(ns) if hasattr(parser, "instantiate") else parser.instantiate_classes(ns)
-    from augury.train.config import TrainConfig
-
-    cfg = TrainConfig(**{k: getattr(cfg, k) for k in TrainConfig.__dataclass_fields__})
+    cfg, resume = parse_args(argv)
     try:
         train(cfg, resume=resume)
     except (TrainConfigError, ModelConfigError, DataError) as err:

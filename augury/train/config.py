@@ -50,7 +50,7 @@ class OptimConfig:
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0
-    schedule: str = "cosine"
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     warmup_steps: int | None = None
     warmup_frac: float = 0.05
     decay_frac: float = 0.2
@@ -109,8 +109,8 @@ class TrainConfig:
     tokens: int | None = None
     tokens_per_param: float | None = None
     seed: int = 0
-    dtype: str = "auto"
-    device: str = "auto"
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False
     parallel: Literal["ddp", "fsdp"] = "ddp"
     log_every: int = 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -127,17 +128,36 @@ def test_batch_exponent_grows_the_batch_as_a_power_of_the_run_tokens():
 
 
 def test_dotted_overrides_of_the_recipe_arrive_typed():
-    from augury.forecast.cli import parse_config
-
-    cfg = parse_config(["--preset", "smoke", "--recipe.optim.beta2", "0.95", "--recipe.model.output_bias", "false",
-                        "--recipe.optim.schedule", "wsd"], "augury forecast", "")
+    flags = ["--recipe.optim.beta2", "0.95", "--recipe.model.output_bias", "false", "--recipe.optim.schedule", "wsd"]
+    cfg = load_forecast_config("smoke", argv=flags)
     validate(cfg)
+    assert cfg.recipe.optim["beta2"] == 0.95 and cfg.recipe.model["output_bias"] is False  # typed when loaded
     tc = train_config(cfg, plan_runs(cfg, 512)[0], "/tmp/x/rung1", 512)
     assert tc.optim.beta2 == 0.95 and tc.optim.schedule == "wsd" and tc.model.output_bias is False
+    assert cfg.recipe.optim["lr"] == load_forecast_config("smoke").recipe.optim["lr"]  # the preset's other keys stay
     with pytest.raises(ForecastConfigError, match="recipe.optim.beta2: cannot read 'abc' as float"):
-        validate(parse_config(["--preset", "smoke", "--recipe.optim.beta2", "abc"], "augury forecast", ""))
+        load_forecast_config("smoke", argv=["--recipe.optim.beta2", "abc"])
     with pytest.raises(ForecastConfigError, match="recipe.optim: unknown key 'beta3'"):
-        validate(parse_config(["--preset", "smoke", "--recipe.optim.beta3", "1"], "augury forecast", ""))
+        load_forecast_config("smoke", argv=["--recipe.optim.beta3", "1"])
+    with pytest.raises(ForecastConfigError, match="ladder.rungs"):
+        load_forecast_config("smoke", argv=["--ladder.rungs", "many"])
+
+
+def test_command_line_and_python_load_the_same_config(tmp_path):
+    from augury.forecast.cli import parse_config
+
+    own = tmp_path / "mine.yaml"
+    own.write_text("ladder:\n  rungs: 6\nrecipe:\n  optim:\n    lr: 0.02\n")
+    by_flags = parse_config(["--preset", "smoke", "--config", str(own), "--target.depth", "5", "--recipe.optim.beta2",
+                             "0.9"])
+    by_python = load_forecast_config("smoke", str(own), overrides={"target": {"depth": 5},
+                                                                    "recipe": {"optim": {"beta2": 0.9}}})
+    assert by_flags == by_python
+    assert by_python.ladder.rungs == 6 and by_python.recipe.optim["lr"] == 0.02 and "schedule" in by_python.recipe.optim
+    # validate() checks without changing what it checks
+    before = copy.deepcopy(by_python)
+    validate(by_python)
+    assert by_python == before
 
 
 def test_bad_inputs_fail_before_training():
