@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -10,12 +11,17 @@ import pytest
 
 from augury.forecast.config import ForecastConfigError, load_forecast_config, validate
 from augury.forecast.ladder import plan_runs, run_model_config, train_config
-from augury.forecast.preregister import step_extrapolation_flag
+from augury.forecast.preregister import MAX_TARGET_STEP_RATIO, step_extrapolation_flag
 from augury.model import flops_per_token, param_counts
 
 
 def cpu_demo(**over):
     return load_forecast_config("cpu-demo", overrides=over)
+
+
+def step_ratio(runs) -> float:
+    """The target's optimizer steps over the most any rung takes."""
+    return runs[-1].steps / max(r.steps for r in runs[:-1])
 
 
 @pytest.mark.parametrize("preset", ["smoke", "cpu-demo", "gpu", "naive-demo"])
@@ -26,22 +32,29 @@ def test_presets_load_and_plan(preset):
     assert runs[-1].role == "target" and all(r.role == "rung" for r in runs[:-1])
     assert runs[-2].flops <= cfg.ladder.largest_fraction * runs[-1].flops * 1.3
     flag = step_extrapolation_flag(runs[:-1], runs[-1])
-    if preset == "naive-demo":  # its target takes 420 steps, 1.56x its rungs' most: flagged with the rest of it
-        assert flag is not None and "1.6x" in flag
-    else:
-        assert flag is None  # the batch rule keeps the steps comparable
+    assert (flag is not None) == (step_ratio(runs) > MAX_TARGET_STEP_RATIO)
+    if preset != "naive-demo":  # the deliberately naive recipe may be flagged; the others keep the steps comparable
+        assert flag is None
 
 
 def test_a_target_with_far_more_steps_than_its_rungs_is_flagged():
-    cfg = cpu_demo(recipe={"min_batch_tokens": 2048, "max_batch_tokens": 2048})  # a fixed batch: steps grow
-    runs = plan_runs(cfg, 1024)
-    assert [r.steps for r in runs] == [102, 162, 235, 312, 2023]
-    flag = step_extrapolation_flag(runs[:-1], runs[-1])
-    assert flag is not None and "2,023 optimizer steps, 6.5x" in flag and "rung4" in flag
-    # a batch growing as D^(2/3): 1.85x rung4's steps, and the forecast missed by 3.3-6.6%
-    runs = plan_runs(cpu_demo(recipe={"batch_exponent": 2 / 3, "batch_base_tokens": 600_000}), 1024)
-    assert [r.steps for r in runs] == [204, 260, 269, 312, 578]
-    assert "578 optimizer steps, 1.9x" in step_extrapolation_flag(runs[:-1], runs[-1])
+    rungs_and_target = plan_runs(cpu_demo(), 1024)
+    rungs, target = rungs_and_target[:-1], rungs_and_target[-1]
+    most = max(rungs, key=lambda r: r.steps)
+    at_limit = dataclasses.replace(target, steps=int(most.steps * MAX_TARGET_STEP_RATIO))
+    assert step_extrapolation_flag(rungs, at_limit) is None
+    beyond = dataclasses.replace(target, steps=int(most.steps * MAX_TARGET_STEP_RATIO) + 2)
+    flag = step_extrapolation_flag(rungs, beyond)
+    assert flag is not None and f"{beyond.steps:,} optimizer steps" in flag and most.name in flag
+    # a fixed batch: steps grow with the tokens, so the target takes several times any rung's steps
+    fixed = plan_runs(cpu_demo(recipe={"min_batch_tokens": 2048, "max_batch_tokens": 2048}), 1024)
+    assert [r.steps for r in fixed] == sorted(r.steps for r in fixed) and len({r.batch_size for r in fixed}) == 1
+    flag = step_extrapolation_flag(fixed[:-1], fixed[-1])
+    assert step_ratio(fixed) > MAX_TARGET_STEP_RATIO and f"{step_ratio(fixed):.1f}x the most of any rung" in flag
+    # a batch growing as D^(2/3): the steps grow as D^(1/3), more slowly than with a fixed batch
+    grown = plan_runs(cpu_demo(recipe={"batch_exponent": 2 / 3, "batch_base_tokens": 600_000}), 1024)
+    assert 1 < step_ratio(grown) < step_ratio(fixed)
+    assert (step_extrapolation_flag(grown[:-1], grown[-1]) is not None) == (step_ratio(grown) > MAX_TARGET_STEP_RATIO)
 
 
 def test_rungs_are_even_in_log_compute_and_follow_the_recipe():
@@ -116,12 +129,14 @@ def test_batch_exponent_grows_the_batch_as_a_power_of_the_run_tokens():
     validate(cfg)
     runs = plan_runs(cfg, 1024)
     assert [r.tokens for r in runs] == pytest.approx([r.tokens for r in runs1], rel=0.01)  # same D, other batches
-    for r in runs:  # the whole number of sequences nearest 2,000 * (D / 600,000)^(2/3) tokens
-        ideal = 2000 * (r.tokens / 600_000) ** (2 / 3) / cfg.recipe.seq_len
-        assert abs(r.batch_size - ideal) <= 0.5 + 1e-6 * ideal and r.tokens == r.steps * r.batch_size * 256
+    seq_len, base_batch_tokens = cfg.recipe.seq_len, 600_000 / cfg.recipe.steps_per_run
+    for r in runs:  # the whole number of sequences nearest (600,000 / steps_per_run) * (D / 600,000)^(2/3) tokens
+        ideal = base_batch_tokens * (r.tokens / 600_000) ** (2 / 3) / seq_len
+        assert abs(r.batch_size - ideal) <= 0.5 + 1e-6 * ideal and r.tokens == r.steps * r.batch_size * seq_len
     assert runs[0].steps < runs[-2].steps < runs[-1].steps  # steps ∝ D^(1/3), up to whole sequences
-    fixed = plan_runs(cpu_demo(recipe={"batch_exponent": 0.0, "batch_base_tokens": 2048 * 300}), 1024)
-    assert {r.batch_size for r in fixed} == {8}  # exponent 0: one batch for every run
+    steps = cfg.recipe.steps_per_run
+    fixed = plan_runs(cpu_demo(recipe={"batch_exponent": 0.0, "batch_base_tokens": 2048 * steps}), 1024)
+    assert {r.batch_size for r in fixed} == {2048 // seq_len}  # exponent 0: one batch (2048 tokens) for every run
     for bad in ({"batch_exponent": 0.5}, {"batch_exponent": 1.5, "batch_base_tokens": 1000}):
         with pytest.raises(ForecastConfigError, match="recipe.batch_exponent"):
             validate(cpu_demo(recipe=bad))
