@@ -80,7 +80,7 @@ def _span_candidates(data, tokens, pieces, ends_line, cap, copy: bool = False) -
     """Spans inside a line that start at a token boundary and end where a word ends: (doc, position, prompt ids,
     the span's text, its token count). The span is the fewest tokens (>= min_target_tokens) whose text is
     followed by a character that cannot continue a word. With `copy`, only spans the prompt determines (see
-    `_determined_by_prompt`)."""
+    `determined_by_prompt`)."""
     candidates = []
     ctx = cap.context_tokens
     for doc in data.documents("val"):
@@ -94,13 +94,13 @@ def _span_candidates(data, tokens, pieces, ends_line, cap, copy: bool = False) -
                 following = pieces[ids[s + m]]
                 if following and not _is_word_char(following[0]) and _is_word_char(text[-1]):
                     if len(text.strip()) >= max(1, cap.min_answer_chars) and (
-                            not copy or _determined_by_prompt(ids[s - ctx:s], ids[s:s + m])):
+                            not copy or determined_by_prompt(ids[s - ctx:s], ids[s:s + m])):
                         candidates.append((doc["id"], s, ids[s - ctx:s], text, m))
                     break
     return candidates
 
 
-def _determined_by_prompt(prompt: np.ndarray, answer: np.ndarray, key: int = 2) -> bool:
+def determined_by_prompt(prompt: np.ndarray, answer: np.ndarray, key: int = 2) -> bool:
     """Whether the prompt's own text fixes the answer: the `key` tokens just before the answer occur earlier in
     the prompt, and every earlier occurrence (with room for the answer inside the prompt) is followed by exactly
     the answer's tokens. A model that copies from its context (induction) can pass such a problem almost always,

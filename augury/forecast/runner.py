@@ -183,7 +183,7 @@ def _train_packed(pool, jobs, workers, threads, after, on_start, on_done, shares
     return out
 
 
-_LAUNCH_MARK = "=== augury: torchrun launched:"
+LAUNCH_MARK = "=== augury: torchrun launched:"
 
 
 class TorchrunFailed(RuntimeError):
@@ -229,10 +229,10 @@ def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None,
     start = time.perf_counter()
     failures = []
     for attempt in range(1, launches + 1):
-        rc = _run_logged(cmd, env, out / "torchrun.log", out / "metrics.jsonl", poll)
+        rc = run_logged(cmd, env, out / "torchrun.log", out / "metrics.jsonl", poll)
         if rc == 0:
             break
-        error = _worker_error(out / "torchrun.log")
+        error = worker_error(out / "torchrun.log")
         failures.append(error)
         # torchrun's own --max-restarts reuses the rendezvous, and gloo then fails to connect: a new launch instead
         if attempt == launches or error.startswith("augury train: error:"):
@@ -249,10 +249,10 @@ def train_torchrun(train_cfg, procs: int, threads: int | None = None, poll=None,
     return summary
 
 
-def _run_logged(cmd: list, env: dict, log_path: Path, metrics: Path, poll) -> int:
+def run_logged(cmd: list, env: dict, log_path: Path, metrics: Path, poll) -> int:
     """Run torchrun with its output appended to `log_path` (after a launch mark); returns its exit status."""
     with open(log_path, "a") as logf:
-        logf.write(f"{_LAUNCH_MARK} {' '.join(cmd)}\n")
+        logf.write(f"{LAUNCH_MARK} {' '.join(cmd)}\n")
         logf.flush()
         # its own process group, so that stopping it reaches torchrun's workers too; on Linux the group also
         # gets SIGTERM if this process dies
@@ -293,12 +293,12 @@ def _stop_group(proc) -> None:
             continue
 
 
-def _worker_error(log: Path) -> str:
+def worker_error(log: Path) -> str:
     """The workers' own error in a torchrun log (not torchrun's summary of it): the last error line written by the
     rank torchrun names as the root cause (workers prefix their lines with "[rankN]: "), else by any process; with
     none, the log's last lines."""
     text = log.read_text(errors="replace") if log.is_file() else ""
-    text = text[text.rfind(_LAUNCH_MARK):]  # this launch's output only
+    text = text[text.rfind(LAUNCH_MARK):]  # this launch's output only
     lines = text.splitlines()[1:]
     pattern = re.compile(r"^(augury train: error: |error: |[A-Za-z_.]*(Error|Diverged|Exception): )")
     # a peer's crash seen from the other processes: a consequence, quoted only if nothing else is there

@@ -110,14 +110,14 @@ def test_copy_problems_are_spans_their_prompt_determines(smoke_forecast):
 def test_determined_by_prompt():
     import numpy as np
 
-    from augury.forecast.capability import _determined_by_prompt
+    from augury.forecast.capability import determined_by_prompt
 
     a = np.array
-    assert _determined_by_prompt(a([5, 6, 7, 9, 1, 5, 6]), a([7]))  # "5 6 -> 7" seen before
-    assert not _determined_by_prompt(a([5, 6, 7, 9, 5, 6, 8, 5, 6]), a([7]))  # "5 6" was also followed by 8
-    assert not _determined_by_prompt(a([1, 2, 3, 4, 5, 6]), a([7]))  # never seen: not determined
-    assert _determined_by_prompt(a([5, 6, 7, 8, 0, 5, 6]), a([7, 8]))  # a two-token answer, copied whole
-    assert not _determined_by_prompt(a([5, 6, 7, 9, 0, 5, 6]), a([7, 8]))
+    assert determined_by_prompt(a([5, 6, 7, 9, 1, 5, 6]), a([7]))  # "5 6 -> 7" seen before
+    assert not determined_by_prompt(a([5, 6, 7, 9, 5, 6, 8, 5, 6]), a([7]))  # "5 6" was also followed by 8
+    assert not determined_by_prompt(a([1, 2, 3, 4, 5, 6]), a([7]))  # never seen: not determined
+    assert determined_by_prompt(a([5, 6, 7, 8, 0, 5, 6]), a([7, 8]))  # a two-token answer, copied whole
+    assert not determined_by_prompt(a([5, 6, 7, 9, 0, 5, 6]), a([7, 8]))
 
 
 def test_pass_checks_per_problem_kind():

@@ -59,7 +59,7 @@ def test_torchrun_trains_the_same_run_as_one_process(tmp_path, data_cache, make_
 
 @pytest.mark.integration
 def test_torchrun_failure_is_one_error_with_the_workers_message(tmp_path, data_cache, make_smoke_config):
-    from augury.forecast.runner import _LAUNCH_MARK, TorchrunFailed, train_torchrun
+    from augury.forecast.runner import LAUNCH_MARK, TorchrunFailed, train_torchrun
 
     bad = _smoke_target(tmp_path, data_cache, make_smoke_config, "bad")
     bad = dataclasses.replace(bad, data=dataclasses.replace(bad.data, source=str(tmp_path / "no-such-corpus")))
@@ -67,7 +67,7 @@ def test_torchrun_failure_is_one_error_with_the_workers_message(tmp_path, data_c
         train_torchrun(bad, procs=2, threads=1)
     assert "torchrun.log" in str(err.value) and "rerun the same command" in str(err.value)
     # a configuration error fails the same way every time: not launched again
-    assert (tmp_path / "bad" / "torchrun.log").read_text().count(_LAUNCH_MARK) == 1
+    assert (tmp_path / "bad" / "torchrun.log").read_text().count(LAUNCH_MARK) == 1
     with pytest.raises(ValueError, match="cannot share a batch"):
         train_torchrun(dataclasses.replace(bad, batch_size=3), procs=2)
 
@@ -75,12 +75,12 @@ def test_torchrun_failure_is_one_error_with_the_workers_message(tmp_path, data_c
 def test_torchrun_failure_quotes_the_root_cause_ranks_error(tmp_path):
     """Workers' uncaught errors come prefixed "[rankN]: "; the one quoted is the rank torchrun names as the root
     cause, not the peer that failed because of it (the log is torch 2.13's own output for such a failure)."""
-    from augury.forecast.runner import _LAUNCH_MARK, _worker_error
+    from augury.forecast.runner import LAUNCH_MARK, worker_error
 
     log = tmp_path / "torchrun.log"
     log.write_text(
         "[rank0]: RuntimeError: an older launch's error\n"
-        f"{_LAUNCH_MARK} python -m torch.distributed.run ...\n"
+        f"{LAUNCH_MARK} python -m torch.distributed.run ...\n"
         "[rank1]: Traceback (most recent call last):\n"
         "[rank1]:   File \"/tmp/w.py\", line 4, in <module>\n"
         "[rank1]: RuntimeError: boom from rank 1\n"
@@ -90,9 +90,9 @@ def test_torchrun_failure_quotes_the_root_cause_ranks_error(tmp_path):
         "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
         "Root Cause (first observed failure):\n[0]:\n  time      : 2026-11-27_23:46:20\n  host      : localhost\n"
         "  rank      : 1 (local_rank: 1)\n  exitcode  : 1 (pid: 23128)\n")
-    assert _worker_error(log) == "RuntimeError: boom from rank 1"
-    log.write_text(f"{_LAUNCH_MARK} python -m torch.distributed.run ...\nstep 3 of 10\nKilled\n")
-    assert _worker_error(log).startswith("no error message (killed?)") and "Killed" in _worker_error(log)
+    assert worker_error(log) == "RuntimeError: boom from rank 1"
+    log.write_text(f"{LAUNCH_MARK} python -m torch.distributed.run ...\nstep 3 of 10\nKilled\n")
+    assert worker_error(log).startswith("no error message (killed?)") and "Killed" in worker_error(log)
 
 
 @pytest.mark.integration
@@ -102,7 +102,7 @@ def test_failed_processes_are_launched_again_and_resume(tmp_path, data_cache, ma
     is the error."""
     from augury.forecast import runner
 
-    real = runner._run_logged
+    real = runner.run_logged
     calls = []
 
     def first_launch_crashes(cmd, env, log_path, metrics, poll):
@@ -111,7 +111,7 @@ def test_failed_processes_are_launched_again_and_resume(tmp_path, data_cache, ma
             rc = real(cmd[:-4] + ["--config", str(half), "--resume", "auto"], env, log_path, metrics, poll)
             assert rc == 0
             with open(log_path, "a") as f:
-                f.write(f"{runner._LAUNCH_MARK} (the test)\n[rank1]: RuntimeError: Connection reset by peer\n")
+                f.write(f"{runner.LAUNCH_MARK} (the test)\n[rank1]: RuntimeError: Connection reset by peer\n")
             return 1
         return real(cmd, env, log_path, metrics, poll)
 
@@ -124,14 +124,14 @@ def test_failed_processes_are_launched_again_and_resume(tmp_path, data_cache, ma
     half.write_text(yaml.safe_dump(to_jsonable(dataclasses.replace(cfg, batch_size=cfg.batch_size // 2,
                                                                    stop_after=3))))
     messages = []
-    monkeypatch.setattr(runner, "_run_logged", first_launch_crashes)
+    monkeypatch.setattr(runner, "run_logged", first_launch_crashes)
     summary = runner.train_torchrun(cfg, procs=2, threads=1, log=messages.append)
     assert summary["status"] == "complete" and summary["failed_launches"] == ["RuntimeError: Connection reset by peer"]
     assert "launching them again" in messages[0]
     assert "resumed from" in (tmp_path / "run" / "torchrun.log").read_text()  # the second launch continued at step 3
 
     calls.clear()
-    monkeypatch.setattr(runner, "_run_logged", lambda *a: calls.append(a) or 1)
+    monkeypatch.setattr(runner, "run_logged", lambda *a: calls.append(a) or 1)
     with pytest.raises(runner.TorchrunFailed):
         runner.train_torchrun(dataclasses.replace(cfg, out=str(tmp_path / "other")), procs=2, threads=1,
                               log=messages.append)
