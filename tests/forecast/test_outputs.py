@@ -9,6 +9,8 @@ import pytest
 
 from augury.forecast.records import (
     SCHEMA_VERSION,
+    CapabilityBucket,
+    CapabilityFold,
     CapabilityForecast,
     ForecastTampered,
     UnknownSchemaVersion,
@@ -49,10 +51,10 @@ def test_forecast_file_is_never_rewritten_and_detects_edits(tmp_path):
 
 def test_records_ignore_unknown_fields_and_read_a_single_fold_capability_section():
     # a newer minor version may add fields; a forecast registered before cross-fitting has no `folds`
-    fold = {"predicted_mean_neg_log_pass_rate": 0.5, "interval_bucket_weighted": [0.4, 0.6], "buckets": [
-        {"bucket": 0, "problems": ["p1", "p2"], "n_problems": 2, "small_run_pass_rate": 0.3, "predicted": 0.5,
-         "interval": [0.4, 0.6], "params": {"alpha": 1.0, "k": 0.2}, "k_interval": [0.1, 0.3]}],
-            "kept_problems": 2, "flags": [], "reliable": True, "added_later": 1}
+    bucket = CapabilityBucket(bucket=0, problems=["p1", "p2"], n_problems=2, small_run_pass_rate=0.3, predicted=0.5,
+                              interval=[0.4, 0.6], params={"alpha": 1.0, "k": 0.2}, k_interval=[0.1, 0.3])
+    fold = {**CapabilityFold(predicted=0.5, interval=[0.4, 0.6], buckets=[bucket], kept_problems=2).to_json(),
+            "added_later": 1}
     cap = CapabilityForecast.from_json(fold)
     assert cap.status == "ok" and cap.predicted == 0.5 and len(cap.folds) == 1
     assert cap.folds[0].kept() == ["p1", "p2"] and cap.folds[0].buckets[0].params["k"] == 0.2
