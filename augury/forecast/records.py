@@ -104,7 +104,7 @@ class LossForecast(Record):
     predicted: float  # nats/token
     interval: list[float]  # [low, high] at `level`
     level: float
-    interval_method: str
+    interval_method: Literal["bootstrap", "prediction", "random-effects"]
     extrapolation_decades: float
     law: dict  # the fitted law (augury.scaling's FitResult.to_json)
     residuals: dict[str, float]  # per rung: relative residual from the fitted curve
