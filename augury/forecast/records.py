@@ -178,8 +178,9 @@ class CapabilityForecast(Record):
 
     @classmethod
     def from_json(cls, content: dict):
+        content = {"status": "ok", **content}  # registered before the status existed
         if "folds" not in content:  # registered before cross-fitting: the forecast is its own single fold
-            return super().from_json({"status": "ok", **content, "folds": [content]})
+            content = {**content, "folds": [dict(content)]}
         return super().from_json(content)
 
 
@@ -251,6 +252,10 @@ class CapabilityVerification(Record):
     note: str = ("mean -log pass rate over the problems every rung solved at least once (per fold: kept on one "
                  "half of the rungs' samples), averaged over the folds; a problem the target never solved counts "
                  "at pass rate 1/(2n)")
+
+    @classmethod
+    def from_json(cls, content: dict):
+        return super().from_json({"status": "ok", **content})  # verified before the status existed
 
 
 @dataclass
