@@ -13,11 +13,14 @@ import yaml
 from augury.safety.rubric import RubricError, load_rubric, shipped_rubrics
 
 
-def test_shipped_rubrics_load():
+def test_shipped_rubrics_load_and_round_trip():
+    from augury.safety.rubric import Rubric
+
     assert {"default", "refusal_abcd", "toxicity"} <= set(shipped_rubrics())
     for name in shipped_rubrics():
         rubric = load_rubric(name)
         assert rubric.classes and all(set(c.reward) == set(rubric.kinds) for c in rubric.classes)
+        assert Rubric.from_dict(rubric.to_dict(), "copy").to_dict() == rubric.to_dict()  # what rubric-fit writes
 
 
 def _first_class(rubric, kind: str, values: dict) -> str:
