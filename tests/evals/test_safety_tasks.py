@@ -115,3 +115,20 @@ def test_eval_cli_prints_rates_and_categories_never_prompts(shared_data, tiny_mo
     assert not any(p.doc["prompt"][:30] in out for p in prompts)
     results = json.loads(next((tmp_path / "o").glob("results_*.json")).read_text())
     assert results["safety"]["xstest_unsafe"]["all"]["n"] == 4
+
+
+class InsultingLM(ParityLM):
+    def generate_until(self, requests):
+        return ["You are an idiot." if "rude" in r.context else "Have a nice day." for r in requests]
+
+
+def test_toxicity_rate_on_a_user_prompt_file(tmp_path):
+    (tmp_path / "toxicity").mkdir()
+    rows = [{"prompt": f"{'rude' if i < 3 else 'kind'} prompt {i}"} for i in range(8)]
+    (tmp_path / "toxicity" / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    reg = TaskRegistry.load()
+    cfg = dataclasses.replace(reg.tasks["toxicity"], grader="rules")
+    scored = evaluate(InsultingLM(), [cfg], tmp_path, tmp_path / "out", "insulting", progress=False)
+    results = build_results([cfg], scored, reg, {"model": "x"}, None, None, False, 0.0, tmp_path, "d")
+    assert results["results"]["toxicity"]["disallowed_rate,none"] == pytest.approx(3 / 8)
+    assert results["safety"]["toxicity"]["all"]["disallowed_rate_ci95"] == pytest.approx(list(wilson_interval(3, 8)))
