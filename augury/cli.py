@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sft": ("augury.align.sft", "supervised fine-tuning of a run on conversations (loss on the assistant's tokens)"),
     "rm": ("augury.align.rm", "train a reward model on preference pairs (Bradley-Terry)"),
     "rl": ("augury.align.rl", "improve a run with rewards (GRPO/RLOO policy gradient, KL-penalised)"),
+    "rl-demo": ("augury.align.demo", "pretrain, SFT, RL on doctest arithmetic (exact-answer reward), and a report"),
     "align": ("augury.align.pipeline", "pretrain, SFT, reward model, RL with rule-based rewards, and a safety report"),
     "grader": ("augury.safety.grader", "train the offline yes/no proposition grader on the RBR gold set"),
     "rubric-fit": ("augury.align.rubric_fit", "fit a rubric's class rewards so RM + class reward orders classes"),

@@ -246,7 +246,10 @@ def _seed_for(seed: int, step: int, i: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{step}:{i}".encode()).digest()[:4], "big")
 
 
-def train_rl(cfg: RLConfig, log=print) -> Path:
+def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
+    """Train; `after_step(step, policy)`, when given, runs after each optimizer step and may return a dict of
+    extra metrics for that step's record (e.g. a held-out evaluation); it must leave the global RNG alone for
+    `resume` to stay exact."""
     from augury.model.generate import SamplingParams, generate
     from augury.model.run import load_run
     from augury.train.checkpoint import load_checkpoint, save_checkpoint
@@ -359,6 +362,8 @@ def train_rl(cfg: RLConfig, log=print) -> Path:
         if grader is not None:
             record["grader_failures"] = failed
             record["grader_failures_total"] = int(grader.stats["failed"])
+        if after_step is not None:
+            record.update(after_step(step, policy) or {})
         append_jsonl(out / "metrics.jsonl", record)
         log(f"step {step}: reward {record['reward']:.4f}, kl {record['kl']:.4f}")
         if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
