@@ -46,13 +46,13 @@ class PretrainSettings:
         stdlib_bytes: bytes of standard-library docstrings and comments in the text.
     """
 
-    depth: int = 3
-    vocab_size: int = 4096
-    tokens: int = 3_000_000
+    depth: int = 2
+    vocab_size: int = 2048
+    tokens: int = 400_000
     seq_len: int = 256
     batch_size: int = 16
-    lr: float = 0.004
-    stdlib_bytes: int = 3_000_000
+    lr: float = 0.006
+    stdlib_bytes: int = 1_000_000
 
 
 @dataclass
@@ -68,10 +68,10 @@ class SFTSettings:
         desired_style_share: share of refusal demonstrations in the desired style (the rest undesired).
     """
 
-    steps: int = 300
+    steps: int = 100
     batch_size: int = 16
-    lr: float = 5e-4
-    hh_conversations: int = 800
+    lr: float = 3e-3
+    hh_conversations: int = 100
     harmful_share: float = 0.5
     desired_style_share: float = 0.3
 
@@ -80,10 +80,10 @@ class SFTSettings:
 class RMSettings:
     """Reward model. Args: steps, batch_size, lr: training; hh_pairs: HH-RLHF helpful pairs (training split)."""
 
-    steps: int = 150
+    steps: int = 40
     batch_size: int = 16
-    lr: float = 1e-4
-    hh_pairs: int = 600
+    lr: float = 3e-4
+    hh_pairs: int = 100
 
 
 @dataclass
@@ -103,11 +103,11 @@ class RLSettings:
     """
 
     algorithm: Literal["grpo", "rloo", "ppo"] = "grpo"
-    steps: int = 60
+    steps: int = 20
     prompts_per_step: int = 8
     num_generations: int = 4
-    response_length: int = 40
-    lr: float = 2e-5
+    response_length: int = 24
+    lr: float = 2e-4
     kl_coef: float = 0.05
     reward_model_weight: float = 0.5
     rubric_weight: float = 1.0
@@ -118,16 +118,16 @@ class EvalSettings:
     """Evaluation. Args: max_tokens: reply length (greedy); advbench: AdvBench prompts (the first n);
     xstest: include XSTest; mc_questions: multiple-choice questions; loss_texts: held-out texts for the loss."""
 
-    max_tokens: int = 40
-    advbench: int = 100
+    max_tokens: int = 24
+    advbench: int = 50
     xstest: bool = True
-    mc_questions: int = 200
-    loss_texts: int = 200
+    mc_questions: int = 50
+    loss_texts: int = 50
 
 
 @dataclass
 class AlignConfig:
-    """`augury align` settings (a preset YAML plus dotted overrides).
+    """`augury align` settings (a preset YAML plus dotted overrides; the defaults are the cpu-demo preset's).
 
     Args:
         out: the run folder (stages in subfolders).
@@ -214,31 +214,25 @@ class Pipeline:
 
     # -- stages ---------------------------------------------------------------------------------------------
     def make_data(self) -> dict:
+        from augury.align import safety_data as sd
         from augury.align.data import hh_rlhf_rows, split_held_out
-        from augury.align.safety_data import (
-            family_split,
-            preference_rows,
-            pretraining_documents,
-            rl_prompt_rows,
-            sft_safety_rows,
-        )
 
         cfg = self.cfg
         rows, _ = hh_rlhf_rows(Path(cfg.shared_data()) / "hh-rlhf/helpful-base/test.jsonl.gz")
         train, held = split_held_out(rows, cfg.hh_held_out)
         conversations = [r["prompt"] + r["chosen"] for r in train]
         short = [c for c in conversations if len(json.dumps(c)) < 700]
-        split = family_split(cfg.held_out)
+        split = sd.family_split(cfg.held_out)
         d = cfg.sft.desired_style_share
         styles = {"desired": d, "judgemental": (1 - d) * 0.35, "preachy": (1 - d) * 0.35, "rambling": (1 - d) * 0.3}
         sft_rows = [{"messages": c} for c in short[:cfg.sft.hh_conversations]]
-        sft_rows += sft_safety_rows(split, cfg.seed, cfg.sft.harmful_share, styles)
+        sft_rows += sd.sft_safety_rows(split, cfg.seed, cfg.sft.harmful_share, styles)
         short_pairs = [r for r in train if len(json.dumps(r)) < 900][:cfg.rm.hh_pairs]
         files = {
-            "pretrain.jsonl": [{"text": t} for t in pretraining_documents(conversations, cfg.pretrain.stdlib_bytes)],
+            "pretrain.jsonl": [{"text": t} for t in sd.pretraining_documents(conversations, cfg.pretrain.stdlib_bytes)],
             "sft.jsonl": sft_rows,
-            "prefs.jsonl": short_pairs + preference_rows(split, cfg.seed),
-            "rl_prompts.jsonl": rl_prompt_rows(split),
+            "prefs.jsonl": short_pairs + sd.preference_rows(split, cfg.seed),
+            "rl_prompts.jsonl": sd.rl_prompt_rows(split),
             "held_out_conversations.jsonl": [{"messages": r["prompt"] + r["chosen"]} for r in held],
         }
         self.data.mkdir(parents=True, exist_ok=True)
@@ -304,56 +298,43 @@ class Pipeline:
         return {"final_reward": _last_metric(out, "reward")}
 
     def evaluate(self, name: str) -> dict:
+        from augury.align import safety_eval as ev
         from augury.align.data import read_jsonl
         from augury.align.rm import load_reward_model
         from augury.align.safety_data import family_split, transcript
-        from augury.align.safety_eval import (
-            advbench_prompts,
-            chat_replies,
-            class_counts,
-            grader_verdicts,
-            held_out_loss,
-            held_out_prompts,
-            mc_questions,
-            multiple_choice,
-            near_duplicates,
-            rm_win_rate,
-            safety_rates,
-            string_match_verdicts,
-            xstest_prompts,
-        )
         from augury.model.run import load_run
         from augury.safety.graders import load_grader
 
         cfg, e = self.cfg, self.cfg.eval
         split = family_split(cfg.held_out)
-        prompts = held_out_prompts(split)
-        external = advbench_prompts(cfg.shared_data(), e.advbench) if e.advbench else []
-        external += xstest_prompts(cfg.shared_data()) if e.xstest else []
-        dropped = near_duplicates([r for f in split.train_harmful + split.train_safe for r in f.requests], external)
+        prompts = ev.held_out_prompts(split)
+        external = ev.advbench_prompts(cfg.shared_data(), e.advbench) if e.advbench else []
+        external += ev.xstest_prompts(cfg.shared_data()) if e.xstest else []
+        dropped = ev.near_duplicates([r for f in split.train_harmful + split.train_safe for r in f.requests], external)
         prompts += [p for p in external if p.id not in dropped]
         model, tok, _ = load_run(self.out / {"base": "pretrain", "sft": "sft", "rlhf": "rl"}[name])
-        replies = chat_replies(model, tok, [p.text for p in prompts], e.max_tokens)
+        replies = ev.chat_replies(model, tok, [p.text for p in prompts], e.max_tokens)
         (self.out / "eval").mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "eval" / f"{name}_replies.jsonl", "".join(
             json.dumps({"id": p.id, "kind": p.kind, "category": p.category, "reply": r}) + "\n"
             for p, r in zip(prompts, replies)))
         rules = load_grader(RL_GRADER, RL_RUBRIC)
-        verdicts = {"string_match": string_match_verdicts(prompts, replies, rules),
-                    "classifier": grader_verdicts(load_grader(f"offline:{self.out / 'grader' / 'grader.json'}",
+        verdicts = {"string_match": ev.string_match_verdicts(prompts, replies, rules),
+                    "classifier": ev.grader_verdicts(load_grader(f"offline:{self.out / 'grader' / 'grader.json'}",
                                                               "default"), prompts, replies)}
-        result = {"model": name, "safety": safety_rates(prompts, verdicts),
-                  "rubric_classes": class_counts(prompts, replies, rules), "dropped_near_duplicates": sorted(dropped)}
-        held = [r for r in (self.out / "eval").glob("sft_replies.jsonl")]
-        if held:
-            sft_replies = {r["id"]: r["reply"] for r in read_jsonl(held[0])}
+        result = {"model": name, "safety": ev.safety_rates(prompts, verdicts),
+                  "rubric_classes": ev.class_counts(prompts, replies, rules),
+                  "dropped_near_duplicates": sorted(dropped)}
+        sft_file = self.out / "eval" / "sft_replies.jsonl"  # evaluated first
+        if sft_file.is_file():
+            sft_replies = {r["id"]: r["reply"] for r in read_jsonl(sft_file)}
             pairs = [(p, r) for p, r in zip(prompts, replies) if p.source == "held-out"]
             rm = load_reward_model(self.out / "rm")
-            result["rm_win_rate_vs_sft"] = rm_win_rate(rm, [p for p, _ in pairs], [r for _, r in pairs],
+            result["rm_win_rate_vs_sft"] = ev.rm_win_rate(rm, [p for p, _ in pairs], [r for _, r in pairs],
                                                        [sft_replies[p.id] for p, _ in pairs])
         conversations = [r["messages"] for r in read_jsonl(self.data / "held_out_conversations.jsonl")]
-        result["multiple_choice"] = multiple_choice(model, tok, mc_questions(conversations, e.mc_questions, 16))
-        result["held_out_loss"] = held_out_loss(model, tok, [transcript(c) for c in conversations[:e.loss_texts]])
+        result["multiple_choice"] = ev.multiple_choice(model, tok, ev.mc_questions(conversations, e.mc_questions, 16))
+        result["held_out_loss"] = ev.held_out_loss(model, tok, [transcript(c) for c in conversations[:e.loss_texts]])
         atomic_write_json(self.out / "eval" / f"{name}.json", result)
         return {"model": name, "held-out": result["safety"]["held-out/string_match"]}
 
