@@ -69,6 +69,10 @@ def check_image_text_config(cfg: TrainConfig) -> None:
         raise TrainConfigError("an image-text run sets its length with `steps`")
     if cfg.batch_size is None or cfg.batch_size < 2:
         raise TrainConfigError("an image-text run needs batch_size >= 2")
+    total = sum(cfg.images.examples_for(t) for t in cfg.images.tasks)
+    if total < cfg.batch_size:
+        raise TrainConfigError(f"the image tasks make {total} training examples in all, fewer than one batch "
+                               f"(batch_size={cfg.batch_size}); raise images.train_examples")
     if cfg.grad_accum != 1:
         raise TrainConfigError("an image-text run takes grad_accum: 1")
     if cfg.init_from is not None and not (Path(cfg.init_from) / "config.yaml").is_file():

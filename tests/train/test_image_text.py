@@ -103,7 +103,9 @@ def test_half_an_image_config_is_refused_before_work(tmp_path):
         train(tiny_config(tmp_path / "a", vision=None), log=lambda *a, **k: None)
     with pytest.raises(TrainConfigError, match="images.tasks"):
         train(tiny_config(tmp_path / "b", images=ImageDataConfig(tasks=["faces"])), log=lambda *a, **k: None)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(TrainConfigError, match="fewer than one batch"):
+        train(tiny_config(tmp_path / "c", batch_size=32), log=lambda *a, **k: None)
+    assert not any((tmp_path / d).exists() for d in "abc")
 
 
 def test_augury_eval_scores_image_tasks_with_controls(image_run, tmp_path, capsys):
