@@ -68,7 +68,7 @@ class PretrainSettings:
     depth: int = 2
     d_model: int = 128
     vocab_size: int = 2048
-    tokens: int = 1_500_000
+    tokens: int = 3_000_000
     seq_len: int = 256
     batch_size: int = 16
     lr: float = 0.006
