@@ -15,6 +15,21 @@ from pathlib import Path
 from augury.io import atomic_write_bytes, atomic_write_text
 
 
+def rise_p_value(before: float, after: float, n: int) -> float:
+    """One-sided p-value that a rate rose from `before` to `after`, both measured on the same `n` problems.
+
+    A pooled two-proportion z-test: it ignores the pairing (same problems, same sampling seeds), which makes it
+    conservative, so a small p is a real rise and a large one means the seed cannot tell the models apart.
+    """
+    from scipy.stats import norm
+
+    pooled = (before + after) / 2
+    spread = (2 * pooled * (1 - pooled) / n) ** 0.5
+    if spread == 0:
+        return 0.5 if after == before else (0.0 if after > before else 1.0)
+    return float(norm.sf((after - before) / spread))
+
+
 def _records(path: Path) -> list[dict]:
     from augury.align.data import read_jsonl
 
@@ -77,7 +92,9 @@ def write_report(out: Path, cfg) -> dict:
     plot_curves(curve, train, out / "curves.png")
     stages = {r["stage"]: r["seconds"] for r in _records(out / "metrics.jsonl") if "stage" in r}
     t, r = cfg.task, cfg.rl
-    improved = {k: rl[k] > sft[k] for k in ("heldout_reward", "heldout_accuracy")}
+    measures = ("heldout_reward", "heldout_accuracy")
+    improved = {k: rl[k] > sft[k] for k in measures}
+    p_values = {k: rise_p_value(sft[k], rl[k], sft["heldout_n"]) for k in measures}
     lines = [
         "# augury rl-demo: SFT → RL on doctest arithmetic", "",
         f"Seed {cfg.seed}. Task: `>>> a {t.ops[0]} b` → the value, 0 ≤ a, b ≤ {t.max_operand}; reward 1 for the "
@@ -92,7 +109,9 @@ def write_report(out: Path, cfg) -> dict:
         f"| RL (step {rl['step']}) | {_pct(rl, 'heldout_reward')} | {_pct(rl, 'heldout_accuracy')} |", "",
         f"RL vs SFT: reward {100 * (rl['heldout_reward'] - sft['heldout_reward']):+.1f} points, accuracy "
         f"{100 * (rl['heldout_accuracy'] - sft['heldout_accuracy']):+.1f} points "
-        f"({'both rose' if all(improved.values()) else 'NOT both rose'}).", "",
+        f"({'both rose' if all(improved.values()) else 'NOT both rose'}; one-sided p = "
+        f"{p_values['heldout_reward']:.3f} and {p_values['heldout_accuracy']:.3f}, "
+        f"{'both' if max(p_values.values()) < 0.05 else 'not both'} distinguishable from noise at 0.05).", "",
         "![held-out reward and accuracy over RL steps](curves.png)", "",
         "| RL step | held-out reward | held-out accuracy |", "|---:|---:|---:|",
         *[f"| {c['step']} | {100 * c['heldout_reward']:.1f}% | {100 * c['heldout_accuracy']:.1f}% |" for c in curve],
@@ -102,5 +121,6 @@ def write_report(out: Path, cfg) -> dict:
     keep = ("heldout_reward", "heldout_reward_ci95", "heldout_accuracy", "heldout_accuracy_ci95", "heldout_n")
     return {"seed": cfg.seed, "base": {k: base[k] for k in keep}, "sft": {k: sft[k] for k in keep},
             "rl": {"step": rl["step"], **{k: rl[k] for k in keep}}, "improved": improved,
+            "rise_p_value": p_values,
             "curve": [{k: c[k] for k in ("step", "heldout_reward", "heldout_accuracy")} for c in curve],
             "stage_seconds": stages}

@@ -49,3 +49,13 @@ def test_rl_demo_preset_loads_and_bad_settings_are_refused(tmp_path):
         DemoConfig(task=TaskSettings(ops="*")).validate()
     with pytest.raises(ValueError, match="base_run"):
         DemoConfig(base_run=str(tmp_path)).validate()
+
+
+def test_a_rise_within_noise_is_not_called_significant():
+    from augury.align.demo_report import rise_p_value
+
+    assert rise_p_value(0.30, 0.30, 400) == pytest.approx(0.5)
+    assert rise_p_value(0.0725, 0.075, 400) > 0.3  # a quarter-point rise on 400 problems is noise
+    assert rise_p_value(0.10, 0.20, 400) < 0.001
+    assert rise_p_value(0.20, 0.10, 400) > 0.999  # a fall is never a significant rise
+    assert rise_p_value(0.0, 0.0, 400) == 0.5 and rise_p_value(0.0, 0.05, 400) < 0.01
