@@ -82,6 +82,8 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
         cfg = config_cli(SFTConfig, argv, prog="augury sft")
     """
     import dataclasses
+    import types
+    import typing
 
     from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -117,18 +119,23 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
     if bare is not None:
         values[positional] = bare
 
+    def section_type(annotation):
+        """The dataclass a field holds, also when it is optional (`VisionConfig | None`), else None."""
+        if dataclasses.is_dataclass(annotation):
+            return annotation
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            held = [a for a in typing.get_args(annotation) if dataclasses.is_dataclass(a)]
+            return held[0] if len(held) == 1 else None
+        return None
+
     def build(kind, raw):
-        kwargs = {}
+        kwargs, hints = {}, typing.get_type_hints(kind)
         for f in dataclasses.fields(kind):
             if f.name not in raw:
                 continue
-            sub = f.type if isinstance(f.type, type) else None
-            value = raw[f.name]
-            if sub is not None and dataclasses.is_dataclass(sub) and isinstance(value, dict):
+            value, sub = raw[f.name], section_type(hints.get(f.name))
+            if sub is not None and isinstance(value, dict):
                 value = build(sub, value)
-            elif isinstance(value, dict) and dataclasses.is_dataclass(f.default_factory() if callable(
-                    f.default_factory) else None):
-                value = build(type(f.default_factory()), value)
             kwargs[f.name] = value
         return kind(**kwargs)
 

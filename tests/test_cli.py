@@ -59,3 +59,15 @@ def test_train_accepts_hyphenated_dotted_overrides():
     cfg, resume = under
     assert (cfg.optim.weight_decay, cfg.optim.grad_clip, resume) == (0.05, 0.5, True)
     assert parse_args(["--resume", "auto"])[1] == "auto" and parse_args([])[1] is False
+
+
+def test_optional_config_sections_from_a_file_are_typed():
+    """An optional nested section (`vision: VisionConfig | None`) read from a YAML file is its dataclass, not a dict."""
+    from augury.data.images import ImageDataConfig
+    from augury.model.vision import VisionConfig
+    from augury.train.cli import parse_args
+
+    cfg, _ = parse_args(["--config", "configs/train/vision-cpu.yaml"])
+    assert isinstance(cfg.vision, VisionConfig) and isinstance(cfg.images, ImageDataConfig)
+    text_only, _ = parse_args(["--config", "configs/train/quickstart.yaml"])
+    assert text_only.vision is None and text_only.images is None

@@ -100,13 +100,6 @@ def _decoder_config(cfg: TrainConfig, tokenizer):
 
 def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     """Run (or resume) one image-text run; returns a summary dict."""
-    from augury.data.images import ImageDataConfig
-    from augury.model.vision import VisionConfig
-
-    if isinstance(cfg.vision, dict):  # a config file's section, loaded untyped
-        cfg = dataclasses.replace(cfg, vision=VisionConfig(**cfg.vision))
-    if isinstance(cfg.images, dict):
-        cfg = dataclasses.replace(cfg, images=ImageDataConfig(**cfg.images))
     check_image_text_config(cfg)
     if rt.distributed:
         raise TrainConfigError("image-text runs train in one process (no torchrun yet)")
