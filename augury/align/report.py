@@ -12,6 +12,7 @@ is stated in points), a plain difference for the rest.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from augury.align.safety_eval import MINUS, point_change, relative_change
 
@@ -23,7 +24,7 @@ class Row:
     metric: str
     values: dict  # model -> float | None
     change: str  # RLHF against SFT
-    fmt: str = "pct"  # "pct", "float"
+    fmt: Literal["pct", "float"] = "pct"
 
 
 def _get(result: dict, *path):
