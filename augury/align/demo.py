@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import random
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from augury.align.pipeline import _last_metric, _resumable, _status
-from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, utc_now
+from augury.align.runs import StagedRun, last_metric, resumable, stage_status
+from augury.io import atomic_write_json, atomic_write_text
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "align"
 REWARD = "augury.align.arithmetic:exact_answer"
@@ -191,44 +190,27 @@ def held_out_scores(model, tok, problems, temperature: float, max_tokens: int, s
                    sum(is_exact(g.text, p.answer) for g, p in zip(greedy, problems)) / n, n)
 
 
-class Demo:
-    def __init__(self, cfg: DemoConfig, log=print):
-        self.cfg, self.log, self.out = cfg, log, Path(cfg.out)
-        self.data = self.out / "data"
+class Demo(StagedRun):
+    kind = "rl-demo"
 
     @property
     def base_run(self) -> Path:
         return Path(self.cfg.base_run) if self.cfg.base_run else self.out / "pretrain"
 
-    def stage(self, name: str, done, run) -> None:
-        """Run a stage unless `done()`; record it in metrics.jsonl when it finishes."""
-        if done():
-            self.log(f"[{name}] already finished")
-            return
-        self.log(f"[{name}] running")
-        t0 = time.perf_counter()
-        record = run() or {}
-        append_jsonl(self.out / "metrics.jsonl", {"stage": name, "seconds": time.perf_counter() - t0,
-                                                  "finished": utc_now(), **record})
-
     def run(self) -> Path:
         cfg = self.cfg
         cfg.validate()
         self.out.mkdir(parents=True, exist_ok=True)
-        self._manifest(finished=False)
+        self.write_manifest(finished=False)
         self.stage("data", lambda: (self.data / "manifest.json").is_file(), self.make_data)
         if not cfg.base_run:
-            self.stage("pretrain", lambda: _status(self.out / "pretrain") == "complete", self.pretrain)
-        self.stage("sft", lambda: _status(self.out / "sft") is True, self.sft)
+            self.stage("pretrain", lambda: stage_status(self.out / "pretrain") == "complete", self.pretrain)
+        self.stage("sft", lambda: stage_status(self.out / "sft") is True, self.sft)
         self.stage("eval-sft", lambda: (self.out / "eval" / "sft.json").is_file(), self.evaluate_sft)
-        self.stage("rl", lambda: _status(self.out / "rl") is True, self.rl)
+        self.stage("rl", lambda: stage_status(self.out / "rl") is True, self.rl)
         self.stage("report", lambda: (self.out / "report.md").is_file(), self.report)
-        self._manifest(finished=True)
+        self.write_manifest(finished=True)
         return self.out
-
-    def _manifest(self, finished: bool) -> None:
-        atomic_write_json(self.out / "manifest.json", {"kind": "rl-demo", "created": utc_now(), "git": git_hash(),
-                                                        "config": asdict(self.cfg), "finished": finished})
 
     def problems(self):
         """(training problems, the evaluated held-out problems)."""
@@ -276,9 +258,9 @@ class Demo:
         s, out = self.cfg.sft, self.out / "sft"
         train_sft(SFTConfig(base_run=str(self.base_run), data=str(self.data / "sft.jsonl"), held_out=0.05,
                             out=str(out), steps=s.steps, batch_size=s.batch_size, micro_batch_size=s.batch_size,
-                            lr=s.lr, eval_every=0, ckpt_every=50, seed=self.cfg.seed, resume=_resumable(out)),
+                            lr=s.lr, eval_every=0, ckpt_every=50, seed=self.cfg.seed, resume=resumable(out)),
                   log=self.log)
-        return {"val_loss": _last_metric(out, "val_loss")}
+        return {"val_loss": last_metric(out, "val_loss")}
 
     def _score(self, model, tok, step: int) -> HeldOut:
         r = self.cfg.rl
@@ -308,7 +290,7 @@ class Demo:
                           out=str(out), algorithm=r.algorithm, steps=r.steps, prompts_per_step=r.prompts_per_step,
                           num_generations=r.num_generations, response_length=r.response_length,
                           temperature=r.temperature, lr=r.lr, kl_coef=r.kl_coef, reward_functions=[REWARD],
-                          seed=self.cfg.seed, ckpt_every=r.eval_every, resume=_resumable(out))
+                          seed=self.cfg.seed, ckpt_every=r.eval_every, resume=resumable(out))
         tok = None
 
         def after_step(step: int, policy) -> dict:
@@ -325,7 +307,7 @@ class Demo:
             return {k: v for k, v in scores.items() if k != "step"}
 
         train_rl(rl_cfg, log=self.log, after_step=after_step)
-        return {"final_reward": _last_metric(out, "reward")}
+        return {"final_reward": last_metric(out, "reward")}
 
     def report(self) -> dict:
         from augury.align.demo_report import write_report

@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, utc_now
+from augury.align.runs import StagedRun, last_metric, resumable, stage_status
+from augury.io import atomic_write_json, atomic_write_text
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "align"
 # The RBRM RL is rewarded by: the shipped rule functions under the GPT-4 report's A-D rubric (augury/safety/).
@@ -174,43 +174,26 @@ class AlignConfig:
 MODELS = ("base", "sft", "rlhf")
 
 
-class Pipeline:
-    def __init__(self, cfg: AlignConfig, log=print):
-        self.cfg, self.log, self.out = cfg, log, Path(cfg.out)
-        self.data = self.out / "data"
-
-    def stage(self, name: str, done, run) -> None:
-        """Run a stage unless `done()`; record it in metrics.jsonl when it finishes."""
-        if done():
-            self.log(f"[{name}] already finished")
-            return
-        self.log(f"[{name}] running")
-        t0 = time.perf_counter()
-        record = run() or {}
-        append_jsonl(self.out / "metrics.jsonl", {"stage": name, "seconds": time.perf_counter() - t0,
-                                                  "finished": utc_now(), **record})
+class Pipeline(StagedRun):
+    kind = "align"
 
     def run(self) -> Path:
         cfg = self.cfg
         cfg.validate()
         self.out.mkdir(parents=True, exist_ok=True)
-        self._manifest(finished=False)
+        self.write_manifest(finished=False)
         self.stage("data", lambda: (self.data / "manifest.json").is_file(), self.make_data)
         self.stage("grader", lambda: (self.out / "grader" / "report.json").is_file(), self.train_grader)
-        self.stage("pretrain", lambda: _status(self.out / "pretrain") == "complete", self.pretrain)
-        self.stage("sft", lambda: _status(self.out / "sft") is True, self.sft)
-        self.stage("rm", lambda: _status(self.out / "rm") is True, self.reward_model)
-        self.stage("rl", lambda: _status(self.out / "rl") is True, self.rl)
+        self.stage("pretrain", lambda: stage_status(self.out / "pretrain") == "complete", self.pretrain)
+        self.stage("sft", lambda: stage_status(self.out / "sft") is True, self.sft)
+        self.stage("rm", lambda: stage_status(self.out / "rm") is True, self.reward_model)
+        self.stage("rl", lambda: stage_status(self.out / "rl") is True, self.rl)
         for name in ("sft", "base", "rlhf"):  # SFT first: the others' win rates are against its replies
             self.stage(f"eval-{name}", lambda n=name: (self.out / "eval" / f"{n}.json").is_file(),
                        lambda n=name: self.evaluate(n))
         self.stage("report", lambda: (self.out / "report.md").is_file(), self.report)
-        self._manifest(finished=True)
+        self.write_manifest(finished=True)
         return self.out
-
-    def _manifest(self, finished: bool) -> None:
-        atomic_write_json(self.out / "manifest.json", {"kind": "align", "created": utc_now(), "git": git_hash(),
-                                                        "config": asdict(self.cfg), "finished": finished})
 
     # -- stages ---------------------------------------------------------------------------------------------
     def make_data(self) -> dict:
@@ -271,8 +254,8 @@ class Pipeline:
         s, out = self.cfg.sft, self.out / "sft"
         train_sft(SFTConfig(base_run=str(self.out / "pretrain"), data=str(self.data / "sft.jsonl"), out=str(out),
                             steps=s.steps, batch_size=s.batch_size, micro_batch_size=s.batch_size, lr=s.lr,
-                            eval_every=0, ckpt_every=50, seed=self.cfg.seed, resume=_resumable(out)), log=self.log)
-        return {"val_loss": _last_metric(out, "val_loss")}
+                            eval_every=0, ckpt_every=50, seed=self.cfg.seed, resume=resumable(out)), log=self.log)
+        return {"val_loss": last_metric(out, "val_loss")}
 
     def reward_model(self) -> dict:
         from augury.align.rm import RMConfig, train_rm
@@ -294,8 +277,8 @@ class Pipeline:
                           kl_coef=r.kl_coef, reward_model=str(self.out / "rm"),
                           reward_model_weight=r.reward_model_weight, grader=RL_GRADER, rubric=RL_RUBRIC,
                           grader_weight=r.rubric_weight, seed=self.cfg.seed,
-                          ckpt_every=10, resume=_resumable(out)), log=self.log)
-        return {"final_reward": _last_metric(out, "reward")}
+                          ckpt_every=10, resume=resumable(out)), log=self.log)
+        return {"final_reward": last_metric(out, "reward")}
 
     def evaluate(self, name: str) -> dict:
         from augury.align import safety_eval as ev
@@ -348,33 +331,6 @@ class Pipeline:
         self.log(text)
         return {"table": table}
 
-
-def _status(run: Path):
-    """A stage folder's manifest: `finished` (post-training runs) or `status` (pretraining); None if absent."""
-    try:
-        manifest = json.loads((run / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest.get("status") if "status" in manifest else manifest.get("finished")
-
-
-def _resumable(run: Path) -> bool:
-    """True when `run` holds a checkpoint to continue from; a folder without one is cleared for a fresh start."""
-    from augury.train.checkpoint import find_latest_checkpoint
-
-    if not run.exists():
-        return False
-    if find_latest_checkpoint(run) is not None:
-        return True
-    shutil.rmtree(run)
-    return False
-
-
-def _last_metric(run: Path, key: str):
-    from augury.align.data import read_jsonl
-
-    values = [r[key] for r in read_jsonl(run / "metrics.jsonl") if r and key in r]
-    return values[-1] if values else None
 
 
 def main(argv: list[str]) -> int:

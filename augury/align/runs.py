@@ -4,18 +4,23 @@ checkpoints, metrics.jsonl, manifest.json), so sampling, export and evaluation t
     ckpt = open_output(out, resume)                      # None: a new run; refuses a used folder without --resume
     start_output(out, base_run, model_cfg, "sft", cfg)   # tokenizer + config.yaml of a new run
     write_manifest(out, "sft", finished=False, base_run=...)
+
+A multi-stage command (`augury align`, `augury rl-demo`) is a `StagedRun`: each stage in its own subfolder, skipped
+when finished, recorded in the command's metrics.jsonl, and a manifest that says finished only at the end.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
 from augury.align.data import AlignDataError
-from augury.io import atomic_write_json, atomic_write_text, git_hash, to_jsonable, utc_now
+from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, to_jsonable, utc_now
 
 
 def open_output(out: Path, resume: bool) -> Path | None:
@@ -42,3 +47,57 @@ def start_output(out: Path, source_run: str, model_cfg, section: str, cfg) -> No
 
 def write_manifest(out: Path, kind: str, **fields) -> None:
     atomic_write_json(out / "manifest.json", {"kind": kind, "created": utc_now(), "git": git_hash(), **fields})
+
+
+class StagedRun:
+    """A command made of stages run in order; `kind` names it in the manifest. Subclasses set `cfg` and `out`."""
+
+    kind = ""
+
+    def __init__(self, cfg, log=print):
+        self.cfg, self.log, self.out = cfg, log, Path(cfg.out)
+        self.data = self.out / "data"
+
+    def stage(self, name: str, done, run) -> None:
+        """Run a stage unless `done()`; record it in metrics.jsonl when it finishes."""
+        if done():
+            self.log(f"[{name}] already finished")
+            return
+        self.log(f"[{name}] running")
+        t0 = time.perf_counter()
+        record = run() or {}
+        append_jsonl(self.out / "metrics.jsonl", {"stage": name, "seconds": time.perf_counter() - t0,
+                                                  "finished": utc_now(), **record})
+
+    def write_manifest(self, finished: bool) -> None:
+        atomic_write_json(self.out / "manifest.json", {"kind": self.kind, "created": utc_now(), "git": git_hash(),
+                                                        "config": asdict(self.cfg), "finished": finished})
+
+
+def stage_status(run: Path):
+    """A stage folder's manifest: `finished` (post-training runs) or `status` (pretraining); None if absent."""
+    try:
+        manifest = json.loads((run / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest.get("status") if "status" in manifest else manifest.get("finished")
+
+
+def resumable(run: Path) -> bool:
+    """True when `run` holds a checkpoint to continue from; a folder without one is cleared for a fresh start."""
+    from augury.train.checkpoint import find_latest_checkpoint
+
+    if not run.exists():
+        return False
+    if find_latest_checkpoint(run) is not None:
+        return True
+    shutil.rmtree(run)
+    return False
+
+
+def last_metric(run: Path, key: str):
+    """The last value of `key` in a run's metrics.jsonl, or None."""
+    from augury.align.data import read_jsonl
+
+    values = [r[key] for r in read_jsonl(run / "metrics.jsonl") if r and key in r]
+    return values[-1] if values else None
