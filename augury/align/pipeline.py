@@ -343,8 +343,9 @@ def main(argv: list[str]) -> int:
         if i + 1 >= len(argv):
             raise UsageError("--preset needs a name (e.g. cpu-demo)")
         path = PRESETS / f"{argv[i + 1]}.yaml"
-        if not path.is_file():
-            names = sorted(p.stem for p in PRESETS.glob("*.yaml") if p.stem not in ("sft",))
+        # configs/align also holds other commands' presets (augury sft's example, augury rl-demo's)
+        names = sorted(p.stem for p in PRESETS.glob("*.yaml") if p.stem != "sft" and not p.stem.startswith("rl-demo-"))
+        if argv[i + 1] not in names:
             raise UsageError(f"no preset {argv[i + 1]!r} (presets: {', '.join(names)})")
         argv[i:i + 2] = ["--config", str(path)]
     cfg = config_cli(AlignConfig, argv, prog="augury align", description=__doc__.split("\n")[0])
