@@ -37,13 +37,16 @@ def train_step(model, optimizer, micro_batches: Iterable[tuple[torch.Tensor, tor
     the optimizer step is taken only if it is finite; a non-finite loss skips the step and is returned as is,
     so the caller can stop without corrupting the weights.
     """
-    total = torch.zeros((), dtype=torch.float32)
+    total = None
     for i, (x, y) in enumerate(micro_batches):
         ctx = no_sync() if (no_sync is not None and i < n_micro - 1) else contextlib.nullcontext()
         with ctx, autocast():
             loss = model(x, targets=y)
         (loss / n_micro).backward()
-        total += loss.detach().float().cpu() / n_micro
+        # Summed on the loss's device: one host synchronisation per step, not one per micro-batch, so the host
+        # can queue the next micro-batch's kernels while the device still runs this one's.
+        part = loss.detach().float() / n_micro
+        total = part if total is None else total + part
     value = float(total)
     if value != value or value in (float("inf"), float("-inf")):
         optimizer.zero_grad(set_to_none=True)

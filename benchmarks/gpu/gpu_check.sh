@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The scale checks that need a GPU, in one short script (about 5-8 minutes on one H100; each step has a timeout).
+# The scale checks that need a GPU, in one short script (about 7 minutes on one H100; each step has a timeout).
 #
 #   OUT=runs/gpu-check bash benchmarks/gpu/gpu_check.sh       # on a machine with one CUDA GPU and PyTorch
 #
 # 1. benchmarks/gpu_mfu.py: MFU of augury's training step at the 124M class (depth 12, d_model 768, vocab 50304,
-#    seq 1024, batch MFU_BATCHES), bf16, eager and torch.compile, against the GPU's data-sheet dense bf16 peak
-#    (augury.train.runtime.GPU_BF16_PEAKS: H100 SXM and PCIe differ) and a measured matmul.
+#    seq 1024, batch each of MFU_BATCHES), bf16, eager (first batch only) and torch.compile, against the GPU's
+#    data-sheet dense bf16 peak (augury.train.runtime.GPU_BF16_PEAKS: H100 SXM and PCIe differ) and a measured
+#    matmul, then a profile: device time by kind of kernel and the share of the step the device sat idle.
 # 2. benchmarks/gpu_fsdp.py: the 124M class trained 60 steps on real tokens (the machine's Python standard library,
 #    vocab 8192) under torchrun on this GPU with torch.compile in bf16: parallel ddp, parallel fsdp (FSDP2), and
 #    fsdp stopped halfway and resumed from its sharded checkpoint: tokens/s, MFU, losses and their differences.
@@ -13,10 +14,13 @@ set -uo pipefail
 OUT=${OUT:?set OUT to a folder for the results}
 source "$(dirname "$0")/gpu_env.sh"
 
-for batch in ${MFU_BATCHES:-16}; do
-  timeout "${MFU_TIMEOUT:-240}" python3 -m benchmarks.gpu_mfu --steps 30 --batch "$batch" 2>&1 | tee -a "$OUT/mfu.log"
+variants=eager,compiled  # eager at the first batch size only: the compiled step is the one MFU is quoted for
+for batch in ${MFU_BATCHES:-16 32}; do
+  timeout "${MFU_TIMEOUT:-150}" python3 -m benchmarks.gpu_mfu --steps 30 --batch "$batch" --variants "$variants" \
+    --profile 2>&1 | tee -a "$OUT/mfu.log"
+  variants=compiled
 done
-timeout "${FSDP_TIMEOUT:-330}" python3 -m benchmarks.gpu_fsdp --out "$WORK/fsdp" --max-bytes "${FSDP_CORPUS_BYTES:-20000000}" \
+timeout "${FSDP_TIMEOUT:-300}" python3 -m benchmarks.gpu_fsdp --out "$WORK/fsdp" --max-bytes "${FSDP_CORPUS_BYTES:-20000000}" \
   2>&1 | tee "$OUT/gpu_fsdp.log"
 cp "$WORK"/fsdp/summary.json "$OUT/fsdp-summary.json" 2>/dev/null
 cp "$WORK"/fsdp/*.log "$OUT/" 2>/dev/null
