@@ -5,12 +5,14 @@ and resumed from its sharded (DCP) checkpoint.
     python -m benchmarks.gpu_fsdp --out runs/fsdp-cpu --device cpu --dtype fp32 --depth 2 --vocab 512 --seq 64 \
         --batch 4 --steps 6 --no-compile --procs 2 --max-bytes 2000000          # a CPU smoke check (gloo)
 
-Trains one run three ways, each under `torchrun --nproc_per_node PROCS -m augury train`: `parallel: ddp`,
-`parallel: fsdp`, and `parallel: fsdp` stopped after half the steps and continued with `--resume`. Prints per variant
-the median tokens/s and MFU of the logged windows after the first (which holds compilation), against the peak the
-trainer uses (augury.train.runtime: the GPU's data-sheet dense bf16 peak), the last train and validation loss, and
-the largest per-step |difference| of train loss from the ddp run. The corpus is the machine's Python standard
-library (`data.source: stdlib`), capped at --max-bytes. Writes OUT/summary.json; the runs stay in OUT.
+Trains one run several ways (--variants), each under `torchrun --nproc_per_node PROCS -m augury train`:
+`parallel: ddp` (the reference), ddp again (run-to-run nondeterminism), `parallel: fsdp`, fsdp with parameters
+gathered in bf16 (`fsdp_param_dtype: bf16`), and fsdp stopped after half the steps and continued with `--resume`.
+Prints per variant the median tokens/s and MFU of the logged windows after the first (which holds compilation),
+against the peak the trainer uses (augury.train.runtime: the GPU's data-sheet dense bf16 peak), the last train and
+validation loss, and the largest per-step |difference| of train loss from the ddp run. The corpus is the
+machine's Python standard library (`data.source: stdlib`), capped at --max-bytes. Writes OUT/summary.json;
+the runs stay in OUT.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+# Each variant's parallel settings. ddp-repeat measures run-to-run nondeterminism (GPU kernels with atomics), the
+# floor under which a difference between two variants means nothing; fsdp-resumed stops halfway and resumes.
+VARIANTS = {"ddp": ("--parallel", "ddp"), "ddp-repeat": ("--parallel", "ddp"), "fsdp": ("--parallel", "fsdp"),
+            "fsdp-bf16": ("--parallel", "fsdp", "--fsdp_param_dtype", "bf16"), "fsdp-resumed": ("--parallel", "fsdp")}
 
 
 def train(out: Path, common: list[str], procs: int, *extra: str) -> float:
@@ -72,6 +79,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--max-bytes", type=int, default=30_000_000)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--variants", default="ddp,fsdp,fsdp-resumed",
+                    help=f"comma-separated, ddp first (the reference): {', '.join(VARIANTS)}")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -84,27 +93,28 @@ def main() -> None:
               "--eval_every", "0", "--eval_batches", "4", "--eval_batch_size", "8", "--dtype", args.dtype,
               "--device", args.device, "--compile", "false" if args.no_compile else "true", "--progress", "false"]
     os.environ.setdefault("OMP_NUM_THREADS", "1" if args.device == "cpu" else "4")
-    rows = []
-    wall = train(out / "ddp", common, args.procs, "--parallel", "ddp")
-    reference = {r["step"]: r["train_loss"] for r in records(out / "ddp")}
-    rows.append(describe(out / "ddp", None, wall))
-    wall = train(out / "fsdp", common, args.procs, "--parallel", "fsdp")
-    rows.append(describe(out / "fsdp", reference, wall))
     half = str(max(1, args.steps // 2))
-    wall = train(out / "fsdp-resumed", common, args.procs, "--parallel", "fsdp", "--stop_after", half,
-                 "--ckpt_every", half)
-    wall += train(out / "fsdp-resumed", common, args.procs, "--parallel", "fsdp", "--resume")
-    rows.append(describe(out / "fsdp-resumed", reference, wall))
-    straight = {r["step"]: r["train_loss"] for r in records(out / "fsdp")}
-    resumed = {r["step"]: r["train_loss"] for r in records(out / "fsdp-resumed")}
-    rows[-1]["max_abs_train_loss_diff_vs_fsdp_straight"] = max(abs(resumed[s] - straight[s]) for s in straight)
-
-    for row in rows:
+    rows, losses = [], {}
+    for name in args.variants.split(","):
+        if name not in VARIANTS:
+            raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+        run, extra = out / name, VARIANTS[name]
+        if name == "fsdp-resumed":
+            wall = train(run, common, args.procs, *extra, "--stop_after", half, "--ckpt_every", half)
+            wall += train(run, common, args.procs, *extra, "--resume")
+        else:
+            wall = train(run, common, args.procs, *extra)
+        losses[name] = {r["step"]: r["train_loss"] for r in records(run)}
+        rows.append(describe(run, losses.get("ddp") if name != "ddp" else None, wall))
+        if name == "fsdp-resumed" and "fsdp" in losses:
+            rows[-1]["max_abs_train_loss_diff_vs_fsdp_straight"] = max(
+                abs(losses[name][s] - losses["fsdp"][s]) for s in losses["fsdp"])
+        row = rows[-1]
         extra = "".join(f", {k} {v:.2e}" for k, v in row.items() if k.startswith("max_abs"))
         print(f"{row['run']:>13}: {row['processes']} proc, {row['tokens_per_s']:,.0f} tokens/s, MFU {row['mfu']:.1%} "
               f"(peak {row['peak_flops'] / 1e12:.1f} TFLOP/s), last train loss {row['last_train_loss']:.4f}, "
               f"val {row['val_loss']:.4f}, wall {row['wall_s']:.0f} s{extra}", flush=True)
-    (out / "summary.json").write_text(json.dumps({"args": vars(args), "runs": rows}, indent=2))
+    (out / "summary.json").write_text(json.dumps({"args": vars(args), "runs": rows, "train_loss": losses}, indent=2))
 
 
 if __name__ == "__main__":

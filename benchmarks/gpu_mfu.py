@@ -77,8 +77,10 @@ def profile(step, steps: int, dev: torch.device) -> None:
     attr = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
     if dev.type == "cuda" and not hasattr(events[0], attr):
         attr = "self_cuda_time_total"
-    if dev.type == "cuda":  # the kernels themselves, not the host-side operators that launched them
-        kept = [ev for ev in events if getattr(ev, "device_type", None) == torch.autograd.DeviceType.CUDA]
+    if dev.type == "cuda":  # the kernels themselves, not the host-side operators that launched them, nor the
+        # device-side spans of record_function ranges ("Optimizer.step#AdamW.step"), which would count twice
+        kept = [ev for ev in events if getattr(ev, "device_type", None) == torch.autograd.DeviceType.CUDA
+                and "#" not in ev.key and not ev.key.startswith(("ProfilerStep", "Torch-Compiled Region"))]
         events = kept or events
     else:
         events = [ev for ev in events if ev.key.startswith("aten::")]

@@ -81,6 +81,9 @@ class TrainConfig:
             optimizer; gradients all-reduced) or "fsdp" (FSDP2: parameters, gradients and optimizer state sharded
             over the processes, for a model that does not fit one device; sharded checkpoints in dcp/ that resume on
             any number of processes). "fsdp" also runs in a single process.
+        fsdp_param_dtype: the dtype FSDP2 gathers parameters in for a bf16 run on a GPU: "fp32" computes as ddp
+            does (bf16 autocast over fp32 weights; the residual stream stays fp32); "bf16" halves the all-gather
+            traffic and activation memory but carries the residual stream in bf16, which changes the losses.
         log_every: write a metrics record every this many steps.
         eval_every: validate every this many steps (and always at the end); 0 validates only at the end.
         eval_batches: validation batches per evaluation (None: the whole validation split).
@@ -113,6 +116,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False
     parallel: Literal["ddp", "fsdp"] = "ddp"
+    fsdp_param_dtype: Literal["fp32", "bf16"] = "fp32"
     log_every: int = 10
     eval_every: int = 0
     eval_batches: int | None = 20

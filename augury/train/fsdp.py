@@ -23,15 +23,17 @@ import torch.distributed as dist
 from augury.train.runtime import Runtime
 
 
-def shard_model(model: torch.nn.Module, rt: Runtime, compile_blocks: bool = False) -> torch.nn.Module:
-    """fully_shard each block, then the root (in place; returns the model). On CUDA in bf16, parameters are
-    all-gathered in bf16 and gradients reduced in fp32 (FSDP2's MixedPrecisionPolicy); on CPU they stay fp32."""
+def shard_model(model: torch.nn.Module, rt: Runtime, compile_blocks: bool = False,
+                param_dtype: str = "fp32") -> torch.nn.Module:
+    """fully_shard each block, then the root (in place; returns the model). Parameters are gathered in fp32 and
+    the forward runs under the run's autocast, as ddp's does; with `param_dtype="bf16"` on CUDA in a bf16 run they
+    are gathered in bf16 and gradients reduced in fp32 (FSDP2's MixedPrecisionPolicy)."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mesh = init_device_mesh(rt.device.type, (dist.get_world_size(),))
     kwargs = {"mesh": mesh}
-    if rt.device.type == "cuda" and rt.dtype == "bf16":
+    if param_dtype == "bf16" and rt.device.type == "cuda" and rt.dtype == "bf16":
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     for block in model.layers:
         if compile_blocks:

@@ -190,7 +190,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
 
         if cfg.compile:
             _check_compiler(rt)
-        shard_model(model, rt, compile_blocks=cfg.compile)
+        shard_model(model, rt, compile_blocks=cfg.compile, param_dtype=cfg.fsdp_param_dtype)
     optimizer = make_optimizer(model, cfg.optim, rt.device.type)
     loader = TokenLoader(data.split_path("train"), cfg.batch_size, cfg.seq_len, seed=cfg.seed,
                          rank=rt.rank, world_size=rt.world_size)

@@ -8,8 +8,9 @@
 #    data-sheet dense bf16 peak (augury.train.runtime.GPU_BF16_PEAKS: H100 SXM and PCIe differ) and a measured
 #    matmul, then a profile: device time by kind of kernel and the share of the step the device sat idle.
 # 2. benchmarks/gpu_fsdp.py: the 124M class trained 60 steps on real tokens (the machine's Python standard library,
-#    vocab 8192) under torchrun on this GPU with torch.compile in bf16: parallel ddp, parallel fsdp (FSDP2), and
-#    fsdp stopped halfway and resumed from its sharded checkpoint: tokens/s, MFU, losses and their differences.
+#    vocab 8192) under torchrun on this GPU with torch.compile in bf16: parallel ddp twice (the second measures
+#    run-to-run nondeterminism), parallel fsdp (FSDP2) with fp32 and with bf16 gathered parameters, and fsdp
+#    stopped halfway and resumed from its sharded checkpoint: tokens/s, MFU, losses and their differences.
 set -uo pipefail
 OUT=${OUT:?set OUT to a folder for the results}
 source "$(dirname "$0")/gpu_env.sh"
@@ -21,6 +22,7 @@ for batch in ${MFU_BATCHES:-16 32}; do
   variants=compiled
 done
 timeout "${FSDP_TIMEOUT:-300}" python3 -m benchmarks.gpu_fsdp --out "$WORK/fsdp" --max-bytes "${FSDP_CORPUS_BYTES:-20000000}" \
+  --variants "${FSDP_VARIANTS:-ddp,ddp-repeat,fsdp,fsdp-bf16,fsdp-resumed}" \
   2>&1 | tee "$OUT/gpu_fsdp.log"
 cp "$WORK"/fsdp/summary.json "$OUT/fsdp-summary.json" 2>/dev/null
 cp "$WORK"/fsdp/*.log "$OUT/" 2>/dev/null
