@@ -21,9 +21,10 @@ for batch in ${MFU_BATCHES:-16 32}; do
     --profile 2>&1 | tee -a "$OUT/mfu.log"
   variants=compiled
 done
-timeout "${FSDP_TIMEOUT:-300}" python3 -m benchmarks.gpu_fsdp --out "$WORK/fsdp" --max-bytes "${FSDP_CORPUS_BYTES:-20000000}" \
+timeout "${FSDP_TIMEOUT:-360}" python3 -m benchmarks.gpu_fsdp --out "$WORK/fsdp" --max-bytes "${FSDP_CORPUS_BYTES:-20000000}" \
   --variants "${FSDP_VARIANTS:-ddp,ddp-repeat,fsdp,fsdp-bf16,fsdp-resumed}" \
   2>&1 | tee "$OUT/gpu_fsdp.log"
 cp "$WORK"/fsdp/summary.json "$OUT/fsdp-summary.json" 2>/dev/null
-cp "$WORK"/fsdp/*.log "$OUT/" 2>/dev/null
+# the runs' own output and metrics, in one file (a device call brings back at most 8)
+(cd "$WORK/fsdp" && tar czf "$OUT/fsdp-runs.tgz" ./*.log ./*/metrics.jsonl ./*/manifest.json 2>/dev/null)
 ls -la "$OUT"
