@@ -170,6 +170,9 @@ def check_config(cfg: TrainConfig) -> None:
         raise TrainConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
     if cfg.parallel not in ("ddp", "fsdp"):
         raise TrainConfigError(f"parallel must be ddp or fsdp, got {cfg.parallel!r}")
+    if cfg.fsdp_param_dtype == "bf16" and (cfg.parallel != "fsdp" or cfg.dtype == "fp32" or cfg.device == "cpu"):
+        raise TrainConfigError("fsdp_param_dtype: bf16 applies to parallel: fsdp bf16 runs on a GPU only; "
+                               "leave it at fp32 here")
     if cfg.parallel == "fsdp" and (cfg.vision is not None or cfg.images is not None):
         raise TrainConfigError("parallel: fsdp trains text runs only; train an image-text run with parallel: ddp")
     for name in ("grad_accum", "log_every", "keep_last"):

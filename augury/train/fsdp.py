@@ -20,6 +20,7 @@ import warnings
 import torch
 import torch.distributed as dist
 
+from augury.train.config import TrainConfigError
 from augury.train.runtime import Runtime
 
 
@@ -33,7 +34,10 @@ def shard_model(model: torch.nn.Module, rt: Runtime, compile_blocks: bool = Fals
 
     mesh = init_device_mesh(rt.device.type, (dist.get_world_size(),))
     kwargs = {"mesh": mesh}
-    if param_dtype == "bf16" and rt.device.type == "cuda" and rt.dtype == "bf16":
+    if param_dtype == "bf16":
+        if rt.device.type != "cuda" or rt.dtype != "bf16":  # "auto" device or dtype resolved to something else
+            raise TrainConfigError(f"fsdp_param_dtype: bf16 needs a CUDA bf16 run; this one is {rt.device.type} "
+                                   f"{rt.dtype}")
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     for block in model.layers:
         if compile_blocks:

@@ -189,3 +189,12 @@ def test_fsdp_refuses_a_checkpoint_without_shards(tiny_cfg, tmp_path):
 def test_bad_parallel_is_refused(tiny_cfg):
     with pytest.raises(TrainConfigError, match="parallel"):
         train(tiny_cfg(parallel="zero3"), log=lambda *a: None)
+
+
+def test_bf16_gathered_parameters_are_refused_off_a_gpu(tiny_cfg):
+    """fsdp_param_dtype: bf16 only means something for a CUDA bf16 run; elsewhere it would silently do nothing."""
+    for bad in (dict(parallel="ddp", dtype="bf16"), dict(parallel="fsdp", device="cpu", dtype="bf16"),
+                dict(parallel="fsdp", dtype="fp32"), dict(parallel="fsdp", device="auto", dtype="bf16")):
+        with pytest.raises(TrainConfigError, match="fsdp_param_dtype"):
+            train(tiny_cfg(fsdp_param_dtype="bf16", **bad), log=lambda *a: None)
+    assert not torch.distributed.is_initialized()
