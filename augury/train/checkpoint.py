@@ -31,6 +31,19 @@ from augury.model.weights import (  # noqa: F401  (the read side lives with the 
     step_checkpoints,
     verify_checkpoint,
 )
+from augury.train.config import TrainConfigError
+
+
+def checkpoint_to_resume(out: Path, resume: bool | str, log) -> Path | None:
+    """The checkpoint a run in `out` continues from (None: a fresh run); refuses to mix two runs in one folder.
+
+    `resume`: True needs an intact checkpoint, False needs an empty folder, "auto" takes whichever is there."""
+    ckpt = find_latest_checkpoint(out, log=log) if out.exists() else None
+    if resume is True and ckpt is None:
+        raise TrainConfigError(f"--resume: no intact checkpoint in {out}/checkpoints to resume from")
+    if resume is False and (ckpt is not None or (out / "metrics.jsonl").exists()):
+        raise TrainConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    return ckpt
 
 
 def rng_state() -> dict:

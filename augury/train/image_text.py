@@ -43,7 +43,13 @@ from augury.model.counts import (
 from augury.model.image_prompt import PAD, answer, chat_ids, collate
 from augury.model.transformer import Transformer
 from augury.model.vision import ImageTextModel
-from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, load_checkpoint_weights, save_checkpoint
+from augury.train.checkpoint import (
+    checkpoint_to_resume,
+    find_latest_checkpoint,
+    load_checkpoint,
+    load_checkpoint_weights,
+    save_checkpoint,
+)
 from augury.train.config import TrainConfig, TrainConfigError, default_lr
 from augury.train.runtime import Runtime
 from augury.train.schedule import lr_multiplier
@@ -104,11 +110,7 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     if rt.distributed:
         raise TrainConfigError("image-text runs train in one process (no torchrun yet)")
     out = Path(cfg.out)
-    ckpt = find_latest_checkpoint(out, log=log) if out.exists() else None
-    if resume is True and ckpt is None:
-        raise TrainConfigError(f"--resume: no intact checkpoint in {out}/checkpoints to resume from")
-    if resume is False and (ckpt is not None or (out / "metrics.jsonl").exists()):
-        raise TrainConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    ckpt = checkpoint_to_resume(out, resume, log)
     vcfg, icfg = cfg.vision, cfg.images
     t0 = time.perf_counter()
     train_set = [e for t in icfg.tasks

@@ -35,7 +35,13 @@ from augury.io import (
     utc_now,
 )
 from augury.model import Transformer, flops_per_token, param_counts
-from augury.train.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint, save_sharded_checkpoint
+from augury.train.checkpoint import (
+    checkpoint_to_resume,
+    find_latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_sharded_checkpoint,
+)
 from augury.train.config import TrainConfig, TrainConfigError, resolve, tokens_per_step
 from augury.train.runtime import Runtime, hardware_peak_flops, setup_runtime, teardown_runtime
 from augury.train.schedule import lr_multiplier
@@ -100,17 +106,6 @@ def _global_mean(rt: Runtime, value: float) -> float:
     return float(t.item()) / rt.world_size
 
 
-def _prepare_out_dir(cfg: TrainConfig, resume: bool | str, log) -> Path | None:
-    """Returns the checkpoint to resume from (or None); refuses to mix two runs in one folder."""
-    out = Path(cfg.out)
-    ckpt = find_latest_checkpoint(out, log=log) if out.exists() else None
-    if resume is True and ckpt is None:
-        raise TrainConfigError(f"--resume: no intact checkpoint in {out}/checkpoints to resume from")
-    if resume is False and (ckpt is not None or (out / "metrics.jsonl").exists()):
-        raise TrainConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    return ckpt
-
-
 def _check_resume_compatible(out: Path, cfg: TrainConfig, world_size: int) -> None:
     saved_path = out / "manifest.json"
     if not saved_path.exists():
@@ -163,7 +158,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         return train_image_text(cfg, rt, resume, log)
     check_config(cfg)
     out = Path(cfg.out)
-    ckpt = _prepare_out_dir(cfg, resume, log)
+    ckpt = checkpoint_to_resume(Path(cfg.out), resume, log)
     # Data first (rank 0 builds the cache, the others wait and read it): the model's vocab comes from it.
     if rt.is_main:
         data = prepare_data(cfg.data, log=log)
