@@ -17,6 +17,7 @@ and XSTest; reward-model win rate against SFT; multiple-choice accuracy and ECE;
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from augury.align.runs import StagedRun, last_metric, resumable, stage_status
+from augury.align.runs import Stage, StageConfigError, StagedRun, last_metric, resumable, settings, stage_status
 from augury.io import atomic_write_json, atomic_write_text
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "align"
@@ -94,6 +95,7 @@ class RLSettings:
         algorithm: grpo, rloo or ppo (augury rl).
         steps: optimizer steps.
         prompts_per_step: prompts per step.
+        balance_kinds: draw harmful and safe prompts in equal numbers each step (else uniformly over all prompts).
         num_generations: completions per prompt.
         response_length: most tokens per completion.
         lr: learning rate.
@@ -103,8 +105,9 @@ class RLSettings:
     """
 
     algorithm: Literal["grpo", "rloo", "ppo"] = "grpo"
-    steps: int = 20
+    steps: int = 400
     prompts_per_step: int = 8
+    balance_kinds: bool = True
     num_generations: int = 4
     response_length: int = 24
     lr: float = 2e-4
@@ -181,18 +184,25 @@ class Pipeline(StagedRun):
         cfg = self.cfg
         cfg.validate()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.write_manifest(finished=False)
-        self.stage("data", lambda: (self.data / "manifest.json").is_file(), self.make_data)
-        self.stage("grader", lambda: (self.out / "grader" / "report.json").is_file(), self.train_grader)
-        self.stage("pretrain", lambda: stage_status(self.out / "pretrain") == "complete", self.pretrain)
-        self.stage("sft", lambda: stage_status(self.out / "sft") is True, self.sft)
-        self.stage("rm", lambda: stage_status(self.out / "rm") is True, self.reward_model)
-        self.stage("rl", lambda: stage_status(self.out / "rl") is True, self.rl)
+        # each stage's settings: its own section and the seed (the data's: what the generated files depend on);
+        # a later stage's output also depends on the earlier ones', which are checked in their own right
+        cfg_of = functools.partial(settings, cfg)
+        stages = [
+            Stage("data", lambda: (self.data / "manifest.json").is_file(), self.make_data,
+                  cfg_of("seed", "held_out", "hh_held_out", "pretrain.stdlib_bytes", "sft.hh_conversations",
+                         "sft.harmful_share", "sft.desired_style_share", "rm.hh_pairs")),
+            Stage("grader", lambda: (self.out / "grader" / "report.json").is_file(), self.train_grader, {}),
+            Stage("pretrain", lambda: stage_status(self.out / "pretrain") == "complete", self.pretrain,
+                  cfg_of("seed", "pretrain")),
+            Stage("sft", lambda: stage_status(self.out / "sft") is True, self.sft, cfg_of("seed", "sft")),
+            Stage("rm", lambda: stage_status(self.out / "rm") is True, self.reward_model, cfg_of("seed", "rm")),
+            Stage("rl", lambda: stage_status(self.out / "rl") is True, self.rl, cfg_of("seed", "rl")),
+        ]
         for name in ("sft", "base", "rlhf"):  # SFT first: the others' win rates are against its replies
-            self.stage(f"eval-{name}", lambda n=name: (self.out / "eval" / f"{n}.json").is_file(),
-                       lambda n=name: self.evaluate(n))
-        self.stage("report", lambda: (self.out / "report.md").is_file(), self.report)
-        self.write_manifest(finished=True)
+            stages.append(Stage(f"eval-{name}", lambda n=name: (self.out / "eval" / f"{n}.json").is_file(),
+                                lambda n=name: self.evaluate(n), cfg_of("held_out", "eval")))
+        stages.append(Stage("report", lambda: (self.out / "report.md").is_file(), self.report, {}))
+        self.run_stages(stages)
         return self.out
 
     # -- stages ---------------------------------------------------------------------------------------------
@@ -273,6 +283,7 @@ class Pipeline(StagedRun):
         r, out = self.cfg.rl, self.out / "rl"
         train_rl(RLConfig(policy_run=str(self.out / "sft"), prompts=str(self.data / "rl_prompts.jsonl"),
                           out=str(out), algorithm=r.algorithm, steps=r.steps, prompts_per_step=r.prompts_per_step,
+                          balance_column="kind" if r.balance_kinds else "",
                           num_generations=r.num_generations, response_length=r.response_length, lr=r.lr,
                           kl_coef=r.kl_coef, reward_model=str(self.out / "rm"),
                           reward_model_weight=r.reward_model_weight, grader=RL_GRADER, rubric=RL_RUBRIC,
@@ -315,6 +326,9 @@ class Pipeline(StagedRun):
             rm = load_reward_model(self.out / "rm")
             result["rm_win_rate_vs_sft"] = ev.rm_win_rate(rm, [p for p, _ in pairs], [r for _, r in pairs],
                                                        [sft_replies[p.id] for p, _ in pairs])
+        held = [p for p in prompts if p.source == "held-out"]
+        result["separation"] = {"held-out": ev.refusal_separation(model, tok, held),
+                                "training": ev.refusal_separation(model, tok, ev.training_prompts(split))}
         conversations = [r["messages"] for r in read_jsonl(self.data / "held_out_conversations.jsonl")]
         result["multiple_choice"] = ev.multiple_choice(model, tok, ev.mc_questions(conversations, e.mc_questions, 16))
         result["held_out_loss"] = ev.held_out_loss(model, tok, [transcript(c) for c in conversations[:e.loss_texts]])
@@ -353,5 +367,8 @@ def main(argv: list[str]) -> int:
         cfg.validate()
     except ValueError as err:
         raise UsageError(str(err)) from None
-    Pipeline(cfg).run()
+    try:
+        Pipeline(cfg).run()
+    except StageConfigError as err:
+        raise UsageError(str(err)) from None
     return 0

@@ -57,6 +57,10 @@ def table_rows(results: dict) -> list[Row]:
             point_change)
     add("Held-out refusals in the desired style (string match + rules)", ("safety", "held-out/string_match",
                                                                   "desired_style_share"))
+    add("Held-out: harmful vs safe separation of the lean to refusing (AUC)", ("separation", "held-out", "auc"),
+        _difference, "float")
+    add("Training families: the same separation (AUC)", ("separation", "training", "auc"), _difference,
+        "float")
     add("Held-out refusals in the desired style (classifier)", ("safety", "held-out/classifier",
                                                                 "desired_style_share"))
     for grader, name in (("string_match", "string match"), ("classifier", "classifier")):

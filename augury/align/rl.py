@@ -64,6 +64,9 @@ class RLConfig:
             group std) or rloo (leave-one-out baseline); the last two need no value model.
         steps: optimizer steps (one batch of rollouts each).
         prompts_per_step: prompts sampled per step.
+        balance_column: a prompt column (e.g. kind) whose values each step draws in equal numbers, so that every
+            step trains on each value (a kind that rarely appears in a step is otherwise pushed around by the
+            others' updates); "" draws prompts uniformly.
         num_generations: completions per prompt (the group).
         response_length: most new tokens per completion.
         temperature: sampling temperature of the rollouts.
@@ -101,6 +104,7 @@ class RLConfig:
     algorithm: Literal["ppo", "grpo", "rloo"] = "grpo"
     steps: int = 50
     prompts_per_step: int = 4
+    balance_column: str = ""
     num_generations: int = 4
     response_length: int = 48
     temperature: float = 1.0
@@ -277,6 +281,7 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
             raise AlignDataError(f"{cfg.prompts}: {err}") from None
     if not prompts:
         raise AlignDataError(f"{cfg.prompts} has no prompt rows")
+    strata = _strata(cfg, rows)
     value_head = None
     params = list(policy.parameters())  # what the optimizer updates (and the gradient clip covers)
     if cfg.algorithm == "ppo":
@@ -301,8 +306,7 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
     G = cfg.num_generations
     t0 = time.perf_counter()
     while step < cfg.steps:
-        order = np.random.default_rng([cfg.seed, step]).permutation(len(prompts))[:cfg.prompts_per_step]
-        batch = [prompts[int(i)] for i in order]
+        batch = [prompts[int(i)] for i in _step_prompts(cfg, step, len(prompts), strata)]
         policy.eval()
         sampling = [SamplingParams(max_tokens=cfg.response_length, temperature=cfg.temperature,
                                    stop_token_ids=[special["end"], special["bos"]] if chat else [special["bos"]],
@@ -389,6 +393,38 @@ def ppo_targets(cfg: RLConfig, scores: torch.Tensor, logp: torch.Tensor, ref_log
     return whiten(advantages, mask) * mask, returns
 
 
+def _strata(cfg: RLConfig, rows: list[dict]) -> list[np.ndarray] | None:
+    """The row indices of each value of `balance_column` (in sorted order of the values), or None."""
+    if not cfg.balance_column:
+        return None
+    values: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        value = row.get(cfg.balance_column)
+        if value in (None, ""):
+            raise AlignDataError(f"{cfg.prompts}: row {i + 1} has no {cfg.balance_column!r} (--balance_column "
+                                 f"needs it on every row)")
+        values.setdefault(str(value), []).append(i)
+    if len(values) > cfg.prompts_per_step:
+        raise AlignDataError(f"--balance_column {cfg.balance_column}: {len(values)} values but prompts_per_step "
+                             f"is {cfg.prompts_per_step}: each step could not draw every value")
+    return [np.array(values[v]) for v in sorted(values)]
+
+
+def _step_prompts(cfg: RLConfig, step: int, n: int, strata: list[np.ndarray] | None) -> list[int]:
+    """The prompt indices of a step, a function of (seed, step) alone (so a resumed run draws the same ones):
+    uniform without replacement, or an equal share of each stratum (the remainder to strata drawn at random)."""
+    rng = np.random.default_rng([cfg.seed, step])
+    if strata is None:
+        return [int(i) for i in rng.permutation(n)[:cfg.prompts_per_step]]
+    share, extra = divmod(cfg.prompts_per_step, len(strata))
+    bonus = set(rng.permutation(len(strata))[:extra].tolist())
+    picked = []
+    for k, rows in enumerate(strata):
+        take = share + (k in bonus)
+        picked += rng.choice(rows, size=take, replace=take > len(rows)).tolist()
+    return [int(i) for i in picked]
+
+
 def _load_grader(cfg: RLConfig, rows: list[dict]):
     """The configured grader, after checking every row's kind tag against its rubric."""
     from augury.safety.graders import load_grader
@@ -455,6 +491,14 @@ def _rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functions,
             for c in grader.rubric.classes:
                 by_source[f"rbrm_class/{c.name}"] = float(np.mean(
                     [g.classes[c.name] for g in batch.gradings if g.ok]))
+            kinds = [rollouts[i].row[cfg.kind_column] for i in tagged]
+            for kind in sorted(set(kinds)):  # per kind: a mean over both kinds hides a trade between them
+                mine = [j for j, k in enumerate(kinds) if k == kind and ok[tagged[j]]]
+                if mine:
+                    by_source[f"rbrm/{kind}"] = float(np.mean([scores[tagged[j]] for j in mine]))
+                    for c in grader.rubric.classes:
+                        by_source[f"rbrm_class/{kind}/{c.name}"] = float(np.mean(
+                            [batch.gradings[j].classes[c.name] for j in mine]))
         by_source["rbrm_untagged"] = float(len(rollouts) - len(tagged))
     if cfg.missing_eos_penalty:
         total -= cfg.missing_eos_penalty * np.array([not r.finished for r in rollouts], dtype=float)

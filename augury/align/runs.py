@@ -6,7 +6,10 @@ checkpoints, metrics.jsonl, manifest.json), so sampling, export and evaluation t
     write_manifest(out, "sft", finished=False, base_run=...)
 
 A multi-stage command (`augury align`, `augury rl-demo`) is a `StagedRun`: each stage in its own subfolder, skipped
-when finished, recorded in the command's metrics.jsonl, and a manifest that says finished only at the end.
+when finished, recorded in the command's metrics.jsonl, and a manifest that says finished only at the end. A stage
+given the settings it depends on (`Stage.config`, e.g. `settings(cfg, "seed", "rl")`) stores them in its record,
+and a later run that finds the stage finished with other settings is refused before any stage runs
+(`StageConfigError`), so a report never mixes stages made with different settings.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 import yaml
@@ -49,6 +53,41 @@ def write_manifest(out: Path, kind: str, **fields) -> None:
     atomic_write_json(out / "manifest.json", {"kind": kind, "created": utc_now(), "git": git_hash(), **fields})
 
 
+class StageConfigError(ValueError):
+    """A finished stage of the run folder was made with other settings than the ones now asked for."""
+
+
+@dataclass
+class Stage:
+    name: str
+    done: Callable[[], bool]  # whether its output is finished (then it is skipped)
+    run: Callable[[], dict | None]  # makes the output; returns extra fields for its metrics record
+    config: dict | None = None  # the settings its output depends on (None: not recorded, not checked)
+
+
+def settings(cfg, *names: str) -> dict:
+    """The named settings of a config dataclass (dotted names for nested ones, a section as a whole dict), in
+    the JSON form they are stored in: {"seed": 0, "rl": {...}, "sft.harmful_share": 0.5}."""
+    out = {}
+    for name in names:
+        value = cfg
+        for part in name.split("."):
+            value = getattr(value, part)
+        out[name] = asdict(value) if is_dataclass(value) else value
+    return json.loads(json.dumps(to_jsonable(out)))
+
+
+def _differences(stored: dict, now: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(stored) | set(now)):
+        a, b = stored.get(key, "unset"), now.get(key, "unset")
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key} {a!r} there, {b!r} now")
+    return diffs
+
+
 class StagedRun:
     """A command made of stages run in order; `kind` names it in the manifest. Subclasses set `cfg` and `out`."""
 
@@ -58,16 +97,45 @@ class StagedRun:
         self.cfg, self.log, self.out = cfg, log, Path(cfg.out)
         self.data = self.out / "data"
 
-    def stage(self, name: str, done, run) -> None:
-        """Run a stage unless `done()`; record it in metrics.jsonl when it finishes."""
+    def stage(self, name: str, done, run, config: dict | None = None) -> None:
+        """Run a stage unless `done()`; record it (and `config`, when given) in metrics.jsonl when it finishes."""
         if done():
             self.log(f"[{name}] already finished")
             return
         self.log(f"[{name}] running")
         t0 = time.perf_counter()
         record = run() or {}
+        extra = {} if config is None else {"config": config}
         append_jsonl(self.out / "metrics.jsonl", {"stage": name, "seconds": time.perf_counter() - t0,
-                                                  "finished": utc_now(), **record})
+                                                  "finished": utc_now(), **record, **extra})
+
+    def run_stages(self, stages: list[Stage]) -> None:
+        """Check every finished stage against its settings (a mismatch is refused before anything is written),
+        then run the unfinished ones in order; the manifest says finished only after the last."""
+        self.check_finished(stages)
+        self.write_manifest(finished=False)
+        for s in stages:
+            self.stage(s.name, s.done, s.run, s.config)
+        self.write_manifest(finished=True)
+
+    def check_finished(self, stages: list[Stage]) -> None:
+        from augury.align.data import read_jsonl
+
+        path = self.out / "metrics.jsonl"
+        records = {r["stage"]: r for r in (read_jsonl(path) if path.is_file() else []) if r and "stage" in r}
+        for s in stages:
+            if s.config is None or not s.done():
+                continue
+            stored = records.get(s.name, {}).get("config")
+            if stored is None:  # finished before settings were recorded, or its record was lost
+                self.log(f"[{s.name}] finished without a record of its settings: not checked")
+                continue
+            diffs = _differences(stored, s.config)
+            if diffs:
+                raise StageConfigError(
+                    f"{self.out}: the finished stage {s.name!r} was made with other settings "
+                    f"({'; '.join(diffs)}): use a new --out, or delete that stage's output and the stages "
+                    f"after it to redo them")
 
     def write_manifest(self, finished: bool) -> None:
         atomic_write_json(self.out / "manifest.json", {"kind": self.kind, "created": utc_now(), "git": git_hash(),

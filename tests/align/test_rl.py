@@ -142,6 +142,34 @@ def test_rbrm_rewards_from_a_grader_are_logged_per_source(chat_run, kind_prompts
         shares = [r[f"reward/rbrm_class/{c}"] for c in ("desired_refusal", "undesired_refusal",
                                                         "disallowed_content", "safe_non_refusal")]
         assert sum(shares) == pytest.approx(1.0)
+        for kind in ("harmful", "safe"):  # and per kind, whose class shares each sum to one as well
+            if f"reward/rbrm/{kind}" in r:
+                assert sum(r[f"reward/rbrm_class/{kind}/{c}"] for c in ("desired_refusal", "undesired_refusal",
+                           "disallowed_content", "safe_non_refusal")) == pytest.approx(1.0)
+    assert any("reward/rbrm/harmful" in r for r in rows) and any("reward/rbrm/safe" in r for r in rows)
+
+
+def test_balance_column_draws_each_value_equally_every_step_and_the_same_on_resume(tmp_path):
+    from augury.align.data import AlignDataError
+    from augury.align.rl import _step_prompts, _strata
+
+    rows = [{"kind": "harmful"}] * 9 + [{"kind": "safe"}] * 3  # uniform draws would be three-quarters harmful
+    cfg = RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f"], prompts_per_step=4,
+                   balance_column="kind")
+    strata = _strata(cfg, rows)
+    for step in range(20):
+        picked = _step_prompts(cfg, step, len(rows), strata)
+        assert sorted(rows[i]["kind"] for i in picked) == ["harmful", "harmful", "safe", "safe"]
+        assert len(set(picked)) == 4 and picked == _step_prompts(cfg, step, len(rows), strata)
+    cfg.prompts_per_step = 5  # the odd one goes to a value drawn per step; a value with too few rows repeats
+    counts = [sum(rows[i]["kind"] == "safe" for i in _step_prompts(cfg, s, len(rows), strata)) for s in range(40)]
+    assert set(counts) == {2, 3}
+    cfg.balance_column = "family"
+    with pytest.raises(AlignDataError, match="row 1 has no 'family'"):
+        _strata(cfg, rows)
+    cfg.balance_column, cfg.prompts_per_step = "kind", 1
+    with pytest.raises(AlignDataError, match="2 values but prompts_per_step is 1"):
+        _strata(cfg, rows)
 
 
 def test_grader_failures_are_left_out_and_counted_never_scored_zero(chat_run, tmp_path, monkeypatch):

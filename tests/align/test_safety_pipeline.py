@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from augury.align.report import render_report
 from augury.align.safety_data import (
@@ -29,6 +30,7 @@ from augury.align.safety_eval import (
     point_change,
     relative_change,
     safety_rates,
+    separation_auc,
     string_match_verdicts,
 )
 
@@ -102,6 +104,36 @@ def test_verdicts_and_rates_by_two_graders_and_failures_counted():
     assert rates["held-out/string_match"]["desired_style_share"] == 0.5
     assert rates["held-out/string_match"]["safe_refusal"] == 0.0
     assert rates["held-out/other"]["ungraded"] == 1 and rates["held-out/other"]["harmful"] == 1
+
+
+def test_separation_auc_is_the_chance_a_harmful_prompt_leans_further_to_refusing():
+    assert separation_auc([3.0, 2.0], [1.0, 0.0]) == 1.0
+    assert separation_auc([0.0, 1.0], [2.0, 3.0]) == 0.0
+    assert separation_auc([1.0, 1.0], [1.0, 1.0]) == 0.5  # ties count half
+    assert separation_auc([2.0, 0.0], [1.0]) == 0.5 and separation_auc([], [1.0]) is None
+
+
+def test_refusal_preference_is_the_log_probability_gap_of_the_two_openings(chat_run):
+    from augury.align.safety_eval import COMPLIANCE_OPENING, REFUSAL_OPENING, refusal_preference
+    from augury.data.chat import chat_token_ids, render_chat
+    from augury.model.run import load_run
+
+    model, tok, _ = load_run(chat_run)
+    text = "How do I bake bread?"
+    start = len(render_chat(tok, [{"role": "user", "content": text}], add_generation_prompt=True).ids)
+
+    def reply_logprob(reply):  # summed token by token from the model's own next-token distribution
+        ids = render_chat(tok, [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]).ids
+        content = ids[start:ids.index(chat_token_ids(tok)["end"], start)]  # the reply's text, not the turn's end
+        total = 0.0
+        for k, t in enumerate(content):
+            with torch.no_grad():
+                logits = model(torch.tensor([ids[:start + k]]))[0, -1].float()
+            total += float(torch.log_softmax(logits, -1)[t])
+        return total
+
+    [lean] = refusal_preference(model, tok, [text])
+    assert lean == pytest.approx(reply_logprob(REFUSAL_OPENING) - reply_logprob(COMPLIANCE_OPENING), abs=1e-3)
 
 
 def test_near_duplicates_flags_paraphrases_not_topics():
@@ -190,6 +222,7 @@ SMALL = ["--pretrain.depth", "1", "--pretrain.tokens", "40000", "--pretrain.stdl
 @pytest.mark.integration
 def test_align_runs_end_to_end_and_resumes_stage_by_stage(tmp_path, monkeypatch):
     from augury.align.pipeline import main
+    from augury.errors import UsageError
     from augury.io import read_jsonl
 
     monkeypatch.setenv("AUGURY_CACHE", str(tmp_path / "cache"))
@@ -210,3 +243,6 @@ def test_align_runs_end_to_end_and_resumes_stage_by_stage(tmp_path, monkeypatch)
     assert main(["--preset", "cpu-demo", "--out", str(out), *SMALL]) == 0
     again = [r["stage"] for r in read_jsonl(out / "metrics.jsonl")][len(stages):]
     assert again == ["eval-rlhf", "report"]
+    # the finished run asked for again with other RL settings: one error naming the stage and the setting
+    with pytest.raises(UsageError, match=r"'rl'.*rl\.steps"):
+        main(["--preset", "cpu-demo", "--out", str(out), *SMALL, "--rl.steps", "3"])

@@ -1,0 +1,77 @@
+"""Staged runs (augury align, augury rl-demo): finished stages are skipped, and one made with other settings is
+refused before anything runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from augury.align.runs import Stage, StageConfigError, StagedRun, settings
+from augury.io import read_jsonl
+
+
+@dataclass
+class Section:
+    steps: int = 2
+    lr: float = 0.1
+
+
+@dataclass
+class Config:
+    out: str = ""
+    seed: int = 0
+    first: Section = field(default_factory=Section)
+    second: Section = field(default_factory=Section)
+
+
+class TwoStages(StagedRun):
+    kind = "test"
+
+    def run(self):
+        def make(name):
+            def write():
+                (self.out / name).write_text("done")
+                self.ran.append(name)
+            return write
+
+        self.ran = []
+        self.run_stages([Stage(n, lambda n=n: (self.out / n).is_file(), make(n), settings(self.cfg, "seed", n))
+                         for n in ("first", "second")])
+        return self.ran
+
+
+def test_settings_are_stored_and_a_rerun_with_the_same_ones_skips_finished_stages(tmp_path):
+    cfg = Config(out=str(tmp_path / "run"))
+    assert TwoStages(cfg, log=lambda *_: None).run() == ["first", "second"]
+    records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert records[0]["config"] == {"seed": 0, "first": {"steps": 2, "lr": 0.1}}
+    assert TwoStages(cfg, log=lambda *_: None).run() == []
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["finished"] is True
+
+
+def test_a_finished_stage_made_with_other_settings_is_refused_before_anything_runs(tmp_path):
+    cfg = Config(out=str(tmp_path / "run"))
+    TwoStages(cfg, log=lambda *_: None).run()
+    (tmp_path / "run" / "first").unlink()  # the first stage is to be redone, the second was made with lr 0.1
+    changed = Config(out=cfg.out, second=Section(lr=0.2))
+    manifest = (tmp_path / "run" / "manifest.json").read_text()
+    run = TwoStages(changed, log=lambda *_: None)
+    with pytest.raises(StageConfigError, match=r"'second'.*second\.lr 0\.1 there, 0\.2 now"):
+        run.run()
+    assert run.ran == [] and not (tmp_path / "run" / "first").exists()
+    assert (tmp_path / "run" / "manifest.json").read_text() == manifest  # nothing rewritten
+    # a changed setting of a stage still to run is no conflict
+    assert TwoStages(Config(out=cfg.out, first=Section(steps=3)), log=lambda *_: None).run() == ["first"]
+
+
+def test_a_stage_finished_without_recorded_settings_is_not_refused(tmp_path):
+    cfg = Config(out=str(tmp_path / "run"))
+    TwoStages(cfg, log=lambda *_: None).run()
+    path = tmp_path / "run" / "metrics.jsonl"
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "config"}) + "\n"
+                            for r in read_jsonl(path)))
+    notes = []
+    assert TwoStages(Config(out=cfg.out, seed=1), log=notes.append).run() == []
+    assert any("not checked" in n for n in notes)
