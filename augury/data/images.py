@@ -55,7 +55,8 @@ class ImageDataConfig:
             the examples made.
         label_loss: weight of an auxiliary loss beside the answers' (0 = none): a linear head on the encoder's
             patch features, averaged over the image, predicts each training image's label (the digit, the word,
-            the largest bar), a direct signal to the encoder before the decoder has learnt to read it.
+            the order of the bars, largest first), a direct signal to the encoder before the decoder has learnt
+            to read it.
         heldout_examples: held-out examples per task, scored (real, blank and shuffled images) when the run ends.
         seed: the random stream examples are drawn from (held-out examples use a different stream).
         split_seed: the permutation that splits scikit-learn's digit images into train and held-out.
@@ -103,7 +104,7 @@ class ImageExample:
     answer: str
     image: np.ndarray = dataclasses.field(repr=False)
     chance: float = 0.0  # accuracy of guessing uniformly among this template's answers
-    label: str = ""  # what the image shows whatever the question (the digit, the word, the largest bar's letter)
+    label: str = ""  # what the image shows whatever the question (the digit, the word, the bars' order)
 
 
 # ---- reading image files -------------------------------------------------------------------------------------
@@ -206,7 +207,8 @@ def _charts(split: str, n: int, rng: np.random.Generator, size: int) -> list[Ima
                             "yes" if values[a_idx] > values[b_idx] else "no", 0.5)
         else:
             q, a, chance = "Which is largest?", LETTERS[best], 0.25
-        out.append(ImageExample("charts", template, q, a, image, chance=chance, label=LETTERS[best]))
+        order = "".join(LETTERS[j] for j in np.argsort(-values))  # the bars from largest to smallest, e.g. "CADB"
+        out.append(ImageExample("charts", template, q, a, image, chance=chance, label=order))
     return out
 
 

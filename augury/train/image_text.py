@@ -165,6 +165,8 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
                            "total_with_vision": counts.total + vcounts.total},
                 "tokens_per_image": per, "vision_flops_per_image": vision_flops_per_image(vcfg, mcfg.d_model),
                 "total_steps": cfg.steps, "device": str(rt.device), "dtype": rt.dtype,
+                # CPU results depend on the thread count (it changes the order of float sums), so it is recorded
+                "torch_threads": torch.get_num_threads(),
                 "examples": {"train": len(train_set), "heldout": len(heldout)}}
     atomic_write_json(out / "manifest.json", manifest)
     log(f"model: decoder {counts.total:,} params + vision {vcounts.total:,}; {cfg.steps} steps x "

@@ -32,6 +32,19 @@ def test_digit_splits_use_disjoint_images_and_chart_answers_match_templates():
     assert not set(TRAIN_PALETTE) & set(HELDOUT_PALETTE)
 
 
+def test_a_charts_label_is_the_bars_order_that_every_answer_follows_from():
+    """The label head learns the bars' order, largest first: every chart question's answer is read off it."""
+    for e in make_examples("charts", "heldout", 60, seed=1):
+        assert sorted(e.label) == list("ABCD")
+        letters = [c for c in e.question if c in "ABCD"]
+        if e.template == "largest":
+            assert e.answer == e.label[0]
+        elif e.template == "is_max":
+            assert e.answer == ("yes" if letters[0] == e.label[0] else "no")
+        else:
+            assert e.answer == ("yes" if e.label.index(letters[0]) < e.label.index(letters[1]) else "no")
+
+
 def test_load_image_reads_and_resizes_rgb(tmp_path):
     path = tmp_path / "a.png"
     Image.fromarray(np.full((40, 60, 3), 255, dtype=np.uint8)).save(path)
