@@ -49,7 +49,7 @@ class PretrainSettings:
 
     depth: int = 2
     vocab_size: int = 2048
-    tokens: int = 400_000
+    tokens: int = 1_200_000
     seq_len: int = 256
     batch_size: int = 16
     lr: float = 0.006
