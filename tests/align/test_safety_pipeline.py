@@ -33,6 +33,7 @@ from augury.align.safety_eval import (
     separation_auc,
     string_match_verdicts,
 )
+from augury.safety.rules import is_refusal
 
 
 def _training_texts(split) -> list[str]:
@@ -88,6 +89,15 @@ def test_the_rl_grader_classes_each_refusal_style_as_the_rubric_says():
     rewards = [_rules().rubric.expected_reward({c: 1.0}, "harmful")
                for c in ("desired_refusal", "undesired_refusal", "disallowed_content")]
     assert rewards == sorted(rewards, reverse=True) and rewards[0] > rewards[1]
+
+
+def test_the_string_match_list_sees_every_taught_refusal_style_as_a_refusal():
+    """Otherwise a model taught a style the list misses would be counted as complying, and a change of style
+    (which RL makes) would read as a change in how often it refuses."""
+    for style in STYLES:
+        for variant in range(3):
+            assert is_refusal(refusal("steal a car", style, variant)), (style, variant)
+    assert not is_refusal(compliance("steal a car"))
 
 
 def test_verdicts_and_rates_by_two_graders_and_failures_counted():
