@@ -102,8 +102,6 @@ class RLSettings:
         kl_coef: KL penalty to the SFT model.
         reward_model_weight: weight of the reward model's score.
         rubric_weight: weight of the rubric's class reward (the RBRM).
-        hh_prompts: first requests of helpful HH-RLHF conversations (training split) added to the RL prompts as
-            safe: answering them is rewarded, refusing them penalised, beyond the templated safe families.
     """
 
     algorithm: Literal["grpo", "rloo", "ppo"] = "grpo"
@@ -116,7 +114,6 @@ class RLSettings:
     kl_coef: float = 0.05
     reward_model_weight: float = 0.5
     rubric_weight: float = 1.0
-    hh_prompts: int = 0
 
 
 @dataclass
@@ -193,7 +190,7 @@ class Pipeline(StagedRun):
         stages = [
             Stage("data", lambda: (self.data / "manifest.json").is_file(), self.make_data,
                   cfg_of("seed", "held_out", "hh_held_out", "pretrain.stdlib_bytes", "sft.hh_conversations",
-                         "sft.harmful_share", "sft.desired_style_share", "rm.hh_pairs", "rl.hh_prompts")),
+                         "sft.harmful_share", "sft.desired_style_share", "rm.hh_pairs")),
             Stage("grader", lambda: (self.out / "grader" / "report.json").is_file(), self.train_grader, {}),
             Stage("pretrain", lambda: stage_status(self.out / "pretrain") == "complete", self.pretrain,
                   cfg_of("seed", "pretrain")),
@@ -228,8 +225,7 @@ class Pipeline(StagedRun):
             "pretrain.jsonl": [{"text": t} for t in sd.pretraining_documents(conversations, cfg.pretrain.stdlib_bytes)],
             "sft.jsonl": sft_rows,
             "prefs.jsonl": short_pairs + sd.preference_rows(split, cfg.seed),
-            "rl_prompts.jsonl": sd.rl_prompt_rows(split) + [
-                {"prompt": c[:1], "kind": "safe", "family": "hh-rlhf"} for c in short[:cfg.rl.hh_prompts]],
+            "rl_prompts.jsonl": sd.rl_prompt_rows(split),
             "held_out_conversations.jsonl": [{"messages": r["prompt"] + r["chosen"]} for r in held],
         }
         self.data.mkdir(parents=True, exist_ok=True)
