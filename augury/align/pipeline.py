@@ -69,7 +69,7 @@ class SFTSettings:
         desired_style_share: share of refusal demonstrations in the desired style (the rest undesired).
     """
 
-    steps: int = 300
+    steps: int = 500
     batch_size: int = 16
     lr: float = 3e-3
     hh_conversations: int = 100
