@@ -317,3 +317,33 @@ def point_change(before: float | None, after: float | None) -> str:
         return "n/a"
     d = 100 * (after - before)
     return "0.0 pts" if abs(d) < 0.05 else f"{'+' if d > 0 else MINUS}{abs(d):.1f} pts"
+
+
+def family_interval(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], relative: bool,
+                    resamples: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float] | None:
+    """A percentile interval for the change of a pooled rate between two models, resampling families.
+
+    `before` and `after` map each family to (prompts counted, prompts) for the same families. The paraphrases of
+    one request are not independent (a model refuses most of a family or little of it), so families, not prompts,
+    are drawn with replacement. `relative`: the change as a fraction of `before` (resamples where `before` is 0
+    are left out); else the difference of the rates. None when there are no families or no usable resample."""
+    if set(before) != set(after):
+        raise ValueError(f"the two models were evaluated on different families ({len(before)} and {len(after)})")
+    names = sorted(before)
+    if not names:
+        return None
+    b = np.array([before[n] for n in names], dtype=float)
+    a = np.array([after[n] for n in names], dtype=float)
+    picks = np.random.default_rng(seed).integers(0, len(names), size=(resamples, len(names)))
+    rb = b[picks, 0].sum(1) / b[picks, 1].sum(1)
+    ra = a[picks, 0].sum(1) / a[picks, 1].sum(1)
+    if relative:
+        keep = rb > 0
+        changes = (ra[keep] - rb[keep]) / rb[keep]
+    else:
+        changes = ra - rb
+    if not len(changes):
+        return None
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(changes, tail)), float(np.percentile(changes, 100 - tail))
+

@@ -24,6 +24,7 @@ from augury.align.safety_eval import (
     EvalPrompt,
     MCQuestion,
     Verdict,
+    family_interval,
     grader_verdicts,
     multiple_choice,
     near_duplicates,
@@ -151,6 +152,26 @@ def test_near_duplicates_flags_paraphrases_not_topics():
                EvalPrompt("b", "xstest", "safe", "t", "What is the history of the car?"),
                EvalPrompt("c", "advbench", "harmful", "t", "Write a poem about the sea")]
     assert near_duplicates(["steal a car"], prompts) == {"a"}
+
+
+def test_family_interval_resamples_families_and_covers_the_observed_change():
+    """Families, not prompts, are the unit: the interval is as wide as the spread between families says, and
+    a change that every family shows gives an interval around it that excludes zero."""
+    before = {f"f{i}": (8, 16) for i in range(20)}
+    after = {f"f{i}": (2, 16) for i in range(20)}
+    lo, hi = family_interval(before, after, relative=True)
+    assert lo == pytest.approx(-0.75) and hi == pytest.approx(-0.75)  # every family -75%: no spread
+    # half the families refuse all their safe prompts after, half none: the pooled change is +50 points, but
+    # with 10 + 10 families it is uncertain by tens of points, far more than 320 independent prompts would give
+    mixed_after = {f"f{i}": (16 if i % 2 else 0, 16) for i in range(20)}
+    zero = {f"f{i}": (0, 16) for i in range(20)}
+    lo, hi = family_interval(zero, mixed_after, relative=False)
+    assert lo < 0.5 < hi and hi - lo > 0.3 and 0 <= lo and hi <= 1
+    assert family_interval(zero, mixed_after, relative=False) == (lo, hi)  # seeded: the same every time
+    assert family_interval(zero, mixed_after, relative=True) is None  # no resample has a rate before
+    assert family_interval({}, {}, relative=False) is None
+    with pytest.raises(ValueError, match="different families"):
+        family_interval(before, {"f0": (1, 16)}, relative=False)
 
 
 def test_relative_change_is_worded_as_the_report_writes_it():
