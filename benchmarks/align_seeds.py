@@ -25,8 +25,15 @@ from augury.safety.rules import is_refusal
 MODELS = ("base", "sft", "rlhf")
 
 
-def figures(run: Path, grader: str) -> dict:
-    models = json.loads((run / "results.json").read_text())["models"]
+def load(run: Path) -> tuple[int, dict]:
+    """A finished run's seed and its models' results (results.json is written last, with the report)."""
+    if not (run / "results.json").is_file():
+        raise SystemExit(f"{run}: not a finished `augury align` run (no results.json)")
+    seed = json.loads((run / "manifest.json").read_text())["config"]["seed"]
+    return seed, json.loads((run / "results.json").read_text())["models"]
+
+
+def figures(models: dict, grader: str) -> dict:
     rates = {m: models[m]["safety"][f"held-out/{grader}"] for m in ("sft", "rlhf")}
     return {k: (rates["sft"][k], rates["rlhf"][k]) for k in ("harmful_compliance", "safe_refusal",
                                                              "desired_style_share")}
@@ -37,13 +44,15 @@ def pct(v) -> str:
 
 
 def main(runs: list[str]) -> int:
+    if not runs:
+        raise SystemExit("usage: python benchmarks/align_seeds.py RUN [RUN ...] (finished `augury align` runs)")
+    loaded = [(Path(run), *load(Path(run))) for run in runs]
     print("| seed | grader | compliance SFT → RLHF | change | over-refusal SFT → RLHF | change | desired style "
           "SFT → RLHF | goals met |")
     print("|---|---|---|---|---|---|---|---|")
-    for run in map(Path, runs):
-        seed = json.loads((run / "manifest.json").read_text())["config"]["seed"]
+    for run, seed, models in loaded:
         for grader in ("string_match", "classifier"):
-            f = figures(run, grader)
+            f = figures(models, grader)
             (c0, c1), (r0, r1), (d0, d1) = f["harmful_compliance"], f["safe_refusal"], f["desired_style_share"]
             goals = [c0 is not None and c1 is not None and c0 > 0 and (c0 - c1) / c0 >= 0.5,
                      r0 is not None and r1 is not None and r1 - r0 <= 0.05,
@@ -53,9 +62,7 @@ def main(runs: list[str]) -> int:
     print()
     print("| seed | held-out AUC base / SFT / RLHF | training AUC base / SFT / RLHF | stages' seconds (pretrain) |")
     print("|---|---|---|---|")
-    for run in map(Path, runs):
-        seed = json.loads((run / "manifest.json").read_text())["config"]["seed"]
-        models = json.loads((run / "results.json").read_text())["models"]
+    for run, seed, models in loaded:
         auc = {side: " / ".join(fmt(models[m].get("separation", {}).get(side, {}).get("auc")) for m in MODELS)
                for side in ("held-out", "training")}
         stages = {r["stage"]: r["seconds"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
@@ -64,8 +71,7 @@ def main(runs: list[str]) -> int:
     print()
     print("| seed | compliance change, 95% interval | over-refusal change, 95% interval |")
     print("|---|---|---|")
-    for run in map(Path, runs):
-        seed = json.loads((run / "manifest.json").read_text())["config"]["seed"]
+    for run, seed, _ in loaded:
         counts = {m: family_counts(run, m) for m in ("sft", "rlhf")}
         comply = family_interval(counts["sft"]["harmful"], counts["rlhf"]["harmful"], relative=True)
         refuse = family_interval(counts["sft"]["safe"], counts["rlhf"]["safe"], relative=False)
