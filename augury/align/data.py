@@ -1,11 +1,12 @@
 """Post-training data in TRL's shapes, tokenized with a run's tokenizer, with per-row errors counted.
 
-    examples, report = load_sft_examples("sft.jsonl", tok, 512)   # rows: {"messages"} or {"prompt", "completion"}
+    examples, report = load_sft_examples("sft.jsonl", tok, 512)  # {"messages"}, {"prompt", "completion"}, {"text"}
     pairs, report = load_preference_pairs("prefs.jsonl", tok, 512)   # rows: {"prompt", "chosen", "rejected"}
     rows, report = hh_rlhf_rows("../shared/data/hh-rlhf/helpful-base/test.jsonl.gz")  # transcripts -> preference rows
 
 Shapes (TRL's): conversational `messages` (the loss covers the assistant turns), `prompt`/`completion` as plain
-strings (the loss covers the completion) or as message lists (rendered in the chat format), and preferences
+strings (the loss covers the completion) or as message lists (rendered in the chat format), language-modelling
+`text` (the loss covers all of it: plain text kept in an SFT mix), and preferences
 `prompt`/`chosen`/`rejected` (plain strings, or message lists whose last turn is the assistant's). A row that
 cannot be used is skipped and counted by reason in the `LoadReport`; when more than half of a file's rows fail,
 loading stops with one error naming the commonest reasons, so most of the data is never dropped silently.
@@ -91,7 +92,7 @@ def tokenize_rows(rows: list[dict | None], make, where: str, require_rows: bool 
         raise AlignDataError(f"{where} has no rows")
     if report.used * 2 < report.rows:
         raise AlignDataError(f"{report.summary()}: most rows are unusable; fix the data (TRL shapes: "
-                             f"messages, prompt/completion, prompt/chosen/rejected)")
+                             f"messages, prompt/completion, text, prompt/chosen/rejected)")
     return out, report
 
 
@@ -117,8 +118,14 @@ def sft_example(tok, row: dict, max_len: int) -> SFTExample:
             mask = [False] * (1 + len(p_ids)) + [True] * (len(c_ids) + 1)
         else:
             raise ValueError("prompt and completion must both be strings or both message lists")
+    elif "text" in row:
+        if not isinstance(row["text"], str) or not row["text"].strip():
+            raise ValueError("text must be a non-empty string")
+        eot = tok.token_to_id("<|endoftext|>")
+        ids = [eot, *encode_documents(tok, [row["text"]])[0], eot]
+        mask = [False] + [True] * (len(ids) - 1)
     else:
-        raise ValueError("no 'messages' and no 'prompt'/'completion'")
+        raise ValueError("no 'messages', no 'prompt'/'completion' and no 'text'")
     if not any(mask):
         raise ValueError("nothing to learn from (no assistant or completion tokens)")
     if len(ids) > max_len:

@@ -65,6 +65,8 @@ class SFTSettings:
         batch_size: conversations per step.
         lr: peak learning rate.
         hh_conversations: helpful HH-RLHF conversations (training split) in the mix.
+        pretraining_documents: transcripts from the base model's own text (other training-split conversations)
+            added as plain `text` rows, the loss over all of it, so SFT keeps the base model's language modelling.
         harmful_share: share of the training harmful families given refusal demonstrations (RL sees them all).
         desired_style_share: share of refusal demonstrations in the desired style (the rest undesired).
     """
@@ -73,6 +75,7 @@ class SFTSettings:
     batch_size: int = 16
     lr: float = 3e-3
     hh_conversations: int = 100
+    pretraining_documents: int = 1000
     harmful_share: float = 0.5
     desired_style_share: float = 0.3
 
@@ -161,6 +164,10 @@ class AlignConfig:
             raise ValueError("held_out and hh_held_out must be in (0, 1)")
         if not 0 <= self.sft.harmful_share <= 1 or not 0 <= self.sft.desired_style_share <= 1:
             raise ValueError("sft.harmful_share and sft.desired_style_share must be in [0, 1]")
+        for name in ("sft.hh_conversations", "sft.pretraining_documents", "rm.hh_pairs"):
+            section, key = name.split(".")
+            if getattr(getattr(self, section), key) < 0:
+                raise ValueError(f"{name} must be >= 0")
         for name in ("pretrain.tokens", "sft.steps", "rm.steps", "rl.steps", "eval.max_tokens"):
             section, key = name.split(".")
             if getattr(getattr(self, section), key) < 1:
@@ -190,7 +197,7 @@ class Pipeline(StagedRun):
         stages = [
             Stage("data", lambda: (self.data / "manifest.json").is_file(), self.make_data,
                   cfg_of("seed", "held_out", "hh_held_out", "pretrain.stdlib_bytes", "sft.hh_conversations",
-                         "sft.harmful_share", "sft.desired_style_share", "rm.hh_pairs")),
+                         "sft.pretraining_documents", "sft.harmful_share", "sft.desired_style_share", "rm.hh_pairs")),
             Stage("grader", lambda: (self.out / "grader" / "report.json").is_file(), self.train_grader, {}),
             Stage("pretrain", lambda: stage_status(self.out / "pretrain") == "complete", self.pretrain,
                   cfg_of("seed", "pretrain")),
@@ -220,6 +227,8 @@ class Pipeline(StagedRun):
         styles = {"desired": d, "judgemental": (1 - d) * 0.35, "preachy": (1 - d) * 0.35, "rambling": (1 - d) * 0.3}
         sft_rows = [{"messages": c} for c in short[:cfg.sft.hh_conversations]]
         sft_rows += sd.sft_safety_rows(split, cfg.seed, cfg.sft.harmful_share, styles)
+        sft_rows += [{"text": sd.transcript(c)}
+                     for c in short[cfg.sft.hh_conversations:][:cfg.sft.pretraining_documents]]
         short_pairs = [r for r in train if len(json.dumps(r)) < 900][:cfg.rm.hh_pairs]
         files = {
             "pretrain.jsonl": [{"text": t} for t in sd.pretraining_documents(conversations, cfg.pretrain.stdlib_bytes)],

@@ -244,10 +244,10 @@ def test_report_has_one_table_over_the_three_models_with_relative_changes():
 
 
 SMALL = ["--pretrain.depth", "1", "--pretrain.tokens", "40000", "--pretrain.stdlib_bytes", "100000",
-         "--pretrain.vocab_size", "400", "--pretrain.seq_len", "128", "--sft.steps", "3", "--sft.hh_conversations",
-         "20", "--rm.steps", "2", "--rm.hh_pairs", "20", "--rl.steps", "2", "--rl.prompts_per_step", "2",
-         "--eval.advbench", "5", "--eval.xstest", "false", "--eval.mc_questions", "4", "--eval.loss_texts", "4",
-         "--eval.max_tokens", "4"]
+         "--pretrain.vocab_size", "400", "--pretrain.seq_len", "128", "--sft.steps", "3",
+         "--sft.hh_conversations", "20", "--sft.pretraining_documents", "10", "--rm.steps", "2", "--rm.hh_pairs", "20",
+         "--rl.steps", "2", "--rl.prompts_per_step", "2", "--eval.advbench", "5", "--eval.xstest", "false",
+         "--eval.mc_questions", "4", "--eval.loss_texts", "4", "--eval.max_tokens", "4"]
 
 
 @pytest.mark.integration
@@ -266,6 +266,8 @@ def test_align_runs_end_to_end_and_resumes_stage_by_stage(tmp_path, monkeypatch)
     assert "| metric | base | SFT | RLHF | RLHF vs SFT |" in report
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {"base", "sft", "rlhf"}
+    sft_rows = read_jsonl(out / "data" / "sft.jsonl")
+    assert sum("text" in r for r in sft_rows) == 10 and sum("messages" in r for r in sft_rows) > 10
     stages = [r["stage"] for r in read_jsonl(out / "metrics.jsonl")]
     assert stages[:6] == ["data", "grader", "pretrain", "sft", "rm", "rl"] and stages[-1] == "report"
     # an interrupted run lost its last evaluation and the report: only those two are redone

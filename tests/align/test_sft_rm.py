@@ -66,6 +66,21 @@ def test_sft_bad_rows_are_counted_and_mostly_bad_data_is_refused(chat_run, sft_f
         train_sft(_sft(chat_run, sft_file, tmp_path / "ok", steps=1), log=lambda *_: None)
 
 
+def test_a_text_row_is_learned_whole_between_end_of_text_tokens(chat_run):
+    from tokenizers import Tokenizer
+
+    from augury.align.data import sft_example
+
+    tok = Tokenizer.from_file(str(chat_run / "tokenizer.json"))
+    eot = tok.token_to_id("<|endoftext|>")
+    text = "Human: Hi\n\nAssistant: Hello there."
+    ex = sft_example(tok, {"text": text}, 256)
+    assert ex.ids == [eot, *tok.encode(text).ids, eot]
+    assert ex.loss_mask == [False] + [True] * (len(ex.ids) - 1)  # every text token and the closing end of text
+    with pytest.raises(ValueError, match="non-empty string"):
+        sft_example(tok, {"text": "  "}, 256)
+
+
 def test_base_run_without_chat_tokens_is_a_clear_error(tmp_path, tiny_tokenizer_path, sft_file):
     import shutil
 
