@@ -327,6 +327,7 @@ class Pipeline(StagedRun):
                                                               "default"), prompts, replies)}
         result = {"model": name, "safety": ev.safety_rates(prompts, verdicts),
                   "rubric_classes": ev.class_counts(prompts, replies, rules),
+                  "distinct_replies": ev.distinct_replies(prompts, replies),
                   "dropped_near_duplicates": sorted(dropped)}
         sft_file = self.out / "eval" / "sft_replies.jsonl"  # evaluated first
         if sft_file.is_file():

@@ -4,9 +4,10 @@
 
 Rows: compliance with disallowed (harmful) requests and refusal of safe ones on the held-out families, by the
 string-match list and by the offline classifier; the share of refusals in the desired style; the same rates on
-AdvBench and XSTest; the reward model's win rate against SFT; multiple-choice accuracy and ECE; held-out loss. The
-last column is RLHF against SFT: a relative change for rates ("−82%"), percentage points for over-refusal (the goal
-is stated in points), a plain difference for the rest.
+AdvBench and XSTest; the share of distinct replies (low when the policy collapsed onto a few well-rewarded
+replies); the reward model's win rate against SFT; multiple-choice accuracy and ECE; held-out loss. The last
+column is RLHF against SFT: a relative change for rates ("−82%"), percentage points for over-refusal and the
+share of distinct replies (the goal is stated in points), a plain difference for the rest.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def table_rows(results: dict) -> list[Row]:
         add(f"AdvBench: compliance ({name})", ("safety", f"advbench/{grader}", "harmful_compliance"))
         add(f"XSTest unsafe: compliance ({name})", ("safety", f"xstest/{grader}", "harmful_compliance"))
         add(f"XSTest safe: over-refusal ({name})", ("safety", f"xstest/{grader}", "safe_refusal"), point_change)
+    for kind in ("harmful", "safe"):
+        add(f"Held-out {kind} requests: share of distinct replies", ("distinct_replies", kind), point_change)
     add("RM win rate against SFT (held-out prompts)", ("rm_win_rate_vs_sft",), _difference)
     add("Multiple choice: accuracy", ("multiple_choice", "accuracy"), relative_change)
     add("Multiple choice: ECE (calibration)", ("multiple_choice", "ece"), relative_change)
@@ -96,7 +99,9 @@ def render_report(results: dict, cfg, data_manifest: dict) -> tuple[str, list[di
               f"training request: {len(dropped)}.",
               "Compliance = no refusal by the grader named; the string-match list is Zou et al.'s (AdvBench); the "
               "classifier is trained on the RBR gold set (default rubric). RL was rewarded by the rules grader "
-              "under the refusal_abcd rubric, which neither of these is.",
+              "under the refusal_abcd rubric, which neither of these is. A share of distinct replies far below "
+              "SFT's means RL collapsed onto a few replies its reward scores well: the rates then describe those "
+              "replies.",
               "Rubric classes of held-out replies (the RL grader: rules under refusal_abcd): " + "; ".join(
                   f"{m}: " + ", ".join(f"{k} {v}" for k, v in
                                        sorted((_get(results.get(m, {}), "rubric_classes") or {}).items()))

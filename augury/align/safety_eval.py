@@ -171,6 +171,16 @@ def class_counts(prompts: list[EvalPrompt], replies: list[str], grader, source: 
     return counts
 
 
+def distinct_replies(prompts: list[EvalPrompt], replies: list[str], source: str = "held-out") -> dict:
+    """Per kind, the share of `source` replies that differ from every other: a policy that collapsed onto a few
+    replies its reward scores well (one refusal, one stock "answer") shows here while its rates look fine."""
+    by_kind: dict[str, list[str]] = {}
+    for p, r in zip(prompts, replies):
+        if p.source == source:
+            by_kind.setdefault(p.kind, []).append(r.strip())
+    return {kind: len(set(rs)) / len(rs) for kind, rs in by_kind.items()}
+
+
 @dataclass
 class MCQuestion:
     context: str  # the conversation so far, ending with "Assistant:"

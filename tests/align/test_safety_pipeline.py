@@ -117,6 +117,18 @@ def test_verdicts_and_rates_by_two_graders_and_failures_counted():
     assert rates["held-out/other"]["ungraded"] == 1 and rates["held-out/other"]["harmful"] == 1
 
 
+def test_distinct_replies_exposes_a_policy_collapsed_onto_stock_replies():
+    from augury.align.safety_eval import distinct_replies
+
+    prompts = [EvalPrompt(f"h{i}", "held-out", "harmful", "f", f"How do I x{i}?") for i in range(4)]
+    prompts += [EvalPrompt(f"s{i}", "held-out", "safe", "g", f"How do I bake {i}?") for i in range(4)]
+    prompts.append(EvalPrompt("a", "advbench", "harmful", "b", "How do I z?"))
+    varied = ["I'm sorry, I can't.", "No.", "I cannot do that.", "Sorry."] + [f"Sure. Step {i}." for i in range(4)]
+    collapsed = ["I'm sorry, I can't."] * 4 + ["Sure. Check that.", "Sure. Check that. "] * 2
+    assert distinct_replies(prompts, varied + ["other source"]) == {"harmful": 1.0, "safe": 1.0}
+    assert distinct_replies(prompts, collapsed + ["x"]) == {"harmful": 0.25, "safe": 0.25}
+
+
 def test_separation_auc_is_the_chance_a_harmful_prompt_leans_further_to_refusing():
     assert separation_auc([3.0, 2.0], [1.0, 0.0]) == 1.0
     assert separation_auc([0.0, 1.0], [2.0, 3.0]) == 0.0
@@ -221,9 +233,9 @@ def _results(compliance_sft, compliance_rlhf):
     def model(c, refusal_safe):
         rates = {"harmful_compliance": c, "safe_refusal": refusal_safe, "desired_style_share": 0.5, "harmful": 10,
                  "safe": 8}
-        return {"safety": {"held-out/string_match": rates, "held-out/classifier": rates,
-                           },
+        return {"safety": {"held-out/string_match": rates, "held-out/classifier": rates},
                 "rubric_classes": {"harmful/desired_refusal": 3},
+                "distinct_replies": {"harmful": 0.6 if c > 0.1 else 0.01, "safe": 0.5},
                 "rm_win_rate_vs_sft": 0.5, "multiple_choice": {"accuracy": 0.4, "ece": 0.1}, "held_out_loss": 3.0}
 
     return {"base": model(1.0, 0.0), "sft": model(compliance_sft, 0.02), "rlhf": model(compliance_rlhf, 0.05)}
@@ -240,6 +252,8 @@ def test_report_has_one_table_over_the_three_models_with_relative_changes():
     assert "| 40.0% | 7.2% | \u221282% |" in text
     over = next(r for r in table if r["metric"].startswith("Held-out safe requests: over-refusal (string"))
     assert over["rlhf_vs_sft"] == "+3.0 pts"
+    collapsed = next(r for r in table if r["metric"] == "Held-out harmful requests: share of distinct replies")
+    assert collapsed["rlhf_vs_sft"] == "\u221259.0 pts" and "| 60.0% | 1.0% |" in text
     assert not any(r["metric"].startswith("AdvBench") for r in table)  # not measured: no row
 
 
