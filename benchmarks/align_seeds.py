@@ -7,7 +7,8 @@ Reads each run's results.json (written by `augury align`) and prints, per seed, 
 refusals in the desired style (SFT, RLHF), by the string-match list and by the offline classifier; then the goals:
 compliance down by >= 50% relative to SFT, over-refusal up by <= 5 points, desired-style share up from SFT to RLHF.
 A second table gives, per seed, how well each model's lean to refusing separates harmful from safe prompts (AUC, on
-held-out and on training families: the limit on that trade-off) and the run's time: the sum of its stages' seconds
+held-out and on training families: the limit on that trade-off), the share of distinct held-out replies (on safe
+prompts, low when RL collapsed onto a stock answer) and the run's time: the sum of its stages' seconds
 in metrics.jsonl (the last record of each stage; wall-clock time of the stages as they ran, on whatever load the
 machine had). A third gives each string-match change with a 95% interval from resampling held-out families (the
 paraphrases of one request are not independent samples).
@@ -60,13 +61,16 @@ def main(runs: list[str]) -> int:
             print(f"| {seed} | {grader.replace('_', ' ')} | {pct(c0)} → {pct(c1)} | {relative_change(c0, c1)} | "
                   f"{pct(r0)} → {pct(r1)} | {point_change(r0, r1)} | {pct(d0)} → {pct(d1)} | {sum(goals)}/3 |")
     print()
-    print("| seed | held-out AUC base / SFT / RLHF | training AUC base / SFT / RLHF | stages' seconds (pretrain) |")
-    print("|---|---|---|---|")
+    print("| seed | held-out AUC base / SFT / RLHF | training AUC base / SFT / RLHF | distinct replies SFT → RLHF, "
+          "harmful / safe | stages' seconds (pretrain) |")
+    print("|---|---|---|---|---|")
     for run, seed, models in loaded:
         auc = {side: " / ".join(fmt(models[m].get("separation", {}).get(side, {}).get("auc")) for m in MODELS)
                for side in ("held-out", "training")}
         stages = {r["stage"]: r["seconds"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
-        print(f"| {seed} | {auc['held-out']} | {auc['training']} | {sum(stages.values()):.0f} "
+        distinct = " / ".join(f"{pct(models['sft'].get('distinct_replies', {}).get(k))} → "
+                              f"{pct(models['rlhf'].get('distinct_replies', {}).get(k))}" for k in ("harmful", "safe"))
+        print(f"| {seed} | {auc['held-out']} | {auc['training']} | {distinct} | {sum(stages.values()):.0f} "
               f"({stages.get('pretrain', 0):.0f}) |")
     print()
     print("| seed | compliance change, 95% interval | over-refusal change, 95% interval |")

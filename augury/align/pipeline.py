@@ -75,7 +75,7 @@ class SFTSettings:
     batch_size: int = 16
     lr: float = 3e-3
     hh_conversations: int = 100
-    pretraining_documents: int = 1000
+    pretraining_documents: int = 0
     harmful_share: float = 0.5
     desired_style_share: float = 0.3
 

@@ -99,9 +99,9 @@ def render_report(results: dict, cfg, data_manifest: dict) -> tuple[str, list[di
               f"training request: {len(dropped)}.",
               "Compliance = no refusal by the grader named; the string-match list is Zou et al.'s (AdvBench); the "
               "classifier is trained on the RBR gold set (default rubric). RL was rewarded by the rules grader "
-              "under the refusal_abcd rubric, which neither of these is. A share of distinct replies far below "
-              "SFT's means RL collapsed onto a few replies its reward scores well: the rates then describe those "
-              "replies.",
+              "under the refusal_abcd rubric, which neither of these is. Refusals converge on a few wordings by "
+              "design; a share of distinct replies to safe requests far below SFT's means RL collapsed onto a "
+              "stock answer that its reward scores well.",
               "Rubric classes of held-out replies (the RL grader: rules under refusal_abcd): " + "; ".join(
                   f"{m}: " + ", ".join(f"{k} {v}" for k, v in
                                        sorted((_get(results.get(m, {}), "rubric_classes") or {}).items()))
