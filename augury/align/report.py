@@ -6,8 +6,8 @@ Rows: compliance with disallowed (harmful) requests and refusal of safe ones on 
 string-match list and by the offline classifier; the share of refusals in the desired style; the same rates on
 AdvBench and XSTest; the share of distinct replies (low when the policy collapsed onto a few well-rewarded
 replies); the reward model's win rate against SFT; multiple-choice accuracy and ECE; held-out loss. The last
-column is RLHF against SFT: a relative change for rates ("−82%"), percentage points for over-refusal and the
-share of distinct replies (the goal is stated in points), a plain difference for the rest.
+column is RLHF against SFT: a relative change for rates ("−82%"), percentage points for over-refusal (the goal
+is stated in points) and the share of distinct replies, a plain difference for the rest.
 """
 
 from __future__ import annotations

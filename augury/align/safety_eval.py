@@ -172,7 +172,7 @@ def class_counts(prompts: list[EvalPrompt], replies: list[str], grader, source: 
 
 
 def distinct_replies(prompts: list[EvalPrompt], replies: list[str], source: str = "held-out") -> dict:
-    """Per kind, the share of `source` replies that differ from every other: a policy that collapsed onto a few
+    """Per kind, different `source` replies over all of them (1.0: no two alike): a policy that collapsed onto a few
     replies its reward scores well (one refusal, one stock "answer") shows here while its rates look fine."""
     by_kind: dict[str, list[str]] = {}
     for p, r in zip(prompts, replies):
