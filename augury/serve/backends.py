@@ -322,7 +322,11 @@ class _AuguryLM:
 
 class _HFLM:
     def __init__(self, model, tok):
+        import inspect
+
         self.model, self.tok = model, tok
+        # transformers 5.x renamed the cache argument (past_key_values is deprecated); older releases take the old one
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def tokens(self, prompt, budget, temperature, top_p, gen):
         import torch
@@ -334,7 +338,9 @@ class _HFLM:
             for _ in range(budget):
                 tok, lp = _sample(out.logits[0, -1], temperature, top_p, gen)
                 yield tok, lp
-                out = self.model(torch.tensor([[tok]]), past_key_values=out.past_key_values, use_cache=True)
+                cache = getattr(out, "cache", None)
+                cache = cache if cache is not None else out.past_key_values
+                out = self.model(torch.tensor([[tok]]), use_cache=True, **{self._cache_arg: cache})
 
     def score(self, ids, top):
         import torch
