@@ -164,14 +164,12 @@ class AlignConfig:
             raise ValueError("held_out and hh_held_out must be in (0, 1)")
         if not 0 <= self.sft.harmful_share <= 1 or not 0 <= self.sft.desired_style_share <= 1:
             raise ValueError("sft.harmful_share and sft.desired_style_share must be in [0, 1]")
-        for name in ("sft.hh_conversations", "sft.pretraining_documents", "rm.hh_pairs"):
-            section, key = name.split(".")
-            if getattr(getattr(self, section), key) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        for name in ("pretrain.tokens", "sft.steps", "rm.steps", "rl.steps", "eval.max_tokens"):
-            section, key = name.split(".")
-            if getattr(getattr(self, section), key) < 1:
-                raise ValueError(f"{name} must be >= 1")
+        for least, names in ((0, ("sft.hh_conversations", "sft.pretraining_documents", "rm.hh_pairs")),
+                             (1, ("pretrain.tokens", "sft.steps", "rm.steps", "rl.steps", "eval.max_tokens"))):
+            for name in names:
+                section, key = name.split(".")
+                if getattr(getattr(self, section), key) < least:
+                    raise ValueError(f"{name} must be >= {least}")
         for sub in ("hh-rlhf/helpful-base/test.jsonl.gz", "rbr-gold/train.jsonl"):
             if not (Path(self.shared_data()) / sub).is_file():
                 raise ValueError(f"{Path(self.shared_data()) / sub} is missing: set --data_dir "
