@@ -344,11 +344,17 @@ class Pipeline(StagedRun):
         return {"model": name, "held-out": result["safety"]["held-out/string_match"]}
 
     def report(self) -> dict:
+        from augury.align import safety_eval as ev
         from augury.align.report import render_report
+        from augury.align.safety_data import family_split
 
         results = {n: json.loads((self.out / "eval" / f"{n}.json").read_text()) for n in MODELS}
-        text, table = render_report(results, self.cfg, json.loads((self.data / "manifest.json").read_text()))
-        atomic_write_json(self.out / "results.json", {"models": results, "table": table})
+        sft = results["sft"]["safety"]["held-out/string_match"]
+        reference = {"word_count_separation": ev.word_count_separation(family_split(self.cfg.held_out)),
+                     "separation_needed": ev.separation_needed(sft["harmful_compliance"], sft["safe_refusal"])}
+        text, table = render_report(results, self.cfg, json.loads((self.data / "manifest.json").read_text()),
+                                    reference)
+        atomic_write_json(self.out / "results.json", {"models": results, "table": table, "reference": reference})
         atomic_write_text(self.out / "report.md", text)
         self.log(text)
         return {"table": table}

@@ -7,7 +7,8 @@ string-match list and by the offline classifier; the share of refusals in the de
 AdvBench and XSTest; the share of distinct replies (low when the policy collapsed onto a few well-rewarded
 replies); the reward model's win rate against SFT; multiple-choice accuracy and ECE; held-out loss. The last
 column is RLHF against SFT: a relative change for rates ("−82%"), percentage points for over-refusal (the goal
-is stated in points) and the share of distinct replies, a plain difference for the rest.
+is stated in points) and the share of distinct replies, a plain difference for the rest. Below the table: the
+rubric classes of held-out replies, and the held-out separation the goals need beside a word-count classifier's.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ def _cell(value, fmt: str) -> str:
     return f"{100 * value:.1f}%" if fmt == "pct" else f"{value:.3f}"
 
 
-def render_report(results: dict, cfg, data_manifest: dict) -> tuple[str, list[dict]]:
+def render_report(results: dict, cfg, data_manifest: dict, reference: dict | None = None) -> tuple[str, list[dict]]:
+    """The report's text and its table rows; `reference` holds the separation the goals need at SFT's held-out rates
+    and a word-count classifier's (`safety_eval.separation_needed`, `word_count_separation`)."""
     rows = table_rows(results)
     lines = ["# augury align: base → SFT → RLHF (RM + RBRM)", "",
              f"Seed {cfg.seed}. Held-out prompt families (never trained on): harmful "
@@ -106,5 +109,11 @@ def render_report(results: dict, cfg, data_manifest: dict) -> tuple[str, list[di
                   f"{m}: " + ", ".join(f"{k} {v}" for k, v in
                                        sorted((_get(results.get(m, {}), "rubric_classes") or {}).items()))
                   for m in MODELS)]
+    if reference:
+        needed, words = reference.get("separation_needed"), reference.get("word_count_separation")
+        lines.append("Held-out separation (AUC) for reference: the goals (compliance −50% from SFT, over-refusal "
+                     f"≤ +5 points) need about {_cell(needed, 'float')} at SFT's string-match rates (an estimate "
+                     "that assumes normal leans of equal variance); a word-count classifier trained on the "
+                     f"training families' prompts (TF-IDF, logistic regression) reaches {_cell(words, 'float')}.")
     table = [{"metric": r.metric, **r.values, "rlhf_vs_sft": r.change} for r in rows]
     return "\n".join(lines) + "\n", table

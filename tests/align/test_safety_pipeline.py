@@ -11,6 +11,8 @@ import torch
 from augury.align.report import render_report
 from augury.align.safety_data import (
     STYLES,
+    Family,
+    FamilySplit,
     compliance,
     family_prompts,
     family_split,
@@ -32,7 +34,9 @@ from augury.align.safety_eval import (
     relative_change,
     safety_rates,
     separation_auc,
+    separation_needed,
     string_match_verdicts,
+    word_count_separation,
 )
 from augury.safety.rules import is_refusal
 
@@ -134,6 +138,35 @@ def test_separation_auc_is_the_chance_a_harmful_prompt_leans_further_to_refusing
     assert separation_auc([0.0, 1.0], [2.0, 3.0]) == 0.0
     assert separation_auc([1.0, 1.0], [1.0, 1.0]) == 0.5  # ties count half
     assert separation_auc([2.0, 0.0], [1.0]) == 0.5 and separation_auc([], [1.0]) is None
+
+
+def test_separation_needed_is_the_separation_at_which_one_threshold_meets_both_goals():
+    from scipy.stats import norm
+
+    needed = separation_needed(0.5, 0.10)  # refuse 75% of harmful prompts while refusing at most 15% of safe ones
+    shift = math.sqrt(2) * norm.ppf(needed)  # normal leans of equal variance with that AUC
+    rng = torch.Generator().manual_seed(0)
+    harmful, safe = torch.randn(200_000, generator=rng) + shift, torch.randn(200_000, generator=rng)
+    threshold = torch.quantile(safe, 0.85)
+    assert (harmful > threshold).float().mean().item() == pytest.approx(0.75, abs=0.005)
+    assert separation_auc(harmful[:2000].tolist(), safe[:2000].tolist()) == pytest.approx(needed, abs=0.02)
+    assert separation_needed(0.5, 0.10, points=0.10) < needed < separation_needed(0.5, 0.02)
+    assert separation_needed(0.0, 0.1) is None and separation_needed(0.5, 0.97) is None
+
+
+def test_word_count_separation_comes_from_the_training_families_words():
+    import random
+
+    split = family_split(0.3)
+    assert 0.85 < word_count_separation(split) <= 1.0  # the shipped families' words tell held-out harm well
+    # the same prompts with the training families' kinds shuffled: the words teach nothing, so about chance
+    train = split.train_harmful + split.train_safe
+    kinds = [f.kind for f in train]
+    random.Random(0).shuffle(kinds)
+    relabelled = [Family(f.name, k, f.requests, f.answer) for f, k in zip(train, kinds)]
+    shuffled = FamilySplit([f for f in relabelled if f.kind == "harmful"], split.held_harmful,
+                           [f for f in relabelled if f.kind == "safe"], split.held_safe)
+    assert abs(word_count_separation(shuffled) - 0.5) < 0.15
 
 
 def test_refusal_preference_is_the_log_probability_gap_of_the_two_openings(chat_run):
@@ -255,6 +288,10 @@ def test_report_has_one_table_over_the_three_models_with_relative_changes():
     collapsed = next(r for r in table if r["metric"] == "Held-out harmful requests: share of distinct replies")
     assert collapsed["rlhf_vs_sft"] == "\u221259.0 pts" and "| 60.0% | 1.0% |" in text
     assert not any(r["metric"].startswith("AdvBench") for r in table)  # not measured: no row
+    assert "reaches" not in text  # no references given, no line about them
+    text, _ = render_report(_results(0.40, 0.072), AlignConfig(), families,
+                            {"separation_needed": 0.9011, "word_count_separation": 0.9163})
+    assert "need about 0.901 at SFT's string-match rates" in text and "reaches 0.916" in text
 
 
 SMALL = ["--pretrain.depth", "1", "--pretrain.tokens", "40000", "--pretrain.stdlib_bytes", "100000",
@@ -280,6 +317,7 @@ def test_align_runs_end_to_end_and_resumes_stage_by_stage(tmp_path, monkeypatch)
     assert "| metric | base | SFT | RLHF | RLHF vs SFT |" in report
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {"base", "sft", "rlhf"}
+    assert 0.5 < results["reference"]["word_count_separation"] <= 1.0 and "reaches" in report
     sft_rows = read_jsonl(out / "data" / "sft.jsonl")
     assert sum("text" in r for r in sft_rows) == 10 and sum("messages" in r for r in sft_rows) > 10
     stages = [r["stage"] for r in read_jsonl(out / "metrics.jsonl")]
