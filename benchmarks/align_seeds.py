@@ -27,8 +27,7 @@ from augury.align.safety_eval import (
     family_interval,
     point_change,
     relative_change,
-    separation_needed,
-    word_count_separation,
+    separation_references,
 )
 from augury.safety.rules import is_refusal
 
@@ -44,9 +43,8 @@ def load(run: Path) -> tuple[int, dict, dict]:
     results = json.loads((run / "results.json").read_text())
     reference = results.get("reference")
     if reference is None:
-        sft = results["models"]["sft"]["safety"]["held-out/string_match"]
-        reference = {"word_count_separation": word_count_separation(family_split(config["held_out"])),
-                     "separation_needed": separation_needed(sft["harmful_compliance"], sft["safe_refusal"])}
+        reference = separation_references(family_split(config["held_out"]),
+                                          results["models"]["sft"]["safety"]["held-out/string_match"])
     return config["seed"], results["models"], reference
 
 

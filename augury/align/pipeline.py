@@ -349,9 +349,8 @@ class Pipeline(StagedRun):
         from augury.align.safety_data import family_split
 
         results = {n: json.loads((self.out / "eval" / f"{n}.json").read_text()) for n in MODELS}
-        sft = results["sft"]["safety"]["held-out/string_match"]
-        reference = {"word_count_separation": ev.word_count_separation(family_split(self.cfg.held_out)),
-                     "separation_needed": ev.separation_needed(sft["harmful_compliance"], sft["safe_refusal"])}
+        reference = ev.separation_references(family_split(self.cfg.held_out),
+                                             results["sft"]["safety"]["held-out/string_match"])
         text, table = render_report(results, self.cfg, json.loads((self.data / "manifest.json").read_text()),
                                     reference)
         atomic_write_json(self.out / "results.json", {"models": results, "table": table, "reference": reference})

@@ -298,6 +298,13 @@ def separation_needed(compliance: float | None, over_refusal: float | None, cut:
     return float(norm.cdf(gap / math.sqrt(2)))
 
 
+def separation_references(split, sft_rates: dict) -> dict:
+    """The two references the report gives beside the policy's separation: what the goals need at SFT's held-out
+    rates (`sft_rates`: one `safety_rates` entry) and what the training families' words give."""
+    return {"word_count_separation": word_count_separation(split),
+            "separation_needed": separation_needed(sft_rates["harmful_compliance"], sft_rates["safe_refusal"])}
+
+
 def multiple_choice(model, tok, questions: list[MCQuestion]) -> dict:
     """Accuracy and expected calibration error (10 bins) of the renormalised choice probabilities."""
     from augury.evals.calibration import expected_calibration_error
