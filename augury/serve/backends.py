@@ -322,14 +322,15 @@ class _AuguryLM:
 
 class _HFLM:
     def __init__(self, model, tok):
-        import inspect
+        from augury.evals.backends.hf import cache_argument
 
         self.model, self.tok = model, tok
-        # transformers 5.x renamed the cache argument (past_key_values is deprecated); older releases take the old one
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._cache_arg = cache_argument(model)
 
     def tokens(self, prompt, budget, temperature, top_p, gen):
         import torch
+
+        from augury.evals.backends.hf import returned_cache
 
         if not prompt:
             prompt = [self.tok.bos_token_id if self.tok.bos_token_id is not None else 0]
@@ -338,9 +339,7 @@ class _HFLM:
             for _ in range(budget):
                 tok, lp = _sample(out.logits[0, -1], temperature, top_p, gen)
                 yield tok, lp
-                cache = getattr(out, "cache", None)
-                cache = cache if cache is not None else out.past_key_values
-                out = self.model(torch.tensor([[tok]]), use_cache=True, **{self._cache_arg: cache})
+                out = self.model(torch.tensor([[tok]]), use_cache=True, **{self._cache_arg: returned_cache(out)})
 
     def score(self, ids, top):
         import torch

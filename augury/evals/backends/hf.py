@@ -18,6 +18,20 @@ import torch
 from augury.evals.backends.tokenized import TokenizedLM
 
 
+def cache_argument(model) -> str:
+    """The name under which `model.forward` takes its KV cache: transformers 5.x renamed it `cache`
+    (`past_key_values` is deprecated there); older releases take only `past_key_values`."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def returned_cache(out) -> Any:
+    """The KV cache a forward pass returned, under whichever name the installed transformers gives it."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 class ModelLoadError(ValueError):
     """The model spec does not point at a usable model."""
 
@@ -92,12 +106,10 @@ class HFCausalLM(TokenizedLM):
         self.max_length = max_length or self._config_max_length(config)
         # Long texts are windowed here, not truncated by the tokenizer: silence its length warning.
         self.tokenizer.model_max_length = int(1e12)
-        # transformers 5.x renamed the cache argument; older releases take past_key_values.
         import inspect
 
-        params = inspect.signature(self.model.forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
-        self._can_keep_logits = "logits_to_keep" in params
+        self._cache_arg = cache_argument(self.model)
+        self._can_keep_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def _config_max_length(self, config) -> int:
         for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
@@ -131,9 +143,8 @@ class HFCausalLM(TokenizedLM):
         if logits_to_keep and self._can_keep_logits:
             kwargs["logits_to_keep"] = logits_to_keep
         out = self.model(input_ids=ids, use_cache=True, **kwargs)
-        cache = getattr(out, "cache", None)
         logits = out.logits if not logits_to_keep else out.logits[:, -logits_to_keep:]
-        return logits, cache if cache is not None else out.past_key_values
+        return logits, returned_cache(out)
 
     def repeat_past(self, past: Any, n: int) -> Any:
         import copy
