@@ -39,8 +39,14 @@ def load(run: Path) -> tuple[int, dict, dict]:
     last, with the report; a run from before the references has them computed here)."""
     if not (run / "results.json").is_file():
         raise SystemExit(f"{run}: not a finished `augury align` run (no results.json)")
-    config = json.loads((run / "manifest.json").read_text())["config"]
-    results = json.loads((run / "results.json").read_text())
+    try:
+        config = json.loads((run / "manifest.json").read_text())["config"]
+        results = json.loads((run / "results.json").read_text())
+        missing = set(MODELS) - set(results["models"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"{run}: unreadable `augury align` record ({type(err).__name__}: {err})") from None
+    if missing:
+        raise SystemExit(f"{run}: results.json has no results for {', '.join(sorted(missing))}")
     reference = results.get("reference")
     if reference is None:
         reference = separation_references(family_split(config["held_out"]),
