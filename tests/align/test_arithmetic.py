@@ -37,7 +37,7 @@ def test_reward_takes_conversational_completions_and_checks_lengths():
 
 
 def test_reward_works_through_augury_rl_loader():
-    from augury.align.rl import call_reward, load_reward_functions
+    from augury.align.rl_rewards import call_reward, load_reward_functions
 
     [(name, fn, weight)] = load_reward_functions(["augury.align.arithmetic:exact_answer=2"])
     assert weight == 2.0

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from augury.align.rl import RewardError, RLConfig, RLDiverged, train_rl
+from augury.align.rl import RLConfig, RLDiverged, train_rl
+from augury.align.rl_rewards import RewardError, fill_failed
 
 REWARDS = '''
 def short(prompts, completions, **columns):
@@ -184,7 +185,7 @@ def test_grader_failures_are_left_out_and_counted_never_scored_zero(chat_run, tm
 
     from augury.safety.rubric import load_rubric
 
-    monkeypatch.setattr(rl, "_load_grader", lambda cfg, rows: HalfFailing(load_rubric("refusal_abcd")))
+    monkeypatch.setattr(rl, "load_rubric_grader", lambda cfg, rows: HalfFailing(load_rubric("refusal_abcd")))
     kind_prompts = tmp_path / "harmful.jsonl"
     kind_prompts.write_text("".join(json.dumps({"prompt": f"Q{i}", "kind": "harmful"}) + "\n" for i in range(4)))
     cfg = _cfg(chat_run, kind_prompts, tmp_path / "rl", "", reward_functions=[], grader="x", steps=2,
@@ -199,7 +200,7 @@ def test_grader_failures_are_left_out_and_counted_never_scored_zero(chat_run, tm
     with pytest.raises(RLDiverged, match="the grader failed on"):
         train_rl(cfg, log=lambda *_: None)
     rewards = torch.tensor([1.0, 5.0, 3.0, 0.0])
-    filled = rl._fill_failed(rewards, torch.tensor([True, False, True, False]), 2)
+    filled = fill_failed(rewards, torch.tensor([True, False, True, False]), 2)
     assert filled.tolist() == [1.0, 1.0, 3.0, 3.0]
 
 

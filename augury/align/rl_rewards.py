@@ -1,0 +1,157 @@
+"""The rewards of `augury rl`: each rollout's summed reward from a reward model, Python reward functions and a
+rule-based reward model (a grader under a rubric, on prompts tagged with a kind), with every source checked.
+
+    functions = load_reward_functions(["my_rewards:exact_match=2"])   # (name, function, weight)
+    rewards, by_source, graded = rollout_rewards(cfg, rollouts, reward_model, functions, grader)
+
+A reward function that raises, returns the wrong count or a non-finite number stops the run with its name
+(`RewardError`); a rollout the grader fails on is reported as not graded, and `fill_failed` gives it its group's
+mean so that it neither enters the update as a zero nor moves its group's baseline.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from augury.align.data import AlignDataError
+
+if TYPE_CHECKING:
+    from augury.align.rl import RLConfig
+
+
+class RewardError(ValueError):
+    pass
+
+
+@dataclass
+class Rollout:
+    row: dict
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    text: str
+    finished: bool  # ended at a stop token rather than at response_length
+
+
+def load_reward_functions(specs: list[str]) -> list[tuple[str, object, float]]:
+    out = []
+    for spec in specs:
+        target, _, weight = spec.partition("=")
+        module, _, name = target.partition(":")
+        if not module or not name:
+            raise RewardError(f"reward function {spec!r}: write it as module:function or module:function=weight")
+        try:
+            fn = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as err:
+            raise RewardError(f"reward function {target}: cannot import it ({err})") from None
+        out.append((target, fn, float(weight) if weight else 1.0))
+    return out
+
+
+def call_reward(name: str, fn, prompts: list, completions: list, columns: dict) -> list[float]:
+    """A reward function's scores, checked: one finite float per completion (None counts as 0 and is reported)."""
+    try:
+        scores = fn(prompts=prompts, completions=completions, **columns)
+    except Exception as err:  # noqa: BLE001 (the user's function: its error is reported with its name)
+        raise RewardError(f"reward function {name} raised {type(err).__name__}: {err}") from None
+    if not isinstance(scores, (list, tuple)) or len(scores) != len(completions):
+        got = len(scores) if isinstance(scores, (list, tuple)) else type(scores).__name__
+        raise RewardError(f"reward function {name} returned {got} scores for {len(completions)} completions")
+    out = []
+    for s in scores:
+        if s is None:
+            out.append(0.0)
+            continue
+        try:
+            v = float(s)
+        except (TypeError, ValueError):
+            raise RewardError(f"reward function {name} returned a non-number {s!r}") from None
+        if not math.isfinite(v):
+            raise RewardError(f"reward function {name} returned {v}: rewards must be finite")
+        out.append(v)
+    return out
+
+
+def load_rubric_grader(cfg: RLConfig, rows: list[dict]):
+    """The configured grader, after checking every row's kind tag against its rubric."""
+    from augury.safety.graders import load_grader
+
+    grader = load_grader(cfg.grader, cfg.rubric, cfg.grader_model_args)
+    tagged = 0
+    for i, row in enumerate(rows, 1):
+        kind = row.get(cfg.kind_column)
+        if kind in (None, ""):
+            continue
+        if kind not in grader.rubric.kinds:
+            raise AlignDataError(f"{cfg.prompts}: row {i}: {cfg.kind_column} {kind!r} is not one of the rubric's "
+                                 f"kinds {grader.rubric.kinds}")
+        tagged += 1
+    if not tagged:
+        raise AlignDataError(f"{cfg.prompts}: --grader needs rows tagged with a prompt kind: no row has a "
+                             f"{cfg.kind_column!r} column ({' or '.join(grader.rubric.kinds)})")
+    return grader
+
+
+def fill_failed(rewards: torch.Tensor, ok: torch.Tensor, group: int) -> torch.Tensor:
+    """Each failed rollout's reward set to the mean of its group's graded ones (or 0 if none), so that a
+    rollout left out of the update does not move its group's baseline."""
+    r, ok = rewards.view(-1, group).clone(), ok.view(-1, group)
+    means = (r * ok).sum(1) / ok.sum(1).clamp(min=1)
+    return torch.where(ok, r, means[:, None]).view(-1)
+
+
+def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functions,
+             grader=None) -> tuple[torch.Tensor, dict, np.ndarray]:
+    """The summed reward of each rollout, the mean of each source (before weighting), and which rollouts were
+    graded (False where the grader failed: those rewards are incomplete and must not be trained on)."""
+    chat = isinstance(rollouts[0].row.get("prompt"), list)
+    prompts = [r.row["prompt"] for r in rollouts]
+    completions = [[{"role": "assistant", "content": r.text}] if chat else r.text for r in rollouts]
+    columns = {k: [r.row.get(k) for r in rollouts] for k in rollouts[0].row if k != "prompt"}
+    total = np.zeros(len(rollouts))
+    by_source: dict[str, float] = {}
+    if reward_model is not None:
+        scores = np.array(reward_model.score(prompts, [c if c != "" else " " for c in completions]))
+        total += cfg.reward_model_weight * scores
+        by_source["reward_model"] = float(scores.mean())
+    for name, fn, weight in functions:
+        scores = np.array(call_reward(name, fn, prompts, completions, columns))
+        total += weight * scores
+        by_source[name] = float(scores.mean())
+    ok = np.ones(len(rollouts), dtype=bool)
+    if grader is not None:
+        from augury.safety.graders import grade_rewards
+
+        tagged = [i for i, r in enumerate(rollouts) if r.row.get(cfg.kind_column) not in (None, "")]
+        batch = grade_rewards(grader, [prompts[i] for i in tagged], [rollouts[i].text for i in tagged],
+                              [rollouts[i].row[cfg.kind_column] for i in tagged])
+        scores = np.zeros(len(rollouts))
+        for i, reward in zip(tagged, batch.rewards):
+            if reward is None:
+                ok[i] = False
+            else:
+                scores[i] = reward
+        total += cfg.grader_weight * scores
+        graded = [i for i in tagged if ok[i]]
+        if graded:
+            by_source["rbrm"] = float(scores[graded].mean())
+            for c in grader.rubric.classes:
+                by_source[f"rbrm_class/{c.name}"] = float(np.mean(
+                    [g.classes[c.name] for g in batch.gradings if g.ok]))
+            kinds = [rollouts[i].row[cfg.kind_column] for i in tagged]
+            for kind in sorted(set(kinds)):  # per kind: a mean over both kinds hides a trade between them
+                mine = [j for j, k in enumerate(kinds) if k == kind and ok[tagged[j]]]
+                if mine:
+                    by_source[f"rbrm/{kind}"] = float(np.mean([scores[tagged[j]] for j in mine]))
+                    for c in grader.rubric.classes:
+                        by_source[f"rbrm_class/{kind}/{c.name}"] = float(np.mean(
+                            [batch.gradings[j].classes[c.name] for j in mine]))
+        by_source["rbrm_untagged"] = float(len(rollouts) - len(tagged))
+    if cfg.missing_eos_penalty:
+        total -= cfg.missing_eos_penalty * np.array([not r.finished for r in rollouts], dtype=float)
+    return torch.tensor(total, dtype=torch.float32), by_source, ok
