@@ -268,7 +268,7 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
         gens = generate(policy, tok, [ids for _, ids, _ in batch for _ in range(G)], sampling)
         rollouts = [Rollout(row, ids, g.token_ids, g.text, g.finish_reason == "stop")
                     for (row, ids, _), g in zip((b for b in batch for _ in range(G)), gens)]
-        rewards, by_source, graded_ok = rollout_rewards(cfg, rollouts, reward_model, functions, grader)
+        rewards, by_source, graded_ok = rollout_rewards(cfg, rollouts, reward_model, functions, grader, G)
         failed = int((~graded_ok).sum())
         if failed > cfg.max_grader_failures * len(rollouts):
             raise RLDiverged(f"step {step + 1}: the grader failed on {failed} of {len(rollouts)} rollouts "
@@ -316,6 +316,8 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
                   "kl": float(kl.detach()), "entropy": float(masked_mean(entropy.detach(), mask)),
                   "response_length": float(mask.sum(1).mean()), "clip_fraction": float(clip_frac),
                   "loss": float(loss.detach()), "elapsed_s": time.perf_counter() - t0}
+        if G > 1:  # TRL's name: groups whose completions all scored the same give no group-relative signal
+            record["frac_reward_zero_std"] = float((rewards.view(-1, G).std(1) < 1e-6).float().mean())
         if grader is not None:
             record["grader_failures"] = failed
             record["grader_failures_total"] = int(grader.stats["failed"])

@@ -105,10 +105,28 @@ def fill_failed(rewards: torch.Tensor, ok: torch.Tensor, group: int) -> torch.Te
     return torch.where(ok, r, means[:, None]).view(-1)
 
 
+def _zero_spread(cfg: RLConfig, rollouts: list[Rollout], scores: np.ndarray, ok: np.ndarray, group: int) -> dict:
+    flat: dict[str, list[bool]] = {}
+    for start in range(0, len(rollouts) - group + 1, group):
+        kind = rollouts[start].row.get(cfg.kind_column)
+        if kind in (None, "") or not ok[start:start + group].all():
+            continue
+        part = scores[start:start + group]
+        flat.setdefault(str(kind), []).append(bool(part.max() - part.min() < 1e-9))
+    if not flat:
+        return {}
+    every = [z for zs in flat.values() for z in zs]
+    return {"rbrm_zero_std": float(np.mean(every)),
+            **{f"rbrm_zero_std/{kind}": float(np.mean(zs)) for kind, zs in sorted(flat.items())}}
+
+
 def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functions,
-             grader=None) -> tuple[torch.Tensor, dict, np.ndarray]:
+                    grader=None, group: int = 1) -> tuple[torch.Tensor, dict, np.ndarray]:
     """The summed reward of each rollout, the mean of each source (before weighting), and which rollouts were
-    graded (False where the grader failed: those rewards are incomplete and must not be trained on)."""
+    graded (False where the grader failed: those rewards are incomplete and must not be trained on). Rollouts
+    come in groups of `group` completions of one prompt: `rbrm_zero_std[/kind]` is the share of fully graded
+    groups whose class reward is the same for every completion, which teach nothing through the rubric (a prompt
+    the policy never refuses, or always does)."""
     chat = isinstance(rollouts[0].row.get("prompt"), list)
     prompts = [r.row["prompt"] for r in rollouts]
     completions = [[{"role": "assistant", "content": r.text}] if chat else r.text for r in rollouts]
@@ -152,6 +170,7 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
                         by_source[f"rbrm_class/{kind}/{c.name}"] = float(np.mean(
                             [batch.gradings[j].classes[c.name] for j in mine]))
         by_source["rbrm_untagged"] = float(len(rollouts) - len(tagged))
+        by_source.update(_zero_spread(cfg, rollouts, scores, ok, group))
     if cfg.missing_eos_penalty:
         total -= cfg.missing_eos_penalty * np.array([not r.finished for r in rollouts], dtype=float)
     return torch.tensor(total, dtype=torch.float32), by_source, ok

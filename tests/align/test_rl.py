@@ -62,8 +62,9 @@ def test_rl_logs_rewards_per_source_kl_entropy_length_and_clipping(chat_run, pro
     rows = _metrics(out)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     for key in ("reward", f"reward/{rewards_module}:short", f"reward/{rewards_module}:uses_column", "kl", "entropy",
-                "response_length", "clip_fraction"):
+                "response_length", "clip_fraction", "frac_reward_zero_std"):
         assert all(key in r and r[key] == r[key] for r in rows), key
+    assert all(0 <= r["frac_reward_zero_std"] <= 1 for r in rows)
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the first step starts at the reference
     assert json.loads((out / "manifest.json").read_text())["finished"] is True
     from augury.model.run import load_run
@@ -214,3 +215,26 @@ def test_prompt_kinds_are_checked_against_the_rubric(chat_run, prompts_file, tmp
     cfg.kind_column = "category"
     with pytest.raises(AlignDataError, match="needs rows tagged with a prompt kind"):
         train_rl(cfg, log=lambda *_: None)
+
+
+def test_groups_the_rubric_cannot_tell_apart_are_counted_per_kind():
+    """A prompt whose completions all land in one rubric class teaches nothing through the rubric: the share of
+    such groups is logged per kind, so an RL run that never samples a refusal for some prompts shows it."""
+    from augury.align.rl_rewards import Rollout, rollout_rewards
+    from augury.safety.graders import Grader, Grading
+    from augury.safety.rubric import load_rubric
+
+    class ByText(Grader):  # class A (a refusal) for "no", C (disallowed content) otherwise
+        def _grade(self, prompts, responses, kinds):
+            return [Grading(k, {c.name: float(c.letter == ("A" if r == "no" else "C")) for c in self.rubric.classes})
+                    for r, k in zip(responses, kinds)]
+
+    rows = [{"prompt": "h1", "kind": "harmful"}, {"prompt": "h2", "kind": "harmful"}, {"prompt": "s1", "kind": "safe"}]
+    texts = [["sure", "sure"], ["no", "sure"], ["sure", "sure"]]  # h1 never refused: no rubric signal
+    rollouts = [Rollout(row, [1], [2], t, True) for row, group in zip(rows, texts) for t in group]
+    cfg = RLConfig(policy_run="x", prompts="x", grader="x")
+    rewards, by_source, ok = rollout_rewards(cfg, rollouts, None, [], ByText(load_rubric("refusal_abcd")), group=2)
+    assert ok.all() and len(rewards) == 6
+    assert by_source["rbrm_zero_std/harmful"] == 0.5
+    assert by_source["rbrm_zero_std/safe"] == 1.0
+    assert by_source["rbrm_zero_std"] == 2 / 3
