@@ -28,6 +28,16 @@ from augury.serve.keys import KeyStore
 from augury.serve.limits import Limiter
 from augury.serve.moderation import ModerationPolicy, Moderator, Verdict
 from augury.serve.requestlog import RequestLog, RequestRecord
+from augury.serve.responses import (
+    add_logprobs,
+    error_body,
+    new_id,
+    reply_body,
+    set_choice_text,
+    sse,
+    stream_chunk,
+    usage_body,
+)
 from augury.serve.schema import ChatRequest, CompletionRequest, RequestInvalid, parse_request
 
 CHAT_PAGE = Path(__file__).with_name("chat.html")
@@ -62,10 +72,6 @@ class Ticket:
                              completion_tokens=self.completion_tokens, ttft_ms=self.ttft_ms,
                              flagged=any(v.flagged for v in self.verdicts), refused=self.refused, categories=cats,
                              error=error)
-
-
-def error_body(message: str, kind: str) -> dict:
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
 
 def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog,
@@ -322,10 +328,6 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             if failed:
                 raise failed[0]
 
-    def usage(ticket: Ticket) -> dict:
-        return {"prompt_tokens": ticket.prompt_tokens, "completion_tokens": ticket.completion_tokens,
-                "total_tokens": ticket.prompt_tokens + ticket.completion_tokens}
-
     def finish_refusal(ticket: Ticket, req, chat: bool, n_choices: int):
         refusal = moderator.policy.refusal
         if req.stream:
@@ -357,41 +359,12 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 if delta.finish_reason:
                     finish[index], last[index] = delta.finish_reason, delta
         if not chat and (req.echo or req.logprobs is not None):
-            body = completion_with_logprobs(ticket, req, jobs, prompt_texts, texts, finish, lps, ids, last)
+            body = add_logprobs(whole(ticket, False, list(zip(texts, finish, lps))), req,
+                                [job.prompt_ids for job in jobs], prompt_texts, texts, lps, ids, last, backend.decode)
         else:
             body = whole(ticket, chat, list(zip(texts, finish, lps)))
         log.write(ticket.record(200))
         return body
-
-    def whole(ticket: Ticket, chat: bool, parts) -> dict:
-        out = {"id": new_id(chat), "object": "chat.completion" if chat else "text_completion",
-               "created": int(time.time()), "model": backend.model_id, "usage": usage(ticket)}
-        if chat:
-            out["choices"] = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": f,
-                               "logprobs": None} for i, (t, f, _) in enumerate(parts)]
-        else:
-            out["choices"] = [{"index": i, "text": t, "finish_reason": f, "logprobs": None}
-                              for i, (t, f, _) in enumerate(parts)]
-        return out
-
-    def completion_with_logprobs(ticket, req, jobs, prompt_texts, texts, finish, lps, gen_ids, last) -> dict:
-        """lm-eval's `local-completions` shape: echo the prompt, token log-probs, top alternatives (the prompt's
-        scored by the engine in the same prefill that starts generation)."""
-        out = whole(ticket, False, list(zip(texts, finish, lps)))
-        for i, choice in enumerate(out["choices"]):
-            scored = req.echo and last[i] is not None and last[i].prompt_logprobs is not None
-            prompt = jobs[i].prompt_ids if scored else []
-            tokens = [backend.decode([t]) for t in prompt + gen_ids[i]]
-            token_lps = (list(last[i].prompt_logprobs) if scored else []) + lps[i]
-            tops = ([None if d is None else {backend.decode([k]): v for k, v in d.items()}
-                     for d in (last[i].prompt_top or [None] * len(prompt))] if scored else [])
-            tops += [None] * (len(tokens) - len(tops))
-            if req.logprobs is not None:
-                choice["logprobs"] = {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": tops,
-                                      "text_offset": _offsets(tokens, 0)}
-            if req.echo:
-                choice["text"] = prompt_texts[i // req.n] + texts[i]
-        return out
 
     async def stream_reply(ticket: Ticket, req, jobs, chat: bool):
         rid, created, status, error = new_id(chat), int(time.time()), 200, None
@@ -415,15 +388,14 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             log.write(ticket.record(status, error))
             queue_slots.release()
 
+    def usage(ticket: Ticket) -> dict:
+        return usage_body(ticket.prompt_tokens, ticket.completion_tokens)
+
+    def whole(ticket: Ticket, chat: bool, parts) -> dict:
+        return reply_body(backend.model_id, chat, parts, usage(ticket))
+
     def chunk(rid, created, chat, index, text, finish, role=False) -> dict:
-        if chat:
-            delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
-            choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
-            obj = "chat.completion.chunk"
-        else:
-            choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
-            obj = "text_completion"
-        return {"id": rid, "object": obj, "created": created, "model": backend.model_id, "choices": [choice]}
+        return stream_chunk(backend.model_id, rid, created, chat, index, text, finish, role)
 
     # ---- gateway mode -------------------------------------------------------------------------------------------
     async def proxy(ticket: Ticket, req, body: dict, texts: list[str], chat: bool):
@@ -444,7 +416,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                     text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
                     if text and await moderate(ticket, [text], "output"):
                         ticket.refused = True
-                        _set_text(choice, chat, moderator.policy.refusal)
+                        set_choice_text(choice, chat, moderator.policy.refusal)
                         choice["finish_reason"] = "content_filter"
                 log.write(ticket.record(200))
                 return out
@@ -480,7 +452,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                     if seen and await moderate(ticket, [seen], "output", final):
                         ticket.refused = True
                         stopped.add(i)
-                        _set_text(choice, chat, "", delta=True)
+                        set_choice_text(choice, chat, "", delta=True)
                         choice["finish_reason"] = "content_filter"
                         choice["index"] = i
                     texts[i] = texts.get(i, "") + piece
@@ -498,30 +470,3 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
 
     app.state.log, app.state.limiter, app.state.moderator = log, limiter, moderator
     return app
-
-
-def _set_text(choice: dict, chat: bool, text: str, delta: bool = False) -> None:
-    if not chat:
-        choice["text"] = text
-    elif delta:
-        choice["delta"] = {"content": text} if text else {}
-    else:
-        choice["message"] = {"role": "assistant", "content": text}
-
-
-def _offsets(tokens: list[str], start: int) -> list[int]:
-    out, pos = [], start
-    for t in tokens:
-        out.append(pos)
-        pos += len(t)
-    return out
-
-
-def new_id(chat: bool) -> str:
-    return f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-
-
-def sse(obj: dict) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
-
-
