@@ -2,7 +2,7 @@
 rule-based reward model (a grader under a rubric, on prompts tagged with a kind), with every source checked.
 
     functions = load_reward_functions(["my_rewards:exact_match=2"])   # (name, function, weight)
-    rewards, by_source, graded = rollout_rewards(cfg, rollouts, reward_model, functions, grader)
+    rewards, by_source, graded = rollout_rewards(cfg, rollouts, reward_model, functions, grader, group=4)
 
 A reward function that raises, returns the wrong count or a non-finite number stops the run with its name
 (`RewardError`); a rollout the grader fails on is reported as not graded, and `fill_failed` gives it its group's
