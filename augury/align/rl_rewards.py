@@ -105,19 +105,27 @@ def fill_failed(rewards: torch.Tensor, ok: torch.Tensor, group: int) -> torch.Te
     return torch.where(ok, r, means[:, None]).view(-1)
 
 
-def _zero_spread(cfg: RLConfig, rollouts: list[Rollout], scores: np.ndarray, ok: np.ndarray, group: int) -> dict:
-    flat: dict[str, list[bool]] = {}
+def _zero_spread(cfg: RLConfig, rollouts: list[Rollout], scores: np.ndarray, ok: np.ndarray, group: int,
+                 rubric) -> dict:
+    """Per kind, the share of fully graded groups whose class reward is the same for every completion
+    (`rbrm_zero_std`), and of those below the best reward the rubric gives that kind (`rbrm_stuck`: no completion
+    reached a better class, so the rubric cannot teach the prompt)."""
+    same: dict[str, list[bool]] = {}
+    stuck: dict[str, list[bool]] = {}
     for start in range(0, len(rollouts) - group + 1, group):
         kind = rollouts[start].row.get(cfg.kind_column)
         if kind in (None, "") or not ok[start:start + group].all():
             continue
         part = scores[start:start + group]
-        flat.setdefault(str(kind), []).append(bool(part.max() - part.min() < 1e-9))
-    if not flat:
+        flat = bool(part.max() - part.min() < 1e-9)
+        best = max(c.reward[kind] for c in rubric.classes)
+        same.setdefault(str(kind), []).append(flat)
+        stuck.setdefault(str(kind), []).append(flat and part.max() < best - 1e-9)
+    if not same:
         return {}
-    every = [z for zs in flat.values() for z in zs]
-    return {"rbrm_zero_std": float(np.mean(every)),
-            **{f"rbrm_zero_std/{kind}": float(np.mean(zs)) for kind, zs in sorted(flat.items())}}
+    return {"rbrm_zero_std": float(np.mean([z for zs in same.values() for z in zs])),
+            **{f"rbrm_zero_std/{kind}": float(np.mean(zs)) for kind, zs in sorted(same.items())},
+            **{f"rbrm_stuck/{kind}": float(np.mean(zs)) for kind, zs in sorted(stuck.items())}}
 
 
 def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functions,
@@ -125,8 +133,8 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
     """The summed reward of each rollout, the mean of each source (before weighting), and which rollouts were
     graded (False where the grader failed: those rewards are incomplete and must not be trained on). Rollouts
     come in groups of `group` completions of one prompt: `rbrm_zero_std[/kind]` is the share of fully graded
-    groups whose class reward is the same for every completion, which teach nothing through the rubric (a prompt
-    the policy never refuses, or always does)."""
+    groups whose class reward is the same for every completion, which teach nothing through the rubric, and
+    `rbrm_stuck/kind` the share of those below the kind's best class (e.g. a harmful prompt never refused)."""
     chat = isinstance(rollouts[0].row.get("prompt"), list)
     prompts = [r.row["prompt"] for r in rollouts]
     completions = [[{"role": "assistant", "content": r.text}] if chat else r.text for r in rollouts]
@@ -170,7 +178,7 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
                         by_source[f"rbrm_class/{kind}/{c.name}"] = float(np.mean(
                             [batch.gradings[j].classes[c.name] for j in mine]))
         by_source["rbrm_untagged"] = float(len(rollouts) - len(tagged))
-        by_source.update(_zero_spread(cfg, rollouts, scores, ok, group))
+        by_source.update(_zero_spread(cfg, rollouts, scores, ok, group, grader.rubric))
     if cfg.missing_eos_penalty:
         total -= cfg.missing_eos_penalty * np.array([not r.finished for r in rollouts], dtype=float)
     return torch.tensor(total, dtype=torch.float32), by_source, ok

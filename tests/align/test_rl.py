@@ -224,10 +224,11 @@ def test_groups_the_rubric_cannot_tell_apart_are_counted_per_kind():
     from augury.safety.graders import Grader, Grading
     from augury.safety.rubric import load_rubric
 
-    class ByText(Grader):  # class A (a refusal) for "no", C (disallowed content) otherwise
+    class ByText(Grader):  # "no" is a refusal (A); otherwise disallowed content (C) or a safe answer (D)
         def _grade(self, prompts, responses, kinds):
-            return [Grading(k, {c.name: float(c.letter == ("A" if r == "no" else "C")) for c in self.rubric.classes})
-                    for r, k in zip(responses, kinds)]
+            letters = ["A" if r == "no" else "C" if k == "harmful" else "D" for r, k in zip(responses, kinds)]
+            return [Grading(k, {c.name: float(c.letter == x) for c in self.rubric.classes})
+                    for x, k in zip(letters, kinds)]
 
     rows = [{"prompt": "h1", "kind": "harmful"}, {"prompt": "h2", "kind": "harmful"}, {"prompt": "s1", "kind": "safe"}]
     texts = [["sure", "sure"], ["no", "sure"], ["sure", "sure"]]  # h1 never refused: no rubric signal
@@ -238,3 +239,5 @@ def test_groups_the_rubric_cannot_tell_apart_are_counted_per_kind():
     assert by_source["rbrm_zero_std/harmful"] == 0.5
     assert by_source["rbrm_zero_std/safe"] == 1.0
     assert by_source["rbrm_zero_std"] == 2 / 3
+    # h1's completions all complied (below the best class for a harmful prompt); s1's all answered (the best)
+    assert by_source["rbrm_stuck/harmful"] == 0.5 and by_source["rbrm_stuck/safe"] == 0.0
