@@ -345,15 +345,19 @@ class Pipeline(StagedRun):
 
     def report(self) -> dict:
         from augury.align import safety_eval as ev
-        from augury.align.report import render_report
+        from augury.align.report import render_report, rl_reach
         from augury.align.safety_data import family_split
+        from augury.io import read_jsonl
 
         results = {n: json.loads((self.out / "eval" / f"{n}.json").read_text()) for n in MODELS}
         reference = ev.separation_references(family_split(self.cfg.held_out),
                                              results["sft"]["safety"]["held-out/string_match"])
+        rl_records = self.out / "rl" / "metrics.jsonl"
+        reach = rl_reach(read_jsonl(rl_records)) if rl_records.is_file() else None
         text, table = render_report(results, self.cfg, json.loads((self.data / "manifest.json").read_text()),
-                                    reference)
-        atomic_write_json(self.out / "results.json", {"models": results, "table": table, "reference": reference})
+                                    reference, reach)
+        atomic_write_json(self.out / "results.json", {"models": results, "table": table, "reference": reference,
+                                                      "rl_reach": reach})
         atomic_write_text(self.out / "report.md", text)
         self.log(text)
         return {"table": table}

@@ -8,7 +8,8 @@ AdvBench and XSTest; the share of distinct replies (low when the policy collapse
 replies); the reward model's win rate against SFT; multiple-choice accuracy and ECE; held-out loss. The last
 column is RLHF against SFT: a relative change for rates ("−82%"), percentage points for over-refusal (the goal
 is stated in points) and the share of distinct replies, a plain difference for the rest. Below the table: the
-rubric classes of held-out replies, and the held-out separation the goals need beside a word-count classifier's.
+rubric classes of held-out replies, the held-out separation the goals need beside a word-count classifier's, and
+RL's reach: the share of its training prompts the rubric could not teach (`rl_reach`).
 """
 
 from __future__ import annotations
@@ -84,9 +85,26 @@ def _cell(value, fmt: str) -> str:
     return f"{100 * value:.1f}%" if fmt == "pct" else f"{value:.3f}"
 
 
-def render_report(results: dict, cfg, data_manifest: dict, reference: dict | None = None) -> tuple[str, list[dict]]:
+def rl_reach(records: list[dict]) -> dict | None:
+    """From RL's metrics records: over the last quarter of its steps, the mean share of prompt groups per kind whose
+    completions all fell below the rubric's best class for that kind (`reward/rbrm_stuck/<kind>`); None when the
+    records have none (no rubric, or a run from before the metric)."""
+    tail = records[-max(1, len(records) // 4):]
+    kinds = sorted({k.split("/", 2)[2] for r in tail for k in r if k.startswith("reward/rbrm_stuck/")})
+    if not kinds:
+        return None
+    stuck = {}
+    for kind in kinds:
+        values = [r[f"reward/rbrm_stuck/{kind}"] for r in tail if f"reward/rbrm_stuck/{kind}" in r]
+        stuck[kind] = sum(values) / len(values)
+    return {"steps": [tail[0].get("step"), tail[-1].get("step")], "stuck": stuck}
+
+
+def render_report(results: dict, cfg, data_manifest: dict, reference: dict | None = None,
+                  reach: dict | None = None) -> tuple[str, list[dict]]:
     """The report's text and its table rows; `reference` holds the separation the goals need at SFT's held-out rates
-    and a word-count classifier's (`safety_eval.separation_needed`, `word_count_separation`)."""
+    and a word-count classifier's (`safety_eval.separation_needed`, `word_count_separation`); `reach` is
+    `rl_reach` of the RL run."""
     rows = table_rows(results)
     lines = ["# augury align: base → SFT → RLHF (RM + RBRM)", "",
              f"Seed {cfg.seed}. Held-out prompt families (never trained on): harmful "
@@ -115,5 +133,10 @@ def render_report(results: dict, cfg, data_manifest: dict, reference: dict | Non
                      f"≤ +5 points) need about {_cell(needed, 'float')} at SFT's string-match rates (an estimate "
                      "that assumes normal leans of equal variance); a word-count classifier trained on the "
                      f"training families' prompts (TF-IDF, logistic regression) reaches {_cell(words, 'float')}.")
+    if reach:
+        shares = " and ".join(f"{_cell(v, 'pct')} of {k}" for k, v in reach["stuck"].items())
+        lines.append(f"RL's reach on its training prompts (steps {reach['steps'][0]}–{reach['steps'][1]}): {shares} "
+                     "prompts drawn had every completion below the rubric's best class for their kind (a harmful "
+                     "prompt never refused), so the rubric could not teach them.")
     table = [{"metric": r.metric, **r.values, "rlhf_vs_sft": r.change} for r in rows]
     return "\n".join(lines) + "\n", table

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from augury.align.report import render_report
+from augury.align.report import render_report, rl_reach
 from augury.align.safety_data import (
     STYLES,
     Family,
@@ -292,6 +292,14 @@ def test_report_has_one_table_over_the_three_models_with_relative_changes():
     text, _ = render_report(_results(0.40, 0.072), AlignConfig(), families,
                             {"separation_needed": 0.9011, "word_count_separation": 0.9163})
     assert "need about 0.901 at SFT's string-match rates" in text and "reaches 0.916" in text
+    assert "RL's reach" not in text
+    records = [{"step": s, "reward/rbrm_stuck/harmful": 0.5 if s <= 4 else 0.1, "reward/rbrm_stuck/safe": 0.0}
+               for s in range(1, 9)]
+    reach = rl_reach(records)  # the last quarter of the steps: RL's reach at its end
+    assert reach == {"steps": [7, 8], "stuck": {"harmful": 0.1, "safe": 0.0}}
+    text, _ = render_report(_results(0.40, 0.072), AlignConfig(), families, None, reach)
+    assert "(steps 7–8): 10.0% of harmful and 0.0% of safe prompts drawn had every completion below" in text
+    assert rl_reach([{"step": 1, "reward": 0.3}]) is None  # no rubric in that run
 
 
 SMALL = ["--pretrain.depth", "1", "--pretrain.tokens", "40000", "--pretrain.stdlib_bytes", "100000",
@@ -318,6 +326,7 @@ def test_align_runs_end_to_end_and_resumes_stage_by_stage(tmp_path, monkeypatch)
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {"base", "sft", "rlhf"}
     assert 0.5 < results["reference"]["word_count_separation"] <= 1.0 and "reaches" in report
+    assert set(results["rl_reach"]["stuck"]) == {"harmful", "safe"} and "RL's reach" in report
     sft_rows = read_jsonl(out / "data" / "sft.jsonl")
     assert sum("text" in r for r in sft_rows) == 10 and sum("messages" in r for r in sft_rows) > 10
     stages = [r["stage"] for r in read_jsonl(out / "metrics.jsonl")]
