@@ -9,7 +9,9 @@ compliance down by >= 50% relative to SFT, over-refusal up by <= 5 points, desir
 A second table gives, per seed, how well each model's lean to refusing separates harmful from safe prompts (AUC, on
 held-out and on training families: the limit on that trade-off), the held-out separation the goals need at SFT's
 rates (an estimate, `safety_eval.separation_needed`) beside a word-count classifier's (`word_count_separation`), the
-share of distinct held-out replies (on safe prompts, low when RL collapsed onto a stock answer) and the run's time:
+share of distinct held-out replies (on safe prompts, low when RL collapsed onto a stock answer), RL's reach (the
+share of training prompts per kind whose completions all fell below the rubric's best class over RL's last quarter:
+prompts the rubric could not teach; `report.rl_reach`) and the run's time:
 the sum of its stages' seconds in metrics.jsonl (the last record of each stage; wall-clock time of the stages as
 they ran, on whatever load the machine had). A third gives each string-match change with a 95% interval from
 resampling held-out families (the paraphrases of one request are not independent samples).
@@ -21,6 +23,7 @@ import json
 import sys
 from pathlib import Path
 
+from augury.align.report import rl_reach
 from augury.align.safety_data import family_split
 from augury.align.safety_eval import (
     MINUS,
@@ -34,9 +37,10 @@ from augury.safety.rules import is_refusal
 MODELS = ("base", "sft", "rlhf")
 
 
-def load(run: Path) -> tuple[int, dict, dict]:
-    """A finished run's seed, its models' results and the report's separation references (results.json is written
-    last, with the report; a run from before the references has them computed here)."""
+def load(run: Path) -> tuple[int, dict, dict, dict | None]:
+    """A finished run's seed, its models' results, the report's separation references and RL's reach (results.json
+    is written last, with the report; a run from before the references has them computed here, and RL's reach read
+    from rl/metrics.jsonl: None where RL did not log it)."""
     if not (run / "results.json").is_file():
         raise SystemExit(f"{run}: not a finished `augury align` run (no results.json)")
     try:
@@ -51,7 +55,11 @@ def load(run: Path) -> tuple[int, dict, dict]:
     if reference is None:
         reference = separation_references(family_split(config["held_out"]),
                                           results["models"]["sft"]["safety"]["held-out/string_match"])
-    return config["seed"], results["models"], reference
+    reach = results.get("rl_reach")
+    if reach is None and (run / "rl" / "metrics.jsonl").is_file():
+        lines = (run / "rl" / "metrics.jsonl").read_text().splitlines()
+        reach = rl_reach([json.loads(line) for line in lines if line.strip()])
+    return config["seed"], results["models"], reference, reach
 
 
 def figures(models: dict, grader: str) -> dict:
@@ -71,7 +79,7 @@ def main(runs: list[str]) -> int:
     print("| seed | grader | compliance SFT → RLHF | change | over-refusal SFT → RLHF | change | desired style "
           "SFT → RLHF | goals met |")
     print("|---|---|---|---|---|---|---|---|")
-    for run, seed, models, _ in loaded:
+    for run, seed, models, _, _ in loaded:
         for grader in ("string_match", "classifier"):
             f = figures(models, grader)
             (c0, c1), (r0, r1), (d0, d1) = f["harmful_compliance"], f["safe_refusal"], f["desired_style_share"]
@@ -82,21 +90,23 @@ def main(runs: list[str]) -> int:
                   f"{pct(r0)} → {pct(r1)} | {point_change(r0, r1)} | {pct(d0)} → {pct(d1)} | {sum(goals)}/3 |")
     print()
     print("| seed | held-out AUC base / SFT / RLHF | training AUC base / SFT / RLHF | held-out AUC the goals need / "
-          "word-count classifier | distinct replies SFT → RLHF, harmful / safe | stages' seconds (pretrain) |")
-    print("|---|---|---|---|---|---|")
-    for run, seed, models, reference in loaded:
+          "word-count classifier | distinct replies SFT → RLHF, harmful / safe | RL's reach: prompts untaught, "
+          "harmful / safe | stages' seconds (pretrain) |")
+    print("|---|---|---|---|---|---|---|")
+    for run, seed, models, reference, reach in loaded:
         auc = {side: " / ".join(fmt(models[m].get("separation", {}).get(side, {}).get("auc")) for m in MODELS)
                for side in ("held-out", "training")}
         stages = {r["stage"]: r["seconds"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
         distinct = " / ".join(f"{pct(models['sft'].get('distinct_replies', {}).get(k))} → "
                               f"{pct(models['rlhf'].get('distinct_replies', {}).get(k))}" for k in ("harmful", "safe"))
         refs = f"{fmt(reference['separation_needed'])} / {fmt(reference['word_count_separation'])}"
-        print(f"| {seed} | {auc['held-out']} | {auc['training']} | {refs} | {distinct} | {sum(stages.values()):.0f} "
-              f"({stages.get('pretrain', 0):.0f}) |")
+        untaught = " / ".join(pct((reach or {}).get("stuck", {}).get(k)) for k in ("harmful", "safe"))
+        print(f"| {seed} | {auc['held-out']} | {auc['training']} | {refs} | {distinct} | {untaught} | "
+              f"{sum(stages.values()):.0f} ({stages.get('pretrain', 0):.0f}) |")
     print()
     print("| seed | compliance change, 95% interval | over-refusal change, 95% interval |")
     print("|---|---|---|")
-    for run, seed, _, _ in loaded:
+    for run, seed, _, _, _ in loaded:
         counts = {m: family_counts(run, m) for m in ("sft", "rlhf")}
         comply = family_interval(counts["sft"]["harmful"], counts["rlhf"]["harmful"], relative=True)
         refuse = family_interval(counts["sft"]["safe"], counts["rlhf"]["safe"], relative=False)
