@@ -32,6 +32,7 @@ from augury.align.safety_eval import (
     relative_change,
     separation_references,
 )
+from augury.io import read_jsonl
 from augury.safety.rules import is_refusal
 
 MODELS = ("base", "sft", "rlhf")
@@ -57,8 +58,10 @@ def load(run: Path) -> tuple[int, dict, dict, dict | None]:
                                           results["models"]["sft"]["safety"]["held-out/string_match"])
     reach = results.get("rl_reach")
     if reach is None and (run / "rl" / "metrics.jsonl").is_file():
-        lines = (run / "rl" / "metrics.jsonl").read_text().splitlines()
-        reach = rl_reach([json.loads(line) for line in lines if line.strip()])
+        try:
+            reach = rl_reach(read_jsonl(run / "rl" / "metrics.jsonl"))
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"{run}: unreadable rl/metrics.jsonl ({type(err).__name__}: {err})") from None
     return config["seed"], results["models"], reference, reach
 
 
