@@ -178,7 +178,8 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
                         by_source[f"rbrm_class/{kind}/{c.name}"] = float(np.mean(
                             [batch.gradings[j].classes[c.name] for j in mine]))
         by_source["rbrm_untagged"] = float(len(rollouts) - len(tagged))
-        by_source.update(_zero_spread(cfg, rollouts, scores, ok, group, grader.rubric))
+        if group > 1:  # one completion per prompt (ppo) has no spread to measure
+            by_source.update(_zero_spread(cfg, rollouts, scores, ok, group, grader.rubric))
     if cfg.missing_eos_penalty:
         total -= cfg.missing_eos_penalty * np.array([not r.finished for r in rollouts], dtype=float)
     return torch.tensor(total, dtype=torch.float32), by_source, ok

@@ -241,3 +241,5 @@ def test_groups_the_rubric_cannot_tell_apart_are_counted_per_kind():
     assert by_source["rbrm_zero_std"] == 2 / 3
     # h1's completions all complied (below the best class for a harmful prompt); s1's all answered (the best)
     assert by_source["rbrm_stuck/harmful"] == 0.5 and by_source["rbrm_stuck/safe"] == 0.0
+    _, by_source, _ = rollout_rewards(cfg, rollouts, None, [], ByText(load_rubric("refusal_abcd")), group=1)
+    assert not any(k.startswith(("rbrm_zero_std", "rbrm_stuck")) for k in by_source)  # ppo: no groups
