@@ -110,6 +110,7 @@ def _zero_spread(cfg: RLConfig, rollouts: list[Rollout], scores: np.ndarray, ok:
     """Per kind, the share of fully graded groups whose class reward is the same for every completion
     (`rbrm_zero_std`), and of those below the best reward the rubric gives that kind (`rbrm_stuck`: no completion
     reached a better class, so the rubric cannot teach the prompt)."""
+    best = {kind: max(c.reward[kind] for c in rubric.classes) for kind in rubric.kinds}
     same: dict[str, list[bool]] = {}
     stuck: dict[str, list[bool]] = {}
     for start in range(0, len(rollouts) - group + 1, group):
@@ -118,9 +119,8 @@ def _zero_spread(cfg: RLConfig, rollouts: list[Rollout], scores: np.ndarray, ok:
             continue
         part = scores[start:start + group]
         flat = bool(part.max() - part.min() < 1e-9)
-        best = max(c.reward[kind] for c in rubric.classes)
         same.setdefault(str(kind), []).append(flat)
-        stuck.setdefault(str(kind), []).append(flat and part.max() < best - 1e-9)
+        stuck.setdefault(str(kind), []).append(flat and part.max() < best[kind] - 1e-9)
     if not same:
         return {}
     return {"rbrm_zero_std": float(np.mean([z for zs in same.values() for z in zs])),
@@ -132,9 +132,8 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
                     grader=None, group: int = 1) -> tuple[torch.Tensor, dict, np.ndarray]:
     """The summed reward of each rollout, the mean of each source (before weighting), and which rollouts were
     graded (False where the grader failed: those rewards are incomplete and must not be trained on). Rollouts
-    come in groups of `group` completions of one prompt: `rbrm_zero_std[/kind]` is the share of fully graded
-    groups whose class reward is the same for every completion, which teach nothing through the rubric, and
-    `rbrm_stuck/kind` the share of those below the kind's best class (e.g. a harmful prompt never refused)."""
+    come in groups of `group` completions of one prompt; with a grader and groups, the mean of each source includes
+    the group-spread shares of `_zero_spread`."""
     chat = isinstance(rollouts[0].row.get("prompt"), list)
     prompts = [r.row["prompt"] for r in rollouts]
     completions = [[{"role": "assistant", "content": r.text}] if chat else r.text for r in rollouts]
