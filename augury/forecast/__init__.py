@@ -9,7 +9,8 @@
 See docs/forecast.md for the protocol (recipe, N and C, ladder rules, checks).
 """
 
-from augury.forecast.config import ForecastConfig, ForecastConfigError, load_forecast_config, validate
+from augury.forecast.checks import validate
+from augury.forecast.config import ForecastConfig, ForecastConfigError, load_forecast_config
 from augury.forecast.fits import fit_loss
 from augury.forecast.ladder import RunPlan, format_plan, plan_runs, probe_throughput, train_config
 from augury.forecast.pipeline import run_forecast

@@ -15,8 +15,9 @@ from augury.errors import UsageError
 
 
 def main(argv: list[str]) -> int:
+    from augury.forecast.checks import validate
     from augury.forecast.cli import parse_config, print_help
-    from augury.forecast.config import ForecastConfigError, validate
+    from augury.forecast.config import ForecastConfigError
     from augury.forecast.ladder import format_plan, learning_rates, plan_runs, probe_throughput
 
     if not argv or argv[0] in ("-h", "--help") or (argv[0] == "plan" and ("-h" in argv or "--help" in argv)):

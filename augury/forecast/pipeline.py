@@ -22,7 +22,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from augury.forecast.config import ForecastConfig, validate
+from augury.forecast.checks import validate
+from augury.forecast.config import ForecastConfig
 from augury.forecast.crossfit import capability_problems
 from augury.forecast.folder import check_out_dir, write_plan
 from augury.forecast.ladder import (

@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from augury.forecast.config import ForecastConfigError, load_forecast_config, validate
+from augury.forecast.checks import validate
+from augury.forecast.config import ForecastConfigError, load_forecast_config
 from augury.forecast.ladder import plan_runs, run_model_config, train_config
 from augury.forecast.preregister import MAX_TARGET_STEP_RATIO, step_extrapolation_flag
 from augury.model import flops_per_token, param_counts
