@@ -3,175 +3,43 @@
     app = create_app(cfg, backend, keys=KeyStore.load(...), log=RequestLog(...))
     uvicorn.run(app, host=cfg.host, port=cfg.port)
 
-Every request passes the same gate, in this order: API key (401), body size and read time (413, 408), JSON and
-parameters (400), server-wide queue (503), per-key limits (429 with Retry-After), input moderation (a refusal in
-the desired style, finish_reason "content_filter"); then generation, with the output checked as it streams.
-Each answered request, whatever its status, is one row in the request log.
+Every request passes the same gate (`augury.serve.gate`: key, body, queue, per-key limits, input moderation, a
+refusal in the desired style with finish_reason "content_filter"); then generation here, with the output checked
+as it streams, or the upstream server in gateway mode (`augury.serve.gateway`). Each answered request, whatever
+its status, is one row in the request log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 
-from augury.serve.backends import Delta, GenerationJob, UpstreamBackend, UpstreamError
+from augury.serve.backends import Delta, GenerationJob, UpstreamBackend
 from augury.serve.config import ServeConfig
+from augury.serve.gate import Gate, Refused, Ticket
+from augury.serve.gateway import proxy
 from augury.serve.keys import KeyStore
-from augury.serve.limits import Limiter
-from augury.serve.moderation import ModerationPolicy, Moderator, Verdict
-from augury.serve.requestlog import RequestLog, RequestRecord
-from augury.serve.responses import (
-    add_logprobs,
-    error_body,
-    new_id,
-    reply_body,
-    set_choice_text,
-    sse,
-    stream_chunk,
-    usage_body,
-)
+from augury.serve.moderation import ModerationPolicy, Moderator
+from augury.serve.requestlog import RequestLog
+from augury.serve.responses import add_logprobs, error_body, new_id, reply_body, sse, stream_chunk, usage_body
 from augury.serve.schema import ChatRequest, CompletionRequest, RequestInvalid, parse_request
 
 CHAT_PAGE = Path(__file__).with_name("chat.html")
-
-
-class Refused(Exception):
-    """A request answered with an error status before any generation."""
-
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", retry_after: int = 0):
-        super().__init__(message)
-        self.status, self.kind, self.retry_after = status, kind, retry_after
-
-
-@dataclass
-class Ticket:
-    """What the log records about one request as it passes the gate."""
-
-    endpoint: str
-    started: float = field(default_factory=time.perf_counter)
-    arrived: float = field(default_factory=time.time)
-    key: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    ttft_ms: float | None = None
-    verdicts: list[Verdict] = field(default_factory=list)
-    refused: bool = False
-
-    def record(self, status: int, error: str | None = None) -> RequestRecord:
-        cats = sorted({c for v in self.verdicts for c in v.flagged_names()})
-        return RequestRecord(endpoint=self.endpoint, status=status, key=self.key, ts=self.arrived,
-                             latency_ms=(time.perf_counter() - self.started) * 1000, prompt_tokens=self.prompt_tokens,
-                             completion_tokens=self.completion_tokens, ttft_ms=self.ttft_ms,
-                             flagged=any(v.flagged for v in self.verdicts), refused=self.refused, categories=cats,
-                             error=error)
 
 
 def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog,
                moderator: Moderator | None = None) -> FastAPI:
     if moderator is None and cfg.moderation:
         moderator = Moderator(ModerationPolicy.load(cfg.policy or None))
-    limiter = Limiter(cfg.limits)
-    queue_slots = asyncio.Semaphore(cfg.max_queued)
+    gate = Gate(cfg, keys, log, moderator)
+    moderate = gate.moderate
     app = FastAPI(title="augury serve", docs_url=None, redoc_url=None, openapi_url=None)
-
-    # ---- the gate --------------------------------------------------------------------------------------------
-    def authenticate(request: Request, ticket: Ticket) -> None:
-        if keys is None:
-            ticket.key = "(local)"
-            return
-        header = request.headers.get("authorization", "")
-        if not header.lower().startswith("bearer "):
-            raise Refused(401, "missing API key: send 'Authorization: Bearer KEY'", "authentication_error")
-        name = keys.lookup(header[7:].strip())
-        if name is None:
-            raise Refused(401, "invalid API key", "authentication_error")
-        ticket.key = name
-
-    async def read_json(request: Request) -> dict:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > cfg.max_body_bytes:
-            raise Refused(413, f"request body over {cfg.max_body_bytes} bytes")
-
-        async def read() -> bytes:
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > cfg.max_body_bytes:
-                    raise Refused(413, f"request body over {cfg.max_body_bytes} bytes")
-            return bytes(body)
-
-        try:
-            raw = await asyncio.wait_for(read(), cfg.body_timeout_s)
-        except asyncio.TimeoutError:
-            raise Refused(408, f"request body not received within {cfg.body_timeout_s:g} s") from None
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise Refused(400, f"body is not valid JSON: {err}") from None
-        if not isinstance(body, dict):
-            raise Refused(400, "body must be a JSON object")
-        return body
-
-    def admit(ticket: Ticket, planned_tokens: int) -> None:
-        decision = limiter.admit(ticket.key or "", planned_tokens)
-        if not decision.ok:
-            raise Refused(decision.status, decision.reason, "rate_limit_error", decision.retry_after_s)
-
-    async def moderate(ticket: Ticket, texts: list[str], stage: str, final: bool = True) -> bool:
-        """Check texts; True when the policy refuses them. `final=False`: a piece of a streaming reply (rules
-        only). A safety grader runs in a worker thread, so it does not hold up other requests' streams."""
-        if moderator is None or not texts:
-            return False
-        if final and moderator.extra is not None:
-            verdicts = await asyncio.to_thread(moderator.check_many, texts, stage, final)
-        else:
-            verdicts = moderator.check_many(texts, stage, final)
-        ticket.verdicts += [v for v in verdicts if v.flagged]  # all the log needs
-        return any(v.refused for v in verdicts)
-
-    def answer_error(ticket: Ticket, err: Refused) -> JSONResponse:
-        log.write(ticket.record(err.status, str(err)))
-        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else {}
-        if err.status in (408, 413):  # the rest of the body may still be on its way: end the connection
-            headers["Connection"] = "close"
-        return JSONResponse(error_body(str(err), err.kind), status_code=err.status, headers=headers)
-
-    async def gated(request: Request, endpoint: str, handler):
-        """Run `handler(ticket, body)` behind the gate; every outcome is logged once."""
-        ticket = Ticket(endpoint)
-        try:
-            authenticate(request, ticket)
-            body = await read_json(request)
-            if queue_slots.locked():
-                raise Refused(503, "server busy: too many requests in flight", "server_error", 1)
-            await queue_slots.acquire()
-        except Refused as err:
-            return answer_error(ticket, err)
-        release = True
-        try:
-            response = await handler(ticket, body)
-            if isinstance(response, StreamingResponse):
-                release = False  # the stream releases its slot and writes its row when it ends
-            return response
-        except Refused as err:
-            return answer_error(ticket, err)
-        except RequestInvalid as err:
-            return answer_error(ticket, Refused(400, str(err)))
-        except UpstreamError as err:
-            return answer_error(ticket, Refused(502, str(err), "upstream_error"))
-        except Exception as err:  # noqa: BLE001 (answered and logged, the server keeps serving)
-            return answer_error(ticket, Refused(500, f"{type(err).__name__}: {err}", "server_error"))
-        finally:
-            if release:
-                queue_slots.release()
 
     # ---- endpoints ---------------------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
@@ -182,9 +50,9 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def models(request: Request):
         ticket = Ticket("/v1/models")
         try:
-            authenticate(request, ticket)
+            gate.authenticate(request, ticket)
         except Refused as err:
-            return answer_error(ticket, err)
+            return gate.answer_error(ticket, err)
         log.write(ticket.record(200))
         return {"object": "list", "data": [{"id": backend.model_id, "object": "model", "created": 0,
                                             "owned_by": "augury"}]}
@@ -198,18 +66,18 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 raise RequestInvalid("'input' must be a string or a non-empty list of strings")
             if moderator is None:
                 raise Refused(400, "moderation is switched off on this server")
-            admit(ticket, 0)
+            gate.admit(ticket, 0)
             try:
                 verdicts = await asyncio.to_thread(moderator.check_many, texts, "none")
             finally:
-                limiter.finish(ticket.key or "", 0)
+                gate.finish(ticket)
             ticket.verdicts = verdicts
             log.write(ticket.record(200))
             return {"id": f"modr-{uuid.uuid4().hex}", "model": moderator.name,
                     "results": [{"flagged": v.flagged, "categories": v.categories, "category_scores": v.scores}
                                 for v in verdicts]}
 
-        return await gated(request, "/v1/moderations", handle)
+        return await gate.gated(request, "/v1/moderations", handle)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -217,14 +85,14 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             req = parse_request(ChatRequest, body, cfg)
             texts = [m.text() for m in req.messages]
             if isinstance(backend, UpstreamBackend):
-                return await proxy(ticket, req, body, texts, chat=True)
+                return await proxy(gate, backend, ticket, req, body, texts, chat=True, refuse=finish_refusal)
             try:
                 prompt = backend.chat_prompt([m.as_dict() for m in req.messages])
             except (ValueError, ImportError) as err:
                 raise RequestInvalid(str(err)) from None
             return await generate(ticket, req, [prompt], texts, chat=True)
 
-        return await gated(request, "/v1/chat/completions", handle)
+        return await gate.gated(request, "/v1/chat/completions", handle)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -235,7 +103,8 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 if not all(isinstance(p, str) for p in prompts):
                     raise RequestInvalid("prompt: token-id prompts are served by a local model only (the gateway "
                                          "cannot read them to moderate)")
-                return await proxy(ticket, req, body, prompts, chat=False)
+                return await proxy(gate, backend, ticket, req, body, prompts, chat=False,
+                                   refuse=finish_refusal)
             ids = [backend.encode(p) if isinstance(p, str) else p for p in prompts]
             if any(max(q, default=0) >= backend.vocab_size for q in ids):
                 raise RequestInvalid(f"prompt: token ids must be below the vocabulary size {backend.vocab_size}")
@@ -245,14 +114,14 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                                      " tokens (the model's context)")
             return await generate(ticket, req, ids, texts, chat=False)
 
-        return await gated(request, "/v1/completions", handle)
+        return await gate.gated(request, "/v1/completions", handle)
 
     # ---- generation --------------------------------------------------------------------------------------------
     async def generate(ticket: Ticket, req, prompts: list[list[int]], texts: list[str], chat: bool):
         """Generate req.n choices for each prompt (token ids); `texts` are what input moderation reads (and, for
         completions, each prompt's text for echo)."""
         ticket.prompt_tokens = sum(len(p) for p in prompts)
-        admit(ticket, ticket.prompt_tokens + req.max_tokens * req.n * len(prompts))
+        gate.admit(ticket, ticket.prompt_tokens + req.max_tokens * req.n * len(prompts))
         finished = False
         try:
             if await moderate(ticket, texts, "input"):
@@ -271,7 +140,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             return await whole_reply(ticket, req, jobs, texts, chat)
         finally:
             if not finished:
-                limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
+                gate.finish(ticket)
 
     async def checked(job: GenerationJob, ticket: Ticket):
         """One choice's deltas, the output checked as it grows; a flagged delta is replaced by the end."""
@@ -339,8 +208,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                         yield sse(chunk(rid, created, chat, i, "", "content_filter"))
                     yield "data: [DONE]\n\n"
                 finally:
-                    log.write(ticket.record(200))
-                    queue_slots.release()
+                    gate.close(ticket, 200)
             return StreamingResponse(events(), media_type="text/event-stream")
         log.write(ticket.record(200))
         return whole(ticket, chat, [(refusal, "content_filter", [])] * n_choices)
@@ -384,9 +252,8 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             status, error = 500, f"{type(err).__name__}: {err}"
             yield sse(error_body(f"generation failed: {error}", "server_error"))
         finally:
-            limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
-            log.write(ticket.record(status, error))
-            queue_slots.release()
+            gate.finish(ticket)
+            gate.close(ticket, status, error)
 
     def usage(ticket: Ticket) -> dict:
         return usage_body(ticket.prompt_tokens, ticket.completion_tokens)
@@ -397,76 +264,5 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     def chunk(rid, created, chat, index, text, finish, role=False) -> dict:
         return stream_chunk(backend.model_id, rid, created, chat, index, text, finish, role)
 
-    # ---- gateway mode -------------------------------------------------------------------------------------------
-    async def proxy(ticket: Ticket, req, body: dict, texts: list[str], chat: bool):
-        path = "/chat/completions" if chat else "/completions"
-        admit(ticket, req.max_tokens * req.n)
-        finished = False
-        try:
-            if await moderate(ticket, texts, "input"):
-                ticket.refused = True
-                return finish_refusal(ticket, req, chat, req.n * (1 if chat else len(req.prompts())))
-            upstream_body = dict(body, max_tokens=req.max_tokens)
-            if not req.stream:
-                out = await backend.post(path, upstream_body)
-                usage_in = out.get("usage") or {}
-                ticket.prompt_tokens = int(usage_in.get("prompt_tokens", 0))
-                ticket.completion_tokens = int(usage_in.get("completion_tokens", 0))
-                for choice in out.get("choices", []):
-                    text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
-                    if text and await moderate(ticket, [text], "output"):
-                        ticket.refused = True
-                        set_choice_text(choice, chat, moderator.policy.refusal)
-                        choice["finish_reason"] = "content_filter"
-                log.write(ticket.record(200))
-                return out
-            finished = True
-            return StreamingResponse(proxy_stream(ticket, req, path, upstream_body, chat),
-                                     media_type="text/event-stream")
-        finally:
-            if not finished:
-                limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
-
-    async def proxy_stream(ticket: Ticket, req, path: str, body: dict, chat: bool):
-        texts: dict[int, str] = {}
-        status, error, stopped = 200, None, set()
-        window = moderator.policy.stream_window if moderator is not None else 0
-        try:
-            async for obj in backend.stream_raw(path, body):
-                if obj.get("usage"):
-                    ticket.prompt_tokens = int(obj["usage"].get("prompt_tokens", 0))
-                    ticket.completion_tokens = int(obj["usage"].get("completion_tokens", 0))
-                    if not req.include_usage():
-                        continue
-                for choice in obj.get("choices", []):
-                    i = choice.get("index", 0)
-                    piece = ((choice.get("delta") or {}).get("content") if chat else choice.get("text")) or ""
-                    if ticket.ttft_ms is None and piece:
-                        ticket.ttft_ms = (time.perf_counter() - ticket.started) * 1000
-                    if i in stopped:
-                        choice.clear()
-                        continue
-                    final = bool(choice.get("finish_reason"))
-                    seen = texts.get(i, "") + piece
-                    seen = seen if final else seen[-(len(piece) + window):] if piece else ""
-                    if seen and await moderate(ticket, [seen], "output", final):
-                        ticket.refused = True
-                        stopped.add(i)
-                        set_choice_text(choice, chat, "", delta=True)
-                        choice["finish_reason"] = "content_filter"
-                        choice["index"] = i
-                    texts[i] = texts.get(i, "") + piece
-                obj["choices"] = [c for c in obj.get("choices", []) if c]
-                if obj["choices"] or obj.get("usage"):
-                    yield sse(obj)
-            yield "data: [DONE]\n\n"
-        except UpstreamError as err:
-            status, error = 502, str(err)
-            yield sse(error_body(str(err), "upstream_error"))
-        finally:
-            limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
-            log.write(ticket.record(status, error))
-            queue_slots.release()
-
-    app.state.log, app.state.limiter, app.state.moderator = log, limiter, moderator
+    app.state.log, app.state.limiter, app.state.moderator = log, gate.limiter, moderator
     return app

@@ -3,9 +3,9 @@
     body = reply_body(model_id, chat=True, parts=[("Hello.", "stop", [])], usage=usage_body(12, 3))
     yield sse(stream_chunk(model_id, rid, created, chat=True, index=0, text="Hel", finish=None))
 
-Plain functions of their arguments (the server's state stays in `augury.serve.app`), so each shape is read in one
-place: chat (`chat.completion`, `chat.completion.chunk`) and completions (`text_completion`, with lm-eval's
-`local-completions` log-probs and echo).
+Plain functions of their arguments (the server's state stays in `augury.serve.app` and `.gate`), so each
+shape is read in one place: chat (`chat.completion`, `chat.completion.chunk`) and completions
+(`text_completion`, with lm-eval's `local-completions` log-probs and echo).
 """
 
 from __future__ import annotations

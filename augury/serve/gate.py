@@ -1,0 +1,170 @@
+"""The gate every request of `augury serve` passes before the model sees it, and the record it leaves.
+
+    gate = Gate(cfg, keys, log, moderator)
+    return await gate.gated(request, "/v1/chat/completions", handle)   # handle(ticket, body) -> response
+
+In this order: API key (401), body size and read time (413, 408), JSON object (400), server-wide queue (503);
+then, inside the handler, parameters (400), per-key limits (429 with Retry-After, `admit`) and moderation
+(`moderate`). Every outcome is one row in the request log, written once: by `gated` for an answer, by the stream
+(`close`) for a streaming reply, which also gives its queue slot back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from augury.serve.backends import UpstreamError
+from augury.serve.config import ServeConfig
+from augury.serve.keys import KeyStore
+from augury.serve.limits import Limiter
+from augury.serve.moderation import Moderator, Verdict
+from augury.serve.requestlog import RequestLog, RequestRecord
+from augury.serve.responses import error_body
+from augury.serve.schema import RequestInvalid
+
+
+class Refused(Exception):
+    """A request answered with an error status before any generation."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", retry_after: int = 0):
+        super().__init__(message)
+        self.status, self.kind, self.retry_after = status, kind, retry_after
+
+
+@dataclass
+class Ticket:
+    """What the log records about one request as it passes the gate."""
+
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    arrived: float = field(default_factory=time.time)
+    key: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    refused: bool = False
+
+    def record(self, status: int, error: str | None = None) -> RequestRecord:
+        cats = sorted({c for v in self.verdicts for c in v.flagged_names()})
+        return RequestRecord(endpoint=self.endpoint, status=status, key=self.key, ts=self.arrived,
+                             latency_ms=(time.perf_counter() - self.started) * 1000, prompt_tokens=self.prompt_tokens,
+                             completion_tokens=self.completion_tokens, ttft_ms=self.ttft_ms,
+                             flagged=any(v.flagged for v in self.verdicts), refused=self.refused, categories=cats,
+                             error=error)
+
+
+class Gate:
+    """Keys, body limits, the server-wide queue, per-key limits and moderation, with the request log they write."""
+
+    def __init__(self, cfg: ServeConfig, keys: KeyStore | None, log: RequestLog, moderator: Moderator | None):
+        self.cfg, self.keys, self.log, self.moderator = cfg, keys, log, moderator
+        self.limiter = Limiter(cfg.limits)
+        self.queue_slots = asyncio.Semaphore(cfg.max_queued)
+
+    def authenticate(self, request: Request, ticket: Ticket) -> None:
+        if self.keys is None:
+            ticket.key = "(local)"
+            return
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            raise Refused(401, "missing API key: send 'Authorization: Bearer KEY'", "authentication_error")
+        name = self.keys.lookup(header[7:].strip())
+        if name is None:
+            raise Refused(401, "invalid API key", "authentication_error")
+        ticket.key = name
+
+    async def read_json(self, request: Request) -> dict:
+        limit = self.cfg.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise Refused(413, f"request body over {limit} bytes")
+
+        async def read() -> bytes:
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise Refused(413, f"request body over {limit} bytes")
+            return bytes(body)
+
+        try:
+            raw = await asyncio.wait_for(read(), self.cfg.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise Refused(408, f"request body not received within {self.cfg.body_timeout_s:g} s") from None
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise Refused(400, f"body is not valid JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise Refused(400, "body must be a JSON object")
+        return body
+
+    def admit(self, ticket: Ticket, planned_tokens: int) -> None:
+        decision = self.limiter.admit(ticket.key or "", planned_tokens)
+        if not decision.ok:
+            raise Refused(decision.status, decision.reason, "rate_limit_error", decision.retry_after_s)
+
+    def finish(self, ticket: Ticket) -> None:
+        """Settle the per-key limits with the tokens the request used (after `admit`, whatever the outcome)."""
+        self.limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
+
+    async def moderate(self, ticket: Ticket, texts: list[str], stage: str, final: bool = True) -> bool:
+        """Check texts; True when the policy refuses them. `final=False`: a piece of a streaming reply (rules
+        only). A safety grader runs in a worker thread, so it does not hold up other requests' streams."""
+        moderator = self.moderator
+        if moderator is None or not texts:
+            return False
+        if final and moderator.extra is not None:
+            verdicts = await asyncio.to_thread(moderator.check_many, texts, stage, final)
+        else:
+            verdicts = moderator.check_many(texts, stage, final)
+        ticket.verdicts += [v for v in verdicts if v.flagged]  # all the log needs
+        return any(v.refused for v in verdicts)
+
+    def answer_error(self, ticket: Ticket, err: Refused) -> JSONResponse:
+        self.log.write(ticket.record(err.status, str(err)))
+        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else {}
+        if err.status in (408, 413):  # the rest of the body may still be on its way: end the connection
+            headers["Connection"] = "close"
+        return JSONResponse(error_body(str(err), err.kind), status_code=err.status, headers=headers)
+
+    def close(self, ticket: Ticket, status: int, error: str | None = None) -> None:
+        """A streaming reply's end: its row in the log, and its queue slot back."""
+        self.log.write(ticket.record(status, error))
+        self.queue_slots.release()
+
+    async def gated(self, request: Request, endpoint: str, handler):
+        """Run `handler(ticket, body)` behind the gate; every outcome is logged once."""
+        ticket = Ticket(endpoint)
+        try:
+            self.authenticate(request, ticket)
+            body = await self.read_json(request)
+            if self.queue_slots.locked():
+                raise Refused(503, "server busy: too many requests in flight", "server_error", 1)
+            await self.queue_slots.acquire()
+        except Refused as err:
+            return self.answer_error(ticket, err)
+        release = True
+        try:
+            response = await handler(ticket, body)
+            if isinstance(response, StreamingResponse):
+                release = False  # the stream releases its slot and writes its row when it ends
+            return response
+        except Refused as err:
+            return self.answer_error(ticket, err)
+        except RequestInvalid as err:
+            return self.answer_error(ticket, Refused(400, str(err)))
+        except UpstreamError as err:
+            return self.answer_error(ticket, Refused(502, str(err), "upstream_error"))
+        except Exception as err:  # noqa: BLE001 (answered and logged, the server keeps serving)
+            return self.answer_error(ticket, Refused(500, f"{type(err).__name__}: {err}", "server_error"))
+        finally:
+            if release:
+                self.queue_slots.release()
