@@ -1,22 +1,18 @@
-"""What the server generates with: a local model (an augury run or a Hugging Face folder), or an upstream
-OpenAI-compatible server (gateway mode).
+"""What the server generates with: a local model, an augury run or a Hugging Face folder (an upstream server in
+gateway mode is `augury.serve.gateway`).
 
     backend = LocalBackend.load("runs/quickstart")            # or "hf:/models/llama" for a Hugging Face folder
-    backend = UpstreamBackend("http://127.0.0.1:8001/v1", api_key_env="UPSTREAM_KEY")
 
-Both turn a `GenerationJob` into a stream of `Delta`s (text pieces, then a finish reason and token counts), so the
-application checks moderation and writes the log the same way for both. A local backend runs its model in one
-worker thread; concurrent requests queue for it (see `LocalBackend.stream`).
+It turns a `GenerationJob` into a stream of `Delta`s (text pieces, then a finish reason and token counts), which
+the application checks with moderation as they come. The model runs in one worker thread: an augury run batches
+concurrent requests there (continuous batching), a Hugging Face model takes them one at a time in arrival order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import queue
 import threading
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +57,7 @@ class Delta:
 
 
 class LocalBackend:
-    """A model loaded in this process; generation in one worker thread, jobs served in arrival order."""
+    """A model loaded in this process; generation in one worker thread (batched for an augury run)."""
 
     def __init__(self, model, tokenizer, model_id: str, max_context: int, kind: str, chat_render, stop_ids):
         self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
@@ -373,64 +369,3 @@ class _HFTokenizer:
 
     def decode(self, ids):
         return self.tok.decode(ids)
-
-
-class UpstreamBackend:
-    """Forward to an OpenAI-compatible server (e.g. vLLM), streaming, with this server's safety layer in front."""
-
-    kind = "upstream"
-
-    def __init__(self, base_url: str, api_key_env: str | None = None, timeout_s: float = 120.0,
-                 model_id: str | None = None):
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
-        key = os.environ.get(api_key_env, "") if api_key_env else ""
-        if api_key_env and not key:
-            raise UsageError(f"--upstream_key_env {api_key_env} is not set")
-        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._timeout = httpx.Timeout(timeout_s)
-        self._clients: dict[int, httpx.AsyncClient] = {}
-        self.model_id = model_id or "upstream"
-
-    @property
-    def client(self):
-        """One connection pool per event loop (a pool cannot outlive the loop it was opened on)."""
-        import httpx
-
-        loop = id(asyncio.get_running_loop())
-        if loop not in self._clients:
-            self._clients[loop] = httpx.AsyncClient(base_url=self.base_url, headers=self._headers,
-                                                    timeout=self._timeout)
-        return self._clients[loop]
-
-    async def stream_raw(self, path: str, body: dict) -> AsyncIterator[dict]:
-        """The upstream's streamed chunks (parsed JSON objects), from a request with stream=True."""
-        body = dict(body, stream=True, stream_options={"include_usage": True})
-        async with self.client.stream("POST", path, json=body) as resp:
-            if resp.status_code != 200:
-                text = (await resp.aread()).decode("utf-8", "replace")[:500]
-                raise UpstreamError(resp.status_code, text)
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                yield json.loads(data)
-
-    async def post(self, path: str, body: dict) -> dict:
-        resp = await self.client.post(path, json=body)
-        if resp.status_code != 200:
-            raise UpstreamError(resp.status_code, resp.text[:500])
-        return resp.json()
-
-
-class UpstreamError(Exception):
-    def __init__(self, status: int, text: str):
-        super().__init__(f"upstream answered {status}: {text}")
-        self.status = status
-
-
-def now_ms() -> float:
-    return time.perf_counter() * 1000.0

@@ -41,7 +41,8 @@ def _keys_command(argv: list[str]) -> int:
 
 def build_app(cfg):
     from augury.serve.app import create_app
-    from augury.serve.backends import LocalBackend, UpstreamBackend
+    from augury.serve.backends import LocalBackend
+    from augury.serve.gateway import UpstreamBackend
     from augury.serve.keys import KeyStore
     from augury.serve.requestlog import RequestLog
 

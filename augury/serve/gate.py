@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from augury.serve.backends import UpstreamError
 from augury.serve.config import ServeConfig
 from augury.serve.keys import KeyStore
 from augury.serve.limits import Limiter
@@ -161,8 +160,6 @@ class Gate:
             return self.answer_error(ticket, err)
         except RequestInvalid as err:
             return self.answer_error(ticket, Refused(400, str(err)))
-        except UpstreamError as err:
-            return self.answer_error(ticket, Refused(502, str(err), "upstream_error"))
         except Exception as err:  # noqa: BLE001 (answered and logged, the server keeps serving)
             return self.answer_error(ticket, Refused(500, f"{type(err).__name__}: {err}", "server_error"))
         finally:

@@ -1,6 +1,7 @@
-"""Gateway mode of `augury serve --upstream URL`: the request goes on to another OpenAI-compatible server, and its
-answer comes back through the same gate and moderation as a local model's.
+"""Gateway mode of `augury serve --upstream URL`: the request goes on to another OpenAI-compatible server (vLLM,
+another augury serve), and its answer comes back through the same gate and moderation as a local model's.
 
+    backend = UpstreamBackend("http://127.0.0.1:8001/v1", api_key_env="UPSTREAM_KEY")
     return await proxy(gate, backend, ticket, req, body, texts, chat=True, refuse=finish_refusal)
 
 The upstream body is the client's, with `max_tokens` made explicit (the per-key limits counted it). A whole reply's
@@ -10,13 +11,74 @@ flagged choices are replaced by the policy's refusal; a stream's flagged choice 
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import time
+from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
-from augury.serve.backends import UpstreamBackend, UpstreamError
-from augury.serve.gate import Gate, Ticket
+from augury.errors import UsageError
+from augury.serve.gate import Gate, Refused, Ticket
 from augury.serve.responses import error_body, set_choice_text, sse
+
+
+class UpstreamBackend:
+    """Forward to an OpenAI-compatible server (e.g. vLLM), streaming, with this server's safety layer in front."""
+
+    kind = "upstream"
+
+    def __init__(self, base_url: str, api_key_env: str | None = None, timeout_s: float = 120.0,
+                 model_id: str | None = None):
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        key = os.environ.get(api_key_env, "") if api_key_env else ""
+        if api_key_env and not key:
+            raise UsageError(f"--upstream_key_env {api_key_env} is not set")
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._timeout = httpx.Timeout(timeout_s)
+        self._clients: dict[int, httpx.AsyncClient] = {}
+        self.model_id = model_id or "upstream"
+
+    @property
+    def client(self):
+        """One connection pool per event loop (a pool cannot outlive the loop it was opened on)."""
+        import httpx
+
+        loop = id(asyncio.get_running_loop())
+        if loop not in self._clients:
+            self._clients[loop] = httpx.AsyncClient(base_url=self.base_url, headers=self._headers,
+                                                    timeout=self._timeout)
+        return self._clients[loop]
+
+    async def stream_raw(self, path: str, body: dict) -> AsyncIterator[dict]:
+        """The upstream's streamed chunks (parsed JSON objects), from a request with stream=True."""
+        body = dict(body, stream=True, stream_options={"include_usage": True})
+        async with self.client.stream("POST", path, json=body) as resp:
+            if resp.status_code != 200:
+                text = (await resp.aread()).decode("utf-8", "replace")[:500]
+                raise UpstreamError(resp.status_code, text)
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                yield json.loads(data)
+
+    async def post(self, path: str, body: dict) -> dict:
+        resp = await self.client.post(path, json=body)
+        if resp.status_code != 200:
+            raise UpstreamError(resp.status_code, resp.text[:500])
+        return resp.json()
+
+
+class UpstreamError(Exception):
+    def __init__(self, status: int, text: str):
+        super().__init__(f"upstream answered {status}: {text}")
+        self.status = status
 
 
 async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body: dict, texts: list[str], chat: bool,
@@ -32,7 +94,10 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
             return refuse(ticket, req, chat, req.n * (1 if chat else len(req.prompts())))
         upstream_body = dict(body, max_tokens=req.max_tokens)
         if not req.stream:
-            out = await backend.post(path, upstream_body)
+            try:
+                out = await backend.post(path, upstream_body)
+            except UpstreamError as err:
+                raise Refused(502, str(err), "upstream_error") from None
             usage_in = out.get("usage") or {}
             ticket.prompt_tokens = int(usage_in.get("prompt_tokens", 0))
             ticket.completion_tokens = int(usage_in.get("completion_tokens", 0))
