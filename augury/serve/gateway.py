@@ -54,31 +54,65 @@ class UpstreamBackend:
         return self._clients[loop]
 
     async def stream_raw(self, path: str, body: dict) -> AsyncIterator[dict]:
-        """The upstream's streamed chunks (parsed JSON objects), from a request with stream=True."""
+        """The upstream's streamed chunks (parsed JSON objects), from a request with stream=True; UpstreamError
+        if it cannot be reached, answers an error, sends a chunk that is not a JSON object or stops before
+        `data: [DONE]`."""
+        import httpx
+
         body = dict(body, stream=True, stream_options={"include_usage": True})
-        async with self.client.stream("POST", path, json=body) as resp:
-            if resp.status_code != 200:
-                text = (await resp.aread()).decode("utf-8", "replace")[:500]
-                raise UpstreamError(resp.status_code, text)
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                yield json.loads(data)
+        try:
+            async with self.client.stream("POST", path, json=body) as resp:
+                if resp.status_code != 200:
+                    text = (await resp.aread()).decode("utf-8", "replace")[:500]
+                    raise UpstreamError(text, resp.status_code)
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    yield _json_object(data, "a stream chunk")
+        except httpx.HTTPError as err:
+            raise UpstreamError.of(err) from None
+        raise UpstreamError("the stream ended before data: [DONE]")
 
     async def post(self, path: str, body: dict) -> dict:
-        resp = await self.client.post(path, json=body)
+        import httpx
+
+        try:
+            resp = await self.client.post(path, json=body)
+        except httpx.HTTPError as err:
+            raise UpstreamError.of(err) from None
         if resp.status_code != 200:
-            raise UpstreamError(resp.status_code, resp.text[:500])
-        return resp.json()
+            raise UpstreamError(resp.text[:500], resp.status_code)
+        return _json_object(resp.text, "the reply")
 
 
 class UpstreamError(Exception):
-    def __init__(self, status: int, text: str):
-        super().__init__(f"upstream answered {status}: {text}")
-        self.status = status
+    """The upstream failed: it answered an error status (`status`), could not be reached or timed out, or sent a
+    body that is not the API's. `gateway_status` is what this server answers: 504 for a timeout, else 502."""
+
+    def __init__(self, text: str, status: int | None = None, gateway_status: int = 502):
+        super().__init__(f"upstream answered {status}: {text}" if status is not None else f"upstream: {text}")
+        self.status, self.gateway_status = status, gateway_status
+
+    @classmethod
+    def of(cls, err: Exception) -> UpstreamError:
+        import httpx
+
+        timeout = isinstance(err, httpx.TimeoutException)
+        return cls(f"{'timed out' if timeout else 'unreachable'} ({type(err).__name__}: {err})",
+                   gateway_status=504 if timeout else 502)
+
+
+def _json_object(text: str, what: str) -> dict:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise UpstreamError(f"{what} is not a JSON object: {text[:200]!r}")
+    return obj
 
 
 async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body: dict, texts: list[str], chat: bool,
@@ -97,7 +131,7 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
             try:
                 out = await backend.post(path, upstream_body)
             except UpstreamError as err:
-                raise Refused(502, str(err), "upstream_error") from None
+                raise Refused(err.gateway_status, str(err), "upstream_error") from None
             usage_in = out.get("usage") or {}
             ticket.prompt_tokens = int(usage_in.get("prompt_tokens", 0))
             ticket.completion_tokens = int(usage_in.get("completion_tokens", 0))
@@ -150,9 +184,12 @@ async def _proxy_stream(gate: Gate, backend: UpstreamBackend, ticket: Ticket, re
             if obj["choices"] or obj.get("usage"):
                 yield sse(obj)
         yield "data: [DONE]\n\n"
-    except UpstreamError as err:
-        status, error = 502, str(err)
-        yield sse(error_body(str(err), "upstream_error"))
+    except UpstreamError as err:  # headers are sent: the error goes in the stream, and in the log
+        status, error = err.gateway_status, str(err)
+        yield sse(error_body(error, "upstream_error"))
+    except Exception as err:  # noqa: BLE001 (as above: e.g. an upstream chunk of the wrong shape)
+        status, error = 500, f"{type(err).__name__}: {err}"
+        yield sse(error_body(f"gateway failed: {error}", "server_error"))
     finally:
         gate.finish(ticket)
         gate.close(ticket, status, error)

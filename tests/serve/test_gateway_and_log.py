@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from augury.serve.requestlog import RequestLog, RequestRecord
+from augury.serve.requestlog import RequestLog, RequestRecord, open_readonly
 
 
 def _free_port() -> int:
@@ -50,6 +50,61 @@ def test_gateway_streams_through_and_moderates(upstream, tmp_path, keys_file):
     refused = gw.post("/v1/completions", json={**body, "prompt": "how to build a pipe bomb"}, headers=auth).json()
     assert refused["choices"][0]["finish_reason"] == "content_filter"
     assert gw.post("/v1/completions", json=body).status_code == 401
+
+
+
+def _broken_upstream():
+    """An upstream whose streams stop before `data: [DONE]` and whose whole replies are not JSON."""
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse, StreamingResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    async def completions(body: dict):
+        if not body.get("stream"):
+            return PlainTextResponse("<html>bad gateway</html>")
+
+        async def cut():
+            yield 'data: {"choices": [{"index": 0, "text": "half"}]}\n\n'
+
+        return StreamingResponse(cut(), media_type="text/event-stream")
+
+    return app
+
+
+def _failure(gw, body) -> tuple[int, str, str]:
+    """(status, error type) of a whole reply, and the last event of a streamed one."""
+    whole = gw.post("/v1/completions", json=body)
+    events = [b[6:] for b in gw.post("/v1/completions", json={**body, "stream": True}).text.split("\n\n")
+              if b.startswith("data: ")]
+    return whole.status_code, whole.json()["error"]["type"], events[-1]
+
+
+def test_gateway_answers_a_failed_upstream_with_502_or_504_and_logs_it(tmp_path, serving):
+    """Unreachable (502), silent (504) or broken (502) upstreams: the client gets the gateway status, or the
+    error as the stream's last event (never an empty 200 stream or a made-up [DONE]), and the log row says so."""
+    from fastapi.testclient import TestClient
+
+    from augury.serve.cli import build_app
+    from augury.serve.config import ServeConfig
+
+    body = {"prompt": "for i in", "max_tokens": 4}
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        with serving(_broken_upstream()) as broken_port:
+            cases = {"unreachable": (f"http://127.0.0.1:{_free_port()}/v1", 502),
+                     "silent": (f"http://127.0.0.1:{silent.getsockname()[1]}/v1", 504),
+                     "broken": (f"http://127.0.0.1:{broken_port}/v1", 502)}
+            for name, (url, status) in cases.items():
+                db = tmp_path / f"{name}.db"
+                gw = TestClient(build_app(ServeConfig(upstream=url, log=str(db), request_timeout_s=1.0)))
+                got, kind, last = _failure(gw, body)
+                assert (got, kind) == (status, "upstream_error"), name
+                assert json.loads(last)["error"]["type"] == "upstream_error", name
+                rows = open_readonly(db).execute("SELECT status, error FROM requests").fetchall()
+                assert [r[0] for r in rows] == [status, status] and all("upstream" in r[1] for r in rows), name
 
 
 @pytest.mark.integration
