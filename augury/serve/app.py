@@ -109,6 +109,8 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             if any(max(q, default=0) >= backend.vocab_size for q in ids):
                 raise RequestInvalid(f"prompt: token ids must be below the vocabulary size {backend.vocab_size}")
             texts = [p if isinstance(p, str) else backend.decode(p) for p in prompts]
+            if req.stream and (req.echo or req.logprobs is not None):
+                raise RequestInvalid("stream: echo and logprobs are served in whole replies only (stream false)")
             if req.echo and req.logprobs is not None and any(not q or len(q) >= backend.max_context for q in ids):
                 raise RequestInvalid(f"prompt: with echo and logprobs a prompt must be 1 to {backend.max_context - 1}"
                                      " tokens (the model's context)")
@@ -120,6 +122,10 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def generate(ticket: Ticket, req, prompts: list[list[int]], texts: list[str], chat: bool):
         """Generate req.n choices for each prompt (token ids); `texts` are what input moderation reads (and, for
         completions, each prompt's text for echo)."""
+        longest = max(len(p) for p in prompts)
+        if longest >= backend.max_context:
+            raise RequestInvalid(f"prompt: {longest} tokens, and this model's context is {backend.max_context} (the "
+                                 f"prompt and at least one new token must fit)")
         ticket.prompt_tokens = sum(len(p) for p in prompts)
         gate.admit(ticket, ticket.prompt_tokens + req.max_tokens * req.n * len(prompts))
         finished = False
@@ -131,7 +137,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             logprobs = None if chat else req.logprobs
             scored = logprobs if not chat and req.echo else None  # echo with logprobs scores the prompt
             jobs = [GenerationJob(prompt, req.max_tokens, req.temperature, req.top_p, req.stop_list(), stop_ids,
-                                  None if req.seed is None else req.seed + i, logprobs=logprobs is not None,
+                                  None if req.seed is None else (req.seed + i) % 2**63, logprobs=logprobs is not None,
                                   prompt_logprobs=scored)
                     for prompt in prompts for i in range(req.n)]
             if req.stream:
@@ -159,24 +165,33 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                     yield Delta(finish_reason="content_filter", completion_tokens=delta.completion_tokens)
                     return
                 if delta.finish_reason is None and time.perf_counter() > deadline:
-                    yield Delta(text="", finish_reason="length")
+                    yield Delta(text="", finish_reason="length", completion_tokens=delta.completion_tokens)
                     return
                 yield delta
                 if delta.finish_reason is not None:
                     return
 
     async def run_job(job: GenerationJob, ticket: Ticket, index: int, sink: asyncio.Queue) -> None:
-        async with contextlib.aclosing(checked(job, ticket)) as deltas:
-            async for delta in deltas:
-                await sink.put((index, delta))
+        try:
+            async with contextlib.aclosing(checked(job, ticket)) as deltas:
+                async for delta in deltas:
+                    await sink.put((index, delta))
+        except Exception as err:  # noqa: BLE001 (the reader raises it: a choice that failed ends the request)
+            await sink.put((index, err))
 
     async def choices(ticket: Ticket, jobs: list[GenerationJob]):
-        """(choice index, Delta) as the choices generate; one choice is read directly, several through tasks."""
+        """(choice index, Delta) as the choices generate; one choice is read directly, several through tasks.
+        ticket.completion_tokens follows the tokens made so far, so a reply cut short is counted too."""
+        made = [0] * len(jobs)
+
+        def count(index: int, delta: Delta) -> None:
+            ticket.completion_tokens += delta.completion_tokens - made[index]
+            made[index] = delta.completion_tokens
+
         if len(jobs) == 1:
             async with contextlib.aclosing(checked(jobs[0], ticket)) as deltas:
                 async for delta in deltas:
-                    if delta.finish_reason is not None:
-                        ticket.completion_tokens += delta.completion_tokens
+                    count(0, delta)
                     yield 0, delta
             return
         sink: asyncio.Queue = asyncio.Queue()
@@ -185,9 +200,11 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             open_jobs = len(jobs)
             while open_jobs:
                 index, delta = await sink.get()
+                if isinstance(delta, Exception):
+                    raise delta
+                count(index, delta)
                 if delta.finish_reason is not None:
                     open_jobs -= 1
-                    ticket.completion_tokens += delta.completion_tokens
                 yield index, delta
         finally:
             for t in tasks:
@@ -226,6 +243,8 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 ids[index] += delta.token_ids
                 if delta.finish_reason:
                     finish[index], last[index] = delta.finish_reason, delta
+        for i in (i for i, f in enumerate(finish) if f == "content_filter"):  # nothing of the flagged reply is sent
+            texts[i], lps[i], ids[i] = moderator.policy.refusal, [], []
         if not chat and (req.echo or req.logprobs is not None):
             body = add_logprobs(whole(ticket, False, list(zip(texts, finish, lps))), req,
                                 [job.prompt_ids for job in jobs], prompt_texts, texts, lps, ids, last, backend.decode)
@@ -235,7 +254,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         return body
 
     async def stream_reply(ticket: Ticket, req, jobs, chat: bool):
-        rid, created, status, error = new_id(chat), int(time.time()), 200, None
+        rid, created, status, error = new_id(chat), int(time.time()), 499, "the client left before the end"
         try:
             if chat:
                 for i in range(len(jobs)):
@@ -247,6 +266,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             if req.include_usage():
                 yield sse({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
                            "created": created, "model": backend.model_id, "choices": [], "usage": usage(ticket)})
+            status, error = 200, None
             yield "data: [DONE]\n\n"
         except Exception as err:  # noqa: BLE001 (headers are sent: the error goes in the stream)
             status, error = 500, f"{type(err).__name__}: {err}"

@@ -43,7 +43,7 @@ class Delta:
     token_ids: list[int] = field(default_factory=list)  # the tokens the log-probs belong to (when asked for)
     finish_reason: str | None = None  # "stop", "length" or "content_filter" on the last delta
     prompt_tokens: int = 0
-    completion_tokens: int = 0
+    completion_tokens: int = 0  # tokens generated so far (on the last delta: in all), so an early end counts them
     # on the last delta of a job with prompt_logprobs: each prompt token's log-prob (None for the first) and the
     # top alternatives (token id -> log-prob) at each position
     prompt_logprobs: list[float | None] | None = None
@@ -169,7 +169,7 @@ class LocalBackend:
             job, (loop, out), cancel = self._jobs.get()
 
             def emit(item, loop=loop, out=out):
-                loop.call_soon_threadsafe(out.put_nowait, item)
+                _send(loop, out.put_nowait, item)
 
             try:
                 self._generate(job, emit, cancel)
@@ -185,7 +185,8 @@ class LocalBackend:
                           max_batch=self.max_batch)
 
         engine = new_engine()
-        running: dict[int, tuple] = {}  # key -> (job, emit, cancel)
+        running: dict[int, tuple] = {}  # key -> (job, out, loop, cancel)
+        made: dict[int, int] = {}  # key -> tokens generated so far
         next_key = 0
         while True:
             try:
@@ -203,14 +204,15 @@ class LocalBackend:
                     running[next_key] = (job, out, loop, cancel)
                     next_key += 1
                 except Exception as err:  # noqa: BLE001 (reported to the waiting request)
-                    loop.call_soon_threadsafe(out.put_nowait, err)
+                    _send(loop, out.put_nowait, err)
                 try:
                     item = self._jobs.get_nowait()
                 except queue.Empty:
                     item = None
-            for key in [k for k, (_, _, _, cancel) in running.items() if cancel.is_set()]:
+            for key in [k for k, (_, _, loop, cancel) in running.items() if cancel.is_set() or loop.is_closed()]:
                 engine.cancel(key)
                 running.pop(key)
+                made.pop(key, None)
             if not engine.busy():
                 continue
             engine.max_batch = self.max_batch  # set after the worker started (LocalBackend.load)
@@ -218,8 +220,9 @@ class LocalBackend:
                 events = engine.step()
             except Exception as err:  # noqa: BLE001 (every running request hears of it; the server goes on)
                 for _, out, loop, _ in running.values():
-                    loop.call_soon_threadsafe(out.put_nowait, err)
+                    _send(loop, out.put_nowait, err)
                 running.clear()
+                made.clear()
                 engine = new_engine()
                 continue
             batches: dict = {}  # event loop -> [(queue, delta)]: one wake-up per loop per step, not per token
@@ -227,19 +230,21 @@ class LocalBackend:
                 job, out, loop, _ = running[event.key]
                 lps = [event.logprob] if job.logprobs and event.logprob is not None else []
                 ids = [event.token_id] if lps else []
+                made[event.key] = made.get(event.key, 0) + (event.token_id is not None)
                 if event.finished:
                     g = event.generation
                     delta = Delta(text=event.text, logprobs=lps, token_ids=ids, finish_reason=g.finish_reason,
                                   prompt_tokens=g.prompt_tokens, completion_tokens=len(g.token_ids),
                                   prompt_logprobs=g.prompt_logprobs, prompt_top=g.prompt_top_logprobs)
                     running.pop(event.key)
+                    made.pop(event.key)
                 elif event.text or lps:
-                    delta = Delta(text=event.text, logprobs=lps, token_ids=ids)
+                    delta = Delta(text=event.text, logprobs=lps, token_ids=ids, completion_tokens=made[event.key])
                 else:
                     continue
                 batches.setdefault(loop, []).append((out, delta))
             for loop, items in batches.items():
-                loop.call_soon_threadsafe(_deliver, items)
+                _send(loop, _deliver, items)
 
     def _generate(self, job: GenerationJob, emit, cancel: threading.Event) -> None:
         import torch
@@ -261,13 +266,22 @@ class LocalBackend:
             text = stream.push(token)
             if text or job.logprobs:
                 emit(Delta(text=text, logprobs=[logprob] if job.logprobs else [],
-                           token_ids=[token] if job.logprobs else []))
+                           token_ids=[token] if job.logprobs else [], completion_tokens=n_out))
             if stream.stopped:
                 finish = "stop"
                 break
         tail = stream.finish()
         emit(Delta(text=tail, finish_reason=finish, prompt_tokens=len(prompt), completion_tokens=n_out,
                    prompt_logprobs=scored[0], prompt_top=scored[1]))
+
+
+def _send(loop, fn, item) -> None:
+    """Run fn(item) on the request's event loop; nothing when that loop has closed (no one is waiting), so the
+    worker thread outlives any one caller."""
+    try:
+        loop.call_soon_threadsafe(fn, item)
+    except RuntimeError:
+        pass
 
 
 def _deliver(items) -> None:

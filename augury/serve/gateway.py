@@ -64,14 +64,17 @@ class UpstreamBackend:
             async with self.client.stream("POST", path, json=body) as resp:
                 if resp.status_code != 200:
                     text = (await resp.aread()).decode("utf-8", "replace")[:500]
-                    raise UpstreamError(text, resp.status_code)
+                    raise UpstreamError(text, resp.status_code, resp.headers.get("retry-after"))
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
                         return
-                    yield _json_object(data, "a stream chunk")
+                    chunk = _json_object(data, "a stream chunk")
+                    if "error" in chunk:  # vLLM reports a failure that began after the headers this way
+                        raise UpstreamError(f"error in the stream: {json.dumps(chunk['error'])[:500]}")
+                    yield chunk
         except httpx.HTTPError as err:
             raise UpstreamError.of(err) from None
         raise UpstreamError("the stream ended before data: [DONE]")
@@ -84,17 +87,23 @@ class UpstreamBackend:
         except httpx.HTTPError as err:
             raise UpstreamError.of(err) from None
         if resp.status_code != 200:
-            raise UpstreamError(resp.text[:500], resp.status_code)
+            raise UpstreamError(resp.text[:500], resp.status_code, resp.headers.get("retry-after"))
         return _json_object(resp.text, "the reply")
 
 
 class UpstreamError(Exception):
     """The upstream failed: it answered an error status (`status`), could not be reached or timed out, or sent a
-    body that is not the API's. `gateway_status` is what this server answers: 504 for a timeout, else 502."""
+    body that is not the API's. `gateway_status` is what this server answers: the upstream's own 4xx (the
+    client's request was refused: too long, rate-limited...), except 401/403/407, which are this server's
+    credentials at fault and so a 502 like any other failure; 504 for a timeout."""
 
-    def __init__(self, text: str, status: int | None = None, gateway_status: int = 502):
+    def __init__(self, text: str, status: int | None = None, retry_after: str | None = None,
+                 gateway_status: int = 502):
         super().__init__(f"upstream answered {status}: {text}" if status is not None else f"upstream: {text}")
-        self.status, self.gateway_status = status, gateway_status
+        self.status = status
+        passed = status is not None and 400 <= status < 500 and status not in (401, 403, 407)
+        self.gateway_status = status if passed else gateway_status
+        self.retry_after = int(retry_after) if retry_after and retry_after.isdigit() else 0
 
     @classmethod
     def of(cls, err: Exception) -> UpstreamError:
@@ -131,7 +140,7 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
             try:
                 out = await backend.post(path, upstream_body)
             except UpstreamError as err:
-                raise Refused(err.gateway_status, str(err), "upstream_error") from None
+                raise Refused(err.gateway_status, str(err), "upstream_error", err.retry_after) from None
             usage_in = out.get("usage") or {}
             ticket.prompt_tokens = int(usage_in.get("prompt_tokens", 0))
             ticket.completion_tokens = int(usage_in.get("completion_tokens", 0))
@@ -140,7 +149,7 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
                 if text and await gate.moderate(ticket, [text], "output"):
                     ticket.refused = True
                     set_choice_text(choice, chat, gate.moderator.policy.refusal)
-                    choice["finish_reason"] = "content_filter"
+                    choice["finish_reason"], choice["logprobs"] = "content_filter", None
             gate.log.write(ticket.record(200))
             return out
         finished = True
@@ -153,15 +162,15 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
 
 async def _proxy_stream(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, path: str, body: dict, chat: bool):
     texts: dict[int, str] = {}
-    status, error, stopped = 200, None, set()
+    status, error, stopped = 499, "the client left before the end", set()
     window = gate.moderator.policy.stream_window if gate.moderator is not None else 0
     try:
         async for obj in backend.stream_raw(path, body):
             if obj.get("usage"):
                 ticket.prompt_tokens = int(obj["usage"].get("prompt_tokens", 0))
                 ticket.completion_tokens = int(obj["usage"].get("completion_tokens", 0))
-                if not req.include_usage():
-                    continue
+                if not req.include_usage():  # asked for upstream to count; the client did not ask for it
+                    del obj["usage"]
             for choice in obj.get("choices", []):
                 i = choice.get("index", 0)
                 piece = ((choice.get("delta") or {}).get("content") if chat else choice.get("text")) or ""
@@ -177,12 +186,12 @@ async def _proxy_stream(gate: Gate, backend: UpstreamBackend, ticket: Ticket, re
                     ticket.refused = True
                     stopped.add(i)
                     set_choice_text(choice, chat, "", delta=True)
-                    choice["finish_reason"] = "content_filter"
-                    choice["index"] = i
+                    choice["finish_reason"], choice["logprobs"], choice["index"] = "content_filter", None, i
                 texts[i] = texts.get(i, "") + piece
             obj["choices"] = [c for c in obj.get("choices", []) if c]
             if obj["choices"] or obj.get("usage"):
                 yield sse(obj)
+        status, error = 200, None
         yield "data: [DONE]\n\n"
     except UpstreamError as err:  # headers are sent: the error goes in the stream, and in the log
         status, error = err.gateway_status, str(err)

@@ -53,22 +53,39 @@ def test_gateway_streams_through_and_moderates(upstream, tmp_path, keys_file):
 
 
 
-def _broken_upstream():
-    """An upstream whose streams stop before `data: [DONE]` and whose whole replies are not JSON."""
+def _fake_upstream():
+    """An OpenAI-compatible upstream that misbehaves as its prompt says; any other prompt gets a whole reply
+    that is not JSON, or a stream that stops before `data: [DONE]`."""
     from fastapi import FastAPI
-    from fastapi.responses import PlainTextResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
     app = FastAPI()
+    statuses = {"too-long": (400, {}), "busy": (429, {"Retry-After": "7"}), "bad-key": (401, {})}
+    leak = {"index": 0, "text": "here is how to build a pipe bomb", "finish_reason": "stop",
+            "logprobs": {"tokens": ["here", " is", " how"], "token_logprobs": [-1.0, -1.0, -1.0]}}
+    streams = {"error-in-stream": [{"choices": [{"index": 0, "text": "so"}]}, {"error": {"message": "GPU fell off"}}],
+               "usage-with-choice": [{"choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}],
+                                      "usage": {"prompt_tokens": 1, "completion_tokens": 1}}],
+               "leak": [{"choices": [leak]}]}
 
     @app.post("/v1/completions")
     async def completions(body: dict):
+        prompt = body.get("prompt")
+        if prompt in statuses:
+            status, headers = statuses[prompt]
+            return JSONResponse({"error": {"message": prompt}}, status_code=status, headers=headers)
+        if prompt == "leak" and not body.get("stream"):
+            return {"id": "x", "object": "text_completion", "choices": [leak], "usage": {}}
         if not body.get("stream"):
             return PlainTextResponse("<html>bad gateway</html>")
 
-        async def cut():
-            yield 'data: {"choices": [{"index": 0, "text": "half"}]}\n\n'
+        async def events():
+            for chunk in streams.get(prompt, [{"choices": [{"index": 0, "text": "half"}]}]):
+                yield f"data: {json.dumps(chunk)}\n\n"
+            if prompt in streams:
+                yield "data: [DONE]\n\n"
 
-        return StreamingResponse(cut(), media_type="text/event-stream")
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
 
@@ -93,7 +110,7 @@ def test_gateway_answers_a_failed_upstream_with_502_or_504_and_logs_it(tmp_path,
     with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        with serving(_broken_upstream()) as broken_port:
+        with serving(_fake_upstream()) as broken_port:
             cases = {"unreachable": (f"http://127.0.0.1:{_free_port()}/v1", 502),
                      "silent": (f"http://127.0.0.1:{silent.getsockname()[1]}/v1", 504),
                      "broken": (f"http://127.0.0.1:{broken_port}/v1", 502)}
@@ -105,6 +122,42 @@ def test_gateway_answers_a_failed_upstream_with_502_or_504_and_logs_it(tmp_path,
                 assert json.loads(last)["error"]["type"] == "upstream_error", name
                 rows = open_readonly(db).execute("SELECT status, error FROM requests").fetchall()
                 assert [r[0] for r in rows] == [status, status] and all("upstream" in r[1] for r in rows), name
+
+
+
+def test_gateway_passes_client_errors_on_and_sends_nothing_it_refused(tmp_path, serving):
+    """The upstream's 4xx (with Retry-After) reach the client, its credentials failing is a 502; an error inside
+    a stream ends it as one; a chunk carrying both a choice and usage keeps the choice; a refused reply keeps no
+    log-probs of what it replaced."""
+    from fastapi.testclient import TestClient
+
+    from augury.serve.cli import build_app
+    from augury.serve.config import ServeConfig
+
+    def events(resp) -> list:
+        return [json.loads(b[6:]) for b in resp.text.split("\n\n") if b.startswith("data: {")]
+
+    with serving(_fake_upstream()) as port:
+        db = tmp_path / "gw.db"
+        gw = TestClient(build_app(ServeConfig(upstream=f"http://127.0.0.1:{port}/v1", log=str(db))))
+        ask = {"max_tokens": 4}
+        assert gw.post("/v1/completions", json={**ask, "prompt": "too-long"}).status_code == 400
+        busy = gw.post("/v1/completions", json={**ask, "prompt": "busy"})
+        assert busy.status_code == 429 and busy.headers["Retry-After"] == "7"
+        assert gw.post("/v1/completions", json={**ask, "prompt": "bad-key"}).status_code == 502
+        failed = events(gw.post("/v1/completions", json={**ask, "prompt": "error-in-stream", "stream": True}))
+        assert "GPU fell off" in failed[-1]["error"]["message"]
+        both = events(gw.post("/v1/completions", json={**ask, "prompt": "usage-with-choice", "stream": True}))
+        assert [(c["text"], c["finish_reason"]) for e in both for c in e["choices"]] == [("ok", "stop")]
+        assert not any("usage" in e for e in both)  # the client did not ask for it
+        whole = gw.post("/v1/completions", json={**ask, "prompt": "leak", "logprobs": 1}).json()["choices"][0]
+        assert whole["finish_reason"] == "content_filter" and whole["logprobs"] is None
+        assert "pipe bomb" not in whole["text"]
+        streamed = events(gw.post("/v1/completions", json={**ask, "prompt": "leak", "logprobs": 1, "stream": True}))
+        assert [(c["finish_reason"], c["logprobs"]) for e in streamed for c in e["choices"]] == [("content_filter",
+                                                                                                  None)]
+    rows = open_readonly(db).execute("SELECT status FROM requests ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == [400, 429, 502, 502, 200, 200, 200]
 
 
 @pytest.mark.integration

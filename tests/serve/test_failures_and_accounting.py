@@ -1,0 +1,111 @@
+"""A local model's server when things go wrong: a failed choice, a reply cut short (time limit, output filter,
+a client that leaves), requests the model cannot serve. Every token made is counted, every request logged once."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import httpx
+
+from augury.serve.limits import LimitsConfig
+
+
+def _client(tiny_run, tmp_path, backend=None, moderator=None, **overrides):
+    from fastapi.testclient import TestClient
+
+    from augury.serve.app import create_app
+    from augury.serve.backends import LocalBackend
+    from augury.serve.config import ServeConfig
+    from augury.serve.requestlog import RequestLog
+
+    limits = overrides.pop("limits", LimitsConfig(requests_per_minute=600, burst=100))
+    cfg = ServeConfig(model=str(tiny_run), log=str(tmp_path / "r.db"), limits=limits, **overrides)
+    app = create_app(cfg, backend or LocalBackend.load(str(tiny_run)), None, RequestLog(cfg.log), moderator)
+    return TestClient(app), cfg
+
+
+def _rows(db) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT status, completion_tokens, refused, error FROM requests ORDER BY id").fetchall()
+
+
+class FlagEverything:
+    """A safety grader that flags every finished reply (it runs on the whole reply, after generation)."""
+
+    def score(self, texts):
+        return [{"violence/graphic": 1.0} for _ in texts]
+
+
+def test_a_failed_choice_ends_the_request_with_500_and_frees_its_slots(tiny_run, tmp_path):
+    from augury.serve.backends import LocalBackend
+
+    backend = LocalBackend.load(str(tiny_run))
+    real = backend.stream
+
+    async def stream(job):
+        if job.seed == 8:  # the second of n=2 choices seeded 7
+            raise RuntimeError("worker lost")
+        async for delta in real(job):
+            yield delta
+
+    backend.stream = stream
+    client, cfg = _client(tiny_run, tmp_path, backend,
+                          limits=LimitsConfig(requests_per_minute=600, burst=100, concurrent_requests=1))
+    body = {"prompt": "a", "max_tokens": 4, "n": 2, "seed": 7}
+    for _ in range(2):  # with one concurrent request allowed, a leaked slot would 429 the second
+        resp = client.post("/v1/completions", json=body)
+        assert resp.status_code == 500 and "worker lost" in resp.json()["error"]["message"]
+    events = [b[6:] for b in client.post("/v1/completions", json={**body, "stream": True}).text.split("\n\n")
+              if b.startswith("data: ")]
+    assert "worker lost" in json.loads(events[-1])["error"]["message"]
+    assert client.post("/v1/completions", json={**body, "seed": 1}).status_code == 200
+    assert [r[0] for r in _rows(cfg.log)] == [500, 500, 500, 200]
+
+
+def test_requests_the_model_cannot_serve_are_400_naming_the_field(tiny_run, tmp_path):
+    client, _ = _client(tiny_run, tmp_path)
+    cases = {"seed": {"prompt": "a", "seed": 2**64},
+             "context": {"prompt": [5] * 256, "max_tokens": 1},  # the tiny run's context is 256 tokens
+             "stream": {"prompt": "a", "echo": True, "max_tokens": 2, "stream": True}}
+    for word, body in cases.items():
+        resp = client.post("/v1/completions", json=body)
+        assert resp.status_code == 400 and word in resp.json()["error"]["message"], word
+    assert client.post("/v1/completions", json={"prompt": [5] * 255, "max_tokens": 1}).status_code == 200
+
+
+def test_a_whole_reply_the_grader_flags_is_the_refusal_and_its_tokens_are_counted(tiny_run, tmp_path):
+    from augury.serve.moderation import ModerationPolicy, Moderator
+
+    policy = ModerationPolicy(refuse_output=["violence/graphic"])
+    client, cfg = _client(tiny_run, tmp_path, moderator=Moderator(policy, FlagEverything()))
+    body = {"prompt": "a", "max_tokens": 8, "temperature": 0, "logprobs": 1}
+    out = client.post("/v1/completions", json=body).json()
+    choice = out["choices"][0]
+    assert (choice["text"], choice["finish_reason"]) == (policy.refusal, "content_filter")
+    assert choice["logprobs"]["tokens"] == []  # nothing of the flagged reply, not even its tokens
+    assert out["usage"]["completion_tokens"] >= 1  # made, so counted, though not sent
+    assert _rows(cfg.log) == [(200, out["usage"]["completion_tokens"], 1, None)]
+
+
+def test_a_reply_cut_by_the_time_limit_counts_its_tokens(tiny_run, tmp_path):
+    client, cfg = _client(tiny_run, tmp_path, request_timeout_s=1e-6)
+    out = client.post("/v1/completions", json={"prompt": "a", "max_tokens": 50, "temperature": 0}).json()
+    assert out["choices"][0]["finish_reason"] == "length" and out["usage"]["completion_tokens"] >= 1
+    assert _rows(cfg.log)[0][:2] == (200, out["usage"]["completion_tokens"])
+
+
+def test_a_client_that_leaves_a_stream_is_logged_as_499_with_its_tokens(tiny_run, tmp_path, serving):
+    client, cfg = _client(tiny_run, tmp_path, max_tokens_limit=200)
+    body = {"prompt": "a", "max_tokens": 200, "temperature": 1.0, "seed": 3, "stream": True}
+    with serving(client.app) as port:
+        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=30) as resp:
+            for i, _ in enumerate(resp.iter_lines()):
+                if i == 6:
+                    break  # leave mid-stream
+        deadline = time.time() + 20
+        while not _rows(cfg.log) and time.time() < deadline:
+            time.sleep(0.1)
+    status, made, _, error = _rows(cfg.log)[0]
+    assert status == 499 and "left" in error and made >= 1
