@@ -19,7 +19,7 @@ import numpy as np
 from augury.scaling.diagnostics import identifiability_warnings, trend_check
 from augury.scaling.fitting import FitProblem, bootstrap_fits, fit_grid
 from augury.scaling.laws import Law, Sigmoid, get_law
-from augury.scaling.tables import TableError, columns_from, law_inputs
+from augury.scaling.tables import TableError, columns_from, law_inputs, numeric_column
 
 # Predictions more than this many decades of the law's main input beyond the data carry a warning.
 MAX_EXTRAPOLATION_DECADES = 2.0
@@ -250,7 +250,7 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
     x = law_inputs(law, cols, where="table")
     if y_col not in cols:
         raise TableError(f"table has no column {y_col!r} (the value to fit; pass y=...); columns: {sorted(cols)}")
-    y_arr = _positive(cols[y_col], y_col)
+    y_arr = numeric_column(cols, y_col, "table")
     n = len(y_arr)
     if n < len(law.param_names):
         raise TableError(f"{n} rows but law {law.name!r} has {len(law.param_names)} parameters: "
@@ -311,11 +311,3 @@ def _logit_maps(lo: float, hi: float):
         return lo + span / (1.0 + np.exp(-u))
 
     return to, back
-
-
-def _positive(values, column: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
-    bad = np.flatnonzero(~(arr > 0))
-    if bad.size:
-        raise TableError(f"column {column!r} row {bad[0] + 1}: value {values[bad[0]]!r} must be > 0 (its log is taken)")
-    return arr

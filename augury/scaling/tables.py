@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import ast
 import csv
+import json
 import operator
 from pathlib import Path
 
 import numpy as np
-
-from augury.io import read_jsonl
 
 
 class TableError(ValueError):
@@ -44,18 +43,47 @@ def read_table(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise TableError(f"{path}: no such file")
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        raw = read_jsonl(path)
-    else:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames:
-                raise TableError(f"{path}: empty table (no header line)")
-            raw = list(reader)
+    try:
+        raw = _read_jsonl_rows(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _read_csv_rows(path)
+    except UnicodeDecodeError as err:
+        raise TableError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                         f"save the table as UTF-8") from None
     if not raw:
         raise TableError(f"{path}: the table has no rows")
-    rows = [{str(k).strip(): _cell(v) for k, v in r.items() if k is not None} for r in raw]
+    rows = [{str(k).strip(): _cell(v) for k, v in r.items()} for r in raw]
     return fill_flops(rows)
+
+
+def _read_csv_rows(path: Path) -> list[dict]:
+    # utf-8-sig: a byte-order mark (as spreadsheet programs write) would otherwise stick to the first column name
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames:
+            raise TableError(f"{path}: empty table (no header line)")
+        raw = []
+        for i, r in enumerate(reader, 1):
+            if None in r:  # more cells than the header names: which column they belong to is unknown
+                raise TableError(f"{path}: row {i} (line {reader.line_num}) has {len(reader.fieldnames) + len(r[None])}"
+                                 f" cells but the header names {len(reader.fieldnames)} columns")
+            raw.append(r)
+    return raw
+
+
+def _read_jsonl_rows(path: Path) -> list[dict]:
+    # Stricter than augury.io.read_jsonl: a runs table is typed or generated whole, not appended to by a
+    # process that may be killed, so a broken last line is a lost run, not a torn write.
+    raw = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TableError(f"{path}: line {i} is not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise TableError(f"{path}: line {i} is a JSON {type(row).__name__}, not an object")
+        raw.append(row)
+    return raw
 
 
 def fill_flops(rows: list[dict]) -> list[dict]:
@@ -97,19 +125,30 @@ def law_inputs(law, cols: dict[str, np.ndarray], where: str = "table") -> dict[s
         if col not in cols:
             hint = " (or params and tokens, from which flops = 6*params*tokens)" if col == "flops" else ""
             raise TableError(f"{where}: missing column {col!r} needed by law {law.name!r}{hint}")
-        arr = cols[col]
-        try:
-            vals = np.asarray(arr, dtype=float)
-        except (TypeError, ValueError):
-            bad = next(i for i, v in enumerate(arr) if not _is_number(v))
-            raise TableError(f"{where}: column {col!r} row {bad + 1}: {arr[bad]!r} is not a number") from None
-        check = ~np.isfinite(vals) if col in law.raw_inputs else ~(vals > 0)
-        bad = np.flatnonzero(check)
-        if bad.size:
-            need = "a finite number" if col in law.raw_inputs else "> 0 (its log is taken)"
-            raise TableError(f"{where}: column {col!r} row {bad[0] + 1}: value {arr[bad[0]]!r} must be {need}")
-        out[col] = vals
+        out[col] = numeric_column(cols, col, where, positive=col not in law.raw_inputs)
     return out
+
+
+def numeric_column(cols: dict[str, np.ndarray], col: str, where: str = "table", positive: bool = True) -> np.ndarray:
+    """Column `col` as floats; TableError naming the first row whose cell is not a (finite, and > 0 where a log is
+    taken: `positive`) number."""
+    arr = cols[col]
+    vals = np.array([float(v) if _is_number(v) else np.nan for v in arr], dtype=float)
+    ok = np.isfinite(vals) & (vals > 0) if positive else np.isfinite(vals)
+    bad = np.flatnonzero(~ok)
+    if not bad.size:
+        return vals
+    i = bad[0]
+    cell = arr[i]
+    row = f"row {i + 1}" + (f" (name {str(cols['name'][i])!r})" if "name" in cols and col != "name" else "")
+    need = "a finite number > 0 (its log is taken)" if positive else "a finite number"
+    if not _is_number(cell):
+        what = "has no value" if cell is None or not str(cell).strip() else f"{str(cell)!r} is not a number"
+    elif np.isnan(float(cell)):
+        what = "has no value"
+    else:
+        what = f"{float(cell):g} must be {need}"
+    raise TableError(f"{where}: column {col!r} {row}: {what}")
 
 
 def _is_number(v) -> bool:
@@ -206,7 +245,10 @@ def read_problems(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise TableError(f"{path}: no such file")
-    records = read_jsonl(path)
+    try:
+        records = _read_jsonl_rows(path)
+    except UnicodeDecodeError as err:
+        raise TableError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     return check_problems(records, str(path))
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from augury.scaling.laws import Sigmoid
 from augury.scaling.result import FitResult, fit_law
-from augury.scaling.tables import TableError, columns_from
+from augury.scaling.tables import TableError, columns_from, numeric_column
 
 
 @dataclass
@@ -90,7 +90,8 @@ def fit_two_step(final_rows, checkpoint_rows, loss: str, accuracy: str, group: s
     for col, what in ((loss, "the task loss"), (accuracy, "the accuracy")):
         if col not in cols:
             raise TableError(f"checkpoint rows have no column {col!r} ({what}); columns: {sorted(cols)}")
-    x2, y2 = np.asarray(cols[loss], float), np.asarray(cols[accuracy], float)
+    x2 = numeric_column(cols, loss, "checkpoint rows", positive=False)
+    y2 = numeric_column(cols, accuracy, "checkpoint rows")
     n = len(x2)
     groups = np.asarray(cols[group]).astype(str) if group else None
     always = None
@@ -98,7 +99,7 @@ def fit_two_step(final_rows, checkpoint_rows, loss: str, accuracy: str, group: s
     if "name" in cols:
         step2_data["name"] = np.asarray(cols["name"]).astype(str)
     if "flops" in cols:  # used only by the trend check
-        step2_data["flops"] = np.asarray(cols["flops"], float)
+        step2_data["flops"] = numeric_column(cols, "flops", "checkpoint rows")
     if anchor is not None:
         if groups is None:
             groups = np.array([f"row{i}" for i in range(n)])

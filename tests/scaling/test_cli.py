@@ -77,3 +77,56 @@ def test_unconverged_fit_exits_nonzero_unless_allowed(runs_csv, tmp_path):
     assert main([*args, "--out", str(tmp_path / "a")]) == 1
     assert json.loads((tmp_path / "a" / "fit.json").read_text())["status"] == "not-converged"
     assert main([*args, "--allow-unconverged", "--out", str(tmp_path / "b")]) == 0
+
+
+def _bad_table(runs_csv, tmp_path, kind: str):
+    """runs_csv with one defect of `kind`, as CSV or JSONL."""
+    lines = runs_csv.read_text().splitlines()
+    header, rows = lines[0].split(","), [ln.split(",") for ln in lines[1:]]
+    records = [dict(zip(header, r)) for r in rows]
+    if kind in ("csv-text-cell", "csv-ragged", "csv-not-utf8", "text-y"):
+        if kind == "csv-text-cell":
+            rows[2][3] = "abc"
+        elif kind == "csv-ragged":
+            rows[2] += ["7", "8"]
+        body = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+        path = tmp_path / "t.csv"
+        path.write_bytes(body.encode("utf-16") if kind == "csv-not-utf8" else body.encode())
+        return path
+    text = [json.dumps({k: (v if k == "name" else float(v)) for k, v in r.items()}) for r in records]
+    if kind == "jsonl-text-cell":
+        text[2] = text[2].replace('"loss": ', '"loss": "n/a", "x": ')
+    elif kind == "jsonl-bad-line":
+        text[2] = text[2][:20]
+    elif kind == "jsonl-list-row":
+        text[2] = json.dumps(rows[2])
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(text) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("command", ["fit", "backtest"])
+@pytest.mark.parametrize("kind, message", [
+    ("csv-text-cell", "column 'loss' row 3 (name 'm20M-x60'): 'abc' is not a number"),
+    ("jsonl-text-cell", "column 'loss' row 3 (name 'm20M-x60'): 'n/a' is not a number"),
+    ("jsonl-bad-line", "t.jsonl: line 3 is not valid JSON"),
+    ("jsonl-list-row", "t.jsonl: line 3 is a JSON list, not an object"),
+    ("csv-not-utf8", "t.csv: not UTF-8 text"),
+    ("csv-ragged", "t.csv: row 3 (line 4) has 7 cells but the header names 5 columns"),
+    ("text-y", "column 'name' row 1: 'm20M-x10' is not a number"),
+])
+def test_a_bad_table_is_one_error_naming_the_column_and_row(runs_csv, tmp_path, capsys, command, kind, message):
+    table = _bad_table(runs_csv, tmp_path, kind)
+    args = ["--y", "name"] if kind == "text-y" else []
+    args += ["--holdout", "params>=1e9"] if command == "backtest" else []
+    code = main([command, str(table), "--law", "chinchilla", *args, "--bootstrap", "20", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_values_in_messages_are_plain_numbers(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("name,flops,loss\na,1e18,-1\nb,1e19,3\nc,1e20,2.5\nd,1e21,2.2\n")
+    assert main(["fit", str(tmp_path / "t.csv"), "--law", "gpt4-loss", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "column 'loss' row 1 (name 'a'): -1 must be a finite number > 0" in err and "np." not in err

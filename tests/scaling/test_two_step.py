@@ -55,6 +55,21 @@ def test_cli_two_step(tmp_path):
     assert pred["interval"][0] <= pred["value"] <= pred["interval"][1]
 
 
+def test_a_text_accuracy_in_a_checkpoint_row_is_one_error(tmp_path, capsys):
+    from augury.cli import main
+
+    lines = ["name,params,tokens,final,bpb,acc"]
+    for i, n in enumerate((2e7, 5e7, 1e8, 3e8, 1e9)):
+        lines += [f"r{i},{n:g},{n * 5:g},false,{1.3 - 0.1 * i:.2f},{'n/a' if i == 2 else 0.3 + 0.05 * i}",
+                  f"r{i},{n:g},{n * 20:g},true,{1.2 - 0.1 * i:.2f},{0.32 + 0.05 * i}"]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    code = main(["fit", str(tmp_path / "t.csv"), "--law", "two-step", "--x", "bpb", "--y", "acc", "--bootstrap", "20",
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "checkpoint rows: column 'acc' row 5 (name 'r2'): 'n/a' is not a number" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_anchor_is_in_every_bootstrap_resample():
     from augury.scaling.fitting import bootstrap_counts
 
