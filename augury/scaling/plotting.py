@@ -74,9 +74,11 @@ def plot_fit(result, path: str | Path, forecasts: list[dict] | None = None, titl
                            label="actual (not forecastable)" if i == 0 else None)
             continue
         lo_i, hi_i = f["interval"]
-        err = None if not np.isfinite([lo_i, hi_i]).all() else [[f["value"] - lo_i], [hi_i - f["value"]]]
-        ax.errorbar([fx[i]], [f["value"]], yerr=err, fmt="o", color="C3", capsize=4, zorder=4,
-                    label="prediction" if i == 0 else None)
+        if np.isfinite([lo_i, hi_i]).all():
+            # drawn about its own middle: a percentile interval need not contain the point forecast
+            ax.errorbar([fx[i]], [(lo_i + hi_i) / 2], yerr=[[(hi_i - lo_i) / 2]], fmt="none", color="C3", capsize=4,
+                        zorder=4)
+        ax.plot([fx[i]], [f["value"]], "o", color="C3", zorder=4, label="prediction" if i == 0 else None)
         if "actual" in f:
             ax.scatter([fx[i]], [f["actual"]], marker="*", s=120, color="C2", zorder=5,
                        label="actual" if i == 0 else None)

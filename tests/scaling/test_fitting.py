@@ -99,3 +99,14 @@ def test_intervals_and_warnings():
     far = res.forecast({"params": 1e13, "tokens": 1e15})[0]
     assert "warning" in far and far["extrapolation_decades"] > 2
     assert "alpha~beta" in res.correlations()
+
+
+def test_plot_draws_an_interval_that_does_not_hold_its_point(tmp_path):
+    # a percentile interval need not contain the point forecast (a biased bootstrap); the plot must still draw
+    from augury.scaling import plot_fit
+
+    flops = np.geomspace(1e18, 1e21, 6)
+    res = fit_law("gpt4-loss", {"flops": flops, "loss": 2.0 + 30 * flops ** -0.1}, bootstrap=0)
+    forecast = {"inputs": {"flops": 1e23}, "status": "ok", "value": 2.3, "interval": [2.4, 2.5]}
+    plot_fit(res, tmp_path / "fit.png", [forecast])
+    assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
