@@ -16,6 +16,7 @@ def validate(cfg: ForecastConfig) -> None:
     """Check every field that can be checked without data; ForecastConfigError names the key."""
     lad, rec, tgt, cap = cfg.ladder, cfg.recipe, cfg.target, cfg.capability
     from augury.model import ModelConfig
+    from augury.scaling.result import min_bootstrap
     from augury.train.config import OptimConfig
 
     model = typed_fields(ModelConfig, rec.model, "recipe.model")
@@ -88,6 +89,14 @@ def validate(cfg: ForecastConfig) -> None:
         raise ForecastConfigError(f"target_procs must be >= 1, got {cfg.target_procs}")
     if cfg.text_folder is not None and not Path(cfg.text_folder).is_dir():
         raise ForecastConfigError(f"text_folder {cfg.text_folder!r} is not a folder")
+    if not 0 < cfg.fit.level < 1:
+        raise ForecastConfigError(f"fit.level must be in (0, 1), got {cfg.fit.level}")
+    # the bootstrap gives the parameter intervals, the capability buckets' intervals and (interval: bootstrap) the
+    # forecast's own: every setting of fit.interval needs it
+    need = min_bootstrap(cfg.fit.level)
+    if cfg.fit.bootstrap < need:
+        raise ForecastConfigError(f"fit.bootstrap must be at least {need} resamples for a {100 * cfg.fit.level:g}% "
+                                  f"interval (fit.level; one beyond each end), got {cfg.fit.bootstrap}")
     if not cfg.fit.huber_delta > 0:
         raise ForecastConfigError(f"fit.huber_delta must be > 0, got {cfg.fit.huber_delta}")
     if cfg.fit.law not in ("gpt4-loss", "power-loss"):
@@ -103,5 +112,3 @@ def validate(cfg: ForecastConfig) -> None:
     if cfg.fit.interval == "random-effects" and cfg.ladder.seeds < 2:
         raise ForecastConfigError("fit.interval 'random-effects' needs ladder.seeds >= 2 (the seed-to-seed scatter "
                                   "within a rung is what the rungs' deviations from the line are measured against)")
-    if not 0 < cfg.fit.level < 1:
-        raise ForecastConfigError(f"fit.level must be in (0, 1), got {cfg.fit.level}")

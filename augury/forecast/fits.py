@@ -130,6 +130,7 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
     """Fit the loss law on the rung rows (compute in the rows' `x` field), predict the target at `target_x`, run
     the predictability checks."""
     from augury.scaling import fit_law
+    from augury.scaling.result import min_bootstrap
 
     rows = sorted(rows, key=lambda r: r[x])
     # the scaling engine's laws name their compute variable "flops", whatever the definition
@@ -193,8 +194,10 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
     if len(rows) >= 4:
         sub = {k: v[:-1] for k, v in data.items()}
         try:
-            bt = fit_law(fit_cfg.law, sub, y=y, bootstrap=min(fit_cfg.bootstrap, 300), seed=seed + 7,
-                         level=fit_cfg.level, delta=fit_cfg.huber_delta)
+            # fewer resamples suffice for this check, but not fewer than an interval at the level needs
+            resamples = max(min(fit_cfg.bootstrap, 300), min_bootstrap(fit_cfg.level))
+            bt = fit_law(fit_cfg.law, sub, y=y, bootstrap=resamples, seed=seed + 7, level=fit_cfg.level,
+                         delta=fit_cfg.huber_delta)
             btrec = bt.forecast({"flops": float(flops[-1])}, actual=[float(losses[-1])])[0]
             if fit_cfg.interval != "bootstrap":
                 lo, hi = _interval(fit_cfg, bt, rows[:-1], x, y, flops[-1],

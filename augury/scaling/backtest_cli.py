@@ -13,7 +13,7 @@ from pathlib import Path
 from augury.command import function_cli
 from augury.errors import UsageError
 from augury.io import atomic_write_json, git_hash, utc_now
-from augury.scaling.cli import exit_code, load_rows, run_fit
+from augury.scaling.cli import check_options, exit_code, load_rows, run_fit
 from augury.scaling.tables import TableError, columns_from, select
 
 
@@ -29,7 +29,7 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
         out: output folder for backtest.json and backtest.png.
         y: column to fit and predict (default: the law's, e.g. loss).
         x: input column of one-input laws (sigmoid, kaplan-*).
-        bootstrap: bootstrap resamples over runs.
+        bootstrap: bootstrap resamples over runs (at least 2/(1-level): 20 at the default level).
         seed: bootstrap seed.
         level: interval coverage.
         delta: Huber delta on log residuals.
@@ -37,6 +37,7 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
         chance: (sigmoid) the task's chance accuracy: the fit's floor, and the low end of every interval.
         allow_unconverged: exit 0 even when the fit did not converge.
     """
+    check_options(bootstrap, level, delta, "a backtest")
     rows = load_rows(table, None)
     try:
         mask = select(rows, holdout)

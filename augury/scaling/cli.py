@@ -41,6 +41,17 @@ def load_rows(table: str, where: str | None) -> list[dict]:
     return rows
 
 
+def check_options(bootstrap: int, level: float, delta: float, intervals_for: str | None = None) -> None:
+    """Refuse settings no fit can use, before any work; `intervals_for` names what makes --bootstrap 0 (no
+    intervals) unusable, e.g. "--predict"."""
+    from augury.scaling.result import check_settings
+
+    try:
+        check_settings(bootstrap, level, delta, prefix="--", intervals_for=intervals_for)
+    except TableError as err:
+        raise UsageError(str(err)) from None
+
+
 def run_fit(law: str, rows, y: str | None, x: str | None, bootstrap: int, seed: int, level: float,
             delta: float, max_iter: int, chance: float | None = None):
     from augury.scaling.result import fit_law
@@ -61,7 +72,9 @@ def describe_prediction(p: dict) -> str:
         line = f"  predict {inputs}: NOT FORECASTABLE: {p['reason']}"
     else:
         iv = p["interval"]
-        line = f"  predict {inputs}: {p['value']:.5g}  [{iv[0]:.5g}, {iv[1]:.5g}]"
+        shown = (f"[{iv[0]:.5g}, {iv[1]:.5g}]" if np.isfinite(iv).all()
+                 else "(no interval: no bootstrap resample converged)")
+        line = f"  predict {inputs}: {p['value']:.5g}  {shown}"
         if p.get("rel_error") is not None:
             line += f"  actual {p['actual']:.5g} ({100 * p['rel_error']:+.2f}%)"
         if p.get("status") == "degenerate":
@@ -95,7 +108,7 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         fit_where: fit only rows matching this expression, e.g. "flops<1e21 and name!='bad'".
         predict: inputs to forecast, e.g. "flops=1e24" or "params=7e9,tokens=4e12"; several separated by ';'.
         actual: the observed value at the (single) --predict point, drawn and scored when known.
-        bootstrap: bootstrap resamples over runs (0: no intervals).
+        bootstrap: bootstrap resamples over runs (0: no intervals, not with --predict; else at least 2/(1-level)).
         seed: bootstrap seed.
         level: interval coverage (0.9: 5th-95th percentiles).
         delta: Huber delta on log residuals.
@@ -106,6 +119,7 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         chance: (sigmoid) the task's chance accuracy: the fit's floor, and the low end of every interval.
         allow_unconverged: exit 0 even when the fit did not converge.
     """
+    check_options(bootstrap, level, delta, "--predict" if predict else None)
     rows = load_rows(table, fit_where)
     out_dir = Path(out)
     queries = []

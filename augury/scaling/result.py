@@ -12,6 +12,8 @@ A FitResult holds the best full-data parameters, an explicit convergence status,
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -217,6 +219,30 @@ class FitResult:
         }
 
 
+def min_bootstrap(level: float) -> int:
+    """The fewest resamples whose percentile interval at `level` has at least one draw beyond each end; with fewer,
+    the ends are the extreme draws (or one draw), whatever the level, and the interval does not mean it."""
+    return math.ceil(2.0 / (1.0 - level) - 1e-9)
+
+
+def check_settings(bootstrap: int, level: float, delta: float, prefix: str = "",
+                   intervals_for: str | None = None) -> None:
+    """TableError for a setting no fit can use: a level outside (0, 1), a Huber delta <= 0, or a bootstrap count
+    too small to give an interval at the level. 0 (no intervals) is allowed unless `intervals_for` names what
+    needs them. `prefix` goes before each setting's name (a CLI passes "--")."""
+    if not (isinstance(level, numbers.Real) and 0 < level < 1):
+        raise TableError(f"{prefix}level must be in (0, 1) (the interval's coverage, e.g. 0.9), got {level}")
+    if not (isinstance(delta, numbers.Real) and 0 < delta < math.inf):
+        raise TableError(f"{prefix}delta (the Huber delta) must be a finite number > 0, got {delta}")
+    need = min_bootstrap(level)
+    enough = f"at least {need} resamples for a {100 * level:g}% interval (one beyond each end)"
+    integer = isinstance(bootstrap, numbers.Integral) and not isinstance(bootstrap, bool)
+    if intervals_for and not (integer and bootstrap >= need):
+        raise TableError(f"{prefix}bootstrap must be {enough}: {intervals_for} needs intervals; got {bootstrap}")
+    if not integer or (bootstrap != 0 and bootstrap < need):
+        raise TableError(f"{prefix}bootstrap must be 0 (no intervals) or {enough}, got {bootstrap}")
+
+
 def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None = None, weights=None,
             groups=None, delta: float = 1e-3, bootstrap: int = 1000, seed: int = 0, level: float = 0.9,
             max_iter: int = 2000, noise: bool = True, always_include=None, chance: float | None = None) -> FitResult:
@@ -240,6 +266,7 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
         chance: (sigmoid) the task's chance level: the fitted floor cannot go below it, and intervals stay in
             [chance, 1].
     """
+    check_settings(bootstrap, level, delta)
     law = get_law(law, x_column)
     if chance is not None:
         if not isinstance(law, Sigmoid):

@@ -205,6 +205,21 @@ def test_bad_inputs_fail_before_training():
         validate(cpu_demo(target_procs=0))
 
 
+@pytest.mark.parametrize("fit, message", [
+    ({"bootstrap": -1}, "fit.bootstrap must be at least 20 resamples for a 90% interval"),
+    ({"bootstrap": 0}, "fit.bootstrap must be at least 20"),
+    ({"bootstrap": 19}, "fit.bootstrap must be at least 20"),
+    ({"bootstrap": 100, "level": 0.99}, "fit.bootstrap must be at least 200 resamples for a 99% interval"),
+    ({"level": 2}, r"fit.level must be in \(0, 1\)"),
+    ({"huber_delta": 0}, "fit.huber_delta must be > 0"),
+])
+def test_a_fit_that_cannot_give_an_interval_is_refused(fit, message):
+    # a bootstrap too small for the level would print an interval of NaNs, or of one draw, as the forecast's
+    with pytest.raises(ForecastConfigError, match=message):
+        validate(cpu_demo(fit=fit))
+    validate(cpu_demo(fit={"bootstrap": 20}))
+
+
 def test_target_from_a_flop_budget_picks_its_size_by_the_allocation_rule():
     cfg = cpu_demo(target={"d_model": None, "flops": 3e13})
     target = plan_runs(cfg, 512)[-1]

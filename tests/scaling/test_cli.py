@@ -125,8 +125,38 @@ def test_a_bad_table_is_one_error_naming_the_column_and_row(runs_csv, tmp_path, 
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["fit", "--level", "2"], "--level must be in (0, 1)"),
+    (["backtest", "--level", "5"], "--level must be in (0, 1)"),
+    (["fit", "--bootstrap", "-5"], "--bootstrap must be 0 (no intervals) or at least 20 resamples for a 90% interval"),
+    (["fit", "--bootstrap", "5"], "--bootstrap must be 0 (no intervals) or at least 20"),
+    (["fit", "--bootstrap", "50", "--level", "0.99"], "at least 200 resamples for a 99% interval"),
+    (["fit", "--bootstrap", "0", "--predict", "flops=1e22"], "at least 20 resamples for a 90% interval (one beyond "
+                                                            "each end): --predict needs intervals; got 0"),
+    (["backtest", "--bootstrap", "0"], "a backtest needs intervals; got 0"),
+    (["backtest", "--bootstrap", "-1"], "a backtest needs intervals; got -1"),
+    (["fit", "--delta", "0"], "--delta (the Huber delta) must be a finite number > 0, got 0.0"),
+    (["backtest", "--delta", "-1"], "--delta (the Huber delta) must be a finite number > 0, got -1.0"),
+])
+def test_settings_that_cannot_give_an_interval_are_refused(runs_csv, tmp_path, capsys, args, message):
+    command, *rest = args
+    holdout = ["--holdout", "params>=1e9"] if command == "backtest" else []
+    code = main([command, str(runs_csv), "--law", "gpt4-loss", *holdout, *rest, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_values_in_messages_are_plain_numbers(tmp_path, capsys):
     (tmp_path / "t.csv").write_text("name,flops,loss\na,1e18,-1\nb,1e19,3\nc,1e20,2.5\nd,1e21,2.2\n")
     assert main(["fit", str(tmp_path / "t.csv"), "--law", "gpt4-loss", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "column 'loss' row 1 (name 'a'): -1 must be a finite number > 0" in err and "np." not in err
+
+
+def test_a_prediction_without_an_interval_prints_no_nan():
+    from augury.scaling.cli import describe_prediction
+
+    line = describe_prediction({"inputs": {"flops": 1e22}, "status": "ok", "value": 2.5,
+                                "interval": [float("nan"), float("nan")]})
+    assert "nan" not in line and "no interval" in line
