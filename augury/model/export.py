@@ -4,9 +4,11 @@
     # then: LlamaForCausalLM.from_pretrained("exports/quickstart") gives augury's logits (fp32, within 1e-5)
 
 Writes config.json, model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json into a
-temporary folder renamed into place. Parameter names match Llama's except the fused `qkv_proj` and
-`gate_up_proj`, which are split into q/k/v_proj and gate/up_proj; µP's readout multiplier
-(1/width_mult) is folded into `lm_head.weight` (untying tied embeddings when needed), since Llama has no logit scale.
+temporary folder renamed into place. `overwrite` replaces only a folder that holds nothing but those files (a
+previous export), so it can never delete a run, its checkpoints or anything else the export would not write back.
+Parameter names match Llama's except the fused `qkv_proj` and `gate_up_proj`, which are split into q/k/v_proj and
+gate/up_proj; µP's readout multiplier (1/width_mult) is folded into `lm_head.weight` (untying tied embeddings when
+needed), since Llama has no logit scale.
 """
 
 from __future__ import annotations
@@ -24,6 +26,45 @@ from augury.data.chat import CHAT_TEMPLATE, END_OF_TURN
 from augury.model.transformer import Transformer
 
 SPECIAL_BOS_EOS = "<|endoftext|>"
+EXPORT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json")
+
+
+class ExportError(ValueError):
+    """An output folder the export may not write (a file, a run folder, a folder holding other things)."""
+
+
+def check_export_target(out_dir: str | Path, overwrite: bool = False, sources: tuple = ()) -> Path:
+    """`out_dir` if an export may be written there, else ExportError; `sources` (the run, its checkpoint) must
+    not overlap it, since replacing the folder would delete what is being exported."""
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink():
+        raise ExportError(f"{out_dir} is a symbolic link: give the export folder itself")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir} is a file; the export is a folder: choose another path")
+    parent = out_dir.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ExportError(f"cannot create {out_dir}: {parent} is a file")
+    target = out_dir.resolve()
+    for src in sources:
+        src = Path(src).resolve()
+        where = ("is" if target == src else "is inside" if src in target.parents
+                 else "holds" if target in src.parents else None)
+        if where:
+            raise ExportError(f"{out_dir} {where} {src}, which the export reads: write the export to a folder "
+                              f"outside the run")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return out_dir
+    if not overwrite:
+        raise ExportError(f"{out_dir} exists and is not empty (pass --overwrite to replace a previous export)")
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in EXPORT_FILES or not p.is_file()
+                     or p.is_symlink())
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ExportError(f"{out_dir} holds more than a previous export ({shown}); --overwrite only replaces a "
+                          f"folder holding nothing but an export's files: choose another folder")
+    return out_dir
 
 
 def hf_state_dict(model: Transformer) -> tuple[dict[str, torch.Tensor], bool]:
@@ -67,12 +108,12 @@ def llama_config(model: Transformer, tied: bool, bos_id: int | None, eos_id: int
     }
 
 
-def export_hf(model: Transformer, tokenizer_path: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
+def export_hf(model: Transformer, tokenizer_path: str | Path, out_dir: str | Path, overwrite: bool = False,
+              sources: tuple = ()) -> Path:
+    """Write the export to `out_dir`; `sources` are folders it must not overlap (see check_export_target)."""
     from tokenizers import Tokenizer
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} exists and is not empty (pass --overwrite to replace it)")
+    out_dir = check_export_target(out_dir, overwrite, sources)
     tok = Tokenizer.from_file(str(tokenizer_path))
     special_id = tok.token_to_id(SPECIAL_BOS_EOS)
     state, tied = hf_state_dict(model)
@@ -95,8 +136,11 @@ def export_hf(model: Transformer, tokenizer_path: str | Path, out_dir: str | Pat
         (tmp / "generation_config.json").write_text(json.dumps(
             {"bos_token_id": special_id, "eos_token_id": stop_ids, "do_sample": True, "temperature": 0.8,
              "top_p": 0.95}, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
+        if out_dir.exists():  # file by file: rmdir fails rather than delete something that appeared since the check
+            check_export_target(out_dir, overwrite, sources)
+            for name in EXPORT_FILES:
+                (out_dir / name).unlink(missing_ok=True)
+            out_dir.rmdir()
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

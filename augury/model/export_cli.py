@@ -14,17 +14,20 @@ def export(run: str, *, hf: str, checkpoint: str | None = None, overwrite: bool 
         hf: output folder for config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
             generation_config.json.
         checkpoint: a specific checkpoint folder; default: the run's newest intact one.
-        overwrite: replace a non-empty output folder.
+        overwrite: replace a previous export in --hf; a folder holding anything else (a run, other files) is never
+            replaced.
     """
     from pathlib import Path
 
-    from augury.model.export import export_hf
-    from augury.model.run import RunLoadError, load_run
+    from augury.model.export import check_export_target, export_hf
+    from augury.model.run import load_run
 
+    sources = (run,) if checkpoint is None else (run, checkpoint)
     try:
+        check_export_target(hf, overwrite, sources)
         model, _, _ = load_run(run, checkpoint)
-        out = export_hf(model, Path(run) / "tokenizer.json", hf, overwrite=overwrite)
-    except (RunLoadError, FileExistsError, ValueError) as err:  # ValueError: e.g. an output bias
+        out = export_hf(model, Path(run) / "tokenizer.json", hf, overwrite=overwrite, sources=sources)
+    except ValueError as err:  # ExportError, RunLoadError, or a model the layout cannot hold (an output bias)
         raise UsageError(str(err)) from None
     print(f"exported {run} -> {out} (load with transformers.LlamaForCausalLM.from_pretrained)")
 

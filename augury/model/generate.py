@@ -21,6 +21,7 @@ Greedy decoding gives the same tokens as generating each prompt alone (tests/mod
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -58,10 +59,10 @@ class SamplingParams:
     def validate(self) -> None:
         if self.max_tokens < 0:
             raise ValueError("max_tokens must be >= 0")
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
+        if not 0 <= self.temperature < math.inf:  # also refuses NaN
+            raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
+            raise ValueError(f"top_p must be in (0, 1] (1 disables it), got {self.top_p}")
         if self.top_k < 0:
             raise ValueError("top_k must be >= 0")
         if self.prompt_top_logprobs < 0:

@@ -36,11 +36,16 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         chat: the prompt is a user turn in the chat format; print the assistant's reply (ends at <|end|>).
         system: with --chat, a system message before the user turn.
     """
+    from augury.model.generate import SamplingParams
     from augury.model.run import RunLoadError, load_run
     from augury.model.sample import generate
 
     if max_tokens < 1 or num_samples < 1:
         raise UsageError("max_tokens and num_samples must be >= 1")
+    try:
+        SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p).validate()
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     try:
         model, tokenizer, _ = load_run(run, checkpoint)
     except RunLoadError as err:

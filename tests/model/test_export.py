@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from augury.model import ModelConfig, Transformer
-from augury.model.export import export_hf
+from augury.model.export import ExportError, export_hf
 
 transformers = pytest.importorskip("transformers")
 
@@ -48,6 +48,7 @@ def test_export_refuses_to_overwrite(tmp_path, tiny_tokenizer_path):
     model = Transformer(ModelConfig(vocab_size=300, depth=1, d_model=32, n_heads=2))
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError):
-        export_hf(model, tiny_tokenizer_path, tmp_path / "hf")
+    for overwrite in (False, True):  # keep.txt is not an export's file, so not even --overwrite replaces it
+        with pytest.raises(ExportError):
+            export_hf(model, tiny_tokenizer_path, tmp_path / "hf", overwrite=overwrite)
     assert (tmp_path / "hf" / "keep.txt").read_text() == "mine"

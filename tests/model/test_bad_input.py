@@ -1,0 +1,72 @@
+"""`augury export` and `augury sample` with bad input: one error line, exit 2, and nothing of the run lost."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from augury import cli
+from augury.model import ModelConfig, Transformer
+
+
+@pytest.fixture
+def run(tmp_path, tiny_tokenizer_path):
+    """A run folder as training leaves it: config.yaml, tokenizer.json, metrics.jsonl and one checkpoint."""
+    from augury.train.checkpoint import save_checkpoint
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    cfg = ModelConfig(vocab_size=300, depth=1, d_model=32, n_heads=2, max_seq_len=64)
+    model = Transformer(cfg)
+    save_checkpoint(folder, 1, model, torch.optim.AdamW(model.parameters()), {"step": 1})
+    (folder / "config.yaml").write_text(yaml.safe_dump({"model": dataclasses.asdict(cfg)}))
+    shutil.copyfile(tiny_tokenizer_path, folder / "tokenizer.json")
+    (folder / "metrics.jsonl").write_text('{"step": 1}\n')
+    return folder
+
+
+def contents(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("target", ["run", "run/checkpoints", "run/hf", ".", "other_run", "mixed", "a_file",
+                                    "a_file/hf"])
+def test_export_refuses_a_folder_it_may_not_replace(run, tmp_path, monkeypatch, capsys, target):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(run, tmp_path / "other_run")
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "config.json").write_text("{}")
+    (tmp_path / "mixed" / "notes.txt").write_text("mine")
+    (tmp_path / "a_file").write_text("mine")
+    before = {name: contents(tmp_path / name) for name in ("run", "other_run", "mixed")}
+    assert cli.main(["export", "run", "--hf", target, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("augury export: error:") and len(err.strip().splitlines()) == 1
+    assert {name: contents(tmp_path / name) for name in before} == before
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def test_export_overwrite_replaces_a_previous_export(run, tmp_path, capsys):
+    hf = tmp_path / "hf"
+    assert cli.main(["export", str(run), "--hf", str(hf)]) == 0
+    assert cli.main(["export", str(run), "--hf", str(hf)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["export", str(run), "--hf", str(hf), "--overwrite"]) == 0
+    assert sorted(p.name for p in hf.iterdir()) == ["config.json", "generation_config.json", "model.safetensors",
+                                                       "tokenizer.json", "tokenizer_config.json"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--temperature", "-1"], "temperature"),
+    (["--top_p", "0"], "top_p"),
+    (["--top_p", "2"], "top_p"),
+    (["--max_tokens", "0"], "max_tokens"),
+])
+def test_sample_refuses_out_of_range_settings(run, capsys, flags, message):
+    assert cli.main(["sample", str(run), "--prompt", "def", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("augury sample: error:") and message in err and "Traceback" not in err
