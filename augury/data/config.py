@@ -91,6 +91,14 @@ def validate_config(cfg: DataConfig) -> None:
         if isinstance(cfg.extensions, str) or not all(isinstance(e, str) and e for e in cfg.extensions):
             raise DataError(f"extensions must be a list of suffixes such as ['.txt', '.md'], "
                             f"got {cfg.extensions!r}")
+    cache = resolve_cache_dir(cfg.cache_dir)
+    existing = cache.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "cache_dir" if cfg.cache_dir else "the data cache ($AUGURY_CACHE/data or ~/.cache/augury/data)"
+        problem = "is a file" if existing == cache.absolute() else f"cannot be created: {str(existing)!r} is a file"
+        raise DataError(f"{where} {str(cache)!r} {problem}; it must be a folder")
     if cfg.source not in STDLIB_SOURCES:
         path = Path(cfg.source).expanduser()
         if not path.exists():

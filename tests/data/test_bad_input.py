@@ -130,6 +130,17 @@ def test_cli_bad_source_is_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("augury data: error: corpus source") and "missing" in err[0]
 
 
+@pytest.mark.parametrize("under", ["", "sub/dir"])
+def test_cli_cache_dir_that_is_a_file(corpus_dir, tmp_path, capsys, under):
+    (tmp_path / "afile").write_text("mine")
+    cache = tmp_path / "afile" / under if under else tmp_path / "afile"
+    argv = ["data", "prepare", "--source", str(corpus_dir), "--vocab_size", "300", "--cache_dir", str(cache)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("augury data: error: cache_dir") and "is a file" in err[0]
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_cli_unknown_subcommand(capsys):
     assert cli.main(["data", "frobnicate"]) == 2
     assert "unknown data command 'frobnicate'" in capsys.readouterr().err
