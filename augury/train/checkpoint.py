@@ -34,16 +34,45 @@ from augury.model.weights import (  # noqa: F401  (the read side lives with the 
 from augury.train.config import TrainConfigError
 
 
-def checkpoint_to_resume(out: Path, resume: bool | str, log) -> Path | None:
+def checkpoint_to_resume(out: Path, resume: bool | str, log, kind: str = "train") -> Path | None:
     """The checkpoint a run in `out` continues from (None: a fresh run); refuses to mix two runs in one folder.
 
-    `resume`: True needs an intact checkpoint, False needs an empty folder, "auto" takes whichever is there."""
+    `resume`: True needs an intact checkpoint, False needs an empty folder, "auto" takes whichever is there.
+    `kind` is what the caller trains ("train": a text run, or "image-text"): a folder another command made
+    (`augury sft`, `rm`, `rl`, ...) or a run of the other kind is refused, whatever `resume` says."""
+    if out.exists() and not out.is_dir():
+        raise TrainConfigError(f"out: {out} is a file; the run needs a folder there")
+    found = run_kind(out)
+    if found is not None and found != kind:
+        hint = (f"continue it with `augury {found}` or choose another --out" if found in ("sft", "rm", "rl")
+                else "resume a run with its own config.yaml, or choose another --out")
+        raise TrainConfigError(f"{out} holds {_describe(found)}, not {_describe(kind)}: {hint}")
     ckpt = find_latest_checkpoint(out, log=log) if out.exists() else None
     if resume is True and ckpt is None:
         raise TrainConfigError(f"--resume: no intact checkpoint in {out}/checkpoints to resume from")
-    if resume is False and (ckpt is not None or (out / "metrics.jsonl").exists()):
+    if resume is False and ckpt is not None:
         raise TrainConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if resume is False and (out / "metrics.jsonl").exists():
+        raise TrainConfigError(f"{out} holds a run that wrote no checkpoint (nothing to resume): delete it or "
+                               f"choose another --out")
     return ckpt
+
+
+def run_kind(out: Path) -> str | None:
+    """What made the run in `out`, from its manifest.json: "train" (a text run), "image-text", or the command
+    that wrote it ("sft", "rm", "rl", ...); None when there is no readable manifest."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    return str(manifest.get("kind") or ("train" if "config" in manifest else "unknown"))
+
+
+def _describe(kind: str) -> str:
+    return {"train": "an `augury train` text run", "image-text": "an `augury train` image-text run",
+            "unknown": "a run of unknown kind"}.get(kind, f"an `augury {kind}` run")
 
 
 def rng_state() -> dict:

@@ -56,6 +56,25 @@ class OptimConfig:
     decay_frac: float = 0.2
     min_lr_ratio: float = 0.1
 
+    def validate(self) -> None:
+        """Raise TrainConfigError naming the first setting AdamW or the schedule cannot use."""
+        ranges = {"lr": (lambda v: v > 0, "> 0"), "weight_decay": (lambda v: v >= 0, ">= 0"),
+                  "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"), "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+                  "eps": (lambda v: v > 0, "> 0"), "grad_clip": (lambda v: v >= 0, ">= 0 (0 disables clipping)"),
+                  **{name: (lambda v: 0 <= v <= 1, "in [0, 1]") for name in ("warmup_frac", "decay_frac",
+                                                                             "min_lr_ratio")}}
+        for name, (ok, span) in ranges.items():
+            value = getattr(self, name)
+            if name == "lr" and value is None:  # the size dial's rule picks it
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or not ok(value):
+                raise TrainConfigError(f"optim.{name} must be a finite number {span}, got {value!r}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise TrainConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.schedule not in ("cosine", "wsd", "constant"):
+            raise TrainConfigError(f"optim.schedule must be cosine, wsd or constant, got {self.schedule!r}")
+
 
 @dataclass
 class TrainConfig:
@@ -98,7 +117,8 @@ class TrainConfig:
             trains on image questions (loss on the answer tokens) instead of the text corpus.
         images: the image-question data of an image-text run.
         init_from: a trained text run whose decoder weights and tokenizer start an image-text run (None:
-            the decoder starts from scratch with a tokenizer trained on the questions and answers).
+            the decoder starts from scratch with a tokenizer trained on the questions and answers). A text run
+            refuses it.
     """
 
     out: str = "runs/run"
@@ -162,8 +182,10 @@ def check_config(cfg: TrainConfig) -> None:
         raise TrainConfigError("set the run length: steps, tokens or tokens_per_param")
     if cfg.seq_len < 2 or cfg.seq_len > cfg.model.max_seq_len:
         raise TrainConfigError(f"seq_len={cfg.seq_len} must be in [2, model.max_seq_len={cfg.model.max_seq_len}]")
-    if cfg.optim.schedule not in ("cosine", "wsd", "constant"):
-        raise TrainConfigError(f"optim.schedule must be cosine, wsd or constant, got {cfg.optim.schedule!r}")
+    cfg.optim.validate()
+    if cfg.init_from is not None:
+        raise TrainConfigError("init_from starts an image-text run (with `vision` and `images` sections) from a "
+                               "text run; a text run trains from scratch: leave init_from unset")
     if cfg.dtype not in ("auto", "bf16", "fp32"):
         raise TrainConfigError(f"dtype must be auto, bf16 or fp32, got {cfg.dtype!r}")
     if cfg.device not in ("auto", "cpu", "cuda"):
@@ -182,8 +204,6 @@ def check_config(cfg: TrainConfig) -> None:
         raise TrainConfigError("batch_size must be >= 1")
     if cfg.eval_batch_size is not None and cfg.eval_batch_size < 1:
         raise TrainConfigError("eval_batch_size must be >= 1")
-    if not 0 <= cfg.optim.min_lr_ratio <= 1:
-        raise TrainConfigError("optim.min_lr_ratio must be in [0, 1]")
 
 
 def resolve(cfg: TrainConfig, world_size: int = 1) -> TrainConfig:

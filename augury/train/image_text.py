@@ -66,6 +66,7 @@ def check_image_text_config(cfg: TrainConfig) -> None:
         cfg.images.validate()
     except ValueError as err:
         raise TrainConfigError(str(err)) from None
+    cfg.optim.validate()
     for name in ("log_every", "keep_last"):
         if getattr(cfg, name) < 1:
             raise TrainConfigError(f"{name} must be >= 1")
@@ -110,7 +111,7 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     if rt.distributed:
         raise TrainConfigError("image-text runs train in one process (no torchrun yet)")
     out = Path(cfg.out)
-    ckpt = checkpoint_to_resume(out, resume, log)
+    ckpt = checkpoint_to_resume(out, resume, log, kind="image-text")
     vcfg, icfg = cfg.vision, cfg.images
     t0 = time.perf_counter()
     train_set = [e for t in icfg.tasks

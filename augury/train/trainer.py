@@ -111,7 +111,9 @@ def _check_resume_compatible(out: Path, cfg: TrainConfig, world_size: int) -> No
     if not saved_path.exists():
         return
     manifest = json.loads(saved_path.read_text())
-    saved = manifest["config"]
+    saved = manifest.get("config")
+    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
+        raise TrainConfigError(f"cannot resume: {saved_path} does not record the run's configuration")
     now = to_jsonable(cfg)
     diffs = [f"model.{k}: checkpoint {saved['model'].get(k)!r} vs now {v!r}" for k, v in now["model"].items()
              if saved["model"].get(k) != v]
@@ -138,12 +140,39 @@ def _check_compiler(rt: Runtime) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool | str = False, log=print) -> dict:
-    """Run (or continue) one pretraining run; returns a summary dict. resume: False, True, or "auto"."""
+    """Run (or continue) one pretraining run; returns a summary dict. resume: False, True, or "auto".
+
+    A run that stops before its first checkpoint in a folder it created (or found empty) takes what it wrote
+    with it, so the same command can simply be run again; a folder that held anything before is left as it is."""
+    out = Path(cfg.out)
+    existed = out.exists()
+    fresh = not existed or (out.is_dir() and not any(out.iterdir()))
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.parallel)
     try:
         return _train(cfg, rt, resume, log if rt.is_main else (lambda *a, **k: None))
+    except BaseException:
+        if fresh and rt.is_main:
+            _remove_unstarted_run(out, log, created=not existed)
+        raise
     finally:
         teardown_runtime(rt)
+
+
+def _remove_unstarted_run(out: Path, log, created: bool) -> None:
+    """Remove what a run wrote into its new (or empty) folder when it stopped before writing a checkpoint."""
+    if not out.is_dir() or find_latest_checkpoint(out) is not None:
+        return
+    wrote = any(out.iterdir())
+    for path in out.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if created:
+        out.rmdir()
+    if wrote:
+        log(f"removed what this run wrote in {out} (it stopped before its first checkpoint): the same command "
+            f"can be run again")
 
 
 def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
@@ -268,10 +297,11 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
             no_sync=(lambda: gradient_sync_off(raw_model)) if fsdp else model.no_sync if rt.distributed else None,
             clip_params=raw_model.parameters()))
         if not math.isfinite(step_loss):
+            good = find_latest_checkpoint(out)
             raise TrainingDiverged(
-                f"loss became {step_loss} at step {step + 1}; stopped without saving. The last good checkpoint "
-                f"stays at {find_latest_checkpoint(out) or 'none (none was written yet)'}; lower optim.lr or "
-                f"check the data.")
+                f"loss became {step_loss} at step {step + 1}; stopped without saving. "
+                + (f"The last good checkpoint stays at {good}" if good else "No checkpoint had been written yet")
+                + "; lower optim.lr or check the data.")
         step += 1
         window_loss += step_loss
         window_steps += 1

@@ -1,0 +1,106 @@
+"""`augury train` with bad input: one error line and exit 2 before anything is written, and a run that stops before
+its first checkpoint leaves nothing that blocks running the same command again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from augury import cli
+from augury.io import to_jsonable
+from augury.train import TrainConfigError, TrainingDiverged, train
+
+
+def config_file(cfg, tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(to_jsonable(cfg)))
+    return str(path)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--optim.lr", "-1"], "optim.lr must be a finite number > 0"),
+    (["--optim.lr", "0"], "optim.lr must be a finite number > 0"),
+    (["--optim.lr", ".nan"], "optim.lr must be a finite number > 0"),
+    (["--optim.beta2", "1"], "optim.beta2"),
+    (["--optim.warmup_steps", "-2"], "optim.warmup_steps"),
+    (["--init_from", "/no/such/run"], "init_from starts an image-text run"),
+])
+def test_cli_refuses_bad_settings_before_writing(tiny_cfg, tmp_path, capsys, flags, message):
+    cfg = tiny_cfg(steps=2)
+    assert cli.main(["train", "--config", config_file(cfg, tmp_path), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("augury train: error:") and message in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_out_that_is_a_file(tiny_cfg, tmp_path, capsys):
+    (tmp_path / "run").write_text("mine")
+    assert cli.main(["train", "--config", config_file(tiny_cfg(steps=2), tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file" in err[0]
+    assert (tmp_path / "run").read_text() == "mine"
+
+
+@pytest.mark.parametrize("resume", [[], ["--resume"], ["--resume", "auto"]])
+def test_cli_will_not_resume_a_run_another_command_made(tiny_cfg, tmp_path, capsys, resume):
+    import torch
+
+    from augury.model import ModelConfig, Transformer
+    from augury.train.checkpoint import save_checkpoint
+
+    sft = tmp_path / "run"
+    model = Transformer(ModelConfig(vocab_size=300, depth=1, d_model=32, n_heads=2))
+    save_checkpoint(sft, 5, model, torch.optim.AdamW(model.parameters()), {"step": 5})
+    (sft / "manifest.json").write_text(json.dumps({"kind": "sft", "finished": True, "steps": 5}))
+    before = sorted(p.name for p in sft.rglob("*"))
+    assert cli.main(["train", "--config", config_file(tiny_cfg(steps=2), tmp_path), *resume]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds an `augury sft` run" in err[0]
+    assert sorted(p.name for p in sft.rglob("*")) == before
+
+
+def poison_loss_at(monkeypatch, call: int):
+    from augury.model import Transformer
+
+    real_forward = Transformer.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        out = real_forward(self, *args, **kwargs)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == call:
+                return out * float("nan")
+        return out
+
+    monkeypatch.setattr(Transformer, "forward", poisoned)
+
+
+@pytest.mark.parametrize("made_empty", [False, True])
+def test_divergence_before_the_first_checkpoint_leaves_a_folder_that_reruns(tiny_cfg, monkeypatch, made_empty):
+    cfg = tiny_cfg(steps=6, log_every=1, eval_every=0)
+    if made_empty:
+        Path(cfg.out).mkdir()
+    with monkeypatch.context() as patch:
+        poison_loss_at(patch, 3)
+        with pytest.raises(TrainingDiverged, match="No checkpoint had been written"):
+            train(cfg, log=lambda *a: None)
+    out = Path(cfg.out)
+    assert (out.is_dir() and not any(out.iterdir())) if made_empty else not out.exists()
+    assert train(cfg, log=lambda *a: None)["status"] == "complete"
+
+
+def test_a_folder_that_held_files_is_left_as_it_was_found(tiny_cfg, monkeypatch):
+    cfg = tiny_cfg(steps=6, log_every=1, eval_every=0)
+    Path(cfg.out).mkdir()
+    (Path(cfg.out) / "notes.txt").write_text("mine")
+    poison_loss_at(monkeypatch, 3)
+    with pytest.raises(TrainingDiverged):
+        train(cfg, log=lambda *a: None)
+    assert (Path(cfg.out) / "notes.txt").read_text() == "mine"
+    assert (Path(cfg.out) / "metrics.jsonl").exists()
+    with pytest.raises(TrainConfigError, match="wrote no checkpoint"):
+        train(cfg, log=lambda *a: None)
