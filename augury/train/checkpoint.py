@@ -44,8 +44,8 @@ def checkpoint_to_resume(out: Path, resume: bool | str, log, kind: str = "train"
         raise TrainConfigError(f"out: {out} is a file; the run needs a folder there")
     found = run_kind(out)
     if found is not None and found != kind:
-        hint = (f"continue it with `augury {found}` or choose another --out" if found in ("sft", "rm", "rl")
-                else "resume a run with its own config.yaml, or choose another --out")
+        hint = ("resume a run with its own config.yaml, or choose another --out" if found in _TRAIN_KINDS
+                else f"continue it with `augury {_command(found)}` or choose another --out")
         raise TrainConfigError(f"{out} holds {_describe(found)}, not {_describe(kind)}: {hint}")
     ckpt = find_latest_checkpoint(out, log=log) if out.exists() else None
     if resume is True and ckpt is None:
@@ -70,9 +70,16 @@ def run_kind(out: Path) -> str | None:
     return str(manifest.get("kind") or ("train" if "config" in manifest else "unknown"))
 
 
+_TRAIN_KINDS = {"train": "an `augury train` text run", "image-text": "an `augury train` image-text run",
+                "unknown": "a run of unknown kind"}
+
+
+def _command(kind: str) -> str:
+    return {"reward_model": "rm"}.get(kind, kind)
+
+
 def _describe(kind: str) -> str:
-    return {"train": "an `augury train` text run", "image-text": "an `augury train` image-text run",
-            "unknown": "a run of unknown kind"}.get(kind, f"an `augury {kind}` run")
+    return _TRAIN_KINDS.get(kind, f"an `augury {_command(kind)}` run")
 
 
 def rng_state() -> dict:
