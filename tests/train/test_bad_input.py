@@ -44,8 +44,9 @@ def test_cli_out_that_is_a_file(tiny_cfg, tmp_path, capsys):
     assert (tmp_path / "run").read_text() == "mine"
 
 
+@pytest.mark.parametrize("kind, command", [("sft", "sft"), ("reward_model", "rm")])
 @pytest.mark.parametrize("resume", [[], ["--resume"], ["--resume", "auto"]])
-def test_cli_will_not_resume_a_run_another_command_made(tiny_cfg, tmp_path, capsys, resume):
+def test_cli_will_not_resume_a_run_another_command_made(tiny_cfg, tmp_path, capsys, resume, kind, command):
     import torch
 
     from augury.model import ModelConfig, Transformer
@@ -54,11 +55,11 @@ def test_cli_will_not_resume_a_run_another_command_made(tiny_cfg, tmp_path, caps
     sft = tmp_path / "run"
     model = Transformer(ModelConfig(vocab_size=300, depth=1, d_model=32, n_heads=2))
     save_checkpoint(sft, 5, model, torch.optim.AdamW(model.parameters()), {"step": 5})
-    (sft / "manifest.json").write_text(json.dumps({"kind": "sft", "finished": True, "steps": 5}))
+    (sft / "manifest.json").write_text(json.dumps({"kind": kind, "finished": True, "steps": 5}))
     before = sorted(p.name for p in sft.rglob("*"))
     assert cli.main(["train", "--config", config_file(tiny_cfg(steps=2), tmp_path), *resume]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "holds an `augury sft` run" in err[0]
+    assert len(err) == 1 and f"holds an `augury {command}` run" in err[0]
     assert sorted(p.name for p in sft.rglob("*")) == before
 
 
