@@ -56,6 +56,15 @@ class EvalOptions:
     grader: str = ""
     grader_model_args: str = ""
 
+    def validate(self) -> None:
+        """Range checks that need no files (UsageError naming the option)."""
+        if self.limit is not None and self.limit < 1:
+            raise UsageError("--limit must be >= 1")
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise UsageError("--num_fewshot must be >= 0")
+        if self.chunk_size < 1:
+            raise UsageError("--chunk_size must be >= 1")
+
 
 def parse_args(argv: list[str]) -> EvalOptions:
     """The options of `augury eval` from its command line (`--config FILE.yaml` accepted; hyphenated spellings are
@@ -74,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from augury.evals.taskconfig import TaskConfigError, TaskRegistry
 
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    args.validate()
     try:
         registry = TaskRegistry.load([p for p in args.include_path.split(",") if p.strip()])
     except TaskConfigError as err:
@@ -96,11 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("image tasks (image_*, image:FILE) run on their own: pass them without text tasks")
     for flag in ("model", "tasks", "data_dir", "out"):
         if not getattr(args, flag):
-            raise UsageError(f"--{flag.replace('_', '-')} is required")
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be >= 1")
-    if args.num_fewshot is not None and args.num_fewshot < 0:
-        raise UsageError("--num-fewshot must be >= 0")
+            raise UsageError(f"--{flag} is required")
     if not Path(args.data_dir).is_dir():
         raise UsageError(f"--data_dir {args.data_dir!r} is not a folder")
     try:
@@ -129,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         except (NotImplementedError, ValueError) as err:
             raise UsageError(str(err)) from None
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {args.out!r} is a file, not a folder")
+    before = _snapshot(out_dir)
     started = time.time()
     date = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime(started))
     from augury.evals.backends.errors import EndpointError
@@ -138,9 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         scored = evaluate(lm, configs, args.data_dir, out_dir, args.model, args.num_fewshot, args.limit,
                           args.chat, chunk_size=args.chunk_size, instances=instances)
     except EndpointError as err:
-        print(f"augury eval: error: {err}\n  finished samples are kept in {out_dir / '.partial'}; rerun the "
-              "same command to resume", file=sys.stderr)
+        _remove_empty_new(out_dir, before)
+        kept = (f"\n  finished samples are kept in {out_dir / '.partial'}; rerun the same command to resume"
+                if (out_dir / ".partial").is_dir() else "")
+        print(f"augury eval: error: {err}{kept}", file=sys.stderr)
         return 1
+    except BaseException:
+        _remove_empty_new(out_dir, before)
+        raise
     model_config = {**lm.config(), "model_spec": args.model}
     results = build_results(configs, scored, registry, model_config, args.num_fewshot, args.limit,
                             args.chat, started, out_dir, date)
@@ -155,3 +168,37 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {path}" + (f"\n{errors} sample(s) failed on the endpoint and are counted as errors; rerun "
                               "the same command to retry only those" if errors else ""))
     return 0
+
+
+@dataclasses.dataclass
+class _Before:
+    """What existed of OUT before a run: its topmost missing folder (None when OUT existed) and OUT/.partial's
+    entries."""
+
+    top_new: Path | None
+    partial: set[Path]
+
+
+def _snapshot(out_dir: Path) -> _Before:
+    top_new = None
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists():
+            break
+        top_new = folder
+    partial = out_dir / ".partial"
+    return _Before(top_new, {partial, *partial.iterdir()} if partial.is_dir() else set())
+
+
+def _remove_empty_new(out_dir: Path, before: _Before) -> None:
+    """After a failed run, remove the empty sample files and folders it made, so nothing is left that looks like
+    a run begun; files holding finished samples stay, so that a rerun resumes from them."""
+    partial = out_dir / ".partial"
+    for path in list(partial.iterdir()) if partial.is_dir() else []:
+        if path not in before.partial and path.is_file() and path.stat().st_size == 0:
+            path.unlink()
+    folders = [partial] if partial not in before.partial else []
+    if before.top_new is not None:
+        folders += [out_dir, *out_dir.parents[:len(out_dir.parents) - len(before.top_new.parents)]]
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()

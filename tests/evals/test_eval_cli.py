@@ -85,12 +85,40 @@ def test_mmlu_group_score_sheet(tiny_model_dir, shared_data, tmp_path, capsys):
     ({"--data-dir": "/nonexistent_dir"}, "is not a folder"),
     ({"--model": "gguf:x"}, "is not one of hf:..."),
     ({"--limit": "0"}, "--limit must be >= 1"),
+    ({"--num-fewshot": "-1"}, "--num_fewshot must be >= 0"),
+    ({"--chunk_size": "0"}, "--chunk_size must be >= 1"),
+    ({"--model_args": "batch_size=0"}, "batch_size must be an integer >= 1"),
+    ({"--model_args": "batch_size=abc"}, "batch_size='abc' must be an integer"),
+    ({"--model_args": "device=cuda9"}, "device 'cuda9' is not a torch device name"),
+    ({"--model_args": "device=cuda:99"}, "device 'cuda:99': this machine has"),
+    ({"--model_args": "dtype=float8"}, "dtype 'float8' is not one of"),
 ])
 def test_bad_input_is_one_line_exit_2(override, message, tiny_model_dir, shared_data, tmp_path, capsys):
     opts = {"--model": f"hf:{tiny_model_dir}", "--tasks": "mmlu_anatomy", "--data-dir": str(shared_data),
-            "--out": str(tmp_path), **override}
+            "--out": str(tmp_path / "o"), **override}
     code, out, err = run([x for kv in opts.items() for x in kv], capsys)
     assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("missing", ["--model", "--tasks", "--data-dir", "--out"])
+def test_a_missing_option_is_named_in_its_canonical_spelling(missing, shared_data, tmp_path, capsys):
+    opts = {"--model": "hf:/does/not/matter", "--tasks": "mmlu_anatomy", "--data-dir": str(shared_data),
+            "--out": str(tmp_path / "o")}
+    del opts[missing]
+    code, out, err = run([x for kv in opts.items() for x in kv], capsys)
+    assert code == 2 and f"{missing.replace('-', '_').replace('__', '--')} is required" in err
+
+
+def test_a_failed_run_leaves_no_empty_output_behind(tiny_model_dir, shared_data, tmp_path, capsys):
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for out in (tmp_path / "new" / "o", kept):
+        code, _, err = run(["--model", f"hf:{tiny_model_dir}", "--tasks", "advbench", "--data_dir",
+                            str(shared_data), "--limit", "1", "--grader", "nonsense:x", "--out", str(out)], capsys)
+        assert code == 2 and "grader spec 'nonsense:x' is not" in err
+    assert not (tmp_path / "new").exists()
+    assert kept.is_dir() and not any(kept.iterdir())  # the user's folder stays, without an empty .partial
 
 
 def test_missing_data_file_is_reported_before_the_model_loads(tmp_path, capsys):

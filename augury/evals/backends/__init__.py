@@ -72,4 +72,24 @@ def load_model(spec: str, **kwargs: Any) -> LM:
     if unknown and not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
         raise ValueError(f"model backend {prefix!r} has no option(s) {unknown}; "
                          f"it takes {list(accepted)[2:] or 'none'}")
+    _check_option_types(cls, prefix, kwargs)
     return cls(arg, **kwargs)
+
+
+def _check_option_types(cls, prefix: str, kwargs: dict[str, Any]) -> None:
+    """Refuse `batch_size=abc` here, with the option's name, rather than as a TypeError deep in scoring."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):  # a backend whose annotations cannot be resolved is not checked
+        return
+    for key, value in kwargs.items():
+        hint = hints.get(key)
+        allowed = set(typing.get_args(hint) or (hint,))
+        if bool in allowed or not allowed & {int, float}:
+            continue
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not (whole or (float in allowed and isinstance(value, float))):
+            kind = "a number" if float in allowed else "an integer"
+            raise ValueError(f"model option {key}={value!r} must be {kind} (backend {prefix!r})")

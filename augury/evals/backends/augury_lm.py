@@ -30,19 +30,26 @@ class AuguryLM(TokenizedLM):
             batch_size: suffixes per forward pass when scoring
             dtype: float32 or bfloat16 weights
         """
+        from augury.evals.backends.hf import ModelLoadError
+        from augury.model.device import checked_device
         from augury.model.run import RunLoadError, load_run
         from augury.model.weights import find_latest_checkpoint
 
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ModelLoadError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if dtype not in ("float32", "bfloat16"):
+            raise ModelLoadError(f"dtype {dtype!r} is not one of float32, bfloat16")
+        try:
+            self.device = checked_device(device)
+        except ValueError as err:
+            raise ModelLoadError(str(err)) from None
         if checkpoint is None:
             checkpoint = find_latest_checkpoint(run)
         self.checkpoint = str(checkpoint) if checkpoint is not None else None
         try:
-            self.model, self.tokenizer, self.cfg = load_run(run, checkpoint, device=device)
+            self.model, self.tokenizer, self.cfg = load_run(run, checkpoint, device=self.device)
         except RunLoadError as err:
-            from augury.evals.backends.hf import ModelLoadError
-
             raise ModelLoadError(str(err)) from None
-        self.device = torch.device(device)
         self.dtype = dtype
         if dtype == "bfloat16":
             self.model.to(torch.bfloat16)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from augury.evals.backends.tokenized import TokenizedLM
+from augury.model.device import checked_device
 
 
 def cache_argument(model) -> str:
@@ -36,6 +37,53 @@ class ModelLoadError(ValueError):
     """The model spec does not point at a usable model."""
 
 
+def load_hf_causal_lm(folder: str | Path, dtype: torch.dtype | None = None, trust_remote_code: bool = False):
+    """(config, tokenizer, model) of the causal LM in a local Hugging Face folder, with no network access;
+    ModelLoadError naming the folder or file at fault when it holds none. `dtype` None keeps transformers'
+    default."""
+    folder = Path(folder)
+    cfg_file = folder / "config.json"
+    if not folder.is_dir():
+        raise ModelLoadError(f"hf model folder {str(folder)!r} does not exist")
+    if not cfg_file.is_file():
+        raise ModelLoadError(f"{str(folder)!r} is not a Hugging Face model folder: no config.json")
+    try:
+        import transformers
+    except ImportError:
+        raise ModelLoadError("hf models need transformers: pip install 'augury[hf]'") from None
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code,
+                                                         local_files_only=True)
+    except (ValueError, KeyError, OSError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{cfg_file}: not a loadable model config ({err})") from None
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as causal
+
+    archs = list(getattr(config, "architectures", None) or [])
+    # The saved architecture decides (a BertModel folder is an encoder even though BERT has an LM head
+    # class); without one, the model type must have a causal-LM class.
+    is_causal = (any(a in set(causal.values()) or a.endswith("ForCausalLM") for a in archs) if archs
+                 else config.model_type in causal)
+    if not is_causal and not trust_remote_code:
+        archs = ", ".join(archs) or config.model_type
+        raise ModelLoadError(f"{cfg_file}: model type {config.model_type!r} ({archs}) is not a causal "
+                             "language model; a decoder (AutoModelForCausalLM) is needed")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True,
+                                                               trust_remote_code=trust_remote_code)
+    except (ValueError, OSError) as err:
+        raise ModelLoadError(f"{folder}: no usable tokenizer ({err})") from None
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in 4.56
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            folder, local_files_only=True, trust_remote_code=trust_remote_code,
+            **({dtype_kw: dtype} if dtype is not None else {}))
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{folder}: cannot load the model weights ({err})") from None
+    return config, tokenizer, model
+
+
 class HFCausalLM(TokenizedLM):
     """A local Hugging Face causal LM, tokenized the way lm-evaluation-harness 0.4 tokenizes for `hf`."""
 
@@ -54,50 +102,19 @@ class HFCausalLM(TokenizedLM):
             add_bos_token: True/False force adding special tokens (a BOS); None keeps the tokenizer's default
             trust_remote_code: allow custom model code shipped in the folder
         """
-        folder = Path(path)
-        cfg_file = folder / "config.json"
-        if not folder.is_dir():
-            raise ModelLoadError(f"hf model folder {str(folder)!r} does not exist")
-        if not cfg_file.is_file():
-            raise ModelLoadError(f"{str(folder)!r} is not a Hugging Face model folder: no config.json")
-        try:
-            import transformers
-        except ImportError:
-            raise ModelLoadError("hf models need transformers: pip install 'augury[hf]'") from None
-
-        try:
-            config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code,
-                                                             local_files_only=True)
-        except (ValueError, KeyError, OSError, json.JSONDecodeError) as err:
-            raise ModelLoadError(f"{cfg_file}: not a loadable model config ({err})") from None
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as causal
-
-        archs = list(getattr(config, "architectures", None) or [])
-        # The saved architecture decides (a BertModel folder is an encoder even though BERT has an LM head
-        # class); without one, the model type must have a causal-LM class.
-        is_causal = (any(a in set(causal.values()) or a.endswith("ForCausalLM") for a in archs) if archs
-                     else config.model_type in causal)
-        if not is_causal and not trust_remote_code:
-            archs = ", ".join(archs) or config.model_type
-            raise ModelLoadError(f"{cfg_file}: model type {config.model_type!r} ({archs}) is not a causal "
-                                 "language model; augury eval needs a decoder (AutoModelForCausalLM)")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ModelLoadError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+            raise ModelLoadError(f"max_length must be an integer >= 1, got {max_length!r}")
         dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
         if dtype not in dtypes:
             raise ModelLoadError(f"dtype {dtype!r} is not one of {', '.join(dtypes)}")
-        torch_dtype = dtypes[dtype]
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True,
-                                                                        trust_remote_code=trust_remote_code)
-        except (ValueError, OSError) as err:
-            raise ModelLoadError(f"{folder}: no usable tokenizer ({err})") from None
-        major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-        dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in 4.56
-        try:
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                folder, local_files_only=True, trust_remote_code=trust_remote_code, **{dtype_kw: torch_dtype})
-        except (OSError, ValueError) as err:
-            raise ModelLoadError(f"{folder}: cannot load the model weights ({err})") from None
-        self.device = torch.device(device)
+            self.device = checked_device(device)
+        except ValueError as err:
+            raise ModelLoadError(str(err)) from None
+        folder = Path(path)
+        config, self.tokenizer, self.model = load_hf_causal_lm(folder, dtypes[dtype], trust_remote_code)
         self.model.to(self.device).eval()
         self.path = str(folder)
         self.batch_size = batch_size
