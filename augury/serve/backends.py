@@ -71,6 +71,12 @@ class LocalBackend:
     # ---- loading -------------------------------------------------------------------------------------------
     @classmethod
     def load(cls, spec: str, device: str = "cpu", max_batch: int = 32) -> LocalBackend:
+        from augury.model.device import checked_device
+
+        try:
+            device = checked_device(device)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
         if spec.startswith("hf:"):
             return cls._load_hf(spec[3:], device)
         backend = cls._load_augury(spec, device)
@@ -78,7 +84,7 @@ class LocalBackend:
         return backend
 
     @classmethod
-    def _load_augury(cls, run: str, device: str) -> LocalBackend:
+    def _load_augury(cls, run: str, device) -> LocalBackend:
         from augury.model.run import RunLoadError, load_run
 
         try:
@@ -100,15 +106,14 @@ class LocalBackend:
         return backend
 
     @classmethod
-    def _load_hf(cls, path: str, device: str) -> LocalBackend:
+    def _load_hf(cls, path: str, device) -> LocalBackend:
+        from augury.evals.backends.hf import ModelLoadError, load_hf_causal_lm
+
         try:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError:
-            raise UsageError("serving a Hugging Face folder needs transformers (pip install transformers)") from None
-        if not Path(path).is_dir():
-            raise UsageError(f"{path} is not a folder")
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+            _, tok, model = load_hf_causal_lm(path)
+        except ModelLoadError as err:
+            raise UsageError(str(err)) from None
+        model = model.to(device).eval()
         eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
 
         def render(messages):

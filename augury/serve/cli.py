@@ -15,13 +15,25 @@ import sys
 
 from augury.errors import UsageError
 
+KEYS_USAGE = "usage: augury serve keys {add,revoke,list} [NAME] --keys FILE"
+KEYS_HELP = f"""{KEYS_USAGE}
+
+Manage the API keys a server accepts. Only each key's SHA-256 is stored in FILE (JSON).
+
+  add NAME     make a key for NAME and print it once (letters, digits, '-' or '_')
+  revoke NAME  remove NAME's key
+  list         the names that have a key, with when each was made
+"""
+
 
 def _keys_command(argv: list[str]) -> int:
     from augury.serve.keys import KeyStore
 
-    usage = "usage: augury serve keys {add,revoke,list} [NAME] --keys FILE"
+    if any(a in ("-h", "--help") for a in argv):
+        print(KEYS_HELP, end="")
+        return 0
     if "--keys" not in argv or argv.index("--keys") + 1 >= len(argv):
-        raise UsageError(f"--keys FILE is required ({usage})")
+        raise UsageError(f"--keys FILE is required ({KEYS_USAGE})")
     i = argv.index("--keys")
     path, rest = argv[i + 1], argv[:i] + argv[i + 2:]
     store = KeyStore.load(path)
@@ -35,7 +47,7 @@ def _keys_command(argv: list[str]) -> int:
         for r in store.records:
             print(f"{r.name}\t{r.created}")
     else:
-        raise UsageError(usage)
+        raise UsageError(KEYS_USAGE)
     return 0
 
 
@@ -53,6 +65,7 @@ def build_app(cfg):
     keys = KeyStore.load(cfg.keys) if cfg.keys else None
     if keys is not None and not keys.records:
         raise UsageError(f"{cfg.keys} holds no keys: add one with `augury serve keys add NAME --keys {cfg.keys}`")
+    RequestLog.check(cfg.log)  # before a model load that can take minutes
     if cfg.upstream:
         backend = UpstreamBackend(cfg.upstream, cfg.upstream_key_env or None, cfg.request_timeout_s)
     else:

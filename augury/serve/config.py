@@ -64,7 +64,9 @@ class ServeConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def validate(self) -> None:
-        if bool(self.model) == bool(self.upstream):
+        if not self.model and not self.upstream:
+            raise ValueError("nothing to serve: give a model (a run folder or hf:PATH) or --upstream URL")
+        if self.model and self.upstream:
             raise ValueError("give a model to serve (a run folder or hf:PATH) or --upstream URL, not both")
         if self.upstream and not self.upstream.startswith(("http://", "https://")):
             raise ValueError(f"--upstream must be an http(s) URL, got {self.upstream!r}")

@@ -45,9 +45,14 @@ class KeyStore:
         path = Path(path)
         if not path.exists():
             return cls([], path)
+        if not path.is_file():
+            what = "a folder" if path.is_dir() else "not a regular file"
+            raise UsageError(f"keys file {path} is {what}; --keys names a JSON file")
         try:
             raw = json.loads(path.read_text())
             records = [KeyRecord(**r) for r in raw["keys"]]
+        except OSError as err:
+            raise UsageError(f"cannot read keys file {path}: {err.strerror or err}") from None
         except (ValueError, KeyError, TypeError) as err:
             raise UsageError(f"{path} is not an augury keys file: {err}") from None
         names = [r.name for r in records]
@@ -75,8 +80,11 @@ class KeyStore:
     def save(self) -> None:
         if self.path is None:
             raise UsageError("this key store has no file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path, {"keys": [asdict(r) for r in self.records]})
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.path, {"keys": [asdict(r) for r in self.records]})
+        except OSError as err:
+            raise UsageError(f"cannot write keys file {self.path}: {err.strerror or err}") from None
 
     def lookup(self, key: str) -> str | None:
         """The name of the key, or None when it is not one of ours."""

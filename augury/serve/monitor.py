@@ -12,12 +12,12 @@ A key is listed as over a threshold when its flag rate, spike ratio or request c
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from augury.errors import UsageError
-from augury.serve.requestlog import open_readonly
+from augury.serve.requestlog import RequestLogError, open_readonly
 
 
 @dataclass
@@ -41,6 +41,8 @@ def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: flo
         since = time.time() - since_hours * 3600 if since_hours > 0 else 0.0
         rows = db.execute("SELECT COALESCE(key, '(no key)'), ts, status, prompt_tokens, completion_tokens, flagged, "
                           "refused FROM requests WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
+    except sqlite3.DatabaseError as err:
+        raise RequestLogError(f"cannot read request log {db_path}: {err}") from None
     finally:
         db.close()
     by_key: dict[str, list[tuple]] = {}
@@ -92,10 +94,7 @@ def monitor(db: str, since_hours: float = 24.0, max_flag_rate: float = 0.05, max
         max_requests: a key with more requests than this in the window is listed (0: no limit).
         json_out: print JSON instead of a table.
     """
-    try:
-        summaries = summarise(db, since_hours, max_flag_rate, max_spike, max_requests)
-    except FileNotFoundError as err:
-        raise UsageError(str(err)) from None
+    summaries = summarise(db, since_hours, max_flag_rate, max_spike, max_requests)
     print(json.dumps([asdict(s) for s in summaries], indent=2) if json_out else format_table(summaries))
     return summaries
 

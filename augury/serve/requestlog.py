@@ -14,8 +14,10 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from augury.errors import UsageError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -53,16 +55,37 @@ class RequestRecord:
     error: str | None = None
 
 
+class RequestLogError(UsageError):
+    """A --log path that is not (and cannot become) a request log: a folder, another kind of file, another
+    program's database."""
+
+
 class RequestLog:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.check(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            self._db.commit()
+        except (OSError, sqlite3.Error) as err:
+            raise RequestLogError(f"cannot open request log {self.path}: {err}") from None
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        self._db.commit()
+
+    @staticmethod
+    def check(path: str | Path) -> None:
+        """RequestLogError unless `path` is a request log or can become one; creates nothing, so a server checks
+        its --log before a slow model load. Another program's database is refused, not written into."""
+        path = Path(path)
+        if path.exists():
+            open_readonly(path, new_ok=True).close()
+            return
+        parent = next(p for p in path.parents if p.exists())
+        if not parent.is_dir():
+            raise RequestLogError(f"cannot make request log {path}: {parent} is not a folder")
 
     def write(self, rec: RequestRecord) -> None:
         row = asdict(rec)
@@ -83,8 +106,43 @@ class RequestLog:
             self._db.close()
 
 
-def open_readonly(path: str | Path) -> sqlite3.Connection:
+def open_readonly(path: str | Path, new_ok: bool = False) -> sqlite3.Connection:
+    """A read-only connection to a request log; RequestLogError when `path` is not one (with `new_ok`, an empty
+    database passes: a log about to be made)."""
     path = Path(path)
+    if not path.exists():
+        raise RequestLogError(f"{path} does not exist")
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        raise RequestLogError(f"{path} is {_not_a_file(path)}, not an SQLite request log")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as err:
+        raise RequestLogError(f"cannot open {path}: {err}") from None
+    try:
+        _check_is_request_log(db, path, empty_ok=new_ok)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _not_a_file(path: Path) -> str:
+    return "a folder" if path.is_dir() else "not a regular file"
+
+
+def _check_is_request_log(db: sqlite3.Connection, path: Path, empty_ok: bool) -> None:
+    """RequestLogError unless `db` holds a `requests` table with this module's columns (or, with `empty_ok`, no
+    tables at all: a new log)."""
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+    except sqlite3.DatabaseError as err:
+        raise RequestLogError(f"{path} is not an SQLite database ({err})") from None
+    if "requests" not in tables:
+        if empty_ok and not tables:
+            return
+        raise RequestLogError(f"{path} has no requests table: it is not a request log written by augury serve")
+    missing = sorted(({"id"} | {f.name for f in fields(RequestRecord)}) - columns)
+    if missing:
+        raise RequestLogError(f"{path}: its requests table lacks column(s) {', '.join(missing)}; "
+                              "it is not a request log written by augury serve")
