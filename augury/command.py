@@ -31,7 +31,7 @@ def function_cli(fn, argv: list[str], prog: str):
     required (`def export(run, *, hf)` gives `augury export RUN --hf OUT`). Hyphenated flags are aliases of the
     underscore spelling (`--max-new-tokens` = `--max_new_tokens`).
     """
-    from jsonargparse import CLI
+    from jsonargparse import CLI, capture_parser
 
     argv = underscore_flags(argv)
     flags = {f"--{n}" for n in _params_of_type(fn, bool)}
@@ -52,6 +52,10 @@ def function_cli(fn, argv: list[str], prog: str):
         i += 1
     for name, values in repeated.items():
         fixed += [name, json.dumps(values)]
+    problem = next(filter(None, map(config_file_problem, _config_values(fixed))), None)
+    if problem:
+        capture_parser(CLI, fn, args=fixed, prog=prog, as_positional=True, allow_abbrev=False).error(
+            f"Problems parsing config: {problem}")
     return CLI(fn, args=fixed, prog=prog, as_positional=True, allow_abbrev=False)
 
 
@@ -64,6 +68,35 @@ def underscore_flags(argv: list[str]) -> list[str]:
             arg = "--" + name.replace("-", "_") + eq + value
         out.append(arg)
     return out
+
+
+def _config_values(argv: list[str]) -> list[str]:
+    """The values of `--config FILE` and `--config=FILE` in a command line."""
+    return [argv[i + 1] if a == "--config" else a.partition("=")[2] for i, a in enumerate(argv)
+            if (a == "--config" and i + 1 < len(argv)) or a.startswith("--config=")]
+
+
+def config_file_problem(value: str) -> str | None:
+    """"FILE, line L, column C: what is wrong" when `value` names a file that is not valid YAML, else None.
+
+    jsonargparse reads a config file's text and parses that, so its YAML errors point into "<unicode string>";
+    parsing the file here first names the file. Only the syntax is checked: keys and values are jsonargparse's.
+    """
+    import yaml
+
+    try:
+        with open(value, encoding="utf-8") as f:
+            yaml.compose(f, Loader=yaml.SafeLoader)
+    except (OSError, ValueError):  # not a file (a YAML text, a folder) or not UTF-8: jsonargparse reports it
+        return None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        context = f" ({err.context})" if err.context else ""
+        return f"{value}{where}: {err.problem}{context}"
+    except yaml.YAMLError as err:
+        return f"{value}: {err}"
+    return None
 
 
 def config_cli(cls, argv: list[str], prog: str, description: str = "", positional: str | None = None, *,
@@ -111,6 +144,9 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
         i += 1
     for flag, values in repeated.items():
         kept += [flag, json.dumps(values)]
+    problem = next(filter(None, map(config_file_problem, _config_values(kept))), None)
+    if problem:
+        parser.error(f"Problems parsing config: {problem}")
     ns = parser.parse_args(kept)
     values = ns.as_dict()
     values.pop("config", None)

@@ -71,3 +71,17 @@ def test_optional_config_sections_from_a_file_are_typed():
     assert isinstance(cfg.vision, VisionConfig) and isinstance(cfg.images, ImageDataConfig)
     text_only, _ = parse_args(["--config", "configs/train/quickstart.yaml"])
     assert text_only.vision is None and text_only.images is None
+
+
+def test_a_config_file_that_is_not_yaml_is_named_with_its_line(tmp_path, capsys):
+    import pytest
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    for argv in (["serve", "--config", str(bad)], ["eval", f"--config={bad}"], ["monitor", "x.db", "--config",
+                                                                               str(bad)]):
+        with pytest.raises(SystemExit) as exit_:  # jsonargparse's usage and exit code, as for any bad option
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and f"{bad}, line 2, column 1: " in err and "<unicode string>" not in err
+        assert err.startswith(f"usage: augury {argv[0]}")
