@@ -142,15 +142,16 @@ def _check_compiler(rt: Runtime) -> None:
 def train(cfg: TrainConfig, resume: bool | str = False, log=print) -> dict:
     """Run (or continue) one pretraining run; returns a summary dict. resume: False, True, or "auto".
 
-    A run that stops before its first checkpoint in a folder it created (or found empty) takes what it wrote
-    with it, so the same command can simply be run again; a folder that held anything before is left as it is."""
+    A run that fails before its first checkpoint in a folder it created (or found empty) takes what it wrote
+    with it, so the same command can simply be run again; a folder that held anything before is left as it is,
+    and so is one the user interrupted (Ctrl-C keeps its metrics)."""
     out = Path(cfg.out)
     existed = out.exists()
     fresh = not existed or (out.is_dir() and not any(out.iterdir()))
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.parallel)
     try:
         return _train(cfg, rt, resume, log if rt.is_main else (lambda *a, **k: None))
-    except BaseException:
+    except Exception:
         if fresh and rt.is_main:
             _remove_unstarted_run(out, log, created=not existed)
         raise
