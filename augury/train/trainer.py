@@ -225,11 +225,12 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         step = state["step"]
         loader.load_state_dict(state["loader"])
         log(f"resumed from {ckpt} at step {step}")
-        # Drop records written after the checkpoint by the interrupted process: they will be recomputed.
-        metrics = out / "metrics.jsonl"
-        if metrics.exists():
-            kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
-            atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
+    # Drop records an interrupted process wrote after the checkpoint (all of them when there was none and the
+    # run starts afresh, as `resume="auto"` does): they will be recomputed, not appended to twice.
+    metrics = out / "metrics.jsonl"
+    if metrics.exists():
+        kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
+        atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
 
     manifest = {
         "status": "running", "created": utc_now(), "config": to_jsonable(cfg), "seed": cfg.seed,

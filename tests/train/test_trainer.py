@@ -55,6 +55,21 @@ def test_resume_is_bit_exact(tiny_cfg, tmp_path, dtype):
     assert losses(split.out) == losses(straight.out)  # exact float equality, every step
 
 
+
+def test_auto_resume_without_a_checkpoint_starts_afresh_without_the_old_records(tiny_cfg, tmp_path):
+    """A run killed before its first checkpoint left records behind; `resume="auto"` (what a forecast rerun does)
+    starts over and its metrics.jsonl holds each step once, as a straight run's does."""
+    straight = tiny_cfg(out=str(tmp_path / "straight"))
+    train(straight, log=lambda *a: None)
+    killed = tiny_cfg(out=str(tmp_path / "killed"))
+    Path(killed.out).mkdir()
+    stale = "".join(json.dumps({"step": s, "train_loss": 9.0}) + "\n" for s in (1, 2, 3))
+    (Path(killed.out) / "metrics.jsonl").write_text(stale)
+    train(killed, resume="auto", log=lambda *a: None)
+    assert [r["step"] for r in read_jsonl(Path(killed.out) / "metrics.jsonl")] == list(range(1, 13))
+    assert losses(killed.out) == losses(straight.out)
+
+
 @pytest.mark.integration
 def test_resume_after_kill_9_is_bit_exact(tiny_cfg, tmp_path):
     """SIGKILL a run mid-flight (possibly mid-checkpoint), resume it, get the uninterrupted losses."""
