@@ -8,8 +8,9 @@ Shapes (TRL's): conversational `messages` (the loss covers the assistant turns),
 strings (the loss covers the completion) or as message lists (rendered in the chat format), language-modelling
 `text` (the loss covers all of it: plain text kept in an SFT mix), and preferences
 `prompt`/`chosen`/`rejected` (plain strings, or message lists whose last turn is the assistant's). A row that
-cannot be used is skipped and counted by reason in the `LoadReport`; when more than half of a file's rows fail,
-loading stops with one error naming the commonest reasons, so most of the data is never dropped silently.
+cannot be used is skipped and counted by reason in the `LoadReport` (with the line numbers of the first few); when
+more than half of a file's rows fail, loading stops with one error naming the reasons, so most of the data is never
+dropped silently.
 """
 
 from __future__ import annotations
@@ -47,32 +48,73 @@ class LoadReport:
     rows: int = 0
     used: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason -> rows
+    lines: dict = field(default_factory=dict)  # reason -> line numbers of its first few rows
+
+    def skip(self, row, reason: str) -> None:
+        reason = reason[:200]
+        self.skipped[reason] += 1
+        line = getattr(row, "line", 0)
+        if line and len(self.lines.setdefault(reason, [])) < 3:
+            self.lines[reason].append(line)
 
     def summary(self) -> str:
-        reasons = ", ".join(f"{n} {why}" for why, n in self.skipped.most_common())
+        def where(why: str, n: int) -> str:
+            lines = self.lines.get(why, [])
+            if not lines:
+                return ""
+            return f" at line{'s' if n > 1 else ''} {', '.join(map(str, lines))}{', ...' if n > len(lines) else ''}"
+
+        reasons = "; ".join(f"{n} {why}{where(why, n)}" for why, n in self.skipped.most_common())
         return f"{self.path}: {self.used} of {self.rows} rows used" + (f" (skipped: {reasons})" if reasons else "")
 
 
-def read_jsonl(path: str | Path) -> list[dict | None]:
-    """Rows of a JSONL file (.gz too); a line that is not a JSON object is None (counted by the caller)."""
+class Row(dict):
+    """A JSONL row (a dict) that knows its line number, for error messages."""
+
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A JSONL line that is not a JSON object: false in a boolean test (where rows are filtered with `if row`),
+    with its line number and why."""
+
+    line: int
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def read_jsonl(path: str | Path) -> list[Row | BadLine]:
+    """Rows of a JSONL file (.gz too), each a `Row` with its line number; a line that is not a JSON object is a
+    `BadLine` (counted, or refused, by the caller)."""
     path = Path(path)
+    if path.is_dir():
+        raise AlignDataError(f"{path} is a directory, not a JSONL file")
     if not path.is_file():
         raise AlignDataError(f"{path} does not exist")
     opener = gzip.open if path.suffix == ".gz" else open
-    rows: list[dict | None] = []
+    rows: list[Row | BadLine] = []
     with opener(path, "rt", encoding="utf-8") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError:
-                obj = None
-            rows.append(obj if isinstance(obj, dict) else None)
+            except json.JSONDecodeError as err:
+                rows.append(BadLine(number, f"not valid JSON ({err.msg})"))
+                continue
+            if isinstance(obj, dict):
+                row = Row(obj)
+                row.line = number
+                rows.append(row)
+            else:
+                rows.append(BadLine(number, f"not a JSON object (a {type(obj).__name__})"))
     return rows
 
 
-def tokenize_rows(rows: list[dict | None], make, where: str, require_rows: bool = False) -> tuple[list, LoadReport]:
+def tokenize_rows(rows: list, make, where: str, require_rows: bool = False) -> tuple[list, LoadReport]:
     """`make(row)` for every row; a row it refuses (ValueError) is skipped and counted by reason in the report.
 
     More than half of the rows refused is one error naming the reasons; so is an empty file when `require_rows`.
@@ -81,12 +123,13 @@ def tokenize_rows(rows: list[dict | None], make, where: str, require_rows: bool 
     out = []
     for row in rows:
         report.rows += 1
+        if isinstance(row, BadLine):
+            report.skip(row, row.reason)
+            continue
         try:
-            if row is None:
-                raise ValueError("not a JSON object")
             out.append(make(row))
         except (ValueError, ChatFormatError) as err:
-            report.skipped[str(err).split(":")[0][:80]] += 1
+            report.skip(row, str(err))
     report.used = len(out)
     if require_rows and report.rows == 0:
         raise AlignDataError(f"{where} has no rows")
@@ -196,14 +239,16 @@ def hh_rlhf_rows(path: str | Path) -> tuple[list[dict], LoadReport]:
     for raw in read_jsonl(path):
         report.rows += 1
         try:
-            if raw is None:
-                raise ValueError("not a JSON object")
+            if isinstance(raw, BadLine):
+                raise ValueError(raw.reason)
             chosen, rejected = parse_transcript(raw["chosen"]), parse_transcript(raw["rejected"])
             if chosen[:-1] != rejected[:-1]:
                 raise ValueError("chosen and rejected differ before the last reply")
             rows.append({"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]})
-        except (ValueError, KeyError, TypeError) as err:
-            report.skipped[str(err).split(":")[0][:80]] += 1
+        except KeyError as err:
+            report.skip(raw, f"no {err} transcript")
+        except (ValueError, TypeError) as err:
+            report.skip(raw, str(err))
     report.used = len(rows)
     if report.rows == 0:
         raise AlignDataError(f"{report.path} has no rows")
@@ -212,18 +257,22 @@ def hh_rlhf_rows(path: str | Path) -> tuple[list[dict], LoadReport]:
     return rows, report
 
 
-def split_held_out(rows: list[dict], held_out: float, key=None) -> tuple[list[dict], list[dict]]:
+def split_held_out(rows: list, held_out: float, key=None, at_least_one: bool = False) -> tuple[list, list]:
     """Deterministic split by conversation: a row is held out when the hash of its first turn falls below
-    `held_out` (the same conversation lands on the same side on every machine and every run)."""
+    `held_out` (the same conversation lands on the same side on every machine and every run). With
+    `at_least_one`, a `held_out` > 0 that the hashes leave empty still holds out the lowest-hashed conversation
+    (a small file otherwise trains without any validation)."""
     def first_turn(row):
         if not isinstance(row, dict):
-            return json.dumps(row)
+            return repr(row)
         msgs = row.get("messages") or row.get("prompt")
         return json.dumps(msgs[0] if isinstance(msgs, list) and msgs else msgs, sort_keys=True)
 
     key = key or first_turn
+    hashes = [int.from_bytes(hashlib.sha256(key(row).encode()).digest()[:8], "big") / 2**64 for row in rows]
+    lowest = min(hashes, default=None)
+    force = at_least_one and held_out > 0 and len(set(hashes)) > 1 and lowest >= held_out
     train, held = [], []
-    for row in rows:
-        h = int.from_bytes(hashlib.sha256(key(row).encode()).digest()[:8], "big") / 2**64
-        (held if h < held_out else train).append(row)
+    for row, h in zip(rows, hashes):
+        (held if h < held_out or (force and h == lowest) else train).append(row)
     return train, held

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from augury.align.runs import StagedRun, last_metric, resumable, stage_status
+from augury.align.runs import RunFolderError, StagedRun, last_metric, resumable, stage_status
 from augury.io import atomic_write_json, atomic_write_text
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "align"
@@ -200,7 +200,7 @@ class Demo(StagedRun):
     def run(self) -> Path:
         cfg = self.cfg
         cfg.validate()
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.claim_output()
         self.write_manifest(finished=False)
         self.stage("data", lambda: (self.data / "manifest.json").is_file(), self.make_data)
         if not cfg.base_run:
@@ -320,6 +320,7 @@ class Demo(StagedRun):
 def main(argv: list[str]) -> int:
     from augury.command import config_cli
     from augury.errors import UsageError
+    from augury.train.config import TrainConfigError
 
     argv = list(argv)
     if "--preset" in argv:
@@ -334,5 +335,8 @@ def main(argv: list[str]) -> int:
         cfg.validate()
     except ValueError as err:
         raise UsageError(str(err)) from None
-    Demo(cfg).run()
+    try:
+        Demo(cfg).run()
+    except (RunFolderError, TrainConfigError) as err:  # refused before a stage writes
+        raise UsageError(str(err)) from None
     return 0

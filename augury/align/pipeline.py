@@ -188,7 +188,7 @@ class Pipeline(StagedRun):
     def run(self) -> Path:
         cfg = self.cfg
         cfg.validate()
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.claim_output()
         # each stage's settings: its own section and the seed (the data's: what the generated files depend on);
         # a later stage's output also depends on the earlier ones', which are checked in their own right
         cfg_of = functools.partial(settings, cfg)
@@ -365,8 +365,10 @@ class Pipeline(StagedRun):
 
 
 def main(argv: list[str]) -> int:
+    from augury.align.runs import RunFolderError
     from augury.command import config_cli
     from augury.errors import UsageError
+    from augury.train.config import TrainConfigError
 
     argv = list(argv)
     if "--preset" in argv:
@@ -386,6 +388,6 @@ def main(argv: list[str]) -> int:
         raise UsageError(str(err)) from None
     try:
         Pipeline(cfg).run()
-    except StageConfigError as err:
+    except (StageConfigError, RunFolderError, TrainConfigError) as err:  # all refused before a stage writes
         raise UsageError(str(err)) from None
     return 0

@@ -18,6 +18,7 @@ an ordinary augury run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import time
@@ -25,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from augury.align.data import AlignDataError, read_jsonl
+from augury.align.data import AlignDataError
 from augury.align.rl_losses import (
     clipped_policy_loss,
     clipped_value_loss,
@@ -40,6 +40,7 @@ from augury.align.rl_losses import (
     rloo_advantages,
     whiten,
 )
+from augury.align.rl_prompts import load_prompts, prompt_strata, step_prompts
 from augury.align.rl_rewards import (
     Rollout,
     fill_failed,
@@ -47,9 +48,16 @@ from augury.align.rl_rewards import (
     load_rubric_grader,
     rollout_rewards,
 )
-from augury.align.runs import open_output, start_output, write_manifest
-from augury.data.chat import ChatFormatError, chat_token_ids, render_chat, validate_messages
-from augury.data.tokenizer import encode_documents
+from augury.align.runs import (
+    check_resumed_settings,
+    checkpoint_note,
+    open_output,
+    removed_on_failure,
+    stage_status,
+    start_output,
+    write_manifest,
+)
+from augury.data.chat import chat_token_ids
 from augury.io import (
     append_jsonl,
     atomic_write_bytes,
@@ -100,7 +108,8 @@ class RLConfig:
         max_kl: stop when the mean KL to the reference exceeds this.
         seed: prompt order and generation seeds.
         ckpt_every: checkpoint every this many steps (and at the end).
-        resume: continue the run in `out` from its newest checkpoint.
+        resume: continue the run in `out` from its newest checkpoint, with the settings it was made with (only
+            out, steps, ckpt_every, max_kl, max_grader_failures and grader_model_args may change).
     """
 
     policy_run: str = ""
@@ -149,23 +158,19 @@ class RLConfig:
         for name in ("steps", "prompts_per_step", "response_length", "num_ppo_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.lr <= 0 or self.kl_coef < 0 or not 0 < self.cliprange < 1 or self.temperature <= 0:
-            raise ValueError("lr > 0, kl_coef >= 0, 0 < cliprange < 1 and temperature > 0 are required")
+        if not 0 < self.lr <= 1 or self.kl_coef < 0 or not 0 < self.cliprange < 1 or self.temperature <= 0:
+            raise ValueError("0 < lr <= 1, kl_coef >= 0, 0 < cliprange < 1 and temperature > 0 are required")
+        if self.ckpt_every < 0:
+            raise ValueError("ckpt_every must be >= 0")
+
+
+# What a resumed run may change: where it goes, how often it checkpoints, its safety stops, a judge's backend
+# options, and its length (the learning rate does not depend on it); anything else would make it another run.
+RESUMABLE = ("out", "resume", "steps", "ckpt_every", "max_kl", "max_grader_failures", "grader_model_args")
 
 
 class RLDiverged(RuntimeError):
     pass
-
-
-def _prompt_ids(tok, row: dict) -> tuple[list[int], bool]:
-    """(ids, chat) for a prompt row: a message list in the chat format, or plain text after <|endoftext|>."""
-    prompt = row.get("prompt")
-    if isinstance(prompt, list):
-        validate_messages(prompt)
-        return render_chat(tok, prompt, add_generation_prompt=True).ids, True
-    if isinstance(prompt, str) and prompt:
-        return [tok.token_to_id("<|endoftext|>"), *encode_documents(tok, [prompt])[0]], False
-    raise ValueError("a row needs a non-empty 'prompt' (text or a message list)")
 
 
 def sequence_logps(model, rollouts: list[Rollout], pad_id: int, value_head=None):
@@ -213,7 +218,9 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
 
     cfg.validate()
     out = Path(cfg.out)
-    ckpt = open_output(out, cfg.resume)
+    ckpt = open_output(out, cfg.resume, "rl")
+    if ckpt is not None:
+        check_resumed_settings(out, "rl", cfg, RESUMABLE)
     functions = load_reward_functions(cfg.reward_functions)
     reward_model = None
     if cfg.reward_model:
@@ -224,17 +231,9 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
     policy = copy.deepcopy(reference).train()
     reference.eval().requires_grad_(False)
     special = chat_token_ids(tok)
-    rows = [r for r in read_jsonl(cfg.prompts) if r is not None]
+    rows, prompts = load_prompts(cfg.prompts, tok)
     grader = load_rubric_grader(cfg, rows) if cfg.grader else None
-    prompts = []
-    for row in rows:
-        try:
-            prompts.append((row, *_prompt_ids(tok, row)))
-        except (ValueError, ChatFormatError) as err:
-            raise AlignDataError(f"{cfg.prompts}: {err}") from None
-    if not prompts:
-        raise AlignDataError(f"{cfg.prompts} has no prompt rows")
-    strata = _strata(cfg, rows)
+    strata = prompt_strata(cfg, rows)
     value_head = None
     params = list(policy.parameters())  # what the optimizer updates (and the gradient clip covers)
     if cfg.algorithm == "ppo":
@@ -251,86 +250,97 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
                 raise AlignDataError(f"--resume: {head} is missing (the value head of {ckpt.name})")
             value_head.load_state_dict(load_file(str(head)))
         step = load_checkpoint(ckpt, policy, optimizer)["step"]
-        log(f"resuming {out} at step {step}")
+        if step > cfg.steps:
+            raise AlignDataError(f"--resume: {out} is already at step {step}, past --steps {cfg.steps}")
+        if step == cfg.steps:
+            log(f"{out} has already trained all {cfg.steps} steps: nothing to do")
+            if stage_status(out) is True:
+                return out
+        else:
+            log(f"resuming {out} at step {step}")
+        loop = contextlib.nullcontext()
     else:
-        start_output(out, cfg.policy_run, mcfg, "rl", cfg)
-        write_manifest(out, "rl", policy_run=cfg.policy_run, finished=False)
-    pad_id = tok.token_to_id("<|pad|>") or 0
-    G = cfg.num_generations
-    t0 = time.perf_counter()
-    while step < cfg.steps:
-        batch = [prompts[int(i)] for i in _step_prompts(cfg, step, len(prompts), strata)]
-        policy.eval()
-        sampling = [SamplingParams(max_tokens=cfg.response_length, temperature=cfg.temperature,
-                                   stop_token_ids=[special["end"], special["bos"]] if chat else [special["bos"]],
-                                   seed=_seed_for(cfg.seed, step, j))
-                    for j, (_, _, chat) in enumerate(b for b in batch for _ in range(G))]
-        gens = generate(policy, tok, [ids for _, ids, _ in batch for _ in range(G)], sampling)
-        rollouts = [Rollout(row, ids, g.token_ids, g.text, g.finish_reason == "stop")
-                    for (row, ids, _), g in zip((b for b in batch for _ in range(G)), gens)]
-        rewards, by_source, graded_ok = rollout_rewards(cfg, rollouts, reward_model, functions, grader, G)
-        failed = int((~graded_ok).sum())
-        if failed > cfg.max_grader_failures * len(rollouts):
-            raise RLDiverged(f"step {step + 1}: the grader failed on {failed} of {len(rollouts)} rollouts "
-                             f"({dict(grader.stats)}); the last checkpoint is kept in {out}")
-        if failed:  # left out of the update; the group baseline is the mean of the graded rollouts
-            rewards = fill_failed(rewards, torch.from_numpy(graded_ok), G)
-        policy.train()
-        with torch.no_grad():
-            ref_logp, _, _ = sequence_logps(reference, rollouts, pad_id)
-            if value_head is not None:
-                old_logp, _, mask, old_values = sequence_logps(policy, rollouts, pad_id, value_head)
-                mask = mask * torch.from_numpy(graded_ok).float()[:, None]
-                advantages, returns = ppo_targets(cfg, rewards, old_logp, ref_logp, old_values, mask)
-            else:
-                old_logp, _, mask = sequence_logps(policy, rollouts, pad_id)
-                mask = mask * torch.from_numpy(graded_ok).float()[:, None]
-                advantages = (group_advantages if cfg.algorithm == "grpo" else rloo_advantages)(rewards, G)[:, None]
-        for g in optimizer.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / 5)
-        for _ in range(cfg.num_ppo_epochs):
-            if value_head is not None:
-                logp, entropy, _, values = sequence_logps(policy, rollouts, pad_id, value_head)
-                pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
-                kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
-                loss = pg_loss + cfg.vf_coef * clipped_value_loss(values, old_values, returns, mask,
-                                                                  cfg.cliprange_value)
-            else:
-                logp, entropy, _ = sequence_logps(policy, rollouts, pad_id)
-                pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
-                kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
-                loss = pg_loss + cfg.kl_coef * kl
-            kl_now = float(kl.detach())
-            if not torch.isfinite(loss):
-                raise RLDiverged(f"step {step + 1}: the loss is {float(loss.detach())}; "
-                                 f"the last checkpoint is kept in {out}")
-            if kl_now > cfg.max_kl:
-                raise RLDiverged(f"step {step + 1}: KL to the reference {kl_now:.3g} > max_kl {cfg.max_kl:g}; "
-                                 f"the last checkpoint is kept in {out}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-        step += 1
-        record = {"step": step, "reward": float(rewards.mean()), **{f"reward/{k}": v for k, v in by_source.items()},
-                  "kl": float(kl.detach()), "entropy": float(masked_mean(entropy.detach(), mask)),
-                  "response_length": float(mask.sum(1).mean()), "clip_fraction": float(clip_frac),
-                  "loss": float(loss.detach()), "elapsed_s": time.perf_counter() - t0}
-        if G > 1:  # TRL's name: groups whose completions all scored the same give no group-relative signal
-            record["frac_reward_zero_std"] = float((rewards.view(-1, G).std(1) < 1e-6).float().mean())
-        if grader is not None:
-            record["grader_failures"] = failed
-            record["grader_failures_total"] = int(grader.stats["failed"])
-        if after_step is not None:
-            record.update(after_step(step, policy) or {})
-        append_jsonl(out / "metrics.jsonl", record)
-        log(f"step {step}: reward {record['reward']:.4f}, kl {record['kl']:.4f}")
-        if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
-            if value_head is not None:  # written first: a complete checkpoint always has its value head
-                (out / "value_heads").mkdir(exist_ok=True)
-                blob = save({k: v.detach().contiguous() for k, v in value_head.state_dict().items()})
-                atomic_write_bytes(out / "value_heads" / f"step_{step:08d}.safetensors", blob)
-            save_checkpoint(out, step, policy, optimizer, {"step": step})
+        loop = removed_on_failure(out)
+    with loop:
+        if ckpt is None:
+            start_output(out, cfg.policy_run, mcfg, "rl", cfg)
+            write_manifest(out, "rl", policy_run=cfg.policy_run, finished=False)
+        pad_id = tok.token_to_id("<|pad|>") or 0
+        G = cfg.num_generations
+        t0 = time.perf_counter()
+        while step < cfg.steps:
+            batch = [prompts[int(i)] for i in step_prompts(cfg, step, len(prompts), strata)]
+            policy.eval()
+            sampling = [SamplingParams(max_tokens=cfg.response_length, temperature=cfg.temperature,
+                                       stop_token_ids=[special["end"], special["bos"]] if chat else [special["bos"]],
+                                       seed=_seed_for(cfg.seed, step, j))
+                        for j, (_, _, chat) in enumerate(b for b in batch for _ in range(G))]
+            gens = generate(policy, tok, [ids for _, ids, _ in batch for _ in range(G)], sampling)
+            rollouts = [Rollout(row, ids, g.token_ids, g.text, g.finish_reason == "stop")
+                        for (row, ids, _), g in zip((b for b in batch for _ in range(G)), gens)]
+            rewards, by_source, graded_ok = rollout_rewards(cfg, rollouts, reward_model, functions, grader, G)
+            failed = int((~graded_ok).sum())
+            if failed > cfg.max_grader_failures * len(rollouts):
+                raise RLDiverged(f"step {step + 1}: the grader failed on {failed} of {len(rollouts)} rollouts "
+                                 f"({dict(grader.stats)}); {checkpoint_note(out)}")
+            if failed:  # left out of the update; the group baseline is the mean of the graded rollouts
+                rewards = fill_failed(rewards, torch.from_numpy(graded_ok), G)
+            policy.train()
+            with torch.no_grad():
+                ref_logp, _, _ = sequence_logps(reference, rollouts, pad_id)
+                if value_head is not None:
+                    old_logp, _, mask, old_values = sequence_logps(policy, rollouts, pad_id, value_head)
+                    mask = mask * torch.from_numpy(graded_ok).float()[:, None]
+                    advantages, returns = ppo_targets(cfg, rewards, old_logp, ref_logp, old_values, mask)
+                else:
+                    old_logp, _, mask = sequence_logps(policy, rollouts, pad_id)
+                    mask = mask * torch.from_numpy(graded_ok).float()[:, None]
+                    advantages = (group_advantages if cfg.algorithm == "grpo" else rloo_advantages)(rewards, G)[:, None]
+            for g in optimizer.param_groups:
+                g["lr"] = cfg.lr * min(1.0, (step + 1) / 5)
+            for _ in range(cfg.num_ppo_epochs):
+                if value_head is not None:
+                    logp, entropy, _, values = sequence_logps(policy, rollouts, pad_id, value_head)
+                    pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
+                    kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
+                    loss = pg_loss + cfg.vf_coef * clipped_value_loss(values, old_values, returns, mask,
+                                                                      cfg.cliprange_value)
+                else:
+                    logp, entropy, _ = sequence_logps(policy, rollouts, pad_id)
+                    pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
+                    kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
+                    loss = pg_loss + cfg.kl_coef * kl
+                kl_now = float(kl.detach())
+                if not torch.isfinite(loss):
+                    raise RLDiverged(f"step {step + 1}: the loss is {float(loss.detach())}; "
+                                     f"{checkpoint_note(out)}")
+                if kl_now > cfg.max_kl:
+                    raise RLDiverged(f"step {step + 1}: KL to the reference {kl_now:.3g} > max_kl {cfg.max_kl:g}; "
+                                     f"{checkpoint_note(out)}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+            step += 1
+            record = {"step": step, "reward": float(rewards.mean()), **{f"reward/{k}": v for k, v in by_source.items()},
+                      "kl": float(kl.detach()), "entropy": float(masked_mean(entropy.detach(), mask)),
+                      "response_length": float(mask.sum(1).mean()), "clip_fraction": float(clip_frac),
+                      "loss": float(loss.detach()), "elapsed_s": time.perf_counter() - t0}
+            if G > 1:  # TRL's name: groups whose completions all scored the same give no group-relative signal
+                record["frac_reward_zero_std"] = float((rewards.view(-1, G).std(1) < 1e-6).float().mean())
+            if grader is not None:
+                record["grader_failures"] = failed
+                record["grader_failures_total"] = int(grader.stats["failed"])
+            if after_step is not None:
+                record.update(after_step(step, policy) or {})
+            append_jsonl(out / "metrics.jsonl", record)
+            log(f"step {step}: reward {record['reward']:.4f}, kl {record['kl']:.4f}")
+            if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
+                if value_head is not None:  # written first: a complete checkpoint always has its value head
+                    (out / "value_heads").mkdir(exist_ok=True)
+                    blob = save({k: v.detach().contiguous() for k, v in value_head.state_dict().items()})
+                    atomic_write_bytes(out / "value_heads" / f"step_{step:08d}.safetensors", blob)
+                save_checkpoint(out, step, policy, optimizer, {"step": step})
     write_manifest(out, "rl", policy_run=cfg.policy_run, finished=True, steps=step)
     return out
 
@@ -346,38 +356,6 @@ def ppo_targets(cfg: RLConfig, scores: torch.Tensor, logp: torch.Tensor, ref_log
         token_rewards = whiten(token_rewards, mask, shift_mean=False) * mask
     advantages, returns = gae(token_rewards, values, mask, cfg.gamma, cfg.lam)
     return whiten(advantages, mask) * mask, returns
-
-
-def _strata(cfg: RLConfig, rows: list[dict]) -> list[np.ndarray] | None:
-    """The row indices of each value of `balance_column` (in sorted order of the values), or None."""
-    if not cfg.balance_column:
-        return None
-    values: dict[str, list[int]] = {}
-    for i, row in enumerate(rows):
-        value = row.get(cfg.balance_column)
-        if value in (None, ""):
-            raise AlignDataError(f"{cfg.prompts}: row {i + 1} has no {cfg.balance_column!r} (--balance_column "
-                                 f"needs it on every row)")
-        values.setdefault(str(value), []).append(i)
-    if len(values) > cfg.prompts_per_step:
-        raise AlignDataError(f"--balance_column {cfg.balance_column}: {len(values)} values but prompts_per_step "
-                             f"is {cfg.prompts_per_step}: each step could not draw every value")
-    return [np.array(values[v]) for v in sorted(values)]
-
-
-def _step_prompts(cfg: RLConfig, step: int, n: int, strata: list[np.ndarray] | None) -> list[int]:
-    """The prompt indices of a step, a function of (seed, step) alone (so a resumed run draws the same ones):
-    uniform without replacement, or an equal share of each stratum (the remainder to strata drawn at random)."""
-    rng = np.random.default_rng([cfg.seed, step])
-    if strata is None:
-        return [int(i) for i in rng.permutation(n)[:cfg.prompts_per_step]]
-    share, extra = divmod(cfg.prompts_per_step, len(strata))
-    bonus = set(rng.permutation(len(strata))[:extra].tolist())
-    picked = []
-    for k, rows in enumerate(strata):
-        take = share + (k in bonus)
-        picked += rng.choice(rows, size=take, replace=take > len(rows)).tolist()
-    return [int(i) for i in picked]
 
 
 def main(argv: list[str]) -> int:

@@ -79,6 +79,7 @@ def call_reward(name: str, fn, prompts: list, completions: list, columns: dict) 
 
 def load_rubric_grader(cfg: RLConfig, rows: list[dict]):
     """The configured grader, after checking every row's kind tag against its rubric."""
+    from augury.align.rl_prompts import where
     from augury.safety.graders import load_grader
 
     grader = load_grader(cfg.grader, cfg.rubric, cfg.grader_model_args)
@@ -88,8 +89,8 @@ def load_rubric_grader(cfg: RLConfig, rows: list[dict]):
         if kind in (None, ""):
             continue
         if kind not in grader.rubric.kinds:
-            raise AlignDataError(f"{cfg.prompts}: row {i}: {cfg.kind_column} {kind!r} is not one of the rubric's "
-                                 f"kinds {grader.rubric.kinds}")
+            raise AlignDataError(f"{cfg.prompts}: {where(row, i)}: {cfg.kind_column} {kind!r} is not one of the "
+                                 f"rubric's kinds {grader.rubric.kinds}")
         tagged += 1
     if not tagged:
         raise AlignDataError(f"{cfg.prompts}: --grader needs rows tagged with a prompt kind: no row has a "

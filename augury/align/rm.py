@@ -74,10 +74,16 @@ class RMConfig:
     def validate(self) -> None:
         if not self.base_run or bool(self.data) == bool(self.hh_rlhf):
             raise ValueError("--base_run and exactly one of --data / --hh_rlhf are required")
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("steps and batch_size must be >= 1, lr > 0")
+        if self.steps < 1 or self.batch_size < 1 or self.warmup_steps < 0:
+            raise ValueError("steps and batch_size must be >= 1, warmup_steps >= 0")
+        if not 0 < self.lr <= 1:
+            raise ValueError(f"lr must be in (0, 1] (got {self.lr:g})")
         if not 0 < self.held_out < 1:
             raise ValueError("held_out must be in (0, 1)")
+
+
+class RMDiverged(RuntimeError):
+    pass
 
 
 class RewardModel(torch.nn.Module):
@@ -149,6 +155,8 @@ def train_rm(cfg: RMConfig, log=print) -> Path:
 
     cfg.validate()
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise AlignDataError(f"--out {out} is a file, not a folder")
     if out.exists() and any(out.iterdir()):
         raise AlignDataError(f"--out {out} exists and is not empty")
     backbone, tok, mcfg = load_run(cfg.base_run)
@@ -175,37 +183,43 @@ def train_rm(cfg: RMConfig, log=print) -> Path:
     tmp = out.parent / f".{out.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    rng = np.random.default_rng(cfg.seed)
-    t0 = time.perf_counter()
-    before = pairwise_accuracy(rm, held)
-    for step in range(1, cfg.steps + 1):
-        progress = max(0, step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        lr = cfg.lr * (step / cfg.warmup_steps if step <= cfg.warmup_steps else
-                       0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        chunk = [train[i] for i in rng.integers(0, len(train), cfg.batch_size)]
-        ids, lengths = pad([p.chosen for p in chunk] + [p.rejected for p in chunk], 0)
-        with autocast():
-            r = rm(ids, lengths)
-        loss = bradley_terry_loss(r[:len(chunk)].float(), r[len(chunk):].float())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
-        optimizer.step()
-        append_jsonl(tmp / "metrics.jsonl", {"step": step, "loss": float(loss.detach()), "lr": lr,
-                                             "elapsed_s": time.perf_counter() - t0})
-    after = pairwise_accuracy(rm, held)
-    log(f"held-out pairwise accuracy {after['accuracy']:.3f} [{after['interval_95'][0]:.3f}, "
-        f"{after['interval_95'][1]:.3f}] on {after['pairs']} pairs (untrained head: {before['accuracy']:.3f})")
-    start_output(tmp, cfg.base_run, mcfg, "rm", cfg)
-    save_checkpoint(tmp, cfg.steps, rm.backbone, optimizer=torch.optim.SGD([torch.zeros(1)], lr=0.0),
-                    trainer_state={"step": cfg.steps})
-    head = {k: v.detach().contiguous() for k, v in rm.head.state_dict().items()}
-    save_file(head, str(tmp / "reward_head.safetensors"))
-    write_manifest(tmp, "reward_model", base_run=str(cfg.base_run),
-                   data={"train": train_report.summary(), "held_out": held_report.summary()},
-                   held_out_accuracy=after, held_out_accuracy_untrained=before, finished=True)
+    try:  # the folder appears under its name only when complete; a failure leaves nothing behind
+        rng = np.random.default_rng(cfg.seed)
+        t0 = time.perf_counter()
+        before = pairwise_accuracy(rm, held)
+        for step in range(1, cfg.steps + 1):
+            progress = max(0, step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+            lr = cfg.lr * (step / cfg.warmup_steps if step <= cfg.warmup_steps else
+                           0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            chunk = [train[i] for i in rng.integers(0, len(train), cfg.batch_size)]
+            ids, lengths = pad([p.chosen for p in chunk] + [p.rejected for p in chunk], 0)
+            with autocast():
+                r = rm(ids, lengths)
+            loss = bradley_terry_loss(r[:len(chunk)].float(), r[len(chunk):].float())
+            if not torch.isfinite(loss):
+                raise RMDiverged(f"step {step}: the loss is {float(loss.detach())}; nothing was written to {out}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+            optimizer.step()
+            append_jsonl(tmp / "metrics.jsonl", {"step": step, "loss": float(loss.detach()), "lr": lr,
+                                                 "elapsed_s": time.perf_counter() - t0})
+        after = pairwise_accuracy(rm, held)
+        log(f"held-out pairwise accuracy {after['accuracy']:.3f} [{after['interval_95'][0]:.3f}, "
+            f"{after['interval_95'][1]:.3f}] on {after['pairs']} pairs (untrained head: {before['accuracy']:.3f})")
+        start_output(tmp, cfg.base_run, mcfg, "rm", cfg)
+        save_checkpoint(tmp, cfg.steps, rm.backbone, optimizer=torch.optim.SGD([torch.zeros(1)], lr=0.0),
+                        trainer_state={"step": cfg.steps})
+        head = {k: v.detach().contiguous() for k, v in rm.head.state_dict().items()}
+        save_file(head, str(tmp / "reward_head.safetensors"))
+        write_manifest(tmp, "reward_model", base_run=str(cfg.base_run),
+                       data={"train": train_report.summary(), "held_out": held_report.summary()},
+                       held_out_accuracy=after, held_out_accuracy_untrained=before, finished=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         out.rmdir()
     tmp.rename(out)
@@ -219,9 +233,15 @@ def load_reward_model(path: str | Path) -> RewardModel:
     from augury.model.run import load_run
 
     path = Path(path)
-    manifest = path / "manifest.json"
-    if not manifest.is_file() or not json.loads(manifest.read_text()).get("finished"):
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or not manifest.get("finished"):
         raise AlignDataError(f"{path} is not a finished reward model (no finished manifest.json)")
+    if manifest.get("kind") != "reward_model" or not (path / "reward_head.safetensors").is_file():
+        raise AlignDataError(f"{path} is not a reward model (an augury {manifest.get('kind')} run, no "
+                             f"reward_head.safetensors): make one with augury rm")
     backbone, tok, _ = load_run(path)
     rm = RewardModel(backbone, tok)
     rm.head.load_state_dict(load_file(str(path / "reward_head.safetensors")))
@@ -237,4 +257,9 @@ def main(argv: list[str]) -> int:
         train_rm(cfg)
     except (ValueError, AlignDataError) as err:
         raise UsageError(str(err)) from None
+    except RMDiverged as err:
+        import sys
+
+        print(f"augury rm: error: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -1,19 +1,23 @@
 """The run folders post-training writes: ordinary augury runs (config.yaml with the model, tokenizer.json,
 checkpoints, metrics.jsonl, manifest.json), so sampling, export and evaluation take them as they are.
 
-    ckpt = open_output(out, resume)                      # None: a new run; refuses a used folder without --resume
-    start_output(out, base_run, model_cfg, "sft", cfg)   # tokenizer + config.yaml of a new run
-    write_manifest(out, "sft", finished=False, base_run=...)
+    ckpt = open_output(out, resume, "sft")               # None: a new run; refuses a used folder without --resume
+    if ckpt: check_resumed_settings(out, "sft", cfg, free=("out", "resume"))  # the same run, or refused
+    with removed_on_failure(out):                        # a new run that fails before its first checkpoint goes
+        start_output(out, base_run, model_cfg, "sft", cfg)   # tokenizer + config.yaml of a new run
+        write_manifest(out, "sft", finished=False, base_run=...)
 
 A multi-stage command (`augury align`, `augury rl-demo`) is a `StagedRun`: each stage in its own subfolder, skipped
 when finished, recorded in the command's metrics.jsonl, and a manifest that says finished only at the end. A stage
 given the settings it depends on (`Stage.config`, e.g. `settings(cfg, "seed", "rl")`) stores them in its record,
 and a later run that finds the stage finished with other settings is refused before any stage runs
-(`StageConfigError`), so a report never mixes stages made with different settings.
+(`StageConfigError`), so a report never mixes stages made with different settings. Its `out` must be empty or
+hold a run of the same command (`check_run_folder`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -27,10 +31,38 @@ from augury.align.data import AlignDataError
 from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, to_jsonable, utc_now
 
 
-def open_output(out: Path, resume: bool) -> Path | None:
+class RunFolderError(AlignDataError):
+    """--out cannot take this run: a file, or a folder holding something other than a run of this kind."""
+
+
+def manifest_kind(run: Path) -> str | None:
+    """The `kind` in a run folder's manifest.json (pretraining runs have none: "train"); None if unreadable."""
+    try:
+        manifest = json.loads((run / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest.get("kind", "train") if isinstance(manifest, dict) else None
+
+
+def check_run_folder(out: Path, kind: str) -> None:
+    """Refuse an --out that is a file, or a non-empty folder whose manifest does not name a `kind` run (another
+    command's run, or files that are no run at all), before anything is written into it."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out} is a file, not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    found = manifest_kind(out)
+    if found != kind:
+        holds = f"an augury {found} run" if found else "files that are not an augury run (no manifest.json)"
+        raise RunFolderError(f"--out {out} holds {holds}, not an augury {kind} run: choose another --out")
+
+
+def open_output(out: Path, resume: bool, kind: str) -> Path | None:
     """The newest intact checkpoint to resume from, or None for a new run in an empty (or missing) folder."""
     from augury.train.checkpoint import find_latest_checkpoint
 
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out} is a file, not a folder")
     if not resume:
         if out.exists() and any(out.iterdir()):
             raise AlignDataError(f"--out {out} exists and is not empty (pass --resume true to continue it)")
@@ -38,7 +70,66 @@ def open_output(out: Path, resume: bool) -> Path | None:
     ckpt = find_latest_checkpoint(out)
     if ckpt is None:
         raise AlignDataError(f"--resume: {out} has no intact checkpoint")
+    found = manifest_kind(out)
+    if found != kind:
+        raise RunFolderError(f"--resume: {out} holds {f'an augury {found} run' if found else 'no manifest.json'}, "
+                             f"not an augury {kind} run")
     return ckpt
+
+
+def _same(stored, now) -> bool:
+    if stored == now:
+        return True
+    # a path given another way (relative, absolute, through a link) that names the same file
+    return isinstance(stored, str) and isinstance(now, str) and bool(stored) and bool(now) and \
+        Path(stored).resolve() == Path(now).resolve()
+
+
+def check_resumed_settings(out: Path, section: str, cfg, free: tuple[str, ...]) -> None:
+    """Refuse to resume the run in `out` with settings other than those its config.yaml stores under `section`,
+    except the `free` ones (where output goes, how often to checkpoint: they do not make it another run)."""
+    try:
+        stored = (yaml.safe_load((out / "config.yaml").read_text()) or {}).get(section)
+    except (OSError, yaml.YAMLError):
+        stored = None
+    if not isinstance(stored, dict):
+        raise AlignDataError(f"--resume: {out}/config.yaml has no {section!r} settings to check the run against")
+    now = json.loads(json.dumps(to_jsonable(asdict(cfg))))
+    # a setting the stored file lacks (added since the run was made) is not checked
+    diffs = [f"{key} {stored[key]!r} there, {value!r} now" for key, value in now.items()
+             if key not in free and key in stored and not _same(stored[key], value)]
+    if diffs:
+        raise AlignDataError(f"--resume: {out} was made with other settings ({'; '.join(diffs)}): resuming "
+                             f"would mix two runs; use the same settings, or a new --out")
+
+
+def checkpoint_note(out: Path) -> str:
+    """What a failed run leaves: its last checkpoint, or (none written yet) nothing, see `removed_on_failure`."""
+    from augury.train.checkpoint import find_latest_checkpoint
+
+    if out.is_dir() and find_latest_checkpoint(out) is not None:
+        return f"the last checkpoint is kept in {out}"
+    return f"no checkpoint was written, so {out} is removed: the same command can be run again"
+
+
+@contextlib.contextmanager
+def removed_on_failure(out: Path):
+    """Around a new run: when it fails (or is interrupted) before its first checkpoint, what it wrote to `out` is
+    removed (the folder too, when it was made here; an empty folder it was given is left empty), so the same
+    command can simply be run again; a folder holding a checkpoint is left as it is."""
+    from augury.train.checkpoint import find_latest_checkpoint
+
+    existed = out.is_dir()
+    try:
+        yield
+    except BaseException:
+        if out.is_dir() and find_latest_checkpoint(out) is None:
+            if existed:
+                for child in out.iterdir():
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            else:
+                shutil.rmtree(out)
+        raise
 
 
 def start_output(out: Path, source_run: str, model_cfg, section: str, cfg) -> None:
@@ -96,6 +187,11 @@ class StagedRun:
     def __init__(self, cfg, log=print):
         self.cfg, self.log, self.out = cfg, log, Path(cfg.out)
         self.data = self.out / "data"
+
+    def claim_output(self) -> None:
+        """Make `out`, after refusing a file or a folder that holds anything but a run of this kind."""
+        check_run_folder(self.out, self.kind)
+        self.out.mkdir(parents=True, exist_ok=True)
 
     def stage(self, name: str, done, run, config: dict | None = None) -> None:
         """Run a stage unless `done()`; record it (and `config`, when given) in metrics.jsonl when it finishes."""

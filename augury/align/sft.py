@@ -26,7 +26,15 @@ import torch
 
 from augury.align.data import AlignDataError, SFTExample, read_jsonl, sft_example, split_held_out, tokenize_rows
 from augury.align.losses import masked_token_loss
-from augury.align.runs import open_output, start_output, write_manifest
+from augury.align.runs import (
+    check_resumed_settings,
+    checkpoint_note,
+    open_output,
+    removed_on_failure,
+    stage_status,
+    start_output,
+    write_manifest,
+)
 from augury.io import append_jsonl
 
 
@@ -38,7 +46,7 @@ class SFTConfig:
         base_run: the pretrained augury run to start from (its newest intact checkpoint and its tokenizer).
         data: JSONL in TRL's shapes: {"messages": [...]} or {"prompt", "completion"}.
         eval_data: held-out JSONL; empty: `held_out` of `data`, split by conversation.
-        held_out: share of `data` held out for validation when `eval_data` is empty.
+        held_out: share of `data` held out for validation when `eval_data` is empty (at least one row when > 0).
         out: the new run's folder.
         steps: optimizer steps.
         batch_size: sequences per optimizer step.
@@ -51,7 +59,8 @@ class SFTConfig:
         ckpt_every: checkpoint every this many steps (0: only at the end).
         seed: data order and dropout-free training are determined by it.
         dtype: autocast dtype on CPU/GPU.
-        resume: continue the run in `out` from its newest checkpoint.
+        resume: continue the run in `out` from its newest checkpoint, with the settings it was made with (only
+            out, eval_every, ckpt_every, micro_batch_size and dtype may change).
     """
 
     base_run: str = ""
@@ -81,8 +90,16 @@ class SFTConfig:
             raise ValueError("batch_size must be a multiple of micro_batch_size")
         if not 0 <= self.held_out < 1:
             raise ValueError("held_out must be in [0, 1)")
-        if self.lr <= 0 or self.warmup_steps < 0:
-            raise ValueError("lr must be > 0 and warmup_steps >= 0")
+        if not 0 < self.lr <= 1 or self.warmup_steps < 0:
+            raise ValueError(f"lr must be in (0, 1] (got {self.lr:g}) and warmup_steps >= 0")
+        for name in ("weight_decay", "grad_clip", "eval_every", "ckpt_every"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
+
+
+# What a resumed run may change: where it goes, how often it checkpoints and validates, and how each batch is
+# split and computed (micro-batches, autocast dtype); anything else would make it another run.
+RESUMABLE = ("out", "resume", "eval_every", "ckpt_every", "micro_batch_size", "dtype")
 
 
 class SFTDiverged(RuntimeError):
@@ -133,18 +150,20 @@ def evaluate(model, examples: list[SFTExample], pad_id: int, micro: int, autocas
 
 def train_sft(cfg: SFTConfig, log=print) -> Path:
     from augury.model.run import load_run
-    from augury.train.checkpoint import load_checkpoint, save_checkpoint
+    from augury.train.checkpoint import load_checkpoint
 
     cfg.validate()
     out = Path(cfg.out)
-    ckpt = open_output(out, cfg.resume)
+    ckpt = open_output(out, cfg.resume, "sft")
+    if ckpt is not None:
+        check_resumed_settings(out, "sft", cfg, RESUMABLE)
     model, tok, mcfg = load_run(ckpt.parent.parent if ckpt else cfg.base_run)
     max_len = mcfg.max_seq_len
     rows = read_jsonl(cfg.data)
     if cfg.eval_data:
         train_rows, held_rows = rows, read_jsonl(cfg.eval_data)
     else:
-        train_rows, held_rows = split_held_out(rows, cfg.held_out)
+        train_rows, held_rows = split_held_out(rows, cfg.held_out, at_least_one=True)
     def example(row):
         return sft_example(tok, row, max_len)
 
@@ -152,21 +171,39 @@ def train_sft(cfg: SFTConfig, log=print) -> Path:
     held, held_report = tokenize_rows(held_rows, example, cfg.eval_data or f"{cfg.data} (held out)")
     if not train:
         raise AlignDataError(f"{cfg.data}: no usable training rows")
+    if cfg.eval_data and not held:
+        raise AlignDataError(f"--eval_data {cfg.eval_data} has no usable rows ({held_report.summary()})")
     log(train_report.summary())
-    log(held_report.summary())
+    log(held_report.summary() if held else
+        f"{cfg.data}: no row held out{' (--held_out 0)' if not cfg.held_out else ''}: no validation loss")
     pad_id = tok.token_to_id("<|pad|>") or 0
 
     torch.manual_seed(cfg.seed)
     model.train()
     optimizer = torch.optim.AdamW(model.param_groups(cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
-    step = 0
     data = {"train": train_report.summary(), "held_out": held_report.summary()}
     if ckpt is not None:
         step = load_checkpoint(ckpt, model, optimizer)["step"]
+        if step >= cfg.steps:
+            log(f"{out} has already trained all {cfg.steps} steps: nothing to do")
+            if stage_status(out) is not True:  # stopped between its last checkpoint and its manifest
+                write_manifest(out, "sft", base_run=str(cfg.base_run), data=data, finished=True, steps=step)
+            return out
         log(f"resuming {out} at step {step}")
+        _train(cfg, out, model, optimizer, train, held, pad_id, step, log)
     else:
-        start_output(out, cfg.base_run, mcfg, "sft", cfg)
-        write_manifest(out, "sft", base_run=str(cfg.base_run), data=data, finished=False)
+        with removed_on_failure(out):
+            start_output(out, cfg.base_run, mcfg, "sft", cfg)
+            write_manifest(out, "sft", base_run=str(cfg.base_run), data=data, finished=False)
+            _train(cfg, out, model, optimizer, train, held, pad_id, 0, log)
+    write_manifest(out, "sft", base_run=str(cfg.base_run), data=data, finished=True, steps=cfg.steps)
+    return out
+
+
+def _train(cfg: SFTConfig, out: Path, model, optimizer, train: list[SFTExample], held: list[SFTExample],
+           pad_id: int, step: int, log) -> None:
+    from augury.train.checkpoint import save_checkpoint
+
     use_bf16 = cfg.dtype == "bfloat16"
 
     def autocast():
@@ -187,7 +224,7 @@ def train_sft(cfg: SFTConfig, log=print) -> Path:
             loss.backward()
             step_loss += float(loss.detach())
         if not math.isfinite(step_loss):
-            raise SFTDiverged(f"step {step + 1}: loss is {step_loss}; the last good checkpoint is kept in {out}")
+            raise SFTDiverged(f"step {step + 1}: loss is {step_loss}; {checkpoint_note(out)}")
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
@@ -200,8 +237,6 @@ def train_sft(cfg: SFTConfig, log=print) -> Path:
         append_jsonl(out / "metrics.jsonl", record)
         if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
             save_checkpoint(out, step, model, optimizer, {"step": step})
-    write_manifest(out, "sft", base_run=str(cfg.base_run), data=data, finished=True, steps=step)
-    return out
 
 
 def main(argv: list[str]) -> int:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
+from augury.align.data import AlignDataError
 from augury.align.rl import RLConfig, RLDiverged, train_rl
 from augury.align.rl_rewards import RewardError, fill_failed
 
@@ -93,6 +95,7 @@ def test_a_bad_reward_function_is_one_clear_error(chat_run, prompts_file, reward
     with pytest.raises(RewardError, match=message):
         train_rl(_cfg(chat_run, prompts_file, tmp_path / fn, rewards_module,
                       reward_functions=[f"{rewards_module}:{fn}"]), log=lambda *_: None)
+    assert not (tmp_path / fn).exists()  # failed before its first checkpoint: the same command can be rerun
 
 
 def test_kl_blow_up_stops_naming_the_step(chat_run, prompts_file, rewards_module, tmp_path):
@@ -153,25 +156,25 @@ def test_rbrm_rewards_from_a_grader_are_logged_per_source(chat_run, kind_prompts
 
 def test_balance_column_draws_each_value_equally_every_step_and_the_same_on_resume(tmp_path):
     from augury.align.data import AlignDataError
-    from augury.align.rl import _step_prompts, _strata
+    from augury.align.rl_prompts import prompt_strata, step_prompts
 
     rows = [{"kind": "harmful"}] * 9 + [{"kind": "safe"}] * 3  # uniform draws would be three-quarters harmful
     cfg = RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f"], prompts_per_step=4,
                    balance_column="kind")
-    strata = _strata(cfg, rows)
+    strata = prompt_strata(cfg, rows)
     for step in range(20):
-        picked = _step_prompts(cfg, step, len(rows), strata)
+        picked = step_prompts(cfg, step, len(rows), strata)
         assert sorted(rows[i]["kind"] for i in picked) == ["harmful", "harmful", "safe", "safe"]
-        assert len(set(picked)) == 4 and picked == _step_prompts(cfg, step, len(rows), strata)
+        assert len(set(picked)) == 4 and picked == step_prompts(cfg, step, len(rows), strata)
     cfg.prompts_per_step = 5  # the odd one goes to a value drawn per step; a value with too few rows repeats
-    counts = [sum(rows[i]["kind"] == "safe" for i in _step_prompts(cfg, s, len(rows), strata)) for s in range(40)]
+    counts = [sum(rows[i]["kind"] == "safe" for i in step_prompts(cfg, s, len(rows), strata)) for s in range(40)]
     assert set(counts) == {2, 3}
     cfg.balance_column = "family"
     with pytest.raises(AlignDataError, match="row 1 has no 'family'"):
-        _strata(cfg, rows)
+        prompt_strata(cfg, rows)
     cfg.balance_column, cfg.prompts_per_step = "kind", 1
     with pytest.raises(AlignDataError, match="2 values but prompts_per_step is 1"):
-        _strata(cfg, rows)
+        prompt_strata(cfg, rows)
 
 
 def test_grader_failures_are_left_out_and_counted_never_scored_zero(chat_run, tmp_path, monkeypatch):
@@ -243,3 +246,48 @@ def test_groups_the_rubric_cannot_tell_apart_are_counted_per_kind():
     assert by_source["rbrm_stuck/harmful"] == 0.5 and by_source["rbrm_stuck/safe"] == 0.0
     _, by_source, _ = rollout_rewards(cfg, rollouts, None, [], ByText(load_rubric("refusal_abcd")), group=1)
     assert not any(k.startswith(("rbrm_zero_std", "rbrm_stuck")) for k in by_source)  # ppo: no groups
+
+
+def test_rl_resume_refuses_other_settings_and_may_only_run_longer(chat_run, prompts_file, rewards_module, tmp_path):
+    out = tmp_path / "rl"
+    train_rl(_cfg(chat_run, prompts_file, out, rewards_module, steps=2), log=lambda *_: None)
+    resumed = _cfg(chat_run, prompts_file, out, rewards_module, steps=2, resume=True)
+    for change, message in [({"policy_run": str(tmp_path)}, "policy_run"), ({"lr": 1e-2}, "lr 0.001 there, 0.01 now"),
+                            ({"reward_functions": [f"{rewards_module}:short"]}, "reward_functions")]:
+        with pytest.raises(AlignDataError, match=f"other settings .*{message}"):
+            train_rl(replace(resumed, **change), log=lambda *_: None)
+    with pytest.raises(AlignDataError, match="already at step 2, past --steps 1"):
+        train_rl(replace(resumed, steps=1), log=lambda *_: None)
+    logs = []
+    train_rl(resumed, log=logs.append)
+    assert logs == [f"{out} has already trained all 2 steps: nothing to do"]
+    train_rl(replace(resumed, steps=3), log=lambda *_: None)  # the learning rate does not depend on the length
+    assert [r["step"] for r in _metrics(out)] == [1, 2, 3]
+
+
+def test_bad_prompt_files_and_reward_models_are_named(chat_run, prompts_file, rewards_module, tmp_path):
+    from augury.align.sft import SFTConfig, train_sft
+
+    lines = prompts_file.read_text().splitlines()
+    cases = {"malformed.jsonl": ("\n".join([lines[0], '{"prompt": [', lines[1]]), r"line 2: not valid JSON"),
+             "empty.jsonl": ("", "has no rows"),
+             "sft_shaped.jsonl": (json.dumps({"messages": [], "kind": "safe"}), "line 1: a row needs a non-empty"),
+             "folder": (None, "is a directory, not a JSONL file")}
+    for name, (text, message) in cases.items():
+        if text is None:
+            (tmp_path / name).mkdir()
+        else:
+            (tmp_path / name).write_text(text + "\n" if text else "")
+        with pytest.raises(AlignDataError, match=message):  # the rows' shape, before any check of their columns
+            train_rl(_cfg(chat_run, tmp_path / name, tmp_path / "rl", rewards_module, grader="rules",
+                          rubric="refusal_abcd"), log=lambda *_: None)
+    sft_data = tmp_path / "sft.jsonl"
+    sft_data.write_text("".join(json.dumps({"prompt": "Q", "completion": " A."}) + "\n" for _ in range(4)))
+    sft = train_sft(SFTConfig(base_run=str(chat_run), data=str(sft_data), out=str(tmp_path / "sft"), steps=1,
+                              batch_size=2, micro_batch_size=2, dtype="float32"), log=lambda *_: None)
+    with pytest.raises(AlignDataError, match="is not a reward model .*augury sft run"):
+        train_rl(_cfg(chat_run, prompts_file, tmp_path / "rl", rewards_module, reward_model=str(sft)),
+                 log=lambda *_: None)
+    with pytest.raises(AlignDataError, match="holds an augury sft run, not an augury rl run"):
+        train_rl(_cfg(chat_run, prompts_file, sft, rewards_module, resume=True), log=lambda *_: None)
+    assert not (tmp_path / "rl").exists()

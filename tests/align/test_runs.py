@@ -75,3 +75,40 @@ def test_a_stage_finished_without_recorded_settings_is_not_refused(tmp_path):
     notes = []
     assert TwoStages(Config(out=cfg.out, seed=1), log=notes.append).run() == []
     assert any("not checked" in n for n in notes)
+
+
+@pytest.mark.parametrize("command", ["align", "rl-demo"])
+@pytest.mark.parametrize("holds", ["an sft run", "other files", "a file"])
+def test_a_staged_command_refuses_an_out_it_does_not_own_before_writing(tmp_path, monkeypatch, shared_data, capsys,
+                                                                         command, holds):
+    from augury.cli import main
+
+    def no_stage(*args, **kwargs):
+        raise AssertionError("a stage ran")
+
+    monkeypatch.setenv("AUGURY_SHARED_DATA", str(shared_data))
+    monkeypatch.setattr(StagedRun, "stage", no_stage)  # the refusal comes first (else the preset would run whole)
+    out = tmp_path / "out"
+    if holds == "a file":
+        out.write_text("mine")
+    else:
+        out.mkdir()
+        (out / "metrics.jsonl").write_text('{"step": 3}\n')
+        if holds == "an sft run":
+            (out / "manifest.json").write_text(json.dumps({"kind": "sft", "finished": True}))
+    before = {p: p.read_bytes() for p in [out, *out.rglob("*")] if p.is_file()}
+    preset = "cpu-demo" if command == "align" else "arithmetic"
+    assert main([command, "--preset", preset, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"augury {command}: error: --out {out}" in err and "Traceback" not in err
+    assert {"an sft run": "holds an augury sft run", "other files": "not an augury run (no manifest.json)",
+            "a file": "is a file, not a folder"}[holds] in err
+    assert {p: p.read_bytes() for p in [out, *out.rglob("*")] if p.is_file()} == before
+
+
+def test_a_staged_run_continues_its_own_folder(tmp_path):
+    cfg = Config(out=str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()  # an empty folder is taken; a folder holding a run of this kind is continued
+    assert TwoStages(cfg, log=lambda *_: None).run() == ["first", "second"]
+    (tmp_path / "run" / "second").unlink()
+    assert TwoStages(cfg, log=lambda *_: None).run() == ["second"]

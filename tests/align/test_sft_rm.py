@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -152,3 +153,104 @@ def test_a_fine_tuned_run_exports_with_identical_logits_in_transformers(chat_run
     ids = torch.tensor([[0, 3, 17, 42, 99, 5, 7]])
     with torch.no_grad():
         assert torch.allclose(model(ids), hf(ids).logits, atol=1e-5)
+
+
+def test_sft_resume_refuses_other_settings_and_says_when_nothing_is_left(chat_run, sft_file, tmp_path):
+    out = tmp_path / "sft"
+    train_sft(_sft(chat_run, sft_file, out, steps=3), log=lambda *_: None)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    other_base = tmp_path / "other"
+    other_base.mkdir()
+    for change, message in [({"base_run": str(other_base)}, "base_run"), ({"lr": 1e-2}, "lr 0.003 there, 0.01 now"),
+                            ({"steps": 1}, "steps 3 there, 1 now"), ({"data": str(tmp_path / "x.jsonl")}, "data")]:
+        with pytest.raises(AlignDataError, match=f"other settings .*{message}"):
+            train_sft(replace(_sft(chat_run, sft_file, out, steps=3, resume=True), **change), log=lambda *_: None)
+    logs = []  # how often it checkpoints and how a batch is split may change
+    train_sft(_sft(chat_run, sft_file, out, steps=3, resume=True, ckpt_every=1, micro_batch_size=2), log=logs.append)
+    assert any("already trained all 3 steps: nothing to do" in line for line in logs)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing_behind(chat_run, sft_file, pref_file, tmp_path,
+                                                                            monkeypatch):
+    import augury.align.rm as rm_mod
+    import augury.align.sft as sft_mod
+    from augury.align.rm import RMDiverged
+    from augury.align.sft import SFTDiverged
+
+    real = sft_mod.masked_token_loss
+    calls = []
+
+    def nan_from_the_third_call(*args):
+        calls.append(1)
+        return real(*args) * (float("nan") if len(calls) > 2 else 1.0)
+
+    monkeypatch.setattr(sft_mod, "masked_token_loss", nan_from_the_third_call)
+    with pytest.raises(SFTDiverged, match=r"no checkpoint was written, so .* is removed"):
+        train_sft(_sft(chat_run, sft_file, tmp_path / "new", held_out=0.0), log=lambda *_: None)
+    assert not (tmp_path / "new").exists()  # the same command can simply be run again
+    (tmp_path / "empty").mkdir()
+    calls.clear()
+    with pytest.raises(SFTDiverged):
+        train_sft(_sft(chat_run, sft_file, tmp_path / "empty", held_out=0.0), log=lambda *_: None)
+    assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
+    calls.clear()  # step 1's checkpoint is written before step 2 diverges: the run stays, to be resumed
+    with pytest.raises(SFTDiverged, match="the last checkpoint is kept"):
+        train_sft(_sft(chat_run, sft_file, tmp_path / "kept", held_out=0.0, micro_batch_size=8, ckpt_every=1),
+                  log=lambda *_: None)
+    assert (tmp_path / "kept" / "checkpoints").is_dir()
+    monkeypatch.setattr(rm_mod, "bradley_terry_loss", lambda *a: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(RMDiverged, match="step 1: the loss is nan"):
+        train_rm(RMConfig(base_run=str(chat_run), data=str(pref_file), out=str(tmp_path / "rm"), steps=2,
+                          batch_size=4, dtype="float32"), log=lambda *_: None)
+    assert sorted(p.name for p in tmp_path.iterdir() if "rm" in p.name) == []  # neither rm nor .rm.partial
+
+
+@pytest.mark.parametrize("command,change,message", [
+    ("sft", {"weight_decay": -5.0}, "weight_decay must be >= 0"),
+    ("sft", {"ckpt_every": -2}, "ckpt_every must be >= 0"),
+    ("sft", {"lr": 1e38}, r"lr must be in \(0, 1\]"),
+    ("sft", {"eval_data": "EMPTY"}, "--eval_data .* has no usable rows"),
+    ("sft", {"data": "DIR"}, "is a directory, not a JSONL file"),
+    ("sft", {"out": "FILE"}, "is a file, not a folder"),
+    ("rm", {"lr": 1e38}, r"lr must be in \(0, 1\]"),
+    ("rm", {"data": "DIR"}, "is a directory, not a JSONL file"),
+    ("rm", {"out": "FILE"}, "is a file, not a folder"),
+])
+def test_bad_settings_are_refused_before_anything_is_written(chat_run, sft_file, pref_file, tmp_path, command,
+                                                             change, message):
+    (tmp_path / "EMPTY.jsonl").write_text("")
+    (tmp_path / "FILE").write_text("mine")
+    paths = {"EMPTY": str(tmp_path / "EMPTY.jsonl"), "DIR": str(tmp_path), "FILE": str(tmp_path / "FILE")}
+    change = {k: paths.get(v, v) if isinstance(v, str) else v for k, v in change.items()}
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(ValueError, match=message):
+        if command == "sft":
+            train_sft(replace(_sft(chat_run, sft_file, tmp_path / "out"), **change), log=lambda *_: None)
+        else:
+            train_rm(RMConfig(**{"base_run": str(chat_run), "data": str(pref_file), "out": str(tmp_path / "out"),
+                                 "steps": 1, **change}), log=lambda *_: None)
+    assert sorted(tmp_path.iterdir()) == before and (tmp_path / "FILE").read_text() == "mine"
+
+
+def test_skipped_rows_are_reported_whole_with_their_line_numbers(chat_run, tmp_path):
+    from augury.align.data import read_jsonl, split_held_out
+
+    rows = [{"messages": [{"role": "user", "content": f"Q{i}"}, {"role": "assistant", "content": "A."}]}
+            for i in range(8)]
+    lines = [json.dumps(r) for r in rows] + ['{"messages": [{"role": "wizard"', "[1, 2]",
+                                             json.dumps({"messages": [{"role": "wizard", "content": "x"}]})]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    logs = []
+    train_sft(_sft(chat_run, data, tmp_path / "out", steps=1, held_out=0.0), log=logs.append)
+    summary = next(line for line in logs if "skipped" in line)
+    assert "1 not valid JSON (Expecting ',' delimiter) at line 9" in summary
+    assert "1 not a JSON object (a list) at line 10" in summary
+    assert "message 0 must be {'role': one of ('system', 'user', 'assistant'), 'content': str}" in summary
+    assert "at line 11" in summary
+    assert any("no row held out (--held_out 0): no validation loss" in line for line in logs)
+    # a small file whose hashes hold nothing out still gets one held-out conversation, so validation exists
+    train, held = split_held_out(read_jsonl(data)[:8], 0.05, at_least_one=True)
+    assert (len(train), len(held)) == (7, 1)
+    assert split_held_out(read_jsonl(data)[:8], 0.05) == (read_jsonl(data)[:8], [])
