@@ -15,6 +15,7 @@ the rewards). It prints class names and figures only.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import yaml
@@ -35,13 +36,28 @@ def _rows(path: str) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise UsageError(f"{path}:{i}: not JSON ({err})") from None
+        if not isinstance(row, dict):
+            raise UsageError(f"{path}:{i}: not a JSON object (rows need prompt, completion, kind, class)")
         missing = [k for k in ("prompt", "completion", "kind", "class") if k not in row]
         if missing:
             raise UsageError(f"{path}:{i}: missing {missing} (rows need prompt, completion, kind, class)")
+        score = row.get("rm_score")
+        if "rm_score" in row and (isinstance(score, bool) or not isinstance(score, (int, float))
+                                  or not math.isfinite(score)):
+            raise UsageError(f"{path}:{i}: rm_score {score!r} is not a finite number")
         rows.append(row)
     if not rows:
         raise UsageError(f"{path} has no rows")
     return rows
+
+
+def _reply(row: dict):
+    """A row's completion as the reward model scores it: after a conversation, the assistant's turn (as augury rl
+    scores its rollouts); after a text prompt, the text (never empty)."""
+    completion = row["completion"]
+    if isinstance(row["prompt"], list) and isinstance(completion, str):
+        return [{"role": "assistant", "content": completion}]
+    return completion or " "
 
 
 def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "offline",
@@ -63,6 +79,12 @@ def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "o
     from augury.safety.fit import fit_class_rewards
     from augury.safety.graders import load_grader
 
+    for name, value, ok, want in (("steps", steps, steps >= 1, ">= 1"), ("margin", margin, margin > 0, "> 0"),
+                                  ("l2", l2, l2 >= 0, ">= 0")):
+        if not ok:  # also NaN
+            raise UsageError(f"--{name} must be {want} (got {value})")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
     rows = _rows(data)
     g = load_grader(grader, rubric, grader_model_args)
     try:
@@ -72,8 +94,14 @@ def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "o
     if reward_model:
         from augury.align.rm import load_reward_model
 
-        rm = load_reward_model(reward_model)
-        scores = [float(s) for s in rm.score([r["prompt"] for r in rows], [r["completion"] or " " for r in rows])]
+        try:
+            rm = load_reward_model(reward_model)
+        except ValueError as err:  # not a reward model (AlignDataError), or a run that does not load
+            raise UsageError(str(err)) from None
+        try:
+            scores = [float(s) for s in rm.score([r["prompt"] for r in rows], [_reply(r) for r in rows])]
+        except ValueError as err:  # a row it cannot score (ChatFormatError, longer than its context)
+            raise UsageError(f"{data}: the reward model cannot score a row: {err}") from None
     elif any("rm_score" in r for r in rows):
         if not all("rm_score" in r for r in rows):
             raise UsageError(f"{data}: some rows have rm_score and some do not")

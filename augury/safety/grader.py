@@ -180,6 +180,8 @@ def grader(*, data: str, out: str, rubric: str = "default") -> dict:
     """
     from augury.safety.rubric import load_rubric
 
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
     rub = load_rubric(rubric)
     if rub.type != "propositions":
         raise UsageError(f"--rubric {rubric}: the class report needs a propositions rubric")

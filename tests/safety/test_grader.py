@@ -33,6 +33,9 @@ def test_grader_beats_the_majority_baseline_and_reloads_identically(shared_data,
 
 
 def test_bad_grader_inputs_are_clear_errors(tmp_path):
+    (tmp_path / "FILE").write_text("mine")
+    with pytest.raises(UsageError, match="--out .*FILE is a file, not a folder"):
+        grader(data=str(tmp_path), out=str(tmp_path / "FILE"))
     (tmp_path / "train.jsonl").write_text(json.dumps({"completion": "x"}) + "\n")
     with pytest.raises(UsageError, match="not an RBR gold row"):
         read_rows(tmp_path / "train.jsonl")
