@@ -65,7 +65,9 @@ def open_output(out: Path, resume: bool, kind: str) -> Path | None:
         raise RunFolderError(f"--out {out} is a file, not a folder")
     if not resume:
         if out.exists() and any(out.iterdir()):
-            raise AlignDataError(f"--out {out} exists and is not empty (pass --resume true to continue it)")
+            if manifest_kind(out) == kind:
+                raise AlignDataError(f"--out {out} exists and is not empty (pass --resume true to continue it)")
+            check_run_folder(out, kind)  # another command's run, or other files: no --resume would help
         return None
     ckpt = find_latest_checkpoint(out)
     if ckpt is None:

@@ -288,6 +288,7 @@ def test_bad_prompt_files_and_reward_models_are_named(chat_run, prompts_file, re
     with pytest.raises(AlignDataError, match="is not a reward model .*augury sft run"):
         train_rl(_cfg(chat_run, prompts_file, tmp_path / "rl", rewards_module, reward_model=str(sft)),
                  log=lambda *_: None)
-    with pytest.raises(AlignDataError, match="holds an augury sft run, not an augury rl run"):
-        train_rl(_cfg(chat_run, prompts_file, sft, rewards_module, resume=True), log=lambda *_: None)
+    for resume in (True, False):
+        with pytest.raises(AlignDataError, match="holds an augury sft run, not an augury rl run"):
+            train_rl(_cfg(chat_run, prompts_file, sft, rewards_module, resume=resume), log=lambda *_: None)
     assert not (tmp_path / "rl").exists()
