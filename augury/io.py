@@ -106,6 +106,24 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return out
 
 
+def jsonl_objects(text: str, where: str, error: type[Exception] = ValueError) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of JSONL `text` that a person or a program wrote whole;
+    a line that is not JSON, or not a JSON object, is `error` naming `where` and the line. (read_jsonl, for logs
+    appended to by a process that may be killed, forgives a torn last line instead.)"""
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise error(f"{where}: line {number} is not valid JSON ({err.msg})") from None
+        if not isinstance(obj, dict):
+            raise error(f"{where}: line {number} is a JSON {type(obj).__name__}, not an object")
+        out.append((number, obj))
+    return out
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

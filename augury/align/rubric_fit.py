@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from augury.errors import UsageError
-from augury.io import atomic_write_json, atomic_write_text, utc_now
+from augury.io import atomic_write_json, atomic_write_text, jsonl_objects, utc_now
 
 
 def _rows(path: str) -> list[dict]:
@@ -29,15 +29,7 @@ def _rows(path: str) -> list[dict]:
     if not p.is_file():
         raise UsageError(f"--data {path} does not exist")
     rows = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UsageError(f"{path}:{i}: not JSON ({err})") from None
-        if not isinstance(row, dict):
-            raise UsageError(f"{path}:{i}: not a JSON object (rows need prompt, completion, kind, class)")
+    for i, row in jsonl_objects(p.read_text(encoding="utf-8"), path, UsageError):
         missing = [k for k in ("prompt", "completion", "kind", "class") if k not in row]
         if missing:
             raise UsageError(f"{path}:{i}: missing {missing} (rows need prompt, completion, kind, class)")

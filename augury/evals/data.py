@@ -13,6 +13,8 @@ import json
 import re
 from pathlib import Path
 
+from augury.io import jsonl_objects
+
 
 class TaskDataError(ValueError):
     """A task's data file is missing or malformed (the message names the file and row)."""
@@ -63,18 +65,7 @@ def read_records(path: Path, fmt: str | None = None, columns: list[str] | None =
     if fmt == "csv":
         return _read_csv(path, text, columns)
     if fmt == "jsonl":
-        out = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TaskDataError(f"{path}: line {i}: not valid JSON ({err})") from None
-            if not isinstance(rec, dict):
-                raise TaskDataError(f"{path}: line {i}: expected a JSON object, got {type(rec).__name__}")
-            out.append(rec)
-        return out
+        return [rec for _, rec in jsonl_objects(text, str(path), TaskDataError)]
     if fmt == "json":
         try:
             obj = json.loads(text)

@@ -85,18 +85,13 @@ def read_image_records(path: str | Path, image_size: int) -> list[ImageExample]:
     file's folder) and optional `task`, `template`, `chance`. A bad record or image is one error naming it."""
     from augury.data.images import ImageExample, load_image
     from augury.evals.data import TaskDataError
+    from augury.io import jsonl_objects
 
     path = Path(path)
     if not path.is_file():
         raise TaskDataError(f"image task file {str(path)!r} does not exist")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TaskDataError(f"{path}:{n}: not JSON ({err})") from None
+    for n, rec in jsonl_objects(path.read_text(encoding="utf-8"), str(path), TaskDataError):
         missing = [k for k in ("question", "answer", "image") if not isinstance(rec.get(k), str)]
         if missing:
             raise TaskDataError(f"{path}:{n}: missing text field(s) {', '.join(missing)}")

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import ast
 import csv
-import json
 import operator
 from pathlib import Path
 
 import numpy as np
+
+from augury.io import jsonl_objects
 
 
 class TableError(ValueError):
@@ -72,18 +73,7 @@ def _read_csv_rows(path: Path) -> list[dict]:
 def _read_jsonl_rows(path: Path) -> list[dict]:
     # Stricter than augury.io.read_jsonl: a runs table is typed or generated whole, not appended to by a
     # process that may be killed, so a broken last line is a lost run, not a torn write.
-    raw = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TableError(f"{path}: line {i} is not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise TableError(f"{path}: line {i} is a JSON {type(row).__name__}, not an object")
-        raw.append(row)
-    return raw
+    return [row for _, row in jsonl_objects(path.read_text(encoding="utf-8"), str(path), TableError)]
 
 
 def fill_flops(rows: list[dict]) -> list[dict]:

@@ -51,7 +51,8 @@ def test_image_records_round_trip_and_bad_records_are_one_error(tmp_path):
     bad = tmp_path / "bad.jsonl"
     for line, message in [('{"question": "q", "answer": "a"}', "missing text field"),
                           ('{"question": "q", "answer": "a", "image": "none.png"}', "does not exist"),
-                          ("{not json", "not JSON")]:
+                          ("{not json", "line 1 is not valid JSON"),
+                          ("[1, 2]", "line 1 is a JSON list, not an object")]:
         bad.write_text(line + "\n")
         with pytest.raises(TaskDataError, match=message):
             read_image_records(bad, 16)
