@@ -45,3 +45,26 @@ def tiny_cfg(tmp_path, corpus):
         return cfg
 
     return make
+
+
+def _poison_loss_at(monkeypatch, call: int):
+    from augury.model import Transformer
+
+    real_forward = Transformer.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        out = real_forward(self, *args, **kwargs)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == call:
+                return out * float("nan")
+        return out
+
+    monkeypatch.setattr(Transformer, "forward", poisoned)
+
+
+@pytest.fixture
+def poison_loss_at():
+    """poison_loss_at(monkeypatch, call): the call-th training forward pass gives NaN, as a diverging run does."""
+    return _poison_loss_at

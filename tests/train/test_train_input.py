@@ -63,25 +63,9 @@ def test_cli_will_not_resume_a_run_another_command_made(tiny_cfg, tmp_path, caps
     assert sorted(p.name for p in sft.rglob("*")) == before
 
 
-def poison_loss_at(monkeypatch, call: int):
-    from augury.model import Transformer
-
-    real_forward = Transformer.forward
-    calls = {"n": 0}
-
-    def poisoned(self, *args, **kwargs):
-        out = real_forward(self, *args, **kwargs)
-        if self.training:
-            calls["n"] += 1
-            if calls["n"] == call:
-                return out * float("nan")
-        return out
-
-    monkeypatch.setattr(Transformer, "forward", poisoned)
-
-
 @pytest.mark.parametrize("made_empty", [False, True])
-def test_divergence_before_the_first_checkpoint_leaves_a_folder_that_reruns(tiny_cfg, monkeypatch, made_empty):
+def test_divergence_before_the_first_checkpoint_leaves_a_folder_that_reruns(tiny_cfg, monkeypatch, made_empty,
+                                                                             poison_loss_at):
     cfg = tiny_cfg(steps=6, log_every=1, eval_every=0)
     if made_empty:
         Path(cfg.out).mkdir()
@@ -94,7 +78,7 @@ def test_divergence_before_the_first_checkpoint_leaves_a_folder_that_reruns(tiny
     assert train(cfg, log=lambda *a: None)["status"] == "complete"
 
 
-def test_a_folder_that_held_files_is_left_as_it_was_found(tiny_cfg, monkeypatch):
+def test_a_folder_that_held_files_is_left_as_it_was_found(tiny_cfg, monkeypatch, poison_loss_at):
     cfg = tiny_cfg(steps=6, log_every=1, eval_every=0)
     Path(cfg.out).mkdir()
     (Path(cfg.out) / "notes.txt").write_text("mine")

@@ -108,22 +108,9 @@ def test_corrupt_newest_checkpoint_falls_back(tiny_cfg):
     assert "does not match its sha256" in messages[0]
 
 
-def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_cfg, monkeypatch):
-    from augury.model import Transformer
-
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_cfg, monkeypatch, poison_loss_at):
     cfg = tiny_cfg(ckpt_every=3)
-    real_forward = Transformer.forward
-    calls = {"n": 0}
-
-    def poisoned(self, *args, **kwargs):
-        out = real_forward(self, *args, **kwargs)
-        if self.training:
-            calls["n"] += 1
-            if calls["n"] == 5:
-                return out * float("nan")
-        return out
-
-    monkeypatch.setattr(Transformer, "forward", poisoned)
+    poison_loss_at(monkeypatch, 5)
     with pytest.raises(TrainingDiverged, match="at step 5"):
         train(cfg, log=lambda *a: None)
     assert find_latest_checkpoint(cfg.out).name == "step_00000003"
