@@ -48,7 +48,8 @@ class FitResult:
     boot_info: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     trend: dict = field(default_factory=dict)
-    noise: bool = True  # prediction intervals include run-to-run scatter (resampled log residuals)
+    noise: bool = True  # prediction intervals include run-to-run scatter (see add_scatter)
+    anchors: np.ndarray | None = None  # rows that are not runs (e.g. a fixed anchor point): no scatter from them
 
     @property
     def converged(self) -> bool:
@@ -96,18 +97,21 @@ class FitResult:
             return value, np.full((len(value), 2), np.nan)
         draws = self.law.predict(self.boot_theta, x)
         if self.noise:
-            # Run-to-run scatter is resampled in the space where the metric's range is the whole line (log on
-            # (0, inf), logit on a finite range), so every draw, and so the interval, stays inside the range.
-            rng = np.random.default_rng(self.seed + 1)
-            lo, hi = self.law.value_range
-            if np.isfinite(hi):
-                to, back = _logit_maps(lo, hi)
-                resid = to(self.law.predict(self.theta, self.x)[0]) - to(self.y)
-                draws = back(to(draws) + rng.choice(resid, size=draws.shape))
-            else:
-                draws = draws * np.exp(rng.choice(self.residuals(), size=draws.shape))
+            draws = self.add_scatter(draws, np.random.default_rng(self.seed + 1))
         q = [(1 - self.level) / 2 * 100, (1 + self.level) / 2 * 100]
         return value, np.percentile(draws, q, axis=0).T
+
+    def add_scatter(self, draws: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Predicted draws of this law with run-to-run scatter: a residual of the full-data fit, drawn at random for
+        each, added in the space where the metric's range is the whole line (log on (0, inf), logit on a finite
+        range), so every draw, and so an interval, stays inside the range."""
+        runs = slice(None) if self.anchors is None else ~self.anchors
+        lo, hi = self.law.value_range
+        if np.isfinite(hi):
+            to, back = _logit_maps(lo, hi)
+            resid = (to(self.law.predict(self.theta, self.x)[0]) - to(self.y))[runs]
+            return back(to(draws) + rng.choice(resid, size=np.shape(draws)))
+        return draws * np.exp(rng.choice(self.residuals()[runs], size=np.shape(draws)))
 
     def forecastability(self) -> tuple[str, str]:
         """("ok" | "not-forecastable" | "degenerate", reason) for the fit as a whole.
@@ -291,7 +295,8 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
     names = [str(v) for v in cols["name"]] if "name" in cols else [f"row{i + 1}" for i in range(n)]
     problem = FitProblem(law, x, y_arr, w, delta)
     theta, info = fit_grid(problem, max_iter=max_iter)
-    result = FitResult(law, theta, info["status"], info, x, y_arr, y_col, names, delta, level, seed, noise=noise)
+    result = FitResult(law, theta, info["status"], info, x, y_arr, y_col, names, delta, level, seed, noise=noise,
+                       anchors=None if always_include is None else np.asarray(always_include, bool))
     if collinear:
         a, b = (c for c in x if c not in law.raw_inputs)
         result.warnings.append(f"{a} and {b} move together in the data (|corr of logs| > 0.98): their separate "

@@ -49,12 +49,14 @@ class TwoStepResult:
         x = self.step1._inputs(inputs)
         loss_draws = self.step1.law.predict(b1[:m], x)  # (m, n)
         rng = np.random.default_rng(self.seed + 2)
+        # each step's scatter in its own metric's space (log for the task loss, logit over [floor, 1] for the
+        # accuracy): every draw, and so the interval, stays inside the accuracy's range
         if self.step1.noise:
-            loss_draws = loss_draws * np.exp(rng.choice(self.step1.residuals(), size=loss_draws.shape))
+            loss_draws = self.step1.add_scatter(loss_draws, rng)
         acc_draws = np.stack([self.step2.law.predict(b2[i], {self.step2.law.column: loss_draws[i]})[0]
                               for i in range(m)])
         if self.step2.noise:
-            acc_draws = acc_draws * np.exp(rng.choice(self.step2.residuals(), size=acc_draws.shape))
+            acc_draws = self.step2.add_scatter(acc_draws, rng)
         q = [(1 - self.level) / 2 * 100, (1 + self.level) / 2 * 100]
         return acc, np.percentile(acc_draws, q, axis=0).T, loss
 

@@ -93,3 +93,27 @@ def test_anchor_is_in_every_bootstrap_resample():
                        anchor=(0.0, 1.0), bootstrap=50, step2_delta=10.0)
     assert res.step2.y.shape[0] == len(rows) + 1 and res.step2.y[-1] == 1.0
     assert res.step2.boot_info["n_groups"] == 5  # the anchor is not a run
+
+
+def _ladder_csv(path, accuracy):
+    """Six runs at 20 tokens per parameter: a task loss falling with scale, and accuracy(task loss) with 4% scatter."""
+    rng = np.random.default_rng(0)
+    lines = ["name,params,tokens,final,bpb,acc"]
+    for i, n in enumerate((1e7, 2e7, 4e7, 8e7, 1.6e8, 3.2e8)):
+        bpb = 0.6 + 8 / n**0.2 + 8 / (20 * n) ** 0.2
+        acc = float(min(accuracy(bpb) * np.exp(rng.normal(0, 0.04)), 0.999))
+        lines.append(f"r{i},{n:g},{20 * n:g},true,{bpb!r},{acc!r}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_an_accuracy_interval_near_the_ceiling_stays_in_range(tmp_path):
+    from augury.scaling import read_table
+
+    rows = read_table(_ladder_csv(tmp_path / "t.csv", lambda bpb: 1 / (1 + np.exp(10 * (bpb - 1.1)))))
+    res = fit_two_step(rows, rows, loss="bpb", accuracy="acc", group="name", bootstrap=200)
+    acc, interval, _ = res.predict([{"params": 1e9, "tokens": 2e10}, {"params": 1e10, "tokens": 2e11}])
+    assert acc[1] > 0.97  # near the ceiling, where scatter multiplied onto the accuracy would cross 1
+    assert np.all((0.0 <= interval) & (interval <= 1.0)), interval
+    assert np.all(interval[:, 0] < acc) and np.all(acc < interval[:, 1])
+
