@@ -216,21 +216,23 @@ def _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, a
     except TableError as err:
         raise UsageError(str(err)) from None
     report = res.to_json()
-    report["predictions"] = []
-    for q in queries:
-        try:
-            acc, interval, loss = res.predict(q)
-        except TableError as err:
-            raise UsageError(f"--predict: {err}") from None
-        report["predictions"].append({"inputs": q, "value": float(acc[0]), "interval": [float(v) for v in interval[0]],
-                                      "task_loss": float(loss[0])})
+    try:
+        report["predictions"] = [res.forecast(q)[0] for q in queries]
+    except TableError as err:
+        raise UsageError(f"--predict: {err}") from None
     plot_fit(res.step2, out_dir / "fit.png", title=f"two-step, step 2: {y} vs {x}")
     atomic_write_json(out_dir / "fit.json", report)
+    fc = report["forecastability"]
     print(f"two-step: step 1 {res.step1.status} ({len(final)} final rows), "
-          f"step 2 {res.step2.status} ({len(rows)} rows)")
+          f"step 2 {res.step2.status} ({len(rows)} rows)"
+          + ("" if fc["status"] == "ok" else f"   {fc['status'].upper()}: {fc['reason']}"))
     for p in report["predictions"]:
-        print(f"  predict {p['inputs']}: {y} = {p['value']:.4g} [{p['interval'][0]:.4g}, {p['interval'][1]:.4g}]"
-              f" (task loss {p['task_loss']:.4g})")
+        inputs = ", ".join(f"{k}={v:.4g}" for k, v in p["inputs"].items())
+        if p["status"] == "not-forecastable":
+            print(f"  predict {inputs}: {y} NOT FORECASTABLE: {p['reason']} (task loss {p['task_loss']:.4g})")
+        else:
+            print(f"  predict {inputs}: {y} = {p['value']:.4g} [{p['interval'][0]:.4g}, {p['interval'][1]:.4g}]"
+                  f" (task loss {p['task_loss']:.4g})")
     return exit_code(res.status, allow_unconverged)
 
 

@@ -164,18 +164,15 @@ class FitResult:
         value, interval = self.predict(x)
         decades = self.extrapolation_decades(x)
         fit_status, fit_reason = self.forecastability()
-        lo_range, hi_range = self.law.value_range
         alternatives = self.alternatives(x) if fit_status == "degenerate" else None
         records = []
         for i in range(len(value)):
             rec = {"inputs": {k: float(v[i]) for k, v in x.items()}, "status": fit_status, "value": float(value[i]),
                    "interval": [float(interval[i, 0]), float(interval[i, 1])],
                    "extrapolation_decades": round(float(decades[i]), 3)}
-            width = interval[i, 1] - interval[i, 0]
-            if fit_status == "ok" and np.isfinite(hi_range) and width > MAX_INTERVAL_SHARE * (hi_range - lo_range):
-                fit_reason_i = (f"the {self.level:.0%} interval spans {width / (hi_range - lo_range):.0%} of the "
-                                f"metric's range [{lo_range:g}, {hi_range:g}]")
-                rec["status"], rec["reason"] = "not-forecastable", fit_reason_i
+            too_wide = wide_interval(interval[i], self.level, self.law.value_range)
+            if fit_status == "ok" and too_wide:
+                rec["status"], rec["reason"] = "not-forecastable", too_wide
             elif fit_status != "ok":
                 rec["reason"] = fit_reason
             if alternatives is not None:
@@ -221,6 +218,16 @@ class FitResult:
             "value_range": [float(v) if np.isfinite(v) else None for v in self.law.value_range],
             "data": {"names": self.names, "y": self.y.tolist(), **{k: v.tolist() for k, v in self.x.items()}},
         }
+
+
+def wide_interval(interval, level: float, value_range) -> str:
+    """Why a prediction with this interval says nothing ("" when it says something): on a metric with a finite
+    range, an interval spanning more than MAX_INTERVAL_SHARE of it."""
+    lo, hi = value_range
+    width = interval[1] - interval[0]
+    if not (np.isfinite(hi) and width > MAX_INTERVAL_SHARE * (hi - lo)):
+        return ""
+    return f"the {level:.0%} interval spans {width / (hi - lo):.0%} of the metric's range [{lo:g}, {hi:g}]"
 
 
 def min_bootstrap(level: float) -> int:

@@ -7,6 +7,7 @@ draws are paired independently).
     from augury.scaling.two_step import fit_two_step
     res = fit_two_step(final_rows, checkpoint_rows, loss="task_bpb", accuracy="task_acc", group="run")
     acc, interval, loss = res.predict({"params": 13e9, "tokens": 5e12})
+    records = res.forecast({"params": 13e9, "tokens": 5e12})  # value None when step 2 is not forecastable
 
 The ladder paper's step 2 (fitted ceiling, the anchor point (0, 1), least squares; augury's is on log accuracy,
 the paper's on accuracy itself): pass
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from augury.scaling.laws import Sigmoid
-from augury.scaling.result import FitResult, fit_law
+from augury.scaling.result import FitResult, fit_law, wide_interval
 from augury.scaling.tables import TableError, columns_from, numeric_column
 
 
@@ -60,9 +61,35 @@ class TwoStepResult:
         q = [(1 - self.level) / 2 * 100, (1 + self.level) / 2 * 100]
         return acc, np.percentile(acc_draws, q, axis=0).T, loss
 
+    def forecastability(self) -> tuple[str, str]:
+        """("ok" | "not-forecastable", reason): step 2's verdict (see FitResult.forecastability). An accuracy that
+        shows no trend with scale cannot be forecast, however well step 1 predicts the task loss."""
+        status, reason = self.step2.forecastability()
+        return ("ok", "") if status == "ok" else (status, f"step 2: {reason}")
+
+    def forecast(self, inputs) -> list[dict]:
+        """Predictions as records (what fit.json's `predictions` holds): `inputs`, `status`, `value`, `interval`,
+        `task_loss`. A not-forecastable one (the fit's verdict, or an interval spanning more than half the
+        accuracy's range) has a `reason`, `value` and `interval` None, and the point as `unsupported_value`."""
+        acc, interval, loss = self.predict(inputs)
+        x = self.step1._inputs(inputs)
+        fit_status, fit_reason = self.forecastability()
+        records = []
+        for i in range(len(acc)):
+            rec = {"inputs": {k: float(v[i]) for k, v in x.items()}, "status": fit_status, "value": float(acc[i]),
+                   "interval": [float(v) for v in interval[i]], "task_loss": float(loss[i])}
+            too_wide = wide_interval(interval[i], self.level, self.step2.law.value_range)
+            if fit_status != "ok" or too_wide:
+                rec["status"], rec["reason"] = "not-forecastable", fit_reason or too_wide
+                rec["unsupported_value"] = rec["value"]
+                rec["value"], rec["interval"] = None, None
+            records.append(rec)
+        return records
+
     def to_json(self) -> dict:
-        return {"law": "two-step", "status": self.status, "step1": self.step1.to_json(),
-                "step2": self.step2.to_json()}
+        return {"law": "two-step", "status": self.status,
+                "forecastability": dict(zip(("status", "reason"), self.forecastability())),
+                "step1": self.step1.to_json(), "step2": self.step2.to_json()}
 
 
 def fit_two_step(final_rows, checkpoint_rows, loss: str, accuracy: str, group: str | None = None, *,

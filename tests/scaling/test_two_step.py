@@ -117,3 +117,22 @@ def test_an_accuracy_interval_near_the_ceiling_stays_in_range(tmp_path):
     assert np.all((0.0 <= interval) & (interval <= 1.0)), interval
     assert np.all(interval[:, 0] < acc) and np.all(acc < interval[:, 1])
 
+
+def test_an_accuracy_flat_at_chance_is_not_forecast(tmp_path, capsys):
+    import json
+
+    from augury.cli import main
+
+    table = _ladder_csv(tmp_path / "t.csv", lambda bpb: 0.25)
+    code = main(["fit", str(table), "--law", "two-step", "--x", "bpb", "--y", "acc", "--bootstrap", "50",
+                 "--predict", "params=1e9,tokens=2e10", "--out", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "acc NOT FORECASTABLE: step 2: the fitted rows show no measurable trend with scale" in out
+    assert "acc = " not in out
+    report = json.loads((tmp_path / "o" / "fit.json").read_text())
+    assert report["forecastability"]["status"] == "not-forecastable"
+    pred = report["predictions"][0]
+    assert pred["status"] == "not-forecastable" and "no measurable trend" in pred["reason"]
+    assert pred["value"] is None and pred["interval"] is None
+    assert 0.0 <= pred["unsupported_value"] <= 1.0 and pred["task_loss"] > 0
