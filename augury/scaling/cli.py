@@ -232,7 +232,8 @@ def _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, a
             print(f"  predict {inputs}: {y} NOT FORECASTABLE: {p['reason']} (task loss {p['task_loss']:.4g})")
         else:
             print(f"  predict {inputs}: {y} = {p['value']:.4g} [{p['interval'][0]:.4g}, {p['interval'][1]:.4g}]"
-                  f" (task loss {p['task_loss']:.4g})")
+                  f" (task loss {p['task_loss']:.4g})"
+                  + (f"  DEGENERATE FIT ({p['reason']})" if p["status"] == "degenerate" else ""))
     return exit_code(res.status, allow_unconverged)
 
 

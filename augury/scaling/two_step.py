@@ -62,15 +62,21 @@ class TwoStepResult:
         return acc, np.percentile(acc_draws, q, axis=0).T, loss
 
     def forecastability(self) -> tuple[str, str]:
-        """("ok" | "not-forecastable", reason): step 2's verdict (see FitResult.forecastability). An accuracy that
-        shows no trend with scale cannot be forecast, however well step 1 predicts the task loss."""
+        """("ok" | "not-forecastable" | "degenerate", reason): step 2's verdict first (see
+        FitResult.forecastability; an accuracy that shows no trend with scale cannot be forecast, however well
+        step 1 predicts the task loss), then step 1's (a task-loss fit the rows cannot identify flags every
+        forecast that rests on it)."""
         status, reason = self.step2.forecastability()
-        return ("ok", "") if status == "ok" else (status, f"step 2: {reason}")
+        if status != "ok":
+            return status, f"step 2: {reason}"
+        status, reason = self.step1.forecastability()
+        return ("ok", "") if status == "ok" else (status, f"step 1: {reason}")
 
     def forecast(self, inputs) -> list[dict]:
         """Predictions as records (what fit.json's `predictions` holds): `inputs`, `status`, `value`, `interval`,
-        `task_loss`. A not-forecastable one (the fit's verdict, or an interval spanning more than half the
-        accuracy's range) has a `reason`, `value` and `interval` None, and the point as `unsupported_value`."""
+        `task_loss`. A not-forecastable one (step 2's verdict, or an interval spanning more than half the
+        accuracy's range) has a `reason`, `value` and `interval` None, and the point as `unsupported_value`; a
+        degenerate one (step 1 cannot be identified from the rows) keeps its value, with the `reason`."""
         acc, interval, loss = self.predict(inputs)
         x = self.step1._inputs(inputs)
         fit_status, fit_reason = self.forecastability()
@@ -79,10 +85,13 @@ class TwoStepResult:
             rec = {"inputs": {k: float(v[i]) for k, v in x.items()}, "status": fit_status, "value": float(acc[i]),
                    "interval": [float(v) for v in interval[i]], "task_loss": float(loss[i])}
             too_wide = wide_interval(interval[i], self.level, self.step2.law.value_range)
-            if fit_status != "ok" or too_wide:
-                rec["status"], rec["reason"] = "not-forecastable", fit_reason or too_wide
+            if fit_status == "not-forecastable" or too_wide:
+                rec["status"] = "not-forecastable"
+                rec["reason"] = fit_reason if fit_status == "not-forecastable" else too_wide
                 rec["unsupported_value"] = rec["value"]
                 rec["value"], rec["interval"] = None, None
+            elif fit_status == "degenerate":
+                rec["reason"] = fit_reason  # a value, flagged: the rows cannot rule out other task losses
             records.append(rec)
         return records
 

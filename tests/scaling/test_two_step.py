@@ -136,3 +136,20 @@ def test_an_accuracy_flat_at_chance_is_not_forecast(tmp_path, capsys):
     assert pred["status"] == "not-forecastable" and "no measurable trend" in pred["reason"]
     assert pred["value"] is None and pred["interval"] is None
     assert 0.0 <= pred["unsupported_value"] <= 1.0 and pred["task_loss"] > 0
+
+
+def test_a_step_1_the_rows_cannot_identify_flags_every_forecast(tmp_path, capsys):
+    """Every run at 20 tokens per parameter cannot tell the parameter term from the data term: the accuracy is
+    still given, flagged, as a degenerate single-law fit is."""
+    import json
+
+    from augury.cli import main
+
+    table = _ladder_csv(tmp_path / "t.csv", lambda bpb: 1 / (1 + np.exp(10 * (bpb - 1.1))))
+    code = main(["fit", str(table), "--law", "two-step", "--x", "bpb", "--y", "acc", "--bootstrap", "50",
+                 "--predict", "params=1e9,tokens=2e10", "--out", str(tmp_path / "o")])
+    assert code == 0 and "DEGENERATE FIT (step 1: " in capsys.readouterr().out
+    report = json.loads((tmp_path / "o" / "fit.json").read_text())
+    assert report["forecastability"]["status"] == "degenerate"
+    pred = report["predictions"][0]
+    assert pred["status"] == "degenerate" and pred["reason"].startswith("step 1: ") and 0 < pred["value"] < 1
