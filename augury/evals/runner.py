@@ -27,17 +27,27 @@ from augury.io import read_jsonl, to_jsonable
 
 MC_KINDS = ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2")
 CODE_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
+# Part of every resume fingerprint: raised when the same prompts start to be scored differently (2: chat choices
+# without the target delimiter, lm-eval's BOS rules for hf), so that samples scored the old way are not mixed in.
+SCORING_RULES = 2
 
 
 def _hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def choice_delimiter(cfg: TaskConfig, chat: bool) -> str:
+    """What goes between the prompt and each scored choice. Under a chat template lm-eval 0.4 scores the bare
+    choice, which opens the assistant's turn; its one exception (a task `gen_prefix` that does not end in
+    whitespace keeps the delimiter) has no counterpart here: augury's tasks have no gen_prefix."""
+    return "" if chat else cfg.target_delimiter
+
+
 def run_fingerprint(cfg: TaskConfig, model_spec: str, model_identity: dict, num_fewshot: int | None,
                     chat: bool) -> str:
     """What resumed samples must share: task definition, model and its output-changing options, k, format."""
-    blob = json.dumps([cfg.fingerprint(), model_spec, model_identity, effective_fewshot(cfg, num_fewshot), chat],
-                      sort_keys=True, default=str)
+    blob = json.dumps([cfg.fingerprint(), model_spec, model_identity, effective_fewshot(cfg, num_fewshot), chat,
+                       SCORING_RULES], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -53,10 +63,11 @@ def _gen_request(cfg: TaskConfig, inst: Instance, seed: int | None = None) -> Ge
     return req
 
 
-def score_chunk(lm: LM, cfg: TaskConfig, chunk: list[Instance]) -> list[dict]:
+def score_chunk(lm: LM, cfg: TaskConfig, chunk: list[Instance], chat: bool = False) -> list[dict]:
     """Score one chunk of instances; a record with "error" marks a sample whose requests failed."""
     if cfg.kind in MC_KINDS:
-        reqs = [(inst.context, cfg.target_delimiter + c) for inst in chunk for c in inst.choices]
+        delimiter = choice_delimiter(cfg, chat)
+        reqs = [(inst.context, delimiter + c) for inst in chunk for c in inst.choices]
         resps = lm.loglikelihood(reqs)
         out, pos = [], 0
         for inst in chunk:
@@ -206,7 +217,7 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
             for i in range(0, len(todo), chunk_size):
                 chunk = todo[i:i + chunk_size]
                 finished = []
-                for rec in score_chunk(lm, cfg, chunk):
+                for rec in score_chunk(lm, cfg, chunk, chat):
                     if "error" in rec:
                         errors += 1
                         continue

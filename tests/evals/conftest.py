@@ -47,3 +47,23 @@ def shared_data() -> Path:
     if not (path / "mmlu").is_dir():
         pytest.skip(f"shared data not found at {path} (set AUGURY_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bos_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny Llama with a tokenizer that adds a BOS (as Llama's and Gemma's do) and a chat template that writes
+    one itself."""
+    import shutil
+
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_bos") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tok.bos_token_id)])
+    tok.chat_template = ("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}[assistant]{% endif %}")
+    tok.save_pretrained(folder)
+    return folder

@@ -136,9 +136,22 @@ class HFCausalLM(TokenizedLM):
         return int(limit) if limit and limit < 1_000_000 else 2048
 
     def tok_encode(self, text: str, special_tokens: bool | None = None) -> list[int]:
-        # lm-evaluation-harness 0.4.x: add_bos_token, when set, decides; otherwise the tokenizer's default.
+        # lm-evaluation-harness 0.4.x (HFLM.tok_encode): a text that already starts with the prefix token's text
+        # (a chat template that writes the BOS) gets no second one; otherwise add_bos_token, when set, decides,
+        # and else the tokenizer's default.
         if special_tokens is None:
-            special_tokens = self.add_bos_token
+            if text.startswith(self.tokenizer.decode(self.prefix_token_id)):
+                special_tokens = False
+            else:
+                special_tokens = self.add_bos_token
+        kwargs = {} if special_tokens is None else {"add_special_tokens": special_tokens}
+        return self.tokenizer.encode(text, **kwargs)
+
+    def prompt_encode(self, text: str) -> list[int]:
+        # lm-evaluation-harness 0.4.x (HFLM.tok_batch_encode, its generation path) tests for the BOS token's own
+        # text, not the prefix token's: the two differ for a tokenizer without a BOS.
+        bos = self.tokenizer.bos_token
+        special_tokens = False if bos is not None and text.startswith(bos) else self.add_bos_token
         kwargs = {} if special_tokens is None else {"add_special_tokens": special_tokens}
         return self.tokenizer.encode(text, **kwargs)
 

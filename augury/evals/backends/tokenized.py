@@ -49,6 +49,10 @@ class TokenizedLM(LM):
     def tok_encode(self, text: str, special_tokens: bool | None = None) -> list[int]:
         """Token ids of `text`; special_tokens None means the tokenizer's default (a BOS it adds, if any)."""
 
+    def prompt_encode(self, text: str) -> list[int]:
+        """Token ids of a generation prompt; by default those of `tok_encode` with its default special tokens."""
+        return self.tok_encode(text)
+
     @abc.abstractmethod
     def tok_decode(self, ids: Sequence[int]) -> str: ...
 
@@ -78,7 +82,12 @@ class TokenizedLM(LM):
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         context, continuation = split_context(context, continuation)
         if not context:
-            return [self.prefix_token_id], self.tok_encode(continuation)
+            # lm-eval: the continuation alone, without special tokens, after the prefix token; a continuation
+            # that itself starts with that token is conditioned on it instead.
+            cont = self.tok_encode(continuation, special_tokens=False)
+            if cont and cont[0] == self.prefix_token_id:
+                return cont[:1], cont[1:]
+            return [self.prefix_token_id], cont
         whole = self.tok_encode(context + continuation)
         ctx = self.tok_encode(context)
         return ctx, whole[len(ctx):]
@@ -195,7 +204,9 @@ class TokenizedLM(LM):
     def loglikelihood_rolling(self, texts):
         out = []
         for text in texts:
-            windows = self.rolling_windows(self.tok_encode(text, special_tokens=False))
+            # The tokenizer's default special tokens, as lm-eval 0.4 encodes: a BOS it adds is itself predicted
+            # (after the prefix token) and counted.
+            windows = self.rolling_windows(self.tok_encode(text))
             out.append(float(sum(lp for lp, _ in self.score_tokens(windows))) if windows else 0.0)
         return out
 
@@ -204,7 +215,7 @@ class TokenizedLM(LM):
         return [self._generate_one(r) for r in requests]
 
     def _generate_one(self, req: GenRequest) -> str:
-        ctx = self.tok_encode(req.context) or [self.prefix_token_id]
+        ctx = self.prompt_encode(req.context) or [self.prefix_token_id]
         ctx = ctx[-max(1, self.max_length - req.max_gen_toks):]
         gen = torch.Generator().manual_seed(req.seed if req.seed is not None else 0)
         out: list[int] = []
