@@ -2,8 +2,9 @@
 
 `results_<date>.json` has the keys lm-evaluation-harness writes: `results` ({task: {"acc,none": ...,
 "acc_stderr,none": ..., "alias": ...}}, groups included, members' aliases indented like lm-eval's), `groups`,
-`group_subtasks`, `configs`, `versions`, `n-shot`, `higher_is_better`, `n-samples` (with augury's `errors`
-count of samples whose endpoint requests failed), `config` (the model), `git_hash`, `date` and timings.
+`group_subtasks`, `configs`, `versions`, `n-shot`, `higher_is_better`, `n-samples` (`original`: the task's
+records, `effective`: those scored after --limit, with augury's `errors` count of samples whose endpoint requests
+failed and `resumed` count), `config` (the model), `git_hash`, `date` and timings.
 `samples_<task>_<date>.jsonl` holds one scored record per sample. Multiple-choice tasks also get
 `calibration_<task or group>_<date>.png` (reliability diagram) and an `ece,none` value.
 """
@@ -116,7 +117,8 @@ def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], regist
         "versions": {c.task: c.version for c in configs},
         "n-shot": {c.task: effective_fewshot(c, num_fewshot) for c in configs},
         "higher_is_better": higher,
-        "n-samples": {name: {"original": s["instances"], "effective": len(s["samples"]), "errors": s["errors"],
+        # lm-eval's meaning: original = the task's records, effective = those scored (after --limit).
+        "n-samples": {name: {"original": s["original"], "effective": len(s["samples"]), "errors": s["errors"],
                              "resumed": s["resumed"]} for name, s in scored.items()},
         "config": {**model_config, "limit": limit, "num_fewshot": num_fewshot, "apply_chat_template": chat},
         **({"safety": safety} if safety else {}),

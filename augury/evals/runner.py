@@ -21,7 +21,7 @@ from typing import Any
 
 from augury.evals import metrics as M
 from augury.evals.lm import LM, GenRequest
-from augury.evals.prompts import Instance, build_instances, effective_fewshot
+from augury.evals.prompts import Instance, apply_filter, build_instances, effective_fewshot, load_spec
 from augury.evals.taskconfig import TaskConfig
 from augury.io import read_jsonl, to_jsonable
 
@@ -188,11 +188,18 @@ class _Progress:
         self.bar.close()
 
 
+def record_count(cfg: TaskConfig, data_dir: str | Path) -> int:
+    """How many records the task has before --limit (lm-eval's `n-samples.original`)."""
+    path, docs = load_spec(data_dir, cfg.data)
+    return len(apply_filter(cfg, path, docs))
+
+
 def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_dir: str | Path, model_spec: str,
              num_fewshot: int | None = None, limit: int | None = None, chat: bool = False,
              chunk_size: int = 64, progress: bool | None = None,
              instances: dict[str, list[Instance]] | None = None) -> dict[str, dict]:
-    """Score every task; returns {task: {"samples": [...], "errors": n, "instances": n, "seconds": s}}.
+    """Score every task; returns {task: {"samples": [...], "errors": n, "instances": n, "original": n,
+    "resumed": n, "seconds": s}} ("instances" counts the records asked for, "original" those before --limit).
 
     `instances` (task -> prompts) may be passed when the caller already built them to validate inputs.
     """
@@ -226,9 +233,10 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
                 _append_records(path, finished)
                 bar.update(len(chunk), cfg.task)
             wanted = [inst.doc_id for inst in instances[cfg.task]]
+            original = record_count(cfg, data_dir) if limit is not None else len(wanted)
             out[cfg.task] = {"samples": [done[d] for d in wanted if d in done], "errors": errors,
-                             "instances": len(wanted), "seconds": time.perf_counter() - start,
-                             "resumed": len(wanted) - len(todo)}
+                             "instances": len(wanted), "original": original,
+                             "seconds": time.perf_counter() - start, "resumed": len(wanted) - len(todo)}
             if bar.bar.disable and progress is not False:  # no live bar (a log file): one line per task
                 print(f"augury eval: {cfg.task}: {len(out[cfg.task]['samples'])}/{len(wanted)} samples "
                       f"({out[cfg.task]['resumed']} resumed, {errors} errors) in "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -32,7 +33,10 @@ def test_eval_writes_lm_eval_shaped_results_and_resumes(tiny_model_dir, shared_d
     assert set(r) >= {"alias", "acc,none", "acc_stderr,none", "acc_norm,none", "acc_norm_stderr,none",
                       "ece,none"}
     assert 0.0 <= r["acc,none"] <= 1.0
-    assert res["n-samples"]["mmlu_anatomy"] == {"original": 3, "effective": 3, "errors": 0, "resumed": 0}
+    with open(shared_data / "mmlu" / "test" / "anatomy_test.csv", newline="", encoding="utf-8") as f:
+        records = len(list(csv.DictReader(f)))
+    # lm-eval's meaning: original = the task's records, effective = those scored under --limit.
+    assert res["n-samples"]["mmlu_anatomy"] == {"original": records, "effective": 3, "errors": 0, "resumed": 0}
     assert res["n-shot"]["mmlu_anatomy"] == 1
     assert res["n-shot"]["truthfulqa_mc2"] == 0  # no few-shot split: stays zero-shot under --num-fewshot
     samples = [json.loads(x) for x in next(tmp_path.glob("samples_mmlu_anatomy_*.jsonl")).read_text().splitlines()]
