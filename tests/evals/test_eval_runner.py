@@ -106,7 +106,7 @@ def test_code_metric_k_above_n_is_rejected():
                       "metrics": ["pass@10"]}, "he.yaml")
 
 
-def test_resume_fingerprint_tracks_what_changes_outputs():
+def test_resume_fingerprint_tracks_what_changes_outputs(monkeypatch):
     from augury.evals.backends.openai_api import OpenAICompatibleLM
     from augury.evals.runner import run_fingerprint
 
@@ -117,6 +117,8 @@ def test_resume_fingerprint_tracks_what_changes_outputs():
     assert base != run_fingerprint(cfg, "hf:m", {"dtype": "bfloat16"}, None, False)
     assert base != run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, 0, False)
     assert base != run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, None, True)
+    monkeypatch.setattr("augury.evals.runner.SCORING_RULES", -1)  # samples scored by older rules
+    assert base != run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, None, False)
     slow = OpenAICompatibleLM("m@http://127.0.0.1:9/v1", requests_per_second=1)
     fast = OpenAICompatibleLM("m@http://127.0.0.1:9/v1", requests_per_second=50)
     assert slow.identity() == fast.identity()  # a rate limit does not invalidate finished samples
