@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from augury.evals.data import TaskDataError
     from augury.evals.prompts import build_instances
     from augury.evals.results import build_results, markdown_table, write_outputs
-    from augury.evals.runner import evaluate
+    from augury.evals.runner import ResumeError, evaluate
     from augury.evals.taskconfig import TaskConfigError, TaskRegistry
 
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                 if (out_dir / ".partial").is_dir() else "")
         print(f"augury eval: error: {err}{kept}", file=sys.stderr)
         return 1
+    except ResumeError as err:
+        _remove_empty_new(out_dir, before)
+        raise UsageError(str(err)) from None
     except BaseException:
         _remove_empty_new(out_dir, before)
         raise

@@ -2,8 +2,10 @@
 
 Each finished sample is appended (fsynced) to `OUT/.partial/<task>.<fingerprint>.jsonl` as soon as its chunk is
 scored. A rerun with the same task definition, few-shot count, format and model skips those samples; a changed
-definition gets a new fingerprint, so stale samples are never mixed in. Samples whose requests failed on the
-endpoint (the backend returned None) are not stored: they are counted as errors and retried on the next run.
+definition gets a new fingerprint, so stale samples are never mixed in. A stored sample is reused only for the same
+record and prompt (its `doc_hash` and `prompt_hash` match the ones built now), so edited data, few-shot examples or
+chat template are rescored. Samples whose requests failed on the endpoint (the backend returned None) are not
+stored: they are counted as errors and retried on the next run.
 
     from augury.evals.runner import evaluate
     results = evaluate(lm, registry.resolve(["mmlu"]), data_dir="data", out_dir="out", model_spec="hf:m")
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -23,7 +26,7 @@ from augury.evals import metrics as M
 from augury.evals.lm import LM, GenRequest
 from augury.evals.prompts import Instance, apply_filter, build_instances, effective_fewshot, load_spec
 from augury.evals.taskconfig import TaskConfig
-from augury.io import read_jsonl, to_jsonable
+from augury.io import to_jsonable
 
 MC_KINDS = ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2")
 CODE_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
@@ -32,8 +35,16 @@ CODE_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
 SCORING_RULES = 2
 
 
+class ResumeError(ValueError):
+    """A file of finished samples in OUT/.partial cannot be read back."""
+
+
 def _hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _doc_hash(doc: dict) -> str:
+    return _hash(json.dumps(doc, sort_keys=True))
 
 
 def choice_delimiter(cfg: TaskConfig, chat: bool) -> str:
@@ -154,16 +165,41 @@ def _score_code(lm: LM, cfg: TaskConfig, chunk: list[Instance]) -> list[dict]:
 def _base_record(inst: Instance, arguments: list, resps: list) -> dict[str, Any]:
     target = inst.target if inst.target is not None else ""
     return {"doc_id": inst.doc_id, "doc": inst.doc, "target": target, "arguments": arguments,
-            "resps": resps, "filtered_resps": resps, "doc_hash": _hash(json.dumps(inst.doc, sort_keys=True)),
+            "resps": resps, "filtered_resps": resps, "doc_hash": _doc_hash(inst.doc),
             "prompt_hash": _hash(inst.context), "target_hash": _hash(str(target))}
+
+
+def load_partial(path: Path) -> list[dict]:
+    """The finished samples stored in `path`. A torn last line (a kill mid-write) is cut off the file, so that
+    the records appended next start on a line of their own; any other unreadable line is a ResumeError."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    intact = data[:data.rfind(b"\n") + 1]
+    out = []
+    for number, line in enumerate(intact.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            record = None
+        if not isinstance(record, dict) or "doc_id" not in record:
+            raise ResumeError(f"{path}: line {number} is not a stored sample (a JSON object with a doc_id); "
+                              "remove that line, or the file, to score those samples again")
+        out.append(record)
+    if len(intact) < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(len(intact))
+            f.flush()
+            os.fsync(f.fileno())
+    return out
 
 
 def _append_records(path: Path, records: list[dict]) -> None:
     """Append a chunk's records with one fsync (a kill loses at most the chunk being written)."""
     if not records:
         return
-    import os
-
     text = "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in records)
     with open(path, "a", encoding="utf-8") as f:
         f.write(text)
@@ -213,8 +249,16 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
     for cfg in configs:
         fingerprint = run_fingerprint(cfg, model_spec, lm.identity(), num_fewshot, chat)
         path = partial_dir / f"{cfg.task}.{fingerprint}.jsonl"
-        done = {r["doc_id"]: r for r in read_jsonl(path)} if path.exists() else {}
-        todo = [inst for inst in instances[cfg.task] if inst.doc_id not in done]
+        # Keyed by content as well as position: a record edited since is scored again, and a file holding
+        # both versions serves whichever data the run is given.
+        stored = {(r["doc_id"], r.get("doc_hash"), r.get("prompt_hash")): r for r in load_partial(path)}
+        done, todo = {}, []
+        for inst in instances[cfg.task]:
+            rec = stored.get((inst.doc_id, _doc_hash(inst.doc), _hash(inst.context)))
+            if rec is None:
+                todo.append(inst)
+            else:
+                done[inst.doc_id] = rec
         plan.append((cfg, path, done, todo))
     bar = _Progress(sum(len(t) for *_, t in plan), progress)
     out: dict[str, dict] = {}

@@ -125,6 +125,18 @@ def test_a_failed_run_leaves_no_empty_output_behind(tiny_model_dir, shared_data,
     assert kept.is_dir() and not any(kept.iterdir())  # the user's folder stays, without an empty .partial
 
 
+def test_an_unreadable_stored_sample_is_one_error_line(tiny_model_dir, shared_data, tmp_path, capsys):
+    argv = ["--model", f"hf:{tiny_model_dir}", "--tasks", "mmlu_anatomy", "--data_dir", str(shared_data),
+            "--limit", "1", "--num_fewshot", "0", "--out", str(tmp_path)]
+    assert run(argv, capsys)[0] == 0
+    (partial,) = (tmp_path / ".partial").glob("mmlu_anatomy.*.jsonl")
+    partial.write_text("[1, 2]\n" + partial.read_text())
+    code, out, err = run(argv, capsys)
+    last = err.splitlines()[-1]  # after transformers' weight-loading bar
+    assert code == 2 and "Traceback" not in err and last.startswith("augury eval: error: ")
+    assert f"{partial}: line 1 is not a stored sample" in last
+
+
 def test_missing_data_file_is_reported_before_the_model_loads(tmp_path, capsys):
     code, out, err = run(["--model", "hf:/does/not/matter", "--tasks", "truthfulqa_mc1", "--data-dir",
                           str(tmp_path), "--out", str(tmp_path / "o")], capsys)

@@ -122,3 +122,75 @@ def test_resume_fingerprint_tracks_what_changes_outputs(monkeypatch):
     slow = OpenAICompatibleLM("m@http://127.0.0.1:9/v1", requests_per_second=1)
     fast = OpenAICompatibleLM("m@http://127.0.0.1:9/v1", requests_per_second=50)
     assert slow.identity() == fast.identity()  # a rate limit does not invalidate finished samples
+
+
+class PicksB(LM):
+    """Multiple choice that always prefers choice " B"; counts the questions it scores."""
+
+    def __init__(self):
+        self.scored = 0
+
+    def loglikelihood(self, requests):
+        self.scored += len(requests) // 4
+        return [(0.0 if c.strip() == "B" else -1.0, False) for _, c in requests]
+
+    def loglikelihood_rolling(self, texts):
+        raise AssertionError("not used")
+
+    def generate_until(self, requests):
+        raise AssertionError("not used")
+
+
+def mc_task(folder, answers: list[int]):
+    rows = [{"question": f"q{i}?", "answer": a} for i, a in enumerate(answers)]
+    (folder / "mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return build_config({"task": "mc", "kind": "multiple_choice", "data": "mc.jsonl", "doc_to_text": "{{question}}",
+                         "doc_to_choice": ["A", "B", "C", "D"], "doc_to_target": "{{answer}}"}, "mc.yaml")
+
+
+def test_resume_rescores_records_whose_data_changed(tmp_path):
+    data_a, data_b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    data_a.mkdir(), data_b.mkdir()
+    cfg = mc_task(data_a, [1, 1, 0, 2])
+    mc_task(data_b, [1, 0, 0, 1])  # the same questions, two answers edited
+    first = evaluate(PicksB(), [cfg], data_a, out, "b", progress=False)["mc"]
+    assert [s["acc"] for s in first["samples"]] == [1.0, 1.0, 0.0, 0.0]
+    lm = PicksB()
+    edited = evaluate(lm, [cfg], data_b, out, "b", progress=False)["mc"]
+    assert lm.scored == 2 and edited["resumed"] == 2
+    assert [s["acc"] for s in edited["samples"]] == [1.0, 0.0, 0.0, 1.0]
+    assert [s["gold"] for s in edited["samples"]] == [1, 0, 0, 1]
+    lm = PicksB()
+    again = evaluate(lm, [cfg], data_a, out, "b", progress=False)["mc"]  # both versions are kept
+    assert lm.scored == 0 and again["samples"] == first["samples"]
+
+
+# A kill in the middle of writing a record, between characters or inside a UTF-8 one.
+@pytest.mark.parametrize("torn", [b'{"doc_id": 2, "doc": {"quest', '{"doc_id": 2, "doc": "caf\u00e9'.encode()[:-1]])
+def test_a_torn_last_line_is_cut_before_new_samples_are_appended(torn, tmp_path):
+    cfg = mc_task(tmp_path, [1, 1, 0, 2, 1, 3])
+    out = tmp_path / "out"
+    evaluate(PicksB(), [cfg], tmp_path, out, "b", limit=2, progress=False)
+    (partial,) = (out / ".partial").glob("mc.*.jsonl")
+    with open(partial, "ab") as f:
+        f.write(torn)
+    lm = PicksB()
+    assert evaluate(lm, [cfg], tmp_path, out, "b", limit=4, progress=False)["mc"]["resumed"] == 2
+    assert lm.scored == 2
+    assert [json.loads(line)["doc_id"] for line in partial.read_text().splitlines()] == [0, 1, 2, 3]
+    lm = PicksB()
+    assert evaluate(lm, [cfg], tmp_path, out, "b", limit=4, progress=False)["mc"]["resumed"] == 4
+    assert lm.scored == 0
+
+
+def test_an_unreadable_stored_sample_is_one_error_naming_the_file_and_line(tmp_path):
+    from augury.evals.runner import ResumeError
+
+    cfg = mc_task(tmp_path, [1, 1, 0])
+    out = tmp_path / "out"
+    evaluate(PicksB(), [cfg], tmp_path, out, "b", progress=False)
+    (partial,) = (out / ".partial").glob("mc.*.jsonl")
+    lines = partial.read_text().splitlines(keepends=True)
+    partial.write_text(lines[0] + "not json\n" + "".join(lines[1:]))
+    with pytest.raises(ResumeError, match=rf"{partial.name}: line 2 is not a stored sample"):
+        evaluate(PicksB(), [cfg], tmp_path, out, "b", progress=False)
