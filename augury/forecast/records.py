@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from augury.io import atomic_write_json, utc_now
+from augury.io import atomic_write_json, to_jsonable, utc_now
 
 # forecast.json's and result.json's format (docs/forecast_outputs.md): the major number changes when a field is
 # renamed, removed or changes meaning, the minor number when one is added. Files without the field are "1.0".
@@ -303,7 +303,9 @@ def write_forecast(path: str | Path, content: dict) -> dict:
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} exists: a pre-registered forecast is never rewritten")
-    content = {"schema_version": SCHEMA_VERSION, **copy.deepcopy(content), "registered_at": utc_now()}
+    # the sha256 is taken over the values as written (a NaN is written as null, an infinity as ±1e308), so that
+    # reading the file back gives the same sha256
+    content = to_jsonable({"schema_version": SCHEMA_VERSION, **copy.deepcopy(content), "registered_at": utc_now()})
     content["sha256"] = content_sha256(content)
     atomic_write_json(path, content)
     return content

@@ -66,3 +66,14 @@ def test_result_json_of_an_unknown_major_version_is_refused(tmp_path):
     path.write_text(json.dumps({"schema_version": "2.0", "name": "t"}))
     with pytest.raises(UnknownSchemaVersion, match="schema_version 2.0"):
         read_result(path)
+
+
+def test_non_finite_numbers_read_back_under_the_sha256_they_were_registered_with(tmp_path):
+    # a fit diagnostic can be NaN (a correlation of a parameter stuck at its bound) or infinite; the file holds
+    # null and ±1e308 for them, and its sha256 is of what the file holds
+    path = tmp_path / "forecast.json"
+    law = {"correlations": {"a~b": float("nan")}, "bound": float("inf"), "low": float("-inf")}
+    written = write_forecast(path, {"name": "t", "loss": {"predicted": 3.0, "law": law}})
+    loaded = load_forecast(path)
+    assert loaded["sha256"] == written["sha256"]
+    assert loaded["loss"]["law"] == {"correlations": {"a~b": None}, "bound": 1e308, "low": -1e308}
