@@ -1,14 +1,18 @@
 """A forecast's output folder, checked before anything trains: writable, empty or holding this same forecast (its
-plan.json), and never a target without a registered forecast. Layout:
+plan.json, made on the same prepared data), and never a target without a registered forecast. Layout:
 
     plan.json  config.yaml  rungs/rung1..n/  capability/  forecast.json  target/  result.json  report.md/.html
 
-    check_out_dir(out); write_plan(cfg, out, runs, vocab, train_tokens)
+    check_out_dir(out); check_plan(cfg, out, runs, data, train_tokens); write_plan(cfg, out, runs, vocab, data, ...)
+
+plan.json records the prepared data's sha256 (`data_sha256`) and, once the forecast is registered, forecast.json's
+sha256 (`forecast_sha256`); a resume compares both.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -46,13 +50,31 @@ def check_out_dir(out: Path) -> None:
         raise ForecastConfigError(f"--out {out} cannot be written: {err.strerror or err}") from None
 
 
-def write_plan(cfg: ForecastConfig, out: Path, runs: list[RunPlan], vocab: int, train_tokens: int) -> None:
-    """plan.json and config.yaml, after checking that `out` holds no other forecast's plan and no target trained
-    before its forecast was registered."""
-    identity = plan_identity(cfg, runs)
+def data_sha256(data) -> str:
+    """The identity of a prepared corpus (augury.data.PreparedData): sha256 over its manifest's `sha256` (every
+    document's id and text) and its train and val token files' sha256s (the tokens trained and validated on)."""
+    m = data.manifest
+    parts = {"documents": m.get("sha256"),
+             "splits": {split: (m.get("splits", {}).get(split) or {}).get("sha256") for split in ("train", "val")}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_same_data(out: Path, registered: str | None, now: str, where: str, data_dir) -> None:
+    """ForecastConfigError unless the prepared data's sha256 `now` is the `registered` one (None: not recorded)."""
+    if registered is not None and registered != now:
+        raise ForecastConfigError(
+            f"{out}: the prepared data has changed since this forecast began: {where} records data sha256 "
+            f"{registered}, the data prepared now ({data_dir}) has sha256 {now}. Its rungs, forecast and target "
+            f"must see one corpus: restore data.source as it was, or start a new forecast in another --out")
+
+
+def check_plan(cfg: ForecastConfig, out: Path, runs: list[RunPlan], data, train_tokens: int) -> None:
+    """Before anything trains or is written: `out` holds no other forecast's plan, no plan made on other data,
+    and no target trained before its forecast was registered."""
     path = out / "plan.json"
     if path.is_file():
         saved = json.loads(path.read_text())
+        identity = plan_identity(cfg, runs)
         if saved.get("identity") != identity:
             old, new = saved.get("identity", {}), identity
             diff = sorted(k for k in set(old.get("config", {})) | set(new["config"])
@@ -60,9 +82,38 @@ def write_plan(cfg: ForecastConfig, out: Path, runs: list[RunPlan], vocab: int, 
             what = f"config keys {', '.join(diff)}" if diff else "the planned runs"
             raise ForecastConfigError(f"--out {out} holds another forecast's plan (it differs in {what}); choose "
                                       f"another --out, or rerun with the same settings to resume it")
+        check_same_data(out, saved.get("data_sha256"), data_sha256(data), "plan.json", data.dir)
+        if saved.get("data_sha256") is None and saved.get("train_tokens") not in (None, train_tokens):
+            # a plan written before the data's sha256 was recorded: its training split's size still tells
+            raise ForecastConfigError(
+                f"{out}: the prepared data has changed since this forecast began: plan.json records a training "
+                f"split of {saved['train_tokens']:,} tokens, the data prepared now ({data.dir}) has {train_tokens:,}; "
+                f"restore data.source as it was, or start a new forecast in another --out")
     if (out / "target").exists() and not (out / "forecast.json").is_file():
         raise ForecastConfigError(f"{out}/target exists but no forecast.json: the target must not start before the "
                                   f"forecast is registered; start a new forecast in another folder")
-    atomic_write_json(path, {"identity": identity, "vocab_size": vocab, "train_tokens": train_tokens,
-                             "planned_at": utc_now()})
+
+
+def write_plan(cfg: ForecastConfig, out: Path, runs: list[RunPlan], vocab: int, data, train_tokens: int) -> None:
+    """plan.json and config.yaml (after check_plan). A forecast's sha256 that plan.json recorded is kept."""
+    path = out / "plan.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    plan = {"identity": plan_identity(cfg, runs), "vocab_size": vocab, "train_tokens": train_tokens,
+            "data_sha256": data_sha256(data), "data_dir": str(data.dir), "planned_at": utc_now()}
+    if saved.get("forecast_sha256"):
+        plan["forecast_sha256"] = saved["forecast_sha256"]
+    atomic_write_json(path, plan)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_jsonable(cfg), sort_keys=False))
+
+
+def pinned_forecast_sha256(out: Path) -> str | None:
+    """The sha256 of forecast.json that plan.json recorded when the forecast was registered (None: none)."""
+    path = out / "plan.json"
+    return json.loads(path.read_text()).get("forecast_sha256") if path.is_file() else None
+
+
+def pin_forecast(out: Path, sha256: str) -> None:
+    """Record a registered forecast's sha256 in plan.json, before the target starts: a forecast.json edited later,
+    its own sha256 recomputed, no longer matches it."""
+    path = out / "plan.json"
+    atomic_write_json(path, {**json.loads(path.read_text()), "forecast_sha256": sha256})

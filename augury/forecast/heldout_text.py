@@ -6,10 +6,14 @@ recipe's length; every run is measured on the same first `max_tokens` tokens in 
 
     ids = encode_folder("wikitext-2/", tokenizer, max_tokens=65536)
     loss = heldout_loss("runs/f/rungs/rung3", ids, seq_len=128)
+
+forecast.json records the sha256 of the tokens scored (`tokens_sha256`); verification refuses other tokens
+(`check_registered_text`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +51,23 @@ def folder_ids(cfg, data) -> np.ndarray:
     """The forecast's held-out text: `cfg.text_folder` encoded with the corpus' tokenizer, the first
     `recipe.eval_tokens` tokens (the same for every run)."""
     return encode_folder(cfg.text_folder, data.tokenizer(), cfg.recipe.eval_tokens)
+
+
+def tokens_sha256(ids: np.ndarray) -> str:
+    """sha256 of the token ids scored, as little-endian int64: what forecast.json's `text` registers."""
+    return hashlib.sha256(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()
+
+
+def check_registered_text(text, ids: np.ndarray) -> None:
+    """ForecastConfigError unless `ids` are the held-out tokens the forecast `text` (a LossForecast) registered:
+    a forecast is verified on the text it was made for. A forecast registered before the tokens' sha256 was
+    recorded is not checked."""
+    if text.tokens_sha256 is not None and tokens_sha256(ids) != text.tokens_sha256:
+        raise ForecastConfigError(
+            f"text_folder {text.folder!r} has changed since the forecast was registered: forecast.json records its "
+            f"{text.tokens:,} held-out tokens with sha256 {text.tokens_sha256}, the folder now gives {len(ids):,} "
+            f"tokens with sha256 {tokens_sha256(ids)}; restore the folder's text as it was (the held-out forecast "
+            f"is verified on the text it was made for)")
 
 
 @torch.no_grad()

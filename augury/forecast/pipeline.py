@@ -5,8 +5,9 @@
     result = run_forecast(load_forecast_config("smoke", overrides={"out": "runs/f"}))
 
 Every step is resumable: finished runs are never retrained, capability records and the pre-registered
-forecast.json are reused (forecast.json is verified against its sha256, never refitted), and the target starts
-only after forecast.json exists. The steps live in their own modules:
+forecast.json are reused (forecast.json is verified against its sha256 and the one plan.json recorded at
+registration, never refitted), and the target starts only after forecast.json exists. A resume on prepared data
+other than the data plan.json records is refused before anything trains. The steps live in their own modules:
 
     folder.py       the output folder and its plan.json (folder.py's docstring has the layout)
     ladder.py       the runs to train (rungs and target) and their TrainConfigs
@@ -25,7 +26,7 @@ from pathlib import Path
 from augury.forecast.checks import validate
 from augury.forecast.config import ForecastConfig
 from augury.forecast.crossfit import capability_problems
-from augury.forecast.folder import check_out_dir, write_plan
+from augury.forecast.folder import check_out_dir, check_plan, write_plan
 from augury.forecast.ladder import (
     check_runs_fit,
     format_plan,
@@ -60,9 +61,10 @@ def run_forecast(cfg: ForecastConfig, log=print) -> Result:
     vocab = data.tokenizer().get_vocab_size()
     runs = plan_runs(cfg, vocab)
     train_tokens = data.split_tokens("train")
+    check_plan(cfg, out, runs, data, train_tokens)  # first: a resume on changed data says so, nothing else
     procs = target_processes(cfg, log)
     check_runs_fit(cfg, runs, train_tokens, procs)
-    write_plan(cfg, out, runs, vocab, train_tokens)
+    write_plan(cfg, out, runs, vocab, data, train_tokens)
     log(format_plan(runs, lrs=learning_rates(cfg, runs, vocab)))
     # a suite too small is a bad input: fail before any training
     problems = capability_problems(cfg, out, data) if cfg.capability.enabled else None

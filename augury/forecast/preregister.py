@@ -1,12 +1,14 @@
 """Pre-registration: the trained rungs' results → the forecast of the target, frozen as forecast.json before the
-target starts (records.write_forecast: written once, atomically, with a sha256 that any later edit breaks).
+target starts (records.write_forecast: written once, atomically, with a sha256 that any later edit breaks), its
+sha256 recorded in plan.json too (folder.pin_forecast).
 
     from augury.forecast.preregister import preregister
     forecast = preregister(cfg, out, data, rungs, target, summaries)   # a Forecast; reads forecast.json if there
 
 The loss law and its checks are `fits.fit_loss`, the capability forecast `crossfit.capability_forecast`; this
 module adds the checks that need the plan (the target's optimizer steps against the rungs') and the record of how
-much of the training split each run covers.
+much of the training split each run covers. A forecast read back is checked (check_registered) against the sha256
+plan.json recorded, and the prepared data and held-out text it was made on.
 """
 
 from __future__ import annotations
@@ -18,18 +20,18 @@ import numpy as np
 
 from augury.forecast.crossfit import capability_forecast
 from augury.forecast.fits import COMPUTE_DEFINITIONS, fit_compute, fit_loss
+from augury.forecast.folder import check_same_data, data_sha256, pin_forecast, pinned_forecast_sha256
 from augury.forecast.ladder import RunPlan, rung_replicas
-from augury.forecast.records import Forecast, LossForecast, read_forecast, register_forecast
+from augury.forecast.records import Forecast, ForecastTampered, LossForecast, read_forecast, register_forecast
 
 
 def preregister(cfg, out: Path, data, rungs: list[RunPlan], target: RunPlan, summaries: dict[str, list],
                 log=print) -> Forecast:
     """The forecast of `target` from the rungs' training `summaries` ({rung: [summary per seed]}), written to
-    out/forecast.json; an existing forecast.json is read back (its sha256 checked), never refitted."""
+    out/forecast.json; an existing forecast.json is read back (check_registered), never refitted."""
     path = out / "forecast.json"
     if path.is_file():
-        log(f"using the pre-registered forecast {path} (verified against its sha256)")
-        return read_forecast(path)
+        return check_registered(cfg, out, data, log)
     how = cfg.fit.compute
     xs = {p.name: fit_compute(p, how) for p in [*rungs, target]}  # compute on the laws' x axis
     rows = [{**run_row(p, summaries[p.name]), "compute": xs[p.name]} for p in rungs]
@@ -40,7 +42,8 @@ def preregister(cfg, out: Path, data, rungs: list[RunPlan], target: RunPlan, sum
     forecast = Forecast(name=cfg.name, target={**dataclasses.asdict(target), "role": "target",
                                                "compute": xs[target.name]},
                         ladder=rows, compute=how, compute_definition=COMPUTE_DEFINITIONS[how], loss=loss,
-                        data_coverage=data_coverage([*rungs, target], data.split_tokens("train")))
+                        data_coverage=data_coverage([*rungs, target], data.split_tokens("train")),
+                        data_sha256=data_sha256(data))
     if cfg.capability.enabled:
         try:
             forecast.capability = capability_forecast(cfg, out, data, rungs, xs, xs[target.name])
@@ -49,9 +52,11 @@ def preregister(cfg, out: Path, data, rungs: list[RunPlan], target: RunPlan, sum
     if cfg.text_folder:
         forecast.text, forecast.text_ladder = text_forecast(cfg, out, data, rungs, xs, xs[target.name])
     forecast = register_forecast(path, forecast)
+    pin_forecast(out, forecast.sha256)
     status = "reliable" if loss.reliable else "FLAGGED (see flags)"
     log(f"pre-registered {path}: target loss {loss.predicted:.4f} "
-        f"[{loss.interval[0]:.4f}, {loss.interval[1]:.4f}] nats/token, {status}")
+        f"[{loss.interval[0]:.4f}, {loss.interval[1]:.4f}] nats/token, {status}\n  sha256 {forecast.sha256} "
+        f"(publish it before the target finishes to make the pre-registration checkable)")
     for f in loss.flags:
         log(f"  flag: {f}")
     cov = forecast.data_coverage["share"]
@@ -63,7 +68,7 @@ def preregister(cfg, out: Path, data, rungs: list[RunPlan], target: RunPlan, sum
 def text_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, target_x: float
                   ) -> tuple[LossForecast, list[dict]]:
     """The loss law fitted on the rungs' loss on `cfg.text_folder` (the mean over a rung's seeds), and those rows."""
-    from augury.forecast.heldout_text import folder_ids, heldout_loss
+    from augury.forecast.heldout_text import folder_ids, heldout_loss, tokens_sha256
 
     ids = folder_ids(cfg, data)
     rows = []
@@ -72,7 +77,33 @@ def text_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, target_x
         rows.append({"name": p.name, "flops": p.flops, "compute": xs[p.name], "loss": float(np.mean(losses))})
     text, _ = fit_loss(rows, target_x, cfg.fit, cfg.seed, x="compute")
     text.folder, text.rungs, text.y_label = str(cfg.text_folder), rows, "held-out text loss (nats/token)"
+    text.tokens_sha256, text.tokens = tokens_sha256(ids), len(ids)
     return text, rows
+
+
+def check_registered(cfg, out: Path, data, log=print) -> Forecast:
+    """out/forecast.json read back for a resume or a verification: its sha256 must be its own and the one plan.json
+    recorded at registration (else ForecastTampered), its data and held-out text those prepared now (else
+    ForecastConfigError)."""
+    from augury.forecast.heldout_text import check_registered_text, folder_ids
+
+    path = out / "forecast.json"
+    forecast = read_forecast(path)
+    pinned = pinned_forecast_sha256(out)
+    if pinned is None:  # registered by an older augury, or stopped between registering and recording it
+        if (out / "target").exists():
+            log(f"note: {out}/plan.json records no sha256 of forecast.json (an older augury wrote it): forecast.json "
+                f"is checked against its own sha256 only")
+        pin_forecast(out, forecast.sha256)
+    elif pinned != forecast.sha256:
+        raise ForecastTampered(f"{path}: its sha256 {forecast.sha256} is not the one {out}/plan.json recorded when the "
+                               f"forecast was registered ({pinned}): forecast.json was edited or replaced after "
+                               f"registration; start a new forecast in another folder")
+    check_same_data(out, forecast.data_sha256, data_sha256(data), "forecast.json", data.dir)
+    if forecast.text is not None and cfg.text_folder:
+        check_registered_text(forecast.text, folder_ids(cfg, data))
+    log(f"using the pre-registered forecast {path} (verified against its sha256)")
+    return forecast
 
 
 def run_row(plan: RunPlan, summary: dict | list[dict]) -> dict:

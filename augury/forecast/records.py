@@ -27,7 +27,7 @@ from augury.io import atomic_write_json, to_jsonable, utc_now
 
 # forecast.json's and result.json's format (docs/forecast_outputs.md): the major number changes when a field is
 # renamed, removed or changes meaning, the minor number when one is added. Files without the field are "1.0".
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 class UnknownSchemaVersion(ValueError):
@@ -35,7 +35,8 @@ class UnknownSchemaVersion(ValueError):
 
 
 class ForecastTampered(RuntimeError):
-    """forecast.json does not match its own sha256: it was changed after pre-registration."""
+    """forecast.json does not match its own sha256, or not the sha256 its folder's plan.json recorded when it was
+    registered: it was changed after pre-registration."""
 
 
 def _optional(**kwargs):
@@ -116,6 +117,9 @@ class LossForecast(Record):
     folder: str | None = _optional()  # held-out text only: the folder, its rung rows, the plot's y label
     rungs: list[dict] | None = _optional()
     y_label: str | None = _optional()
+    # held-out text only: sha256 of the token ids scored (int64, little-endian) and their number
+    tokens_sha256: str | None = _optional()
+    tokens: int | None = _optional()
 
     def flag(self, message: str) -> None:
         self.flags.append(message)
@@ -195,6 +199,7 @@ class Forecast(Record):
     compute: Literal["flops", "non-embedding"] = "flops"  # the laws' x axis
     compute_definition: str = "C = training FLOPs"
     data_coverage: dict | None = None  # train_tokens, share: {run: share of the training split}
+    data_sha256: str | None = _optional()  # the prepared data the ladder trained on (folder.data_sha256)
     capability: CapabilityForecast | None = _optional()
     capability_skipped: str | None = _optional()  # why no capability forecast was possible
     text: LossForecast | None = _optional()
@@ -207,8 +212,8 @@ class Forecast(Record):
 
     # the documented order on disk (docs/forecast_outputs.md)
     _ORDER = ("schema_version", "name", "protocol", "target", "ladder", "compute", "compute_definition",
-              "N_definition", "loss", "data_coverage", "capability", "capability_skipped", "text", "text_ladder",
-              "registered_at", "sha256")
+              "N_definition", "loss", "data_coverage", "data_sha256", "capability", "capability_skipped", "text",
+              "text_ladder", "registered_at", "sha256")
 
     def to_json(self) -> dict:
         content = super().to_json()

@@ -16,19 +16,27 @@ from augury.forecast import capability as capmod
 from augury.forecast.crossfit import capability_records
 from augury.forecast.fits import relative
 from augury.forecast.ladder import RunPlan
-from augury.forecast.preregister import run_row
+from augury.forecast.preregister import check_registered, run_row
 from augury.forecast.records import (
     CapabilityFoldVerification,
     CapabilityForecast,
     CapabilityVerification,
     Forecast,
+    ForecastTampered,
     Result,
     Verification,
+    read_forecast,
 )
 from augury.io import utc_now
 
 
 def verify_forecast(cfg, out: Path, data, forecast: Forecast, target: RunPlan, tsum: dict) -> Result:
+    """The target's `tsum` against `forecast`, after checking that forecast.json is still the one registered
+    (ForecastTampered) and the held-out text the one it was made for (ForecastConfigError)."""
+    if read_forecast(out / "forecast.json").sha256 != forecast.sha256:
+        raise ForecastTampered(f"{out / 'forecast.json'} changed while the target trained (its sha256 is no longer "
+                               f"{forecast.sha256}); start a new forecast in another folder")
+    check_registered(cfg, out, data, log=lambda *a, **k: None)
     loss, actual = forecast.loss, tsum["final_val_loss"]
     result = Result(name=cfg.name, forecast_sha256=forecast.sha256, verified_at=utc_now(),
                     loss=_verify(loss, actual, forecast_flagged=not loss.reliable),
@@ -39,9 +47,11 @@ def verify_forecast(cfg, out: Path, data, forecast: Forecast, target: RunPlan, t
         recs = capability_records(cfg, out, "target", out / "target", problems)
         result.capability = verify_capability(forecast.capability, recs)
     if forecast.text is not None:
-        from augury.forecast.heldout_text import folder_ids, heldout_loss
+        from augury.forecast.heldout_text import check_registered_text, folder_ids, heldout_loss
 
-        result.text = _verify(forecast.text, heldout_loss(out / "target", folder_ids(cfg, data), cfg.recipe.seq_len))
+        ids = folder_ids(cfg, data)
+        check_registered_text(forecast.text, ids)
+        result.text = _verify(forecast.text, heldout_loss(out / "target", ids, cfg.recipe.seq_len))
     return result
 
 

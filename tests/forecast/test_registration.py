@@ -1,0 +1,128 @@
+"""What holds a registered forecast to what it was made on: the prepared data (plan.json and forecast.json record its
+sha256), the held-out text (forecast.json records the tokens' sha256) and forecast.json itself (plan.json records
+its sha256 before the target starts). Each is checked on a copy of the session's smoke forecast."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from augury.forecast.config import ForecastConfigError
+from augury.forecast.pipeline import run_forecast
+from augury.forecast.records import ForecastTampered, content_sha256
+
+FILES = ("plan.json", "forecast.json", "result.json", "target/manifest.json")
+
+
+def _copy(smoke_forecast, tmp_path):
+    out, info = smoke_forecast
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    return copy, dataclasses.replace(info["cfg"], out=str(copy))
+
+
+def _snapshot(folder: Path) -> dict:
+    return {name: (folder / name).read_bytes() for name in FILES}
+
+
+def _edit_forecast(folder: Path, edit, pin: bool = False) -> None:
+    """Edit forecast.json and recompute its own sha256 (and, with `pin`, the one plan.json recorded)."""
+    content = json.loads((folder / "forecast.json").read_text())
+    edit(content)
+    content["sha256"] = content_sha256(content)
+    (folder / "forecast.json").write_text(json.dumps(content, indent=2))
+    if pin:
+        plan = json.loads((folder / "plan.json").read_text())
+        (folder / "plan.json").write_text(json.dumps({**plan, "forecast_sha256": content["sha256"]}))
+
+
+def test_registration_records_the_data_and_the_forecasts_sha256_in_plan_json(smoke_forecast):
+    out, _ = smoke_forecast
+    plan = json.loads((out / "plan.json").read_text())
+    forecast = json.loads((out / "forecast.json").read_text())
+    assert plan["forecast_sha256"] == forecast["sha256"]
+    assert plan["data_sha256"] == forecast["data_sha256"] and len(plan["data_sha256"]) == 64
+
+
+@pytest.mark.parametrize("state", ["finished", "target interrupted", "plan.json without the data's sha256"])
+def test_resume_on_other_prepared_data_is_refused_before_anything_runs(smoke_forecast, tmp_path, monkeypatch,
+                                                                         state):
+    """The same config, but data.source's content changed: the rungs, forecast and target would not describe one
+    corpus. One error naming both sha256s, nothing rewritten (a target with a checkpoint included: its resume
+    would otherwise die on the loader state)."""
+    import augury.data
+
+    copy, cfg = _copy(smoke_forecast, tmp_path)
+    if state == "target interrupted":
+        manifest = json.loads((copy / "target" / "manifest.json").read_text())
+        (copy / "target" / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    if state == "plan.json without the data's sha256":  # as an older augury wrote it
+        plan = json.loads((copy / "plan.json").read_text())
+        (copy / "plan.json").write_text(json.dumps({k: v for k, v in plan.items() if k != "data_sha256"}))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for module in ("json", "csv", "argparse", "textwrap", "string", "shutil", "tempfile", "fractions"):
+        path = Path(__import__(module).__file__)
+        shutil.copy(path.parent / "__init__.py" if path.name == "__init__.py" else path, corpus / f"{module}.py")
+    other = augury.data.prepare_data(dataclasses.replace(cfg.data, source=str(corpus)), log=lambda *a: None)
+    monkeypatch.setattr(augury.data, "prepare_data", lambda *a, **k: other)
+    before = _snapshot(copy)
+    registered = json.loads((copy / "forecast.json").read_text())["data_sha256"]
+    with pytest.raises(ForecastConfigError, match="the prepared data has changed since this forecast began") as err:
+        run_forecast(cfg, log=lambda *a: None)
+    from augury.forecast.folder import data_sha256
+
+    if state == "plan.json without the data's sha256":
+        assert "training split of" in str(err.value)
+    else:
+        assert registered in str(err.value) and data_sha256(other) in str(err.value)
+    assert _snapshot(copy) == before
+
+
+def _tamper(folder, monkeypatch):
+    _edit_forecast(folder, lambda c: c["loss"].update(predicted=3.5, interval=[3.0, 4.0]))
+
+
+def _other_text(folder, monkeypatch):
+    from augury.forecast import heldout_text
+
+    real = heldout_text.encode_folder
+    monkeypatch.setattr(heldout_text, "encode_folder", lambda *a, **k: real(*a, **k)[::-1].copy())
+
+
+EXPECTED = {(_tamper, "before the rerun"): (ForecastTampered, "is not the one .*plan.json recorded"),
+            (_tamper, "while the target trains"): (ForecastTampered, "changed while the target trained"),
+            (_other_text, "before the rerun"): (ForecastConfigError, "has changed since the forecast was registered"),
+            (_other_text, "while the target trains"): (ForecastConfigError, "has changed since the forecast was")}
+
+
+@pytest.mark.parametrize("when", ["before the rerun", "while the target trains"])
+@pytest.mark.parametrize("change", [_tamper, _other_text], ids=["forecast.json edited, sha256 recomputed",
+                                                                 "held-out text changed"])
+def test_a_forecast_is_verified_only_as_registered_and_on_its_own_text(smoke_forecast, tmp_path, monkeypatch, when,
+                                                                         change):
+    from augury.forecast import pipeline
+
+    if change is _other_text and not smoke_forecast[1]["cfg"].text_folder:
+        pytest.skip("shared wikitext-2 not found (set AUGURY_SHARED_DATA)")
+    copy, cfg = _copy(smoke_forecast, tmp_path)
+    before = _snapshot(copy)
+    if when == "before the rerun":
+        change(copy, monkeypatch)
+    else:
+        real = pipeline.train_target
+
+        def change_then_train(*args, **kwargs):
+            change(copy, monkeypatch)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline, "train_target", change_then_train)
+    error, message = EXPECTED[change, when]
+    with pytest.raises(error, match=message):
+        run_forecast(cfg, log=lambda *a: None)
+    assert (copy / "result.json").read_bytes() == before["result.json"]  # no result on a changed forecast or text
+
