@@ -8,7 +8,7 @@ sha256 recorded in plan.json too (folder.pin_forecast).
 The loss law and its checks are `fits.fit_loss`, the capability forecast `crossfit.capability_forecast`; this
 module adds the checks that need the plan (the target's optimizer steps against the rungs') and the record of how
 much of the training split each run covers. A forecast read back is checked (check_registered) against the sha256
-plan.json recorded, and the prepared data and held-out text it was made on.
+plan.json recorded, the prepared data and held-out text it was made on, and its own checks (recheck.py).
 """
 
 from __future__ import annotations
@@ -84,8 +84,9 @@ def text_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, target_x
 def check_registered(cfg, out: Path, data, log=print) -> Forecast:
     """out/forecast.json read back for a resume or a verification: its sha256 must be its own and the one plan.json
     recorded at registration (else ForecastTampered), its data and held-out text those prepared now (else
-    ForecastConfigError)."""
+    ForecastConfigError); its checks are recomputed from its stored numbers (recheck.py)."""
     from augury.forecast.heldout_text import check_registered_text, folder_ids
+    from augury.forecast.recheck import recheck_forecast
 
     path = out / "forecast.json"
     forecast = read_forecast(path)
@@ -103,6 +104,8 @@ def check_registered(cfg, out: Path, data, log=print) -> Forecast:
     if forecast.text is not None and cfg.text_folder:
         check_registered_text(forecast.text, folder_ids(cfg, data))
     log(f"using the pre-registered forecast {path} (verified against its sha256)")
+    for flag in recheck_forecast(forecast, cfg.fit):
+        log(f"  flag: {flag}")
     return forecast
 
 

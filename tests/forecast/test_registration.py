@@ -126,3 +126,18 @@ def test_a_forecast_is_verified_only_as_registered_and_on_its_own_text(smoke_for
         run_forecast(cfg, log=lambda *a: None)
     assert (copy / "result.json").read_bytes() == before["result.json"]  # no result on a changed forecast or text
 
+
+def test_a_forecast_whose_numbers_fail_its_checks_is_verified_as_flagged(smoke_forecast, tmp_path):
+    """forecast.json and plan.json both rewritten to call a too-wide interval reliable: the stored numbers are
+    checked again, and the result says the forecast was flagged."""
+    copy, cfg = _copy(smoke_forecast, tmp_path)
+
+    def widen(content):
+        p = content["loss"]["predicted"]
+        content["loss"].update(interval=[0.7 * p, 1.3 * p], flags=[], reliable=True)
+
+    _edit_forecast(copy, widen, pin=True)
+    logs = []
+    result = run_forecast(cfg, log=logs.append)
+    assert result.loss.forecast_flagged
+    assert any("fail a check that forecast.json does not record" in line for line in logs)
