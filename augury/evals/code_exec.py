@@ -10,12 +10,14 @@ resource limits, hard kill); a program that hangs, crashes, floods output or att
 produces a failed ExecResult, so a run always carries on with the next problem.
 
 A HumanEval-shaped check cannot be passed by leaving early or by tampering with the tests, because the completion
-never runs in the process that runs the tests (`RUNNER`): the runner forks the completion into a child before it
-has the tests, closes the child's copy of its channel to the harness, calls the entry point through a pipe with
-plain data (marshal: no objects with their own `__eq__`), and only then receives the tests from the harness and
-runs them. It writes the verdict to the channel after `check` returns; the harness passes a completion only on
-that verdict *and* exit status 0. The runner is not dumpable, so the child cannot read its memory or file
-descriptors through /proc or ptrace.
+never runs in the process that runs the tests (`_humaneval_runner.py`): the runner forks the completion into a
+child before it has the tests, closes the child's copy of its channel to the harness, calls the entry point
+through a pipe, and only then receives the tests from the harness and runs them. Return values cross that pipe
+as plain data and are rebuilt by the runner from a fixed set of types (numbers, strings, containers,
+`collections` mappings, Fraction, Decimal, numpy scalars and arrays), so they behave in the tests as in one
+process but never bring code of the completion's (its own `__eq__`). The runner writes the verdict to the
+channel after `check` returns; the harness passes a completion only on that verdict *and* exit status 0. The
+runner is not dumpable, so the child cannot read its memory or file descriptors through /proc or ptrace.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from augury.evals.sandbox import ExecResult, SandboxLimits, run_python
 
@@ -58,99 +61,9 @@ def check_program(program: str, timeout: float = 10.0) -> ExecResult:
 
 VERDICT = b"augury: every test ran to the end\n"
 
-# The trusted test runner. Standard library only (it runs under `python -I`); %r slots are filled by
-# humaneval_program. The tests arrive on the channel after the completion's process is forked.
-RUNNER = r'''
-import ctypes, marshal, os, struct, sys
-PROMPT, COMPLETION, ENTRY = %r, %r, %r
-CHANNEL = int(os.environ.pop("AUGURY_CHANNEL_FD"))
-ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: same-uid processes cannot read our memory or fds
-
-def send(fd, obj):
-    data = marshal.dumps(obj)
-    os.write(fd, struct.pack("<Q", len(data)) + data) if len(data) < 65536 else _send_long(fd, data)
-
-def _send_long(fd, data):
-    data = struct.pack("<Q", len(data)) + data
-    while data:
-        data = data[os.write(fd, data):]
-
-def recv(fd):
-    head = _read(fd, 8)
-    return None if head is None else marshal.loads(_read(fd, struct.unpack("<Q", head)[0]) or b"")
-
-def _read(fd, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
-
-calls_r, calls_w = os.pipe()
-replies_r, replies_w = os.pipe()
-child = os.fork()
-if child == 0:  # the completion's process: it never holds the tests or the channel
-    os.close(CHANNEL); os.close(calls_w); os.close(replies_r)
-    namespace = {"__name__": "__main__"}
-    try:
-        exec(compile(PROMPT + COMPLETION, "completion.py", "exec"), namespace)
-        fn = namespace[ENTRY]
-    except BaseException as exc:
-        send(replies_w, ("error", type(exc).__name__, str(exc)[:2000])); os._exit(1)
-    send(replies_w, ("ready",))
-    while True:
-        call = recv(calls_r)
-        if call is None:
-            os._exit(0)
-        try:
-            reply = ("ok", marshal.dumps(fn(*call[0], **call[1])))
-        except BaseException as exc:
-            reply = ("raised", type(exc).__name__, str(exc)[:2000])
-        send(replies_w, reply)
-
-os.close(calls_r); os.close(replies_w)
-
-class CandidateFailed(Exception):
-    pass
-
-def expect_reply():
-    reply = recv(replies_r)
-    if reply is None:
-        raise CandidateFailed("the completion's process ended before answering")
-    return reply
-
-first = expect_reply()
-if first[0] != "ready":
-    raise CandidateFailed(f"the completion did not load: {first[1]}: {first[2]}")
-
-def candidate(*args, **kwargs):
-    send(calls_w, (args, kwargs))
-    reply = expect_reply()
-    if reply[0] == "ok":
-        return marshal.loads(reply[1])
-    if reply[0] == "raised":
-        kind = getattr(__builtins__, reply[1], None)
-        if isinstance(kind, type) and issubclass(kind, Exception):
-            raise kind(reply[2])
-        raise CandidateFailed(f"{reply[1]}: {reply[2]}")
-    raise CandidateFailed(f"unexpected reply {reply[0]!r}")
-
-tests = b""
-while True:
-    chunk = os.read(CHANNEL, 65536)
-    if not chunk:
-        break
-    tests += chunk
-namespace = {"__name__": "__augury_tests__"}
-exec(compile(PROMPT, "prompt.py", "exec"), namespace)
-namespace[ENTRY] = candidate  # tests may call the entry point by its own name
-exec(compile(tests.decode("utf-8"), "tests.py", "exec"), namespace)
-namespace["check"](candidate)
-os.write(CHANNEL, %r)
-os._exit(0)
-'''
+# The trusted test runner (standard library only; it runs under `python -I`). humaneval_program appends the call
+# to its main; the tests arrive on the channel after the completion's process is forked.
+RUNNER = Path(__file__).with_name("_humaneval_runner.py").read_text(encoding="utf-8")
 
 
 def humaneval_program(problem: dict, completion: str) -> str:
@@ -161,7 +74,7 @@ def humaneval_program(problem: dict, completion: str) -> str:
     missing = [key for key in ("prompt", "test", "entry_point") if key not in problem]
     if missing:
         raise KeyError(f"HumanEval problem {problem.get('task_id', '?')} lacks key(s): {', '.join(missing)}")
-    return RUNNER % (problem["prompt"], completion, problem["entry_point"], VERDICT)
+    return RUNNER + f"\nmain({problem['prompt']!r}, {completion!r}, {problem['entry_point']!r}, {VERDICT!r})\n"
 
 
 def check_humaneval(problem: dict, completion: str, timeout: float = 10.0) -> ExecResult:

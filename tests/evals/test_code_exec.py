@@ -109,3 +109,56 @@ def test_check_many_carries_on_past_bad_programs_in_order():
 def test_check_program_reports_a_passing_program():
     result = check_program("assert sorted([3, 1, 2]) == [1, 2, 3]")
     assert (result.passed, result.status, result.returncode) == (True, "passed", 0)
+
+
+# (completion body, test body) for `def f(x):`; the verdict must be what one plain process says.
+SAME_AS_ONE_PROCESS = {
+    "numpy-float": ("    import numpy as np\n    return np.mean(np.array(x))\n",
+                    "assert abs(candidate([1.0, 2.0, 6.0]) - 3.0) < 1e-9"),
+    "numpy-int": ("    import numpy as np\n    return np.gcd(x, 18)\n", "assert candidate(12) == 6"),
+    "numpy-bool-equal": ("    import numpy as np\n    return np.bool_(x > 1)\n", "assert candidate(2) == True"),
+    "numpy-bool-is": ("    import numpy as np\n    return np.bool_(x > 1)\n", "assert candidate(2) is True"),
+    "numpy-array-vs-list": ("    import numpy as np\n    return np.arange(x)\n", "assert candidate(3) == [0, 1, 2]"),
+    "numpy-array-all": ("    import numpy as np\n    return np.arange(x)\n",
+                        "assert (candidate(3) == [0, 1, 2]).all() and candidate(2).dtype.kind == 'i'"),
+    "numpy-in-list": ("    import numpy as np\n    return [np.float32(0.5), np.int8(x)]\n",
+                      "assert candidate(3) == [0.5, 3]"),
+    "counter": ("    from collections import Counter\n    return Counter(x.split())\n",
+                "assert candidate('a b b') == {'a': 1, 'b': 2} and candidate('a')['zz'] == 0"),
+    "defaultdict": ("    from collections import defaultdict\n    d = defaultdict(list)\n    d[x].append(1)\n"
+                    "    return d\n", "d = candidate('k'); assert d == {'k': [1]} and d['new'] == []"),
+    "ordered-deque": ("    from collections import OrderedDict, deque\n    return OrderedDict(a=deque([x]))\n",
+                      "assert candidate(1) == {'a': deque([1])}\nfrom collections import deque"),
+    "namedtuple": ("    from collections import namedtuple\n    return namedtuple('P', 'a b')(x, x)\n",
+                   "assert candidate(2) == (2, 2)"),
+    "int-enum": ("    import enum\n    class E(enum.IntEnum):\n        A = 4\n    return E.A\n",
+                 "assert candidate(0) == 4 and candidate(0) + 1 == 5"),
+    "tuple-vs-list": ("    return (x, x)\n", "assert candidate(1) == [1, 1]"),
+    "big-int-bytes-complex": ("    return [2**200 + x, b'\\x00\\xff', 1j * x, {1, 2}, frozenset()]\n",
+                              "assert candidate(1) == [2**200 + 1, b'\\x00\\xff', 1j, {2, 1}, frozenset()]"),
+    "fraction-decimal": ("    from fractions import Fraction\n    from decimal import Decimal\n"
+                         "    return Fraction(1, x), Decimal('0.1') * x\n",
+                         "from decimal import Decimal\nassert candidate(3) == (1/3, Decimal('0.3'))"),
+    "nan-and-signed-zero": ("    return float('nan'), -0.0 * x\n",
+                            "import math\nr = candidate(1); assert math.isnan(r[0]) and math.copysign(1, r[1]) == -1"),
+    "raises": ("    raise ValueError('no')\n",
+               "try:\n    candidate(1)\n    assert False\nexcept ValueError as exc:\n    assert str(exc) == 'no'"),
+}
+
+
+@linux_only
+@pytest.mark.parametrize("name", list(SAME_AS_ONE_PROCESS))
+def test_verdict_is_what_one_process_says(name):
+    """Values cross between the completion's process and the tests' as the objects they are."""
+    pytest.importorskip("numpy")
+    completion, body = SAME_AS_ONE_PROCESS[name]
+    problem = {"task_id": name, "prompt": "def f(x):\n    \"\"\"A HumanEval-style prompt.\"\"\"\n", "entry_point": "f",
+               "test": "def check(candidate):\n" + "".join(f"    {line}\n" for line in body.splitlines())}
+    namespace: dict = {}
+    try:
+        exec(problem["prompt"] + completion + problem["test"] + "\ncheck(f)\n", namespace)
+        expected = True
+    except Exception:
+        expected = False
+    result = check_humaneval(problem, completion)
+    assert result.passed == expected, result.stderr[-500:]

@@ -82,6 +82,19 @@ def test_an_object_equal_to_everything_fails():
     assert not check_humaneval(PROBLEM, completion).passed
 
 
+@pytest.mark.parametrize("completion", [
+    ("    import numpy as np\n    class Yes(np.float64):\n        def __eq__(self, other):\n            return True\n"
+     "    return Yes(0.5)\n"),
+    ("    import collections\n    collections.Counter.__eq__ = lambda self, other: True\n"
+     "    return collections.Counter()\n"),
+    "    import numpy as np\n    return np.array([object()], dtype=object)\n",
+], ids=["numpy-subclass", "patched-Counter", "object-in-array"])
+def test_values_bring_no_code_of_the_completion(completion):
+    # returned values are rebuilt in the tests' process from trusted types; the completion's methods stay behind
+    pytest.importorskip("numpy")
+    assert not check_humaneval(PROBLEM, completion).passed
+
+
 def test_killing_the_parent_fails():
     completion = "    import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n    return True\n"
     assert not check_humaneval(PROBLEM, completion).passed
