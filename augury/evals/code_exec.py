@@ -23,6 +23,7 @@ runner is not dumpable, so the child cannot read its memory or file descriptors 
 from __future__ import annotations
 
 import operator
+import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,8 +51,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - fail_all
 
 
-def _limits(timeout: float) -> SandboxLimits:
-    return SandboxLimits(timeout_s=float(timeout))
+def _limits(timeout: float, hidden_dirs: Iterable[str | os.PathLike] = ()) -> SandboxLimits:
+    return SandboxLimits(timeout_s=float(timeout), hidden_dirs=tuple(map(os.fspath, hidden_dirs)))
 
 
 def check_program(program: str, timeout: float = 10.0) -> ExecResult:
@@ -77,23 +78,27 @@ def humaneval_program(problem: dict, completion: str) -> str:
     return RUNNER + f"\nmain({problem['prompt']!r}, {completion!r}, {problem['entry_point']!r}, {VERDICT!r})\n"
 
 
-def check_humaneval(problem: dict, completion: str, timeout: float = 10.0) -> ExecResult:
+def check_humaneval(problem: dict, completion: str, timeout: float = 10.0,
+                    hidden_dirs: Iterable[str | os.PathLike] = ()) -> ExecResult:
     """Run a HumanEval completion against the problem's `check` function.
 
     Passed means the runner reported that `check(entry_point)` returned, and the program exited 0.
+    `hidden_dirs`: where the problems (with their reference solutions) and earlier results lie; the completion
+    cannot read them in the namespace modes (see `SandboxLimits.hidden_dirs`).
     """
     program = humaneval_program(problem, completion)
-    return run_python(program, _limits(timeout), channel=problem["test"].encode("utf-8"), verdict=VERDICT)
+    return run_python(program, _limits(timeout, hidden_dirs), channel=problem["test"].encode("utf-8"),
+                      verdict=VERDICT)
 
 
-def check_humaneval_many(pairs: Iterable[tuple[dict, str]], timeout: float = 10.0,
-                         workers: int = 2) -> list[ExecResult]:
+def check_humaneval_many(pairs: Iterable[tuple[dict, str]], timeout: float = 10.0, workers: int = 2,
+                         hidden_dirs: Iterable[str | os.PathLike] = ()) -> list[ExecResult]:
     """`check_humaneval` for many (problem, completion) pairs, `workers` at a time, in the input order."""
-    pairs = list(pairs)
+    pairs, hidden_dirs = list(pairs), tuple(hidden_dirs)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="augury-sandbox") as pool:
-        return list(pool.map(lambda pair: check_humaneval(pair[0], pair[1], timeout), pairs))
+        return list(pool.map(lambda pair: check_humaneval(pair[0], pair[1], timeout, hidden_dirs), pairs))
 
 
 def check_many(programs: Iterable[str], timeout: float = 10.0, workers: int = 2) -> list[ExecResult]:

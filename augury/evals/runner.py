@@ -74,8 +74,12 @@ def _gen_request(cfg: TaskConfig, inst: Instance, seed: int | None = None) -> Ge
     return req
 
 
-def score_chunk(lm: LM, cfg: TaskConfig, chunk: list[Instance], chat: bool = False) -> list[dict]:
-    """Score one chunk of instances; a record with "error" marks a sample whose requests failed."""
+def score_chunk(lm: LM, cfg: TaskConfig, chunk: list[Instance], chat: bool = False,
+                hidden_dirs: Sequence[str | Path] = ()) -> list[dict]:
+    """Score one chunk of instances; a record with "error" marks a sample whose requests failed.
+
+    `hidden_dirs`: folders holding answers (task data, results), which code under test must not read.
+    """
     if cfg.kind in MC_KINDS:
         delimiter = choice_delimiter(cfg, chat)
         reqs = [(inst.context, delimiter + c) for inst in chunk for c in inst.choices]
@@ -124,7 +128,7 @@ def score_chunk(lm: LM, cfg: TaskConfig, chunk: list[Instance], chat: bool = Fal
             res.append(rec)
         return res
     if cfg.kind == "code":
-        return _score_code(lm, cfg, chunk)
+        return _score_code(lm, cfg, chunk, hidden_dirs)
     if cfg.kind == "graded":
         from augury.evals.graded import plugin
 
@@ -132,7 +136,7 @@ def score_chunk(lm: LM, cfg: TaskConfig, chunk: list[Instance], chat: bool = Fal
     raise ValueError(f"unknown task kind {cfg.kind!r}")
 
 
-def _score_code(lm: LM, cfg: TaskConfig, chunk: list[Instance]) -> list[dict]:
+def _score_code(lm: LM, cfg: TaskConfig, chunk: list[Instance], hidden_dirs: Sequence[str | Path]) -> list[dict]:
     # Imported here: the sandbox is only needed (and only exists) for code tasks.
     from augury.evals.code_exec import check_humaneval, pass_at_k
 
@@ -151,7 +155,7 @@ def _score_code(lm: LM, cfg: TaskConfig, chunk: list[Instance]) -> list[dict]:
         if any(o is None for o in mine):
             res.append({"doc_id": inst.doc_id, "error": "endpoint request failed"})
             continue
-        checks = [check_humaneval(inst.doc, o, cfg.timeout_s) for o in mine]
+        checks = [check_humaneval(inst.doc, o, cfg.timeout_s, hidden_dirs) for o in mine]
         c = sum(1 for r in checks if r.passed)
         rec = _base_record(inst, [[inst.context, {"until": reqs[0].until}]], mine)
         rec["filtered_resps"] = [r.status for r in checks]
@@ -268,7 +272,7 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
             for i in range(0, len(todo), chunk_size):
                 chunk = todo[i:i + chunk_size]
                 finished = []
-                for rec in score_chunk(lm, cfg, chunk, chat):
+                for rec in score_chunk(lm, cfg, chunk, chat, hidden_dirs=(data_dir, out_dir)):
                     if "error" in rec:
                         errors += 1
                         continue

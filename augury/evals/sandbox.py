@@ -5,12 +5,13 @@
 strongest isolation this machine allows is picked once per process by a probe, in this order:
 
 1. `root-namespaces` (harness is root): `unshare --net --mount --pid --ipc --uts --fork --kill-child`; the
-   supervisor hides homes and temp dirs, makes every mount read-only, gives the program a tmpfs work dir,
-   and runs it as uid `nobody` (so RLIMIT_NPROC binds and file permissions apply).
+   supervisor hides homes, temp dirs and where answers lie (the checkout, the harness's cwd, the shared data,
+   `SandboxLimits.hidden_dirs`), makes every mount read-only, gives the program a tmpfs work dir, and runs it
+   as uid `nobody` (so RLIMIT_NPROC binds and file permissions apply).
 2. `user-namespaces` (unprivileged user with user namespaces): the same namespaces inside a new user
    namespace, and every capability dropped.
 3. `plain`: no namespaces; own session, rlimits, a child subreaper, uid `nobody` when root, and a
-   Python-level socket guard, which is NOT a security boundary.
+   Python-level socket guard, which is NOT a security boundary. Nothing is hidden.
 4. `plain-as-root`: as `plain`, but as root without capabilities (when `nobody` cannot run the interpreter).
 
 As root, a per-run cgroup (sandbox_cgroup.py) also caps the tree's tasks and memory. Every mode scrubs the
@@ -47,6 +48,11 @@ TOKEN_VAR = "AUGURY_SANDBOX_TOKEN"  # marks every sandboxed process, so strays c
 NAMESPACES = ["net", "mount", "pid", "ipc", "uts"]
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 MODES = ("root-namespaces", "user-namespaces", "plain", "plain-as-root")
+# Homes hold credentials; shared temp and run dirs hold other users' files and unix sockets (ssh-agent, X11,
+# D-Bus), which a network namespace does not cut off.
+HIDDEN_ALWAYS = ("~", "/root", "/home", "/tmp", "/var/tmp", "/dev/shm", "/run")
+PROJECT = Path(__file__).resolve().parents[2]  # the checkout; installed, site-packages (kept: the interpreter)
+SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev")
 
 
 @dataclass
@@ -71,6 +77,11 @@ class SandboxLimits:
     """Size of the in-memory work dir (tmpfs) in the namespace modes; plain modes use a disk directory."""
     allow_network: bool = False
     """True runs the program in the host's network namespace without the socket guard."""
+    hidden_dirs: tuple[str, ...] = ()
+    """More directories to cover with an empty tmpfs, like homes and temp dirs (namespace modes only): where the
+    tests and their answers come from. The project checkout, the harness's working directory and the shared data
+    ($AUGURY_SHARED_DATA, ../shared/data beside the checkout) are always hidden; system and interpreter
+    directories never are."""
 
 
 @dataclass
@@ -109,15 +120,31 @@ def _sandbox_uid() -> int | None:
         return 65534
 
 
-def _hidden_and_kept() -> tuple[list[str], list[str]]:
+def _hidden_and_kept(extra: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """Directories to hide behind an empty tmpfs, and the interpreter trees to bind back inside them."""
-    # Homes hold credentials; shared temp and run dirs hold other users' files and unix sockets
-    # (ssh-agent, X11, D-Bus), which a network namespace does not cut off.
-    candidates = {os.path.expanduser("~"), "/root", "/home", "/tmp", "/var/tmp", "/dev/shm", "/run"}
+    candidates = {os.path.expanduser(p) for p in HIDDEN_ALWAYS}
     hide = sorted(p for p in candidates if os.path.isdir(p) and os.path.realpath(p) != "/")
     keep = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
             os.path.dirname(os.path.realpath(sys.executable)), os.path.dirname(sys.executable)]
+    # Where the answers are: task data (with reference solutions), the checkout, run outputs in the cwd.
+    try:
+        cwd = os.getcwd()
+    except OSError:  # deleted under us
+        cwd = ""
+    answers = [*extra, os.environ.get("AUGURY_SHARED_DATA", ""), str(PROJECT.parent / "shared" / "data"),
+               str(PROJECT), cwd]
+    hide += sorted({os.path.realpath(p) for p in answers if p and _hideable(p, keep)} - set(hide))
     return hide, keep
+
+
+def _hideable(path: str, keep: list[str]) -> bool:
+    """Whether covering `path` leaves the interpreter working: not a system directory, nor in the interpreter's
+    tree (an interpreter tree inside `path` is bound back)."""
+    real = os.path.realpath(path)
+    if real == "/" or not os.path.isdir(real):
+        return False
+    needed = {os.path.realpath(p) for p in (*SYSTEM_DIRS, *keep)}
+    return not any(real == p or real.startswith(p.rstrip("/") + "/") for p in needed)
 
 
 def _build_command(mode: str, workdir: str, program_path: str, limits: SandboxLimits, status_fd: int,
@@ -125,7 +152,7 @@ def _build_command(mode: str, workdir: str, program_path: str, limits: SandboxLi
     """The argv to start, and the uid Popen should switch to before exec (None: stay)."""
     namespaces = [] if mode.startswith("plain") else [ns for ns in NAMESPACES
                                              if ns != "net" or not limits.allow_network]
-    hide, keep = _hidden_and_kept()
+    hide, keep = _hidden_and_kept(tuple(limits.hidden_dirs))
     uid = _sandbox_uid() if mode in ("root-namespaces", "plain") else None
     cfg = {
         "program": program_path, "workdir": workdir, "python": sys.executable,

@@ -162,3 +162,30 @@ def test_verdict_is_what_one_process_says(name):
         expected = False
     result = check_humaneval(problem, completion)
     assert result.passed == expected, result.stderr[-500:]
+
+
+LOOK_UP_THE_ANSWER = '''    import gzip, json, sys
+    frame = sys._getframe()
+    for line in gzip.open(DATA, "rt"):
+        problem = json.loads(line)
+        if problem["entry_point"] == frame.f_code.co_name:
+            namespace = {}
+            exec(problem["prompt"] + problem["canonical_solution"], namespace)
+            args = list(frame.f_locals.values())[:frame.f_code.co_argcount]
+            return namespace[problem["entry_point"]](*args)
+'''
+
+
+@linux_only
+def test_a_completion_cannot_read_the_dataset_it_is_tested_on():
+    from augury.evals.sandbox import isolation_layers
+
+    problem = humaneval_problems()[0]
+    if "hidden-dirs" not in isolation_layers():
+        pytest.skip("plain modes cannot hide the data directory (see docs/sandbox.md)")
+    cheat = LOOK_UP_THE_ANSWER.replace("DATA", repr(str(HUMANEVAL.resolve())))
+    namespace: dict = {}
+    exec(problem["prompt"] + cheat + problem["test"] + f"\ncheck({problem['entry_point']})\n", namespace)
+    # the lookup works where the data can be read; in the sandbox it cannot
+    result = check_humaneval(problem, cheat, hidden_dirs=[DATA])
+    assert not result.passed and "FileNotFoundError" in result.stderr

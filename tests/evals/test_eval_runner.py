@@ -69,8 +69,8 @@ class FakeExecResult:
 def test_code_task_samples_n_and_reports_pass_at_k(tmp_path, monkeypatch):
     calls = []
 
-    def check_humaneval(problem, completion, timeout):
-        calls.append((problem["task_id"], completion, timeout))
+    def check_humaneval(problem, completion, timeout, hidden_dirs=()):
+        calls.append((problem["task_id"], completion, timeout, tuple(hidden_dirs)))
         ok = "return a + b" in completion
         return FakeExecResult(passed=ok, status="passed" if ok else "failed")
 
@@ -89,7 +89,8 @@ def test_code_task_samples_n_and_reports_pass_at_k(tmp_path, monkeypatch):
                              "    return 0\n"],
                      "sub": ["    return a + b\n", "    return b\n"]})
     scored = evaluate(lm, [cfg], tmp_path, tmp_path / "out", "scripted", progress=False)["he"]["samples"]
-    assert len(calls) == 8 and all(t == 3.0 for *_, t in calls)
+    assert len(calls) == 8 and all(t == 3.0 for *_, t, _ in calls)
+    assert all(hidden == (tmp_path, tmp_path / "out") for *_, hidden in calls)  # the answers are out of reach
     assert calls[2][1] == "    return a + b"  # cut at the default HumanEval stop "\ndef"
     assert [s["c"] for s in scored] == [2, 2]
     assert scored[0]["pass@2"] == pytest.approx(reference_pass_at_k(4, 2, 2))

@@ -2,16 +2,20 @@
 program must still run normally. Set AUGURY_SANDBOX_MODE=plain (or another mode) to test a fallback."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from augury.evals import sandbox
 from augury.evals.sandbox import TOKEN_VAR, SandboxLimits, run_python, sandbox_mode
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox targets Linux")
@@ -275,6 +279,27 @@ def test_unix_socket_of_the_host_is_unreachable(tmp_path):
         path.chmod(0o777)
         assert_connection_blocked(listener, str(path),
                                   "import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n")
+
+
+def test_hidden_data_directory_cannot_be_read(monkeypatch):
+    if "hidden-dirs" not in layers():
+        pytest.skip("needs a mount namespace; plain modes cannot hide directories (see docs/sandbox.md)")
+    # A folder that only hidden_dirs covers: /tmp is left visible for this test, and it is not the cwd.
+    monkeypatch.setattr(sandbox, "HIDDEN_ALWAYS", tuple(d for d in sandbox.HIDDEN_ALWAYS if d != "/tmp"))
+    data = Path(tempfile.mkdtemp(prefix="augury-test-data-", dir="/tmp"))
+    try:
+        data.chmod(0o755)
+        answers = data / "answers.jsonl"
+        answers.write_text('{"canonical_solution": "    return 42"}\n')
+        answers.chmod(0o644)
+        read = f"print(open({str(answers)!r}).read())"
+        seen = run_python(read)
+        assert seen.passed and "return 42" in seen.stdout, seen  # readable when not hidden
+        hidden = run_python(read, SandboxLimits(hidden_dirs=(str(data),)))
+        assert not hidden.passed and "return 42" not in hidden.stdout and "FileNotFoundError" in hidden.stderr
+        assert_next_program_runs()
+    finally:
+        shutil.rmtree(data)
 
 
 def test_work_directory_cannot_fill_the_disk():
