@@ -159,6 +159,12 @@ def train(cfg: TrainConfig, resume: bool | str = False, log=print) -> dict:
         teardown_runtime(rt)
 
 
+def _recorded_eval(metrics: Path, step: int) -> dict:
+    """The validation measures recorded at `step` (written before that step's checkpoint), or {}."""
+    records = [r for r in read_jsonl(metrics) if r.get("step") == step and "val_loss" in r] if metrics.exists() else []
+    return {k: v for k, v in records[-1].items() if k.startswith("val_")} if records else {}
+
+
 def _remove_unstarted_run(out: Path, log, created: bool) -> None:
     """Remove what a run wrote into its new (or empty) folder when it stopped before writing a checkpoint."""
     if not out.is_dir() or find_latest_checkpoint(out) is not None:
@@ -329,6 +335,10 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     if bar is not None:
         bar.close()
     done = step >= cfg.steps
+    if done and not last_val:  # resumed from the final checkpoint (killed before the manifest said complete)
+        last_val = _recorded_eval(out / "metrics.jsonl", step)
+        if not last_val and (rt.is_main or fsdp):
+            last_val = do_eval()
     summary = {"status": "complete" if done else "stopped", "step": step, "tokens": step * step_tokens,
                "flops": step * step_tokens * fpt, "final_val_loss": last_val.get("val_loss"),
                "final_val_bpb": last_val.get("val_bpb"), "train_seconds": time.perf_counter() - t_start,

@@ -70,6 +70,22 @@ def test_auto_resume_without_a_checkpoint_starts_afresh_without_the_old_records(
     assert losses(killed.out) == losses(straight.out)
 
 
+
+def test_a_run_killed_after_its_final_checkpoint_resumes_to_its_final_evaluation(tiny_cfg):
+    """Killed between the last checkpoint and the manifest saying complete: the resume has nothing to train and
+    reports the final validation loss the run recorded (a forecast verifies against it)."""
+    cfg = tiny_cfg()
+    first = train(cfg, log=lambda *a: None)
+    manifest_path = Path(cfg.out) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["status"] = "running"
+    manifest.pop("summary")
+    manifest_path.write_text(json.dumps(manifest))
+    again = train(cfg, resume=True, log=lambda *a: None)
+    assert again["status"] == "complete" and again["final_val_loss"] == first["final_val_loss"]
+    assert json.loads(manifest_path.read_text())["summary"]["final_val_bpb"] == first["final_val_bpb"]
+
+
 @pytest.mark.integration
 def test_resume_after_kill_9_is_bit_exact(tiny_cfg, tmp_path):
     """SIGKILL a run mid-flight (possibly mid-checkpoint), resume it, get the uninterrupted losses."""
