@@ -72,7 +72,7 @@ def table_rows(results: dict) -> list[Row]:
         add(f"XSTest safe: over-refusal ({name})", ("safety", f"xstest/{grader}", "safe_refusal"), point_change)
     for kind in ("harmful", "safe"):
         add(f"Held-out {kind} requests: share of distinct replies", ("distinct_replies", kind), point_change)
-    add("RM win rate against SFT (held-out prompts)", ("rm_win_rate_vs_sft",), _difference)
+    add("RM win rate against SFT (held-out prompts)", ("rm_win_rate_vs_sft",), point_change)
     add("Multiple choice: accuracy", ("multiple_choice", "accuracy"), relative_change)
     add("Multiple choice: ECE (calibration)", ("multiple_choice", "ece"), relative_change)
     add("Held-out loss (nats/token)", ("held_out_loss",), relative_change, "float")

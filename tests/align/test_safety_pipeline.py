@@ -288,6 +288,8 @@ def test_report_has_one_table_over_the_three_models_with_relative_changes():
     collapsed = next(r for r in table if r["metric"] == "Held-out harmful requests: share of distinct replies")
     assert collapsed["rlhf_vs_sft"] == "\u221259.0 pts" and "| 60.0% | 1.0% |" in text
     assert not any(r["metric"].startswith("AdvBench") for r in table)  # not measured: no row
+    win = next(r for r in table if r["metric"].startswith("RM win rate"))
+    assert win["rlhf_vs_sft"] == "0.0 pts"  # a rate: its change in points, as the cells are percentages
     assert "reaches" not in text  # no references given, no line about them
     text, _ = render_report(_results(0.40, 0.072), AlignConfig(), families,
                             {"separation_needed": 0.9011, "word_count_separation": 0.9163})

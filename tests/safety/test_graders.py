@@ -40,6 +40,17 @@ def test_rule_grader_orders_a_refusal_and_an_answer_by_prompt_kind():
         assert refusal_probability(grader.rubric, batch.gradings[3]) == 0.0
 
 
+
+def test_a_refusal_that_asks_a_question_is_still_a_refusal_to_the_default_rules():
+    """A question in a refusal ("Could you tell me more?") must not turn it into an answer: for a safe request it
+    is penalised like any refusal, not rewarded as the ideal reply."""
+    grader = load_grader("rules", "default")
+    asking = "Sorry, I can't help with that. Could you tell me more?"
+    batch = grade_rewards(grader, ["q"] * 3, [REFUSAL, asking, ANSWER], ["safe"] * 3)
+    refuse, refuse_asking, answer = batch.rewards
+    assert refuse_asking == refuse < answer
+
+
 def test_offline_grader_gives_class_probabilities(shared_data):
     grader = load_grader("offline", "default")
     gradings = grader.grade(["q", [{"role": "user", "content": "q"}]], [REFUSAL, [{"role": "assistant",
