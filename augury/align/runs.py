@@ -119,18 +119,13 @@ def removed_on_failure(out: Path):
     """Around a new run: when it fails (or is interrupted) before its first checkpoint, what it wrote to `out` is
     removed (the folder too, when it was made here; an empty folder it was given is left empty), so the same
     command can simply be run again; a folder holding a checkpoint is left as it is."""
-    from augury.train.checkpoint import find_latest_checkpoint
+    from augury.train.checkpoint import remove_unstarted_run
 
     existed = out.is_dir()
     try:
         yield
     except BaseException:
-        if out.is_dir() and find_latest_checkpoint(out) is None:
-            if existed:
-                for child in out.iterdir():
-                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-            else:
-                shutil.rmtree(out)
+        remove_unstarted_run(out, created=not existed)
         raise
 
 

@@ -58,6 +58,23 @@ def checkpoint_to_resume(out: Path, resume: bool | str, log, kind: str = "train"
     return ckpt
 
 
+def remove_unstarted_run(out: Path, created: bool) -> bool:
+    """Remove what a run wrote into `out` when it stopped before its first checkpoint, so the same command can be
+    run again: the folder's contents, and the folder itself when the run `created` it. A folder holding a
+    checkpoint is left as it is. Whether anything was removed."""
+    if not out.is_dir() or find_latest_checkpoint(out) is not None:
+        return False
+    wrote = any(out.iterdir())
+    for path in out.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if created:
+        out.rmdir()
+    return wrote
+
+
 def run_kind(out: Path) -> str | None:
     """What made the run in `out`, from its manifest.json: "train" (a text run), "image-text", or the command
     that wrote it ("sft", "rm", "rl", ...); None when there is no readable manifest."""

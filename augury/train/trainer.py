@@ -39,6 +39,7 @@ from augury.train.checkpoint import (
     checkpoint_to_resume,
     find_latest_checkpoint,
     load_checkpoint,
+    remove_unstarted_run,
     save_checkpoint,
     save_sharded_checkpoint,
 )
@@ -153,7 +154,9 @@ def train(cfg: TrainConfig, resume: bool | str = False, log=print) -> dict:
         return _train(cfg, rt, resume, log if rt.is_main else (lambda *a, **k: None))
     except Exception:
         if fresh and rt.is_main:
-            _remove_unstarted_run(out, log, created=not existed)
+            if remove_unstarted_run(out, created=not existed):
+                log(f"removed what this run wrote in {out} (it stopped before its first checkpoint): the same "
+                    f"command can be run again")
         raise
     finally:
         teardown_runtime(rt)
@@ -163,23 +166,6 @@ def _recorded_eval(metrics: Path, step: int) -> dict:
     """The validation measures recorded at `step` (written before that step's checkpoint), or {}."""
     records = [r for r in read_jsonl(metrics) if r.get("step") == step and "val_loss" in r] if metrics.exists() else []
     return {k: v for k, v in records[-1].items() if k.startswith("val_")} if records else {}
-
-
-def _remove_unstarted_run(out: Path, log, created: bool) -> None:
-    """Remove what a run wrote into its new (or empty) folder when it stopped before writing a checkpoint."""
-    if not out.is_dir() or find_latest_checkpoint(out) is not None:
-        return
-    wrote = any(out.iterdir())
-    for path in out.iterdir():
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    if created:
-        out.rmdir()
-    if wrote:
-        log(f"removed what this run wrote in {out} (it stopped before its first checkpoint): the same command "
-            f"can be run again")
 
 
 def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
