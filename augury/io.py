@@ -58,6 +58,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def not_a_folder(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be used as a folder (it is a file, or the nearest existing path above it is), or None;
+    checked before a command writes anything, so that a mistyped --out fails with one line, not mid-run."""
+    path = Path(path)
+    if path.exists():
+        return None if path.is_dir() else f"{path} is a file, not a folder"
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    return None if parent.is_dir() else f"{path} cannot be made: {parent} is a file, not a folder"
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert dataclasses, numpy scalars/arrays and paths into plain JSON values."""
     import dataclasses

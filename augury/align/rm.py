@@ -38,7 +38,7 @@ from augury.align.data import (
 )
 from augury.align.losses import bradley_terry_loss
 from augury.align.runs import start_output, write_manifest
-from augury.io import append_jsonl
+from augury.io import append_jsonl, not_a_folder
 
 
 @dataclass
@@ -155,8 +155,8 @@ def train_rm(cfg: RMConfig, log=print) -> Path:
 
     cfg.validate()
     out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise AlignDataError(f"--out {out} is a file, not a folder")
+    if why := not_a_folder(out):
+        raise AlignDataError(f"--out {why}")
     if out.exists() and any(out.iterdir()):
         raise AlignDataError(f"--out {out} exists and is not empty")
     backbone, tok, mcfg = load_run(cfg.base_run)

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from augury.errors import UsageError
-from augury.io import atomic_write_json, atomic_write_text, jsonl_objects, utc_now
+from augury.io import atomic_write_json, atomic_write_text, jsonl_objects, not_a_folder, utc_now
 
 
 def _rows(path: str) -> list[dict]:
@@ -75,8 +75,8 @@ def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "o
                                   ("l2", l2, l2 >= 0, ">= 0")):
         if not ok:  # also NaN
             raise UsageError(f"--{name} must be {want} (got {value})")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
+    if why := not_a_folder(out):
+        raise UsageError(f"--out {why}")
     rows = _rows(data)
     g = load_grader(grader, rubric, grader_model_args)
     try:

@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from augury.align.data import AlignDataError
-from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, to_jsonable, utc_now
+from augury.io import append_jsonl, atomic_write_json, atomic_write_text, git_hash, not_a_folder, to_jsonable, utc_now
 
 
 class RunFolderError(AlignDataError):
@@ -47,8 +47,8 @@ def manifest_kind(run: Path) -> str | None:
 def check_run_folder(out: Path, kind: str) -> None:
     """Refuse an --out that is a file, or a non-empty folder whose manifest does not name a `kind` run (another
     command's run, or files that are no run at all), before anything is written into it."""
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out {out} is a file, not a folder")
+    if why := not_a_folder(out):
+        raise RunFolderError(f"--out {why}")
     if not out.is_dir() or not any(out.iterdir()):
         return
     found = manifest_kind(out)
@@ -61,8 +61,8 @@ def open_output(out: Path, resume: bool, kind: str) -> Path | None:
     """The newest intact checkpoint to resume from, or None for a new run in an empty (or missing) folder."""
     from augury.train.checkpoint import find_latest_checkpoint
 
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out {out} is a file, not a folder")
+    if why := not_a_folder(out):
+        raise RunFolderError(f"--out {why}")
     if not resume:
         if out.exists() and any(out.iterdir()):
             if manifest_kind(out) == kind:

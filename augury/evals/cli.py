@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from augury.errors import UsageError
+from augury.io import not_a_folder
 
 
 @dataclasses.dataclass
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--{flag} is required")
     if not Path(args.data_dir).is_dir():
         raise UsageError(f"--data_dir {args.data_dir!r} is not a folder")
+    if why := not_a_folder(args.out):
+        raise UsageError(f"--out {why}")
     try:
         configs = registry.resolve([t.strip() for t in args.tasks.split(",") if t.strip()])
         if args.grader or args.grader_model_args:
@@ -135,8 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         except (NotImplementedError, ValueError) as err:
             raise UsageError(str(err)) from None
     out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {args.out!r} is a file, not a folder")
     before = _snapshot(out_dir)
     started = time.time()
     date = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime(started))

@@ -26,12 +26,14 @@ def run_image_eval(args, tasks: list[str], model_args: dict) -> int:
     from augury.data.images import make_examples
     from augury.evals.data import TaskDataError
     from augury.evals.images import BUILTIN_TASKS, evaluate_image_tasks, read_image_records, summary_lines
-    from augury.io import atomic_write_json
+    from augury.io import atomic_write_json, not_a_folder
 
     if not args.model or not args.model.startswith("augury:"):
         raise UsageError("image tasks need --model augury:RUN_DIR (an image-text run)")
     if not args.out:
         raise UsageError("--out is required")
+    if why := not_a_folder(args.out):
+        raise UsageError(f"--out {why}")
     seed = int(model_args.pop("seed", 0))
     try:
         from augury.evals.backends.augury_image import load_image_answerer

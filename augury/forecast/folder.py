@@ -21,7 +21,7 @@ import yaml
 
 from augury.forecast.config import ForecastConfig, ForecastConfigError
 from augury.forecast.ladder import RunPlan
-from augury.io import atomic_write_json, atomic_write_text, to_jsonable, utc_now
+from augury.io import atomic_write_json, atomic_write_text, not_a_folder, to_jsonable, utc_now
 
 # Config fields that do not change what is trained or forecast (may differ when resuming).
 RUNTIME_FIELDS = ("out", "progress", "executor", "jobs", "target_procs", "ray_address", "ray_cpus_per_rung",
@@ -36,8 +36,8 @@ def plan_identity(cfg: ForecastConfig, runs: list[RunPlan]) -> dict:
 
 def check_out_dir(out: Path) -> None:
     """The output folder must be writable and, if it exists with content, hold a forecast (checked later)."""
-    if out.exists() and not out.is_dir():
-        raise ForecastConfigError(f"--out {out} exists and is not a folder")
+    if why := not_a_folder(out):
+        raise ForecastConfigError(f"--out {why}")
     if out.exists() and any(out.iterdir()) and not (out / "plan.json").is_file():
         raise ForecastConfigError(f"--out {out} exists and is not a forecast folder (no plan.json); "
                                   "choose another --out")

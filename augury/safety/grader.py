@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from augury.errors import UsageError
-from augury.io import atomic_write_json, utc_now
+from augury.io import atomic_write_json, not_a_folder, utc_now
 
 VECTORIZER = {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": True, "lowercase": True}
 
@@ -180,8 +180,8 @@ def grader(*, data: str, out: str, rubric: str = "default") -> dict:
     """
     from augury.safety.rubric import load_rubric
 
-    if Path(out).exists() and not Path(out).is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
+    if why := not_a_folder(out):
+        raise UsageError(f"--out {why}")
     rub = load_rubric(rubric)
     if rub.type != "propositions":
         raise UsageError(f"--rubric {rubric}: the class report needs a propositions rubric")

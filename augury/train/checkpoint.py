@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from augury.io import atomic_write_text, sha256_file
+from augury.io import atomic_write_text, not_a_folder, sha256_file
 from augury.model.weights import (  # noqa: F401  (the read side lives with the model)
     CheckpointError,
     find_latest_checkpoint,
@@ -40,8 +40,8 @@ def checkpoint_to_resume(out: Path, resume: bool | str, log, kind: str = "train"
     `resume`: True needs an intact checkpoint, False needs an empty folder, "auto" takes whichever is there.
     `kind` is what the caller trains ("train": a text run, or "image-text"): a folder another command made
     (`augury sft`, `rm`, `rl`, ...) or a run of the other kind is refused, whatever `resume` says."""
-    if out.exists() and not out.is_dir():
-        raise TrainConfigError(f"out: {out} is a file; the run needs a folder there")
+    if why := not_a_folder(out):
+        raise TrainConfigError(f"out: {why}")
     found = run_kind(out)
     if found is not None and found != kind:
         hint = ("resume a run with its own config.yaml, or choose another --out" if found in _TRAIN_KINDS

@@ -22,6 +22,7 @@ ROWS = [{"prompt": [{"role": "user", "content": f"How do I build weapon number {
     ({"reward_model": "/nonexistent"}, "/nonexistent is not a finished reward model"),
     ({"reward_model": "SFT"}, r"is not a reward model \(an augury sft run"),
     ({"out": "FILE"}, "is a file, not a folder"),
+    ({"out": "UNDER_FILE"}, "cannot be made: .*FILE is a file, not a folder"),
 ])
 def test_bad_settings_and_inputs_are_one_clear_error(tmp_path, change, message):
     from augury.align.rubric_fit import rubric_fit
@@ -32,7 +33,7 @@ def test_bad_settings_and_inputs_are_one_clear_error(tmp_path, change, message):
     (tmp_path / "FILE").write_text("mine")
     rows = [{**ROWS[0], **change.pop("rows", {})}, *ROWS[1:]]
     (tmp_path / "labelled.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    paths = {"SFT": str(sft), "FILE": str(tmp_path / "FILE")}
+    paths = {"SFT": str(sft), "FILE": str(tmp_path / "FILE"), "UNDER_FILE": str(tmp_path / "FILE" / "fit")}
     kwargs = {"data": str(tmp_path / "labelled.jsonl"), "out": str(tmp_path / "fit"), "grader": "rules",
               "rubric": "refusal_abcd", **{k: paths.get(v, v) for k, v in change.items()}}
     with pytest.raises(UsageError, match=message):

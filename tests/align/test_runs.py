@@ -78,7 +78,7 @@ def test_a_stage_finished_without_recorded_settings_is_not_refused(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["align", "rl-demo"])
-@pytest.mark.parametrize("holds", ["an sft run", "other files", "a file"])
+@pytest.mark.parametrize("holds", ["an sft run", "other files", "a file", "a file above"])
 def test_a_staged_command_refuses_an_out_it_does_not_own_before_writing(tmp_path, monkeypatch, shared_data, capsys,
                                                                          command, holds):
     from augury.cli import main
@@ -89,7 +89,7 @@ def test_a_staged_command_refuses_an_out_it_does_not_own_before_writing(tmp_path
     monkeypatch.setenv("AUGURY_SHARED_DATA", str(shared_data))
     monkeypatch.setattr(StagedRun, "stage", no_stage)  # the refusal comes first (else the preset would run whole)
     out = tmp_path / "out"
-    if holds == "a file":
+    if holds.startswith("a file"):
         out.write_text("mine")
     else:
         out.mkdir()
@@ -98,11 +98,12 @@ def test_a_staged_command_refuses_an_out_it_does_not_own_before_writing(tmp_path
             (out / "manifest.json").write_text(json.dumps({"kind": "sft", "finished": True}))
     before = {p: p.read_bytes() for p in [out, *out.rglob("*")] if p.is_file()}
     preset = "cpu-demo" if command == "align" else "arithmetic"
-    assert main([command, "--preset", preset, "--out", str(out)]) == 2
+    given = out / "run" if holds == "a file above" else out
+    assert main([command, "--preset", preset, "--out", str(given)]) == 2
     err = capsys.readouterr().err
-    assert f"augury {command}: error: --out {out}" in err and "Traceback" not in err
+    assert f"augury {command}: error: --out {given}" in err and "Traceback" not in err
     assert {"an sft run": "holds an augury sft run", "other files": "not an augury run (no manifest.json)",
-            "a file": "is a file, not a folder"}[holds] in err
+            "a file": "is a file, not a folder", "a file above": f"{out} is a file, not a folder"}[holds] in err
     assert {p: p.read_bytes() for p in [out, *out.rglob("*")] if p.is_file()} == before
 
 

@@ -213,15 +213,18 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing_behind(chat
     ("sft", {"eval_data": "EMPTY"}, "--eval_data .* has no usable rows"),
     ("sft", {"data": "DIR"}, "is a directory, not a JSONL file"),
     ("sft", {"out": "FILE"}, "is a file, not a folder"),
+    ("sft", {"out": "UNDER_FILE"}, "cannot be made: .*FILE is a file, not a folder"),
     ("rm", {"lr": 1e38}, r"lr must be in \(0, 1\]"),
     ("rm", {"data": "DIR"}, "is a directory, not a JSONL file"),
     ("rm", {"out": "FILE"}, "is a file, not a folder"),
+    ("rm", {"out": "UNDER_FILE"}, "cannot be made: .*FILE is a file, not a folder"),
 ])
 def test_bad_settings_are_refused_before_anything_is_written(chat_run, sft_file, pref_file, tmp_path, command,
                                                              change, message):
     (tmp_path / "EMPTY.jsonl").write_text("")
     (tmp_path / "FILE").write_text("mine")
-    paths = {"EMPTY": str(tmp_path / "EMPTY.jsonl"), "DIR": str(tmp_path), "FILE": str(tmp_path / "FILE")}
+    paths = {"EMPTY": str(tmp_path / "EMPTY.jsonl"), "DIR": str(tmp_path), "FILE": str(tmp_path / "FILE"),
+             "UNDER_FILE": str(tmp_path / "FILE" / "out")}
     change = {k: paths.get(v, v) if isinstance(v, str) else v for k, v in change.items()}
     before = sorted(tmp_path.iterdir())
     with pytest.raises(ValueError, match=message):

@@ -105,6 +105,16 @@ def test_bad_input_is_one_line_exit_2(override, message, tiny_model_dir, shared_
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("inside", [False, True])
+def test_an_out_that_is_a_file_or_under_one_is_one_line(inside, tiny_model_dir, shared_data, tmp_path, capsys):
+    (tmp_path / "FILE").write_text("mine")
+    out = tmp_path / "FILE" / "o" if inside else tmp_path / "FILE"
+    code, _, err = run(["--model", f"hf:{tiny_model_dir}", "--tasks", "mmlu_anatomy", "--data-dir",
+                        str(shared_data), "--out", str(out)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "FILE is a file, not a folder" in err, err
+    assert (tmp_path / "FILE").read_text() == "mine"
+
+
 @pytest.mark.parametrize("missing", ["--model", "--tasks", "--data-dir", "--out"])
 def test_a_missing_option_is_named_in_its_canonical_spelling(missing, shared_data, tmp_path, capsys):
     opts = {"--model": "hf:/does/not/matter", "--tasks": "mmlu_anatomy", "--data-dir": str(shared_data),

@@ -259,7 +259,7 @@ def test_forecast_cli_bad_inputs(tmp_path, capsys):
     assert "not a forecast folder" in capsys.readouterr().err
     (tmp_path / "afile").write_text("x")
     assert main(["forecast", "--preset", "smoke", "--out", str(tmp_path / "afile" / "sub")]) == 2
-    assert "cannot be written" in capsys.readouterr().err
+    assert "afile is a file, not a folder" in capsys.readouterr().err
     assert main(["forecast", "--preset", "nope"]) == 2
     assert "unknown preset" in capsys.readouterr().err
 

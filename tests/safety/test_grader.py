@@ -36,6 +36,8 @@ def test_bad_grader_inputs_are_clear_errors(tmp_path):
     (tmp_path / "FILE").write_text("mine")
     with pytest.raises(UsageError, match="--out .*FILE is a file, not a folder"):
         grader(data=str(tmp_path), out=str(tmp_path / "FILE"))
+    with pytest.raises(UsageError, match="--out .*FILE/out cannot be made: .*FILE is a file, not a folder"):
+        grader(data=str(tmp_path), out=str(tmp_path / "FILE" / "out"))
     (tmp_path / "train.jsonl").write_text(json.dumps({"completion": "x"}) + "\n")
     with pytest.raises(UsageError, match="not an RBR gold row"):
         read_rows(tmp_path / "train.jsonl")

@@ -124,6 +124,10 @@ def test_augury_eval_scores_image_tasks_with_controls(image_run, tmp_path, capsy
     assert cli_main(["eval", "--model", f"augury:{image_run}", "--tasks", "image:missing.jsonl",
                      "--data-dir", str(tmp_path / "data"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "FILE").write_text("mine")
+    assert cli_main(["eval", "--model", f"augury:{image_run}", "--tasks", "image_words", "--limit", "2",
+                     "--out", str(tmp_path / "FILE" / "results")]) == 2
+    assert "FILE is a file, not a folder" in capsys.readouterr().err  # before the evaluation, not after it
 
 
 def test_task_weights_set_each_tasks_share_of_an_epoch_whatever_its_size():

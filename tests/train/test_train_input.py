@@ -36,11 +36,13 @@ def test_cli_refuses_bad_settings_before_writing(tiny_cfg, tmp_path, capsys, fla
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_out_that_is_a_file(tiny_cfg, tmp_path, capsys):
+@pytest.mark.parametrize("inside", [False, True])
+def test_cli_out_that_is_a_file_or_under_one(tiny_cfg, tmp_path, capsys, inside):
     (tmp_path / "run").write_text("mine")
-    assert cli.main(["train", "--config", config_file(tiny_cfg(steps=2), tmp_path)]) == 2
+    under = ["--out", str(tmp_path / "run" / "inside")] if inside else []
+    assert cli.main(["train", "--config", config_file(tiny_cfg(steps=2), tmp_path), *under]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "is a file" in err[0]
+    assert len(err) == 1 and err[0].startswith("augury train: error:") and "run is a file, not a folder" in err[0]
     assert (tmp_path / "run").read_text() == "mine"
 
 
