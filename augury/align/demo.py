@@ -17,13 +17,23 @@ exact match. `manifest.json` says `finished: true` only when the report is writt
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from augury.align.runs import RunFolderError, StagedRun, last_metric, resumable, stage_status
+from augury.align.runs import (
+    RunFolderError,
+    Stage,
+    StageConfigError,
+    StagedRun,
+    last_metric,
+    resumable,
+    settings,
+    stage_status,
+)
 from augury.io import atomic_write_json, atomic_write_text
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "align"
@@ -201,15 +211,22 @@ class Demo(StagedRun):
         cfg = self.cfg
         cfg.validate()
         self.claim_output()
-        self.write_manifest(finished=False)
-        self.stage("data", lambda: (self.data / "manifest.json").is_file(), self.make_data)
+        # each stage's settings (a later stage's output also depends on the earlier ones', checked in their own
+        # right); the held-out scores sample with RL's temperature and length, so the SFT evaluation names them
+        cfg_of = functools.partial(settings, cfg)
+        stages = [Stage("data", lambda: (self.data / "manifest.json").is_file(), self.make_data,
+                        cfg_of("seed", "task"))]
         if not cfg.base_run:
-            self.stage("pretrain", lambda: stage_status(self.out / "pretrain") == "complete", self.pretrain)
-        self.stage("sft", lambda: stage_status(self.out / "sft") is True, self.sft)
-        self.stage("eval-sft", lambda: (self.out / "eval" / "sft.json").is_file(), self.evaluate_sft)
-        self.stage("rl", lambda: stage_status(self.out / "rl") is True, self.rl)
-        self.stage("report", lambda: (self.out / "report.md").is_file(), self.report)
-        self.write_manifest(finished=True)
+            stages.append(Stage("pretrain", lambda: stage_status(self.out / "pretrain") == "complete", self.pretrain,
+                                cfg_of("seed", "pretrain")))
+        stages += [
+            Stage("sft", lambda: stage_status(self.out / "sft") is True, self.sft, cfg_of("seed", "base_run", "sft")),
+            Stage("eval-sft", lambda: (self.out / "eval" / "sft.json").is_file(), self.evaluate_sft,
+                  cfg_of("seed", "rl.temperature", "rl.response_length")),
+            Stage("rl", lambda: stage_status(self.out / "rl") is True, self.rl, cfg_of("seed", "rl")),
+            Stage("report", lambda: (self.out / "report.md").is_file(), self.report, {}),
+        ]
+        self.run_stages(stages)
         return self.out
 
     def problems(self):
@@ -337,6 +354,6 @@ def main(argv: list[str]) -> int:
         raise UsageError(str(err)) from None
     try:
         Demo(cfg).run()
-    except (RunFolderError, TrainConfigError) as err:  # refused before a stage writes
+    except (StageConfigError, RunFolderError, TrainConfigError) as err:  # refused before a stage writes
         raise UsageError(str(err)) from None
     return 0

@@ -4,6 +4,7 @@ held-out evaluation lands in the RL run's metrics, and a finished demo is not re
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -11,6 +12,7 @@ import pytest
 @pytest.mark.integration
 def test_rl_demo_runs_end_to_end_and_writes_its_report(chat_run, tmp_path):
     from augury.align.demo import Demo, DemoConfig, RLSettings, SFTSettings, TaskSettings
+    from augury.align.runs import StageConfigError
 
     out = tmp_path / "demo"
     cfg = DemoConfig(out=str(out), seed=1, base_run=str(chat_run),
@@ -34,6 +36,10 @@ def test_rl_demo_runs_end_to_end_and_writes_its_report(chat_run, tmp_path):
         assert not held & {r["prompt"] for r in rows}
     stamp = (out / "report.md").stat().st_mtime_ns
     Demo(cfg, log=lambda *_: None).run()  # every stage is finished: nothing is redone
+    assert (out / "report.md").stat().st_mtime_ns == stamp
+    # the same folder with other RL settings: refused before anything is redone, so no report mixes two runs
+    with pytest.raises(StageConfigError, match=r"stage 'rl' .*rl\.steps 3 there, 5 now"):
+        Demo(replace(cfg, rl=replace(cfg.rl, steps=5)), log=lambda *_: None).run()
     assert (out / "report.md").stat().st_mtime_ns == stamp
 
 
