@@ -6,10 +6,37 @@ Subpackages import from here, never from the dispatcher in `augury.cli`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
+import re
+import sys
 import types
 import typing
+
+
+def one_line(message: str) -> str:
+    """jsonargparse's error as one line in the flags' own spelling: 'Parser key "lr":\n  Expected a <class
+    'float'>. Got value: abc' becomes '--lr: Expected a float. Got value: abc'."""
+    message = re.sub(r'Parser key "([^"]+)":', r"--\1:", " ".join(message.split()))
+    message = re.sub(r"<class '([\w.]+)'>", r"\1", message)
+    return re.sub(r"Expected a (?=[aeiou])", "Expected an ", message)
+
+
+@functools.cache
+def _parser_class():
+    """jsonargparse's ArgumentParser, printing a bad flag or value as the one `augury CMD: error: ...` line every
+    other user error gets (instead of the usage block), with the way to the options."""
+    from jsonargparse import ArgumentParser
+
+    class Parser(ArgumentParser):
+        def error(self, message: str, ex: Exception | None = None):
+            if not self.exit_on_error:  # the caller reports it (and jsonargparse's own trial parses)
+                super().error(message, ex)
+            sys.stderr.write(f"{self.prog}: error: {one_line(message)} (options: {self.prog} --help)\n")
+            self.exit(2)
+
+    return Parser
 
 
 def _params_of_type(fn, want) -> set[str]:
@@ -33,6 +60,7 @@ def function_cli(fn, argv: list[str], prog: str):
     """
     from jsonargparse import CLI, capture_parser
 
+    parser_class = _parser_class()
     argv = underscore_flags(argv)
     flags = {f"--{n}" for n in _params_of_type(fn, bool)}
     lists = {f"--{n}" for n in _params_of_type(fn, list)}
@@ -54,9 +82,9 @@ def function_cli(fn, argv: list[str], prog: str):
         fixed += [name, json.dumps(values)]
     problem = next(filter(None, map(config_file_problem, _config_values(fixed))), None)
     if problem:
-        capture_parser(CLI, fn, args=fixed, prog=prog, as_positional=True, allow_abbrev=False).error(
-            f"Problems parsing config: {problem}")
-    return CLI(fn, args=fixed, prog=prog, as_positional=True, allow_abbrev=False)
+        capture_parser(CLI, fn, args=fixed, prog=prog, as_positional=True, allow_abbrev=False,
+                       parser_class=parser_class).error(f"Problems parsing config: {problem}")
+    return CLI(fn, args=fixed, prog=prog, as_positional=True, allow_abbrev=False, parser_class=parser_class)
 
 
 def underscore_flags(argv: list[str]) -> list[str]:
@@ -118,9 +146,9 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
     import types
     import typing
 
-    from jsonargparse import ActionConfigFile, ArgumentParser
+    from jsonargparse import ActionConfigFile
 
-    parser = ArgumentParser(prog=prog, description=description, default_env=False, allow_abbrev=False,
+    parser = _parser_class()(prog=prog, description=description, default_env=False, allow_abbrev=False,
                             exit_on_error=exit_on_error)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
     if positional:

@@ -1,5 +1,7 @@
 """The `augury` dispatcher: help, unknown commands, bare boolean flags."""
 
+import pytest
+
 from augury import cli
 
 
@@ -80,8 +82,23 @@ def test_a_config_file_that_is_not_yaml_is_named_with_its_line(tmp_path, capsys)
     bad.write_text("model: [unclosed\n")
     for argv in (["serve", "--config", str(bad)], ["eval", f"--config={bad}"], ["monitor", "x.db", "--config",
                                                                                str(bad)]):
-        with pytest.raises(SystemExit) as exit_:  # jsonargparse's usage and exit code, as for any bad option
+        with pytest.raises(SystemExit) as exit_:  # the exit code of any bad option
             cli.main(argv)
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and f"{bad}, line 2, column 1: " in err and "<unicode string>" not in err
-        assert err.startswith(f"usage: augury {argv[0]}")
+        assert err.startswith(f"augury {argv[0]}: error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sft", "--lr", "abc"], "augury sft: error: --lr: Expected a float. Got value: abc"),
+    (["train", "--model.depth", "x"], "augury train: error: --model.depth: Expected an int. Got value: x"),
+    (["grader", "--nope", "1"], "augury grader: error: unrecognized arguments: --nope 1"),
+    (["serve", "--nope"], "augury serve: error: unrecognized arguments: --nope"),
+    (["fit", "--law", "power"], "augury fit: error: the following arguments are required"),
+])
+def test_a_bad_flag_is_one_error_line_in_the_flags_spelling(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith(message) and err.count("\n") == 1
+    assert err.rstrip().endswith(f"(options: augury {argv[0]} --help)")
