@@ -142,6 +142,7 @@ def to_pixels(image: np.ndarray) -> np.ndarray:
 
 # ---- digits ----------------------------------------------------------------------------------------------------
 def _digits(split: str, n: int, rng: np.random.Generator, size: int, split_seed: int) -> list[ImageExample]:
+    from PIL import Image
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -151,11 +152,10 @@ def _digits(split: str, n: int, rng: np.random.Generator, size: int, split_seed:
     out = []
     for i in rng.choice(pool, size=n, replace=n > len(pool)):
         ink = (digits.images[i] / 16.0 * 255).astype(np.uint8)
-        big = np.kron(ink, np.ones((size // 8 + 1, size // 8 + 1), dtype=np.uint8))[:size, :size]
-        pad = np.zeros((size, size), dtype=np.uint8)
-        pad[:big.shape[0], :big.shape[1]] = big
+        # the whole 8×8 digit, each cell a block of pixels (blocks differ by one pixel when size is no multiple of 8)
+        big = np.asarray(Image.fromarray(ink).resize((size, size), Image.NEAREST))
         out.append(ImageExample("digits", "which_digit", "Which digit is shown?", str(digits.target[i]),
-                                np.repeat(pad[:, :, None], 3, axis=2), chance=0.1, label=str(digits.target[i])))
+                                np.repeat(big[:, :, None], 3, axis=2), chance=0.1, label=str(digits.target[i])))
     return out
 
 

@@ -32,6 +32,18 @@ def test_digit_splits_use_disjoint_images_and_chart_answers_match_templates():
     assert not set(TRAIN_PALETTE) & set(HELDOUT_PALETTE)
 
 
+@pytest.mark.parametrize("size", [16, 32])
+def test_a_digit_image_holds_the_whole_digit(size):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    sources = {(str(t), (im / 16.0 * 255).astype(np.uint8).tobytes()) for im, t in zip(digits.images, digits.target)}
+    step = size // 8
+    for example in make_examples("digits", "train", 40, seed=1, image_size=size):
+        # every 8×8 cell is one block: sampling a pixel per block gives back the source digit, edges included
+        assert (example.answer, example.image[::step, ::step, 0].tobytes()) in sources
+
+
 def test_a_charts_label_is_the_bars_order_that_every_answer_follows_from():
     """The label head learns the bars' order, largest first: every chart question's answer is read off it."""
     for e in make_examples("charts", "heldout", 60, seed=1):
