@@ -16,7 +16,9 @@ batch shrinks instead of carrying finished rows. Each row samples with its own g
 `seed`, so a seeded row draws the same tokens whatever else is in the batch. `logprobs` are the log-probabilities
 of the chosen tokens under the model's own distribution (before temperature, top-k and top-p), what an RL
 objective or a likelihood evaluation needs. Stop strings are checked incrementally (`augury.model.textstream`).
-Greedy decoding gives the same tokens as generating each prompt alone (tests/model/test_generate.py).
+Greedy decoding gives the same tokens as generating each prompt alone (tests/model/test_generate.py). A model's
+`never_sampled` ids (an image-text model's `<|image|>` placeholder) are never chosen, and a prompt whose
+placeholders its images do not fill is refused by `Engine.add`, before it can fail a batch.
 """
 
 from __future__ import annotations
@@ -157,6 +159,8 @@ class Engine:
         self.waiting: list[_Row] = []
         self.cache = None
         self.logits: torch.Tensor | None = None  # (len(rows), V): the next token's logits of each running row
+        # ids the model takes as input only (an image-text model's <|image|> placeholder): never chosen
+        self.never_sampled = list(getattr(model, "never_sampled", ()))
 
     def add(self, key, prompt: list[int], params: SamplingParams, images: torch.Tensor | None = None) -> None:
         """Queue a request. `images` (n, 3, S, S) fill the prompt's runs of `<|image|>` ids, in order (an
@@ -165,6 +169,9 @@ class Engine:
         limit = self.model.cfg.max_seq_len
         if images is not None and len(prompt) > limit - 1:
             raise ValueError(f"a prompt with images is {len(prompt)} tokens; the model's context is {limit}")
+        check = getattr(self.model, "check_prompt", None)
+        if check is not None:  # here, not in a later step, where it would fail every request in the batch
+            check(prompt, 0 if images is None else images.shape[0])
         prompt = list(prompt)[-(limit - 1):] if prompt else [self.fallback_id]
         gen = torch.Generator(device=self.device).manual_seed(params.seed) if params.seed is not None else None
         budget = max(0, min(params.max_tokens, limit - len(prompt)))
@@ -274,8 +281,12 @@ class Engine:
         if not self.rows:
             return events
         logp = torch.log_softmax(self.logits.float(), dim=-1)
+        allowed = self.logits
+        if self.never_sampled:
+            allowed = allowed.clone()
+            allowed[:, self.never_sampled] = -math.inf
         keep, chosen = [], []
-        for j, (row, tok) in enumerate(zip(self.rows, _choose(self.logits, self.rows))):
+        for j, (row, tok) in enumerate(zip(self.rows, _choose(allowed, self.rows))):
             if tok in row.params.stop_token_ids:
                 events.append(self._finish(row, "stop"))
                 continue

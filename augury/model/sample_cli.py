@@ -53,6 +53,10 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
     if image:
         return _sample_with_images(run, model, tokenizer, prompt, image, max_tokens, temperature, top_p,
                                    num_samples, seed)
+    from augury.model.vision import IMAGE_TOKEN_ID, ImageTextModel
+
+    if not chat and isinstance(model, ImageTextModel) and IMAGE_TOKEN_ID in tokenizer.encode(prompt).ids:
+        raise UsageError("the prompt holds <|image|>, which stands for an image: give the image with --image FILE")
     import codecs
 
     stop = [codecs.decode(s, "unicode_escape") for s in (stop or [])]

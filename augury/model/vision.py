@@ -189,6 +189,21 @@ class ImageTextModel(Transformer):
         self.vision_cfg = vision
         self.vision = VisionEncoder(vision, self.cfg.d_model)
 
+    # The placeholder is read, never written: a sampled one would be a slot that no image fills.
+    never_sampled = (IMAGE_TOKEN_ID,)
+
+    def check_placeholders(self, n_slots: int, n_images: int) -> None:
+        """ValueError unless `n_slots` <|image|> ids are exactly what `n_images` images fill."""
+        per = self.vision_cfg.tokens_per_image
+        if n_slots != n_images * per:
+            raise ValueError(f"the tokens hold {n_slots} <|image|> id(s) (token {IMAGE_TOKEN_ID}), but "
+                             f"{n_images} image(s) need {n_images * per} ({per} each); the image token can only "
+                             "stand for an image given with the prompt")
+
+    def check_prompt(self, ids: list[int], n_images: int) -> None:
+        """ValueError unless the prompt's <|image|> ids are exactly what its `n_images` images fill."""
+        self.check_placeholders(list(ids).count(IMAGE_TOKEN_ID), n_images)
+
     def param_groups(self, weight_decay: float) -> list[dict]:
         """The decoder's groups plus the encoder's (matrices decayed, biases/gains/positions not), both at
         `vision.lr_mult` times the base rate."""
@@ -209,12 +224,8 @@ class ImageTextModel(Transformer):
         """
         embeds = self.embed_tokens(input_ids)
         slots = input_ids == IMAGE_TOKEN_ID
-        n_slots = int(slots.sum())
         n_images = 0 if images is None else images.shape[0]
-        per = self.vision_cfg.tokens_per_image
-        if n_slots != n_images * per:
-            raise ValueError(f"{n_images} image(s) need {n_images * per} <|image|> positions "
-                             f"({per} each), the tokens hold {n_slots}")
+        self.check_placeholders(int(slots.sum()), n_images)
         if n_images == 0:
             return embeds
         if features is None:

@@ -126,6 +126,11 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         if longest >= backend.max_context:
             raise RequestInvalid(f"prompt: {longest} tokens, and this model's context is {backend.max_context} (the "
                                  f"prompt and at least one new token must fit)")
+        try:
+            for p in prompts:
+                backend.check_prompt(p)
+        except ValueError as err:
+            raise RequestInvalid(f"prompt: {err}") from None
         ticket.prompt_tokens = sum(len(p) for p in prompts)
         gate.admit(ticket, ticket.prompt_tokens + req.max_tokens * req.n * len(prompts))
         finished = False

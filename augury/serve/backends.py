@@ -142,6 +142,20 @@ class LocalBackend:
     def chat_prompt(self, messages: list[dict]) -> list[int]:
         return self._chat_render(messages)
 
+    def check_prompt(self, ids: list[int]) -> None:
+        """ValueError for token ids the model cannot read: an image-text model's `<|image|>` id stands for an
+        image, and the API carries none."""
+        check = getattr(self.model.model, "check_prompt", None)
+        if check is None:
+            return
+        try:
+            check(ids, 0)
+        except ValueError:
+            from augury.model.vision import IMAGE_TOKEN_ID
+
+            raise ValueError(f"token id {IMAGE_TOKEN_ID} is this image-text model's <|image|> placeholder, which "
+                             "stands for an image; this server takes no images, so a prompt cannot hold it") from None
+
     # ---- generation ------------------------------------------------------------------------------------------
     async def stream(self, job: GenerationJob) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()

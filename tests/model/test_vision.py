@@ -108,3 +108,48 @@ def test_a_convolutional_stem_keeps_the_patch_grid_and_its_weights_train_with_th
     assert stem <= {id(p) for g in ("vision", "vision_gains") for p in groups[g]["params"]}
     assert groups["vision"]["lr_mult"] == groups["vision_gains"]["lr_mult"] == 3.0
     assert groups["hidden"]["lr_mult"] == 1.0
+
+
+def image_token_lover():
+    """An image-text model whose next-token logits all but force the <|image|> id."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = ImageTextModel(replace(CFG, output_bias=True), VISION).eval()
+    with torch.no_grad():
+        model.output_bias[IMAGE_TOKEN_ID] = 50.0
+    return model
+
+
+@pytest.mark.parametrize("temperature, top_p", [(0.0, 1.0), (1.0, 1.0), (1.0, 0.5)])
+def test_the_image_token_is_never_sampled(temperature, top_p):
+    from augury.model.generate import SamplingParams, generate
+
+    class Ids:
+        def decode(self, ids):
+            return " ".join(map(str, ids))
+
+    model = image_token_lover()
+    n = VISION.tokens_per_image
+    prompts = [[11, 12], [20] + [IMAGE_TOKEN_ID] * n + [21]]
+    params = SamplingParams(max_tokens=6, temperature=temperature, top_p=top_p, seed=6)
+    outs = generate(model, Ids(), prompts, params, images=[None, torch.rand(1, 3, 8, 8)])
+    assert all(len(g.token_ids) == 6 and IMAGE_TOKEN_ID not in g.token_ids for g in outs)
+
+
+def test_a_prompt_with_placeholders_but_no_image_is_refused_when_added_and_fails_no_other_request():
+    from augury.model.generate import Engine, SamplingParams
+
+    class Ids:
+        def decode(self, ids):
+            return " ".join(map(str, ids))
+
+    _, model = models()
+    engine = Engine(model, Ids())
+    engine.add("ok", [11, 12, 13], SamplingParams(max_tokens=3, temperature=0))
+    with pytest.raises(ValueError, match="image token can only stand for an image"):
+        engine.add("bad", [11, IMAGE_TOKEN_ID, 12], SamplingParams(max_tokens=3, temperature=0))
+    done = []
+    while engine.busy():
+        done += [e.key for e in engine.step() if e.finished]
+    assert done == ["ok"]

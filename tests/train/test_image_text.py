@@ -164,3 +164,46 @@ def test_a_label_loss_trains_a_label_head_that_the_run_keeps_and_reloads(tmp_pat
     assert manifest["params"]["vision_total"] == sum(p.numel() for p in model.vision.parameters())
     train(tiny_config(out, images=images, vision=vision, steps=5), resume=True, log=lambda *a, **k: None)
     assert json.loads((out / "manifest.json").read_text())["summary"]["step"] == 5
+
+
+@pytest.fixture(scope="module")
+def image_token_run(image_run, tmp_path_factory):
+    """The image run with an output bias that all but forces the <|image|> id at every step."""
+    import shutil
+    from dataclasses import replace
+
+    import torch
+    import yaml
+
+    from augury.model.run import load_run
+    from augury.model.vision import IMAGE_TOKEN_ID, ImageTextModel
+    from augury.train.checkpoint import save_checkpoint
+
+    run = tmp_path_factory.mktemp("biased") / "run"
+    shutil.copytree(image_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    raw = yaml.safe_load((run / "config.yaml").read_text())
+    raw["model"]["output_bias"] = True
+    (run / "config.yaml").write_text(yaml.safe_dump(raw))
+    model, _, cfg = load_run(image_run)
+    biased = ImageTextModel(replace(cfg, output_bias=True), model.vision_cfg)
+    biased.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        biased.output_bias[IMAGE_TOKEN_ID] = 50.0
+    save_checkpoint(run, 1, biased, torch.optim.AdamW(biased.parameters()), {"step": 1})
+    return run
+
+
+@pytest.mark.parametrize("with_image", [False, True])
+def test_sampling_never_picks_the_image_token(image_token_run, tmp_path, capsys, with_image):
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(image)
+    argv = ["sample", str(image_token_run), "--prompt", "Which digit is shown?", "--temperature", "1",
+            "--seed", "6", "--max_tokens", "4"] + (["--image", str(image)] if with_image else [])
+    assert cli_main(argv) == 0
+    assert "<|image|>" not in capsys.readouterr().out
+
+
+def test_an_image_marker_without_an_image_is_one_error(image_run, capsys):
+    assert cli_main(["sample", str(image_run), "--prompt", "a <|image|> b", "--max_tokens", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--image" in err
