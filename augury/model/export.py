@@ -8,7 +8,8 @@ temporary folder renamed into place. `overwrite` replaces only a folder that hol
 previous export), so it can never delete a run, its checkpoints or anything else the export would not write back.
 Parameter names match Llama's except the fused `qkv_proj` and `gate_up_proj`, which are split into q/k/v_proj and
 gate/up_proj; µP's readout multiplier (1/width_mult) is folded into `lm_head.weight` (untying tied embeddings when
-needed), since Llama has no logit scale.
+needed), since Llama has no logit scale. An image-text run (`augury.model.vision`) is refused: the layout has no
+place for its image encoder.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from safetensors.torch import save_file
 
 from augury.data.chat import CHAT_TEMPLATE, END_OF_TURN
 from augury.model.transformer import Transformer
+from augury.model.vision import ImageTextModel
 
 SPECIAL_BOS_EOS = "<|endoftext|>"
 EXPORT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json")
@@ -69,6 +71,9 @@ def check_export_target(out_dir: str | Path, overwrite: bool = False, sources: t
 
 def hf_state_dict(model: Transformer) -> tuple[dict[str, torch.Tensor], bool]:
     """Llama-named fp32 weights and whether the embeddings stay tied."""
+    if isinstance(model, ImageTextModel):  # transformers would load the decoder and silently drop vision.*
+        raise ExportError("image-text runs cannot be exported to the Hugging Face Llama layout: it has no place for "
+                          "the image encoder (vision.*), and the decoder alone cannot read images")
     if model.cfg.output_bias:
         raise ValueError("this model has an output bias (ModelConfig.output_bias=True), which the Hugging Face "
                          "Llama layout cannot hold; train without output_bias to export it")

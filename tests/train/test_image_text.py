@@ -207,3 +207,11 @@ def test_an_image_marker_without_an_image_is_one_error(image_run, capsys):
     assert cli_main(["sample", str(image_run), "--prompt", "a <|image|> b", "--max_tokens", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "--image" in err
+
+
+def test_an_image_text_run_is_not_exported_to_the_llama_layout(image_run, tmp_path, capsys):
+    out = tmp_path / "hf"
+    assert cli_main(["export", str(image_run), "--hf", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "image-text runs cannot be exported" in err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
