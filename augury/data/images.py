@@ -109,8 +109,9 @@ class ImageExample:
 
 # ---- reading image files -------------------------------------------------------------------------------------
 def load_image(path: str | Path, image_size: int) -> np.ndarray:
-    """An RGB image file as float32 (3, image_size, image_size) in [0, 1] (resized), or one ImageError."""
-    from PIL import Image, UnidentifiedImageError
+    """An RGB image file as float32 (3, image_size, image_size) in [0, 1] (turned upright by its EXIF orientation,
+    then resized), or one ImageError."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
@@ -125,7 +126,9 @@ def load_image(path: str | Path, image_size: int) -> np.ndarray:
                 raise ImageError(f"image {path} has mode {img.mode!r}, not RGB; convert it first "
                                  "(e.g. Pillow: Image.open(p).convert('RGB').save(q))")
             img.load()
-            rgb = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            # a camera's orientation flag: the pixels as the photo is shown (transformers' load_image does the same)
+            upright = ImageOps.exif_transpose(img)
+            rgb = upright.resize((image_size, image_size), Image.Resampling.BILINEAR)
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as err:

@@ -96,3 +96,18 @@ def test_task_examples_override_the_per_task_count_and_are_checked():
     for bad in ({"digits": 1}, {"digits": 1, "words": 0}):
         with pytest.raises(ValueError, match="task_weights"):
             ImageDataConfig(tasks=["digits", "words"], task_weights=bad).validate()
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_load_image_turns_a_photo_upright_by_its_exif_orientation(tmp_path, suffix):
+    pixels = np.zeros((8, 16, 3), dtype=np.uint8)
+    pixels[:, :8] = 255  # white left half: wider than high, and not symmetric
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    image.save(tmp_path / f"flagged{suffix}", exif=exif, **({"quality": 100} if suffix == ".jpg" else {}))
+    upright = image.transpose(Image.Transpose.ROTATE_270)  # 8 wide, 16 high: white on top
+    upright.save(tmp_path / f"upright{suffix}", **({"quality": 100} if suffix == ".jpg" else {}))
+    flagged, expected = load_image(tmp_path / f"flagged{suffix}", 8), load_image(tmp_path / f"upright{suffix}", 8)
+    np.testing.assert_allclose(flagged, expected, atol=0.05)
+    assert flagged[:, :4].mean() > 0.9 and flagged[:, 4:].mean() < 0.1
