@@ -7,7 +7,10 @@ chance level. No torch here: the model is a callable `answer_fn(questions, image
 (S, S, 3) arrays), e.g. `augury.model.image_prompt.answer` wrapped by the caller.
 
     report = evaluate_image_tasks(examples, answer_fn, batch_size=64)
-    report["digits"]["which_digit"] == {"n": 300, "chance": 0.1, "real": 0.93, "blank": 0.1, "shuffled": 0.11}
+    report["digits"]["which_digit"] == {"n": 300, "chance": 0.1, "real": 0.93, "real_ci95": [0.90, 0.95], ...}
+
+Each accuracy has a Wilson 95% interval (`CONDITION_ci95`). A template with a single question has no shuffled
+control: `shuffled` is None, with the reason in `shuffled_note`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ if TYPE_CHECKING:  # augury.data's package imports torch; this module stays torc
     from augury.data.images import ImageExample
 
 CONDITIONS = ("real", "blank", "shuffled")
+UNMEASURED_SHUFFLE = ("not measurable: the template has one question, so there is no other question's image to "
+                      "give it")
 
 
 def normalise(text: str) -> str:
@@ -42,8 +47,10 @@ def _images_for(condition: str, batch: list[ImageExample]) -> list[np.ndarray]:
 def evaluate_image_tasks(examples: Sequence[ImageExample],
                          answer_fn: Callable[[list[str], list[np.ndarray]], list[str]],
                          batch_size: int = 64) -> dict:
-    """{task: {template: {n, chance, real, blank, shuffled}}}; accuracy is exact match after normalising case,
-    spaces and a final full stop. Questions are batched per template, in order (deterministic)."""
+    """{task: {template: {n, chance, real, blank, shuffled, and each one's _ci95}}}; accuracy is exact match after
+    normalising case, spaces and a final full stop. Questions are batched per template, in order (deterministic)."""
+    from augury.evals.graded import wilson_interval
+
     groups: dict[tuple[str, str], list[ImageExample]] = defaultdict(list)
     for e in examples:
         groups[(e.task, e.template)].append(e)
@@ -51,28 +58,39 @@ def evaluate_image_tasks(examples: Sequence[ImageExample],
     for (task, template), items in groups.items():
         row = {"n": len(items), "chance": items[0].chance}
         for condition in CONDITIONS:
+            if condition == "shuffled" and len(items) < 2:  # no other question's image to hand the only one
+                row.update(shuffled=None, shuffled_ci95=None, shuffled_note=UNMEASURED_SHUFFLE)
+                continue
             correct = 0
             for i in range(0, len(items), batch_size):
                 batch = items[i:i + batch_size]
                 if condition == "shuffled" and len(batch) < 2:
-                    batch = items[max(0, i - 1):i + 1]  # a lone last question borrows its neighbour's image
+                    batch = items[i - 1:i + 1]  # a lone last question borrows its neighbour's image
                     preds = answer_fn([e.question for e in batch], _images_for(condition, batch))[-1:]
                     batch = batch[-1:]
                 else:
                     preds = answer_fn([e.question for e in batch], _images_for(condition, batch))
                 correct += sum(normalise(p) == normalise(e.answer) for p, e in zip(preds, batch))
             row[condition] = correct / len(items)
+            row[f"{condition}_ci95"] = list(wilson_interval(correct, len(items)))
         report.setdefault(task, {})[template] = row
     return report
 
 
+def _accuracy(r: dict, condition: str) -> str:
+    if r.get(condition) is None:
+        return f"{condition} not measurable (n < 2)"
+    ci = r.get(f"{condition}_ci95")
+    return f"{condition} {r[condition]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
 def summary_lines(report: dict) -> list[str]:
-    """One line per task and template: n, chance, real / blank / shuffled accuracy."""
+    """One line per task and template: n, chance, real / blank / shuffled accuracy with 95% intervals."""
     lines = []
     for task, templates in report.items():
         for template, r in templates.items():
-            lines.append(f"{task:7s} {template:12s} n={r['n']:4d} chance {r['chance']:.2f}  real {r['real']:.3f}  "
-                         f"blank {r['blank']:.3f}  shuffled {r['shuffled']:.3f}")
+            lines.append(f"{task:7s} {template:12s} n={r['n']:4d} chance {r['chance']:.2f}  "
+                         + "  ".join(_accuracy(r, c) for c in CONDITIONS))
     return lines
 
 

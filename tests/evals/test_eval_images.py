@@ -65,3 +65,19 @@ def test_the_image_scoring_modules_do_not_import_torch():
     code = "import sys, augury.evals.images, augury.evals.image_eval; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_lone_question_has_no_shuffled_control_and_every_accuracy_has_an_interval():
+    def reader(questions, images):
+        return [str(int(im[0, 0, 0]) // 10) for im in images]
+
+    examples = _examples(5)
+    examples[4].template = "alone"
+    report = evaluate_image_tasks(examples, reader, batch_size=2)["toy"]
+    alone, rest = report["alone"], report["which"]
+    assert alone["real"] == 1.0 and alone["shuffled"] is None and "not measurable" in alone["shuffled_note"]
+    assert rest["shuffled"] is not None and rest["n"] == 4
+    lo, hi = rest["real_ci95"]
+    assert 0.45 < lo < 0.55 and hi == 1.0  # Wilson, 4 of 4
+    lines = summary_lines({"toy": report})
+    assert "shuffled not measurable" in lines[1] and "real 1.000 [" in lines[0]
