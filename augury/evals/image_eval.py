@@ -34,22 +34,33 @@ def run_image_eval(args, tasks: list[str], model_args: dict) -> int:
         raise UsageError("--out is required")
     if why := not_a_folder(args.out):
         raise UsageError(f"--out {why}")
-    seed = int(model_args.pop("seed", 0))
+    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+    if repeated:  # the same examples twice would double n and narrow the intervals for nothing
+        raise UsageError(f"--tasks names {', '.join(repeated)} more than once")
+    seed = model_args.pop("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"--model_args seed must be a whole number >= 0, got {seed!r}")
     try:
         from augury.evals.backends.augury_image import load_image_answerer
 
-        answer_fn, size = load_image_answerer(args.model.split(":", 1)[1], **model_args)
+        answer_fn, size, check = load_image_answerer(args.model.split(":", 1)[1], **model_args)
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
     examples = []
     for task in tasks:
         if task in BUILTIN_TASKS:
-            examples += make_examples(BUILTIN_TASKS[task], "heldout", args.limit or 300, seed, size)
+            part = make_examples(BUILTIN_TASKS[task], "heldout", args.limit or 300, seed, size)
         else:
             try:
-                examples += read_image_records(Path(args.data_dir or ".") / task.split(":", 1)[1], size)[:args.limit]
+                part = read_image_records(Path(args.data_dir or ".") / task.split(":", 1)[1], size)[:args.limit]
             except TaskDataError as err:
                 raise UsageError(str(err)) from None
+        for i, e in enumerate(part):
+            try:
+                check(e.question)
+            except ValueError as err:
+                raise UsageError(f"{task}: question {i + 1} ({e.question[:40]!r}): {err}") from None
+        examples += part
     started = time.time()
     report = evaluate_image_tasks(examples, answer_fn)
     out = Path(args.out)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # augury.data's package imports torch; this module stays torc
     from augury.data.images import ImageExample
 
 CONDITIONS = ("real", "blank", "shuffled")
+IMAGE_MARK = "<|image|>"  # where the image goes in a question (augury.model.image_prompt)
 UNMEASURED_SHUFFLE = ("not measurable: the template has one question, so there is no other question's image to "
                       "give it")
 
@@ -99,8 +100,9 @@ BUILTIN_TASKS = {"image_digits": "digits", "image_charts": "charts", "image_word
 
 
 def read_image_records(path: str | Path, image_size: int) -> list[ImageExample]:
-    """Records of an image task from JSONL: `question`, `answer`, `image` (a file path, relative to the JSONL
-    file's folder) and optional `task`, `template`, `chance`. A bad record or image is one error naming it."""
+    """Records of an image task from JSONL: `question`, `answer` (not empty), `image` (a file path, relative to the
+    JSONL file's folder) and optional `task`, `template` (non-empty strings), `chance` (in (0, 1)). A bad record or
+    image is one error naming it."""
     from augury.data.images import ImageExample, load_image
     from augury.evals.data import TaskDataError
     from augury.io import jsonl_objects
@@ -110,9 +112,9 @@ def read_image_records(path: str | Path, image_size: int) -> list[ImageExample]:
         raise TaskDataError(f"image task file {str(path)!r} does not exist")
     out = []
     for n, rec in jsonl_objects(path.read_text(encoding="utf-8"), str(path), TaskDataError):
-        missing = [k for k in ("question", "answer", "image") if not isinstance(rec.get(k), str)]
-        if missing:
-            raise TaskDataError(f"{path}:{n}: missing text field(s) {', '.join(missing)}")
+        problem = _record_problem(rec)
+        if problem:
+            raise TaskDataError(f"{path}:{n}: {problem}")
         try:
             pixels = load_image(path.parent / rec["image"], image_size)
         except ValueError as err:
@@ -125,6 +127,25 @@ def read_image_records(path: str | Path, image_size: int) -> list[ImageExample]:
     return out
 
 
+def _record_problem(rec: dict) -> str | None:
+    """What is wrong with one image record, or None; checked on reading, so nothing fails once answers come in."""
+    missing = [k for k in ("question", "answer", "image") if not isinstance(rec.get(k), str)]
+    if missing:
+        return f"missing text field(s) {', '.join(missing)}"
+    if not normalise(rec["answer"]):  # an empty reply would be scored correct
+        return "answer is empty"
+    if rec["question"].count(IMAGE_MARK) > 1:
+        return (f"the question has {rec['question'].count(IMAGE_MARK)} {IMAGE_MARK} markers, but a record has one "
+                "image: use one marker (or none, and the image comes first)")
+    for key in ("task", "template"):
+        if key in rec and not (isinstance(rec[key], str) and rec[key].strip()):
+            return f"{key} must be a non-empty string, got {rec[key]!r}"
+    chance = rec.get("chance")
+    if "chance" in rec and (isinstance(chance, bool) or not isinstance(chance, (int, float)) or not 0 < chance < 1):
+        return f"chance must be a number between 0 and 1 (the accuracy of guessing), got {chance!r}"
+    return None
+
+
 def write_image_records(examples: Sequence[ImageExample], folder: str | Path, name: str) -> Path:
     """Write examples as FOLDER/NAME.jsonl plus one PNG per image (the format read_image_records reads)."""
     from PIL import Image
@@ -135,8 +156,10 @@ def write_image_records(examples: Sequence[ImageExample], folder: str | Path, na
     for i, e in enumerate(examples):
         rel = f"{name}/{i:05d}.png"
         Image.fromarray(e.image).save(folder / rel)
-        lines.append(json.dumps({"task": e.task, "template": e.template, "question": e.question,
-                                 "answer": e.answer, "image": rel, "chance": e.chance}))
+        rec = {"task": e.task, "template": e.template, "question": e.question, "answer": e.answer, "image": rel}
+        if e.chance:  # 0.0 is ImageExample's "not known", which a record leaves out
+            rec["chance"] = e.chance
+        lines.append(json.dumps(rec))
     from augury.io import atomic_write_text
 
     out = folder / f"{name}.jsonl"

@@ -10,6 +10,7 @@ closing `<|end|>` only.
 
     ids = chat_ids(tokenizer, "Which digit is shown?", n_images=1, tokens_per_image=64)
     texts = answer(model, tokenizer, ["Which digit is shown?"], pixels)   # greedy, one image per question
+    question_ids(model, tokenizer, question, n_images)    # the prompt, or ImagePromptError: markers, context
 """
 
 from __future__ import annotations
@@ -69,6 +70,18 @@ def chat_ids(tokenizer, question: str, n_images: int, tokens_per_image: int,
     return ids, start
 
 
+def question_ids(model: ImageTextModel, tokenizer, question: str, n_images: int) -> list[int]:
+    """The prompt ids of a question about `n_images` images; ImagePromptError when its markers and images disagree
+    or when it leaves the model's context no room for an answer."""
+    per = model.vision_cfg.tokens_per_image
+    ids, _ = chat_ids(tokenizer, question, n_images, per)
+    limit = model.cfg.max_seq_len
+    if len(ids) > limit - 1:
+        raise ImagePromptError(f"the question with its {n_images} image(s) is {len(ids)} tokens ({per} per image), "
+                               f"and the model's context is {limit}: it leaves no room for an answer; shorten it")
+    return ids
+
+
 def collate(rows: list[tuple[list[int], int]], pad_id: int, train: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Right-padded (B, T) inputs and next-token targets (answer tokens only, -1 elsewhere) for training, or
     left-padded prompts for decoding (every row's last position is its last prompt token)."""
@@ -88,8 +101,10 @@ def collate(rows: list[tuple[list[int], int]], pad_id: int, train: bool) -> tupl
 
 @torch.no_grad()
 def answer(model: ImageTextModel, tokenizer, questions: list[str], pixels: torch.Tensor, images_per_question=1,
-           max_tokens: int = 8, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[str]:
-    """Answer each question about its image(s) (pixels: images in question order); text up to <|end|>.
+           max_tokens: int = 8, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+           stop: list[str] | None = None) -> list[str]:
+    """Answer each question about its image(s) (pixels: images in question order); text up to <|end|> or the first
+    of the `stop` strings.
 
     The questions are decoded together by the batched generation engine (augury.model.generate): each is
     left-padded with its own positions and a key mask, so an answer does not depend on the batch it is in.
@@ -99,12 +114,11 @@ def answer(model: ImageTextModel, tokenizer, questions: list[str], pixels: torch
     if not isinstance(model, ImageTextModel):
         raise ImagePromptError("this model has no image encoder (a text-only run); train one with a `vision` "
                                "section (docs/vision.md)")
-    per = model.vision_cfg.tokens_per_image
-    prompts = [chat_ids(tokenizer, q, images_per_question, per)[0] for q in questions]
+    prompts = [question_ids(model, tokenizer, q, images_per_question) for q in questions]
     if pixels.shape[0] != len(questions) * images_per_question:
         raise ImagePromptError(f"{pixels.shape[0]} images for {len(questions)} questions of "
                                f"{images_per_question} image(s) each")
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                            stop_token_ids=[_special(tokenizer, END), 0])
+                            stop=[s for s in (stop or []) if s], stop_token_ids=[_special(tokenizer, END), 0])
     outs = generate(model, tokenizer, prompts, params, images=list(pixels.split(images_per_question)))
     return [g.text.strip() for g in outs]

@@ -6,7 +6,8 @@
     augury sample runs/vision-cpu --image a.png --image b.png --prompt "<|image|> or <|image|>: which is red?"
 
 With `--image` the prompt is one user turn (`<|image|>` marks where each image goes; with one image and no
-marker, the image comes first) and the output is the assistant's answer.
+marker, the image comes first) and the output is the assistant's answer, cut at `--stop` strings; `--chat` is
+implied, and `--system` is refused (image-text runs learn from one user turn).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         num_samples: samples to draw (in parallel).
         seed: random seed (None: nondeterministic).
         checkpoint: a specific checkpoint folder; default: the newest intact one.
-        image: an RGB image file for an image-text run; repeat the flag for several images.
+        image: an RGB image file for an image-text run; repeat the flag for several images (the prompt is then
+            a user turn: --chat is implied).
         chat: the prompt is a user turn in the chat format; print the assistant's reply (ends at <|end|>).
-        system: with --chat, a system message before the user turn.
+        system: with --chat, a system message before the user turn (not with --image).
     """
     from augury.model.generate import SamplingParams
     from augury.model.run import RunLoadError, load_run
@@ -42,6 +44,8 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
 
     if max_tokens < 1 or num_samples < 1:
         raise UsageError("max_tokens and num_samples must be >= 1")
+    if image and system is not None:  # image-text runs are trained on one user turn, with no system message
+        raise UsageError("--system cannot be used with --image: an image question is one user turn")
     try:
         SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p).validate()
     except ValueError as err:
@@ -50,16 +54,16 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         model, tokenizer, _ = load_run(run, checkpoint)
     except RunLoadError as err:
         raise UsageError(str(err)) from None
+    import codecs
+
+    stop = [codecs.decode(s, "unicode_escape") for s in (stop or [])]
     if image:
-        return _sample_with_images(run, model, tokenizer, prompt, image, max_tokens, temperature, top_p,
+        return _sample_with_images(run, model, tokenizer, prompt, image, max_tokens, temperature, top_p, stop,
                                    num_samples, seed)
     from augury.model.vision import IMAGE_TOKEN_ID, ImageTextModel
 
     if not chat and isinstance(model, ImageTextModel) and IMAGE_TOKEN_ID in tokenizer.encode(prompt).ids:
         raise UsageError("the prompt holds <|image|>, which stands for an image: give the image with --image FILE")
-    import codecs
-
-    stop = [codecs.decode(s, "unicode_escape") for s in (stop or [])]
     if chat:
         return _sample_chat(model, tokenizer, prompt, system, max_tokens, temperature, top_p, stop, num_samples, seed)
     texts = generate(model, tokenizer, prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
@@ -93,13 +97,14 @@ def _sample_chat(model, tokenizer, prompt, system, max_tokens, temperature, top_
     return texts
 
 
-def _sample_with_images(run, model, tokenizer, prompt, paths, max_tokens, temperature, top_p, num_samples, seed):
+def _sample_with_images(run, model, tokenizer, prompt, paths, max_tokens, temperature, top_p, stop, num_samples,
+                        seed):
     """Answer `prompt` about the images (each image file and the placeholders checked before generating)."""
     import numpy as np
     import torch
 
     from augury.data.images import ImageError, load_image
-    from augury.model.image_prompt import ImagePromptError, answer, chat_ids
+    from augury.model.image_prompt import ImagePromptError, answer, question_ids
     from augury.model.vision import ImageTextModel
 
     if not isinstance(model, ImageTextModel):
@@ -107,11 +112,11 @@ def _sample_with_images(run, model, tokenizer, prompt, paths, max_tokens, temper
     size = model.vision_cfg.image_size
     try:
         pixels = torch.from_numpy(np.stack([load_image(p, size) for p in paths]))
-        chat_ids(tokenizer, prompt, len(paths), model.vision_cfg.tokens_per_image)
+        question_ids(model, tokenizer, prompt, len(paths))
     except (ImageError, ImagePromptError) as err:
         raise UsageError(str(err)) from None
     texts = [answer(model, tokenizer, [prompt], pixels, images_per_question=len(paths), max_tokens=max_tokens,
-                    temperature=temperature, top_p=top_p, seed=None if seed is None else seed + i)[0]
+                    temperature=temperature, top_p=top_p, seed=None if seed is None else seed + i, stop=stop)[0]
              for i in range(num_samples)]
     for i, text in enumerate(texts):
         if num_samples > 1:

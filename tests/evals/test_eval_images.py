@@ -49,10 +49,21 @@ def test_image_records_round_trip_and_bad_records_are_one_error(tmp_path):
     assert [(e.question, e.answer, e.template) for e in back] == [(e.question, e.answer, e.template) for e in examples]
     assert all(np.array_equal(a.image, b.image) for a, b in zip(back, examples))
     bad = tmp_path / "bad.jsonl"
+    from PIL import Image
+
+    Image.fromarray(examples[0].image).save(tmp_path / "x.png")  # a good image: the record itself is at fault
     for line, message in [('{"question": "q", "answer": "a"}', "missing text field"),
                           ('{"question": "q", "answer": "a", "image": "none.png"}', "does not exist"),
                           ("{not json", "line 1 is not valid JSON"),
-                          ("[1, 2]", "line 1 is a JSON list, not an object")]:
+                          ("[1, 2]", "line 1 is a JSON list, not an object"),
+                          ('{"question": "q", "answer": " . ", "image": "x.png"}', "answer is empty"),
+                          ('{"question": "<|image|> or <|image|>?", "answer": "a", "image": "x.png"}',
+                           "2 <\\|image\\|> markers"),
+                          ('{"question": "q", "answer": "a", "image": "x.png", "template": 3}', "template must be"),
+                          ('{"question": "q", "answer": "a", "image": "x.png", "task": ""}', "task must be"),
+                          ('{"question": "q", "answer": "a", "image": "x.png", "chance": "high"}', "chance must be"),
+                          ('{"question": "q", "answer": "a", "image": "x.png", "chance": 7}', "chance must be"),
+                          ('{"question": "q", "answer": "a", "image": "x.png", "chance": 0}', "chance must be")]:
         bad.write_text(line + "\n")
         with pytest.raises(TaskDataError, match=message):
             read_image_records(bad, 16)

@@ -166,9 +166,8 @@ def test_a_label_loss_trains_a_label_head_that_the_run_keeps_and_reloads(tmp_pat
     assert json.loads((out / "manifest.json").read_text())["summary"]["step"] == 5
 
 
-@pytest.fixture(scope="module")
-def image_token_run(image_run, tmp_path_factory):
-    """The image run with an output bias that all but forces the <|image|> id at every step."""
+def biased_copy(image_run, run, token_id):
+    """A copy of the image run at `run` with an output bias that all but forces `token_id` at every step."""
     import shutil
     from dataclasses import replace
 
@@ -176,10 +175,9 @@ def image_token_run(image_run, tmp_path_factory):
     import yaml
 
     from augury.model.run import load_run
-    from augury.model.vision import IMAGE_TOKEN_ID, ImageTextModel
+    from augury.model.vision import ImageTextModel
     from augury.train.checkpoint import save_checkpoint
 
-    run = tmp_path_factory.mktemp("biased") / "run"
     shutil.copytree(image_run, run, ignore=shutil.ignore_patterns("checkpoints"))
     raw = yaml.safe_load((run / "config.yaml").read_text())
     raw["model"]["output_bias"] = True
@@ -188,9 +186,16 @@ def image_token_run(image_run, tmp_path_factory):
     biased = ImageTextModel(replace(cfg, output_bias=True), model.vision_cfg)
     biased.load_state_dict(model.state_dict(), strict=False)
     with torch.no_grad():
-        biased.output_bias[IMAGE_TOKEN_ID] = 50.0
+        biased.output_bias[token_id] = 50.0
     save_checkpoint(run, 1, biased, torch.optim.AdamW(biased.parameters()), {"step": 1})
     return run
+
+
+@pytest.fixture(scope="module")
+def image_token_run(image_run, tmp_path_factory):
+    from augury.model.vision import IMAGE_TOKEN_ID
+
+    return biased_copy(image_run, tmp_path_factory.mktemp("biased") / "run", IMAGE_TOKEN_ID)
 
 
 @pytest.mark.parametrize("with_image", [False, True])
@@ -215,3 +220,64 @@ def test_an_image_text_run_is_not_exported_to_the_llama_layout(image_run, tmp_pa
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "image-text runs cannot be exported" in err
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_sample_with_an_image_honours_stop_and_chat_and_refuses_system(image_run, tmp_path, capsys):
+    from tokenizers import Tokenizer
+
+    letter = Tokenizer.from_file(str(image_run / "tokenizer.json")).token_to_id("A")
+    run = biased_copy(image_run, tmp_path / "run", letter)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(image)
+    argv = ["sample", str(run), "--image", str(image), "--prompt", "Which is largest?", "--temperature", "0",
+            "--max_tokens", "4"]
+    assert cli_main(argv) == 0 and capsys.readouterr().out.strip() == "AAAA"
+    assert cli_main(argv + ["--stop", "AA"]) == 0 and capsys.readouterr().out.strip() == ""
+    assert cli_main(argv + ["--chat"]) == 0 and capsys.readouterr().out.strip() == "AAAA"
+    assert cli_main(argv + ["--system", "Be brief."]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--system cannot be used with --image" in err
+
+
+def test_a_question_too_long_for_the_context_is_one_error_before_answering(image_run, tmp_path, capsys):
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(image)
+    long_question = "word " * 100  # the tiny run's context is 64 tokens
+    assert cli_main(["sample", str(image_run), "--image", str(image), "--prompt", long_question]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "leaves no room for an answer" in err
+    (tmp_path / "data").mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "data" / "x.png")
+    (tmp_path / "data" / "long.jsonl").write_text(
+        json.dumps({"question": "Which digit?", "answer": "1", "image": "x.png"}) + "\n"
+        + json.dumps({"question": long_question, "answer": "1", "image": "x.png"}) + "\n")
+    out = tmp_path / "results"
+    assert cli_main(["eval", "--model", f"augury:{image_run}", "--tasks", "image:long.jsonl",
+                     "--data-dir", str(tmp_path / "data"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "question 2" in err and "no room for an answer" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model_args", "seed=abc"], "seed must be a whole number"),
+    (["--model_args", "seed=1.5"], "seed must be a whole number"),
+    (["--model_args", "seed=-1"], "seed must be a whole number"),
+    (["--model_args", "max_tokens=0"], "max_tokens must be a whole number >= 1"),
+    (["--tasks", "image_digits,image_digits"], "names image_digits more than once"),
+    (["--tasks", "image:bad.jsonl"], "template must be a non-empty string"),
+])
+def test_bad_image_eval_input_is_one_error_before_answering(image_run, tmp_path, capsys, args, message):
+    (tmp_path / "data").mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "data" / "x.png")
+    (tmp_path / "data" / "bad.jsonl").write_text(
+        json.dumps({"question": "Q?", "answer": "1", "image": "x.png", "template": 3}) + "\n")
+    out = tmp_path / "results"
+    argv = ["eval", "--model", f"augury:{image_run}", "--limit", "2", "--data-dir", str(tmp_path / "data"),
+            "--out", str(out)] + args
+    if "--tasks" not in args:
+        argv += ["--tasks", "image_digits"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and message in err and "Traceback" not in err, err
+    assert not out.exists()

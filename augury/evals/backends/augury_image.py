@@ -1,6 +1,7 @@
 """An augury image-text run as an `answer_fn(questions, images) -> answers` for the image tasks (greedy).
 
-    answer_fn, image_size = load_image_answerer("runs/vision-cpu-s0")
+    answer_fn, image_size, check = load_image_answerer("runs/vision-cpu-s0")
+    check("Which digit is shown?")   # ValueError when the question cannot be asked (markers, context)
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from augury.data.images import to_pixels
 
 
 def load_image_answerer(run_dir: str, device: str = "cpu", max_tokens: int = 8):
-    """(answer_fn, image_size) for a run folder; TypeError for a text-only run, ValueError for a bad folder."""
+    """(answer_fn, image_size, check) for a run folder, where check(question) raises ValueError for a question
+    the model cannot be asked about one image; TypeError for a text-only run, ValueError for a bad folder or
+    option."""
     from augury.model.device import checked_device
-    from augury.model.image_prompt import answer
+    from augury.model.image_prompt import answer, question_ids
     from augury.model.run import load_run
     from augury.model.vision import ImageTextModel
 
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"--model_args max_tokens must be a whole number >= 1, got {max_tokens!r}")
     device = checked_device(device)
     model, tokenizer, _ = load_run(run_dir, device=device)
     if not isinstance(model, ImageTextModel):
@@ -27,4 +32,7 @@ def load_image_answerer(run_dir: str, device: str = "cpu", max_tokens: int = 8):
         pixels = torch.from_numpy(np.stack([to_pixels(im) for im in images])).to(device)
         return answer(model, tokenizer, questions, pixels, max_tokens=max_tokens)
 
-    return answer_fn, model.vision_cfg.image_size
+    def check(question: str) -> None:
+        question_ids(model, tokenizer, question, 1)
+
+    return answer_fn, model.vision_cfg.image_size, check
