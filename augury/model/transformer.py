@@ -3,7 +3,8 @@
 Parameter names follow Hugging Face's Llama (`embed_tokens`, `layers.{i}.self_attn.o_proj`, ...); q/k/v and
 gate/up are stored fused (`qkv_proj`, `gate_up_proj`: fewer, larger matmuls) and split on export. Attention runs
 through `F.scaled_dot_product_attention` (in fp32 on CPU, see `CPU_ATTENTION_FP32`). The forward pass accepts
-`prefix_embeds` placed in front of the text embeddings, so an image encoder can later feed its outputs in.
+`inputs_embeds` in place of the token embeddings (how `augury.model.vision.ImageTextModel` feeds images in, at
+their placeholder positions) and `prefix_embeds` placed in front of the text embeddings.
 
     model = Transformer(ModelConfig(depth=2, vocab_size=4096))
     loss = model(x, targets=y)                 # training
