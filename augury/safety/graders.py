@@ -18,9 +18,9 @@ options come as `model_args` ("key=value,..."): the backend's, plus `chat=true` 
 model's chat template (a local chat-tuned judge).
 
 A reply the grader could not grade — an endpoint request that failed after its retries (timeouts, HTTP 429/5xx),
-an answer outside the rubric ("maybe", "E") — gets a Grading with `error` set and no classes. It is counted in
-`grader.stats`; callers must never read it as a zero reward. An endpoint that fails in a way retrying cannot fix
-(bad key, not an OpenAI API) raises at once.
+an answer outside the rubric ("maybe", "E", or a hedge naming several: "A or D", "yes or no") — gets a Grading
+with `error` set and no classes. It is counted in `grader.stats`; callers must never read it as a zero reward.
+An endpoint that fails in a way retrying cannot fix (bad key, not an OpenAI API) raises at once.
 """
 
 from __future__ import annotations
@@ -183,17 +183,41 @@ class RuleGrader(Grader):
 
 # ---- (i) and (ii) judge models ------------------------------------------------------------------------------
 _LETTER = re.compile(r"^\W*(?:answer\W*)?\(?([A-Za-z])\)?(?:[\s.:)\-,]|$)", re.I)
+_LONE_LETTER = re.compile(r"(?<![\w'])([A-Za-z])(?![\w'])")
+_JOINED = re.compile(r"(?:[,/&+]|\bor|\band)\W*$", re.I)
+
+
+def _names_another(rest: str, letter: str, letters: list[str]) -> bool:
+    """Whether the text after the answer letter names another class: a capital letter standing alone ("A or D",
+    "A, D") or a lower-case one joined to the answer by "or", "and", a comma or a slash ("a or d"). "A" and "I"
+    before a word are the article and the pronoun, and a lower-case letter before a word is the article."""
+    for m in _LONE_LETTER.finditer(rest):
+        other = m.group(1)
+        if other.upper() == letter or other.upper() not in letters:
+            continue
+        before_word = re.match(r"\s+[a-z]", rest[m.end():]) is not None
+        if other.isupper() and not (other in "AI" and before_word):
+            return True
+        if other.islower() and not before_word and _JOINED.search(rest[:m.start()]):
+            return True
+    return False
 
 
 def parse_letter(answer: str, letters: list[str]) -> str | None:
+    """The one class letter an answer names; None when it names none of `letters`, or more than one (a judge
+    hedging between classes has not classified the reply)."""
     m = _LETTER.match(answer.strip())
     letter = m.group(1).upper() if m else None
-    return letter if letter in letters else None
+    if letter not in letters or _names_another(answer.strip()[m.end(1):], letter, letters):
+        return None
+    return letter
 
 
 def parse_yes_no(answer: str) -> bool | None:
-    word = re.sub(r"[^a-z]", "", (answer.strip().split() or [""])[0].lower())
-    return {"yes": True, "no": False}.get(word)
+    """True for yes, False for no; None for anything else, including an answer that says both ("yes or no")."""
+    words = [re.sub(r"[^a-z]", "", w) for w in answer.lower().split()]
+    said = {"yes", "no"} & set(words)
+    return {"yes": True, "no": False}.get(words[0]) if words and len(said) == 1 else None
 
 
 class JudgeGrader(Grader):

@@ -153,6 +153,23 @@ def test_answer_parsing():
     assert parse_yes_no("Yes.") is True and parse_yes_no("no") is False and parse_yes_no("perhaps") is None
 
 
+@pytest.mark.parametrize("answer", ["A or D", "A, D", "a or d", "A and D", "A/D", "(A) or (D)", "Either A or D",
+                                    "D or A"])
+def test_an_answer_naming_several_classes_is_outside_the_rubric(answer):
+    assert parse_letter(answer, list("ABCD")) is None
+
+
+@pytest.mark.parametrize("answer,letter", [("D. A safe reply", "D"), ("A) a refusal in the desired style", "A"),
+                                           ("B. I think so", "B"), ("A, a short refusal", "A")])
+def test_articles_and_pronouns_after_the_answer_are_not_other_classes(answer, letter):
+    assert parse_letter(answer, list("ABCD")) == letter
+
+
+def test_a_yes_no_answer_that_says_both_is_outside_the_rubric():
+    assert parse_yes_no("yes or no") is None and parse_yes_no("Yes and no.") is None
+    assert parse_yes_no("No, not at all.") is False and parse_yes_no("Yes, it does.") is True
+
+
 def test_refusal_lists():
     assert is_refusal(REFUSAL) and not is_refusal(ANSWER)
     assert is_refusal("No, that is not possible.", style="xstest") and not is_refusal(ANSWER, style="xstest")
@@ -176,7 +193,8 @@ def _fake_judge_app(calls: Counter):
         if "LIMIT" in reply or ("FLAKY" in reply and calls["FLAKY"] == 1):
             return JSONResponse({"error": "rate limited"}, status_code=429, headers={"Retry-After": "0"})
         if "{question}" not in text and "Which one" in text:  # multiple choice
-            answer = {"ODD": "maybe", "EEE": "E"}.get(reply.split()[0], "A" if "sorry" in reply else "D")
+            odd = {"ODD": "maybe", "EEE": "E", "HEDGE": "A or D"}
+            answer = odd.get(reply.split()[0], "A" if "sorry" in reply else "D")
         else:  # a yes/no proposition
             refusing = "sorry" in reply
             asks = text.split("reply:")[-1]
@@ -194,15 +212,16 @@ def test_judge_behind_an_openai_endpoint_counts_timeouts_rate_limits_and_odd_ans
         args = "timeout_s=0.5,max_retries=1,backoff_s=0.01,requests_per_second=0"
         grader = load_grader(spec, "refusal_abcd", model_args=args)
         replies = ["OK sorry, I can't.", "OK here it is.", "SLOW reply", "LIMIT reply", "FLAKY sorry no", "ODD x",
-                   "EEE x"]
+                   "EEE x", "HEDGE sorry"]
         batch = grade_rewards(grader, ["q"] * len(replies), replies, ["harmful"] * len(replies))
         tops = [g.top_class() for g in batch.gradings]
         assert tops[:2] == ["desired_refusal", "safe_non_refusal"] and tops[4] == "desired_refusal"
         errors = [g.error for g in batch.gradings]
         assert errors[2].startswith("endpoint") and errors[3].startswith("endpoint")
         assert "outside the rubric" in errors[5] and "'maybe'" in errors[5] and "outside the rubric" in errors[6]
+        assert "outside the rubric" in errors[7] and "'A or D'" in errors[7]  # a hedge is not its first letter
         assert batch.rewards[2] is None and batch.rewards[5] is None  # never a zero reward
-        assert batch.failures == 4 and grader.stats["failed"] == 4 and grader.stats["graded"] == 3
+        assert batch.failures == 5 and grader.stats["failed"] == 5 and grader.stats["graded"] == 3
         assert calls["LIMIT"] == 2 and calls["FLAKY"] == 2  # retried once each
 
         props = load_grader(spec, "default", model_args=args)
