@@ -37,13 +37,13 @@ from augury.align.rl_losses import (
     group_advantages,
     kl_k3,
     masked_mean,
+    nanstd,
     rloo_advantages,
     whiten,
 )
 from augury.align.rl_prompts import load_prompts, prompt_strata, step_prompts
 from augury.align.rl_rewards import (
     Rollout,
-    fill_failed,
     load_reward_functions,
     load_rubric_grader,
     rollout_rewards,
@@ -278,23 +278,24 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
             gens = generate(policy, tok, [ids for _, ids, _ in batch for _ in range(G)], sampling)
             rollouts = [Rollout(row, ids, g.token_ids, g.text, g.finish_reason == "stop")
                         for (row, ids, _), g in zip((b for b in batch for _ in range(G)), gens)]
-            rewards, by_source, graded_ok = rollout_rewards(cfg, rollouts, reward_model, functions, grader, G)
-            failed = int((~graded_ok).sum())
+            failed_before = grader.stats["failed"] if grader is not None else 0
+            # unscored rollouts (a failed grading; no source applied) have reward NaN and are left out of the update
+            rewards, by_source, scored = rollout_rewards(cfg, rollouts, reward_model, functions, grader, G)
+            failed = grader.stats["failed"] - failed_before if grader is not None else 0
             if failed > cfg.max_grader_failures * len(rollouts):
                 raise RLDiverged(f"step {step + 1}: the grader failed on {failed} of {len(rollouts)} rollouts "
                                  f"({dict(grader.stats)}); {checkpoint_note(out)}")
-            if failed:  # left out of the update; the group baseline is the mean of the graded rollouts
-                rewards = fill_failed(rewards, torch.from_numpy(graded_ok), G)
             policy.train()
             with torch.no_grad():
                 ref_logp, _, _ = sequence_logps(reference, rollouts, pad_id)
                 if value_head is not None:
                     old_logp, _, mask, old_values = sequence_logps(policy, rollouts, pad_id, value_head)
-                    mask = mask * torch.from_numpy(graded_ok).float()[:, None]
-                    advantages, returns = ppo_targets(cfg, rewards, old_logp, ref_logp, old_values, mask)
+                    mask = mask * torch.from_numpy(scored).float()[:, None]
+                    advantages, returns = ppo_targets(cfg, torch.nan_to_num(rewards, nan=0.0), old_logp, ref_logp,
+                                                      old_values, mask)
                 else:
                     old_logp, _, mask = sequence_logps(policy, rollouts, pad_id)
-                    mask = mask * torch.from_numpy(graded_ok).float()[:, None]
+                    mask = mask * torch.from_numpy(scored).float()[:, None]
                     advantages = (group_advantages if cfg.algorithm == "grpo" else rloo_advantages)(rewards, G)[:, None]
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * min(1.0, (step + 1) / 5)
@@ -322,19 +323,23 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
             step += 1
-            record = {"step": step, "reward": float(rewards.mean()), **{f"reward/{k}": v for k, v in by_source.items()},
+            # means over the scored rollouts only (TRL's nanmean); null when none was scored
+            mean_reward = float(rewards.nanmean()) if scored.any() else None
+            record = {"step": step, "reward": mean_reward, **{f"reward/{k}": v for k, v in by_source.items()},
+                      "unscored": int((~scored).sum()),
                       "kl": float(kl.detach()), "entropy": float(masked_mean(entropy.detach(), mask)),
                       "response_length": float(mask.sum(1).mean()), "clip_fraction": float(clip_frac),
                       "loss": float(loss.detach()), "elapsed_s": time.perf_counter() - t0}
             if G > 1:  # TRL's name: groups whose completions all scored the same give no group-relative signal
-                record["frac_reward_zero_std"] = float((rewards.view(-1, G).std(1) < 1e-6).float().mean())
+                record["frac_reward_zero_std"] = float((nanstd(rewards.view(-1, G), 1) < 1e-6).float().mean())
             if grader is not None:
                 record["grader_failures"] = failed
                 record["grader_failures_total"] = int(grader.stats["failed"])
             if after_step is not None:
                 record.update(after_step(step, policy) or {})
             append_jsonl(out / "metrics.jsonl", record)
-            log(f"step {step}: reward {record['reward']:.4f}, kl {record['kl']:.4f}")
+            shown = "none scored" if mean_reward is None else f"{mean_reward:.4f}"
+            log(f"step {step}: reward {shown}, kl {record['kl']:.4f}")
             if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
                 if value_head is not None:  # written first: a complete checkpoint always has its value head
                     (out / "value_heads").mkdir(exist_ok=True)

@@ -6,7 +6,8 @@
 
 Settings use TRL's names (`cliprange`, `vf_coef`, `gamma`, `lam`, `kl_coef`). Tensors are (B, T) over completion
 tokens with a 0/1 `mask`; the group-relative losses equal TRL's GRPO trainer on the same inputs
-(tests/align/test_rl_losses.py). `augury rl`, the loop that uses them, is not written yet.
+(tests/align/test_rl_losses.py), unscored (NaN) rewards included. `augury rl`, the loop that uses them, is not
+written yet.
 """
 
 from __future__ import annotations
@@ -40,24 +41,37 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torc
     return out if shift_mean else out + mean
 
 
+def nanstd(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """The sample std (Bessel's correction) over the entries that are not NaN; NaN where fewer than two are
+    (TRL's `nanstd`)."""
+    count = (~torch.isnan(x)).sum(dim, keepdim=True)
+    var = torch.nanmean((x - torch.nanmean(x, dim, keepdim=True)) ** 2, dim, keepdim=True)
+    var = torch.where(count > 1, var * count / (count - 1).clamp(min=1), torch.full_like(var, float("nan")))
+    return var.sqrt().squeeze(dim)
+
+
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True) -> torch.Tensor:
     """GRPO: each completion's reward minus its group's mean, divided by the group's std (+1e-4) when `scale`.
 
-    `rewards` (N,) holds groups of `group_size` consecutive completions of one prompt.
+    `rewards` (N,) holds groups of `group_size` consecutive completions of one prompt. A NaN reward (a completion
+    that could not be scored) is left out of its group's mean and std and gets advantage 0, as in TRL's
+    GRPOTrainer; so does every completion of a group with fewer than two scored ones when `scale`.
     """
     grouped = rewards.view(-1, group_size)
-    adv = (grouped - grouped.mean(1, keepdim=True)).view(-1)
+    adv = grouped - torch.nanmean(grouped, 1, keepdim=True)
     if scale:
-        std = grouped.std(1).repeat_interleave(group_size)
-        adv = adv / (std + 1e-4)
-    return adv
+        adv = adv / (nanstd(grouped, 1)[:, None] + 1e-4)
+    return torch.nan_to_num(adv, nan=0.0).view(-1)
 
 
 def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    """RLOO: each completion's reward minus the mean of the other completions of its prompt."""
+    """RLOO: each completion's reward minus the mean of the other scored completions of its prompt. A NaN reward
+    is left out of the others' baselines and gets advantage 0, as does a group's only scored completion (TRL's
+    RLOOTrainer)."""
     grouped = rewards.view(-1, group_size)
-    others = (grouped.sum(1, keepdim=True) - grouped) / (group_size - 1)
-    return (grouped - others).view(-1)
+    count = (~torch.isnan(grouped)).sum(1, keepdim=True)
+    others = (torch.nansum(grouped, 1, keepdim=True) - grouped) / (count - 1)
+    return torch.nan_to_num(grouped - others, nan=0.0).view(-1)
 
 
 def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,

@@ -5,8 +5,11 @@ rule-based reward model (a grader under a rubric, on prompts tagged with a kind)
     rewards, by_source, graded = rollout_rewards(cfg, rollouts, reward_model, functions, grader, group=4)
 
 A reward function that raises, returns the wrong count or a non-finite number stops the run with its name
-(`RewardError`); a rollout the grader fails on is reported as not graded, and `fill_failed` gives it its group's
-mean so that it neither enters the update as a zero nor moves its group's baseline.
+(`RewardError`). As in TRL, a function may return None for a completion it does not apply to: that source is left
+out of the completion's sum and of the source's mean, and a completion no source scored is unscored. A rollout the
+grader fails on is unscored too (its reward would be incomplete). An unscored rollout's reward is NaN: the
+advantages of augury.align.rl_losses leave it out of its group's baseline and std, the loop leaves it out of the
+update and of the logged means, and counts it.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ def load_reward_functions(specs: list[str]) -> list[tuple[str, object, float]]:
 
 
 def call_reward(name: str, fn, prompts: list, completions: list, columns: dict) -> list[float]:
-    """A reward function's scores, checked: one finite float per completion (None counts as 0 and is reported)."""
+    """A reward function's scores, checked: one finite float per completion, or NaN where it returned None (it
+    does not apply to that completion: TRL's convention)."""
     try:
         scores = fn(prompts=prompts, completions=completions, **columns)
     except Exception as err:  # noqa: BLE001 (the user's function: its error is reported with its name)
@@ -65,7 +69,7 @@ def call_reward(name: str, fn, prompts: list, completions: list, columns: dict) 
     out = []
     for s in scores:
         if s is None:
-            out.append(0.0)
+            out.append(math.nan)
             continue
         try:
             v = float(s)
@@ -98,14 +102,6 @@ def load_rubric_grader(cfg: RLConfig, rows: list[dict]):
     return grader
 
 
-def fill_failed(rewards: torch.Tensor, ok: torch.Tensor, group: int) -> torch.Tensor:
-    """Each failed rollout's reward set to the mean of its group's graded ones (or 0 if none), so that a
-    rollout left out of the update does not move its group's baseline."""
-    r, ok = rewards.view(-1, group).clone(), ok.view(-1, group)
-    means = (r * ok).sum(1) / ok.sum(1).clamp(min=1)
-    return torch.where(ok, r, means[:, None]).view(-1)
-
-
 def _zero_spread(cfg: RLConfig, rollouts: list[Rollout], scores: np.ndarray, ok: np.ndarray, group: int,
                  rubric) -> dict:
     """Per kind, the share of fully graded groups whose class reward is the same for every completion
@@ -131,24 +127,31 @@ def _zero_spread(cfg: RLConfig, rollouts: list[Rollout], scores: np.ndarray, ok:
 
 def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functions,
                     grader=None, group: int = 1) -> tuple[torch.Tensor, dict, np.ndarray]:
-    """The summed reward of each rollout, the mean of each source (before weighting), and which rollouts were
-    graded (False where the grader failed: those rewards are incomplete and must not be trained on). Rollouts
-    come in groups of `group` completions of one prompt; with a grader and groups, the mean of each source includes
-    the group-spread shares of `_zero_spread`."""
+    """The summed reward of each rollout (NaN where it is unscored), the mean of each source (before weighting,
+    over the rollouts it scored; with the number of None a function returned as `NAME/none`), and which rollouts
+    are scored (False where the grader failed, or where every function returned None and no other source applies:
+    those must not be trained on). Rollouts come in groups of `group` completions of one prompt; with a grader and
+    groups, the mean of each source includes the group-spread shares of `_zero_spread`."""
     chat = isinstance(rollouts[0].row.get("prompt"), list)
     prompts = [r.row["prompt"] for r in rollouts]
     completions = [[{"role": "assistant", "content": r.text}] if chat else r.text for r in rollouts]
     columns = {k: [r.row.get(k) for r in rollouts] for k in rollouts[0].row if k != "prompt"}
     total = np.zeros(len(rollouts))
     by_source: dict[str, float] = {}
+    # a reward model or a grader scores every rollout (a grader gives untagged ones nothing); functions may not
+    scored = np.full(len(rollouts), reward_model is not None or grader is not None)
     if reward_model is not None:
         scores = np.array(reward_model.score(prompts, [c if c != "" else " " for c in completions]))
         total += cfg.reward_model_weight * scores
         by_source["reward_model"] = float(scores.mean())
     for name, fn, weight in functions:
-        scores = np.array(call_reward(name, fn, prompts, completions, columns))
-        total += weight * scores
-        by_source[name] = float(scores.mean())
+        scores = np.array(call_reward(name, fn, prompts, completions, columns), dtype=float)
+        applies = ~np.isnan(scores)
+        total += weight * np.where(applies, scores, 0.0)
+        scored |= applies
+        if applies.any():
+            by_source[name] = float(scores[applies].mean())
+        by_source[f"{name}/none"] = float((~applies).sum())
     ok = np.ones(len(rollouts), dtype=bool)
     if grader is not None:
         from augury.safety.graders import grade_rewards
@@ -182,4 +185,5 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
             by_source.update(_zero_spread(cfg, rollouts, scores, ok, group, grader.rubric))
     if cfg.missing_eos_penalty:
         total -= cfg.missing_eos_penalty * np.array([not r.finished for r in rollouts], dtype=float)
-    return torch.tensor(total, dtype=torch.float32), by_source, ok
+    ok &= scored
+    return torch.tensor(np.where(ok, total, np.nan), dtype=torch.float32), by_source, ok

@@ -10,7 +10,7 @@ import torch
 
 from augury.align.data import AlignDataError
 from augury.align.rl import RLConfig, RLDiverged, train_rl
-from augury.align.rl_rewards import RewardError, fill_failed
+from augury.align.rl_rewards import RewardError
 
 REWARDS = '''
 def short(prompts, completions, **columns):
@@ -203,9 +203,54 @@ def test_grader_failures_are_left_out_and_counted_never_scored_zero(chat_run, tm
                num_generations=4, max_grader_failures=0.1)
     with pytest.raises(RLDiverged, match="the grader failed on"):
         train_rl(cfg, log=lambda *_: None)
-    rewards = torch.tensor([1.0, 5.0, 3.0, 0.0])
-    filled = fill_failed(rewards, torch.tensor([True, False, True, False]), 2)
-    assert filled.tolist() == [1.0, 1.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo", "ppo"])
+def test_a_group_with_no_graded_rollout_is_not_logged_as_zero(chat_run, tmp_path, monkeypatch, algorithm):
+    from augury.align import rl
+    from augury.safety.graders import Grader, Grading
+    from augury.safety.rubric import load_rubric
+
+    class FailsOnQ0(Grader):  # every completion of prompt Q0 fails; Q1's are desired refusals (+1, harmful)
+        def _grade(self, prompts, responses, kinds):
+            return [Grading(k, error="endpoint: down") if p == "Q0" else
+                    Grading(k, {c.name: float(c.letter == "A") for c in self.rubric.classes})
+                    for p, k in zip(prompts, kinds)]
+
+    monkeypatch.setattr(rl, "load_rubric_grader", lambda cfg, rows: FailsOnQ0(load_rubric("refusal_abcd")))
+    kind_prompts = tmp_path / "harmful.jsonl"
+    kind_prompts.write_text("".join(json.dumps({"prompt": f"Q{i}", "kind": "harmful"}) + "\n" for i in range(2)))
+    cfg = _cfg(chat_run, kind_prompts, tmp_path / "rl", "", reward_functions=[], grader="x", steps=2,
+               num_generations=4, max_grader_failures=0.5, algorithm=algorithm)
+    rows = _metrics(train_rl(cfg, log=lambda *_: None))
+    assert all(r["loss"] == r["loss"] for r in rows)
+    assert [r["reward"] for r in rows] == [1.0, 1.0]  # the mean over graded rollouts, not 0.5
+    assert [r["unscored"] for r in rows] == [4, 4] and [r["grader_failures"] for r in rows] == [4, 4]
+
+
+def test_a_reward_function_returning_none_is_left_out_as_in_trl():
+    from augury.align.rl_losses import group_advantages
+    from augury.align.rl_rewards import Rollout, call_reward, rollout_rewards
+
+    def maybe(prompts, completions, **columns):  # applies to the first two completions of each group only
+        return [None if i % 4 >= 2 else float(i % 2) for i in range(len(completions))]
+
+    def every_other(prompts, completions, **columns):
+        return [None if i % 2 else 1.0 for i in range(len(completions))]
+
+    scores = call_reward("m:maybe", maybe, ["p"] * 4, ["c"] * 4, {})
+    assert scores[:2] == [0.0, 1.0] and all(s != s for s in scores[2:])  # None is NaN, never 0
+    rollouts = [Rollout({"prompt": f"p{i // 4}"}, [1], [2], "c", True) for i in range(8)]
+    cfg = RLConfig(policy_run="x", prompts="x", reward_functions=["m:maybe"])
+    rewards, by_source, ok = rollout_rewards(cfg, rollouts, None, [("m:maybe", maybe, 1.0)], group=4)
+    assert ok.tolist() == [True, True, False, False] * 2 and torch.isnan(rewards[~torch.from_numpy(ok)]).all()
+    assert by_source["m:maybe"] == 0.5 and by_source["m:maybe/none"] == 4
+    assert group_advantages(rewards, 4)[:4].tolist() == pytest.approx([-0.7071, 0.7071, 0.0, 0.0], abs=1e-3)
+    # with another source scoring it, a completion a function does not apply to is scored by that source alone
+    rewards, by_source, ok = rollout_rewards(cfg, rollouts, None, [("m:maybe", maybe, 1.0),
+                                                                  ("m:every_other", every_other, 2.0)], group=4)
+    assert ok.tolist() == [True, True, True, False] * 2
+    assert rewards[:3].tolist() == [2.0, 1.0, 2.0] and by_source["m:every_other"] == 1.0
 
 
 def test_prompt_kinds_are_checked_against_the_rubric(chat_run, prompts_file, tmp_path):

@@ -67,6 +67,38 @@ def test_group_advantages_match_trl_nanstd_scaling():
     assert torch.all(group_advantages(rewards, 3)[3:6] == 0)  # a group with one reward learns nothing
 
 
+def _trl_advantages(rewards: torch.Tensor, G: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """TRL's GRPOTrainer ("group" scaling) and RLOOTrainer (no KL, no normalisation) advantages on summed rewards
+    where an unscorable completion is NaN, as in their `_generate_and_score_completions`."""
+    from trl.trainer.utils import nanstd
+
+    mean = torch.nanmean(rewards.view(-1, G), dim=1).repeat_interleave(G, dim=0)
+    std = nanstd(rewards.view(-1, G), dim=1).repeat_interleave(G, dim=0)
+    grpo = torch.nan_to_num((rewards - mean) / (std + 1e-4), nan=0.0)
+    grouped = rewards.view(-1, G)
+    counts = (~torch.isnan(grouped)).sum(dim=1, keepdim=True)
+    baselines = ((torch.nansum(grouped, dim=1, keepdim=True) - grouped) / (counts - 1)).view(-1)
+    return grpo, torch.nan_to_num(rewards - baselines, nan=0.0)
+
+
+def test_unscored_rewards_are_left_out_of_the_group_baseline_and_std_as_in_trl():
+    from trl.trainer.utils import nanstd as trl_nanstd
+
+    from augury.align.rl_losses import nanstd
+
+    nan = float("nan")
+    rewards = torch.tensor([1.0, 0.0, nan, nan,  1.0, 0.0, 0.7, 0.2,  nan, 2.0, nan, nan,  nan, nan, nan, nan])
+    grpo, rloo = group_advantages(rewards, 4), rloo_advantages(rewards, 4)
+    theirs_grpo, theirs_rloo = _trl_advantages(rewards, 4)
+    assert torch.allclose(grpo, theirs_grpo, atol=1e-6) and torch.allclose(rloo, theirs_rloo, atol=1e-6)
+    assert grpo[:4].tolist() == pytest.approx([0.7071, -0.7071, 0.0, 0.0], abs=1e-3)
+    assert rloo[:4].tolist() == pytest.approx([1.0, -1.0, 0.0, 0.0])
+    assert torch.all(grpo[8:] == 0) and torch.all(rloo[8:] == 0)  # one scored completion, or none: no signal
+    assert torch.allclose(nanstd(rewards.view(-1, 4), 1), trl_nanstd(rewards.view(-1, 4), dim=1), equal_nan=True)
+    full = torch.randn(12)
+    assert torch.allclose(rloo_advantages(full, 3), _trl_advantages(full, 3)[1], atol=1e-6)
+
+
 def test_rloo_k3_gae_and_value_loss_on_known_values():
     assert torch.allclose(rloo_advantages(torch.tensor([1.0, 0.0, 2.0, 4.0]), 2), torch.tensor([1.0, -1.0, -2.0, 2.0]))
     assert float(kl_k3(torch.tensor(-1.0), torch.tensor(-1.0))) == 0.0
