@@ -58,6 +58,7 @@ from augury.align.runs import (
     write_manifest,
 )
 from augury.data.chat import chat_token_ids
+from augury.evals.backends.errors import EndpointError
 from augury.io import (
     append_jsonl,
     atomic_write_bytes,
@@ -280,7 +281,11 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
                         for (row, ids, _), g in zip((b for b in batch for _ in range(G)), gens)]
             failed_before = grader.stats["failed"] if grader is not None else 0
             # unscored rollouts (a failed grading; no source applied) have reward NaN and are left out of the update
-            rewards, by_source, scored = rollout_rewards(cfg, rollouts, reward_model, functions, grader, G)
+            try:
+                rewards, by_source, scored = rollout_rewards(cfg, rollouts, reward_model, functions, grader, G)
+            except EndpointError as err:  # a judge endpoint that is down, or answers in a way retrying cannot fix
+                raise RLDiverged(f"step {step + 1}: the grader {cfg.grader} failed: {err}; "
+                                 f"{checkpoint_note(out)}") from None
             failed = grader.stats["failed"] - failed_before if grader is not None else 0
             if failed > cfg.max_grader_failures * len(rollouts):
                 raise RLDiverged(f"step {step + 1}: the grader failed on {failed} of {len(rollouts)} rollouts "
@@ -374,7 +379,7 @@ def main(argv: list[str]) -> int:
         train_rl(cfg)
     except (ValueError, AlignDataError) as err:
         raise UsageError(str(err)) from None
-    except RLDiverged as err:
+    except (RLDiverged, EndpointError) as err:
         print(f"augury rl: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -337,3 +337,39 @@ def test_bad_prompt_files_and_reward_models_are_named(chat_run, prompts_file, re
         with pytest.raises(AlignDataError, match="holds an augury sft run, not an augury rl run"):
             train_rl(_cfg(chat_run, prompts_file, sft, rewards_module, resume=resume), log=lambda *_: None)
     assert not (tmp_path / "rl").exists()
+
+
+def _judge_app(mode: str):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict):
+        if mode == "429":
+            return JSONResponse({}, status_code=429, headers={"Retry-After": "0"})
+        message = {"role": "assistant", "content": None, "refusal": "I can't assist with that."}
+        return {"choices": [{"message": message}]}
+
+    return app
+
+
+@pytest.mark.parametrize("mode,message", [("429", "requests in a row failed"),
+                                          ("null", "did not return choices")])
+def test_a_failing_judge_endpoint_is_one_error_line(chat_run, tmp_path, serving, capsys, mode, message):
+    from augury.cli import main
+
+    prompts = tmp_path / "harmful.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Q{i}", "kind": "harmful"}) + "\n" for i in range(2)))
+    out = tmp_path / "rl"
+    with serving(_judge_app(mode)) as port:
+        code = main(["rl", "--policy_run", str(chat_run), "--prompts", str(prompts), "--out", str(out),
+                     "--grader", f"openai:judge@http://127.0.0.1:{port}/v1", "--rubric", "refusal_abcd",
+                     "--grader_model_args", "max_retries=0,backoff_s=0.01,requests_per_second=0,"
+                     "max_consecutive_failures=2", "--steps", "1", "--prompts_per_step", "2",
+                     "--num_generations", "2", "--response_length", "4"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("augury rl: error: step 1: the grader openai:judge@") and message in err
+    assert not out.exists()  # nothing written before a checkpoint is left behind
