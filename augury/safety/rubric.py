@@ -22,6 +22,7 @@ kind (refusal, undesired_refusal, comply, disallowed, other), which the safety e
 from __future__ import annotations
 
 import itertools
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -79,18 +80,20 @@ class Rubric:
         rtype = raw.get("type")
         if rtype not in ("multiple_choice", "propositions"):
             raise RubricError(f"{source}: type must be multiple_choice or propositions, got {rtype!r}")
-        kinds = raw.get("kinds") or ["harmful", "safe"]
-        if not isinstance(kinds, list) or not all(isinstance(k, str) and k for k in kinds) or len(set(kinds)) != len(
-                kinds):
-            raise RubricError(f"{source}: kinds must be a list of distinct names, got {kinds!r}")
+        kinds = raw["kinds"] if "kinds" in raw else ["harmful", "safe"]
+        if not isinstance(kinds, list) or not kinds or not all(isinstance(k, str) and k for k in kinds) or len(
+                set(kinds)) != len(kinds):
+            yaml_bool = isinstance(kinds, list) and any(isinstance(k, bool) for k in kinds)
+            raise RubricError(f"{source}: kinds must be a non-empty list of distinct names (leave the key out for "
+                              f"[harmful, safe]), got {kinds!r}"
+                              + ("; YAML reads unquoted no/yes/on/off as false/true: quote them" if yaml_bool else ""))
         template = raw.get("prompt_template")
-        if not isinstance(template, str) or "{response}" not in template:
-            raise RubricError(f"{source}: prompt_template must be text containing {{response}}")
-        needed = "{choices}" if rtype == "multiple_choice" else "{question}"
-        if needed not in template:
-            raise RubricError(f"{source}: a {rtype} rubric's prompt_template must contain {needed}")
+        _check_template(template, rtype, source)
         props = raw.get("propositions") or {}
         derived = raw.get("derived") or {}
+        if not isinstance(derived, dict):
+            raise RubricError(f"{source}: derived must map each name to its conditions (name: {{proposition: "
+                              f"true/false, ...}}), got {type(derived).__name__} {derived!r:.80}")
         if rtype == "multiple_choice" and (props or derived):
             raise RubricError(f"{source}: a multiple_choice rubric has no propositions or derived propositions")
         if rtype == "propositions" and not props:
@@ -252,6 +255,30 @@ class Rubric:
         return out
 
 
+def _check_template(template, rtype: str, source: str) -> None:
+    """The judge's prompt must fill in: only the rubric's fields, and a literal brace written twice."""
+    if not isinstance(template, str) or "{response}" not in template:
+        raise RubricError(f"{source}: prompt_template must be text containing {{response}}")
+    fields = {"prompt": "", "response": "", "choices" if rtype == "multiple_choice" else "question": ""}
+    allowed = ", ".join("{" + f + "}" for f in fields)
+    hint = "a literal brace is written twice ({{ and }}, e.g. {{\"class\": \"A\"}})"
+    try:
+        used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        unknown = sorted(used - set(fields))
+        if unknown:
+            raise RubricError(f"{source}: prompt_template has the field(s) "
+                              f"{', '.join('{' + u + '}' for u in unknown)}; the judge's prompt fills in only "
+                              f"{allowed}, and {hint}")
+        template.format(**fields)
+    except (ValueError, IndexError, KeyError) as err:
+        raise RubricError(f"{source}: prompt_template cannot be filled in ({err}); it may use {allowed}, and "
+                          f"{hint}") from None
+    missing = sorted(set(fields) - used)
+    if missing:
+        raise RubricError(f"{source}: a {rtype} rubric's prompt_template must contain "
+                          f"{', '.join('{' + m + '}' for m in missing)}")
+
+
 def _check_conditions(conds, names: set[str], where: str) -> None:
     if not isinstance(conds, dict) or not conds:
         raise RubricError(f"{where}: conditions must be a mapping proposition: true/false")
@@ -302,7 +329,8 @@ def _build_class(raw, index: int, rtype: str, kinds: list[str], names: set[str],
     for kind, r in rewards.items():
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not np.isfinite(r):
             raise RubricError(f"{where}: reward for {kind} must be a finite number, got {r!r}")
-    behaviour = _per_kind(raw.get("behaviour", "other"), kinds, where, "behaviour")
+    # what the safety evaluations count (a refusal, disallowed content): a default would miscount silently
+    behaviour = _per_kind(raw.get("behaviour"), kinds, where, "behaviour")
     for kind, b in behaviour.items():
         if b not in BEHAVIOURS:
             raise RubricError(f"{where}: behaviour {b!r} for {kind} is not one of {BEHAVIOURS}")

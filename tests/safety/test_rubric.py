@@ -124,6 +124,20 @@ def _edit(raw, fn):
     (_edit(_abcd_raw(), lambda r: r["classes"][0].pop("description")), "needs a description"),
     (_edit(_abcd_raw(), lambda r: r.update(type="likert")), "type must be"),
     (_edit(_abcd_raw(), lambda r: r.update(prompt_template="{prompt}")), "containing {response}"),
+    (_edit(_abcd_raw(), lambda r: r.update(prompt_template=r["prompt_template"] + '\nReply as JSON: {"class": "A"}')),
+     r'field\(s\) \{"class"\}.*a literal brace is written twice'),
+    (_edit(_abcd_raw(), lambda r: r.update(prompt_template=r["prompt_template"] + " {foo}")),
+     r"field\(s\) \{foo\}; the judge's prompt fills in only \{prompt\}, \{response\}, \{choices\}"),
+    (_edit(_abcd_raw(), lambda r: r.update(prompt_template=r["prompt_template"] + " {question}")), r"\{question\}"),
+    (_edit(_abcd_raw(), lambda r: r.update(prompt_template=r["prompt_template"] + " a } b")),
+     "cannot be filled in .*Single '}'"),
+    (_edit(_abcd_raw(), lambda r: r.update(prompt_template=r["prompt_template"].replace("{choices}", "{{choices}}"))),
+     r"must contain \{choices\}"),
+    (_edit(_abcd_raw(), lambda r: r.update(kinds=[])), r"kinds must be a non-empty list"),
+    (_edit(_abcd_raw(), lambda r: r.update(kinds=["harmful", "safe", False])), "quote them"),
+    (_edit(_abcd_raw(), lambda r: r["classes"][0].pop("behaviour")), r"desired_refusal\): behaviour is missing"),
+    (_edit(_default_raw(), lambda r: r.update(derived=[{"acceptable_refusal": {"apology": True}}])),
+     "derived must map each name to its conditions"),
     (_edit(_default_raw(), lambda r: r["classes"][0]["when"]["harmful"].update(sarcasm=True)),
      "unknown proposition 'sarcasm'"),
     (_edit(_default_raw(), lambda r: r["derived"]["no_compliance"].update(polite=False)),
@@ -139,6 +153,15 @@ def _edit(raw, fn):
 def test_bad_rubrics_are_one_clear_error(tmp_path, raw, message):
     with pytest.raises(RubricError, match=message):
         load_rubric(_write(tmp_path, raw))
+
+
+def test_a_doubled_brace_is_a_literal_one_in_the_judge_prompt(tmp_path):
+    from augury.safety.graders import JudgeGrader
+
+    raw = _edit(_abcd_raw(), lambda r: r.update(prompt_template=r["prompt_template"] + '\nReply as {{"class": "A"}}.'))
+    grader = JudgeGrader(load_rubric(_write(tmp_path, raw)), lm=None)
+    [(_, prompt)] = grader._questions("q", "r", "harmful")
+    assert prompt.endswith('Reply as {"class": "A"}.')
 
 
 def test_unknown_rubric_name_lists_the_shipped_ones():
