@@ -9,7 +9,8 @@ DATA rows: `prompt` (text or a message list), `completion` (text), `kind` (one o
 prompt form a group; pairs are ordered by the rubric's class rewards. The reward-model score comes from
 `--reward_model` (an `augury rm` folder), else from every row's `rm_score`, else it is 0. OUT gets `rubric.yaml`
 (the rubric with the fitted rewards) and `report.json` (pairs, ordering accuracy and hinge loss before and after,
-the rewards). It prints class names and figures only.
+the grader's confusion, the rewards, and every pair of classes whose fitted rewards invert the rubric's order, with
+a warning that is printed too). It prints class names and figures only.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "o
     Path(out).mkdir(parents=True, exist_ok=True)
     result = {"created": utc_now(), "data": data, "rubric": g.rubric.source, "grader": grader,
               "reward_model": reward_model or ("rm_score column" if scores else "none"),
-              "grader_failures": report.skipped, **vars(report), "rewards": fitted,
+              "grader_failures": report.skipped, **vars(report), "warnings": report.warnings(), "rewards": fitted,
               "starting_rewards": {k: {c.name: c.reward[k] for c in g.rubric.classes} for k in g.rubric.kinds}}
     atomic_write_text(Path(out) / "rubric.yaml", f"# fitted by augury rubric-fit on {data}\n" +
                       yaml.safe_dump(new.to_dict(), sort_keys=False, allow_unicode=True))
@@ -118,9 +119,17 @@ def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "o
     print(f"{report.pairs} ordered pairs ({report.skipped} completions left out: grading failed); ordered "
           f"correctly {report.ordered_before:.3f} -> {report.ordered_after:.3f}, hinge {report.hinge_before:.3f} "
           f"-> {report.hinge_after:.3f}")
+    inverted = {(v["kind"], n) for v in report.inversions for n in (v["written_higher"], v["written_lower"])}
     for kind in g.rubric.kinds:
         for c in g.rubric.classes:
-            print(f"{kind:<10} {c.name:<28} {c.reward[kind]:>7.3f} -> {fitted[kind][c.name]:>7.3f}")
+            mark = "  <- order inverted" if (kind, c.name) in inverted else ""
+            print(f"{kind:<10} {c.name:<28} {c.reward[kind]:>7.3f} -> {fitted[kind][c.name]:>7.3f}{mark}")
+    if report.inversions:
+        print(f"WARNING: the fitted rewards invert the rubric's order for {len(report.inversions)} pair(s) of "
+              f"classes (report.json: inversions); the better ordering above may come from fitting the grader's "
+              f"mistakes:")
+        for line in report.warnings():
+            print(f"  {line}")
     return result
 
 

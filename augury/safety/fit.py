@@ -10,12 +10,15 @@ score. Its combined reward is R_i = rm_i + sum_c P_i(c) w[kind][c]. Within a gro
 prompt), whenever the rubric ranks i's gold class above j's (a higher class reward for that kind), the loss has the
 hinge max(0, margin - (R_i - R_j)); a small L2 pull towards the starting rewards keeps the weights from drifting
 where no pair constrains them. The weights start at the rubric's rewards and are fitted with Adam. The report
-gives the share of ordered pairs the combined reward gets right before and after.
+gives the share of ordered pairs the combined reward gets right before and after, the grader's confusion (its
+mean class probabilities per gold class), and every pair of classes whose fitted rewards invert the order the
+rubric wrote: the fit orders completions by what the grader says they are, so a grader that mistakes one class
+for another teaches the fit to reward the wrong one, and the ordering still looks improved.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -31,6 +34,24 @@ class FitReport:
     ordered_after: float
     hinge_before: float  # mean hinge loss (without the L2 term)
     hinge_after: float
+    confusion: dict = field(default_factory=dict)  # kind -> gold class -> the grader's mean probability of each class
+    inversions: list = field(default_factory=list)  # see `inversions`
+
+    def warnings(self) -> list[str]:
+        """One line per inverted pair of classes, naming the grader's confusion between them."""
+        out = []
+        for v in self.inversions:
+            hi, lo = v["written_higher"], v["written_lower"]
+            line = (f"{v['kind']}: {lo} is fitted above {hi} ({v['fitted'][lo]:.3f} > {v['fitted'][hi]:.3f}), but "
+                    f"the rubric ranks {hi} higher ({v['written'][hi]:g} > {v['written'][lo]:g})")
+            if v["confused"] is not None:
+                line += (f"; on {hi} completions the grader gives {lo} {v['confused'][0]:.2f} of the probability, "
+                         f"on {lo} ones {hi} {v['confused'][1]:.2f}: its confusion between them is the likely cause")
+            else:
+                line += (f"; no {v['kind']} completion is labelled {' or '.join(v['unlabelled'])}, so the other class "
+                         "moved: the grader's confusion of it with another class is the likely cause")
+            out.append(line + "; check the grader before using these rewards")
+        return out
 
 
 def _pairs(rubric: Rubric, kinds: list[str], gold: list[str], groups: list) -> list[tuple[int, int]]:
@@ -45,6 +66,36 @@ def _pairs(rubric: Rubric, kinds: list[str], gold: list[str], groups: list) -> l
             for j in members:
                 if reward[(kinds[i], gold[i])] > reward[(kinds[j], gold[j])]:
                     out.append((i, j))
+    return out
+
+
+def confusion(names: list[str], probs: torch.Tensor, gold: list[str], kinds: list[str]) -> dict:
+    """Per kind and gold class present, the grader's mean probability of each class."""
+    out: dict = {}
+    for kind in sorted(set(kinds)):
+        for n in names:
+            rows = [i for i, (g, k) in enumerate(zip(gold, kinds)) if g == n and k == kind]
+            if rows:
+                out.setdefault(kind, {})[n] = {m: float(v) for m, v in zip(names, probs[rows].mean(0))}
+    return out
+
+
+def inversions(rubric: Rubric, fitted: dict[str, dict[str, float]], conf: dict) -> list[dict]:
+    """Every (kind, class written higher, class written lower) whose fitted rewards are the other way round."""
+    out = []
+    for kind in rubric.kinds:
+        written = {c.name: c.reward[kind] for c in rubric.classes}
+        seen = conf.get(kind, {})
+        for hi in written:
+            for lo in written:
+                if written[hi] > written[lo] and fitted[kind][lo] > fitted[kind][hi]:
+                    both = hi in seen and lo in seen
+                    out.append({"kind": kind, "written_higher": hi, "written_lower": lo,
+                                "written": {hi: written[hi], lo: written[lo]},
+                                "fitted": {hi: fitted[kind][hi], lo: fitted[kind][lo]},
+                                # P(lower | gold higher), P(higher | gold lower)
+                                "confused": [seen[hi][lo], seen[lo][hi]] if both else None,
+                                "unlabelled": [n for n in (hi, lo) if n not in seen]})
     return out
 
 
@@ -96,6 +147,9 @@ def fit_class_rewards(rubric: Rubric, gradings: list[Grading], gold_classes: lis
         opt.step()
     with torch.no_grad():
         fitted = w.detach()
+        rewards = {k: {n: float(fitted[kind_index[k], j]) for j, n in enumerate(names)} for k in rubric.kinds}
+        conf = confusion(names, probs, gold, kinds)
         report = FitReport(len(pair_list), len(gradings) - len(keep), before, ordered(fitted), hinge_before,
-                           float(hinge_loss(combined(fitted), pairs, margin)))
-    return {k: {n: float(fitted[kind_index[k], j]) for j, n in enumerate(names)} for k in rubric.kinds}, report
+                           float(hinge_loss(combined(fitted), pairs, margin)), conf,
+                           inversions(rubric, rewards, conf))
+    return rewards, report

@@ -45,6 +45,7 @@ def test_fitting_repairs_the_order_a_reward_model_gets_wrong():
                                        [r["prompt"] for r in rows], [r["rm_score"] for r in rows])
     assert report.pairs == 6 * 3 and report.ordered_before < 1.0 and report.ordered_after == 1.0
     assert report.hinge_after < report.hinge_before
+    assert report.inversions == [] and report.warnings() == []  # the written order is kept
     h = fitted["harmful"]
     assert h["desired_refusal"] > h["undesired_refusal"] + 1.5 - 1e-6  # beats the RM's 1.5 head start
     failed = [Grading("harmful", error="endpoint")] + gradings[1:]
@@ -62,5 +63,31 @@ def test_rubric_fit_command_writes_a_loadable_rubric(tmp_path, capsys):
     result = rubric_fit(data=str(data), out=str(tmp_path / "fit"), rubric="refusal_abcd", grader="rules")
     fitted = load_rubric(str(tmp_path / "fit" / "rubric.yaml"))
     assert fitted.classes[0].reward["harmful"] == pytest.approx(result["rewards"]["harmful"]["desired_refusal"])
-    assert result["ordered_after"] == 1.0
-    assert "step by step" not in capsys.readouterr().out  # class names and figures only
+    assert result["ordered_after"] == 1.0 and result["inversions"] == [] and result["warnings"] == []
+    out = capsys.readouterr().out
+    assert "step by step" not in out and "WARNING" not in out  # class names and figures only
+
+
+def test_fitted_rewards_that_invert_the_rubric_order_are_reported_with_the_grader_confusion(tmp_path, capsys):
+    """A grader that mistakes desired for undesired refusals (and back) makes the fit reward the undesired style
+    more, while the share of ordered pairs still improves: the command must say so, not just show the gain."""
+    from augury.align.rubric_fit import rubric_fit
+
+    swap = {"desired_refusal": "undesired_refusal", "undesired_refusal": "desired_refusal"}
+    rows = [dict(r, **{"class": swap.get(r["class"], r["class"]), "rm_score": 0.0}) for r in _rows()]
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = rubric_fit(data=str(data), out=str(tmp_path / "fit"), rubric="refusal_abcd", grader="rules")
+    assert result["ordered_after"] > result["ordered_before"]  # looks like an improvement
+    h = result["rewards"]["harmful"]
+    assert h["undesired_refusal"] > h["desired_refusal"]
+    [inv] = [v for v in result["inversions"] if v["written_lower"] == "undesired_refusal"]
+    assert inv["kind"] == "harmful" and inv["written_higher"] == "desired_refusal"
+    assert inv["confused"] == [1.0, 1.0]  # the grader called every one of them the other class
+    report = json.loads((tmp_path / "fit" / "report.json").read_text())
+    assert report["inversions"] == result["inversions"] and report["confusion"]["harmful"]["desired_refusal"]
+    assert any("undesired_refusal is fitted above desired_refusal" in w and "confusion" in w
+               for w in report["warnings"])
+    out = capsys.readouterr().out
+    assert "WARNING: the fitted rewards invert the rubric's order" in out
+    assert "undesired_refusal is fitted above desired_refusal" in out and "order inverted" in out
