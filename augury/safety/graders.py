@@ -13,7 +13,8 @@ seconds) or `offline:PATH/grader.json` (from `augury grader`); `rules` (the ship
 `rules:MODULE:ATTR` (a dict name -> rule(prompt, response, kind) -> bool: per proposition, or per class for a
 multiple-choice rubric, tried in order, a class without a rule matching anything); `openai:MODEL@BASE_URL` (a judge
 behind any OpenAI-compatible endpoint, prompted zero-shot with the rubric; its answer is parsed); `augury:RUN` or
-`hf:PATH` (a local judge: each answer letter, or yes/no, scored by log-probability; softmax over them). Judge
+`hf:PATH` (a local judge: each answer letter, or yes/no, scored by log-probability; softmax over them; a judge
+prompt longer than its context fails the grading, as "too long", rather than being cut). Judge
 options come as `model_args` ("key=value,..."): the backend's, plus `chat=true` to wrap the judge prompt in the
 model's chat template (a local chat-tuned judge).
 
@@ -247,6 +248,18 @@ class JudgeGrader(Grader):
     def _context(self, text: str) -> str:
         return self.lm.apply_chat_template([{"role": "user", "content": text}]) if self.chat else text + "\n"
 
+    def _too_long(self, question: str, options: list[str]) -> str | None:
+        """Why a local judge cannot read `question` whole (its backend would cut the prompt from the left, dropping
+        the instructions), or None. Judges without a known context length are not checked."""
+        limit = getattr(self.lm, "max_length", None)
+        if not isinstance(limit, int) or not hasattr(self.lm, "tok_encode"):
+            return None
+        context = self._context(question)
+        n = max(len(self.lm.tok_encode(context + " " + o)) for o in options) - 1  # the last token is predicted
+        if n <= limit:
+            return None
+        return f"too long: the judge prompt is {n} tokens with its answer; the judge reads at most {limit}"
+
     def _grade(self, prompts, responses, kinds):
         from augury.evals.lm import GenRequest
         from augury.evals.metrics import softmax
@@ -270,10 +283,14 @@ class JudgeGrader(Grader):
                 else:
                     answers.append({o: float(o == (got if mc else ("yes" if got else "no"))) for o in options})
         else:
-            lls = self.lm.loglikelihood([(self._context(q), " " + o) for q in flat for o in options])
-            for i in range(len(flat)):
-                mine = lls[i * len(options):(i + 1) * len(options)]
-                if any(v is None for v in mine):
+            too_long = [self._too_long(q, options) for q in flat]
+            asked = [q for q, why in zip(flat, too_long) if why is None]
+            lls = iter(self.lm.loglikelihood([(self._context(q), " " + o) for q in asked for o in options]))
+            for why in too_long:
+                mine = [next(lls) for _ in options] if why is None else []
+                if why is not None:
+                    answers.append(why)
+                elif any(v is None for v in mine):
                     answers.append("endpoint: the request failed after its retries")
                 else:
                     answers.append(dict(zip(options, softmax([v[0] for v in mine]).tolist())))

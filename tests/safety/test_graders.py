@@ -272,3 +272,8 @@ def test_an_augury_run_is_a_local_judge(tiny_tokenizer_path, tmp_path):
     g = grader.grade(["hi"], ["no"], ["safe"])[0]
     assert g.ok and sum(g.classes.values()) == pytest.approx(1.0) and len(set(g.classes.values())) > 1
     assert isinstance(g, Grading)
+    # a prompt longer than the judge's 512-token context would lose its start (the task) if cut: it fails instead
+    long, short = grader.grade(["hi", "hi"], ["no " * 600, "no"], ["safe", "safe"])
+    assert not long.ok and long.error.startswith("too long") and "at most 512" in long.error
+    assert short.ok and short.classes == pytest.approx(g.classes)
+    assert grader.stats["failed:too long"] == 1
