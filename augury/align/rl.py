@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,21 @@ class RLConfig:
             raise ValueError("0 < lr <= 1, kl_coef >= 0, 0 < cliprange < 1 and temperature > 0 are required")
         if self.ckpt_every < 0:
             raise ValueError("ckpt_every must be >= 0")
+        # a NaN passes every comparison above and an infinite weight makes every reward inf: the loss is NaN at step 1
+        for name in ("lr", "kl_coef", "cliprange", "temperature", "vf_coef", "cliprange_value", "gamma", "lam",
+                     "missing_eos_penalty", "reward_model_weight", "grader_weight", "max_grader_failures"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if math.isnan(self.max_kl):
+            raise ValueError("max_kl must be a number (inf for no limit)")
+        for spec in self.reward_functions:
+            _, eq, weight = spec.partition("=")
+            try:
+                ok = not eq or math.isfinite(float(weight))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"reward function {spec!r}: the weight after '=' must be a finite number")
 
 
 # What a resumed run may change: where it goes, how often it checkpoints, its safety stops, a judge's backend

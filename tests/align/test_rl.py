@@ -373,3 +373,30 @@ def test_a_failing_judge_endpoint_is_one_error_line(chat_run, tmp_path, serving,
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert err.startswith("augury rl: error: step 1: the grader openai:judge@") and message in err
     assert not out.exists()  # nothing written before a checkpoint is left behind
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"grader_weight": float("inf")}, "grader_weight must be a finite number, got inf"),
+    ({"reward_model_weight": float("nan")}, "reward_model_weight must be a finite number"),
+    ({"kl_coef": float("nan")}, "kl_coef must be a finite number"),
+    ({"temperature": float("inf")}, "temperature must be a finite number"),
+    ({"missing_eos_penalty": float("-inf")}, "missing_eos_penalty must be a finite number"),
+    ({"max_kl": float("nan")}, "max_kl must be a number"),
+    ({"reward_functions": ["m:f=1e400"]}, r"'m:f=1e400': the weight after '=' must be a finite number"),
+    ({"reward_functions": ["m:f=heavy"]}, "the weight after '=' must be a finite number"),
+])
+def test_non_finite_settings_are_refused_before_any_work(change, message):
+    cfg = replace(RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f=2"]), **change)
+    with pytest.raises(ValueError, match=message):
+        cfg.validate()
+    RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f=2"], max_kl=float("inf")).validate()
+
+
+def test_an_infinite_grader_weight_is_one_error_line(capsys, tmp_path):
+    from augury.cli import main
+
+    code = main(["rl", "--policy_run", "p", "--prompts", "x.jsonl", "--grader", "rules", "--grader_weight", "1e400",
+                 "--out", str(tmp_path / "rl")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == "augury rl: error: grader_weight must be a finite number, got inf"
+    assert not (tmp_path / "rl").exists()
