@@ -86,7 +86,9 @@ class RLConfig:
         response_length: most new tokens per completion.
         temperature: sampling temperature of the rollouts.
         lr: learning rate (constant after a short warm-up).
-        kl_coef: weight of the k3 KL penalty to the reference policy.
+        kl_coef: weight of the KL penalty to the reference policy: (grpo, rloo) the k3 estimate averaged per
+            completion, in the loss (as TRL's GRPO `beta`; not TRL's RLOO `beta`, which penalises the reward);
+            (ppo) the per-token log-ratio, in the per-token reward.
         cliprange: PPO clipping of the probability ratio.
         num_ppo_epochs: gradient steps on each batch of rollouts.
         vf_coef: (ppo) weight of the value loss.

@@ -6,8 +6,10 @@
 
 Settings use TRL's names (`cliprange`, `vf_coef`, `gamma`, `lam`, `kl_coef`). Tensors are (B, T) over completion
 tokens with a 0/1 `mask`; the group-relative losses equal TRL's GRPO trainer on the same inputs
-(tests/align/test_rl_losses.py), unscored (NaN) rewards included. `augury rl`, the loop that uses them, is not
-written yet.
+(tests/align/test_rl_losses.py), unscored (NaN) rewards included; the leave-one-out advantages equal TRL's
+RLOOTrainer's on the same rewards, but `augury rl --algorithm rloo` uses them in the GRPO loss (per-token ratio, k3
+KL in the loss), not in RLOOTrainer's (sequence-level ratio, KL in the reward): docs/align.md. `augury rl`
+(augury/align/rl.py) is the loop that uses them.
 """
 
 from __future__ import annotations
