@@ -97,6 +97,9 @@ class RLConfig:
         lam: (ppo) GAE's lambda.
         whiten_rewards: (ppo) whiten the per-token rewards of each batch before GAE.
         missing_eos_penalty: subtracted from the reward of a completion that hit response_length unfinished.
+        mask_truncated_completions: leave completions that hit response_length unfinished out of the loss (they
+            still count in their group's baseline), as TRL does: a reply cut off is graded as it stands, and a
+            cut refusal or answer should not teach either way.
         reward_model: an `augury rm` folder ("" for none).
         reward_model_weight: its weight in the summed reward.
         reward_functions: "module:function" or "module:function=weight" (importable, TRL's signature).
@@ -136,6 +139,7 @@ class RLConfig:
     lam: float = 0.95
     whiten_rewards: bool = False
     missing_eos_penalty: float = 0.0
+    mask_truncated_completions: bool = False
     reward_model: str = ""
     reward_model_weight: float = 1.0
     reward_functions: list[str] = field(default_factory=list)
@@ -309,16 +313,19 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
                 raise RLDiverged(f"step {step + 1}: the grader failed on {failed} of {len(rollouts)} rollouts "
                                  f"({dict(grader.stats)}); {checkpoint_note(out)}")
             policy.train()
+            finished = torch.tensor([r.finished for r in rollouts])
+            kept = torch.from_numpy(scored) & (finished | (not cfg.mask_truncated_completions))
+            trained = kept.float()[:, None]
             with torch.no_grad():
                 ref_logp, _, _ = sequence_logps(reference, rollouts, pad_id)
                 if value_head is not None:
                     old_logp, _, mask, old_values = sequence_logps(policy, rollouts, pad_id, value_head)
-                    mask = mask * torch.from_numpy(scored).float()[:, None]
+                    mask = mask * trained
                     advantages, returns = ppo_targets(cfg, torch.nan_to_num(rewards, nan=0.0), old_logp, ref_logp,
                                                       old_values, mask)
                 else:
                     old_logp, _, mask = sequence_logps(policy, rollouts, pad_id)
-                    mask = mask * torch.from_numpy(scored).float()[:, None]
+                    mask = mask * trained
                     advantages = (group_advantages if cfg.algorithm == "grpo" else rloo_advantages)(rewards, G)[:, None]
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * min(1.0, (step + 1) / 5)
@@ -351,7 +358,9 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
             record = {"step": step, "reward": mean_reward, **{f"reward/{k}": v for k, v in by_source.items()},
                       "unscored": int((~scored).sum()),
                       "kl": float(kl.detach()), "entropy": float(masked_mean(entropy.detach(), mask)),
-                      "response_length": float(mask.sum(1).mean()), "clip_fraction": float(clip_frac),
+                      "response_length": sum(len(r.completion_ids) for r in rollouts) / len(rollouts),
+                      "completions/clipped_ratio": float((~finished).float().mean()),  # TRL's name: cut at the limit
+                      "clip_fraction": float(clip_frac),
                       "loss": float(loss.detach()), "elapsed_s": time.perf_counter() - t0}
             if G > 1:  # TRL's name: groups whose completions all scored the same give no group-relative signal
                 record["frac_reward_zero_std"] = float((nanstd(rewards.view(-1, G), 1) < 1e-6).float().mean())

@@ -74,6 +74,26 @@ def test_rl_logs_rewards_per_source_kl_entropy_length_and_clipping(chat_run, pro
     load_run(out)  # an ordinary run
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_completions_cut_at_the_length_limit_may_be_left_out_of_the_loss(chat_run, prompts_file, rewards_module,
+                                                                         tmp_path, monkeypatch, masked):
+    import augury.align.rl as rl_mod
+
+    counted = []
+    real = rl_mod.clipped_policy_loss
+
+    def spy(logp, old_logp, advantages, mask, cliprange):
+        counted.append(float(mask.sum()))
+        return real(logp, old_logp, advantages, mask, cliprange)
+
+    monkeypatch.setattr(rl_mod, "clipped_policy_loss", spy)
+    # two tokens: no reply of the tiny model ends that soon, so every one is cut at the limit
+    out = train_rl(_cfg(chat_run, prompts_file, tmp_path / "rl", rewards_module, steps=2, response_length=2,
+                        mask_truncated_completions=masked), log=lambda *_: None)
+    assert [r["completions/clipped_ratio"] for r in _metrics(out)] == [1.0, 1.0]
+    assert (max(counted) == 0) if masked else (min(counted) > 0)
+
+
 def test_rl_resume_is_exact(chat_run, prompts_file, rewards_module, tmp_path, killed_after_checkpoint):
     whole = train_rl(_cfg(chat_run, prompts_file, tmp_path / "whole", rewards_module), log=lambda *_: None)
     killed_after_checkpoint(2, lambda: train_rl(_cfg(chat_run, prompts_file, tmp_path / "split", rewards_module),
