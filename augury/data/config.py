@@ -60,6 +60,10 @@ class DataConfig:
         cache_dir: where prepared data lives; None uses $AUGURY_CACHE/data or ~/.cache/augury/data.
         non_utf8: what to do with a document that is not valid UTF-8: "skip" (count it, log it and record the
             count in the manifest) or "error" (stop with an error naming the file or line).
+        decontaminate: drop the documents that hold examples of the evaluation sets (MMLU, HumanEval, ...; see
+            augury.data.contamination). False keeps them; either way the counts per set go to the manifest.
+        eval_data_dir: the folder of the evaluation sets to check against; None uses $AUGURY_SHARED_DATA, else
+            shared/data beside the checkout. When none is found the manifest records that the check did not run.
     """
 
     source: str = "stdlib"
@@ -70,6 +74,8 @@ class DataConfig:
     max_bytes: int | None = None
     cache_dir: str | None = None
     non_utf8: Literal["skip", "error"] = "skip"
+    decontaminate: bool = True
+    eval_data_dir: str | None = None
 
 
 def validate_config(cfg: DataConfig) -> None:
@@ -91,6 +97,11 @@ def validate_config(cfg: DataConfig) -> None:
         if isinstance(cfg.extensions, str) or not all(isinstance(e, str) and e for e in cfg.extensions):
             raise DataError(f"extensions must be a list of suffixes such as ['.txt', '.md'], "
                             f"got {cfg.extensions!r}")
+    if not isinstance(cfg.decontaminate, bool):
+        raise DataError(f"decontaminate must be true or false, got {cfg.decontaminate!r}")
+    if cfg.eval_data_dir and not Path(cfg.eval_data_dir).expanduser().is_dir():
+        raise DataError(f"eval_data_dir {cfg.eval_data_dir!r} is not a folder (the evaluation sets to check the "
+                        f"corpus against; leave it unset to use $AUGURY_SHARED_DATA)")
     cache = resolve_cache_dir(cfg.cache_dir)
     existing = cache.absolute()
     while not existing.exists():
