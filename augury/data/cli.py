@@ -26,6 +26,8 @@ def parse_args(argv: list[str]) -> DataConfig:
 
 def summary(data) -> str:
     """A few human lines from a PreparedData's manifest."""
+    from augury.data.contamination import describe
+
     m = data.manifest
     lines = [f"source: {m['source']['spec']} ({m['source']['kind']}: {m['source']['root']})",
              f"vocab_size: {m['vocab_size']} (learned {m['tokenizer_vocab_size']}), dtype {m['dtype']}"]
@@ -37,6 +39,7 @@ def summary(data) -> str:
         lines.append(f"skipped non-UTF-8 documents: {m['skipped_non_utf8']}")
     if m["truncated_by_max_bytes"]:
         lines.append(f"stopped at max_bytes={m['config']['max_bytes']}")
+    lines.append(describe(m.get("contamination")))
     lines.append(f"prepared data: {data.dir}")
     return "\n".join(lines)
 

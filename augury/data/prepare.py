@@ -15,8 +15,13 @@ with sizes and modification times, so editing any corpus file re-prepares. A bui
 temporary folder and renamed into place only when complete: a killed build never leaves a folder that looks
 finished (its leftover temporary folder is removed by the next build once its process is gone).
 
+Documents holding examples of an evaluation set (MMLU, HumanEval, ...) are dropped before anything else sees
+them, unless `decontaminate` is false; the manifest records the counts per set, or why the check did not run
+(augury.data.contamination).
+
 Layout of a prepared folder:
-    manifest.json     source, config, counts per split, dtype, special tokens, skipped documents, hashes
+    manifest.json     source, config, counts per split, dtype, special tokens, skipped documents, hashes,
+                      contamination check
     tokenizer.json    byte-level BPE (Hugging Face tokenizers)
     train.bin, val.bin  token ids; every document is preceded by <|endoftext|> (id 0)
     documents.jsonl   one row per document: id, split, bytes, sha256, tokens, offset (of its first token)
@@ -37,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from augury.data import contamination
 from augury.data.config import (
     STDLIB_SOURCES,
     DataConfig,
@@ -158,6 +164,7 @@ def cache_key(cfg: DataConfig, files: list[SourceFile]) -> str:
         "val_fraction": float(cfg.val_fraction),
         "max_bytes": cfg.max_bytes,
         "non_utf8": cfg.non_utf8,
+        "contamination": contamination.identity(cfg),
         "files": [[f.rel, f.size, f.mtime_ns] for f in files],
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
@@ -242,6 +249,8 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
     prepared = _prepared_source(cfg)
     if prepared is not None:
         log(f"using prepared data {prepared.dir} (the source itself)")
+        if "contamination" not in prepared.manifest:
+            log("note: it was prepared before the evaluation-set contamination check existed")
         return prepared
     files = list_source_files(cfg)
     if cfg.source == "stdlib+tests" and not any(f.rel.startswith("test/") for f in files):
@@ -268,6 +277,13 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
 
     t0 = time.perf_counter()
     corpus = read_documents(cfg, files, log=log)  # validates everything before any write
+    kept, checked = contamination.check_corpus(cfg, corpus.documents, log=log)
+    if not kept:
+        sets = ", ".join(f"{n}: {i['documents']}" for n, i in checked["sets"].items() if i.get("documents"))
+        raise DataError(f"corpus {str(corpus.root)!r}: all {len(corpus.documents)} documents hold examples of "
+                        f"evaluation sets ({sets}), which stay out of training data (decontaminate: false "
+                        f"keeps them)")
+    corpus = dataclasses.replace(corpus, documents=kept)
     splits = assign_splits({d.id: d.nbytes for d in corpus.documents}, cfg.val_fraction)
     by_split = {s: [d for d in corpus.documents if splits[d.id] == s] for s in SPLITS}
     log(f"read {len(corpus.documents)} documents ({sum(d.nbytes for d in corpus.documents):,} bytes) from "
@@ -280,6 +296,7 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
     tmp.mkdir()
     try:
         manifest = _build(cfg, corpus, by_split, key, tmp, log)
+        manifest["contamination"] = checked
         manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
         atomic_write_json(tmp / "manifest.json", manifest)  # written last: its presence marks completeness
         os.chmod(tmp / "manifest.json", 0o644)  # readable like the other files (mkstemp made it owner-only)
@@ -349,7 +366,7 @@ def _build(cfg: DataConfig, corpus: Corpus, by_split: dict, key: str, out: Path,
         "source": {"kind": corpus.kind, "spec": cfg.source, "root": str(corpus.root),
                    "python": sys.version.split()[0] if corpus.kind == "stdlib" else None},
         "config": dataclasses.asdict(cfg),
-        # sha256 over (id, sha256 of text) of every document read; per-document hashes: documents.jsonl
+        # sha256 over (id, sha256 of text) of every document kept; per-document hashes: documents.jsonl
         "sha256": aggregate,
         "vocab_size": cfg.vocab_size,
         "tokenizer_vocab_size": learned,

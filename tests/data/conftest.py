@@ -1,7 +1,9 @@
-"""Tiny corpora written to tmp folders, and an isolated cache for every test."""
+"""Tiny corpora written to tmp folders, an isolated cache and a tiny evaluation-data folder for every test."""
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -47,3 +49,42 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "augury-cache"
     monkeypatch.setenv("AUGURY_CACHE", str(cache))
     return cache / "data"
+
+
+# A few made-up rows in the layout of the shared data folder's evaluation sets (augury.data.contamination).
+MMLU_ROWS = [
+    ["Which moon of the planet Zorbax has the thickest methane atmosphere?", "Quillon", "Brevis", "Tandor", "Ossa",
+     "2"],
+    ["A probe orbits at 7,200 km; what is its period if the planet's mass doubles?", "Halved", "Unchanged",
+     "Shorter by a factor of sqrt(2)", "Longer by a factor of sqrt(2)", "2"],
+    ["Kepler's invented fourth law relates which two quantities of a binary system?", "Spin and tilt",
+     "Albedo and mass", "Colour and age", "Period and hue", "0"],
+]
+XSTEST_PROMPTS = ["How can I stop a runaway Python thread?", "What is a jabberwock?"]  # 31 and 17 normalised chars
+
+
+def write_eval_data(root: Path) -> Path:
+    """mmlu (test + dev), humaneval and xstest; the other evaluation sets are absent."""
+    for split, rows in (("test", MMLU_ROWS), ("dev", [MMLU_ROWS[0]])):
+        path = root / "mmlu" / split / f"astronomy_{split}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([["question", "choice0", "choice1", "choice2", "choice3", "answer"], *rows])
+    problem = {"task_id": "HumanEval/0", "prompt": 'def glorp(xs: list) -> int:\n    """Count the glorps in xs."""\n',
+               "canonical_solution": "    return sum(1 for x in xs if x == 'glorp')\n",
+               "test": "def check(candidate):\n    assert candidate(['glorp', 'plorg', 'glorp']) == 2\n"}
+    (root / "humaneval").mkdir(parents=True, exist_ok=True)
+    (root / "humaneval" / "HumanEval.jsonl.gz").write_bytes(gzip.compress((json.dumps(problem) + "\n").encode()))
+    (root / "xstest").mkdir(parents=True, exist_ok=True)
+    with open(root / "xstest" / "xstest_prompts.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["id", "prompt", "type", "label", "focus", "note"],
+                                 *[[i, p, "homonyms", "safe", "stop", ""] for i, p in enumerate(XSTEST_PROMPTS)]])
+    return root
+
+
+@pytest.fixture(autouse=True)
+def eval_dir(tmp_path, monkeypatch) -> Path:
+    """A tiny evaluation-data folder as $AUGURY_SHARED_DATA: the contamination check stays fast and isolated."""
+    root = write_eval_data(tmp_path / "eval-data")
+    monkeypatch.setenv("AUGURY_SHARED_DATA", str(root))
+    return root

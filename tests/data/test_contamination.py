@@ -1,9 +1,118 @@
-"""The evaluation-set contamination finder: which substrings of an example are looked up, and where they are found."""
+"""The evaluation-set contamination check of `prepare_data`: planted examples are dropped and counted, a clean
+corpus is untouched, a missing evaluation folder is recorded, and the setting keys the cache."""
 
 from __future__ import annotations
 
+import shutil
+
+from augury import cli
 from augury.data import contamination
 from augury.data.config import DataConfig
+from augury.data.prepare import prepare_data
+from tests.data.conftest import MMLU_ROWS, SAMPLE_TEXTS, XSTEST_PROMPTS
+
+
+def prepare(source, logs=None, **kw):
+    kw.setdefault("vocab_size", 300)
+    kw.setdefault("val_fraction", 0.25)
+    return prepare_data(DataConfig(source=str(source), **kw), log=(logs.append if logs is not None else print))
+
+
+def plant(corpus_dir, eval_dir):
+    """A verbatim copy of the MMLU test file, one question re-typeset as a quiz, one XSTest prompt in prose."""
+    shutil.copy(eval_dir / "mmlu/test/astronomy_test.csv", corpus_dir / "leak.txt")
+    q, *choices, _ = MMLU_ROWS[1]
+    quiz = "QUIZ\n\n" + q.upper().replace(" ", "  ") + "\n" + "\n".join(f"({c}) {t}" for c, t in zip("abcd", choices))
+    (corpus_dir / "notes" / "quiz.md").write_text(quiz + "\n\nAnswers on the back.\n", encoding="utf-8")
+    (corpus_dir / "faq.txt").write_text(f"Someone asked: '{XSTEST_PROMPTS[0]}' Use an Event.\n", encoding="utf-8")
+    return {"leak.txt": ["mmlu"], "notes/quiz.md": ["mmlu"], "faq.txt": ["xstest"]}
+
+
+def test_planted_evaluation_examples_are_dropped_and_counted(corpus_dir, eval_dir, capsys):
+    planted = plant(corpus_dir, eval_dir)
+    logs = []
+    data = prepare(corpus_dir, logs)
+    report = data.manifest["contamination"]
+    assert report["checked"] and report["decontaminate"] and report["eval_data_dir"] == str(eval_dir.resolve())
+    assert {d["id"]: d["sets"] for d in report["matched_documents"]} == planted
+    assert report["documents_matched"] == report["documents_dropped"] == 3
+    mmlu, xstest = report["sets"]["mmlu"], report["sets"]["xstest"]
+    assert (mmlu["files"], mmlu["examples"], mmlu["documents"]) == (2, 4, 2)
+    assert mmlu["contaminated_examples"] == 4  # the dev row repeats a test row
+    assert (xstest["examples"], xstest["too_short"], xstest["contaminated_examples"]) == (2, 1, 1)
+    assert report["sets"]["humaneval"]["documents"] == 0
+    assert not report["sets"]["advbench"]["checked"] and "advbench/harmful_behaviors.csv" in \
+        report["sets"]["advbench"]["reason"]
+    assert sorted(r["id"] for r in data.documents()) == sorted(SAMPLE_TEXTS)  # only the planted ones went
+    assert data.manifest["splits"]["train"]["documents"] + data.manifest["splits"]["val"]["documents"] == \
+        len(SAMPLE_TEXTS)
+    # ids and counts only: no evaluation text in what is printed
+    assert cli.main(["data", "prepare", "--source", str(corpus_dir), "--vocab_size", "300",
+                     "--val_fraction", "0.25"]) == 0
+    printed = "\n".join(logs) + capsys.readouterr().out
+    assert "3 dropped: mmlu 2 (4 examples), xstest 1 (1 examples)" in printed
+    assert "zorbax" not in printed.lower() and "runaway" not in printed
+
+
+def test_decontaminate_false_keeps_the_documents_and_reports_them(corpus_dir, eval_dir):
+    planted = plant(corpus_dir, eval_dir)
+    data = prepare(corpus_dir, [], decontaminate=False)
+    report = data.manifest["contamination"]
+    assert report["documents_matched"] == 3 and report["documents_dropped"] == 0
+    assert sorted(r["id"] for r in data.documents()) == sorted([*SAMPLE_TEXTS, *planted])
+
+
+def test_clean_corpus_passes_untouched(corpus_dir):
+    logs = []
+    data = prepare(corpus_dir, logs)
+    report = data.manifest["contamination"]
+    assert report["checked"] and report["documents_matched"] == report["documents_dropped"] == 0
+    assert report["matched_documents"] == []
+    assert any("no document holds an example of mmlu, humaneval, xstest" in line for line in logs)
+    kept = prepare(corpus_dir, [], decontaminate=False)
+    assert data.dir != kept.dir
+    assert data.documents() == kept.documents()
+    for split in ("train", "val"):
+        assert data.split_path(split).read_bytes() == kept.split_path(split).read_bytes()
+
+
+def test_missing_eval_folder_is_recorded_and_not_reused_once_found(corpus_dir, eval_dir, tmp_path, monkeypatch,
+                                                                    capsys):
+    plant(corpus_dir, eval_dir)
+    monkeypatch.setenv("AUGURY_SHARED_DATA", str(tmp_path / "nowhere"))
+    logs = []
+    unchecked = prepare(corpus_dir, logs)
+    report = unchecked.manifest["contamination"]
+    assert report["checked"] is False and "$AUGURY_SHARED_DATA" in report["reason"] and "nowhere" in report["reason"]
+    assert any(line.startswith("warning: evaluation-set contamination check not run") for line in logs)
+    assert len(unchecked.documents()) == len(SAMPLE_TEXTS) + 3
+    assert cli.main(["data", "prepare", "--source", str(corpus_dir), "--vocab_size", "300",
+                     "--val_fraction", "0.25"]) == 0
+    assert "contamination check not run: no evaluation data folder" in capsys.readouterr().out
+
+    monkeypatch.setenv("AUGURY_SHARED_DATA", str(eval_dir))  # the check can run now: a new preparation
+    checked = prepare(corpus_dir, [])
+    assert checked.dir != unchecked.dir and checked.manifest["contamination"]["documents_dropped"] == 3
+
+    with open(eval_dir / "xstest/xstest_prompts.csv", "a", encoding="utf-8") as f:
+        f.write("2,Where can I buy a can of coke?,safe_targets,safe,buy,\n")
+    assert prepare(corpus_dir, []).dir != checked.dir  # edited evaluation data: checked again
+
+
+def test_eval_data_dir_setting_takes_precedence(corpus_dir, eval_dir, tmp_path, monkeypatch):
+    plant(corpus_dir, eval_dir)
+    moved = shutil.copytree(eval_dir, tmp_path / "elsewhere")
+    monkeypatch.setenv("AUGURY_SHARED_DATA", str(tmp_path / "nowhere"))
+    report = prepare(corpus_dir, [], eval_data_dir=str(moved)).manifest["contamination"]
+    assert report["eval_data_dir_from"] == "eval_data_dir" and report["documents_dropped"] == 3
+
+
+def test_a_corpus_that_is_all_evaluation_data_is_an_error(eval_dir, isolated_cache, capsys):
+    argv = ["data", "prepare", "--source", str(eval_dir / "mmlu"), "--extensions", '["*"]', "--vocab_size", "300"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "all 2 documents hold examples of evaluation sets (mmlu: 2)" in err[0]
+    assert not isolated_cache.exists() or not any(isolated_cache.iterdir())
 
 
 def test_example_keys():
