@@ -258,7 +258,8 @@ class Pipeline(StagedRun):
 
         p = self.cfg.pretrain
         tcfg = TrainConfig(out=str(self.out / "pretrain"), model=ModelConfig(depth=p.depth, head_dim=32),
-                           data=DataConfig(source=str(self.data / "pretrain.jsonl"), vocab_size=p.vocab_size),
+                           data=DataConfig(source=str(self.data / "pretrain.jsonl"), vocab_size=p.vocab_size,
+                                           eval_data_dir=self.cfg.shared_data()),
                            optim=OptimConfig(lr=p.lr), seq_len=p.seq_len, batch_size=p.batch_size,
                            tokens=p.tokens, seed=self.cfg.seed, eval_every=0, ckpt_every=200, log_every=50,
                            progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -313,7 +314,7 @@ SMALL = ["--pretrain.depth", "1", "--pretrain.tokens", "40000", "--pretrain.stdl
 
 @pytest.mark.integration
 def test_align_runs_end_to_end_and_resumes_stage_by_stage(tmp_path, monkeypatch):
-    from augury.align.pipeline import main
+    from augury.align.pipeline import AlignConfig, main
     from augury.errors import UsageError
     from augury.io import read_jsonl
 
@@ -331,6 +332,10 @@ def test_align_runs_end_to_end_and_resumes_stage_by_stage(tmp_path, monkeypatch)
     assert set(results["rl_reach"]["stuck"]) == {"harmful", "safe"} and "RL's reach" in report
     sft_rows = read_jsonl(out / "data" / "sft.jsonl")
     assert sum("text" in r for r in sft_rows) == 10 and sum("messages" in r for r in sft_rows) > 10
+    # the base model's corpus (HH-RLHF transcripts and stdlib prose) was checked against the evaluation sets
+    checks = [json.loads(m.read_text())["contamination"] for m in (tmp_path / "cache" / "data").glob("*/manifest.json")]
+    assert [(c["checked"], c["documents_matched"], c["eval_data_dir"], c["eval_data_dir_from"]) for c in checks] == \
+        [(True, 0, str(Path(AlignConfig().shared_data()).resolve()), "eval_data_dir")]
     stages = [r["stage"] for r in read_jsonl(out / "metrics.jsonl")]
     assert stages[:6] == ["data", "grader", "pretrain", "sft", "rm", "rl"] and stages[-1] == "report"
     # an interrupted run lost its last evaluation and the report: only those two are redone
