@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = module.main(rest)
     except UsageError as err:
-        print(f"augury {name}: error: {err}", file=sys.stderr)
+        print(f"{err.prog or f'augury {name}'}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\naugury {name}: interrupted", file=sys.stderr)

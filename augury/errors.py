@@ -9,4 +9,10 @@ from __future__ import annotations
 
 
 class UsageError(Exception):
-    """A user error found before any work started: printed as one line, exit code 2."""
+    """A user error found before any work started: printed as one line, exit code 2.
+
+    `prog` names the command in that line when it is more than `augury NAME` (`augury ladder plan`)."""
+
+    def __init__(self, message: str, prog: str | None = None):
+        super().__init__(message)
+        self.prog = prog

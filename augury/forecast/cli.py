@@ -48,7 +48,7 @@ def parse_config(argv: list[str], prog: str = "augury forecast", default_preset:
     try:
         return load_forecast_config(preset, config, argv=rest, prog=prog)
     except ForecastConfigError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(str(err), prog=prog) from None
 
 
 def print_help(prog: str, doc: str) -> None:

@@ -351,7 +351,7 @@ def load_forecast_config(preset: str | None = "cpu-demo", config: str | None = N
     try:
         cfg = config_cli(ForecastConfig, list(argv), prog, configs=[json.dumps(raw)], exit_on_error=False)
     except ArgumentError as err:
-        raise ForecastConfigError(one_line(str(err))) from None
+        raise ForecastConfigError(f"{one_line(str(err))} (options: {prog} --help)") from None
     cfg.recipe.model = typed_fields(ModelConfig, cfg.recipe.model, "recipe.model")
     cfg.recipe.optim = typed_fields(OptimConfig, cfg.recipe.optim, "recipe.optim")
     return cfg

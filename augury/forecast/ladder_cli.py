@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
         validate(cfg)
         runs = plan_runs(cfg, cfg.data.vocab_size)
     except ForecastConfigError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(str(err), prog="augury ladder plan") from None
     rates = None
     if probe:
         if cfg.threads:
