@@ -127,8 +127,25 @@ def config_file_problem(value: str) -> str | None:
     return None
 
 
+def run_config_section(value: str, section: str) -> str:
+    """`value` (a `--config` value), or, when it names a run's config.yaml (`{model: ..., <section>: ...}`, as
+    `augury sft`, `rm` and `rl` write it), the YAML text of its `section`. The `model` part is not read: the
+    command takes its model from the run it starts from, so the stored one only records what that was."""
+    import yaml
+
+    try:
+        with open(value, encoding="utf-8") as f:
+            stored = yaml.safe_load(f)
+    except (OSError, ValueError, yaml.YAMLError):  # not a file, or a broken one: reported as any --config is
+        return value
+    if isinstance(stored, dict) and set(stored) == {"model", section} and isinstance(stored[section], dict):
+        return json.dumps(stored[section])
+    return value
+
+
 def config_cli(cls, argv: list[str], prog: str, description: str = "", positional: str | None = None, *,
-               configs: list[str] = (), options: dict[str, dict] | None = None, exit_on_error: bool = True):
+               configs: list[str] = (), options: dict[str, dict] | None = None, exit_on_error: bool = True,
+               run_section: str | None = None):
     """An instance of the config dataclass `cls` from `--config FILE.yaml` plus dotted overrides (jsonargparse).
 
     Nested dataclass fields become dotted flags (`--optim.lr 3e-4`); a list field takes a JSON list or a repeated
@@ -138,9 +155,11 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
     `options` adds flags that are not fields ({name: argparse keywords}, e.g. `augury train --resume`); their values
     come back beside the instance: `(cfg, {name: value})`. With `exit_on_error=False` a bad key or value raises
     jsonargparse's ArgumentError instead of printing the usage and exiting (for callers that report it their way).
+    With `run_section`, `--config` also takes a finished or interrupted run's own config.yaml and reads that
+    section of it (`augury sft --config runs/sft/config.yaml --resume true`; see `run_config_section`).
     Validation is the caller's: call `cfg.validate()`.
 
-        cfg = config_cli(SFTConfig, argv, prog="augury sft")
+        cfg = config_cli(SFTConfig, argv, prog="augury sft", run_section="sft")
     """
     import dataclasses
     import types
@@ -175,6 +194,10 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
     problem = next(filter(None, map(config_file_problem, _config_values(kept))), None)
     if problem:
         parser.error(f"Problems parsing config: {problem}")
+    if run_section:
+        kept = [run_config_section(arg, run_section) if i and kept[i - 1] == "--config" else
+                f"--config={run_config_section(arg[9:], run_section)}" if arg.startswith("--config=") else arg
+                for i, arg in enumerate(kept)]
     ns = parser.parse_args(kept)
     values = ns.as_dict()
     values.pop("config", None)

@@ -401,7 +401,8 @@ def main(argv: list[str]) -> int:
     from augury.command import config_cli
     from augury.errors import UsageError
 
-    cfg = config_cli(RLConfig, argv, prog="augury rl", description=__doc__.split("\n")[0])
+    cfg = config_cli(RLConfig, argv, prog="augury rl", description=__doc__.split("\n")[0],
+                     run_section="rl")
     try:
         train_rl(cfg)
     except (ValueError, AlignDataError) as err:

@@ -252,7 +252,8 @@ def main(argv: list[str]) -> int:
     from augury.command import config_cli
     from augury.errors import UsageError
 
-    cfg = config_cli(RMConfig, argv, prog="augury rm", description=__doc__.split("\n")[0])
+    cfg = config_cli(RMConfig, argv, prog="augury rm", description=__doc__.split("\n")[0],
+                     run_section="rm")
     try:
         train_rm(cfg)
     except (ValueError, AlignDataError) as err:

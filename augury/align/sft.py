@@ -1,7 +1,7 @@
 """`augury sft`: supervised fine-tuning of a pretrained run on conversations, loss on the assistant's tokens.
 
     augury sft --base_run runs/quickstart --data sft.jsonl --out runs/sft --steps 200
-    augury sft --config configs/align/sft.yaml --resume true      # continue an interrupted run exactly
+    augury sft --config runs/sft/config.yaml --resume true        # continue an interrupted run exactly
 
 The output folder is an ordinary augury run (config.yaml with the model, tokenizer.json, checkpoints, a
 metrics.jsonl and a manifest.json), so `augury sample --chat`, `augury export` and `augury eval` take it as is.
@@ -243,7 +243,8 @@ def main(argv: list[str]) -> int:
     from augury.command import config_cli
     from augury.errors import UsageError
 
-    cfg = config_cli(SFTConfig, argv, prog="augury sft", description=__doc__.split("\n")[0])
+    cfg = config_cli(SFTConfig, argv, prog="augury sft", description=__doc__.split("\n")[0],
+                     run_section="sft")
     try:
         cfg.validate()
         train_sft(cfg)

@@ -113,3 +113,26 @@ def test_a_staged_run_continues_its_own_folder(tmp_path):
     assert TwoStages(cfg, log=lambda *_: None).run() == ["first", "second"]
     (tmp_path / "run" / "second").unlink()
     assert TwoStages(cfg, log=lambda *_: None).run() == ["second"]
+
+
+@pytest.mark.parametrize("module, cls, section", [("augury.align.sft", "SFTConfig", "sft"),
+                                                  ("augury.align.rm", "RMConfig", "rm"),
+                                                  ("augury.align.rl", "RLConfig", "rl")])
+def test_a_runs_own_config_yaml_is_read_back_by_its_command(tmp_path, module, cls, section):
+    import importlib
+    from dataclasses import replace
+
+    from augury.align.runs import start_output
+    from augury.command import config_cli
+    from augury.model import ModelConfig
+
+    kind = getattr(importlib.import_module(module), cls)
+    source = tmp_path / "base"
+    source.mkdir()
+    (source / "tokenizer.json").write_text("{}")
+    cfg = replace(kind(), out=str(tmp_path / "run"), seed=7, lr=0.0123)
+    start_output(tmp_path / "run", str(source), ModelConfig(vocab_size=64, depth=1).resolved(), section, cfg)
+    config = str(tmp_path / "run" / "config.yaml")
+    for argv in (["--config", config], [f"--config={config}"]):
+        assert config_cli(kind, argv + ["--seed", "8"], prog=f"augury {section}", run_section=section) == \
+            replace(cfg, seed=8)

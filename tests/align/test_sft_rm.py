@@ -140,6 +140,17 @@ def test_cli_spellings_and_usage_errors(chat_run, sft_file, tmp_path, capsys):
     assert main(["rm", "--base_run", str(chat_run), "--data", "x.jsonl", "--hh_rlhf", "y.jsonl.gz"]) == 2
 
 
+def test_an_interrupted_run_resumes_from_its_own_config_yaml(chat_run, sft_file, tmp_path, killed_after_checkpoint):
+    from augury.cli import main
+
+    out = tmp_path / "sft"
+    killed_after_checkpoint(1, lambda: train_sft(_sft(chat_run, sft_file, out, steps=2, ckpt_every=1),
+                                                 log=lambda *_: None))
+    assert main(["sft", "--config", str(out / "config.yaml"), "--resume", "true"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["finished"] is True
+    assert [r["step"] for r in _metrics(out) if "train_loss" in r] == [1, 2]
+
+
 def test_a_fine_tuned_run_exports_with_identical_logits_in_transformers(chat_run, sft_file, tmp_path):
     from transformers import AutoModelForCausalLM
 
