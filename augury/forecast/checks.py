@@ -39,6 +39,15 @@ def validate(cfg: ForecastConfig) -> None:
     if rec.dial not in ("depth", "width"):
         raise ForecastConfigError(f"recipe.dial must be 'depth' or 'width', got {rec.dial!r}")
     size, size_key = (tgt.d_model, "target.d_model") if rec.dial == "width" else (tgt.depth, "target.depth")
+    # the other dial's target size would be dropped without a word: the target would not be the model asked for
+    if rec.dial == "width" and tgt.depth is not None:
+        raise ForecastConfigError(f"target.depth has no effect under recipe.dial='width': every run has "
+                                  f"recipe.model.depth={model.get('depth')} layers and the target's size is "
+                                  f"target.d_model (or recipe.dial='depth' for a depth ladder)")
+    if rec.dial == "depth" and tgt.d_model is not None:
+        raise ForecastConfigError("target.d_model has no effect under recipe.dial='depth': the depth sets the width "
+                                  "(recipe.model.aspect_ratio) and the target's size is target.depth (or "
+                                  "recipe.dial='width' for a width ladder)")
     if size is None and tgt.flops is None:
         raise ForecastConfigError(f"set {size_key} (and optionally target.tokens) or target.flops")
     if rec.dial == "width":

@@ -2,7 +2,7 @@
 
     augury forecast                                   # preset cpu-demo: the whole loop, <= 15 min on 2 CPU cores
     augury forecast --preset smoke --out runs/smoke   # < 60 s, for tests
-    augury forecast --config my.yaml --ladder.rungs 6 --target.depth 8
+    augury forecast --target.d_model 200 --ladder.rungs 5    # cpu-demo, a wider target and one more rung
     augury forecast --config runs/forecast-cpu-demo/config.yaml      # resume an interrupted forecast
 
 Presets are YAML files in augury/forecast/presets/ (copy one to start your own). Rerunning with the same

@@ -311,7 +311,9 @@ def learning_rates(cfg: ForecastConfig, runs: list[RunPlan], vocab_size: int) ->
     return {r.name: train_config(cfg, r, "", vocab_size).optim.lr for r in runs}
 
 
-def format_plan(runs: list[RunPlan], tokens_per_s: dict | None = None, lrs: dict | None = None) -> str:
+def format_plan(runs: list[RunPlan], tokens_per_s: dict | None = None, lrs: dict | None = None,
+                asked: int | None = None) -> str:
+    """The plan as a table; `asked` (ladder.rungs) says how many rungs were merged when fewer were planned."""
     head = f"{'run':<8} {'depth':>5} {'d_model':>7} {'N (matmul)':>11} {'non-emb':>10} {'tokens':>11} " \
            f"{'D/N':>6} {'batch':>5} {'steps':>6} {'FLOPs':>9} {'C/C_t':>8}"
     if lrs:
@@ -335,6 +337,10 @@ def format_plan(runs: list[RunPlan], tokens_per_s: dict | None = None, lrs: dict
     if rungs:
         lines.append(f"ladder: {len(rungs)} rungs from {rungs[0].fraction:.2g} to {rungs[-1].fraction:.2g} of the "
                      f"target's compute (largest rung = 1/{1 / rungs[-1].fraction:.0f})")
+        if asked and asked > len(rungs):
+            lines.append(f"{asked - len(rungs)} of the {asked} rungs asked for (ladder.rungs) merged into a neighbour: "
+                         f"with ladder.tokens 'ratio' they landed on the same model size (recipe.dial "
+                         f"steps); lower ladder.smallest_fraction or ask for fewer rungs")
     if tokens_per_s:
         lines.append(f"estimated training time: {format_seconds(total)} (from a short throughput probe; "
                      f"evaluation and capability sampling come on top)")

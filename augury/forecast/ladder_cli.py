@@ -47,5 +47,5 @@ def main(argv: list[str]) -> int:
         rates = probe_throughput(cfg, runs, cfg.data.vocab_size)
     print(f"forecast {cfg.name!r}: vocab {cfg.data.vocab_size}, seq_len {cfg.recipe.seq_len}, "
           f"tokens/param {cfg.recipe.tokens_per_param:g}, C = flops_per_token x tokens, N = matmul params")
-    print(format_plan(runs, rates, learning_rates(cfg, runs, cfg.data.vocab_size)))
+    print(format_plan(runs, rates, learning_rates(cfg, runs, cfg.data.vocab_size), asked=cfg.ladder.rungs))
     return 0

@@ -65,7 +65,7 @@ def run_forecast(cfg: ForecastConfig, log=print) -> Result:
     procs = target_processes(cfg, log)
     check_runs_fit(cfg, runs, train_tokens, procs)
     write_plan(cfg, out, runs, vocab, data, train_tokens)
-    log(format_plan(runs, lrs=learning_rates(cfg, runs, vocab)))
+    log(format_plan(runs, lrs=learning_rates(cfg, runs, vocab), asked=cfg.ladder.rungs))
     # a suite too small is a bad input: fail before any training
     problems = capability_problems(cfg, out, data) if cfg.capability.enabled else None
     timings = {"data and plan": time.perf_counter() - t0}

@@ -164,9 +164,9 @@ def test_command_line_and_python_load_the_same_config(tmp_path):
 
     own = tmp_path / "mine.yaml"
     own.write_text("ladder:\n  rungs: 6\nrecipe:\n  optim:\n    lr: 0.02\n")
-    by_flags = parse_config(["--preset", "smoke", "--config", str(own), "--target.depth", "5", "--recipe.optim.beta2",
-                             "0.9"])
-    by_python = load_forecast_config("smoke", str(own), overrides={"target": {"depth": 5},
+    by_flags = parse_config(["--preset", "smoke", "--config", str(own), "--target.d_model", "80",
+                             "--recipe.optim.beta2", "0.9"])
+    by_python = load_forecast_config("smoke", str(own), overrides={"target": {"d_model": 80},
                                                                     "recipe": {"optim": {"beta2": 0.9}}})
     assert by_flags == by_python
     assert by_python.ladder.rungs == 6 and by_python.recipe.optim["lr"] == 0.02 and "schedule" in by_python.recipe.optim
@@ -203,6 +203,26 @@ def test_bad_inputs_fail_before_training():
         validate(cpu_demo(jobs=0))
     with pytest.raises(ForecastConfigError, match="target_procs must be >= 1"):
         validate(cpu_demo(target_procs=0))
+
+
+@pytest.mark.parametrize("preset, target, message", [
+    ("cpu-demo", {"depth": 8}, "target.depth has no effect under recipe.dial='width'"),
+    ("naive-demo", {"d_model": 256}, "target.d_model has no effect under recipe.dial='depth'"),
+])
+def test_the_other_dials_target_size_is_refused_not_ignored(preset, target, message):
+    with pytest.raises(ForecastConfigError, match=message):
+        validate(load_forecast_config(preset, overrides={"target": target}))
+
+
+def test_ladder_plan_says_how_many_rungs_were_merged(capsys):
+    from augury.cli import main
+
+    # cpu-demo's span holds four widths of its dial: six rungs asked for become four
+    assert main(["ladder", "plan", "--no-probe", "--ladder.rungs", "6"]) == 0
+    text = capsys.readouterr().out
+    assert "ladder: 4 rungs" in text and "2 of the 6 rungs asked for (ladder.rungs) merged" in text
+    assert main(["ladder", "plan", "--no-probe"]) == 0
+    assert "merged" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fit, message", [
