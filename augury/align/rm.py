@@ -136,17 +136,23 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def pairwise_accuracy(rm: RewardModel, pairs: list[PreferencePair], batch: int = 16) -> dict:
-    wins = 0
+    """Share of held-out pairs whose chosen reply scores above the rejected one, a tie counting half (as the
+    align report's win rate does): a head that scores everything alike, as the zero-initialised one does, is at
+    chance, 0.5, not 0."""
+    wins, ties = 0.0, 0
     rm.eval()
     with torch.no_grad():
         for i in range(0, len(pairs), batch):
             chunk = pairs[i:i + batch]
             ids, lengths = pad([p.chosen for p in chunk] + [p.rejected for p in chunk], 0)
             r = rm(ids, lengths)
-            wins += int((r[:len(chunk)] > r[len(chunk):]).sum())
+            chosen, rejected = r[:len(chunk)], r[len(chunk):]
+            tied = int((chosen == rejected).sum())
+            wins += int((chosen > rejected).sum()) + 0.5 * tied
+            ties += tied
     rm.train()
     lo, hi = wilson_interval(wins, len(pairs))
-    return {"accuracy": wins / max(1, len(pairs)), "interval_95": [lo, hi], "pairs": len(pairs)}
+    return {"accuracy": wins / max(1, len(pairs)), "interval_95": [lo, hi], "pairs": len(pairs), "ties": ties}
 
 
 def train_rm(cfg: RMConfig, log=print) -> Path:

@@ -112,6 +112,8 @@ def test_reward_model_learns_held_out_preferences(chat_run, pref_file, tmp_path)
     lo, hi = acc["interval_95"]
     assert 0.0 <= lo <= acc["accuracy"] <= hi <= 1.0 and acc["pairs"] > 0
     assert acc["accuracy"] > 0.8
+    untrained = manifest["held_out_accuracy_untrained"]  # the zero-initialised head ties every pair: chance
+    assert untrained["accuracy"] == 0.5 and untrained["ties"] == untrained["pairs"] == acc["pairs"]
     rm = load_reward_model(out)
     prompt = [{"role": "user", "content": "What is two plus two? (99)"}]
     good, bad = rm.score([prompt, prompt], [[{"role": "assistant", "content": "Four."}],
