@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "forecast": ("augury.forecast.cli", "train a ladder, pre-register a forecast, train the target, verify"),
     "sft": ("augury.align.sft", "supervised fine-tuning of a run on conversations (loss on the assistant's tokens)"),
     "rm": ("augury.align.rm", "train a reward model on preference pairs (Bradley-Terry)"),
-    "rl": ("augury.align.rl", "improve a run with rewards (GRPO/RLOO policy gradient, KL-penalised)"),
+    "rl": ("augury.align.rl", "improve a run with rewards (PPO with a value head, or GRPO/RLOO; KL-penalised)"),
     "rl-demo": ("augury.align.demo", "pretrain, SFT, RL on doctest arithmetic (exact-answer reward), and a report"),
     "align": ("augury.align.pipeline", "pretrain, SFT, reward model, RL with rule-based rewards, and a safety report"),
     "grader": ("augury.safety.grader", "train the offline yes/no proposition grader on the RBR gold set"),

@@ -112,7 +112,8 @@ class LadderConfig:
 
     Args:
         rungs: number of rungs.
-        largest_fraction: the largest rung's compute as a fraction of the target's (1/100 on CPU, 1/1000 on GPU).
+        largest_fraction: the largest rung's compute as a fraction of the target's (each preset in
+            augury/forecast/presets/ sets its own: larger on CPU, where the target is small, than on GPU).
         smallest_fraction: the smallest rung's compute as a fraction of the target's; None spans 1.5 decades
             below the largest rung.
         tokens: how a rung's tokens are set. "compute": D = the rung's planned compute / FLOPs per token (compute

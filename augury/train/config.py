@@ -1,9 +1,8 @@
 """Training configuration: typed dataclasses loadable from YAML with dotted command-line overrides.
 
-    # configs/train/quickstart.yaml
+    # a minimal config file (configs/train/ holds complete ones, e.g. quickstart.yaml)
     model: {depth: 2}
     data: {source: stdlib, vocab_size: 2048}
-    optim: {lr: 0.003}
     tokens: 2000000
 
     augury train --config configs/train/quickstart.yaml --model.depth 3 --optim.schedule wsd
@@ -95,7 +94,8 @@ class TrainConfig:
         seed: seed for initialisation and data order.
         dtype: "auto" (bf16 autocast where the hardware supports it, else fp32), "bf16" or "fp32".
         device: "auto" (CUDA if available, else CPU), "cpu" or "cuda".
-        compile: wrap the model in torch.compile (worth it for long runs; costs 10-20 s per shape on CPU).
+        compile: wrap the model in torch.compile (worth it for long runs; costs tens of seconds per shape on CPU
+            the first time, see BENCHMARKS.md).
         parallel: how the processes of a torchrun launch share the work: "ddp" (each holds the whole model and
             optimizer; gradients all-reduced) or "fsdp" (FSDP2: parameters, gradients and optimizer state sharded
             over the processes, for a model that does not fit one device; sharded checkpoints in dcp/ that resume on
