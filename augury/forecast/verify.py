@@ -14,7 +14,7 @@ import numpy as np
 
 from augury.forecast import capability as capmod
 from augury.forecast.crossfit import capability_records
-from augury.forecast.fits import relative
+from augury.forecast.fits import fit_compute, relative
 from augury.forecast.ladder import RunPlan
 from augury.forecast.preregister import check_registered, run_row
 from augury.forecast.records import (
@@ -40,7 +40,8 @@ def verify_forecast(cfg, out: Path, data, forecast: Forecast, target: RunPlan, t
     loss, actual = forecast.loss, tsum["final_val_loss"]
     result = Result(name=cfg.name, forecast_sha256=forecast.sha256, verified_at=utc_now(),
                     loss=_verify(loss, actual, forecast_flagged=not loss.reliable),
-                    target_run={**run_row(target, tsum), "fraction": 1.0},
+                    target_run={**run_row(target, tsum), "fraction": 1.0,
+                                "compute": fit_compute(target, forecast.compute)},
                     largest_rung_fraction=forecast.ladder[-1]["fraction"])
     if forecast.capability is not None:
         problems = json.loads((out / "capability" / "problems.json").read_text())

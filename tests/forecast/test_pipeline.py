@@ -61,6 +61,9 @@ def test_result_compares_prediction_with_the_target(smoke_forecast):
     lo, hi = forecast["loss"]["interval"]
     assert result["loss"]["covered"] == (lo <= actual <= hi)
     assert result["timings"]["target training"] >= 0
+    # the target's row has every field of a ladder row, on the same compute axis as the forecast
+    assert set(forecast["ladder"][0]) - {"seed_losses"} <= set(result["target_run"])
+    assert result["target_run"]["compute"] == forecast["target"]["compute"]
     assert "capability" in forecast or "capability_skipped" in forecast
     # how much of the training split each run covers, from the plan and the prepared corpus
     cov = forecast["data_coverage"]
