@@ -244,7 +244,9 @@ def hh_rlhf_rows(path: str | Path) -> tuple[list[dict], LoadReport]:
             chosen, rejected = parse_transcript(raw["chosen"]), parse_transcript(raw["rejected"])
             if chosen[:-1] != rejected[:-1]:
                 raise ValueError("chosen and rejected differ before the last reply")
-            rows.append({"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]})
+            row = Row(prompt=chosen[:-1], chosen=chosen[-1:], rejected=rejected[-1:])
+            row.line = raw.line  # a row skipped later (too long, say) is reported at its line too
+            rows.append(row)
         except KeyError as err:
             report.skip(raw, f"no {err} transcript")
         except (ValueError, TypeError) as err:

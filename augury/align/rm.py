@@ -167,7 +167,9 @@ def train_rm(cfg: RMConfig, log=print) -> Path:
         raise AlignDataError(f"--out {out} exists and is not empty")
     backbone, tok, mcfg = load_run(cfg.base_run)
     if cfg.hh_rlhf:
-        rows, _ = hh_rlhf_rows(cfg.hh_rlhf)
+        rows, hh_report = hh_rlhf_rows(cfg.hh_rlhf)
+        if hh_report.skipped:  # transcripts that are no preference pair
+            log(hh_report.summary())
     else:
         rows = read_jsonl(cfg.data)
     train_rows, held_rows = split_held_out(rows, cfg.held_out, key=lambda r: str(r.get("prompt") if r else r)[:2000])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -270,3 +271,27 @@ def test_skipped_rows_are_reported_whole_with_their_line_numbers(chat_run, tmp_p
     train, held = split_held_out(read_jsonl(data)[:8], 0.05, at_least_one=True)
     assert (len(train), len(held)) == (7, 1)
     assert split_held_out(read_jsonl(data)[:8], 0.05) == (read_jsonl(data)[:8], [])
+
+
+def test_hh_rlhf_rows_skipped_for_length_are_reported_with_their_line_numbers(chat_run, tmp_path):
+    import gzip
+
+    def transcript(question, reply):
+        return f"\n\nHuman: {question}\n\nAssistant: {reply}"
+
+    rows = [{"chosen": transcript(f"What is two plus two? ({i})", "Four."),
+             "rejected": transcript(f"What is two plus two? ({i})", "Sorry, I can't help.")} for i in range(40)]
+    for i in (2, 6):  # lines 3 and 7: far longer than the model's 128-token context
+        rows[i]["chosen"] = transcript(f"What is two plus two? ({i})", "Four. " * 200)
+    rows[9] = {"chosen": transcript("Hi", "Hello."), "rejected": transcript("Bye", "Hello.")}  # line 10
+    data = tmp_path / "hh.jsonl.gz"
+    with gzip.open(data, "wt", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    logs = []
+    train_rm(RMConfig(base_run=str(chat_run), hh_rlhf=str(data), out=str(tmp_path / "rm"), steps=1, batch_size=2,
+                      held_out=0.25, dtype="float32"), log=logs.append)
+    skipped = " ".join(line for line in logs if "skipped" in line)
+    assert "1 chosen and rejected differ before the last reply at line 10" in skipped
+    # the two long rows may fall on either side of the held-out split: each is named by its line
+    found = re.findall(r"longer than the model's context \(\d+ tokens\) at lines? (\d+(?:, \d+)*)", skipped)
+    assert sorted(int(n) for group in found for n in group.split(", ")) == [3, 7]
