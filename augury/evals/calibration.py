@@ -3,6 +3,11 @@
 The model's confidence in a question is the probability it gives its chosen answer, renormalised over the
 choices (softmax of the choices' log-likelihoods), as in the GPT-4 report's Figure 8. Confidences are binned
 into equal-width bins; ECE = sum over bins of (bin size / N) * |accuracy in bin - mean confidence in bin|.
+
+    ece = expected_calibration_error(confidences, correct)      # both per question; correct is 0/1
+    reliability_diagram(confidences, correct, "calibration.png", title="mmlu")
+
+`augury eval` writes both for every multiple-choice task (augury/evals/results.py).
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 Every value is kept as the text in the file (a CSV cell that says `None` stays the string "None"). Problems are
 reported once, naming the file and row: a missing file, a row with the wrong number of fields, bad JSON.
+
+    records = read_records(Path("data/task/test.csv"), "csv", columns=["question", "A", "B", "C", "D", "answer"])
+
+`augury.evals.prompts.load_spec` calls it for each task's data files (a task YAML's `format`, `columns`, ...).
 """
 
 from __future__ import annotations

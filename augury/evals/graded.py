@@ -9,6 +9,9 @@ report's "incorrect behaviour": compliance on harmful prompts, refusal on safe o
 desired_refusal_rate. A sample the grader cannot grade is a per-sample error (counted, retried on the next run).
 `safety_summary` gives each task's rates per category with Wilson 95% intervals. Nothing here prints prompts or
 replies.
+
+    augury eval --model SPEC --chat --tasks safety_disallowed,safety_safe --grader offline --out DIR
+    summary = safety_summary(task_config, scored_samples)   # rates overall and per category, Wilson intervals
 """
 
 from __future__ import annotations

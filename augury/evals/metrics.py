@@ -8,6 +8,11 @@
 - word_perplexity, byte_perplexity, bits_per_byte: from summed log-likelihoods over the whole corpus.
 - stderr: sample standard deviation (ddof=1) / sqrt(n); groups pool their members' variances the way
   lm-evaluation-harness does (`pooled_stderr`) and weight the means by size.
+
+    score_multiple_choice(lls=[-4.2, -1.3, -6.0], choices=["a", "bb", "c"], gold=1)   # acc, acc_norm, confidence, pred
+
+`augury eval` scores each sample with these (augury/evals/runner.py) and aggregates them in
+`augury.evals.results`.
 """
 
 from __future__ import annotations

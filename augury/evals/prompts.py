@@ -6,6 +6,8 @@ not a choice) is reported once, naming the file and record, before any work star
 Plain format (lm-evaluation-harness's): description + k x (text + target_delimiter + answer + fewshot_delimiter)
 + text. Chat format: a system message with the description, one user/assistant turn per example, then the
 question as the last user message, rendered by the model's chat template (or sent as messages to a chat API).
+
+    instances = build_instances(task_config, data_dir, num_fewshot=5, limit=100)   # what `augury eval` runs
 """
 
 from __future__ import annotations

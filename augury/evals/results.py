@@ -7,6 +7,11 @@ records, `effective`: those scored after --limit, with augury's `errors` count o
 failed and `resumed` count), `config` (the model), `git_hash`, `date` and timings.
 `samples_<task>_<date>.jsonl` holds one scored record per sample. Multiple-choice tasks also get
 `calibration_<task or group>_<date>.png` (reliability diagram) and an `ece,none` value.
+
+    results = build_results(configs, scored, registry, model_config, num_fewshot, limit, chat, started, out, date)
+    write_outputs(results, scored, out, date); print(markdown_table(results))
+
+This is the last stage of `augury eval` (augury/evals/cli.py).
 """
 
 from __future__ import annotations

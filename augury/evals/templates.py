@@ -1,4 +1,9 @@
-"""Jinja2 rendering for task templates (the template language lm-evaluation-harness task YAMLs use)."""
+"""Jinja2 rendering for task templates (the template language lm-evaluation-harness task YAMLs use).
+
+    render("Question: {{question}} Answer:", {"question": "2+2?"})      # 'Question: 2+2? Answer:'
+
+Used by `augury.evals.prompts` to render each record's doc_to_text / doc_to_target / doc_to_choice.
+"""
 
 from __future__ import annotations
 

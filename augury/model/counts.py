@@ -10,6 +10,11 @@ Conventions (documented in docs/model.md, tested against a closed form and torch
   forward (2 FLOPs per multiply-add) + backward (twice the forward). The second is attention's QKᵀ and AV, counted
   densely over the full T×T score matrix as SDPA kernels compute it (PaLM's MFU convention; a kernel that skips
   the masked half does about half of it). Elementwise work (norms, SiLU, softmax, RoPE) is not counted.
+
+    counts = param_counts(ModelConfig(vocab_size=2048, depth=2).resolved())   # counts.non_embedding == 402,048
+    C = flops_per_token(cfg, seq_len=256) * tokens                              # a run's training compute
+
+The trainer logs `flops` with these, and the forecast ladder plans with them (docs/forecast.md).
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 Unknown fields are ignored (clients send many); known ones are checked against their ranges and the server's
 limits, and a violation is one 400 answer naming the field.
+
+    req = parse_request(ChatRequest, body, cfg)   # RequestInvalid("messages: ...") becomes the 400 answer
+
+`augury serve` (augury/serve/app.py) parses every /v1/chat/completions and /v1/completions body with it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ A checkpoint is written into a hidden temporary folder, every file fsynced, `man
 written last, and the folder renamed into place; `latest` is then updated atomically. A `kill -9` at any moment
 leaves either a complete, verified checkpoint or a temporary folder that loading ignores and the next save removes.
 Loading verifies the manifest's hashes and falls back to the newest intact checkpoint.
+
+    save_checkpoint(run_dir, step, model, optimizer, trainer_state={"step": step})
+    ckpt = find_latest_checkpoint(run_dir)                      # None before the first save
+    trainer_state = load_checkpoint(ckpt, model, optimizer)
+
+`augury train --resume`, `augury sft|rl --resume true` and `augury forecast` resume through these.
 """
 
 from __future__ import annotations
