@@ -164,6 +164,20 @@ def _decode(data: bytes, where: str, cfg: DataConfig, skipped: list[str], doc_id
         return None
 
 
+def _lone_surrogate(text: str, where: str, cfg: DataConfig, skipped: list[str], doc_id: str) -> bool:
+    """Whether `text` holds a lone surrogate (JSON can spell one, "\\ud800"; UTF-8 cannot encode it): such a
+    document is skipped or refused as other non-UTF-8 input is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        if cfg.non_utf8 == "error":
+            raise DataError(f"{where} is not valid UTF-8 (lone surrogate {text[err.start]!r} at character "
+                            f"{err.start}); set non_utf8='skip' to skip such documents") from None
+        skipped.append(doc_id)
+        return True
+    return False
+
+
 def read_documents(cfg: DataConfig, files: list[SourceFile], log=print) -> Corpus:
     """Read and validate every document (UTF-8, JSONL syntax and fields) before any tokenizing starts."""
     kind, root = source_kind(cfg.source), source_root(cfg.source)
@@ -216,6 +230,8 @@ def read_documents(cfg: DataConfig, files: list[SourceFile], log=print) -> Corpu
                 if not isinstance(text, str):
                     raise DataError(f"{path}:{lineno}: field {cfg.text_field!r} is {type(text).__name__}, "
                                     f"not a string")
+                if _lone_surrogate(text, f"{path}:{lineno}: field {cfg.text_field!r}", cfg, skipped, doc_id):
+                    continue
                 if not add(doc_id, text):
                     break
     else:

@@ -93,6 +93,21 @@ def test_jsonl_non_utf8_line(tmp_path):
     assert prepare(path).manifest["skipped_non_utf8_documents"] == ["line:2"]
 
 
+def test_jsonl_lone_surrogate_is_non_utf8(tmp_path, capsys):
+    """JSON can spell a lone surrogate ("\\ud800") that UTF-8 cannot encode: skipped and counted, or refused."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "' + "ok " * 40 + '"}\n{"text": "bad \\ud800 surrogate"}\n{"text": "' + "fine " * 40
+                    + '"}\n', encoding="ascii")
+    with pytest.raises(DataError, match=r"d\.jsonl:2: field 'text' is not valid UTF-8 \(lone surrogate"):
+        prepare(path, non_utf8="error")
+    data = prepare(path)
+    assert data.manifest["skipped_non_utf8_documents"] == ["line:2"]
+    assert sorted(r["id"] for r in data.documents()) == ["line:1", "line:3"]
+    assert cli.main(["data", "prepare", "--source", str(path), "--vocab_size", "300", "--non_utf8", "error"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lone surrogate" in err[0]
+
+
 def test_a_file_that_is_not_jsonl(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(DataError, match=r"notes\.txt' is a file but not \.jsonl"):
