@@ -105,12 +105,13 @@ class TrainConfig:
             traffic and activation memory but carries the residual stream in bf16, which changes the losses.
         log_every: write a metrics record every this many steps.
         eval_every: validate every this many steps (and always at the end); 0 validates only at the end.
-        eval_batches: validation batches per evaluation (None: the whole validation split).
+        eval_batches: validation batches per evaluation (>= 1; None: the whole validation split).
         eval_batch_size: sequences per validation batch; None uses batch_size. Fix it to compare runs of different
             batch sizes on exactly the same validation tokens.
         ckpt_every: checkpoint every this many steps (and always at the end); 0 checkpoints only at the end.
         keep_last: checkpoints to keep (the newest).
-        stop_after: stop after this many steps in this invocation, with a checkpoint (resume later).
+        stop_after: stop after this many steps (>= 1) in this invocation, with a checkpoint (resume later); None
+            trains to the end.
         peak_flops: the hardware peak FLOP/s used for MFU; None measures CPU matmul peak or looks up the GPU.
         progress: show a progress bar with ETA.
         vision: an image encoder (docs/vision.md); set together with `images` for an image-text run, which
@@ -197,13 +198,30 @@ def check_config(cfg: TrainConfig) -> None:
                                "leave it at fp32 here")
     if cfg.parallel == "fsdp" and (cfg.vision is not None or cfg.images is not None):
         raise TrainConfigError("parallel: fsdp trains text runs only; train an image-text run with parallel: ddp")
-    for name in ("grad_accum", "log_every", "keep_last"):
-        if getattr(cfg, name) < 1:
-            raise TrainConfigError(f"{name} must be >= 1")
+    if cfg.grad_accum < 1:
+        raise TrainConfigError("grad_accum must be >= 1")
+    check_cadence(cfg)
     if cfg.batch_size is not None and cfg.batch_size < 1:
         raise TrainConfigError("batch_size must be >= 1")
     if cfg.eval_batch_size is not None and cfg.eval_batch_size < 1:
         raise TrainConfigError("eval_batch_size must be >= 1")
+    if cfg.eval_batches is not None and cfg.eval_batches < 1:
+        raise TrainConfigError(f"eval_batches must be >= 1 (or unset for the whole validation split), got "
+                               f"{cfg.eval_batches}")
+
+
+def check_cadence(cfg: TrainConfig) -> None:
+    """How often a run logs, validates and checkpoints, and where it stops: counts of steps, 0 meaning "only at the
+    end" where the option says so (text and image-text runs)."""
+    for name in ("log_every", "keep_last"):
+        if getattr(cfg, name) < 1:
+            raise TrainConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("eval_every", "ckpt_every"):
+        if getattr(cfg, name) < 0:
+            raise TrainConfigError(f"{name} must be >= 0 (0: only at the end), got {getattr(cfg, name)}")
+    if cfg.stop_after is not None and cfg.stop_after < 1:
+        raise TrainConfigError(f"stop_after must be >= 1 (steps to train in this invocation; unset: train to the "
+                               f"end), got {cfg.stop_after}")
 
 
 def resolve(cfg: TrainConfig, world_size: int = 1) -> TrainConfig:

@@ -50,7 +50,7 @@ from augury.train.checkpoint import (
     load_checkpoint_weights,
     save_checkpoint,
 )
-from augury.train.config import TrainConfig, TrainConfigError, default_lr
+from augury.train.config import TrainConfig, TrainConfigError, check_cadence, default_lr
 from augury.train.runtime import Runtime
 from augury.train.schedule import lr_multiplier
 from augury.train.step import make_optimizer
@@ -67,9 +67,7 @@ def check_image_text_config(cfg: TrainConfig) -> None:
     except ValueError as err:
         raise TrainConfigError(str(err)) from None
     cfg.optim.validate()
-    for name in ("log_every", "keep_last"):
-        if getattr(cfg, name) < 1:
-            raise TrainConfigError(f"{name} must be >= 1")
+    check_cadence(cfg)
     if cfg.dtype not in ("auto", "bf16", "fp32") or cfg.device not in ("auto", "cpu", "cuda"):
         raise TrainConfigError("dtype must be auto, bf16 or fp32 and device auto, cpu or cuda")
     if cfg.steps is None:

@@ -105,7 +105,11 @@ def test_half_an_image_config_is_refused_before_work(tmp_path):
         train(tiny_config(tmp_path / "b", images=ImageDataConfig(tasks=["faces"])), log=lambda *a, **k: None)
     with pytest.raises(TrainConfigError, match="fewer than one batch"):
         train(tiny_config(tmp_path / "c", batch_size=32), log=lambda *a, **k: None)
-    assert not any((tmp_path / d).exists() for d in "abc")
+    with pytest.raises(TrainConfigError, match="stop_after must be >= 1"):
+        train(tiny_config(tmp_path / "d", stop_after=0), log=lambda *a, **k: None)
+    with pytest.raises(TrainConfigError, match="ckpt_every must be >= 0"):
+        train(tiny_config(tmp_path / "e", ckpt_every=-3), log=lambda *a, **k: None)
+    assert not any((tmp_path / d).exists() for d in "abcde")
 
 
 def test_augury_eval_scores_image_tasks_with_controls(image_run, tmp_path, capsys):

@@ -27,6 +27,11 @@ def config_file(cfg, tmp_path):
     (["--optim.beta2", "1"], "optim.beta2"),
     (["--optim.warmup_steps", "-2"], "optim.warmup_steps"),
     (["--init_from", "/no/such/run"], "init_from starts an image-text run"),
+    (["--eval_every", "-1"], "eval_every must be >= 0"),
+    (["--ckpt_every", "-3"], "ckpt_every must be >= 0"),
+    (["--stop_after", "0"], "stop_after must be >= 1"),
+    (["--stop_after", "-2"], "stop_after must be >= 1"),
+    (["--eval_batches", "0"], "eval_batches must be >= 1"),
 ])
 def test_cli_refuses_bad_settings_before_writing(tiny_cfg, tmp_path, capsys, flags, message):
     cfg = tiny_cfg(steps=2)
