@@ -133,6 +133,23 @@ def _check_resume_compatible(out: Path, cfg: TrainConfig, world_size: int) -> No
                                + "\n  ".join(diffs))
 
 
+def _check_val_split(data, cfg: TrainConfig) -> None:
+    """Every run validates at its end: a validation split too small for one batch is refused before step 1."""
+    batch = cfg.eval_batch_size or cfg.batch_size
+    tokens = data.split_tokens("val")
+    if (tokens - 1) // cfg.seq_len >= batch:
+        return
+    if float(cfg.data.val_fraction) == 0:
+        raise TrainConfigError("data.val_fraction is 0, so there is no validation split, and every run validates "
+                               "at its end: set data.val_fraction above 0 (e.g. 0.05)")
+    documents = data.manifest["splits"]["val"]["documents"]
+    raise TrainConfigError(
+        f"the validation split ({documents} documents, {tokens} tokens) is too small for one validation batch of "
+        f"{'eval_batch_size' if cfg.eval_batch_size else 'batch_size'} x seq_len + 1 = {batch} x {cfg.seq_len} + 1 "
+        f"= {batch * cfg.seq_len + 1} tokens: raise data.val_fraction (now {cfg.data.val_fraction}), use a larger "
+        f"corpus, or set a smaller eval_batch_size")
+
+
 def _check_compiler(rt: Runtime) -> None:
     compilers = (os.environ.get("CXX", "g++"), "c++", "clang++")
     if rt.device.type == "cpu" and not any(shutil.which(c) for c in compilers):
@@ -190,6 +207,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     tokenizer = data.tokenizer()
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=tokenizer.get_vocab_size()))
     cfg = resolve(cfg, rt.world_size)
+    _check_val_split(data, cfg)
     if ckpt is not None:
         _check_resume_compatible(out, cfg, rt.world_size)
 

@@ -96,3 +96,18 @@ def test_a_folder_that_held_files_is_left_as_it_was_found(tiny_cfg, monkeypatch,
     assert (Path(cfg.out) / "metrics.jsonl").exists()
     with pytest.raises(TrainConfigError, match="wrote no checkpoint"):
         train(cfg, log=lambda *a: None)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"val_fraction": 0.0}, "data.val_fraction is 0, so there is no validation split"),
+    ({"eval_batch_size": 1000}, r"too small for one validation batch of eval_batch_size x seq_len \+ 1 = 1000 x 32"),
+])
+def test_a_validation_split_too_small_to_evaluate_is_refused_before_step_1(tiny_cfg, overrides, message):
+    cfg = tiny_cfg(steps=3, ckpt_every=1, eval_every=0)
+    if "val_fraction" in overrides:
+        cfg.data.val_fraction = overrides["val_fraction"]
+    else:
+        cfg.eval_batch_size = overrides["eval_batch_size"]
+    with pytest.raises(TrainConfigError, match=message):
+        train(cfg, log=lambda *a: None)
+    assert not Path(cfg.out).exists()  # not a single step trained, no checkpoint left behind
