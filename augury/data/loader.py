@@ -136,17 +136,19 @@ class TokenLoader:
                 "world_size": self.world_size}
 
     def load_state_dict(self, d: dict) -> None:
-        """Restore the stream position. The data, seq_len and seed must match (else ValueError naming them);
-        a different batch_size or world_size is allowed and continues from the same window of the stream."""
+        """Restore the stream position. The data, seq_len and seed must match (else DataError, a ValueError,
+        naming them); a different batch_size or world_size is allowed and continues from the same window of the
+        stream."""
         if d.get("version") != _STATE_VERSION:
-            raise ValueError(f"loader state version {d.get('version')!r} is not {_STATE_VERSION}")
+            raise DataError(f"loader state version {d.get('version')!r} is not {_STATE_VERSION}")
         mismatched = [f"{k}: saved {d.get(k)!r}, now {getattr(self, k)!r}"
                       for k in ("seed", "seq_len", "num_windows") if d.get(k) != getattr(self, k)]
         if mismatched:
-            raise ValueError(f"loader state does not match {str(self.path)!r}: " + "; ".join(mismatched))
-        position = d["position"]
+            raise DataError(f"loader state does not match {str(self.path)!r} (" + "; ".join(mismatched)
+                            + "): the checkpoint was saved over other data or settings")
+        position = d.get("position")
         if not isinstance(position, int) or position < 0:
-            raise ValueError(f"loader state position must be a non-negative int, got {position!r}")
+            raise DataError(f"loader state position must be a non-negative int, got {position!r}")
         self._position = position
 
 

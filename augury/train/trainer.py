@@ -12,7 +12,6 @@ before it, stays the newest.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -44,6 +43,7 @@ from augury.train.checkpoint import (
     save_sharded_checkpoint,
 )
 from augury.train.config import TrainConfig, TrainConfigError, resolve, tokens_per_step
+from augury.train.resume import carry_over, check_resume_compatible, data_identity, trim_metrics
 from augury.train.runtime import Runtime, hardware_peak_flops, setup_runtime, teardown_runtime
 from augury.train.schedule import lr_multiplier
 from augury.train.step import make_optimizer, train_step
@@ -105,32 +105,6 @@ def _global_mean(rt: Runtime, value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=rt.device)
     torch.distributed.all_reduce(t)
     return float(t.item()) / rt.world_size
-
-
-def _check_resume_compatible(out: Path, cfg: TrainConfig, world_size: int) -> None:
-    saved_path = out / "manifest.json"
-    if not saved_path.exists():
-        return
-    manifest = json.loads(saved_path.read_text())
-    saved = manifest.get("config")
-    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
-        raise TrainConfigError(f"cannot resume: {saved_path} does not record the run's configuration")
-    now = to_jsonable(cfg)
-    diffs = [f"model.{k}: checkpoint {saved['model'].get(k)!r} vs now {v!r}" for k, v in now["model"].items()
-             if saved["model"].get(k) != v]
-    for key in ("seq_len", "steps", "seed"):
-        if saved.get(key) != now.get(key):
-            diffs.append(f"{key}: checkpoint {saved.get(key)!r} vs now {now.get(key)!r}")
-    # The global batch must match; how it is split (processes x batch_size x grad_accum) may change on resume.
-    step_tokens = tokens_per_step(cfg, world_size)
-    if manifest.get("tokens_per_step", step_tokens) != step_tokens:
-        diffs.append(f"tokens per step (batch_size x seq_len x grad_accum x processes): checkpoint "
-                     f"{manifest['tokens_per_step']} vs now {step_tokens}")
-    if saved.get("data") != now.get("data"):
-        diffs.append("data: the corpus/tokenizer settings differ")
-    if diffs:
-        raise TrainConfigError("cannot resume: the checkpoint was made with another configuration:\n  "
-                               + "\n  ".join(diffs))
 
 
 def _check_val_split(data, cfg: TrainConfig) -> None:
@@ -208,8 +182,9 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=tokenizer.get_vocab_size()))
     cfg = resolve(cfg, rt.world_size)
     _check_val_split(data, cfg)
-    if ckpt is not None:
-        _check_resume_compatible(out, cfg, rt.world_size)
+    identity = data_identity(data)
+    saved = (check_resume_compatible(out, cfg, rt.dtype, identity, tokens_per_step(cfg, rt.world_size))
+             if ckpt is not None else {})
 
     torch.manual_seed(cfg.seed)
     model = Transformer(cfg.model).to(rt.device)
@@ -230,17 +205,13 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     loader = TokenLoader(data.split_path("train"), cfg.batch_size, cfg.seq_len, seed=cfg.seed,
                          rank=rt.rank, world_size=rt.world_size)
     step = 0
+    state: dict = {}
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, optimizer)
         step = state["step"]
         loader.load_state_dict(state["loader"])
         log(f"resumed from {ckpt} at step {step}")
-    # Drop records an interrupted process wrote after the checkpoint (all of them when there was none and the
-    # run starts afresh, as `resume="auto"` does): they will be recomputed, not appended to twice.
-    metrics = out / "metrics.jsonl"
-    if metrics.exists():
-        kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
-        atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
+    trim_metrics(out / "metrics.jsonl", step)  # (all of them when `resume="auto"` starts afresh)
 
     manifest = {
         "status": "running", "created": utc_now(), "config": to_jsonable(cfg), "seed": cfg.seed,
@@ -250,10 +221,13 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         "device": str(rt.device), "dtype": rt.dtype, "world_size": rt.world_size, "parallel": cfg.parallel,
         "data": {k: data.manifest.get(k) for k in ("source", "sha256", "vocab_size", "splits", "tokens", "bytes")
                  if k in data.manifest},
+        "identity": identity,
     }
+    carry_over(manifest, saved, step)
     if rt.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(data.tokenizer_path, out / "tokenizer.json")
+        if ckpt is None or not (out / "tokenizer.json").exists():  # a resumed run keeps its own (checked equal)
+            shutil.copyfile(data.tokenizer_path, out / "tokenizer.json")
         atomic_write_text(out / "config.yaml", yaml.safe_dump(to_jsonable(cfg), sort_keys=False))
         atomic_write_json(out / "manifest.json", manifest)
         log(f"model: {counts.non_embedding:,} non-embedding params ({counts.total:,} total), "
@@ -278,14 +252,11 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
                         cfg.eval_batches, byte_lengths, sharded=fsdp)
 
     def checkpoint(at_step: int) -> None:
+        trainer_state = {"step": at_step, "tokens": at_step * step_tokens, "loader": loader.state_dict()}
         if fsdp:  # every process writes its shards
-            save_sharded_checkpoint(out, at_step, raw_model, optimizer,
-                                    {"step": at_step, "tokens": at_step * step_tokens, "loader": loader.state_dict()},
-                                    keep_last=cfg.keep_last)
+            save_sharded_checkpoint(out, at_step, raw_model, optimizer, trainer_state, keep_last=cfg.keep_last)
         elif rt.is_main:
-            save_checkpoint(out, at_step, raw_model, optimizer,
-                            {"step": at_step, "tokens": at_step * step_tokens, "loader": loader.state_dict()},
-                            keep_last=cfg.keep_last)
+            save_checkpoint(out, at_step, raw_model, optimizer, trainer_state, keep_last=cfg.keep_last)
         rt.barrier()
 
     end_step = cfg.steps if cfg.stop_after is None else min(cfg.steps, step + cfg.stop_after)

@@ -1,0 +1,89 @@
+"""What a resume keeps of the run it continues: its logged windows and clock, its data and tokenizer, its
+trajectory's settings and its start time; anything that would change the trajectory is one error line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from augury import cli
+from augury.io import read_jsonl, to_jsonable
+from augury.train import train
+
+QUIET = {"log": lambda *a, **k: None}
+
+
+def records(run) -> list[dict]:
+    return read_jsonl(Path(run) / "metrics.jsonl")
+
+
+def config_file(cfg, tmp_path, name="train.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(to_jsonable(cfg)))
+    return str(path)
+
+
+def test_a_resume_over_changed_data_is_refused_and_keeps_the_runs_tokenizer(tiny_cfg, tmp_path, capsys):
+    cfg = tiny_cfg(steps=6, stop_after=3)
+    train(cfg, **QUIET)
+    out = Path(cfg.out)
+    tokenizer, manifest = (out / "tokenizer.json").read_bytes(), (out / "manifest.json").read_text()
+    corpus = Path(cfg.data.source)
+    (corpus / "new_module.py").write_text("print('a file added after the run started')\n" * 40)
+    cfg.stop_after = None
+    resume = ["train", "--config", config_file(cfg, tmp_path), "--resume"]
+    assert cli.main(resume) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("augury train: error: cannot resume")
+    assert "the prepared data differ (tokenizer.json, train tokens" in err[0]
+    assert (out / "tokenizer.json").read_bytes() == tokenizer and (out / "manifest.json").read_text() == manifest
+    # A run made before the data's hashes were recorded: the loader's own check is one line, not a traceback.
+    saved = json.loads(manifest)
+    del saved["identity"]
+    (out / "manifest.json").write_text(json.dumps(saved))
+    assert cli.main(resume) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loader state does not match" in err[0], err
+    assert (out / "tokenizer.json").read_bytes() == tokenizer
+    # The same corpus prepared again (e.g. an emptied cache) is the same data: the run continues.
+    (corpus / "new_module.py").unlink()
+    (out / "manifest.json").write_text(manifest)
+    assert cli.main(resume) == 0
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--optim.lr", "0.5", "--optim.schedule", "constant"], "optim.lr: checkpoint 0.003, now 0.5; optim.schedule"),
+    (["--optim.weight_decay", "0"], "optim.weight_decay"),
+    (["--dtype", "bf16"], "dtype (effective): checkpoint fp32, now bf16"),
+    (["--seed", "1"], "seed: checkpoint 0, now 1"),
+    (["--steps", "8"], "steps: checkpoint 6, now 8"),
+    (["--model.depth", "2"], "model.depth"),
+    (["--data.val_fraction", "0.2"], "data.val_fraction"),
+    (["--eval_batches", "1"], "eval_batches"),
+])
+def test_a_resume_that_would_change_the_trajectory_is_refused(tiny_cfg, tmp_path, capsys, flags, named):
+    cfg = tiny_cfg(steps=6, stop_after=3)
+    train(cfg, **QUIET)
+    out = Path(cfg.out)
+    before = {name: (out / name).read_text() for name in ("manifest.json", "config.yaml", "metrics.jsonl")}
+    assert cli.main(["train", "--config", str(out / "config.yaml"), "--resume", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the checkpoint was made with another configuration" in err[0] and named in err[0]
+    assert {name: (out / name).read_text() for name in before} == before
+
+
+def test_a_resume_may_change_cadence_and_keeps_the_runs_start(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(steps=8, stop_after=3, ckpt_every=3)
+    train(cfg, **QUIET)
+    out = Path(cfg.out)
+    created = json.loads((out / "manifest.json").read_text())["created"]
+    assert cli.main(["train", "--config", str(out / "config.yaml"), "--resume", "--stop_after", "2",
+                     "--log_every", "2", "--eval_every", "4", "--ckpt_every", "1", "--keep_last", "3"]) == 0
+    assert cli.main(["train", "--config", str(out / "config.yaml"), "--resume", "--stop_after", "5"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["created"] == created
+    assert [r["step"] for r in manifest["resumes"]] == [3, 5]
