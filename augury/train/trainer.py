@@ -252,7 +252,11 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
                         cfg.eval_batches, byte_lengths, sharded=fsdp)
 
     def checkpoint(at_step: int) -> None:
-        trainer_state = {"step": at_step, "tokens": at_step * step_tokens, "loader": loader.state_dict()}
+        now = time.perf_counter()
+        # The unlogged part of the log window and the clock go with it: a resumed run logs what a straight one does.
+        trainer_state = {"step": at_step, "tokens": at_step * step_tokens, "loader": loader.state_dict(),
+                         "window": {"loss": window_loss, "steps": window_steps, "seconds": now - window_start},
+                         "elapsed_s": now - t_start}
         if fsdp:  # every process writes its shards
             save_sharded_checkpoint(out, at_step, raw_model, optimizer, trainer_state, keep_last=cfg.keep_last)
         elif rt.is_main:
@@ -266,9 +270,11 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
 
         bar = tqdm(total=cfg.steps, initial=step, desc=out.name, unit="step", dynamic_ncols=True, leave=False)
     model.train()
-    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+    window = state.get("window", {})
+    window_loss, window_steps = window.get("loss", 0.0), window.get("steps", 0)
+    window_start = time.perf_counter() - window.get("seconds", 0.0)
     last_val: dict = {}
-    t_start = time.perf_counter()
+    t_start = time.perf_counter() - state.get("elapsed_s", 0.0)  # elapsed_s counts every invocation's training
     while step < end_step:
         mult = lr_multiplier(step, cfg.steps, cfg.optim)
         for g in optimizer.param_groups:

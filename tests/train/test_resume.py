@@ -26,6 +26,25 @@ def config_file(cfg, tmp_path, name="train.yaml") -> str:
     return str(path)
 
 
+def test_a_resumed_run_logs_the_windows_and_clock_of_a_straight_one(tiny_cfg, tmp_path):
+    """Records every 4 steps, stopped after 5: the record at step 8 averages steps 5-8 as an uninterrupted run's
+    does, and elapsed_s goes on from the checkpoint's instead of starting again at 0."""
+    straight = tiny_cfg(out=str(tmp_path / "straight"), log_every=4)
+    train(straight, **QUIET)
+    split = tiny_cfg(out=str(tmp_path / "split"), log_every=4, stop_after=5)
+    train(split, **QUIET)
+    split.stop_after = None
+    train(split, resume=True, **QUIET)
+    keys = ("step", "tokens", "train_loss", "lr", "epoch", "val_loss", "val_bpb")
+    assert [[r.get(k) for k in keys] for r in records(split.out)] == [[r.get(k) for k in keys]
+                                                                      for r in records(straight.out)]
+    assert [r["step"] for r in records(split.out)] == [4, 6, 8, 12]
+    elapsed = [r["elapsed_s"] for r in records(split.out)]
+    assert elapsed == sorted(elapsed)
+    manifest = json.loads((Path(split.out) / "manifest.json").read_text())
+    assert manifest["summary"]["train_seconds"] >= elapsed[-1]
+
+
 def test_a_resume_over_changed_data_is_refused_and_keeps_the_runs_tokenizer(tiny_cfg, tmp_path, capsys):
     cfg = tiny_cfg(steps=6, stop_after=3)
     train(cfg, **QUIET)
