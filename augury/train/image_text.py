@@ -15,6 +15,7 @@ and template with the real image, a blank one and shuffled ones, next to chance.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -51,6 +52,7 @@ from augury.train.checkpoint import (
     save_checkpoint,
 )
 from augury.train.config import TrainConfig, TrainConfigError, check_cadence, default_lr
+from augury.train.resume import carry_over, check_resume_compatible, trim_metrics
 from augury.train.runtime import Runtime
 from augury.train.schedule import lr_multiplier
 from augury.train.step import make_optimizer
@@ -137,6 +139,8 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         f"in {time.perf_counter() - t0:.1f}s; {per} tokens per image, longest example {longest} tokens")
     cfg = dataclasses.replace(cfg, model=mcfg, vision=vcfg, seq_len=longest - 1,
                               optim=dataclasses.replace(cfg.optim, lr=cfg.optim.lr or default_lr(mcfg)))
+    identity = {"tokenizer_sha256": hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()}
+    saved = check_resume_compatible(out, cfg, rt.dtype, identity) if ckpt is not None else {}
 
     torch.manual_seed(cfg.seed)
     model = ImageTextModel(mcfg, vcfg).to(rt.device)
@@ -150,13 +154,17 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         log(f"decoder from {text_ckpt}")
     optimizer = make_optimizer(model, cfg.optim, rt.device.type)
     step = 0
+    state: dict = {}
     if ckpt is not None:
-        step = load_checkpoint(ckpt, model, optimizer)["step"]
+        state = load_checkpoint(ckpt, model, optimizer)
+        step = state["step"]
         log(f"resumed from {ckpt} at step {step}")
+    trim_metrics(out / "metrics.jsonl", step)
     counts, vcounts = param_counts(mcfg), vision_param_counts(vcfg, mcfg.d_model)
     pad_id = tokenizer.token_to_id(PAD)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(out / "tokenizer.json"))
+    if ckpt is None or not (out / "tokenizer.json").exists():  # a resumed run keeps its own (checked equal)
+        tokenizer.save(str(out / "tokenizer.json"))
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_jsonable(cfg), sort_keys=False))
     manifest = {"status": "running", "created": utc_now(), "config": to_jsonable(cfg), "seed": cfg.seed,
                 "git": git_hash(), "versions": package_versions(), "kind": "image-text",
@@ -166,7 +174,8 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
                 "total_steps": cfg.steps, "device": str(rt.device), "dtype": rt.dtype,
                 # CPU results depend on the thread count (it changes the order of float sums), so it is recorded
                 "torch_threads": torch.get_num_threads(),
-                "examples": {"train": len(train_set), "heldout": len(heldout)}}
+                "examples": {"train": len(train_set), "heldout": len(heldout)}, "identity": identity}
+    carry_over(manifest, saved, step)
     atomic_write_json(out / "manifest.json", manifest)
     log(f"model: decoder {counts.total:,} params + vision {vcounts.total:,}; {cfg.steps} steps x "
         f"{cfg.batch_size} examples; lr {cfg.optim.lr:g}; {rt.device} {rt.dtype}")
@@ -181,10 +190,15 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         return order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
 
     fpi = manifest["vision_flops_per_image"]
-    flops = 0
+    # The checkpoint carries the run's FLOPs, clock and unlogged log window: a resume logs what a straight run does.
+    flops = state.get("flops", 0)
+    t_start = time.perf_counter() - state.get("elapsed_s", 0.0)
+    saved_window = state.get("window", {})
+    window, window_n = saved_window.get("loss", 0.0), saved_window.get("steps", 0)
+    label_window = saved_window.get("label_loss", 0.0)
+    end_step = cfg.steps if cfg.stop_after is None else min(cfg.steps, step + cfg.stop_after)
     model.train()
-    t_start, window, window_n, label_window = time.perf_counter(), 0.0, 0, 0.0
-    while step < cfg.steps:
+    while step < end_step:
         mult = lr_multiplier(step, cfg.steps, cfg.optim)
         for g in optimizer.param_groups:
             g["lr"] = cfg.optim.lr * mult * g["lr_mult"]
@@ -224,9 +238,18 @@ def train_image_text(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
             log(f"step {step}/{cfg.steps} loss {window / window_n:.4f}{labels} "
                 f"({time.perf_counter() - t_start:.0f}s)")
             window, window_n, label_window = 0.0, 0, 0.0
-        if step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
-            save_checkpoint(out, step, model, optimizer, {"step": step}, keep_last=cfg.keep_last)
+        if step == end_step or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
+            save_checkpoint(out, step, model, optimizer,
+                            {"step": step, "flops": flops, "elapsed_s": time.perf_counter() - t_start,
+                             "window": {"loss": window, "steps": window_n, "label_loss": label_window}},
+                            keep_last=cfg.keep_last)
     train_seconds = time.perf_counter() - t_start
+    if step < cfg.steps:
+        summary = {"status": "stopped", "step": step, "train_seconds": train_seconds}
+        manifest.update(status="stopped", finished=utc_now(), summary=summary)
+        atomic_write_json(out / "manifest.json", manifest)
+        log(f"stopped at step {step}/{cfg.steps}; continue with: augury train --config {out}/config.yaml --resume")
+        return summary
     report = evaluate_heldout(model, tokenizer, heldout, rt.device)
     atomic_write_json(out / "image_eval.json", report)
     from augury.evals.images import summary_lines

@@ -159,14 +159,16 @@ def test_a_label_loss_trains_a_label_head_that_the_run_keeps_and_reloads(tmp_pat
     images = ImageDataConfig(tasks=["digits", "words"], train_examples=8, heldout_examples=2, label_loss=0.5,
                              task_weights={"digits": 1, "words": 1})
     vision = VisionConfig(image_size=16, patch_size=8, depth=1, d_model=32, n_heads=2, stem_channels=4)
-    train(tiny_config(out, images=images, vision=vision, ckpt_every=2), log=lambda *a, **k: None)
+    train(tiny_config(out, images=images, vision=vision, steps=5, ckpt_every=2, stop_after=3),
+          log=lambda *a, **k: None)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(r["label_loss"] > 0 and r["train_loss"] > 0 for r in records)
     model, _, _ = load_run(out)
     assert model.vision.label_head is not None and model.vision_cfg.label_classes >= 2
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["params"]["vision_total"] == sum(p.numel() for p in model.vision.parameters())
-    train(tiny_config(out, images=images, vision=vision, steps=5), resume=True, log=lambda *a, **k: None)
+    train(tiny_config(out, images=images, vision=vision, steps=5, ckpt_every=2), resume=True,
+          log=lambda *a, **k: None)
     assert json.loads((out / "manifest.json").read_text())["summary"]["step"] == 5
 
 
@@ -285,3 +287,54 @@ def test_bad_image_eval_input_is_one_error_before_answering(image_run, tmp_path,
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and message in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def records(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_stopped_and_resumed_run_matches_a_straight_one(tmp_path):
+    """stop_after stops (checkpoint, no held-out evaluation); the resume drops the records a killed process wrote
+    after the checkpoint and goes on with the run's FLOPs, clock and unlogged log window."""
+    straight = tmp_path / "straight"
+    train(tiny_config(straight, steps=5, log_every=2), log=lambda *a, **k: None)
+    split = tmp_path / "split"
+    summary = train(tiny_config(split, steps=5, log_every=2, stop_after=3), log=lambda *a, **k: None)
+    assert summary["status"] == "stopped" and summary["step"] == 3 and not (split / "image_eval.json").exists()
+    assert max((split / "checkpoints").glob("step_*")).name == "step_00000003"
+    with open(split / "metrics.jsonl", "a") as f:  # what a process killed after step 4 had written
+        f.write(json.dumps({"step": 4, "train_loss": 9.0}) + "\n")
+    created = json.loads((split / "manifest.json").read_text())["created"]
+    train(tiny_config(split, steps=5, log_every=2), resume=True, log=lambda *a, **k: None)
+    keys = ("step", "train_loss", "lr", "examples", "flops_since_start")
+    assert [[r[k] for k in keys] for r in records(split)] == [[r[k] for k in keys] for r in records(straight)]
+    elapsed = [r["elapsed_s"] for r in records(split)]
+    assert elapsed == sorted(elapsed)
+    manifest = json.loads((split / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["created"] == created
+    assert [r["step"] for r in manifest["resumes"]] == [3]
+    assert (split / "image_eval.json").read_text() == (straight / "image_eval.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    train(tiny_config(out, steps=4, stop_after=2), log=lambda *a, **k: None)
+    return out
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--seed", "1"], "seed: checkpoint 0, now 1"),
+    (["--steps", "6"], "steps: checkpoint 4, now 6"),
+    (["--model.d_model", "64"], "model.d_model: checkpoint 32, now 64"),
+    (["--vision.depth", "2"], "vision.depth"),
+    (["--batch_size", "2"], "batch_size: checkpoint 4, now 2"),
+    (["--optim.lr", "0.5"], "optim.lr"),
+    (["--images.train_examples", "9"], "images.train_examples"),
+])
+def test_a_resume_with_other_settings_is_one_error(stopped_run, capsys, flags, named):
+    before = {p.name: p.read_bytes() for p in stopped_run.iterdir() if p.is_file()}
+    assert cli_main(["train", "--config", str(stopped_run / "config.yaml"), "--resume", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the checkpoint was made with another configuration" in err[0] and named in err[0], err
+    assert {p.name: p.read_bytes() for p in stopped_run.iterdir() if p.is_file()} == before
