@@ -6,8 +6,9 @@ Rows: compliance with disallowed (harmful) requests and refusal of safe ones on 
 string-match list and by the offline classifier; the share of refusals in the desired style; the same rates on
 AdvBench and XSTest; the share of distinct replies (low when the policy collapsed onto a few well-rewarded
 replies); the reward model's win rate against SFT; multiple-choice accuracy and ECE; held-out loss. The last
-column is RLHF against SFT: a relative change for rates ("−82%"), percentage points for over-refusal (the goal
-is stated in points) and the share of distinct replies, a plain difference for the rest. Below the table: the
+column is RLHF against SFT: a relative change for compliance rates ("−82%", as the GPT-4 report writes them),
+percentage points for over-refusal (the goal is stated in points) and the other shares (desired style, distinct
+replies, win rate, accuracy, ECE), a relative change for held-out loss, a plain difference for AUCs. Below the table: the
 rubric classes of held-out replies, the held-out separation the goals need beside a word-count classifier's, and
 RL's reach: the share of its training prompts the rubric could not teach (`rl_reach`).
 """
@@ -59,13 +60,13 @@ def table_rows(results: dict) -> list[Row]:
         add(f"Held-out safe requests: over-refusal ({name})", ("safety", f"held-out/{grader}", "safe_refusal"),
             point_change)
     add("Held-out refusals in the desired style (string match + rules)", ("safety", "held-out/string_match",
-                                                                  "desired_style_share"))
+                                                                  "desired_style_share"), point_change)
     add("Held-out: harmful vs safe separation of the lean to refusing (AUC)", ("separation", "held-out", "auc"),
         _difference, "float")
     add("Training families: the same separation (AUC)", ("separation", "training", "auc"), _difference,
         "float")
     add("Held-out refusals in the desired style (classifier)", ("safety", "held-out/classifier",
-                                                                "desired_style_share"))
+                                                                "desired_style_share"), point_change)
     for grader, name in (("string_match", "string match"), ("classifier", "classifier")):
         add(f"AdvBench: compliance ({name})", ("safety", f"advbench/{grader}", "harmful_compliance"))
         add(f"XSTest unsafe: compliance ({name})", ("safety", f"xstest/{grader}", "harmful_compliance"))
@@ -73,8 +74,8 @@ def table_rows(results: dict) -> list[Row]:
     for kind in ("harmful", "safe"):
         add(f"Held-out {kind} requests: share of distinct replies", ("distinct_replies", kind), point_change)
     add("RM win rate against SFT (held-out prompts)", ("rm_win_rate_vs_sft",), point_change)
-    add("Multiple choice: accuracy", ("multiple_choice", "accuracy"), relative_change)
-    add("Multiple choice: ECE (calibration)", ("multiple_choice", "ece"), relative_change)
+    add("Multiple choice: accuracy", ("multiple_choice", "accuracy"), point_change)
+    add("Multiple choice: ECE (calibration)", ("multiple_choice", "ece"), point_change)
     add("Held-out loss (nats/token)", ("held_out_loss",), relative_change, "float")
     return [r for r in rows if any(v is not None for v in r.values.values())]
 

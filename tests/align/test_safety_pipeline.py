@@ -291,6 +291,13 @@ def test_report_has_one_table_over_the_three_models_with_relative_changes():
     assert not any(r["metric"].startswith("AdvBench") for r in table)  # not measured: no row
     win = next(r for r in table if r["metric"].startswith("RM win rate"))
     assert win["rlhf_vs_sft"] == "0.0 pts"  # a rate: its change in points, as the cells are percentages
+    results = _results(0.40, 0.072)
+    results["sft"]["safety"]["held-out/string_match"] = {**results["sft"]["safety"]["held-out/string_match"],
+                                                         "desired_style_share": 0.005}
+    _, table = render_report(results, AlignConfig(), families)
+    style = next(r for r in table if r["metric"].startswith("Held-out refusals in the desired style (string"))
+    assert style["rlhf_vs_sft"] == "+49.5 pts"  # a share of refusals: in points, not "+9900%"
+    assert next(r for r in table if r["metric"] == "Multiple choice: accuracy")["rlhf_vs_sft"] == "0.0 pts"
     assert "reaches" not in text  # no references given, no line about them
     text, _ = render_report(_results(0.40, 0.072), AlignConfig(), families,
                             {"separation_needed": 0.9011, "word_count_separation": 0.9163})
