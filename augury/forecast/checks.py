@@ -12,6 +12,13 @@ from pathlib import Path
 from augury.forecast.config import ForecastConfig, ForecastConfigError, typed_fields
 
 
+def min_rungs(law: str) -> int:
+    """The fewest distinct rungs a forecast with `law` can be fitted on: one more than its parameters."""
+    from augury.scaling.laws import get_law
+
+    return get_law(law).n_free + 1
+
+
 def validate(cfg: ForecastConfig) -> None:
     """Check every field that can be checked without data; ForecastConfigError names the key."""
     lad, rec, tgt, cap = cfg.ladder, cfg.recipe, cfg.target, cfg.capability
@@ -34,8 +41,13 @@ def validate(cfg: ForecastConfig) -> None:
         raise ForecastConfigError(f"ladder.tokens must be 'compute' or 'ratio', got {lad.tokens!r}")
     if lad.seeds < 1:
         raise ForecastConfigError(f"ladder.seeds must be >= 1, got {lad.seeds}")
-    if lad.rungs < 3:
-        raise ForecastConfigError(f"ladder.rungs must be >= 3 (a 3-parameter law needs 3 points), got {lad.rungs}")
+    if cfg.fit.law not in ("gpt4-loss", "power-loss"):
+        raise ForecastConfigError(f"fit.law must be 'gpt4-loss' or 'power-loss', got {cfg.fit.law!r}")
+    need = min_rungs(cfg.fit.law)
+    if lad.rungs < need:
+        raise ForecastConfigError(f"ladder.rungs must be >= {need} for fit.law {cfg.fit.law!r} (one more rung than "
+                                  f"its {need - 1} parameters: through as many rungs as parameters the law passes "
+                                  f"exactly and leaves no scatter to measure its uncertainty by), got {lad.rungs}")
     if rec.dial not in ("depth", "width"):
         raise ForecastConfigError(f"recipe.dial must be 'depth' or 'width', got {rec.dial!r}")
     size, size_key = (tgt.d_model, "target.d_model") if rec.dial == "width" else (tgt.depth, "target.depth")
@@ -108,8 +120,6 @@ def validate(cfg: ForecastConfig) -> None:
                                   f"interval (fit.level; one beyond each end), got {cfg.fit.bootstrap}")
     if not cfg.fit.huber_delta > 0:
         raise ForecastConfigError(f"fit.huber_delta must be > 0, got {cfg.fit.huber_delta}")
-    if cfg.fit.law not in ("gpt4-loss", "power-loss"):
-        raise ForecastConfigError(f"fit.law must be 'gpt4-loss' or 'power-loss', got {cfg.fit.law!r}")
     if cfg.fit.compute not in ("flops", "non-embedding"):
         raise ForecastConfigError(f"fit.compute must be 'flops' or 'non-embedding', got {cfg.fit.compute!r}")
     if cfg.fit.interval not in ("bootstrap", "prediction", "random-effects"):

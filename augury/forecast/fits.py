@@ -191,7 +191,10 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
         flags.append(f"the {fit_cfg.level:.0%} interval [{lo:.4f}, {hi:.4f}] spans ±{half:.1%} of the forecast "
                      f"(> {fit_cfg.max_interval_halfwidth:.0%}): too wide to be a forecast")
     backtest = None
-    if len(rows) >= 4:
+    if len(rows) < res.law.n_free + 2:
+        flags.append(f"leave-largest-out backtest not run: without {rows[-1]['name']} {len(rows) - 1} rungs are "
+                     f"left, too few for the law's {res.law.n_free} parameters and their scatter")
+    else:
         sub = {k: v[:-1] for k, v in data.items()}
         try:
             # fewer resamples suffice for this check, but not fewer than an interval at the level needs

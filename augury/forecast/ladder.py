@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from augury.forecast.checks import min_rungs
 from augury.forecast.config import ForecastConfig, ForecastConfigError, typed_fields
 from augury.model import ModelConfig, flops_per_token, param_counts
 from augury.train import TrainConfig
@@ -201,9 +202,11 @@ def plan_runs(cfg: ForecastConfig, vocab_size: int) -> list[RunPlan]:
                 f"{rec.tokens_per_param / 4:g} and >= {MIN_STEPS * rec.min_batch_tokens:,} tokens). Raise the target, "
                 f"raise ladder.smallest_fraction or lower recipe.min_depth / min_width / min_batch_tokens")
         runs.append(_plan_one(cfg, f"rung{len(runs) + 1}", "rung", size, tokens, vocab_size, target.flops))
-    if len(runs) < 3:
+    need = min_rungs(cfg.fit.law)
+    if len(runs) < need:
         raise ForecastConfigError(f"only {len(runs)} distinct rung sizes fit between ladder.smallest_fraction and "
-                                  f"largest_fraction: widen the range or use a finer dial (recipe.width_step)")
+                                  f"largest_fraction ({need} needed for fit.law {cfg.fit.law!r}): widen the range or "
+                                  f"use a finer dial (recipe.width_step)")
     if runs[-1].flops >= target.flops:
         raise ForecastConfigError(f"the target ({target.flops:.3g} FLOPs) is not larger than the ladder's largest "
                                   f"rung ({runs[-1].flops:.3g} FLOPs)")

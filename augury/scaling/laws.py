@@ -65,6 +65,11 @@ class Law:
         """Initial values, (G, P): the full grid the fitter starts L-BFGS-B from."""
         raise NotImplementedError
 
+    @property
+    def n_free(self) -> int:
+        """Parameters the fit can move (a bound (v, v) fixes one, e.g. the sigmoid's ceiling)."""
+        return sum(lo < hi for lo, hi in self.bounds)
+
     def natural(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """The formula's own parameters from fitted ones (vectorised over the last axis of theta)."""
         return {n: theta[..., i] for i, n in enumerate(self.param_names)}

@@ -254,6 +254,28 @@ def check_settings(bootstrap: int, level: float, delta: float, prefix: str = "",
         raise TableError(f"{prefix}bootstrap must be 0 (no intervals) or {enough}, got {bootstrap}")
 
 
+def check_identifiable(law: Law, x: dict[str, np.ndarray], n_runs: int) -> None:
+    """TableError when the rows cannot determine the law's parameters and the scatter about it.
+
+    With no more runs than free parameters the law passes through every run: the residuals are all zero, so
+    the bootstrap intervals have no width, though nothing was measured. With fewer distinct sizes (input
+    points) than parameters the curve between them is not determined at all, whatever the replicates."""
+    p = law.n_free
+    if n_runs <= p:
+        raise TableError(f"{n_runs} rows but law {law.name!r} has {p} parameters: need at least {p + 1} (with no "
+                         f"more rows than parameters the law passes through every row and leaves no scatter to "
+                         f"measure its uncertainty by)")
+    for col, arr in x.items():
+        if np.unique(arr).size < 2:
+            raise TableError(f"all rows have the same {col}={arr[0]:g}: a law in {col} cannot be fitted from one size")
+    sizes = len(np.unique(np.stack([np.asarray(v, float) for v in x.values()], axis=1), axis=0))
+    if sizes < p:
+        what = "/".join(x)
+        raise TableError(f"the rows have {sizes} distinct values of {what} but law {law.name!r} has {p} "
+                         f"parameters: the curve between {sizes} sizes is not determined, however many runs each "
+                         f"has; add runs at {p - sizes} more size{'s' if p - sizes > 1 else ''}")
+
+
 def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None = None, weights=None,
             groups=None, delta: float = 1e-3, bootstrap: int = 1000, seed: int = 0, level: float = 0.9,
             max_iter: int = 2000, noise: bool = True, always_include=None, chance: float | None = None) -> FitResult:
@@ -290,12 +312,7 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
         raise TableError(f"table has no column {y_col!r} (the value to fit; pass y=...); columns: {sorted(cols)}")
     y_arr = numeric_column(cols, y_col, "table")
     n = len(y_arr)
-    if n < len(law.param_names):
-        raise TableError(f"{n} rows but law {law.name!r} has {len(law.param_names)} parameters: "
-                         "need at least as many rows")
-    for col, arr in x.items():
-        if np.unique(arr).size < 2:
-            raise TableError(f"all rows have the same {col}={arr[0]:g}: a law in {col} cannot be fitted from one size")
+    check_identifiable(law, x, n if always_include is None else n - int(np.sum(always_include)))
     logs = [np.log(v) for c, v in x.items() if c not in law.raw_inputs]
     collinear = len(logs) == 2 and abs(np.corrcoef(logs[0], logs[1])[0, 1]) > 0.98
     w = np.ones(n) if weights is None else np.asarray(weights, float)

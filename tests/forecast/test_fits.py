@@ -27,6 +27,20 @@ def test_clean_power_law_is_reliable_and_accurate():
     assert out.interval[0] <= truth <= out.interval[1]
 
 
+def test_a_ladder_no_longer_than_the_law_has_parameters_is_refused():
+    # three rungs, a three-parameter law: it passes through every rung, and its interval had zero width
+    from augury.scaling import TableError
+
+    three = rows_from([1e14, 1e15, 1e16], [4.1, 3.62, 3.3])
+    with pytest.raises(TableError, match="3 rows but law 'gpt4-loss' has 3 parameters"):
+        fit_loss(three, 3.3e17, FitConfig(law="gpt4-loss", bootstrap=200), seed=0)
+    # one rung more fits, but leaves too few rungs for the leave-largest-out backtest: flagged, not skipped
+    four = rows_from([1e14, 1e15, 1e16, 1e17], [4.1, 3.62, 3.3, 3.09])
+    out, _ = fit_loss(four, 3.3e18, FitConfig(law="gpt4-loss", bootstrap=200), seed=0)
+    assert out.backtest_largest_rung is None and not out.reliable
+    assert any("leave-largest-out backtest not run" in f for f in out.flags), out.flags
+
+
 @pytest.mark.integration
 def test_power_loss_forecast_of_a_ladder_far_above_its_floor():
     # the cpu-demo regime: a one-decade ladder far above the irreducible loss, rungs with ~0.5% noise

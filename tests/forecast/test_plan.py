@@ -191,8 +191,10 @@ def test_bad_inputs_fail_before_training():
         validate(cpu_demo(recipe={"dial": "height"}))
     with pytest.raises(ForecastConfigError, match="unknown key"):
         cpu_demo(ladder={"rungz": 3})
-    with pytest.raises(ForecastConfigError, match="rungs must be >= 3"):
+    with pytest.raises(ForecastConfigError, match="rungs must be >= 3 for fit.law 'power-loss'"):
         validate(cpu_demo(ladder={"rungs": 2}))
+    with pytest.raises(ForecastConfigError, match="rungs must be >= 4 for fit.law 'gpt4-loss'"):
+        validate(load_forecast_config("naive-demo", overrides={"ladder": {"rungs": 3}}))
     with pytest.raises(ForecastConfigError, match="fit.compute"):
         validate(cpu_demo(fit={"compute": "params"}))
     with pytest.raises(ForecastConfigError, match="needs fit.law 'power-loss'"):

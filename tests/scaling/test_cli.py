@@ -160,3 +160,17 @@ def test_a_prediction_without_an_interval_prints_no_nan():
     line = describe_prediction({"inputs": {"flops": 1e22}, "status": "ok", "value": 2.5,
                                 "interval": [float("nan"), float("nan")]})
     assert "nan" not in line and "no interval" in line
+
+
+@pytest.mark.parametrize("cmd, args", [
+    ("fit", ["--fit-where", "flops<1e21"]),
+    ("backtest", ["--holdout", "flops>=1e21"]),
+])
+def test_as_many_rows_as_parameters_is_refused(tmp_path, capsys, cmd, args):
+    # three rows for three parameters: the fit passed through every row with a zero-width interval, "converged"
+    (tmp_path / "t.csv").write_text("name,flops,loss\na,1e18,3.1\nb,1e19,2.7\nc,1e20,2.65\nd,1e21,2.5\n")
+    code = main([cmd, str(tmp_path / "t.csv"), "--law", "gpt4-loss", *args, "--bootstrap", "20",
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "3 rows but law 'gpt4-loss' has 3 parameters: need at least 4" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()

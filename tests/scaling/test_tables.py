@@ -46,6 +46,12 @@ def test_predict_assignments():
     ({"flops": [1e18, 2e18, 0.0, 8e18], "loss": [3, 2.9, 2.8, 2.7]}, "gpt4-loss", "column 'flops' row 3"),
     ({"flops": [1e18, 2e18, 4e18, 8e18], "loss": [3, -1, 2.8, 2.7]}, "gpt4-loss", "column 'loss' row 2"),
     ({"flops": [1e18, 2e18], "loss": [3, 2.9]}, "gpt4-loss", "2 rows but law 'gpt4-loss' has 3 parameters"),
+    # as many rows as parameters: the law passes through every row, its intervals would have no width
+    ({"flops": [1e18, 2e18, 4e18], "loss": [3, 2.9, 2.8]}, "gpt4-loss", "3 rows but .* need at least 4"),
+    ({"flops": [1e18, 2e18], "loss": [3, 2.9]}, "power-loss", "2 rows but .* need at least 3"),
+    # many runs at fewer sizes than parameters: the curve between them is not determined
+    ({"flops": [1e18, 1e20] * 4, "loss": [3.0, 2.6, 2.99, 2.59, 2.98, 2.6, 3.01, 2.61]}, "gpt4-loss",
+     "2 distinct values of flops but law 'gpt4-loss' has 3 parameters"),
     ({"flops": [1e18] * 4, "loss": [3, 2.9, 2.8, 2.7]}, "gpt4-loss", "all rows have the same flops"),
     ({"flops": [1e18, 2e18, 4e18, 8e18], "acc": [0.3, 0.4, 0.5, 0.6]}, "gpt4-loss", "no column 'loss'"),
 ])

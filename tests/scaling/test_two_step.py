@@ -59,7 +59,7 @@ def test_a_text_accuracy_in_a_checkpoint_row_is_one_error(tmp_path, capsys):
     from augury.cli import main
 
     lines = ["name,params,tokens,final,bpb,acc"]
-    for i, n in enumerate((2e7, 5e7, 1e8, 3e8, 1e9)):
+    for i, n in enumerate((2e7, 5e7, 1e8, 3e8, 1e9, 2e9)):
         lines += [f"r{i},{n:g},{n * 5:g},false,{1.3 - 0.1 * i:.2f},{'n/a' if i == 2 else 0.3 + 0.05 * i}",
                   f"r{i},{n:g},{n * 20:g},true,{1.2 - 0.1 * i:.2f},{0.32 + 0.05 * i}"]
     (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
@@ -84,7 +84,7 @@ def test_anchor_is_in_every_bootstrap_resample():
 
     rng = np.random.default_rng(0)
     rows = []
-    for i, bpb in enumerate(np.linspace(0.6, 1.6, 40)):
+    for i, bpb in enumerate(np.linspace(0.6, 1.6, 48)):
         acc = 0.25 + 0.7 / (1 + np.exp(6.0 * (bpb - 1.0))) + rng.normal(0, 0.003)
         rows.append({"name": f"r{i // 8}", "params": 1e8 * (1 + i // 8),
                      "tokens": 1e9 * (1 + i % 8) * (1 + (i // 8) % 3), "bpb": bpb, "acc": acc})
@@ -92,7 +92,7 @@ def test_anchor_is_in_every_bootstrap_resample():
     res = fit_two_step(final, rows, loss="bpb", accuracy="acc", group="name", fixed_ceiling=False,
                        anchor=(0.0, 1.0), bootstrap=50, step2_delta=10.0)
     assert res.step2.y.shape[0] == len(rows) + 1 and res.step2.y[-1] == 1.0
-    assert res.step2.boot_info["n_groups"] == 5  # the anchor is not a run
+    assert res.step2.boot_info["n_groups"] == 6  # the anchor is not a run
 
 
 def _ladder_csv(path, accuracy):
