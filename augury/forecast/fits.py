@@ -129,7 +129,7 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
              x: str = "flops") -> tuple[LossForecast, object]:
     """Fit the loss law on the rung rows (compute in the rows' `x` field), predict the target at `target_x`, run
     the predictability checks."""
-    from augury.scaling import fit_law
+    from augury.scaling import TableError, fit_law
     from augury.scaling.result import min_bootstrap
 
     rows = sorted(rows, key=lambda r: r[x])
@@ -138,6 +138,8 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
     res = fit_law(fit_cfg.law, data, y=y, bootstrap=fit_cfg.bootstrap, seed=seed, level=fit_cfg.level,
                   delta=fit_cfg.huber_delta)
     rec = res.forecast({"flops": float(target_x)})[0]
+    if rec["value"] is None:  # plan_runs keeps the target within reach; a ladder given by hand may not be
+        raise TableError(f"the target cannot be forecast from these rungs: {rec['reason']}")
     if fit_cfg.interval != "bootstrap":
         rec["interval"] = _interval(fit_cfg, res, rows, x, y, target_x)
     flags = [f"fit: {w}" for w in res.warnings]
@@ -229,11 +231,14 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
                             seed: int, select_records: list[dict] | None = None) -> tuple[CapabilityFold, object]:
     """The GPT-4 report's capability protocol on the rungs' records; the target's predicted mean −log pass rate.
     `select_records` (independent samples) choose the kept problems when given (see fit_capability)."""
-    from augury.scaling import fit_capability
+    from augury.scaling import TableError, fit_capability
 
     res = fit_capability(records, run_flops, n_buckets=cap_cfg.buckets, bootstrap=fit_cfg.bootstrap, seed=seed,
                          level=fit_cfg.level, select_records=select_records)
     preds = res.predict(target_flops)
+    refused = next((p for p in preds if p["value"] is None), None)
+    if refused is not None:
+        raise TableError(f"bucket {refused['bucket']}: {refused['reason']}")
     sizes = [len(b["problems"]) for b in res.buckets]
     mean = _bucket_weighted([p["value"] for p in preds], sizes)
     lo = _bucket_weighted([p["interval"][0] for p in preds], sizes)

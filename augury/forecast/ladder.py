@@ -22,7 +22,9 @@ import numpy as np
 
 from augury.forecast.checks import min_rungs
 from augury.forecast.config import ForecastConfig, ForecastConfigError, typed_fields
+from augury.forecast.fits import fit_compute
 from augury.model import ModelConfig, flops_per_token, param_counts
+from augury.scaling.result import MAX_EXTRAPOLATION_DECADES
 from augury.train import TrainConfig
 from augury.train.config import OptimConfig
 
@@ -210,6 +212,11 @@ def plan_runs(cfg: ForecastConfig, vocab_size: int) -> list[RunPlan]:
     if runs[-1].flops >= target.flops:
         raise ForecastConfigError(f"the target ({target.flops:.3g} FLOPs) is not larger than the ladder's largest "
                                   f"rung ({runs[-1].flops:.3g} FLOPs)")
+    reach = math.log10(fit_compute(target, cfg.fit.compute) / fit_compute(runs[-1], cfg.fit.compute))
+    if reach > MAX_EXTRAPOLATION_DECADES:
+        raise ForecastConfigError(f"the target lies {reach:.1f} decades of compute ({cfg.fit.compute}) beyond the "
+                                  f"largest rung, more than the {MAX_EXTRAPOLATION_DECADES:g} a forecast may reach "
+                                  f"(docs/scaling.md): raise ladder.largest_fraction")
     return runs + [target]
 
 

@@ -63,8 +63,9 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
                  **{k: r[k] for k in keep if k in r}} for n, r in zip(names, records)]
     scored = [r for r in out_rows if r["rel_error"] is not None]
     refused = [r for r in out_rows if r["rel_error"] is None]
+    # a point too far out to compute (an overflow) has no unsupported error to add
     everything = [abs(r["rel_error"] if r["rel_error"] is not None else r["unsupported_rel_error"])
-                  for r in out_rows]
+                  for r in out_rows if r["rel_error"] is not None or r.get("unsupported_rel_error") is not None]
     report = {"law": result.law.name, "y": y_col, "holdout": holdout, "status": result.status,
               "n_fit": len(train), "n_holdout": len(held), "rows": out_rows,
               "n_not_forecastable": len(refused),
@@ -73,7 +74,8 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
                                      else None),
               "coverage": float(sum(r["covered"] for r in scored) / len(scored)) if scored else None,
               # what the refused rows' unsupported points would have added
-              "mean_abs_rel_error_with_not_forecastable": float(sum(everything) / len(everything)),
+              "mean_abs_rel_error_with_not_forecastable": (float(sum(everything) / len(everything)) if everything
+                                                           else None),
               "fit": result.to_json(),
               "provenance": {"table": str(table), "created": utc_now(), "git": git_hash()}}
     from augury.scaling.plotting import plot_fit
@@ -88,16 +90,18 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
             continue
         print(f"{r['name']:<{width}}  {r['predicted']:>10.5g}  {r['actual']:>10.5g}  {100 * r['rel_error']:>7.2f}%"
               f"  [{r['interval'][0]:>9.5g}, {r['interval'][1]:>9.5g}]  {'yes' if r['covered'] else 'NO'}"
-              + (f"  DEGENERATE: {r['reason']}" if r.get("status") == "degenerate" else ""))
+              + (f"  DEGENERATE: {r['reason']}" if r.get("status") == "degenerate" else "")
+              + (f"  warning: {r['warning']}" if r.get("warning") else ""))
     summary = f"fit on {len(train)} rows, status {result.status}; "
     if scored:
         summary += f"mean |rel err| {100 * report['mean_abs_rel_error']:.2f}%, coverage {report['coverage']:.0%}"
     else:
         summary += "no row could be forecast"
     if refused:
-        with_all = 100 * report["mean_abs_rel_error_with_not_forecastable"]
-        summary += (f"; {len(refused)} of {len(out_rows)} rows not forecastable (excluded; with their unsupported "
-                    f"points the mean |rel err| would be {with_all:.2f}%)")
+        with_all = report["mean_abs_rel_error_with_not_forecastable"]
+        summary += (f"; {len(refused)} of {len(out_rows)} rows not forecastable (excluded"
+                    + (f"; with their unsupported points the mean |rel err| would be {100 * with_all:.2f}%)"
+                       if with_all is not None else ")"))
     print(summary)
     for w in result.warnings:
         print(f"warning: {w}")

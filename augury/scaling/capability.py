@@ -34,13 +34,15 @@ class CapabilityResult:
         return "converged" if all(b["fit"].converged for b in self.buckets) else "not-converged"
 
     def predict(self, flops: float) -> list[dict]:
-        """Per bucket: predicted -E_P[log pass_rate] at `flops`, its interval, and the implied pass rate."""
+        """Per bucket: predicted -E_P[log pass_rate] at `flops`, its interval, and the implied pass rate; a bucket
+        refused (status "not-forecastable", e.g. too far out) has value and interval None and its `reason`."""
         out = []
         for b in self.buckets:
             rec = b["fit"].forecast({"flops": float(flops)})[0]
-            out.append({"bucket": b["bucket"], "value": rec["value"], "interval": rec["interval"],
-                        "pass_rate_geomean": float(np.exp(-rec["value"])), **({"warning": rec["warning"]}
-                                                                               if "warning" in rec else {})})
+            out.append({"bucket": b["bucket"], "status": rec["status"], "value": rec["value"],
+                        "interval": rec["interval"],
+                        "pass_rate_geomean": None if rec["value"] is None else float(np.exp(-rec["value"])),
+                        **{k: rec[k] for k in ("reason", "warning", "unsupported_value") if k in rec}})
         return out
 
     def to_json(self) -> dict:

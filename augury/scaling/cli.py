@@ -80,6 +80,8 @@ def describe_prediction(p: dict) -> str:
         if p.get("status") == "degenerate":
             alts = ", ".join(f"{k}: {v:.5g}" for k, v in p.get("alternatives", {}).items())
             line += f"  DEGENERATE FIT ({p['reason']})" + (f"; the data cannot rule out {alts}" if alts else "")
+    if p.get("warning"):
+        line += f"  warning: {p['warning']}"
     return line
 
 
@@ -194,8 +196,12 @@ def _fit_capability(rows, problems, out_dir, queries, bootstrap, seed, level, bu
           f"(unsolved by some run), status {cap.status}")
     for p in report["predictions"]:
         for b in p["buckets"]:
-            print(f"  flops={p['inputs']['flops']:.3g} bucket {b['bucket']}: -E[log pass] = {b['value']:.4g} "
-                  f"[{b['interval'][0]:.4g}, {b['interval'][1]:.4g}]")
+            head = f"  flops={p['inputs']['flops']:.3g} bucket {b['bucket']}: "
+            if b["value"] is None:
+                print(head + f"NOT FORECASTABLE: {b['reason']}")
+                continue
+            print(head + f"-E[log pass] = {b['value']:.4g} [{b['interval'][0]:.4g}, {b['interval'][1]:.4g}]"
+                  + (f"  warning: {b['warning']}" if b.get("warning") else ""))
     return exit_code(cap.status, allow_unconverged)
 
 
@@ -233,7 +239,8 @@ def _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, a
         else:
             print(f"  predict {inputs}: {y} = {p['value']:.4g} [{p['interval'][0]:.4g}, {p['interval'][1]:.4g}]"
                   f" (task loss {p['task_loss']:.4g})"
-                  + (f"  DEGENERATE FIT ({p['reason']})" if p["status"] == "degenerate" else ""))
+                  + (f"  DEGENERATE FIT ({p['reason']})" if p["status"] == "degenerate" else "")
+                  + (f"  warning: {p['warning']}" if p.get("warning") else ""))
     return exit_code(res.status, allow_unconverged)
 
 

@@ -41,8 +41,11 @@ def plot_fit(result, path: str | Path, forecasts: list[dict] | None = None, titl
 
     import matplotlib.pyplot as plt
 
+    from augury.scaling.result import MAX_EXTRAPOLATION_DECADES
+
     law = result.law
-    forecasts = forecasts or []
+    # a point refused for being too far out is not drawn: an axis out to it would squash the data (or overflow)
+    forecasts = [f for f in forecasts or [] if f.get("extrapolation_decades", 0) <= MAX_EXTRAPOLATION_DECADES]
     xd, xlabel, logx = _axis(law, result.x)
     fx = np.array([_axis(law, {k: np.array([v]) for k, v in f["inputs"].items()})[0][0] for f in forecasts])
     lo = min(xd.min(), fx.min()) if fx.size else xd.min()

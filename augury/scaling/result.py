@@ -23,8 +23,12 @@ from augury.scaling.fitting import FitProblem, bootstrap_fits, fit_grid
 from augury.scaling.laws import Law, Sigmoid, get_law
 from augury.scaling.tables import TableError, columns_from, law_inputs, numeric_column
 
-# Predictions more than this many decades of the law's main input beyond the data carry a warning.
-MAX_EXTRAPOLATION_DECADES = 2.0
+# Predictions more than this many decades of a law's (log-scaled) input outside the data carry a warning.
+WARN_EXTRAPOLATION_DECADES = 2.0
+# Predictions further out than this are refused (docs/scaling.md): the GPT-4 report's loss forecast, the farthest
+# one published with its check, reached 4 decades; beyond, an interval says what the law implies, not what the
+# data support, and a unit mistake (PF-days against FLOPs: 20 decades) lands there.
+MAX_EXTRAPOLATION_DECADES = 4.0
 # A prediction whose interval spans more than this share of its metric's finite range says nothing: refused.
 MAX_INTERVAL_SHARE = 0.5
 
@@ -161,7 +165,8 @@ class FitResult:
         out).
         """
         x = self._inputs(inputs)
-        value, interval = self.predict(x)
+        with np.errstate(over="ignore", invalid="ignore"):  # a refused far point may overflow; it is not shown
+            value, interval = self.predict(x)
         decades = self.extrapolation_decades(x)
         fit_status, fit_reason = self.forecastability()
         alternatives = self.alternatives(x) if fit_status == "degenerate" else None
@@ -171,24 +176,27 @@ class FitResult:
                    "interval": [float(interval[i, 0]), float(interval[i, 1])],
                    "extrapolation_decades": round(float(decades[i]), 3)}
             too_wide = wide_interval(interval[i], self.level, self.law.value_range)
-            if fit_status == "ok" and too_wide:
+            too_far = extrapolation_refusal(decades[i])
+            if too_far:
+                rec["status"], rec["reason"] = "not-forecastable", too_far
+            elif fit_status == "ok" and too_wide:
                 rec["status"], rec["reason"] = "not-forecastable", too_wide
             elif fit_status != "ok":
                 rec["reason"] = fit_reason
-            if alternatives is not None:
+            if alternatives is not None and not too_far:
                 rec["alternatives"] = {name: vals[i] for name, vals in alternatives.items()}
-            if decades[i] > MAX_EXTRAPOLATION_DECADES:
-                rec["warning"] = (f"extrapolates {decades[i]:.1f} decades beyond the fitted data "
-                                  f"(> {MAX_EXTRAPOLATION_DECADES:g}); the interval assumes the law holds there")
+            if not too_far and extrapolation_warning(decades[i]):
+                rec["warning"] = extrapolation_warning(decades[i])
             if actual is not None and actual[i] is not None:
                 rec["actual"] = float(actual[i])
                 rec["rel_error"] = float(value[i] / actual[i] - 1.0)
                 rec["covered"] = bool(interval[i, 0] <= actual[i] <= interval[i, 1])
             if rec["status"] == "not-forecastable":
-                rec["unsupported_value"] = rec.pop("value")
+                rec["unsupported_value"] = rec.pop("value") if np.isfinite(rec["value"]) else None
                 rec["value"], rec["interval"] = None, None
                 if "rel_error" in rec:
-                    rec["unsupported_rel_error"] = rec.pop("rel_error")
+                    err = rec.pop("rel_error")
+                    rec["unsupported_rel_error"] = err if np.isfinite(err) else None
                     rec["rel_error"], rec["covered"] = None, None
             records.append(rec)
         return records
@@ -218,6 +226,22 @@ class FitResult:
             "value_range": [float(v) if np.isfinite(v) else None for v in self.law.value_range],
             "data": {"names": self.names, "y": self.y.tolist(), **{k: v.tolist() for k, v in self.x.items()}},
         }
+
+
+def extrapolation_warning(decades: float) -> str:
+    """The warning a prediction this many decades outside the data carries ("" within WARN_EXTRAPOLATION_DECADES)."""
+    if decades <= WARN_EXTRAPOLATION_DECADES:
+        return ""
+    return (f"extrapolates {decades:.1f} decades outside the fitted data (> {WARN_EXTRAPOLATION_DECADES:g}); the "
+            f"interval assumes the law holds there")
+
+
+def extrapolation_refusal(decades: float) -> str:
+    """Why a prediction this many decades outside the data is refused ("" within MAX_EXTRAPOLATION_DECADES)."""
+    if decades <= MAX_EXTRAPOLATION_DECADES:
+        return ""
+    return (f"{decades:.1f} decades outside the fitted data, beyond the {MAX_EXTRAPOLATION_DECADES:g} a forecast may "
+            f"reach (check the units: PF-days against FLOPs are 20 decades apart)")
 
 
 def wide_interval(interval, level: float, value_range) -> str:

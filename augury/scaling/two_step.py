@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from augury.scaling.laws import Sigmoid
-from augury.scaling.result import FitResult, fit_law, wide_interval
+from augury.scaling.result import FitResult, extrapolation_refusal, extrapolation_warning, fit_law, wide_interval
 from augury.scaling.tables import TableError, columns_from, numeric_column
 
 
@@ -77,17 +77,23 @@ class TwoStepResult:
         `task_loss`. A not-forecastable one (step 2's verdict, or an interval spanning more than half the
         accuracy's range) has a `reason`, `value` and `interval` None, and the point as `unsupported_value`; a
         degenerate one (step 1 cannot be identified from the rows) keeps its value, with the `reason`."""
-        acc, interval, loss = self.predict(inputs)
+        with np.errstate(over="ignore", invalid="ignore"):  # a refused far point may overflow; it is not shown
+            acc, interval, loss = self.predict(inputs)
         x = self.step1._inputs(inputs)
+        decades = self.step1.extrapolation_decades(x)
         fit_status, fit_reason = self.forecastability()
         records = []
         for i in range(len(acc)):
             rec = {"inputs": {k: float(v[i]) for k, v in x.items()}, "status": fit_status, "value": float(acc[i]),
-                   "interval": [float(v) for v in interval[i]], "task_loss": float(loss[i])}
+                   "interval": [float(v) for v in interval[i]], "task_loss": float(loss[i]),
+                   "extrapolation_decades": round(float(decades[i]), 3)}
             too_wide = wide_interval(interval[i], self.level, self.step2.law.value_range)
-            if fit_status == "not-forecastable" or too_wide:
+            too_far = extrapolation_refusal(decades[i])
+            if extrapolation_warning(decades[i]) and not too_far:
+                rec["warning"] = extrapolation_warning(decades[i])
+            if fit_status == "not-forecastable" or too_wide or too_far:
                 rec["status"] = "not-forecastable"
-                rec["reason"] = fit_reason if fit_status == "not-forecastable" else too_wide
+                rec["reason"] = too_far or (fit_reason if fit_status == "not-forecastable" else too_wide)
                 rec["unsupported_value"] = rec["value"]
                 rec["value"], rec["interval"] = None, None
             elif fit_status == "degenerate":

@@ -195,6 +195,9 @@ def test_bad_inputs_fail_before_training():
         validate(cpu_demo(ladder={"rungs": 2}))
     with pytest.raises(ForecastConfigError, match="rungs must be >= 4 for fit.law 'gpt4-loss'"):
         validate(load_forecast_config("naive-demo", overrides={"ladder": {"rungs": 3}}))
+    with pytest.raises(ForecastConfigError, match="target lies 4.2 decades of compute .* beyond the largest rung"):
+        gpu = load_forecast_config("gpu", overrides={"ladder": {"largest_fraction": 8e-5, "smallest_fraction": 3e-6}})
+        plan_runs(gpu, gpu.data.vocab_size)
     with pytest.raises(ForecastConfigError, match="fit.compute"):
         validate(cpu_demo(fit={"compute": "params"}))
     with pytest.raises(ForecastConfigError, match="needs fit.law 'power-loss'"):

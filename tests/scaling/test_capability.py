@@ -66,3 +66,17 @@ def test_cli_capability(tmp_path):
     report = json.loads((tmp_path / "o" / "fit.json").read_text())
     assert report["law"] == "capability" and len(report["buckets"]) == 3
     assert len(report["predictions"][0]["buckets"]) == 3
+
+
+def test_cli_capability_prints_each_warning_and_refuses_far_points(tmp_path, capsys):
+    recs, flops = _records()
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    (tmp_path / "runs.csv").write_text("name,flops\n" + "\n".join(f"{k},{v:g}" for k, v in flops.items()) + "\n")
+    assert main(["fit", str(tmp_path / "runs.csv"), "--law", "capability", "--problems", str(tmp_path / "p.jsonl"),
+                 "--predict", "flops=1e24;flops=1e300", "--bootstrap", "50", "--out", str(tmp_path / "o")]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if " bucket " in ln]
+    assert len(lines) == 6
+    assert all("warning: extrapolates 3.0 decades" in ln for ln in lines[:3])
+    assert all("NOT FORECASTABLE" in ln and "decades outside the fitted data" in ln for ln in lines[3:])
+    far = json.loads((tmp_path / "o" / "fit.json").read_text())["predictions"][1]["buckets"]
+    assert all(b["value"] is None and b["status"] == "not-forecastable" for b in far)
