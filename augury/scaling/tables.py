@@ -27,9 +27,12 @@ class TableError(ValueError):
 
 
 def _cell(value):
-    """CSV cells: '' -> None, numbers -> float, anything else stays a string."""
-    if value is None or isinstance(value, (int, float)):
-        return None if value is None else float(value)
+    """CSV cells: '' -> None, numbers -> float, anything else stays a string. A JSON true/false stays a bool: it is
+    a flag (e.g. `final`), never the number 1 or 0 (bool is an int to Python)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
     text = str(value).strip()
     if text == "":
         return None
@@ -104,8 +107,15 @@ def columns_from(data) -> dict[str, np.ndarray]:
         if all(v is None or isinstance(v, float) for v in vals):
             cols[k] = np.array([np.nan if v is None else v for v in vals], dtype=float)
         else:
-            cols[k] = np.array(["" if v is None else str(v) for v in vals], dtype=object)
+            cols[k] = np.array([_text(v) for v in vals], dtype=object)
     return cols
+
+
+def _text(value) -> str:
+    """A cell of a text column as the table spells it (JSON's true/false, not Python's True/False)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 def law_inputs(law, cols: dict[str, np.ndarray], where: str = "table") -> dict[str, np.ndarray]:
@@ -142,6 +152,8 @@ def numeric_column(cols: dict[str, np.ndarray], col: str, where: str = "table", 
 
 
 def _is_number(v) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return False
     try:
         float(v)
         return True

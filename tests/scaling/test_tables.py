@@ -68,3 +68,18 @@ def test_problem_records_are_checked(tmp_path):
     path.write_text(json.dumps({"run": "a", "problem": "p1", "n": 10}) + "\n")
     with pytest.raises(TableError, match="lacks c"):
         read_problems(path)
+
+
+@pytest.mark.parametrize("cell", [True, False])
+def test_a_json_boolean_is_not_a_number(tmp_path, cell):
+    # bool is an int to Python: `true` was read as compute 1.0 and fitted
+    rows = [{"name": f"r{i}", "flops": 10.0 ** (18 + i), "loss": 3.0 - 0.1 * i, "final": True} for i in range(5)]
+    rows[1]["flops"] = cell
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    table = read_table(tmp_path / "t.jsonl")
+    assert table[0]["final"] is True  # a flag stays a flag (two-step's `final` column)
+    with pytest.raises(TableError, match=f"column 'flops' row 2 \\(name 'r1'\\): '{json.dumps(cell)}' is not a number"):
+        fit_law("gpt4-loss", table, bootstrap=0)
+    with pytest.raises(TableError, match="column 'flops' row 2: 'True' is not a number"):
+        fit_law("gpt4-loss", {"flops": np.array([1e18, True, 1e20, 1e21], dtype=object),
+                              "loss": np.array([3.0, 2.9, 2.8, 2.7])}, bootstrap=0)
