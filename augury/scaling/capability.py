@@ -70,10 +70,19 @@ def fit_capability(records: list[dict], run_flops: dict[str, float], n_buckets: 
             counts at pass rate 1/(2n).
     """
     check_problems(records)
+    if select_records is not None:
+        check_problems(select_records, "select_records")
     runs = sorted({str(r["run"]) for r in records}, key=lambda r: run_flops.get(r, np.inf))
     missing = [r for r in runs if r not in run_flops]
     if missing:
         raise TableError(f"no compute given for run {missing[0]!r} (every run in the records needs flops)")
+    for run in runs:
+        c = run_flops[run]
+        if isinstance(c, bool) or not isinstance(c, (int, float, np.number)) or not (np.isfinite(c) and c > 0):
+            raise TableError(f"run {run!r}: compute {c!r} must be a finite number > 0 (its log is taken)")
+    if len({run_flops[r] for r in runs}) < 2:
+        raise TableError(f"every run in the records has the compute {run_flops[runs[0]]:g}: a law in compute cannot "
+                         f"be fitted from one size")
     if len(runs) < 3:
         raise TableError(f"{len(runs)} runs in the records: need at least 3 to fit alpha * C^(-k) with intervals")
     problems = sorted({str(r["problem"]) for r in records})
@@ -115,8 +124,11 @@ def fit_capability(records: list[dict], run_flops: dict[str, float], n_buckets: 
         y = -np.log(rate[:, cols]).mean(axis=1)
         if not (y > 0).all():
             raise TableError(f"bucket {b}: every problem is always solved (pass rate 1): -log pass_rate is 0")
-        fit = fit_law("capability", {"name": np.array(runs, dtype=object), "flops": flops,
-                                     "neg_log_pass_rate": y}, bootstrap=bootstrap, seed=seed + b, level=level)
+        try:
+            fit = fit_law("capability", {"name": np.array(runs, dtype=object), "flops": flops,
+                                         "neg_log_pass_rate": y}, bootstrap=bootstrap, seed=seed + b, level=level)
+        except TableError as err:  # e.g. every run at one compute
+            raise TableError(f"difficulty bucket {b}: {err}") from None
         buckets.append({"bucket": b, "problems": [kept_ids[j] for j in chunk],
                         "small_run_pass_rate": [float(difficulty[chunk].min()), float(difficulty[chunk].max())],
                         "fit": fit})

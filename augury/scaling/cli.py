@@ -109,7 +109,8 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         x: input column of one-input laws (sigmoid: e.g. a task-loss column; default flops).
         fit_where: fit only rows matching this expression, e.g. "flops<1e21 and name!='bad'".
         predict: inputs to forecast, e.g. "flops=1e24" or "params=7e9,tokens=4e12"; several separated by ';'.
-        actual: the observed value at the (single) --predict point, drawn and scored when known.
+        actual: the observed value at the (single) --predict point, drawn and scored when known (not with
+            --problems: a capability forecast is one value per difficulty bucket).
         bootstrap: bootstrap resamples over runs (0: no intervals, not with --predict; else at least 2/(1-level)).
         seed: bootstrap seed.
         level: interval coverage (0.9: 5th-95th percentiles).
@@ -134,9 +135,13 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
     if optimal_for is not None and law != "chinchilla":
         raise UsageError("--optimal-for needs --law chinchilla (N*(C), D*(C) come from its two exponents)")
     if law == "capability" and problems:
-        return _fit_capability(rows, problems, out_dir, queries, bootstrap, seed, level, buckets, allow_unconverged)
+        if actual is not None:
+            raise UsageError("--actual does not apply to --law capability: its forecast is one value per difficulty "
+                             "bucket, not one number to score")
+        return _fit_capability(rows, table, problems, out_dir, capability_queries(queries), bootstrap, seed, level,
+                               buckets, allow_unconverged)
     if law == "two-step":
-        return _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, allow_unconverged)
+        return _fit_two_step(rows, x, y, out_dir, queries, actual, bootstrap, seed, level, delta, allow_unconverged)
     result = run_fit(law, rows, y, x, bootstrap, seed, level, delta, max_iter, chance)
     try:
         forecasts = [result.forecast(q, actual=[actual])[0] for q in queries]
@@ -173,23 +178,42 @@ def _optimal(result, flops: float) -> dict:
     return out
 
 
-def _fit_capability(rows, problems, out_dir, queries, bootstrap, seed, level, buckets, allow_unconverged) -> int:
-    from augury.scaling.capability import fit_capability
-    from augury.scaling.tables import read_problems
+def capability_queries(queries: list[dict]) -> list[dict]:
+    """The --predict points of a capability fit, each with its compute `flops` (given, or 6 * params * tokens);
+    UsageError for a point without one, or with one that is not a number > 0."""
+    out = []
+    for q in queries:
+        if "flops" in q:
+            flops = q["flops"]
+        elif "params" in q and "tokens" in q:
+            flops = 6.0 * q["params"] * q["tokens"]
+        else:
+            given = ",".join(f"{k}={v:g}" for k, v in q.items())
+            raise UsageError(f"--predict {given!r}: --law capability forecasts at a compute: give flops=... (or "
+                             f"params=... and tokens=..., flops = 6*params*tokens)")
+        if not (np.isfinite(flops) and flops > 0):
+            raise UsageError(f"--predict: flops={flops:g} must be a finite number > 0 (its log is taken)")
+        out.append({**q, "flops": float(flops)})
+    return out
 
-    run_col = "name" if rows and "name" in rows[0] else "run"
+
+def _fit_capability(rows, table, problems, out_dir, queries, bootstrap, seed, level, buckets,
+                    allow_unconverged) -> int:
+    from augury.scaling.capability import fit_capability
+    from augury.scaling.tables import read_problems, run_compute
+
     try:
         records = read_problems(problems)
-        flops = {str(r[run_col]).removesuffix(".0"): r["flops"] for r in rows if r.get("flops")}
+        flops = run_compute(rows, {str(r["run"]) for r in records}, str(table))
         cap = fit_capability(records, flops, buckets, bootstrap=bootstrap, seed=seed, level=level)
-    except (TableError, KeyError) as err:
+    except TableError as err:
         raise UsageError(f"capability: {err}") from None
     report = cap.to_json()
-    report["predictions"] = [{"inputs": q, "buckets": cap.predict(q["flops"])} for q in queries if "flops" in q]
+    report["predictions"] = [{"inputs": q, "buckets": cap.predict(q["flops"])} for q in queries]
     from augury.scaling.plotting import plot_fit
 
     first = cap.buckets[0]["fit"]
-    plot_fit(first, out_dir / "fit.png", [first.forecast({"flops": q["flops"]})[0] for q in queries if "flops" in q],
+    plot_fit(first, out_dir / "fit.png", [first.forecast({"flops": q["flops"]})[0] for q in queries],
              title=f"capability, bucket 0 of {len(cap.buckets)} (easiest)")
     atomic_write_json(out_dir / "fit.json", report)
     print(f"capability: {len(cap.buckets)} buckets, {len(cap.dropped_problems)} problems dropped "
@@ -205,7 +229,7 @@ def _fit_capability(rows, problems, out_dir, queries, bootstrap, seed, level, bu
     return exit_code(cap.status, allow_unconverged)
 
 
-def _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, allow_unconverged) -> int:
+def _fit_two_step(rows, x, y, out_dir, queries, actual, bootstrap, seed, level, delta, allow_unconverged) -> int:
     """Two-step (OLMo ladder): --x is the task-loss column, --y the accuracy column. Step 1 uses the rows whose
     `final` column is true (every row when there is no such column); step 2 uses every row, grouped by `name`."""
     from augury.scaling.plotting import plot_fit
@@ -223,7 +247,7 @@ def _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, a
         raise UsageError(str(err)) from None
     report = res.to_json()
     try:
-        report["predictions"] = [res.forecast(q)[0] for q in queries]
+        report["predictions"] = [res.forecast(q, actual=[actual])[0] for q in queries]
     except TableError as err:
         raise UsageError(f"--predict: {err}") from None
     plot_fit(res.step2, out_dir / "fit.png", title=f"two-step, step 2: {y} vs {x}")
@@ -239,6 +263,8 @@ def _fit_two_step(rows, x, y, out_dir, queries, bootstrap, seed, level, delta, a
         else:
             print(f"  predict {inputs}: {y} = {p['value']:.4g} [{p['interval'][0]:.4g}, {p['interval'][1]:.4g}]"
                   f" (task loss {p['task_loss']:.4g})"
+                  + (f"  actual {p['actual']:.4g} ({100 * p['rel_error']:+.2f}%)" if p.get("rel_error") is not None
+                     else "")
                   + (f"  DEGENERATE FIT ({p['reason']})" if p["status"] == "degenerate" else "")
                   + (f"  warning: {p['warning']}" if p.get("warning") else ""))
     return exit_code(res.status, allow_unconverged)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import json
 import operator
 from pathlib import Path
 
@@ -243,26 +244,87 @@ def parse_assignments(text: str) -> dict[str, float]:
 
 
 def read_problems(path: str | Path) -> list[dict]:
-    """Per-problem records {run, problem, n, c} from JSONL, checked (0 <= c <= n, n >= 1)."""
+    """Per-problem records {run, problem, n, c} from JSONL, checked (see check_problems; errors name the line)."""
     path = Path(path)
     if not path.is_file():
         raise TableError(f"{path}: no such file")
     try:
-        records = _read_jsonl_rows(path)
+        numbered = jsonl_objects(path.read_text(encoding="utf-8"), str(path), TableError)
     except UnicodeDecodeError as err:
         raise TableError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
-    return check_problems(records, str(path))
+    records = [rec for _, rec in numbered]
+    return check_problems(records, str(path), lines=[n for n, _ in numbered])
 
 
-def check_problems(records: list[dict], where: str = "records") -> list[dict]:
+def check_problems(records: list[dict], where: str = "records", lines: list[int] | None = None) -> list[dict]:
+    """`records` if each is {run, problem, n, c} with a name for run and problem, whole sample counts
+    n >= 1 and 0 <= c <= n, and one record per (run, problem); else TableError naming the record (its file line
+    when `lines` gives them)."""
+    seen: dict[tuple[str, str], str] = {}
     for i, rec in enumerate(records, 1):
+        at = f"line {lines[i - 1]}" if lines else f"record {i}"
         missing = [k for k in ("run", "problem", "n", "c") if k not in rec]
         if missing:
-            raise TableError(f"{where}: record {i} lacks {', '.join(missing)} (need run, problem, n, c)")
+            raise TableError(f"{where}: {at} lacks {', '.join(missing)} (need run, problem, n, c)")
+        for key in ("run", "problem"):
+            v = rec[key]
+            if isinstance(v, bool) or not isinstance(v, (str, int)) or not str(v).strip():
+                raise TableError(f"{where}: {at}: {key} must be a name (text or an integer), got {_spelled(v)}")
         n, c = rec["n"], rec["c"]
-        if not (isinstance(n, (int, float)) and isinstance(c, (int, float)) and n >= 1 and 0 <= c <= n):
-            raise TableError(f"{where}: record {i}: need n >= 1 and 0 <= c <= n, got n={n!r}, c={c!r}")
+        if not (_count(n) and _count(c) and n >= 1 and c <= n):
+            raise TableError(f"{where}: {at}: n and c are numbers of samples: need whole numbers with n >= 1 and "
+                             f"0 <= c <= n, got n={_spelled(n)}, c={_spelled(c)}")
+        pair = (str(rec["run"]), str(rec["problem"]))
+        if pair in seen:
+            raise TableError(f"{where}: {at} repeats run {pair[0]!r}, problem {pair[1]!r} of {seen[pair]}: give "
+                             f"each run and problem one record (with more samples, add up their n and c)")
+        seen[pair] = at
     if not records:
         raise TableError(f"{where}: no records")
     return records
+
+
+def _spelled(v) -> str:
+    """A record's value as JSON spells it (true, Infinity, "200"), as the user wrote it."""
+    try:
+        return json.dumps(v)
+    except (TypeError, ValueError):
+        return repr(v)
+
+
+def _count(v) -> bool:
+    """A whole number of samples >= 0: an int, or a float with no fraction (not a bool, not infinite)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return v >= 0 and (isinstance(v, int) or v.is_integer())
+
+
+def run_compute(rows: list[dict], runs, where: str = "table") -> dict[str, float]:
+    """Compute (flops, or 6 * params * tokens) of each of `runs` from a runs table's rows, keyed by the table's
+    `name` (or `run`) column; TableError naming the row (counted as in the file) whose compute is not a number
+    > 0, or a run the table gives twice."""
+    cols = columns_from(rows)
+    key = "name" if "name" in cols else "run" if "run" in cols else None
+    if key is None:
+        raise TableError(f"{where}: no column 'name' (or 'run'): the runs table names the runs of the records")
+    if "flops" not in cols:
+        raise TableError(f"{where}: no column 'flops' (or params and tokens, from which flops = 6*params*tokens): "
+                         f"each run's compute")
+    wanted, out = {str(r) for r in runs}, {}
+    for i, (name, cell) in enumerate(zip(cols[key], cols["flops"])):
+        # a whole number read from CSV is a float: run 7 of the records is row "7.0" of the table
+        name = _text(name).removesuffix(".0") if isinstance(name, float) else _text(name)
+        if name not in wanted:
+            continue
+        row = f"{where}: column 'flops' row {i + 1} ({key} {name!r})"
+        if not _is_number(cell):
+            raise TableError(f"{row}: " + (f"{str(cell)!r} is not a number" if str(cell).strip() else "has no value"))
+        if np.isnan(float(cell)):
+            raise TableError(f"{row}: has no value")
+        if not (np.isfinite(float(cell)) and float(cell) > 0):
+            raise TableError(f"{row}: {float(cell):g} must be a finite number > 0 (its log is taken)")
+        if name in out:
+            raise TableError(f"{row}: run {name!r} is given twice in the table")
+        out[name] = float(cell)
+    return out
 

@@ -72,11 +72,13 @@ class TwoStepResult:
         status, reason = self.step1.forecastability()
         return ("ok", "") if status == "ok" else (status, f"step 1: {reason}")
 
-    def forecast(self, inputs) -> list[dict]:
+    def forecast(self, inputs, actual=None) -> list[dict]:
         """Predictions as records (what fit.json's `predictions` holds): `inputs`, `status`, `value`, `interval`,
         `task_loss`. A not-forecastable one (step 2's verdict, or an interval spanning more than half the
         accuracy's range) has a `reason`, `value` and `interval` None, and the point as `unsupported_value`; a
-        degenerate one (step 1 cannot be identified from the rows) keeps its value, with the `reason`."""
+        degenerate one (step 1 cannot be identified from the rows) keeps its value, with the `reason`. With
+        `actual` (one observed accuracy per input, or None), `actual`, `rel_error` and `covered` as in
+        FitResult.forecast."""
         with np.errstate(over="ignore", invalid="ignore"):  # a refused far point may overflow; it is not shown
             acc, interval, loss = self.predict(inputs)
         x = self.step1._inputs(inputs)
@@ -91,11 +93,18 @@ class TwoStepResult:
             too_far = extrapolation_refusal(decades[i])
             if extrapolation_warning(decades[i]) and not too_far:
                 rec["warning"] = extrapolation_warning(decades[i])
+            if actual is not None and actual[i] is not None:
+                rec["actual"] = float(actual[i])
+                rec["rel_error"] = float(acc[i] / actual[i] - 1.0)
+                rec["covered"] = bool(interval[i, 0] <= actual[i] <= interval[i, 1])
             if fit_status == "not-forecastable" or too_wide or too_far:
                 rec["status"] = "not-forecastable"
                 rec["reason"] = too_far or (fit_reason if fit_status == "not-forecastable" else too_wide)
                 rec["unsupported_value"] = rec["value"]
                 rec["value"], rec["interval"] = None, None
+                if "rel_error" in rec:
+                    rec["unsupported_rel_error"] = rec.pop("rel_error")
+                    rec["rel_error"], rec["covered"] = None, None
             elif fit_status == "degenerate":
                 rec["reason"] = fit_reason  # a value, flagged: the rows cannot rule out other task losses
             records.append(rec)

@@ -1,6 +1,7 @@
 """Capability fits from per-problem {run, problem, n, c} records with the GPT-4 report's protocol."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -55,6 +56,9 @@ def test_missing_compute_is_an_error():
     del flops["m"]
     with pytest.raises(TableError, match="no compute given for run 'm'"):
         fit_capability(recs, flops)
+    for bad in (float("nan"), -1e19, True):
+        with pytest.raises(TableError, match="run 'm': compute .* must be a finite number > 0"):
+            fit_capability(recs, {**flops, "m": bad})
 
 
 def test_cli_capability(tmp_path):
@@ -80,3 +84,50 @@ def test_cli_capability_prints_each_warning_and_refuses_far_points(tmp_path, cap
     assert all("NOT FORECASTABLE" in ln and "decades outside the fitted data" in ln for ln in lines[3:])
     far = json.loads((tmp_path / "o" / "fit.json").read_text())["predictions"][1]["buckets"]
     assert all(b["value"] is None and b["status"] == "not-forecastable" for b in far)
+
+
+def _write_inputs(tmp_path, table_rows=None, edit=None):
+    recs, flops = _records()
+    recs = edit(recs) if edit else recs
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    rows = table_rows or [f"{k},{v:g}" for k, v in flops.items()]
+    (tmp_path / "runs.csv").write_text("name,flops\n" + "\n".join(rows) + "\n")
+
+
+def _set(i, **kv):
+    return lambda recs: [{**r, **kv} if j == i else r for j, r in enumerate(recs)]
+
+
+@pytest.mark.parametrize("table, edit, args, message", [
+    (["s,1e18", "m,abc", "l,1e20", "xl,1e21"], None, [], "runs.csv: column 'flops' row 2 (name 'm'): 'abc' is not a "
+                                                         "number"),
+    (["s,1e18", "m,-1e19", "l,1e20", "xl,1e21"], None, [], "row 2 (name 'm'): -1e+19 must be a finite number > 0"),
+    (["s,1e18", "m,0", "l,1e20", "xl,1e21"], None, [], "row 2 (name 'm'): 0 must be a finite number > 0"),
+    (["s,1e18", "m,1e18", "l,1e18", "xl,1e18"], None, [], "every run in the records has the compute 1e+18"),
+    (None, None, ["--predict", "flops=-5"], "--predict: flops=-5 must be a finite number > 0"),
+    (None, None, ["--predict", "tokens=1e22"], "give flops=... (or params=... and tokens=..."),
+    (None, None, ["--predict", "flops=1e22", "--actual", "0.3"], "--actual does not apply to --law capability"),
+    (None, _set(5, n=float("inf")), [], "p.jsonl: line 6: n and c are numbers of samples: need whole numbers with "
+                                        "n >= 1 and 0 <= c <= n, got n=Infinity"),
+    (None, _set(5, c=1.5), [], "line 6: .* got n=2000, c=1.5"),
+    (None, _set(5, n=True, c=True), [], "line 6: .* got n=true, c=true"),
+    (None, _set(5, run=None), [], "line 6: run must be a name"),
+    (None, lambda recs: recs + [recs[0]], [], "line 125 repeats run 's', problem 'p00' of line 1"),
+])
+def test_cli_capability_bad_input_is_one_error(tmp_path, capsys, table, edit, args, message):
+    _write_inputs(tmp_path, table, edit)
+    code = main(["fit", str(tmp_path / "runs.csv"), "--law", "capability", "--problems", str(tmp_path / "p.jsonl"),
+                 *args, "--bootstrap", "20", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.search(message if ".*" in message else re.escape(message), err), err
+    assert "neg_log_pass_rate" not in err and not (tmp_path / "o").exists()
+
+
+def test_cli_capability_predicts_from_params_and_tokens(tmp_path, capsys):
+    _write_inputs(tmp_path)
+    assert main(["fit", str(tmp_path / "runs.csv"), "--law", "capability", "--problems", str(tmp_path / "p.jsonl"),
+                 "--predict", "params=1e9,tokens=1e10", "--bootstrap", "20", "--out", str(tmp_path / "o")]) == 0
+    pred = json.loads((tmp_path / "o" / "fit.json").read_text())["predictions"]
+    assert len(pred) == 1 and pred[0]["inputs"]["flops"] == pytest.approx(6e19) and len(pred[0]["buckets"]) == 3
+    assert "flops=6e+19 bucket 2" in capsys.readouterr().out

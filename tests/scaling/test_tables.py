@@ -63,7 +63,7 @@ def test_bad_input_gets_one_clear_error(table, law, message):
 def test_problem_records_are_checked(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"run": "a", "problem": "p1", "n": 10, "c": 11}) + "\n")
-    with pytest.raises(TableError, match="record 1"):
+    with pytest.raises(TableError, match="line 1"):
         read_problems(path)
     path.write_text(json.dumps({"run": "a", "problem": "p1", "n": 10}) + "\n")
     with pytest.raises(TableError, match="lacks c"):

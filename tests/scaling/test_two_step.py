@@ -1,6 +1,7 @@
 """Two-step chain: task loss from (N, D), accuracy from task loss, intervals propagated."""
 
 import numpy as np
+import pytest
 
 from augury.scaling import fit_two_step
 
@@ -48,11 +49,12 @@ def test_cli_two_step(tmp_path):
                 lines.append(f"r{n:g}-{mult},{n:g},{d:g},{'true' if frac == 1.0 else 'false'},{bpb:.5f},{acc:.5f}")
     (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
     assert main(["fit", str(tmp_path / "t.csv"), "--law", "two-step", "--x", "bpb", "--y", "acc", "--bootstrap", "50",
-                 "--predict", "params=7e9,tokens=1.4e11", "--out", str(tmp_path / "o")]) == 0
+                 "--predict", "params=7e9,tokens=1.4e11", "--actual", "0.9", "--out", str(tmp_path / "o")]) == 0
     report = json.loads((tmp_path / "o" / "fit.json").read_text())
     assert report["law"] == "two-step" and report["step1"]["n_points"] == 15
     pred = report["predictions"][0]
     assert pred["interval"][0] <= pred["value"] <= pred["interval"][1]
+    assert pred["actual"] == 0.9 and pred["rel_error"] == pytest.approx(pred["value"] / 0.9 - 1)  # scored, not ignored
 
 
 def test_a_text_accuracy_in_a_checkpoint_row_is_one_error(tmp_path, capsys):
