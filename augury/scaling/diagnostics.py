@@ -1,14 +1,17 @@
 """Checks that say when the data cannot support what was asked: trend shape and parameter identifiability.
 
-`trend_check` flags inverse scaling (a metric that gets worse with scale) and U-shaped scaling (worse, then
-better, or the reverse) - the Inverse Scaling Prize finding the GPT-4 report discusses (McKenzie et al. 2023;
-Wei et al. 2022 "Inverse scaling can become U-shaped"). `identifiability_warnings` reports parameter pairs the
-bootstrap cannot tell apart (e.g. Chinchilla's alpha and beta on a narrow ladder).
+`check_identifiable` refuses rows that cannot determine a law at all (no more rows than parameters, fewer
+distinct sizes). `trend_check` flags inverse scaling (a metric that gets worse with scale) and U-shaped scaling
+(worse, then better, or the reverse) - the Inverse Scaling Prize finding the GPT-4 report discusses (McKenzie et
+al. 2023; Wei et al. 2022 "Inverse scaling can become U-shaped"). `identifiability_warnings` reports parameter pairs
+the bootstrap cannot tell apart (e.g. Chinchilla's alpha and beta on a narrow ladder).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from augury.scaling.tables import TableError
 
 # |bootstrap correlation| above this between a law's exponents is reported as "cannot be told apart".
 CORRELATION_WARN = 0.9
@@ -21,6 +24,28 @@ LOWER_IS_BETTER = ("loss", "bpb", "perplexity", "ppl", "_ce", "crossentropy", "e
 def lower_is_better(column: str) -> bool:
     name = column.lower()
     return any(tok in name for tok in LOWER_IS_BETTER)
+
+
+def check_identifiable(law, x: dict[str, np.ndarray], n_runs: int) -> None:
+    """TableError when the rows cannot determine the law's parameters and the scatter about it.
+
+    With no more runs than free parameters the law passes through every run: the residuals are all zero, so
+    the bootstrap intervals have no width, though nothing was measured. With fewer distinct sizes (input
+    points) than parameters the curve between them is not determined at all, whatever the replicates."""
+    p = law.n_free
+    if n_runs <= p:
+        raise TableError(f"{n_runs} rows but law {law.name!r} has {p} parameters: need at least {p + 1} (with no "
+                         f"more rows than parameters the law passes through every row and leaves no scatter to "
+                         f"measure its uncertainty by)")
+    for col, arr in x.items():
+        if np.unique(arr).size < 2:
+            raise TableError(f"all rows have the same {col}={arr[0]:g}: a law in {col} cannot be fitted from one size")
+    sizes = len(np.unique(np.stack([np.asarray(v, float) for v in x.values()], axis=1), axis=0))
+    if sizes < p:
+        what = "/".join(x)
+        raise TableError(f"the rows have {sizes} distinct values of {what} but law {law.name!r} has {p} "
+                         f"parameters: the curve between {sizes} sizes is not determined, however many runs each "
+                         f"has; add runs at {p - sizes} more size{'s' if p - sizes > 1 else ''}")
 
 
 def identifiability_warnings(law, correlations: dict[str, float]) -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from augury.scaling.diagnostics import identifiability_warnings, trend_check
+from augury.scaling.diagnostics import check_identifiable, identifiability_warnings, trend_check
 from augury.scaling.fitting import FitProblem, bootstrap_fits, fit_grid
 from augury.scaling.laws import Law, Sigmoid, get_law
 from augury.scaling.tables import TableError, columns_from, law_inputs, numeric_column
@@ -286,28 +286,6 @@ def check_settings(bootstrap: int, level: float, delta: float, prefix: str = "",
         raise TableError(f"{prefix}bootstrap must be {enough}: {intervals_for} needs intervals; got {bootstrap}")
     if not integer or (bootstrap != 0 and bootstrap < need):
         raise TableError(f"{prefix}bootstrap must be 0 (no intervals) or {enough}, got {bootstrap}")
-
-
-def check_identifiable(law: Law, x: dict[str, np.ndarray], n_runs: int) -> None:
-    """TableError when the rows cannot determine the law's parameters and the scatter about it.
-
-    With no more runs than free parameters the law passes through every run: the residuals are all zero, so
-    the bootstrap intervals have no width, though nothing was measured. With fewer distinct sizes (input
-    points) than parameters the curve between them is not determined at all, whatever the replicates."""
-    p = law.n_free
-    if n_runs <= p:
-        raise TableError(f"{n_runs} rows but law {law.name!r} has {p} parameters: need at least {p + 1} (with no "
-                         f"more rows than parameters the law passes through every row and leaves no scatter to "
-                         f"measure its uncertainty by)")
-    for col, arr in x.items():
-        if np.unique(arr).size < 2:
-            raise TableError(f"all rows have the same {col}={arr[0]:g}: a law in {col} cannot be fitted from one size")
-    sizes = len(np.unique(np.stack([np.asarray(v, float) for v in x.values()], axis=1), axis=0))
-    if sizes < p:
-        what = "/".join(x)
-        raise TableError(f"the rows have {sizes} distinct values of {what} but law {law.name!r} has {p} "
-                         f"parameters: the curve between {sizes} sizes is not determined, however many runs each "
-                         f"has; add runs at {p - sizes} more size{'s' if p - sizes > 1 else ''}")
 
 
 def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None = None, weights=None,
