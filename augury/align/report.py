@@ -8,9 +8,9 @@ AdvBench and XSTest; the share of distinct replies (low when the policy collapse
 replies); the reward model's win rate against SFT; multiple-choice accuracy and ECE; held-out loss. The last
 column is RLHF against SFT: a relative change for compliance rates ("−82%", as the GPT-4 report writes them),
 percentage points for over-refusal (the goal is stated in points) and the other shares (desired style, distinct
-replies, win rate, accuracy, ECE), a relative change for held-out loss, a plain difference for AUCs. Below the table: the
-rubric classes of held-out replies, the held-out separation the goals need beside a word-count classifier's, and
-RL's reach: the share of its training prompts the rubric could not teach (`rl_reach`).
+replies, win rate, accuracy, ECE), a relative change for held-out loss, a plain difference for AUCs. Below the
+table: the rubric classes of held-out replies, the held-out separation the goals need beside a word-count
+classifier's, and RL's reach: the share of its training prompts the rubric could not teach (`rl_reach`).
 """
 
 from __future__ import annotations
