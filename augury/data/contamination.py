@@ -147,7 +147,7 @@ class _Index:
     """The keys of every readable evaluation set, with the prefix hashes the scan looks for."""
 
     def __init__(self, root: Path):
-        from augury.evals.data import TaskDataError, read_records
+        from augury.data.records import TaskDataError, read_records
 
         self.sets: dict[str, dict] = {}
         self.keys: dict[str, list[tuple[str, int]]] = {}  # key -> (set, example number) it comes from

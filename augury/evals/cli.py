@@ -76,8 +76,8 @@ def parse_args(argv: list[str]) -> EvalOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from augury.data.records import TaskDataError
     from augury.evals.backends import load_model, parse_model_args
-    from augury.evals.data import TaskDataError
     from augury.evals.prompts import build_instances
     from augury.evals.results import build_results, markdown_table, write_outputs
     from augury.evals.runner import ResumeError, evaluate

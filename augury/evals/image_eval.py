@@ -24,7 +24,7 @@ def is_image_task(name: str) -> bool:
 
 def run_image_eval(args, tasks: list[str], model_args: dict) -> int:
     from augury.data.images import make_examples
-    from augury.evals.data import TaskDataError
+    from augury.data.records import TaskDataError
     from augury.evals.images import BUILTIN_TASKS, evaluate_image_tasks, read_image_records, summary_lines
     from augury.io import atomic_write_json, not_a_folder
 

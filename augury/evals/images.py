@@ -104,7 +104,7 @@ def read_image_records(path: str | Path, image_size: int) -> list[ImageExample]:
     JSONL file's folder) and optional `task`, `template` (non-empty strings), `chance` (in (0, 1)). A bad record or
     image is one error naming it."""
     from augury.data.images import ImageExample, load_image
-    from augury.evals.data import TaskDataError
+    from augury.data.records import TaskDataError
     from augury.io import jsonl_objects
 
     path = Path(path)

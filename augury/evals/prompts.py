@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from augury.evals.data import TaskDataError, read_records
+from augury.data.records import TaskDataError, read_records
 from augury.evals.taskconfig import DataSpec, TaskConfig
 from augury.evals.templates import render, render_list
 

@@ -33,7 +33,7 @@ def grader_for(cfg: TaskConfig):
 
 def check_instances(cfg: TaskConfig, instances) -> None:
     """Every record's kind must be one of the rubric's kinds (checked before the model loads)."""
-    from augury.evals.data import TaskDataError
+    from augury.data.records import TaskDataError
 
     rubric = load_rubric(cfg.rubric)
     bad = sorted({i.prompt_kind for i in instances} - set(rubric.kinds))

@@ -40,7 +40,7 @@ def test_image_records_round_trip_and_bad_records_are_one_error(tmp_path):
     import pytest
 
     from augury.data.images import make_examples
-    from augury.evals.data import TaskDataError
+    from augury.data.records import TaskDataError
     from augury.evals.images import read_image_records, write_image_records
 
     examples = make_examples("words", "heldout", 3, seed=0, image_size=16)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from augury.evals.data import TaskDataError, read_records
+from augury.data.records import TaskDataError, read_records
 from augury.evals.prompts import build_instances
 from augury.evals.taskconfig import TaskConfigError, TaskRegistry, build_config
 

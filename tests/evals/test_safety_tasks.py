@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from augury.evals.data import TaskDataError
+from augury.data.records import TaskDataError
 from augury.evals.graded import plugin, wilson_interval
 from augury.evals.lm import LM
 from augury.evals.prompts import build_instances

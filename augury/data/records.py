@@ -5,7 +5,8 @@ reported once, naming the file and row: a missing file, a row with the wrong num
 
     records = read_records(Path("data/task/test.csv"), "csv", columns=["question", "A", "B", "C", "D", "answer"])
 
-`augury.evals.prompts.load_spec` calls it for each task's data files (a task YAML's `format`, `columns`, ...).
+`augury.evals.prompts.load_spec` calls it for each task's data files (a task YAML's `format`, `columns`, ...), and
+`augury.data.contamination` for the evaluation sets a corpus is checked against; it lives here, below both.
 """
 
 from __future__ import annotations
