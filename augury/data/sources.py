@@ -153,14 +153,18 @@ def assign_splits(sizes: dict[str, int], val_fraction: float) -> dict[str, str]:
     return splits
 
 
+def _not_utf8(where: str, problem: str, cfg: DataConfig, skipped: list[str], doc_id: str) -> None:
+    """A document that is not valid UTF-8: refused (non_utf8='error') or recorded as skipped."""
+    if cfg.non_utf8 == "error":
+        raise DataError(f"{where} is not valid UTF-8 ({problem}); set non_utf8='skip' to skip such documents")
+    skipped.append(doc_id)
+
+
 def _decode(data: bytes, where: str, cfg: DataConfig, skipped: list[str], doc_id: str) -> str | None:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        if cfg.non_utf8 == "error":
-            raise DataError(f"{where} is not valid UTF-8 ({err.reason} at byte {err.start}); "
-                            f"set non_utf8='skip' to skip such documents") from None
-        skipped.append(doc_id)
+        _not_utf8(where, f"{err.reason} at byte {err.start}", cfg, skipped, doc_id)
         return None
 
 
@@ -170,10 +174,7 @@ def _lone_surrogate(text: str, where: str, cfg: DataConfig, skipped: list[str], 
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
-        if cfg.non_utf8 == "error":
-            raise DataError(f"{where} is not valid UTF-8 (lone surrogate {text[err.start]!r} at character "
-                            f"{err.start}); set non_utf8='skip' to skip such documents") from None
-        skipped.append(doc_id)
+        _not_utf8(where, f"lone surrogate {text[err.start]!r} at character {err.start}", cfg, skipped, doc_id)
         return True
     return False
 
