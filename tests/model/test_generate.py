@@ -171,3 +171,13 @@ def test_prompt_top_logprobs_and_scoring_without_generating(model):
         vals, idx = logp[t].topk(3)
         assert list(top) == idx.tolist()
         assert list(top.values()) == pytest.approx(vals.tolist(), abs=1e-4)
+
+
+def test_a_seeded_row_without_truncation_is_unaffected_by_a_truncating_neighbour(model):
+    """A plain seeded row (no top-k/top-p) draws the same tokens alone and beside a row that truncates."""
+    row = SamplingParams(max_tokens=12, temperature=1.0, seed=7)
+    alone = generate(model, ByteTokenizer(), [PROMPTS[0]], row)[0]
+    for neighbour in (SamplingParams(max_tokens=12, temperature=1.0, top_k=5, seed=1),
+                      SamplingParams(max_tokens=12, temperature=0.7, top_p=0.5, seed=2)):
+        mixed = generate(model, ByteTokenizer(), [PROMPTS[0], PROMPTS[1]], [row, neighbour])[0]
+        assert mixed.token_ids == alone.token_ids
