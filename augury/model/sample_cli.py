@@ -50,13 +50,11 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p).validate()
     except ValueError as err:
         raise UsageError(str(err)) from None
+    stop = [_unescape(s) for s in (stop or [])]
     try:
         model, tokenizer, _ = load_run(run, checkpoint)
     except RunLoadError as err:
         raise UsageError(str(err)) from None
-    import codecs
-
-    stop = [codecs.decode(s, "unicode_escape") for s in (stop or [])]
     if image:
         return _sample_with_images(run, model, tokenizer, prompt, image, max_tokens, temperature, top_p, stop,
                                    num_samples, seed)
@@ -73,6 +71,16 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
             print(f"----- sample {i + 1} -----")
         print(prompt + text)
     return texts
+
+
+def _unescape(text: str) -> str:
+    """A --stop string with its backslash escapes (\\n, \\t, \\u2713) read, and every other character kept as
+    typed (the unicode_escape codec alone reads its input as Latin-1 bytes, which garbles non-ASCII text)."""
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"--stop {text!r}: a broken backslash escape ({err.reason}); write a backslash as "
+                         f"\\\\") from None
 
 
 def _sample_chat(model, tokenizer, prompt, system, max_tokens, temperature, top_p, stop, num_samples, seed):

@@ -70,3 +70,24 @@ def test_sample_refuses_out_of_range_settings(run, capsys, flags, message):
     assert cli.main(["sample", str(run), "--prompt", "def", *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("augury sample: error:") and message in err and "Traceback" not in err
+
+
+def test_sample_stop_strings_keep_non_ascii_text_and_read_escapes(run, monkeypatch, capsys):
+    import augury.model.sample as sample_module
+
+    seen = {}
+
+    def fake_generate(model, tokenizer, prompt, *, stop, **kw):
+        seen["stop"] = stop
+        return [""]
+
+    monkeypatch.setattr(sample_module, "generate", fake_generate)
+    assert cli.main(["sample", str(run), "--prompt", "def", "--stop", "é", "--stop", "✓ done",
+                     "--stop", "\\n\\n", "--stop", "tab\\there"]) == 0
+    assert seen["stop"] == ["é", "✓ done", "\n\n", "tab\there"]
+
+
+def test_sample_refuses_a_stop_string_with_a_broken_escape(run, capsys):
+    assert cli.main(["sample", str(run), "--prompt", "def", "--stop", "end\\"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("augury sample: error:") and "--stop" in err and "Traceback" not in err
