@@ -112,7 +112,8 @@ class TrainConfig:
         keep_last: checkpoints to keep (the newest).
         stop_after: stop after this many steps (>= 1) in this invocation, with a checkpoint (resume later); None
             trains to the end.
-        peak_flops: the hardware peak FLOP/s used for MFU; None measures CPU matmul peak or looks up the GPU.
+        peak_flops: one device's peak FLOP/s, for MFU (against processes x this peak); None measures CPU matmul
+            peak or looks up the GPU.
         progress: show a progress bar with ETA.
         vision: an image encoder (docs/vision.md); set together with `images` for an image-text run, which
             trains on image questions (loss on the answer tokens) instead of the text corpus.

@@ -245,6 +245,8 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
         model = DDP(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
     byte_lengths = torch.from_numpy(token_byte_lengths(tokenizer))
     peak = cfg.peak_flops or (hardware_peak_flops(rt) if rt.is_main else 1.0)
+    # tokens/s counts every process's tokens and `peak` is one device's: MFU is against all the devices' peak
+    run_peak = peak * rt.world_size
     val_path = data.split_path("val")
 
     def do_eval() -> dict:
@@ -306,7 +308,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
             tps = window_steps * step_tokens / max(dt, 1e-9)
             record = {"step": step, "tokens": step * step_tokens, "flops": step * step_tokens * fpt,
                       "train_loss": window_loss / window_steps, "lr": cfg.optim.lr * mult,
-                      "tokens_per_s": tps, "mfu": tps * fpt / peak, "elapsed_s": time.perf_counter() - t_start,
+                      "tokens_per_s": tps, "mfu": tps * fpt / run_peak, "elapsed_s": time.perf_counter() - t_start,
                       "epoch": loader.epoch, **val}
             if rt.is_main:
                 append_jsonl(out / "metrics.jsonl", record)

@@ -194,6 +194,10 @@ def test_ddp_two_processes_gloo_matches_single_process(tiny_cfg, tmp_path):
         assert b[step] == pytest.approx(a[step], abs=1e-5)
     manifest = json.loads((Path(ddp.out) / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["tokens_per_step"] == 4 * 32
+    # MFU: the global tokens/s against the peak of both processes' devices (peak_flops is one device's)
+    for record in read_jsonl(Path(ddp.out) / "metrics.jsonl"):
+        expected = record["tokens_per_s"] * manifest["flops_per_token"] / (2 * ddp.peak_flops)
+        assert record["mfu"] == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.integration
