@@ -201,12 +201,15 @@ def _finish(root: Path, name: str, tmp: Path, step: int, trainer_state: dict, ke
         os.replace(tmp, final)
     _fsync(root)
     atomic_write_text(root / "latest", name + "\n")
-    _prune(root, keep_last)
+    _prune(root, keep_last, step)
     return final
 
 
-def _prune(root: Path, keep_last: int) -> None:
-    for _, p in step_checkpoints(root)[:-keep_last]:
+def _prune(root: Path, keep_last: int, step: int) -> None:
+    """Keep the `keep_last` newest checkpoints up to `step` (the one just written). A folder numbered past it is
+    one a resume skipped as corrupt: it does not count as newer (counting it could delete the checkpoint just
+    written), and saving its step replaces it."""
+    for _, p in [(s, p) for s, p in step_checkpoints(root) if s <= step][:-keep_last]:
         shutil.rmtree(p, ignore_errors=True)
     for p in root.iterdir():  # leftovers of processes killed mid-save
         if p.name.startswith((".tmp-", ".old-")) and not p.name.endswith(f"-{os.getpid()}"):

@@ -124,6 +124,19 @@ def test_corrupt_newest_checkpoint_falls_back(tiny_cfg):
     assert "does not match its sha256" in messages[0]
 
 
+def test_pruning_never_deletes_the_checkpoint_a_fallback_resume_just_wrote(tiny_cfg):
+    """A resume that fell back past a corrupt newest checkpoint keeps what it saves, even with keep_last 1 (the
+    corrupt one, numbered higher, does not count as newer)."""
+    cfg = tiny_cfg(ckpt_every=2, keep_last=2, stop_after=4)
+    train(cfg, log=lambda *a: None)
+    (find_latest_checkpoint(cfg.out) / "model.safetensors").write_bytes(b"garbage")  # step 4
+    train(tiny_cfg(ckpt_every=1, keep_last=1, stop_after=1), resume=True, log=lambda *a: None)  # from step 2
+    assert find_latest_checkpoint(cfg.out).name == "step_00000003"
+    train(tiny_cfg(ckpt_every=1, keep_last=1, stop_after=2), resume=True, log=lambda *a: None)
+    names = sorted(p.name for p in (Path(cfg.out) / "checkpoints").iterdir() if p.name.startswith("step_"))
+    assert names == ["step_00000005"]  # the re-saved step 4 replaced the corrupt one, then step 5 replaced both
+
+
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_cfg, monkeypatch, poison_loss_at):
     cfg = tiny_cfg(ckpt_every=3)
     poison_loss_at(monkeypatch, 5)
