@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from pathlib import Path
 
 import torch
@@ -123,7 +124,10 @@ def export_hf(model: Transformer, tokenizer_path: str | Path, out_dir: str | Pat
     special_id = tok.token_to_id(SPECIAL_BOS_EOS)
     state, tied = hf_state_dict(model)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    # A plain mkdir, not tempfile.mkdtemp: the export gets the permissions the user's umask gives (mkdtemp's folder,
+    # like safetensors' file, is owner-only, which another account or a serving container could not read).
+    tmp = out_dir.parent / f".{out_dir.name}.{secrets.token_hex(6)}.tmp"
+    tmp.mkdir()
     try:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(llama_config(model, tied, special_id, special_id), indent=2))
@@ -141,6 +145,9 @@ def export_hf(model: Transformer, tokenizer_path: str | Path, out_dir: str | Pat
         (tmp / "generation_config.json").write_text(json.dumps(
             {"bos_token_id": special_id, "eos_token_id": stop_ids, "do_sample": True, "temperature": 0.8,
              "top_p": 0.95}, indent=2))
+        file_mode = stat.S_IMODE(tmp.stat().st_mode) & 0o666
+        for name in EXPORT_FILES:
+            os.chmod(tmp / name, file_mode)
         if out_dir.exists():  # file by file: rmdir fails rather than delete something that appeared since the check
             check_export_target(out_dir, overwrite, sources)
             for name in EXPORT_FILES:

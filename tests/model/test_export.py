@@ -52,3 +52,19 @@ def test_export_refuses_to_overwrite(tmp_path, tiny_tokenizer_path):
         with pytest.raises(ExportError):
             export_hf(model, tiny_tokenizer_path, tmp_path / "hf", overwrite=overwrite)
     assert (tmp_path / "hf" / "keep.txt").read_text() == "mine"
+
+
+def test_export_is_readable_like_any_file_the_user_writes(tmp_path, tiny_tokenizer_path):
+    """The folder and its files get the permissions the user's umask gives (not owner-only temporary ones), so
+    another account or a serving container can read an export."""
+    import os
+    import stat
+
+    model = Transformer(ModelConfig(vocab_size=300, depth=1, d_model=32, n_heads=2))
+    old = os.umask(0o022)
+    try:
+        out = export_hf(model, tiny_tokenizer_path, tmp_path / "hf")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {p.name: 0o644 for p in out.iterdir()}
