@@ -46,7 +46,12 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, device="
     """
     from tokenizers import Tokenizer
 
-    from augury.model.weights import find_latest_checkpoint, load_checkpoint_weights, verify_checkpoint
+    from augury.model.weights import (
+        CheckpointError,
+        find_latest_checkpoint,
+        load_checkpoint_weights,
+        verify_checkpoint,
+    )
 
     run_dir = Path(run_dir)
     cfg = run_model_config(run_dir)
@@ -66,7 +71,10 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, device="
         model = ImageTextModel(cfg, vision)
     else:
         model = Transformer(cfg)
-    load_checkpoint_weights(model, ckpt)
+    try:
+        load_checkpoint_weights(model, ckpt)
+    except CheckpointError as err:  # e.g. --checkpoint from another run: one error, not a traceback
+        raise RunLoadError(f"checkpoint {ckpt} does not fit the model of {run_dir} (its config.yaml): {err}") from None
     model.to(device).eval()
     tok_path = run_dir / "tokenizer.json"
     if not tok_path.is_file():

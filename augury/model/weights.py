@@ -36,6 +36,12 @@ def model_state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def load_model_state(model: torch.nn.Module, path: Path) -> None:
     state = load_file(str(path))
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (the model's: {tuple(own[k].shape)})" for k, v in state.items()
+             if k in own and v.shape != own[k].shape]
+    if wrong:  # checked here: load_state_dict would raise a RuntimeError listing every tensor
+        raise CheckpointError(f"{path}: weights of another shape than the model's: {wrong[0]}"
+                              + (f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""))
     missing, unexpected = model.load_state_dict(state, strict=False)
     allowed_missing = {"lm_head.weight"} if model.cfg.tie_embeddings else set()
     if set(missing) - allowed_missing or unexpected:

@@ -91,3 +91,19 @@ def test_sample_refuses_a_stop_string_with_a_broken_escape(run, capsys):
     assert cli.main(["sample", str(run), "--prompt", "def", "--stop", "end\\"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("augury sample: error:") and "--stop" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["export", "--hf", "HF"], ["sample", "--prompt", "def", "--max_tokens", "2"]])
+def test_a_checkpoint_of_another_model_is_one_error(run, tmp_path, capsys, command):
+    """--checkpoint from a run of another width: one error line naming the checkpoint, no traceback, nothing written."""
+    from augury.train.checkpoint import save_checkpoint
+
+    wider = Transformer(ModelConfig(vocab_size=300, depth=1, d_model=64, n_heads=2, max_seq_len=64))
+    other = save_checkpoint(tmp_path / "wider", 1, wider, torch.optim.AdamW(wider.parameters()), {"step": 1})
+    argv = [command[0], str(run), "--checkpoint", str(other), *[str(tmp_path / a) if a == "HF" else a
+                                                                for a in command[1:]]]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"augury {command[0]}: error:") and str(other) in err and "shape" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "HF").exists()
