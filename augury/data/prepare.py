@@ -299,7 +299,6 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
         manifest["contamination"] = checked
         manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
         atomic_write_json(tmp / "manifest.json", manifest)  # written last: its presence marks completeness
-        os.chmod(tmp / "manifest.json", 0o644)  # readable like the other files (mkstemp made it owner-only)
         try:
             os.rename(tmp, final)
         except OSError:

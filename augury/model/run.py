@@ -1,7 +1,5 @@
 """Load a trained run (its newest intact checkpoint, model config and tokenizer) for sampling, export or eval.
 
-    model, tokenizer, cfg = load_run("runs/quickstart")
-
     model, tokenizer, cfg = load_run("runs/quickstart")          # or load_run(RUN, checkpoint=RUN/checkpoints/...)
 """
 

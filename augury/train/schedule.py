@@ -1,6 +1,6 @@
 """Learning-rate schedules as pure functions of the step: warmup + cosine, warmup-stable-decay, constant.
 
-`lr_at(step, total, optim)` returns the multiplier (0..1] applied to the peak learning rate at optimizer step
+`lr_multiplier(step, total, optim)` returns the multiplier (0..1] applied to the peak learning rate at optimizer step
 `step` (0-based). Being a pure function of the step is what makes resuming exact.
 """
 
