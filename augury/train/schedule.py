@@ -29,7 +29,9 @@ def lr_multiplier(step: int, total: int, optim: OptimConfig) -> float:
         progress = min(1.0, (step - warm + 1) / span)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     if optim.schedule == "wsd":
-        decay = max(1, int(round(optim.decay_frac * total)))
+        decay = int(round(optim.decay_frac * total))
+        if decay == 0:  # decay_frac 0 (or too small for one step of this run): the rate holds to the end
+            return 1.0
         start = total - decay
         if step < start:
             return 1.0
