@@ -16,8 +16,9 @@ strongest isolation this machine allows is picked once per process by a probe, i
 
 As root, a per-run cgroup (sandbox_cgroup.py) also caps the tree's tasks and memory. Every mode scrubs the
 environment, caps CPU time, address space, file size, processes, open files and output, and kills the
-whole process tree on timeout. docs/sandbox.md says what this does and does not protect against. Print the
-mode and layers active here with:
+whole process tree on timeout. This module picks the mode and starts the run; sandbox_watch.py reads its
+output, kills its tree and reads its verdict. docs/sandbox.md says what this does and does not protect
+against. Print the mode and layers active here with:
 
     python -m augury.evals.sandbox
 """
@@ -28,9 +29,7 @@ import dataclasses
 import json
 import os
 import pwd
-import selectors
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -38,21 +37,38 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from augury.evals.sandbox_cgroup import RunCgroup
+from augury.evals.sandbox_watch import (
+    CHANNEL_MAX_BYTES,
+    TOKEN_VAR,
+    ExecResult,
+    collect,
+    drain,
+    interpret,
+    kill_group,
+    kill_marked,
+)
+
+__all__ = ["ExecResult", "SandboxLimits", "TOKEN_VAR", "isolation_layers", "run_python", "sandbox_mode"]
 
 SUPERVISOR = Path(__file__).with_name("_sandbox_supervisor.py")
-TOKEN_VAR = "AUGURY_SANDBOX_TOKEN"  # marks every sandboxed process, so strays can be found and killed
 NAMESPACES = ["net", "mount", "pid", "ipc", "uts"]
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 MODES = ("root-namespaces", "user-namespaces", "plain", "plain-as-root")
+MODE_VAR = "AUGURY_SANDBOX_MODE"  # force a (weaker) mode, e.g. to test the fallbacks; unset: strongest
 # Homes hold credentials; shared temp and run dirs hold other users' files and unix sockets (ssh-agent, X11,
 # D-Bus), which a network namespace does not cut off.
 HIDDEN_ALWAYS = ("~", "/root", "/home", "/tmp", "/var/tmp", "/dev/shm", "/run")
 PROJECT = Path(__file__).resolve().parents[2]  # the checkout; installed, site-packages (kept: the interpreter)
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev")
+# The mode picked by the probe in sandbox_mode(), and the layers it saw (reported for runs killed before the
+# supervisor could say which layers it set up).
+_mode_lock = threading.Lock()
+_mode: str | None = None
+_mode_layers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -82,27 +98,6 @@ class SandboxLimits:
     tests and their answers come from. The project checkout, the harness's working directory and the shared data
     ($AUGURY_SHARED_DATA, ../shared/data beside the checkout) are always hidden; system and interpreter
     directories never are."""
-
-
-@dataclass
-class ExecResult:
-    """What one sandboxed program did."""
-
-    passed: bool
-    """Exited with status 0 within all limits."""
-    status: str
-    """"passed", "failed" (non-zero exit or killed for a limit), "timeout" (wall or CPU time), "error"
-    (the sandbox itself could not run the program)."""
-    stdout: str
-    stderr: str
-    returncode: int | None
-    """Exit status; negative signal number when killed; None when it never ran."""
-    duration_s: float
-    reason: str = ""
-    """Detail of a non-pass: "exit", "memory", "output-limit", "wall-clock", "cpu-time", "killed",
-    "sandbox-error"."""
-    layers: tuple[str, ...] = field(default_factory=tuple)
-    """Isolation layers that were active for this run."""
 
 
 def _unshare_path() -> str | None:
@@ -182,37 +177,6 @@ def _env(workdir: str, token: str) -> dict[str, str]:
             "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", TOKEN_VAR: token}
 
 
-def _kill_marked(token: str) -> int:
-    """SIGKILL every process carrying this run's token (strays that escaped the process group)."""
-    needle = f"{TOKEN_VAR}={token}".encode()
-    killed = 0
-    for _ in range(50):  # a fork bomb may spawn while we sweep: repeat until a sweep finds nothing
-        found = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if needle not in f.read().split(b"\0"):
-                        continue
-                os.kill(int(entry), signal.SIGKILL)
-                found += 1
-            except (OSError, ValueError):
-                continue
-        killed += found
-        if not found:
-            break
-        time.sleep(0.02)
-    return killed
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _remove_tree(path: str) -> None:
     """rmtree that also handles directories the program made unreadable."""
     def fix_and_retry(func, target, _exc):
@@ -238,6 +202,7 @@ def _run_cgroup(mode: str, token: str, limits: SandboxLimits) -> RunCgroup | Non
 
 def _execute(mode: str, program: str, limits: SandboxLimits, channel: bytes | None = None,
              verdict: bytes | None = None) -> ExecResult:
+    """One run in `mode`: start the supervisor, watch it (sandbox_watch), clean up, and judge the result."""
     start = time.monotonic()
     ours = theirs = None
     if channel is not None:
@@ -271,20 +236,20 @@ def _execute(mode: str, program: str, limits: SandboxLimits, channel: bytes | No
         status_write = -1
         if theirs is not None:
             theirs.close()
-        stdout, stderr, reason = _collect(proc, limits, start, mode)
+        stdout, stderr, reason = collect(proc, limits.timeout_s, limits.max_output_bytes, start, mode)
         if cgroup is not None:
             cgroup.kill_all()
-        _kill_marked(token)
+        kill_marked(token)
         with os.fdopen(status_read, "rb") as f:
             status_read = -1
             raw = f.read()
         oom = cgroup is not None and cgroup.oom_killed()
-        said = _drain(ours) if ours is not None else None
+        said = drain(ours) if ours is not None else None
     except OSError as exc:
         if proc is not None:
-            _kill_group(proc)
+            kill_group(proc)
             proc.wait()
-        _kill_marked(token)
+        kill_marked(token)
         return ExecResult(False, "error", "", f"augury sandbox: {exc}", None,
                           time.monotonic() - start, "sandbox-error")
     finally:
@@ -297,7 +262,7 @@ def _execute(mode: str, program: str, limits: SandboxLimits, channel: bytes | No
         if cgroup is not None:
             cgroup.remove()
         _remove_tree(workdir)
-    result = _interpret(proc, raw, stdout, stderr, reason, time.monotonic() - start, oom)
+    result = interpret(proc, raw, stdout, stderr, reason, time.monotonic() - start, oom, _mode_layers)
     if verdict is not None and result.passed and said != verdict:
         # Exit status 0 without the runner's word that every test ran: the program left early (exit(0) at
         # module level, os._exit, SystemExit) or tampered with the runner.
@@ -305,118 +270,6 @@ def _execute(mode: str, program: str, limits: SandboxLimits, channel: bytes | No
                                    stderr=result.stderr + "\naugury sandbox: exit status 0, but the tests did not "
                                                           "report that they ran to the end")
     return result
-
-
-def _drain(sock: socket.socket) -> bytes:
-    """What the program wrote to its end of the channel (it has exited; a stray writer is not waited for)."""
-    sock.setblocking(False)
-    data = bytearray()
-    while len(data) <= CHANNEL_MAX_BYTES:
-        try:
-            chunk = sock.recv(65536)
-        except (BlockingIOError, InterruptedError, ConnectionResetError):  # reset: it left without reading
-            break
-        if not chunk:
-            break
-        data += chunk
-    return bytes(data)
-
-
-def _collect(proc: subprocess.Popen, limits: SandboxLimits, start: float,
-             mode: str) -> tuple[bytes, bytes, str]:
-    """Read stdout/stderr with a bound and a deadline; stop the program on flood or timeout."""
-    chunks = {proc.stdout: bytearray(), proc.stderr: bytearray()}
-    reason = ""
-    deadline = start + limits.timeout_s
-    stop_sent = None  # when the supervisor was told to stop
-
-    def stop(why: str) -> None:
-        nonlocal reason, stop_sent
-        reason, stop_sent = why, time.monotonic()
-        if mode.startswith("plain"):
-            # Without a pid namespace, let the subreaper supervisor kill and reap the tree itself; killing
-            # it first would orphan the tree to init, whose slow reaping keeps RLIMIT_NPROC slots busy.
-            try:
-                proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        else:  # pid 1 of the namespace dies with its group, and the kernel kills the whole namespace
-            _kill_group(proc)
-
-    with selectors.DefaultSelector() as sel:
-        for stream in chunks:
-            os.set_blocking(stream.fileno(), False)
-            sel.register(stream, selectors.EVENT_READ)
-        exited_at = None
-        while sel.get_map():
-            now = time.monotonic()
-            if now >= deadline and not reason:
-                stop("wall-clock")
-            if stop_sent is not None and now - stop_sent > 2.0:
-                _kill_group(proc)  # the supervisor did not finish in time (or was itself attacked)
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            if exited_at is not None and now - exited_at > 1.0:
-                break  # a stray still holds the pipes open; it is swept by token afterwards
-            for key, _ in sel.select(timeout=0.05):
-                data = key.fileobj.read(65536)
-                if not data:
-                    sel.unregister(key.fileobj)
-                    continue
-                chunks[key.fileobj] += data
-                if sum(map(len, chunks.values())) > limits.max_output_bytes and not reason:
-                    stop("output-limit")
-    try:
-        proc.wait(timeout=max(0.1, max(deadline, stop_sent or 0.0) + 3.0 - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        if not reason:
-            reason = "wall-clock"
-        _kill_group(proc)
-        proc.wait()
-    proc.stdout.close()
-    proc.stderr.close()
-    stdout = bytes(chunks[proc.stdout][:limits.max_output_bytes])  # together at most max_output_bytes
-    stderr = bytes(chunks[proc.stderr][:limits.max_output_bytes - len(stdout)])
-    return stdout, stderr, reason
-
-
-def _interpret(proc, raw: bytes, stdout: bytes, stderr: bytes, reason: str, duration: float,
-               oom_killed: bool) -> ExecResult:
-    out = stdout.decode("utf-8", errors="replace")
-    err = stderr.decode("utf-8", errors="replace")
-    try:
-        report = json.loads(raw) if raw else None
-    except json.JSONDecodeError:
-        report = None
-    # A program killed on timeout leaves no report; its layers are those the probe saw for this mode.
-    layers = tuple(report["layers"]) if report else _mode_layers
-    if reason == "wall-clock":
-        return ExecResult(False, "timeout", out, err, None, duration, reason, layers)
-    if reason == "output-limit":
-        return ExecResult(False, "failed", out, err, None, duration, reason, layers)
-    if report is None or report.get("fatal"):
-        detail = report["fatal"] if report else f"supervisor exited with {proc.returncode} and no report"
-        # Without a report the program may have killed its supervisor (plain mode): a failure, not ours.
-        status = "error" if report else "failed"
-        return ExecResult(False, status, out, err + f"\naugury sandbox: {detail}", None, duration,
-                          "sandbox-error" if report else "killed", layers)
-    if report["signal"] is not None:
-        sig = report["signal"]
-        if sig == signal.SIGXCPU:  # RLIMIT_CPU's soft limit
-            return ExecResult(False, "timeout", out, err, -sig, duration, "cpu-time", layers)
-        return ExecResult(False, "failed", out, err, -sig, duration, "memory" if oom_killed else "killed", layers)
-    code = report["returncode"]
-    if code == 0:
-        return ExecResult(True, "passed", out, err, 0, duration, "", layers)
-    memory = oom_killed or "MemoryError" in err[-2000:]
-    return ExecResult(False, "failed", out, err, code, duration, "memory" if memory else "exit", layers)
-
-
-CHANNEL_MAX_BYTES = 64 * 1024  # a test file; more would need a writer thread
-MODE_VAR = "AUGURY_SANDBOX_MODE"  # force a (weaker) mode, e.g. to test the fallbacks; unset: strongest
-_mode_lock = threading.Lock()
-_mode: str | None = None
-_mode_layers: tuple[str, ...] = ()
 
 
 def sandbox_mode() -> str:
