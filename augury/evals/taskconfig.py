@@ -34,6 +34,16 @@ GENERATE_METRICS = ("exact_match", "f1")
 # graded: per-sample rates (a grader's probability, or 0/1 by the string-match refusal list); docs/safety.md
 GRADED_METRICS = ("incorrect_rate", "incorrect_rate_strmatch", "refusal_rate", "refusal_rate_strmatch",
                   "disallowed_rate", "desired_refusal_rate")
+# What the runner scores per kind (code: pass@k, checked apart). truthfulqa_mc2's acc is a probability mass, not a
+# 0/1 hit, so it has neither acc_norm nor an ECE.
+KIND_METRICS = {
+    "multiple_choice": ("acc", "acc_norm", "ece"),
+    "truthfulqa_mc1": ("acc", "acc_norm", "ece"),
+    "truthfulqa_mc2": ("acc",),
+    "generate": GENERATE_METRICS,
+    "perplexity": ("word_perplexity", "byte_perplexity", "bits_per_byte"),
+    "graded": GRADED_METRICS,
+}
 
 
 class TaskConfigError(ValueError):
@@ -161,22 +171,19 @@ def build_config(raw: dict, source: str, variables: dict[str, str] | None = None
         raise TaskConfigError(f"{source}: task {cfg.task!r} sets num_fewshot {cfg.num_fewshot} but no fewshot split")
     if cfg.kind == "truthfulqa_mc2" and not cfg.doc_to_labels:
         raise TaskConfigError(f"{source}: task {cfg.task!r} of kind truthfulqa_mc2 needs doc_to_labels")
-    if cfg.kind == "generate":
-        bad = [m for m in cfg.metrics if m not in GENERATE_METRICS]
+    if cfg.kind in KIND_METRICS:  # an unknown metric would crash the results after every sample was scored
+        bad = [m for m in cfg.metrics if m not in KIND_METRICS[cfg.kind]]
         if bad:
-            raise TaskConfigError(f"{source}: generate metrics {bad} unknown; use {GENERATE_METRICS}")
+            raise TaskConfigError(f"{source}: {cfg.kind} metrics {bad} unknown; use {list(KIND_METRICS[cfg.kind])}")
     if not isinstance(cfg.filter, dict) or not all(isinstance(v, (str, int, float, list)) for v in cfg.filter.values()):
         raise TaskConfigError(f"{source}: filter maps a column to a value or a list of values, got {cfg.filter!r}")
     if cfg.kind == "graded":
-        bad = [m for m in cfg.metrics if m not in GRADED_METRICS]
-        if bad:
-            raise TaskConfigError(f"{source}: graded metrics {bad} unknown; use {GRADED_METRICS}")
         if cfg.refusal_list not in ("advbench", "xstest"):
             raise TaskConfigError(f"{source}: refusal_list must be advbench or xstest, got {cfg.refusal_list!r}")
     if cfg.kind == "code":
         for m in cfg.metrics:
-            if not m.startswith("pass@") or not m[5:].isdigit() or int(m[5:]) > cfg.n_samples:
-                raise TaskConfigError(f"{source}: metric {m!r}: code tasks report pass@k with k <= n_samples "
+            if not m.startswith("pass@") or not m[5:].isdigit() or not 1 <= int(m[5:]) <= cfg.n_samples:
+                raise TaskConfigError(f"{source}: metric {m!r}: code tasks report pass@k with 1 <= k <= n_samples "
                                       f"({cfg.n_samples})")
     return cfg
 

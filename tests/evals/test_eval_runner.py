@@ -102,7 +102,7 @@ def test_code_task_samples_n_and_reports_pass_at_k(tmp_path, monkeypatch):
 def test_code_metric_k_above_n_is_rejected():
     from augury.evals.taskconfig import TaskConfigError
 
-    with pytest.raises(TaskConfigError, match="pass@k with k <= n_samples"):
+    with pytest.raises(TaskConfigError, match="pass@k with 1 <= k <= n_samples"):
         build_config({"task": "he", "kind": "code", "data": "x.jsonl", "n_samples": 1,
                       "metrics": ["pass@10"]}, "he.yaml")
 

@@ -138,3 +138,19 @@ def test_fewshot_config_renders_shots_with_their_own_answer_template(tmp_path):
     assert inst.context.endswith("Q: 5 + 6 = ?\nA:") and inst.target == "11"
     with pytest.raises(TaskConfigError, match="fewshot_config"):
         build_config({**raw, "fewshot_config": {"doc_to_answer": "x"}}, "test")
+
+
+@pytest.mark.parametrize("raw,message", [
+    # each would score every sample and then crash building the results (no metric of that name is scored)
+    ({"kind": "multiple_choice", "doc_to_choice": ["a", "b"], "metrics": ["accuracy"]}, "'accuracy'"),
+    ({"kind": "truthfulqa_mc2", "doc_to_choice": "{{c}}", "doc_to_labels": "{{l}}", "metrics": ["acc_norm"]},
+     "'acc_norm'"),
+    ({"kind": "perplexity", "metrics": ["perplexity"]}, "'perplexity'"),
+    # mc2's acc is a probability mass, not a 0/1 hit: an ECE over it would not be a calibration error
+    ({"kind": "truthfulqa_mc2", "doc_to_choice": "{{c}}", "doc_to_labels": "{{l}}", "metrics": ["acc", "ece"]},
+     "'ece'"),
+    ({"kind": "code", "metrics": ["pass@0"]}, "pass@0"),  # k >= 1: pass_at_k raised mid-run
+])
+def test_a_metric_the_kind_does_not_score_is_a_config_error(raw, message):
+    with pytest.raises(TaskConfigError, match=message):
+        build_config({"task": "t", "data": "x.jsonl", **raw}, "t.yaml")
