@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,36 @@ _FIELDS = {f.name for f in dataclasses.fields(TaskConfig)}
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataSpec)}
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a YAML value has the declared type (int for a float is fine; a bool is not a number)."""
+    if hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _check_types(raw: dict, cls: type, where: str) -> None:
+    """One clear error for the first key whose value has the wrong type (a number as a string, a list as text)."""
+    hints = typing.get_type_hints(cls)
+    for key, value in raw.items():
+        hint = hints.get(key)
+        if hint is not None and not _fits(value, hint):
+            shown = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            raise TaskConfigError(f"{where}: {key} must be {shown}, got {value!r}")
+
+
 def _render_vars(value: Any, variables: dict[str, str]) -> Any:
     """Fill subtask variables ({{subject}}) into config strings, leaving per-record templates alone."""
     if isinstance(value, str) and variables:
@@ -138,6 +170,7 @@ def _data_spec(raw: Any, where: str) -> DataSpec:
     unknown = set(raw) - _DATA_FIELDS
     if unknown:
         raise TaskConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(_DATA_FIELDS)}")
+    _check_types(raw, DataSpec, where)
     return DataSpec(**raw)
 
 
@@ -152,6 +185,7 @@ def build_config(raw: dict, source: str, variables: dict[str, str] | None = None
             raise TaskConfigError(f"{source}: missing required key {key!r}")
     if raw["kind"] not in KINDS:
         raise TaskConfigError(f"{source}: kind {raw['kind']!r} is not one of {', '.join(KINDS)}")
+    _check_types({k: v for k, v in raw.items() if k not in ("data", "fewshot")}, TaskConfig, source)
     # Per-record templates keep their {{field}} references; only the subtask variables are filled in here.
     plain = {k: v for k, v in raw.items() if k not in ("subtasks", "group_description")}
     keep_templates = {"doc_to_text", "doc_to_target", "doc_to_choice", "doc_to_labels", "fewshot_config"}
@@ -169,6 +203,10 @@ def build_config(raw: dict, source: str, variables: dict[str, str] | None = None
         raise TaskConfigError(f"{source}: task {cfg.task!r} of kind {cfg.kind} needs doc_to_choice")
     if cfg.num_fewshot and cfg.fewshot is None and cfg.kind != "perplexity":
         raise TaskConfigError(f"{source}: task {cfg.task!r} sets num_fewshot {cfg.num_fewshot} but no fewshot split")
+    if cfg.num_fewshot < 0:
+        raise TaskConfigError(f"{source}: num_fewshot must be >= 0, got {cfg.num_fewshot}")
+    if cfg.timeout_s <= 0:
+        raise TaskConfigError(f"{source}: timeout_s must be > 0, got {cfg.timeout_s}")
     if cfg.kind == "truthfulqa_mc2" and not cfg.doc_to_labels:
         raise TaskConfigError(f"{source}: task {cfg.task!r} of kind truthfulqa_mc2 needs doc_to_labels")
     if cfg.kind in KIND_METRICS:  # an unknown metric would crash the results after every sample was scored

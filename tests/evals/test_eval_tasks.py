@@ -154,3 +154,20 @@ def test_fewshot_config_renders_shots_with_their_own_answer_template(tmp_path):
 def test_a_metric_the_kind_does_not_score_is_a_config_error(raw, message):
     with pytest.raises(TaskConfigError, match=message):
         build_config({"task": "t", "data": "x.jsonl", **raw}, "t.yaml")
+
+
+@pytest.mark.parametrize("extra,key", [
+    ({"kind": "code", "n_samples": "five"}, "n_samples"),  # crashed with a TypeError traceback
+    ({"kind": "code", "timeout_s": "ten"}, "timeout_s"),  # accepted; every program then failed in the sandbox
+    ({"kind": "code", "timeout_s": 0}, "timeout_s"),
+    ({"kind": "multiple_choice", "doc_to_choice": ["a", "b"], "metrics": "acc"}, "metrics"),  # became a,c,c
+    ({"kind": "multiple_choice", "doc_to_choice": ["a", "b"], "fewshot": "d.jsonl", "num_fewshot": "five"},
+     "num_fewshot"),
+    ({"kind": "multiple_choice", "doc_to_choice": ["a", "b"], "fewshot": "d.jsonl", "num_fewshot": -1},
+     "num_fewshot"),
+    ({"kind": "generate", "generation": ["until"]}, "generation"),
+    ({"kind": "generate", "data": {"path": 3}}, "path"),
+])
+def test_a_value_of_the_wrong_type_is_a_config_error_naming_the_key(extra, key):
+    with pytest.raises(TaskConfigError, match=f"t.yaml: .*{key}"):
+        build_config({"task": "t", "data": "x.jsonl", **extra}, "t.yaml")
