@@ -146,16 +146,20 @@ def build_instances(cfg: TaskConfig, data_dir: str | Path, num_fewshot: int | No
     if not docs:
         raise TaskDataError(f"{path}: no records for task {cfg.task!r}")
     rendered = [render_record(cfg, d, _where(path, cfg, i)) for i, d in enumerate(docs)]
-    shots: list[dict[str, Any]] = []
+    pool: list[tuple[dict, dict[str, Any]]] = []  # (record, rendered shot)
     if k and cfg.kind != "perplexity":
         if cfg.fewshot is None:
             raise TaskDataError(f"task {cfg.task!r} has no few-shot split but {k}-shot was asked for")
         fpath, fdocs = load_spec(data_dir, cfg.fewshot)
-        if len(fdocs) < k:
-            raise TaskDataError(f"{fpath}: {k}-shot needs {k} records, the file has {len(fdocs)}")
-        shots = [render_shot(cfg, d, _where(fpath, cfg, i)) for i, d in enumerate(fdocs[:k])]
+        # lm-eval's rule: no record is shown its own answer. Drawn from the evaluated file itself, take k + 1
+        # and drop the record being asked (however the two specs spell that file).
+        need = k + 1 if fpath.resolve() == path.resolve() else k
+        if len(fdocs) < need:
+            raise TaskDataError(f"{fpath}: {k}-shot needs {need} records, the file has {len(fdocs)}")
+        pool = [(d, render_shot(cfg, d, _where(fpath, cfg, i))) for i, d in enumerate(fdocs[:need])]
     out = []
     for i, (doc, r) in enumerate(zip(docs, rendered)):
+        shots = [shot for d, shot in pool if d != doc][:k]
         messages = None
         if cfg.kind == "perplexity":
             context = r["text"]
