@@ -50,6 +50,17 @@ class FakeEndpoint:
                     self.end_headers()
                     self.wfile.write(b'{"error": "scripted"}')
                     return
+                if action == "truncated":  # the connection drops mid-body: http.client.IncompleteRead
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    self.wfile.write(b'{"choi')
+                    self.close_connection = True
+                    return
+                if action == "bad_status":  # not HTTP at all: http.client.BadStatusLine
+                    self.wfile.write(b"garbage\r\n\r\n")
+                    self.close_connection = True
+                    return
                 if action == "garbage":
                     payload = b"<html>502 bad gateway</html>"
                 elif action == "wrong_shape":
@@ -125,6 +136,16 @@ def test_transient_errors_are_retried(endpoint):
     endpoint.plan = [500, 429, "ok"]
     assert lm.loglikelihood([("a b", " c")])[0][0] == pytest.approx(expected_ll("a b", " c"))
     assert lm.stats["retries"] == 2
+
+
+@pytest.mark.parametrize("action", ["truncated", "bad_status"])
+def test_a_broken_http_response_is_retried_not_a_crash(endpoint, action):
+    lm = make_lm(endpoint)
+    endpoint.plan = [action, "ok"]
+    assert lm.loglikelihood([("a b", " c")])[0][0] == pytest.approx(expected_ll("a b", " c"))
+    assert lm.stats["retries"] == 1
+    endpoint.plan = [action] * 3  # still broken after its retries: a counted per-sample error
+    assert lm.loglikelihood([("a b", " c")]) == [None] and lm.stats["failed_samples"] == 1
 
 
 def test_persistent_failure_is_a_per_sample_error(endpoint):

@@ -6,9 +6,10 @@
 - Generation uses `POST BASE_URL/chat/completions` (the task's chat messages, or the prompt as one user message),
   with the stop strings applied again on our side (the API takes at most four).
 - The API key is read from the environment variable `api_key_env` (default OPENAI_API_KEY); none is sent if unset.
-- Retries with exponential backoff (honouring Retry-After) on connection errors, timeouts, HTTP 429 and 5xx, and a
-  client-side rate limit. A request still failing after its retries becomes a per-sample error (None); after
-  `max_consecutive_failures` such requests in a row the run stops. HTTP 4xx other than 429 and responses that are
+- Retries with exponential backoff (honouring Retry-After) on connection errors, timeouts, broken HTTP replies
+  (a body cut short, a reply that is not HTTP), HTTP 429 and 5xx, and a client-side rate limit. A request still
+  failing after its retries becomes a per-sample error (None); after `max_consecutive_failures` such requests in a
+  row the run stops. HTTP 4xx other than 429 and responses that are
   not the expected JSON stop the run at once with one clear error. Scored samples are kept either way.
 
     augury eval --model openai:gpt-4o-mini@https://api.openai.com/v1 --model_args requests_per_second=2 ...
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -104,7 +106,9 @@ class OpenAICompatibleLM(LM):
                     raise EndpointError(f"{url}: HTTP {err.code}: {text}{hint}") from None
                 last = f"HTTP {err.code}: {text}"
                 retry_after = err.headers.get("Retry-After") if err.headers else None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
+            # HTTPException: a dropped body (IncompleteRead) or a reply that is not HTTP (BadStatusLine), which a
+            # proxy or an overloaded server gives now and then: worth a retry, never a crash of the run.
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, http.client.HTTPException) as err:
                 last = f"{type(err).__name__}: {err}"
             if attempt < self.max_retries:
                 delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
