@@ -5,7 +5,8 @@ scored. A rerun with the same task definition, few-shot count, format and model 
 definition gets a new fingerprint, so stale samples are never mixed in. A stored sample is reused only for the same
 record and prompt (its `doc_hash` and `prompt_hash` match the ones built now), so edited data, few-shot examples or
 chat template are rescored. Samples whose requests failed on the endpoint (the backend returned None) are not
-stored: they are counted as errors and retried on the next run.
+stored: they are counted as errors and retried on the next run; so are code samples the sandbox itself could not
+run (status "error").
 
     from augury.evals.runner import evaluate
     results = evaluate(lm, registry.resolve(["mmlu"]), data_dir="data", out_dir="out", model_spec="hf:m")
@@ -156,6 +157,11 @@ def _score_code(lm: LM, cfg: TaskConfig, chunk: list[Instance], hidden_dirs: Seq
             res.append({"doc_id": inst.doc_id, "error": "endpoint request failed"})
             continue
         checks = [check_humaneval(inst.doc, o, cfg.timeout_s, hidden_dirs) for o in mine]
+        if any(r.status == "error" for r in checks):
+            # The sandbox itself could not run a program: the completion was never judged, so it is neither a
+            # pass nor a fail. Counted and retried, like a failed endpoint request.
+            res.append({"doc_id": inst.doc_id, "error": "the sandbox could not run a program"})
+            continue
         c = sum(1 for r in checks if r.passed)
         rec = _base_record(inst, [[inst.context, {"until": reqs[0].until}]], mine)
         rec["filtered_resps"] = [r.status for r in checks]

@@ -99,6 +99,27 @@ def test_code_task_samples_n_and_reports_pass_at_k(tmp_path, monkeypatch):
                                                                for r in lm.seen)
 
 
+def test_a_sandbox_that_could_not_run_the_program_is_an_error_not_a_fail(tmp_path, monkeypatch):
+    # status "error" is the sandbox's own failure (no tmpfs, no fds left): the completion was never judged
+    def check_humaneval(problem, completion, timeout, hidden_dirs=()):
+        if problem["task_id"] == "T/1":
+            return FakeExecResult(passed=False, status="error", stderr="augury sandbox: cannot mount")
+        return FakeExecResult(passed=True, status="passed")
+
+    fake = types.ModuleType("augury.evals.code_exec")
+    fake.check_humaneval, fake.pass_at_k = check_humaneval, reference_pass_at_k
+    monkeypatch.setitem(sys.modules, "augury.evals.code_exec", fake)
+    problems = [{"task_id": f"T/{i}", "prompt": f"def f{i}():\n", "entry_point": f"f{i}", "test": ""}
+                for i in range(2)]
+    (tmp_path / "he.jsonl").write_text("".join(json.dumps(p) + "\n" for p in problems))
+    cfg = build_config({"task": "he", "kind": "code", "data": "he.jsonl", "doc_to_text": "{{prompt}}",
+                        "doc_to_target": ""}, "he.yaml")
+    scored = evaluate(ScriptedLM({"def": ["    return 1\n"]}), [cfg], tmp_path, tmp_path / "out", "scripted",
+                      progress=False)["he"]
+    assert scored["errors"] == 1  # counted, and retried on the next run
+    assert [s["doc"]["task_id"] for s in scored["samples"]] == ["T/0"]  # not stored as a wrong answer
+
+
 def test_code_metric_k_above_n_is_rejected():
     from augury.evals.taskconfig import TaskConfigError
 
