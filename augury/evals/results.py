@@ -57,7 +57,9 @@ def task_metrics(cfg: TaskConfig, samples: list[dict]) -> dict[str, Any]:
 def group_metrics(members: list[str], per_task: dict[str, dict], sizes: dict[str, int]) -> dict[str, Any]:
     """Size-weighted means and pooled standard errors over member tasks (lm-eval's weight_by_size)."""
     out: dict[str, Any] = {}
-    keys = [k for k in per_task[members[0]] if k.endswith(",none") and "_stderr" not in k and k != "ece,none"]
+    # Every member's metrics, not the first member's: one whose samples all failed has none.
+    keys = list(dict.fromkeys(k for t in members for k in per_task[t]
+                              if k.endswith(",none") and "_stderr" not in k and k != "ece,none"))
     for key in keys:
         have = [t for t in members if isinstance(per_task[t].get(key), float)]
         if not have:

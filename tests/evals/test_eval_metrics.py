@@ -52,3 +52,15 @@ def test_ece_closed_form_and_plot(tmp_path):
     assert expected_calibration_error([0.5, 1.0], [0.5, 1.0]) == pytest.approx(0.0)
     reliability_diagram(conf, correct, tmp_path / "r.png", title="toy")
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_group_metrics_do_not_depend_on_which_member_is_listed_first():
+    # a member whose samples all failed on the endpoint has no metrics; the others still make the group's
+    from augury.evals.results import group_metrics
+
+    per_task = {"a": {}, "b": {"acc,none": 0.5, "acc_stderr,none": 0.1}, "c": {"acc,none": 1.0,
+                                                                            "acc_stderr,none": 0.0}}
+    sizes = {"a": 0, "b": 10, "c": 30}
+    first_empty = group_metrics(["a", "b", "c"], per_task, sizes)
+    assert first_empty == group_metrics(["b", "c", "a"], per_task, sizes)
+    assert first_empty["acc,none"] == pytest.approx((0.5 * 10 + 1.0 * 30) / 40)
