@@ -33,6 +33,8 @@ MC_KINDS = ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2")
 CODE_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
 # Part of every resume fingerprint: raised when the same prompts start to be scored differently (2: chat choices
 # without the target delimiter, lm-eval's BOS rules for hf), so that samples scored the old way are not mixed in.
+# 3 is given only to the tasks it changes (run_fingerprint): generation without `until` stops at the task's
+# fewshot_delimiter, no longer at "\n\n".
 SCORING_RULES = 2
 
 
@@ -58,14 +60,19 @@ def choice_delimiter(cfg: TaskConfig, chat: bool) -> str:
 def run_fingerprint(cfg: TaskConfig, model_spec: str, model_identity: dict, num_fewshot: int | None,
                     chat: bool) -> str:
     """What resumed samples must share: task definition, model and its output-changing options, k, format."""
+    rules = SCORING_RULES
+    if (cfg.kind in ("generate", "graded") and "until" not in cfg.generation
+            and cfg.fewshot_delimiter != "\n\n"):
+        rules = 3  # generation stopped at "\n\n" before rules 3 and stops at the fewshot_delimiter now
     blob = json.dumps([cfg.fingerprint(), model_spec, model_identity, effective_fewshot(cfg, num_fewshot), chat,
-                       SCORING_RULES], sort_keys=True, default=str)
+                       rules], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _gen_request(cfg: TaskConfig, inst: Instance, seed: int | None = None) -> GenRequest:
     g = dict(cfg.generation)
-    until = g.pop("until", CODE_STOP if cfg.kind == "code" else ["\n\n"])
+    # lm-eval's default: stop where the next few-shot example would begin.
+    until = g.pop("until", CODE_STOP if cfg.kind == "code" else [cfg.fewshot_delimiter])
     req = GenRequest(context=inst.context, until=list(until), messages=inst.messages, seed=seed)
     for key, value in g.items():
         if not hasattr(req, key):

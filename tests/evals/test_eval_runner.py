@@ -52,6 +52,17 @@ def test_generation_exact_match_f1_and_regex(tmp_path):
     assert lm.seen[0].until == ["\n"]
 
 
+def test_generation_stops_at_the_fewshot_delimiter_by_default(tmp_path):
+    # lm-eval's default `until` is [fewshot_delimiter]: the model's next invented example is not the answer
+    (tmp_path / "qa.jsonl").write_text(json.dumps({"question": "2+2?", "answer": "4"}) + "\n")
+    raw = {"task": "qa", "kind": "generate", "data": "qa.jsonl", "doc_to_text": "Q: {{question}}\nA:",
+           "doc_to_target": "{{answer}}", "target_delimiter": " ", "fewshot_delimiter": "\n"}
+    lm = ScriptedLM({"2+2": [" 4\nQ: 3+3?\nA: 6"]})
+    scored = evaluate(lm, [build_config(raw, "qa.yaml")], tmp_path, tmp_path / "out", "scripted", progress=False)
+    assert lm.seen[0].until == ["\n"]
+    assert scored["qa"]["samples"][0]["exact_match"] == 1.0
+
+
 def reference_pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k) if n - c >= k else 1.0
 
