@@ -215,6 +215,7 @@ def build_config(raw: dict, source: str, variables: dict[str, str] | None = None
             raise TaskConfigError(f"{source}: {cfg.kind} metrics {bad} unknown; use {list(KIND_METRICS[cfg.kind])}")
     if not isinstance(cfg.filter, dict) or not all(isinstance(v, (str, int, float, list)) for v in cfg.filter.values()):
         raise TaskConfigError(f"{source}: filter maps a column to a value or a list of values, got {cfg.filter!r}")
+    _check_generation(cfg)
     if cfg.kind == "graded":
         if cfg.refusal_list not in ("advbench", "xstest"):
             raise TaskConfigError(f"{source}: refusal_list must be advbench or xstest, got {cfg.refusal_list!r}")
@@ -224,6 +225,23 @@ def build_config(raw: dict, source: str, variables: dict[str, str] | None = None
                 raise TaskConfigError(f"{source}: metric {m!r}: code tasks report pass@k with 1 <= k <= n_samples "
                                       f"({cfg.n_samples})")
     return cfg
+
+
+GENERATION_KEYS = ("until", "max_gen_toks", "do_sample", "temperature", "top_p")  # GenRequest's task options
+
+
+def _check_generation(cfg: TaskConfig) -> None:
+    """`generation` holds GenRequest options of the right types; a lone stop string is one stop (as in lm-eval)."""
+    from augury.evals.lm import GenRequest
+
+    unknown = sorted(set(cfg.generation) - set(GENERATION_KEYS))
+    if unknown:
+        raise TaskConfigError(f"{cfg.source}: generation option(s) {unknown} unknown; known: {list(GENERATION_KEYS)}")
+    if isinstance(cfg.generation.get("until"), str):
+        cfg.generation["until"] = [cfg.generation["until"]]
+    _check_types(cfg.generation, GenRequest, f"{cfg.source}: generation")
+    if not all(cfg.generation.get("until", ["x"])):  # "" is in every text: generation would stop at once
+        raise TaskConfigError(f"{cfg.source}: generation: until holds an empty stop string")
 
 
 class TaskRegistry:

@@ -185,3 +185,18 @@ def test_a_record_is_never_its_own_few_shot_example(tmp_path, fewshot):
     assert contexts[0] == "q1? y\n\nq2? x\n\nq0?"  # the answer to q0 is not in its own prompt
     assert contexts[1] == "q0? x\n\nq2? x\n\nq1?"
     assert contexts[3] == "q0? x\n\nq1? y\n\nq3?"
+
+
+@pytest.mark.parametrize("generation,message", [
+    ({"max_tokens": 64}, "max_tokens"),  # the OpenAI spelling of max_gen_toks: raised mid-run, after the model loaded
+    ({"until": [""]}, "until"),  # an empty stop string stopped a local model after its first token
+    ({"until": ["\n", 3]}, "until"),
+])
+def test_bad_generation_options_are_config_errors(generation, message):
+    with pytest.raises(TaskConfigError, match=f"t.yaml: .*{message}"):
+        build_config({"task": "t", "kind": "generate", "data": "x.jsonl", "generation": generation}, "t.yaml")
+
+
+def test_a_single_stop_string_is_one_stop_as_in_lm_eval():
+    cfg = build_config({"task": "t", "kind": "generate", "data": "x.jsonl", "generation": {"until": "###"}}, "t.yaml")
+    assert cfg.generation["until"] == ["###"]
