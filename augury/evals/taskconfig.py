@@ -265,8 +265,13 @@ class TaskRegistry:
     def add_file(self, path: Path) -> None:
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise TaskConfigError(f"{path}: not valid YAML ({err})") from None
+        except UnicodeDecodeError as err:
+            raise TaskConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        except yaml.YAMLError as err:  # its own message spans lines (a quoted excerpt with a caret): one line here
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise TaskConfigError(f"{path}: not valid YAML{where}: {problem}") from None
         if not isinstance(raw, dict):
             raise TaskConfigError(f"{path}: expected a mapping at the top level")
         subtasks = raw.get("subtasks")

@@ -200,3 +200,14 @@ def test_bad_generation_options_are_config_errors(generation, message):
 def test_a_single_stop_string_is_one_stop_as_in_lm_eval():
     cfg = build_config({"task": "t", "kind": "generate", "data": "x.jsonl", "generation": {"until": "###"}}, "t.yaml")
     assert cfg.generation["until"] == ["###"]
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"task: t\nkind: generate\n  data: [x\n", r"bad.yaml: not valid YAML at line 3, column 7: mapping values"),
+    (b"task: t\xff\n", r"bad.yaml: not UTF-8 text"),  # was a UnicodeDecodeError traceback
+])
+def test_an_unreadable_task_file_is_one_error_line(tmp_path, content, message):
+    (tmp_path / "bad.yaml").write_bytes(content)
+    with pytest.raises(TaskConfigError, match=message) as err:
+        TaskRegistry.load([tmp_path])
+    assert "\n" not in str(err.value)
