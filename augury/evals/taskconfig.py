@@ -287,6 +287,10 @@ class TaskRegistry:
         if not group or not isinstance(subtasks, dict):
             raise TaskConfigError(f"{path}: 'subtasks' needs a 'group' name and a mapping "
                                   "category -> [subjects]")
+        for category, subjects in subtasks.items():
+            if not isinstance(subjects, list) or not all(isinstance(x, str) and x for x in subjects):
+                raise TaskConfigError(f"{path}: subtasks: {category} must be a list of subject names, "
+                                      f"got {subjects!r}")
         self.groups[group] = []
         for category, subjects in subtasks.items():
             cat_group = f"{group}_{category}"

@@ -211,3 +211,12 @@ def test_an_unreadable_task_file_is_one_error_line(tmp_path, content, message):
     with pytest.raises(TaskConfigError, match=message) as err:
         TaskRegistry.load([tmp_path])
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("subjects", ["abstract_algebra", [1, 2]])
+def test_subtasks_map_each_category_to_a_list_of_subject_names(tmp_path, subjects):
+    # a string was iterated letter by letter (tasks s_a, s_b, ...); a number crashed with an AttributeError
+    (tmp_path / "s.yaml").write_text(json.dumps({"task": "s_{{subject}}", "group": "s", "kind": "generate",
+                                                 "data": "{{subject}}.jsonl", "subtasks": {"stem": subjects}}))
+    with pytest.raises(TaskConfigError, match="s.yaml: subtasks: stem must be a list of subject names"):
+        TaskRegistry.load([tmp_path])
