@@ -131,6 +131,20 @@ def test_rolling_and_chat_generation(endpoint):
     assert endpoint.requests[-1]["stop"] == ["STOP"] and endpoint.requests[-1]["_auth"] is None
 
 
+def test_chat_choices_are_scored_as_the_assistant_reply(endpoint):
+    # under --chat a choice is scored bare after the chat prompt (lm-eval's rule), so the transcript must open the
+    # assistant's turn; it ended with the user's question, and the choice was glued onto the question's text
+    from augury.evals.runner import choice_delimiter
+    from augury.evals.taskconfig import build_config
+
+    lm = make_lm(endpoint)
+    cfg = build_config({"task": "t", "kind": "multiple_choice", "data": "x.jsonl", "doc_to_choice": ["A", "B"]},
+                       "t.yaml")
+    prompt = lm.apply_chat_template([{"role": "system", "content": "Quiz."}, {"role": "user", "content": "2+2?"}])
+    lm.loglikelihood([(prompt, choice_delimiter(cfg, chat=True) + "A")])
+    assert endpoint.requests[-1]["prompt"] == "system: Quiz.\n\nuser: 2+2?\n\nassistant: A"
+
+
 def test_transient_errors_are_retried(endpoint):
     lm = make_lm(endpoint)
     endpoint.plan = [500, 429, "ok"]

@@ -212,8 +212,10 @@ class OpenAICompatibleLM(LM):
         return self._each(list(requests), self._one_generate)
 
     def apply_chat_template(self, messages: list[dict]) -> str:
-        # The chat endpoint formats messages itself; keep a readable transcript as the stored prompt.
-        return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+        # The chat endpoint formats messages itself; this transcript is the stored prompt, and the prompt that
+        # likelihood requests send to /completions. It opens the assistant's turn (as a template's generation
+        # prompt does), because under --chat a choice is scored bare right after it.
+        return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant: "
 
     def config(self) -> dict[str, Any]:
         return {"model": "openai", "model_args": f"model={self.model},base_url={self.base_url}",
