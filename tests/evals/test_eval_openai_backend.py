@@ -162,6 +162,15 @@ def test_a_broken_http_response_is_retried_not_a_crash(endpoint, action):
     assert lm.loglikelihood([("a b", " c")]) == [None] and lm.stats["failed_samples"] == 1
 
 
+@pytest.mark.parametrize("status", [408, 409])
+def test_request_timeout_and_conflict_are_retried(endpoint, status):
+    # what OpenAI's own client retries besides 429 and 5xx: a proxy's 408 used to stop the whole run at once
+    lm = make_lm(endpoint)
+    endpoint.plan = [status, "ok"]
+    assert lm.loglikelihood([("a b", " c")])[0][0] == pytest.approx(expected_ll("a b", " c"))
+    assert lm.stats["retries"] == 1
+
+
 def test_persistent_failure_is_a_per_sample_error(endpoint):
     lm = make_lm(endpoint)
     endpoint.always_fail_prompt = "poison"

@@ -7,10 +7,10 @@
   with the stop strings applied again on our side (the API takes at most four).
 - The API key is read from the environment variable `api_key_env` (default OPENAI_API_KEY); none is sent if unset.
 - Retries with exponential backoff (honouring Retry-After) on connection errors, timeouts, broken HTTP replies
-  (a body cut short, a reply that is not HTTP), HTTP 429 and 5xx, and a client-side rate limit. A request still
-  failing after its retries becomes a per-sample error (None); after `max_consecutive_failures` such requests in a
-  row the run stops. HTTP 4xx other than 429 and responses that are
-  not the expected JSON stop the run at once with one clear error. Scored samples are kept either way.
+  (a body cut short, a reply that is not HTTP), HTTP 408, 409, 429 and 5xx, and a client-side rate limit. A request
+  still failing after its retries becomes a per-sample error (None); after `max_consecutive_failures` such requests
+  in a row the run stops. Other HTTP 4xx and responses that are not the expected JSON stop the run at once with
+  one clear error. Scored samples are kept either way.
 
     augury eval --model openai:gpt-4o-mini@https://api.openai.com/v1 --model_args requests_per_second=2 ...
 """
@@ -29,6 +29,9 @@ from typing import Any
 
 from augury.evals.backends.errors import EndpointError, TransientEndpointError
 from augury.evals.lm import LM, GenRequest, cut_at_stop, split_context
+
+# Worth a retry besides 5xx (as OpenAI's own client): request timeout (a proxy's), conflict, too many requests.
+RETRIED_STATUS = (408, 409, 429)
 
 
 class OpenAICompatibleLM(LM):
@@ -101,7 +104,7 @@ class OpenAICompatibleLM(LM):
                     raise EndpointError(f"{url} returned a response that is not JSON: {raw[:120]!r}") from None
             except urllib.error.HTTPError as err:
                 text = err.read()[:300].decode("utf-8", "replace")
-                if err.code != 429 and err.code < 500:
+                if err.code not in RETRIED_STATUS and err.code < 500:
                     hint = (f"; set the API key in ${self.api_key_env}" if err.code in (401, 403) else "")
                     raise EndpointError(f"{url}: HTTP {err.code}: {text}{hint}") from None
                 last = f"HTTP {err.code}: {text}"
