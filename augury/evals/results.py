@@ -1,7 +1,7 @@
 """Aggregate scored samples into lm-evaluation-harness's results shape; write results, samples, plots, a table.
 
 `results_<date>.json` has the keys lm-evaluation-harness writes: `results` ({task: {"acc,none": ...,
-"acc_stderr,none": ..., "alias": ...}}, groups included, members' aliases indented like lm-eval's), `groups`,
+"acc_stderr,none": ..., "alias": ...}}, groups included, members listed after their group), `groups`,
 `group_subtasks`, `configs`, `versions`, `n-shot`, `higher_is_better`, `n-samples` (`original`: the task's
 records, `effective`: those scored after --limit, with augury's `errors` count of samples whose endpoint requests
 failed and `resumed` count), `config` (the model), `git_hash`, `date` and timings.
@@ -91,27 +91,28 @@ def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], regist
     group_results: dict[str, Any] = {}
     placed: set[str] = set()
 
-    def place(name: str, depth: int) -> None:
-        alias = ("  " * max(0, depth - 1) + " - " if depth else "") + name
+    # Aliases are the plain names, as lm-eval 0.4.13 writes them: readers (its make_table, markdown_table here)
+    # indent members by `group_subtasks`. Each group comes before its members.
+    def place(name: str) -> None:
         if name in groups:
             leaves = _leaves(registry, name)
-            entry = {"alias": alias, **group_metrics(leaves, per_task, sizes)}
+            entry = {"alias": name, **group_metrics(leaves, per_task, sizes)}
             mc = [s for t in leaves if by_name[t].kind == "multiple_choice" for s in scored[t]["samples"]]
             if mc:
                 entry["ece,none"] = expected_calibration_error([s["confidence"] for s in mc],
                                                                [s["acc"] for s in mc])
             results[name] = group_results[name] = entry
             for member in groups[name]:
-                place(member, depth + 1)
+                place(member)
         else:
-            results[name] = {"alias": alias, **per_task[name]}
+            results[name] = {"alias": name, **per_task[name]}
         placed.add(name)
 
     for g in top_groups:
-        place(g, 0)
+        place(g)
     for name in scored:
         if name not in placed:
-            place(name, 0)
+            place(name)
     _plots(configs, scored, groups, top_groups, registry, out_dir, date)
     safety = _safety(configs, scored, groups, registry)
     higher = {name: {k.split(",")[0]: k.split(",")[0] not in LOWER_IS_BETTER
@@ -185,11 +186,30 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _depths(group_subtasks: dict[str, list[str]]) -> dict[str, int]:
+    """How deep each task or group sits under the top-level groups (0 for those and for ungrouped tasks)."""
+    depth: dict[str, int] = {}
+
+    def visit(name: str, d: int) -> None:
+        depth[name] = d
+        for member in group_subtasks.get(name, []):
+            visit(member, d + 1)
+
+    members = {m for ms in group_subtasks.values() for m in ms}
+    for name in group_subtasks:
+        if name not in members:
+            visit(name, 0)
+    return depth
+
+
 def markdown_table(results: dict) -> str:
     """lm-eval-style table: one row per task/group and metric, with stderr and sample/error counts."""
     lines = ["| Tasks | Version | n-shot | Metric | Value | | Stderr | N | Errors |",
              "|---|---|---|---|---|---|---|---|---|"]
+    depths = _depths(results.get("group_subtasks", {}))
     for name, entry in results["results"].items():
+        depth = depths.get(name, 0)
+        shown = ("  " * (depth - 1) + " - " if depth else "") + entry.get("alias", name)
         counts = results["n-samples"].get(name, {})
         for key, value in entry.items():
             if not key.endswith(",none") or "_stderr" in key:
@@ -197,7 +217,7 @@ def markdown_table(results: dict) -> str:
             metric = key.split(",")[0]
             se = entry.get(f"{metric}_stderr,none", "")
             arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
-            lines.append(f"| {entry['alias']} | {results['versions'].get(name, '')} | "
+            lines.append(f"| {shown} | {results['versions'].get(name, '')} | "
                          f"{results['n-shot'].get(name, '')} | {metric} | {_fmt(value)} | {arrow} | "
                          f"{'± ' + _fmt(se) if isinstance(se, float) else se} | "
                          f"{counts.get('effective', '')} | {counts.get('errors', '')} |")

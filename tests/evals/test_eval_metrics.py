@@ -64,3 +64,26 @@ def test_group_metrics_do_not_depend_on_which_member_is_listed_first():
     first_empty = group_metrics(["a", "b", "c"], per_task, sizes)
     assert first_empty == group_metrics(["b", "c", "a"], per_task, sizes)
     assert first_empty["acc,none"] == pytest.approx((0.5 * 10 + 1.0 * 30) / 40)
+
+
+def test_lm_evals_own_table_reads_our_results_with_one_indent_per_level(tmp_path):
+    # lm-eval 0.4.13 (the pinned version) writes plain aliases and indents by group_subtasks when it prints; an
+    # alias indented by us came out indented twice ("  -    - g_a")
+    import time
+
+    make_table = pytest.importorskip("lm_eval.utils").make_table
+    from augury.evals.results import build_results, markdown_table
+    from augury.evals.taskconfig import TaskRegistry
+
+    (tmp_path / "g.yaml").write_text('{"group": "g", "task": "g_{{subject}}", "kind": "generate", '
+                                     '"data": "{{subject}}.jsonl", "subtasks": {"cat": ["a", "b"]}}')
+    registry = TaskRegistry.load([tmp_path])
+    configs = registry.resolve(["g"])
+    scored = {c.task: {"samples": [{"exact_match": 1.0}, {"exact_match": 0.0}], "errors": 0, "original": 2,
+                       "resumed": 0} for c in configs}
+    results = build_results(configs, scored, registry, {"model": "x"}, None, None, False, time.time(), tmp_path, "d")
+    assert results["results"]["g_a"]["alias"] == "g_a"
+    names = [row.split("|")[1].rstrip() for row in make_table(results).splitlines()[2:]]
+    assert [n for n in names if n.strip()] == ["g", " - g_cat", "  - g_a", "  - g_b"]
+    ours = [row.split("|")[1] for row in markdown_table(results).splitlines()[2:]]
+    assert ours == [" g ", "  - g_cat ", "    - g_a ", "    - g_b "]  # our own table still shows the tree
