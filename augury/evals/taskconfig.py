@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -216,6 +217,12 @@ def build_config(raw: dict, source: str, variables: dict[str, str] | None = None
     if not isinstance(cfg.filter, dict) or not all(isinstance(v, (str, int, float, list)) for v in cfg.filter.values()):
         raise TaskConfigError(f"{source}: filter maps a column to a value or a list of values, got {cfg.filter!r}")
     _check_generation(cfg)
+    if cfg.extract_regex:
+        try:
+            re.compile(cfg.extract_regex)
+        except re.error as err:
+            raise TaskConfigError(f"{source}: extract_regex {cfg.extract_regex!r} is not a regular expression "
+                                  f"({err})") from None
     if cfg.kind == "graded":
         if cfg.refusal_list not in ("advbench", "xstest"):
             raise TaskConfigError(f"{source}: refusal_list must be advbench or xstest, got {cfg.refusal_list!r}")

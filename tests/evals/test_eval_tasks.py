@@ -220,3 +220,10 @@ def test_subtasks_map_each_category_to_a_list_of_subject_names(tmp_path, subject
                                                  "data": "{{subject}}.jsonl", "subtasks": {"stem": subjects}}))
     with pytest.raises(TaskConfigError, match="s.yaml: subtasks: stem must be a list of subject names"):
         TaskRegistry.load([tmp_path])
+
+
+def test_an_extract_regex_that_does_not_compile_is_a_config_error():
+    # it raised re.error on the first scored chunk, after the model had loaded
+    with pytest.raises(TaskConfigError, match=r"t.yaml: extract_regex 'answer is \(\\\\d\+' is not a regular"):
+        build_config({"task": "t", "kind": "generate", "data": "x.jsonl", "extract_regex": r"answer is (\d+"},
+                     "t.yaml")
