@@ -171,6 +171,15 @@ def test_request_timeout_and_conflict_are_retried(endpoint, status):
     assert lm.stats["retries"] == 1
 
 
+@pytest.mark.parametrize("option,value", [("max_retries", -1), ("timeout_s", 0), ("backoff_s", -1.0),
+                                          ("max_consecutive_failures", 0)])
+def test_an_option_out_of_range_is_refused_on_load(endpoint, option, value):
+    # max_retries=-1 sent no request at all and counted every sample as failed; timeout_s=0 made every socket
+    # non-blocking; max_consecutive_failures=0 stopped the run at the first failure
+    with pytest.raises(ValueError, match=f"{option}={value}"):
+        load_model(f"openai:fake-model@{endpoint.url}", **{option: value})
+
+
 def test_persistent_failure_is_a_per_sample_error(endpoint):
     lm = make_lm(endpoint)
     endpoint.always_fail_prompt = "poison"

@@ -50,10 +50,17 @@ class OpenAICompatibleLM(LM):
             max_retries: retries of a transient failure before the sample counts as an error
             backoff_s: first retry delay; doubles each retry (with jitter), capped by max_backoff_s
             max_backoff_s: longest wait between retries (also caps a server's Retry-After)
-            requests_per_second: client-side rate limit
+            requests_per_second: client-side rate limit (0: none)
             timeout_s: per-request timeout
             max_consecutive_failures: failed samples in a row after which the endpoint is taken to be down
         """
+        for name, value in (("max_retries", max_retries), ("backoff_s", backoff_s), ("max_backoff_s", max_backoff_s),
+                            ("requests_per_second", requests_per_second)):
+            if value < 0:
+                raise ValueError(f"openai option {name}={value} must be >= 0")
+        for name, value in (("timeout_s", timeout_s), ("max_consecutive_failures", max_consecutive_failures)):
+            if value <= 0:
+                raise ValueError(f"openai option {name}={value} must be > 0")
         model, _, base = spec.partition("@")
         if not model:
             raise ValueError(f"openai model spec {spec!r} must look like MODEL@BASE_URL")
