@@ -89,6 +89,8 @@ def render_record(cfg: TaskConfig, doc: dict, where: str) -> dict[str, Any]:
             out["target"] = choices[out["gold"]]
         elif cfg.kind in ("generate", "code"):
             out["target"] = render(cfg.doc_to_target, values)
+            if cfg.kind == "code":
+                _check_code_record(doc, where)
         elif cfg.kind == "graded":
             out["prompt_kind"] = render(cfg.doc_to_kind, values).strip()
             out["category"] = render(cfg.doc_to_category, values).strip() if cfg.doc_to_category else "all"
@@ -99,6 +101,19 @@ def render_record(cfg: TaskConfig, doc: dict, where: str) -> dict[str, Any]:
     except Exception as err:  # jinja2 UndefinedError, TypeError in a template, ...
         raise TaskDataError(f"{where}: cannot render the task templates of {cfg.task!r}: {err}") from None
     return out
+
+
+def _check_code_record(doc: dict, where: str) -> None:
+    """A code record carries what the sandbox's HumanEval runner needs, in a size its channel takes."""
+    from augury.evals.sandbox_watch import CHANNEL_MAX_BYTES
+
+    for key in ("prompt", "test", "entry_point"):
+        if not isinstance(doc.get(key), str):
+            raise TaskDataError(f"{where}: a code record lacks {key!r} (text): HumanEval's prompt, test and "
+                                "entry_point are needed")
+    size = len(doc["test"].encode("utf-8"))
+    if size > CHANNEL_MAX_BYTES:
+        raise TaskDataError(f"{where}: tests of {size} bytes; the sandbox takes at most {CHANNEL_MAX_BYTES}")
 
 
 def render_shot(cfg: TaskConfig, doc: dict, where: str) -> dict[str, Any]:

@@ -227,3 +227,15 @@ def test_an_extract_regex_that_does_not_compile_is_a_config_error():
     with pytest.raises(TaskConfigError, match=r"t.yaml: extract_regex 'answer is \(\\\\d\+' is not a regular"):
         build_config({"task": "t", "kind": "generate", "data": "x.jsonl", "extract_regex": r"answer is (\d+"},
                      "t.yaml")
+
+
+@pytest.mark.parametrize("record,message", [
+    ({"prompt": "def f():\n", "test": "def check(c): pass"}, "lacks 'entry_point'"),  # a KeyError mid-run
+    ({"prompt": "def f():\n", "entry_point": "f", "test": "#" * 70_000}, "tests of 70000 bytes"),  # a ValueError
+])
+def test_a_code_record_the_sandbox_cannot_run_is_reported_before_the_model_loads(tmp_path, record, message):
+    (tmp_path / "he.jsonl").write_text(json.dumps(record) + "\n")
+    cfg = build_config({"task": "he", "kind": "code", "data": "he.jsonl", "doc_to_text": "{{prompt}}",
+                        "doc_to_target": ""}, "he.yaml")
+    with pytest.raises(TaskDataError, match=f"he.jsonl: record 1: .*{message}"):
+        build_instances(cfg, tmp_path)
