@@ -169,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + summary_table(results["safety"]))
         print("\n" + "\n".join(report_form(results["safety"])))
     errors = sum(s["errors"] for s in scored.values())
-    print(f"\nwrote {path}" + (f"\n{errors} sample(s) could not be scored (a failed endpoint request, or a program "
-                              "the sandbox could not run) and are counted as errors; rerun the same command to "
-                              "retry only those" if errors else ""))
+    print(f"\nwrote {path}" + (f"\n{errors} sample(s) could not be scored (a failed endpoint request, a program "
+                              "the sandbox could not run, a NaN log-likelihood) and are counted as errors; rerun "
+                              "the same command to retry only those" if errors else ""))
     return 0
 
 

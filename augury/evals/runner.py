@@ -6,7 +6,7 @@ definition gets a new fingerprint, so stale samples are never mixed in. A stored
 record and prompt (its `doc_hash` and `prompt_hash` match the ones built now), so edited data, few-shot examples or
 chat template are rescored. Samples whose requests failed on the endpoint (the backend returned None) are not
 stored: they are counted as errors and retried on the next run; so are code samples the sandbox itself could not
-run (status "error").
+run (status "error") and samples whose log-likelihood came back NaN.
 
     from augury.evals.runner import evaluate
     results = evaluate(lm, registry.resolve(["mmlu"]), data_dir="data", out_dir="out", model_spec="hf:m")
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -101,6 +102,9 @@ def score_chunk(lm: LM, cfg: TaskConfig, chunk: list[Instance], chat: bool = Fal
                 out.append({"doc_id": inst.doc_id, "error": "endpoint request failed"})
                 continue
             lls = [float(r[0]) for r in mine]
+            if any(math.isnan(v) for v in lls):  # argmax would "predict" the NaN choice (an overflowing model)
+                out.append({"doc_id": inst.doc_id, "error": "the model gave a NaN log-likelihood"})
+                continue
             rec = _base_record(inst, [list(a) for a in args], [[r[0], bool(r[1])] for r in mine])
             s = M.score_multiple_choice(lls, inst.choices, inst.gold)
             if cfg.kind == "truthfulqa_mc2":
@@ -114,8 +118,9 @@ def score_chunk(lm: LM, cfg: TaskConfig, chunk: list[Instance], chat: bool = Fal
         resps = lm.loglikelihood_rolling([inst.context for inst in chunk])
         out = []
         for inst, ll in zip(chunk, resps):
-            if ll is None:
-                out.append({"doc_id": inst.doc_id, "error": "endpoint request failed"})
+            if ll is None or math.isnan(ll):
+                why = "endpoint request failed" if ll is None else "the model gave a NaN log-likelihood"
+                out.append({"doc_id": inst.doc_id, "error": why})
                 continue
             rec = _base_record(inst, [[inst.context]], [ll])
             rec.update(loglikelihood=float(ll), words=M.count_words(inst.context),

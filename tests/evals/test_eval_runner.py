@@ -227,3 +227,33 @@ def test_an_unreadable_stored_sample_is_one_error_naming_the_file_and_line(tmp_p
     partial.write_text(lines[0] + "not json\n" + "".join(lines[1:]))
     with pytest.raises(ResumeError, match=rf"{partial.name}: line 2 is not a stored sample"):
         evaluate(PicksB(), [cfg], tmp_path, out, "b", progress=False)
+
+
+class NaNLM(ScriptedLM):
+    """Log-likelihoods from a table keyed by choice; NaN where an overflowing half-precision model gives one."""
+
+    def __init__(self, lls: dict[str, float]):
+        super().__init__({})
+        self.lls = lls
+
+    def loglikelihood(self, requests):
+        return [(self.lls[cont.strip()], False) for _, cont in requests]
+
+    def loglikelihood_rolling(self, texts):
+        return [float("nan") if "bad" in t else -10.0 for t in texts]
+
+
+def test_a_nan_log_likelihood_is_a_counted_error_not_a_prediction(tmp_path):
+    # np.argmax picks the first NaN, so a NaN choice used to be "predicted", and scored right when it was gold
+    rows = [{"q": "a?", "choices": ["x", "y"], "gold": 0}, {"q": "b?", "choices": ["y", "z"], "gold": 0}]
+    (tmp_path / "mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = build_config({"task": "mc", "kind": "multiple_choice", "data": "mc.jsonl", "doc_to_text": "{{q}}",
+                        "doc_to_choice": "{{choices}}", "doc_to_target": "{{gold}}"}, "mc.yaml")
+    scored = evaluate(NaNLM({"x": float("nan"), "y": -1.0, "z": -2.0}), [cfg], tmp_path, tmp_path / "out", "s",
+                      progress=False)["mc"]
+    assert scored["errors"] == 1 and [s["doc"]["q"] for s in scored["samples"]] == ["b?"]
+    (tmp_path / "t.txt").write_text("good text\n\nbad text\n")
+    ppl = build_config({"task": "ppl", "kind": "perplexity", "data": {"path": "t.txt", "split_regex": "^$"}},
+                       "ppl.yaml")
+    scored = evaluate(NaNLM({}), [ppl], tmp_path, tmp_path / "out", "s", progress=False)["ppl"]
+    assert scored["errors"] == 1 and len(scored["samples"]) == 1
