@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Literal
 
 from augury.align.runs import (
-    RunFolderError,
     Stage,
-    StageConfigError,
     StagedRun,
+    StageFailed,
     last_metric,
     resumable,
     settings,
@@ -300,7 +299,7 @@ class Demo(StagedRun):
                 for name, s in scores.items()}
 
     def rl(self) -> dict:
-        from augury.align.rl import RLConfig, train_rl
+        from augury.align.rl import RL_FAILURES, RLConfig, train_rl
 
         r, out = self.cfg.rl, self.out / "rl"
         rl_cfg = RLConfig(policy_run=str(self.out / "sft"), prompts=str(self.data / "rl_prompts.jsonl"),
@@ -323,7 +322,10 @@ class Demo(StagedRun):
                      f"accuracy {scores['heldout_accuracy']:.3f}")
             return {k: v for k, v in scores.items() if k != "step"}
 
-        train_rl(rl_cfg, log=self.log, after_step=after_step)
+        try:
+            train_rl(rl_cfg, log=self.log, after_step=after_step)
+        except RL_FAILURES as err:
+            raise StageFailed("rl", err) from None
         return {"final_reward": last_metric(out, "reward")}
 
     def report(self) -> dict:
@@ -335,9 +337,9 @@ class Demo(StagedRun):
 
 
 def main(argv: list[str]) -> int:
+    from augury.align.runs import run_command
     from augury.command import config_cli
     from augury.errors import UsageError
-    from augury.train.config import TrainConfigError
 
     argv = list(argv)
     if "--preset" in argv:
@@ -352,8 +354,4 @@ def main(argv: list[str]) -> int:
         cfg.validate()
     except ValueError as err:
         raise UsageError(str(err)) from None
-    try:
-        Demo(cfg).run()
-    except (StageConfigError, RunFolderError, TrainConfigError) as err:  # refused before a stage writes
-        raise UsageError(str(err)) from None
-    return 0
+    return run_command(Demo(cfg), "augury rl-demo")

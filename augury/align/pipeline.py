@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from augury.align.runs import Stage, StageConfigError, StagedRun, last_metric, resumable, settings, stage_status
+from augury.align.runs import Stage, StagedRun, last_metric, resumable, settings, stage_status
 from augury.io import atomic_write_json, atomic_write_text
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "align"
@@ -179,6 +179,19 @@ class AlignConfig:
         return self.data_dir or os.environ.get("AUGURY_SHARED_DATA", "../shared/data")
 
 
+def rl_config(cfg: AlignConfig, resume: bool = False):
+    """The `augury rl` settings of the RL stage (an RLConfig)."""
+    from augury.align.rl import RLConfig
+
+    r, out = cfg.rl, Path(cfg.out)
+    return RLConfig(policy_run=str(out / "sft"), prompts=str(out / "data" / "rl_prompts.jsonl"), out=str(out / "rl"),
+                    algorithm=r.algorithm, steps=r.steps, prompts_per_step=r.prompts_per_step,
+                    balance_column="kind" if r.balance_kinds else "", num_generations=r.num_generations,
+                    response_length=r.response_length, lr=r.lr, kl_coef=r.kl_coef, reward_model=str(out / "rm"),
+                    reward_model_weight=r.reward_model_weight, grader=RL_GRADER, rubric=RL_RUBRIC,
+                    grader_weight=r.rubric_weight, seed=cfg.seed, ckpt_every=10, resume=resume)
+
+
 MODELS = ("base", "sft", "rlhf")
 
 
@@ -286,18 +299,14 @@ class Pipeline(StagedRun):
         return {"held_out_accuracy": json.loads((out / "manifest.json").read_text())["held_out_accuracy"]}
 
     def rl(self) -> dict:
-        from augury.align.rl import RLConfig, train_rl
+        from augury.align.rl import RL_FAILURES, train_rl
+        from augury.align.runs import StageFailed
 
-        r, out = self.cfg.rl, self.out / "rl"
-        train_rl(RLConfig(policy_run=str(self.out / "sft"), prompts=str(self.data / "rl_prompts.jsonl"),
-                          out=str(out), algorithm=r.algorithm, steps=r.steps, prompts_per_step=r.prompts_per_step,
-                          balance_column="kind" if r.balance_kinds else "",
-                          num_generations=r.num_generations, response_length=r.response_length, lr=r.lr,
-                          kl_coef=r.kl_coef, reward_model=str(self.out / "rm"),
-                          reward_model_weight=r.reward_model_weight, grader=RL_GRADER, rubric=RL_RUBRIC,
-                          grader_weight=r.rubric_weight, seed=self.cfg.seed,
-                          ckpt_every=10, resume=resumable(out)), log=self.log)
-        return {"final_reward": last_metric(out, "reward")}
+        try:
+            train_rl(rl_config(self.cfg, resume=resumable(self.out / "rl")), log=self.log)
+        except RL_FAILURES as err:
+            raise StageFailed("rl", err) from None
+        return {"final_reward": last_metric(self.out / "rl", "reward")}
 
     def evaluate(self, name: str) -> dict:
         from augury.align import safety_eval as ev
@@ -366,10 +375,9 @@ class Pipeline(StagedRun):
 
 
 def main(argv: list[str]) -> int:
-    from augury.align.runs import RunFolderError
+    from augury.align.runs import run_command
     from augury.command import config_cli
     from augury.errors import UsageError
-    from augury.train.config import TrainConfigError
 
     argv = list(argv)
     if "--preset" in argv:
@@ -387,8 +395,4 @@ def main(argv: list[str]) -> int:
         cfg.validate()
     except ValueError as err:
         raise UsageError(str(err)) from None
-    try:
-        Pipeline(cfg).run()
-    except (StageConfigError, RunFolderError, TrainConfigError) as err:  # all refused before a stage writes
-        raise UsageError(str(err)) from None
-    return 0
+    return run_command(Pipeline(cfg), "augury align")

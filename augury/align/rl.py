@@ -59,6 +59,7 @@ from augury.align.runs import (
     write_manifest,
 )
 from augury.data.chat import chat_token_ids
+from augury.errors import UsageError
 from augury.evals.backends.errors import EndpointError
 from augury.io import (
     append_jsonl,
@@ -194,6 +195,11 @@ RESUMABLE = ("out", "resume", "steps", "ckpt_every", "max_kl", "max_grader_failu
 
 class RLDiverged(RuntimeError):
     pass
+
+
+# What stops a started run with a message for the user (bad prompts or rewards, a grader that cannot be loaded or
+# whose endpoint fails, a diverged loss): a command running RL as a stage reports them as one error line
+RL_FAILURES = (RLDiverged, EndpointError, ValueError, UsageError)
 
 
 def sequence_logps(model, rollouts: list[Rollout], pad_id: int, value_head=None):
@@ -399,7 +405,6 @@ def main(argv: list[str]) -> int:
     import sys
 
     from augury.command import config_cli
-    from augury.errors import UsageError
 
     cfg = config_cli(RLConfig, argv, prog="augury rl", description=__doc__.split("\n")[0],
                      run_section="rl")

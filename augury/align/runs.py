@@ -141,6 +141,14 @@ def write_manifest(out: Path, kind: str, **fields) -> None:
     atomic_write_json(out / "manifest.json", {"kind": kind, "created": utc_now(), "git": git_hash(), **fields})
 
 
+class StageFailed(RuntimeError):
+    """A stage stopped with an error of its own (a diverged run, a failing endpoint, bad data): the stages
+    finished before it are kept, it is not marked finished, and the same command continues it."""
+
+    def __init__(self, stage: str, err: BaseException):
+        super().__init__(f"the {stage} stage stopped: {err}")
+
+
 class StageConfigError(ValueError):
     """A finished stage of the run folder was made with other settings than the ones now asked for."""
 
@@ -233,6 +241,24 @@ class StagedRun:
     def write_manifest(self, finished: bool) -> None:
         atomic_write_json(self.out / "manifest.json", {"kind": self.kind, "created": utc_now(), "git": git_hash(),
                                                         "config": asdict(self.cfg), "finished": finished})
+
+
+def run_command(staged: StagedRun, prog: str) -> int:
+    """`augury CMD`'s exit status for a staged run: settings or a folder refused before any stage writes are a
+    usage error (one line, status 2); a stage that stopped is one error line and status 1."""
+    import sys
+
+    from augury.errors import UsageError
+    from augury.train.config import TrainConfigError
+
+    try:
+        staged.run()
+    except (StageConfigError, RunFolderError, TrainConfigError) as err:
+        raise UsageError(str(err)) from None
+    except StageFailed as err:  # the stages finished before it are kept; the same command continues it
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def stage_status(run: Path):
