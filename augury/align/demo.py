@@ -154,6 +154,18 @@ class DemoConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.base_run and not (Path(self.base_run) / "tokenizer.json").is_file():
             raise ValueError(f"--base_run {self.base_run} is not an augury run (no tokenizer.json)")
+        self.rl_config().validate()  # now, not after the stages before RL have run
+
+    def rl_config(self, resume: bool = False):
+        """The `augury rl` settings of the RL stage (an RLConfig)."""
+        from augury.align.rl import RLConfig
+
+        r, out = self.rl, Path(self.out)
+        return RLConfig(policy_run=str(out / "sft"), prompts=str(out / "data" / "rl_prompts.jsonl"),
+                        out=str(out / "rl"), algorithm=r.algorithm, steps=r.steps, prompts_per_step=r.prompts_per_step,
+                        num_generations=r.num_generations, response_length=r.response_length,
+                        temperature=r.temperature, lr=r.lr, kl_coef=r.kl_coef, reward_functions=[REWARD],
+                        seed=self.seed, ckpt_every=r.eval_every, resume=resume)
 
 
 @dataclass
@@ -299,14 +311,10 @@ class Demo(StagedRun):
                 for name, s in scores.items()}
 
     def rl(self) -> dict:
-        from augury.align.rl import RL_FAILURES, RLConfig, train_rl
+        from augury.align.rl import RL_FAILURES, train_rl
 
         r, out = self.cfg.rl, self.out / "rl"
-        rl_cfg = RLConfig(policy_run=str(self.out / "sft"), prompts=str(self.data / "rl_prompts.jsonl"),
-                          out=str(out), algorithm=r.algorithm, steps=r.steps, prompts_per_step=r.prompts_per_step,
-                          num_generations=r.num_generations, response_length=r.response_length,
-                          temperature=r.temperature, lr=r.lr, kl_coef=r.kl_coef, reward_functions=[REWARD],
-                          seed=self.cfg.seed, ckpt_every=r.eval_every, resume=resumable(out))
+        rl_cfg = self.cfg.rl_config(resume=resumable(out))
         tok = None
 
         def after_step(step: int, policy) -> dict:

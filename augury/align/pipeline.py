@@ -174,6 +174,7 @@ class AlignConfig:
             if not (Path(self.shared_data()) / sub).is_file():
                 raise ValueError(f"{Path(self.shared_data()) / sub} is missing: set --data_dir "
                                  f"(or $AUGURY_SHARED_DATA)")
+        rl_config(self).validate()  # now, not after the stages before RL have run
 
     def shared_data(self) -> str:
         return self.data_dir or os.environ.get("AUGURY_SHARED_DATA", "../shared/data")

@@ -105,3 +105,16 @@ def test_align_rl_failure_is_one_line_and_keeps_the_finished_stages(tmp_path, ca
     assert main(["align", "--out", str(out)]) == 0
     assert _stages(out)[5:7] == ["rl", "eval-sft"]  # only what was left is run
 
+
+@pytest.mark.parametrize("change,message", [({"lr": 2.0}, "lr <= 1"), ({"num_generations": 1}, "num_generations"),
+                                            ({"kl_coef": float("nan")}, "kl_coef must be a finite number")])
+def test_rl_settings_are_refused_before_the_first_stage(change, message):
+    """A bad RL setting is refused when the command starts, not after the stages before RL have run for an hour."""
+    from dataclasses import replace
+
+    from augury.align import demo, pipeline
+
+    with pytest.raises(ValueError, match=message):
+        pipeline.AlignConfig(rl=replace(pipeline.RLSettings(), **change)).validate()
+    with pytest.raises(ValueError, match=message):
+        demo.DemoConfig(rl=replace(demo.RLSettings(), **change)).validate()
