@@ -244,6 +244,7 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
     from augury.model.generate import SamplingParams, generate
     from augury.model.run import load_run
     from augury.train.checkpoint import load_checkpoint, save_checkpoint
+    from augury.train.resume import trim_metrics
 
     cfg.validate()
     out = Path(cfg.out)
@@ -287,6 +288,7 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
                 return out
         else:
             log(f"resuming {out} at step {step}")
+        trim_metrics(out / "metrics.jsonl", step)  # the steps after the checkpoint are redone, not logged twice
         loop = contextlib.nullcontext()
     else:
         loop = removed_on_failure(out)

@@ -151,6 +151,7 @@ def evaluate(model, examples: list[SFTExample], pad_id: int, micro: int, autocas
 def train_sft(cfg: SFTConfig, log=print) -> Path:
     from augury.model.run import load_run
     from augury.train.checkpoint import load_checkpoint
+    from augury.train.resume import trim_metrics
 
     cfg.validate()
     out = Path(cfg.out)
@@ -190,6 +191,7 @@ def train_sft(cfg: SFTConfig, log=print) -> Path:
                 write_manifest(out, "sft", base_run=str(cfg.base_run), data=data, finished=True, steps=step)
             return out
         log(f"resuming {out} at step {step}")
+        trim_metrics(out / "metrics.jsonl", step)  # the steps after the checkpoint are redone, not logged twice
         _train(cfg, out, model, optimizer, train, held, pad_id, step, log)
     else:
         with removed_on_failure(out):

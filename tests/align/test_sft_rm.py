@@ -52,6 +52,26 @@ def test_sft_resume_is_exact(chat_run, sft_file, tmp_path, killed_after_checkpoi
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_a_resumed_sft_run_does_not_log_the_steps_after_its_checkpoint_twice(chat_run, sft_file, tmp_path,
+                                                                         monkeypatch):
+    import augury.align.sft as sft
+
+    real = sft.append_jsonl
+
+    def killed_after_step_4(path, record):  # after the checkpoint of step 3 and the record of step 4
+        real(path, record)
+        if record.get("step") == 4:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "split"
+    monkeypatch.setattr(sft, "append_jsonl", killed_after_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(_sft(chat_run, sft_file, out), log=lambda *_: None)
+    monkeypatch.setattr(sft, "append_jsonl", real)
+    train_sft(_sft(chat_run, sft_file, out, resume=True), log=lambda *_: None)
+    assert [r["step"] for r in _metrics(out)] == [1, 2, 3, 4, 5, 6]
+
+
 def test_sft_bad_rows_are_counted_and_mostly_bad_data_is_refused(chat_run, sft_file, tmp_path):
     good = sft_file.read_text()
     bad = [{"messages": [{"role": "user", "content": "no reply"}]}, {"prompt": "Q", "completion": "  "}, "[1, 2]"]

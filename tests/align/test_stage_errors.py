@@ -46,7 +46,8 @@ def test_rl_demo_reward_failure_is_one_line_and_a_rerun_continues(chat_run, tmp_
     monkeypatch.setattr(arithmetic, "exact_answer", real)
     assert main(argv) == 0
     assert _stages(out) == ["data", "sft", "eval-sft", "rl", "report"]  # the earlier stages were not redone
-    assert (out / "rl" / "checkpoints" / "step_00000005").is_dir()
+    steps = [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]  # continued from step 2; step 3's first record is not kept twice
 
 
 def _stub_earlier_stages(monkeypatch, train_rl):
