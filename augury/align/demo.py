@@ -158,7 +158,7 @@ class DemoConfig:
 
     def rl_config(self, resume: bool = False):
         """The `augury rl` settings of the RL stage (an RLConfig)."""
-        from augury.align.rl import RLConfig
+        from augury.align.rl_config import RLConfig
 
         r, out = self.rl, Path(self.out)
         return RLConfig(policy_run=str(out / "sft"), prompts=str(out / "data" / "rl_prompts.jsonl"),

@@ -182,7 +182,7 @@ class AlignConfig:
 
 def rl_config(cfg: AlignConfig, resume: bool = False):
     """The `augury rl` settings of the RL stage (an RLConfig)."""
-    from augury.align.rl import RLConfig
+    from augury.align.rl_config import RLConfig
 
     r, out = cfg.rl, Path(cfg.out)
     return RLConfig(policy_run=str(out / "sft"), prompts=str(out / "data" / "rl_prompts.jsonl"), out=str(out / "rl"),

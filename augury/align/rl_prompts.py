@@ -19,7 +19,7 @@ from augury.data.chat import ChatFormatError, render_chat, validate_messages
 from augury.data.tokenizer import encode_documents
 
 if TYPE_CHECKING:
-    from augury.align.rl import RLConfig
+    from augury.align.rl_config import RLConfig
 
 
 def where(row, number: int) -> str:

@@ -25,7 +25,7 @@ import torch
 from augury.align.data import AlignDataError
 
 if TYPE_CHECKING:
-    from augury.align.rl import RLConfig
+    from augury.align.rl_config import RLConfig
 
 
 class RewardError(ValueError):
