@@ -180,10 +180,14 @@ def load_sft_examples(path: str | Path, tok, max_len: int) -> tuple[list[SFTExam
     return tokenize_rows(read_jsonl(path), lambda row: sft_example(tok, row, max_len), str(path), require_rows=True)
 
 
-def scored_sequence(tok, prompt, reply, max_len: int) -> list[int]:
-    """The ids a reward model scores for (prompt, reply): plain strings, or message lists in the chat format."""
+def scored_sequence(tok, prompt, reply, max_len: int, strict: bool = True) -> list[int]:
+    """The ids a reward model scores for (prompt, reply): plain strings, or message lists in the chat format.
+
+    `strict` (a training pair) refuses an empty reply and a sequence longer than `max_len`; otherwise (scoring a
+    policy's reply, which must get a score whatever it is) an empty reply is scored as it stands and a long
+    sequence keeps its last `max_len` ids, where the reply is and where the reward head reads."""
     if isinstance(prompt, str) and isinstance(reply, str):
-        if not reply.strip():
+        if strict and not reply.strip():
             raise ValueError("empty completion")
         eot = tok.token_to_id("<|endoftext|>")
         p, r = encode_documents(tok, [prompt, reply])
@@ -194,7 +198,9 @@ def scored_sequence(tok, prompt, reply, max_len: int) -> list[int]:
     else:
         raise ValueError("prompt and replies must all be strings or all message lists")
     if len(ids) > max_len:
-        raise ValueError(f"longer than the model's context ({max_len} tokens)")
+        if strict:
+            raise ValueError(f"longer than the model's context ({max_len} tokens)")
+        ids = ids[-max_len:]
     return ids
 
 

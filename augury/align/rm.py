@@ -105,12 +105,13 @@ class RewardModel(torch.nn.Module):
 
     @torch.no_grad()
     def score(self, prompts: list, completions: list) -> list[float]:
-        """Rewards of (prompt, completion) pairs: plain strings, or message lists (conversational)."""
+        """Rewards of (prompt, completion) pairs: plain strings, or message lists (conversational); every
+        completion is scored (an empty one as it stands, a long pair on its last max_seq_len tokens)."""
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
         if not prompts:
             return []
-        seqs = [scored_sequence(self.tokenizer, p, c, self.backbone.cfg.max_seq_len)
+        seqs = [scored_sequence(self.tokenizer, p, c, self.backbone.cfg.max_seq_len, strict=False)
                 for p, c in zip(prompts, completions)]
         self.eval()
         ids, lengths = pad(seqs, 0)

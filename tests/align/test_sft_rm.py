@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from augury.align.data import AlignDataError, hh_rlhf_rows, parse_transcript
-from augury.align.rm import RMConfig, load_reward_model, train_rm
+from augury.align.rm import RewardModel, RMConfig, load_reward_model, train_rm
 from augury.align.sft import SFTConfig, train_sft
 
 
@@ -140,6 +140,27 @@ def test_reward_model_learns_held_out_preferences(chat_run, pref_file, tmp_path)
     good, bad = rm.score([prompt, prompt], [[{"role": "assistant", "content": "Four."}],
                                             [{"role": "assistant", "content": "Sorry, I can't help."}]])
     assert good > bad
+
+
+def test_reward_model_scores_every_policy_output(chat_run):
+    """RL scores whatever the policy wrote: a reply of only whitespace, or one that with its prompt fills more than
+    the context (the reward head reads the last tokens), is scored, not refused mid-run."""
+    from augury.align.data import scored_sequence
+    from augury.model.run import load_run
+
+    backbone, tok, cfg = load_run(chat_run)
+    rm = RewardModel(backbone, tok)
+    torch.nn.init.normal_(rm.head.weight)
+    assert len(rm.score(["Q: What is two plus two?\nA:"] * 2, ["  ", "\n"])) == 2
+    long_prompt = "What is two plus two? " * 60
+    assert len(scored_sequence(tok, long_prompt, " Four.", 10_000)) > cfg.max_seq_len
+    tail = scored_sequence(tok, long_prompt, " Four.", 10_000)[-cfg.max_seq_len:]
+    [score] = rm.score([long_prompt], [" Four."])
+    assert score == pytest.approx(float(rm(torch.tensor([tail]), torch.tensor([len(tail)]))[0]), abs=1e-5)
+    chat = [{"role": "user", "content": long_prompt}]
+    assert len(rm.score([chat], [[{"role": "assistant", "content": "Four."}]])) == 1
+    with pytest.raises(ValueError, match="empty completion"):  # a training pair is still refused
+        scored_sequence(tok, "Q", "  ", cfg.max_seq_len)
 
 
 def test_hh_rlhf_transcripts_parse_into_preference_rows(shared_data):
