@@ -133,7 +133,7 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
     policy = copy.deepcopy(reference).train()
     reference.eval().requires_grad_(False)
     special = chat_token_ids(tok)
-    rows, prompts = load_prompts(cfg.prompts, tok)
+    rows, prompts = load_prompts(cfg.prompts, tok, mcfg.max_seq_len, cfg.response_length)
     grader = load_rubric_grader(cfg, rows) if cfg.grader else None
     strata = prompt_strata(cfg, rows)
     value_head = None

@@ -38,8 +38,11 @@ def prompt_ids(tok, row: dict) -> tuple[list[int], bool]:
     raise ValueError("a row needs a non-empty 'prompt' (text or a message list)")
 
 
-def load_prompts(path: str, tok) -> tuple[list[dict], list[tuple[dict, list[int], bool]]]:
-    """(rows, (row, ids, chat) per row) of a prompt file; AlignDataError naming the first unusable line."""
+def load_prompts(path: str, tok, context: int | None = None,
+                 response_length: int = 0) -> tuple[list[dict], list[tuple[dict, list[int], bool]]]:
+    """(rows, (row, ids, chat) per row) of a prompt file; AlignDataError naming the first unusable line (a
+    prompt that leaves no room for `response_length` tokens in the model's `context` too: the engine would cut
+    its start, and the sequence could not be trained on)."""
     rows = read_jsonl(path)
     if not rows:
         raise AlignDataError(f"{path} has no rows (JSONL rows with a 'prompt': text or a message list)")
@@ -48,9 +51,13 @@ def load_prompts(path: str, tok) -> tuple[list[dict], list[tuple[dict, list[int]
         if isinstance(row, BadLine):
             raise AlignDataError(f"{path}: line {row.line}: {row.reason}")
         try:
-            prompts.append((row, *prompt_ids(tok, row)))
+            ids, chat = prompt_ids(tok, row)
         except (ValueError, ChatFormatError) as err:
             raise AlignDataError(f"{path}: line {row.line}: {err}") from None
+        if context is not None and len(ids) + response_length > context:
+            raise AlignDataError(f"{path}: line {row.line}: the prompt is {len(ids)} tokens: with response_length "
+                                 f"{response_length} it does not fit the model's context ({context} tokens)")
+        prompts.append((row, ids, chat))
     return rows, prompts
 
 

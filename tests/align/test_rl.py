@@ -420,3 +420,17 @@ def test_an_infinite_grader_weight_is_one_error_line(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and err.strip() == "augury rl: error: grader_weight must be a finite number, got inf"
     assert not (tmp_path / "rl").exists()
+
+
+def test_a_prompt_without_room_for_a_reply_is_refused_naming_its_line(chat_run, rewards_module, tmp_path):
+    """A prompt that with response_length tokens would not fit the model's context is one error naming its line,
+    before any work (the engine would cut the prompt's start and training would fail on the whole sequence)."""
+    prompts = tmp_path / "long.jsonl"
+    rows = [{"prompt": "What is two plus two?"}, {"prompt": "What is two plus two? " * 30}]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "rl"
+    with pytest.raises(AlignDataError, match=r"long\.jsonl: line 2: the prompt is \d+ tokens: with response_length "
+                                             r"8 it does not fit the model's context \(128 tokens\)"):
+        train_rl(_cfg(chat_run, prompts, out, rewards_module, reward_functions=[f"{rewards_module}:short"]),
+                 log=lambda *_: None)
+    assert not out.exists()
