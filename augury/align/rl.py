@@ -74,9 +74,10 @@ class RLDiverged(RuntimeError):
 RL_FAILURES = (RLDiverged, EndpointError, ValueError, UsageError)
 
 
-def sequence_logps(model, rollouts: list[Rollout], pad_id: int, value_head=None):
+def sequence_logps(model, rollouts: list[Rollout], pad_id: int, value_head=None, temperature: float = 1.0):
     """(log-probs of each completion token, entropy at each of those positions, mask), each (N, T); with a value
-    head, also the value at each of those positions (the state before the token is chosen)."""
+    head, also the value at each of those positions (the state before the token is chosen). The logits are divided
+    by the `temperature` the completions were sampled at (as TRL does): the policy improved is the one sampled."""
     seqs = [r.prompt_ids + r.completion_ids for r in rollouts]
     width = max(len(s) for s in seqs)
     T = max(1, max(len(r.completion_ids) for r in rollouts))
@@ -84,7 +85,7 @@ def sequence_logps(model, rollouts: list[Rollout], pad_id: int, value_head=None)
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.tensor(s)
     hidden = model(ids, return_hidden=True)
-    logp_all = torch.log_softmax(model.output_logits(hidden).float(), -1)
+    logp_all = torch.log_softmax(model.output_logits(hidden).float() / temperature, -1)
     values_all = value_head(hidden.float()).squeeze(-1) if value_head is not None else None
     logp = torch.zeros(len(seqs), T)
     entropy = torch.zeros(len(seqs), T)
@@ -169,7 +170,7 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
             start_output(out, cfg.policy_run, mcfg, "rl", cfg)
             write_manifest(out, "rl", policy_run=cfg.policy_run, finished=False)
         pad_id = tok.token_to_id("<|pad|>") or 0
-        G = cfg.num_generations
+        G, T = cfg.num_generations, cfg.temperature
         t0 = time.perf_counter()
         while step < cfg.steps:
             batch = [prompts[int(i)] for i in step_prompts(cfg, step, len(prompts), strata)]
@@ -197,27 +198,27 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
             kept = torch.from_numpy(scored) & (finished | (not cfg.mask_truncated_completions))
             trained = kept.float()[:, None]
             with torch.no_grad():
-                ref_logp, _, _ = sequence_logps(reference, rollouts, pad_id)
+                ref_logp, _, _ = sequence_logps(reference, rollouts, pad_id, temperature=T)
                 if value_head is not None:
-                    old_logp, _, mask, old_values = sequence_logps(policy, rollouts, pad_id, value_head)
+                    old_logp, _, mask, old_values = sequence_logps(policy, rollouts, pad_id, value_head, temperature=T)
                     mask = mask * trained
                     advantages, returns = ppo_targets(cfg, torch.nan_to_num(rewards, nan=0.0), old_logp, ref_logp,
                                                       old_values, mask)
                 else:
-                    old_logp, _, mask = sequence_logps(policy, rollouts, pad_id)
+                    old_logp, _, mask = sequence_logps(policy, rollouts, pad_id, temperature=T)
                     mask = mask * trained
                     advantages = (group_advantages if cfg.algorithm == "grpo" else rloo_advantages)(rewards, G)[:, None]
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * min(1.0, (step + 1) / 5)
             for _ in range(cfg.num_ppo_epochs):
                 if value_head is not None:
-                    logp, entropy, _, values = sequence_logps(policy, rollouts, pad_id, value_head)
+                    logp, entropy, _, values = sequence_logps(policy, rollouts, pad_id, value_head, temperature=T)
                     pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
                     kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
                     loss = pg_loss + cfg.vf_coef * clipped_value_loss(values, old_values, returns, mask,
                                                                       cfg.cliprange_value)
                 else:
-                    logp, entropy, _ = sequence_logps(policy, rollouts, pad_id)
+                    logp, entropy, _ = sequence_logps(policy, rollouts, pad_id, temperature=T)
                     pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
                     kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
                     loss = pg_loss + cfg.kl_coef * kl

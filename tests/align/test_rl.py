@@ -434,3 +434,31 @@ def test_a_prompt_without_room_for_a_reply_is_refused_naming_its_line(chat_run, 
         train_rl(_cfg(chat_run, prompts, out, rewards_module, reward_functions=[f"{rewards_module}:short"]),
                  log=lambda *_: None)
     assert not out.exists()
+
+
+def test_log_probs_are_those_of_the_distribution_sampled_at_the_rollout_temperature(
+        chat_run, prompts_file, rewards_module, tmp_path, monkeypatch):
+    """As in TRL's trainers, the policy's and the reference's log-probs (ratio, KL, entropy) are of the logits
+    divided by the sampling temperature: the gradient of log π_1 of tokens drawn from π_T is not π_T's."""
+    import augury.align.rl as rl_mod
+    from augury.align.rl_rewards import Rollout
+    from augury.model.run import load_run
+
+    model, tok, _ = load_run(chat_run)
+    rollout = Rollout({}, [0, 5, 9, 12], [7, 3, 4], "", True)
+    with torch.no_grad():
+        logp, entropy, mask = rl_mod.sequence_logps(model, [rollout], 0, temperature=0.5)
+        expected = torch.log_softmax(model(torch.tensor([[0, 5, 9, 12, 7, 3]])).float() / 0.5, -1)[0, 3:]
+    assert torch.allclose(logp[0], expected[torch.arange(3), torch.tensor([7, 3, 4])], atol=1e-5)
+    assert torch.allclose(entropy[0], -(expected.exp() * expected).sum(-1), atol=1e-5)
+    seen, real = [], rl_mod.sequence_logps
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("temperature"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rl_mod, "sequence_logps", spy)
+    for algorithm in ("grpo", "ppo"):
+        train_rl(_cfg(chat_run, prompts_file, tmp_path / algorithm, rewards_module, steps=1, temperature=0.7,
+                      algorithm=algorithm), log=lambda *_: None)
+    assert seen and set(seen) == {0.7}
