@@ -200,13 +200,14 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
             with torch.no_grad():
                 ref_logp, _, _ = sequence_logps(reference, rollouts, pad_id, temperature=T)
                 if value_head is not None:
-                    old_logp, _, mask, old_values = sequence_logps(policy, rollouts, pad_id, value_head, temperature=T)
-                    mask = mask * trained
+                    old_logp, _, tokens, old_values = sequence_logps(policy, rollouts, pad_id, value_head,
+                                                                     temperature=T)
+                    mask = tokens * trained
                     advantages, returns = ppo_targets(cfg, torch.nan_to_num(rewards, nan=0.0), old_logp, ref_logp,
                                                       old_values, mask)
                 else:
-                    old_logp, _, mask = sequence_logps(policy, rollouts, pad_id, temperature=T)
-                    mask = mask * trained
+                    old_logp, _, tokens = sequence_logps(policy, rollouts, pad_id, temperature=T)
+                    mask = tokens * trained
                     advantages = (group_advantages if cfg.algorithm == "grpo" else rloo_advantages)(rewards, G)[:, None]
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * min(1.0, (step + 1) / 5)
@@ -214,15 +215,16 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
                 if value_head is not None:
                     logp, entropy, _, values = sequence_logps(policy, rollouts, pad_id, value_head, temperature=T)
                     pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
-                    kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
                     loss = pg_loss + cfg.vf_coef * clipped_value_loss(values, old_values, returns, mask,
                                                                       cfg.cliprange_value)
                 else:
                     logp, entropy, _ = sequence_logps(policy, rollouts, pad_id, temperature=T)
                     pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
-                    kl = masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
-                    loss = pg_loss + cfg.kl_coef * kl
-                kl_now = float(kl.detach())
+                    # TRL's GRPO penalty: per completion, then over the batch (as the policy loss)
+                    loss = pg_loss + cfg.kl_coef * masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
+                # what is logged and checked against max_kl: a mean over every completion token, rollouts left out
+                # of the update included (they are the policy's samples too; counted as 0 they diluted it)
+                kl_now = float(masked_mean(kl_k3(logp.detach(), ref_logp), tokens))
                 if not torch.isfinite(loss):
                     raise RLDiverged(f"step {step + 1}: the loss is {float(loss.detach())}; "
                                      f"{checkpoint_note(out)}")
@@ -238,7 +240,7 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
             mean_reward = float(rewards.nanmean()) if scored.any() else None
             record = {"step": step, "reward": mean_reward, **{f"reward/{k}": v for k, v in by_source.items()},
                       "unscored": int((~scored).sum()),
-                      "kl": float(kl.detach()), "entropy": float(masked_mean(entropy.detach(), mask)),
+                      "kl": kl_now, "entropy": float(masked_mean(entropy.detach(), mask)),
                       "response_length": sum(len(r.completion_ids) for r in rollouts) / len(rollouts),
                       "completions/clipped_ratio": float((~finished).float().mean()),  # TRL's name: cut at the limit
                       "clip_fraction": float(clip_frac),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -29,6 +30,9 @@ def nan(prompts, completions, **columns):
 
 def too_few(prompts, completions, **columns):
     return [0.0]
+
+def every_other(prompts, completions, **columns):
+    return [None if i % 2 else 1.0 for i in range(len(completions))]
 '''
 
 
@@ -462,3 +466,30 @@ def test_log_probs_are_those_of_the_distribution_sampled_at_the_rollout_temperat
         train_rl(_cfg(chat_run, prompts_file, tmp_path / algorithm, rewards_module, steps=1, temperature=0.7,
                       algorithm=algorithm), log=lambda *_: None)
     assert seen and set(seen) == {0.7}
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_the_logged_kl_and_max_kl_are_a_mean_over_tokens_not_diluted_by_rows_left_out(
+        chat_run, prompts_file, rewards_module, tmp_path, monkeypatch, algorithm):
+    """Rollouts left out of the update (unscored here) still count in the KL to the reference, as a mean over the
+    completions' tokens: averaging per completion over the batch with those at 0 halved it, and max_kl fired late."""
+    import augury.align.rl as rl_mod
+
+    real = rl_mod.sequence_logps
+
+    def policy_moved(model, *args, **kwargs):  # the policy's log-probs 0.5 below the reference's on every token
+        out = real(model, *args, **kwargs)
+        if next(model.parameters()).requires_grad:
+            out = (out[0] - 0.5, *out[1:])
+        return out
+
+    monkeypatch.setattr(rl_mod, "sequence_logps", policy_moved)
+    k3 = math.exp(0.5) - 0.5 - 1  # exp(ref - logp) - (ref - logp) - 1 with ref - logp = 0.5
+    out = train_rl(_cfg(chat_run, prompts_file, tmp_path / "rl", rewards_module, steps=1, algorithm=algorithm,
+                        num_generations=2, reward_functions=[f"{rewards_module}:every_other"]), log=lambda *_: None)
+    [record] = _metrics(out)
+    assert record["unscored"] == 2 and record["kl"] == pytest.approx(k3, rel=1e-4)
+    with pytest.raises(RLDiverged, match="KL to the reference"):
+        train_rl(_cfg(chat_run, prompts_file, tmp_path / "stop", rewards_module, steps=1, algorithm=algorithm,
+                      num_generations=2, reward_functions=[f"{rewards_module}:every_other"], max_kl=0.8 * k3),
+                 log=lambda *_: None)
