@@ -7,7 +7,8 @@
 Shapes (TRL's): conversational `messages` (the loss covers the assistant turns), `prompt`/`completion` as plain
 strings (the loss covers the completion) or as message lists (rendered in the chat format), language-modelling
 `text` (the loss covers all of it: plain text kept in an SFT mix), and preferences
-`prompt`/`chosen`/`rejected` (plain strings, or message lists whose last turn is the assistant's). A row that
+`prompt`/`chosen`/`rejected` (plain strings, or message lists whose last turn is the assistant's; an optional
+`margin` column as in TRL). A row that
 cannot be used is skipped and counted by reason in the `LoadReport` (with the line numbers of the first few); when
 more than half of a file's rows fail, loading stops with one error naming the reasons, so most of the data is never
 dropped silently.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,7 @@ class SFTExample:
 class PreferencePair:
     chosen: list[int]  # prompt + chosen reply
     rejected: list[int]  # prompt + rejected reply
+    margin: float = 0.0  # TRL's optional `margin` column: how far chosen should score above rejected
 
 
 @dataclass
@@ -210,8 +213,11 @@ def preference_pair(tok, row: dict, max_len: int) -> PreferencePair:
         raise ValueError(f"missing {missing}")
     if row["chosen"] == row["rejected"]:
         raise ValueError("chosen and rejected are identical")
+    margin = row.get("margin", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin):
+        raise ValueError(f"margin must be a finite number, got {margin!r:.50}")
     return PreferencePair(scored_sequence(tok, row["prompt"], row["chosen"], max_len),
-                          scored_sequence(tok, row["prompt"], row["rejected"], max_len))
+                          scored_sequence(tok, row["prompt"], row["rejected"], max_len), float(margin))
 
 
 def load_preference_pairs(path: str | Path, tok, max_len: int) -> tuple[list[PreferencePair], LoadReport]:

@@ -206,7 +206,8 @@ def train_rm(cfg: RMConfig, log=print) -> Path:
             ids, lengths = pad([p.chosen for p in chunk] + [p.rejected for p in chunk], 0)
             with autocast():
                 r = rm(ids, lengths)
-            loss = bradley_terry_loss(r[:len(chunk)].float(), r[len(chunk):].float())
+            margin = torch.tensor([p.margin for p in chunk])
+            loss = bradley_terry_loss(r[:len(chunk)].float(), r[len(chunk):].float(), margin)
             if not torch.isfinite(loss):
                 raise RMDiverged(f"step {step}: the loss is {float(loss.detach())}; nothing was written to {out}")
             optimizer.zero_grad(set_to_none=True)

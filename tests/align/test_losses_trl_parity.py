@@ -56,3 +56,35 @@ def test_bradley_terry_equals_trl_reward_trainer():
     theirs = RewardTrainer.compute_loss(fake, Model(), {"attention_mask": torch.ones(16, 3)})
     chosen, rejected = rewards.squeeze(-1).chunk(2)
     assert float(bradley_terry_loss(chosen, rejected)) == pytest.approx(float(theirs), abs=1e-6)
+
+
+def test_bradley_terry_with_a_margin_column_equals_trl_reward_trainer(chat_run):
+    """TRL's preference rows may carry a `margin` (how much better chosen is): the loss is
+    -log sigmoid(r_chosen - r_rejected - margin), and the reward model reads it from the data."""
+    from trl.trainer.reward_trainer import RewardTrainer
+
+    from augury.align.data import preference_pair
+    from augury.data.tokenizer import load_tokenizer
+
+    torch.manual_seed(2)
+    rewards, margin = torch.randn(16, 1), torch.rand(8) * 2
+
+    class Model:
+        def __call__(self, **inputs):
+            return SimpleNamespace(logits=rewards)
+
+    identity = SimpleNamespace(gather=lambda x: x, gather_for_metrics=lambda x: x)
+    fake = SimpleNamespace(model=SimpleNamespace(training=False), args=SimpleNamespace(center_rewards_coefficient=None),
+                           _metrics={"eval": __import__("collections").defaultdict(list)}, _total_train_tokens=0,
+                           accelerator=identity)
+    theirs = RewardTrainer.compute_loss(fake, Model(), {"attention_mask": torch.ones(16, 3), "margin": margin})
+    chosen, rejected = rewards.squeeze(-1).chunk(2)
+    assert float(bradley_terry_loss(chosen, rejected, margin)) == pytest.approx(float(theirs), abs=1e-6)
+
+    tok = load_tokenizer(chat_run / "tokenizer.json")
+    row = {"prompt": "Q", "chosen": "good", "rejected": "bad"}
+    assert preference_pair(tok, row, 64).margin == 0.0
+    assert preference_pair(tok, {**row, "margin": 1.5}, 64).margin == 1.5
+    for bad in ("big", float("nan"), None):
+        with pytest.raises(ValueError, match="margin must be a finite number"):
+            preference_pair(tok, {**row, "margin": bad}, 64)
