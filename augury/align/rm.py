@@ -139,8 +139,8 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def pairwise_accuracy(rm: RewardModel, pairs: list[PreferencePair], batch: int = 16) -> dict:
     """Share of held-out pairs whose chosen reply scores above the rejected one, a tie counting half (as the
     align report's win rate does): a head that scores everything alike, as the zero-initialised one does, is at
-    chance, 0.5, not 0."""
-    wins, ties = 0.0, 0
+    chance, 0.5, not 0. With the mean margin r_chosen − r_rejected (TRL's `margin` metric)."""
+    wins, ties, margin = 0.0, 0, 0.0
     rm.eval()
     with torch.no_grad():
         for i in range(0, len(pairs), batch):
@@ -150,10 +150,12 @@ def pairwise_accuracy(rm: RewardModel, pairs: list[PreferencePair], batch: int =
             chosen, rejected = r[:len(chunk)], r[len(chunk):]
             tied = int((chosen == rejected).sum())
             wins += int((chosen > rejected).sum()) + 0.5 * tied
+            margin += float((chosen - rejected).sum())
             ties += tied
     rm.train()
     lo, hi = wilson_interval(wins, len(pairs))
-    return {"accuracy": wins / max(1, len(pairs)), "interval_95": [lo, hi], "pairs": len(pairs), "ties": ties}
+    return {"accuracy": wins / max(1, len(pairs)), "interval_95": [lo, hi], "pairs": len(pairs), "ties": ties,
+            "margin": margin / max(1, len(pairs))}
 
 
 def train_rm(cfg: RMConfig, log=print) -> Path:

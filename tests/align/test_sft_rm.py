@@ -135,6 +135,8 @@ def test_reward_model_learns_held_out_preferences(chat_run, pref_file, tmp_path)
     assert acc["accuracy"] > 0.8
     untrained = manifest["held_out_accuracy_untrained"]  # the zero-initialised head ties every pair: chance
     assert untrained["accuracy"] == 0.5 and untrained["ties"] == untrained["pairs"] == acc["pairs"]
+    # TRL's margin: the mean of r_chosen - r_rejected; it tells a confident reward model from one that barely separates
+    assert untrained["margin"] == 0.0 and acc["margin"] > 0
     rm = load_reward_model(out)
     prompt = [{"role": "user", "content": "What is two plus two? (99)"}]
     good, bad = rm.score([prompt, prompt], [[{"role": "assistant", "content": "Four."}],
