@@ -132,9 +132,10 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
     are scored (False where the grader failed, or where every function returned None and no other source applies:
     those must not be trained on). Rollouts come in groups of `group` completions of one prompt; with a grader and
     groups, the mean of each source includes the group-spread shares of `_zero_spread`."""
-    chat = isinstance(rollouts[0].row.get("prompt"), list)
     prompts = [r.row["prompt"] for r in rollouts]
-    completions = [[{"role": "assistant", "content": r.text}] if chat else r.text for r in rollouts]
+    # each completion in its own prompt's format (a file may mix text and message-list prompts)
+    completions = [[{"role": "assistant", "content": r.text}] if isinstance(p, list) else r.text
+                   for p, r in zip(prompts, rollouts)]
     columns = {k: [r.row.get(k) for r in rollouts] for k in rollouts[0].row if k != "prompt"}
     total = np.zeros(len(rollouts))
     by_source: dict[str, float] = {}

@@ -493,3 +493,29 @@ def test_the_logged_kl_and_max_kl_are_a_mean_over_tokens_not_diluted_by_rows_lef
         train_rl(_cfg(chat_run, prompts_file, tmp_path / "stop", rewards_module, steps=1, algorithm=algorithm,
                       num_generations=2, reward_functions=[f"{rewards_module}:every_other"], max_kl=0.8 * k3),
                  log=lambda *_: None)
+
+
+def test_a_prompt_file_mixing_text_and_message_prompts_is_scored_row_by_row(chat_run):
+    """load_prompts takes text and message-list prompts in one file; each completion is passed in its own row's
+    format (text, or an assistant message), not in the first row's, which made the reward model refuse the rest."""
+    from augury.align.rl_rewards import Rollout, rollout_rewards
+    from augury.align.rm import RewardModel
+    from augury.model.run import load_run
+
+    backbone, tok, _ = load_run(chat_run)
+    rm = RewardModel(backbone, tok)
+    seen = []
+
+    def records(prompts, completions, **columns):
+        seen.extend(completions)
+        return [0.0] * len(completions)
+
+    text = {"prompt": "Q: What is two plus two?\nA:"}
+    chat = {"prompt": [{"role": "user", "content": "What is two plus two?"}]}
+    cfg = RLConfig(policy_run="x", prompts="x", reward_model="rm", reward_functions=["m:records"])
+    for rows in ([text, chat], [chat, text]):
+        rollouts = [Rollout(row, [1], [2], " Four.", True) for row in rows]
+        rewards, _, ok = rollout_rewards(cfg, rollouts, rm, [("m:records", records, 1.0)], group=1)
+        assert ok.all() and torch.isfinite(rewards).all()
+    message = [{"role": "assistant", "content": " Four."}]
+    assert seen == [" Four.", message, message, " Four."]
