@@ -136,7 +136,9 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
     # each completion in its own prompt's format (a file may mix text and message-list prompts)
     completions = [[{"role": "assistant", "content": r.text}] if isinstance(p, list) else r.text
                    for p, r in zip(prompts, rollouts)]
-    columns = {k: [r.row.get(k) for r in rollouts] for k in rollouts[0].row if k != "prompt"}
+    # every column any row of the batch has, None where a row lacks it (as a datasets table gives them)
+    names = dict.fromkeys(k for r in rollouts for k in r.row if k != "prompt")
+    columns = {k: [r.row.get(k) for r in rollouts] for k in names}
     total = np.zeros(len(rollouts))
     by_source: dict[str, float] = {}
     # a reward model or a grader scores every rollout (a grader gives untagged ones nothing); functions may not

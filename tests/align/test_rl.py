@@ -519,3 +519,18 @@ def test_a_prompt_file_mixing_text_and_message_prompts_is_scored_row_by_row(chat
         assert ok.all() and torch.isfinite(rewards).all()
     message = [{"role": "assistant", "content": " Four."}]
     assert seen == [" Four.", message, message, " Four."]
+
+
+def test_reward_functions_get_every_column_of_the_batch_none_where_a_row_lacks_it():
+    """As a datasets table gives a column to every row (None where missing), a column only some JSONL rows have
+    reaches the reward functions; taking the first row's columns only dropped it whenever that row lacked it."""
+    from augury.align.rl_rewards import Rollout, rollout_rewards
+
+    def by_answer(prompts, completions, answer, **columns):
+        return [None if a is None else float(c.strip() == a) for c, a in zip(completions, answer)]
+
+    rows = [{"prompt": "Q: hello"}, {"prompt": "Q: 2+2", "answer": "4"}]
+    rollouts = [Rollout(row, [1], [2], " 4", True) for row in rows]
+    cfg = RLConfig(policy_run="x", prompts="x", reward_functions=["m:by_answer"])
+    rewards, _, ok = rollout_rewards(cfg, rollouts, None, [("m:by_answer", by_answer, 1.0)], group=1)
+    assert ok.tolist() == [False, True] and rewards[1] == 1.0
