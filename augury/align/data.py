@@ -152,9 +152,8 @@ def sft_example(tok, row: dict, max_len: int) -> SFTExample:
         prompt, completion = row["prompt"], row["completion"]
         if isinstance(prompt, list) and isinstance(completion, list):
             validate_messages(completion, need_assistant=True)
-            enc = render_chat(tok, prompt + completion)
-            ids, mask = enc.ids, [m and i >= len(render_chat(tok, prompt).ids) for i, m in
-                                  enumerate(enc.assistant_mask)]
+            enc, start = render_chat(tok, prompt + completion), len(render_chat(tok, prompt).ids)
+            ids, mask = enc.ids, [m and i >= start for i, m in enumerate(enc.assistant_mask)]
         elif isinstance(prompt, str) and isinstance(completion, str):
             if not completion.strip():
                 raise ValueError("empty completion")
