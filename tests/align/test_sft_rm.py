@@ -72,6 +72,36 @@ def test_a_resumed_sft_run_does_not_log_the_steps_after_its_checkpoint_twice(cha
     assert [r["step"] for r in _metrics(out)] == [1, 2, 3, 4, 5, 6]
 
 
+def test_each_trl_shape_is_trained_on_the_replies_only_in_the_format_generation_uses(chat_run):
+    """TRL's shapes and their loss masks: `messages` every assistant turn (its content and <|end|>; never a role
+    token), conversational prompt/completion the completion only (not an assistant turn inside the prompt), plain
+    prompt/completion the completion and the closing <|endoftext|>; each prompt part is the ids RL and evaluation
+    generate from."""
+    from augury.align.data import sft_example
+    from augury.align.rl_prompts import prompt_ids
+    from augury.data.chat import render_chat
+    from augury.data.tokenizer import encode_documents, load_tokenizer
+
+    tok = load_tokenizer(chat_run / "tokenizer.json")
+    user, reply = {"role": "user", "content": "What is two plus two?"}, {"role": "assistant", "content": "Four."}
+    earlier = {"role": "assistant", "content": "Paris."}
+
+    def learned(ex):
+        return [i for i, m in zip(ex.ids, ex.loss_mask) if m]
+
+    end = tok.token_to_id("<|end|>")
+    four, paris = encode_documents(tok, ["Four.", "Paris."])
+    assert learned(sft_example(tok, {"messages": [user, earlier, user, reply]}, 128)) == [*paris, end, *four, end]
+    ex = sft_example(tok, {"prompt": [user, earlier, user], "completion": [reply]}, 128)
+    assert learned(ex) == [*four, end]
+    start = render_chat(tok, [user, earlier, user], add_generation_prompt=True).ids
+    assert ex.ids[:len(start)] == start == prompt_ids(tok, {"prompt": [user, earlier, user]})[0]
+    ex = sft_example(tok, {"prompt": "Q: two plus two?\nA:", "completion": " Four."}, 128)
+    assert learned(ex) == [*encode_documents(tok, [" Four."])[0], tok.token_to_id("<|endoftext|>")]
+    start = prompt_ids(tok, {"prompt": "Q: two plus two?\nA:"})[0]
+    assert ex.ids[:len(start)] == start and not any(ex.loss_mask[:len(start)])
+
+
 def test_sft_bad_rows_are_counted_and_mostly_bad_data_is_refused(chat_run, sft_file, tmp_path):
     good = sft_file.read_text()
     bad = [{"messages": [{"role": "user", "content": "no reply"}]}, {"prompt": "Q", "completion": "  "}, "[1, 2]"]
