@@ -271,13 +271,16 @@ def hh_rlhf_rows(path: str | Path) -> tuple[list[dict], LoadReport]:
 
 
 def split_held_out(rows: list, held_out: float, key=None, at_least_one: bool = False) -> tuple[list, list]:
-    """Deterministic split by conversation: a row is held out when the hash of its first turn falls below
-    `held_out` (the same conversation lands on the same side on every machine and every run). With
+    """Deterministic split by conversation: a row is held out when the hash of its first turn (of a `text` row:
+    its text) falls below `held_out` (the same conversation lands on the same side on every machine and every
+    run). With
     `at_least_one`, a `held_out` > 0 that the hashes leave empty still holds out the lowest-hashed conversation
     (a small file otherwise trains without any validation)."""
     def first_turn(row):
         if not isinstance(row, dict):
             return repr(row)
+        if "messages" not in row and "prompt" not in row and "text" in row:  # a document: itself
+            return json.dumps(row["text"])
         msgs = row.get("messages") or row.get("prompt")
         return json.dumps(msgs[0] if isinstance(msgs, list) and msgs else msgs, sort_keys=True)
 

@@ -368,3 +368,19 @@ def test_hh_rlhf_rows_skipped_for_length_are_reported_with_their_line_numbers(ch
     # the two long rows may fall on either side of the held-out split: each is named by its line
     found = re.findall(r"longer than the model's context \(\d+ tokens\) at lines? (\d+(?:, \d+)*)", skipped)
     assert sorted(int(n) for group in found for n in group.split(", ")) == [3, 7]
+
+
+def test_text_rows_are_split_one_by_one_not_all_on_one_side():
+    """`text` rows have no first turn: each is keyed by its text, so held_out of them are held out (all of them
+    shared one key, so every text row landed on the same side: none in the validation loss, or all out of training)."""
+    from augury.align.data import split_held_out
+
+    rows = [{"text": f"document {i} about the standard library"} for i in range(400)]
+    for share in (0.3, 0.6):
+        train, held = split_held_out(rows, share)
+        assert abs(len(held) / len(rows) - share) < 0.1
+    conversations = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]}
+                     for i in range(200)]
+    train, held = split_held_out(conversations + rows, 0.3)  # conversations land where they did before
+    assert ([r for r in train if "messages" in r], [r for r in held if "messages" in r]) == \
+        split_held_out(conversations, 0.3)
