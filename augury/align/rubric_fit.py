@@ -93,7 +93,7 @@ def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "o
             raise UsageError(str(err)) from None
         try:
             scores = [float(s) for s in rm.score([r["prompt"] for r in rows], [_reply(r) for r in rows])]
-        except ValueError as err:  # a row it cannot score (ChatFormatError, longer than its context)
+        except ValueError as err:  # a row it cannot score (ChatFormatError: a malformed message list)
             raise UsageError(f"{data}: the reward model cannot score a row: {err}") from None
     elif any("rm_score" in r for r in rows):
         if not all("rm_score" in r for r in rows):
