@@ -48,6 +48,7 @@ from augury.align.rl_rewards import (
     rollout_rewards,
 )
 from augury.align.runs import (
+    RunStopped,
     check_resumed_settings,
     checkpoint_note,
     open_output,
@@ -65,7 +66,7 @@ from augury.io import (
 )
 
 
-class RLDiverged(RuntimeError):
+class RLDiverged(RunStopped):
     pass
 
 

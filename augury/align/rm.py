@@ -37,7 +37,7 @@ from augury.align.data import (
     tokenize_rows,
 )
 from augury.align.losses import bradley_terry_loss
-from augury.align.runs import start_output, write_manifest
+from augury.align.runs import RunStopped, start_output, write_manifest
 from augury.io import append_jsonl, not_a_folder
 
 
@@ -82,7 +82,7 @@ class RMConfig:
             raise ValueError("held_out must be in (0, 1)")
 
 
-class RMDiverged(RuntimeError):
+class RMDiverged(RunStopped):
     pass
 
 

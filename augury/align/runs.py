@@ -141,6 +141,11 @@ def write_manifest(out: Path, kind: str, **fields) -> None:
     atomic_write_json(out / "manifest.json", {"kind": kind, "created": utc_now(), "git": git_hash(), **fields})
 
 
+class RunStopped(RuntimeError):
+    """A started run stopped with a message for its user (a non-finite loss, say): `augury sft`, `rm` and `rl`
+    print it as one error line; a multi-stage command reports it as its stage's `StageFailed`."""
+
+
 class StageFailed(RuntimeError):
     """A stage stopped with an error of its own (a diverged run, a failing endpoint, bad data): the stages
     finished before it are kept, it is not marked finished, and the same command continues it."""
@@ -205,7 +210,10 @@ class StagedRun:
             return
         self.log(f"[{name}] running")
         t0 = time.perf_counter()
-        record = run() or {}
+        try:
+            record = run() or {}
+        except RunStopped as err:
+            raise StageFailed(name, err) from None
         extra = {} if config is None else {"config": config}
         append_jsonl(self.out / "metrics.jsonl", {"stage": name, "seconds": time.perf_counter() - t0,
                                                   "finished": utc_now(), **record, **extra})

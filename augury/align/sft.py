@@ -27,6 +27,7 @@ import torch
 from augury.align.data import AlignDataError, SFTExample, read_jsonl, sft_example, split_held_out, tokenize_rows
 from augury.align.losses import masked_token_loss
 from augury.align.runs import (
+    RunStopped,
     check_resumed_settings,
     checkpoint_note,
     open_output,
@@ -102,7 +103,7 @@ class SFTConfig:
 RESUMABLE = ("out", "resume", "eval_every", "ckpt_every", "micro_batch_size", "dtype")
 
 
-class SFTDiverged(RuntimeError):
+class SFTDiverged(RunStopped):
     pass
 
 

@@ -119,3 +119,24 @@ def test_rl_settings_are_refused_before_the_first_stage(change, message):
         pipeline.AlignConfig(rl=replace(pipeline.RLSettings(), **change)).validate()
     with pytest.raises(ValueError, match=message):
         demo.DemoConfig(rl=replace(demo.RLSettings(), **change)).validate()
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward_model"])
+def test_a_diverged_sft_or_reward_model_stage_is_one_line_too(tmp_path, capsys, monkeypatch, stage):
+    from augury.align.pipeline import Pipeline
+    from augury.align.rm import RMDiverged
+    from augury.align.sft import SFTDiverged
+    from augury.cli import main
+
+    error = {"sft": SFTDiverged, "reward_model": RMDiverged}[stage]("step 7: the loss is nan; ...")
+
+    def diverges(self):
+        raise error
+
+    _stub_earlier_stages(monkeypatch, None)
+    monkeypatch.setattr(Pipeline, stage, diverges)
+    out = tmp_path / "align"
+    assert main(["align", "--out", str(out)]) == 1
+    name = {"sft": "sft", "reward_model": "rm"}[stage]
+    assert capsys.readouterr().err.strip() == f"augury align: error: the {name} stage stopped: {error}"
+    assert json.loads((out / "manifest.json").read_text())["finished"] is False
