@@ -30,7 +30,8 @@ class RLConfig:
             others' updates); "" draws prompts uniformly.
         num_generations: completions per prompt (the group).
         response_length: most new tokens per completion.
-        temperature: sampling temperature of the rollouts.
+        temperature: sampling temperature of the rollouts; the log-probs of the loss and the KL divide the logits
+            by it too (as TRL does).
         lr: learning rate (constant after a short warm-up).
         kl_coef: weight of the KL penalty to the reference policy: (grpo, rloo) the k3 estimate averaged per
             completion, in the loss (as TRL's GRPO `beta`; not TRL's RLOO `beta`, which penalises the reward);
@@ -58,7 +59,7 @@ class RLConfig:
         kind_column: the prompt row's column naming its kind (harmful, safe: the rubric's kinds).
         max_grader_failures: the share of a step's graded rollouts that may fail (endpoint errors, answers
             outside the rubric) before the run stops; failed rollouts are left out of the update, never scored 0.
-        max_kl: stop when the mean KL to the reference exceeds this.
+        max_kl: stop when the KL to the reference (k3, a mean over the step's completion tokens) exceeds this.
         seed: prompt order and generation seeds.
         ckpt_every: checkpoint every this many steps (and at the end).
         resume: continue the run in `out` from its newest checkpoint, with the settings it was made with (only
