@@ -64,6 +64,7 @@ from augury.io import (
     append_jsonl,
     atomic_write_bytes,
 )
+from augury.model.generate import Generation, SamplingParams, generate
 
 
 class RLDiverged(RunStopped):
@@ -107,6 +108,14 @@ def sequence_logps(model, rollouts: list[Rollout], pad_id: int, value_head=None,
     return logp, entropy, mask
 
 
+def rollout_of(row: dict, prompt_ids: list[int], gen: Generation) -> Rollout:
+    """The rollout RL trains on: the sampled ids with the stop token that ended them (end of turn or of text), as
+    TRL's trainers keep the EOS in the completion mask; without it the choice to stop is never trained, and a
+    reward for a reply that ends in time (an exact answer, a short refusal) cannot teach the policy to end it."""
+    ids = gen.token_ids + ([gen.stop_token_id] if gen.stop_token_id is not None else [])
+    return Rollout(row, prompt_ids, ids, gen.text, gen.finish_reason == "stop")
+
+
 def _seed_for(seed: int, step: int, i: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{step}:{i}".encode()).digest()[:4], "big")
 
@@ -115,7 +124,6 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
     """Train; `after_step(step, policy)`, when given, runs after each optimizer step and may return a dict of
     extra metrics for that step's record (e.g. a held-out evaluation); it must leave the global RNG alone for
     `resume` to stay exact."""
-    from augury.model.generate import SamplingParams, generate
     from augury.model.run import load_run
     from augury.train.checkpoint import load_checkpoint, save_checkpoint
     from augury.train.resume import trim_metrics
@@ -181,8 +189,7 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
                                        seed=_seed_for(cfg.seed, step, j))
                         for j, (_, _, chat) in enumerate(b for b in batch for _ in range(G))]
             gens = generate(policy, tok, [ids for _, ids, _ in batch for _ in range(G)], sampling)
-            rollouts = [Rollout(row, ids, g.token_ids, g.text, g.finish_reason == "stop")
-                        for (row, ids, _), g in zip((b for b in batch for _ in range(G)), gens)]
+            rollouts = [rollout_of(row, ids, g) for (row, ids, _), g in zip((b for b in batch for _ in range(G)), gens)]
             failed_before = grader.stats["failed"] if grader is not None else 0
             # unscored rollouts (a failed grading; no source applied) have reward NaN and are left out of the update
             try:

@@ -82,6 +82,7 @@ class Generation:
     prompt_tokens: int = 0
     prompt_logprobs: list[float | None] | None = None  # with params.prompt_logprobs: None for the first token
     prompt_top_logprobs: list[dict[int, float] | None] | None = None  # with params.prompt_top_logprobs: id -> lp
+    stop_token_id: int | None = None  # the stop token that ended the row (not in token_ids), if one did
 
 
 @dataclass
@@ -295,7 +296,7 @@ class Engine:
         keep, chosen = [], []
         for j, (row, tok) in enumerate(zip(self.rows, _choose(allowed, self.rows))):
             if tok in row.params.stop_token_ids:
-                events.append(self._finish(row, "stop"))
+                events.append(self._finish(row, "stop", stop_token=tok))
                 continue
             row.ids.append(tok)
             row.logprobs.append(float(logp[j, tok]))
@@ -315,10 +316,11 @@ class Engine:
             self.logits = self.model(step_ids, kv_cache=self.cache, positions=positions[:, None])[:, -1]
         return events
 
-    def _finish(self, row: _Row, reason: str, tok: int | None = None, text: str = "") -> Event:
+    def _finish(self, row: _Row, reason: str, tok: int | None = None, text: str = "",
+                stop_token: int | None = None) -> Event:
         text += row.stream.finish()
         result = Generation(row.ids, row.stream.text, row.logprobs, reason, len(row.prompt), row.prompt_logprobs,
-                            row.prompt_top_logprobs)
+                            row.prompt_top_logprobs, stop_token)
         return Event(row.key, tok, row.logprobs[-1] if tok is not None else None, text, True, result)
 
 

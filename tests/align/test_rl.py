@@ -534,3 +534,27 @@ def test_reward_functions_get_every_column_of_the_batch_none_where_a_row_lacks_i
     cfg = RLConfig(policy_run="x", prompts="x", reward_functions=["m:by_answer"])
     rewards, _, ok = rollout_rewards(cfg, rollouts, None, [("m:by_answer", by_answer, 1.0)], group=1)
     assert ok.tolist() == [False, True] and rewards[1] == 1.0
+
+
+def test_the_stop_token_that_ends_a_completion_is_trained_as_in_trl(chat_run, prompts_file, rewards_module, tmp_path,
+                                                                     monkeypatch):
+    """TRL keeps the EOS in the completion mask: the choice to end a reply is the policy's too. Left out, a reward
+    for a reply that ends in time (an exact answer, a short refusal) could never teach the policy to end it."""
+    import augury.align.rl as rl_mod
+
+    real_generate, real_logps, trained = rl_mod.generate, rl_mod.sequence_logps, []
+
+    def ends_at_once(model, tok, prompts, params, **kw):  # every token stops the row: replies end at once
+        every = list(range(tok.get_vocab_size()))
+        return real_generate(model, tok, prompts, [replace(p, stop_token_ids=every) for p in params], **kw)
+
+    def spy(model, rollouts, *args, **kwargs):
+        trained.append(rollouts)
+        return real_logps(model, rollouts, *args, **kwargs)
+
+    monkeypatch.setattr(rl_mod, "generate", ends_at_once)
+    monkeypatch.setattr(rl_mod, "sequence_logps", spy)
+    run = train_rl(_cfg(chat_run, prompts_file, tmp_path / "rl", rewards_module, steps=1), log=lambda *_: None)
+    rollouts = trained[0]
+    assert all(r.finished and r.text == "" and len(r.completion_ids) == 1 for r in rollouts)
+    assert _metrics(run)[0]["response_length"] == 1.0

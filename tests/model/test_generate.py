@@ -65,6 +65,7 @@ def test_stop_token_and_stop_string_end_a_row_early(model):
                         SamplingParams(max_tokens=10, temperature=0, stop_token_ids=[third]))[0]
     first = greedy.token_ids.index(third)
     assert by_token.finish_reason == "stop" and by_token.token_ids == greedy.token_ids[:first]
+    assert by_token.stop_token_id == third and greedy.stop_token_id is None  # which token ended it (RL trains it)
     stop = ByteTokenizer().decode(greedy.token_ids[3:5])
     if stop and "\ufffd" not in stop and stop not in ByteTokenizer().decode(greedy.token_ids[:3]):
         by_text = generate(model, ByteTokenizer(), [PROMPTS[1]],
