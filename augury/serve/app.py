@@ -20,7 +20,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from augury.serve.backends import Delta, GenerationJob
+from augury.serve.backends import Delta, GenerationFailed, GenerationJob
 from augury.serve.config import ServeConfig
 from augury.serve.gate import Gate, Refused, Ticket
 from augury.serve.gateway import UpstreamBackend, proxy
@@ -274,8 +274,9 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             status, error = 200, None
             yield "data: [DONE]\n\n"
         except Exception as err:  # noqa: BLE001 (headers are sent: the error goes in the stream)
-            status, error = 500, f"{type(err).__name__}: {err}"
-            yield sse(error_body(f"generation failed: {error}", "server_error"))
+            failed = GenerationFailed.of(err)
+            status, error = failed.status, str(failed)
+            yield sse(error_body(error, "invalid_request_error" if status == 400 else "server_error"))
         finally:
             gate.finish(ticket)
             gate.close(ticket, status, error)

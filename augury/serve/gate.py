@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from augury.serve.backends import GenerationFailed
 from augury.serve.config import ServeConfig
 from augury.serve.keys import KeyStore
 from augury.serve.limits import Limiter
 from augury.serve.moderation import Moderator, Verdict
 from augury.serve.requestlog import RequestLog, RequestRecord
-from augury.serve.responses import error_body
+from augury.serve.responses import error_body, short_error
 from augury.serve.schema import RequestInvalid
 
 
@@ -160,8 +161,11 @@ class Gate:
             return self.answer_error(ticket, err)
         except RequestInvalid as err:
             return self.answer_error(ticket, Refused(400, str(err)))
+        except GenerationFailed as err:  # one request's job failed in the model's worker
+            kind = "invalid_request_error" if err.status == 400 else "server_error"
+            return self.answer_error(ticket, Refused(err.status, str(err), kind))
         except Exception as err:  # noqa: BLE001 (answered and logged, the server keeps serving)
-            return self.answer_error(ticket, Refused(500, f"{type(err).__name__}: {err}", "server_error"))
+            return self.answer_error(ticket, Refused(500, short_error(err), "server_error"))
         finally:
             if release:
                 self.queue_slots.release()

@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 
 from augury.errors import UsageError
 from augury.serve.gate import Gate, Refused, Ticket
-from augury.serve.responses import error_body, set_choice_text, sse
+from augury.serve.responses import error_body, set_choice_text, short_error, sse
 
 
 class UpstreamBackend:
@@ -197,7 +197,7 @@ async def _proxy_stream(gate: Gate, backend: UpstreamBackend, ticket: Ticket, re
         status, error = err.gateway_status, str(err)
         yield sse(error_body(error, "upstream_error"))
     except Exception as err:  # noqa: BLE001 (as above: e.g. an upstream chunk of the wrong shape)
-        status, error = 500, f"{type(err).__name__}: {err}"
+        status, error = 500, short_error(err)
         yield sse(error_body(f"gateway failed: {error}", "server_error"))
     finally:
         gate.finish(ticket)

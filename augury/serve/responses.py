@@ -15,6 +15,13 @@ import time
 import uuid
 
 
+def short_error(err: BaseException) -> str:
+    """An exception as one short line for a client: its type and the first line of its message (a device error's
+    C++ frames and other tracebacks stay in the server)."""
+    first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    return f"{type(err).__name__}: {first[:200]}" if first else type(err).__name__
+
+
 def error_body(message: str, kind: str) -> dict:
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
