@@ -53,14 +53,14 @@ def test_the_image_token_is_a_400_in_a_prompt_and_never_sampled(image_run, tmp_p
 
 def test_a_prompt_the_model_cannot_read_fails_alone_among_concurrent_requests(image_run):
     from augury.model.vision import IMAGE_TOKEN_ID
-    from augury.serve.backends import GenerationJob, LocalBackend
+    from augury.serve.backends import GenerationFailed, GenerationJob, LocalBackend
 
     backend = LocalBackend.load(str(image_run))
 
     async def run(job):
         try:
             return "".join([d.text async for d in backend.stream(job)]) or "ok"
-        except ValueError as err:
+        except GenerationFailed as err:
             return err
 
     async def both():
@@ -68,5 +68,5 @@ def test_a_prompt_the_model_cannot_read_fails_alone_among_concurrent_requests(im
                                       for i, p in enumerate([[5, 7], [5, IMAGE_TOKEN_ID], [8, 9]])))
 
     good, bad, other = asyncio.run(both())
-    assert isinstance(bad, ValueError) and "<|image|>" in str(bad)
+    assert isinstance(bad, GenerationFailed) and bad.status == 400 and "<|image|>" in str(bad)
     assert isinstance(good, str) and isinstance(other, str)
