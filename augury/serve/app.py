@@ -20,10 +20,10 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from augury.serve.backends import Delta, GenerationFailed, GenerationJob
 from augury.serve.config import ServeConfig
 from augury.serve.gate import Gate, Refused, Ticket
 from augury.serve.gateway import UpstreamBackend, proxy
+from augury.serve.jobs import Delta, GenerationFailed, GenerationJob
 from augury.serve.keys import KeyStore
 from augury.serve.moderation import ModerationPolicy, Moderator
 from augury.serve.requestlog import RequestLog

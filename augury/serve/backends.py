@@ -4,8 +4,9 @@ gateway mode is `augury.serve.gateway`).
     backend = LocalBackend.load("runs/quickstart")            # or "hf:/models/llama" for a Hugging Face folder
 
 It turns a `GenerationJob` into a stream of `Delta`s (text pieces, then a finish reason and token counts), which
-the application checks with moderation as they come. The model runs in one worker thread: an augury run batches
-concurrent requests there (continuous batching), a Hugging Face model takes them one at a time in arrival order.
+the application checks with moderation as they come (the job and delta types: `augury.serve.jobs`). The model
+runs in one worker thread: an augury run batches concurrent requests there (continuous batching,
+`augury.serve.batching`), a Hugging Face model takes them one at a time in arrival order.
 """
 
 from __future__ import annotations
@@ -14,65 +15,14 @@ import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from augury.errors import UsageError
 from augury.model.textstream import TextStream
-from augury.serve.responses import short_error
+from augury.serve.batching import BatchWorker
+from augury.serve.jobs import Delta, GenerationFailed, GenerationJob, send_to
 
-
-@dataclass
-class GenerationJob:
-    """One completion to generate (a request with n > 1 is n jobs)."""
-
-    prompt_ids: list[int]
-    max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    stop: list[str] = field(default_factory=list)
-    stop_token_ids: list[int] = field(default_factory=list)
-    seed: int | None = None
-    logprobs: bool = False
-    prompt_logprobs: int | None = None  # score the prompt too, with this many top alternatives per position
-
-
-@dataclass
-class Delta:
-    text: str = ""
-    logprobs: list[float] = field(default_factory=list)
-    token_ids: list[int] = field(default_factory=list)  # the tokens the log-probs belong to (when asked for)
-    finish_reason: str | None = None  # "stop", "length" or "content_filter" on the last delta
-    prompt_tokens: int = 0
-    completion_tokens: int = 0  # tokens generated so far (on the last delta: in all), so an early end counts them
-    # on the last delta of a job with prompt_logprobs: each prompt token's log-prob (None for the first) and the
-    # top alternatives (token id -> log-prob) at each position
-    prompt_logprobs: list[float | None] | None = None
-    prompt_top: list[dict[int, float] | None] | None = None
-
-    def then(self, later: Delta) -> Delta:
-        """This delta followed by a later one, as one."""
-        return Delta(self.text + later.text, self.logprobs + later.logprobs, self.token_ids + later.token_ids,
-                     later.finish_reason, later.prompt_tokens, later.completion_tokens, later.prompt_logprobs,
-                     later.prompt_top)
-
-
-class GenerationFailed(Exception):
-    """One job failed in the worker; the other requests go on. `status` is what its request is answered: 400 for a
-    job the engine refuses (its input), 500 for a failure while generating. The message is one short line: a
-    device error's C++ frames and other tracebacks stay in the server."""
-
-    def __init__(self, message: str, status: int = 500):
-        super().__init__(message)
-        self.status = status
-
-    @classmethod
-    def of(cls, err: BaseException, status: int = 500) -> GenerationFailed:
-        if isinstance(err, GenerationFailed):
-            return err
-        if status == 400:  # the engine's own check of the job: its message says what is wrong
-            return cls(next((line for line in str(err).splitlines() if line.strip()), str(err))[:300], 400)
-        return cls(f"generation failed: {short_error(err)}", 500)
+__all__ = ["Delta", "GenerationFailed", "GenerationJob", "LocalBackend"]
 
 
 class LocalBackend:
@@ -207,7 +157,7 @@ class LocalBackend:
             job, (loop, out), cancel = self._jobs.get()
 
             def emit(item, loop=loop, out=out):
-                _send(loop, out.put_nowait, item)
+                send_to(loop, out.put_nowait, item)
 
             try:
                 self._generate(job, emit, cancel)
@@ -215,7 +165,7 @@ class LocalBackend:
                 emit(GenerationFailed.of(err))
 
     def _work_batched(self) -> None:
-        _BatchWorker(self).run()
+        BatchWorker(self).run()
 
     def _generate(self, job: GenerationJob, emit, cancel: threading.Event) -> None:
         import torch
@@ -244,20 +194,6 @@ class LocalBackend:
         tail = stream.finish()
         emit(Delta(text=tail, finish_reason=finish, prompt_tokens=len(prompt), completion_tokens=n_out,
                    prompt_logprobs=scored[0], prompt_top=scored[1]))
-
-
-def _send(loop, fn, item) -> None:
-    """Run fn(item) on the request's event loop; nothing when that loop has closed (no one is waiting), so the
-    worker thread outlives any one caller."""
-    try:
-        loop.call_soon_threadsafe(fn, item)
-    except RuntimeError:
-        pass
-
-
-def _deliver(items) -> None:
-    for out, delta in items:
-        out.put_nowait(delta)
 
 
 def _sample(logits, temperature: float, top_p: float, gen):
@@ -354,147 +290,3 @@ class _HFTokenizer:
 
     def decode(self, ids):
         return self.tok.decode(ids)
-
-
-@dataclass
-class _Running:
-    job: GenerationJob
-    out: asyncio.Queue
-    loop: asyncio.AbstractEventLoop
-    cancel: threading.Event
-    row: object  # the engine's row (augury.model.generate._Row): what the request has been sent, and its sampler
-    made: int = 0  # tokens generated and handed to the request
-
-
-class _BatchWorker:
-    """An augury run's worker thread: between decode steps it takes in new jobs, drops cancelled ones and steps
-    the engine (continuous batching).
-
-    A step that raises is not every running request's failure: the rows it held are put back to what their requests
-    have been sent (the failed step may have chosen tokens it never sent) and each is stepped alone in a fresh
-    engine. A row that fails alone is its request's failure (`GenerationFailed`); the others rejoin the batch where
-    they were (their cache prefilled again), so their replies go on with no token lost or sent twice. A seeded
-    row draws from its generator as it stood after the failed step, so its reply can differ from there.
-    """
-
-    def __init__(self, backend: LocalBackend):
-        self.backend = backend
-        self.engine = self._new_engine()
-        self.running: dict[int, _Running] = {}
-        self.next_key = 0
-
-    def _new_engine(self):
-        from augury.model.generate import Engine
-
-        b = self.backend
-        return Engine(b.model.model, b.tokenizer.tok, fallback_id=b.model.eot_id or 0, max_batch=b.max_batch)
-
-    def run(self) -> None:
-        while True:
-            try:
-                self._turn()
-            except Exception as err:  # noqa: BLE001 (a failure outside a step: the running requests hear of it, the worker goes on)
-                for key in list(self.running):
-                    self._fail(key, err)
-                self.engine = self._new_engine()
-
-    def _turn(self) -> None:
-        jobs = self.backend._jobs
-        try:
-            item = jobs.get(block=not self.engine.busy())
-        except queue.Empty:
-            item = None
-        while item is not None:
-            self._add(*item)
-            try:
-                item = jobs.get_nowait()
-            except queue.Empty:
-                item = None
-        for key in [k for k, r in self.running.items() if r.cancel.is_set() or r.loop.is_closed()]:
-            self.engine.cancel(key)
-            self.running.pop(key)
-        if not self.engine.busy():
-            return
-        self.engine.max_batch = self.backend.max_batch  # set after the worker started (LocalBackend.load)
-        try:
-            events = self.engine.step()
-        except Exception:  # noqa: BLE001 (whose failure it is, is found out next)
-            self._isolate()
-            return
-        self._emit(events)
-
-    def _add(self, job: GenerationJob, where, cancel: threading.Event) -> None:
-        from augury.model.generate import SamplingParams
-
-        loop, out = where
-        key, self.next_key = self.next_key, self.next_key + 1
-        try:
-            self.engine.add(key, job.prompt_ids[-self.backend.max_context:], SamplingParams(
-                max_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p, stop=job.stop,
-                stop_token_ids=job.stop_token_ids, seed=job.seed, prompt_logprobs=job.prompt_logprobs is not None,
-                prompt_top_logprobs=job.prompt_logprobs or 0))
-        except Exception as err:  # noqa: BLE001 (the engine refused this job: its request hears why)
-            _send(loop, out.put_nowait, GenerationFailed.of(err, 400 if isinstance(err, ValueError) else 500))
-            return
-        self.running[key] = _Running(job, out, loop, cancel, self.engine.waiting[-1])
-
-    def _isolate(self) -> None:
-        """After a failed step: each row it held alone, from what its request has been sent."""
-        queued = {id(row) for row in self.engine.waiting}  # rows the step did not reach wait on in order
-        self.engine = self._new_engine()
-        rejoin, waiting = [], []
-        for key in sorted(self.running):
-            r = self.running[key]
-            if id(r.row) in queued:
-                waiting.append(r.row)
-                continue
-            _rewind(r.row, r.made)
-            probe = self._new_engine()
-            probe.waiting.append(r.row)
-            try:
-                events = probe.step()
-            except Exception as err:  # noqa: BLE001 (it fails alone: its own failure)
-                self._fail(key, err)
-                continue
-            self._emit(events)
-            if key in self.running:
-                rejoin.append(r.row)
-        self.engine.waiting = rejoin + waiting
-
-    def _fail(self, key: int, err: Exception) -> None:
-        r = self.running.pop(key)
-        _send(r.loop, r.out.put_nowait, GenerationFailed.of(err))
-
-    def _emit(self, events) -> None:
-        batches: dict = {}  # event loop -> [(queue, delta)]: one wake-up per loop per step, not per token
-        for event in events:
-            r = self.running.get(event.key)
-            if r is None:
-                continue
-            lps = [event.logprob] if r.job.logprobs and event.logprob is not None else []
-            ids = [event.token_id] if lps else []
-            r.made += event.token_id is not None
-            if event.finished:
-                g = event.generation
-                delta = Delta(text=event.text, logprobs=lps, token_ids=ids, finish_reason=g.finish_reason,
-                              prompt_tokens=g.prompt_tokens, completion_tokens=len(g.token_ids),
-                              prompt_logprobs=g.prompt_logprobs, prompt_top=g.prompt_top_logprobs)
-                self.running.pop(event.key)
-            elif event.text or lps:
-                delta = Delta(text=event.text, logprobs=lps, token_ids=ids, completion_tokens=r.made)
-            else:
-                continue
-            batches.setdefault(r.loop, []).append((r.out, delta))
-        for loop, items in batches.items():
-            _send(loop, _deliver, items)
-
-
-def _rewind(row, sent: int) -> None:
-    """Put an engine row back to its first `sent` tokens (a failed step may have chosen one it never sent); its
-    text stream is replayed, so what it sends next follows what was sent."""
-    del row.ids[sent:]
-    del row.logprobs[sent:]
-    stream = TextStream(row.stream.decode, row.params.stop)
-    for tok in row.ids:
-        stream.push(tok)
-    row.stream = stream

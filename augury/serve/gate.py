@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from augury.serve.backends import GenerationFailed
 from augury.serve.config import ServeConfig
+from augury.serve.jobs import GenerationFailed
 from augury.serve.keys import KeyStore
 from augury.serve.limits import Limiter
 from augury.serve.moderation import Moderator, Verdict
