@@ -6,6 +6,7 @@
 
 Modules, bottom up: `keys` (hashed API keys), `limits` (rate limits, token budgets, concurrency), `moderation`
 (categories in the OpenAI moderation schema, graders, the refusal policy), `requestlog` (SQLite request log),
-`monitor` (per-key summaries), `backends` (an augury run / Hugging Face folder, or an upstream server), `app`
-(the FastAPI application), `cli` (the two commands).
+`monitor` (per-key summaries), `jobs` (what the server hands a local model's worker), `batching` (an augury
+run's continuous-batching worker), `backends` (an augury run / Hugging Face folder), `gateway` (an upstream
+server), `gate` (the checks every request passes), `app` (the FastAPI application), `cli` (the two commands).
 """
