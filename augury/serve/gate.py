@@ -47,6 +47,7 @@ class Ticket:
     key: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    planned_tokens: int = 0  # what the per-key limits hold for it while it runs
     ttft_ms: float | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     refused: bool = False
@@ -110,10 +111,11 @@ class Gate:
         decision = self.limiter.admit(ticket.key or "", planned_tokens)
         if not decision.ok:
             raise Refused(decision.status, decision.reason, "rate_limit_error", decision.retry_after_s)
+        ticket.planned_tokens = planned_tokens
 
     def finish(self, ticket: Ticket) -> None:
         """Settle the per-key limits with the tokens the request used (after `admit`, whatever the outcome)."""
-        self.limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens)
+        self.limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens, ticket.planned_tokens)
 
     async def moderate(self, ticket: Ticket, texts: list[str], stage: str, final: bool = True) -> bool:
         """Check texts; True when the policy refuses them. `final=False`: a piece of a streaming reply (rules

@@ -2,11 +2,13 @@
 
     limiter = Limiter(LimitsConfig(requests_per_minute=60, tokens_per_day=200_000, concurrent_requests=4))
     decision = limiter.admit("alice", planned_tokens=512)   # Decision(ok, status, reason, retry_after_s)
-    ... limiter.finish("alice", used_tokens=321)
+    ... limiter.finish("alice", used_tokens=321, planned_tokens=512)
 
 A refused request costs nothing: the bucket, the budget and the concurrency count are only taken when the
-request is admitted. The budget is charged with the tokens actually used (prompt + completion) when the request
-ends; admission checks that the planned tokens still fit, so one key cannot run far past its budget.
+request is admitted. An admitted request holds its planned tokens (prompt + the most it may generate) until it
+ends, when the budget is charged with the tokens it actually used; admission checks that the planned tokens fit
+beside what was used and what the key's other requests in flight hold, so a key cannot run past its budget with
+concurrent requests.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class _KeyState:
     day: int
     used_today: int = 0
     in_flight: int = 0
+    held: int = 0  # planned tokens of the requests in flight
     last: float = field(default=0.0)
 
 
@@ -91,17 +94,22 @@ class Limiter:
                 wait = (1.0 - st.tokens) / (cfg.requests_per_minute / 60.0)
                 return Decision(False, 429, f"rate limit of {cfg.requests_per_minute:g} requests per minute",
                                 max(1, math.ceil(wait)))
-            if cfg.tokens_per_day and st.used_today + planned_tokens > cfg.tokens_per_day:
+            if cfg.tokens_per_day and st.used_today + st.held + planned_tokens > cfg.tokens_per_day:
                 until_midnight = 86400 - self.wall() % 86400
+                held = f", {st.held} held by requests in flight" if st.held else ""
                 return Decision(False, 429, f"daily budget of {cfg.tokens_per_day} tokens used "
-                                            f"({st.used_today} so far)", max(1, math.ceil(until_midnight)))
+                                            f"({st.used_today} so far{held}; this request may use "
+                                            f"{planned_tokens})", max(1, math.ceil(until_midnight)))
             if cfg.requests_per_minute > 0:
                 st.tokens -= 1.0
             st.in_flight += 1
+            st.held += max(0, int(planned_tokens))
             return Decision(True)
 
-    def finish(self, key: str, used_tokens: int) -> None:
+    def finish(self, key: str, used_tokens: int, planned_tokens: int = 0) -> None:
+        """A request admitted with `planned_tokens` ended having used `used_tokens`."""
         with self._lock:
             st = self._get(key)
             st.in_flight = max(0, st.in_flight - 1)
+            st.held = max(0, st.held - max(0, int(planned_tokens)))
             st.used_today += max(0, int(used_tokens))

@@ -58,7 +58,7 @@ def test_budget_and_concurrency():
     assert lim.admit("a", planned_tokens=60).ok
     second = lim.admit("a", planned_tokens=10)
     assert not second.ok and "concurrent" in second.reason
-    lim.finish("a", used_tokens=60)
+    lim.finish("a", used_tokens=60, planned_tokens=60)
     over = lim.admit("a", planned_tokens=50)
     assert not over.ok and "budget" in over.reason and over.retry_after_s >= 1
     assert lim.admit("a", planned_tokens=40).ok
@@ -81,3 +81,18 @@ def test_policy_with_unknown_category_is_refused(tmp_path):
     path.write_text("rules: {hate: ['(unclosed']}\n")
     with pytest.raises(UsageError, match="rule"):
         ModerationPolicy.load(path)
+
+
+def test_concurrent_requests_cannot_overrun_the_daily_budget_together():
+    # tokens a request may use are held from admission to its end: two requests that each fit the budget alone
+    # but not together cannot both start (each would be charged only when it ends)
+    clock = FakeClock()
+    lim = Limiter(LimitsConfig(requests_per_minute=0, tokens_per_day=100, concurrent_requests=4), clock=clock,
+                  wall=clock)
+    assert lim.admit("a", planned_tokens=80).ok
+    second = lim.admit("a", planned_tokens=80)
+    assert not second.ok and "budget" in second.reason
+    assert lim.admit("b", planned_tokens=80).ok  # per key
+    lim.finish("a", used_tokens=30, planned_tokens=80)  # what it used is charged, the rest is free again
+    assert lim.admit("a", planned_tokens=70).ok
+    assert not lim.admit("a", planned_tokens=1).ok
