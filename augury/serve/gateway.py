@@ -4,7 +4,8 @@ another augury serve), and its answer comes back through the same gate and moder
     backend = UpstreamBackend("http://127.0.0.1:8001/v1", api_key_env="UPSTREAM_KEY")
     return await proxy(gate, backend, ticket, req, body, texts, chat=True, refuse=finish_refusal)
 
-The upstream body is the client's, with `max_tokens` made explicit (the per-key limits counted it). A whole reply's
+The upstream body is the client's, with `max_tokens` (and `max_completion_tokens`, when the client sent it) made
+explicit: the value the server's limits checked and counted. A whole reply's
 flagged choices are replaced by the policy's refusal; a stream's flagged choice ends there with finish_reason
 "content_filter", the other choices go on.
 """
@@ -136,6 +137,8 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
             ticket.refused = True
             return refuse(ticket, req, chat, req.n * (1 if chat else len(req.prompts())))
         upstream_body = dict(body, max_tokens=req.max_tokens)
+        if "max_completion_tokens" in body:  # the name an upstream may read first: the same, checked, value
+            upstream_body["max_completion_tokens"] = req.max_tokens
         if not req.stream:
             try:
                 out = await backend.post(path, upstream_body)

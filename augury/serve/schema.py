@@ -92,8 +92,14 @@ def parse_request(model: type[_Common], body: dict, cfg) -> _Common:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise RequestInvalid(f"{where}: {first['msg']}") from None
-    if isinstance(req, ChatRequest) and req.max_completion_tokens is not None and req.max_tokens is None:
-        req.max_tokens = req.max_completion_tokens
+    if isinstance(req, ChatRequest) and req.max_completion_tokens is not None:
+        # both are limits on the reply (an upstream may read either): each must be within the server's limit, and
+        # the smaller applies
+        if req.max_completion_tokens > cfg.max_tokens_limit:
+            raise RequestInvalid(f"max_completion_tokens: {req.max_completion_tokens} is over this server's limit "
+                                 f"of {cfg.max_tokens_limit}")
+        req.max_tokens = min(req.max_tokens if req.max_tokens is not None else req.max_completion_tokens,
+                             req.max_completion_tokens)
     if req.max_tokens is None:
         req.max_tokens = min(256, cfg.max_tokens_limit)
     if req.max_tokens > cfg.max_tokens_limit:
