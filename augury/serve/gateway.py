@@ -130,12 +130,13 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
     """The upstream's answer to `body`, moderated; `texts` are what input moderation reads, and `refuse(ticket,
     req, chat, n_choices)` answers a request whose input the policy refuses."""
     path = "/chat/completions" if chat else "/completions"
-    gate.admit(ticket, req.max_tokens * req.n)
+    n_choices = req.n * (1 if chat else len(req.prompts()))  # a completions request: n choices for each prompt
+    gate.admit(ticket, req.max_tokens * n_choices)
     finished = False
     try:
         if await gate.moderate(ticket, texts, "input"):
             ticket.refused = True
-            return refuse(ticket, req, chat, req.n * (1 if chat else len(req.prompts())))
+            return refuse(ticket, req, chat, n_choices)
         upstream_body = dict(body, max_tokens=req.max_tokens)
         if "max_completion_tokens" in body:  # the name an upstream may read first: the same, checked, value
             upstream_body["max_completion_tokens"] = req.max_tokens

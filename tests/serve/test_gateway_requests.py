@@ -53,3 +53,13 @@ def test_max_completion_tokens_cannot_carry_past_the_servers_limit(tmp_path, ser
         assert resp.status_code == 400 and "max_completion_tokens" in resp.json()["error"]["message"]
         assert gw.post("/v1/chat/completions", json={**chat, "max_completion_tokens": 9}).status_code == 200
     assert [(b.get("max_tokens"), b.get("max_completion_tokens")) for b in seen] == [(5, 5)]
+
+
+def test_each_prompt_of_a_completions_list_counts_against_the_budget(tmp_path, serving):
+    seen: list = []
+    with serving(_echo_upstream(seen)) as port:
+        gw = _gateway(port, tmp_path, limits=LimitsConfig(requests_per_minute=600, burst=100, tokens_per_day=100))
+        four = gw.post("/v1/completions", json={"prompt": ["a", "b", "c", "d"], "max_tokens": 30})
+        assert four.status_code == 429 and "budget" in four.json()["error"]["message"]  # 4 x 30 tokens may come
+        assert gw.post("/v1/completions", json={"prompt": ["a", "b"], "max_tokens": 30}).status_code == 200
+    assert len(seen) == 1
