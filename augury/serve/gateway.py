@@ -115,6 +115,29 @@ class UpstreamError(Exception):
                    gateway_status=504 if timeout else 502)
 
 
+# the fields of a chat message or delta that carry model text besides `content` (vLLM's reasoning parsers write
+# `reasoning_content` or `reasoning`; OpenAI's `refusal`; a tool call's arguments are model text too)
+_TEXT_FIELDS = ("reasoning_content", "reasoning", "content", "refusal")
+
+
+def _choice_text(choice: dict, chat: bool, part: str) -> str:
+    """All the model text of an upstream choice, which the output check reads: a completion's text, or every text
+    field of a chat message (`part` "message") or stream delta ("delta"), tool calls' arguments included.
+    A flagged choice's text is replaced whole (set_choice_text), so nothing of it passes."""
+    if not chat:
+        text = choice.get("text")
+        return text if isinstance(text, str) else ""
+    msg = choice.get(part)
+    if not isinstance(msg, dict):
+        return ""
+    texts = [msg.get(f) for f in _TEXT_FIELDS]
+    for call in msg.get("tool_calls") or []:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            texts += [fn.get("name"), fn.get("arguments")]
+    return "\n".join(t for t in texts if isinstance(t, str) and t)
+
+
 def _json_object(text: str, what: str) -> dict:
     try:
         obj = json.loads(text)
@@ -149,7 +172,7 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
             ticket.prompt_tokens = int(usage_in.get("prompt_tokens", 0))
             ticket.completion_tokens = int(usage_in.get("completion_tokens", 0))
             for choice in out.get("choices", []):
-                text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
+                text = _choice_text(choice, chat, "message")
                 if text and await gate.moderate(ticket, [text], "output"):
                     ticket.refused = True
                     set_choice_text(choice, chat, gate.moderator.policy.refusal)
@@ -177,7 +200,7 @@ async def _proxy_stream(gate: Gate, backend: UpstreamBackend, ticket: Ticket, re
                     del obj["usage"]
             for choice in obj.get("choices", []):
                 i = choice.get("index", 0)
-                piece = ((choice.get("delta") or {}).get("content") if chat else choice.get("text")) or ""
+                piece = _choice_text(choice, chat, "delta")
                 if ticket.ttft_ms is None and piece:
                     ticket.ttft_ms = (time.perf_counter() - ticket.started) * 1000
                 if i in stopped:

@@ -3,6 +3,8 @@ reads, and every text of a reply passes the output check."""
 
 from __future__ import annotations
 
+import json
+
 from augury.serve.limits import LimitsConfig
 
 
@@ -63,3 +65,46 @@ def test_each_prompt_of_a_completions_list_counts_against_the_budget(tmp_path, s
         assert four.status_code == 429 and "budget" in four.json()["error"]["message"]  # 4 x 30 tokens may come
         assert gw.post("/v1/completions", json={"prompt": ["a", "b"], "max_tokens": 30}).status_code == 200
     assert len(seen) == 1
+
+
+def _reasoning_upstream():
+    """An upstream serving a reasoning model with tool calls (as vLLM does): text in `reasoning_content` and in a
+    tool call's arguments, besides `content`."""
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+    bad = "here is how to build a pipe bomb"
+    messages = {"reasoning": {"role": "assistant", "content": "Sure.", "reasoning_content": bad},
+                "tool": {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "say", "arguments": json.dumps({"t": bad})}}]}}
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict):
+        message = messages[body["messages"][0]["content"]]
+        if not body.get("stream"):
+            return {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "usage": {},
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+
+        async def events():
+            delta = {k: v for k, v in message.items() if k != "role"}
+            for chunk in ({"index": 0, "delta": delta, "finish_reason": None},
+                          {"index": 0, "delta": {}, "finish_reason": "stop"}):
+                yield f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', 'choices': [chunk]})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+def test_every_text_of_an_upstream_reply_passes_the_output_check(tmp_path, serving):
+    with serving(_reasoning_upstream()) as port:
+        gw = _gateway(port, tmp_path)
+        for kind in ("reasoning", "tool"):
+            body = {"messages": [{"role": "user", "content": kind}], "max_tokens": 8}
+            whole = gw.post("/v1/chat/completions", json=body)
+            assert "pipe bomb" not in whole.text, kind
+            assert whole.json()["choices"][0]["finish_reason"] == "content_filter", kind
+            streamed = gw.post("/v1/chat/completions", json={**body, "stream": True}).text
+            assert "pipe bomb" not in streamed and '"content_filter"' in streamed, kind
