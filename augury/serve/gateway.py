@@ -179,20 +179,38 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
                     choice["finish_reason"], choice["logprobs"] = "content_filter", None
             gate.log.write(ticket.record(200))
             return out
+        # The answer's status is sent with its first event: wait for the upstream's first chunk, so an upstream
+        # that refuses the request (a 4xx with its Retry-After), cannot be reached or times out before it starts is
+        # answered with that status, as a whole reply would be, not with a 200 stream holding one error event.
+        chunks = backend.stream_raw(path, upstream_body)
+        try:
+            first = await anext(chunks, None)  # (a generator that raised is closed)
+        except UpstreamError as err:
+            raise Refused(err.gateway_status, str(err), "upstream_error", err.retry_after) from None
         finished = True
-        return StreamingResponse(_proxy_stream(gate, backend, ticket, req, path, upstream_body, chat),
+        return StreamingResponse(_proxy_stream(gate, ticket, req, _prepend(first, chunks), chat),
                                  media_type="text/event-stream")
     finally:
         if not finished:
             gate.finish(ticket)
 
 
-async def _proxy_stream(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, path: str, body: dict, chat: bool):
+async def _prepend(first: dict | None, rest: AsyncIterator[dict]) -> AsyncIterator[dict]:
+    try:
+        if first is not None:
+            yield first
+            async for obj in rest:
+                yield obj
+    finally:
+        await rest.aclose()
+
+
+async def _proxy_stream(gate: Gate, ticket: Ticket, req, chunks: AsyncIterator[dict], chat: bool):
     texts: dict[int, str] = {}
     status, error, stopped = 499, "the client left before the end", set()
     window = gate.moderator.policy.stream_window if gate.moderator is not None else 0
     try:
-        async for obj in backend.stream_raw(path, body):
+        async for obj in chunks:
             if obj.get("usage"):
                 ticket.prompt_tokens = int(obj["usage"].get("prompt_tokens", 0))
                 ticket.completion_tokens = int(obj["usage"].get("completion_tokens", 0))

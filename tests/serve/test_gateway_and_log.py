@@ -90,17 +90,20 @@ def _fake_upstream():
     return app
 
 
-def _failure(gw, body) -> tuple[int, str, str]:
-    """(status, error type) of a whole reply, and the last event of a streamed one."""
+def _failure(gw, body) -> tuple[int, str, int, dict]:
+    """(status, error type) of a whole reply; the status of a streamed one and its error: the body of an error
+    answer, or the last event of a stream that had started."""
     whole = gw.post("/v1/completions", json=body)
-    events = [b[6:] for b in gw.post("/v1/completions", json={**body, "stream": True}).text.split("\n\n")
-              if b.startswith("data: ")]
-    return whole.status_code, whole.json()["error"]["type"], events[-1]
+    streamed = gw.post("/v1/completions", json={**body, "stream": True})
+    events = [b[6:] for b in streamed.text.split("\n\n") if b.startswith("data: ")]
+    last = json.loads(events[-1]) if streamed.status_code == 200 else streamed.json()
+    return whole.status_code, whole.json()["error"]["type"], streamed.status_code, last
 
 
 def test_gateway_answers_a_failed_upstream_with_502_or_504_and_logs_it(tmp_path, serving):
-    """Unreachable (502), silent (504) or broken (502) upstreams: the client gets the gateway status, or the
-    error as the stream's last event (never an empty 200 stream or a made-up [DONE]), and the log row says so."""
+    """Unreachable (502), silent (504) or broken (502) upstreams: the client gets the gateway status (also for a
+    stream the upstream never started), or the error as the last event of a stream that had started (never an
+    empty 200 stream or a made-up [DONE]), and the log row says so."""
     from fastapi.testclient import TestClient
 
     from augury.serve.cli import build_app
@@ -111,15 +114,15 @@ def test_gateway_answers_a_failed_upstream_with_502_or_504_and_logs_it(tmp_path,
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         with serving(_fake_upstream()) as broken_port:
-            cases = {"unreachable": (f"http://127.0.0.1:{_free_port()}/v1", 502),
-                     "silent": (f"http://127.0.0.1:{silent.getsockname()[1]}/v1", 504),
-                     "broken": (f"http://127.0.0.1:{broken_port}/v1", 502)}
-            for name, (url, status) in cases.items():
+            cases = {"unreachable": (f"http://127.0.0.1:{_free_port()}/v1", 502, 502),
+                     "silent": (f"http://127.0.0.1:{silent.getsockname()[1]}/v1", 504, 504),
+                     "broken": (f"http://127.0.0.1:{broken_port}/v1", 502, 200)}  # its stream starts, then stops
+            for name, (url, status, stream_status) in cases.items():
                 db = tmp_path / f"{name}.db"
                 gw = TestClient(build_app(ServeConfig(upstream=url, log=str(db), request_timeout_s=1.0)))
-                got, kind, last = _failure(gw, body)
-                assert (got, kind) == (status, "upstream_error"), name
-                assert json.loads(last)["error"]["type"] == "upstream_error", name
+                got, kind, got_stream, last = _failure(gw, body)
+                assert (got, kind, got_stream) == (status, "upstream_error", stream_status), name
+                assert last["error"]["type"] == "upstream_error", name
                 rows = open_readonly(db).execute("SELECT status, error FROM requests").fetchall()
                 assert [r[0] for r in rows] == [status, status] and all("upstream" in r[1] for r in rows), name
 
@@ -144,6 +147,9 @@ def test_gateway_passes_client_errors_on_and_sends_nothing_it_refused(tmp_path, 
         assert gw.post("/v1/completions", json={**ask, "prompt": "too-long"}).status_code == 400
         busy = gw.post("/v1/completions", json={**ask, "prompt": "busy"})
         assert busy.status_code == 429 and busy.headers["Retry-After"] == "7"
+        busy = gw.post("/v1/completions", json={**ask, "prompt": "busy", "stream": True})  # refused before a chunk
+        assert busy.status_code == 429 and busy.headers["Retry-After"] == "7"
+        assert busy.json()["error"]["type"] == "upstream_error"
         assert gw.post("/v1/completions", json={**ask, "prompt": "bad-key"}).status_code == 502
         failed = events(gw.post("/v1/completions", json={**ask, "prompt": "error-in-stream", "stream": True}))
         assert "GPU fell off" in failed[-1]["error"]["message"]
@@ -157,7 +163,7 @@ def test_gateway_passes_client_errors_on_and_sends_nothing_it_refused(tmp_path, 
         assert [(c["finish_reason"], c["logprobs"]) for e in streamed for c in e["choices"]] == [("content_filter",
                                                                                                   None)]
     rows = open_readonly(db).execute("SELECT status FROM requests ORDER BY id").fetchall()
-    assert [r[0] for r in rows] == [400, 429, 502, 502, 200, 200, 200]
+    assert [r[0] for r in rows] == [400, 429, 429, 502, 502, 200, 200, 200]
 
 
 @pytest.mark.integration
