@@ -138,9 +138,12 @@ class Gate:
         return JSONResponse(error_body(str(err), err.kind), status_code=err.status, headers=headers)
 
     def close(self, ticket: Ticket, status: int, error: str | None = None) -> None:
-        """A streaming reply's end: its row in the log, and its queue slot back."""
-        self.log.write(ticket.record(status, error))
-        self.queue_slots.release()
+        """A streaming reply's end: its row in the log, and its queue slot back (also when the row cannot be
+        written: a log another process holds locked past the timeout, a full disk)."""
+        try:
+            self.log.write(ticket.record(status, error))
+        finally:
+            self.queue_slots.release()
 
     async def gated(self, request: Request, endpoint: str, handler):
         """Run `handler(ticket, body)` behind the gate; every outcome is logged once."""

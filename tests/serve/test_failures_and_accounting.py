@@ -109,3 +109,32 @@ def test_a_client_that_leaves_a_stream_is_logged_as_499_with_its_tokens(tiny_run
             time.sleep(0.1)
     status, made, _, error = _rows(cfg.log)[0]
     assert status == 499 and "left" in error and made >= 1
+
+
+def test_a_log_write_that_fails_gives_the_queue_slot_back(tiny_run, tmp_path):
+    # the log is a file another process may hold locked, or a full disk: a failed write must not keep the request's
+    # slot, or after --max_queued such streams every request is answered 503
+    from fastapi.testclient import TestClient
+
+    from augury.serve.app import create_app
+    from augury.serve.backends import LocalBackend
+    from augury.serve.config import ServeConfig
+    from augury.serve.requestlog import RequestLog
+
+    class FailingOnce(RequestLog):
+        failed = False
+
+        def write(self, rec):
+            if not self.failed:
+                self.failed = True
+                raise sqlite3.OperationalError("database is locked")
+            super().write(rec)
+
+    cfg = ServeConfig(model=str(tiny_run), log=str(tmp_path / "r.db"), max_queued=1,
+                      limits=LimitsConfig(requests_per_minute=600, burst=100))
+    client = TestClient(create_app(cfg, LocalBackend.load(str(tiny_run)), None, FailingOnce(cfg.log)),
+                        raise_server_exceptions=False)
+    body = {"prompt": "a", "max_tokens": 2, "stream": True}
+    client.post("/v1/completions", json=body)
+    assert client.post("/v1/completions", json=body).status_code == 200
+    assert client.post("/v1/completions", json={**body, "stream": False}).status_code == 200
