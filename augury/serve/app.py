@@ -83,7 +83,9 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def chat_completions(request: Request):
         async def handle(ticket: Ticket, body: dict):
             req = parse_request(ChatRequest, body, cfg)
-            texts = [m.text() for m in req.messages]
+            # the conversation is read as one text, the way the model reads it: a request split over messages is
+            # still the request
+            texts = ["\n".join(m.text() for m in req.messages)]
             if isinstance(backend, UpstreamBackend):
                 return await proxy(gate, backend, ticket, req, body, texts, chat=True, refuse=finish_refusal)
             try:

@@ -6,9 +6,10 @@ says which categories are refused on the way in and on the way out.
     verdict = moderator.check("some text", stage="input")  # Verdict(flagged, refused, categories, scores)
 
 A grader maps texts to per-category scores in [0, 1]. `RulesGrader` (regular expressions per category, case-
-insensitive, from the policy file) needs no model; any object with `score(texts) -> list[dict[str, float]]` can
-stand in its place. Rules catch explicit wording only: they miss paraphrases and flag some benign quotations, so
-treat the flag rate as a floor and read `augury monitor`'s per-key figures with that in mind.
+insensitive, `.` matching a line break too, from the policy file) needs no model; any object with `score(texts) ->
+list[dict[str, float]]` can stand in its place. Rules catch explicit wording only: they miss paraphrases and flag
+some benign quotations, so treat the flag rate as a floor and read `augury monitor`'s per-key figures with that in
+mind.
 
 In addition to the rules, the policy's `grader` block can name any grader of `augury.safety.graders` (the offline
 classifier, rule functions, a judge model) and map the propositions it decides to moderation categories
@@ -136,10 +137,12 @@ class RulesGrader:
     """Score 1.0 for a category when any of its patterns matches, else 0.0."""
 
     def __init__(self, rules: dict[str, list[str]]):
-        self.compiled = {cat: re.compile("|".join(f"(?:{p})" for p in pats), re.IGNORECASE)
+        # DOTALL: a gap such as `.{0,40}` spans a line break, so a request split over lines is still matched
+        flags = re.IGNORECASE | re.DOTALL
+        self.compiled = {cat: re.compile("|".join(f"(?:{p})" for p in pats), flags)
                          for cat, pats in rules.items() if pats}
         # One pass over the text first: most texts match nothing, and a streamed reply is checked at every delta.
-        self.any = re.compile("|".join(f"(?:{p.pattern})" for p in self.compiled.values()), re.IGNORECASE)
+        self.any = re.compile("|".join(f"(?:{p.pattern})" for p in self.compiled.values()), flags)
 
     def score(self, texts: list[str]) -> list[dict[str, float]]:
         out = []
