@@ -18,7 +18,8 @@ import uuid
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from augury.serve.config import ServeConfig
 from augury.serve.gate import Gate, Refused, Ticket
@@ -40,6 +41,20 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     gate = Gate(cfg, keys, log, moderator)
     moderate = gate.moderate
     app = FastAPI(title="augury serve", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """A path or method the API does not have (404, 405): the API's error shape; under /v1/ also a row in
+        the log, with the key's name when a valid one was sent (who probes for endpoints), but not a browser's
+        /favicon.ico."""
+        message = f"{exc.detail}: {request.method} {request.url.path}"
+        if request.url.path.startswith("/v1/"):
+            ticket = Ticket(request.url.path)
+            with contextlib.suppress(Refused):
+                gate.authenticate(request, ticket)
+            log.write(ticket.record(exc.status_code, message))
+        return JSONResponse(error_body(message, "invalid_request_error"), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     # ---- endpoints ---------------------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)

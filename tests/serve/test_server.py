@@ -168,3 +168,12 @@ def test_output_moderation_ends_a_stream_with_content_filter(tiny_run, tmp_path)
     assert events[-1] == "[DONE]"
     assert events[-2]["choices"][0]["finish_reason"] == "content_filter"
     assert "".join(e["choices"][0]["text"] for e in events[:-1]) == ""  # nothing flagged was sent
+
+
+def test_unknown_paths_and_methods_answer_in_the_api_error_shape_and_are_logged(make_client, tiny_run, tmp_path):
+    client, cfg = make_client(tiny_run, tmp_path)
+    for resp, status in ((client.post("/v1/embeddings", json={"input": "x"}), 404),
+                         (client.get("/v1/chat/completions"), 405)):
+        assert resp.status_code == status
+        assert resp.json()["error"]["type"] == "invalid_request_error" and resp.json()["error"]["message"]
+    assert [(r[1], r[2]) for r in _rows(cfg.log)] == [("/v1/embeddings", 404), ("/v1/chat/completions", 405)]
