@@ -28,7 +28,16 @@ from augury.serve.jobs import Delta, GenerationFailed, GenerationJob
 from augury.serve.keys import KeyStore
 from augury.serve.moderation import ModerationPolicy, Moderator
 from augury.serve.requestlog import RequestLog
-from augury.serve.responses import add_logprobs, error_body, new_id, reply_body, sse, stream_chunk, usage_body
+from augury.serve.responses import (
+    add_logprobs,
+    chat_logprobs,
+    error_body,
+    new_id,
+    reply_body,
+    sse,
+    stream_chunk,
+    usage_body,
+)
 from augury.serve.schema import ChatRequest, CompletionRequest, RequestInvalid, parse_request
 
 CHAT_PAGE = Path(__file__).with_name("chat.html")
@@ -103,6 +112,9 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             texts = ["\n".join(m.text() for m in req.messages)]
             if isinstance(backend, UpstreamBackend):
                 return await proxy(gate, backend, ticket, req, body, texts, chat=True, refuse=finish_refusal)
+            if req.top_logprobs:
+                raise RequestInvalid("top_logprobs: a local model returns each generated token's own log-prob only "
+                                     "(logprobs true), not the alternatives")
             try:
                 prompt = backend.chat_prompt([m.as_dict() for m in req.messages])
             except (ValueError, ImportError) as err:
@@ -156,7 +168,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 ticket.refused = True
                 return finish_refusal(ticket, req, chat, req.n * len(prompts))
             stop_ids = list(backend.chat_stop_ids) if chat else list(getattr(backend, "eos_ids", []))
-            logprobs = None if chat else req.logprobs
+            logprobs = (0 if req.logprobs else None) if chat else req.logprobs
             scored = logprobs if not chat and req.echo else None  # echo with logprobs scores the prompt
             jobs = [GenerationJob(prompt, req.max_tokens, req.temperature, req.top_p, req.stop_list(), stop_ids,
                                   None if req.seed is None else (req.seed + i) % 2**63, logprobs=logprobs is not None,
@@ -267,7 +279,11 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                     finish[index], last[index] = delta.finish_reason, delta
         for i in (i for i, f in enumerate(finish) if f == "content_filter"):  # nothing of the flagged reply is sent
             texts[i], lps[i], ids[i] = moderator.policy.refusal, [], []
-        if not chat and (req.echo or req.logprobs is not None):
+        if chat and req.logprobs:
+            body = whole(ticket, chat, list(zip(texts, finish, lps)))
+            for i, choice in enumerate(body["choices"]):
+                choice["logprobs"] = chat_logprobs(ids[i], lps[i], backend.decode)
+        elif not chat and (req.echo or req.logprobs is not None):
             body = add_logprobs(whole(ticket, False, list(zip(texts, finish, lps))), req,
                                 [job.prompt_ids for job in jobs], prompt_texts, texts, lps, ids, last, backend.decode)
         else:
@@ -283,8 +299,12 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                     yield sse(chunk(rid, created, chat, i, None, None, role=True))
             async with contextlib.aclosing(choices(ticket, jobs)) as stream:
                 async for index, delta in stream:
-                    if delta.text or delta.finish_reason:
-                        yield sse(chunk(rid, created, chat, index, delta.text, delta.finish_reason))
+                    if delta.text or delta.finish_reason or delta.logprobs:
+                        event = chunk(rid, created, chat, index, delta.text, delta.finish_reason)
+                        if chat and req.logprobs:
+                            event["choices"][0]["logprobs"] = chat_logprobs(delta.token_ids, delta.logprobs,
+                                                                            backend.decode)
+                        yield sse(event)
             if req.include_usage():
                 yield sse({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
                            "created": created, "model": backend.model_id, "choices": [], "usage": usage(ticket)})

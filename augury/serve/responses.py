@@ -73,6 +73,17 @@ def add_logprobs(out: dict, req, prompt_ids: list[list[int]], prompt_texts: list
     return out
 
 
+def chat_logprobs(token_ids: list[int], lps: list[float], decode) -> dict:
+    """A chat choice's `logprobs`: each generated token with its log-prob (no alternatives: `top_logprobs` empty).
+    `bytes` is the token's UTF-8 text, null for a token that is part of a character."""
+    content = []
+    for tok, lp in zip(token_ids, lps):
+        text = decode([tok])
+        raw = None if "\ufffd" in text else list(text.encode("utf-8"))
+        content.append({"token": text, "logprob": lp, "bytes": raw, "top_logprobs": []})
+    return {"content": content}
+
+
 def stream_chunk(model_id: str, rid: str, created: int, chat: bool, index: int, text, finish,
                  role: bool = False) -> dict:
     if chat:

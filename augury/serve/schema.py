@@ -67,6 +67,8 @@ class _Common(BaseModel):
 class ChatRequest(_Common):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=0)
+    logprobs: bool = False  # each generated token's log-prob (choices[].logprobs.content)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
 
 class CompletionRequest(_Common):

@@ -9,6 +9,29 @@ import pytest
 
 @pytest.fixture
 def tiny_run(tmp_path, tiny_tokenizer_path):
+    return _tiny_run(tmp_path, tiny_tokenizer_path)
+
+
+@pytest.fixture
+def chat_run(tmp_path):
+    """A tiny random run whose tokenizer has augury's chat tokens, so /v1/chat/completions serves it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from augury.data.chat import BOS, END_OF_TURN, ROLES
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = list(dict.fromkeys([BOS, "<|pad|>", END_OF_TURN, *(f"<|{r}|>" for r in ROLES)]))
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["hello there, how are you today? fine thanks."] * 20, trainer)
+    (tmp_path / "chat").mkdir()
+    tok.save(str(tmp_path / "chat" / "tokenizer.json"))
+    return _tiny_run(tmp_path / "chat", tmp_path / "chat" / "tokenizer.json")
+
+
+def _tiny_run(tmp_path, tiny_tokenizer_path):
     import torch
     import yaml
     from tokenizers import Tokenizer

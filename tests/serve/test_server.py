@@ -177,3 +177,19 @@ def test_unknown_paths_and_methods_answer_in_the_api_error_shape_and_are_logged(
         assert resp.status_code == status
         assert resp.json()["error"]["type"] == "invalid_request_error" and resp.json()["error"]["message"]
     assert [(r[1], r[2]) for r in _rows(cfg.log)] == [("/v1/embeddings", 404), ("/v1/chat/completions", 405)]
+
+
+def test_chat_logprobs_are_returned_whole_and_streamed(make_client, chat_run, tmp_path):
+    client, _ = make_client(chat_run, tmp_path)
+    body = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 6, "temperature": 0, "logprobs": True}
+    out = client.post("/v1/chat/completions", json=body).json()
+    content = out["choices"][0]["logprobs"]["content"]
+    assert len(content) == out["usage"]["completion_tokens"] >= 1
+    assert all(c["logprob"] <= 0 and c["top_logprobs"] == [] and isinstance(c["token"], str) for c in content)
+    events = _events(client.post("/v1/chat/completions", json={**body, "stream": True}))
+    streamed = [c for e in events[:-1] for ch in e["choices"] if ch["logprobs"] for c in ch["logprobs"]["content"]]
+    assert streamed == content  # greedy: the stream carries the same tokens
+    assert client.post("/v1/chat/completions", json={**body, "logprobs": False}).json()["choices"][0][
+        "logprobs"] is None
+    top = client.post("/v1/chat/completions", json={**body, "top_logprobs": 2})
+    assert top.status_code == 400 and "top_logprobs" in top.json()["error"]["message"]
