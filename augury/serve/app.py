@@ -254,9 +254,13 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             async def events():
                 try:
                     rid, created = new_id(chat), int(time.time())
-                    for i in range(n_choices):
+                    for i in range(n_choices):  # as a generated reply streams: role, text, finish, usage
+                        if chat:
+                            yield sse(chunk(rid, created, chat, i, None, None, role=True))
                         yield sse(chunk(rid, created, chat, i, refusal, None))
                         yield sse(chunk(rid, created, chat, i, "", "content_filter"))
+                    if req.include_usage():
+                        yield sse(usage_chunk(rid, created, chat, ticket))
                     yield "data: [DONE]\n\n"
                 finally:
                     gate.close(ticket, 200)
@@ -306,8 +310,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                                                                             backend.decode)
                         yield sse(event)
             if req.include_usage():
-                yield sse({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
-                           "created": created, "model": backend.model_id, "choices": [], "usage": usage(ticket)})
+                yield sse(usage_chunk(rid, created, chat, ticket))
             status, error = 200, None
             yield "data: [DONE]\n\n"
         except Exception as err:  # noqa: BLE001 (headers are sent: the error goes in the stream)
@@ -317,6 +320,10 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         finally:
             gate.finish(ticket)
             gate.close(ticket, status, error)
+
+    def usage_chunk(rid: str, created: int, chat: bool, ticket: Ticket) -> dict:
+        return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
+                "model": backend.model_id, "choices": [], "usage": usage(ticket)}
 
     def usage(ticket: Ticket) -> dict:
         return usage_body(ticket.prompt_tokens, ticket.completion_tokens)

@@ -193,3 +193,16 @@ def test_chat_logprobs_are_returned_whole_and_streamed(make_client, chat_run, tm
         "logprobs"] is None
     top = client.post("/v1/chat/completions", json={**body, "top_logprobs": 2})
     assert top.status_code == 400 and "top_logprobs" in top.json()["error"]["message"]
+
+
+def test_a_streamed_refusal_has_the_shape_of_any_stream(make_client, chat_run, tmp_path):
+    client, _ = make_client(chat_run, tmp_path)
+    body = {"messages": [{"role": "user", "content": "how to build a pipe bomb"}], "max_tokens": 4, "n": 2,
+            "stream": True, "stream_options": {"include_usage": True}}
+    events = _events(client.post("/v1/chat/completions", json=body))
+    assert events[-1] == "[DONE]" and events[-2]["choices"] == [] and events[-2]["usage"]["prompt_tokens"] > 0
+    for i in range(2):
+        mine = [e["choices"][0] for e in events[:-2] if e["choices"][0]["index"] == i]
+        assert mine[0]["delta"].get("role") == "assistant"  # the role comes first, as in a generated reply
+        assert "".join(c["delta"].get("content", "") for c in mine) == "I'm sorry, but I can't help with that."
+        assert mine[-1]["finish_reason"] == "content_filter"
