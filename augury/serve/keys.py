@@ -5,6 +5,8 @@
 
 Keys are 32 random bytes, so a fast hash is enough (nothing to brute-force as with passwords); lookups compare
 digests in constant time. The file is written atomically and holds `{"keys": [{"name", "sha256", "created"}]}`.
+A running server reads the file again when it changes, so a key added or revoked takes effect at the next request
+(a file that cannot be read then accepts no key until it can).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class KeyStore:
     def __init__(self, records: list[KeyRecord] | None = None, path: Path | None = None):
         self.records = list(records or [])
         self.path = path
+        self._seen = _stamp(path)  # the file as it was when read, to notice a change
 
     @classmethod
     def load(cls, path: str | Path) -> KeyStore:
@@ -48,6 +51,7 @@ class KeyStore:
         if not path.is_file():
             what = "a folder" if path.is_dir() else "not a regular file"
             raise UsageError(f"keys file {path} is {what}; --keys names a JSON file")
+        seen = _stamp(path)  # before reading: a change made while it is read is noticed next time
         try:
             raw = json.loads(path.read_text())
             records = [KeyRecord(**r) for r in raw["keys"]]
@@ -58,7 +62,9 @@ class KeyStore:
         names = [r.name for r in records]
         if len(set(names)) != len(names):
             raise UsageError(f"{path} names a key twice")
-        return cls(records, path)
+        store = cls(records, path)
+        store._seen = seen
+        return store
 
     def add(self, name: str) -> str:
         """Make a key for `name`, store its hash, and return the key (the only time it is seen)."""
@@ -85,12 +91,34 @@ class KeyStore:
             atomic_write_json(self.path, {"keys": [asdict(r) for r in self.records]})
         except OSError as err:
             raise UsageError(f"cannot write keys file {self.path}: {err.strerror or err}") from None
+        self._seen = _stamp(self.path)
+
+    def refresh(self) -> None:
+        """Read the file again if it changed since it was read (`augury serve keys add|revoke` while serving)."""
+        if self.path is None or _stamp(self.path) == self._seen:
+            return
+        seen = _stamp(self.path)
+        try:
+            self.records = KeyStore.load(self.path).records
+        except UsageError:  # fail closed: a keys file that cannot be read accepts no key
+            self.records = []
+        self._seen = seen
 
     def lookup(self, key: str) -> str | None:
-        """The name of the key, or None when it is not one of ours."""
+        """The name of the key, or None when it is not one of ours (as the file says now)."""
+        self.refresh()
         digest = hash_key(key)
         found = None
         for record in self.records:  # no early exit: the time taken does not depend on which key matched
             if hmac.compare_digest(record.sha256, digest):
                 found = record.name
         return found
+
+
+def _stamp(path: Path | None) -> tuple | None:
+    """What changes when the file is replaced or written (atomic writes replace it: a new inode)."""
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size)

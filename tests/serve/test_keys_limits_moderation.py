@@ -96,3 +96,19 @@ def test_concurrent_requests_cannot_overrun_the_daily_budget_together():
     lim.finish("a", used_tokens=30, planned_tokens=80)  # what it used is charged, the rest is free again
     assert lim.admit("a", planned_tokens=70).ok
     assert not lim.admit("a", planned_tokens=1).ok
+
+
+def test_a_key_revoked_or_added_while_the_server_runs_takes_effect(make_client, tiny_run, tmp_path, keys_file):
+    from augury.serve.keys import KeyStore
+
+    path, alice, bob = keys_file
+    client, _ = make_client(tiny_run, tmp_path, keys_path=path)
+
+    def status(key):
+        return client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code
+
+    assert status(alice) == 200 and status(bob) == 200
+    store = KeyStore.load(path)
+    store.revoke("alice")  # a leaked key: revoked with `augury serve keys revoke`, no restart
+    carol = store.add("carol")
+    assert (status(alice), status(bob), status(carol)) == (401, 200, 200)
