@@ -1,7 +1,7 @@
 """`augury monitor DB`: per-key summaries of the request log, and the keys over the abuse thresholds.
 
     augury monitor serve/requests.db
-    augury monitor serve/requests.db --since_hours 24 --max_flag_rate 0.05 --max_spike 10 --json true
+    augury monitor serve/requests.db --since_hours 24 --max_flag_rate 0.05 --max_spike 10 --json_out true
 
 Per key: requests, tokens, the share of requests flagged by moderation, the share refused, the share rejected by
 limits (429), the busiest minute, and the spike ratio (the busiest minute over the key's average rate per minute
