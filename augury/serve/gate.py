@@ -48,6 +48,7 @@ class Ticket:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     planned_tokens: int = 0  # what the per-key limits hold for it while it runs
+    counted: bool = True  # False: the tokens used are unknown (an upstream that reported no usage)
     ttft_ms: float | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     refused: bool = False
@@ -114,8 +115,12 @@ class Gate:
         ticket.planned_tokens = planned_tokens
 
     def finish(self, ticket: Ticket) -> None:
-        """Settle the per-key limits with the tokens the request used (after `admit`, whatever the outcome)."""
-        self.limiter.finish(ticket.key or "", ticket.prompt_tokens + ticket.completion_tokens, ticket.planned_tokens)
+        """Settle the per-key limits with the tokens the request used (after `admit`, whatever the outcome); what
+        it planned when that is unknown, so a reply is never free for want of a count."""
+        used = ticket.prompt_tokens + ticket.completion_tokens
+        if not ticket.counted:
+            used = max(used, ticket.planned_tokens)
+        self.limiter.finish(ticket.key or "", used, ticket.planned_tokens)
 
     async def moderate(self, ticket: Ticket, texts: list[str], stage: str, final: bool = True) -> bool:
         """Check texts; True when the policy refuses them. `final=False`: a piece of a streaming reply (rules

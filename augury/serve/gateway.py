@@ -168,9 +168,7 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
                 out = await backend.post(path, upstream_body)
             except UpstreamError as err:
                 raise Refused(err.gateway_status, str(err), "upstream_error", err.retry_after) from None
-            usage_in = out.get("usage") or {}
-            ticket.prompt_tokens = int(usage_in.get("prompt_tokens", 0))
-            ticket.completion_tokens = int(usage_in.get("completion_tokens", 0))
+            _count(ticket, out.get("usage"))
             for choice in out.get("choices", []):
                 text = _choice_text(choice, chat, "message")
                 if text and await gate.moderate(ticket, [text], "output"):
@@ -205,15 +203,25 @@ async def _prepend(first: dict | None, rest: AsyncIterator[dict]) -> AsyncIterat
         await rest.aclose()
 
 
+def _count(ticket: Ticket, usage) -> None:
+    """The tokens an upstream reports; without a count the request is charged what it planned (Gate.finish)."""
+    try:
+        ticket.prompt_tokens = int(usage["prompt_tokens"])
+        ticket.completion_tokens = int(usage["completion_tokens"])
+        ticket.counted = True
+    except (TypeError, KeyError, ValueError):
+        ticket.counted = False
+
+
 async def _proxy_stream(gate: Gate, ticket: Ticket, req, chunks: AsyncIterator[dict], chat: bool):
+    ticket.counted = False  # until the upstream's usage chunk
     texts: dict[int, str] = {}
     status, error, stopped = 499, "the client left before the end", set()
     window = gate.moderator.policy.stream_window if gate.moderator is not None else 0
     try:
         async for obj in chunks:
             if obj.get("usage"):
-                ticket.prompt_tokens = int(obj["usage"].get("prompt_tokens", 0))
-                ticket.completion_tokens = int(obj["usage"].get("completion_tokens", 0))
+                _count(ticket, obj["usage"])
                 if not req.include_usage():  # asked for upstream to count; the client did not ask for it
                     del obj["usage"]
             for choice in obj.get("choices", []):

@@ -125,3 +125,31 @@ def test_a_refused_request_split_over_messages_or_lines_is_still_refused(tmp_pat
         out = gw.post("/v1/chat/completions", json={"messages": fine, "max_tokens": 4}).json()
         assert out["choices"][0]["finish_reason"] == "stop"
     assert len(seen) == 1  # only the harmless request reached the model
+
+
+def test_an_upstream_that_reports_no_usage_is_charged_what_was_planned(tmp_path, serving):
+    # an upstream that leaves out `usage` (or ignores stream_options.include_usage) must not make its replies free
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    async def completions(body: dict):
+        choice = {"index": 0, "text": "ok", "finish_reason": "length"}
+        if not body.get("stream"):
+            return {"id": "x", "object": "text_completion", "choices": [choice]}
+
+        async def events():
+            yield f"data: {json.dumps({'id': 'x', 'object': 'text_completion', 'choices': [choice]})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    with serving(app) as port:
+        gw = _gateway(port, tmp_path, limits=LimitsConfig(requests_per_minute=600, burst=100, tokens_per_day=100))
+        for stream in (False, True):
+            codes = [gw.post("/v1/completions", json={"prompt": "a", "max_tokens": 30, "stream": stream}).status_code
+                     for _ in range(4)]
+            assert codes.count(200) <= 3 and codes[-1] == 429, (stream, codes)
+            gw.app.state.limiter._state.clear()  # a new day for the streamed round
