@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from pathlib import Path
@@ -190,6 +191,8 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             async for delta in gen:
                 if ticket.ttft_ms is None:
                     ticket.ttft_ms = (time.perf_counter() - ticket.started) * 1000
+                if delta.finish_reason is None and time.perf_counter() > deadline:
+                    delta = dataclasses.replace(delta, finish_reason="length")  # the reply ends here, checked whole
                 text += delta.text
                 # while streaming: the new text with the window before it (rules); at the end: the whole reply
                 final = delta.finish_reason is not None
@@ -197,9 +200,6 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 if await moderate(ticket, seen, "output", final):
                     ticket.refused = True
                     yield Delta(finish_reason="content_filter", completion_tokens=delta.completion_tokens)
-                    return
-                if delta.finish_reason is None and time.perf_counter() > deadline:
-                    yield Delta(text="", finish_reason="length", completion_tokens=delta.completion_tokens)
                     return
                 yield delta
                 if delta.finish_reason is not None:

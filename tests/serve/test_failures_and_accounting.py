@@ -138,3 +138,20 @@ def test_a_log_write_that_fails_gives_the_queue_slot_back(tiny_run, tmp_path):
     client.post("/v1/completions", json=body)
     assert client.post("/v1/completions", json=body).status_code == 200
     assert client.post("/v1/completions", json={**body, "stream": False}).status_code == 200
+
+
+def test_a_reply_cut_by_the_time_limit_is_still_checked_whole(tiny_run, tmp_path):
+    # the safety grader reads a reply once it is complete; a reply the time limit ends is complete there, so it is
+    # read then (it was returned unread), and the piece that arrived last is kept
+    from augury.serve.moderation import ModerationPolicy, Moderator
+
+    policy = ModerationPolicy(refuse_output=["violence/graphic"])
+    flagged, _ = _client(tiny_run, tmp_path, moderator=Moderator(policy, extra=FlagEverything()),
+                         request_timeout_s=1e-6)
+    choice = flagged.post("/v1/completions", json={"prompt": "a", "max_tokens": 20, "temperature": 0}).json()
+    assert (choice["choices"][0]["text"], choice["choices"][0]["finish_reason"]) == (policy.refusal, "content_filter")
+    plain, _ = _client(tiny_run, tmp_path / "plain", request_timeout_s=1e-6)
+    body = {"prompt": "a", "max_tokens": 20, "temperature": 0, "logprobs": 0}
+    out = plain.post("/v1/completions", json=body).json()
+    assert out["choices"][0]["finish_reason"] == "length"
+    assert len(out["choices"][0]["logprobs"]["tokens"]) == out["usage"]["completion_tokens"]  # none dropped
