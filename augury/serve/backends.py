@@ -12,6 +12,7 @@ runs in one worker thread: an augury run batches concurrent requests there (cont
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import AsyncIterator
@@ -161,7 +162,8 @@ class LocalBackend:
 
             try:
                 self._generate(job, emit, cancel)
-            except Exception as err:  # noqa: BLE001 (reported to the waiting request)
+            except Exception as err:  # noqa: BLE001 (reported to the waiting request, its traceback logged)
+                logging.getLogger(__name__).error("a request failed in generation", exc_info=err)
                 emit(GenerationFailed.of(err))
 
     def _work_batched(self) -> None:

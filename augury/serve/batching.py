@@ -11,6 +11,7 @@ request that causes it (see `BatchWorker`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from augury.serve.jobs import Delta, GenerationFailed, GenerationJob, send_to
 
 if TYPE_CHECKING:
     from augury.serve.backends import LocalBackend
+
+log = logging.getLogger(__name__)  # a failure's traceback, for the operator (the client gets one line)
 
 
 @dataclass
@@ -85,7 +88,8 @@ class BatchWorker:
         self.engine.max_batch = self.backend.max_batch  # set after the worker started (LocalBackend.load)
         try:
             events = self.engine.step()
-        except Exception:  # noqa: BLE001 (whose failure it is, is found out next)
+        except Exception as err:  # noqa: BLE001 (whose failure it is, is found out next)
+            log.warning("a generation step failed (%s); its requests are retried one at a time", err)
             self._isolate()
             return
         self._emit(events)
@@ -129,6 +133,7 @@ class BatchWorker:
         self.engine.waiting = rejoin + waiting
 
     def _fail(self, key: int, err: Exception) -> None:
+        log.error("a request failed in generation", exc_info=err)
         r = self.running.pop(key)
         send_to(r.loop, r.out.put_nowait, GenerationFailed.of(err))
 

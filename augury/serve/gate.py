@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -175,6 +176,7 @@ class Gate:
             kind = "invalid_request_error" if err.status == 400 else "server_error"
             return self.answer_error(ticket, Refused(err.status, str(err), kind))
         except Exception as err:  # noqa: BLE001 (answered and logged, the server keeps serving)
+            logging.getLogger(__name__).error("%s %s failed", request.method, endpoint, exc_info=err)
             return self.answer_error(ticket, Refused(500, short_error(err), "server_error"))
         finally:
             if release:

@@ -57,7 +57,7 @@ async def _collect(backend, job, started: asyncio.Event | None = None):
 
 
 @pytest.mark.parametrize("poison", ["prefill", "decode"])
-def test_a_job_that_fails_the_engine_fails_alone(tiny_run, poison, monkeypatch):
+def test_a_job_that_fails_the_engine_fails_alone(tiny_run, poison, monkeypatch, caplog):
     from augury.serve.backends import GenerationFailed, GenerationJob
 
     backend = _backend(tiny_run, monkeypatch)
@@ -80,6 +80,7 @@ def test_a_job_that_fails_the_engine_fails_alone(tiny_run, poison, monkeypatch):
     assert deltas[-1].finish_reason == "length" and deltas[-1].completion_tokens == 200 == len(ids)
     assert "".join(d.text for d in deltas) == backend.tokenizer.tok.decode(ids)  # each token sent once, in order
     assert backend._worker.is_alive()
+    assert any(r.exc_info and "frame #0" in str(r.exc_info[1]) for r in caplog.records)  # the whole error: logged
     later = asyncio.run(_collect(backend, GenerationJob([7, 8], max_tokens=5, temperature=0.0)))
     assert later[-1].finish_reason == "length" and later[-1].completion_tokens == 5
 
