@@ -21,7 +21,7 @@ class RequestInvalid(ValueError):
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant"]  # developer: OpenAI's newer name for system
     content: str | list[dict]
 
     def text(self) -> str:
@@ -35,7 +35,7 @@ class Message(BaseModel):
         return "".join(parts)
 
     def as_dict(self) -> dict:
-        return {"role": self.role, "content": self.text()}
+        return {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
 
 
 class StreamOptions(BaseModel):

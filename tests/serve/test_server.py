@@ -206,3 +206,16 @@ def test_a_streamed_refusal_has_the_shape_of_any_stream(make_client, chat_run, t
         assert mine[0]["delta"].get("role") == "assistant"  # the role comes first, as in a generated reply
         assert "".join(c["delta"].get("content", "") for c in mine) == "I'm sorry, but I can't help with that."
         assert mine[-1]["finish_reason"] == "content_filter"
+
+
+def test_a_developer_message_is_read_as_the_system_message(make_client, chat_run, tmp_path):
+    # OpenAI's name for the system role in newer clients and models
+    client, _ = make_client(chat_run, tmp_path)
+    body = {"max_tokens": 3, "temperature": 0, "logprobs": True}
+    asked = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hello"}]
+    out = client.post("/v1/chat/completions", json={**body, "messages": asked})
+    assert out.status_code == 200, out.text
+    system = client.post("/v1/chat/completions", json={**body, "messages": [{**asked[0], "role": "system"},
+                                                                             asked[1]]}).json()
+    assert out.json()["usage"] == system["usage"]
+    assert out.json()["choices"][0]["logprobs"] == system["choices"][0]["logprobs"]
