@@ -71,6 +71,8 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def chat_page() -> HTMLResponse:
         return HTMLResponse(CHAT_PAGE.read_text(encoding="utf-8"))
 
+    model_card = {"id": backend.model_id, "object": "model", "created": 0, "owned_by": "augury"}
+
     @app.get("/v1/models")
     async def models(request: Request):
         ticket = Ticket("/v1/models")
@@ -79,8 +81,19 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         except Refused as err:
             return gate.answer_error(ticket, err)
         log.write(ticket.record(200))
-        return {"object": "list", "data": [{"id": backend.model_id, "object": "model", "created": 0,
-                                            "owned_by": "augury"}]}
+        return {"object": "list", "data": [model_card]}
+
+    @app.get("/v1/models/{model:path}")
+    async def model(request: Request, model: str):
+        ticket = Ticket("/v1/models/{model}")
+        try:
+            gate.authenticate(request, ticket)
+            if model != backend.model_id:
+                raise Refused(404, f"the model {model!r} does not exist (this server serves {backend.model_id!r})")
+        except Refused as err:
+            return gate.answer_error(ticket, err)
+        log.write(ticket.record(200))
+        return model_card
 
     @app.post("/v1/moderations")
     async def moderations(request: Request):

@@ -219,3 +219,10 @@ def test_a_developer_message_is_read_as_the_system_message(make_client, chat_run
                                                                              asked[1]]}).json()
     assert out.json()["usage"] == system["usage"]
     assert out.json()["choices"][0]["logprobs"] == system["choices"][0]["logprobs"]
+
+
+def test_one_model_can_be_retrieved_by_its_id(make_client, tiny_run, tmp_path):
+    client, _ = make_client(tiny_run, tmp_path)
+    assert client.get("/v1/models/run").json() == client.get("/v1/models").json()["data"][0]
+    missing = client.get("/v1/models/gpt-4")
+    assert missing.status_code == 404 and "gpt-4" in missing.json()["error"]["message"]
