@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from augury.serve.config import ServeConfig
 from augury.serve.gate import Gate, Refused, Ticket
-from augury.serve.gateway import UpstreamBackend, proxy
+from augury.serve.gateway import UpstreamBackend, UpstreamError, proxy
 from augury.serve.jobs import Delta, GenerationFailed, GenerationJob
 from augury.serve.keys import KeyStore
 from augury.serve.moderation import ModerationPolicy, Moderator
@@ -71,29 +71,38 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def chat_page() -> HTMLResponse:
         return HTMLResponse(CHAT_PAGE.read_text(encoding="utf-8"))
 
-    model_card = {"id": backend.model_id, "object": "model", "created": 0, "owned_by": "augury"}
+    async def served_models() -> list[dict]:
+        """The local model, or in gateway mode the upstream's (the names it answers to)."""
+        if not isinstance(backend, UpstreamBackend):
+            return [{"id": backend.model_id, "object": "model", "created": 0, "owned_by": "augury"}]
+        try:
+            return await backend.models()
+        except UpstreamError as err:
+            raise Refused(err.gateway_status, str(err), "upstream_error", err.retry_after) from None
 
     @app.get("/v1/models")
     async def models(request: Request):
         ticket = Ticket("/v1/models")
         try:
             gate.authenticate(request, ticket)
+            data = await served_models()
         except Refused as err:
             return gate.answer_error(ticket, err)
         log.write(ticket.record(200))
-        return {"object": "list", "data": [model_card]}
+        return {"object": "list", "data": data}
 
     @app.get("/v1/models/{model:path}")
     async def model(request: Request, model: str):
         ticket = Ticket("/v1/models/{model}")
         try:
             gate.authenticate(request, ticket)
-            if model != backend.model_id:
-                raise Refused(404, f"the model {model!r} does not exist (this server serves {backend.model_id!r})")
+            found = [m for m in await served_models() if m["id"] == model]
+            if not found:
+                raise Refused(404, f"the model {model!r} does not exist on this server")
         except Refused as err:
             return gate.answer_error(ticket, err)
         log.write(ticket.record(200))
-        return model_card
+        return found[0]
 
     @app.post("/v1/moderations")
     async def moderations(request: Request):

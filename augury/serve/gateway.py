@@ -80,11 +80,21 @@ class UpstreamBackend:
             raise UpstreamError.of(err) from None
         raise UpstreamError("the stream ended before data: [DONE]")
 
+    async def models(self) -> list[dict]:
+        """The upstream's model list (`GET /models`): the names a client can ask it for."""
+        data = (await self.request("GET", "/models")).get("data")
+        if not isinstance(data, list) or not all(isinstance(m, dict) and "id" in m for m in data):
+            raise UpstreamError(f"its /models is not a model list: {str(data)[:200]!r}")
+        return data
+
     async def post(self, path: str, body: dict) -> dict:
+        return await self.request("POST", path, body)
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> dict:
         import httpx
 
         try:
-            resp = await self.client.post(path, json=body)
+            resp = await self.client.request(method, path, json=body)
         except httpx.HTTPError as err:
             raise UpstreamError.of(err) from None
         if resp.status_code != 200:

@@ -153,3 +153,31 @@ def test_an_upstream_that_reports_no_usage_is_charged_what_was_planned(tmp_path,
                      for _ in range(4)]
             assert codes.count(200) <= 3 and codes[-1] == 429, (stream, codes)
             gw.app.state.limiter._state.clear()  # a new day for the streamed round
+
+
+def test_the_models_listed_are_the_upstreams(tmp_path, serving):
+    # a client that picks its model from /v1/models must get a name the upstream serves
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": "llama-3-8b", "object": "model", "created": 1, "owned_by": "vllm"}]}
+
+    with serving(app) as port:
+        gw = _gateway(port, tmp_path)
+        listed = gw.get("/v1/models").json()
+        assert [m["id"] for m in listed["data"]] == ["llama-3-8b"]
+        assert gw.get("/v1/models/llama-3-8b").json()["id"] == "llama-3-8b"
+        assert gw.get("/v1/models/upstream").status_code == 404
+    down = _gateway(_free_port(), tmp_path / "down")
+    assert down.get("/v1/models").status_code == 502
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
