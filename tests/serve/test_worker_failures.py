@@ -15,8 +15,8 @@ MARKER = [3, 4, 5, 6]  # a prompt holding this run of ids fails its prefill
 
 
 class Poisoned:
-    """The run's model, failing the way a device error or a bug does: the whole forward pass raises (with a long
-    multi-line message, as torch's device errors have) whenever one of its rows is the poisoned request."""
+    """The run's model, failing the way a bug one input trips does: the whole forward pass raises (with a long
+    multi-line message, as torch's C++ errors have) whenever one of its rows is the poisoned request."""
 
     def __init__(self, model):
         self._model = model
@@ -28,7 +28,7 @@ class Poisoned:
         rows = ids.tolist()
         marked = ids.shape[1] > 1 and any(row[i:i + 4] == MARKER for row in rows for i in range(len(row) - 3))
         if marked or int(kw["positions"].max()) >= POISON_LONG + 3:
-            raise RuntimeError("CUDA error: device-side assert triggered\nException raised from c10_cuda_check\n"
+            raise RuntimeError("the forward pass failed for one row\nException raised from at::native::index\n"
                                "frame #0: c10::Error::Error(...)")
         return self._model(ids, **kw)
 
