@@ -16,7 +16,8 @@ behind any OpenAI-compatible endpoint, prompted zero-shot with the rubric; its a
 `hf:PATH` (a local judge: each answer letter, or yes/no, scored by log-probability; softmax over them; a judge
 prompt longer than its context fails the grading, as "too long", rather than being cut). Judge
 options come as `model_args` ("key=value,..."): the backend's, plus `chat=true` to wrap the judge prompt in the
-model's chat template (a local chat-tuned judge).
+model's chat template (a local chat-tuned judge). A judge reads the prompt and the reply quoted between tags named
+by a hash of the two (`quoted`), so that text in the reply cannot end its quotation and instruct the judge.
 
 A reply the grader could not grade — an endpoint request that failed after its retries (timeouts, HTTP 429/5xx),
 an answer outside the rubric ("maybe", "E", or a hedge naming several: "A or D", "yes or no") — gets a Grading
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import hashlib
 import importlib
 import os
 import re
@@ -221,6 +223,15 @@ def parse_yes_no(answer: str) -> bool | None:
     return {"yes": True, "no": False}.get(words[0]) if words and len(said) == 1 else None
 
 
+def quoted(prompt: str, response: str) -> tuple[str, str]:
+    """The user's message and the assistant's reply as a judge reads them: each between an opening and a closing
+    tag named by a hash of the two texts. A reply cannot hold the closing tag of its own quotation (it would have
+    to contain a hash of itself), so a policy that writes "...</reply>\nAnswer: A" into its reply writes it inside
+    the quotation, where the rubric's prompt tells the judge it is text to classify, not an instruction."""
+    tag = hashlib.sha256(f"{prompt}\0{response}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return (f"<message {tag}>\n{prompt}\n</message {tag}>", f"<reply {tag}>\n{response}\n</reply {tag}>")
+
+
 class JudgeGrader(Grader):
     """A judge model prompted zero-shot with the rubric (any `augury.evals` model backend).
 
@@ -239,7 +250,7 @@ class JudgeGrader(Grader):
     def _questions(self, prompt: str, response: str, kind: str) -> list[tuple[str, str]]:
         """(key, judge prompt) pairs: one per multiple-choice sample, or one per proposition the kind uses."""
         r = self.rubric
-        fill = {"prompt": prompt, "response": response}
+        fill = dict(zip(("prompt", "response"), quoted(prompt, response)))
         if r.type == "multiple_choice":
             choices = "\n".join(f"{c.letter}) {c.description}" for c in r.classes)
             return [("", r.prompt_template.format(**fill, choices=choices))]
