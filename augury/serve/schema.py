@@ -102,8 +102,8 @@ def parse_request(model: type[_Common], body: dict, cfg) -> _Common:
                                  f"of {cfg.max_tokens_limit}")
         req.max_tokens = min(req.max_tokens if req.max_tokens is not None else req.max_completion_tokens,
                              req.max_completion_tokens)
-    if req.max_tokens is None:
-        req.max_tokens = min(256, cfg.max_tokens_limit)
+    if req.max_tokens is None:  # OpenAI's defaults: 16 for a completion; a chat reply runs on (here to 256)
+        req.max_tokens = min(16 if isinstance(req, CompletionRequest) else 256, cfg.max_tokens_limit)
     if req.max_tokens > cfg.max_tokens_limit:
         raise RequestInvalid(f"max_tokens: {req.max_tokens} is over this server's limit of {cfg.max_tokens_limit}")
     if req.n > cfg.max_n:

@@ -226,3 +226,11 @@ def test_one_model_can_be_retrieved_by_its_id(make_client, tiny_run, tmp_path):
     assert client.get("/v1/models/run").json() == client.get("/v1/models").json()["data"][0]
     missing = client.get("/v1/models/gpt-4")
     assert missing.status_code == 404 and "gpt-4" in missing.json()["error"]["message"]
+
+
+def test_max_tokens_defaults_as_openais(make_client, tiny_run, tmp_path):
+    """A completion without max_tokens stops at 16 tokens, as OpenAI's and vLLM's do; a chat reply may run on."""
+    client, _ = make_client(tiny_run, tmp_path)
+    done = client.post("/v1/completions", json={"model": "m", "prompt": "def", "temperature": 0}).json()
+    assert done["usage"]["completion_tokens"] <= 16
+    assert done["choices"][0]["finish_reason"] == "length" or done["usage"]["completion_tokens"] < 16
