@@ -43,7 +43,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from augury.forecast.ladder import train_config
-    from augury.forecast.runner import train_one, train_torchrun
+    from augury.forecast.runner import train_one
+    from augury.forecast.torchrun import train_torchrun
     from benchmarks.preset_runs import load_preset_runs
 
     out = Path(args.out)

@@ -67,7 +67,8 @@ def main(argv: list[str]) -> int:
     from augury.forecast.config import ForecastConfigError
     from augury.forecast.pipeline import run_forecast
     from augury.forecast.records import ForecastTampered
-    from augury.forecast.runner import TorchrunFailed, WorkerDied
+    from augury.forecast.runner import WorkerDied
+    from augury.forecast.torchrun import TorchrunFailed
     from augury.train import TrainingDiverged
 
     if any(a in ("-h", "--help") for a in argv):

@@ -11,7 +11,7 @@ other than the data plan.json records is refused before anything trains. The ste
 
     folder.py       the output folder and its plan.json (folder.py's docstring has the layout)
     ladder.py       the runs to train (rungs and target) and their TrainConfigs
-    training.py     training them (runner.py: the executors; progress.py: the progress line)
+    training.py     training them (runner.py, torchrun.py: the executors; progress.py: the progress line)
     preregister.py  forecast.json (fits.py: the loss law and its checks; crossfit.py: the capability forecast)
     verify.py       result.json, the target against the forecast
     report.py       report.md / report.html

@@ -5,8 +5,8 @@ process, or data-parallel under torchrun). A run already finished with the same 
     summaries = train_rungs(cfg, out, rungs, jobs, progress, problems)   # {rung: [summary per seed]}
     target_summary = train_target(cfg, target, target_train_cfg, procs, progress, number=len(jobs) + 1)
 
-The executors themselves are in `runner.py`; this module decides which runs still need training, in what order,
-and keeps the progress display in step.
+The executors themselves are in `runner.py` and `torchrun.py`; this module decides which runs still need
+training, in what order, and keeps the progress display in step.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from augury.forecast.crossfit import capability_records
 from augury.forecast.ladder import RunPlan, probe_throughput, rung_replicas, train_config
 from augury.forecast.placement import gpu_share, local_gpus, training_memory_bytes, visible_gpu_ids
 from augury.forecast.progress import Progress
-from augury.forecast.runner import finished_summary, train_one, train_runs_parallel, train_runs_ray, train_torchrun
+from augury.forecast.runner import finished_summary, train_one, train_runs_parallel, train_runs_ray
+from augury.forecast.torchrun import train_torchrun
 
 
 def rung_jobs(cfg, out: Path, rungs: list[RunPlan], vocab: int) -> list[tuple[RunPlan, object]]:
