@@ -167,14 +167,18 @@ def sample_lines(model, tokenizer, problems: list[dict], n: int, temperature: fl
     return counts
 
 
+def max_new_tokens(cap: CapabilityConfig) -> int:
+    """Tokens a sample may generate: a sample may tokenise the line differently (longer) than the file does."""
+    return cap.max_target_tokens + 2
+
+
 def evaluate_run(run_dir: str | Path, problems: list[dict], cap: CapabilityConfig, run_name: str,
                  device: str = "cpu") -> list[dict]:
     """{run, problem, n, c} per problem for the run's final checkpoint."""
     from augury.model.run import load_run
 
     model, tokenizer, _ = load_run(run_dir, device=device)
-    max_new = cap.max_target_tokens + 2   # a sample may tokenise the line differently (longer)
-    counts = sample_lines(model, tokenizer, problems, cap.samples, cap.temperature, max_new, cap.seed + 1)
+    counts = sample_lines(model, tokenizer, problems, cap.samples, cap.temperature, max_new_tokens(cap), cap.seed + 1)
     return [{"run": run_name, "problem": p["problem"], "n": cap.samples, "c": int(c)}
             for p, c in zip(problems, counts)]
 

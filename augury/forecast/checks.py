@@ -96,6 +96,12 @@ def validate(cfg: ForecastConfig) -> None:
                         or not 1 <= cap.min_target_tokens <= cap.max_target_tokens):
         raise ForecastConfigError("capability: need samples >= 1, problems >= buckets >= 1 and "
                                   "1 <= min_target_tokens <= max_target_tokens")
+    if cap.enabled and not cap.temperature > 0:
+        raise ForecastConfigError(f"capability.temperature must be > 0 (samples are drawn from the model's "
+                                  f"distribution at that temperature), got {cap.temperature!r}")
+    if cap.enabled and cap.context_tokens < 1:
+        raise ForecastConfigError(f"capability.context_tokens must be >= 1 (the prompt: the file's tokens before "
+                                  f"the answer), got {cap.context_tokens}")
     if cap.span not in ("line", "span", "copy"):
         raise ForecastConfigError(f"capability.span must be 'line', 'span' or 'copy', got {cap.span!r}")
     if cfg.executor not in ("local", "ray"):
@@ -106,6 +112,8 @@ def validate(cfg: ForecastConfig) -> None:
         raise ForecastConfigError(f"gpu_memory_gib must be > 0, got {cfg.gpu_memory_gib}")
     if cfg.jobs < 1:
         raise ForecastConfigError(f"jobs must be >= 1, got {cfg.jobs}")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ForecastConfigError(f"threads must be >= 1 (or unset: torch's default), got {cfg.threads}")
     if cfg.target_procs < 1:
         raise ForecastConfigError(f"target_procs must be >= 1, got {cfg.target_procs}")
     if cfg.text_folder is not None and not Path(cfg.text_folder).is_dir():

@@ -242,6 +242,28 @@ def check_runs_fit(cfg: ForecastConfig, runs: list[RunPlan], train_tokens: int, 
                                   f"{runs[-1].batch_size} sequences; choose a divisor of it (or 1)")
 
 
+def check_runs_train(cfg: ForecastConfig, runs: list[RunPlan], vocab_size: int) -> None:
+    """ForecastConfigError when the trainer would refuse a planned run's settings (augury.train's check_config: a
+    learning rate, a warmup, a seq_len beyond the model's max_seq_len) or the capability suite's prompt and answer
+    do not fit the model's positions: said before the first rung trains, not by a run or after the ladder."""
+    from augury.forecast.capability import max_new_tokens
+    from augury.train.config import check_config
+
+    for run in runs:
+        tcfg = train_config(cfg, run, "", vocab_size)
+        try:
+            check_config(tcfg)
+        except ValueError as err:  # TrainConfigError, ModelConfigError
+            raise ForecastConfigError(f"the recipe cannot train {run.name}: {err}") from None
+    cap, limit = cfg.capability, run_model_config(cfg, runs[-1], vocab_size).max_seq_len
+    need = cap.context_tokens + max_new_tokens(cap)
+    if cap.enabled and need > limit:
+        raise ForecastConfigError(
+            f"capability.context_tokens={cap.context_tokens} plus max_target_tokens={cap.max_target_tokens} (and "
+            f"{max_new_tokens(cap) - cap.max_target_tokens} tokens of slack) need {need} positions, which exceed "
+            f"recipe.model.max_seq_len={limit}: shorten the context or raise max_seq_len")
+
+
 def target_processes(cfg: ForecastConfig, log=print) -> int:
     """How many processes train the target: `target_procs`, but at most one per GPU when the runs use CUDA (a
     CPU-oriented preset such as cpu-demo then still runs on a one-GPU machine)."""

@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     from augury.forecast.checks import validate
     from augury.forecast.cli import parse_config, print_help
     from augury.forecast.config import ForecastConfigError
-    from augury.forecast.ladder import format_plan, learning_rates, plan_runs, probe_throughput
+    from augury.forecast.ladder import check_runs_train, format_plan, learning_rates, plan_runs, probe_throughput
 
     if not argv or argv[0] in ("-h", "--help") or (argv[0] == "plan" and ("-h" in argv or "--help" in argv)):
         if argv:
@@ -36,6 +36,7 @@ def main(argv: list[str]) -> int:
     try:
         validate(cfg)
         runs = plan_runs(cfg, cfg.data.vocab_size)
+        check_runs_train(cfg, runs, cfg.data.vocab_size)
     except ForecastConfigError as err:
         raise UsageError(str(err), prog="augury ladder plan") from None
     rates = None

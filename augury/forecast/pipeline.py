@@ -29,6 +29,7 @@ from augury.forecast.crossfit import capability_problems
 from augury.forecast.folder import check_out_dir, check_plan, write_plan
 from augury.forecast.ladder import (
     check_runs_fit,
+    check_runs_train,
     format_plan,
     learning_rates,
     plan_runs,
@@ -64,6 +65,7 @@ def run_forecast(cfg: ForecastConfig, log=print) -> Result:
     check_plan(cfg, out, runs, data, train_tokens)  # first: a resume on changed data says so, nothing else
     procs = target_processes(cfg, log)
     check_runs_fit(cfg, runs, train_tokens, procs)
+    check_runs_train(cfg, runs, vocab)
     write_plan(cfg, out, runs, vocab, data, train_tokens)
     log(format_plan(runs, lrs=learning_rates(cfg, runs, vocab), asked=cfg.ladder.rungs))
     # a suite too small is a bad input: fail before any training

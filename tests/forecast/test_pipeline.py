@@ -215,3 +215,26 @@ def test_target_in_two_processes_is_the_same_run(smoke_forecast, tmp_path):
     assert result.loss.actual == pytest.approx(info["result"].loss.actual, rel=1e-5)
     assert json.loads((copy / "target" / "manifest.json").read_text())["world_size"] == 2
     assert (copy / "target" / "torchrun.log").is_file() and (copy / "report.html").is_file()
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"recipe": {"optim": {"lr": -1.0}}}, "optim.lr must be a finite number > 0"),
+    ({"recipe": {"optim": {"warmup_frac": 2.0}}}, "warmup_frac"),
+    ({"recipe": {"model": {"max_seq_len": 32}}}, r"seq_len=64 must be in \[2, model.max_seq_len=32\]"),
+    ({"recipe": {"model": {"max_seq_len": 64}}, "capability": {"context_tokens": 62}},
+     "capability.context_tokens=62 plus max_target_tokens=3 .* exceed recipe.model.max_seq_len=64"),
+    ({"capability": {"temperature": 0.0}}, "capability.temperature must be > 0"),
+    ({"capability": {"context_tokens": 0}}, "capability.context_tokens must be >= 1"),
+    ({"threads": -2}, "threads must be >= 1"),
+])
+def test_settings_a_run_cannot_use_are_refused_before_anything_trains(tmp_path, data_cache, make_smoke_config,
+                                                                      over, message):
+    """A recipe the trainer refuses, or a capability suite the sampler cannot run, is one ForecastConfigError
+    before the first rung trains (not a traceback from the first run, or from sampling after the whole ladder),
+    and leaves no plan.json that would refuse the corrected settings in the same --out."""
+    from augury.forecast.config import ForecastConfigError
+
+    cfg = make_smoke_config(tmp_path / "f", data_cache, **over)
+    with pytest.raises(ForecastConfigError, match=message):
+        run_forecast(cfg, log=lambda *a: None)
+    assert not (tmp_path / "f" / "plan.json").exists() and not (tmp_path / "f" / "rungs").exists()

@@ -265,6 +265,8 @@ def test_ladder_plan_cli(capsys):
     assert float(rows[1][-1]) > float(rows[0][-1]) > 0  # the target trains with a larger batch
     assert main(["ladder", "plan", "--preset", "smoke", "--ladder.largest_fraction", "2", "--no-probe"]) == 2
     assert "largest_fraction" in capsys.readouterr().err
+    assert main(["ladder", "plan", "--preset", "smoke", "--recipe.optim.lr", "-1", "--no-probe"]) == 2
+    assert "the recipe cannot train rung1: optim.lr must be" in capsys.readouterr().err
 
 
 @pytest.mark.integration
