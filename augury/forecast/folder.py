@@ -3,10 +3,12 @@ plan.json, made on the same prepared data), and never a target without a registe
 
     plan.json  config.yaml  rungs/rung1..n/  capability/  forecast.json  target/  result.json  report.md/.html
 
-    check_out_dir(out); check_plan(cfg, out, runs, data, train_tokens); write_plan(cfg, out, runs, vocab, data, ...)
+    check_out_dir(out); check_plan(cfg, out, runs, data, train_tokens); check_precision(cfg, out, runs)
+    write_plan(cfg, out, runs, vocab, data, train_tokens)
 
 plan.json records the prepared data's sha256 (`data_sha256`) and, once the forecast is registered, forecast.json's
-sha256 (`forecast_sha256`); a resume compares both.
+sha256 (`forecast_sha256`); a resume compares both, and the precision of the runs already trained (their
+manifest.json `dtype`) with the one it would train in.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from augury.forecast.config import ForecastConfig, ForecastConfigError
-from augury.forecast.ladder import RunPlan
+from augury.forecast.ladder import RunPlan, rung_replicas
 from augury.io import atomic_write_json, atomic_write_text, not_a_folder, to_jsonable, utc_now
 
 # Config fields that do not change what is trained or forecast (may differ when resuming).
@@ -92,6 +94,37 @@ def check_plan(cfg: ForecastConfig, out: Path, runs: list[RunPlan], data, train_
     if (out / "target").exists() and not (out / "forecast.json").is_file():
         raise ForecastConfigError(f"{out}/target exists but no forecast.json: the target must not start before the "
                                   f"forecast is registered; start a new forecast in another folder")
+
+
+def effective_dtype(cfg: ForecastConfig) -> str:
+    """The precision this invocation trains in: recipe.dtype, with "auto" resolved as augury.train resolves it on
+    this machine's device (bf16 where the hardware has it, else fp32)."""
+    if cfg.recipe.dtype != "auto":
+        return cfg.recipe.dtype
+    import torch
+
+    from augury.train.runtime import bf16_supported
+
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return "bf16" if bf16_supported(torch.device(device)) else "fp32"
+
+
+def check_precision(cfg: ForecastConfig, out: Path, runs: list[RunPlan]) -> None:
+    """ForecastConfigError when a run already in `out` (finished or interrupted) was trained in another precision
+    than this invocation would train in: the rungs' fit and the target's verification must see one precision
+    (recipe.dtype auto resolves per machine)."""
+    now = effective_dtype(cfg)
+    folders = [out / "rungs" / plan.name for plan, _, _ in rung_replicas(cfg, runs[:-1])] + [out / "target"]
+    for folder in folders:
+        try:
+            trained = json.loads((folder / "manifest.json").read_text()).get("dtype")
+        except (OSError, ValueError):
+            continue  # not started (or no manifest to read): nothing trained in any precision yet
+        if trained is not None and trained != now:
+            raise ForecastConfigError(
+                f"{folder.name} was trained in {trained}, this invocation would train in {now} (recipe.dtype "
+                f"{cfg.recipe.dtype}, device {cfg.device}): the ladder and the target must share one precision; "
+                f"resume on a machine that trains in {trained}, or start a new forecast in another --out")
 
 
 def write_plan(cfg: ForecastConfig, out: Path, runs: list[RunPlan], vocab: int, data, train_tokens: int) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from augury.forecast.checks import validate
 from augury.forecast.config import ForecastConfig
 from augury.forecast.crossfit import capability_problems
-from augury.forecast.folder import check_out_dir, check_plan, write_plan
+from augury.forecast.folder import check_out_dir, check_plan, check_precision, write_plan
 from augury.forecast.ladder import (
     check_runs_fit,
     check_runs_train,
@@ -63,6 +63,7 @@ def run_forecast(cfg: ForecastConfig, log=print) -> Result:
     runs = plan_runs(cfg, vocab)
     train_tokens = data.split_tokens("train")
     check_plan(cfg, out, runs, data, train_tokens)  # first: a resume on changed data says so, nothing else
+    check_precision(cfg, out, runs)
     procs = target_processes(cfg, log)
     check_runs_fit(cfg, runs, train_tokens, procs)
     check_runs_train(cfg, runs, vocab)

@@ -141,3 +141,21 @@ def test_a_forecast_whose_numbers_fail_its_checks_is_verified_as_flagged(smoke_f
     result = run_forecast(cfg, log=logs.append)
     assert result.loss.forecast_flagged
     assert any("fail a check that forecast.json does not record" in line for line in logs)
+
+
+def test_a_resume_in_another_precision_is_refused(smoke_forecast, tmp_path, monkeypatch):
+    """recipe.dtype auto is bf16 where the hardware has it, fp32 elsewhere: a forecast begun on one machine and
+    resumed on another would fit rungs of both precisions and verify the forecast on a target of either. The runs
+    already there name their precision, and a resume in another is refused before anything trains."""
+    import augury.train.runtime
+
+    copy, cfg = _copy(smoke_forecast, tmp_path)
+    plan = json.loads((copy / "plan.json").read_text())
+    plan["identity"]["config"]["recipe"]["dtype"] = "auto"  # as if begun with dtype auto on a machine without bf16
+    (copy / "plan.json").write_text(json.dumps(plan))
+    cfg = dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, dtype="auto"), device="cpu")
+    monkeypatch.setattr(augury.train.runtime, "bf16_supported", lambda device: True)
+    before = _snapshot(copy)
+    with pytest.raises(ForecastConfigError, match="rung1 was trained in fp32, this invocation would train in bf16"):
+        run_forecast(cfg, log=lambda *a: None)
+    assert _snapshot(copy) == before
