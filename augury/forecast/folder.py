@@ -85,6 +85,11 @@ def check_plan(cfg: ForecastConfig, out: Path, runs: list[RunPlan], data, train_
             raise ForecastConfigError(f"--out {out} holds another forecast's plan (it differs in {what}); choose "
                                       f"another --out, or rerun with the same settings to resume it")
         check_same_data(out, saved.get("data_sha256"), data_sha256(data), "plan.json", data.dir)
+        if saved.get("forecast_sha256") and not (out / "forecast.json").is_file():
+            raise ForecastConfigError(
+                f"{out}/plan.json records the sha256 of a registered forecast.json ({saved['forecast_sha256']}), but "
+                f"forecast.json is gone: a registered forecast is never fitted again; restore it, or start a new "
+                f"forecast in another --out")
         if saved.get("data_sha256") is None and saved.get("train_tokens") not in (None, train_tokens):
             # a plan written before the data's sha256 was recorded: its training split's size still tells
             raise ForecastConfigError(

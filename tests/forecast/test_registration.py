@@ -143,6 +143,21 @@ def test_a_forecast_whose_numbers_fail_its_checks_is_verified_as_flagged(smoke_f
     assert any("fail a check that forecast.json does not record" in line for line in logs)
 
 
+def test_a_registered_forecast_that_is_gone_is_not_fitted_again(smoke_forecast, tmp_path):
+    """plan.json records forecast.json's sha256 once it is registered: a forecast.json deleted (or lost) later,
+    with the target not trained yet, is an error, not a new forecast with a new sha256 pinned over the one
+    published."""
+    copy, cfg = _copy(smoke_forecast, tmp_path)
+    for name in ("forecast.json", "result.json"):
+        (copy / name).unlink()
+    shutil.rmtree(copy / "target")
+    plan = (copy / "plan.json").read_bytes()
+    with pytest.raises(ForecastConfigError, match="plan.json records the sha256 of a registered forecast.json"):
+        run_forecast(cfg, log=lambda *a: None)
+    assert (copy / "plan.json").read_bytes() == plan
+    assert not (copy / "forecast.json").exists() and not (copy / "target").exists()
+
+
 def test_a_resume_in_another_precision_is_refused(smoke_forecast, tmp_path, monkeypatch):
     """recipe.dtype auto is bf16 where the hardware has it, fp32 elsewhere: a forecast begun on one machine and
     resumed on another would fit rungs of both precisions and verify the forecast on a target of either. The runs
