@@ -34,6 +34,15 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _interval_bar(ax, predicted: float, interval: list[float], color: str, **point) -> None:
+    """The forecast at the target (x = 1) as a point and its interval as a bar from low to high, each as
+    registered: a percentile interval of bootstrap draws need not contain the full-data fit's point, and
+    matplotlib refuses the negative error bar that would give."""
+    lo, hi = interval
+    ax.errorbar([1.0], [(lo + hi) / 2], yerr=[(hi - lo) / 2], fmt="none", ecolor=color, capsize=4, zorder=4)
+    ax.plot([1.0], [predicted], "o", color=color, zorder=4, **point)
+
+
 def _compute_label(forecast: Forecast) -> str:
     if forecast.compute == "non-embedding":
         return "non-embedding compute 6·N·D (fraction of the target's)"
@@ -57,9 +66,7 @@ def plot_loss(forecast: Forecast, result: Result | None, path: Path, key: str = 
     ax.plot(xs, p["a"] * (xs * ct) ** p["b"] + c, "--", color="C0", lw=1.2,
             label=f"fit: L = {p['a']:.3g}·C^{p['b']:.3f}" + (f" + {c:.3g}" if "c" in p else ""))
     ax.scatter(x, y, color="0.35", zorder=3, label="ladder rungs (fitted)")
-    lo, hi = sec.interval
-    ax.errorbar([1.0], [sec.predicted], yerr=[[sec.predicted - lo], [hi - sec.predicted]], fmt="o",
-                color="C2", capsize=4, zorder=4, label=f"pre-registered forecast ({sec.level:.0%} interval)")
+    _interval_bar(ax, sec.predicted, sec.interval, "C2", label=f"pre-registered forecast ({sec.level:.0%} interval)")
     checked = getattr(result, key, None) if result is not None else None
     if checked is not None:
         actual = checked.actual
@@ -104,9 +111,7 @@ def plot_capability(forecast: Forecast, result: Result | None, path: Path) -> No
             ax.scatter(cx / ct, y, color=color, zorder=3, label=f"bucket {b.bucket} ({b.n_problems} problems)")
             a, k = b.params["alpha"], b.params["k"]
             ax.plot(xs, a * (xs * ct) ** (-k), "--", color=color, lw=1)
-            lo, hi = b.interval
-            ax.errorbar([1.0], [b.predicted], yerr=[[b.predicted - lo], [hi - b.predicted]], fmt="o",
-                        color=color, capsize=4, mfc="white")
+            _interval_bar(ax, b.predicted, b.interval, color, mfc="white")
             if actual is not None:
                 ax.scatter([1.0], [actual[i]], marker="*", s=140, color=color, edgecolor="k", zorder=5)
         ax.set_xscale("log")

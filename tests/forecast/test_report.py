@@ -1,0 +1,57 @@
+"""The report: its plots and tables drawn from the registered Forecast and the Result, whatever their numbers."""
+
+from __future__ import annotations
+
+from augury.forecast.records import (
+    CapabilityBucket,
+    CapabilityFold,
+    CapabilityForecast,
+    Forecast,
+    LossForecast,
+    Result,
+    Verification,
+)
+from augury.forecast.report import write_report
+
+
+def _run(name: str, i: int, compute: float) -> dict:
+    return {"name": name, "role": "rung", "depth": 2, "d_model": 16 * (i + 1), "params_matmul": 1000 * (i + 1),
+            "tokens": 4000 * (i + 1), "flops": compute, "compute": compute, "fraction": compute / 1e9,
+            "loss": 4.0 - i / 10, "bpb": 2.0, "seconds": 1.0, "epochs": 0.1, "steps": 60, "batch_size": 2}
+
+
+def _forecast(predicted: float, interval: list[float], bucket_predicted: float, bucket_interval: list[float]):
+    ladder = [_run(f"rung{i + 1}", i, 1e9 * 10 ** (i / 2 - 2)) for i in range(3)]
+    law = {"formula": "a·C^b", "law": "power-loss", "n_points": 3,
+           "parameters": {"a": {"value": 10.0}, "b": {"value": -0.05}}}
+    loss = LossForecast(predicted=predicted, interval=interval, level=0.9, interval_method="bootstrap",
+                        extrapolation_decades=1.0, law=law, residuals={}, local_slopes=[],
+                        backtest_largest_rung=None, law_form_sensitivity={}, flags=[], reliable=True)
+    bucket = CapabilityBucket(bucket=1, problems=["p1"], n_problems=1, small_run_pass_rate=0.1,
+                              predicted=bucket_predicted, interval=bucket_interval, params={"alpha": 1.0, "k": 0.05},
+                              k_interval=[0.01, 0.1])
+    fold = CapabilityFold(predicted=bucket_predicted, interval=bucket_interval, buckets=[bucket], kept_problems=1,
+                          per_run={r["name"]: {"flops": r["flops"], "compute": r["compute"], "buckets": [0.5]}
+                                   for r in ladder}, fold=1)
+    cap = CapabilityForecast(status="ok", predicted=bucket_predicted, interval=bucket_interval, folds=[fold],
+                             n_problems=1, samples=4)
+    target = {**_run("target", 3, 1e9), "role": "target"}
+    return Forecast(name="t", target=target, ladder=ladder, loss=loss, capability=cap, registered_at="now",
+                    sha256="0" * 64)
+
+
+def test_a_forecast_outside_its_own_bootstrap_interval_is_still_reported(tmp_path):
+    """A percentile interval of bootstrap draws need not contain the full-data fit's point forecast (skewed draws
+    from a handful of rungs): the report draws the interval and the point as registered instead of failing on a
+    negative error bar after result.json was written."""
+    forecast = _forecast(3.00, [3.02, 3.20], 0.40, [0.45, 0.60])
+    loss = Verification(predicted=3.00, interval=[3.02, 3.20], actual=3.05, rel_error=3.00 / 3.05 - 1, covered=True,
+                        forecast_flagged=False)
+    result = Result(name="t", forecast_sha256="0" * 64, verified_at="now", loss=loss,
+                    target_run={**forecast.target, "loss": 3.05}, largest_rung_fraction=0.1)
+    md, html = write_report(tmp_path, forecast, result)
+    text = md.read_text()
+    assert "3.0000 [3.0200, 3.2000]" in text and "| actual | 3.0500 nats/token |" in text
+    assert "| 1 | 1 | 1 | 0.400 | [0.450, 0.600] |" in text
+    assert (tmp_path / "loss_vs_compute.png").stat().st_size > 1000 and (tmp_path / "capability.png").is_file()
+    assert "data:image/png;base64," in html.read_text()
