@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -86,6 +88,30 @@ def _train_on_gpu(gpu: str, train_cfg, threads: int | None, after) -> dict:
     return summary
 
 
+def die_with_parent() -> None:
+    """Have Linux send this process SIGTERM when its parent dies (PR_SET_PDEATHSIG), however the parent died:
+    `kill` (Python ends without its cleanup), `kill -9`, the out-of-memory killer. Elsewhere, nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def worker_pool(workers: int, gpus: list[str] | None):
+    """The local executor's pool of `workers` spawned processes (with `gpus`: a fresh process per job). Each worker
+    dies with this process: one left training after it was killed would train beside the rerun, in the same run
+    folder."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=die_with_parent, max_tasks_per_child=1 if gpus else None)
+
+
 def train_runs_parallel(jobs: list, workers: int, threads: int | None, after=None, on_start=None,
                         on_done=None, gpu_shares: dict[str, float] | None = None,
                         gpus: list[str] | None = None) -> dict[str, dict]:
@@ -99,13 +125,11 @@ def train_runs_parallel(jobs: list, workers: int, threads: int | None, after=Non
     A failure in one run (a NaN loss, a bad config) is raised here and the other workers are stopped; a worker
     killed from outside (out of memory) is one clear error. On Ctrl-C too the workers are stopped at once. The
     finished runs stay complete and the interrupted ones resume from their last checkpoint."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
     out: dict[str, dict] = {}
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                               max_tasks_per_child=1 if gpus else None)
+    pool = worker_pool(workers, gpus)
     try:
         if gpus:
             return _train_packed(pool, jobs, workers, threads, after, on_start, on_done, gpu_shares, gpus, out)

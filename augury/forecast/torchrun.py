@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from augury.forecast.runner import finished_summary
+from augury.forecast.runner import die_with_parent, finished_summary
 from augury.io import to_jsonable
 
 LAUNCH_MARK = "=== augury: torchrun launched:"
@@ -95,7 +95,7 @@ def run_logged(cmd: list, env: dict, log_path: Path, metrics: Path, poll) -> int
         # its own process group, so that stopping it reaches torchrun's workers too; on Linux the group also
         # gets SIGTERM if this process dies
         proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         try:
             while True:
                 try:
@@ -106,15 +106,6 @@ def run_logged(cmd: list, env: dict, log_path: Path, metrics: Path, poll) -> int
         except BaseException:
             _stop_group(proc)
             raise
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def _stop_group(proc) -> None:
