@@ -70,13 +70,23 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def capability_problems(cfg, out: Path, data) -> list[dict]:
+def capability_problems(cfg, out: Path, data, write: bool = True) -> list[dict]:
+    """The capability suite: capability/problems.json, else drawn from the data (and, with `write`, saved there;
+    the pipeline draws it before plan.json exists, a suite too small being a bad input, and saves it after)."""
     path = out / "capability" / "problems.json"
     if path.is_file():
         return json.loads(path.read_text())
     problems = capmod.build_problems(data, cfg.capability)
-    atomic_write_json(path, problems)
+    if write:
+        atomic_write_json(path, problems)
     return problems
+
+
+def write_problems(out: Path, problems: list[dict]) -> None:
+    """Save the suite capability_problems drew (once: a suite already saved is the forecast's)."""
+    path = out / "capability" / "problems.json"
+    if not path.is_file():
+        atomic_write_json(path, problems)
 
 
 def capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, target_x: float) -> CapabilityForecast:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from augury.forecast.checks import validate
 from augury.forecast.config import ForecastConfig
-from augury.forecast.crossfit import capability_problems
+from augury.forecast.crossfit import capability_problems, write_problems
 from augury.forecast.folder import check_out_dir, check_plan, check_precision, write_plan
 from augury.forecast.ladder import (
     check_runs_fit,
@@ -67,10 +67,12 @@ def run_forecast(cfg: ForecastConfig, log=print) -> Result:
     procs = target_processes(cfg, log)
     check_runs_fit(cfg, runs, train_tokens, procs)
     check_runs_train(cfg, runs, vocab)
+    # a suite too small is a bad input: fail before any training, and before plan.json would tie --out to it
+    problems = capability_problems(cfg, out, data, write=False) if cfg.capability.enabled else None
     write_plan(cfg, out, runs, vocab, data, train_tokens)
+    if problems is not None:
+        write_problems(out, problems)
     log(format_plan(runs, lrs=learning_rates(cfg, runs, vocab), asked=cfg.ladder.rungs))
-    # a suite too small is a bad input: fail before any training
-    problems = capability_problems(cfg, out, data) if cfg.capability.enabled else None
     timings = {"data and plan": time.perf_counter() - t0}
 
     rungs, target = runs[:-1], runs[-1]
