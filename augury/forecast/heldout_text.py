@@ -53,6 +53,20 @@ def folder_ids(cfg, data) -> np.ndarray:
     return encode_folder(cfg.text_folder, data.tokenizer(), cfg.recipe.eval_tokens)
 
 
+def check_text_folder(cfg, data) -> None:
+    """ForecastConfigError, before anything trains, when `cfg.text_folder` cannot be scored (no text files, not
+    UTF-8, fewer tokens than one sequence): the rungs are first scored on it only after the whole ladder trained."""
+    _windows(folder_ids(cfg, data), cfg.recipe.seq_len)
+
+
+def _windows(ids: np.ndarray, seq_len: int) -> int:
+    """How many whole sequences of `seq_len` (each with its next token) `ids` holds; at least one."""
+    n = (len(ids) - 1) // seq_len
+    if n < 1:
+        raise ForecastConfigError(f"text_folder: {len(ids)} tokens, fewer than one sequence of {seq_len + 1}")
+    return n
+
+
 def tokens_sha256(ids: np.ndarray) -> str:
     """sha256 of the token ids scored, as little-endian int64: what forecast.json's `text` registers."""
     return hashlib.sha256(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()
@@ -77,9 +91,7 @@ def heldout_loss(run_dir: str | Path, ids: np.ndarray, seq_len: int, batch_size:
     from augury.model.run import load_run
 
     model, _, _ = load_run(run_dir, device=device)
-    n = (len(ids) - 1) // seq_len
-    if n < 1:
-        raise ForecastConfigError(f"text_folder: {len(ids)} tokens, fewer than one sequence of {seq_len + 1}")
+    n = _windows(ids, seq_len)
     x = torch.from_numpy(ids[:n * seq_len].reshape(n, seq_len))
     y = torch.from_numpy(ids[1:n * seq_len + 1].reshape(n, seq_len))
     total = 0.0

@@ -27,6 +27,7 @@ from augury.forecast.checks import validate
 from augury.forecast.config import ForecastConfig
 from augury.forecast.crossfit import capability_problems, write_problems
 from augury.forecast.folder import check_out_dir, check_plan, check_precision, write_plan
+from augury.forecast.heldout_text import check_text_folder
 from augury.forecast.ladder import (
     check_runs_fit,
     check_runs_train,
@@ -69,6 +70,8 @@ def run_forecast(cfg: ForecastConfig, log=print) -> Result:
     check_runs_train(cfg, runs, vocab)
     # a suite too small is a bad input: fail before any training, and before plan.json would tie --out to it
     problems = capability_problems(cfg, out, data, write=False) if cfg.capability.enabled else None
+    if cfg.text_folder:
+        check_text_folder(cfg, data)
     write_plan(cfg, out, runs, vocab, data, train_tokens)
     if problems is not None:
         write_problems(out, problems)

@@ -240,3 +240,24 @@ def test_settings_a_run_cannot_use_are_refused_before_anything_trains(tmp_path, 
         run_forecast(cfg, log=lambda *a: None)
     out = tmp_path / "f"
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"notes.md": "# not a text file the folder's suffixes take"}, "holds no text files"),
+    ({"a.txt": "too short"}, "fewer than one sequence of 65"),
+])
+def test_a_held_out_text_folder_that_cannot_be_scored_is_refused_before_anything_trains(
+        tmp_path, data_cache, make_smoke_config, files, message):
+    """The held-out text is first scored after the whole ladder has trained: a folder it cannot score is refused
+    up front instead."""
+    from augury.forecast.config import ForecastConfigError
+
+    folder = tmp_path / "text"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    cfg = make_smoke_config(tmp_path / "f", data_cache, text_folder=str(folder))
+    with pytest.raises(ForecastConfigError, match=message):
+        run_forecast(cfg, log=lambda *a: None)
+    out = tmp_path / "f"
+    assert not out.exists() or not any(out.iterdir())
