@@ -139,3 +139,13 @@ def validate(cfg: ForecastConfig) -> None:
     if cfg.fit.interval == "random-effects" and cfg.ladder.seeds < 2:
         raise ForecastConfigError("fit.interval 'random-effects' needs ladder.seeds >= 2 (the seed-to-seed scatter "
                                   "within a rung is what the rungs' deviations from the line are measured against)")
+
+
+def check_device(cfg: ForecastConfig) -> None:
+    """ForecastConfigError when `device: cuda` is asked for on a machine where torch sees no GPU: said before
+    anything is written or probed, not as the first run's traceback. (Planning alone needs no device.)"""
+    import torch
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ForecastConfigError("device: cuda, but torch sees no CUDA device on this machine; use device auto or "
+                                  "cpu, or run where a GPU is visible")

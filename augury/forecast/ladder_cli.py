@@ -15,7 +15,7 @@ from augury.errors import UsageError
 
 
 def main(argv: list[str]) -> int:
-    from augury.forecast.checks import validate
+    from augury.forecast.checks import check_device, validate
     from augury.forecast.cli import parse_config, print_help
     from augury.forecast.config import ForecastConfigError
     from augury.forecast.ladder import check_runs_train, format_plan, learning_rates, plan_runs, probe_throughput
@@ -37,6 +37,8 @@ def main(argv: list[str]) -> int:
         validate(cfg)
         runs = plan_runs(cfg, cfg.data.vocab_size)
         check_runs_train(cfg, runs, cfg.data.vocab_size)
+        if probe:
+            check_device(cfg)
     except ForecastConfigError as err:
         raise UsageError(str(err), prog="augury ladder plan") from None
     rates = None

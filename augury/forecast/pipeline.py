@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from augury.forecast.checks import validate
+from augury.forecast.checks import check_device, validate
 from augury.forecast.config import ForecastConfig
 from augury.forecast.crossfit import capability_problems, write_problems
 from augury.forecast.folder import check_out_dir, check_plan, check_precision, write_plan
@@ -51,6 +51,7 @@ def run_forecast(cfg: ForecastConfig, log=print) -> Result:
 
     t0 = time.perf_counter()
     validate(cfg)
+    check_device(cfg)
     out = Path(cfg.out)
     check_out_dir(out)
     if cfg.threads:

@@ -261,3 +261,22 @@ def test_a_held_out_text_folder_that_cannot_be_scored_is_refused_before_anything
         run_forecast(cfg, log=lambda *a: None)
     out = tmp_path / "f"
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_device_cuda_without_a_gpu_is_one_error_before_anything_is_written(tmp_path, data_cache, make_smoke_config,
+                                                                            monkeypatch, capsys):
+    import torch
+
+    from augury.cli import main
+    from augury.forecast.config import ForecastConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = make_smoke_config(tmp_path / "f", data_cache, device="cuda")
+    with pytest.raises(ForecastConfigError, match="device: cuda, but torch sees no CUDA device"):
+        run_forecast(cfg, log=lambda *a: None)
+    out = tmp_path / "f"
+    assert not out.exists() or not any(out.iterdir())
+    # `augury ladder plan` plans a GPU ladder on any machine; only its throughput probe needs the device
+    assert main(["ladder", "plan", "--preset", "smoke", "--device", "cuda", "--no-probe"]) == 0
+    assert main(["ladder", "plan", "--preset", "smoke", "--device", "cuda"]) == 2
+    assert "torch sees no CUDA device" in capsys.readouterr().err
