@@ -317,8 +317,16 @@ def write_forecast(path: str | Path, content: dict) -> dict:
 
 
 def load_forecast(path: str | Path) -> dict:
-    """Read forecast.json and check its sha256; ForecastTampered if the content changed since registration."""
-    content = json.loads(Path(path).read_text())
+    """Read forecast.json and check its sha256; ForecastTampered if the content changed since registration (or is
+    no longer a JSON object at all)."""
+    try:
+        content = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ForecastTampered(f"{path}: not valid JSON ({err}): the pre-registered forecast was damaged or edited; "
+                               f"restore it, or start a new forecast in another folder") from None
+    if not isinstance(content, dict):
+        raise ForecastTampered(f"{path}: not a JSON object: the pre-registered forecast was replaced; restore it, or "
+                               f"start a new forecast in another folder")
     check_schema_version(content, path)
     if content.get("sha256") != content_sha256(content):
         raise ForecastTampered(f"{path}: its content no longer matches its sha256 {content.get('sha256')!r}: the "

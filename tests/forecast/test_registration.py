@@ -174,3 +174,24 @@ def test_a_resume_in_another_precision_is_refused(smoke_forecast, tmp_path, monk
     with pytest.raises(ForecastConfigError, match="rung1 was trained in fp32, this invocation would train in bf16"):
         run_forecast(cfg, log=lambda *a: None)
     assert _snapshot(copy) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "another major version"])
+def test_an_unreadable_forecast_json_is_one_error_line(smoke_forecast, tmp_path, capsys, damage):
+    """forecast.json cut short (a copy that failed, an editor) or written by an augury of another major schema
+    version: `augury forecast` says so in one line and writes nothing, not a JSON or schema traceback."""
+    from augury.cli import main
+
+    copy, _ = _copy(smoke_forecast, tmp_path)
+    text = (copy / "forecast.json").read_text()
+    if damage == "truncated":
+        (copy / "forecast.json").write_text(text[:len(text) // 2])
+    else:
+        (copy / "forecast.json").write_text(json.dumps({**json.loads(text), "schema_version": "9.0"}))
+    before = _snapshot(copy)
+    assert main(["forecast", "--config", str(copy / "config.yaml"), "--out", str(copy), "--progress", "false"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("augury forecast: error: ") and "forecast.json" in err[0]
+    assert ("not valid JSON" if damage == "truncated" else "schema_version 9.0") in err[0]
+    after = _snapshot(copy)
+    assert all(after[name] == before[name] for name in ("forecast.json", "result.json", "target/manifest.json"))
