@@ -3,12 +3,12 @@ plan.json, made on the same prepared data), and never a target without a registe
 
     plan.json  config.yaml  rungs/rung1..n/  capability/  forecast.json  target/  result.json  report.md/.html
 
-    check_out_dir(out); check_plan(cfg, out, runs, data, train_tokens); check_precision(cfg, out, runs)
+    check_out_dir(out); check_plan(cfg, out, runs, data, train_tokens); check_trained_runs(cfg, out, runs, vocab)
     write_plan(cfg, out, runs, vocab, data, train_tokens)
 
 plan.json records the prepared data's sha256 (`data_sha256`) and, once the forecast is registered, forecast.json's
-sha256 (`forecast_sha256`); a resume compares both, and the precision of the runs already trained (their
-manifest.json `dtype`) with the one it would train in.
+sha256 (`forecast_sha256`); a resume compares both, and the precision and settings of the runs already trained
+(their manifest.json) with the ones it would train them with.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from augury.forecast.config import ForecastConfig, ForecastConfigError
-from augury.forecast.ladder import RunPlan, rung_replicas
+from augury.forecast.ladder import RunPlan, rung_replicas, train_config
 from augury.io import atomic_write_json, atomic_write_text, not_a_folder, to_jsonable, utc_now
 
 # Config fields that do not change what is trained or forecast (may differ when resuming).
@@ -114,22 +114,48 @@ def effective_dtype(cfg: ForecastConfig) -> str:
     return "bf16" if bf16_supported(torch.device(device)) else "fp32"
 
 
-def check_precision(cfg: ForecastConfig, out: Path, runs: list[RunPlan]) -> None:
+def check_trained_runs(cfg: ForecastConfig, out: Path, runs: list[RunPlan], vocab: int) -> None:
     """ForecastConfigError when a run already in `out` (finished or interrupted) was trained in another precision
-    than this invocation would train in: the rungs' fit and the target's verification must see one precision
-    (recipe.dtype auto resolves per machine)."""
+    than this invocation would train in (recipe.dtype auto resolves per machine), or with other settings than this
+    forecast plans for it (an augury whose defaults or recipe rules differ, a folder edited by hand): the rungs'
+    fit and the target's verification must see one recipe. Options that never change a run's updates (where it
+    logs, the device, how the batch is split over processes) may differ, as on any resume."""
+    from augury.train.config import resolve
+    from augury.train.resume import RESUMABLE, SPLIT_OF_THE_BATCH
+
     now = effective_dtype(cfg)
-    folders = [out / "rungs" / plan.name for plan, _, _ in rung_replicas(cfg, runs[:-1])] + [out / "target"]
-    for folder in folders:
+    jobs = [(out / "rungs" / plan.name, plan, j) for plan, _, j in rung_replicas(cfg, runs[:-1])]
+    for folder, plan, replica in jobs + [(out / "target", runs[-1], 0)]:
         try:
-            trained = json.loads((folder / "manifest.json").read_text()).get("dtype")
+            manifest = json.loads((folder / "manifest.json").read_text())
         except (OSError, ValueError):
-            continue  # not started (or no manifest to read): nothing trained in any precision yet
+            continue  # not started (or no manifest to read): nothing trained yet
+        trained = manifest.get("dtype")
         if trained is not None and trained != now:
             raise ForecastConfigError(
                 f"{folder.name} was trained in {trained}, this invocation would train in {now} (recipe.dtype "
                 f"{cfg.recipe.dtype}, device {cfg.device}): the ladder and the target must share one precision; "
                 f"resume on a machine that trains in {trained}, or start a new forecast in another --out")
+        tcfg = resolve(train_config(cfg, plan, str(folder), vocab, replica=replica))
+        before, planned = _flat(manifest.get("config") or {}), _flat(to_jsonable(tcfg))
+        diffs = [f"{key}: {before[key]!r} then, {value!r} now" for key, value in planned.items()
+                 if key in before and key not in RESUMABLE | SPLIT_OF_THE_BATCH and before[key] != value]
+        step_tokens = tcfg.batch_size * tcfg.seq_len * tcfg.grad_accum
+        if manifest.get("tokens_per_step", step_tokens) != step_tokens:
+            diffs.append(f"tokens per step: {manifest['tokens_per_step']} then, {step_tokens} now")
+        if diffs:
+            raise ForecastConfigError(
+                f"{folder.name} was trained with other settings than this forecast plans for it ({'; '.join(diffs)}): "
+                f"an augury of another version, or a run folder edited by hand; finish the forecast with the augury "
+                f"that began it, or start a new forecast in another --out")
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    """A nested config as {dotted key: value}."""
+    out = {}
+    for key, value in config.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
 
 
 def write_plan(cfg: ForecastConfig, out: Path, runs: list[RunPlan], vocab: int, data, train_tokens: int) -> None:

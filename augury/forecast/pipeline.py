@@ -26,7 +26,7 @@ from pathlib import Path
 from augury.forecast.checks import check_device, validate
 from augury.forecast.config import ForecastConfig
 from augury.forecast.crossfit import capability_problems, write_problems
-from augury.forecast.folder import check_out_dir, check_plan, check_precision, write_plan
+from augury.forecast.folder import check_out_dir, check_plan, check_trained_runs, write_plan
 from augury.forecast.heldout_text import check_text_folder
 from augury.forecast.ladder import (
     check_runs_fit,
@@ -65,10 +65,10 @@ def run_forecast(cfg: ForecastConfig, log=print) -> Result:
     runs = plan_runs(cfg, vocab)
     train_tokens = data.split_tokens("train")
     check_plan(cfg, out, runs, data, train_tokens)  # first: a resume on changed data says so, nothing else
-    check_precision(cfg, out, runs)
     procs = target_processes(cfg, log)
     check_runs_fit(cfg, runs, train_tokens, procs)
     check_runs_train(cfg, runs, vocab)
+    check_trained_runs(cfg, out, runs, vocab)  # the runs already there: the same precision and settings
     # a suite too small is a bad input: fail before any training, and before plan.json would tie --out to it
     problems = capability_problems(cfg, out, data, write=False) if cfg.capability.enabled else None
     if cfg.text_folder:

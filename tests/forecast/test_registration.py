@@ -195,3 +195,20 @@ def test_an_unreadable_forecast_json_is_one_error_line(smoke_forecast, tmp_path,
     assert ("not valid JSON" if damage == "truncated" else "schema_version 9.0") in err[0]
     after = _snapshot(copy)
     assert all(after[name] == before[name] for name in ("forecast.json", "result.json", "target/manifest.json"))
+
+
+@pytest.mark.parametrize("run", ["rungs/rung2", "target"])
+def test_a_run_trained_with_other_settings_is_refused_not_reused(smoke_forecast, tmp_path, run):
+    """A run folder whose manifest records settings other than the ones this forecast plans for it (here another
+    weight decay: an augury with other defaults, or a hand edit) would be fitted beside runs of another recipe, or
+    verify the forecast on another target. Refused before anything trains, naming the run and the setting."""
+    copy, cfg = _copy(smoke_forecast, tmp_path)
+    path = copy / run / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["config"]["optim"]["weight_decay"] = 0.0
+    path.write_text(json.dumps(manifest))
+    before = _snapshot(copy)
+    with pytest.raises(ForecastConfigError, match=rf"{run.split('/')[-1]} was trained with other settings .*"
+                                                  r"optim.weight_decay: 0.0 then, 0.1 now"):
+        run_forecast(cfg, log=lambda *a: None)
+    assert _snapshot(copy) == before
