@@ -75,7 +75,14 @@ def check_plan(cfg: ForecastConfig, out: Path, runs: list[RunPlan], data, train_
     and no target trained before its forecast was registered."""
     path = out / "plan.json"
     if path.is_file():
-        saved = json.loads(path.read_text())
+        try:
+            saved = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ForecastConfigError(f"{path} is not valid JSON ({err}): restore it, or start a new forecast in "
+                                      f"another --out") from None
+        if not isinstance(saved, dict):
+            raise ForecastConfigError(f"{path} is not a forecast's plan (not a JSON object); restore it, or start a "
+                                      f"new forecast in another --out")
         identity = plan_identity(cfg, runs)
         if saved.get("identity") != identity:
             old, new = saved.get("identity", {}), identity

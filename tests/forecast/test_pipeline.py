@@ -280,3 +280,14 @@ def test_device_cuda_without_a_gpu_is_one_error_before_anything_is_written(tmp_p
     assert main(["ladder", "plan", "--preset", "smoke", "--device", "cuda", "--no-probe"]) == 0
     assert main(["ladder", "plan", "--preset", "smoke", "--device", "cuda"]) == 2
     assert "torch sees no CUDA device" in capsys.readouterr().err
+
+
+def test_a_damaged_plan_json_is_one_error(tmp_path, data_cache, make_smoke_config):
+    from augury.forecast.config import ForecastConfigError
+
+    out = tmp_path / "f"
+    out.mkdir()
+    (out / "plan.json").write_text('{"identity": {"config": ')  # cut short
+    with pytest.raises(ForecastConfigError, match="plan.json is not valid JSON"):
+        run_forecast(make_smoke_config(out, data_cache), log=lambda *a: None)
+    assert sorted(p.name for p in out.iterdir()) == ["plan.json"]
