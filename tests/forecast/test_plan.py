@@ -11,7 +11,7 @@ import pytest
 
 from augury.forecast.checks import validate
 from augury.forecast.config import ForecastConfigError, load_forecast_config
-from augury.forecast.ladder import plan_runs, run_model_config, train_config
+from augury.forecast.ladder import check_runs_train, plan_runs, run_model_config, train_config
 from augury.forecast.preregister import MAX_TARGET_STEP_RATIO, step_extrapolation_flag
 from augury.model import flops_per_token, param_counts
 
@@ -30,6 +30,7 @@ def test_presets_load_and_plan(preset):
     cfg = load_forecast_config(preset)
     validate(cfg)
     runs = plan_runs(cfg, cfg.data.vocab_size)
+    check_runs_train(cfg, runs, cfg.data.vocab_size)  # every run's settings are ones the trainer accepts
     assert runs[-1].role == "target" and all(r.role == "rung" for r in runs[:-1])
     assert runs[-2].flops <= cfg.ladder.largest_fraction * runs[-1].flops * 1.3
     flag = step_extrapolation_flag(runs[:-1], runs[-1])
