@@ -12,9 +12,10 @@ from pathlib import Path
 
 from augury.command import function_cli
 from augury.errors import UsageError
-from augury.io import atomic_write_json, git_hash, utc_now
+from augury.io import atomic_write_json, git_hash, not_a_folder, utc_now
 from augury.scaling.cli import check_options, exit_code, load_rows, run_fit
-from augury.scaling.tables import TableError, columns_from, select
+from augury.scaling.laws import get_law
+from augury.scaling.tables import TableError, columns_from, numeric_column, select
 
 
 def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = None, x: str | None = None,
@@ -38,6 +39,8 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
         allow_unconverged: exit 0 even when the fit did not converge.
     """
     check_options(bootstrap, level, delta, "a backtest")
+    if why := not_a_folder(out):
+        raise UsageError(f"--out {why}")
     rows = load_rows(table, None)
     try:
         mask = select(rows, holdout)
@@ -47,11 +50,22 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
     held = [r for r, m in zip(rows, mask) if m]
     if not train:
         raise UsageError(f"--holdout {holdout!r} selects every row: nothing is left to fit on")
-    result = run_fit(law, train, y, x, bootstrap, seed, level, delta, max_iter, chance)
-    cols = columns_from(held)
-    y_col = result.y_column
+    # the held-out values are what the forecasts are scored against: each must be a value the fitted column could
+    # hold (a number > 0), checked before the fit rather than scored as nan (or a traceback) after it
+    try:
+        y_col = y or get_law(law, x).default_y
+    except TableError as err:
+        raise UsageError(str(err)) from None
+    cols, train_cols = columns_from(held), columns_from(train)
     if y_col not in cols:
         raise UsageError(f"held-out rows lack column {y_col!r}: nothing to compare with")
+    try:
+        if y_col in train_cols:  # the fitted rows' errors first, as the fit would give them
+            numeric_column(train_cols, y_col, "table")
+        numeric_column(cols, y_col, "held-out rows")
+    except TableError as err:
+        raise UsageError(str(err)) from None
+    result = run_fit(law, train, y, x, bootstrap, seed, level, delta, max_iter, chance)
     try:
         records = result.forecast(held, actual=list(cols[y_col]))
     except TableError as err:

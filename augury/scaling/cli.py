@@ -22,7 +22,7 @@ import numpy as np
 
 from augury.command import function_cli
 from augury.errors import UsageError
-from augury.io import atomic_write_json, git_hash, utc_now
+from augury.io import atomic_write_json, git_hash, not_a_folder, utc_now
 from augury.scaling.diagnostics import metric_trends
 from augury.scaling.tables import TableError, columns_from, parse_assignments, read_table, select
 
@@ -123,6 +123,8 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         allow_unconverged: exit 0 even when the fit did not converge.
     """
     check_options(bootstrap, level, delta, "--predict" if predict else None)
+    if why := not_a_folder(out):
+        raise UsageError(f"--out {why}")
     rows = load_rows(table, fit_where)
     out_dir = Path(out)
     queries = []

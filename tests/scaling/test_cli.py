@@ -174,3 +174,32 @@ def test_as_many_rows_as_parameters_is_refused(tmp_path, capsys, cmd, args):
     err = capsys.readouterr().err
     assert code == 2 and "3 rows but law 'gpt4-loss' has 3 parameters: need at least 4" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("nan", "has no value"), ("", "has no value"), ("abc", "'abc' is not a number"),
+    ("0", "0 must be a finite number > 0"),
+])
+def test_a_held_out_row_without_a_usable_actual_is_one_error(runs_csv, tmp_path, capsys, cell, message):
+    # the last row (m1000M-x60) is held out: its loss was scored as nan ("mean |rel err| nan%", coverage
+    # counting it as missed) or a traceback (text), after the whole fit
+    lines = runs_csv.read_text().splitlines()
+    last = lines[-1].split(",")
+    last[3] = cell
+    (tmp_path / "t.csv").write_text("\n".join([*lines[:-1], ",".join(last)]) + "\n")
+    code = main(["backtest", str(tmp_path / "t.csv"), "--law", "chinchilla", "--holdout", "params>=1e9",
+                 "--bootstrap", "20", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"held-out rows: column 'loss' row 3 (name 'm1000M-x60'): {message}" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("cmd, args", [("fit", []), ("backtest", ["--holdout", "params>=1e9"])])
+def test_out_that_is_a_file_is_one_error_before_the_fit(runs_csv, tmp_path, capsys, cmd, args):
+    out = tmp_path / "taken"
+    out.write_text("a file the user already has\n")
+    code = main([cmd, str(runs_csv), "--law", "gpt4-loss", *args, "--bootstrap", "20", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is a file, not a folder" in err, err
+    assert out.read_text() == "a file the user already has\n"
