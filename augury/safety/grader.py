@@ -48,6 +48,8 @@ def read_rows(path: Path) -> list[dict]:
             except (ValueError, KeyError, TypeError) as err:
                 raise UsageError(f"{path}:{i}: not an RBR gold row ({err})") from None
             rows.append(row)
+    if not rows:
+        raise UsageError(f"{path} has no rows")
     return rows
 
 
@@ -185,7 +187,16 @@ def grader(*, data: str, out: str, rubric: str = "default") -> dict:
     rub = load_rubric(rubric)
     if rub.type != "propositions":
         raise UsageError(f"--rubric {rubric}: the class report needs a propositions rubric")
+    kinds = [k for k in rub.kinds if k in GOLD_KINDS.values()]
+    if not kinds:
+        raise UsageError(f"--rubric {rubric}: none of rubric {rub.name}'s kinds {rub.kinds} is a kind the gold set's "
+                         f"replies are scored under ({', '.join(f'{t} as {k}' for t, k in GOLD_KINDS.items())})")
     train_rows, test_rows = read_rows(Path(data) / "train.jsonl"), read_rows(Path(data) / "test.jsonl")
+    labelled = {name for r in train_rows for name in r["propositions"]}
+    missing = sorted({name for k in kinds for name in rub.propositions_for(k)} - labelled)
+    if missing:
+        raise UsageError(f"--rubric {rubric}: {data} does not label proposition(s) {missing} of rubric {rub.name}, "
+                         "so the grader cannot decide them")
     g = PropositionGrader.fit(train_rows)
     per = evaluate(g, test_rows, train_rows)
     classes = evaluate_classes(g, test_rows, train_rows, rub)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -44,3 +45,41 @@ def test_bad_grader_inputs_are_clear_errors(tmp_path):
     (tmp_path / "g.json").write_text("{}")
     with pytest.raises(UsageError, match="not an augury proposition grader"):
         PropositionGrader.load(tmp_path / "g.json")
+
+
+def _gold_row(reply: str, apology: bool) -> str:
+    return json.dumps({"completion": [{"role": "assistant", "content": reply}], "response_type": "Hard Refuse",
+                       "propositions": {"apology": apology, "inability_to_comply": apology}})
+
+
+def _unknown_proposition_rubric(path):
+    path.write_text(
+        "type: propositions\nprompt_template: '{prompt} {response} {question}'\n"
+        "propositions: {apology: Is it sorry, sparkle: Does it sparkle}\n"
+        "classes:\n"
+        "  - {name: a, description: a, when: {harmful: {sparkle: true}, safe: {sparkle: true}}, reward: 1, "
+        "behaviour: refusal}\n"
+        "  - {name: b, description: b, when: {harmful: {sparkle: false}, safe: {sparkle: false}}, reward: 0, "
+        "behaviour: comply}\n")
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty train", "train.jsonl has no rows"),
+    ("empty test", "test.jsonl has no rows"),
+    ("unknown proposition", "does not label proposition(s) ['sparkle'] of rubric"),
+    ("no kind", "none of rubric toxicity's kinds ['any']"),
+])
+def test_grader_inputs_it_cannot_score_are_one_error_and_nothing_written(tmp_path, case, message):
+    # each was a traceback (sklearn's empty vocabulary or zero samples, the rubric's missing probability)
+    rows = "\n".join([_gold_row("I'm sorry, I can't help with that.", True), _gold_row("Sure, here it is.", False),
+                      _gold_row("Sorry, I cannot do that.", True), _gold_row("Here is the answer.", False)]) + "\n"
+    data = tmp_path / "gold"
+    data.mkdir()
+    (data / "train.jsonl").write_text("" if case == "empty train" else rows)
+    (data / "test.jsonl").write_text("" if case == "empty test" else rows)
+    rubric = {"unknown proposition": str(_unknown_proposition_rubric(tmp_path / "r.yaml")),
+              "no kind": "toxicity"}.get(case, "default")
+    with pytest.raises(UsageError, match=re.escape(message)):
+        grader(data=str(data), out=str(tmp_path / "g"), rubric=rubric)
+    assert not (tmp_path / "g").exists()
