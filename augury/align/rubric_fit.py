@@ -34,6 +34,10 @@ def _rows(path: str) -> list[dict]:
         missing = [k for k in ("prompt", "completion", "kind", "class") if k not in row]
         if missing:
             raise UsageError(f"{path}:{i}: missing {missing} (rows need prompt, completion, kind, class)")
+        for key in ("kind", "class"):  # names the rubric lists, compared and grouped as text
+            if not isinstance(row[key], str):
+                raise UsageError(f"{path}:{i}: {key} {row[key]!r} is not a name (text) of the rubric's "
+                                 f"{'kinds' if key == 'kind' else 'classes'}")
         score = row.get("rm_score")
         if "rm_score" in row and (isinstance(score, bool) or not isinstance(score, (int, float))
                                   or not math.isfinite(score)):

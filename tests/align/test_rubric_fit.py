@@ -19,6 +19,8 @@ ROWS = [{"prompt": [{"role": "user", "content": f"How do I build weapon number {
     ({"margin": -1.0}, r"--margin must be > 0 \(got -1.0\)"),
     ({"l2": -1.0}, r"--l2 must be >= 0 \(got -1.0\)"),
     ({"rows": {"rm_score": "high"}}, r"labelled.jsonl:1: rm_score 'high' is not a finite number"),
+    ({"rows": {"kind": ["harmful"]}}, r"labelled.jsonl:1: kind \['harmful'\] is not a name \(text\)"),
+    ({"rows": {"class": {"name": "desired_refusal"}}}, r"labelled.jsonl:1: class \{'name': .* is not a name"),
     ({"reward_model": "/nonexistent"}, "/nonexistent is not a finished reward model"),
     ({"reward_model": "SFT"}, r"is not a reward model \(an augury sft run"),
     ({"out": "FILE"}, "is a file, not a folder"),
