@@ -38,7 +38,9 @@ def wilson_interval(successes: float, n: int, z: float = 1.959963984540054) -> t
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # exact in real numbers, the interval holds p; in floats a 0% rate's lower bound came out as 3e-17 and a
+    # 100% rate's upper bound as 0.9999999999999999
+    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
 def rates_with_intervals(samples: list[dict], metrics: list[str]) -> dict:

@@ -78,6 +78,15 @@ def test_wilson_interval_known_values():
     assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-5)
 
 
+def test_wilson_interval_holds_its_rate_at_the_ends():
+    # rounding put the bounds of a 0% or 100% rate just inside: 0/6 had [2.8e-17, 0.39], 10/10 ended at 0.9999...
+    for n in range(1, 60):
+        for k in range(n + 1):
+            lo, hi = wilson_interval(k, n)
+            assert 0.0 <= lo <= k / n <= hi <= 1.0, (k, n, lo, hi)
+    assert wilson_interval(0, 6)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+
+
 def test_grader_failures_are_counted_errors_not_scores(shared_data, tmp_path, monkeypatch):
     rules = types.ModuleType("flaky_rules_for_tests")
     rules.RULES = {"desired_refusal": lambda p, r, k: r.startswith("I'm"),
