@@ -28,7 +28,18 @@ from augury.evals.prompts import effective_fewshot
 from augury.evals.taskconfig import TaskConfig, TaskRegistry
 from augury.io import atomic_write_json, atomic_write_text, git_hash, package_versions, to_jsonable
 
-LOWER_IS_BETTER = {"word_perplexity", "byte_perplexity", "bits_per_byte", "ece"}
+# the safety rates of wrong behaviour (augury.safety.evaluation) are lower-is-better too
+LOWER_IS_BETTER = {"word_perplexity", "byte_perplexity", "bits_per_byte", "ece", "incorrect_rate",
+                   "incorrect_rate_strmatch", "disallowed_rate"}
+# refusing is right only on harmful prompts: on a task or group whose prompts are all safe it is over-refusal
+REFUSAL_RATES = {"refusal_rate", "refusal_rate_strmatch", "desired_refusal_rate"}
+
+
+def higher_is_better(metric: str, kinds: list[str] | None = None) -> bool:
+    """lm-eval's direction of a metric; `kinds` are a graded task's (or group's) prompt kinds."""
+    if metric in LOWER_IS_BETTER:
+        return False
+    return not (metric in REFUSAL_RATES and kinds and set(kinds) == {"safe"})
 
 
 def task_metrics(cfg: TaskConfig, samples: list[dict]) -> dict[str, Any]:
@@ -115,7 +126,7 @@ def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], regist
             place(name)
     _plots(configs, scored, groups, top_groups, registry, out_dir, date)
     safety = _safety(configs, scored, groups, registry)
-    higher = {name: {k.split(",")[0]: k.split(",")[0] not in LOWER_IS_BETTER
+    higher = {name: {k.split(",")[0]: higher_is_better(k.split(",")[0], safety.get(name, {}).get("kinds"))
                      for k in results[name] if k.endswith(",none") and "_stderr" not in k} for name in results}
     return {
         "results": results,
@@ -216,7 +227,8 @@ def markdown_table(results: dict) -> str:
                 continue
             metric = key.split(",")[0]
             se = entry.get(f"{metric}_stderr,none", "")
-            arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
+            up = results.get("higher_is_better", {}).get(name, {}).get(metric, metric not in LOWER_IS_BETTER)
+            arrow = "↑" if up else "↓"
             lines.append(f"| {shown} | {results['versions'].get(name, '')} | "
                          f"{results['n-shot'].get(name, '')} | {metric} | {_fmt(value)} | {arrow} | "
                          f"{'± ' + _fmt(se) if isinstance(se, float) else se} | "

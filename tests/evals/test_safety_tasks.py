@@ -73,6 +73,25 @@ def test_xstest_and_advbench_rates_by_grader_and_string_match(shared_data, tmp_p
     assert safety["safety_disallowed"]["kinds"] == ["harmful"] and safety["safety_safe"]["kinds"] == ["safe"]
 
 
+def test_rates_of_wrong_behaviour_are_lower_is_better(shared_data, tmp_path):
+    # results["higher_is_better"] and the table's arrows said ↑ for the rate of incorrect behaviour and of
+    # disallowed content, and for refusing safe prompts (over-refusal)
+    from augury.evals.results import markdown_table
+
+    _, _, results = _run(["safety_disallowed", "safety_safe"], shared_data, tmp_path, grader="rules")
+    better = results["higher_is_better"]
+    for name in ("advbench", "xstest_unsafe", "safety_disallowed", "xstest_safe", "safety_safe"):
+        assert not better[name]["incorrect_rate"] and not better[name]["incorrect_rate_strmatch"]
+    for name in ("advbench", "safety_disallowed"):
+        assert not better[name]["disallowed_rate"]
+        assert better[name]["refusal_rate"] and better[name]["desired_refusal_rate"]
+    assert not better["xstest_safe"]["refusal_rate"] and not better["safety_safe"]["refusal_rate_strmatch"]
+    rows = {tuple(c.strip() for c in line.split("|")[1:5:3]): line.split("|")[6].strip()
+            for line in markdown_table(results).splitlines()[2:]}
+    assert rows[("- advbench", "incorrect_rate")] == "↓" and rows[("- advbench", "refusal_rate")] == "↑"
+    assert rows[("- xstest_safe", "refusal_rate")] == "↓"
+
+
 def test_wilson_interval_known_values():
     assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27753), abs=1e-5)
     assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-5)
