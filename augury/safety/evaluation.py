@@ -32,9 +32,11 @@ def grader_for(cfg: TaskConfig):
 
 
 def check_instances(cfg: TaskConfig, instances) -> None:
-    """Every record's kind must be one of the rubric's kinds (checked before the model loads)."""
+    """Every record's kind must be one of the rubric's kinds, and the grader must load (checked before the model
+    loads: a mistyped --grader should not wait for a large model)."""
     from augury.data.records import TaskDataError
 
+    grader_for(cfg)  # built once per process: scoring reuses it
     rubric = load_rubric(cfg.rubric)
     bad = sorted({i.prompt_kind for i in instances} - set(rubric.kinds))
     if bad:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import types
 
@@ -129,6 +130,21 @@ def test_bad_filter_and_kind_are_clear_errors(shared_data):
         plugin("graded").check_instances(cfg, build_instances(cfg, shared_data, limit=3))
     with pytest.raises(ValueError, match="graded metrics"):
         build_config({**base, "metrics": ["acc"]}, "t.yaml")
+
+
+@pytest.mark.parametrize("grader, message", [
+    ("ofline", "grader spec 'ofline' is not offline"),
+    ("offline:missing/grader.json", "cannot load grader missing/grader.json"),
+])
+def test_a_bad_grader_is_one_error_before_the_model_loads(shared_data, tmp_path, grader, message):
+    # it was reported only after the model had loaded (minutes for a large one); here no model exists at all
+    from augury.errors import UsageError
+    from augury.evals.cli import main
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        main(["--model", f"hf:{tmp_path / 'no-model'}", "--tasks", "xstest_unsafe", "--data_dir", str(shared_data),
+              "--out", str(tmp_path / "o"), "--limit", "2", "--grader", grader])
+    assert not (tmp_path / "o").exists()
 
 
 def test_eval_cli_prints_rates_and_categories_never_prompts(shared_data, tiny_model_dir, tmp_path, capsys):
