@@ -47,6 +47,10 @@ def read_rows(path: Path) -> list[dict]:
                     raise KeyError("propositions")
             except (ValueError, KeyError, TypeError) as err:
                 raise UsageError(f"{path}:{i}: not an RBR gold row ({err})") from None
+            # labels are JSON booleans: bool("no") would read a "no" as a positive
+            bad = next(((k, v) for k, v in row["propositions"].items() if not isinstance(v, bool)), None)
+            if bad:
+                raise UsageError(f"{path}:{i}: proposition {bad[0]!r} is {bad[1]!r}, not true or false")
             rows.append(row)
     if not rows:
         raise UsageError(f"{path} has no rows")

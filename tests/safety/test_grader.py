@@ -83,3 +83,12 @@ def test_grader_inputs_it_cannot_score_are_one_error_and_nothing_written(tmp_pat
     with pytest.raises(UsageError, match=re.escape(message)):
         grader(data=str(data), out=str(tmp_path / "g"), rubric=rubric)
     assert not (tmp_path / "g").exists()
+
+
+def test_a_label_that_is_not_true_or_false_is_an_error_naming_it(tmp_path):
+    # bool("no") is True: a gold set labelled "yes"/"no" was read as all-positive, silently
+    row = json.loads(_gold_row("I'm sorry, I can't.", True))
+    row["propositions"]["apology"] = "no"
+    (tmp_path / "train.jsonl").write_text(_gold_row("Sure.", False) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(UsageError, match=r"train.jsonl:2: proposition 'apology' is 'no', not true or false"):
+        read_rows(tmp_path / "train.jsonl")
