@@ -134,6 +134,9 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         raise UsageError(str(err)) from None
     if actual is not None and len(queries) != 1:
         raise UsageError("--actual needs exactly one --predict point")
+    if actual is not None and not (np.isfinite(actual) and actual > 0):
+        # the fitted column's own rule (its log is taken); the relative error also divides by it
+        raise UsageError(f"--actual must be a finite number > 0, as the fitted column's values are; got {actual:g}")
     if optimal_for is not None and law != "chinchilla":
         raise UsageError("--optimal-for needs --law chinchilla (N*(C), D*(C) come from its two exponents)")
     if law == "capability" and problems:

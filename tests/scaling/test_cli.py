@@ -203,3 +203,13 @@ def test_out_that_is_a_file_is_one_error_before_the_fit(runs_csv, tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "is a file, not a folder" in err, err
     assert out.read_text() == "a file the user already has\n"
+
+
+@pytest.mark.parametrize("actual", ["0", "-2"])
+def test_an_actual_that_the_fitted_column_could_not_hold_is_refused(runs_csv, tmp_path, capsys, actual):
+    # it was scored: 0 gave a relative error of +inf% (written as 1e308), -2 one of -231%
+    code = main(["fit", str(runs_csv), "--law", "gpt4-loss", "--predict", "flops=1e20", "--actual", actual,
+                 "--bootstrap", "20", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--actual must be a finite number > 0" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
