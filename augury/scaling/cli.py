@@ -139,6 +139,8 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         raise UsageError(f"--actual must be a finite number > 0, as the fitted column's values are; got {actual:g}")
     if optimal_for is not None and law != "chinchilla":
         raise UsageError("--optimal-for needs --law chinchilla (N*(C), D*(C) come from its two exponents)")
+    if optimal_for is not None and not (np.isfinite(optimal_for) and optimal_for > 0):
+        raise UsageError(f"--optimal-for must be a compute budget > 0 in FLOPs, got {optimal_for:g}")
     if law == "capability" and problems:
         if actual is not None:
             raise UsageError("--actual does not apply to --law capability: its forecast is one value per difficulty "

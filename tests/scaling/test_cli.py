@@ -213,3 +213,13 @@ def test_an_actual_that_the_fitted_column_could_not_hold_is_refused(runs_csv, tm
     err = capsys.readouterr().err
     assert code == 2 and "--actual must be a finite number > 0" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("budget", ["0", "-1e22"])
+def test_a_compute_budget_that_is_not_positive_is_refused(runs_csv, tmp_path, capsys, budget):
+    # it was "compute-optimal at C=0: N*=0, D*=nan" (C=-1e22: N*=nan), with nulls in fit.json
+    code = main(["fit", str(runs_csv), "--law", "chinchilla", f"--optimal-for={budget}", "--bootstrap", "20",
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--optimal-for must be a compute budget > 0" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
