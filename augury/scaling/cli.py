@@ -145,6 +145,8 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         if actual is not None:
             raise UsageError("--actual does not apply to --law capability: its forecast is one value per difficulty "
                              "bucket, not one number to score")
+        if buckets < 1:
+            raise UsageError(f"--buckets must be at least 1, got {buckets}")
         return _fit_capability(rows, table, problems, out_dir, capability_queries(queries), bootstrap, seed, level,
                                buckets, allow_unconverged)
     if law == "two-step":

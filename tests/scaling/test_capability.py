@@ -113,6 +113,7 @@ def _set(i, **kv):
     (None, _set(5, n=True, c=True), [], "line 6: .* got n=true, c=true"),
     (None, _set(5, run=None), [], "line 6: run must be a name"),
     (None, lambda recs: recs + [recs[0]], [], "line 125 repeats run 's', problem 'p00' of line 1"),
+    (None, None, ["--buckets", "0"], "--buckets must be at least 1, got 0"),  # was numpy's ValueError traceback
 ])
 def test_cli_capability_bad_input_is_one_error(tmp_path, capsys, table, edit, args, message):
     _write_inputs(tmp_path, table, edit)
