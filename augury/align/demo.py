@@ -178,7 +178,7 @@ class HeldOut:
     n: int  # problems
 
     def record(self) -> dict:
-        from augury.align.rm import wilson_interval
+        from augury.evals.graded import wilson_interval
 
         r_lo, r_hi = wilson_interval(round(self.reward * self.n), self.n)
         a_lo, a_hi = wilson_interval(round(self.accuracy * self.n), self.n)

@@ -38,6 +38,7 @@ from augury.align.data import (
 )
 from augury.align.losses import bradley_terry_loss
 from augury.align.runs import RunStopped, start_output, write_manifest
+from augury.evals.graded import wilson_interval
 from augury.io import append_jsonl, not_a_folder
 
 
@@ -126,16 +127,6 @@ def pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]
     return ids, torch.tensor([len(s) for s in seqs])
 
 
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def pairwise_accuracy(rm: RewardModel, pairs: list[PreferencePair], batch: int = 16) -> dict:
     """Share of held-out pairs whose chosen reply scores above the rejected one, a tie counting half (as the
     align report's win rate does): a head that scores everything alike, as the zero-initialised one does, is at
@@ -153,7 +144,7 @@ def pairwise_accuracy(rm: RewardModel, pairs: list[PreferencePair], batch: int =
             margin += float((chosen - rejected).sum())
             ties += tied
     rm.train()
-    lo, hi = wilson_interval(wins, len(pairs))
+    lo, hi = wilson_interval(wins, len(pairs)) if pairs else (0.0, 1.0)
     return {"accuracy": wins / max(1, len(pairs)), "interval_95": [lo, hi], "pairs": len(pairs), "ties": ties,
             "margin": margin / max(1, len(pairs))}
 
