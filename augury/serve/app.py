@@ -62,7 +62,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             ticket = Ticket(request.url.path)
             with contextlib.suppress(Refused):
                 gate.authenticate(request, ticket)
-            log.write(ticket.record(exc.status_code, message))
+            await gate.write(ticket.record(exc.status_code, message))
         return JSONResponse(error_body(message, "invalid_request_error"), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
@@ -87,8 +87,8 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             gate.authenticate(request, ticket)
             data = await served_models()
         except Refused as err:
-            return gate.answer_error(ticket, err)
-        log.write(ticket.record(200))
+            return await gate.answer_error(ticket, err)
+        await gate.write(ticket.record(200))
         return {"object": "list", "data": data}
 
     @app.get("/v1/models/{model:path}")
@@ -100,8 +100,8 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             if not found:
                 raise Refused(404, f"the model {model!r} does not exist on this server")
         except Refused as err:
-            return gate.answer_error(ticket, err)
-        log.write(ticket.record(200))
+            return await gate.answer_error(ticket, err)
+        await gate.write(ticket.record(200))
         return found[0]
 
     @app.post("/v1/moderations")
@@ -119,7 +119,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             finally:
                 gate.finish(ticket)
             ticket.verdicts = verdicts
-            log.write(ticket.record(200))
+            await gate.write(ticket.record(200))
             return {"id": f"modr-{uuid.uuid4().hex}", "model": moderator.name,
                     "results": [{"flagged": v.flagged, "categories": v.categories, "category_scores": v.scores}
                                 for v in verdicts]}
@@ -189,7 +189,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         try:
             if await moderate(ticket, texts, "input"):
                 ticket.refused = True
-                return finish_refusal(ticket, req, chat, req.n * len(prompts))
+                return await finish_refusal(ticket, req, chat, req.n * len(prompts))
             stop_ids = list(backend.chat_stop_ids) if chat else list(getattr(backend, "eos_ids", []))
             logprobs = (0 if req.logprobs else None) if chat else req.logprobs
             scored = logprobs if not chat and req.echo else None  # echo with logprobs scores the prompt
@@ -270,7 +270,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             if failed:
                 raise failed[0]
 
-    def finish_refusal(ticket: Ticket, req, chat: bool, n_choices: int):
+    async def finish_refusal(ticket: Ticket, req, chat: bool, n_choices: int):
         refusal = moderator.policy.refusal
         if req.stream:
             async def events():
@@ -285,9 +285,9 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                         yield sse(usage_chunk(rid, created, chat, ticket))
                     yield "data: [DONE]\n\n"
                 finally:
-                    gate.close(ticket, 200)
+                    await gate.close(ticket, 200)
             return StreamingResponse(events(), media_type="text/event-stream")
-        log.write(ticket.record(200))
+        await gate.write(ticket.record(200))
         return whole(ticket, chat, [(refusal, "content_filter", [])] * n_choices)
 
     async def whole_reply(ticket: Ticket, req, jobs, prompt_texts: list[str], chat: bool):
@@ -314,7 +314,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                                 [job.prompt_ids for job in jobs], prompt_texts, texts, lps, ids, last, backend.decode)
         else:
             body = whole(ticket, chat, list(zip(texts, finish, lps)))
-        log.write(ticket.record(200))
+        await gate.write(ticket.record(200))
         return body
 
     async def stream_reply(ticket: Ticket, req, jobs, chat: bool):
@@ -341,7 +341,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             yield sse(error_body(error, "invalid_request_error" if status == 400 else "server_error"))
         finally:
             gate.finish(ticket)
-            gate.close(ticket, status, error)
+            await gate.close(ticket, status, error)
 
     def usage_chunk(rid: str, created: int, chat: bool, ticket: Ticket) -> dict:
         return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,

@@ -136,18 +136,25 @@ class Gate:
         ticket.verdicts += [v for v in verdicts if v.flagged]  # all the log needs
         return any(v.refused for v in verdicts)
 
-    def answer_error(self, ticket: Ticket, err: Refused) -> JSONResponse:
-        self.log.write(ticket.record(err.status, str(err)))
+    async def write(self, rec: RequestRecord) -> None:
+        """Commit a row in the log's writer thread. The request waits for it (its answer ends after its row, so a
+        server killed after answering has lost no row); the event loop, and every other stream, does not. A
+        request cancelled meanwhile (its client left) leaves the row to be written all the same."""
+        await asyncio.shield(asyncio.wrap_future(self.log.submit(rec)))
+
+    async def answer_error(self, ticket: Ticket, err: Refused) -> JSONResponse:
+        await self.write(ticket.record(err.status, str(err)))
         headers = {"Retry-After": str(err.retry_after)} if err.retry_after else {}
         if err.status in (408, 413):  # the rest of the body may still be on its way: end the connection
             headers["Connection"] = "close"
         return JSONResponse(error_body(str(err), err.kind), status_code=err.status, headers=headers)
 
-    def close(self, ticket: Ticket, status: int, error: str | None = None) -> None:
-        """A streaming reply's end: its row in the log, and its queue slot back (also when the row cannot be
-        written: a log another process holds locked past the timeout, a full disk)."""
+    async def close(self, ticket: Ticket, status: int, error: str | None = None) -> None:
+        """A streaming reply's end, after its last event: its row in the log, and its queue slot back once the row
+        is written (so rows waiting for a locked log count against --max_queued), also when it cannot be: a log
+        another process holds locked past the timeout, a full disk."""
         try:
-            self.log.write(ticket.record(status, error))
+            await self.write(ticket.record(status, error))
         finally:
             self.queue_slots.release()
 
@@ -161,7 +168,7 @@ class Gate:
                 raise Refused(503, "server busy: too many requests in flight", "server_error", 1)
             await self.queue_slots.acquire()
         except Refused as err:
-            return self.answer_error(ticket, err)
+            return await self.answer_error(ticket, err)
         release = True
         try:
             response = await handler(ticket, body)
@@ -169,15 +176,15 @@ class Gate:
                 release = False  # the stream releases its slot and writes its row when it ends
             return response
         except Refused as err:
-            return self.answer_error(ticket, err)
+            return await self.answer_error(ticket, err)
         except RequestInvalid as err:
-            return self.answer_error(ticket, Refused(400, str(err)))
+            return await self.answer_error(ticket, Refused(400, str(err)))
         except GenerationFailed as err:  # one request's job failed in the model's worker
             kind = "invalid_request_error" if err.status == 400 else "server_error"
-            return self.answer_error(ticket, Refused(err.status, str(err), kind))
+            return await self.answer_error(ticket, Refused(err.status, str(err), kind))
         except Exception as err:  # noqa: BLE001 (answered and logged, the server keeps serving)
             logging.getLogger(__name__).error("%s %s failed", request.method, endpoint, exc_info=err)
-            return self.answer_error(ticket, Refused(500, short_error(err), "server_error"))
+            return await self.answer_error(ticket, Refused(500, short_error(err), "server_error"))
         finally:
             if release:
                 self.queue_slots.release()

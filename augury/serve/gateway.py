@@ -169,7 +169,7 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
     try:
         if await gate.moderate(ticket, texts, "input"):
             ticket.refused = True
-            return refuse(ticket, req, chat, n_choices)
+            return await refuse(ticket, req, chat, n_choices)
         upstream_body = dict(body, max_tokens=req.max_tokens)
         if "max_completion_tokens" in body:  # the name an upstream may read first: the same, checked, value
             upstream_body["max_completion_tokens"] = req.max_tokens
@@ -185,7 +185,7 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
                     ticket.refused = True
                     set_choice_text(choice, chat, gate.moderator.policy.refusal)
                     choice["finish_reason"], choice["logprobs"] = "content_filter", None
-            gate.log.write(ticket.record(200))
+            await gate.write(ticket.record(200))
             return out
         # The answer's status is sent with its first event: wait for the upstream's first chunk, so an upstream
         # that refuses the request (a 4xx with its Retry-After), cannot be reached or times out before it starts is
@@ -264,4 +264,4 @@ async def _proxy_stream(gate: Gate, ticket: Ticket, req, chunks: AsyncIterator[d
         yield sse(error_body(f"gateway failed: {error}", "server_error"))
     finally:
         gate.finish(ticket)
-        gate.close(ticket, status, error)
+        await gate.close(ticket, status, error)
