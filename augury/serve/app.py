@@ -50,7 +50,14 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         moderator = Moderator(ModerationPolicy.load(cfg.policy or None))
     gate = Gate(cfg, keys, log, moderator)
     moderate = gate.moderate
-    app = FastAPI(title="augury serve", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        for rec in gate.rejected.flush():  # the rejections counted in a minute not yet over
+            await gate.write(rec)
+
+    app = FastAPI(title="augury serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -62,7 +69,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             ticket = Ticket(request.url.path)
             with contextlib.suppress(Refused):
                 gate.authenticate(request, ticket)
-            await gate.write(ticket.record(exc.status_code, message))
+            await gate.write_rejected(ticket, exc.status_code, message)
         return JSONResponse(error_body(message, "invalid_request_error"), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
@@ -357,4 +364,5 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         return stream_chunk(backend.model_id, rid, created, chat, index, text, finish, role)
 
     app.state.log, app.state.limiter, app.state.moderator = log, gate.limiter, moderator
+    app.state.rejected = gate.rejected
     return app

@@ -25,6 +25,9 @@ class ServeConfig:
         keys: the API keys file (made with `augury serve keys add NAME --keys FILE`); empty: no authentication,
             allowed on a loopback host only.
         log: the SQLite request log (one row per answered request).
+        log_rejected_per_minute: rows one client address's rejected requests (401, 400, 404, 429, 503, ...: answered
+            before any generation) get per minute; beyond, they are counted in one row per key, endpoint and status
+            (its `repeats` column), written when the minute is over. 0: a row each.
         policy: moderation policy YAML; empty: the shipped default.
         moderation: check input and output with the policy's grader.
         max_body_bytes: largest request body accepted (413 beyond).
@@ -49,6 +52,7 @@ class ServeConfig:
     port: int = 8000
     keys: str = ""
     log: str = "runs/serve/requests.db"
+    log_rejected_per_minute: int = 60
     policy: str = ""
     moderation: bool = True
     max_body_bytes: int = 1 << 20
@@ -77,6 +81,8 @@ class ServeConfig:
         for name in ("max_body_bytes", "max_tokens_limit", "max_n", "max_queued", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1")
+        if self.log_rejected_per_minute < 0:
+            raise ValueError("--log_rejected_per_minute must be >= 0 (0: a row for each rejected request)")
         if self.threads < 0:
             raise ValueError("--threads must be >= 0 (0: torch's default)")
         for name in ("header_timeout_s", "body_timeout_s", "request_timeout_s"):

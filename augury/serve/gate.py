@@ -6,7 +6,8 @@
 In this order: API key (401), body size and read time (413, 408), JSON object (400), server-wide queue (503);
 then, inside the handler, parameters (400), per-key limits (429 with Retry-After, `admit`) and moderation
 (`moderate`). Every outcome is one row in the request log, written once: by `gated` for an answer, by the stream
-(`close`) for a streaming reply, which also gives its queue slot back.
+(`close`) for a streaming reply, which also gives its queue slot back. A client's rejections beyond
+--log_rejected_per_minute are counted into one row per kind (`RejectedRows`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from augury.serve.jobs import GenerationFailed
 from augury.serve.keys import KeyStore
 from augury.serve.limits import Limiter
 from augury.serve.moderation import Moderator, Verdict
-from augury.serve.requestlog import RequestLog, RequestRecord
+from augury.serve.requestlog import RejectedRows, RequestLog, RequestRecord
 from augury.serve.responses import error_body, short_error
 from augury.serve.schema import RequestInvalid
 
@@ -43,6 +44,7 @@ class Ticket:
     """What the log records about one request as it passes the gate."""
 
     endpoint: str
+    client: str = ""  # the client's address
     started: float = field(default_factory=time.perf_counter)
     arrived: float = field(default_factory=time.time)
     key: str | None = None
@@ -70,8 +72,10 @@ class Gate:
         self.cfg, self.keys, self.log, self.moderator = cfg, keys, log, moderator
         self.limiter = Limiter(cfg.limits)
         self.queue_slots = asyncio.Semaphore(cfg.max_queued)
+        self.rejected = RejectedRows(cfg.log_rejected_per_minute)
 
     def authenticate(self, request: Request, ticket: Ticket) -> None:
+        ticket.client = request.client.host if request.client else ""
         if self.keys is None:
             ticket.key = "(local)"
             return
@@ -142,8 +146,17 @@ class Gate:
         request cancelled meanwhile (its client left) leaves the row to be written all the same."""
         await asyncio.shield(asyncio.wrap_future(self.log.submit(rec)))
 
+    async def write_rejected(self, ticket: Ticket, status: int, error: str) -> None:
+        """The row of a request rejected before any generation, within its client's --log_rejected_per_minute
+        (beyond it the request is counted into a row written when the minute is over)."""
+        for rec in self.rejected.admit(ticket.client, ticket.record(status, error)):
+            await self.write(rec)
+
     async def answer_error(self, ticket: Ticket, err: Refused) -> JSONResponse:
-        await self.write(ticket.record(err.status, str(err)))
+        if err.status < 500 or err.status == 503:  # a rejection (key, body, limits, queue): cheap to make in bulk
+            await self.write_rejected(ticket, err.status, str(err))
+        else:  # the server or the upstream failed: a row each
+            await self.write(ticket.record(err.status, str(err)))
         headers = {"Retry-After": str(err.retry_after)} if err.retry_after else {}
         if err.status in (408, 413):  # the rest of the body may still be on its way: end the connection
             headers["Connection"] = "close"

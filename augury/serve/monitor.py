@@ -39,8 +39,12 @@ def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: flo
     db = open_readonly(db_path)
     try:
         since = time.time() - since_hours * 3600 if since_hours > 0 else 0.0
+        # a row may stand for several rejected requests counted together (`repeats`; a log older than that column
+        # has a row each)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+        repeats = "repeats" if "repeats" in columns else "1"
         rows = db.execute("SELECT COALESCE(key, '(no key)'), ts, status, prompt_tokens, completion_tokens, flagged, "
-                          "refused FROM requests WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
+                          f"refused, {repeats} FROM requests WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
     except sqlite3.DatabaseError as err:
         raise RequestLogError(f"cannot read request log {db_path}: {err}") from None
     finally:
@@ -52,12 +56,12 @@ def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: flo
     for key, rs in sorted(by_key.items()):
         minutes: dict[int, int] = {}
         for r in rs:
-            minutes[int(r[1] // 60)] = minutes.get(int(r[1] // 60), 0) + 1
+            minutes[int(r[1] // 60)] = minutes.get(int(r[1] // 60), 0) + r[7]
         busiest = max(minutes.values())
         span_minutes = max(1.0, (rs[-1][1] - rs[0][1]) / 60.0 + 1.0)
-        spike = busiest / (len(rs) / span_minutes)
-        n = len(rs)
-        flag_rate = sum(r[5] for r in rs) / n
+        n = sum(r[7] for r in rs)
+        spike = busiest / (n / span_minutes)
+        flag_rate = sum(r[5] * r[7] for r in rs) / n
         over = []
         if flag_rate > max_flag_rate:
             over.append(f"flag rate {flag_rate:.1%} > {max_flag_rate:.1%}")
@@ -66,7 +70,7 @@ def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: flo
         if max_requests and n > max_requests:
             over.append(f"{n} requests > {max_requests}")
         out.append(KeySummary(key, n, sum(r[3] for r in rs), sum(r[4] for r in rs), flag_rate,
-                              sum(r[6] for r in rs), sum(1 for r in rs if r[2] == 429), busiest, spike, over))
+                              sum(r[6] * r[7] for r in rs), sum(r[7] for r in rs if r[2] == 429), busiest, spike, over))
     return out
 
 

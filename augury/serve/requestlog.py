@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS requests (
     flagged INTEGER NOT NULL DEFAULT 0,
     refused INTEGER NOT NULL DEFAULT 0,
     categories TEXT NOT NULL DEFAULT '[]',  -- JSON list of flagged moderation categories
-    error TEXT
+    error TEXT,
+    repeats INTEGER NOT NULL DEFAULT 1  -- requests the row stands for: >1 for rejections counted together
 );
 CREATE INDEX IF NOT EXISTS requests_key_ts ON requests (key, ts);
 """
@@ -58,6 +59,10 @@ class RequestRecord:
     refused: bool = False
     categories: list[str] = field(default_factory=list)
     error: str | None = None
+    repeats: int = 1
+
+# columns a log written before they were added lacks; the server adds them when it opens the log
+OPTIONAL_COLUMNS = {"repeats": "INTEGER NOT NULL DEFAULT 1"}
 
 
 class RequestLogError(UsageError):
@@ -75,6 +80,10 @@ class RequestLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
+            for name, decl in OPTIONAL_COLUMNS.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {decl}")
             self._db.commit()
         except (OSError, sqlite3.Error) as err:
             raise RequestLogError(f"cannot open request log {self.path}: {err}") from None
@@ -119,6 +128,50 @@ class RequestLog:
             self._db.close()
 
 
+class RejectedRows:
+    """How many rows rejected requests (answered with an error before any generation) get: per client address, the
+    first `per_minute` of each minute a row each; the rest are counted, one row per (key, endpoint, status) with
+    `repeats` set, written when that minute is over (`admit` returns them then) or the server stops (`flush`). A
+    client that only makes errors cannot grow the log without bound, and every request is still counted.
+
+        rows = RejectedRows(per_minute=60)
+        for rec in rows.admit("203.0.113.7", record): log.write(rec)
+    """
+
+    def __init__(self, per_minute: int, clock=time.time):
+        self.per_minute, self.clock = per_minute, clock
+        # client -> [minute's start, rows written, counted rows]; in order of start, so the ended ones come first
+        self._minutes: dict[str, list] = {}
+
+    def admit(self, client: str, rec: RequestRecord) -> list[RequestRecord]:
+        """The rows to write now: those of the minutes that are over, then `rec` if its client is within its
+        limit (0: no limit)."""
+        now = self.clock()
+        out = self.flush(now - 60.0)
+        if self.per_minute <= 0:
+            return [*out, rec]
+        minute = self._minutes.setdefault(client, [now, 0, {}])
+        if minute[1] < self.per_minute:
+            minute[1] += 1
+            return [*out, rec]
+        kind = (rec.key, rec.endpoint, rec.status)
+        if kind in minute[2]:
+            minute[2][kind].repeats += 1
+        else:
+            minute[2][kind] = rec  # the first one stands for them all: its time, latency and error
+        return out
+
+    def flush(self, before: float = float("inf")) -> list[RequestRecord]:
+        """The counted rows of the minutes that started before `before` (all of them by default), forgotten."""
+        out = []
+        for client, (start, _, counted) in list(self._minutes.items()):
+            if start > before:
+                break
+            del self._minutes[client]
+            out += counted.values()
+        return out
+
+
 def open_readonly(path: str | Path, new_ok: bool = False) -> sqlite3.Connection:
     """A read-only connection to a request log; RequestLogError when `path` is not one (with `new_ok`, an empty
     database passes: a log about to be made)."""
@@ -155,7 +208,7 @@ def _check_is_request_log(db: sqlite3.Connection, path: Path, empty_ok: bool) ->
         if empty_ok and not tables:
             return
         raise RequestLogError(f"{path} has no requests table: it is not a request log written by augury serve")
-    missing = sorted(({"id"} | {f.name for f in fields(RequestRecord)}) - columns)
+    missing = sorted(({"id"} | {f.name for f in fields(RequestRecord)}) - columns - set(OPTIONAL_COLUMNS))
     if missing:
         raise RequestLogError(f"{path}: its requests table lacks column(s) {', '.join(missing)}; "
                               "it is not a request log written by augury serve")
