@@ -78,6 +78,12 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def chat_page() -> HTMLResponse:
         return HTMLResponse(CHAT_PAGE.read_text(encoding="utf-8"))
 
+    def text_tokens(text: str) -> int:
+        """A text's tokens as the served model counts them; in gateway mode (no tokenizer here) one per 4 bytes."""
+        if isinstance(backend, UpstreamBackend):
+            return -(-len(text.encode("utf-8")) // 4)
+        return len(backend.encode(text))
+
     async def served_models() -> list[dict]:
         """The local model, or in gateway mode the upstream's (the names it answers to)."""
         if not isinstance(backend, UpstreamBackend):
@@ -120,7 +126,9 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 raise RequestInvalid("'input' must be a string or a non-empty list of strings")
             if moderator is None:
                 raise Refused(400, "moderation is switched off on this server")
-            gate.admit(ticket, 0)
+            if moderator.extra is not None:  # a grader (a judge model, say) reads every text: charged as a prompt
+                ticket.prompt_tokens = sum(text_tokens(t) for t in texts)
+            gate.admit(ticket, ticket.prompt_tokens)
             try:
                 verdicts = await asyncio.to_thread(moderator.check_many, texts, "none")
             finally:

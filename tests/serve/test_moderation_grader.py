@@ -110,3 +110,23 @@ def test_offline_classifier_scores_are_its_proposition_probabilities(make_client
                                                                                  abs=1e-6)
         assert got["category_scores"]["harassment"] == pytest.approx(
             max(want["insulting_language"], want["threatening_language"]), abs=1e-6)  # the parent of threatening
+
+
+def test_moderations_read_by_a_grader_are_charged_to_the_key(make_client, tiny_run, tmp_path):
+    # a judge model reading /v1/moderations' texts costs what reading a prompt does: the key's daily token budget
+    # is charged the texts' tokens (the rules alone stay free)
+    from augury.serve.limits import LimitsConfig
+
+    limits = LimitsConfig(requests_per_minute=600, burst=100, tokens_per_day=40)
+    graded, cfg = make_client(tiny_run, tmp_path, limits=limits,
+                              policy=_policy(tmp_path, spec="rules", rubric="toxicity", kind="any",
+                                             categories={"harassment": "insulting_language"}))
+    text = "hello there, how are you today? fine thanks."
+    assert graded.post("/v1/moderations", json={"input": [text] * 10}).status_code == 429  # over the budget
+    assert graded.post("/v1/moderations", json={"input": text}).status_code == 200
+    with sqlite3.connect(cfg.log) as conn:
+        charged = conn.execute("SELECT prompt_tokens FROM requests WHERE status = 200").fetchone()[0]
+    assert charged > 0
+    for _ in range(40 // charged):  # the budget runs out
+        graded.post("/v1/moderations", json={"input": text})
+    assert graded.post("/v1/moderations", json={"input": text}).status_code == 429
