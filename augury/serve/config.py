@@ -37,7 +37,9 @@ class ServeConfig:
         header_timeout_s: a client must send a request's line and headers within this of its first byte (or of
             connecting); beyond, the connection is answered 408 and closed (slow-header clients).
         body_timeout_s: a client must send its whole request body within this (408 beyond).
-        request_timeout_s: a reply must be finished within this (the stream ends with finish_reason "length").
+        request_timeout_s: a reply must be finished within this (a local model's reply ends there with
+            finish_reason "length"; in gateway mode the upstream's whole reply, however steadily it trickles in,
+            else 504, or an error event ending a stream that has started).
         device: torch device for a local model.
         max_batch: requests an augury run generates for at once (continuous batching); 1 serves one at a time.
         threads: torch threads for a local model (0: torch's default, one per core). The event loop needs a core

@@ -13,6 +13,7 @@ flagged choices are replaced by the policy's refusal; a stream's flagged choice 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -39,6 +40,7 @@ class UpstreamBackend:
         if api_key_env and not key:
             raise UsageError(f"--upstream_key_env {api_key_env} is not set")
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.timeout_s = timeout_s  # for the whole request: httpx's timeout bounds each wait for data
         self._timeout = httpx.Timeout(timeout_s)
         self._clients: dict[int, httpx.AsyncClient] = {}
         self.model_id = model_id or "upstream"
@@ -61,12 +63,15 @@ class UpstreamBackend:
         import httpx
 
         body = dict(body, stream=True, stream_options={"include_usage": True})
+        within = self._deadline()
         try:
-            async with self.client.stream("POST", path, json=body) as resp:
+            async with contextlib.AsyncExitStack() as stack:
+                resp = await within(stack.enter_async_context(self.client.stream("POST", path, json=body)))
                 if resp.status_code != 200:
-                    text = (await resp.aread()).decode("utf-8", "replace")[:500]
+                    text = (await within(resp.aread())).decode("utf-8", "replace")[:500]
                     raise UpstreamError(text, resp.status_code, resp.headers.get("retry-after"))
-                async for line in resp.aiter_lines():
+                lines = resp.aiter_lines()
+                while (line := await within(anext(lines, None))) is not None:
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
@@ -79,6 +84,22 @@ class UpstreamBackend:
         except httpx.HTTPError as err:
             raise UpstreamError.of(err) from None
         raise UpstreamError("the stream ended before data: [DONE]")
+
+    def _deadline(self):
+        """`within(awaitable)`: its result, or UpstreamError (504) once `timeout_s` from now has passed: one limit
+        for all the waits of a request, so an upstream that sends its reply a little at a time cannot keep it
+        open for long."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+
+        async def within(awaitable):
+            try:
+                return await asyncio.wait_for(awaitable, max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise UpstreamError(f"timed out (the reply was not complete within {self.timeout_s:g} s)",
+                                    gateway_status=504) from None
+
+        return within
 
     async def models(self) -> list[dict]:
         """The upstream's model list (`GET /models`): the names a client can ask it for."""
@@ -94,7 +115,7 @@ class UpstreamBackend:
         import httpx
 
         try:
-            resp = await self.client.request(method, path, json=body)
+            resp = await self._deadline()(self.client.request(method, path, json=body))
         except httpx.HTTPError as err:
             raise UpstreamError.of(err) from None
         if resp.status_code != 200:

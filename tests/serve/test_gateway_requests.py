@@ -181,3 +181,51 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _trickling_upstream():
+    """An upstream that answers at once and then sends its reply a piece at a time, never pausing long (about 4 s
+    in all): a stream of 20 chunks, or a whole reply's JSON a few bytes at a time."""
+    import asyncio
+
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    async def completions(body: dict):
+        async def events():
+            for _ in range(20):
+                await asyncio.sleep(0.2)
+                yield f"data: {json.dumps({'choices': [{'index': 0, 'text': 'x'}]})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        async def whole():
+            reply = json.dumps({"choices": [{"index": 0, "text": "x", "finish_reason": "stop"}], "usage": {}})
+            for i in range(0, len(reply), len(reply) // 20 + 1):
+                await asyncio.sleep(0.2)
+                yield reply[i:i + len(reply) // 20 + 1]
+
+        if body.get("stream"):
+            return StreamingResponse(events(), media_type="text/event-stream")
+        return StreamingResponse(whole(), media_type="application/json")
+
+    return app
+
+
+def test_request_timeout_bounds_the_whole_upstream_reply_not_each_wait(tmp_path, serving):
+    # an upstream that keeps sending a little at a time never waits long for any one read: the time limit is for
+    # the request, so its reply is cut at --request_timeout_s (504), streamed or not
+    import sqlite3
+
+    with serving(_trickling_upstream()) as port:
+        gw = _gateway(port, tmp_path, request_timeout_s=1.0)
+        whole = gw.post("/v1/completions", json={"prompt": "a", "max_tokens": 4})
+        assert whole.status_code == 504 and whole.json()["error"]["type"] == "upstream_error"
+        streamed = gw.post("/v1/completions", json={"prompt": "a", "max_tokens": 4, "stream": True})
+        events = [b[6:] for b in streamed.text.split("\n\n") if b.startswith("data: ")]
+        assert streamed.status_code == 200 and "[DONE]" not in events  # it had started: the error ends it
+        assert json.loads(events[-1])["error"]["type"] == "upstream_error"
+    with sqlite3.connect(tmp_path / "gw.db") as conn:
+        assert [r[0] for r in conn.execute("SELECT status FROM requests ORDER BY id")] == [504, 504]
