@@ -173,11 +173,11 @@ def max_new_tokens(cap: CapabilityConfig) -> int:
 
 
 def evaluate_run(run_dir: str | Path, problems: list[dict], cap: CapabilityConfig, run_name: str,
-                 device: str = "cpu") -> list[dict]:
-    """{run, problem, n, c} per problem for the run's final checkpoint."""
+                 device: str = "cpu", checkpoint: str | Path | None = None) -> list[dict]:
+    """{run, problem, n, c} per problem for the run's `checkpoint` (default: its newest intact one)."""
     from augury.model.run import load_run
 
-    model, tokenizer, _ = load_run(run_dir, device=device)
+    model, tokenizer, _ = load_run(run_dir, checkpoint=checkpoint, device=device)
     counts = sample_lines(model, tokenizer, problems, cap.samples, cap.temperature, max_new_tokens(cap), cap.seed + 1)
     return [{"run": run_name, "problem": p["problem"], "n": cap.samples, "c": int(c)}
             for p, c in zip(problems, counts)]

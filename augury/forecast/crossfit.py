@@ -4,7 +4,8 @@ one capability fit per fold and their mean (forecast.json's `capability` section
     from augury.forecast.crossfit import capability_forecast
     section = capability_forecast(cfg, out, data, rungs, xs, xs[target.name])
 
-Records are sampled once per run and cached under <out>/capability/ (problems.json, <run>.json).
+Records are sampled once per run and cached under <out>/capability/ (problems.json, <run>.json); a cache names
+the checkpoint it scored and is sampled again when the run folder now holds another one (a run retrained).
 """
 
 from __future__ import annotations
@@ -53,15 +54,46 @@ def capability_folds(cfg, out: Path, rungs: list[RunPlan], problems: list[dict])
 
 
 def capability_records(cfg, out: Path, run_name: str, run_dir: Path, problems: list[dict]) -> list[dict]:
-    """A run's {run, problem, n, c} records, sampled once and cached in capability/<run>.json."""
+    """A run's {run, problem, n, c} records, sampled once and cached in capability/<run>.json with the identity of
+    the checkpoint they scored (checkpoint_identity). The cache is reused only while the run's newest checkpoint
+    is still that one: a rung or target folder deleted and trained again is sampled again, as is a cache that
+    names no checkpoint."""
     path = out / "capability" / f"{run_name}.json"
     if path.is_file():
-        return json.loads(path.read_text())["records"]
+        cached = json.loads(path.read_text())
+        newest = newest_checkpoint(run_dir)
+        if cached.get("checkpoint") == (checkpoint_identity(newest) if newest is not None else None):
+            return cached["records"]
+    from augury.model.weights import find_latest_checkpoint
+
     t = time.perf_counter()
+    ckpt = find_latest_checkpoint(run_dir)  # the checkpoint load_run would pick: the newest intact one
     device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and _cuda()) else "cpu"
-    records = capmod.evaluate_run(run_dir, problems, cfg.capability, run_name, device=device)
-    atomic_write_json(path, {"run": run_name, "records": records, "seconds": time.perf_counter() - t})
+    records = capmod.evaluate_run(run_dir, problems, cfg.capability, run_name, device=device, checkpoint=ckpt)
+    atomic_write_json(path, {"run": run_name, "checkpoint": checkpoint_identity(ckpt) if ckpt is not None else None,
+                             "records": records, "seconds": time.perf_counter() - t})
     return records
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The run's newest checkpoint folder that has a manifest (not re-hashed: the cache check stays cheap)."""
+    from augury.model.weights import step_checkpoints
+
+    return next((p for _, p in reversed(step_checkpoints(Path(run_dir) / "checkpoints"))
+                 if (p / "manifest.json").is_file()), None)
+
+
+def checkpoint_identity(ckpt: Path) -> dict:
+    """{checkpoint, step, manifest_sha256}: the checkpoint manifest lists the sha256 of every file in the
+    checkpoint, so its own sha256 tells two checkpoints of the same step (another training) apart."""
+    from augury.io import sha256_file
+
+    manifest = ckpt / "manifest.json"
+    try:
+        step = json.loads(manifest.read_text()).get("step")
+    except (ValueError, AttributeError):  # a damaged manifest: its sha256 alone still tells it apart
+        step = None
+    return {"checkpoint": ckpt.name, "step": step, "manifest_sha256": sha256_file(manifest)}
 
 
 def _cuda() -> bool:

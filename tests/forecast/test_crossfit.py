@@ -209,3 +209,51 @@ def test_a_capability_that_does_not_improve_on_the_rungs_is_not_forecast(tmp_pat
         forecast, verified(forecast, result))
     text = render_markdown(forecast, verified(forecast, result), {"loss": "l.png", "capability": "c.png"})
     assert "**not forecastable**" in text and "No capability forecast was registered" in text
+
+
+def _fake_checkpoint(run_dir, step: int, weights: bytes) -> None:
+    """A run folder holding one intact checkpoint whose model file is `weights`."""
+    from augury.io import sha256_bytes
+
+    ckpt = run_dir / "checkpoints" / f"step_{step:08d}"
+    ckpt.mkdir(parents=True)
+    (ckpt / "model.safetensors").write_bytes(weights)
+    (ckpt / "manifest.json").write_text(json.dumps({"step": step, "files": {"model.safetensors":
+                                                                             sha256_bytes(weights)}}))
+
+
+def test_cached_records_belong_to_the_checkpoint_they_scored(tmp_path, make_smoke_config, data_cache, monkeypatch):
+    """A run folder deleted and retrained gets new records; an unchanged one reuses its cache without sampling."""
+    import shutil
+
+    cfg = make_smoke_config(tmp_path / "f", data_cache)
+    out, run_dir = tmp_path / "f", tmp_path / "f" / "target"
+    sampled = []
+
+    def fake_evaluate(run_dir, problems, cap, run_name, device="cpu", checkpoint=None):
+        sampled.append(checkpoint)
+        c = len(sampled)  # each sampling gives other counts, as another model would
+        return [{"run": run_name, "problem": p["id"], "n": 4, "c": c} for p in problems]
+
+    monkeypatch.setattr(crossfit.capmod, "evaluate_run", fake_evaluate)
+    problems = [{"id": "p0"}, {"id": "p1"}]
+    _fake_checkpoint(run_dir, 10, b"first model")
+    first = crossfit.capability_records(cfg, out, "target", run_dir, problems)
+    assert crossfit.capability_records(cfg, out, "target", run_dir, problems) == first
+    assert len(sampled) == 1  # a resume of an unchanged run does not sample again
+    shutil.rmtree(run_dir)
+    _fake_checkpoint(run_dir, 10, b"retrained model")  # same step, other weights
+    second = crossfit.capability_records(cfg, out, "target", run_dir, problems)
+    assert len(sampled) == 2 and second != first and sampled[-1].name == "step_00000010"
+    assert crossfit.capability_records(cfg, out, "target", run_dir, problems) == second and len(sampled) == 2
+    shutil.rmtree(run_dir)
+    _fake_checkpoint(run_dir, 20, b"retrained model")  # a longer run: another step
+    crossfit.capability_records(cfg, out, "target", run_dir, problems)
+    assert len(sampled) == 3
+    cached = json.loads((out / "capability" / "target.json").read_text())
+    assert cached["checkpoint"]["step"] == 20
+    # a cache written before records named their checkpoint cannot be trusted: it is sampled again
+    cached.pop("checkpoint")
+    atomic_write_json(out / "capability" / "target.json", cached)
+    crossfit.capability_records(cfg, out, "target", run_dir, problems)
+    assert len(sampled) == 4
