@@ -17,7 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from augury.forecast import capability as capmod
-from augury.forecast.fits import capability_backtest_flag, fit_capability_forecast, relative
+from augury.forecast.fits import (
+    capability_backtest_flag,
+    capability_backtest_misses,
+    fit_capability_forecast,
+    relative,
+)
 from augury.forecast.ladder import RunPlan, rung_replicas
 from augury.forecast.records import CapabilityFold, CapabilityForecast
 from augury.io import atomic_write_json
@@ -183,6 +188,6 @@ def cross_fit_flags(folds: list[CapabilityFold], fit_cfg) -> list[str]:
         actual = float(np.mean([t["actual"] for t in tests]))
         mean_test = {"held_out": tests[0]["held_out"], "predicted": pred, "actual": actual,
                      "rel_error": relative(pred, actual)}
-        if abs(mean_test["rel_error"]) > fit_cfg.capability_backtest_tolerance:
+        if capability_backtest_misses(mean_test, fit_cfg):
             flags.append(f"mean of the folds: {capability_backtest_flag(mean_test, fit_cfg)}")
     return flags

@@ -272,7 +272,7 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
     backtest = _capability_backtest(records, run_flops, cap_cfg, fit_cfg, seed, select_records)
     if backtest is not None and "error" in backtest:
         checks.append(("fit", f"capability leave-largest-out backtest could not be fitted: {backtest['error']}"))
-    elif backtest is not None and abs(backtest["rel_error"]) > fit_cfg.capability_backtest_tolerance:
+    elif backtest is not None and capability_backtest_misses(backtest, fit_cfg):
         checks.append(("backtest", capability_backtest_flag(backtest, fit_cfg)))
     flags = [msg for _, msg in checks]
     out = CapabilityFold(
@@ -287,6 +287,11 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
 
 
 def capability_backtest_flag(backtest: dict, fit_cfg) -> str:
+    if backtest["rel_error"] is None:
+        return (f"capability leave-largest-out backtest: {backtest['held_out']} solves every kept problem in every "
+                f"sample (actual mean -log pass rate 0; the laws fitted without it predict "
+                f"{backtest['predicted']:.3g}): the relative error is undefined and the ladder's trend is not "
+                f"confirmed one rung further")
     return (f"capability leave-largest-out backtest: the laws fitted without {backtest['held_out']} predict its mean "
             f"-log pass rate with {backtest['rel_error']:+.1%} error (tolerance "
             f"±{fit_cfg.capability_backtest_tolerance:.0%}): the ladder's trend does not carry one rung further")
@@ -322,5 +327,14 @@ def _bucket_weighted(values: list[float], sizes: list[int]) -> float:
     return float(sum(v * n for v, n in zip(values, sizes)) / sum(sizes))
 
 
-def relative(pred: float, actual: float) -> float:
-    return float(pred / actual - 1.0) if actual else math.inf
+def relative(pred: float, actual: float) -> float | None:
+    """pred / actual − 1; None when actual is 0 (a −log pass rate of a run that solves every problem it is scored
+    on), where no relative error exists (JSON has no infinity either)."""
+    return float(pred / actual - 1.0) if actual else None
+
+
+def capability_backtest_misses(backtest: dict, fit_cfg) -> bool:
+    """Whether a capability backtest ({predicted, actual, rel_error}) is outside the tolerance. An undefined
+    relative error (the held-out rung solves every kept problem) counts as outside: it confirms no trend."""
+    rel = backtest["rel_error"]
+    return rel is None or abs(rel) > fit_cfg.capability_backtest_tolerance

@@ -106,7 +106,10 @@ def capability_failures(cap: CapabilityForecast, fit_cfg) -> list[str]:
         else:
             rel = relative(float(np.mean([t["predicted"] for t in tests])),
                            float(np.mean([t["actual"] for t in tests])))
-        if abs(rel) > fit_cfg.capability_backtest_tolerance:
+        if rel is None:
+            out.append(f"the capability leave-largest-out backtest is undefined: {tests[0]['held_out']} solves every "
+                       f"kept problem (actual mean -log pass rate 0)")
+        elif abs(rel) > fit_cfg.capability_backtest_tolerance:
             out.append(f"the capability leave-largest-out backtest misses by {rel:+.1%} (tolerance "
                        f"±{fit_cfg.capability_backtest_tolerance:.0%})")
     return out

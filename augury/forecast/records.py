@@ -251,12 +251,13 @@ class CapabilityVerification(Record):
     status: Literal["ok", "not-forecastable"]
     predicted: float | None
     actual: float
-    rel_error: float | None
+    rel_error: float | None  # null when not forecastable, or when the actual is 0 (rel_error_reason)
     folds: list[CapabilityFoldVerification]
     forecast_flagged: bool
     note: str = ("mean -log pass rate over the problems every rung solved at least once (per fold: kept on one "
                  "half of the rungs' samples), averaged over the folds; a problem the target never solved counts "
                  "at pass rate 1/(2n)")
+    rel_error_reason: str | None = _optional()  # why rel_error is null although a forecast was registered
 
     @classmethod
     def from_json(cls, content: dict):

@@ -234,6 +234,8 @@ def _capability_markdown(forecast: Forecast, result: Result | None, images: dict
     else:
         L.append(f"| **mean** | | | **{cap.predicted:.3f}** | | "
                  + (f"**{checked.actual:.3f}** ({_pct(checked.rel_error)}) |" if checked is not None else "– |"))
+        if checked is not None and checked.rel_error_reason:
+            L += ["", f"**No relative error:** {checked.rel_error_reason}."]
     if cap.flags:
         L += ["", "Capability checks flagged:", ""] + [f"- {f}" for f in cap.flags]
     return L + ["", f"![capability]({images['capability']})"]

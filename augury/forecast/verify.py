@@ -74,10 +74,14 @@ def verify_capability(cap: CapabilityForecast, records: list[dict]) -> Capabilit
             actual_buckets=[capmod.neg_log_pass_rate(records, b.problems)[0] for b in fold.buckets],
             predicted_buckets=[b.predicted for b in fold.buckets], unsolved_kept_problems=zeros))
     actual = float(np.mean([f.actual for f in folds]))
-    return CapabilityVerification(
+    out = CapabilityVerification(
         status=cap.status, predicted=cap.predicted, actual=actual,
         rel_error=relative(cap.predicted, actual) if cap.predicted is not None else None, folds=folds,
         forecast_flagged=not cap.reliable)
+    if cap.predicted is not None and out.rel_error is None:
+        out.rel_error_reason = ("the target solves every kept problem in every sample (actual mean -log pass rate "
+                                "0): a relative error to 0 is undefined")
+    return out
 
 
 def summary_text(forecast: Forecast, result: Result) -> str:
@@ -92,8 +96,10 @@ def summary_text(forecast: Forecast, result: Result) -> str:
             lines.append(f"capability (mean -log pass rate): NOT FORECASTABLE ({forecast.capability.reason}); "
                          f"actual {c.actual:.3f}")
         else:
+            error = (f"error {c.rel_error:+.1%}" if c.rel_error is not None
+                     else f"error undefined ({c.rel_error_reason})")
             lines.append(f"capability (mean -log pass rate): predicted {c.predicted:.3f}, actual "
-                         f"{c.actual:.3f}, error {c.rel_error:+.1%}"
+                         f"{c.actual:.3f}, {error}"
                          + (" (FLAGGED before the target ran)" if c.forecast_flagged else ""))
     if result.text is not None:
         t = result.text

@@ -257,3 +257,52 @@ def test_cached_records_belong_to_the_checkpoint_they_scored(tmp_path, make_smok
     atomic_write_json(out / "capability" / "target.json", cached)
     crossfit.capability_records(cfg, out, "target", run_dir, problems)
     assert len(sampled) == 4
+
+
+def test_a_target_that_solves_every_kept_problem_has_no_relative_error(sampled_ladder):
+    """Actual mean −log pass rate 0: the relative error is undefined, written as null with the reason (JSON has no
+    infinity), and the summary and report say so instead of '+inf%'."""
+    from augury.forecast.report import render_markdown
+
+    cfg, out, rungs, xs, target, target_records, _ = sampled_ladder
+    cap = crossfit.capability_forecast(cfg, out, None, rungs, xs, xs[target])
+    solved = [{**r, "c": r["n"]} for r in target_records]
+    result = verify.verify_capability(cap, solved)
+    assert result.actual == 0 and result.rel_error is None
+    assert "solves every kept problem" in result.rel_error_reason
+    written = json.loads(json.dumps(result.to_json(), allow_nan=False))
+    assert written["rel_error"] is None and written["rel_error_reason"] == result.rel_error_reason
+    assert CapabilityVerification.from_json(written) == result
+    forecast = registered(cfg, xs, cap)
+    checked = verified(forecast, result)
+    summary = verify.summary_text(forecast, checked)
+    assert "inf" not in summary and "error undefined" in summary
+    text = render_markdown(forecast, checked, {"loss": "l.png", "capability": "c.png"})
+    assert "inf%" not in text and "solves every kept problem" in text
+
+
+def test_a_backtest_rung_that_solves_every_kept_problem_is_flagged_not_scored():
+    """The leave-largest-out capability backtest on a held-out rung with actual 0: no relative error (null, not
+    1e308), and the check counts as failed (the trend cannot be confirmed) in the fold, the mean of the folds and
+    `augury forecast --recheck`, rather than a crash on the null."""
+    from augury.forecast import fits
+    from augury.forecast.config import CapabilityConfig, FitConfig
+    from augury.forecast.recheck import capability_failures
+
+    runs = {f"r{i}": c for i, c in enumerate(np.geomspace(1e10, 1e11, 4))}
+    recs = [{"run": run, "problem": f"p{j}", "n": 64, "c": 64 if i == 3 else 8 + 8 * i + j}
+            for i, run in enumerate(runs) for j in range(12)]
+    bt = fits._capability_backtest(recs, runs, CapabilityConfig(buckets=1), FitConfig(bootstrap=0), 0, None)
+    assert bt["actual"] == 0 and bt["rel_error"] is None
+    assert fits.capability_backtest_misses(bt, FitConfig())
+    flag = fits.capability_backtest_flag(bt, FitConfig())
+    assert "undefined" in flag and "solves every kept problem" in flag
+    fold = CapabilityFold(predicted=1.0, interval=[0.9, 1.1], backtest_largest_rung=bt, flags=[flag],
+                          flag_kinds=["backtest"])
+    json.dumps(fold.to_json(), allow_nan=False)
+    two = [dataclasses.replace(fold, fold=1), dataclasses.replace(fold, fold=2)]
+    assert any("mean of the folds" in f and "undefined" in f for f in crossfit.cross_fit_flags(two, FitConfig()))
+    cap = CapabilityForecast(status="ok", predicted=1.0, interval=[0.9, 1.1], cross_fitted=True, folds=two,
+                             flags=[], reliable=True, n_problems=12, samples=64, temperature=1.0, kind="line")
+    assert any("undefined" in f for f in capability_failures(cap, FitConfig()))
+    assert any("undefined" in f for f in capability_failures(dataclasses.replace(cap, folds=two[:1]), FitConfig()))
