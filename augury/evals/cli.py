@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from augury.evals.backends import load_model, parse_model_args
     from augury.evals.prompts import build_instances
     from augury.evals.results import build_results, markdown_table, write_outputs
-    from augury.evals.runner import ResumeError, evaluate
+    from augury.evals.runner import ResumeError, check_choices_scorable, evaluate
     from augury.evals.taskconfig import TaskConfigError, TaskRegistry
 
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         # Read and render every record now, so bad data is reported before the model is loaded.
         instances = {c.task: build_instances(c, args.data_dir, args.num_fewshot, args.limit) for c in configs}
         for c in configs:
+            check_choices_scorable(c, instances[c.task], args.chat)
             if c.kind == "graded":
                 from augury.evals.graded import plugin
 

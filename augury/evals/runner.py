@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from augury.evals import metrics as M
-from augury.evals.lm import LM, GenRequest
+from augury.evals.lm import LM, GenRequest, split_context
 from augury.evals.prompts import Instance, apply_filter, build_instances, effective_fewshot, load_spec
 from augury.evals.taskconfig import TaskConfig
 from augury.io import to_jsonable
@@ -56,6 +56,27 @@ def choice_delimiter(cfg: TaskConfig, chat: bool) -> str:
     choice, which opens the assistant's turn; its one exception (a task `gen_prefix` that does not end in
     whitespace keeps the delimiter) has no counterpart here: augury's tasks have no gen_prefix."""
     return "" if chat else cfg.target_delimiter
+
+
+def check_choices_scorable(cfg: TaskConfig, instances: Sequence[Instance], chat: bool) -> None:
+    """TaskDataError for a multiple-choice option with nothing to score: an empty choice after an empty delimiter
+    (target_delimiter "", or --chat, which scores bare choices) is an empty continuation, which has no tokens
+    whose log-likelihood could be summed (lm-eval's models refuse it too). Without --chat the context's trailing
+    whitespace moves onto the continuation (split_context), so "Answer: " keeps an empty choice scorable as " ";
+    under --chat the chat template's trailing text is not the option, so an empty choice is refused there."""
+    from augury.data.records import TaskDataError
+
+    if cfg.kind not in MC_KINDS:
+        return
+    delimiter = choice_delimiter(cfg, chat)
+    for inst in instances:
+        for j, choice in enumerate(inst.choices or []):
+            if (delimiter + choice if chat else split_context(inst.context, delimiter + choice)[1]) == "":
+                why = ("--chat scores each choice bare, without the target delimiter" if chat
+                       else 'the task\'s target_delimiter is ""')
+                raise TaskDataError(f"task {cfg.task!r}, record {inst.doc_id}: choice {j} is empty and {why}, so "
+                                    f"there is nothing to score; give the choice a text"
+                                    + ("" if chat else ' or the task a target_delimiter such as " "'))
 
 
 def run_fingerprint(cfg: TaskConfig, model_spec: str, model_identity: dict, num_fewshot: int | None,
@@ -267,6 +288,8 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
         template = lm.apply_chat_template if chat else None
         instances = {cfg.task: build_instances(cfg, data_dir, num_fewshot, limit, chat, template)
                      for cfg in configs}
+    for cfg in configs:
+        check_choices_scorable(cfg, instances[cfg.task], chat)
     plan = []
     for cfg in configs:
         fingerprint = run_fingerprint(cfg, model_spec, lm.identity(), num_fewshot, chat)

@@ -177,3 +177,39 @@ def test_folder_without_weights(tiny_model_dir, shared_data, tmp_path, capsys):
     code, out, err = run(["--model", f"hf:{folder}", "--tasks", "mmlu_anatomy", "--data-dir", str(shared_data),
                           "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "cannot load the model weights" in err
+
+
+def _empty_choice_task(tmp_path, delimiter: str | None):
+    """A multiple-choice task whose first option is the empty string; (data dir, task folder)."""
+    data, tasks = tmp_path / "data", tmp_path / "tasks"
+    data.mkdir(exist_ok=True)
+    tasks.mkdir(exist_ok=True)
+    rows = [{"q": f"Is {i} even?", "choices": ["", "no"], "gold": i % 2} for i in range(2)]
+    (data / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tasks / "toy.yaml").write_text('task: toy_mc\nkind: multiple_choice\ndata: toy.jsonl\n'
+                                    'doc_to_text: "{{q}}\\nAnswer:"\ndoc_to_choice: "{{choices}}"\n'
+                                    'doc_to_target: "{{gold}}"\n'
+                                    + (f"target_delimiter: {json.dumps(delimiter)}\n" if delimiter is not None
+                                       else ""))
+    return data, tasks
+
+
+@pytest.mark.parametrize("delimiter, chat", [("", False), (None, True)])
+def test_an_empty_choice_with_nothing_to_score_is_one_error_before_the_model_loads(delimiter, chat, tmp_path,
+                                                                                   capsys):
+    """An empty option scored with an empty delimiter (target_delimiter "", or --chat, which scores bare
+    choices) has no tokens: one error naming the record, not a crash mid-run (the model is never loaded)."""
+    data, tasks = _empty_choice_task(tmp_path, delimiter)
+    code, _, err = run(["--model", "hf:/does/not/matter", "--tasks", "toy_mc", "--data-dir", str(data),
+                        "--include-path", str(tasks), "--out", str(tmp_path / "o"), *(["--chat"] if chat else [])],
+                       capsys)
+    assert code == 2 and err.count("\n") == 1 and "choice 0 is empty" in err, err
+    assert "record 0" in err and not (tmp_path / "o").exists()
+
+
+def test_an_empty_choice_after_the_default_delimiter_is_scored(tiny_model_dir, tmp_path, capsys):
+    """With target_delimiter " " (the default) an empty option is the continuation " ", which is scored."""
+    data, tasks = _empty_choice_task(tmp_path, None)
+    code, _, err = run(["--model", f"hf:{tiny_model_dir}", "--tasks", "toy_mc", "--data-dir", str(data),
+                        "--include-path", str(tasks), "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err
