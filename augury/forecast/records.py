@@ -277,7 +277,8 @@ class Result(Record):
     capability: CapabilityVerification | None = _optional()
     text: Verification | None = _optional()
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of this invocation
-    target_failed_launches: int | None = _optional()
+    # the error line of each target launch that failed and was launched again (torchrun); absent when none did
+    target_failed_launches: list[str] | None = _optional()
     schema_version: str = SCHEMA_VERSION
 
     def to_json(self) -> dict:

@@ -77,3 +77,18 @@ def test_non_finite_numbers_read_back_under_the_sha256_they_were_registered_with
     loaded = load_forecast(path)
     assert loaded["sha256"] == written["sha256"]
     assert loaded["loss"]["law"] == {"correlations": {"a~b": None}, "bound": 1e308, "low": -1e308}
+
+
+def test_result_records_each_failed_target_launch_as_its_error_line(tmp_path):
+    """torchrun's summary lists one error line per failed launch; result.json's field is typed and reads back so."""
+    import typing
+
+    from augury.forecast.records import Result, Verification, write_result
+
+    failures = ["RuntimeError: Connection reset by peer"]
+    assert typing.get_type_hints(Result)["target_failed_launches"] == list[str] | None
+    loss = Verification(predicted=3.0, interval=[2.9, 3.1], actual=3.0, rel_error=0.0, covered=True)
+    result = Result(name="t", forecast_sha256="0" * 64, verified_at="now", loss=loss, target_run={},
+                    largest_rung_fraction=0.1, target_failed_launches=failures)
+    write_result(tmp_path / "result.json", result)
+    assert read_result(tmp_path / "result.json").target_failed_launches == failures
