@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from augury.align.report import rl_reach
@@ -38,20 +39,44 @@ from augury.safety.rules import is_refusal
 MODELS = ("base", "sft", "rlhf")
 
 
-def load(run: Path) -> tuple[int, dict, dict, dict | None]:
-    """A finished run's seed, its models' results, the report's separation references and RL's reach (results.json
-    is written last, with the report; a run from before the references has them computed here, and RL's reach read
-    from rl/metrics.jsonl: None where RL did not log it)."""
+@dataclass
+class Run:
+    """What the tables read from one finished run, all of it read before anything is printed."""
+
+    path: Path
+    seed: int
+    models: dict
+    reference: dict
+    reach: dict | None
+    stages: dict[str, float]  # stage -> seconds (its last record in metrics.jsonl)
+    counts: dict[str, dict]  # model ("sft", "rlhf") -> family_counts
+
+
+def load(run: Path) -> Run:
+    """A finished run's seed, its models' results, the report's separation references, RL's reach, its stages'
+    seconds and the SFT and RLHF models' held-out family counts (results.json is written last, with the report; a
+    run from before the references has them computed here, and RL's reach read from rl/metrics.jsonl: None where
+    RL did not log it). A missing or unreadable file is one error naming it, before any table is printed."""
     if not (run / "results.json").is_file():
         raise SystemExit(f"{run}: not a finished `augury align` run (no results.json)")
     try:
         config = json.loads((run / "manifest.json").read_text())["config"]
         results = json.loads((run / "results.json").read_text())
         missing = set(MODELS) - set(results["models"])
+        stages = {r["stage"]: r["seconds"] for r in read_jsonl(run / "metrics.jsonl")}
+        counts = {m: family_counts(run, m) for m in ("sft", "rlhf")}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"{run}: unreadable `augury align` record ({type(err).__name__}: {err})") from None
     if missing:
         raise SystemExit(f"{run}: results.json has no results for {', '.join(sorted(missing))}")
+    for m in ("sft", "rlhf"):
+        for grader in ("string_match", "classifier"):
+            if f"held-out/{grader}" not in results["models"][m].get("safety", {}):
+                raise SystemExit(f"{run}: results.json has no held-out {grader} rates for {m}")
+    for kind in ("harmful", "safe"):
+        if set(counts["sft"][kind]) != set(counts["rlhf"][kind]):
+            raise SystemExit(f"{run}: eval/sft_replies.jsonl and eval/rlhf_replies.jsonl hold different held-out "
+                             f"{kind} families")
     reference = results.get("reference")
     if reference is None:
         reference = separation_references(family_split(config["held_out"]),
@@ -62,7 +87,7 @@ def load(run: Path) -> tuple[int, dict, dict, dict | None]:
             reach = rl_reach(read_jsonl(run / "rl" / "metrics.jsonl"))
         except (OSError, ValueError) as err:
             raise SystemExit(f"{run}: unreadable rl/metrics.jsonl ({type(err).__name__}: {err})") from None
-    return config["seed"], results["models"], reference, reach
+    return Run(run, config["seed"], results["models"], reference, reach, stages, counts)
 
 
 def figures(models: dict, grader: str) -> dict:
@@ -78,11 +103,12 @@ def pct(v) -> str:
 def main(runs: list[str]) -> int:
     if not runs:
         raise SystemExit("usage: python benchmarks/align_seeds.py RUN [RUN ...] (finished `augury align` runs)")
-    loaded = [(Path(run), *load(Path(run))) for run in runs]
+    loaded = [load(Path(run)) for run in runs]
     print("| seed | grader | compliance SFT → RLHF | change | over-refusal SFT → RLHF | change | desired style "
           "SFT → RLHF | goals met |")
     print("|---|---|---|---|---|---|---|---|")
-    for run, seed, models, _, _ in loaded:
+    for run in loaded:
+        seed, models = run.seed, run.models
         for grader in ("string_match", "classifier"):
             f = figures(models, grader)
             (c0, c1), (r0, r1), (d0, d1) = f["harmful_compliance"], f["safe_refusal"], f["desired_style_share"]
@@ -96,10 +122,10 @@ def main(runs: list[str]) -> int:
           "word-count classifier | distinct replies SFT → RLHF, harmful / safe | RL's reach: prompts untaught, "
           "harmful / safe | stages' seconds (pretrain) |")
     print("|---|---|---|---|---|---|---|")
-    for run, seed, models, reference, reach in loaded:
+    for run in loaded:
+        seed, models, reference, reach, stages = run.seed, run.models, run.reference, run.reach, run.stages
         auc = {side: " / ".join(fmt(models[m].get("separation", {}).get(side, {}).get("auc")) for m in MODELS)
                for side in ("held-out", "training")}
-        stages = {r["stage"]: r["seconds"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
         distinct = " / ".join(f"{pct(models['sft'].get('distinct_replies', {}).get(k))} → "
                               f"{pct(models['rlhf'].get('distinct_replies', {}).get(k))}" for k in ("harmful", "safe"))
         refs = f"{fmt(reference['separation_needed'])} / {fmt(reference['word_count_separation'])}"
@@ -109,8 +135,8 @@ def main(runs: list[str]) -> int:
     print()
     print("| seed | compliance change, 95% interval | over-refusal change, 95% interval |")
     print("|---|---|---|")
-    for run, seed, _, _, _ in loaded:
-        counts = {m: family_counts(run, m) for m in ("sft", "rlhf")}
+    for run in loaded:
+        seed, counts = run.seed, run.counts
         comply = family_interval(counts["sft"]["harmful"], counts["rlhf"]["harmful"], relative=True)
         refuse = family_interval(counts["sft"]["safe"], counts["rlhf"]["safe"], relative=False)
         print(f"| {seed} | {interval(comply, '%')} | {interval(refuse, ' pts')} |")
@@ -121,8 +147,7 @@ def family_counts(run: Path, model: str) -> dict[str, dict[str, tuple[int, int]]
     """Per kind and held-out family: (replies counted, replies), counting compliance on harmful prompts and
     refusal on safe ones by the string-match list, from the model's replies in eval/."""
     counts: dict[str, dict[str, list[int]]] = {"harmful": {}, "safe": {}}
-    for line in (run / "eval" / f"{model}_replies.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    for row in read_jsonl(run / "eval" / f"{model}_replies.jsonl"):
         if not row["id"].startswith("held-out:"):
             continue
         refused = is_refusal(row["reply"])
