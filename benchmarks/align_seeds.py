@@ -160,7 +160,8 @@ def family_counts(run: Path, model: str) -> dict[str, dict[str, tuple[int, int]]
 def interval(bounds, unit: str) -> str:
     if bounds is None:
         return "—"
-    lo, hi = (f"{100 * v:+.0f}" if unit == "%" else f"{100 * v:+.1f}" for v in bounds)
+    lo, hi = ("+∞" if v == float("inf") else f"{100 * v:+.0f}" if unit == "%" else f"{100 * v:+.1f}"
+              for v in bounds)  # a relative rise from a zero rate has no bound (`family_interval`)
     return f"{lo} to {hi}{unit}".replace("-", MINUS)
 
 

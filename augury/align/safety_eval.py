@@ -376,8 +376,11 @@ def family_interval(before: dict[str, tuple[int, int]], after: dict[str, tuple[i
 
     `before` and `after` map each family to (prompts counted, prompts) for the same families. The paraphrases of
     one request are not independent (a model refuses most of a family or little of it), so families, not prompts,
-    are drawn with replacement. `relative`: the change as a fraction of `before` (resamples where `before` is 0
-    are left out); else the difference of the rates. None when there are no families or no usable resample."""
+    are drawn with replacement. `relative`: the change as a fraction of `before`, where a resample with `before` at
+    0 is no change if `after` is 0 too and an unbounded rise (inf) otherwise (leaving those out would keep only
+    the resamples that drew a family with a rate before, and narrow the interval towards a fall); the upper bound
+    is inf when the tail reaches them. Else the difference of the rates. None when there are no families, or, for a
+    relative change, when `before`'s pooled rate is 0."""
     if set(before) != set(after):
         raise ValueError(f"the two models were evaluated on different families ({len(before)} and {len(after)})")
     names = sorted(before)
@@ -388,13 +391,17 @@ def family_interval(before: dict[str, tuple[int, int]], after: dict[str, tuple[i
     picks = np.random.default_rng(seed).integers(0, len(names), size=(resamples, len(names)))
     rb = b[picks, 0].sum(1) / b[picks, 1].sum(1)
     ra = a[picks, 0].sum(1) / a[picks, 1].sum(1)
-    if relative:
-        keep = rb > 0
-        changes = (ra[keep] - rb[keep]) / rb[keep]
-    else:
-        changes = ra - rb
-    if not len(changes):
-        return None
     tail = 100 * (1 - level) / 2
-    return float(np.percentile(changes, tail)), float(np.percentile(changes, 100 - tail))
+    if not relative:
+        return float(np.percentile(ra - rb, tail)), float(np.percentile(ra - rb, 100 - tail))
+    if b[:, 0].sum() == 0:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        changes = np.where(rb > 0, (ra - rb) / rb, np.where(ra > 0, np.inf, 0.0))
+    # numpy's percentile is nan next to an inf: stand a finite value above every finite change in for it, and read
+    # a bound above them all (interpolated towards a rise without bound) as inf
+    finite = changes[np.isfinite(changes)]
+    top = finite.max() if len(finite) else 0.0
+    lo, hi = np.percentile(np.where(np.isfinite(changes), changes, top + 1.0), [tail, 100 - tail])
+    return tuple(float(v) if v <= top else float("inf") for v in (lo, hi))
 

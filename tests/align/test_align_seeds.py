@@ -67,3 +67,8 @@ def test_replies_of_different_families_are_one_error(tmp_path, capsys):
     with pytest.raises(SystemExit, match="different held-out harmful families"):
         align_seeds.main([str(run)])
     assert capsys.readouterr().out == ""
+
+
+def test_an_unbounded_interval_is_written_as_such():
+    assert align_seeds.interval((-1.0, float("inf")), "%") == "\u2212100 to +∞%"
+    assert align_seeds.interval((-0.35, -0.14), "%") == "\u221235 to \u221214%"

@@ -220,6 +220,20 @@ def test_family_interval_resamples_families_and_covers_the_observed_change():
         family_interval(before, {"f0": (1, 16)}, relative=False)
 
 
+
+def test_family_interval_counts_resamples_from_a_zero_baseline_as_unbounded_rises():
+    """A relative change from 0 to more is an unbounded rise. Such resamples were left out, which kept only those
+    that drew a family SFT complied with and so narrowed the interval towards a fall: here SFT complies on one
+    family of three (the pooled change is 0%) and about 30% of resamples draw no such family while RLHF still
+    complies: the upper bound is unbounded, not a finite rise."""
+    before = {"a": (2, 4), "b": (0, 4), "c": (0, 4)}
+    after = {"a": (0, 4), "b": (1, 4), "c": (1, 4)}
+    lo, hi = family_interval(before, after, relative=True)
+    assert lo == -1.0 and hi == float("inf")
+    # resamples 0 -> 0 are no change, not left out: SFT and RLHF comply on family a alone, with the same rate
+    same = {"a": (2, 4), "b": (0, 4), "c": (0, 4)}
+    assert family_interval(same, same, relative=True) == (0.0, 0.0)
+
 def test_relative_change_is_worded_as_the_report_writes_it():
     assert relative_change(0.40, 0.072) == "\u221282%"
     assert relative_change(0.20, 0.258) == "+29%"
