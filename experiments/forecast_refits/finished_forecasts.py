@@ -12,12 +12,19 @@ from pathlib import Path
 
 
 def finished_forecasts(patterns: list[str]) -> list[Path]:
-    """The folders matching the globs that hold a finished forecast (result.json), sorted; exits if none does."""
-    found = {Path(p) for pattern in patterns for p in glob.glob(pattern)}
-    folders = sorted(p for p in found if (p / "result.json").is_file())
-    if not folders:
-        raise SystemExit("no finished forecast (a folder with forecast.json and result.json) matches")
-    return folders
+    """The folders matching the globs (files beside them, such as forecast_seeds' logs, are not forecasts), sorted.
+    Exits on a pattern that matches no folder or a folder without a finished forecast (forecast.json and
+    result.json): leaving it out would make every count over the forecasts cover fewer than were named."""
+    folders: set[Path] = set()
+    for pattern in patterns:
+        matched = [Path(p) for p in glob.glob(pattern) if Path(p).is_dir()]
+        if not matched:
+            raise SystemExit(f"{pattern}: no forecast folder matches")
+        folders.update(matched)
+    for folder in sorted(folders):
+        if not ((folder / "forecast.json").is_file() and (folder / "result.json").is_file()):
+            raise SystemExit(f"{folder}: not a finished forecast (no forecast.json and result.json)")
+    return sorted(folders)
 
 
 def replay_capability(folder: Path, cfg):
