@@ -46,7 +46,7 @@ def load_pool(patterns: list[str], compute: str) -> tuple[list[dict], dict, floa
         targets[seed] = json.loads(result_path.read_text())["loss"]["actual"]
         for row in forecast["ladder"]:
             losses = row.get("seed_losses") or [row["loss"]]
-            rung = rungs.setdefault(row["name"], {"compute": fit_compute(row, compute), "runs": [],
+            rung = rungs.setdefault(row["name"], {"name": row["name"], "compute": fit_compute(row, compute), "runs": [],
                                                   "seconds_per_run": row["seconds"] / len(losses)})
             rung["runs"] += [(seed, j, v) for j, v in enumerate(losses)]
     if not targets:
@@ -79,6 +79,27 @@ def simulate(design, rungs, targets, target_compute, seeds, draws, level, rng) -
             "ok": p_ok, "ok_cubed": p_ok ** 3, "forecast_seeds": len(tpool), "runs_per_rung": [len(p) for p in pools]}
 
 
+def check_design(spec: str, rungs: list[dict], sets: dict[str, set]) -> list[int]:
+    """The seeds per rung of `spec`, or an error where a set of forecast seeds cannot fill it (draws are without
+    replacement) or it has too few runs for the line's residual spread (n − 2 degrees of freedom)."""
+    try:
+        design = [int(k) for k in spec.split(",")]
+    except ValueError:
+        raise SystemExit(f"design {spec}: seeds per rung must be whole numbers, comma-separated") from None
+    if len(design) != len(rungs):
+        raise SystemExit(f"design {spec} has {len(design)} rungs, the folders have {len(rungs)}")
+    if min(design) < 0 or sum(design) < 3 or sum(k > 0 for k in design) < 2:
+        raise SystemExit(f"design {spec}: needs at least 3 runs on at least 2 rungs to fit a line and its spread")
+    for name, seeds in sets.items():
+        if not seeds:
+            raise SystemExit(f"{name}: no forecast seed in this set")
+        for k, rung in zip(design, rungs):
+            pool = sum(s in seeds for s, _, _ in rung["runs"])
+            if k > pool:
+                raise SystemExit(f"design {spec}: {rung['name']} has {pool} runs in {name}, the design draws {k}")
+    return design
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", help="globs of forecast folders, e.g. 'runs/forecast-seeds/preset/seed*'")
@@ -93,11 +114,9 @@ def main() -> None:
     every = set(targets)
     sets = {"all": every} if args.split is None else {f"seeds<{args.split}": {s for s in every if s < args.split},
                                                       f"seeds>={args.split}": {s for s in every if s >= args.split}}
+    designs = {spec: check_design(spec, rungs, sets) for spec in args.designs}  # every one before any is drawn
     print(f"{len(targets)} forecasts; runs per rung: {[len(r['runs']) for r in rungs]}")
-    for spec in args.designs:
-        design = [int(k) for k in spec.split(",")]
-        if len(design) != len(rungs):
-            raise SystemExit(f"design {spec} has {len(design)} rungs, the folders have {len(rungs)}")
+    for spec, design in designs.items():
         cost = sum(k * r["seconds_per_run"] for k, r in zip(design, rungs))
         parts = []
         for name, seeds in sets.items():

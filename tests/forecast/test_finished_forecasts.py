@@ -35,3 +35,36 @@ def test_a_pattern_matching_nothing_is_an_error(tmp_path):
     _forecast(tmp_path, "seed0")
     with pytest.raises(SystemExit, match="seed9"):
         finished_forecasts([str(tmp_path / "seed0"), str(tmp_path / "seed9")])
+
+
+def _pool_folder(root, seed, losses_per_rung):
+    """A finished forecast as ladder_design_resample reads it: rungs' seed losses, the target's loss, the seed."""
+    import json
+
+    folder = root / f"seed{seed}"
+    folder.mkdir()
+    ladder = [{"name": f"rung{i + 1}", "params_non_embedding": 1e4 * 2 ** i, "tokens": 1e6 * 2 ** i,
+               "seconds": 1.0, "loss": 4.0 - 0.2 * i, "seed_losses": [4.0 - 0.2 * i + 0.01 * j + 0.001 * seed
+                                                                      for j in range(losses_per_rung)]}
+              for i in range(3)]
+    (folder / "forecast.json").write_text(json.dumps({"ladder": ladder, "target": {
+        "params_non_embedding": 1e6, "tokens": 1e8}}))
+    (folder / "result.json").write_text(json.dumps({"loss": {"actual": 3.0}}))
+    (folder / "plan.json").write_text(json.dumps({"identity": {"config": {"seed": seed}}}))
+
+
+@pytest.mark.parametrize("design, message", [("3,3,3", "rung1 has 2 runs"), ("1,0,1", "at least 3 runs")])
+def test_a_design_the_pool_cannot_fill_is_one_error(tmp_path, monkeypatch, capsys, design, message):
+    """A design drawing more seeds at a rung than the folders trained there was numpy's 'Cannot take a larger
+    sample than population' traceback, and one of two runs in all a ZeroDivisionError (the line's residual spread
+    has n − 2 degrees of freedom); both are now one error before any design is simulated."""
+    import sys
+
+    from experiments.forecast_refits import ladder_design_resample
+
+    _pool_folder(tmp_path, 0, 2)
+    monkeypatch.setattr(sys, "argv", ["ladder_design_resample", str(tmp_path / "seed*"), "--designs", "2,2,2",
+                                      design, "--draws", "20"])
+    with pytest.raises(SystemExit, match=message):
+        ladder_design_resample.main()
+    assert "2,2,2" not in capsys.readouterr().out
