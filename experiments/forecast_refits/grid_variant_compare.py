@@ -5,7 +5,7 @@ perfectly across the ladder, the penalty would be the same at every width).
     python -m experiments.forecast_refits.grid_variant_compare runs/gpu/forecast-grid b95 b95lr5
 
 Reads every `VARIANT/seed*/forecast.json` (its ladder's per-seed rung losses) and `result.json` (the target's
-actual loss) under the grid folder (`benchmarks/gpu_forecast_grid.sh` writes them), and prints per width the mean
+actual loss) under the grid folder (`benchmarks/gpu/gpu_forecast_grid.sh` writes them), and prints per width the mean
 loss of each variant over its seeds and runs, with the relative difference of the second against the first.
 """
 
@@ -29,6 +29,8 @@ def losses_by_width(folder: Path) -> dict:
         if result.is_file():
             rows.setdefault(f"target {forecast['target']['d_model']}", []).append(
                 json.loads(result.read_text())["loss"]["actual"])
+    if not rows:
+        raise SystemExit(f"{folder}: no seed*/forecast.json (not a variant of this grid, or none registered yet)")
     return rows
 
 

@@ -42,13 +42,13 @@ def _pool_folder(root, seed, losses_per_rung):
     import json
 
     folder = root / f"seed{seed}"
-    folder.mkdir()
-    ladder = [{"name": f"rung{i + 1}", "params_non_embedding": 1e4 * 2 ** i, "tokens": 1e6 * 2 ** i,
-               "seconds": 1.0, "loss": 4.0 - 0.2 * i, "seed_losses": [4.0 - 0.2 * i + 0.01 * j + 0.001 * seed
-                                                                      for j in range(losses_per_rung)]}
+    folder.mkdir(parents=True)
+    ladder = [{"name": f"rung{i + 1}", "d_model": 16 * (i + 1), "params_non_embedding": 1e4 * 2 ** i,
+               "tokens": 1e6 * 2 ** i, "seconds": 1.0, "loss": 4.0 - 0.2 * i,
+               "seed_losses": [4.0 - 0.2 * i + 0.01 * j + 0.001 * seed for j in range(losses_per_rung)]}
               for i in range(3)]
     (folder / "forecast.json").write_text(json.dumps({"ladder": ladder, "target": {
-        "params_non_embedding": 1e6, "tokens": 1e8}}))
+        "d_model": 128, "params_non_embedding": 1e6, "tokens": 1e8}}))
     (folder / "result.json").write_text(json.dumps({"loss": {"actual": 3.0}}))
     (folder / "plan.json").write_text(json.dumps({"identity": {"config": {"seed": seed}}}))
 
@@ -68,3 +68,17 @@ def test_a_design_the_pool_cannot_fill_is_one_error(tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit, match=message):
         ladder_design_resample.main()
     assert "2,2,2" not in capsys.readouterr().out
+
+
+def test_grid_variant_compare_names_a_variant_with_no_forecast(tmp_path, monkeypatch, capsys):
+    """A misspelt or unfinished variant printed the table's header and nothing else, as if the variants shared no
+    width; now one error naming the variant's folder."""
+    import sys
+
+    from experiments.forecast_refits import grid_variant_compare
+
+    _pool_folder(tmp_path / "a", 0, 2)
+    monkeypatch.setattr(sys, "argv", ["grid_variant_compare", str(tmp_path), "a", "b"])
+    with pytest.raises(SystemExit, match="b: no seed"):
+        grid_variant_compare.main()
+    assert capsys.readouterr().out == ""
