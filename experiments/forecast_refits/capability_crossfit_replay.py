@@ -37,10 +37,12 @@ def main() -> None:
         actuals = ", ".join(f"{f.actual:.3f}" for f in check.folds)
         print(f"{folder}: registered {old:+.1%}, replayed {check.rel_error:+.1%} (fold actuals {actuals})"
               + (" flagged" if not cap.reliable else ""))
+    if not replayed:
+        raise SystemExit("none of the folders recorded capability samples (capability/target.json)")
     for name, errs in (("registered", registered), ("replayed", replayed)):
         e = np.array(errs)
-        print(f"{name}: mean {e.mean():+.1%} sd {e.std(ddof=1):.1%} "
-              f"within 10% on {(np.abs(e) <= 0.1).sum()} of {len(e)}")
+        sd = f"{e.std(ddof=1):.1%}" if len(e) > 1 else "— (one forecast)"
+        print(f"{name}: mean {e.mean():+.1%} sd {sd} within 10% on {(np.abs(e) <= 0.1).sum()} of {len(e)}")
     print(f"replayed forecasts flagged: {flagged} of {len(replayed)}")
 
 

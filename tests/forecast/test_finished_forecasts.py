@@ -82,3 +82,17 @@ def test_grid_variant_compare_names_a_variant_with_no_forecast(tmp_path, monkeyp
     with pytest.raises(SystemExit, match="b: no seed"):
         grid_variant_compare.main()
     assert capsys.readouterr().out == ""
+
+
+def test_capability_replay_without_recorded_samples_is_an_error(tmp_path, monkeypatch, capsys):
+    """Finished forecasts none of which recorded capability samples printed 'mean nan% sd nan% within 10% on 0 of 0'
+    (numpy's warnings beside it); now one error saying what is missing."""
+    import sys
+
+    from experiments.forecast_refits import capability_crossfit_replay
+
+    _pool_folder(tmp_path, 0, 2)
+    monkeypatch.setattr(sys, "argv", ["capability_crossfit_replay", str(tmp_path / "seed*")])
+    with pytest.raises(SystemExit, match="capability/target.json"):
+        capability_crossfit_replay.main()
+    assert "nan" not in capsys.readouterr().out
