@@ -26,7 +26,10 @@ import numpy as np
 
 def best_multiple(mults: list[float], losses: list[float]) -> tuple[float, bool]:
     """The argmin of a parabola in log2(multiple) through the lowest mean and its neighbours; (value, inside),
-    inside False when the lowest mean is at an end of the sweep (the optimum lies beyond it)."""
+    inside False when the lowest mean is at an end of the sweep (the optimum lies beyond it). Neighbours are by
+    learning rate, whatever order the multiples were given in."""
+    order = np.argsort(mults)
+    mults, losses = [float(mults[k]) for k in order], [float(losses[k]) for k in order]
     i = int(np.argmin(losses))
     if i in (0, len(losses) - 1):
         return mults[i], False
