@@ -4,6 +4,7 @@ its plan (rungs, then the target), without progress bars.
     from benchmarks.preset_runs import load_preset_runs
     cfg, vocab, runs = load_preset_runs("cpu-demo")
     overrides = dotted_overrides(["recipe.lr_batch_exponent=0.5"])   # --set KEY=VALUE, as load_forecast_config takes
+    summary = reusable_summary(run_dir, train_cfg)   # a finished run of exactly this recipe in run_dir, else None
 """
 
 from __future__ import annotations
@@ -32,3 +33,26 @@ def dotted_overrides(items: list[str]) -> dict:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     return overrides
+
+
+def reusable_summary(run_dir, train_cfg) -> dict | None:
+    """The summary of the finished run in `run_dir` when it is `train_cfg`'s run, else None (nothing finished there).
+    `finished_summary` matches shape and length only: a run finished there at another learning rate or width (a
+    sweep rerun into the same folder with other settings) is an error, not a loss to print beside the new one."""
+    import json
+    from pathlib import Path
+
+    from augury.forecast.runner import finished_summary
+
+    summary = finished_summary(run_dir, train_cfg)
+    if summary is None:
+        return None
+    saved = json.loads((Path(run_dir) / "manifest.json").read_text())["config"]
+    lr, d_model = saved.get("optim", {}).get("lr"), saved.get("model", {}).get("d_model")
+    if lr != train_cfg.optim.lr:
+        raise SystemExit(f"{run_dir}: finished at learning rate {lr}, this sweep asks {train_cfg.optim.lr}; "
+                         "give another --out (or remove the folder)")
+    if train_cfg.model.d_model is not None and d_model != train_cfg.model.d_model:
+        raise SystemExit(f"{run_dir}: finished at width {d_model}, this sweep asks {train_cfg.model.d_model}; "
+                         "give another --out (or remove the folder)")
+    return summary

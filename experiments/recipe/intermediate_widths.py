@@ -9,7 +9,8 @@ per parameter, batch and step rules: `plan_target` with `target.d_model` overrid
 `--seed`) in this process. Its learning rate is LR when given, else lr_base · (batch tokens /
 lr_base_batch_tokens)^lr_batch_exponent (defaults: the cpu-demo rung4 and target optima measured in
 BENCHMARKS.md). Prints one JSON line per run: width, batch, steps, tokens, compute (6 · non-embedding params ·
-tokens, the cpu-demo fit's axis), lr, final validation loss, seconds. Finished runs are reused.
+tokens, the cpu-demo fit's axis), lr, final validation loss, seconds. Finished runs are reused (one finished at
+another learning rate in the same --out is an error).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def main() -> None:
     from augury.data import prepare_data
     from augury.forecast.config import load_forecast_config
     from augury.forecast.ladder import plan_target, train_config
-    from augury.forecast.runner import finished_summary, train_one
-    from benchmarks.preset_runs import dotted_overrides
+    from augury.forecast.runner import train_one
+    from benchmarks.preset_runs import dotted_overrides, reusable_summary
 
     overrides = dotted_overrides(args.set)
     for arg in args.widths:
@@ -54,7 +55,7 @@ def main() -> None:
         out = os.path.join(args.out, f"w{width}" + (f"-lr{lr_text}" if lr_text else ""))
         tcfg = train_config(cfg, run, out, vocab)
         tcfg = dataclasses.replace(tcfg, optim=dataclasses.replace(tcfg.optim, lr=lr), progress=False)
-        summary = finished_summary(out, tcfg) or train_one(tcfg, args.threads)
+        summary = reusable_summary(out, tcfg) or train_one(tcfg, args.threads)
         print(json.dumps({"width": width, "batch": run.batch_size, "steps": run.steps, "tokens": run.tokens,
                           "compute": 6 * run.params_non_embedding * run.tokens, "lr": lr,
                           "loss": summary["final_val_loss"], "seconds": summary.get("seconds")}), flush=True)

@@ -9,7 +9,8 @@ Each rung x multiple x seed is one run of the recipe (seed replicas as the forec
 best multiple from a parabola in log2(lr) through the three points around the lowest mean, and the optimum's slope
 against the batch (tokens per step) over the rungs: 0 means the recipe's lr rule already tracks the optimum along
 the ladder; s > 0 means the best lr grows as batch^s faster than the rule. Writes every run's loss to
-OUT/lr_sweep.json (finished runs are reused when rerun with the same --out).
+OUT/lr_sweep.json (finished runs are reused when rerun with the same --out; one trained at another learning
+rate there is an error).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def main() -> None:
     from augury.data import prepare_data
     from augury.forecast.config import load_forecast_config
     from augury.forecast.ladder import plan_runs, train_config
-    from augury.forecast.runner import finished_summary, train_runs_parallel
-    from benchmarks.preset_runs import dotted_overrides
+    from augury.forecast.runner import train_runs_parallel
+    from benchmarks.preset_runs import dotted_overrides, reusable_summary
 
     overrides = {**dotted_overrides(args.set), "progress": False}
     cfg = load_forecast_config(args.preset, overrides=overrides)
@@ -69,7 +70,7 @@ def main() -> None:
                 tcfg = train_config(cfg, rung, str(out / name), vocab, replica=j)
                 tcfg = dataclasses.replace(tcfg, progress=False,
                                            optim=dataclasses.replace(tcfg.optim, lr=tcfg.optim.lr * m))
-                summary = finished_summary(out / name, tcfg)
+                summary = reusable_summary(out / name, tcfg)
                 if summary is not None:
                     done[name] = summary
                 else:
