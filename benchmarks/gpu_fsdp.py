@@ -8,9 +8,10 @@ and resumed from its sharded (DCP) checkpoint.
 Trains one run several ways (--variants), each under `torchrun --nproc_per_node PROCS -m augury train`:
 `parallel: ddp` (the reference), ddp again (run-to-run nondeterminism), `parallel: fsdp`, fsdp with parameters
 gathered in bf16 (`fsdp_param_dtype: bf16`), and fsdp stopped after half the steps and continued with `--resume`.
-Prints per variant the median tokens/s and MFU of the logged windows after the first (which holds compilation),
-against the peak the trainer uses (augury.train.runtime: the GPU's data-sheet dense bf16 peak), the last train and
-validation loss, and the largest per-step |difference| of train loss from the ddp run. The corpus is the
+Prints per variant the median tokens/s and MFU of the logged windows after the first of each start (which holds
+compilation; the resumed run starts twice), against the peak the trainer uses (augury.train.runtime: the GPU's
+data-sheet dense bf16 peak), the last train and validation loss, and the largest per-step |difference| of train
+loss from the ddp run. The corpus is the
 machine's Python standard library (`data.source: stdlib`), capped at --max-bytes. Writes OUT/summary.json;
 the runs stay in OUT.
 """
@@ -49,9 +50,14 @@ def records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
-def describe(run: Path, reference: dict[int, float] | None, wall: float) -> dict:
+def describe(run: Path, reference: dict[int, float] | None, wall: float, restarts: list[int] = ()) -> dict:
+    """One variant's row; `restarts`: the steps a run was resumed from. The first logged window of every start (the
+    first of the run, and the first after each resume) holds start-up and compilation and is left out of the
+    medians."""
     recs = records(run)
-    steady = recs[1:] or recs
+    starts = [0, *restarts]
+    first_windows = {min((r["step"] for r in recs if r["step"] > s), default=None) for s in starts}
+    steady = [r for r in recs if r["step"] not in first_windows] or recs
     losses = {r["step"]: r["train_loss"] for r in recs}
     val = [r for r in recs if "val_loss" in r]
     manifest = json.loads((run / "manifest.json").read_text())
@@ -105,7 +111,8 @@ def main() -> None:
         else:
             wall = train(run, common, args.procs, *extra)
         losses[name] = {r["step"]: r["train_loss"] for r in records(run)}
-        rows.append(describe(run, losses.get("ddp") if name != "ddp" else None, wall))
+        rows.append(describe(run, losses.get("ddp") if name != "ddp" else None, wall,
+                             restarts=[int(half)] if name == "fsdp-resumed" else []))
         if name == "fsdp-resumed" and "fsdp" in losses:
             rows[-1]["max_abs_train_loss_diff_vs_fsdp_straight"] = max(
                 abs(losses[name][s] - losses["fsdp"][s]) for s in losses["fsdp"])
