@@ -79,6 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--grid-stride", type=int, default=10, help="curve_fit baseline: time every k-th grid start")
     args = ap.parse_args(argv)
+    if not (Path(args.data_dir) / "olmo-ladder").is_dir():
+        raise SystemExit(f"error: {args.data_dir}/olmo-ladder not found")
     rows = load_ladder(args.data_dir, sizes=("190M", "370M", "760M", "1B", "3B"))
     print(f"chinchilla on {len(rows)} OLMo ladder runs, {args.resamples} bootstrap resamples, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, load average {os.getloadavg()[0]:.1f}")

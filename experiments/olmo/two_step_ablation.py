@@ -81,6 +81,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", required=True, type=Path, help="folder holding olmo-ladder/")
     args = ap.parse_args(argv)
+    if not (Path(args.data_dir) / "olmo-ladder").is_dir():
+        raise SystemExit(f"error: {args.data_dir}/olmo-ladder not found")
     rows = load_ladder(args.data_dir, sizes=LADDER, checkpoints="all")
     all_runs: dict[str, list[dict]] = {}
     for r in rows:

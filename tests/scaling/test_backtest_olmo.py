@@ -31,3 +31,16 @@ def test_the_paper_column_is_signed_like_ours(olmo_dir, monkeypatch, capsys):
         assert line.split()[-1] == f"{100 * signed[row['task']]:+.2f}%"
     mean_abs = 100 * np.mean([abs(v) for v in signed.values()])
     assert f"(paper's own: {mean_abs:.2f}%)" in printed
+
+
+def test_the_olmo_scripts_name_a_missing_ladder_in_one_line(tmp_path):
+    """bootstrap_speed and two_step_ablation, pointed at a folder without the OLMo ladder, ended in TableError's
+    traceback; now the same one line as backtest_olmo's."""
+    import pytest
+
+    from benchmarks import bootstrap_speed
+    from experiments.olmo import two_step_ablation
+
+    for script in (bootstrap_speed, two_step_ablation):
+        with pytest.raises(SystemExit, match="olmo-ladder not found"):
+            script.main(["--data-dir", str(tmp_path)])
