@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shutil
 import time
-from pathlib import Path
 
 
 def main() -> None:
@@ -33,10 +31,9 @@ def main() -> None:
 
     from augury.forecast.ladder import train_config
     from augury.forecast.runner import train_one, train_runs_parallel
-    from benchmarks.preset_runs import load_preset_runs
+    from benchmarks.preset_runs import load_preset_runs, scratch_folder
 
-    out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
+    out = scratch_folder(args.out)
     cfg, vocab, runs = load_preset_runs(args.preset)
     plans = {p.name: p for p in runs}
 

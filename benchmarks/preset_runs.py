@@ -5,6 +5,7 @@ its plan (rungs, then the target), without progress bars.
     cfg, vocab, runs = load_preset_runs("cpu-demo")
     overrides = dotted_overrides(["recipe.lr_batch_exponent=0.5"])   # --set KEY=VALUE, as load_forecast_config takes
     summary = reusable_summary(run_dir, train_cfg)   # a finished run of exactly this recipe in run_dir, else None
+    out = scratch_folder("runs/ladder-jobs")         # emptied for a new measurement, if a benchmark made it
 """
 
 from __future__ import annotations
@@ -56,3 +57,22 @@ def reusable_summary(run_dir, train_cfg) -> dict | None:
         raise SystemExit(f"{run_dir}: finished at width {d_model}, this sweep asks {train_cfg.model.d_model}; "
                          "give another --out (or remove the folder)")
     return summary
+
+
+SCRATCH_MARK = ".augury-benchmark-scratch"
+
+
+def scratch_folder(path):
+    """`path` emptied for a benchmark that trains from scratch. A folder only a benchmark made (it holds
+    SCRATCH_MARK) is cleared; any other non-empty folder is refused with one line, so a mistyped --out never
+    deletes a user's runs."""
+    import shutil
+    from pathlib import Path
+
+    out = Path(path)
+    if out.exists() and not (out / SCRATCH_MARK).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise SystemExit(f"--out {out}: exists and was not made by a benchmark; give a new or empty folder")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    (out / SCRATCH_MARK).write_text("made by an augury benchmark; emptied by the next run of one\n")
+    return out

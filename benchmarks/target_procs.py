@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -45,10 +44,9 @@ def main() -> None:
     from augury.forecast.ladder import train_config
     from augury.forecast.runner import train_one
     from augury.forecast.torchrun import train_torchrun
-    from benchmarks.preset_runs import load_preset_runs
+    from benchmarks.preset_runs import load_preset_runs, scratch_folder
 
-    out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
+    out = scratch_folder(args.out)
     cfg, vocab, runs = load_preset_runs(args.preset)
     target = runs[-1]
     print(f"preset {args.preset}: target d_model {target.d_model}, depth {target.depth}, batch {target.batch_size} "
