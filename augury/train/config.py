@@ -182,6 +182,13 @@ def check_config(cfg: TrainConfig) -> None:
     cfg.model.resolved()  # raises ModelConfigError (a ValueError) on a bad shape
     if cfg.steps is None and cfg.tokens is None and cfg.tokens_per_param is None:
         raise TrainConfigError("set the run length: steps, tokens or tokens_per_param")
+    # only the option that sets the run length is checked (steps wins over tokens, tokens over tokens_per_param);
+    # a length of 0 or less would otherwise round up to a one-step run without a word
+    if cfg.steps is None and cfg.tokens is not None and cfg.tokens < 1:
+        raise TrainConfigError(f"tokens must be >= 1 (the run length in training tokens), got {cfg.tokens}")
+    if cfg.steps is None and cfg.tokens is None and not (math.isfinite(cfg.tokens_per_param)
+                                                         and cfg.tokens_per_param > 0):
+        raise TrainConfigError(f"tokens_per_param must be a finite number > 0, got {cfg.tokens_per_param}")
     if cfg.seq_len < 2 or cfg.seq_len > cfg.model.max_seq_len:
         raise TrainConfigError(f"seq_len={cfg.seq_len} must be in [2, model.max_seq_len={cfg.model.max_seq_len}]")
     cfg.optim.validate()

@@ -32,6 +32,10 @@ def config_file(cfg, tmp_path):
     (["--stop_after", "0"], "stop_after must be >= 1"),
     (["--stop_after", "-2"], "stop_after must be >= 1"),
     (["--eval_batches", "0"], "eval_batches must be >= 1"),
+    (["--steps", "null", "--tokens", "0"], "tokens must be >= 1"),
+    (["--steps", "null", "--tokens", "-500"], "tokens must be >= 1"),
+    (["--steps", "null", "--tokens_per_param", "-1"], "tokens_per_param must be a finite number > 0"),
+    (["--steps", "null", "--tokens_per_param", ".nan"], "tokens_per_param must be a finite number > 0"),
 ])
 def test_cli_refuses_bad_settings_before_writing(tiny_cfg, tmp_path, capsys, flags, message):
     cfg = tiny_cfg(steps=2)
