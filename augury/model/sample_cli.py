@@ -46,6 +46,8 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         raise UsageError("max_tokens and num_samples must be >= 1")
     if image and system is not None:  # image-text runs are trained on one user turn, with no system message
         raise UsageError("--system cannot be used with --image: an image question is one user turn")
+    if system is not None and not chat and not image:  # a plain continuation has no turns to put it in
+        raise UsageError("--system needs --chat: a system message goes before the user turn of a chat prompt")
     try:
         SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p).validate()
     except ValueError as err:

@@ -65,10 +65,13 @@ def test_export_overwrite_replaces_a_previous_export(run, tmp_path, capsys):
     (["--top_p", "0"], "top_p"),
     (["--top_p", "2"], "top_p"),
     (["--max_tokens", "0"], "max_tokens"),
+    (["--system", "be brief"], "--system needs --chat"),  # it would be dropped without a word
 ])
 def test_sample_refuses_out_of_range_settings(run, capsys, flags, message):
     assert cli.main(["sample", str(run), "--prompt", "def", *flags]) == 2
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err
     assert err.startswith("augury sample: error:") and message in err and "Traceback" not in err
 
 
