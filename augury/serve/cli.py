@@ -27,6 +27,13 @@ Manage the API keys a server accepts. Only each key's SHA-256 is stored in FILE 
 
 
 def _keys_command(argv: list[str]) -> int:
+    try:
+        return _keys(argv)
+    except UsageError as err:  # the error line names the subcommand, as `augury ladder plan` does
+        raise UsageError(str(err), prog=err.prog or "augury serve keys") from None
+
+
+def _keys(argv: list[str]) -> int:
     from augury.serve.keys import KeyStore
 
     if any(a in ("-h", "--help") for a in argv):

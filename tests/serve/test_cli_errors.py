@@ -71,6 +71,21 @@ def test_serve_keys_help_and_a_folder_as_keys_file(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["add", "bob", "--keys", "FOLDER"], "is a folder; --keys names a JSON file"),
+    (["add", "bad name", "--keys", "FILE"], "must be letters, digits"),
+    (["revoke", "bob", "--keys", "FILE"], "no key named 'bob'"),
+    (["add", "bob"], "--keys FILE is required"),
+    (["frob", "--keys", "FILE"], "usage: augury serve keys"),
+])
+def test_serve_keys_errors_name_the_subcommand(tmp_path, capsys, argv, message):
+    # docs/cli.md: a command with a subcommand names both in its error line
+    argv = [{"FOLDER": str(tmp_path), "FILE": str(tmp_path / "keys.json")}.get(a, a) for a in argv]
+    assert cli.main(["serve", "keys", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("augury serve keys: error: ") and message in err and err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize("case,message", [
     ("notdb.txt", "notdb.txt is not an SQLite database"),
     ("other.db", "other.db has no requests table"),
