@@ -31,13 +31,14 @@ def parse_args(argv: list[str]):
 def main(argv: list[str]) -> int:
     from augury.data import DataError
     from augury.model import ModelConfigError
+    from augury.model.weights import CheckpointError
     from augury.train.config import TrainConfigError
     from augury.train.trainer import TrainingDiverged, train
 
     cfg, resume = parse_args(argv)
     try:
         train(cfg, resume=resume)
-    except (TrainConfigError, ModelConfigError, DataError) as err:
+    except (TrainConfigError, ModelConfigError, DataError, CheckpointError) as err:  # all before step 1
         raise UsageError(str(err)) from None
     except TrainingDiverged as err:
         print(f"augury train: error: {err}", file=sys.stderr)

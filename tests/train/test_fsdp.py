@@ -186,6 +186,23 @@ def test_fsdp_refuses_a_checkpoint_without_shards(tiny_cfg, tmp_path):
     assert not torch.distributed.is_initialized()
 
 
+def test_cli_fsdp_resume_of_a_checkpoint_without_shards_is_one_error_line(tiny_cfg, tmp_path, capsys):
+    # docs/training.md: "A model.safetensors checkpoint (a ddp run) does not resume under fsdp: one clear error"
+    import yaml
+
+    from augury import cli
+
+    cfg = fsdp_cfg(tiny_cfg, "run", tmp_path, batch_size=4, steps=2, eval_every=0, parallel="ddp", stop_after=1)
+    train(cfg, log=lambda *a: None)
+    capsys.readouterr()
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(to_jsonable(cfg)))
+    assert cli.main(["train", "--config", str(path), "--resume", "--parallel", "fsdp"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
+    assert len(err) == 1 and err[0].startswith("augury train: error:") and "parallel: ddp" in err[0], err
+    assert not torch.distributed.is_initialized()
+
+
 def test_bad_parallel_is_refused(tiny_cfg):
     with pytest.raises(TrainConfigError, match="parallel"):
         train(tiny_cfg(parallel="zero3"), log=lambda *a: None)
