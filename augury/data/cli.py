@@ -59,6 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = prepare_data(cfg)
     except DataError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(str(err), prog="augury data prepare") from None
     print(summary(data))
     return 0

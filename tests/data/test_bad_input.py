@@ -144,7 +144,7 @@ def test_cli_prepare_with_config_file(corpus_dir, tmp_path, capsys):
 def test_cli_bad_source_is_one_line_error(tmp_path, capsys):
     assert cli.main(["data", "prepare", "--source", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("augury data: error: corpus source") and "missing" in err[0]
+    assert len(err) == 1 and err[0].startswith("augury data prepare: error: corpus source") and "missing" in err[0]
 
 
 @pytest.mark.parametrize("under", ["", "sub/dir"])
@@ -154,7 +154,7 @@ def test_cli_cache_dir_that_is_a_file(corpus_dir, tmp_path, capsys, under):
     argv = ["data", "prepare", "--source", str(corpus_dir), "--vocab_size", "300", "--cache_dir", str(cache)]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("augury data: error: cache_dir") and "is a file" in err[0]
+    assert len(err) == 1 and err[0].startswith("augury data prepare: error: cache_dir") and "is a file" in err[0]
     assert (tmp_path / "afile").read_text() == "mine"
 
 
