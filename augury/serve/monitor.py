@@ -12,6 +12,7 @@ A key is listed as over a threshold when its flag rate, spike ratio or request c
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from dataclasses import asdict, dataclass
@@ -98,9 +99,25 @@ def monitor(db: str, since_hours: float = 24.0, max_flag_rate: float = 0.05, max
         max_requests: a key with more requests than this in the window is listed (0: no limit).
         json_out: print JSON instead of a table.
     """
+    _check_thresholds(since_hours, max_flag_rate, max_spike, max_requests)
     summaries = summarise(db, since_hours, max_flag_rate, max_spike, max_requests)
     print(json.dumps([asdict(s) for s in summaries], indent=2) if json_out else format_table(summaries))
     return summaries
+
+
+def _check_thresholds(since_hours: float, max_flag_rate: float, max_spike: float, max_requests: int) -> None:
+    """Refuse a window or threshold that cannot mean anything (a negative window would otherwise read as
+    "everything", a negative --max_requests list every key)."""
+    from augury.errors import UsageError
+
+    if not (math.isfinite(since_hours) and since_hours >= 0):
+        raise UsageError(f"--since_hours must be a number >= 0 (0: everything), got {since_hours}")
+    if not 0 <= max_flag_rate <= 1:
+        raise UsageError(f"--max_flag_rate must be in [0, 1] (a share of requests), got {max_flag_rate}")
+    if not (math.isfinite(max_spike) and max_spike > 0):
+        raise UsageError(f"--max_spike must be a number > 0, got {max_spike}")
+    if max_requests < 0:
+        raise UsageError(f"--max_requests must be >= 0 (0: no limit), got {max_requests}")
 
 
 def main(argv: list[str]) -> int:

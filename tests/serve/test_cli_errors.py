@@ -99,3 +99,21 @@ def test_monitor_refuses_what_is_not_a_request_log(case, message, tmp_path, caps
     code = cli.main(["monitor", str(tmp_path / case)])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--since_hours", "-1"], "--since_hours must be a number >= 0"),
+    (["--since_hours", ".nan"], "--since_hours must be a number >= 0"),
+    (["--max_flag_rate", "-0.1"], "--max_flag_rate must be in [0, 1]"),
+    (["--max_flag_rate", "5"], "--max_flag_rate must be in [0, 1]"),
+    (["--max_spike", "0"], "--max_spike must be a number > 0"),
+    (["--max_requests", "-1"], "--max_requests must be >= 0"),
+])
+def test_monitor_refuses_thresholds_that_cannot_mean_anything(flags, message, tmp_path, capsys):
+    # a negative window read as "everything" and a negative --max_requests listed every key, without a word
+    from augury.serve.requestlog import RequestLog
+
+    RequestLog(tmp_path / "r.db").close()
+    code = cli.main(["monitor", str(tmp_path / "r.db"), *flags])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and message in captured.err and captured.err.count("\n") == 1, captured
