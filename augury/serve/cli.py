@@ -12,6 +12,7 @@ The chat page is at http://HOST:PORT/.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from augury.errors import UsageError
 
@@ -51,6 +52,8 @@ def _keys(argv: list[str]) -> int:
     elif rest[:1] == ["revoke"] and len(rest) == 2:
         store.revoke(rest[1])
     elif rest == ["list"]:
+        if not Path(path).exists():  # a mistyped path must not read as a keys file with no keys in it
+            raise UsageError(f"keys file {path} does not exist (`augury serve keys add NAME --keys {path}` makes it)")
         for r in store.records:
             print(f"{r.name}\t{r.created}")
     else:

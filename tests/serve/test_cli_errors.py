@@ -77,6 +77,7 @@ def test_serve_keys_help_and_a_folder_as_keys_file(tmp_path, capsys):
     (["revoke", "bob", "--keys", "FILE"], "no key named 'bob'"),
     (["add", "bob"], "--keys FILE is required"),
     (["frob", "--keys", "FILE"], "usage: augury serve keys"),
+    (["list", "--keys", "FILE"], "does not exist"),
 ])
 def test_serve_keys_errors_name_the_subcommand(tmp_path, capsys, argv, message):
     # docs/cli.md: a command with a subcommand names both in its error line
