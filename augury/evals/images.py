@@ -16,6 +16,7 @@ control: `shuffled` is None, with the reason in `shuffled_note`.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,7 +50,8 @@ def evaluate_image_tasks(examples: Sequence[ImageExample],
                          answer_fn: Callable[[list[str], list[np.ndarray]], list[str]],
                          batch_size: int = 64) -> dict:
     """{task: {template: {n, chance, real, blank, shuffled, and each one's _ci95}}}; accuracy is exact match after
-    normalising case, spaces and a final full stop. Questions are batched per template, in order (deterministic)."""
+    normalising case, spaces and a final full stop. `chance` is the mean of the questions' chances, or None when
+    any question's is not known (0.0). Questions are batched per template, in order (deterministic)."""
     from augury.evals.graded import wilson_interval
 
     groups: dict[tuple[str, str], list[ImageExample]] = defaultdict(list)
@@ -57,7 +59,10 @@ def evaluate_image_tasks(examples: Sequence[ImageExample],
         groups[(e.task, e.template)].append(e)
     report: dict = {}
     for (task, template), items in groups.items():
-        row = {"n": len(items), "chance": items[0].chance}
+        # guessing uniformly among each question's answers scores the mean of their chances; 0.0 is
+        # ImageExample's "not known" (a record without `chance`), which no mean may hide
+        chances = [e.chance for e in items]
+        row = {"n": len(items), "chance": math.fsum(chances) / len(chances) if all(c > 0 for c in chances) else None}
         for condition in CONDITIONS:
             if condition == "shuffled" and len(items) < 2:  # no other question's image to hand the only one
                 row.update(shuffled=None, shuffled_ci95=None, shuffled_note=UNMEASURED_SHUFFLE)
@@ -90,7 +95,8 @@ def summary_lines(report: dict) -> list[str]:
     lines = []
     for task, templates in report.items():
         for template, r in templates.items():
-            lines.append(f"{task:7s} {template:12s} n={r['n']:4d} chance {r['chance']:.2f}  "
+            chance = "unknown" if r["chance"] is None else f"{r['chance']:.2f}"
+            lines.append(f"{task:7s} {template:12s} n={r['n']:4d} chance {chance}  "
                          + "  ".join(_accuracy(r, c) for c in CONDITIONS))
     return lines
 

@@ -92,3 +92,18 @@ def test_a_lone_question_has_no_shuffled_control_and_every_accuracy_has_an_inter
     assert 0.45 < lo < 0.55 and hi == 1.0  # Wilson, 4 of 4
     lines = summary_lines({"toy": report})
     assert "shuffled not measurable" in lines[1] and "real 1.000 [" in lines[0]
+
+
+def test_chance_is_the_groups_mean_and_unknown_chance_is_not_printed_as_zero():
+    def item(chance, answer="a"):
+        return ImageExample("t", "x", "q", answer, np.zeros((4, 4, 3), dtype=np.uint8), chance=chance)
+
+    def constant(questions, images):
+        return ["a"] * len(questions)
+
+    mixed = evaluate_image_tasks([item(0.5), item(0.1), item(0.1), item(0.1)], constant)["t"]["x"]
+    assert abs(mixed["chance"] - 0.2) < 1e-12  # guessing each question's answers uniformly: the mean of their chances
+    unknown = evaluate_image_tasks([item(0.0), item(0.0)], constant)  # records without a `chance` field
+    assert unknown["t"]["x"]["chance"] is None
+    line = summary_lines(unknown)[0]
+    assert "chance 0.00" not in line and "chance unknown" in line
