@@ -1,4 +1,4 @@
-"""Image tasks: exact-match accuracy with the real image, a blank image and images shuffled across the batch.
+"""Image tasks: exact-match accuracy with the real image, a blank image and images shuffled across questions.
 
 The two controls show whether a model reads the image: with a blank image (uniform grey) or another question's
 image, a model that answers from the image falls to about chance, while one that answers from the question's
@@ -9,12 +9,13 @@ chance level. No torch here: the model is a callable `answer_fn(questions, image
     report = evaluate_image_tasks(examples, answer_fn, batch_size=64)
     report["digits"]["which_digit"] == {"n": 300, "chance": 0.1, "real": 0.93, "real_ci95": [0.90, 0.95], ...}
 
-Each accuracy has a Wilson 95% interval (`CONDITION_ci95`). A template with a single question has no shuffled
-control: `shuffled` is None, with the reason in `shuffled_note`.
+Each accuracy has a Wilson 95% interval (`CONDITION_ci95`). A template with a single question, or whose
+questions all show one picture, has no shuffled control: `shuffled` is None, with the reason in `shuffled_note`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import defaultdict
@@ -31,19 +32,27 @@ CONDITIONS = ("real", "blank", "shuffled")
 IMAGE_MARK = "<|image|>"  # where the image goes in a question (augury.model.image_prompt)
 UNMEASURED_SHUFFLE = ("not measurable: the template has one question, so there is no other question's image to "
                       "give it")
+SAME_IMAGE_SHUFFLE = "not measurable: every question of the template is about the same image"
 
 
 def normalise(text: str) -> str:
     return " ".join(text.strip().lower().rstrip(".").split())
 
 
-def _images_for(condition: str, batch: list[ImageExample]) -> list[np.ndarray]:
-    if condition == "real":
-        return [e.image for e in batch]
-    if condition == "blank":
-        return [np.full_like(e.image, 128) for e in batch]
-    # shuffled: every question gets the next question's image (a rotation: no question keeps its own)
-    return [batch[(i + 1) % len(batch)].image for i in range(len(batch))]
+def _shuffle_donors(items: Sequence[ImageExample]) -> list[int] | None:
+    """For each question, the next question (cyclically) whose image differs from its own, or None when every
+    question has the same image. Several questions about one picture sit side by side in a record file, so
+    "the next question's image" alone would often hand a question its own picture."""
+    keys = [hashlib.sha256(repr(e.image.shape).encode() + e.image.tobytes()).digest() for e in items]
+    if len(set(keys)) < 2:
+        return None
+    n, donors = len(items), []
+    for i in range(n):
+        j = (i + 1) % n
+        while keys[j] == keys[i]:
+            j = (j + 1) % n
+        donors.append(j)
+    return donors
 
 
 def evaluate_image_tasks(examples: Sequence[ImageExample],
@@ -51,7 +60,8 @@ def evaluate_image_tasks(examples: Sequence[ImageExample],
                          batch_size: int = 64) -> dict:
     """{task: {template: {n, chance, real, blank, shuffled, and each one's _ci95}}}; accuracy is exact match after
     normalising case, spaces and a final full stop. `chance` is the mean of the questions' chances, or None when
-    any question's is not known (0.0). Questions are batched per template, in order (deterministic)."""
+    any question's is not known (0.0). Under `shuffled` each question gets the next question's image that is
+    not its own picture. Questions are batched per template, in order (deterministic)."""
     from augury.evals.graded import wilson_interval
 
     groups: dict[tuple[str, str], list[ImageExample]] = defaultdict(list)
@@ -63,19 +73,22 @@ def evaluate_image_tasks(examples: Sequence[ImageExample],
         # ImageExample's "not known" (a record without `chance`), which no mean may hide
         chances = [e.chance for e in items]
         row = {"n": len(items), "chance": math.fsum(chances) / len(chances) if all(c > 0 for c in chances) else None}
+        donors = _shuffle_donors(items)
         for condition in CONDITIONS:
-            if condition == "shuffled" and len(items) < 2:  # no other question's image to hand the only one
-                row.update(shuffled=None, shuffled_ci95=None, shuffled_note=UNMEASURED_SHUFFLE)
+            if condition == "shuffled" and donors is None:  # no other picture to hand any question
+                row.update(shuffled=None, shuffled_ci95=None,
+                           shuffled_note=UNMEASURED_SHUFFLE if len(items) < 2 else SAME_IMAGE_SHUFFLE)
                 continue
             correct = 0
             for i in range(0, len(items), batch_size):
                 batch = items[i:i + batch_size]
-                if condition == "shuffled" and len(batch) < 2:
-                    batch = items[i - 1:i + 1]  # a lone last question borrows its neighbour's image
-                    preds = answer_fn([e.question for e in batch], _images_for(condition, batch))[-1:]
-                    batch = batch[-1:]
+                if condition == "real":
+                    images = [e.image for e in batch]
+                elif condition == "blank":
+                    images = [np.full_like(e.image, 128) for e in batch]
                 else:
-                    preds = answer_fn([e.question for e in batch], _images_for(condition, batch))
+                    images = [items[donors[j]].image for j in range(i, i + len(batch))]
+                preds = answer_fn([e.question for e in batch], images)
                 correct += sum(normalise(p) == normalise(e.answer) for p, e in zip(preds, batch))
             row[condition] = correct / len(items)
             row[f"{condition}_ci95"] = list(wilson_interval(correct, len(items)))

@@ -107,3 +107,17 @@ def test_chance_is_the_groups_mean_and_unknown_chance_is_not_printed_as_zero():
     assert unknown["t"]["x"]["chance"] is None
     line = summary_lines(unknown)[0]
     assert "chance 0.00" not in line and "chance unknown" in line
+
+
+def test_the_shuffled_control_never_hands_a_question_the_same_picture():
+    # two questions per picture, as a record file asking several things about one image has them
+    examples = [ImageExample("t", "x", q, str(i % 10), np.full((4, 4, 3), 10 * (i % 10), dtype=np.uint8),
+                             chance=0.1) for i in range(20) for q in ("Which digit?", "Digit?")]
+
+    def reader(questions, images):
+        return [str(int(im[0, 0, 0]) // 10) for im in images]
+
+    r = evaluate_image_tasks(examples, reader, batch_size=8)["t"]["x"]
+    assert r["real"] == 1.0 and r["shuffled"] == 0.0
+    same = evaluate_image_tasks(examples[:2], reader)["t"]["x"]  # one picture: no other one to give
+    assert same["shuffled"] is None and "same image" in same["shuffled_note"]
