@@ -5,8 +5,9 @@ A question about images is one user turn, then the assistant's answer:
     <|user|> [<|image|> × tokens_per_image per image] question <|end|> <|assistant|> answer <|end|>
 
 In text, `<|image|>` marks where an image goes (any number, anywhere in the turn); with no marker, a single image
-goes first. Each marker becomes `tokens_per_image` placeholder ids. Training puts the loss on the answer and its
-closing `<|end|>` only.
+goes first. Whitespace touching a marker is dropped, so "<|image|> question" is the prompt training uses. Each
+marker becomes `tokens_per_image` placeholder ids. Training puts the loss on the answer and its closing `<|end|>`
+only.
 
     ids = chat_ids(tokenizer, "Which digit is shown?", n_images=1, tokens_per_image=64)
     texts = answer(model, tokenizer, ["Which digit is shown?"], pixels)   # greedy, one image per question
@@ -55,6 +56,10 @@ def chat_ids(tokenizer, question: str, n_images: int, tokens_per_image: int,
     marks = len(pieces) - 1
     if marks == 0 and n_images == 1:
         pieces, marks = ["", question], 1
+    # whitespace touching a marker is layout, not text: "<|image|> Which digit?" is the prompt training used
+    # ("Which digit?" after the image), not " Which" as another token
+    pieces = [p.lstrip() if i else p for i, p in enumerate(pieces)]
+    pieces = [p.rstrip() if i < marks else p for i, p in enumerate(pieces)]
     if marks != n_images:
         raise ImagePromptError(f"the prompt has {marks} {IMAGE_MARK} placeholder(s) but {n_images} image(s) were "
                                "given; use one placeholder per image (or none with a single image)")

@@ -153,3 +153,15 @@ def test_a_prompt_with_placeholders_but_no_image_is_refused_when_added_and_fails
     while engine.busy():
         done += [e.key for e in engine.step() if e.finished]
     assert done == ["ok"]
+
+
+def test_a_marker_with_spaces_around_it_gives_the_prompt_training_used():
+    from augury.data.tokenizer import train_tokenizer
+    from augury.model.image_prompt import chat_ids
+
+    tok = train_tokenizer(["Which digit is shown?", "Which is largest?", "a and b"] * 20, 300)
+    trained, _ = chat_ids(tok, "Which digit is shown?", 1, 4)  # training: the image first, then the question
+    for prompt in ("<|image|> Which digit is shown?", "<|image|>\nWhich digit is shown?"):
+        assert chat_ids(tok, prompt, 1, 4)[0] == trained
+    two, _ = chat_ids(tok, "<|image|> and <|image|> ", 2, 4)
+    assert two == chat_ids(tok, "<|image|>and<|image|>", 2, 4)[0]
