@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -114,10 +115,17 @@ def load_image(path: str | Path, image_size: int) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"image {str(path)!r} is a folder, not an image file")
     if not path.is_file():
         raise ImageError(f"image {str(path)!r} does not exist")
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            # Pillow warns of a possible decompression bomb above 89M pixels on opening; MAX_PIXELS, far lower,
+            # refuses such a file below with one error, so the warning would only print beside that error
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(f"image {path} is {w}x{h} pixels, more than the {MAX_PIXELS:,} accepted; "
@@ -131,7 +139,9 @@ def load_image(path: str | Path, image_size: int) -> np.ndarray:
             rgb = upright.resize((image_size, image_size), Image.Resampling.BILINEAR)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError:  # Pillow refuses to open above 179M pixels, before our own check
+        raise ImageError(f"image {path} has more than the {MAX_PIXELS:,} pixels accepted; downscale it first") from None
+    except UnidentifiedImageError as err:
         raise ImageError(f"image {path} cannot be read: {err}") from None
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
         raise ImageError(f"image {path} is damaged or truncated: {err}") from None

@@ -111,3 +111,27 @@ def test_load_image_turns_a_photo_upright_by_its_exif_orientation(tmp_path, suff
     flagged, expected = load_image(tmp_path / f"flagged{suffix}", 8), load_image(tmp_path / f"upright{suffix}", 8)
     np.testing.assert_allclose(flagged, expected, atol=0.05)
     assert flagged[:, :4].mean() > 0.9 and flagged[:, 4:].mean() < 0.1
+
+
+def test_a_folder_or_an_oversized_header_is_one_error_without_pillows_warning(tmp_path):
+    import struct
+    import warnings
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def header(side):  # a PNG of side x side RGB pixels with no real data
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)) + chunk(
+            b"IEND", b"")
+
+    (tmp_path / "big.png").write_bytes(header(10_000))  # Pillow warns above 89M pixels
+    (tmp_path / "bomb.png").write_bytes(header(100_000))  # Pillow refuses above 179M pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImageError, match="10000x10000"):
+            load_image(tmp_path / "big.png", 16)
+        with pytest.raises(ImageError, match="pixels accepted; downscale it first"):
+            load_image(tmp_path / "bomb.png", 16)
+    with pytest.raises(ImageError, match="is a folder"):
+        load_image(tmp_path, 16)
