@@ -28,9 +28,15 @@ class Message(BaseModel):
         if isinstance(self.content, str):
             return self.content
         parts = []
-        for part in self.content:
-            if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise RequestInvalid("only text content parts are supported")
+        for j, part in enumerate(self.content):
+            kind = part.get("type")
+            if isinstance(kind, str) and "image" in kind:  # image_url, input_image: data: URLs and remote ones
+                raise RequestInvalid(f"content.{j}: image parts are not accepted: augury serve takes text only "
+                                     "(an image-text run answers about images through augury sample --image or "
+                                     "augury eval; docs/vision.md)")
+            if kind != "text" or not isinstance(part.get("text"), str):
+                raise RequestInvalid(f"content.{j}: only text content parts are supported, each "
+                                     '{"type": "text", "text": "..."}')
             parts.append(part["text"])
         return "".join(parts)
 
@@ -113,8 +119,11 @@ def parse_request(model: type[_Common], body: dict, cfg) -> _Common:
     if req.max_tokens == 0 and not (isinstance(req, CompletionRequest) and req.echo):
         raise RequestInvalid("max_tokens: must be >= 1 (0 is allowed only with echo)")
     if isinstance(req, ChatRequest):
-        for m in req.messages:
-            m.text()
+        for i, m in enumerate(req.messages):
+            try:
+                m.text()
+            except RequestInvalid as err:
+                raise RequestInvalid(f"messages.{i}.{err}") from None
     if isinstance(req, CompletionRequest):
         prompts = req.prompts()
         if not prompts:

@@ -70,3 +70,17 @@ def test_a_prompt_the_model_cannot_read_fails_alone_among_concurrent_requests(im
     good, bad, other = asyncio.run(both())
     assert isinstance(bad, GenerationFailed) and bad.status == 400 and "<|image|>" in str(bad)
     assert isinstance(good, str) and isinstance(other, str)
+
+
+@pytest.mark.parametrize("part", [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                                  {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+                                  {"type": "input_image", "image_url": "data:image/png;base64,!!"}])
+def test_an_image_content_part_is_one_400_naming_the_part(part):
+    from augury.serve.config import ServeConfig
+    from augury.serve.schema import ChatRequest, RequestInvalid, parse_request
+
+    body = {"messages": [{"role": "system", "content": "s"},
+                         {"role": "user", "content": [{"type": "text", "text": "what is it?"}, part]}]}
+    with pytest.raises(RequestInvalid, match=r"^messages\.1\.content\.1: image parts are not accepted: augury "
+                                             r"serve takes text only"):
+        parse_request(ChatRequest, body, ServeConfig(model="x"))
