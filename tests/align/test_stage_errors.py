@@ -81,7 +81,8 @@ def _errors():
 
 
 @pytest.mark.parametrize("error", _errors(), ids=lambda e: type(e).__name__)
-def test_align_rl_failure_is_one_line_and_keeps_the_finished_stages(tmp_path, capsys, monkeypatch, error):
+def test_align_rl_failure_is_one_line_and_keeps_the_finished_stages(tmp_path, capsys, monkeypatch, error,
+                                                                    shared_data):
     from augury.cli import main
     from augury.io import atomic_write_json
 
@@ -109,7 +110,7 @@ def test_align_rl_failure_is_one_line_and_keeps_the_finished_stages(tmp_path, ca
 
 @pytest.mark.parametrize("change,message", [({"lr": 2.0}, "lr <= 1"), ({"num_generations": 1}, "num_generations"),
                                             ({"kl_coef": float("nan")}, "kl_coef must be a finite number")])
-def test_rl_settings_are_refused_before_the_first_stage(change, message):
+def test_rl_settings_are_refused_before_the_first_stage(change, message, shared_data):
     """A bad RL setting is refused when the command starts, not after the stages before RL have run for an hour."""
     from dataclasses import replace
 
@@ -122,7 +123,7 @@ def test_rl_settings_are_refused_before_the_first_stage(change, message):
 
 
 @pytest.mark.parametrize("stage", ["sft", "reward_model"])
-def test_a_diverged_sft_or_reward_model_stage_is_one_line_too(tmp_path, capsys, monkeypatch, stage):
+def test_a_diverged_sft_or_reward_model_stage_is_one_line_too(tmp_path, capsys, monkeypatch, stage, shared_data):
     from augury.align.pipeline import Pipeline
     from augury.align.rm import RMDiverged
     from augury.align.sft import SFTDiverged
