@@ -90,6 +90,22 @@ def _leaves(registry: TaskRegistry, name: str) -> list[str]:
     return [t for m in registry.groups[name] for t in _leaves(registry, m)]
 
 
+def _bottom_up(groups: dict[str, list[str]]) -> list[str]:
+    """Group names with every member group before the group that holds it."""
+    order: list[str] = []
+
+    def visit(g: str) -> None:
+        if g not in order:
+            for m in groups[g]:
+                if m in groups:
+                    visit(m)
+            order.append(g)
+
+    for g in groups:
+        visit(g)
+    return order
+
+
 def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], registry: TaskRegistry,
                   model_config: dict, num_fewshot: int | None, limit: int | None, chat: bool,
                   started: float, out_dir: Path, date: str) -> dict[str, Any]:
@@ -126,6 +142,13 @@ def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], regist
             place(name)
     _plots(configs, scored, groups, top_groups, registry, out_dir, date)
     safety = _safety(configs, scored, groups, registry)
+    n_shot = {c.task: effective_fewshot(c, num_fewshot) for c in configs}
+    # lm-eval 0.4.13 (_propagate_num_fewshot): a group has the n-shot its direct members share, none when they
+    # differ; members first, so a group of groups sees its categories' values.
+    for g in _bottom_up(groups):
+        values = {n_shot[m] for m in groups[g] if m in n_shot}
+        if len(values) == 1:
+            n_shot[g] = values.pop()
     higher = {name: {k.split(",")[0]: higher_is_better(k.split(",")[0], safety.get(name, {}).get("kinds"))
                      for k in results[name] if k.endswith(",none") and "_stderr" not in k} for name in results}
     return {
@@ -133,8 +156,9 @@ def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], regist
         "groups": group_results,
         "group_subtasks": {g: list(m) for g, m in groups.items()} | {t: [] for t in scored if t not in groups},
         "configs": {c.task: c.to_dict() for c in configs},
-        "versions": {c.task: c.version for c in configs},
-        "n-shot": {c.task: effective_fewshot(c, num_fewshot) for c in configs},
+        # a group's version is its metadata's in lm-eval, "N/A" without one; augury's groups carry none
+        "versions": {c.task: c.version for c in configs} | dict.fromkeys(groups, "N/A"),
+        "n-shot": n_shot,
         "higher_is_better": higher,
         # lm-eval's meaning: original = the task's records, effective = those scored (after --limit).
         "n-samples": {name: {"original": s["original"], "effective": len(s["samples"]), "errors": s["errors"],

@@ -87,3 +87,30 @@ def test_lm_evals_own_table_reads_our_results_with_one_indent_per_level(tmp_path
     assert [n for n in names if n.strip()] == ["g", " - g_cat", "  - g_a", "  - g_b"]
     ours = [row.split("|")[1] for row in markdown_table(results).splitlines()[2:]]
     assert ours == [" g ", "  - g_cat ", "    - g_a ", "    - g_b "]  # our own table still shows the tree
+
+
+def test_groups_have_lm_evals_versions_and_n_shot_entries(tmp_path):
+    # lm-eval 0.4 writes a version for every group ("N/A" without metadata) and the n-shot its members share
+    import dataclasses
+    import time
+
+    from augury.evals.results import build_results, markdown_table
+    from augury.evals.taskconfig import TaskRegistry
+
+    (tmp_path / "g.yaml").write_text('{"group": "g", "task": "g_{{subject}}", "kind": "generate", '
+                                     '"data": "{{subject}}.jsonl", "fewshot": "{{subject}}.jsonl", '
+                                     '"num_fewshot": 2, "subtasks": {"cat": ["a", "b"], "dog": ["c"]}}')
+    registry = TaskRegistry.load([tmp_path])
+    configs = registry.resolve(["g"])
+    scored = {c.task: {"samples": [{"exact_match": 1.0}, {"exact_match": 0.0}], "errors": 0, "original": 2,
+                       "resumed": 0} for c in configs}
+    results = build_results(configs, scored, registry, {"model": "x"}, None, None, False, time.time(), tmp_path, "d")
+    assert set(results["versions"]) == set(results["results"])
+    assert {g: results["versions"][g] for g in ("g", "g_cat", "g_dog")} == dict.fromkeys(("g", "g_cat", "g_dog"),
+                                                                                        "N/A")
+    assert results["n-shot"] == {"g": 2, "g_cat": 2, "g_dog": 2, "g_a": 2, "g_b": 2, "g_c": 2}
+    assert "| g | N/A | 2 | exact_match |" in markdown_table(results)
+    # members that disagree leave the group without an n-shot entry, as lm-eval's _propagate_num_fewshot does
+    mixed = [dataclasses.replace(c, num_fewshot=0) if c.task == "g_c" else c for c in configs]
+    results = build_results(mixed, scored, registry, {"model": "x"}, None, None, False, time.time(), tmp_path, "d")
+    assert results["n-shot"]["g_dog"] == 0 and results["n-shot"]["g_cat"] == 2 and "g" not in results["n-shot"]
