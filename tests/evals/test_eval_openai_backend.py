@@ -70,13 +70,16 @@ class FakeEndpoint:
                     payload = json.dumps({"choices": [{"message": {"role": "assistant",
                                                                    "content": f"echo: {last} STOP more"}}]}).encode()
                 else:
-                    toks = fake_tokens(body["prompt"])
+                    # token ids are scored as sent, one token each (as vLLM does with a list prompt)
+                    ids = body["prompt"] if isinstance(body["prompt"], list) else None
+                    toks = ([(f"<{i}>", k) for k, i in enumerate(ids)] if ids is not None
+                            else fake_tokens(body["prompt"]))
                     lps = [None] + [fake_logprob(t) for t, _ in toks[1:]]
                     tops = [None] + [{t: fake_logprob(t)} if i % 2 else {"zzz": 0.0}
                                      for i, (t, _) in enumerate(toks[1:], 1)]
                     payload = json.dumps({"choices": [{"text": body["prompt"], "logprobs": {
                         "tokens": [t for t, _ in toks] + [" gen"], "token_logprobs": lps + [-1.0],
-                        "text_offset": [o for _, o in toks] + [len(body["prompt"])],
+                        "text_offset": [o for _, o in toks] + [len(toks) if ids is not None else len(body["prompt"])],
                         "top_logprobs": tops + [{" gen": -1.0}]}}]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -118,6 +121,15 @@ def test_loglikelihood_sums_the_continuation_tokens(endpoint, monkeypatch):
     body = endpoint.requests[0]
     assert body["echo"] is True and body["logprobs"] == 1 and body["model"] == "fake-model"
     assert body["_auth"] == "Bearer sekret"
+
+
+def test_a_token_straddling_the_context_end_counts_in_the_continuation(endpoint):
+    # the server tokenizes the whole text: " 42" starts in the context and ends in the continuation; it was
+    # dropped (" apples" alone scored, or no token at all and an error), now it counts, as its end is scored text
+    lm = make_lm(endpoint)
+    got = lm.loglikelihood([("The answer is 4", "2 apples"), ("Answer: (", "B)")])
+    assert got[0][0] == pytest.approx(fake_logprob(" 42") + fake_logprob(" apples"))
+    assert got[1][0] == pytest.approx(fake_logprob(" (B)"))
 
 
 def test_rolling_and_chat_generation(endpoint):

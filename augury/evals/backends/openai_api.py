@@ -1,7 +1,8 @@
 """Any OpenAI-compatible endpoint (`--model openai:MODEL@BASE_URL`): OpenAI, vLLM, llama.cpp, TGI, ...
 
 - Likelihood tasks use `POST BASE_URL/completions` with `echo: true, logprobs: 1`: the continuation's log-probability
-  is the sum over the echoed prompt tokens that start at or after the end of the context (by `text_offset`).
+  is the sum over the echoed prompt tokens that end after the end of the context (by `text_offset`), so a token
+  that straddles the boundary counts in the continuation.
   Rolling log-likelihood sums every echoed token but the first, which the API does not score.
 - Generation uses `POST BASE_URL/chat/completions` (the task's chat messages, or the prompt as one user message),
   with the stop strings applied again on our side (the API takes at most four).
@@ -170,9 +171,13 @@ class OpenAICompatibleLM(LM):
         context, continuation = split_context(*pair)
         tokens, values, offsets, tops = self._echo_logprobs(context + continuation)
         lo, hi = len(context), len(context) + len(continuation)
+        # A token ends where the next one starts. One that starts in the context and ends in the continuation
+        # (the server tokenizes the joined text: "... 4" + "2 apples" gives " 42") holds scored text, so it counts;
+        # dropped, a choice whose first token merges with the context would lose its first characters' cost.
+        ends = [*offsets[1:], hi]
         total, greedy, n = 0.0, True, 0
-        for tok, val, off, top in zip(tokens, values, offsets, tops):
-            if lo <= off < hi:
+        for tok, val, off, end, top in zip(tokens, values, offsets, ends, tops):
+            if off < hi and max(end, off + 1) > lo:
                 if val is None:
                     raise EndpointError(f"{self.base_url}/completions gave no logprob for continuation token "
                                         f"{tok!r} (an empty context cannot be scored by this endpoint)")
@@ -233,4 +238,6 @@ class OpenAICompatibleLM(LM):
                 if self.min_interval else None, "endpoint_stats": dict(self.stats)}
 
     def identity(self) -> dict[str, Any]:
-        return {"model": "openai", "name": self.model, "base_url": self.base_url}
+        # likelihood_rules 2: a token straddling the context's end counts in the continuation (before: dropped),
+        # so samples resumed from an older run are scored again rather than mixed in
+        return {"model": "openai", "name": self.model, "base_url": self.base_url, "likelihood_rules": 2}
