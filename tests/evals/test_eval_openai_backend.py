@@ -23,6 +23,18 @@ def fake_logprob(token: str) -> float:
     return -0.1 * len(token) - 0.01 * (sum(map(ord, token)) % 7)
 
 
+def echo_choice(prompt: str | list[int], index: int) -> dict:
+    """An echoed completion: token ids are scored as sent, one token each (as vLLM does with a list prompt)."""
+    ids = prompt if isinstance(prompt, list) else None
+    toks = [(f"<{i}>", k) for k, i in enumerate(ids)] if ids is not None else fake_tokens(prompt)
+    lps = [None] + [fake_logprob(t) for t, _ in toks[1:]]
+    tops = [None] + [{t: fake_logprob(t)} if i % 2 else {"zzz": 0.0} for i, (t, _) in enumerate(toks[1:], 1)]
+    return {"index": index, "text": prompt, "logprobs": {
+        "tokens": [t for t, _ in toks] + [" gen"], "token_logprobs": lps + [-1.0],
+        "text_offset": [o for _, o in toks] + [len(toks) if ids is not None else len(prompt)],
+        "top_logprobs": tops + [{" gen": -1.0}]}}
+
+
 class FakeEndpoint:
     """Scripted behaviour: `plan` is a list of actions consumed per request; then 'ok' forever."""
 
@@ -70,17 +82,10 @@ class FakeEndpoint:
                     payload = json.dumps({"choices": [{"message": {"role": "assistant",
                                                                    "content": f"echo: {last} STOP more"}}]}).encode()
                 else:
-                    # token ids are scored as sent, one token each (as vLLM does with a list prompt)
-                    ids = body["prompt"] if isinstance(body["prompt"], list) else None
-                    toks = ([(f"<{i}>", k) for k, i in enumerate(ids)] if ids is not None
-                            else fake_tokens(body["prompt"]))
-                    lps = [None] + [fake_logprob(t) for t, _ in toks[1:]]
-                    tops = [None] + [{t: fake_logprob(t)} if i % 2 else {"zzz": 0.0}
-                                     for i, (t, _) in enumerate(toks[1:], 1)]
-                    payload = json.dumps({"choices": [{"text": body["prompt"], "logprobs": {
-                        "tokens": [t for t, _ in toks] + [" gen"], "token_logprobs": lps + [-1.0],
-                        "text_offset": [o for _, o in toks] + [len(toks) if ids is not None else len(body["prompt"])],
-                        "top_logprobs": tops + [{" gen": -1.0}]}}]}).encode()
+                    # a batch of token-id prompts (lm-eval sends one) gets one choice each, by index
+                    batch = body["prompt"] if isinstance(body["prompt"], list) and body["prompt"] and isinstance(
+                        body["prompt"][0], list) else [body["prompt"]]
+                    payload = json.dumps({"choices": [echo_choice(p, i) for i, p in enumerate(batch)]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
@@ -130,6 +135,30 @@ def test_a_token_straddling_the_context_end_counts_in_the_continuation(endpoint)
     got = lm.loglikelihood([("The answer is 4", "2 apples"), ("Answer: (", "B)")])
     assert got[0][0] == pytest.approx(fake_logprob(" 42") + fake_logprob(" apples"))
     assert got[1][0] == pytest.approx(fake_logprob(" (B)"))
+
+
+def test_with_a_tokenizer_token_ids_are_sent_and_scored_as_lm_eval_does(endpoint, tiny_model_dir):
+    # lm-eval's local-completions with a Hugging Face tokenizer sends context_enc + continuation_enc and sums the
+    # logprobs after len(context_enc): the server's own tokenization of the text cannot move the boundary
+    lm = make_lm(endpoint, tokenizer=str(tiny_model_dir))
+    reqs = [("Question: What is 2 + 2?\nAnswer:", " B"), ("The answer is 4", "2 apples"), ("", "Rome is")]
+    got = [lp for lp, _ in lm.loglikelihood(reqs)]
+    sent = [r["prompt"] for r in endpoint.requests]
+    assert all(isinstance(p, list) and all(isinstance(i, int) for i in p) for p in sent)
+    lm_eval_api = pytest.importorskip("lm_eval.models.openai_completions")
+    from lm_eval.api.instance import Instance
+
+    ref = lm_eval_api.LocalCompletionsAPI(base_url=f"{endpoint.url}/completions", model="fake-model",
+                                          tokenizer_backend="huggingface", tokenizer=str(tiny_model_dir),
+                                          max_retries=1)
+    endpoint.requests.clear()
+    want = [lp for lp, _ in ref.loglikelihood([Instance("loglikelihood", {}, r, i) for i, r in enumerate(reqs)],
+                                              disable_tqdm=True)]
+    assert sorted(map(tuple, sent)) == sorted(tuple(p) for r in endpoint.requests for p in r["prompt"])
+    assert got == pytest.approx(want)
+    assert lm.identity()["tokenizer"] == str(tiny_model_dir)
+    with pytest.raises(ValueError, match="tokenizer=.*no tokenizer could be loaded"):
+        make_lm(endpoint, tokenizer=str(tiny_model_dir / "missing"))
 
 
 def test_rolling_and_chat_generation(endpoint):

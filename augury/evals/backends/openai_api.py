@@ -4,6 +4,9 @@
   is the sum over the echoed prompt tokens that end after the end of the context (by `text_offset`), so a token
   that straddles the boundary counts in the continuation.
   Rolling log-likelihood sums every echoed token but the first, which the API does not score.
+  With `tokenizer=FOLDER` (the served model's Hugging Face tokenizer) the prompt is sent as token ids instead, the
+  context's and the continuation's split as lm-eval's `local-completions` splits them, and the continuation's
+  log-probability is the sum over its own ids.
 - Generation uses `POST BASE_URL/chat/completions` (the task's chat messages, or the prompt as one user message),
   with the stop strings applied again on our side (the API takes at most four).
 - The API key is read from the environment variable `api_key_env` (default OPENAI_API_KEY); none is sent if unset.
@@ -31,6 +34,18 @@ from typing import Any
 from augury.evals.backends.errors import EndpointError, TransientEndpointError
 from augury.evals.lm import LM, GenRequest, cut_at_stop, split_context
 
+
+def _load_tokenizer(path: str):
+    """The served model's tokenizer from a local folder (no network), imported only when asked for."""
+    try:
+        import transformers
+
+        return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (ImportError, OSError, ValueError) as err:
+        raise ValueError(f"openai option tokenizer={path!r}: no tokenizer could be loaded there "
+                         f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+
+
 # Worth a retry besides 5xx (as OpenAI's own client): request timeout (a proxy's), conflict, too many requests.
 RETRIED_STATUS = (408, 409, 429)
 
@@ -42,7 +57,8 @@ class OpenAICompatibleLM(LM):
 
     def __init__(self, spec: str, api_key_env: str = "OPENAI_API_KEY", max_retries: int = 5,
                  backoff_s: float = 1.0, max_backoff_s: float = 60.0, requests_per_second: float = 5.0,
-                 timeout_s: float = 120.0, max_consecutive_failures: int = 10):
+                 timeout_s: float = 120.0, max_consecutive_failures: int = 10, tokenizer: str | None = None,
+                 add_bos_token: bool = False):
         """Connect to `MODEL@BASE_URL` (BASE_URL defaults to https://api.openai.com/v1).
 
         Args:
@@ -54,6 +70,9 @@ class OpenAICompatibleLM(LM):
             requests_per_second: client-side rate limit (0: none)
             timeout_s: per-request timeout
             max_consecutive_failures: failed samples in a row after which the endpoint is taken to be down
+            tokenizer: a local Hugging Face tokenizer folder of the served model; likelihood requests are then
+                sent as token ids, split into context and continuation as lm-eval's local-completions does
+            add_bos_token: with `tokenizer`, encode with its special tokens (lm-eval's option; off by default)
         """
         for name, value in (("max_retries", max_retries), ("backoff_s", backoff_s), ("max_backoff_s", max_backoff_s),
                             ("requests_per_second", requests_per_second)):
@@ -79,6 +98,8 @@ class OpenAICompatibleLM(LM):
         self._lock = threading.Lock()
         self._consecutive_failures = 0
         self.stats = {"requests": 0, "retries": 0, "failed_samples": 0}
+        self.tokenizer_path, self.add_bos_token = tokenizer, add_bos_token
+        self.tokenizer = _load_tokenizer(tokenizer) if tokenizer else None
 
     # ---- transport ------------------------------------------------------------------------------------------
     def _wait_for_slot(self) -> None:
@@ -148,7 +169,7 @@ class OpenAICompatibleLM(LM):
         return out
 
     # ---- likelihood -----------------------------------------------------------------------------------------
-    def _echo_logprobs(self, prompt: str) -> tuple[list[str], list[float | None], list[int], list[Any]]:
+    def _echo_logprobs(self, prompt: str | list[int]) -> tuple[list[str], list[float | None], list[int], list[Any]]:
         url = f"{self.base_url}/completions"
         resp = self._post("completions", {"model": self.model, "prompt": prompt, "max_tokens": 1,
                                           "temperature": 0.0, "echo": True, "logprobs": 1})
@@ -167,7 +188,35 @@ class OpenAICompatibleLM(LM):
                                 "must support echo=true with logprobs for likelihood tasks")
         return tokens, values, offsets, tops
 
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=self.add_bos_token).input_ids
+
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-eval's split: the continuation is the tokens of context + continuation after the context's count."""
+        context, continuation = split_context(context, continuation)
+        if not context:
+            bos = self.tokenizer.bos_token_id
+            return [bos if bos is not None else self.tokenizer.eos_token_id], self._encode(continuation)
+        whole, ctx = self._encode(context + continuation), self._encode(context)
+        return ctx, whole[len(ctx):]
+
+    def _one_loglikelihood_ids(self, pair: tuple[str, str]) -> tuple[float, bool]:
+        ctx, cont = self._encode_pair(*pair)
+        if not cont:
+            raise ValueError(f"an empty continuation cannot be scored ({pair[1]!r} after the context has no "
+                             "tokens of its own)")
+        tokens, values, _, tops = self._echo_logprobs(ctx + cont)
+        scored = slice(len(ctx), len(ctx) + len(cont))
+        if len(tokens) < scored.stop or any(v is None for v in values[scored]):
+            raise EndpointError(f"{self.base_url}/completions did not echo a logprob for each of the "
+                                f"{scored.stop} token ids it was sent")
+        greedy = all(not (isinstance(top, dict) and top) or max(top, key=top.get) == tok
+                     for tok, top in zip(tokens[scored], tops[scored]))
+        return float(sum(values[scored])), greedy
+
     def _one_loglikelihood(self, pair: tuple[str, str]) -> tuple[float, bool]:
+        if self.tokenizer is not None:
+            return self._one_loglikelihood_ids(pair)
         context, continuation = split_context(*pair)
         tokens, values, offsets, tops = self._echo_logprobs(context + continuation)
         lo, hi = len(context), len(context) + len(continuation)
@@ -234,10 +283,12 @@ class OpenAICompatibleLM(LM):
 
     def config(self) -> dict[str, Any]:
         return {"model": "openai", "model_args": f"model={self.model},base_url={self.base_url}",
-                "api_key_env": self.api_key_env, "requests_per_second": 1 / self.min_interval
+                "api_key_env": self.api_key_env, "tokenizer": self.tokenizer_path,
+                "requests_per_second": 1 / self.min_interval
                 if self.min_interval else None, "endpoint_stats": dict(self.stats)}
 
     def identity(self) -> dict[str, Any]:
         # likelihood_rules 2: a token straddling the context's end counts in the continuation (before: dropped),
         # so samples resumed from an older run are scored again rather than mixed in
-        return {"model": "openai", "name": self.model, "base_url": self.base_url, "likelihood_rules": 2}
+        return {"model": "openai", "name": self.model, "base_url": self.base_url, "likelihood_rules": 2,
+                **({"tokenizer": self.tokenizer_path, "add_bos_token": self.add_bos_token} if self.tokenizer else {})}
