@@ -68,7 +68,7 @@ def summarize(out: Path, variant: str, seed: int, run: dict) -> dict:
     row.update(actual=res.loss.actual, rel_error=res.loss.rel_error, covered=res.loss.covered,
                capability_actual=checked and checked.actual, capability_rel_error=checked and checked.rel_error,
                largest_rung_fraction=res.largest_rung_fraction)
-    if row.get("other_prediction") is not None:
+    if row.get("other_prediction") is not None and row["actual"]:  # no relative error to an actual of 0
         row["other_rel_error"] = row["other_prediction"] / row["actual"] - 1
     return row
 

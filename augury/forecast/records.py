@@ -27,7 +27,7 @@ from augury.io import atomic_write_json, to_jsonable, utc_now
 
 # forecast.json's and result.json's format (docs/forecast_outputs.md): the major number changes when a field is
 # renamed, removed or changes meaning, the minor number when one is added. Files without the field are "1.0".
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 class UnknownSchemaVersion(ValueError):
@@ -230,9 +230,10 @@ class Verification(Record):
     predicted: float
     interval: list[float]
     actual: float
-    rel_error: float  # predicted / actual − 1
+    rel_error: float | None  # predicted / actual − 1; null when the actual is 0 (rel_error_reason)
     covered: bool  # actual inside the interval
     forecast_flagged: bool | None = _optional()  # the forecast was not reliable (loss only)
+    rel_error_reason: str | None = _optional()  # why rel_error is null
 
 
 @dataclass

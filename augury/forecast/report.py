@@ -156,6 +156,8 @@ def render_markdown(forecast: Forecast, result: Result | None, images: dict[str,
         r = result.loss
         L += [f"| actual | {r.actual:.4f} nats/token |", f"| relative error | {_pct(r.rel_error)} |",
               f"| interval covers actual | {'yes' if r.covered else 'NO'} |"]
+        if r.rel_error_reason:
+            L += ["", f"**No relative error:** {r.rel_error_reason}."]
     law = loss.law
     L += ["", (f"Law: {law['formula']} (`{law['law']}`), fitted on {law['n_points']} rungs, where "
                f"{forecast.compute_definition}; interval: {_INTERVALS.get(loss.interval_method)}.")]
@@ -188,6 +190,7 @@ def render_markdown(forecast: Forecast, result: Result | None, images: dict[str,
               f"Predicted {tx.predicted:.4f} [{tx.interval[0]:.4f}, {tx.interval[1]:.4f}] nats/token"
               + (f"; actual {checked.actual:.4f} ({_pct(checked.rel_error)}, "
                  f"{'covered' if checked.covered else 'not covered'})" if checked is not None else "")
+              + (f"; no relative error: {checked.rel_error_reason}" if checked and checked.rel_error_reason else "")
               + ".", "", f"![text loss]({images['text']})"]
         if tx.flags:
             L += [""] + [f"- {f}" for f in tx.flags]

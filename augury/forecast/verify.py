@@ -58,9 +58,16 @@ def verify_forecast(cfg, out: Path, data, forecast: Forecast, target: RunPlan, t
 
 def _verify(forecast, actual: float, forecast_flagged: bool | None = None) -> Verification:
     lo, hi = forecast.interval
-    return Verification(predicted=forecast.predicted, interval=forecast.interval, actual=actual,
-                        rel_error=relative(forecast.predicted, actual), covered=bool(lo <= actual <= hi),
-                        forecast_flagged=forecast_flagged)
+    out = Verification(predicted=forecast.predicted, interval=forecast.interval, actual=actual,
+                       rel_error=relative(forecast.predicted, actual), covered=bool(lo <= actual <= hi),
+                       forecast_flagged=forecast_flagged)
+    if out.rel_error is None:
+        out.rel_error_reason = "the actual loss is 0: a relative error to 0 is undefined"
+    return out
+
+
+def _error(v: Verification, fmt: str) -> str:
+    return f"error {v.rel_error:{fmt}}" if v.rel_error is not None else f"error undefined ({v.rel_error_reason})"
 
 
 def verify_capability(cap: CapabilityForecast, records: list[dict]) -> CapabilityVerification:
@@ -87,7 +94,7 @@ def verify_capability(cap: CapabilityForecast, records: list[dict]) -> Capabilit
 def summary_text(forecast: Forecast, result: Result) -> str:
     r = result.loss
     lines = [(f"target loss: predicted {r.predicted:.4f} [{r.interval[0]:.4f}, {r.interval[1]:.4f}], "
-             f"actual {r.actual:.4f}, error {r.rel_error:+.2%}, "
+             f"actual {r.actual:.4f}, {_error(r, '+.2%')}, "
              f"interval {'covers' if r.covered else 'MISSES'} it"
              + (" (the forecast was FLAGGED as unreliable before the target ran)" if r.forecast_flagged else ""))]
     if result.capability is not None:
@@ -104,5 +111,5 @@ def summary_text(forecast: Forecast, result: Result) -> str:
     if result.text is not None:
         t = result.text
         lines.append(f"held-out text loss: predicted {t.predicted:.4f}, actual {t.actual:.4f}, "
-                     f"error {t.rel_error:+.2%}")
+                     f"{_error(t, '+.2%')}")
     return "\n".join(lines)

@@ -55,3 +55,27 @@ def test_a_forecast_outside_its_own_bootstrap_interval_is_still_reported(tmp_pat
     assert "| 1 | 1 | 1 | 0.400 | [0.450, 0.600] |" in text
     assert (tmp_path / "loss_vs_compute.png").stat().st_size > 1000 and (tmp_path / "capability.png").is_file()
     assert "data:image/png;base64," in html.read_text()
+
+
+def test_a_target_loss_of_zero_has_no_relative_error_and_says_why(tmp_path):
+    """predicted / 0 − 1 does not exist: result.json's loss has rel_error null with rel_error_reason (as the
+    capability section does), and the summary, report and readers take the null instead of crashing after the
+    target trained."""
+    import typing
+
+    from augury.forecast.records import read_result, write_result
+    from augury.forecast.verify import _verify, summary_text
+
+    forecast = _forecast(3.00, [2.90, 3.10], 0.40, [0.35, 0.45])
+    assert typing.get_type_hints(Verification)["rel_error"] == float | None
+    loss = _verify(forecast.loss, 0.0, forecast_flagged=False)
+    assert loss.rel_error is None and "actual loss is 0" in loss.rel_error_reason
+    result = Result(name="t", forecast_sha256="0" * 64, verified_at="now", loss=loss,
+                    target_run={**forecast.target, "loss": 0.0}, largest_rung_fraction=0.1, text=loss)
+    write_result(tmp_path / "result.json", result)
+    back = read_result(tmp_path / "result.json")
+    assert back.loss.rel_error is None and back.loss.rel_error_reason == loss.rel_error_reason
+    summary = summary_text(forecast, back)
+    assert "error undefined (" in summary and "held-out text loss" in summary
+    md, _ = write_report(tmp_path, forecast, back)
+    assert "| relative error | – |" in md.read_text() and loss.rel_error_reason in md.read_text()
