@@ -79,8 +79,8 @@ def group_metrics(members: list[str], per_task: dict[str, dict], sizes: dict[str
         out[key] = sum(per_task[t][key] * s for t, s in zip(have, n)) / sum(n)
         se_key = key.replace(",none", "_stderr,none")
         ses = [per_task[t].get(se_key) for t in have]
-        if all(isinstance(s, float) for s in ses):
-            out[se_key] = M.pooled_stderr(ses, n)
+        # lm-eval writes "N/A" when any member's stderr is not a number (a one-sample task, a perplexity)
+        out[se_key] = M.pooled_stderr(ses, n) if all(isinstance(s, float) for s in ses) else "N/A"
     return out
 
 

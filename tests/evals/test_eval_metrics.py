@@ -114,3 +114,13 @@ def test_groups_have_lm_evals_versions_and_n_shot_entries(tmp_path):
     mixed = [dataclasses.replace(c, num_fewshot=0) if c.task == "g_c" else c for c in configs]
     results = build_results(mixed, scored, registry, {"model": "x"}, None, None, False, time.time(), tmp_path, "d")
     assert results["n-shot"]["g_dog"] == 0 and results["n-shot"]["g_cat"] == 2 and "g" not in results["n-shot"]
+
+
+def test_a_group_whose_member_has_no_stderr_says_n_a_as_lm_eval_does():
+    # lm-eval's Group.aggregate writes "<metric>_stderr,none": "N/A" when a member's stderr is "N/A" (a task of one
+    # sample); the key was left out, so readers of the group's row found no stderr at all
+    from augury.evals.results import group_metrics
+
+    per_task = {"a": {"acc,none": 1.0, "acc_stderr,none": "N/A"}, "b": {"acc,none": 0.5, "acc_stderr,none": 0.1}}
+    out = group_metrics(["a", "b"], per_task, {"a": 1, "b": 10})
+    assert out["acc,none"] == pytest.approx((1.0 + 5.0) / 11) and out["acc_stderr,none"] == "N/A"
