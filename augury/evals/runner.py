@@ -206,10 +206,26 @@ def _score_code(lm: LM, cfg: TaskConfig, chunk: list[Instance], hidden_dirs: Seq
 
 
 def _base_record(inst: Instance, arguments: list, resps: list) -> dict[str, Any]:
+    """lm-eval's --log_samples record: `resps` holds each request's list of responses (one request with n
+    samples: one list of n), `filtered_resps` one response per request; `metrics` is set by _lm_eval_layout."""
     target = inst.target if inst.target is not None else ""
     return {"doc_id": inst.doc_id, "doc": inst.doc, "target": target, "arguments": arguments,
-            "resps": resps, "filtered_resps": resps, "doc_hash": _doc_hash(inst.doc),
-            "prompt_hash": _hash(inst.context), "target_hash": _hash(str(target))}
+            "resps": _per_request(resps, arguments), "filtered_resps": resps, "filter": "none",
+            "doc_hash": _doc_hash(inst.doc), "prompt_hash": _hash(inst.context), "target_hash": _hash(str(target))}
+
+
+def _per_request(resps: list, arguments: list) -> list:
+    return [[r] for r in resps] if len(resps) == len(arguments) else [list(resps)]
+
+
+def _lm_eval_layout(rec: dict, cfg: TaskConfig) -> dict:
+    """The record with lm-eval's `filter` and `metrics`; one stored by an older augury (flat `resps`, neither key)
+    is brought to the same layout, so a resumed run's samples file has one shape."""
+    if "filter" not in rec:
+        rec["resps"], rec["filter"] = _per_request(rec["resps"], rec["arguments"]), "none"
+    # perplexity's metrics are corpus-level (its samples hold the log-likelihood, words and bytes they come from)
+    rec["metrics"] = list(cfg.metrics) if cfg.kind == "perplexity" else [m for m in cfg.metrics if m in rec]
+    return rec
 
 
 def load_partial(path: Path) -> list[dict]:
@@ -317,13 +333,13 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
                     if "error" in rec:
                         errors += 1
                         continue
-                    finished.append(rec)
+                    finished.append(_lm_eval_layout(rec, cfg))
                     done[rec["doc_id"]] = rec
                 _append_records(path, finished)
                 bar.update(len(chunk), cfg.task)
             wanted = [inst.doc_id for inst in instances[cfg.task]]
             original = record_count(cfg, data_dir) if limit is not None else len(wanted)
-            out[cfg.task] = {"samples": [done[d] for d in wanted if d in done], "errors": errors,
+            out[cfg.task] = {"samples": [_lm_eval_layout(done[d], cfg) for d in wanted if d in done], "errors": errors,
                              "instances": len(wanted), "original": original,
                              "seconds": time.perf_counter() - start, "resumed": len(wanted) - len(todo)}
             if bar.bar.disable and progress is not False:  # no live bar (a log file): one line per task

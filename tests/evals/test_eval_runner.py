@@ -47,7 +47,7 @@ def test_generation_exact_match_f1_and_regex(tmp_path):
     lm = ScriptedLM({"2+2": ["the answer is 4\nignored"], "Italy": ["the answer is Milan"]})
     scored = evaluate(lm, [cfg], tmp_path, tmp_path / "out", "scripted", progress=False)["qa"]
     assert [s["exact_match"] for s in scored["samples"]] == [1.0, 0.0]
-    assert scored["samples"][0]["resps"] == ["the answer is 4"]
+    assert scored["samples"][0]["resps"] == [["the answer is 4"]]  # lm-eval: one list of responses per request
     assert scored["samples"][0]["filtered_resps"] == ["4"]
     assert lm.seen[0].until == ["\n"]
 
@@ -257,3 +257,29 @@ def test_a_nan_log_likelihood_is_a_counted_error_not_a_prediction(tmp_path):
                        "ppl.yaml")
     scored = evaluate(NaNLM({}), [ppl], tmp_path, tmp_path / "out", "s", progress=False)["ppl"]
     assert scored["errors"] == 1 and len(scored["samples"]) == 1
+
+
+LM_EVAL_SAMPLE_KEYS = {"doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics",
+                       "doc_hash", "prompt_hash", "target_hash"}
+
+
+def test_samples_have_lm_evals_log_samples_layout_also_when_resumed(tmp_path):
+    # lm-eval's --log_samples record: `resps` holds each request's list of responses, `filtered_resps` one per
+    # request, plus `filter` and the `metrics` scored; `resps` was flat and `filter`/`metrics` were missing
+    cfg = mc_task(tmp_path, [1, 2])
+    out = tmp_path / "out"
+    first = evaluate(PicksB(), [cfg], tmp_path, out, "b", progress=False)["mc"]["samples"]
+    rec = first[0]
+    assert set(rec) >= LM_EVAL_SAMPLE_KEYS
+    assert rec["resps"] == [[[-1.0, False]], [[0.0, False]], [[-1.0, False]], [[-1.0, False]]]
+    assert rec["filtered_resps"] == [[-1.0, False], [0.0, False], [-1.0, False], [-1.0, False]]
+    assert rec["filter"] == "none" and rec["metrics"] == ["acc", "acc_norm"]
+    # samples stored by an older augury (flat resps, no filter/metrics) read back in the same layout
+    partial = next((out / ".partial").glob("mc.*.jsonl"))
+    old = [json.loads(line) for line in partial.read_text().splitlines()]
+    for r in old:
+        r["resps"] = [x[0] for x in r.pop("resps")]
+        del r["filter"], r["metrics"]
+    partial.write_text("".join(json.dumps(r) + "\n" for r in old))
+    again = evaluate(PicksB(), [cfg], tmp_path, out, "b", progress=False)["mc"]
+    assert again["resumed"] == 2 and again["samples"] == first

@@ -123,7 +123,7 @@ def _augury_picks(run: Path, data: Path, tmp: Path) -> dict[int, tuple[str, int,
     configs = TaskRegistry.load().resolve([f"mmlu_{SUBJECT}"])
     scored = evaluate(load_model(f"augury:{run}"), configs, data, tmp / "augury_out", f"augury:{run}", limit=LIMIT,
                       progress=False)
-    return {rec["doc_id"]: (rec["arguments"][0][0], rec["pred"], [float(r[0]) for r in rec["resps"]])
+    return {rec["doc_id"]: (rec["arguments"][0][0], rec["pred"], [float(r[0]) for r in rec["filtered_resps"]])
             for rec in scored[f"mmlu_{SUBJECT}"]["samples"]}
 
 
