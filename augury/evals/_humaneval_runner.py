@@ -263,7 +263,9 @@ def main(prompt: str, completion: str, entry: str, verdict: bytes) -> None:
             return reply[1]
         if reply[0] == "raised" and len(reply) == 3:
             kind = getattr(builtins, _text(reply[1]), None)
-            if isinstance(kind, type) and issubclass(kind, Exception):
+            # A StopIteration leaving the candidate would end the tests' iterator (all(map(...)) is then True);
+            # it fails the call instead, as a generator's becomes RuntimeError (PEP 479).
+            if isinstance(kind, type) and issubclass(kind, Exception) and not issubclass(kind, StopIteration):
                 raise kind(reply[2])
             raise CandidateFailed(f"{reply[1]}: {reply[2]}")
         raise CandidateFailed(f"unexpected reply {reply[0]!r}")

@@ -126,3 +126,12 @@ def test_reading_the_tests_from_disk_finds_nothing():
                   "    return '0.05) == False' in text\n")
     result = check_humaneval(PROBLEM, completion)
     assert not result.passed
+
+
+def test_a_stop_iteration_from_the_candidate_cannot_end_the_tests_iteration():
+    # map() passes a StopIteration from its function on as its own end: all() of an ended map() is True
+    test = ("\n\ndef check(candidate):\n    cases = [(([1.0, 2.0], 0.5), False), (([1.0, 1.1], 0.5), True)]\n"
+            "    assert all(map(lambda case: candidate(*case[0]) == case[1], cases))\n")
+    problem = dict(PROBLEM, test=test)
+    assert check_humaneval(problem, SOLUTION).passed
+    assert not check_humaneval(problem, "    raise StopIteration\n").passed
