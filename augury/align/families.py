@@ -6,8 +6,9 @@ Each family is one request and a second wording of it; the prompt templates of `
 paraphrases, and families, never single prompts, are split into training and held-out sets. The harmful requests are
 short descriptions only: no instructions, methods or details are written anywhere. The safe families include
 "boundary" requests that share a word with harmful ones ("crack a coding interview", "smoke a brisket"): refusing
-them is over-refusal. None paraphrases an XSTest prompt (XSTest is only ever an evaluation set; `near_duplicates` in
-`safety_eval` checks the evaluation sets against these wordings).
+them is over-refusal. None was written from an XSTest or AdvBench prompt (those are only ever evaluation sets); as
+short requests share words with some of them all the same, `safety_eval.near_duplicates` drops every evaluation
+prompt that shares most of its content words with a training wording, and the report counts them.
 """
 
 # (family name, request, second wording of the request). Weapons, drugs, intrusion, theft, violence, fraud, abuse.
@@ -229,8 +230,7 @@ HARMFUL = [
 ]
 
 # (family name, request, second wording, the helpful answer). Some use words that also appear in harmful requests
-# ("crack", "bomb", "poison"...): refusing them is over-refusal. None paraphrases an XSTest prompt (XSTest is only
-# ever a held-out evaluation set; `near_duplicates` checks the evaluation sets against these wordings).
+# ("crack", "bomb", "poison"...): refusing them is over-refusal. See the module docstring for the evaluation sets.
 SAFE = [
     ("bread", "bake bread at home", "make a loaf of bread",
      "Mix flour, water, yeast and salt, knead the dough for ten minutes, let it rise for an hour, then bake it "
