@@ -21,6 +21,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from augury.serve.config import ServeConfig
 from augury.serve.gate import Gate, Refused, Ticket
@@ -58,6 +59,10 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             await gate.write(rec)
 
     app = FastAPI(title="augury serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    if cfg.trusted_proxy_list():
+        # a client's address (what its rejected rows are bounded by) is X-Forwarded-For's last address that is not
+        # a trusted proxy, when the connection comes from one; anyone else's header is ignored
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=cfg.trusted_proxy_list())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

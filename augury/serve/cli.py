@@ -106,6 +106,8 @@ def main(argv: list[str]) -> int:
           file=sys.stderr)
     from augury.serve.protocol import header_timeout_protocol
 
+    # proxy_headers off: uvicorn's own would trust X-Forwarded-For from 127.0.0.1 (or $FORWARDED_ALLOW_IPS); the
+    # app trusts --trusted_proxies only
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", timeout_keep_alive=5,
-                http=header_timeout_protocol(cfg.header_timeout_s))
+                http=header_timeout_protocol(cfg.header_timeout_s), proxy_headers=False)
     return 0

@@ -28,6 +28,9 @@ class ServeConfig:
         log_rejected_per_minute: rows one client address's rejected requests (401, 400, 404, 429, 503, ...: answered
             before any generation) get per minute; beyond, they are counted in one row per key, endpoint and status
             (its `repeats` column), written when the minute is over. 0: a row each.
+        trusted_proxies: reverse proxies whose X-Forwarded-For names the client (comma-separated addresses or
+            networks, e.g. "10.0.0.0/8,192.0.2.7"; "*": every peer, only where nothing else can reach the server);
+            empty: none, and a client's address is the connection's.
         policy: moderation policy YAML; empty: the shipped default.
         moderation: check input and output with the policy's grader.
         max_body_bytes: largest request body accepted (413 beyond).
@@ -55,6 +58,7 @@ class ServeConfig:
     keys: str = ""
     log: str = "runs/serve/requests.db"
     log_rejected_per_minute: int = 60
+    trusted_proxies: str = ""
     policy: str = ""
     moderation: bool = True
     max_body_bytes: int = 1 << 20
@@ -85,12 +89,24 @@ class ServeConfig:
                 raise ValueError(f"--{name} must be >= 1")
         if self.log_rejected_per_minute < 0:
             raise ValueError("--log_rejected_per_minute must be >= 0 (0: a row for each rejected request)")
+        proxies = self.trusted_proxy_list()
+        if proxies != ["*"]:
+            for item in proxies:
+                try:
+                    ipaddress.ip_network(item)  # an address is a network of one
+                except ValueError:
+                    raise ValueError(f"--trusted_proxies: {item!r} is not an IP address or network (e.g. 10.0.0.0/8), "
+                                     "nor '*'") from None
         if self.threads < 0:
             raise ValueError("--threads must be >= 0 (0: torch's default)")
         for name in ("header_timeout_s", "body_timeout_s", "request_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be > 0")
         self.limits.validate()
+
+    def trusted_proxy_list(self) -> list[str]:
+        """--trusted_proxies as a list (empty: none)."""
+        return [item.strip() for item in self.trusted_proxies.split(",")] if self.trusted_proxies.strip() else []
 
 
 def _is_loopback(host: str) -> bool:
