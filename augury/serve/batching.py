@@ -4,8 +4,9 @@
     threading.Thread(target=BatchWorker(backend).run, daemon=True).start()   # LocalBackend does this
 
 Between decode steps the worker takes in new jobs, drops the ones whose client went away and steps the engine; each
-step's deltas reach the requests' event loops, one wake-up per loop per step. A step that raises fails only the
-request that causes it (see `BatchWorker`).
+step's deltas reach the requests' event loops, one wake-up per loop per step. A step that runs out of memory is
+retried with half its rows batched; any other step that raises fails only the request that causes it (see
+`BatchWorker`).
 """
 
 from __future__ import annotations
@@ -45,13 +46,23 @@ class BatchWorker:
     engine. A row that fails alone is its request's failure (`GenerationFailed`); the others rejoin the batch where
     they were (their cache prefilled again), so their replies go on with no token lost or sent twice. A seeded
     row draws from its generator as it stood after the failed step, so its reply can differ from there.
+
+    A step that runs out of memory (`torch.OutOfMemoryError`) failed for how many rows it held, not for one of
+    them: its rows are put back the same way and wait, and the worker batches at most half as many from then on
+    (`cap`), halving again at each such step down to one row, where a row that still runs out of memory is
+    isolated as above (its request fails alone). The cap doubles back after `REGROW_STEPS` steps without one, and
+    goes once the worker is idle, so a burst costs a few failed steps, not one per token.
     """
+
+    REGROW_STEPS = 256
 
     def __init__(self, backend: LocalBackend):
         self.backend = backend
         self.engine = self._new_engine()
         self.running: dict[int, _Running] = {}
         self.next_key = 0
+        self.cap: int | None = None  # most rows batched after a step ran out of memory (None: --max_batch)
+        self.fine_steps = 0  # steps since the cap was set or last doubled
 
     def _new_engine(self):
         from augury.model.generate import Engine
@@ -84,15 +95,49 @@ class BatchWorker:
             self.engine.cancel(key)
             self.running.pop(key)
         if not self.engine.busy():
+            self.cap = None  # idle: the next burst starts from --max_batch again
             return
-        self.engine.max_batch = self.backend.max_batch  # set after the worker started (LocalBackend.load)
+        # --max_batch is set after the worker started (LocalBackend.load)
+        self.engine.max_batch = min(self.backend.max_batch, self.cap or self.backend.max_batch)
         try:
             events = self.engine.step()
         except Exception as err:  # noqa: BLE001 (whose failure it is, is found out next)
+            import torch
+
+            stepped = self._stepped()
+            if isinstance(err, torch.OutOfMemoryError) and len(stepped) > 1:
+                self.cap = max(1, len(stepped) // 2)
+                log.warning("a generation step of %d rows ran out of memory; batching at most %d from now",
+                            len(stepped), self.cap)
+                self._requeue(stepped)
+                return
             log.warning("a generation step failed (%s); its requests are retried one at a time", err)
             self._isolate()
             return
+        self._regrow()
         self._emit(events)
+
+    def _regrow(self) -> None:
+        if self.cap is None:
+            return
+        self.fine_steps += 1
+        if self.fine_steps >= self.REGROW_STEPS:
+            self.cap, self.fine_steps = (None if 2 * self.cap >= self.backend.max_batch else 2 * self.cap), 0
+
+    def _stepped(self) -> list[int]:
+        """After a failed step: the keys of the rows it held (running, or joining), in order."""
+        queued = {id(row) for row in self.engine.waiting}  # rows the step did not reach
+        return [key for key in sorted(self.running) if id(self.running[key].row) not in queued]
+
+    def _requeue(self, stepped: list[int]) -> None:
+        """After a step that ran out of memory: a fresh engine, with the rows it held put back to what their
+        requests have been sent, waiting ahead of the rows that were waiting already."""
+        waiting = self.engine.waiting
+        self.engine = self._new_engine()  # (it allocates at its first step, when the failed step's tensors are gone)
+        self.fine_steps = 0
+        for key in stepped:
+            _rewind(self.running[key].row, self.running[key].made)
+        self.engine.waiting = [self.running[key].row for key in stepped] + waiting
 
     def _add(self, job: GenerationJob, where, cancel: threading.Event) -> None:
         from augury.model.generate import SamplingParams
