@@ -1,7 +1,7 @@
 """Request bodies of the OpenAI API that the server accepts, validated before any work starts.
 
-Unknown fields are ignored (clients send many); known ones are checked against their ranges and the server's
-limits, and a violation is one 400 answer naming the field.
+Unknown fields are ignored (clients send many), an optional one sent as null has its default; known ones are
+checked against their ranges and the server's limits, and a violation is one 400 answer naming the field.
 
     req = parse_request(ChatRequest, body, cfg)   # RequestInvalid("messages: ...") becomes the 400 answer
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class RequestInvalid(ValueError):
@@ -44,13 +44,26 @@ class Message(BaseModel):
         return {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
 
 
-class StreamOptions(BaseModel):
+class _NullIsDefault(BaseModel):
+    """A body whose optional fields may be null, meaning their default, as OpenAI's API documents them ("number or
+    null"): clients that send every field send null for the ones not set."""
+
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data):
+        if not isinstance(data, dict):
+            return data
+        optional = {name for name, f in cls.model_fields.items() if not f.is_required()}
+        return {k: v for k, v in data.items() if not (v is None and k in optional)}
+
+
+class StreamOptions(_NullIsDefault):
     include_usage: bool = False
 
 
-class _Common(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Common(_NullIsDefault):
     model: str | None = None
     max_tokens: int | None = Field(default=None, ge=0)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)

@@ -234,3 +234,22 @@ def test_max_tokens_defaults_as_openais(make_client, tiny_run, tmp_path):
     done = client.post("/v1/completions", json={"model": "m", "prompt": "def", "temperature": 0}).json()
     assert done["usage"]["completion_tokens"] <= 16
     assert done["choices"][0]["finish_reason"] == "length" or done["usage"]["completion_tokens"] < 16
+
+
+def test_null_parameters_mean_their_defaults_as_in_openais_api(make_client, tiny_run, chat_run, tmp_path):
+    # OpenAI's API marks these parameters nullable ("number or null", ...): clients that send every field send null
+    # for the ones not set
+    nulls = {"temperature": None, "top_p": None, "n": None, "stream": None, "stop": None, "seed": None,
+             "max_tokens": None, "stream_options": {"include_usage": None}}
+    client, _ = make_client(tiny_run, tmp_path)
+    out = client.post("/v1/completions", json={"prompt": "def", **nulls, "echo": None, "logprobs": None})
+    assert out.status_code == 200, out.text
+    assert len(out.json()["choices"]) == 1 and out.json()["usage"]["completion_tokens"] <= 16
+    chat, _ = make_client(chat_run, tmp_path / "chat")
+    out = chat.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hello"}], **nulls,
+                                                  "max_completion_tokens": None, "logprobs": None,
+                                                  "top_logprobs": None})
+    assert out.status_code == 200, out.text
+    assert out.json()["choices"][0]["logprobs"] is None
+    # a null required field is still a 400 naming it
+    assert "prompt" in client.post("/v1/completions", json={"prompt": None}).json()["error"]["message"]
