@@ -83,11 +83,11 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def chat_page() -> HTMLResponse:
         return HTMLResponse(CHAT_PAGE.read_text(encoding="utf-8"))
 
-    def text_tokens(text: str) -> int:
-        """A text's tokens as the served model counts them; in gateway mode (no tokenizer here) one per 4 bytes."""
+    async def text_tokens(texts: list[str]) -> int:
+        """Texts' tokens as the served model counts them; in gateway mode (no tokenizer here) one per 4 bytes."""
         if isinstance(backend, UpstreamBackend):
-            return -(-len(text.encode("utf-8")) // 4)
-        return len(backend.encode(text))
+            return sum(-(-len(text.encode("utf-8")) // 4) for text in texts)
+        return sum(len(ids) for ids in await backend.off_loop(lambda: [backend.encode(t) for t in texts]))
 
     async def served_models() -> list[dict]:
         """The local model, or in gateway mode the upstream's (the names it answers to)."""
@@ -132,7 +132,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             if moderator is None:
                 raise Refused(400, "moderation is switched off on this server")
             if moderator.extra is not None:  # a grader (a judge model, say) reads every text: charged as a prompt
-                ticket.prompt_tokens = sum(text_tokens(t) for t in texts)
+                ticket.prompt_tokens = await text_tokens(texts)
             gate.admit(ticket, ticket.prompt_tokens)
             try:
                 verdicts = await asyncio.to_thread(moderator.check_many, texts, "none")
@@ -159,7 +159,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 raise RequestInvalid("top_logprobs: a local model returns each generated token's own log-prob only "
                                      "(logprobs true), not the alternatives")
             try:
-                prompt = backend.chat_prompt([m.as_dict() for m in req.messages])
+                prompt = await backend.off_loop(backend.chat_prompt, [m.as_dict() for m in req.messages])
             except (ValueError, ImportError) as err:
                 raise RequestInvalid(str(err)) from None
             return await generate(ticket, req, [prompt], texts, chat=True)
@@ -177,10 +177,10 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                                          "cannot read them to moderate)")
                 return await proxy(gate, backend, ticket, req, body, prompts, chat=False,
                                    refuse=finish_refusal)
-            ids = [backend.encode(p) if isinstance(p, str) else p for p in prompts]
+            ids = await backend.off_loop(lambda: [backend.encode(p) if isinstance(p, str) else p for p in prompts])
             if any(max(q, default=0) >= backend.vocab_size for q in ids):
                 raise RequestInvalid(f"prompt: token ids must be below the vocabulary size {backend.vocab_size}")
-            texts = [p if isinstance(p, str) else backend.decode(p) for p in prompts]
+            texts = await backend.off_loop(lambda: [p if isinstance(p, str) else backend.decode(p) for p in prompts])
             if req.stream and (req.echo or req.logprobs is not None):
                 raise RequestInvalid("stream: echo and logprobs are served in whole replies only (stream false)")
             if req.echo and req.logprobs is not None and any(not q or len(q) >= backend.max_context for q in ids):
@@ -377,5 +377,5 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         return stream_chunk(backend.model_id, rid, created, chat, index, text, finish, role)
 
     app.state.log, app.state.limiter, app.state.moderator = log, gate.limiter, moderator
-    app.state.rejected = gate.rejected
+    app.state.rejected, app.state.backend = gate.rejected, backend
     return app

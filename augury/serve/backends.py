@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from augury.errors import UsageError
@@ -35,6 +36,9 @@ class LocalBackend:
         self._chat_render, self.chat_stop_ids = chat_render, stop_ids
         self._jobs: queue.Queue = queue.Queue()
         self.max_batch = 32
+        # one thread of its own for tokenizing (encode_documents switches a flag on the shared tokenizer while it
+        # encodes, so two at once could read each other's setting)
+        self._text_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="augury-serve-tokenize")
         self._worker = threading.Thread(target=self._work, name="augury-serve-generate", daemon=True)
         self._worker.start()
 
@@ -111,6 +115,11 @@ class LocalBackend:
 
     def chat_prompt(self, messages: list[dict]) -> list[int]:
         return self._chat_render(messages)
+
+    async def off_loop(self, fn, *args):
+        """`fn(*args)` (encode, decode, chat_prompt) in the tokenizing thread: a prompt of a megabyte takes a
+        second, in which the event loop goes on streaming the other replies."""
+        return await asyncio.wrap_future(self._text_thread.submit(fn, *args))
 
     def check_prompt(self, ids: list[int]) -> None:
         """ValueError for token ids the model cannot read: an image-text model's `<|image|>` id stands for an

@@ -30,6 +30,9 @@ from augury.serve.requestlog import RejectedRows, RequestLog, RequestRecord
 from augury.serve.responses import error_body, short_error
 from augury.serve.schema import RequestInvalid
 
+# characters from which the rules check a text beside the event loop (a megabyte takes them half a second)
+LARGE_TEXT = 65536
+
 
 class Refused(Exception):
     """A request answered with an error status before any generation."""
@@ -129,11 +132,12 @@ class Gate:
 
     async def moderate(self, ticket: Ticket, texts: list[str], stage: str, final: bool = True) -> bool:
         """Check texts; True when the policy refuses them. `final=False`: a piece of a streaming reply (rules
-        only). A safety grader runs in a worker thread, so it does not hold up other requests' streams."""
+        only). A safety grader, or the rules on a large input, runs in a worker thread, so it does not hold up
+        other requests' streams."""
         moderator = self.moderator
         if moderator is None or not texts:
             return False
-        if final and moderator.extra is not None:
+        if final and (moderator.extra is not None or sum(map(len, texts)) > LARGE_TEXT):
             verdicts = await asyncio.to_thread(moderator.check_many, texts, stage, final)
         else:
             verdicts = moderator.check_many(texts, stage, final)
