@@ -25,7 +25,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from augury.serve.config import ServeConfig
 from augury.serve.gate import Gate, Refused, Ticket
-from augury.serve.gateway import UpstreamBackend, UpstreamError, proxy
+from augury.serve.gateway import UpstreamBackend, UpstreamError, estimated_tokens, proxy
 from augury.serve.jobs import Delta, GenerationFailed, GenerationJob
 from augury.serve.keys import KeyStore
 from augury.serve.moderation import ModerationPolicy, Moderator
@@ -86,7 +86,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def text_tokens(texts: list[str]) -> int:
         """Texts' tokens as the served model counts them; in gateway mode (no tokenizer here) one per 4 bytes."""
         if isinstance(backend, UpstreamBackend):
-            return sum(-(-len(text.encode("utf-8")) // 4) for text in texts)
+            return estimated_tokens(texts)
         return sum(len(ids) for ids in await backend.off_loop(lambda: [backend.encode(t) for t in texts]))
 
     async def served_models() -> list[dict]:

@@ -185,7 +185,8 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
     req, chat, n_choices)` answers a request whose input the policy refuses."""
     path = "/chat/completions" if chat else "/completions"
     n_choices = req.n * (1 if chat else len(req.prompts()))  # a completions request: n choices for each prompt
-    gate.admit(ticket, req.max_tokens * n_choices)
+    # held until the upstream's usage says what was used: the prompt, as estimated here, and the most it may make
+    gate.admit(ticket, estimated_tokens(texts) + req.max_tokens * n_choices)
     finished = False
     try:
         if await gate.moderate(ticket, texts, "input"):
@@ -222,6 +223,11 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
     finally:
         if not finished:
             gate.finish(ticket)
+
+
+def estimated_tokens(texts: list[str]) -> int:
+    """Texts' tokens as gateway mode counts them before the upstream does (it has no tokenizer): one per 4 bytes."""
+    return sum(-(-len(text.encode("utf-8")) // 4) for text in texts)
 
 
 async def _prepend(first: dict | None, rest: AsyncIterator[dict]) -> AsyncIterator[dict]:

@@ -67,6 +67,21 @@ def test_each_prompt_of_a_completions_list_counts_against_the_budget(tmp_path, s
     assert len(seen) == 1
 
 
+def test_a_gateway_request_holds_its_prompt_against_the_budget(tmp_path, serving):
+    # a key near its daily budget must not get a long prompt through by asking for few new tokens: the prompt
+    # (one token per 4 bytes, until the upstream's usage says) is held beside max_tokens, as a local model's is
+    seen: list = []
+    with serving(_echo_upstream(seen)) as port:
+        gw = _gateway(port, tmp_path, limits=LimitsConfig(requests_per_minute=600, burst=100, tokens_per_day=1000))
+        long = "word " * 1000  # 5000 bytes
+        for path, body in [("/v1/completions", {"prompt": long}),
+                           ("/v1/chat/completions", {"messages": [{"role": "user", "content": long}]})]:
+            resp = gw.post(path, json={**body, "max_tokens": 5})
+            assert resp.status_code == 429 and "budget" in resp.json()["error"]["message"], resp.text
+        assert gw.post("/v1/completions", json={"prompt": "word " * 100, "max_tokens": 5}).status_code == 200
+    assert len(seen) == 1
+
+
 def _reasoning_upstream():
     """An upstream serving a reasoning model with tool calls (as vLLM does): text in `reasoning_content` and in a
     tool call's arguments, besides `content`."""
