@@ -18,6 +18,8 @@ class SmallMemory:
 
     def __init__(self, model):
         self._model = model
+        self.fits = FITS
+        self.fits_after = 0  # rows that fit once a pass has run out of memory (memory another process held is free)
         self.ooms = 0
         self.widest = 0  # most rows a pass that succeeded held
 
@@ -25,8 +27,9 @@ class SmallMemory:
         return getattr(self._model, name)
 
     def __call__(self, ids, **kw):
-        if ids.shape[0] > FITS or ids.shape[1] > TOO_LONG:
+        if ids.shape[0] > self.fits or ids.shape[1] > TOO_LONG:
             self.ooms += 1
+            self.fits = self.fits_after or self.fits
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         self.widest = max(self.widest, ids.shape[0])
         return self._model(ids, **kw)
@@ -93,3 +96,20 @@ def test_a_request_too_big_for_memory_alone_fails_alone(tiny_run, monkeypatch):
     for deltas in replies:
         _check(deltas, backend, 20)
     assert backend.model.model.ooms <= 4
+
+
+def test_the_batch_grows_back_after_steps_that_fit(tiny_run, monkeypatch):
+    from augury.serve.backends import GenerationJob
+    from augury.serve.batching import BatchWorker
+
+    monkeypatch.setattr(BatchWorker, "REGROW_STEPS", 4)
+    backend = _backend(tiny_run, monkeypatch)
+    backend.model.model.fits_after = 8  # the memory short at first is there again after the first failure
+    jobs = [GenerationJob([10 + i, 11], max_tokens=40, logprobs=True) for i in range(8)]
+
+    async def together():
+        return await asyncio.gather(*(_collect(backend, job) for job in jobs))
+
+    for deltas in asyncio.run(together()):
+        _check(deltas, backend, 40)
+    assert backend.model.model.ooms == 1 and backend.model.model.widest == 8
