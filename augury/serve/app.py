@@ -177,6 +177,9 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                                          "cannot read them to moderate)")
                 return await proxy(gate, backend, ticket, req, body, prompts, chat=False,
                                    refuse=finish_refusal)
+            if req.made() > req.n:
+                raise RequestInvalid("best_of: a local model returns every completion it makes (n), without ranking "
+                                     "more; best_of above n is served in gateway mode only")
             ids = await backend.off_loop(lambda: [backend.encode(p) if isinstance(p, str) else p for p in prompts])
             if any(max(q, default=0) >= backend.vocab_size for q in ids):
                 raise RequestInvalid(f"prompt: token ids must be below the vocabulary size {backend.vocab_size}")

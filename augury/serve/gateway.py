@@ -185,8 +185,9 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
     req, chat, n_choices)` answers a request whose input the policy refuses."""
     path = "/chat/completions" if chat else "/completions"
     n_choices = req.n * (1 if chat else len(req.prompts()))  # a completions request: n choices for each prompt
+    made = n_choices if chat else req.made() * len(req.prompts())  # best_of: the completions the upstream makes
     # held until the upstream's usage says what was used: the prompt, as estimated here, and the most it may make
-    gate.admit(ticket, estimated_tokens(texts) + req.max_tokens * n_choices)
+    gate.admit(ticket, estimated_tokens(texts) + req.max_tokens * made)
     finished = False
     try:
         if await gate.moderate(ticket, texts, "input"):

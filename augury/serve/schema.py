@@ -95,6 +95,11 @@ class CompletionRequest(_Common):
     prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=20)
+    best_of: int | None = Field(default=None, ge=1)  # completions made per prompt, of which the n best are returned
+
+    def made(self) -> int:
+        """Completions generated for each prompt (best_of, when given, else n)."""
+        return self.best_of if self.best_of is not None else self.n
 
     def prompts(self) -> list[str | list[int]]:
         """Each prompt: text, or token ids."""
@@ -141,8 +146,14 @@ def parse_request(model: type[_Common], body: dict, cfg) -> _Common:
         prompts = req.prompts()
         if not prompts:
             raise RequestInvalid("prompt: must not be an empty list")
-        if len(prompts) * req.n > cfg.max_n:
-            raise RequestInvalid(f"prompt: {len(prompts)} prompts x n={req.n} is over this server's limit of "
+        if req.best_of is not None and req.best_of < req.n:
+            raise RequestInvalid(f"best_of: {req.best_of} is below n={req.n} (it is how many completions are made, "
+                                 "of which n are returned)")
+        if req.best_of is not None and req.best_of > cfg.max_n:
+            raise RequestInvalid(f"best_of: {req.best_of} is over this server's limit of {cfg.max_n}")
+        if len(prompts) * req.made() > cfg.max_n:
+            made = f"best_of={req.best_of}" if req.best_of is not None else f"n={req.n}"
+            raise RequestInvalid(f"prompt: {len(prompts)} prompts x {made} is over this server's limit of "
                                  f"{cfg.max_n} choices per request")
         if any(isinstance(q, list) and (not q or min(q) < 0) for q in prompts):
             raise RequestInvalid("prompt: a token-id prompt must be a non-empty list of ids >= 0")

@@ -82,6 +82,28 @@ def test_a_gateway_request_holds_its_prompt_against_the_budget(tmp_path, serving
     assert len(seen) == 1
 
 
+def test_best_of_counts_as_the_choices_it_makes(tmp_path, serving, make_client, tiny_run):
+    # OpenAI's (and vLLM's) best_of generates that many completions and returns the n best: forwarded unchecked, a
+    # key would have best_of x max_tokens made while its limits held n x max_tokens
+    seen: list = []
+    with serving(_echo_upstream(seen)) as port:
+        gw = _gateway(port, tmp_path, limits=LimitsConfig(requests_per_minute=600, burst=100, tokens_per_day=100))
+        body = {"prompt": "a", "max_tokens": 30}
+        over = gw.post("/v1/completions", json={**body, "best_of": 4})
+        assert over.status_code == 429 and "budget" in over.json()["error"]["message"]  # 4 x 30 tokens may be made
+        many = gw.post("/v1/completions", json={**body, "best_of": 20})
+        assert many.status_code == 400 and "best_of" in many.json()["error"]["message"]  # over --max_n
+        fewer = gw.post("/v1/completions", json={**body, "n": 2, "best_of": 1})
+        assert fewer.status_code == 400 and "best_of" in fewer.json()["error"]["message"]  # at least n
+        assert gw.post("/v1/completions", json={**body, "best_of": 2}).status_code == 200
+    assert [b.get("best_of") for b in seen] == [2]
+    # a local model does not rank candidates: best_of above n is refused, not ignored
+    local, _ = make_client(tiny_run, tmp_path / "local")
+    resp = local.post("/v1/completions", json={**body, "best_of": 2})
+    assert resp.status_code == 400 and "best_of" in resp.json()["error"]["message"]
+    assert local.post("/v1/completions", json={**body, "n": 2, "best_of": 2}).status_code == 200
+
+
 def _reasoning_upstream():
     """An upstream serving a reasoning model with tool calls (as vLLM does): text in `reasoning_content` and in a
     tool call's arguments, besides `content`."""
