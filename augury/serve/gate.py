@@ -58,8 +58,10 @@ class Ticket:
     ttft_ms: float | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     refused: bool = False
+    recorded: bool = False  # its row is made (and being written): the request is logged
 
     def record(self, status: int, error: str | None = None) -> RequestRecord:
+        self.recorded = True
         cats = sorted({c for v in self.verdicts for c in v.flagged_names()})
         return RequestRecord(endpoint=self.endpoint, status=status, key=self.key, ts=self.arrived,
                              latency_ms=(time.perf_counter() - self.started) * 1000, prompt_tokens=self.prompt_tokens,
@@ -188,10 +190,14 @@ class Gate:
             return await self.answer_error(ticket, err)
         release = True
         try:
-            response = await handler(ticket, body)
+            response = await unless_client_leaves(request, handler(ticket, body))
             if isinstance(response, StreamingResponse):
                 release = False  # the stream releases its slot and writes its row when it ends
             return response
+        except ClientLeft:  # its work is stopped, its limits settled; its row says how far it got
+            if not ticket.recorded:
+                await self.write(ticket.record(499, "the client left before the end"))
+            return JSONResponse(error_body("the client left before the end", "invalid_request_error"), 499)
         except Refused as err:
             return await self.answer_error(ticket, err)
         except RequestInvalid as err:
@@ -205,3 +211,31 @@ class Gate:
         finally:
             if release:
                 self.queue_slots.release()
+
+
+class ClientLeft(Exception):
+    """The client closed its connection before its answer was ready."""
+
+
+async def unless_client_leaves(request: Request, work):
+    """`await work`, unless the client closes its connection first (a client's timeout): then the work is cancelled
+    (a local model's generation stops at its next step, an upstream request is closed) and ClientLeft raised, so a
+    reply no one will read does not go on to max_tokens holding a slot and charging its key."""
+    job, gone = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not job.done():
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)  # its `finally`s settle the limits
+    if job.cancelled():
+        raise ClientLeft
+    return job.result()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has closed its connection. The body has been read, so the server's next message is
+    the disconnect; anything else (a server that speaks otherwise) ends the watch, not the request."""
+    if (await request.receive())["type"] != "http.disconnect":
+        await asyncio.Event().wait()

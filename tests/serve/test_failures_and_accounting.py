@@ -155,3 +155,42 @@ def test_a_reply_cut_by_the_time_limit_is_still_checked_whole(tiny_run, tmp_path
     out = plain.post("/v1/completions", json=body).json()
     assert out["choices"][0]["finish_reason"] == "length"
     assert len(out["choices"][0]["logprobs"]["tokens"]) == out["usage"]["completion_tokens"]  # none dropped
+
+
+class Slow:
+    """The run's model, a tenth of a second a forward pass (a large model on a busy device)."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def __call__(self, ids, **kw):
+        time.sleep(0.1)
+        return self._model(ids, **kw)
+
+
+def test_a_client_that_gives_up_on_a_whole_reply_stops_its_generation(tiny_run, tmp_path, serving, monkeypatch):
+    # a client's timeout (the OpenAI client retries twice after it): the reply it will never read must not go on
+    # to max_tokens holding its slot and charging its key
+    import augury.model.run
+    from augury.serve.backends import LocalBackend
+
+    load_run = augury.model.run.load_run
+    monkeypatch.setattr(augury.model.run, "load_run",
+                        lambda *a, **kw: (lambda m, t, c: (Slow(m), t, c))(*load_run(*a, **kw)))
+    client, cfg = _client(tiny_run, tmp_path, backend=LocalBackend.load(str(tiny_run)), max_tokens_limit=400)
+    body = {"prompt": "a", "max_tokens": 400, "temperature": 1.0}  # 40 s of generation
+    with serving(client.app) as port:
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=1.0)
+        except httpx.TimeoutException:
+            pass
+        deadline = time.time() + 20
+        while not _rows(cfg.log) and time.time() < deadline:
+            time.sleep(0.1)
+        state = client.app.state.limiter._state["(local)"]
+    status, made, _, error = _rows(cfg.log)[0]
+    assert status == 499 and "left" in error and 1 <= made < 400
+    assert (state.in_flight, state.held, state.used_today) == (0, 0, 1 + made)
