@@ -6,8 +6,9 @@ says which categories are refused on the way in and on the way out.
     verdict = moderator.check("some text", stage="input")  # Verdict(flagged, refused, categories, scores)
 
 A grader maps texts to per-category scores in [0, 1]. `RulesGrader` (regular expressions per category, case-
-insensitive, `.` matching a line break too, from the policy file, over the text's NFKC form without invisible format
-characters) needs no model; any object with `score(texts) ->
+insensitive, `.` matching a line break too, from the policy file, over the text as a reader sees it: NFKC form,
+no invisible format characters, look-alike Cyrillic/Greek letters as Latin, `augury.safety.rules.as_read`)
+needs no model; any object with `score(texts) ->
 list[dict[str, float]]` can stand in its place. Rules catch explicit wording only: they miss paraphrases and flag
 some benign quotations, so treat the flag rate as a floor and read `augury monitor`'s per-key figures with that in
 mind.
@@ -20,10 +21,7 @@ it reads a request's input and each reply once it is complete, not every streame
 
 from __future__ import annotations
 
-import functools
 import re
-import sys
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -31,6 +29,7 @@ from typing import Literal, Protocol
 import yaml
 
 from augury.errors import UsageError
+from augury.safety.rules import as_read, format_chars
 
 # The categories of OpenAI's moderation endpoint (omni-moderation), in its order.
 CATEGORIES = ("harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
@@ -141,7 +140,7 @@ class RulesGrader:
     """Score 1.0 for a category when any of its patterns matches, else 0.0."""
 
     def __init__(self, rules: dict[str, list[str]]):
-        _format_chars()  # made once, when the server starts, not at its first request
+        format_chars()  # made once, when the server starts, not at its first request
         # DOTALL: a gap such as `.{0,40}` spans a line break, so a request split over lines is still matched
         flags = re.IGNORECASE | re.DOTALL
         self.compiled = {cat: re.compile("|".join(f"(?:{p})" for p in pats), flags)
@@ -152,7 +151,7 @@ class RulesGrader:
     def score(self, texts: list[str]) -> list[dict[str, float]]:
         out = []
         for text in texts:
-            text = plain_text(text)
+            text = as_read(text, keep_accents=True)
             scores = dict.fromkeys(CATEGORIES, 0.0)
             if self.compiled and self.any.search(text):
                 for cat, pattern in self.compiled.items():
@@ -160,18 +159,6 @@ class RulesGrader:
                         scores[cat] = 1.0
             out.append(scores)
         return out
-
-
-def plain_text(text: str) -> str:
-    """What the rules read: the text's NFKC form (fullwidth and other compatibility letters as plain ones) without
-    format characters (zero-width spaces and joiners, soft hyphens, direction marks), which a reader does not see
-    and which would otherwise break a pattern's word in two."""
-    return unicodedata.normalize("NFKC", text).translate(_format_chars())
-
-
-@functools.cache
-def _format_chars() -> dict[int, None]:
-    return {c: None for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}
 
 
 class ModerationGraderError(RuntimeError):
