@@ -19,6 +19,13 @@ class RequestInvalid(ValueError):
     pass
 
 
+# OpenAI's API takes up to 4 stop strings and documents no length for one; a long one is bounded here because a
+# reply that could still be turning into it is held back (streamed late) by up to its length, and no real use needs
+# a stop string of more than a line or two
+MAX_STOPS = 4
+MAX_STOP_CHARS = 1000
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant"]  # developer: OpenAI's newer name for system
@@ -132,8 +139,12 @@ def parse_request(model: type[_Common], body: dict, cfg) -> _Common:
         raise RequestInvalid(f"max_tokens: {req.max_tokens} is over this server's limit of {cfg.max_tokens_limit}")
     if req.n > cfg.max_n:
         raise RequestInvalid(f"n: {req.n} is over this server's limit of {cfg.max_n}")
-    if len(req.stop_list()) > 4 or any(not s for s in req.stop_list()):
-        raise RequestInvalid("stop: at most 4 non-empty strings")
+    if len(req.stop_list()) > MAX_STOPS or any(not s for s in req.stop_list()):
+        raise RequestInvalid(f"stop: at most {MAX_STOPS} non-empty strings")
+    if any(len(s) > MAX_STOP_CHARS for s in req.stop_list()):
+        longest = max(len(s) for s in req.stop_list())
+        raise RequestInvalid(f"stop: a stop string of {longest} characters is over the limit of {MAX_STOP_CHARS} "
+                             "characters")
     if req.max_tokens == 0 and not (isinstance(req, CompletionRequest) and req.echo):
         raise RequestInvalid("max_tokens: must be >= 1 (0 is allowed only with echo)")
     if isinstance(req, ChatRequest):

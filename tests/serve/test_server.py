@@ -253,3 +253,14 @@ def test_null_parameters_mean_their_defaults_as_in_openais_api(make_client, tiny
     assert out.json()["choices"][0]["logprobs"] is None
     # a null required field is still a 400 naming it
     assert "prompt" in client.post("/v1/completions", json={"prompt": None}).json()["error"]["message"]
+
+
+def test_a_stop_string_longer_than_the_limit_is_a_400_naming_stop(make_client, tiny_run, tmp_path):
+    client, _ = make_client(tiny_run, tmp_path)
+    fits = client.post("/v1/completions", json={"prompt": "def", "max_tokens": 2, "stop": ["x" * 1000, "\n"]})
+    assert fits.status_code == 200, fits.text
+    for stop in ("x" * 1001, ["\n", "x" * 1001]):
+        resp = client.post("/v1/completions", json={"prompt": "def", "max_tokens": 2, "stop": stop})
+        assert resp.status_code == 400
+        message = resp.json()["error"]["message"]
+        assert message.startswith("stop: ") and "1000 characters" in message
