@@ -230,10 +230,15 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
 
     async def checked(job: GenerationJob, ticket: Ticket):
         """One choice's deltas, the output checked as it grows; a flagged delta is replaced by the end."""
-        text, deadline = "", time.perf_counter() + cfg.request_timeout_s
+        text, deadline, begun = "", time.perf_counter() + cfg.request_timeout_s, False
         window = moderator.policy.stream_window if moderator is not None else 0
         async with contextlib.aclosing(backend.stream(job)) as gen:
-            async for delta in gen:
+            while True:
+                try:
+                    delta = await (gen.__anext__() if begun else first_delta(gen, deadline))
+                except StopAsyncIteration:
+                    return
+                begun = True
                 if ticket.ttft_ms is None:
                     ticket.ttft_ms = (time.perf_counter() - ticket.started) * 1000
                 if delta.finish_reason is None and time.perf_counter() > deadline:
@@ -249,6 +254,18 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 yield delta
                 if delta.finish_reason is not None:
                     return
+
+    async def first_delta(gen, deadline: float) -> Delta:
+        """A reply's first delta, or GenerationFailed (504) at the deadline: a reply that has not begun by then (it
+        waited behind --max_batch others) is a timeout error, not a reply of the one token it would get there."""
+        try:
+            delta = await asyncio.wait_for(gen.__anext__(), max(0.0, deadline - time.perf_counter()))
+        except asyncio.TimeoutError:
+            delta = None
+        if delta is None or (delta.finish_reason is None and time.perf_counter() > deadline):
+            raise GenerationFailed(f"timed out: the reply did not begin within --request_timeout_s "
+                                   f"({cfg.request_timeout_s:g} s); the server is busy, retry later", 504)
+        return delta
 
     async def run_job(job: GenerationJob, ticket: Ticket, index: int, sink: asyncio.Queue) -> None:
         try:

@@ -89,11 +89,63 @@ def test_a_whole_reply_the_grader_flags_is_the_refusal_and_its_tokens_are_counte
     assert _rows(cfg.log) == [(200, out["usage"]["completion_tokens"], 1, None)]
 
 
-def test_a_reply_cut_by_the_time_limit_counts_its_tokens(tiny_run, tmp_path):
-    client, cfg = _client(tiny_run, tmp_path, request_timeout_s=1e-6)
+def test_a_reply_cut_by_the_time_limit_counts_its_tokens(tiny_run, tmp_path, monkeypatch):
+    # a tenth of a second a token: the reply begins well within the limit and is cut there, long before 50 tokens
+    client, cfg = _client(tiny_run, tmp_path, backend=_slow_backend(tiny_run, monkeypatch), request_timeout_s=1.0)
     out = client.post("/v1/completions", json={"prompt": "a", "max_tokens": 50, "temperature": 0}).json()
-    assert out["choices"][0]["finish_reason"] == "length" and out["usage"]["completion_tokens"] >= 1
+    assert out["choices"][0]["finish_reason"] == "length" and 1 <= out["usage"]["completion_tokens"] < 50
     assert _rows(cfg.log)[0][:2] == (200, out["usage"]["completion_tokens"])
+
+
+class Stalled:
+    """A local model whose replies wait 5 s before they begin (behind --max_batch others, say)."""
+
+    def __init__(self, backend):
+        self._backend, self.waited_out, self.closed = backend, False, False
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    async def stream(self, job):
+        import asyncio
+
+        try:
+            await asyncio.sleep(5)
+            self.waited_out = True
+            async for delta in self._backend.stream(job):
+                yield delta
+        finally:
+            self.closed = True
+
+
+def _error_rows(db) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT status, completion_tokens FROM requests ORDER BY id").fetchall()
+
+
+def test_a_reply_not_begun_within_the_time_limit_is_a_timeout_error_not_a_cut_reply(tiny_run, tmp_path):
+    # a request that waits in the queue past --request_timeout_s was answered a one-token reply, finish_reason
+    # "length", once it reached the model; it never began in time, so it is a 504 in the API's error shape, given
+    # at the time limit, and its generation is not waited for
+    from augury.serve.backends import LocalBackend
+
+    stalled = Stalled(LocalBackend.load(str(tiny_run)))
+    client, cfg = _client(tiny_run, tmp_path, backend=stalled, request_timeout_s=0.3)
+    resp = client.post("/v1/completions", json={"prompt": "a", "max_tokens": 5})
+    assert resp.status_code == 504, resp.text
+    error = resp.json()["error"]
+    assert "request_timeout_s" in error["message"] and error["type"] == "server_error"
+    assert stalled.closed and not stalled.waited_out  # given up at the limit, not after the wait
+    assert _error_rows(cfg.log) == [(504, 0)]
+
+    client, cfg = _client(tiny_run, tmp_path / "now", request_timeout_s=1e-6)  # the model cannot answer in time
+    for body in ({"prompt": "a", "max_tokens": 5}, {"prompt": ["a", "b"], "max_tokens": 5, "n": 2}):
+        resp = client.post("/v1/completions", json=body)
+        assert resp.status_code == 504 and "request_timeout_s" in resp.json()["error"]["message"]
+    events = [e for e in client.post("/v1/completions", json={"prompt": "a", "max_tokens": 5, "stream": True})
+              .text.split("\n\n") if e.startswith("data: ")]
+    assert len(events) == 1 and "request_timeout_s" in json.loads(events[0][6:])["error"]["message"]
+    assert [row[0] for row in _error_rows(cfg.log)] == [504, 504, 504]
 
 
 def test_a_client_that_leaves_a_stream_is_logged_as_499_with_its_tokens(tiny_run, tmp_path, serving):
@@ -140,20 +192,21 @@ def test_a_log_write_that_fails_gives_the_queue_slot_back(tiny_run, tmp_path):
     assert client.post("/v1/completions", json={**body, "stream": False}).status_code == 200
 
 
-def test_a_reply_cut_by_the_time_limit_is_still_checked_whole(tiny_run, tmp_path):
+def test_a_reply_cut_by_the_time_limit_is_still_checked_whole(tiny_run, tmp_path, monkeypatch):
     # the safety grader reads a reply once it is complete; a reply the time limit ends is complete there, so it is
     # read then (it was returned unread), and the piece that arrived last is kept
     from augury.serve.moderation import ModerationPolicy, Moderator
 
     policy = ModerationPolicy(refuse_output=["violence/graphic"])
-    flagged, _ = _client(tiny_run, tmp_path, moderator=Moderator(policy, extra=FlagEverything()),
-                         request_timeout_s=1e-6)
-    choice = flagged.post("/v1/completions", json={"prompt": "a", "max_tokens": 20, "temperature": 0}).json()
+    flagged, _ = _client(tiny_run, tmp_path, backend=_slow_backend(tiny_run, monkeypatch),
+                         moderator=Moderator(policy, extra=FlagEverything()), request_timeout_s=1.0)
+    choice = flagged.post("/v1/completions", json={"prompt": "a", "max_tokens": 50, "temperature": 0}).json()
     assert (choice["choices"][0]["text"], choice["choices"][0]["finish_reason"]) == (policy.refusal, "content_filter")
-    plain, _ = _client(tiny_run, tmp_path / "plain", request_timeout_s=1e-6)
-    body = {"prompt": "a", "max_tokens": 20, "temperature": 0, "logprobs": 0}
+    plain, _ = _client(tiny_run, tmp_path / "plain", backend=_slow_backend(tiny_run, monkeypatch),
+                       request_timeout_s=1.0)
+    body = {"prompt": "a", "max_tokens": 50, "temperature": 0, "logprobs": 0}
     out = plain.post("/v1/completions", json=body).json()
-    assert out["choices"][0]["finish_reason"] == "length"
+    assert out["choices"][0]["finish_reason"] == "length" and out["usage"]["completion_tokens"] < 50
     assert len(out["choices"][0]["logprobs"]["tokens"]) == out["usage"]["completion_tokens"]  # none dropped
 
 
@@ -171,16 +224,21 @@ class Slow:
         return self._model(ids, **kw)
 
 
-def test_a_client_that_gives_up_on_a_whole_reply_stops_its_generation(tiny_run, tmp_path, serving, monkeypatch):
-    # a client's timeout (the OpenAI client retries twice after it): the reply it will never read must not go on
-    # to max_tokens holding its slot and charging its key
+def _slow_backend(tiny_run, monkeypatch):
+    """The run served with `Slow`'s model."""
     import augury.model.run
     from augury.serve.backends import LocalBackend
 
     load_run = augury.model.run.load_run
     monkeypatch.setattr(augury.model.run, "load_run",
                         lambda *a, **kw: (lambda m, t, c: (Slow(m), t, c))(*load_run(*a, **kw)))
-    client, cfg = _client(tiny_run, tmp_path, backend=LocalBackend.load(str(tiny_run)), max_tokens_limit=400)
+    return LocalBackend.load(str(tiny_run))
+
+
+def test_a_client_that_gives_up_on_a_whole_reply_stops_its_generation(tiny_run, tmp_path, serving, monkeypatch):
+    # a client's timeout (the OpenAI client retries twice after it): the reply it will never read must not go on
+    # to max_tokens holding its slot and charging its key
+    client, cfg = _client(tiny_run, tmp_path, backend=_slow_backend(tiny_run, monkeypatch), max_tokens_limit=400)
     body = {"prompt": "a", "max_tokens": 400, "temperature": 1.0}  # 40 s of generation
     with serving(client.app) as port:
         try:
