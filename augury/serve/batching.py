@@ -47,7 +47,8 @@ class BatchWorker:
     they were (their cache prefilled again), so their replies go on with no token lost or sent twice. A seeded
     row draws from its generator as it stood after the failed step, so its reply can differ from there.
 
-    A step that runs out of memory (`torch.OutOfMemoryError`) failed for how many rows it held, not for one of
+    A step that runs out of memory (`out_of_memory`: torch.OutOfMemoryError, or torch's RuntimeError for a CPU
+    allocation or another device's memory) failed for how many rows it held, not for one of
     them: its rows are put back the same way and wait, and the worker batches at most half as many from then on
     (`cap`), halving again at each such step down to one row, where a row that still runs out of memory is
     isolated as above (its request fails alone). The cap doubles back after `REGROW_STEPS` steps without one, and
@@ -102,10 +103,8 @@ class BatchWorker:
         try:
             events = self.engine.step()
         except Exception as err:  # noqa: BLE001 (whose failure it is, is found out next)
-            import torch
-
             stepped = self._stepped()
-            if isinstance(err, torch.OutOfMemoryError) and len(stepped) > 1:
+            if out_of_memory(err) and len(stepped) > 1:
                 self.cap = max(1, len(stepped) // 2)
                 log.warning("a generation step of %d rows ran out of memory; batching at most %d from now",
                             len(stepped), self.cap)
@@ -204,6 +203,22 @@ class BatchWorker:
             batches.setdefault(r.loop, []).append((r.out, delta))
         for loop, items in batches.items():
             send_to(loop, _deliver, items)
+
+
+# how PyTorch words running out of memory when it raises a plain RuntimeError, not torch.OutOfMemoryError: a CPU
+# allocation ("DefaultCPUAllocator: can't allocate memory", "... not enough memory"), MPS ("MPS backend out of
+# memory"), a CUDA error ("CUDA error: out of memory"), other backends ("XPU out of memory")
+_OUT_OF_MEMORY = ("out of memory", "defaultcpuallocator: can't allocate memory",
+                  "defaultcpuallocator: not enough memory")
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether a failed step ran out of memory (so it failed for how many rows it held, not for one of them)."""
+    import torch
+
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(words in str(err).lower() for words in _OUT_OF_MEMORY)
 
 
 def _rewind(row, sent: int) -> None:

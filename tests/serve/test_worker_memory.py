@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import torch
 
 FITS = 2  # rows a forward pass holds before it runs out of memory
@@ -14,10 +15,11 @@ TOO_LONG = 100  # a prefill this wide runs out of memory even alone
 
 class SmallMemory:
     """The run's model on a device with little memory: a forward pass over more than FITS rows (or a prefill
-    wider than TOO_LONG) raises torch.OutOfMemoryError, as a CUDA allocation would."""
+    wider than TOO_LONG) raises torch.OutOfMemoryError, as a CUDA allocation would (or `error`)."""
 
-    def __init__(self, model):
+    def __init__(self, model, error=None):
         self._model = model
+        self.error = error or (lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
         self.fits = FITS
         self.fits_after = 0  # rows that fit once a pass has run out of memory (memory another process held is free)
         self.ooms = 0
@@ -30,12 +32,12 @@ class SmallMemory:
         if ids.shape[0] > self.fits or ids.shape[1] > TOO_LONG:
             self.ooms += 1
             self.fits = self.fits_after or self.fits
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise self.error()
         self.widest = max(self.widest, ids.shape[0])
         return self._model(ids, **kw)
 
 
-def _backend(tiny_run, monkeypatch):
+def _backend(tiny_run, monkeypatch, error=None):
     import augury.model.run
     from augury.serve.backends import LocalBackend
 
@@ -43,7 +45,7 @@ def _backend(tiny_run, monkeypatch):
 
     def small_run(*args, **kw):
         model, tok, cfg = load_run(*args, **kw)
-        return SmallMemory(model), tok, cfg
+        return SmallMemory(model, error), tok, cfg
 
     monkeypatch.setattr(augury.model.run, "load_run", small_run)
     return LocalBackend.load(str(tiny_run), max_batch=8)
@@ -59,10 +61,25 @@ def _check(deltas, backend, n: int) -> None:
     assert "".join(d.text for d in deltas) == backend.tokenizer.tok.decode(ids)  # each token sent once, in order
 
 
-def test_a_batch_that_runs_out_of_memory_is_retried_in_smaller_batches(tiny_run, monkeypatch):
+# what PyTorch raises when memory runs out: OutOfMemoryError for CUDA; a plain RuntimeError for a CPU allocation
+# (this message is torch's own) and on some devices and versions (MPS, a CUDA error raised as such)
+OUT_OF_MEMORY = {
+    "cuda": lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    "cpu": lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                                "memory: you tried to allocate 35184372088832 bytes. Error code 12 (Cannot allocate "
+                                "memory)"),
+    "mps": lambda: RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.00 GB, "
+                                "max allowed: 18.13 GB). Tried to allocate 256.00 MB on private pool."),
+    "cuda-error": lambda: RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be asynchronously "
+                                       "reported at some other API call"),
+}
+
+
+@pytest.mark.parametrize("device", list(OUT_OF_MEMORY))
+def test_a_batch_that_runs_out_of_memory_is_retried_in_smaller_batches(tiny_run, monkeypatch, device):
     from augury.serve.backends import GenerationJob
 
-    backend = _backend(tiny_run, monkeypatch)
+    backend = _backend(tiny_run, monkeypatch, OUT_OF_MEMORY[device])
     jobs = [GenerationJob([10 + i, 11, 12], max_tokens=30, temperature=1.0, seed=i, logprobs=True) for i in range(8)]
 
     async def together():
@@ -113,3 +130,12 @@ def test_the_batch_grows_back_after_steps_that_fit(tiny_run, monkeypatch):
     for deltas in asyncio.run(together()):
         _check(deltas, backend, 40)
     assert backend.model.model.ooms == 1 and backend.model.model.widest == 8
+
+
+@pytest.mark.parametrize("message", ["Expected all tensors to be on the same device", "memory format is not supported",
+                                     "index out of range in self"])
+def test_other_runtime_errors_are_not_taken_for_out_of_memory(message):
+    from augury.serve.batching import out_of_memory
+
+    assert not out_of_memory(RuntimeError(message)) and not out_of_memory(ValueError("out of memory"))
+    assert all(out_of_memory(make()) for make in OUT_OF_MEMORY.values())
