@@ -124,6 +124,16 @@ class RLConfig:
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if math.isnan(self.max_kl):
             raise ValueError("max_kl must be a number (inf for no limit)")
+        if self.max_kl <= 0:  # the KL is >= 0: the run would stop at its first step
+            raise ValueError(f"max_kl must be > 0 (inf for no limit), got {self.max_kl}")
+        if self.missing_eos_penalty < 0:  # a negative one would reward every completion cut off unfinished
+            raise ValueError(f"missing_eos_penalty must be >= 0 (it is subtracted from the reward of a completion "
+                             f"cut off at response_length), got {self.missing_eos_penalty}")
+        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
+            raise ValueError(f"gamma and lam must be in [0, 1], got gamma {self.gamma}, lam {self.lam}")
+        if self.vf_coef < 0 or self.cliprange_value <= 0:
+            raise ValueError(f"vf_coef must be >= 0 and cliprange_value > 0, got vf_coef {self.vf_coef}, "
+                             f"cliprange_value {self.cliprange_value}")
         for spec in self.reward_functions:
             _, eq, weight = spec.partition("=")
             try:

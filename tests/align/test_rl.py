@@ -416,6 +416,24 @@ def test_non_finite_settings_are_refused_before_any_work(change, message):
     RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f=2"], max_kl=float("inf")).validate()
 
 
+@pytest.mark.parametrize("change,message", [
+    # a negative penalty adds reward to every completion cut off at response_length: the policy learns to ramble
+    ({"missing_eos_penalty": -1.0}, r"missing_eos_penalty must be >= 0 \(it is subtracted.*got -1.0"),
+    ({"gamma": 2.0}, r"gamma and lam must be in \[0, 1\], got gamma 2.0"),
+    ({"lam": -1.0}, r"gamma and lam must be in \[0, 1\], got gamma 1.0, lam -1.0"),
+    ({"vf_coef": -1.0}, r"vf_coef must be >= 0 and cliprange_value > 0, got vf_coef -1.0"),
+    ({"cliprange_value": 0.0}, r"vf_coef must be >= 0 and cliprange_value > 0, got vf_coef 0.1, cliprange_value 0.0"),
+    ({"max_kl": 0.0}, r"max_kl must be > 0 \(inf for no limit\), got 0.0"),
+    ({"max_kl": -3.0}, r"max_kl must be > 0"),
+])
+def test_out_of_range_settings_are_refused_before_any_work(change, message):
+    cfg = replace(RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f=2"]), **change)
+    with pytest.raises(ValueError, match=message):
+        cfg.validate()
+    RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f=2"], gamma=0.0, lam=1.0, vf_coef=0.0,
+             missing_eos_penalty=0.0).validate()
+
+
 def test_an_infinite_grader_weight_is_one_error_line(capsys, tmp_path):
     from augury.cli import main
 
