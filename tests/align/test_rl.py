@@ -399,6 +399,20 @@ def test_a_failing_judge_endpoint_is_one_error_line(chat_run, tmp_path, serving,
     assert not out.exists()  # nothing written before a checkpoint is left behind
 
 
+def test_a_reward_model_given_as_the_policy_is_refused(chat_run, prompts_file, rewards_module, tmp_path):
+    """An `augury rm` run holds a backbone trained to score, not to write: as --policy_run it trained silently."""
+    import shutil
+
+    rm = tmp_path / "rm"
+    shutil.copytree(chat_run, rm)
+    (rm / "manifest.json").write_text(json.dumps({"kind": "reward_model", "finished": True}))
+    with pytest.raises(AlignDataError, match=r"--policy_run .*rm is a reward model \(an augury rm run\), not a "
+                                             r"policy: give the pretrained, SFT or RL run to improve"):
+        train_rl(_cfg(chat_run, prompts_file, tmp_path / "rl", rewards_module, policy_run=str(rm)),
+                 log=lambda *_: None)
+    assert not (tmp_path / "rl").exists()
+
+
 @pytest.mark.parametrize("change,message", [
     ({"grader_weight": float("inf")}, "grader_weight must be a finite number, got inf"),
     ({"reward_model_weight": float("nan")}, "reward_model_weight must be a finite number"),
