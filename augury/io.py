@@ -77,16 +77,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _writable(folder: Path) -> bool:
+    """Whether files can be created in `folder` (its mode for this user, a read-only mount, an immutable folder)."""
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
 def not_a_folder(path: str | os.PathLike) -> str | None:
-    """Why `path` cannot be used as a folder (it is a file, or the nearest existing path above it is), or None;
-    checked before a command writes anything, so that a mistyped --out fails with one line, not mid-run."""
+    """Why `path` cannot be used as an output folder (it is a file, or the nearest existing path above it is; it,
+    or the folder it would be made in, is not writable), or None; checked before a command writes anything, so
+    that a mistyped --out fails with one line, not mid-run with a traceback."""
     path = Path(path)
     if path.exists():
-        return None if path.is_dir() else f"{path} is a file, not a folder"
+        if not path.is_dir():
+            return f"{path} is a file, not a folder"
+        return None if _writable(path) else f"{path} is not writable (no permission to create files in it)"
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
-    return None if parent.is_dir() else f"{path} cannot be made: {parent} is a file, not a folder"
+    if not parent.is_dir():
+        return f"{path} cannot be made: {parent} is a file, not a folder"
+    return None if _writable(parent) else f"{path} cannot be made: {parent} is not writable"
 
 
 def to_jsonable(obj: Any) -> Any:

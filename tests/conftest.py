@@ -40,6 +40,27 @@ def tiny_tokenizer_path(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture
+def read_only_dir(tmp_path) -> Path:
+    """An empty folder no file can be created in: mode 0o555, and for root (whom modes do not bind) the immutable
+    attribute where `chattr` can set it; skips where neither holds."""
+    import shutil
+    import subprocess
+
+    path = tmp_path / "read-only"
+    path.mkdir()
+    path.chmod(0o555)
+    immutable = False
+    if os.access(path, os.W_OK) and shutil.which("chattr"):
+        immutable = subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+    if os.access(path, os.W_OK):
+        pytest.skip("no folder here is read-only to this user (root, without chattr +i)")
+    yield path
+    if immutable:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+    path.chmod(0o755)
+
+
 @contextlib.contextmanager
 def serve_app(app, **config):
     """Run `app` under uvicorn on a free loopback port in a thread (`config`: more uvicorn.Config options);

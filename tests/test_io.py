@@ -31,3 +31,12 @@ def test_an_atomic_rewrite_keeps_the_files_own_mode(tmp_path, umask_022):
     assert target.read_text() == "new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["keys.txt"]  # no temporary file left behind
+
+
+def test_a_folder_that_cannot_be_written_is_named_before_any_work(read_only_dir):
+    from augury.io import not_a_folder
+
+    assert not_a_folder(read_only_dir) == f"{read_only_dir} is not writable (no permission to create files in it)"
+    assert not_a_folder(read_only_dir / "new" / "run") == (
+        f"{read_only_dir / 'new' / 'run'} cannot be made: {read_only_dir} is not writable")
+    assert not_a_folder(read_only_dir.parent) is None

@@ -62,7 +62,7 @@ from augury.data.sources import (
     split_of,
 )
 from augury.data.tokenizer import EOT_ID, SPECIAL_TOKENS, encode_documents, load_tokenizer, train_tokenizer
-from augury.io import atomic_write_json, sha256_file, utc_now
+from augury.io import atomic_write_json, not_a_folder, sha256_file, utc_now
 
 # Bump when the prepared layout or the way tokens are produced changes: old caches then stop matching.
 FORMAT_VERSION = 3
@@ -275,6 +275,9 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
             pass
         shutil.rmtree(broken, ignore_errors=True)
 
+    if why := not_a_folder(cache_root):  # before the corpus is read, not at the first write after it
+        where = "cache_dir" if cfg.cache_dir else "the data cache ($AUGURY_CACHE/data or ~/.cache/augury/data)"
+        raise DataError(f"{where}: {why}; the prepared data is written there")
     t0 = time.perf_counter()
     corpus = read_documents(cfg, files, log=log)  # validates everything before any write
     kept, checked = contamination.check_corpus(cfg, corpus.documents, log=log)

@@ -49,6 +49,12 @@ def check_export_target(out_dir: str | Path, overwrite: bool = False, sources: t
         parent = parent.parent
     if not parent.is_dir():
         raise ExportError(f"cannot create {out_dir}: {parent} is a file")
+    # the export is written beside out_dir and renamed over it: both folders must take new entries
+    for folder in (out_dir, parent) if out_dir.exists() else (parent,):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ExportError(f"{out_dir} is not writable (no permission to create files in it)" if folder == out_dir
+                              else f"{out_dir} cannot be {'replaced' if out_dir.exists() else 'made'}: {folder} is "
+                                   f"not writable")
     target = out_dir.resolve()
     for src in sources:
         src = Path(src).resolve()

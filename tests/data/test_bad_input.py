@@ -161,3 +161,12 @@ def test_cli_cache_dir_that_is_a_file(corpus_dir, tmp_path, capsys, under):
 def test_cli_unknown_subcommand(capsys):
     assert cli.main(["data", "frobnicate"]) == 2
     assert "unknown data command 'frobnicate'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_cli_cache_dir_that_cannot_be_written(corpus_dir, read_only_dir, capsys, under):
+    cache = read_only_dir / under if under else read_only_dir
+    argv = ["data", "prepare", "--source", str(corpus_dir), "--vocab_size", "300", "--cache_dir", str(cache)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("augury data prepare: error: cache_dir") and "not writable" in err[0]

@@ -50,6 +50,15 @@ def test_export_refuses_a_folder_it_may_not_replace(run, tmp_path, monkeypatch, 
     assert (tmp_path / "a_file").read_text() == "mine"
 
 
+@pytest.mark.parametrize("under", ["", "hf"])
+def test_export_to_a_folder_that_cannot_be_written_is_one_error(run, read_only_dir, capsys, under):
+    target = read_only_dir / under if under else read_only_dir
+    assert cli.main(["export", str(run), "--hf", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"augury export: error: {target}") and len(err.strip().splitlines()) == 1, err
+    assert "not writable" in err and read_only_dir.is_dir()
+
+
 def test_export_overwrite_replaces_a_previous_export(run, tmp_path, capsys):
     hf = tmp_path / "hf"
     assert cli.main(["export", str(run), "--hf", str(hf)]) == 0

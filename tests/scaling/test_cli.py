@@ -223,3 +223,13 @@ def test_a_compute_budget_that_is_not_positive_is_refused(runs_csv, tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and "--optimal-for must be a compute budget > 0" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("cmd, args", [("fit", []), ("backtest", ["--holdout", "params>=1e9"])])
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_out_that_cannot_be_written_is_one_error_before_the_fit(runs_csv, read_only_dir, capsys, cmd, args, under):
+    out = read_only_dir / under if under else read_only_dir
+    code = main([cmd, str(runs_csv), "--law", "gpt4-loss", *args, "--bootstrap", "20", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"augury {cmd}: error: --out {out}") and "is not writable" in err
