@@ -55,6 +55,12 @@ def test_rl_demo_preset_loads_and_bad_settings_are_refused(tmp_path):
         DemoConfig(task=TaskSettings(ops="*")).validate()
     with pytest.raises(ValueError, match="base_run"):
         DemoConfig(base_run=str(tmp_path)).validate()
+    rm = tmp_path / "rm"  # an `augury rm` run: a backbone trained to score, not to write
+    rm.mkdir()
+    (rm / "tokenizer.json").write_text("{}")
+    (rm / "manifest.json").write_text(json.dumps({"kind": "reward_model", "finished": True}))
+    with pytest.raises(ValueError, match=r"--base_run .*rm is a reward model \(an augury rm run\), not a policy"):
+        DemoConfig(base_run=str(rm)).validate()
 
 
 def test_a_rise_within_noise_is_not_called_significant():
