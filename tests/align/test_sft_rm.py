@@ -325,6 +325,27 @@ def test_bad_settings_are_refused_before_anything_is_written(chat_run, sft_file,
     assert sorted(tmp_path.iterdir()) == before and (tmp_path / "FILE").read_text() == "mine"
 
 
+@pytest.mark.parametrize("command", ["sft", "rm"])
+def test_a_reward_model_given_as_the_base_run_is_refused(chat_run, sft_file, pref_file, tmp_path, capsys, command):
+    """An `augury rm` run holds a backbone trained to score, with an LM head never trained: as --base_run it was
+    fine-tuned as if it were a pretrained model."""
+    import shutil
+
+    from augury.cli import main
+
+    rm = tmp_path / "rm"
+    shutil.copytree(chat_run, rm)
+    (rm / "manifest.json").write_text(json.dumps({"kind": "reward_model", "finished": True}))
+    data = sft_file if command == "sft" else pref_file
+    code = main([command, "--base_run", str(rm), "--data", str(data), "--out", str(tmp_path / "out"),
+                 "--steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert re.search(rf"augury {command}: error: --base_run .*rm is a reward model \(an augury rm run\), not a "
+                     r"policy: give a pretrained", err)
+    assert not (tmp_path / "out").exists()
+
+
 def test_skipped_rows_are_reported_whole_with_their_line_numbers(chat_run, tmp_path):
     from augury.align.data import read_jsonl, split_held_out
 
