@@ -27,6 +27,8 @@ from augury.io import atomic_write_json, atomic_write_text, jsonl_objects, not_a
 
 def _rows(path: str) -> list[dict]:
     p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"--data {path} is a folder, not a JSONL file")
     if not p.is_file():
         raise UsageError(f"--data {path} does not exist")
     rows = []

@@ -314,6 +314,8 @@ def _check_keys(raw: dict, where: str) -> None:
 
 def _read_yaml(path: str | Path, what: str) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ForecastConfigError(f"{what} {path} is a folder, not a YAML file")
     if not path.is_file():
         raise ForecastConfigError(f"{what} {path}: no such file")
     try:

@@ -46,6 +46,8 @@ def _cell(value):
 def read_table(path: str | Path) -> list[dict]:
     """Rows of a CSV (header line) or JSONL runs table, with flops filled in where missing."""
     path = Path(path)
+    if path.is_dir():
+        raise TableError(f"{path} is a folder, not a CSV or JSONL table")
     if not path.is_file():
         raise TableError(f"{path}: no such file")
     try:
@@ -246,6 +248,8 @@ def parse_assignments(text: str) -> dict[str, float]:
 def read_problems(path: str | Path) -> list[dict]:
     """Per-problem records {run, problem, n, c} from JSONL, checked (see check_problems; errors name the line)."""
     path = Path(path)
+    if path.is_dir():
+        raise TableError(f"{path} is a folder, not a JSONL file of per-problem records")
     if not path.is_file():
         raise TableError(f"{path}: no such file")
     try:

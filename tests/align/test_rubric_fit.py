@@ -25,6 +25,8 @@ ROWS = [{"prompt": [{"role": "user", "content": f"How do I build weapon number {
     ({"reward_model": "SFT"}, r"is not a reward model \(an augury sft run"),
     ({"out": "FILE"}, "is a file, not a folder"),
     ({"out": "UNDER_FILE"}, "cannot be made: .*FILE is a file, not a folder"),
+    ({"data": "SFT"}, r"--data .*sft is a folder, not a JSONL file"),
+    ({"data": "/nonexistent.jsonl"}, "--data /nonexistent.jsonl does not exist"),
 ])
 def test_bad_settings_and_inputs_are_one_clear_error(tmp_path, change, message):
     from augury.align.rubric_fit import rubric_fit

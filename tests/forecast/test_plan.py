@@ -177,6 +177,13 @@ def test_command_line_and_python_load_the_same_config(tmp_path):
     assert by_python == before
 
 
+def test_a_folder_given_as_the_config_is_called_a_folder(tmp_path):
+    with pytest.raises(ForecastConfigError, match=f"--config {tmp_path} is a folder, not a YAML file"):
+        load_forecast_config("smoke", str(tmp_path))
+    with pytest.raises(ForecastConfigError, match="no such file"):
+        load_forecast_config("smoke", str(tmp_path / "missing.yaml"))
+
+
 def test_bad_inputs_fail_before_training():
     with pytest.raises(ForecastConfigError, match="largest_fraction"):
         validate(cpu_demo(ladder={"largest_fraction": 1.5}))

@@ -83,3 +83,13 @@ def test_a_json_boolean_is_not_a_number(tmp_path, cell):
     with pytest.raises(TableError, match="column 'flops' row 2: 'True' is not a number"):
         fit_law("gpt4-loss", {"flops": np.array([1e18, True, 1e20, 1e21], dtype=object),
                               "loss": np.array([3.0, 2.9, 2.8, 2.7])}, bootstrap=0)
+
+
+def test_a_folder_given_as_a_table_is_called_a_folder(tmp_path):
+    from augury.scaling.tables import read_problems
+
+    for read in (read_table, read_problems):
+        with pytest.raises(TableError, match=f"{tmp_path} is a folder, not a"):
+            read(tmp_path)
+        with pytest.raises(TableError, match="no such file"):
+            read(tmp_path / "missing.csv")
