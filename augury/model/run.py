@@ -59,6 +59,11 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, device="
             raise RunLoadError(f"{run_dir} has no intact checkpoint (has training written one yet?)")
     else:
         ckpt = Path(checkpoint)
+        if not ckpt.exists():  # a mistyped path, not a damaged checkpoint
+            raise RunLoadError(f"checkpoint {ckpt} does not exist (a run's checkpoints are its "
+                               f"checkpoints/step_NNNNNNNN folders)")
+        if not ckpt.is_dir():
+            raise RunLoadError(f"checkpoint {ckpt} is a file, not a checkpoint folder (checkpoints/step_NNNNNNNN)")
         problem = verify_checkpoint(ckpt)
         if problem:
             raise RunLoadError(f"checkpoint {ckpt} is not usable: {problem}")

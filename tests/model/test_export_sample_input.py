@@ -119,3 +119,17 @@ def test_a_checkpoint_of_another_model_is_one_error(run, tmp_path, capsys, comma
     assert err.startswith(f"augury {command[0]}: error:") and str(other) in err and "shape" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "HF").exists()
+
+
+@pytest.mark.parametrize("command", [["export", "--hf", "HF"], ["sample", "--prompt", "def", "--max_tokens", "2"]])
+@pytest.mark.parametrize("given, message", [("run/checkpoints/step_00000009", "does not exist"),
+                                            ("run/metrics.jsonl", "is a file, not a checkpoint folder")])
+def test_a_checkpoint_that_is_not_there_is_called_missing(run, tmp_path, capsys, command, given, message):
+    """A mistyped --checkpoint was reported as an 'incomplete write', as if a checkpoint had been damaged."""
+    argv = [command[0], str(run), "--checkpoint", str(tmp_path / given), *[str(tmp_path / a) if a == "HF" else a
+                                                                            for a in command[1:]]]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"augury {command[0]}: error: checkpoint {tmp_path / given} {message}")
+    assert "incomplete" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "HF").exists()
