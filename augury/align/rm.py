@@ -243,11 +243,17 @@ def load_reward_model(path: str | Path) -> RewardModel:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError):
         manifest = None
-    if not isinstance(manifest, dict) or not manifest.get("finished"):
+    if not isinstance(manifest, dict):
         raise AlignDataError(f"{path} is not a finished reward model (no finished manifest.json)")
-    if manifest.get("kind") != "reward_model" or not (path / "reward_head.safetensors").is_file():
-        raise AlignDataError(f"{path} is not a reward model (an augury {manifest.get('kind')} run, no "
-                             f"reward_head.safetensors): make one with augury rm")
+    kind = manifest.get("kind") or "train"  # a pretraining run's manifest names no kind
+    if kind != "reward_model":
+        what = "a pretraining run, made by augury train" if kind == "train" else f"an augury {kind} run"
+        raise AlignDataError(f"{path} is not a reward model ({what}): give a reward model made by augury rm")
+    if not manifest.get("finished"):
+        raise AlignDataError(f"{path} is not a finished reward model (no finished manifest.json)")
+    if not (path / "reward_head.safetensors").is_file():
+        raise AlignDataError(f"{path} is not a usable reward model (no reward_head.safetensors): make it again "
+                             f"with augury rm")
     backbone, tok, _ = load_run(path)
     rm = RewardModel(backbone, tok)
     rm.head.load_state_dict(load_file(str(path / "reward_head.safetensors")))

@@ -357,6 +357,14 @@ def test_bad_prompt_files_and_reward_models_are_named(chat_run, prompts_file, re
     with pytest.raises(AlignDataError, match="is not a reward model .*augury sft run"):
         train_rl(_cfg(chat_run, prompts_file, tmp_path / "rl", rewards_module, reward_model=str(sft)),
                  log=lambda *_: None)
+    pretrained = tmp_path / "pretrained"  # what `augury train` leaves: a manifest with a status, and no kind
+    pretrained.mkdir()
+    (pretrained / "manifest.json").write_text(json.dumps({"status": "complete", "finished": "2026-01-01T00:00:00Z",
+                                                          "config": {}}))
+    with pytest.raises(AlignDataError, match=r"pretrained is not a reward model \(a pretraining run, "
+                                             r"made by augury train\): give a reward model made by augury rm"):
+        train_rl(_cfg(chat_run, prompts_file, tmp_path / "rl", rewards_module, reward_model=str(pretrained)),
+                 log=lambda *_: None)
     for resume in (True, False):
         with pytest.raises(AlignDataError, match="holds an augury sft run, not an augury rl run"):
             train_rl(_cfg(chat_run, prompts_file, sft, rewards_module, resume=resume), log=lambda *_: None)
