@@ -263,6 +263,9 @@ class TaskRegistry:
         reg = cls()
         dirs = [Path(__file__).resolve().parent / "tasks", *map(Path, extra_dirs)]
         for folder in dirs:
+            if folder.exists() and not folder.is_dir():
+                raise TaskConfigError(f"task folder {str(folder)!r} is a file, not a folder: give the folder of "
+                                      f"task YAML files that holds it")
             if not folder.is_dir():
                 raise TaskConfigError(f"task folder {str(folder)!r} does not exist")
             for path in sorted(folder.glob("*.yaml")):

@@ -213,6 +213,14 @@ def test_an_unreadable_task_file_is_one_error_line(tmp_path, content, message):
     assert "\n" not in str(err.value)
 
 
+def test_a_task_file_given_as_a_task_folder_is_called_a_file(tmp_path):
+    (tmp_path / "t.yaml").write_text(json.dumps({"task": "t", "kind": "generate", "data": "x.jsonl"}))
+    with pytest.raises(TaskConfigError, match=r"t.yaml' is a file, not a folder: give the folder of task YAML"):
+        TaskRegistry.load([tmp_path / "t.yaml"])
+    with pytest.raises(TaskConfigError, match=r"task folder '.*nope' does not exist"):
+        TaskRegistry.load([tmp_path / "nope"])
+
+
 @pytest.mark.parametrize("subjects", ["abstract_algebra", [1, 2]])
 def test_subtasks_map_each_category_to_a_list_of_subject_names(tmp_path, subjects):
     # a string was iterated letter by letter (tasks s_a, s_b, ...); a number crashed with an AttributeError
