@@ -41,13 +41,14 @@ def load_rows(table: str, where: str | None) -> list[dict]:
     return rows
 
 
-def check_options(bootstrap: int, level: float, delta: float, intervals_for: str | None = None) -> None:
+def check_options(bootstrap: int, level: float, delta: float, intervals_for: str | None = None,
+                  max_iter: int = 1) -> None:
     """Refuse settings no fit can use, before any work; `intervals_for` names what makes --bootstrap 0 (no
     intervals) unusable, e.g. "--predict"."""
     from augury.scaling.result import check_settings
 
     try:
-        check_settings(bootstrap, level, delta, prefix="--", intervals_for=intervals_for)
+        check_settings(bootstrap, level, delta, prefix="--", intervals_for=intervals_for, max_iter=max_iter)
     except TableError as err:
         raise UsageError(str(err)) from None
 
@@ -122,7 +123,7 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         chance: (sigmoid) the task's chance accuracy: the fit's floor, and the low end of every interval.
         allow_unconverged: exit 0 even when the fit did not converge.
     """
-    check_options(bootstrap, level, delta, "--predict" if predict else None)
+    check_options(bootstrap, level, delta, "--predict" if predict else None, max_iter)
     if why := not_a_folder(out):
         raise UsageError(f"--out {why}")
     rows = load_rows(table, fit_where)

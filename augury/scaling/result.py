@@ -271,10 +271,12 @@ def min_bootstrap(level: float) -> int:
 
 
 def check_settings(bootstrap: int, level: float, delta: float, prefix: str = "",
-                   intervals_for: str | None = None) -> None:
-    """TableError for a setting no fit can use: a level outside (0, 1), a Huber delta <= 0, or a bootstrap count
-    too small to give an interval at the level. 0 (no intervals) is allowed unless `intervals_for` names what
-    needs them. `prefix` goes before each setting's name (a CLI passes "--")."""
+                   intervals_for: str | None = None, max_iter: int = 1) -> None:
+    """TableError for a setting no fit can use: a level outside (0, 1), a Huber delta <= 0, an iteration limit
+    below 1, or a bootstrap count too small to give an interval at the level. 0 (no intervals) is allowed unless
+    `intervals_for` names what needs them. `prefix` goes before each setting's name (a CLI passes "--")."""
+    if not (isinstance(max_iter, numbers.Integral) and not isinstance(max_iter, bool) and max_iter >= 1):
+        raise TableError(f"{prefix}max_iter (the L-BFGS-B iteration limit) must be at least 1, got {max_iter}")
     if not (isinstance(level, numbers.Real) and 0 < level < 1):
         raise TableError(f"{prefix}level must be in (0, 1) (the interval's coverage, e.g. 0.9), got {level}")
     if not (isinstance(delta, numbers.Real) and 0 < delta < math.inf):
@@ -311,7 +313,7 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
         chance: (sigmoid) the task's chance level: the fitted floor cannot go below it, and intervals stay in
             [chance, 1].
     """
-    check_settings(bootstrap, level, delta)
+    check_settings(bootstrap, level, delta, max_iter=max_iter)
     law = get_law(law, x_column)
     if chance is not None:
         if not isinstance(law, Sigmoid):

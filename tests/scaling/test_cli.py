@@ -137,6 +137,9 @@ def test_a_bad_table_is_one_error_naming_the_column_and_row(runs_csv, tmp_path, 
     (["backtest", "--bootstrap", "-1"], "a backtest needs intervals; got -1"),
     (["fit", "--delta", "0"], "--delta (the Huber delta) must be a finite number > 0, got 0.0"),
     (["backtest", "--delta", "-1"], "--delta (the Huber delta) must be a finite number > 0, got -1.0"),
+    # no iterations is no fit: it was run and reported "not converged" (exit 1), as if the data were at fault
+    (["fit", "--max_iter", "0"], "--max_iter (the L-BFGS-B iteration limit) must be at least 1, got 0"),
+    (["backtest", "--max_iter", "-3"], "--max_iter (the L-BFGS-B iteration limit) must be at least 1, got -3"),
 ])
 def test_settings_that_cannot_give_an_interval_are_refused(runs_csv, tmp_path, capsys, args, message):
     command, *rest = args
