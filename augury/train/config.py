@@ -227,6 +227,8 @@ def check_cadence(cfg: TrainConfig) -> None:
     for name in ("eval_every", "ckpt_every"):
         if getattr(cfg, name) < 0:
             raise TrainConfigError(f"{name} must be >= 0 (0: only at the end), got {getattr(cfg, name)}")
+    if cfg.steps is not None and cfg.steps < 1:  # a length to check now, not after the data is prepared
+        raise TrainConfigError(f"steps must be >= 1 (the run length in optimizer steps), got {cfg.steps}")
     if cfg.stop_after is not None and cfg.stop_after < 1:
         raise TrainConfigError(f"stop_after must be >= 1 (steps to train in this invocation; unset: train to the "
                                f"end), got {cfg.stop_after}")

@@ -36,12 +36,16 @@ def config_file(cfg, tmp_path):
     (["--steps", "null", "--tokens", "-500"], "tokens must be >= 1"),
     (["--steps", "null", "--tokens_per_param", "-1"], "tokens_per_param must be a finite number > 0"),
     (["--steps", "null", "--tokens_per_param", ".nan"], "tokens_per_param must be a finite number > 0"),
+    (["--steps", "0"], "steps must be >= 1"),
+    (["--steps", "-4"], "steps must be >= 1"),
 ])
 def test_cli_refuses_bad_settings_before_writing(tiny_cfg, tmp_path, capsys, flags, message):
     cfg = tiny_cfg(steps=2)
     assert cli.main(["train", "--config", config_file(cfg, tmp_path), *flags]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("augury train: error:") and message in err[0]
+    assert captured.out == ""  # refused before any work: no data prepared, nothing announced
     assert not (tmp_path / "run").exists()
 
 
