@@ -6,6 +6,7 @@ not a choice) is reported once, naming the file and record, before any work star
 Plain format (lm-evaluation-harness's): description + k x (text + target_delimiter + answer + fewshot_delimiter)
 + text. Chat format: a system message with the description, one user/assistant turn per example, then the
 question as the last user message, rendered by the model's chat template (or sent as messages to a chat API).
+The examples are chosen as lm-eval chooses them (augury.evals.fewshot).
 
     instances = build_instances(task_config, data_dir, num_fewshot=5, limit=100)   # what `augury eval` runs
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from augury.data.records import TaskDataError, read_records
+from augury.evals.fewshot import ShotSampler
 from augury.evals.taskconfig import DataSpec, TaskConfig
 from augury.evals.templates import render, render_list
 
@@ -161,20 +163,32 @@ def build_instances(cfg: TaskConfig, data_dir: str | Path, num_fewshot: int | No
     if not docs:
         raise TaskDataError(f"{path}: no records for task {cfg.task!r}")
     rendered = [render_record(cfg, d, _where(path, cfg, i)) for i, d in enumerate(docs)]
-    pool: list[tuple[dict, dict[str, Any]]] = []  # (record, rendered shot)
+    sampler, fpath, fdocs, same_split = None, None, [], False
     if k and cfg.kind != "perplexity":
         if cfg.fewshot is None:
             raise TaskDataError(f"task {cfg.task!r} has no few-shot split but {k}-shot was asked for")
         fpath, fdocs = load_spec(data_dir, cfg.fewshot)
-        # lm-eval's rule: no record is shown its own answer. Drawn from the evaluated file itself, take k + 1
-        # and drop the record being asked (however the two specs spell that file).
-        need = k + 1 if fpath.resolve() == path.resolve() else k
+        # lm-eval's rule: no record is shown its own answer. Drawn from the evaluated file itself (however the
+        # two specs spell it), the record being asked is left out of its own shots.
+        same_split = fpath.resolve() == path.resolve()
+        need = k + 1 if same_split else k
         if len(fdocs) < need:
             raise TaskDataError(f"{fpath}: {k}-shot needs {need} records, the file has {len(fdocs)}")
-        pool = [(d, render_shot(cfg, d, _where(fpath, cfg, i))) for i, d in enumerate(fdocs[:need])]
+        sampler = ShotSampler(fdocs, cfg.fewshot_config.get("sampler", "default"))
+    shot_cache: dict[int, dict[str, Any]] = {}  # rendered on first use: a large split is mostly never shown
+
+    def shot(j: int) -> dict[str, Any]:
+        if j not in shot_cache:
+            shot_cache[j] = render_shot(cfg, fdocs[j], _where(fpath, cfg, j))
+        return shot_cache[j]
+
     out = []
     for i, (doc, r) in enumerate(zip(docs, rendered)):
-        shots = [shot for d, shot in pool if d != doc][:k]
+        try:  # in record order from one seeded generator, as lm-eval builds its requests
+            chosen = sampler.sample(k, doc if same_split else None) if sampler else []
+        except ValueError as err:  # copies of the record left too few others
+            raise TaskDataError(f"{_where(path, cfg, i)}: {err}") from None
+        shots = [shot(j) for j in chosen]
         messages = None
         if cfg.kind == "perplexity":
             context = r["text"]

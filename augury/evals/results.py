@@ -24,6 +24,7 @@ from typing import Any
 
 from augury.evals import metrics as M
 from augury.evals.calibration import expected_calibration_error, reliability_diagram
+from augury.evals.fewshot import FEWSHOT_SEED
 from augury.evals.prompts import effective_fewshot
 from augury.evals.taskconfig import TaskConfig, TaskRegistry
 from augury.io import atomic_write_json, atomic_write_text, git_hash, package_versions, to_jsonable
@@ -163,7 +164,8 @@ def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], regist
         # lm-eval's meaning: original = the task's records, effective = those scored (after --limit).
         "n-samples": {name: {"original": s["original"], "effective": len(s["samples"]), "errors": s["errors"],
                              "resumed": s["resumed"]} for name, s in scored.items()},
-        "config": {**model_config, "limit": limit, "num_fewshot": num_fewshot, "apply_chat_template": chat},
+        "config": {**model_config, "limit": limit, "num_fewshot": num_fewshot, "apply_chat_template": chat,
+                   "fewshot_seed": FEWSHOT_SEED},
         **({"safety": safety} if safety else {}),
         "git_hash": git_hash(),
         "date": started,

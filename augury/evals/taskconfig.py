@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from augury.evals.fewshot import SAMPLERS
+
 KINDS = ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2", "generate", "code", "perplexity", "graded")
 DEFAULT_METRICS = {
     "multiple_choice": ["acc", "acc_norm", "ece"],
@@ -73,7 +75,7 @@ class TaskConfig:
     kind: str  # multiple_choice | truthfulqa_mc1 | truthfulqa_mc2 | generate | code | perplexity | graded
     data: DataSpec  # the evaluated records
     version: float = 1.0  # bump when the prompt or scoring changes; stored in results["versions"]
-    fewshot: DataSpec | None = None  # the split few-shot examples come from (its first k records)
+    fewshot: DataSpec | None = None  # the split few-shot examples come from (fewshot_config.sampler picks)
     num_fewshot: int = 0  # default k; --num_fewshot overrides it for tasks that have a few-shot split
     description: str = ""  # text placed before the few-shot examples
     doc_to_text: str = "{{text}}"  # the prompt for one record
@@ -159,7 +161,7 @@ def _render_vars(value: Any, variables: dict[str, str]) -> Any:
     return value
 
 
-# Keys of fewshot_config (lm-eval's names); "sampler" is accepted for compatibility: shots are the split's first k.
+# Keys of fewshot_config (lm-eval's names); `sampler` is lm-eval's: default (random, seeded) or first_n.
 FEWSHOT_CONFIG_KEYS = {"doc_to_text", "doc_to_target", "sampler"}
 
 
@@ -197,6 +199,9 @@ def build_config(raw: dict, source: str, variables: dict[str, str] | None = None
     shot_cfg = filled.get("fewshot_config") or {}
     if not isinstance(shot_cfg, dict) or set(shot_cfg) - FEWSHOT_CONFIG_KEYS:
         raise TaskConfigError(f"{source}: fewshot_config takes {sorted(FEWSHOT_CONFIG_KEYS)}, got {shot_cfg!r}")
+    if shot_cfg.get("sampler", "default") not in SAMPLERS:
+        raise TaskConfigError(f"{source}: fewshot_config.sampler {shot_cfg['sampler']!r} is not one of "
+                              f"{', '.join(SAMPLERS)} (lm-eval's samplers)")
     cfg = TaskConfig(**filled, variables=dict(variables), source=source)
     if not cfg.metrics:
         cfg.metrics = list(DEFAULT_METRICS[cfg.kind])

@@ -39,6 +39,7 @@ def test_eval_writes_lm_eval_shaped_results_and_resumes(tiny_model_dir, shared_d
     assert res["n-samples"]["mmlu_anatomy"] == {"original": records, "effective": 3, "errors": 0, "resumed": 0}
     assert res["n-shot"]["mmlu_anatomy"] == 1
     assert res["n-shot"]["truthfulqa_mc2"] == 0  # no few-shot split: stays zero-shot under --num-fewshot
+    assert res["config"]["fewshot_seed"] == 1234  # lm-eval's key and default
     samples = [json.loads(x) for x in next(tmp_path.glob("samples_mmlu_anatomy_*.jsonl")).read_text().splitlines()]
     assert [s["doc_id"] for s in samples] == [0, 1, 2]
     assert samples[0]["arguments"][1][1] == " B" and len(samples[0]["resps"]) == 4

@@ -175,12 +175,13 @@ def test_a_value_of_the_wrong_type_is_a_config_error_naming_the_key(extra, key):
 
 @pytest.mark.parametrize("fewshot", ["data.jsonl", {"path": "data.jsonl", "format": "jsonl"}])
 def test_a_record_is_never_its_own_few_shot_example(tmp_path, fewshot):
-    # lm-eval's rule when the few-shot split is the evaluated split: draw k + 1, drop the record itself
+    # lm-eval's rule when the few-shot split is the evaluated split: the record itself is left out (here with
+    # first_n, the first k of the others; the random `default` sampler: tests/evals/test_eval_fewshot_parity.py)
     rows = [{"q": f"q{i}?", "choices": ["x", "y"], "gold": i % 2} for i in range(4)]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = build_config({"task": "t", "kind": "multiple_choice", "data": "data.jsonl", "fewshot": fewshot,
                         "num_fewshot": 2, "doc_to_text": "{{q}}", "doc_to_choice": "{{choices}}",
-                        "doc_to_target": "{{gold}}"}, "t.yaml")
+                        "doc_to_target": "{{gold}}", "fewshot_config": {"sampler": "first_n"}}, "t.yaml")
     contexts = [inst.context for inst in build_instances(cfg, tmp_path)]
     assert contexts[0] == "q1? y\n\nq2? x\n\nq0?"  # the answer to q0 is not in its own prompt
     assert contexts[1] == "q0? x\n\nq2? x\n\nq1?"
