@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from augury.evals import metrics as M
 from augury.evals.lm import LM, GenRequest, split_context
 from augury.evals.prompts import Instance, apply_filter, build_instances, effective_fewshot, load_spec
@@ -47,7 +49,20 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _non_serializable(o: Any) -> Any:
+    """lm-eval's handle_non_serializable (lm_eval/utils.py), so that a doc_hash is the one it writes."""
+    if isinstance(o, (np.bool_, np.integer, np.floating)):
+        return o.item()
+    return list(o) if isinstance(o, set) else str(o)
+
+
 def _doc_hash(doc: dict) -> str:
+    """lm-eval 0.4's `doc_hash` (evaluator.py), so samples files compare with its --log_samples output."""
+    return _hash(json.dumps(doc, indent=2, default=_non_serializable, ensure_ascii=False))
+
+
+def _legacy_doc_hash(doc: dict) -> str:
+    """The doc_hash of samples stored by augury before it wrote lm-eval's: still matched on resume."""
     return _hash(json.dumps(doc, sort_keys=True))
 
 
@@ -315,7 +330,12 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
         stored = {(r["doc_id"], r.get("doc_hash"), r.get("prompt_hash")): r for r in load_partial(path)}
         done, todo = {}, []
         for inst in instances[cfg.task]:
-            rec = stored.get((inst.doc_id, _doc_hash(inst.doc), _hash(inst.context)))
+            prompt_hash = _hash(inst.context)
+            rec = stored.get((inst.doc_id, _doc_hash(inst.doc), prompt_hash))
+            if rec is None:  # a sample written by an older augury, under its doc_hash of the same record
+                rec = stored.get((inst.doc_id, _legacy_doc_hash(inst.doc), prompt_hash))
+                if rec is not None:
+                    rec = {**rec, "doc_hash": _doc_hash(inst.doc)}
             if rec is None:
                 todo.append(inst)
             else:

@@ -283,3 +283,35 @@ def test_samples_have_lm_evals_log_samples_layout_also_when_resumed(tmp_path):
     partial.write_text("".join(json.dumps(r) + "\n" for r in old))
     again = evaluate(PicksB(), [cfg], tmp_path, out, "b", progress=False)["mc"]
     assert again["resumed"] == 2 and again["samples"] == first
+
+
+def test_doc_hash_is_lm_evals_and_samples_stored_under_the_older_hash_still_resume(tmp_path):
+    pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install -e '.[bench]')")
+    import hashlib
+
+    from lm_eval.utils import handle_non_serializable, hash_string
+
+    rows = [{"question": f"¿qué es {i}?", "answer": a} for i, a in enumerate([1, 0, 1])]
+    cfg = mc_task(tmp_path, [1, 0, 1])
+    (tmp_path / "mc.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))  # non-ASCII
+    out = tmp_path / "out"
+    first = evaluate(PicksB(), [cfg], tmp_path, out, "b", progress=False)["mc"]["samples"]
+    # lm-eval's evaluator: hash_string(json.dumps(doc, indent=2, default=handle_non_serializable, ensure_ascii=False))
+    lm_eval_hash = [hash_string(json.dumps(r, indent=2, default=handle_non_serializable, ensure_ascii=False))
+                    for r in rows]
+    assert [s["doc_hash"] for s in first] == lm_eval_hash
+    # samples stored by an older augury, under its sort_keys hash: reused, and written with lm-eval's hash
+    partial = next((out / ".partial").glob("mc.*.jsonl"))
+    old = [json.loads(line) for line in partial.read_text().splitlines()]
+    for r in old:
+        r["doc_hash"] = hashlib.sha256(json.dumps(r["doc"], sort_keys=True).encode()).hexdigest()
+    partial.write_text("".join(json.dumps(r) + "\n" for r in old))
+    lm = PicksB()
+    again = evaluate(lm, [cfg], tmp_path, out, "b", progress=False)["mc"]
+    assert again["resumed"] == 3 and lm.scored == 0 and again["samples"] == first
+    # an edited record matches neither hash of its stored sample: scored again, not mixed up
+    rows[1]["answer"] = 1
+    (tmp_path / "mc.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    lm = PicksB()
+    edited = evaluate(lm, [cfg], tmp_path, out, "b", progress=False)["mc"]
+    assert edited["resumed"] == 2 and lm.scored == 1 and edited["samples"][1]["acc"] == 1.0
