@@ -214,3 +214,48 @@ def test_an_empty_choice_after_the_default_delimiter_is_scored(tiny_model_dir, t
     code, _, err = run(["--model", f"hf:{tiny_model_dir}", "--tasks", "toy_mc", "--data-dir", str(data),
                         "--include-path", str(tasks), "--out", str(tmp_path / "o")], capsys)
     assert code == 0, err
+
+
+def test_partial_is_kept_after_an_interrupt_and_after_success_since_a_rerun_resumes_from_it(tmp_path, monkeypatch,
+                                                                                          capsys):
+    # OUT/.partial is the resume cache: an interrupted run keeps what it finished; a finished run keeps it too,
+    # because a rerun, a larger --limit and the retry of failed samples all read it (the results JSON holds no
+    # per-sample fingerprint to resume from)
+    from augury.evals import backends
+    from augury.evals.lm import LM
+
+    class StopsAfter(LM):
+        def __init__(self, allowed):
+            self.allowed, self.scored = allowed, 0
+
+        def loglikelihood(self, requests):
+            if self.scored >= self.allowed:
+                raise KeyboardInterrupt
+            self.scored += len(requests) // 2
+            return [(0.0, True)] * len(requests)
+
+        def loglikelihood_rolling(self, texts):
+            raise AssertionError("not used")
+
+        def generate_until(self, requests):
+            raise AssertionError("not used")
+
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps({"q": f"q{i}", "gold": 0}) + "\n" for i in range(4)))
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "t.yaml").write_text('task: t\nkind: multiple_choice\ndata: t.jsonl\ndoc_to_text: "{{q}}"'
+                                               '\ndoc_to_choice: ["a", "b"]\ndoc_to_target: "{{gold}}"\n')
+    out = tmp_path / "out"
+    argv = ["--model", "fake", "--tasks", "t", "--data_dir", str(tmp_path), "--include_path",
+            str(tmp_path / "tasks"), "--chunk_size", "2", "--out", str(out)]
+    lm = StopsAfter(2)
+    monkeypatch.setattr(backends, "load_model", lambda spec, **kw: lm)
+    assert run(argv, capsys)[0] == 130  # Ctrl-C after the first chunk
+    (partial,) = (out / ".partial").glob("t.*.jsonl")
+    assert len(partial.read_text().splitlines()) == 2 and not list(out.glob("results_*.json"))
+    lm = StopsAfter(2)  # resumes the two finished samples, scores the other two
+    assert run(argv, capsys)[0] == 0 and lm.scored == 2
+    assert len(partial.read_text().splitlines()) == 4
+    lm = StopsAfter(0)  # the same command again scores nothing
+    assert run(argv, capsys)[0] == 0 and lm.scored == 0
+    res = json.loads(max(out.glob("results_*.json")).read_text())
+    assert res["n-samples"]["t"]["resumed"] == 4
