@@ -9,9 +9,11 @@
 A conversation starts with <|endoftext|> (the document boundary the model saw in pretraining); each message is its
 role token, its content and <|end|>, the end-of-turn token generation stops at. Role tokens are placed by id and
 content is encoded with special-token strings treated as text, so a user who types "<|assistant|>" cannot open a
-turn. `CHAT_TEMPLATE` is the same format as a Jinja chat template for Hugging Face exports: `apply_chat_template`
-gives the same ids for content that spells no special token (Hugging Face tokenizers parse special-token strings
-inside content; augury does not).
+turn. `CHAT_TEMPLATE` is the same format as a Jinja chat template for Hugging Face exports, where
+`apply_chat_template` gives exactly these ids for any content. A Hugging Face tokenizer parses special-token strings
+anywhere in the rendered text, so the template writes every "<|" in content as "<|" + CONTENT_MARK (which no special
+token contains) and the exported tokenizer's normalizer (`hf_chat_normalizer`) removes the mark again before BPE:
+content spelling "<|end|>" becomes the same text tokens as in augury, never the control id.
 """
 
 from __future__ import annotations
@@ -23,9 +25,14 @@ from augury.data.tokenizer import encode_documents
 ROLES = ("system", "user", "assistant")
 END_OF_TURN = "<|end|>"
 BOS = "<|endoftext|>"
+# A Unicode noncharacter (U+FDD0: reserved for a program's internal use, never meant to appear in text).
+CONTENT_MARK = "\ufdd0"
 CHAT_TEMPLATE = (
     "{{ '<|endoftext|>' }}{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+    "{% if message['role'] not in ['system', 'user', 'assistant'] or message['content'] is not string %}"
+    "{{ raise_exception('message ' ~ loop.index0 ~ ' must have role system, user or assistant and string "
+    "content') }}{% endif %}"
+    "{{ '<|' + message['role'] + '|>' + (message['content'] | replace('<|', '<|" + CONTENT_MARK + "')) + '<|end|>' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
 )
 
@@ -75,3 +82,13 @@ def render_chat(tok, messages: list[dict], add_generation_prompt: bool = False) 
         ids.append(special["assistant"])
         mask.append(False)
     return ChatEncoding(ids, mask)
+
+
+def hf_chat_normalizer(existing=None):
+    """The normalizer an exported tokenizer needs for CHAT_TEMPLATE: it turns the template's escaped "<|" back into
+    "<|" after special tokens were matched, so content is encoded exactly as augury encodes it. (Plain text holding
+    "<|" followed by U+FDD0 loses that character in the export; augury's own tokenizer keeps it.)"""
+    from tokenizers import normalizers
+
+    escape = normalizers.Replace("<|" + CONTENT_MARK, "<|")
+    return escape if existing is None else normalizers.Sequence([escape, existing])

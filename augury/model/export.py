@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from augury.data.chat import CHAT_TEMPLATE, END_OF_TURN
+from augury.data.chat import CHAT_TEMPLATE, END_OF_TURN, hf_chat_normalizer
 from augury.model.transformer import Transformer
 from augury.model.vision import ImageTextModel
 
@@ -137,12 +137,16 @@ def export_hf(model: Transformer, tokenizer_path: str | Path, out_dir: str | Pat
     try:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(llama_config(model, tied, special_id, special_id), indent=2))
-        shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
+        end_id = tok.token_to_id(END_OF_TURN)
+        if end_id is not None:  # a chat-capable tokenizer: the chat template's content escape needs the normalizer
+            tok.normalizer = hf_chat_normalizer(tok.normalizer)
+            tok.save(str(tmp / "tokenizer.json"))
+        else:
+            shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
         tok_cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.cfg.max_seq_len,
                    "bos_token": SPECIAL_BOS_EOS, "eos_token": SPECIAL_BOS_EOS, "unk_token": None,
                    "pad_token": "<|pad|>" if tok.token_to_id("<|pad|>") is not None else None,
                    "add_bos_token": False, "add_eos_token": False, "clean_up_tokenization_spaces": False}
-        end_id = tok.token_to_id(END_OF_TURN)
         stop_ids = special_id
         if end_id is not None:  # a chat-capable tokenizer: generation also stops at the end of a turn
             tok_cfg["chat_template"] = CHAT_TEMPLATE
