@@ -1,10 +1,12 @@
 """Evaluation-set contamination check of a corpus, as in the GPT-4 technical report.
 
 Each evaluation example (an MMLU question with its choices; a HumanEval prompt, and its solution with its
-tests; ...) is normalised (lower-case, letters and digits only) and three evenly spaced 50-character substrings
-of it (start, middle, end) are looked up in every document of the corpus, normalised the same way; an example
-shorter than 50 characters is looked up whole, and one shorter than MIN_EXAMPLE_CHARS is not checked (that
-little text also occurs in unrelated prose and code). A document holding any of them is contaminated.
+tests; ...) is normalised (Unicode NFKC, case-folded, letters and digits only) and three evenly spaced
+50-character substrings of it (start, middle, end) are looked up in every document of the corpus, normalised the
+same way; an example shorter than 50 characters is looked up whole, and one shorter than MIN_EXAMPLE_CHARS is not
+checked (that little text also occurs in unrelated prose and code). A document holding any of them is
+contaminated. An example is also looked up the way its evaluation prompts it (MMLU's lettered choices "A. ... B.
+...", TruthfulQA's question on its own): a copy of eval prompts is contamination too.
 
     from augury.data.contamination import check_corpus
     kept, report = check_corpus(cfg, corpus.documents, log)   # report -> the prepared manifest
@@ -24,7 +26,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import string
 import time
+import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +40,12 @@ from augury.data.config import DataConfig
 SUBSTRING_CHARS = 50
 SUBSTRINGS_PER_EXAMPLE = 3
 MIN_EXAMPLE_CHARS = 20
+# A question looked up without its choices (TruthfulQA's prompt layout) must be longer: "What is your favorite
+# color?" (23 characters normalised) is a TruthfulQA question and also small talk in HH-RLHF's conversations.
+MIN_ALONE_CHARS = 30
 # Bump when normalize or example_keys change, so data checked the old way is prepared again (the constants and
 # EVAL_SETS are in the cache key themselves).
-CHECK_VERSION = 1
+CHECK_VERSION = 2
 CHECKOUT = Path(__file__).resolve().parents[2]
 _NOT_ALNUM = re.compile(r"[\W_]+")
 _ASCII_NOT_ALNUM = bytes(b for b in range(128) if not chr(b).isalnum())
@@ -50,43 +57,52 @@ _TABLE_BITS = 24  # prefilter of key-prefix hashes (16 MB of bools): about 0.4% 
 
 @dataclass(frozen=True)
 class EvalSet:
-    """One evaluation set: its files (globs under the data folder) and the fields that make up an example.
+    """One evaluation set: its files (globs under the data folder) and the texts that make up an example.
 
-    `parts` are the groups of fields looked up separately (each concatenated, then cut into substrings): a part
-    that is copied on its own, such as a HumanEval prompt without its solution, is still found.
+    `parts` are `str.format` templates over a record's fields, looked up separately (each rendered, then cut into
+    substrings): a part that is copied on its own, such as a HumanEval prompt without its solution, or an example
+    in its evaluation's prompt layout (MMLU's "A. " labels put a letter between the choices), is still found.
+    `alone` are templates looked up only when at least MIN_ALONE_CHARS long once normalised.
     """
 
     name: str
     patterns: tuple[str, ...]
-    parts: tuple[tuple[str, ...], ...]
+    parts: tuple[str, ...]
     columns: tuple[str, ...] | None = None  # CSV files without a header row
+    alone: tuple[str, ...] = ()
 
 
 # The sets of augury/evals/tasks (few-shot dev files included: they are in every prompt). Not wikitext-2: its
 # examples are whole Wikipedia articles, and HH-RLHF: see the module docstring.
+# An MMLU prompt (augury/evals/tasks/mmlu*.yaml, lm-eval's layout) letters its choices; normalised, each letter
+# sits between two choices, so the plain concatenation misses a copy of the prompts whose question is short.
 EVAL_SETS: tuple[EvalSet, ...] = (
     EvalSet("mmlu", ("mmlu/test/*_test.csv", "mmlu/dev/*_dev.csv"),
-            (("question", "choice0", "choice1", "choice2", "choice3"),)),
+            ("{question}\n{choice0}\n{choice1}\n{choice2}\n{choice3}",
+             "{question}\nA. {choice0}\nB. {choice1}\nC. {choice2}\nD. {choice3}")),
     EvalSet("mmlu_ita", ("mmlu_ita/test/*_test_.csv", "mmlu_ita/dev/*_dev.csv"),
-            (("question", "A", "B", "C", "D"),), columns=("question", "A", "B", "C", "D", "answer")),
-    EvalSet("humaneval", ("humaneval/HumanEval.jsonl.gz",), (("prompt",), ("canonical_solution", "test"))),
-    EvalSet("truthfulqa", ("truthfulqa/mc_task.json",), (("question", "mc1_targets"),)),
-    EvalSet("xstest", ("xstest/xstest_prompts.csv",), (("prompt",),)),
-    EvalSet("advbench", ("advbench/harmful_behaviors.csv",), (("goal",),)),
+            ("{question}\n{A}\n{B}\n{C}\n{D}", "{question}\nA. {A}\nB. {B}\nC. {C}\nD. {D}"),
+            columns=("question", "A", "B", "C", "D", "answer")),
+    EvalSet("humaneval", ("humaneval/HumanEval.jsonl.gz",), ("{prompt}", "{canonical_solution}\n{test}")),
+    # The question alone: the prompt ("Q: ...\nA:") shows one answer, not the list of choices.
+    EvalSet("truthfulqa", ("truthfulqa/mc_task.json",), ("{question}\n{mc1_targets}",), alone=("{question}",)),
+    EvalSet("xstest", ("xstest/xstest_prompts.csv",), ("{prompt}",)),
+    EvalSet("advbench", ("advbench/harmful_behaviors.csv",), ("{goal}",)),
 )
 
 
 def normalize(text: str) -> str:
-    """Lower-case letters and digits only: spacing, punctuation and markup do not hide a copy."""
-    if text.isascii():  # the same result as the regex, several times faster
+    """Case-folded letters and digits only: spacing, punctuation and markup do not hide a copy, nor do Unicode's
+    equivalent spellings (NFKC: a decomposed "è", full-width "Ａ", the ligature "ﬁ")."""
+    if text.isascii():  # the same result as the general path (ASCII is its own NFKC), several times faster
         return text.lower().encode("ascii").translate(None, _ASCII_NOT_ALNUM).decode("ascii")
-    return _NOT_ALNUM.sub("", text.lower())
+    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold()))
 
 
-def example_keys(normalized: str) -> list[str]:
+def example_keys(normalized: str, min_chars: int = MIN_EXAMPLE_CHARS) -> list[str]:
     """The substrings looked up for one normalised example: whole when short, else 3 evenly spaced."""
     n = len(normalized)
-    if n < MIN_EXAMPLE_CHARS:
+    if n < min_chars:
         return []
     if n <= SUBSTRING_CHARS:
         return [normalized]
@@ -122,7 +138,8 @@ def _set_files(root: Path, es: EvalSet) -> tuple[list[Path], list[str]]:
 def identity(cfg: DataConfig) -> dict:
     """What the check's outcome depends on (for the cache key): the setting, the method, the eval files' stats."""
     out: dict = {"decontaminate": bool(cfg.decontaminate), "version": CHECK_VERSION,
-                 "method": [SUBSTRING_CHARS, SUBSTRINGS_PER_EXAMPLE, MIN_EXAMPLE_CHARS, repr(EVAL_SETS)]}
+                 "method": [SUBSTRING_CHARS, SUBSTRINGS_PER_EXAMPLE, MIN_EXAMPLE_CHARS, MIN_ALONE_CHARS,
+                            repr(EVAL_SETS)]}
     root, why = eval_data_dir(cfg)
     if root is None:
         out["not_checked"] = why
@@ -162,14 +179,17 @@ class _Index:
             except TaskDataError as err:
                 self.sets[es.name] = {"checked": False, "reason": str(err)}
                 continue
-            absent = sorted({f for r in records for part in es.parts for f in part if f not in r})
+            templates = [(part, MIN_EXAMPLE_CHARS) for part in es.parts] + [(a, MIN_ALONE_CHARS) for a in es.alone]
+            fields = {f for part, _ in templates for _, f, _, _ in string.Formatter().parse(part) if f}
+            absent = sorted({f for r in records for f in fields if f not in r})
             if absent:
                 self.sets[es.name] = {"checked": False, "reason": f"no field {', '.join(absent)} in {files[0]}"}
                 continue
             too_short = 0
             for i, rec in enumerate(records):
-                keys = [k for part in es.parts
-                        for k in example_keys(normalize("\n".join(_field_text(rec[f]) for f in part)))]
+                values = {f: _field_text(rec[f]) for f in fields}
+                keys = list(dict.fromkeys(k for part, least in templates
+                                          for k in example_keys(normalize(part.format_map(values)), least)))
                 too_short += not keys
                 for key in keys:
                     self.keys.setdefault(key, []).append((es.name, i))
@@ -245,8 +265,9 @@ def find_contaminated(cfg: DataConfig, texts: list[str]) -> tuple[list[set[str]]
     index = _index(root, repr(identity(cfg)["files"]))
     report.update(checked=True, eval_data_dir=str(root), eval_data_dir_from=origin,
                   method=f"{SUBSTRINGS_PER_EXAMPLE} evenly spaced {SUBSTRING_CHARS}-character substrings of each "
-                         f"example (whole if shorter; not checked under {MIN_EXAMPLE_CHARS}), lower-case letters "
-                         f"and digits only, looked up in every document", version=CHECK_VERSION,
+                         f"example and of its prompt layout (whole if shorter; not checked under "
+                         f"{MIN_EXAMPLE_CHARS}), NFKC case-folded letters and digits only, looked up in every "
+                         f"document", version=CHECK_VERSION,
                   sets={name: dict(info) for name, info in index.sets.items()})
     matched: list[set[str]] = [set() for _ in texts]
     examples: dict[str, set[int]] = {name: set() for name in index.sets}

@@ -136,3 +136,49 @@ def test_scan_finds_keys_across_hashing_chunks(tmp_path, monkeypatch):
     assert matched == [{"xstest"}] * (len(texts) - 2) + [set(), set()]
     assert report["sets"]["xstest"]["documents"] == len(texts) - 2
 
+
+
+def test_examples_are_found_as_the_evaluations_prompt_them_and_in_other_unicode_forms(tmp_path):
+    """A copy of an evaluation's own prompts (eval logs, a few-shot prompt on a web page) is contamination: MMLU
+    with its 'A. ' labels, a TruthfulQA question with one answer; and a copy in decomposed Unicode (NFD), in
+    full-width letters or in upper case is the same text."""
+    import json
+    import unicodedata
+
+    root = tmp_path / "evals"
+    (root / "mmlu" / "test").mkdir(parents=True)
+    (root / "mmlu_ita" / "test").mkdir(parents=True)
+    (root / "truthfulqa").mkdir(parents=True)
+    mmlu = ["Where is Zorbax Prime?", "Near Quillon station", "Beyond the Brevis belt", "Inside Tandor", "At Ossa"]
+    (root / "mmlu" / "test" / "x_test.csv").write_text("question,choice0,choice1,choice2,choice3,answer\n"
+                                                        + ",".join(mmlu) + ",0\n", encoding="utf-8")
+    ita = ["Perché la città di Zòrbax è famosa?", "Per la sua università", "Per il caffè", "Per le gru", "Per niente"]
+    (root / "mmlu_ita" / "test" / "x_test_.csv").write_text(",".join(ita) + ",A\n", encoding="utf-8")
+    tqa = {"question": "What happens if you swallow a Zorbax seed?",
+           "mc1_targets": {"Nothing in particular happens": 1, "A Zorbax tree grows in your stomach": 0}}
+    (root / "truthfulqa" / "mc_task.json").write_text(json.dumps([tqa]), encoding="utf-8")
+    lettered = lambda q, cs: q + "\n" + "\n".join(f"{ch}. {c}" for ch, c in zip("ABCD", cs))  # noqa: E731
+    texts = [
+        "Eval log:\n" + lettered(mmlu[0], mmlu[1:]) + "\nAnswer: A\n",  # mmlu.yaml's doc_to_text
+        f"Q: {tqa['question']}\nA: Nothing in particular happens\n",  # truthfulqa_mc1.yaml's, with its answer
+        unicodedata.normalize("NFD", lettered(ita[0], ita[1:]) + "\nRisposta:"),  # mmlu_ita.yaml's, decomposed
+        "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in ",".join(mmlu)),  # full-width copy
+        "WHAT HAPPENS IF YOU SWALLOW A ZORBAX SEED?",  # an upper-case copy
+        "Where is Zorbax? Near Quillon. What happens to seeds? Nothing.",  # unrelated words: not a copy
+    ]
+    matched, report = contamination.find_contaminated(DataConfig(eval_data_dir=str(root)), texts)
+    assert matched == [{"mmlu"}, {"truthfulqa"}, {"mmlu_ita"}, {"mmlu"}, {"truthfulqa"}, set()]
+    assert [report["sets"][s]["contaminated_examples"] for s in ("mmlu", "mmlu_ita", "truthfulqa")] == [1, 1, 1]
+
+
+def test_a_short_question_alone_is_small_talk_not_contamination(tmp_path):
+    import json
+
+    root = tmp_path / "evals"
+    (root / "truthfulqa").mkdir(parents=True)
+    tqa = {"question": "What is your favorite color?", "mc1_targets": {"I do not have one": 1, "Blue": 0}}
+    (root / "truthfulqa" / "mc_task.json").write_text(json.dumps([tqa]), encoding="utf-8")
+    texts = ["Human: What is your favorite color?\n\nAssistant: Green, I think.",
+             "What is your favorite color?\n- I do not have one\n- Blue"]  # the example, choices and all
+    matched, _ = contamination.find_contaminated(DataConfig(eval_data_dir=str(root)), texts)
+    assert matched == [set(), {"truthfulqa"}]
