@@ -8,6 +8,7 @@ import pytest
 
 from augury.forecast.config import FitConfig
 from augury.forecast.fits import fit_capability_forecast, fit_loss
+from tests.trials import trial_map
 
 
 def rows_from(flops, losses):
@@ -57,6 +58,15 @@ def test_power_loss_forecast_of_a_ladder_far_above_its_floor():
     assert out.law_form_sensitivity["other_law"] == "gpt4-loss" and "prediction" in out.law_form_sensitivity
 
 
+def _covers_the_target(args) -> tuple[bool, float]:
+    """(the interval covers the target's run, the interval's high/low ratio) for one drawn ladder."""
+    flops, seeds, target, actual, cfg = args
+    rows = [{"name": f"rung{i + 1}", "flops": float(c), "loss": float(s.mean()), "seed_losses": s.tolist()}
+            for i, (c, s) in enumerate(zip(flops, seeds))]
+    out, _ = fit_loss(rows, target, cfg, seed=0)
+    return out.interval[0] <= actual <= out.interval[1], out.interval[1] / out.interval[0]
+
+
 @pytest.mark.integration
 def test_prediction_interval_covers_a_new_run_at_its_level():
     # 4 rungs x 2 seeds with 0.6% seed noise, and a target that is itself one noisy run 1.5 decades out: the
@@ -66,17 +76,11 @@ def test_prediction_interval_covers_a_new_run_at_its_level():
     target = 3.3e13
     cfg = FitConfig(law="power-loss", interval="prediction", huber_delta=0.02, bootstrap=0)
     rng = np.random.default_rng(0)
-    covered, widths = [], []
-    for _ in range(200):
-        rows = []
-        for i, c in enumerate(flops):
-            seeds = a * c ** b * np.exp(rng.normal(0, 0.006, 2))
-            rows.append({"name": f"rung{i + 1}", "flops": float(c), "loss": float(seeds.mean()),
-                         "seed_losses": seeds.tolist()})
-        out, _ = fit_loss(rows, target, cfg, seed=0)
-        actual = a * target ** b * np.exp(rng.normal(0, 0.006))
-        covered.append(out.interval[0] <= actual <= out.interval[1])
-        widths.append(out.interval[1] / out.interval[0])
+    trials = []
+    for _ in range(200):  # the draws in the order of one loop, whatever process fits them
+        seeds = [a * c ** b * np.exp(rng.normal(0, 0.006, 2)) for c in flops]
+        trials.append((flops, seeds, target, a * target ** b * np.exp(rng.normal(0, 0.006)), cfg))
+    covered, widths = zip(*trial_map(_covers_the_target, trials))
     assert 0.84 <= np.mean(covered) <= 0.96
     assert np.median(widths) < 1.08  # and it is a forecast, not a shrug: about ±3.5% here
 
