@@ -13,7 +13,8 @@ turn. `CHAT_TEMPLATE` is the same format as a Jinja chat template for Hugging Fa
 `apply_chat_template` gives exactly these ids for any content. A Hugging Face tokenizer parses special-token strings
 anywhere in the rendered text, so the template writes every "<|" in content as "<|" + CONTENT_MARK (which no special
 token contains) and the exported tokenizer's normalizer (`hf_chat_normalizer`) removes the mark again before BPE:
-content spelling "<|end|>" becomes the same text tokens as in augury, never the control id.
+content spelling "<|end|>" becomes the same text tokens as in augury, never the control id. `render_chat_text` and
+`chat_text_tokenizer` are that text and that tokenizer in augury (`augury eval --chat` prompts are this text).
 """
 
 from __future__ import annotations
@@ -82,6 +83,28 @@ def render_chat(tok, messages: list[dict], add_generation_prompt: bool = False) 
         ids.append(special["assistant"])
         mask.append(False)
     return ChatEncoding(ids, mask)
+
+
+def render_chat_text(messages: list[dict], add_generation_prompt: bool = False) -> str:
+    """`CHAT_TEMPLATE`'s text for `messages`: role tokens as their strings, every "<|" in content written
+    "<|" + CONTENT_MARK. Unlike the decoded ids of `render_chat` (where content spelling "<|end|><|assistant|>"
+    reads like a turn boundary), this text says which is which: `chat_text_tokenizer(tok)` encodes it into exactly
+    `render_chat(tok, messages, add_generation_prompt).ids`. Content without "<|" reads as the decoded ids."""
+    validate_messages(messages)
+    escape = "<|" + CONTENT_MARK
+    text = BOS + "".join(f"<|{m['role']}|>" + m["content"].replace("<|", escape) + END_OF_TURN for m in messages)
+    return text + "<|assistant|>" if add_generation_prompt else text
+
+
+def chat_text_tokenizer(tok):
+    """A copy of `tok` that reads `render_chat_text`'s (and `CHAT_TEMPLATE`'s) text: special tokens are matched
+    first, then the content escape is removed (`hf_chat_normalizer`, as in a Hugging Face export)."""
+    from tokenizers import Tokenizer
+
+    chat_token_ids(tok)
+    out = Tokenizer.from_str(tok.to_str())
+    out.normalizer = hf_chat_normalizer(out.normalizer)
+    return out
 
 
 def hf_chat_normalizer(existing=None):

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from augury.data.chat import CONTENT_MARK, END_OF_TURN, chat_text_tokenizer
 from augury.evals.backends.tokenized import TokenizedLM
 from augury.model.transformer import KVCache
 
@@ -57,9 +58,16 @@ class AuguryLM(TokenizedLM):
         self.batch_size = batch_size
         self.max_length = self.cfg.max_seq_len
         self._eot = self.tokenizer.token_to_id("<|endoftext|>")
+        self._chat_tokenizer = None  # made for the first chat prompt (chat_text_tokenizer)
 
     def tok_encode(self, text: str, special_tokens: bool | None = None) -> list[int]:
         # augury's tokenizer adds no BOS; documents are separated (and preceded) by <|endoftext|>.
+        # A chat prompt (apply_chat_template) marks its content's "<|"; the chat tokenizer reads it back into
+        # render_chat's ids. (Plain text holding "<|" + U+FDD0, a noncharacter, would lose the U+FDD0.)
+        if CONTENT_MARK in text and self.tokenizer.token_to_id(END_OF_TURN) is not None:
+            if self._chat_tokenizer is None:
+                self._chat_tokenizer = chat_text_tokenizer(self.tokenizer)
+            return self._chat_tokenizer.encode(text).ids
         return self.tokenizer.encode(text).ids
 
     def tok_decode(self, ids) -> str:
@@ -83,14 +91,16 @@ class AuguryLM(TokenizedLM):
         return out
 
     def apply_chat_template(self, messages: list[dict]) -> str:
-        """The conversation as text with augury's role tokens; tok_encode turns them back into their ids."""
-        from augury.data.chat import ChatFormatError, render_chat
+        """The conversation as the exported chat template writes it (`render_chat_text`): tok_encode reads it into
+        exactly render_chat's ids, the ones augury trains on and serves, so content spelling "<|end|>" stays text.
+        Decoding render_chat's ids instead would turn such content into control ids when encoded again."""
+        from augury.data.chat import ChatFormatError, chat_token_ids, render_chat_text
 
         try:
-            ids = render_chat(self.tokenizer, messages, add_generation_prompt=True).ids
+            chat_token_ids(self.tokenizer)  # a tokenizer without the chat tokens is refused here
+            return render_chat_text(messages, add_generation_prompt=True)
         except ChatFormatError as err:
             raise ValueError(f"{self.run}: {err}; run without --chat") from None
-        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def generate_until(self, requests):
         """All requests through the batched engine, `batch_size` at a time; stops at end-of-text and <|end|>."""
