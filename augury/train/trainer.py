@@ -116,12 +116,26 @@ def _check_val_split(data, cfg: TrainConfig) -> None:
     if float(cfg.data.val_fraction) == 0:
         raise TrainConfigError("data.val_fraction is 0, so there is no validation split, and every run validates "
                                "at its end: set data.val_fraction above 0 (e.g. 0.05)")
-    documents = data.manifest["splits"]["val"]["documents"]
+    manifest = data.manifest
+    documents = manifest["splits"]["val"]["documents"]
+    # Whole documents are held out and train always keeps one (data.sources.assign_splits): with a single train
+    # document left, a larger val_fraction moves nothing, so the advice is more documents.
+    several = ("use a corpus of several documents (files in a folder, or a JSONL file with one per line: a long "
+               "text can be split into several)")
+    if manifest["splits"]["train"]["documents"] <= 1 and documents == 0:
+        cut = (f"data.max_bytes (now {cfg.data.max_bytes}) cut it there: raise it, or "
+               if manifest.get("truncated_by_max_bytes") else "")
+        raise TrainConfigError(
+            f"the corpus is 1 document and training keeps it, so there is no validation split; "
+            f"data.val_fraction cannot change that: {cut}{several}")
+    if manifest["splits"]["train"]["documents"] <= 1:
+        fix = f"train keeps its only document, so a larger data.val_fraction cannot help: {several}"
+    else:
+        fix = f"raise data.val_fraction (now {cfg.data.val_fraction}), use a larger corpus"
     raise TrainConfigError(
         f"the validation split ({documents} documents, {tokens} tokens) is too small for one validation batch of "
         f"{'eval_batch_size' if cfg.eval_batch_size else 'batch_size'} x seq_len + 1 = {batch} x {cfg.seq_len} + 1 "
-        f"= {batch * cfg.seq_len + 1} tokens: raise data.val_fraction (now {cfg.data.val_fraction}), use a larger "
-        f"corpus, or set a smaller eval_batch_size")
+        f"= {batch * cfg.seq_len + 1} tokens: {fix}, or set a smaller eval_batch_size")
 
 
 def _check_compiler(rt: Runtime) -> None:

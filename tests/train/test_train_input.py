@@ -119,3 +119,29 @@ def test_a_validation_split_too_small_to_evaluate_is_refused_before_step_1(tiny_
     with pytest.raises(TrainConfigError, match=message):
         train(cfg, log=lambda *a: None)
     assert not Path(cfg.out).exists()  # not a single step trained, no checkpoint left behind
+
+
+@pytest.mark.parametrize("files, overrides, message", [
+    # One document: train always keeps one, so there is no validation split whatever val_fraction says.
+    (1, {}, r"the corpus is 1 document and training keeps it, so there is no validation split; "
+            r"data.val_fraction cannot change that: "
+            r"use a corpus of several documents \(files in a folder, or a JSONL file with one per line"),
+    (3, {"max_bytes": 2000},
+     r"the corpus is 1 document .*data.max_bytes \(now 2000\) cut it there: raise it, or use a corpus"),
+    # Two documents, one held out: a larger val_fraction cannot move the last train document either.
+    (2, {"eval_batch_size": 1000}, r"train keeps its only document, so a larger data.val_fraction cannot help"),
+])
+def test_a_corpus_too_few_documents_to_split_says_what_helps(tiny_cfg, tmp_path, files, overrides, message):
+    corpus = tmp_path / "few"
+    corpus.mkdir()
+    for i in range(files):
+        (corpus / f"doc{i}.py").write_text("".join(f"def f{i}_{j}(x):\n    return x * {j} + {i}\n"
+                                                   for j in range(300)))
+    cfg = tiny_cfg(steps=3, ckpt_every=1, eval_every=0)
+    cfg.data.source = str(corpus)
+    cfg.data.max_bytes = overrides.get("max_bytes")
+    cfg.eval_batch_size = overrides.get("eval_batch_size")
+    with pytest.raises(TrainConfigError, match=message) as err:
+        train(cfg, log=lambda *a: None)
+    assert "raise data.val_fraction" not in str(err.value)
+    assert not Path(cfg.out).exists()
