@@ -51,6 +51,12 @@ class Law:
     # noise is added in log space on (0, inf), in logit space on a finite range.
     value_range = (0.0, float("inf"))
 
+    @property
+    def observed_range(self) -> tuple[float, float]:
+        """The range an observed run's value can take (its scatter is added in this range's log or logit space):
+        the law's own `value_range` unless an observation can lie outside it."""
+        return self.value_range
+
     def log_predict_and_jac(self, theta: np.ndarray, x: dict[str, np.ndarray]):
         """theta (B, P), inputs (n,) each -> (log prediction (B, n), d log prediction / d theta (B, n, P))."""
         raise NotImplementedError
@@ -307,6 +313,11 @@ class Sigmoid(Law):
     @property
     def value_range(self):  # type: ignore[override]
         return (self.floor, 1.0)
+
+    @property
+    def observed_range(self):  # type: ignore[override]
+        # chance bounds the curve, not a run: evaluation noise puts a run at chance below it
+        return (0.0, 1.0)
 
     @property
     def inputs(self):  # type: ignore[override]

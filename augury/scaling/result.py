@@ -117,15 +117,28 @@ class FitResult:
         its runs (about P residuals are exactly 0 with a small Huber delta, a near least-absolute-deviations fit),
         and a handful of residuals has no tail beyond its own largest one."""
         runs = np.ones(len(self.y), bool) if self.anchors is None else ~self.anchors
-        lo, hi = self.law.value_range
+        lo, hi = self.law.observed_range
         if np.isfinite(hi):
             to, back = _logit_maps(lo, hi)
             resid = (to(self.law.predict(self.theta, self.x)[0]) - to(self.y))[runs]
         else:
             resid = self.residuals()[runs]
         dof = max(len(resid) - self.law.n_free, 1)  # fit_law keeps n > P
-        noise = math.sqrt(float(np.sum(resid ** 2)) / dof) * rng.standard_t(dof, size=np.shape(draws))
-        return back(to(draws) + noise) if np.isfinite(hi) else draws * np.exp(noise)
+        scale = math.sqrt(float(np.sum(resid ** 2)) / dof)
+        if not np.isfinite(hi):
+            return draws * np.exp(scale * rng.standard_t(dof, size=np.shape(draws)))
+        centre = to(draws)
+        out = back(centre + scale * rng.standard_t(dof, size=np.shape(draws)))
+        # a floor above the observed range's (a chance level): a new run is drawn again until it is at or above it,
+        # so an interval is the range of a new run given it is not below chance (residuals are measured over the
+        # observed range, where a run below chance is an ordinary value rather than an infinite logit)
+        floor = self.law.value_range[0]
+        for _ in range(100):
+            low = out < floor
+            if not low.any():
+                break
+            out[low] = back(centre[low] + scale * rng.standard_t(dof, size=int(low.sum())))
+        return np.maximum(out, floor)
 
     def forecastability(self) -> tuple[str, str]:
         """("ok" | "not-forecastable" | "degenerate", reason) for the fit as a whole.

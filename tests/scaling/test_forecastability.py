@@ -80,3 +80,23 @@ def test_backtest_reports_refused_rows_and_means_with_and_without_them(tmp_path,
     assert report["mean_abs_rel_error"] is None and report["mean_abs_rel_error_with_not_forecastable"] > 0
     out = capsys.readouterr().out
     assert "NOT FORECASTABLE" in out and "not forecastable (excluded" in out
+
+
+def test_rungs_at_chance_scattering_below_it_do_not_blow_up_the_interval():
+    # a four-choice task: the small rungs sit at chance, and evaluation noise puts two of them just below 0.25 (as it
+    # does on a real ladder). Their scatter is no larger than the others', so --chance must not turn it into an
+    # interval spanning the whole range (the logit over [chance, 1] of a value below chance is not finite).
+    flops = np.geomspace(1e17, 1e21, 10)
+    true = 0.25 + 0.75 / (1 + np.exp(-1.5 * (np.log10(flops) - 20.5)))
+    noise = np.array([-0.006, 0.008, -0.017, 0.004, -0.009, 0.012, -0.004, 0.007, -0.01, 0.005])
+    rows = [{"name": f"r{i}", "flops": float(f), "accuracy": float(v)}
+            for i, (f, v) in enumerate(zip(flops, true + noise))]
+    assert sum(r["accuracy"] < 0.25 for r in rows) == 2
+    plain = fit_law("sigmoid", rows, y="accuracy", bootstrap=200).forecast({"flops": 3e20})[0]
+    rec = fit_law("sigmoid", rows, y="accuracy", bootstrap=200, chance=0.25).forecast({"flops": 3e20})[0]
+    assert plain["status"] == "ok"
+    assert rec["status"] == "ok", rec.get("reason")
+    assert 0.25 <= rec["interval"][0] < rec["value"] < rec["interval"][1] <= 1.0
+    # far above chance the floor changes little: about as wide as without it (it was the whole range)
+    width = rec["interval"][1] - rec["interval"][0]
+    assert width <= 1.5 * (plain["interval"][1] - plain["interval"][0])
