@@ -67,12 +67,13 @@ def _slope_t(z: np.ndarray, y: np.ndarray) -> float:
     return float(slope / se) if se > 0 else float(np.inf * np.sign(slope))
 
 
-def trend_shape(log_x: np.ndarray, y: np.ndarray, higher_is_better: bool) -> dict:
+def trend_shape(log_x: np.ndarray, y: np.ndarray, higher_is_better: bool, unlog=lambda v: 10 ** v) -> dict:
     """Shape of y against log x: `normal`, `inverse`, `u-shaped`, `flat` or `insufficient`.
 
     Values at the same x are averaged. A quadratic in log x replaces the line when it explains the data
     clearly better (F test, p < 0.05) with its turning point inside the data: that is U-shaped (or inverted-U).
-    Otherwise the slope's sign (|t| > 2) decides normal vs inverse; else flat.
+    Otherwise the slope's sign (|t| > 2) decides normal vs inverse; else flat. `unlog` maps the coordinate back to
+    the x a turning point is reported at.
     """
     from scipy import stats
 
@@ -96,7 +97,7 @@ def trend_shape(log_x: np.ndarray, y: np.ndarray, higher_is_better: bool) -> dic
             # a real turn: significant opposite slopes on both sides, not just curvature of a saturating trend
             t_left, t_right = _slope_t(z[left], uy[left]), _slope_t(z[right], uy[right])
             if abs(t_left) > 2 and abs(t_right) > 2 and np.sign(t_left) != np.sign(t_right):
-                at = float(10 ** (vertex * (ux.std() or 1.0) + ux.mean()))
+                at = float(unlog(vertex * (ux.std() or 1.0) + ux.mean()))
                 kind = "worse then better" if t_left * sign < 0 else "better then worse"
                 return {"shape": "u-shaped", "detail": f"{kind}, turning near x={at:.3g} (p={p_quad:.3g})"}
     t = _slope_t(z, uy)
@@ -116,6 +117,15 @@ def trend_check(x: dict[str, np.ndarray], y: np.ndarray, law) -> dict:
     log_x = xv if col in law.raw_inputs else np.log10(xv)
     out = trend_shape(log_x, np.asarray(y, float), law.higher_is_better)
     return {"against": col, **out}
+
+
+def trend_along(column: str, values: np.ndarray, y: np.ndarray, higher_is_better: bool) -> dict:
+    """Trend of y along a raw input column when no compute is known (e.g. accuracy against task loss): scale grows
+    as a lower-is-better column (a loss) falls, so such a column is read in reverse."""
+    sign = -1.0 if lower_is_better(column) else 1.0
+    out = trend_shape(sign * np.asarray(values, float), np.asarray(y, float), higher_is_better,
+                      unlog=lambda v: sign * v)
+    return {"against": column + (" (falling)" if sign < 0 else ""), **out}
 
 
 def metric_trends(cols: dict[str, np.ndarray], against: np.ndarray, skip=()) -> dict[str, dict]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from augury.scaling.diagnostics import check_identifiable, identifiability_warnings, trend_check
+from augury.scaling.diagnostics import check_identifiable, identifiability_warnings, trend_along, trend_check
 from augury.scaling.fitting import FitProblem, bootstrap_fits, fit_grid
 from augury.scaling.laws import Law, Sigmoid, get_law
 from augury.scaling.tables import TableError, columns_from, law_inputs, numeric_column
@@ -371,10 +371,13 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
             result.warnings.append(f"only {frac:.1%} of bootstrap resamples converged; intervals use those")
         result.warnings += identifiability_warnings(law, result.correlations())
     if all(c in law.raw_inputs for c in law.inputs):
-        # e.g. accuracy against task loss: "scale" is compute, not the law's input
-        against = {"flops": np.asarray(cols["flops"], float)} if "flops" in cols else None
-        result.trend = (trend_check(against, y_arr, get_law("sigmoid")) if against is not None
-                        else {"shape": "not-checked", "detail": "no compute column to check the trend against"})
+        # e.g. accuracy against task loss: "scale" is compute, not the law's input; without a compute column, the
+        # input itself (a task loss falls as scale grows): a task at chance shows no trend along either
+        if "flops" in cols:
+            result.trend = trend_check({"flops": np.asarray(cols["flops"], float)}, y_arr, get_law("sigmoid"))
+        else:
+            col = law.inputs[0]
+            result.trend = trend_along(col, x[col], y_arr, law.higher_is_better)
     else:
         result.trend = trend_check(x, y_arr, law)
     if result.trend.get("shape") in ("inverse", "u-shaped"):

@@ -100,3 +100,23 @@ def test_rungs_at_chance_scattering_below_it_do_not_blow_up_the_interval():
     # far above chance the floor changes little: about as wide as without it (it was the whole range)
     width = rec["interval"][1] - rec["interval"][0]
     assert width <= 1.5 * (plain["interval"][1] - plain["interval"][0])
+
+
+def test_a_task_at_chance_is_not_forecastable_from_task_loss_alone():
+    # accuracy against task loss with no compute column (a step-2-style table): the accuracy sits at chance while
+    # the task loss falls, so the rows show no trend to extrapolate, whatever the sigmoid's fit makes of the noise
+    bpb = np.linspace(1.6, 1.1, 8)
+    acc = 0.25 + np.random.default_rng(2).uniform(0.0, 0.02, 8)
+    res = fit_law("sigmoid", {"bpb": bpb, "acc": acc}, y="acc", x_column="bpb", bootstrap=200, chance=0.25)
+    status, reason = res.forecastability()
+    assert status == "not-forecastable" and "trend" in reason, reason
+    rec = res.forecast({"bpb": 0.8})[0]
+    assert rec["status"] == "not-forecastable" and rec["value"] is None
+
+
+def test_accuracy_rising_as_task_loss_falls_is_a_normal_trend_without_a_compute_column():
+    bpb = np.linspace(1.6, 0.9, 8)
+    acc = 0.25 + 0.75 / (1 + np.exp(6.0 * (bpb - 1.2)))
+    res = fit_law("sigmoid", {"bpb": bpb, "acc": acc}, y="acc", x_column="bpb", bootstrap=50)
+    assert res.trend["shape"] == "normal", res.trend
+    assert res.forecastability()[0] == "ok" and not [w for w in res.warnings if "scaling" in w]
