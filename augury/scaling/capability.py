@@ -123,7 +123,11 @@ def fit_capability(records: list[dict], run_flops: dict[str, float], n_buckets: 
         cols = np.flatnonzero(keep)[chunk]
         y = -np.log(rate[:, cols]).mean(axis=1)
         if not (y > 0).all():
-            raise TableError(f"bucket {b}: every problem is always solved (pass rate 1): -log pass_rate is 0")
+            solved = [runs[i] for i in np.flatnonzero(y <= 0)]
+            raise TableError(f"difficulty bucket {b}: run{'s' if len(solved) > 1 else ''} "
+                             f"{', '.join(repr(r) for r in solved)} solved every sample of its "
+                             f"{len(chunk)} problems (pass rate 1): -log pass_rate is 0 there, which alpha * C^(-k) "
+                             f"never reaches; draw more samples per problem or use fewer buckets")
         try:
             fit = fit_law("capability", {"name": np.array(runs, dtype=object), "flops": flops,
                                          "neg_log_pass_rate": y}, bootstrap=bootstrap, seed=seed + b, level=level)

@@ -132,3 +132,18 @@ def test_cli_capability_predicts_from_params_and_tokens(tmp_path, capsys):
     pred = json.loads((tmp_path / "o" / "fit.json").read_text())["predictions"]
     assert len(pred) == 1 and pred[0]["inputs"]["flops"] == pytest.approx(6e19) and len(pred[0]["buckets"]) == 3
     assert "flops=6e+19 bucket 2" in capsys.readouterr().out
+
+
+def test_a_bucket_the_largest_run_always_solves_is_refused_naming_that_run():
+    # the easy bucket: the two smaller runs fail now and then, the largest solves every sample; its -log pass rate is
+    # 0, which the law alpha * C^(-k) never reaches. The error must say which run, not that every problem is solved.
+    records = []
+    for run, easy_c in (("s", 60), ("m", 80), ("l", 100)):
+        for p in ("e1", "e2"):
+            records.append({"run": run, "problem": p, "n": 100, "c": easy_c})
+        for p in ("h1", "h2", "h3", "h4"):
+            records.append({"run": run, "problem": p, "n": 100, "c": easy_c // 4})
+    with pytest.raises(TableError) as err:
+        fit_capability(records, {"s": 1e18, "m": 1e19, "l": 1e20}, n_buckets=3, bootstrap=20)
+    message = str(err.value)
+    assert "'l'" in message and "every problem is always solved" not in message
