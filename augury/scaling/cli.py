@@ -176,15 +176,37 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
 
 
 def _optimal(result, flops: float) -> dict:
+    """Hoffmann et al.'s N*(C), D*(C) with bootstrap intervals, or `status: "not-forecastable"` and a `reason` (the
+    numbers kept as `unsupported`) when the rows cannot identify the trade-off between N and D or the allocation lies
+    too far outside them."""
+    from augury.scaling.result import COLLINEAR_CORR, extrapolation_refusal, extrapolation_warning
+
     law = result.law
-    n_opt, d_opt = law.compute_optimal(result.theta, flops)
-    out = {"flops": flops, "params": float(n_opt[0]), "tokens": float(d_opt[0]),
-           "loss": float(law.predict(result.theta, {"params": n_opt, "tokens": d_opt})[0, 0])}
-    if result.boot_theta is not None and len(result.boot_theta):
-        nb, db = law.compute_optimal(result.boot_theta, flops)
-        q = [(1 - result.level) / 2 * 100, (1 + result.level) / 2 * 100]
-        out["params_interval"] = [float(v) for v in np.percentile(nb, q)]
-        out["tokens_interval"] = [float(v) for v in np.percentile(db, q)]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # a draw with an exponent at 0
+        n_opt, d_opt = law.compute_optimal(result.theta, flops)
+        out = {"flops": flops, "status": "ok", "params": float(n_opt[0]), "tokens": float(d_opt[0]),
+               "loss": float(law.predict(result.theta, {"params": n_opt, "tokens": d_opt})[0, 0])}
+        if result.boot_theta is not None and len(result.boot_theta):
+            nb, db = law.compute_optimal(result.boot_theta, flops)
+            q = [(1 - result.level) / 2 * 100, (1 + result.level) / 2 * 100]
+            out["params_interval"] = [float(v) for v in np.percentile(nb, q)]
+            out["tokens_interval"] = [float(v) for v in np.percentile(db, q)]
+    corr = abs(np.corrcoef(np.log(result.x["params"]), np.log(result.x["tokens"]))[0, 1])
+    at_bound = [n for n in result._params_at_bound() if n in ("log_A", "log_B", "alpha", "beta")]
+    decades = float(result.extrapolation_decades({"params": n_opt, "tokens": d_opt})[0])
+    if corr > COLLINEAR_CORR:
+        reason = (f"every run has nearly one tokens/params ratio (|corr of logs| {corr:.3f} > {COLLINEAR_CORR:g}): the "
+                  f"rows do not show how params and tokens trade off, which is what N*(C), D*(C) is; vary the ratio")
+    elif at_bound:
+        reason = f"{', '.join(at_bound)} at a bound: the rows cannot identify the exponents N*(C), D*(C) rest on"
+    else:
+        reason = extrapolation_refusal(decades) if np.isfinite(decades) else "N*(C) or D*(C) is not finite"
+    if reason:
+        keep = ("params", "tokens", "loss", "params_interval", "tokens_interval")
+        out["unsupported"] = {k: out[k] for k in keep if k in out}
+        out.update({k: None for k in keep}, status="not-forecastable", reason=reason)
+    elif extrapolation_warning(decades):
+        out["warning"] = extrapolation_warning(decades)
     return out
 
 
@@ -298,7 +320,11 @@ def _print_summary(report: dict) -> None:
         print(describe_prediction(p))
     if "optimal" in report:
         o = report["optimal"]
-        print(f"  compute-optimal at C={o['flops']:.3g}: N*={o['params']:.4g}, D*={o['tokens']:.4g}")
+        if o["status"] == "not-forecastable":
+            print(f"  compute-optimal at C={o['flops']:.3g}: NOT FORECASTABLE: {o['reason']}")
+        else:
+            print(f"  compute-optimal at C={o['flops']:.3g}: N*={o['params']:.4g}, D*={o['tokens']:.4g}"
+                  + (f"  warning: {o['warning']}" if o.get("warning") else ""))
     for w in report["warnings"]:
         print(f"  warning: {w}")
 

@@ -29,6 +29,9 @@ WARN_EXTRAPOLATION_DECADES = 2.0
 # one published with its check, reached 4 decades; beyond, an interval says what the law implies, not what the
 # data support, and a unit mistake (PF-days against FLOPs: 20 decades) lands there.
 MAX_EXTRAPOLATION_DECADES = 4.0
+# |corr| of log params and log tokens above this: every run at nearly one tokens/params ratio (their effects, and the
+# compute-optimal trade-off between them, cannot be identified).
+COLLINEAR_CORR = 0.98
 # A prediction whose interval spans more than this share of its metric's finite range says nothing: refused.
 MAX_INTERVAL_SHARE = 0.5
 
@@ -341,7 +344,7 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
     n = len(y_arr)
     check_identifiable(law, x, n if always_include is None else n - int(np.sum(always_include)))
     logs = [np.log(v) for c, v in x.items() if c not in law.raw_inputs]
-    collinear = len(logs) == 2 and abs(np.corrcoef(logs[0], logs[1])[0, 1]) > 0.98
+    collinear = len(logs) == 2 and abs(np.corrcoef(logs[0], logs[1])[0, 1]) > COLLINEAR_CORR
     w = np.ones(n) if weights is None else np.asarray(weights, float)
     names = [str(v) for v in cols["name"]] if "name" in cols else [f"row{i + 1}" for i in range(n)]
     problem = FitProblem(law, x, y_arr, w, delta)

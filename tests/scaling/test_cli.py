@@ -236,3 +236,34 @@ def test_out_that_cannot_be_written_is_one_error_before_the_fit(runs_csv, read_o
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert err.startswith(f"augury {cmd}: error: --out {out}") and "is not writable" in err
+
+
+def test_compute_optimal_allocation_is_refused_when_every_run_has_one_tokens_per_param_ratio(tmp_path, capsys):
+    # every run at 20 tokens per parameter: the rows say how loss falls along that ratio, not how N and D trade off,
+    # which is all N*(C), D*(C) is about; it was printed as N*=1.5e13, D*=1.1e9 for C=1e23
+    import numpy as np
+
+    from tests.scaling.conftest import chinchilla_loss
+
+    rng = np.random.default_rng(3)
+    n = np.geomspace(2e7, 1e9, 8)
+    loss = chinchilla_loss(n, 20 * n) * np.exp(0.005 * rng.standard_normal(8))
+    table = tmp_path / "runs.csv"
+    table.write_text("name,params,tokens,loss\n" + "".join(f"r{i},{a:g},{20 * a:g},{v:.5f}\n"
+                                                           for i, (a, v) in enumerate(zip(n, loss))))
+    out = tmp_path / "fit"
+    main(["fit", str(table), "--law", "chinchilla", "--bootstrap", "100", "--optimal-for", "1e21", "--out", str(out)])
+    optimal = json.loads((out / "fit.json").read_text())["optimal"]
+    assert optimal["status"] == "not-forecastable" and "ratio" in optimal["reason"]
+    assert optimal["params"] is None and optimal["tokens"] is None and optimal["params_interval"] is None
+    captured = capsys.readouterr()
+    assert "compute-optimal at C=1e+21: NOT FORECASTABLE" in captured.out
+    assert "RuntimeWarning" not in captured.err
+
+
+def test_compute_optimal_allocation_from_varied_ratios_is_given(runs_csv, tmp_path, capsys):
+    out = tmp_path / "fit"
+    assert main(["fit", str(runs_csv), "--law", "chinchilla", "--bootstrap", "100", "--optimal-for", "1e21",
+                 "--out", str(out)]) == 0
+    optimal = json.loads((out / "fit.json").read_text())["optimal"]
+    assert optimal["status"] == "ok" and optimal["params_interval"][0] < optimal["params"]
