@@ -342,6 +342,16 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
         raise TableError(f"table has no column {y_col!r} (the value to fit; pass y=...); columns: {sorted(cols)}")
     y_arr = numeric_column(cols, y_col, "table")
     n = len(y_arr)
+    if "name" in cols:
+        # one run listed twice (a table pasted together): the bootstrap would take it for two runs and narrow the
+        # intervals as if there were more data; replicates have their own names or their own results
+        seen: dict[tuple, int] = {}
+        for i, key in enumerate(zip(map(str, cols["name"]), y_arr, *x.values())):
+            if key in seen:
+                raise TableError(f"table: rows {seen[key] + 1} and {i + 1} are the same run (name {key[0]!r}, the same "
+                                 f"inputs and {y_col}): a run counted twice narrows the intervals as if it were two; "
+                                 f"remove one (a replicate needs its own name)")
+            seen[key] = i
     check_identifiable(law, x, n if always_include is None else n - int(np.sum(always_include)))
     logs = [np.log(v) for c, v in x.items() if c not in law.raw_inputs]
     collinear = len(logs) == 2 and abs(np.corrcoef(logs[0], logs[1])[0, 1]) > COLLINEAR_CORR

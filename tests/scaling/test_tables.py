@@ -93,3 +93,16 @@ def test_a_folder_given_as_a_table_is_called_a_folder(tmp_path):
             read(tmp_path)
         with pytest.raises(TableError, match="no such file"):
             read(tmp_path / "missing.csv")
+
+
+def test_a_run_listed_twice_is_refused_naming_both_rows():
+    # the same run pasted twice (same name, same inputs, same loss): the bootstrap would count it as two runs and
+    # narrow the interval as if the table had more data
+    flops = np.geomspace(1e18, 1e20, 6)
+    loss = 30 * flops ** -0.05 * np.exp(0.01 * np.random.default_rng(0).standard_normal(6))
+    rows = [{"name": f"r{i}", "flops": float(f), "loss": float(v)} for i, (f, v) in enumerate(zip(flops, loss))]
+    with pytest.raises(TableError, match=r"rows 3 and 7 .*'r2'"):
+        fit_law("power-loss", rows + [dict(rows[2])], bootstrap=0)
+    # replicates (their own names, or the same name with a different result) are runs
+    fit_law("power-loss", rows + [{**rows[2], "name": "r2-rerun"}], bootstrap=0)
+    fit_law("power-loss", rows + [{**rows[2], "loss": rows[2]["loss"] * 1.01}], bootstrap=0)
