@@ -48,14 +48,9 @@ class Law:
     default_y = "loss"
     higher_is_better = False
     # The range of the predicted quantity (lo, hi). Prediction intervals are built so that they stay inside it:
-    # noise is added in log space on (0, inf), in logit space on a finite range.
+    # run-to-run scatter is added in log space on (0, inf); on a finite range it is added to the value itself
+    # and a draw outside the range is drawn again (FitResult.add_scatter).
     value_range = (0.0, float("inf"))
-
-    @property
-    def observed_range(self) -> tuple[float, float]:
-        """The range an observed run's value can take (its scatter is added in this range's log or logit space):
-        the law's own `value_range` unless an observation can lie outside it."""
-        return self.value_range
 
     def log_predict_and_jac(self, theta: np.ndarray, x: dict[str, np.ndarray]):
         """theta (B, P), inputs (n,) each -> (log prediction (B, n), d log prediction / d theta (B, n, P))."""
@@ -313,11 +308,6 @@ class Sigmoid(Law):
     @property
     def value_range(self):  # type: ignore[override]
         return (self.floor, 1.0)
-
-    @property
-    def observed_range(self):  # type: ignore[override]
-        # chance bounds the curve, not a run: evaluation noise puts a run at chance below it
-        return (0.0, 1.0)
 
     @property
     def inputs(self):  # type: ignore[override]

@@ -50,8 +50,8 @@ class TwoStepResult:
         x = self.step1._inputs(inputs)
         loss_draws = self.step1.law.predict(b1[:m], x)  # (m, n)
         rng = np.random.default_rng(self.seed + 2)
-        # each step's scatter in its own metric's space (log for the task loss, logit over [floor, 1] for the
-        # accuracy): every draw, and so the interval, stays inside the accuracy's range
+        # each step's scatter in its own metric's space (log for the task loss; on the accuracy itself, drawn
+        # again outside [floor, 1], for the accuracy): every draw, and so the interval, stays inside its range
         if self.step1.noise:
             loss_draws = self.step1.add_scatter(loss_draws, rng)
         acc_draws = np.stack([self.step2.law.predict(b2[i], {self.step2.law.column: loss_draws[i]})[0]
