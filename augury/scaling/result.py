@@ -158,6 +158,18 @@ class FitResult:
             return "degenerate", f"{', '.join(at_bound)} at a bound: the rows cannot identify it"
         return "ok", ""
 
+    def too_few_resamples(self) -> str:
+        """Why the interval cannot be given, when fewer bootstrap resamples converged than the level needs (one
+        beyond each end: a percentile interval from fewer is the extreme draws, whatever the level); "" when
+        enough did, or when no bootstrap was asked for (no interval is claimed then)."""
+        asked = self.boot_info.get("resamples", 0)
+        got = 0 if self.boot_theta is None else len(self.boot_theta)
+        need = min_bootstrap(self.level)
+        if asked and got < need:
+            return (f"only {got} of {asked} bootstrap resamples converged; a {100 * self.level:g}% interval needs "
+                    f"at least {need}")
+        return ""
+
     def _params_at_bound(self) -> list[str]:
         lo, hi = np.array(self.law.bounds).T
         return [n for n, v, a, b in zip(self.law.param_names, self.theta, lo, hi)
@@ -196,8 +208,11 @@ class FitResult:
                    "extrapolation_decades": round(float(decades[i]), 3)}
             too_wide = wide_interval(interval[i], self.level, self.law.value_range)
             too_far = extrapolation_refusal(decades[i])
+            too_few = self.too_few_resamples()
             if too_far:
                 rec["status"], rec["reason"] = "not-forecastable", too_far
+            elif too_few:
+                rec["status"], rec["reason"] = "not-forecastable", too_few
             elif fit_status == "ok" and too_wide:
                 rec["status"], rec["reason"] = "not-forecastable", too_wide
             elif fit_status != "ok":

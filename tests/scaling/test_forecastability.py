@@ -120,3 +120,25 @@ def test_accuracy_rising_as_task_loss_falls_is_a_normal_trend_without_a_compute_
     res = fit_law("sigmoid", {"bpb": bpb, "acc": acc}, y="acc", x_column="bpb", bootstrap=50)
     assert res.trend["shape"] == "normal", res.trend
     assert res.forecastability()[0] == "ok" and not [w for w in res.warnings if "scaling" in w]
+
+
+def test_an_interval_from_fewer_converged_resamples_than_its_level_needs_is_refused(monkeypatch):
+    # 200 resamples asked, 15 converged: a 90% percentile interval from 15 draws is just their extremes
+    import augury.scaling.result as result_mod
+
+    real = result_mod.bootstrap_fits
+
+    def mostly_unconverged(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out.converged[15:] = False
+        return out
+
+    monkeypatch.setattr(result_mod, "bootstrap_fits", mostly_unconverged)
+    flops = np.geomspace(1e18, 1e20, 6)
+    rows = [{"name": f"r{i}", "flops": float(f), "loss": float(2.0 + 30.0 * f ** -0.08)} for i, f in enumerate(flops)]
+    res = fit_law("power-loss", rows, y="loss", bootstrap=200)
+    rec = res.forecast({"flops": 1e20})[0]
+    assert rec["status"] == "not-forecastable" and rec["interval"] is None
+    assert "only 15 of 200 bootstrap resamples converged" in rec["reason"] and "at least 20" in rec["reason"]
+    monkeypatch.setattr(result_mod, "bootstrap_fits", real)
+    assert fit_law("power-loss", rows, y="loss", bootstrap=200).forecast({"flops": 1e20})[0]["status"] == "ok"
