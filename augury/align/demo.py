@@ -29,7 +29,7 @@ from augury.align.runs import (
     StagedRun,
     StageFailed,
     last_metric,
-    manifest_kind,
+    refuse_reward_model,
     resumable,
     settings,
     stage_status,
@@ -155,9 +155,7 @@ class DemoConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.base_run and not (Path(self.base_run) / "tokenizer.json").is_file():
             raise ValueError(f"--base_run {self.base_run} is not an augury run (no tokenizer.json)")
-        if self.base_run and manifest_kind(Path(self.base_run)) == "reward_model":  # its LM head was never trained
-            raise ValueError(f"--base_run {self.base_run} is a reward model (an augury rm run), not a policy: give "
-                             f"a pretrained run to fine-tune")
+        refuse_reward_model(self.base_run, "--base_run", "a pretrained run to fine-tune")
         self.rl_config().validate()  # now, not after the stages before RL have run
 
     def rl_config(self, resume: bool = False):

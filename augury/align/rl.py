@@ -51,8 +51,8 @@ from augury.align.runs import (
     RunStopped,
     check_resumed_settings,
     checkpoint_note,
-    manifest_kind,
     open_output,
+    refuse_reward_model,
     removed_on_failure,
     stage_status,
     start_output,
@@ -134,9 +134,8 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
     ckpt = open_output(out, cfg.resume, "rl")
     if ckpt is not None:
         check_resumed_settings(out, "rl", cfg, RESUMABLE)
-    if manifest_kind(Path(cfg.policy_run)) == "reward_model":  # its weights score text; its LM head was never trained
-        raise AlignDataError(f"--policy_run {cfg.policy_run} is a reward model (an augury rm run), not a policy: give "
-                             f"the pretrained, SFT or RL run to improve (a reward model goes in --reward_model)")
+    refuse_reward_model(cfg.policy_run, "--policy_run",
+                        "the pretrained, SFT or RL run to improve (a reward model goes in --reward_model)")
     functions = load_reward_functions(cfg.reward_functions)
     reward_model = None
     if cfg.reward_model:

@@ -37,7 +37,7 @@ from augury.align.data import (
     tokenize_rows,
 )
 from augury.align.losses import bradley_terry_loss
-from augury.align.runs import RunStopped, manifest_kind, start_output, write_manifest
+from augury.align.runs import RunStopped, refuse_reward_model, start_output, write_manifest
 from augury.evals.graded import wilson_interval
 from augury.io import append_jsonl, not_a_folder
 
@@ -75,9 +75,7 @@ class RMConfig:
     def validate(self) -> None:
         if not self.base_run or bool(self.data) == bool(self.hh_rlhf):
             raise ValueError("--base_run and exactly one of --data / --hh_rlhf are required")
-        if manifest_kind(Path(self.base_run)) == "reward_model":  # fine-tune the policy, not its scorer again
-            raise ValueError(f"--base_run {self.base_run} is a reward model (an augury rm run), not a policy: give "
-                             f"a pretrained or SFT run for the reward model's backbone")
+        refuse_reward_model(self.base_run, "--base_run", "a pretrained or SFT run for the reward model's backbone")
         if self.steps < 1 or self.batch_size < 1 or self.warmup_steps < 0:
             raise ValueError("steps and batch_size must be >= 1, warmup_steps >= 0")
         if not 0 < self.lr <= 1:

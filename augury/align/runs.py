@@ -44,6 +44,13 @@ def manifest_kind(run: Path) -> str | None:
     return manifest.get("kind", "train") if isinstance(manifest, dict) else None
 
 
+def refuse_reward_model(run: str, flag: str, wanted: str) -> None:
+    """AlignDataError when `run` is an augury rm run: its backbone was trained to score text and its LM head never
+    trained, so it is no policy to fine-tune or improve; `wanted` says what to give instead."""
+    if run and manifest_kind(Path(run)) == "reward_model":
+        raise AlignDataError(f"{flag} {run} is a reward model (an augury rm run), not a policy: give {wanted}")
+
+
 def check_run_folder(out: Path, kind: str) -> None:
     """Refuse an --out that is a file, or a non-empty folder whose manifest does not name a `kind` run (another
     command's run, or files that are no run at all), before anything is written into it."""

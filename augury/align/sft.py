@@ -30,8 +30,8 @@ from augury.align.runs import (
     RunStopped,
     check_resumed_settings,
     checkpoint_note,
-    manifest_kind,
     open_output,
+    refuse_reward_model,
     removed_on_failure,
     stage_status,
     start_output,
@@ -86,9 +86,7 @@ class SFTConfig:
     def validate(self) -> None:
         if not self.base_run or not self.data:
             raise ValueError("--base_run and --data are required")
-        if manifest_kind(Path(self.base_run)) == "reward_model":  # its weights score text; its LM head never trained
-            raise ValueError(f"--base_run {self.base_run} is a reward model (an augury rm run), not a policy: give "
-                             f"a pretrained (or SFT) run to fine-tune")
+        refuse_reward_model(self.base_run, "--base_run", "a pretrained (or SFT) run to fine-tune")
         if self.steps < 1 or self.batch_size < 1 or self.micro_batch_size < 1:
             raise ValueError("steps, batch_size and micro_batch_size must be >= 1")
         if self.batch_size % self.micro_batch_size:

@@ -200,6 +200,7 @@ class FitResult:
             value, interval = self.predict(x)
         decades = self.extrapolation_decades(x)
         fit_status, fit_reason = self.forecastability()
+        too_few = self.too_few_resamples()
         alternatives = self.alternatives(x) if fit_status == "degenerate" else None
         records = []
         for i in range(len(value)):
@@ -208,7 +209,6 @@ class FitResult:
                    "extrapolation_decades": round(float(decades[i]), 3)}
             too_wide = wide_interval(interval[i], self.level, self.law.value_range)
             too_far = extrapolation_refusal(decades[i])
-            too_few = self.too_few_resamples()
             if too_far:
                 rec["status"], rec["reason"] = "not-forecastable", too_far
             elif too_few:
