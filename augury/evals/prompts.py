@@ -167,13 +167,16 @@ def build_instances(cfg: TaskConfig, data_dir: str | Path, num_fewshot: int | No
     if k and cfg.kind != "perplexity":
         if cfg.fewshot is None:
             raise TaskDataError(f"task {cfg.task!r} has no few-shot split but {k}-shot was asked for")
+        # lm-eval runs a task's process_docs on the few-shot split too: a record the filter drops is no example
         fpath, fdocs = load_spec(data_dir, cfg.fewshot)
+        fdocs = apply_filter(cfg, fpath, fdocs)
         # lm-eval's rule: no record is shown its own answer. Drawn from the evaluated file itself (however the
         # two specs spell it), the record being asked is left out of its own shots.
         same_split = fpath.resolve() == path.resolve()
         need = k + 1 if same_split else k
         if len(fdocs) < need:
-            raise TaskDataError(f"{fpath}: {k}-shot needs {need} records, the file has {len(fdocs)}")
+            raise TaskDataError(f"{fpath}: {k}-shot needs {need} records, the file has {len(fdocs)}"
+                                + (" after the task's filter" if cfg.filter else ""))
         sampler = ShotSampler(fdocs, cfg.fewshot_config.get("sampler", "default"))
     shot_cache: dict[int, dict[str, Any]] = {}  # rendered on first use: a large split is mostly never shown
 

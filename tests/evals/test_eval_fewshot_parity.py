@@ -107,3 +107,48 @@ def test_shipped_mmlu_tasks_keep_lm_eval_mmlus_first_n_shots(shared_data, group)
         shots = first[:first.rfind("\n\n") + 2]
         assert all(inst.context.startswith(shots) for inst in instances)
         assert shots.count("Answer:" if group == "mmlu" else "Risposta:") == 5
+
+
+@pytest.mark.parametrize("fewshot_split", ["test", "dev"])
+def test_the_task_filter_applies_to_the_few_shot_split_too(tmp_path, fewshot_split):
+    # lm-eval runs a task's process_docs on every split, the few-shot one included (FewshotConfig inherits it):
+    # a row the filter drops is never evaluated and never shown as an example
+    rows = [{"q": f"q{i}", "a": f"a{i}", "keep": "yes"} for i in range(6)]
+    dropped_rows = [{"q": f"DROPPED{i}", "a": f"x{i}", "keep": "no"} for i in range(6)]
+    dev = [r for pair in zip([{**r, "q": "dev" + r["q"]} for r in rows], dropped_rows) for r in pair]
+    test = [r for pair in zip(rows, dropped_rows) for r in pair]
+    _write(tmp_path / "data.jsonl", test)
+    _write(tmp_path / "dev.jsonl", dev)
+    cfg = build_config({"task": "t", "kind": "generate", "data": "data.jsonl", "filter": {"keep": "yes"},
+                        "fewshot": {"test": "data.jsonl", "dev": "dev.jsonl"}[fewshot_split], "num_fewshot": 3,
+                        "doc_to_text": "{{q}}", "doc_to_target": "{{a}}"}, "t.yaml")
+    ours = [inst.context for inst in build_instances(cfg, tmp_path)]
+    assert len(ours) == 6
+    assert not [c for c in ours if "DROPPED" in c]
+
+    pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install -e '.[bench]')")
+    datasets = pytest.importorskip("datasets")
+    from lm_eval.api.task import ConfigurableTask
+
+    task = ConfigurableTask(config={
+        "task": "t", "custom_dataset": lambda **_: datasets.DatasetDict(
+            {"test": datasets.Dataset.from_list(test), "dev": datasets.Dataset.from_list(dev)}),
+        "test_split": "test", "fewshot_split": fewshot_split, "output_type": "generate_until",
+        "process_docs": lambda ds: ds.filter(lambda d: d["keep"] == "yes"),
+        "doc_to_text": "{{q}}", "doc_to_target": "{{a}}", "num_fewshot": 3,
+        "metric_list": [{"metric": "exact_match"}]})
+    task.set_fewshot_seed(FEWSHOT_SEED)
+    task.build_all_requests()
+    assert ours == [inst.args[0] for inst in task.instances]
+
+
+def test_a_filter_column_the_few_shot_file_lacks_is_an_error(tmp_path):
+    from augury.data.records import TaskDataError
+
+    _write(tmp_path / "data.jsonl", [{"q": f"q{i}", "a": "1", "keep": "yes"} for i in range(3)])
+    _write(tmp_path / "dev.jsonl", DEV)
+    cfg = build_config({"task": "t", "kind": "generate", "data": "data.jsonl", "filter": {"keep": "yes"},
+                        "fewshot": "dev.jsonl", "num_fewshot": 1, "doc_to_text": "{{q}}",
+                        "doc_to_target": "{{a}}"}, "t.yaml")
+    with pytest.raises(TaskDataError, match="dev.jsonl: task 't' filters on column 'keep'"):
+        build_instances(cfg, tmp_path)
