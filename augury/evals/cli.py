@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from augury.errors import UsageError
+from augury.evals.fewshot import FEWSHOT_SEED
 from augury.io import not_a_folder
 
 
@@ -41,6 +42,7 @@ class EvalOptions:
         grader: graded tasks: the grader (offline, offline:PATH, rules, openai:MODEL@URL, augury:RUN, hf:PATH);
             default: each task's
         grader_model_args: graded tasks: a judge's backend options
+        fewshot_seed: seed of the few-shot sampler (lm-eval's fewshot_random_seed; its default 1234)
     """
 
     model: str | None = None
@@ -56,6 +58,7 @@ class EvalOptions:
     list_tasks: bool = False
     grader: str = ""
     grader_model_args: str = ""
+    fewshot_seed: int = FEWSHOT_SEED
 
     def validate(self) -> None:
         """Range checks that need no files (UsageError naming the option)."""
@@ -63,6 +66,8 @@ class EvalOptions:
             raise UsageError("--limit must be >= 1")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise UsageError("--num_fewshot must be >= 0")
+        if self.fewshot_seed < 0:  # random.Random seeds with |seed|: -7 would draw what 7 draws
+            raise UsageError("--fewshot_seed must be >= 0")
         if self.chunk_size < 1:
             raise UsageError("--chunk_size must be >= 1")
 
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                                            grader_model_args=args.grader_model_args) if c.kind == "graded" else c
                        for c in configs]
         # Read and render every record now, so bad data is reported before the model is loaded.
-        instances = {c.task: build_instances(c, args.data_dir, args.num_fewshot, args.limit) for c in configs}
+        instances = {c.task: build_instances(c, args.data_dir, args.num_fewshot, args.limit,
+                                               fewshot_seed=args.fewshot_seed) for c in configs}
         for c in configs:
             check_choices_scorable(c, instances[c.task], args.chat)
             if c.kind == "graded":
@@ -146,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         scored = evaluate(lm, configs, args.data_dir, out_dir, args.model, args.num_fewshot, args.limit,
-                          args.chat, chunk_size=args.chunk_size, instances=instances)
+                          args.chat, chunk_size=args.chunk_size, instances=instances,
+                          fewshot_seed=args.fewshot_seed)
     except EndpointError as err:
         _remove_empty_new(out_dir, before)
         kept = (f"\n  finished samples are kept in {out_dir / '.partial'}; rerun the same command to resume"
@@ -161,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     model_config = {**lm.config(), "model_spec": args.model}
     results = build_results(configs, scored, registry, model_config, args.num_fewshot, args.limit,
-                            args.chat, started, out_dir, date)
+                            args.chat, started, out_dir, date, fewshot_seed=args.fewshot_seed)
     path = write_outputs(results, scored, out_dir, date)
     print(markdown_table(results))
     if results.get("safety"):

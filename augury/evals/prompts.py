@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from augury.data.records import TaskDataError, read_records
-from augury.evals.fewshot import ShotSampler
+from augury.evals.fewshot import FEWSHOT_SEED, ShotSampler
 from augury.evals.taskconfig import DataSpec, TaskConfig
 from augury.evals.templates import render, render_list
 
@@ -153,8 +153,10 @@ def effective_fewshot(cfg: TaskConfig, num_fewshot: int | None) -> int:
 
 def build_instances(cfg: TaskConfig, data_dir: str | Path, num_fewshot: int | None = None,
                     limit: int | None = None, chat: bool = False,
-                    chat_template: Callable[[list[dict]], str] | None = None) -> list[Instance]:
-    """Every evaluated record of `cfg` with its prompt; raises TaskDataError on the first bad record."""
+                    chat_template: Callable[[list[dict]], str] | None = None,
+                    fewshot_seed: int = FEWSHOT_SEED) -> list[Instance]:
+    """Every evaluated record of `cfg` with its prompt, the shots drawn by a sampler seeded with `fewshot_seed`;
+    raises TaskDataError on the first bad record."""
     k = effective_fewshot(cfg, num_fewshot)
     path, docs = load_spec(data_dir, cfg.data)
     docs = apply_filter(cfg, path, docs)
@@ -177,7 +179,7 @@ def build_instances(cfg: TaskConfig, data_dir: str | Path, num_fewshot: int | No
         if len(fdocs) < need:
             raise TaskDataError(f"{fpath}: {k}-shot needs {need} records, the file has {len(fdocs)}"
                                 + (" after the task's filter" if cfg.filter else ""))
-        sampler = ShotSampler(fdocs, cfg.fewshot_config.get("sampler", "default"))
+        sampler = ShotSampler(fdocs, cfg.fewshot_config.get("sampler", "default"), fewshot_seed)
     shot_cache: dict[int, dict[str, Any]] = {}  # rendered on first use: a large split is mostly never shown
 
     def shot(j: int) -> dict[str, Any]:

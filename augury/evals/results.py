@@ -109,7 +109,7 @@ def _bottom_up(groups: dict[str, list[str]]) -> list[str]:
 
 def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], registry: TaskRegistry,
                   model_config: dict, num_fewshot: int | None, limit: int | None, chat: bool,
-                  started: float, out_dir: Path, date: str) -> dict[str, Any]:
+                  started: float, out_dir: Path, date: str, fewshot_seed: int = FEWSHOT_SEED) -> dict[str, Any]:
     by_name = {c.task: c for c in configs}
     per_task = {name: task_metrics(by_name[name], s["samples"]) for name, s in scored.items()}
     sizes = {name: len(s["samples"]) for name, s in scored.items()}
@@ -165,7 +165,7 @@ def build_results(configs: Sequence[TaskConfig], scored: dict[str, dict], regist
         "n-samples": {name: {"original": s["original"], "effective": len(s["samples"]), "errors": s["errors"],
                              "resumed": s["resumed"]} for name, s in scored.items()},
         "config": {**model_config, "limit": limit, "num_fewshot": num_fewshot, "apply_chat_template": chat,
-                   "fewshot_seed": FEWSHOT_SEED},
+                   "fewshot_seed": fewshot_seed},
         **({"safety": safety} if safety else {}),
         "git_hash": git_hash(),
         "date": started,

@@ -1,12 +1,12 @@
 """Run tasks against a model: build requests, score them in chunks, keep every finished sample, resume.
 
 Each finished sample is appended (fsynced) to `OUT/.partial/<task>.<fingerprint>.jsonl` as soon as its chunk is
-scored. A rerun with the same task definition, few-shot count, format and model skips those samples; a changed
-definition gets a new fingerprint, so stale samples are never mixed in. A stored sample is reused only for the same
-record and prompt (its `doc_hash` and `prompt_hash` match the ones built now), so edited data, few-shot examples or
-chat template are rescored. Samples whose requests failed on the endpoint (the backend returned None) are not
-stored: they are counted as errors and retried on the next run; so are code samples the sandbox itself could not
-run (status "error") and samples whose log-likelihood came back NaN.
+scored. A rerun with the same task definition, few-shot count and seed, format and model skips those samples; a
+changed definition gets a new fingerprint, so stale samples are never mixed in. A stored sample is reused only for
+the same record and prompt (its `doc_hash` and `prompt_hash` match the ones built now), so edited data, few-shot
+examples or chat template are rescored. Samples whose requests failed on the endpoint (the backend returned None)
+are not stored: they are counted as errors and retried on the next run; so are code samples the sandbox itself
+could not run (status "error") and samples whose log-likelihood came back NaN.
 
     from augury.evals.runner import evaluate
     results = evaluate(lm, registry.resolve(["mmlu"]), data_dir="data", out_dir="out", model_spec="hf:m")
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from augury.evals import metrics as M
+from augury.evals.fewshot import FEWSHOT_SEED
 from augury.evals.lm import LM, GenRequest, split_context
 from augury.evals.prompts import Instance, apply_filter, build_instances, effective_fewshot, load_spec
 from augury.evals.taskconfig import TaskConfig
@@ -95,14 +96,18 @@ def check_choices_scorable(cfg: TaskConfig, instances: Sequence[Instance], chat:
 
 
 def run_fingerprint(cfg: TaskConfig, model_spec: str, model_identity: dict, num_fewshot: int | None,
-                    chat: bool) -> str:
-    """What resumed samples must share: task definition, model and its output-changing options, k, format."""
+                    chat: bool, fewshot_seed: int = FEWSHOT_SEED) -> str:
+    """What resumed samples must share: task definition, model and its output-changing options, k, format, and the
+    few-shot seed where it picks the shots (k > 0, the `default` sampler)."""
+    k = effective_fewshot(cfg, num_fewshot)
     rules = SCORING_RULES
     if (cfg.kind in ("generate", "graded") and "until" not in cfg.generation
             and cfg.fewshot_delimiter != "\n\n"):
         rules = 3  # generation stopped at "\n\n" before rules 3 and stops at the fewshot_delimiter now
-    blob = json.dumps([cfg.fingerprint(), model_spec, model_identity, effective_fewshot(cfg, num_fewshot), chat,
-                       rules], sort_keys=True, default=str)
+    key = [cfg.fingerprint(), model_spec, model_identity, k, chat, rules]
+    if k and cfg.fewshot_config.get("sampler", "default") == "default" and fewshot_seed != FEWSHOT_SEED:
+        key.append(fewshot_seed)  # only then: runs with lm-eval's default seed keep the key they always had
+    blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -307,23 +312,25 @@ def record_count(cfg: TaskConfig, data_dir: str | Path) -> int:
 def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_dir: str | Path, model_spec: str,
              num_fewshot: int | None = None, limit: int | None = None, chat: bool = False,
              chunk_size: int = 64, progress: bool | None = None,
-             instances: dict[str, list[Instance]] | None = None) -> dict[str, dict]:
+             instances: dict[str, list[Instance]] | None = None,
+             fewshot_seed: int = FEWSHOT_SEED) -> dict[str, dict]:
     """Score every task; returns {task: {"samples": [...], "errors": n, "instances": n, "original": n,
     "resumed": n, "seconds": s}} ("instances" counts the records asked for, "original" those before --limit).
 
-    `instances` (task -> prompts) may be passed when the caller already built them to validate inputs.
+    `instances` (task -> prompts) may be passed when the caller already built them (with the same
+    `fewshot_seed`) to validate inputs.
     """
     partial_dir = Path(out_dir) / ".partial"
     partial_dir.mkdir(parents=True, exist_ok=True)
     if instances is None or chat:
         template = lm.apply_chat_template if chat else None
-        instances = {cfg.task: build_instances(cfg, data_dir, num_fewshot, limit, chat, template)
+        instances = {cfg.task: build_instances(cfg, data_dir, num_fewshot, limit, chat, template, fewshot_seed)
                      for cfg in configs}
     for cfg in configs:
         check_choices_scorable(cfg, instances[cfg.task], chat)
     plan = []
     for cfg in configs:
-        fingerprint = run_fingerprint(cfg, model_spec, lm.identity(), num_fewshot, chat)
+        fingerprint = run_fingerprint(cfg, model_spec, lm.identity(), num_fewshot, chat, fewshot_seed)
         path = partial_dir / f"{cfg.task}.{fingerprint}.jsonl"
         # Keyed by content as well as position: a record edited since is scored again, and a file holding
         # both versions serves whichever data the run is given.

@@ -259,3 +259,47 @@ def test_partial_is_kept_after_an_interrupt_and_after_success_since_a_rerun_resu
     assert run(argv, capsys)[0] == 0 and lm.scored == 0
     res = json.loads(max(out.glob("results_*.json")).read_text())
     assert res["n-samples"]["t"]["resumed"] == 4
+
+
+def test_fewshot_seed_is_recorded_and_samples_of_another_seed_are_not_resumed(tmp_path, monkeypatch, capsys):
+    from augury.evals import backends
+    from augury.evals.lm import LM
+
+    class Echo(LM):
+        def __init__(self):
+            self.prompts = []
+
+        def loglikelihood(self, requests):
+            raise AssertionError("not used")
+
+        def loglikelihood_rolling(self, texts):
+            raise AssertionError("not used")
+
+        def generate_until(self, requests):
+            self.prompts += [r.context for r in requests]
+            return ["a0"] * len(requests)
+
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps({"q": f"q{i}", "a": f"a{i}"}) + "\n" for i in range(8)))
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "t.yaml").write_text('task: t\nkind: generate\ndata: t.jsonl\nfewshot: t.jsonl\n'
+                                               'num_fewshot: 2\ndoc_to_text: "{{q}}"\ndoc_to_target: "{{a}}"\n')
+    out = tmp_path / "out"
+    argv = ["--model", "fake", "--tasks", "t", "--data_dir", str(tmp_path), "--include_path",
+            str(tmp_path / "tasks"), "--out", str(out)]
+
+    def eval_with(*extra):
+        lm = Echo()
+        monkeypatch.setattr(backends, "load_model", lambda spec, **kw: lm)
+        code, _, err = run([*argv, *extra], capsys)
+        assert code == 0, err
+        return lm, json.loads(max(out.glob("results_*.json"), key=lambda p: p.stat().st_mtime).read_text())
+
+    default, res = eval_with()
+    assert res["config"]["fewshot_seed"] == 1234
+    seven, res = eval_with("--fewshot_seed", "7")
+    assert res["config"]["fewshot_seed"] == 7  # lm-eval's key
+    assert seven.prompts != default.prompts and res["n-samples"]["t"]["resumed"] == 0
+    again, res = eval_with("--fewshot_seed", "7")
+    assert again.prompts == [] and res["n-samples"]["t"]["resumed"] == 8
+    back, res = eval_with()  # the default seed's samples are still there
+    assert back.prompts == [] and res["n-samples"]["t"]["resumed"] == 8

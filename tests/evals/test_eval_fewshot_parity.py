@@ -20,7 +20,8 @@ def _write(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _lm_eval_contexts(fewshot_split: str, k: int, sampler: str | None, limit: int | None) -> list[str]:
+def _lm_eval_contexts(fewshot_split: str, k: int, sampler: str | None, limit: int | None,
+                      seed: int = FEWSHOT_SEED) -> list[str]:
     """The prompts lm-eval builds for ROWS (its test split) with shots from `fewshot_split` (DEV is "dev"),
     seeded as its evaluator seeds every task (fewshot_random_seed, 1234 by default)."""
     pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install -e '.[bench]')")
@@ -39,7 +40,7 @@ def _lm_eval_contexts(fewshot_split: str, k: int, sampler: str | None, limit: in
         cfg["fewshot_config"] = {"sampler": sampler}
     task = ConfigurableTask(config=cfg)
     assert DEFAULT_OTHER_SEED == FEWSHOT_SEED
-    task.set_fewshot_seed(DEFAULT_OTHER_SEED)
+    task.set_fewshot_seed(seed)
     task.build_all_requests(limit=limit)
     return [inst.args[0] for inst in task.instances]
 
@@ -152,3 +153,13 @@ def test_a_filter_column_the_few_shot_file_lacks_is_an_error(tmp_path):
                         "doc_to_target": "{{a}}"}, "t.yaml")
     with pytest.raises(TaskDataError, match="dev.jsonl: task 't' filters on column 'keep'"):
         build_instances(cfg, tmp_path)
+
+
+def test_another_fewshot_seed_picks_the_shots_lm_eval_picks_under_it(tmp_path):
+    # lm-eval's fewshot_random_seed (`--seed`'s 4th value); augury eval's --fewshot_seed
+    _write(tmp_path / "data.jsonl", ROWS)
+    cfg = build_config({"task": "t", "kind": "generate", "data": "data.jsonl", "fewshot": "data.jsonl",
+                        "num_fewshot": 3, "doc_to_text": "{{q}}", "doc_to_target": "{{a}}"}, "t.yaml")
+    ours = [inst.context for inst in build_instances(cfg, tmp_path, fewshot_seed=7)]
+    assert ours != [inst.context for inst in build_instances(cfg, tmp_path)]
+    assert ours == _lm_eval_contexts("test", 3, None, None, seed=7)

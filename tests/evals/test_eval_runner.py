@@ -150,6 +150,14 @@ def test_resume_fingerprint_tracks_what_changes_outputs(monkeypatch):
     assert base != run_fingerprint(cfg, "hf:m", {"dtype": "bfloat16"}, None, False)
     assert base != run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, 0, False)
     assert base != run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, None, True)
+    # the few-shot seed, where it picks the shots (the default sampler, k > 0); 1234 is the key it always had
+    assert base == run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, None, False, fewshot_seed=1234)
+    assert base != run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, None, False, fewshot_seed=7)
+    zero = run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, 0, False)
+    assert zero == run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, 0, False, fewshot_seed=7)
+    first_n = dataclasses.replace(cfg, fewshot_config={"sampler": "first_n"})
+    assert (run_fingerprint(first_n, "hf:m", {}, None, False)
+            == run_fingerprint(first_n, "hf:m", {}, None, False, fewshot_seed=7))
     monkeypatch.setattr("augury.evals.runner.SCORING_RULES", -1)  # samples scored by older rules
     assert base != run_fingerprint(cfg, "hf:m", {"dtype": "float32"}, None, False)
     slow = OpenAICompatibleLM("m@http://127.0.0.1:9/v1", requests_per_second=1)
