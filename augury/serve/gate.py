@@ -63,8 +63,9 @@ class Ticket:
     def record(self, status: int, error: str | None = None) -> RequestRecord:
         self.recorded = True
         cats = sorted({c for v in self.verdicts for c in v.flagged_names()})
-        return RequestRecord(endpoint=self.endpoint, status=status, key=self.key, ts=self.arrived,
-                             latency_ms=(time.perf_counter() - self.started) * 1000, prompt_tokens=self.prompt_tokens,
+        return RequestRecord(endpoint=self.endpoint, status=status, key=self.key, client=self.client or None,
+                             ts=self.arrived, latency_ms=(time.perf_counter() - self.started) * 1000,
+                             prompt_tokens=self.prompt_tokens,
                              completion_tokens=self.completion_tokens, ttft_ms=self.ttft_ms,
                              flagged=any(v.flagged for v in self.verdicts), refused=self.refused, categories=cats,
                              error=error)

@@ -1,12 +1,16 @@
-"""`augury monitor DB`: per-key summaries of the request log, and the keys over the abuse thresholds.
+"""`augury monitor DB`: per-key (or per-client-address) summaries of the request log, and those over the abuse
+thresholds.
 
     augury monitor serve/requests.db
     augury monitor serve/requests.db --since_hours 24 --max_flag_rate 0.05 --max_spike 10 --json_out true
+    augury monitor serve/requests.db --by client      # per client address: a keyless server, a shared key
 
 Per key: requests, tokens, the share of requests flagged by moderation, the share refused, the share rejected by
 limits (429), the busiest minute, and the spike ratio (the busiest minute over the key's average rate per minute
 from its first request to its last).
 A key is listed as over a threshold when its flag rate, spike ratio or request count exceeds the given limit.
+With `--by client` the same is done per client address (rows of a log from before addresses were logged are
+"(unknown)").
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from pathlib import Path
 
 from augury.serve.requestlog import RequestLogError, open_readonly
 
+# what summaries can be grouped by: the request log's column, and the name rows without a value get
+GROUPS = {"key": "(no key)", "client": "(unknown)"}
+
 
 @dataclass
 class KeySummary:
-    key: str
+    key: str  # the key's name; with by="client", the client's address
     requests: int
     prompt_tokens: int
     completion_tokens: int
@@ -36,7 +43,7 @@ class KeySummary:
 
 
 def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: float = 0.05,
-              max_spike: float = 10.0, max_requests: int = 0) -> list[KeySummary]:
+              max_spike: float = 10.0, max_requests: int = 0, by: str = "key") -> list[KeySummary]:
     db = open_readonly(db_path)
     try:
         since = time.time() - since_hours * 3600 if since_hours > 0 else 0.0
@@ -44,8 +51,9 @@ def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: flo
         # has a row each)
         columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
         repeats = "repeats" if "repeats" in columns else "1"
-        rows = db.execute("SELECT COALESCE(key, '(no key)'), ts, status, prompt_tokens, completion_tokens, flagged, "
-                          f"refused, {repeats} FROM requests WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
+        group = by if by in columns else "NULL"  # (a log older than the client column has no addresses)
+        rows = db.execute(f"SELECT COALESCE({group}, '{GROUPS[by]}'), ts, status, prompt_tokens, completion_tokens, "
+                          f"flagged, refused, {repeats} FROM requests WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
     except sqlite3.DatabaseError as err:
         raise RequestLogError(f"cannot read request log {db_path}: {err}") from None
     finally:
@@ -75,21 +83,21 @@ def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: flo
     return out
 
 
-def format_table(summaries: list[KeySummary]) -> str:
-    head = f"{'key':<20} {'requests':>8} {'tokens':>9} {'flagged':>8} {'refused':>7} {'429s':>5} {'peak/min':>8}  over"
+def format_table(summaries: list[KeySummary], by: str = "key") -> str:
+    head = f"{by:<20} {'requests':>8} {'tokens':>9} {'flagged':>8} {'refused':>7} {'429s':>5} {'peak/min':>8}  over"
     lines = [head]
     for s in summaries:
         lines.append(f"{s.key[:20]:<20} {s.requests:>8} {s.prompt_tokens + s.completion_tokens:>9} "
                      f"{s.flag_rate:>8.1%} {s.refused:>7} {s.rate_limited:>5} {s.busiest_minute:>8}  "
                      f"{'; '.join(s.over) or '-'}")
     flagged = [s.key for s in summaries if s.over]
-    lines.append(f"{len(summaries)} keys; over a threshold: {', '.join(flagged) if flagged else 'none'}")
+    lines.append(f"{len(summaries)} {by}s; over a threshold: {', '.join(flagged) if flagged else 'none'}")
     return "\n".join(lines)
 
 
 def monitor(db: str, since_hours: float = 24.0, max_flag_rate: float = 0.05, max_spike: float = 10.0,
-            max_requests: int = 0, json_out: bool = False) -> list[KeySummary]:
-    """Summarise a request log per key and list the keys over the abuse thresholds.
+            max_requests: int = 0, by: str = "key", json_out: bool = False) -> list[KeySummary]:
+    """Summarise a request log per key (or client address) and list those over the abuse thresholds.
 
     Args:
         db: the SQLite request log written by `augury serve --log`.
@@ -97,11 +105,21 @@ def monitor(db: str, since_hours: float = 24.0, max_flag_rate: float = 0.05, max
         max_flag_rate: a key whose share of flagged requests exceeds this is listed.
         max_spike: a key whose busiest minute exceeds this many times its average minute is listed.
         max_requests: a key with more requests than this in the window is listed (0: no limit).
-        json_out: print JSON instead of a table.
+        by: "key", or "client" for each client address (a keyless server, a key many clients share); the
+            thresholds apply to each address.
+        json_out: print JSON instead of a table (with by client, each object names its "client", not a "key").
     """
     _check_thresholds(since_hours, max_flag_rate, max_spike, max_requests)
-    summaries = summarise(db, since_hours, max_flag_rate, max_spike, max_requests)
-    print(json.dumps([asdict(s) for s in summaries], indent=2) if json_out else format_table(summaries))
+    if by not in GROUPS:
+        from augury.errors import UsageError
+
+        raise UsageError(f"--by must be one of {', '.join(GROUPS)}, got {by!r}")
+    summaries = summarise(db, since_hours, max_flag_rate, max_spike, max_requests, by)
+    if json_out:
+        print(json.dumps([{by: s.key, **{k: v for k, v in asdict(s).items() if k != "key"}} for s in summaries],
+                         indent=2))
+    else:
+        print(format_table(summaries, by))
     return summaries
 
 

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     ts REAL NOT NULL,               -- unix time the request arrived
     key TEXT,                       -- the key's name; NULL when no valid key was given
+    client TEXT,                    -- the client's address (through a trusted proxy: the one it forwards for)
     endpoint TEXT NOT NULL,
     status INTEGER NOT NULL,        -- HTTP status answered
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
@@ -51,6 +52,7 @@ class RequestRecord:
     status: int
     latency_ms: float
     key: str | None = None
+    client: str | None = None  # the client's address, as the server resolves it (--trusted_proxies)
     ts: float = field(default_factory=time.time)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -62,7 +64,7 @@ class RequestRecord:
     repeats: int = 1
 
 # columns a log written before they were added lacks; the server adds them when it opens the log
-OPTIONAL_COLUMNS = {"repeats": "INTEGER NOT NULL DEFAULT 1"}
+OPTIONAL_COLUMNS = {"repeats": "INTEGER NOT NULL DEFAULT 1", "client": "TEXT"}
 
 
 class RequestLogError(UsageError):
