@@ -242,7 +242,9 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 if ticket.ttft_ms is None:
                     ticket.ttft_ms = (time.perf_counter() - ticket.started) * 1000
                 if delta.finish_reason is None and time.perf_counter() > deadline:
-                    delta = dataclasses.replace(delta, finish_reason="length")  # the reply ends here, checked whole
+                    # the reply ends here, checked whole, with the text held back as a possible start of a stop
+                    # string (it is not one: a stop string would have ended the reply)
+                    delta = dataclasses.replace(delta, text=delta.text + delta.held, held="", finish_reason="length")
                 text += delta.text
                 # while streaming: the new text with the window before it (rules); at the end: the whole reply
                 final = delta.finish_reason is not None

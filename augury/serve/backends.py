@@ -196,9 +196,9 @@ class LocalBackend:
                 break
             n_out += 1
             text = stream.push(token)
-            if text or job.logprobs:
-                emit(Delta(text=text, logprobs=[logprob] if job.logprobs else [],
-                           token_ids=[token] if job.logprobs else [], completion_tokens=n_out))
+            # a delta for every token, also one whose text is held back (see Delta.held)
+            emit(Delta(text=text, logprobs=[logprob] if job.logprobs else [], token_ids=[token] if job.logprobs else [],
+                       completion_tokens=n_out, held=stream.text[stream.sent:]))
             if stream.stopped:
                 finish = "stop"
                 break

@@ -196,10 +196,10 @@ class BatchWorker:
                               prompt_tokens=g.prompt_tokens, completion_tokens=len(g.token_ids),
                               prompt_logprobs=g.prompt_logprobs, prompt_top=g.prompt_top_logprobs)
                 self.running.pop(event.key)
-            elif event.text or lps:
-                delta = Delta(text=event.text, logprobs=lps, token_ids=ids, completion_tokens=r.made)
-            else:
-                continue
+            else:  # also for a token whose text is held back: the request sees it has begun, and what is held
+                stream = r.row.stream
+                delta = Delta(text=event.text, logprobs=lps, token_ids=ids, completion_tokens=r.made,
+                              held=stream.text[stream.sent:])
             batches.setdefault(r.loop, []).append((r.out, delta))
         for loop, items in batches.items():
             send_to(loop, _deliver, items)

@@ -41,8 +41,9 @@ class ServeConfig:
             connecting); beyond, the connection is answered 408 and closed (slow-header clients).
         body_timeout_s: a client must send its whole request body within this (408 beyond).
         request_timeout_s: a reply must be finished within this (a local model's reply ends there with
-            finish_reason "length", or is a 504 if it has not begun by then; in gateway mode the upstream's whole
-            reply, however steadily it trickles in, else 504, or an error event ending a stream that has started).
+            finish_reason "length" and the text it has, or is a 504 if it has made no token by then; in gateway
+            mode the upstream's whole reply, however steadily it trickles in, else 504, or an error event ending a
+            stream that has started).
         device: torch device for a local model.
         max_batch: requests an augury run generates for at once (continuous batching); 1 serves one at a time.
         threads: torch threads for a local model (0: torch's default, one per core). The event loop needs a core

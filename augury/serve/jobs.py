@@ -37,6 +37,10 @@ class Delta:
     finish_reason: str | None = None  # "stop", "length" or "content_filter" on the last delta
     prompt_tokens: int = 0
     completion_tokens: int = 0  # tokens generated so far (on the last delta: in all), so an early end counts them
+    # text generated but held back so far because it could still begin a stop string: a reply cut here (the time
+    # limit) ends with it, as a finished one would (a delta comes for every token, so one whose text is all held
+    # back is seen to have begun)
+    held: str = ""
     # on the last delta of a job with prompt_logprobs: each prompt token's log-prob (None for the first) and the
     # top alternatives (token id -> log-prob) at each position
     prompt_logprobs: list[float | None] | None = None
@@ -45,8 +49,8 @@ class Delta:
     def then(self, later: Delta) -> Delta:
         """This delta followed by a later one, as one."""
         return Delta(self.text + later.text, self.logprobs + later.logprobs, self.token_ids + later.token_ids,
-                     later.finish_reason, later.prompt_tokens, later.completion_tokens, later.prompt_logprobs,
-                     later.prompt_top)
+                     later.finish_reason, later.prompt_tokens, later.completion_tokens, later.held,
+                     later.prompt_logprobs, later.prompt_top)
 
 
 class GenerationFailed(Exception):

@@ -252,3 +252,28 @@ def test_a_client_that_gives_up_on_a_whole_reply_stops_its_generation(tiny_run, 
     status, made, _, error = _rows(cfg.log)[0]
     assert status == 499 and "left" in error and 1 <= made < 400
     assert (state.in_flight, state.held, state.used_today) == (0, 0, 1 + made)
+
+
+def test_a_reply_held_back_as_a_possible_stop_string_is_cut_at_the_time_limit_with_its_text(
+        tiny_run, tmp_path, monkeypatch):
+    # text that could still grow into a stop string is held back; a reply whose every token so far was held back
+    # had begun (it has tokens) but sent nothing, and was answered 504 at the time limit as if it had not begun.
+    # It ends there like any reply cut by the limit, and the text held back (not a stop string) is sent
+    plain, _ = _client(tiny_run, tmp_path / "plain")
+    greedy = {"prompt": "a", "max_tokens": 40, "temperature": 0}
+    whole = plain.post("/v1/completions", json=greedy).json()["choices"][0]["text"]
+    assert whole
+    stop = whole + "\u2603"  # the reply is the start of it for 40 tokens: all of it is held back
+    client, cfg = _client(tiny_run, tmp_path, backend=_slow_backend(tiny_run, monkeypatch), request_timeout_s=1.0)
+    resp = client.post("/v1/completions", json={**greedy, "stop": stop})
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    text, finish = out["choices"][0]["text"], out["choices"][0]["finish_reason"]
+    assert finish == "length" and 1 <= out["usage"]["completion_tokens"] < 40
+    assert text and whole.startswith(text)  # what was held back, released at the end
+    streamed = client.post("/v1/completions", json={**greedy, "stop": stop, "stream": True}).text
+    events = [json.loads(e[6:]) for e in streamed.split("\n\n") if e.startswith("data: {")]
+    assert events[-1]["choices"][0]["finish_reason"] == "length"
+    sent = "".join(e["choices"][0]["text"] for e in events)
+    assert sent and whole.startswith(sent)
+    assert [r[0] for r in _rows(cfg.log)] == [200, 200]

@@ -25,3 +25,26 @@ def test_hf_backend_cached_greedy_tokens_equal_full_forward_decoding(tmp_path):
         for _ in range(8):
             ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
     assert served == ids[len(prompt):]
+
+
+def test_hf_backend_reports_tokens_whose_text_is_held_back(tmp_path):
+    # text that could still begin a stop string is held back; the request must still see each token (it has
+    # begun, its tokens count) and what is held, so a reply cut at --request_timeout_s ends with it
+    import threading
+
+    from augury.evals.tiny_model import make_random_llama
+    from augury.serve.backends import LocalBackend
+    from augury.serve.jobs import GenerationJob
+
+    path = make_random_llama(tmp_path / "hf", ["hello there, how are you today? fine thanks."] * 20, vocab_size=300)
+    backend = LocalBackend.load(f"hf:{path}")
+    prompt = backend.encode("hello there")
+    plain: list = []
+    backend._generate(GenerationJob(prompt, max_tokens=6, temperature=0.0), plain.append, threading.Event())
+    whole = "".join(d.text for d in plain)
+    held: list = []
+    job = GenerationJob(prompt, max_tokens=6, temperature=0.0, stop=[whole + "\u2603"])
+    backend._generate(job, held.append, threading.Event())
+    assert [d.completion_tokens for d in held[:-1]] == [1, 2, 3, 4, 5, 6]
+    assert all(d.text == "" and whole.startswith(d.held) for d in held[:-1]) and held[-2].held
+    assert held[-1].text == whole and held[-1].finish_reason == "length"
