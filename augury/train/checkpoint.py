@@ -45,10 +45,14 @@ def checkpoint_to_resume(out: Path, resume: bool | str, log, kind: str = "train"
 
     `resume`: True needs an intact checkpoint, False needs an empty folder, "auto" takes whichever is there.
     `kind` is what the caller trains ("train": a text run, or "image-text"): a folder another command made
-    (`augury sft`, `rm`, `rl`, ...) or a run of the other kind is refused, whatever `resume` says."""
+    (`augury sft`, `rm`, `rl`, ...), a run of the other kind, or a folder of other files is refused, whatever
+    `resume` says."""
     if why := not_a_folder(out):
         raise TrainConfigError(f"out: {why}")
     found = run_kind(out)
+    if found is None and _foreign_files(out):
+        raise TrainConfigError(f"--out {out} holds files that are not an augury run (no manifest.json), not "
+                               f"{_describe(kind)}: choose another --out")
     if found is not None and found != kind:
         hint = ("resume a run with its own config.yaml, or choose another --out" if found in _TRAIN_KINDS
                 else f"continue it with `augury {_command(found)}` or choose another --out")
@@ -79,6 +83,22 @@ def remove_unstarted_run(out: Path, created: bool) -> bool:
     if created:
         out.rmdir()
     return wrote
+
+
+# What a train run writes into its folder (manifest.json after tokenizer.json and config.yaml, metrics.jsonl and
+# checkpoints/ after it; image_eval.json at the end of an image-text run), and what `augury forecast`'s torchrun
+# launcher writes there before the processes start (augury/forecast/torchrun.py).
+_RUN_FILES = frozenset({"tokenizer.json", "config.yaml", "manifest.json", "metrics.jsonl", "checkpoints",
+                        "image_eval.json", "torchrun.yaml", "torchrun.log"})
+
+
+def _foreign_files(out: Path) -> bool:
+    """Whether `out` holds anything a train run does not write. A run killed before its manifest.json was written
+    leaves only its own files (and perhaps an atomic write's `.NAME.*.tmp`): that folder is still its own."""
+    if not out.is_dir():
+        return False
+    return any(p.name not in _RUN_FILES and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+               for p in out.iterdir())
 
 
 def run_kind(out: Path) -> str | None:

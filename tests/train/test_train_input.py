@@ -93,14 +93,46 @@ def test_divergence_before_the_first_checkpoint_leaves_a_folder_that_reruns(tiny
     assert train(cfg, log=lambda *a: None)["status"] == "complete"
 
 
-def test_a_folder_that_held_files_is_left_as_it_was_found(tiny_cfg, monkeypatch, poison_loss_at):
+@pytest.mark.parametrize("resume", [[], ["--resume"], ["--resume", "auto"]])
+def test_cli_refuses_a_folder_of_other_files_before_any_work(tiny_cfg, tmp_path, capsys, resume):
+    """A folder holding a user's own files (no manifest.json: no augury run) is not trained into, whatever --resume
+    says: one error line, no data prepared, nothing written next to the files."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(["train", "--config", config_file(tiny_cfg(steps=2), tmp_path), *resume]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("augury train: error:")
+    assert "holds files that are not an augury run (no manifest.json)" in err[0] and "choose another --out" in err[0]
+    assert captured.out == ""
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("files", [
+    ("tokenizer.json", ".config.yaml.x1y2.tmp"),  # killed between copying tokenizer.json and writing manifest.json
+    ("torchrun.yaml", "torchrun.log"),  # `augury forecast`'s torchrun launcher writes these before the processes run
+])
+def test_a_folder_of_only_a_runs_own_files_starts_again(tiny_cfg, files):
+    """A folder without manifest.json that holds only files `augury train` (or its launcher) writes, and perhaps an
+    atomic write's temporary file, is this run's folder, not someone else's."""
+    cfg = tiny_cfg(steps=2, eval_every=0)
+    out = Path(cfg.out)
+    out.mkdir()
+    for name in files:
+        (out / name).write_text("{}")
+    assert train(cfg, resume="auto", log=lambda *a: None)["status"] == "complete"
+
+
+def test_a_folder_that_held_a_run_is_left_as_it_was_found(tiny_cfg, monkeypatch, poison_loss_at):
+    """A run killed before its first checkpoint left records behind; `resume="auto"` starts over, and when that
+    fails too before a checkpoint the folder (which held something before) is not removed."""
     cfg = tiny_cfg(steps=6, log_every=1, eval_every=0)
     Path(cfg.out).mkdir()
-    (Path(cfg.out) / "notes.txt").write_text("mine")
+    (Path(cfg.out) / "metrics.jsonl").write_text(json.dumps({"step": 1, "train_loss": 9.0}) + "\n")
     poison_loss_at(monkeypatch, 3)
     with pytest.raises(TrainingDiverged):
-        train(cfg, log=lambda *a: None)
-    assert (Path(cfg.out) / "notes.txt").read_text() == "mine"
+        train(cfg, resume="auto", log=lambda *a: None)
     assert (Path(cfg.out) / "metrics.jsonl").exists()
     with pytest.raises(TrainConfigError, match="wrote no checkpoint"):
         train(cfg, log=lambda *a: None)
