@@ -109,7 +109,8 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         y: column to fit (default: the law's, e.g. loss).
         x: input column of one-input laws (sigmoid: e.g. a task-loss column; default flops).
         fit_where: fit only rows matching this expression, e.g. "flops<1e21 and name!='bad'".
-        predict: inputs to forecast, e.g. "flops=1e24" or "params=7e9,tokens=4e12"; several separated by ';'.
+        predict: the law's inputs to forecast at (no others), e.g. "flops=1e24" or "params=7e9,tokens=4e12"; several
+            separated by ';'.
         actual: the observed value at the (single) --predict point, drawn and scored when known (not with
             --problems: a capability forecast is one value per difficulty bucket).
         bootstrap: bootstrap resamples over runs (0: no intervals, not with --predict; else at least 2/(1-level)).
@@ -133,6 +134,7 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         queries = [parse_assignments(p) for p in predict.split(";")] if predict else []
     except TableError as err:
         raise UsageError(str(err)) from None
+    check_prediction_inputs(law, x, queries)
     if actual is not None and len(queries) != 1:
         raise UsageError("--actual needs exactly one --predict point")
     if actual is not None and not (np.isfinite(actual) and actual > 0):
@@ -208,6 +210,25 @@ def _optimal(result, flops: float) -> dict:
     elif extrapolation_warning(decades):
         out["warning"] = extrapolation_warning(decades)
     return out
+
+
+def check_prediction_inputs(law: str, x: str | None, queries: list[dict]) -> None:
+    """UsageError for a --predict input the law does not take, before anything is fitted: its value would be
+    dropped without a word (a compute given with a sigmoid of a task loss: no compute used, no distance from the
+    runs checked). Capability points take flops, or params and tokens (`capability_queries`)."""
+    from augury.scaling.laws import get_law
+
+    if law == "capability" or not queries:
+        return
+    try:
+        takes = get_law("chinchilla" if law == "two-step" else law, x).inputs  # two-step: step 1's inputs
+    except TableError as err:
+        raise UsageError(str(err)) from None
+    for q in queries:
+        for key in q:
+            if key not in takes:
+                raise UsageError(f"--predict: {key} is not an input of --law {law} (it takes {', '.join(takes)}), "
+                                 f"so its value would be ignored")
 
 
 def capability_queries(queries: list[dict]) -> list[dict]:

@@ -83,3 +83,36 @@ def test_two_step_forecasts_carry_the_same_rules(decades, status):
         rec = res.forecast({"params": 3e8, "tokens": 3e8 * 60 * 10 ** decades})[0]
     assert rec["extrapolation_decades"] == pytest.approx(decades) and rec["status"] == status
     assert ("warning" in rec) == (status == "ok")
+
+
+def _accuracy_table(path):
+    """Accuracy rising with compute through a task loss (bits per byte) that falls with it."""
+    flops = np.geomspace(1e18, 1e21, 8)
+    bpb = 1.6 * (flops / 1e18) ** -0.05
+    acc = 0.25 + 0.75 / (1 + np.exp(8 * (bpb - 1.35))) + np.random.default_rng(0).normal(0, 0.005, 8)
+    path.write_text("name,flops,task_bpb,accuracy\n" + "".join(f"r{i},{c:.6g},{b:.6g},{a:.6g}\n" for i, (c, b, a) in
+                                                              enumerate(zip(flops, bpb, acc))))
+    return path
+
+
+def test_a_sigmoid_of_compute_carries_the_same_rules(tmp_path, capsys):
+    table = _accuracy_table(tmp_path / "t.csv")
+    assert _main(["fit", str(table), "--law", "sigmoid", "--y", "accuracy", "--chance", "0.25", "--bootstrap", "50",
+                  "--predict", "flops=1e24;flops=1e27", "--out", str(tmp_path / "o")]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("predict")]
+    assert "warning: extrapolates 3.0 decades outside the fitted data" in lines[0]
+    assert "NOT FORECASTABLE: 6.0 decades outside the fitted data, beyond the 4" in lines[1]
+
+
+@pytest.mark.parametrize("law, predict, ignored, takes", [
+    # a sigmoid of a task loss takes no compute: the flops given were dropped, and no distance was checked
+    (["--law", "sigmoid", "--x", "task_bpb", "--y", "accuracy"], "task_bpb=0.5,flops=1e30", "flops", "task_bpb"),
+    (["--law", "gpt4-loss", "--y", "task_bpb"], "flops=1e22,params=1e9", "params", "flops"),
+])
+def test_a_prediction_input_the_law_does_not_take_is_refused(tmp_path, capsys, law, predict, ignored, takes):
+    table = _accuracy_table(tmp_path / "t.csv")
+    code = _main(["fit", str(table), *law, "--bootstrap", "50", "--predict", predict, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("augury fit: error: --predict:"), err
+    assert f"{ignored} is not an input of --law {law[1]} (it takes {takes})" in err[0]
+    assert not (tmp_path / "o").exists()
