@@ -34,6 +34,7 @@ from augury.align.rl_losses import (
     clipped_value_loss,
     gae,
     group_advantages,
+    kl_k1,
     kl_k3,
     masked_mean,
     nanstd,
@@ -233,14 +234,18 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
                     pg_loss, clip_frac = clipped_policy_loss(logp, old_logp, advantages, mask, cfg.cliprange)
                     # TRL's GRPO penalty: per completion, then over the batch (as the policy loss)
                     loss = pg_loss + cfg.kl_coef * masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
-                # what is logged and checked against max_kl: a mean over every completion token, rollouts left out
-                # of the update included (they are the policy's samples too; counted as 0 they diluted it)
+                # what is logged (k3, TRL's GRPO `kl`) and checked against max_kl (k1): means over every completion
+                # token, rollouts left out of the update included (they are the policy's samples too; counted as 0
+                # they diluted it). k3 weighs a token by exp(ref - logp): one rare token the policy has pushed far
+                # below the reference, sampled all the same, passes any bound, so it cannot be what stops a run
                 kl_now = float(masked_mean(kl_k3(logp.detach(), ref_logp), tokens))
+                kl_k1_now = float(masked_mean(kl_k1(logp.detach(), ref_logp), tokens))
                 if not torch.isfinite(loss):
                     raise RLDiverged(f"step {step + 1}: the loss is {float(loss.detach())}; "
                                      f"{checkpoint_note(out)}")
-                if kl_now > cfg.max_kl:
-                    raise RLDiverged(f"step {step + 1}: KL to the reference {kl_now:.3g} > max_kl {cfg.max_kl:g}; "
+                if kl_k1_now > cfg.max_kl:
+                    raise RLDiverged(f"step {step + 1}: KL to the reference {kl_k1_now:.3g} (k1, per token) > "
+                                     f"max_kl {cfg.max_kl:g}; "
                                      f"{checkpoint_note(out)}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -251,7 +256,7 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
             mean_reward = float(rewards.nanmean()) if scored.any() else None
             record = {"step": step, "reward": mean_reward, **{f"reward/{k}": v for k, v in by_source.items()},
                       "unscored": int((~scored).sum()),
-                      "kl": kl_now, "entropy": float(masked_mean(entropy.detach(), mask)),
+                      "kl": kl_now, "kl_k1": kl_k1_now, "entropy": float(masked_mean(entropy.detach(), mask)),
                       "response_length": sum(len(r.completion_ids) for r in rollouts) / len(rollouts),
                       "completions/clipped_ratio": float((~finished).float().mean()),  # TRL's name: cut at the limit
                       "clip_fraction": float(clip_frac),

@@ -59,7 +59,8 @@ class RLConfig:
         kind_column: the prompt row's column naming its kind (harmful, safe: the rubric's kinds).
         max_grader_failures: the share of a step's graded rollouts that may fail (endpoint errors, answers
             outside the rubric) before the run stops; failed rollouts are left out of the update, never scored 0.
-        max_kl: stop when the KL to the reference (k3, a mean over the step's completion tokens) exceeds this.
+        max_kl: stop when the KL to the reference (k1, log π − log π_ref averaged over the step's completion
+            tokens: the logged kl_k1) exceeds this.
         seed: prompt order and generation seeds.
         ckpt_every: checkpoint every this many steps (and at the end).
         resume: continue the run in `out` from its newest checkpoint, with the settings it was made with (only

@@ -517,22 +517,46 @@ def test_the_logged_kl_and_max_kl_are_a_mean_over_tokens_not_diluted_by_rows_lef
 
     real = rl_mod.sequence_logps
 
-    def policy_moved(model, *args, **kwargs):  # the policy's log-probs 0.5 below the reference's on every token
+    def policy_moved(model, *args, **kwargs):  # the policy's log-probs 0.5 above the reference's on every token
         out = real(model, *args, **kwargs)
         if next(model.parameters()).requires_grad:
-            out = (out[0] - 0.5, *out[1:])
+            out = (out[0] + 0.5, *out[1:])
         return out
 
     monkeypatch.setattr(rl_mod, "sequence_logps", policy_moved)
-    k3 = math.exp(0.5) - 0.5 - 1  # exp(ref - logp) - (ref - logp) - 1 with ref - logp = 0.5
+    k3 = math.exp(-0.5) + 0.5 - 1  # exp(ref - logp) - (ref - logp) - 1 with ref - logp = -0.5
     out = train_rl(_cfg(chat_run, prompts_file, tmp_path / "rl", rewards_module, steps=1, algorithm=algorithm,
                         num_generations=2, reward_functions=[f"{rewards_module}:every_other"]), log=lambda *_: None)
     [record] = _metrics(out)
     assert record["unscored"] == 2 and record["kl"] == pytest.approx(k3, rel=1e-4)
+    assert record["kl_k1"] == pytest.approx(0.5, rel=1e-4)
     with pytest.raises(RLDiverged, match="KL to the reference"):
         train_rl(_cfg(chat_run, prompts_file, tmp_path / "stop", rewards_module, steps=1, algorithm=algorithm,
-                      num_generations=2, reward_functions=[f"{rewards_module}:every_other"], max_kl=0.8 * k3),
+                      num_generations=2, reward_functions=[f"{rewards_module}:every_other"], max_kl=0.8 * 0.5),
                  log=lambda *_: None)
+
+
+def test_one_rare_sampled_token_does_not_stop_the_run(chat_run, prompts_file, rewards_module, tmp_path, monkeypatch):
+    """A token the policy has pushed far below the reference (log-probs -10 against -1.7) is still sampled now and
+    then; its k3 term, exp(8.4), made the step's mean KL pass max_kl 10 though every other token matched the
+    reference, and stopped a healthy run. max_kl is checked against the k1 mean, which one token cannot blow up."""
+    import augury.align.rl as rl_mod
+
+    real = rl_mod.sequence_logps
+
+    def one_rare_token(model, *args, **kwargs):
+        out = real(model, *args, **kwargs)
+        if next(model.parameters()).requires_grad:
+            logp = out[0].clone()
+            logp[0, 0] -= 8.4
+            out = (logp, *out[1:])
+        return out
+
+    monkeypatch.setattr(rl_mod, "sequence_logps", one_rare_token)
+    out = train_rl(_cfg(chat_run, prompts_file, tmp_path / "rl", rewards_module, steps=1, max_kl=10.0),
+                   log=lambda *_: None)
+    [record] = _metrics(out)
+    assert record["kl"] > 10 > record["kl_k1"]  # k3 is logged as TRL logs it; the check reads k1
 
 
 def test_a_prompt_file_mixing_text_and_message_prompts_is_scored_row_by_row(chat_run):
