@@ -230,18 +230,26 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
 
     async def checked(job: GenerationJob, ticket: Ticket):
         """One choice's deltas, the output checked as it grows; a flagged delta is replaced by the end."""
-        text, deadline, begun = "", time.perf_counter() + cfg.request_timeout_s, False
+        text, deadline, last = "", time.perf_counter() + cfg.request_timeout_s, None
         window = moderator.policy.stream_window if moderator is not None else 0
         async with contextlib.aclosing(backend.stream(job)) as gen:
             while True:
+                overdue = False
                 try:
-                    delta = await (gen.__anext__() if begun else first_delta(gen, deadline))
+                    if last is None:
+                        delta = await first_delta(gen, deadline)
+                    else:  # the wait for the next token ends at the deadline too (a stuck or very slow step)
+                        delta = await asyncio.wait_for(gen.__anext__(), max(0.0, deadline - time.perf_counter()))
                 except StopAsyncIteration:
                     return
-                begun = True
+                except asyncio.TimeoutError:
+                    # cancelling the wait closed the stream, so the worker drops the job (as for a client that
+                    # leaves); the reply ends with what it has, as one cut at a delta that came late
+                    delta, overdue = Delta(completion_tokens=last.completion_tokens, held=last.held), True
+                last = delta
                 if ticket.ttft_ms is None:
                     ticket.ttft_ms = (time.perf_counter() - ticket.started) * 1000
-                if delta.finish_reason is None and time.perf_counter() > deadline:
+                if delta.finish_reason is None and (overdue or time.perf_counter() > deadline):
                     # the reply ends here, checked whole, with the text held back as a possible start of a stop
                     # string (it is not one: a stop string would have ended the reply)
                     delta = dataclasses.replace(delta, text=delta.text + delta.held, held="", finish_reason="length")

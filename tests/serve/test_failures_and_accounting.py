@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 
 import httpx
@@ -277,3 +278,70 @@ def test_a_reply_held_back_as_a_possible_stop_string_is_cut_at_the_time_limit_wi
     sent = "".join(e["choices"][0]["text"] for e in events)
     assert sent and whole.startswith(sent)
     assert [r[0] for r in _rows(cfg.log)] == [200, 200]
+
+
+class Stuck:
+    """The run's model, whose forward passes after the first `free` hang (a stuck worker, a step that takes minutes)
+    until `release` is set, or 10 s; `waited_out` when one hung that long."""
+
+    def __init__(self, model, free: int):
+        self._model, self.free = model, free
+        self.hang()
+
+    def hang(self) -> None:
+        """Hang again after `free` passes from now."""
+        self.passes, self.release, self.waited_out = 0, threading.Event(), False
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def __call__(self, ids, **kw):
+        self.passes += 1
+        release = self.release
+        if self.passes > self.free and not release.is_set():
+            self.waited_out = not release.wait(10)
+        return self._model(ids, **kw)
+
+
+def test_a_reply_whose_generation_hangs_is_cut_at_the_time_limit(tiny_run, tmp_path, monkeypatch):
+    # the next token was waited for without a limit and the time limit checked only when it came: a step that hangs
+    # held the reply (and its slot) past --request_timeout_s. The wait ends at the limit: the reply is cut there
+    # with the text it has (also what was held back as the start of a stop string), and its job is dropped
+    import augury.model.run
+    from augury.serve.backends import LocalBackend
+
+    plain, _ = _client(tiny_run, tmp_path / "plain")
+    greedy = {"prompt": "a", "max_tokens": 100, "temperature": 0}
+    whole = plain.post("/v1/completions", json=greedy).json()["choices"][0]["text"]
+    assert whole
+    load_run, made = augury.model.run.load_run, []
+    monkeypatch.setattr(augury.model.run, "load_run", lambda *a, **kw: (
+        lambda m, t, c: (made.append(Stuck(m, free=3)) or made[-1], t, c))(*load_run(*a, **kw)))
+    client, cfg = _client(tiny_run, tmp_path, backend=LocalBackend.load(str(tiny_run), max_batch=1),
+                          request_timeout_s=1.0)
+    stuck = made[0]
+    try:
+        out = client.post("/v1/completions", json=greedy).json()
+        assert not stuck.waited_out  # answered at the limit, while the step still hangs
+        choice, tokens = out["choices"][0], out["usage"]["completion_tokens"]
+        assert choice["finish_reason"] == "length" and 1 <= tokens < 100
+        assert choice["text"] and whole.startswith(choice["text"])
+        stuck.release.set()
+        stuck.hang()
+        body = {**greedy, "stop": whole + "\u2603", "stream": True}  # all of its text is held back
+        streamed = client.post("/v1/completions", json=body).text
+        assert not stuck.waited_out
+        events = [json.loads(e[6:]) for e in streamed.split("\n\n") if e.startswith("data: {")]
+        assert events[-1]["choices"][0]["finish_reason"] == "length" and streamed.endswith("data: [DONE]\n\n")
+        sent = "".join(e["choices"][0]["text"] for e in events)
+        assert sent and whole.startswith(sent)
+    finally:
+        stuck.release.set()
+    # the job was dropped, so its slot is free: with one row batched, a job still running would make its ~100
+    # tokens before the next request's
+    stuck.free = 10**6
+    before = stuck.passes
+    assert client.post("/v1/completions", json={**greedy, "max_tokens": 2}).status_code == 200
+    assert stuck.passes - before < 10
+    rows = _rows(cfg.log)
+    assert rows[0] == (200, tokens, 0, None) and rows[1][0] == 200 and rows[1][1] >= 1 and rows[1][3] is None
