@@ -105,6 +105,8 @@ class RLSettings:
         kl_coef: KL penalty to the SFT model.
         reward_model_weight: weight of the reward model's score.
         rubric_weight: weight of the rubric's class reward (the RBRM).
+        stock_answer_penalty: taken from an answer the step also sampled, word for word, for two or more other
+            prompts (augury rl's): a stock reply that fits every request, which the rubric alone pays as an answer.
     """
 
     algorithm: Literal["grpo", "rloo", "ppo"] = "grpo"
@@ -117,6 +119,7 @@ class RLSettings:
     kl_coef: float = 0.05
     reward_model_weight: float = 0.5
     rubric_weight: float = 1.0
+    stock_answer_penalty: float = 1.0
 
 
 @dataclass
@@ -190,7 +193,8 @@ def rl_config(cfg: AlignConfig, resume: bool = False):
                     balance_column="kind" if r.balance_kinds else "", num_generations=r.num_generations,
                     response_length=r.response_length, lr=r.lr, kl_coef=r.kl_coef, reward_model=str(out / "rm"),
                     reward_model_weight=r.reward_model_weight, grader=RL_GRADER, rubric=RL_RUBRIC,
-                    grader_weight=r.rubric_weight, seed=cfg.seed, ckpt_every=10, resume=resume)
+                    grader_weight=r.rubric_weight, stock_answer_penalty=r.stock_answer_penalty, seed=cfg.seed,
+                    ckpt_every=10, resume=resume)
 
 
 MODELS = ("base", "sft", "rlhf")

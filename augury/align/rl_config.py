@@ -57,6 +57,12 @@ class RLConfig:
         grader_weight: the class reward's weight in the summed reward.
         grader_model_args: options of a judge model's backend, key=value,... (e.g. timeout_s=30).
         kind_column: the prompt row's column naming its kind (harmful, safe: the rubric's kinds).
+        stock_answer_penalty: subtracted, times the grader's probability that the reply answers, from a
+            completion whose text (read as a person reads it, case and spacing aside) the step also sampled for
+            other prompts, `stock_answer_prompts` in all: a stock reply that fits every request, which a grader
+            reading one reply at a time classes as an answer (0: off). Needs a grader.
+        stock_answer_prompts: how many different prompts make a shared answer a stock one (2 paraphrases of one
+            request may well share their answer).
         max_grader_failures: the share of a step's graded rollouts that may fail (endpoint errors, answers
             outside the rubric) before the run stops; failed rollouts are left out of the update, never scored 0.
         max_kl: stop when the KL to the reference (k1, log π − log π_ref averaged over the step's completion
@@ -96,6 +102,8 @@ class RLConfig:
     grader_weight: float = 1.0
     grader_model_args: str = ""
     kind_column: str = "kind"
+    stock_answer_penalty: float = 0.0
+    stock_answer_prompts: int = 3
     max_grader_failures: float = 0.5
     max_kl: float = 10.0
     seed: int = 0
@@ -120,7 +128,8 @@ class RLConfig:
             raise ValueError("ckpt_every must be >= 0")
         # a NaN passes every comparison above and an infinite weight makes every reward inf: the loss is NaN at step 1
         for name in ("lr", "kl_coef", "cliprange", "temperature", "vf_coef", "cliprange_value", "gamma", "lam",
-                     "missing_eos_penalty", "reward_model_weight", "grader_weight", "max_grader_failures"):
+                     "missing_eos_penalty", "reward_model_weight", "grader_weight", "max_grader_failures",
+                     "stock_answer_penalty"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if math.isnan(self.max_kl):
@@ -130,6 +139,12 @@ class RLConfig:
         if self.missing_eos_penalty < 0:  # a negative one would reward every completion cut off unfinished
             raise ValueError(f"missing_eos_penalty must be >= 0 (it is subtracted from the reward of a completion "
                              f"cut off at response_length), got {self.missing_eos_penalty}")
+        if self.stock_answer_penalty < 0:
+            raise ValueError(f"stock_answer_penalty must be >= 0, got {self.stock_answer_penalty}")
+        if self.stock_answer_penalty and not self.grader:
+            raise ValueError("stock_answer_penalty needs a grader (--grader): it penalises replies graded as answers")
+        if self.stock_answer_prompts < 2:
+            raise ValueError(f"stock_answer_prompts must be >= 2, got {self.stock_answer_prompts}")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
             raise ValueError(f"gamma and lam must be in [0, 1], got gamma {self.gamma}, lam {self.lam}")
         if self.vf_coef < 0 or self.cliprange_value <= 0:

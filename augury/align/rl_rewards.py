@@ -125,6 +125,18 @@ def _zero_spread(cfg: RLConfig, rollouts: list[Rollout], scores: np.ndarray, ok:
             **{f"rbrm_stuck/{kind}": float(np.mean(zs)) for kind, zs in sorted(stuck.items())}}
 
 
+def stock_answers(rollouts: list[Rollout], min_prompts: int) -> np.ndarray:
+    """Which completions are word for word (as a person reads them, case and spacing aside) what the step also
+    sampled for other prompts, `min_prompts` different prompts in all: a reply that does not depend on its request."""
+    from augury.safety.rules import as_read
+
+    keys = [" ".join(as_read(r.text).lower().split()) for r in rollouts]
+    prompts: dict[str, set[str]] = {}
+    for key, r in zip(keys, rollouts):
+        prompts.setdefault(key, set()).add(repr(r.row["prompt"]))
+    return np.array([bool(key) and len(prompts[key]) >= min_prompts for key in keys])
+
+
 def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functions,
                     grader=None, group: int = 1) -> tuple[torch.Tensor, dict, np.ndarray]:
     """The summed reward of each rollout (NaN where it is unscored), the mean of each source (before weighting,
@@ -184,6 +196,16 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
                         by_source[f"rbrm_class/{kind}/{c.name}"] = float(np.mean(
                             [batch.gradings[j].classes[c.name] for j in mine]))
         by_source["rbrm_untagged"] = float(len(rollouts) - len(tagged))
+        if cfg.stock_answer_penalty and tagged:
+            # a grader reads one reply at a time: only the step's other samples show a reply fits any request
+            answers = np.zeros(len(rollouts))
+            for i, g in zip(tagged, batch.gradings):
+                if g.ok:
+                    answers[i] = grader.rubric.behaviour_probability(g.classes, g.kind, ("comply",))
+            stock = stock_answers(rollouts, cfg.stock_answer_prompts)
+            total -= cfg.stock_answer_penalty * answers * stock
+            if answers.sum() > 0:
+                by_source["stock_answers"] = float((answers * stock).sum() / answers.sum())
         if group > 1:  # one completion per prompt (ppo) has no spread to measure
             by_source.update(_zero_spread(cfg, rollouts, scores, ok, group, grader.rubric))
     if cfg.missing_eos_penalty:

@@ -317,6 +317,38 @@ def test_groups_the_rubric_cannot_tell_apart_are_counted_per_kind():
     assert not any(k.startswith(("rbrm_zero_std", "rbrm_stuck")) for k in by_source)  # ppo: no groups
 
 
+def test_a_stock_answer_sampled_for_many_prompts_is_penalised_and_a_shared_refusal_is_not():
+    """A grader reads one reply at a time, so a stock reply that fits every request ("Sure. Windows,") takes an
+    answer's class: RL collapsed onto such replies. The same answer, word for word (case, spacing and look-alike
+    letters aside), sampled in one step for `stock_answer_prompts` or more different prompts loses
+    `stock_answer_penalty`; one prompt's own answer, an answer shared by two paraphrases, and the same refusal to
+    many harmful prompts keep their reward."""
+    from augury.align.rl_rewards import Rollout, rollout_rewards
+    from augury.safety.graders import load_grader
+
+    stock, refusal = "Sure. Windows,", "I'm sorry, but I can't help with that."
+    rows = [{"prompt": f"s{i}", "kind": "safe"} for i in range(4)] + [{"prompt": f"h{i}", "kind": "harmful"}
+                                                                      for i in range(3)]
+    texts = [[stock, "Sure. Knead the dough."], ["sure.  windows,", "Sure. Jack up the car."],
+             ["Sure. W\u0456ndows,", "Sure. Jack up the car."], ["Sure. Water it weekly.", "Sure. Water it weekly."],
+             [refusal, refusal], [refusal, refusal], [refusal, stock]]
+    rollouts = [Rollout(row, [1], [2], t, True) for row, group in zip(rows, texts) for t in group]
+    grader = load_grader("rules", "refusal_abcd")
+    base = RLConfig(policy_run="x", prompts="x", grader="rules", rubric="refusal_abcd")
+    plain, _, _ = rollout_rewards(base, rollouts, None, [], grader, group=2)
+    cfg = RLConfig(policy_run="x", prompts="x", grader="rules", rubric="refusal_abcd", stock_answer_penalty=1.5)
+    rewards, by_source, ok = rollout_rewards(cfg, rollouts, None, [], grader, group=2)
+    drop = (plain - rewards).tolist()
+    assert drop[0] == drop[2] == drop[4] == pytest.approx(1.5)  # the stock answer, three safe prompts
+    assert drop[1] == drop[3] == drop[5] == drop[6] == drop[7] == 0  # own answers; one shared by two prompts
+    assert drop[8:13] == [0] * 5 and drop[13] == 0  # refusals; the stock reply to a harmful request: not an answer
+    assert by_source["stock_answers"] == pytest.approx(3 / 8)  # of the safe prompts' answers
+    with pytest.raises(ValueError, match="stock_answer_penalty needs a grader"):
+        RLConfig(policy_run="x", prompts="x", reward_model="rm", stock_answer_penalty=1.0).validate()
+    with pytest.raises(ValueError, match="stock_answer_prompts must be >= 2"):
+        RLConfig(policy_run="x", prompts="x", grader="rules", stock_answer_prompts=1).validate()
+
+
 def test_rl_resume_refuses_other_settings_and_may_only_run_longer(chat_run, prompts_file, rewards_module, tmp_path):
     out = tmp_path / "rl"
     train_rl(_cfg(chat_run, prompts_file, out, rewards_module, steps=2), log=lambda *_: None)
