@@ -271,18 +271,21 @@ def hh_rlhf_rows(path: str | Path) -> tuple[list[dict], LoadReport]:
 
 
 def split_held_out(rows: list, held_out: float, key=None, at_least_one: bool = False) -> tuple[list, list]:
-    """Deterministic split by conversation: a row is held out when the hash of its first turn (of a `text` row:
-    its text) falls below `held_out` (the same conversation lands on the same side on every machine and every
-    run). With
-    `at_least_one`, a `held_out` > 0 that the hashes leave empty still holds out the lowest-hashed conversation
-    (a small file otherwise trains without any validation)."""
+    """Deterministic split by conversation: a row is held out when the hash of its first turn that is not a system
+    message (of a `text` row: its text) falls below `held_out` (the same conversation lands on the same side on
+    every machine and every run). With `at_least_one`, a `held_out` > 0 that the hashes leave empty still holds out
+    the lowest-hashed conversation (a small file otherwise trains without any validation)."""
     def first_turn(row):
         if not isinstance(row, dict):
             return repr(row)
         if "messages" not in row and "prompt" not in row and "text" in row:  # a document: itself
             return json.dumps(row["text"])
         msgs = row.get("messages") or row.get("prompt")
-        return json.dumps(msgs[0] if isinstance(msgs, list) and msgs else msgs, sort_keys=True)
+        if isinstance(msgs, list) and msgs:
+            # a system message is usually shared by every row: keyed on it, all would land on one side
+            turns = [m for m in msgs if not (isinstance(m, dict) and m.get("role") == "system")]
+            msgs = (turns or msgs)[0]
+        return json.dumps(msgs, sort_keys=True)
 
     key = key or first_turn
     hashes = [int.from_bytes(hashlib.sha256(key(row).encode()).digest()[:8], "big") / 2**64 for row in rows]

@@ -407,3 +407,21 @@ def test_text_rows_are_split_one_by_one_not_all_on_one_side():
     train, held = split_held_out(conversations + rows, 0.3)  # conversations land where they did before
     assert ([r for r in train if "messages" in r], [r for r in held if "messages" in r]) == \
         split_held_out(conversations, 0.3)
+
+
+def test_conversations_sharing_a_system_message_are_split_by_their_first_user_turn():
+    """Most chat data opens every conversation with the same system message: keyed on it, every row landed on one
+    side (no validation at all, or nothing left to train on); the key is the first turn that is not a system one."""
+    from augury.align.data import split_held_out
+
+    system = {"role": "system", "content": "You are a helpful assistant."}
+    rows = [{"messages": [system, {"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]}
+            for i in range(200)]
+    rows += [{"prompt": [system, {"role": "user", "content": f"p{i}"}], "completion": [{"role": "assistant",
+                                                                                      "content": "a"}]}
+             for i in range(200)]
+    train, held = split_held_out(rows, 0.3)
+    assert abs(len(held) / len(rows) - 0.3) < 0.1
+    without = [{"messages": r["messages"][1:]} for r in rows[:200]]  # the split of each question is unchanged
+    assert [r["messages"][1:] for r in held if "messages" in r] == [r["messages"] for r in
+                                                                    split_held_out(without, 0.3)[1]]
