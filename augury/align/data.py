@@ -142,16 +142,26 @@ def tokenize_rows(rows: list, make, where: str, require_rows: bool = False) -> t
     return out, report
 
 
+def refuse_empty_replies(messages: list) -> None:
+    """ValueError when an assistant turn is blank: trained on, it teaches the model to end its reply at once (the
+    chat counterpart of an empty completion)."""
+    for i, m in enumerate(messages):
+        if m["role"] == "assistant" and not m["content"].strip():
+            raise ValueError(f"empty assistant turn (message {i})")
+
+
 def sft_example(tok, row: dict, max_len: int) -> SFTExample:
     """One row as ids and loss mask; ValueError with the reason when the row cannot be used."""
     if "messages" in row:
         validate_messages(row["messages"], need_assistant=True)
+        refuse_empty_replies(row["messages"])
         enc = render_chat(tok, row["messages"])
         ids, mask = enc.ids, enc.assistant_mask
     elif "prompt" in row and "completion" in row:
         prompt, completion = row["prompt"], row["completion"]
         if isinstance(prompt, list) and isinstance(completion, list):
             validate_messages(completion, need_assistant=True)
+            refuse_empty_replies(completion)
             enc, start = render_chat(tok, prompt + completion), len(render_chat(tok, prompt).ids)
             ids, mask = enc.ids, [m and i >= start for i, m in enumerate(enc.assistant_mask)]
         elif isinstance(prompt, str) and isinstance(completion, str):
@@ -196,6 +206,8 @@ def scored_sequence(tok, prompt, reply, max_len: int, strict: bool = True) -> li
         ids = [eot, *p, *r, eot]
     elif isinstance(prompt, list) and isinstance(reply, list):
         validate_messages(prompt + reply, need_assistant=True)
+        if strict:
+            refuse_empty_replies(reply)
         ids = render_chat(tok, prompt + reply).ids
     else:
         raise ValueError("prompt and replies must all be strings or all message lists")

@@ -425,3 +425,25 @@ def test_conversations_sharing_a_system_message_are_split_by_their_first_user_tu
     without = [{"messages": r["messages"][1:]} for r in rows[:200]]  # the split of each question is unchanged
     assert [r["messages"][1:] for r in held if "messages" in r] == [r["messages"] for r in
                                                                     split_held_out(without, 0.3)[1]]
+
+
+def test_an_empty_assistant_turn_is_refused_in_every_shape_as_an_empty_completion_is(chat_run):
+    """An empty (or blank) assistant turn taught the model to end its reply at once, and made a preference pair
+    over an empty reply; a plain-string completion that is empty was already refused. A reward model still scores
+    an empty policy reply (RL must score whatever was sampled)."""
+    from augury.align.data import preference_pair, sft_example
+    from augury.data.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(chat_run / "tokenizer.json")
+    user, good = {"role": "user", "content": "What is two plus two?"}, {"role": "assistant", "content": "Four."}
+    blank = {"role": "assistant", "content": " \n"}
+    for row in ({"messages": [user, blank]}, {"messages": [user, blank, user, good]},
+                {"prompt": [user], "completion": [blank]}):
+        with pytest.raises(ValueError, match="empty assistant turn"):
+            sft_example(tok, row, 128)
+    with pytest.raises(ValueError, match="empty assistant turn"):
+        preference_pair(tok, {"prompt": [user], "chosen": [good], "rejected": [blank]}, 128)
+    from augury.model.run import load_run
+
+    backbone, tok2, _ = load_run(chat_run)
+    assert len(RewardModel(backbone, tok2).score([[user]], [[blank]])) == 1
