@@ -8,7 +8,8 @@ Shapes (TRL's): conversational `messages` (the loss covers the assistant turns),
 strings (the loss covers the completion) or as message lists (rendered in the chat format), language-modelling
 `text` (the loss covers all of it: plain text kept in an SFT mix), and preferences
 `prompt`/`chosen`/`rejected` (plain strings, or message lists whose last turn is the assistant's; an optional
-`margin` column as in TRL). A row that
+`margin` column as in TRL; without `prompt`, chosen and rejected hold the whole conversation and the prompt is
+their common beginning, as TRL extracts it). A row that
 cannot be used is skipped and counted by reason in the `LoadReport` (with the line numbers of the first few); when
 more than half of a file's rows fail, loading stops with one error naming the reasons, so most of the data is never
 dropped silently.
@@ -218,12 +219,37 @@ def scored_sequence(tok, prompt, reply, max_len: int, strict: bool = True) -> li
     return ids
 
 
+def with_prompt(row):
+    """A preference row with its prompt explicit, as TRL's `maybe_extract_prompt` makes it: a row without a
+    `prompt` (or with a string prompt beside conversational replies) holds the whole conversation in `chosen` and
+    `rejected`, and the prompt is their common beginning. Any other row is returned as it is."""
+    if not isinstance(row, dict) or "chosen" not in row or "rejected" not in row:
+        return row
+    chosen, rejected = row["chosen"], row["rejected"]
+    if "prompt" in row and isinstance(row["prompt"], list) == isinstance(chosen, list):
+        return row
+    if not (isinstance(chosen, str) and isinstance(rejected, str) or
+            isinstance(chosen, list) and isinstance(rejected, list)):
+        return row  # refused by preference_pair
+    idx = 0
+    while idx < min(len(chosen), len(rejected)) and chosen[idx] == rejected[idx]:
+        idx += 1
+    if isinstance(chosen, str) and idx > 0 and chosen[idx - 1] == " ":  # as TRL: the reply keeps its leading space
+        idx -= 1
+    out = Row({**row, "prompt": chosen[:idx], "chosen": chosen[idx:], "rejected": rejected[idx:]})
+    out.line = getattr(row, "line", 0)
+    return out
+
+
 def preference_pair(tok, row: dict, max_len: int) -> PreferencePair:
-    missing = [k for k in ("prompt", "chosen", "rejected") if k not in row]
+    missing = [k for k in ("chosen", "rejected") if k not in row]
     if missing:
         raise ValueError(f"missing {missing}")
     if row["chosen"] == row["rejected"]:
         raise ValueError("chosen and rejected are identical")
+    row = with_prompt(row)
+    if isinstance(row["prompt"], list) and not row["prompt"]:
+        raise ValueError("chosen and rejected share no prompt")
     margin = row.get("margin", 0.0)
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin):
         raise ValueError(f"margin must be a finite number, got {margin!r:.50}")

@@ -35,6 +35,7 @@ from augury.align.data import (
     scored_sequence,
     split_held_out,
     tokenize_rows,
+    with_prompt,
 )
 from augury.align.losses import bradley_terry_loss
 from augury.align.runs import RunStopped, refuse_reward_model, start_output, write_manifest
@@ -167,6 +168,7 @@ def train_rm(cfg: RMConfig, log=print) -> Path:
             log(hh_report.summary())
     else:
         rows = read_jsonl(cfg.data)
+    rows = [with_prompt(r) for r in rows]  # implicit-prompt rows: split by the prompt they share
     train_rows, held_rows = split_held_out(rows, cfg.held_out, key=lambda r: str(r.get("prompt") if r else r)[:2000])
     def pair(row):
         return preference_pair(tok, row, mcfg.max_seq_len)

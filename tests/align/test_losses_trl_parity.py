@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -88,3 +90,36 @@ def test_bradley_terry_with_a_margin_column_equals_trl_reward_trainer(chat_run):
     for bad in ("big", float("nan"), None):
         with pytest.raises(ValueError, match="margin must be a finite number"):
             preference_pair(tok, {**row, "margin": bad}, 64)
+
+
+def test_implicit_prompt_preference_rows_are_split_as_trl_extracts_the_prompt(chat_run, tmp_path):
+    """TRL's preference shape without a `prompt` column: chosen and rejected each hold the whole conversation (or
+    text), and the prompt is their common beginning (`trl.data_utils.maybe_extract_prompt`). Such a row scores
+    exactly the sequences of its explicit-prompt form, and a file of them trains a reward model."""
+    from trl.data_utils import maybe_extract_prompt
+
+    from augury.align.data import preference_pair
+    from augury.align.rm import RMConfig, train_rm
+    from augury.data.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(chat_run / "tokenizer.json")
+    user = {"role": "user", "content": "What is two plus two?"}
+    rows = [{"chosen": [user, {"role": "assistant", "content": "Four."}],
+             "rejected": [user, {"role": "assistant", "content": "Sorry, I can't help."}]},
+            {"prompt": "What is two plus two?", "chosen": [user, {"role": "assistant", "content": "Four."}],
+             "rejected": [user, {"role": "assistant", "content": "Five."}]},
+            {"chosen": "Q: What is two plus two? A: Four.", "rejected": "Q: What is two plus two? A: Five."}]
+    for row in rows:
+        explicit = maybe_extract_prompt(dict(row))
+        assert preference_pair(tok, row, 128) == preference_pair(tok, explicit, 128)
+    data = tmp_path / "implicit.jsonl"
+    data.write_text("".join(json.dumps({"chosen": [{"role": "user", "content": f"{q} ({i})"},
+                                                   {"role": "assistant", "content": a}],
+                                        "rejected": [{"role": "user", "content": f"{q} ({i})"},
+                                                     {"role": "assistant", "content": "Sorry, I can't help."}]}) + "\n"
+                        for i in range(10) for q, a in [("What is two plus two?", "Four."), ("Capital?", "Rome.")]))
+    logs = []
+    train_rm(RMConfig(base_run=str(chat_run), data=str(data), out=str(tmp_path / "rm"), steps=1, batch_size=2,
+                      held_out=0.3, dtype="float32"), log=logs.append)
+    used = [re.search(r"(\d+) of (\d+) rows used", line).groups() for line in logs if "rows used" in line]
+    assert len(used) == 2 and all(u == n != "0" for u, n in used)  # training and held out: every row, both sides
