@@ -143,6 +143,13 @@ def tokenize_rows(rows: list, make, where: str, require_rows: bool = False) -> t
     return out, report
 
 
+def without_eos(text: str) -> str:
+    """`text` less one closing "<|endoftext|>": augury adds that token by id, and TRL adds its EOS only to a
+    string that does not already end with it, so data made for it may carry the spelling (encoded as text, it
+    would teach the model to write it before stopping)."""
+    return text.removesuffix("<|endoftext|>")
+
+
 def refuse_empty_replies(messages: list) -> None:
     """ValueError when an assistant turn is blank: trained on, it teaches the model to end its reply at once (the
     chat counterpart of an empty completion)."""
@@ -166,6 +173,7 @@ def sft_example(tok, row: dict, max_len: int) -> SFTExample:
             enc, start = render_chat(tok, prompt + completion), len(render_chat(tok, prompt).ids)
             ids, mask = enc.ids, [m and i >= start for i, m in enumerate(enc.assistant_mask)]
         elif isinstance(prompt, str) and isinstance(completion, str):
+            completion = without_eos(completion)
             if not completion.strip():
                 raise ValueError("empty completion")
             p_ids, c_ids = encode_documents(tok, [prompt, completion])
@@ -175,10 +183,10 @@ def sft_example(tok, row: dict, max_len: int) -> SFTExample:
         else:
             raise ValueError("prompt and completion must both be strings or both message lists")
     elif "text" in row:
-        if not isinstance(row["text"], str) or not row["text"].strip():
+        if not isinstance(row["text"], str) or not without_eos(row["text"]).strip():
             raise ValueError("text must be a non-empty string")
         eot = tok.token_to_id("<|endoftext|>")
-        ids = [eot, *encode_documents(tok, [row["text"]])[0], eot]
+        ids = [eot, *encode_documents(tok, [without_eos(row["text"])])[0], eot]
         mask = [False] + [True] * (len(ids) - 1)
     else:
         raise ValueError("no 'messages', no 'prompt'/'completion' and no 'text'")
@@ -200,6 +208,7 @@ def scored_sequence(tok, prompt, reply, max_len: int, strict: bool = True) -> li
     policy's reply, which must get a score whatever it is) an empty reply is scored as it stands and a long
     sequence keeps its last `max_len` ids, where the reply is and where the reward head reads."""
     if isinstance(prompt, str) and isinstance(reply, str):
+        reply = without_eos(reply)
         if strict and not reply.strip():
             raise ValueError("empty completion")
         eot = tok.token_to_id("<|endoftext|>")

@@ -447,3 +447,22 @@ def test_an_empty_assistant_turn_is_refused_in_every_shape_as_an_empty_completio
 
     backbone, tok2, _ = load_run(chat_run)
     assert len(RewardModel(backbone, tok2).score([[user]], [[blank]])) == 1
+
+
+def test_a_string_that_already_ends_with_the_end_of_text_token_is_not_given_a_second_one(chat_run):
+    """TRL adds the EOS to a plain completion or text only when it does not already end with it, so data made for a
+    GPT-2-style tokenizer often carries a literal "<|endoftext|>": it was encoded as text before augury's own
+    end-of-text, teaching the model to write the token's spelling before it stops."""
+    from augury.align.data import preference_pair, sft_example
+    from augury.data.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(chat_run / "tokenizer.json")
+    assert sft_example(tok, {"prompt": "Q:", "completion": " Four.<|endoftext|>"}, 128) == \
+        sft_example(tok, {"prompt": "Q:", "completion": " Four."}, 128)
+    assert sft_example(tok, {"text": "Four.<|endoftext|>"}, 128) == sft_example(tok, {"text": "Four."}, 128)
+    assert preference_pair(tok, {"prompt": "Q:", "chosen": " Four.<|endoftext|>", "rejected": " Five."}, 128) == \
+        preference_pair(tok, {"prompt": "Q:", "chosen": " Four.", "rejected": " Five."}, 128)
+    with pytest.raises(ValueError, match="empty completion"):
+        sft_example(tok, {"prompt": "Q:", "completion": "<|endoftext|>"}, 128)
+    with pytest.raises(ValueError, match="non-empty string"):
+        sft_example(tok, {"text": "<|endoftext|>"}, 128)
