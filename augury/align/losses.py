@@ -1,7 +1,7 @@
 """Post-training losses, each equal to its reference implementation in TRL / transformers (tests/align).
 
     loss = masked_token_loss(logits, targets, mask, n_tokens)   # SFT: per token over the whole optimizer step
-    loss = bradley_terry_loss(r_chosen, r_rejected, margin)     # reward model (margin: optional)
+    loss = bradley_terry_loss(r_chosen, r_rejected, margin, center_rewards_coefficient)  # reward model
 """
 
 from __future__ import annotations
@@ -22,9 +22,14 @@ def masked_token_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.T
     return (ce * mask.reshape(-1).to(ce.dtype)).sum() / max(int(n_tokens), 1)
 
 
-def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor,
-                       margin: torch.Tensor | None = None) -> torch.Tensor:
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None,
+                       center_rewards_coefficient: float | None = None) -> torch.Tensor:
     """-log sigmoid(r_chosen - r_rejected - margin), averaged over the pairs (TRL's RewardTrainer: `margin` is
-    the data's optional per-pair column, how far chosen should score above rejected)."""
+    the data's optional per-pair column, how far chosen should score above rejected), plus
+    `center_rewards_coefficient` x mean((r_chosen + r_rejected)^2) when it is set (TRL's: it keeps the rewards
+    near zero, whose offset the pairwise loss leaves free)."""
     diff = r_chosen - r_rejected
-    return -F.logsigmoid(diff if margin is None else diff - margin).mean()
+    loss = -F.logsigmoid(diff if margin is None else diff - margin).mean()
+    if center_rewards_coefficient is not None:
+        loss = loss + center_rewards_coefficient * torch.mean((r_chosen + r_rejected) ** 2)
+    return loss

@@ -59,6 +59,8 @@ class RMConfig:
         warmup_steps: linear warm-up steps.
         seed: data order.
         dtype: autocast dtype.
+        center_rewards_coefficient: TRL's: adds it x mean((r_chosen + r_rejected)^2) to the loss, keeping the
+            rewards near zero (0.01 is TRL's suggestion); unset: no such term.
     """
 
     base_run: str = ""
@@ -72,8 +74,12 @@ class RMConfig:
     warmup_steps: int = 10
     seed: int = 0
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    center_rewards_coefficient: float | None = None
 
     def validate(self) -> None:
+        c = self.center_rewards_coefficient
+        if c is not None and not (math.isfinite(c) and c >= 0):
+            raise ValueError(f"center_rewards_coefficient must be a finite number >= 0 (got {c})")
         if not self.base_run or bool(self.data) == bool(self.hh_rlhf):
             raise ValueError("--base_run and exactly one of --data / --hh_rlhf are required")
         refuse_reward_model(self.base_run, "--base_run", "a pretrained or SFT run for the reward model's backbone")
@@ -203,7 +209,8 @@ def train_rm(cfg: RMConfig, log=print) -> Path:
             with autocast():
                 r = rm(ids, lengths)
             margin = torch.tensor([p.margin for p in chunk])
-            loss = bradley_terry_loss(r[:len(chunk)].float(), r[len(chunk):].float(), margin)
+            loss = bradley_terry_loss(r[:len(chunk)].float(), r[len(chunk):].float(), margin,
+                                      cfg.center_rewards_coefficient)
             if not torch.isfinite(loss):
                 raise RMDiverged(f"step {step}: the loss is {float(loss.detach())}; nothing was written to {out}")
             optimizer.zero_grad(set_to_none=True)

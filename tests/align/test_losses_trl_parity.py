@@ -123,3 +123,30 @@ def test_implicit_prompt_preference_rows_are_split_as_trl_extracts_the_prompt(ch
                       held_out=0.3, dtype="float32"), log=logs.append)
     used = [re.search(r"(\d+) of (\d+) rows used", line).groups() for line in logs if "rows used" in line]
     assert len(used) == 2 and all(u == n != "0" for u, n in used)  # training and held out: every row, both sides
+
+
+def test_reward_centering_equals_trl_reward_trainer():
+    """TRL's `center_rewards_coefficient` adds c * mean((r_chosen + r_rejected)^2), keeping rewards near zero
+    (the Bradley-Terry loss alone leaves their offset free); a TRL reward config sets it, and so may augury rm's."""
+    from trl.trainer.reward_trainer import RewardTrainer
+
+    from augury.align.rm import RMConfig
+
+    torch.manual_seed(3)
+    rewards, margin = torch.randn(16, 1) + 3.0, torch.rand(8)
+
+    class Model:
+        def __call__(self, **inputs):
+            return SimpleNamespace(logits=rewards)
+
+    identity = SimpleNamespace(gather=lambda x: x, gather_for_metrics=lambda x: x)
+    fake = SimpleNamespace(model=SimpleNamespace(training=False), args=SimpleNamespace(center_rewards_coefficient=0.01),
+                           _metrics={"eval": __import__("collections").defaultdict(list)}, _total_train_tokens=0,
+                           accelerator=identity)
+    theirs = RewardTrainer.compute_loss(fake, Model(), {"attention_mask": torch.ones(16, 3), "margin": margin})
+    chosen, rejected = rewards.squeeze(-1).chunk(2)
+    ours = bradley_terry_loss(chosen, rejected, margin, center_rewards_coefficient=0.01)
+    assert float(ours) == pytest.approx(float(theirs), abs=1e-6)
+    assert RMConfig().center_rewards_coefficient is None
+    with pytest.raises(ValueError, match="center_rewards_coefficient"):
+        RMConfig(base_run="x", data="y", center_rewards_coefficient=-1.0).validate()
