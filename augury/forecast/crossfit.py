@@ -158,21 +158,22 @@ def capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, ta
 
 def capability_status(folds: list[CapabilityFold], level: float) -> tuple[str, str]:
     """("not-forecastable", reason) when no difficulty bucket improves measurably with compute in any fold (every
-    bucket's exponent k has a `level` interval that includes 0): capability that has not emerged on the rungs
-    cannot be extrapolated. Otherwise ("ok", "") - single flat buckets stay flags."""
+    bucket's exponent k has a `level` interval that does not lie above 0: it includes 0, or pass rates fall with
+    compute): capability that has not emerged on the rungs cannot be extrapolated. Otherwise ("ok", "") - single
+    flat buckets stay flags."""
     flat = [f"k:{b.bucket}" in f.flag_kinds for f in folds for b in f.buckets]
     if flat and all(flat):
         return ("not-forecastable", f"no difficulty bucket's pass rate improves measurably across the rungs (every "
-                                    f"exponent k's {level:.0%} interval includes 0, in every fold)")
+                                    f"exponent k's {level:.0%} interval reaches 0 or below, in every fold)")
     return "ok", ""
 
 
 def cross_fit_flags(folds: list[CapabilityFold], fit_cfg) -> list[str]:
     """The checks of a forecast that is the mean of its folds. A fit that failed or data at the sampling floor
     in any fold flags it. The two statistical checks are judged the way the forecast is made: a bucket's exponent
-    k only when its interval includes 0 in every fold (one fold's 90% interval does so by chance often enough that
-    six such tests per forecast would flag most good ones), and the leave-largest-out backtest on the mean of the
-    folds' backtests."""
+    k only when its interval does not lie above 0 in every fold (one fold's 90% interval does so by chance often
+    enough that six such tests per forecast would flag most good ones), and the leave-largest-out backtest on the
+    mean of the folds' backtests."""
     flags = []
     k_flags: dict[str, list[str]] = {}
     for f in folds:

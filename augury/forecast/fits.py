@@ -261,10 +261,12 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
                                     f"easier)"))
         k_lo, k_hi = fit.param_intervals().get("k", [None, None])
         k_intervals.append([k_lo, k_hi])
-        if k_lo is not None and k_lo <= 0 <= k_hi:
+        # k must be measurably above 0: an interval below 0 (pass rates falling with compute) is no more an
+        # improvement than one that includes 0
+        if k_lo is not None and k_lo <= 0:
             checks.append((f"k:{b['bucket']}", f"bucket {b['bucket']}: the exponent k's {fit_cfg.level:.0%} interval "
-                                              f"[{k_lo:.3g}, {k_hi:.3g}] includes 0: no measurable improvement with "
-                                              f"compute on the ladder"))
+                                              f"[{k_lo:.3g}, {k_hi:.3g}] does not lie above 0: no measurable "
+                                              f"improvement with compute on the ladder"))
         if "warning" in p:
             checks.append(("fit", f"bucket {b['bucket']}: {p['warning']}"))
     if res.status != "converged":

@@ -95,8 +95,8 @@ def capability_failures(cap: CapabilityForecast, fit_cfg) -> list[str]:
         return []
     out = []
     flat = set.intersection(*({b.bucket for b in f.buckets if b.k_interval and b.k_interval[0] is not None
-                               and b.k_interval[0] <= 0 <= b.k_interval[1]} for f in folds))
-    out += [f"bucket {b}: the exponent k's interval includes 0 in every fold" for b in sorted(flat)]
+                               and b.k_interval[0] <= 0} for f in folds))
+    out += [f"bucket {b}: the exponent k's interval does not lie above 0 in every fold" for b in sorted(flat)]
     tests = [f.backtest_largest_rung for f in folds]
     if any(t and "error" in t for t in tests):
         out.append("a capability leave-largest-out backtest could not be fitted")

@@ -211,6 +211,35 @@ def test_a_capability_that_does_not_improve_on_the_rungs_is_not_forecast(tmp_pat
     assert "**not forecastable**" in text and "No capability forecast was registered" in text
 
 
+def test_a_capability_that_gets_worse_on_the_rungs_is_not_forecast(tmp_path, make_smoke_config, data_cache):
+    from augury.forecast.recheck import capability_failures
+
+    # pass rates that fall with compute: every bucket's k is measurably below 0, so none improves measurably
+    cfg = make_smoke_config(tmp_path / "f", data_cache, ladder={"seeds": 2},
+                            capability={"samples": SAMPLES, "problems": N_PROBLEMS, "buckets": 3})
+    out = tmp_path / "f"
+    runs = plan_runs(cfg, 512)
+    rungs, target = runs[:-1], runs[-1]
+    xs = {p.name: fit_compute(p, cfg.fit.compute) for p in runs}
+    c0 = xs[rungs[0].name]
+    rng = np.random.default_rng(2)
+    difficulty = rng.uniform(0.3, 1.5, N_PROBLEMS)
+    atomic_write_json(out / "capability" / "problems.json", [{"id": f"p{j}"} for j in range(N_PROBLEMS)])
+    for plan, rung, _ in rung_replicas(cfg, rungs):
+        p = np.exp(-difficulty * (xs[rung] / c0) ** 0.3)
+        atomic_write_json(out / "capability" / f"{plan.name}.json", {"run": plan.name, "records": [
+            {"run": plan.name, "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p[j]))}
+            for j in range(N_PROBLEMS)]})
+    cap = crossfit.capability_forecast(cfg, out, None, rungs, xs, xs[target.name])
+    assert all(b.k_interval[1] < 0 for f in cap.folds for b in f.buckets)  # measurably worse in every bucket
+    assert cap.status == "not-forecastable" and "improves measurably" in cap.reason
+    assert cap.predicted is None and cap.interval is None and not cap.reliable
+    # a registered section that says "ok" for such buckets reads back as failing the check
+    ok = dataclasses.replace(cap, status="ok", predicted=cap.unsupported_predicted, interval=[0.1, 0.2], flags=[],
+                             reliable=True)
+    assert any("k's interval does not lie above 0" in f for f in capability_failures(ok, cfg.fit))
+
+
 def _fake_checkpoint(run_dir, step: int, weights: bytes) -> None:
     """A run folder holding one intact checkpoint whose model file is `weights`."""
     from augury.io import sha256_bytes
