@@ -277,7 +277,9 @@ class Result(Record):
     largest_rung_fraction: float
     capability: CapabilityVerification | None = _optional()
     text: Verification | None = _optional()
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of this invocation
+    # seconds per stage: the runs' training time as they recorded it (also when trained by an earlier invocation),
+    # the other stages this invocation's
+    timings: dict[str, float] = field(default_factory=dict)
     # the error line of each target launch that failed and was launched again (torchrun); absent when none did
     target_failed_launches: list[str] | None = _optional()
     schema_version: str = SCHEMA_VERSION

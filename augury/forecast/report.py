@@ -204,7 +204,9 @@ def render_markdown(forecast: Forecast, result: Result | None, images: dict[str,
                  f"{r['tokens'] / r['params_matmul']:.2f} | {r['flops']:.3g} | {r['fraction']:.3g} | {r['loss']:.4f} | "
                  f"{r['bpb']:.4f} | {format_seconds(r['seconds']) if r.get('seconds') is not None else '–'} |")
     if result is not None and result.timings:
-        L += ["", "## Timings", "", "| phase | time |", "|---|---|"]
+        L += ["", "## Timings", "", ("Ladder and target training: each run's own training time, also when an "
+                                     "earlier invocation trained it; the other phases: this invocation's."), "",
+              "| phase | time |", "|---|---|"]
         L += [f"| {k} | {format_seconds(v)} |" for k, v in result.timings.items()]
     L += ["", "Protocol: docs/forecast.md. Nothing from the target's run fed the fits above."]
     return "\n".join(L) + "\n"

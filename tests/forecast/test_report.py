@@ -79,3 +79,17 @@ def test_a_target_loss_of_zero_has_no_relative_error_and_says_why(tmp_path):
     assert "error undefined (" in summary and "held-out text loss" in summary
     md, _ = write_report(tmp_path, forecast, back)
     assert "| relative error | – |" in md.read_text() and loss.rel_error_reason in md.read_text()
+
+
+def test_timings_say_the_runs_training_time_is_their_own_not_this_invocations():
+    """On a resume the runs were trained by an earlier invocation: their training time beside this invocation's
+    short wall time must not read as work this invocation did."""
+    from augury.forecast.report import render_markdown
+
+    forecast = _forecast(3.00, [2.9, 3.1], 0.40, [0.35, 0.45])
+    loss = Verification(predicted=3.00, interval=[2.9, 3.1], actual=3.0, rel_error=0.0, covered=True)
+    result = Result(name="t", forecast_sha256="0" * 64, verified_at="now", loss=loss,
+                    target_run={**forecast.target, "loss": 3.0}, largest_rung_fraction=0.1,
+                    timings={"ladder training": 12.0, "target training": 28.0, "this invocation (wall)": 3.0})
+    text = render_markdown(forecast, result, {"loss": "l.png", "capability": "c.png"})
+    assert "also when an earlier invocation trained it" in text.split("## Timings")[1]
