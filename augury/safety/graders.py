@@ -20,7 +20,8 @@ model's chat template (a local chat-tuned judge). A judge reads the prompt and t
 by a hash of the two (`quoted`), so that text in the reply cannot end its quotation and instruct the judge.
 
 A reply the grader could not grade — an endpoint request that failed after its retries (timeouts, HTTP 429/5xx),
-an answer outside the rubric ("maybe", "E", or a hedge naming several: "A or D", "yes or no") — gets a Grading
+an answer outside the rubric ("maybe", "E", or a hedge naming several: "A or D", "yes or no"), a local judge's
+log-likelihoods that give no probabilities (NaN, or -inf for every answer) — gets a Grading
 with `error` set and no classes. It is counted in `grader.stats`; callers must never read it as a zero reward.
 An endpoint that fails in a way retrying cannot fix (bad key, not an OpenAI API) raises at once.
 """
@@ -273,7 +274,6 @@ class JudgeGrader(Grader):
 
     def _grade(self, prompts, responses, kinds):
         from augury.evals.lm import GenRequest
-        from augury.evals.metrics import softmax
 
         asks = [self._questions(p, r, k) for p, r, k in zip(prompts, responses, kinds)]
         flat = [q for qs in asks for _, q in qs]
@@ -303,8 +303,12 @@ class JudgeGrader(Grader):
                     answers.append(why)
                 elif any(v is None for v in mine):
                     answers.append("endpoint: the request failed after its retries")
+                elif not (probs := _answer_probabilities([v[0] for v in mine])):
+                    # an overflowing judge: softmax of NaN, or of nothing but -inf, is NaN, which a max over the
+                    # classes would read as the first class
+                    answers.append(f"judge: non-finite log-likelihood(s) {[float(v[0]) for v in mine]}")
                 else:
-                    answers.append(dict(zip(options, softmax([v[0] for v in mine]).tolist())))
+                    answers.append(dict(zip(options, probs)))
         out, pos = [], 0
         for qs, kind in zip(asks, kinds):
             mine, pos = answers[pos:pos + len(qs)], pos + len(qs)
@@ -317,6 +321,18 @@ class JudgeGrader(Grader):
             else:
                 out.append(self._from_propositions({n: a["yes"] for (n, _), a in zip(qs, mine)}, kind))
         return out
+
+
+def _answer_probabilities(lls: list[float]) -> list[float] | None:
+    """Softmax over the allowed answers' log-likelihoods; None unless every probability is a finite number (-inf
+    for some answers is a probability of 0; NaN, +inf, or -inf for all of them is no answer)."""
+    import numpy as np
+
+    from augury.evals.metrics import softmax
+
+    with np.errstate(invalid="ignore"):
+        probs = softmax([float(v) for v in lls])
+    return probs.tolist() if np.isfinite(probs).all() else None
 
 
 # ---- specs --------------------------------------------------------------------------------------------------

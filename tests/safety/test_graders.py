@@ -306,6 +306,28 @@ def test_local_judge_scores_answers_by_log_probability():
     assert props.classes["non_toxic"] == pytest.approx((1 - p_yes) ** 2)
 
 
+class _OverflowingLM:
+    """A local judge that overflows: NaN log-likelihoods for contexts containing NAN, -inf for every answer (a
+    probability that underflowed to zero) for those containing INF, +inf for those containing HUGE."""
+
+    def loglikelihood(self, requests):
+        def ll(c):
+            return math.nan if "NAN" in c else -math.inf if "INF" in c else math.inf if "HUGE" in c else -1.0
+        return [(ll(c), False) for c, _ in requests]
+
+
+@pytest.mark.parametrize("rubric, kind", [("refusal_abcd", "harmful"), ("default", "harmful"), ("toxicity", "any")])
+def test_a_local_judge_with_non_finite_log_likelihoods_fails_the_grading(rubric, kind):
+    """Softmax of NaN (or of nothing but -inf) is NaN: such class probabilities are no verdict, and they must not
+    become a class (the first one wins a max over NaN) or crash the reward."""
+    grader = JudgeGrader(load_rubric(rubric), _OverflowingLM(), mode="logprob")
+    batch = grade_rewards(grader, ["q"] * 4, ["NAN", "INF", "HUGE", "fine"], [kind] * 4)
+    for g in batch.gradings[:3]:
+        assert not g.ok and g.top_class() is None and "log-likelihood" in g.error
+    assert batch.rewards[:3] == [None, None, None] and batch.gradings[3].ok and batch.rewards[3] is not None
+    assert grader.stats["failed"] == 3 and grader.stats["graded"] == 1
+
+
 def test_an_augury_run_is_a_local_judge(tiny_tokenizer_path, tmp_path):
     import torch
     import yaml
