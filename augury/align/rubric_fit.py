@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -85,11 +86,19 @@ def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "o
     if why := not_a_folder(out):
         raise UsageError(f"--out {why}")
     rows = _rows(data)
+    from augury.evals.backends.errors import EndpointError
+
     g = load_grader(grader, rubric, grader_model_args)
     try:
         gradings = g.grade([r["prompt"] for r in rows], [r["completion"] for r in rows], [r["kind"] for r in rows])
     except ValueError as err:
         raise UsageError(f"{data}: {err}") from None
+    except EndpointError as err:  # a judge endpoint that is down or refuses (bad key): nothing to fit
+        raise UsageError(f"--grader {grader}: the grader's endpoint failed: {err}") from None
+    if not any(x.ok for x in gradings):
+        why = Counter((x.error or "no classes").split(":")[0] for x in gradings)
+        raise UsageError(f"--grader {grader}: every one of the {len(gradings)} gradings failed "
+                         f"({', '.join(f'{k}: {n}' for k, n in why.most_common())}); nothing to fit")
     if reward_model:
         from augury.align.rm import load_reward_model
 

@@ -4,6 +4,7 @@ RBR paper's max(0, margin - (R_better - R_worse)) averaged over ordered pairs.""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -91,3 +92,37 @@ def test_fitted_rewards_that_invert_the_rubric_order_are_reported_with_the_grade
     out = capsys.readouterr().out
     assert "WARNING: the fitted rewards invert the rubric's order" in out
     assert "undesired_refusal is fitted above desired_refusal" in out and "order inverted" in out
+
+
+class _DownJudge:
+    """A judge endpoint that is down: every grading fails, or (after enough failures in a row) the backend gives up
+    with an EndpointError."""
+
+    def __init__(self, rubric, give_up: bool):
+        self.rubric, self.give_up = load_rubric(rubric), give_up
+
+    def grade(self, prompts, responses, kinds):
+        from augury.evals.backends.errors import EndpointError
+
+        if self.give_up:
+            raise EndpointError("3 requests in a row failed; the endpoint looks down")
+        return [Grading(k, error="endpoint: the request failed after its retries") for k in kinds]
+
+
+@pytest.mark.parametrize("give_up, message", [
+    (False, "every one of the 24 gradings failed (endpoint: 24)"),
+    (True, "the grader's endpoint failed: 3 requests in a row failed"),
+])
+def test_rubric_fit_with_a_grader_that_cannot_grade_says_so(tmp_path, monkeypatch, give_up, message):
+    """Nothing graded is nothing to fit: one error naming the grader's failures (not 'no ordered pairs', which
+    blames the data, nor a traceback), and nothing written."""
+    import augury.safety.graders as graders
+    from augury.align.rubric_fit import rubric_fit
+    from augury.errors import UsageError
+
+    monkeypatch.setattr(graders, "load_grader", lambda spec, rubric, args="": _DownJudge(rubric, give_up))
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    with pytest.raises(UsageError, match=re.escape(message)):
+        rubric_fit(data=str(data), out=str(tmp_path / "fit"), rubric="refusal_abcd", grader="openai:j@http://x/v1")
+    assert not (tmp_path / "fit").exists()
