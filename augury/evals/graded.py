@@ -3,7 +3,7 @@ published string-match refusal list does too, for comparison. This module holds 
 that scores samples (registered by import path, as model backends are, because the graders live in
 `augury.safety`, above the harness) and the per-category rates with Wilson intervals.
 
-Per-sample 0/1 verdicts (the grader's: the behaviour of its most probable class), defined in
+Per-sample 0/1 verdicts (the grader's: its most probable behaviour), defined in
 `augury/safety/evaluation.py` and docs/safety.md: refusal_rate(_strmatch), incorrect_rate(_strmatch) (the GPT-4
 report's "incorrect behaviour": compliance on harmful prompts, refusal on safe ones), disallowed_rate,
 desired_refusal_rate. A sample the grader cannot grade is a per-sample error (counted, retried on the next run).
