@@ -260,7 +260,9 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     else:
         load_model_state(model, path / "model.safetensors")
         if optimizer is not None:
-            optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+            # read onto the CPU: a run may resume on another device (a GPU run on a machine without one), and
+            # load_state_dict moves each state tensor to its parameter's device
+            optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     if optimizer is not None:
         set_rng_state(json.loads((path / "rng.json").read_text()))
     return json.loads((path / "trainer.json").read_text())

@@ -106,3 +106,36 @@ def test_a_resume_may_change_cadence_and_keeps_the_runs_start(tiny_cfg, tmp_path
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["created"] == created
     assert [r["step"] for r in manifest["resumes"]] == [3, 5]
+
+
+def test_a_checkpoint_written_on_a_gpu_resumes_on_a_machine_without_one(tmp_path, monkeypatch):
+    """`device` may change on resume: optimizer.pt saved from a CUDA run (its tensors tagged cuda:0) loads on a
+    CPU-only machine, the state landing on the parameters' device."""
+    import torch
+
+    from augury.model import ModelConfig, Transformer
+    from augury.train import OptimConfig
+    from augury.train.checkpoint import load_checkpoint, save_checkpoint
+    from augury.train.step import make_optimizer
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=1, d_model=32, head_dim=16, vocab_size=50, max_seq_len=16)
+    model = Transformer(cfg)
+    optimizer = make_optimizer(model, OptimConfig(lr=1e-3))
+    x = torch.randint(0, 50, (2, 8))
+    model(x, targets=x).backward()
+    optimizer.step()
+    import torch.serialization
+
+    with monkeypatch.context() as m:  # what torch.save records for tensors that live on a GPU
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        ckpt = save_checkpoint(tmp_path, 1, model, optimizer, {"step": 1})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    fresh = Transformer(cfg)
+    fresh_opt = make_optimizer(fresh, OptimConfig(lr=1e-3))
+    assert load_checkpoint(ckpt, fresh, fresh_opt)["step"] == 1
+    saved, loaded = optimizer.state_dict()["state"], fresh_opt.state_dict()["state"]
+    assert saved.keys() == loaded.keys()
+    for k in saved:
+        assert loaded[k]["exp_avg"].device.type == "cpu"
+        torch.testing.assert_close(loaded[k]["exp_avg"], saved[k]["exp_avg"], rtol=0, atol=0)
