@@ -3,12 +3,14 @@
 A resume continues one trajectory: the same model, data, tokenizer, optimizer and schedule, seed, run length and
 effective dtype. Only options that never change the sequence of updates may differ (RESUMABLE): how often the
 run logs, validates and checkpoints, where this invocation stops, the progress bar, the device and how the work
-is spread over processes (a text run's global batch must stay the same). Anything else is refused with one error
-naming every difference, before the checkpoint is loaded or a file of the run is rewritten.
+is spread over processes (a text run's global batch must stay the same, and it keeps validating on the run's
+batches: keep_validation_batches). Anything else is refused with one error naming every difference, before the
+checkpoint is loaded or a file of the run is rewritten.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -60,11 +62,15 @@ def check_resume_compatible(out: Path, cfg: TrainConfig, dtype: str, identity: d
     saved = manifest.get("config") if isinstance(manifest, dict) else None
     if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
         raise TrainConfigError(f"cannot resume: {path} does not record the run's configuration")
-    resumable = RESUMABLE | (SPLIT_OF_THE_BATCH if step_tokens is not None else frozenset())
+    resumable = RESUMABLE | (SPLIT_OF_THE_BATCH | {"eval_batch_size"} if step_tokens is not None else frozenset())
     before, now = _flat(saved), _flat(to_jsonable(cfg))
     # A key the saved config lacks is an option added since the run started: nothing to compare it with.
     diffs = [f"{key}: checkpoint {before[key]!r}, now {value!r}" for key, value in now.items()
              if key in before and key not in resumable and before[key] != value]
+    if step_tokens is not None and cfg.eval_batch_size is not None and cfg.eval_batch_size != eval_batch(saved):
+        # unset, the run's own validation batch is kept (keep_validation_batches)
+        diffs.append(f"eval_batch_size (the validation batch): checkpoint {eval_batch(saved)!r}, now "
+                     f"{cfg.eval_batch_size!r}")
     if manifest.get("dtype", dtype) != dtype:
         diffs.append(f"dtype (effective): checkpoint {manifest['dtype']}, now {dtype}")
     if step_tokens is not None and manifest.get("tokens_per_step", step_tokens) != step_tokens:
@@ -79,6 +85,22 @@ def check_resume_compatible(out: Path, cfg: TrainConfig, dtype: str, identity: d
         raise TrainConfigError(f"cannot resume {out}: the checkpoint was made with another configuration: "
                                + "; ".join(diffs))
     return manifest
+
+
+def eval_batch(config: dict) -> int | None:
+    """The sequences per validation batch of a saved config: eval_batch_size, or batch_size when it is unset."""
+    return config.get("eval_batch_size") or config.get("batch_size")
+
+
+def keep_validation_batches(cfg: TrainConfig, manifest: dict) -> TrainConfig:
+    """`cfg` validating on the batches of the run it continues. With eval_batch_size unset a validation batch is
+    batch_size sequences, and a resume may split the global batch otherwise (a smaller batch_size, more
+    grad_accum or processes): eval_batch_size is then set to the run's, so val_loss and val_bpb stay measured on
+    the same tokens before and after the resume."""
+    saved = eval_batch(manifest.get("config") or {})
+    if cfg.eval_batch_size is not None or saved is None or saved == cfg.batch_size:
+        return cfg
+    return dataclasses.replace(cfg, eval_batch_size=saved)
 
 
 def carry_over(manifest: dict, saved: dict, step: int) -> dict:

@@ -43,7 +43,13 @@ from augury.train.checkpoint import (
     save_sharded_checkpoint,
 )
 from augury.train.config import TrainConfig, TrainConfigError, resolve, tokens_per_step
-from augury.train.resume import carry_over, check_resume_compatible, data_identity, trim_metrics
+from augury.train.resume import (
+    carry_over,
+    check_resume_compatible,
+    data_identity,
+    keep_validation_batches,
+    trim_metrics,
+)
 from augury.train.runtime import Runtime, hardware_peak_flops, setup_runtime, teardown_runtime
 from augury.train.schedule import lr_multiplier
 from augury.train.step import make_optimizer, train_step
@@ -199,6 +205,7 @@ def _train(cfg: TrainConfig, rt: Runtime, resume, log) -> dict:
     identity = data_identity(data)
     saved = (check_resume_compatible(out, cfg, rt.dtype, identity, tokens_per_step(cfg, rt.world_size))
              if ckpt is not None else {})
+    cfg = keep_validation_batches(cfg, saved)
 
     torch.manual_seed(cfg.seed)
     model = Transformer(cfg.model).to(rt.device)

@@ -83,6 +83,7 @@ def test_a_resume_over_changed_data_is_refused_and_keeps_the_runs_tokenizer(tiny
     (["--model.depth", "2"], "model.depth"),
     (["--data.val_fraction", "0.2"], "data.val_fraction"),
     (["--eval_batches", "1"], "eval_batches"),
+    (["--eval_batch_size", "2"], "eval_batch_size (the validation batch): checkpoint 4, now 2"),
 ])
 def test_a_resume_that_would_change_the_trajectory_is_refused(tiny_cfg, tmp_path, capsys, flags, named):
     cfg = tiny_cfg(steps=6, stop_after=3)
@@ -139,3 +140,17 @@ def test_a_checkpoint_written_on_a_gpu_resumes_on_a_machine_without_one(tmp_path
     for k in saved:
         assert loaded[k]["exp_avg"].device.type == "cpu"
         torch.testing.assert_close(loaded[k]["exp_avg"], saved[k]["exp_avg"], rtol=0, atol=0)
+
+
+def test_a_resume_that_splits_the_batch_otherwise_keeps_the_runs_validation_batches(tiny_cfg, tmp_path):
+    """batch_size 4 continued as 2 x grad_accum 2 (fewer processes, say): with eval_batch_size unset the validation
+    batches were batch_size sequences, and the resumed run still validates on the same 2 x 4 sequences, so its
+    val_loss stays comparable with the records before the resume (and with an uninterrupted run's)."""
+    cfg = tiny_cfg(steps=12, stop_after=6)
+    train(cfg, **QUIET)
+    out = Path(cfg.out)
+    assert cli.main(["train", "--config", str(out / "config.yaml"), "--resume", "--batch_size", "2",
+                     "--grad_accum", "2", "--stop_after", "3"]) == 0
+    assert cli.main(["train", "--config", str(out / "config.yaml"), "--resume"]) == 0
+    val = [(r["step"], r["val_tokens"]) for r in records(out) if "val_loss" in r]
+    assert val == [(6, 2 * 4 * 32), (12, 2 * 4 * 32)]
