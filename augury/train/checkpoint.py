@@ -144,7 +144,10 @@ def set_rng_state(state: dict) -> None:
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+        # a run resumed on fewer GPUs than it was saved on restores the devices it has (set_rng_state_all would
+        # index past them)
+        for device, saved in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(torch.tensor(saved, dtype=torch.uint8), device)
 
 
 def _fsync(path: Path) -> None:

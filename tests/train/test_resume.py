@@ -154,3 +154,22 @@ def test_a_resume_that_splits_the_batch_otherwise_keeps_the_runs_validation_batc
     assert cli.main(["train", "--config", str(out / "config.yaml"), "--resume"]) == 0
     val = [(r["step"], r["val_tokens"]) for r in records(out) if "val_loss" in r]
     assert val == [(6, 2 * 4 * 32), (12, 2 * 4 * 32)]
+
+
+def test_rng_state_saved_on_more_gpus_restores_the_devices_this_machine_has(monkeypatch):
+    """A run saved on 4 GPUs and resumed on 1 restores that GPU's generator; the others' states are not forced
+    onto devices that do not exist (torch's set_rng_state_all indexes past them)."""
+    import torch
+
+    from augury.train.checkpoint import rng_state, set_rng_state
+
+    state = rng_state()
+    state["cuda"] = [[d] * 16 for d in range(4)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device="cuda": restored.append((device, s.tolist())))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: [restored.append((i, s.tolist()))
+                                                                         for i, s in enumerate(states)])
+    set_rng_state(state)
+    assert restored == [(0, [0] * 16)]
