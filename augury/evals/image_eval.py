@@ -4,8 +4,9 @@
     augury eval --model augury:runs/vision-cpu-s0 --tasks image:my_task.jsonl --data_dir data/ --out results/
 
 Built-in tasks draw `--limit` (default 300) held-out examples from augury.data.images (seed: `--model_args
-seed=N`, default 0). `image:FILE.jsonl` reads records with an `image` field (augury.evals.images.read_image_records)
-relative to `--data_dir`. Writes OUT/image_results_DATE.json; every input is checked before the model answers.
+seed=N`, default 0; digits from the images the run held out, by its `images.split_seed`). `image:FILE.jsonl`
+reads records with an `image` field (augury.evals.images.read_image_records) relative to `--data_dir`. Writes
+OUT/image_results_DATE.json; every input is checked before the model answers.
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ def run_image_eval(args, tasks: list[str], model_args: dict) -> int:
     try:
         from augury.evals.backends.augury_image import load_image_answerer
 
-        answer_fn, size, check = load_image_answerer(args.model.split(":", 1)[1], **model_args)
+        answer_fn, size, check, split_seed = load_image_answerer(args.model.split(":", 1)[1], **model_args)
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
     examples = []
     for task in tasks:
         if task in BUILTIN_TASKS:
-            part = make_examples(BUILTIN_TASKS[task], "heldout", args.limit or 300, seed, size)
+            part = make_examples(BUILTIN_TASKS[task], "heldout", args.limit or 300, seed, size, split_seed)
         else:
             try:
                 part = read_image_records(Path(args.data_dir or ".") / task.split(":", 1)[1], size)[:args.limit]

@@ -26,15 +26,21 @@ def run_model_config(run_dir: str | Path) -> ModelConfig:
     return ModelConfig(**{k: v for k, v in (raw.get("model") or {}).items() if k in fields}).resolved()
 
 
+def run_config_section(run_dir: str | Path, name: str) -> dict | None:
+    """One section of the run's config.yaml as saved (e.g. `images`), or None when it has none."""
+    raw = yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
+    return raw.get(name) or None
+
+
 def run_vision_config(run_dir: str | Path):
     """The run's VisionConfig (an image-text run), or None for a text-only run."""
     from augury.model.vision import VisionConfig
 
-    raw = yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
-    if not raw.get("vision"):
+    raw = run_config_section(run_dir, "vision")
+    if raw is None:
         return None
     fields = VisionConfig.__dataclass_fields__
-    return VisionConfig(**{k: v for k, v in raw["vision"].items() if k in fields})
+    return VisionConfig(**{k: v for k, v in raw.items() if k in fields})
 
 
 def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, device="cpu"):

@@ -338,3 +338,27 @@ def test_a_resume_with_other_settings_is_one_error(stopped_run, capsys, flags, n
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the checkpoint was made with another configuration" in err[0] and named in err[0], err
     assert {p.name: p.read_bytes() for p in stopped_run.iterdir() if p.is_file()} == before
+
+
+def test_augury_eval_holds_out_the_digits_the_run_held_out(image_run, tmp_path, monkeypatch):
+    """The digit images a run trained on depend on its images.split_seed; `augury eval` draws its held-out digits
+    from the run's split, so none of them is a training image (another split would score training images)."""
+    import shutil
+
+    import yaml
+
+    import augury.evals.images as image_tasks
+    from augury.data.images import make_examples
+
+    run = tmp_path / "run"
+    shutil.copytree(image_run, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["images"]["split_seed"] = 1
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    seen = []
+    score = image_tasks.evaluate_image_tasks
+    monkeypatch.setattr(image_tasks, "evaluate_image_tasks", lambda ex, fn: seen.extend(ex) or score(ex, fn))
+    assert cli_main(["eval", "--model", f"augury:{run}", "--tasks", "image_digits", "--limit", "40",
+                     "--out", str(tmp_path / "results")]) == 0
+    trained = {e.image.tobytes() for e in make_examples("digits", "train", 2000, image_size=16, split_seed=1)}
+    assert len(seen) == 40 and not [e for e in seen if e.image.tobytes() in trained]
