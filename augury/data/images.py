@@ -112,7 +112,7 @@ class ImageExample:
 def load_image(path: str | Path, image_size: int) -> np.ndarray:
     """An RGB image file as float32 (3, image_size, image_size) in [0, 1] (turned upright by its EXIF orientation,
     then resized), or one ImageError."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if path.is_dir():
@@ -134,9 +134,7 @@ def load_image(path: str | Path, image_size: int) -> np.ndarray:
                 raise ImageError(f"image {path} has mode {img.mode!r}, not RGB; convert it first "
                                  "(e.g. Pillow: Image.open(p).convert('RGB').save(q))")
             img.load()
-            # a camera's orientation flag: the pixels as the photo is shown (transformers' load_image does the same)
-            upright = ImageOps.exif_transpose(img)
-            rgb = upright.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            rgb = _upright(img).resize((image_size, image_size), Image.Resampling.BILINEAR)
     except ImageError:
         raise
     except Image.DecompressionBombError:  # Pillow refuses to open above 179M pixels, before our own check
@@ -146,6 +144,24 @@ def load_image(path: str | Path, image_size: int) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
         raise ImageError(f"image {path} is damaged or truncated: {err}") from None
     return to_pixels(np.asarray(rgb, dtype=np.uint8))
+
+
+def _upright(img):
+    """The pixels as the photo is shown: turned by its EXIF orientation flag, as transformers' load_image does
+    (through ImageOps.exif_transpose, whose mapping this is). That function also writes the EXIF back without the
+    flag, which raises (struct.error) for a tag stored with another type than the standard's; and EXIF that does
+    not parse is metadata, not pixels. So the flag is read here, and an image whose EXIF cannot be read is used as
+    stored rather than refused."""
+    from PIL import ExifTags, Image
+
+    try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises SyntaxError, struct.error, KeyError, ...
+        orientation = 1
+    turn = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}.get(orientation)
+    return img if turn is None else img.transpose(turn)
 
 
 def to_pixels(image: np.ndarray) -> np.ndarray:

@@ -135,3 +135,28 @@ def test_a_folder_or_an_oversized_header_is_one_error_without_pillows_warning(tm
             load_image(tmp_path / "bomb.png", 16)
     with pytest.raises(ImageError, match="is a folder"):
         load_image(tmp_path, 16)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
+def test_damaged_exif_metadata_does_not_refuse_an_image_whose_pixels_read(tmp_path, suffix):
+    """EXIF is metadata beside the pixels: a tag of the wrong type (Pillow cannot write it back when it drops the
+    orientation) keeps the orientation it states, and EXIF that cannot be parsed at all leaves the image as
+    stored; neither is a traceback nor a "damaged" refusal of pixels that decode."""
+    pixels = np.zeros((8, 16, 3), dtype=np.uint8)
+    pixels[:, :8] = 255  # white left half: wider than high, and not symmetric
+    image = Image.fromarray(pixels)
+    save = {"quality": 100} if suffix == ".jpg" else {"lossless": True} if suffix == ".webp" else {}
+    exif = Image.Exif()
+    exif[0x010F] = "Cam"  # Make (ASCII) ...
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    raw = exif.tobytes()
+    wrong_type = raw.replace(b"\x01\x0f\x00\x02", b"\x01\x06\x00\x02")  # ... renumbered as a SHORT tag
+    assert wrong_type != raw
+    image.save(tmp_path / f"odd{suffix}", exif=wrong_type, **save)
+    image.save(tmp_path / f"garbled{suffix}", exif=b"Exif\x00\x00not a tiff header", **save)
+    image.transpose(Image.Transpose.ROTATE_270).save(tmp_path / f"upright{suffix}", **save)
+    image.save(tmp_path / f"plain{suffix}", **save)
+    np.testing.assert_allclose(load_image(tmp_path / f"odd{suffix}", 8), load_image(tmp_path / f"upright{suffix}", 8),
+                               atol=0.05)
+    np.testing.assert_allclose(load_image(tmp_path / f"garbled{suffix}", 8),
+                               load_image(tmp_path / f"plain{suffix}", 8), atol=0.05)
