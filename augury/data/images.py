@@ -58,7 +58,8 @@ class ImageDataConfig:
             patch features, averaged over the image, predicts each training image's label (the digit, the word,
             the order of the bars, largest first), a direct signal to the encoder before the decoder has learnt
             to read it.
-        heldout_examples: held-out examples per task, scored (real, blank and shuffled images) when the run ends.
+        heldout_examples: held-out examples per task, scored (real, blank and shuffled images) when the run ends
+            (digits: at most the 360 held-out images, each once).
         seed: the random stream examples are drawn from (held-out examples use a different stream).
         split_seed: the permutation that splits scikit-learn's digit images into train and held-out.
         vocab_size: BPE vocabulary trained on the questions and answers when the decoder starts from scratch.
@@ -178,6 +179,8 @@ def _digits(split: str, n: int, rng: np.random.Generator, size: int, split_seed:
     order = np.random.default_rng(split_seed).permutation(len(digits.target))
     cut = int(0.8 * len(order))
     pool = order[:cut] if split == "train" else order[cut:]
+    if split == "heldout":  # each held-out image once: a repeat would count one answer twice, narrowing the interval
+        n = min(n, len(pool))
     out = []
     for i in rng.choice(pool, size=n, replace=n > len(pool)):
         ink = (digits.images[i] / 16.0 * 255).astype(np.uint8)

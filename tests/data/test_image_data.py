@@ -160,3 +160,11 @@ def test_damaged_exif_metadata_does_not_refuse_an_image_whose_pixels_read(tmp_pa
                                atol=0.05)
     np.testing.assert_allclose(load_image(tmp_path / f"garbled{suffix}", 8),
                                load_image(tmp_path / f"plain{suffix}", 8), atol=0.05)
+
+
+def test_held_out_digits_show_each_held_out_image_at_most_once():
+    """Asking for more held-out digits than the split holds gives each held-out image once: repeats would count
+    one answer several times and narrow the reported interval (n=1000 from 338 images)."""
+    held = make_examples("digits", "heldout", 1000, image_size=8)
+    assert len(held) == 360 and len({e.image.tobytes() for e in held}) == 360  # 20% of scikit-learn's 1,797
+    assert len(make_examples("digits", "train", 2000, image_size=8)) == 2000  # training draws repeat, as before
