@@ -218,6 +218,8 @@ def test_an_image_marker_without_an_image_is_one_error(image_run, capsys):
     assert cli_main(["sample", str(image_run), "--prompt", "a <|image|> b", "--max_tokens", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "--image" in err
+    # in a chat message a special token's spelling is text (docs/vision.md)
+    assert cli_main(["sample", str(image_run), "--chat", "--prompt", "a <|image|> b", "--max_tokens", "2"]) == 0
 
 
 def test_an_image_text_run_is_not_exported_to_the_llama_layout(image_run, tmp_path, capsys):
