@@ -178,11 +178,26 @@ def _env(workdir: str, token: str) -> dict[str, str]:
 
 
 def _remove_tree(path: str) -> None:
-    """rmtree that also handles directories the program made unreadable."""
+    """rmtree that also handles directories the program made unreadable, acting only inside `path` and never
+    through a symbolic link: in the plain modes a program can put links in its work dir, and the harness may be
+    root."""
+    if os.path.islink(path):
+        os.unlink(path)
+        return
+    root = os.path.realpath(path)
+
+    def inside(target: str) -> bool:
+        real = os.path.realpath(target)
+        return real == root or real.startswith(root + os.sep)
+
     def fix_and_retry(func, target, _exc):
         try:
-            os.chmod(os.path.dirname(target), 0o700)
-            os.chmod(target, 0o700)
+            if os.path.islink(target):  # removed, never followed
+                os.unlink(target)
+                return
+            for folder in (os.path.dirname(target), target):
+                if inside(folder):
+                    os.chmod(folder, 0o700)
             func(target)
         except OSError:
             pass
@@ -211,12 +226,17 @@ def _execute(mode: str, program: str, limits: SandboxLimits, channel: bytes | No
         ours, theirs = socket.socketpair()
         ours.sendall(channel)  # fits the socket's buffer, so no thread is needed
         ours.shutdown(socket.SHUT_WR)
-    workdir = tempfile.mkdtemp(prefix="augury-sandbox-")
+    # The work dir lies in a folder of the harness's that the program may not change: in the plain modes it could
+    # otherwise (in a world-writable temp dir) swap its work dir for a link to anything the cleanup would then follow.
+    holder = tempfile.mkdtemp(prefix="augury-sandbox-")
+    workdir = os.path.join(holder, "work")
     token = f"{os.getpid()}-{uuid.uuid4().hex}"  # harness pid first: strays show whose they are
     cgroup = _run_cgroup(mode, token, limits)
     status_read = status_write = -1
     proc = None
     try:
+        os.chmod(holder, 0o711)  # others may pass through it to the work dir, not change it
+        os.mkdir(workdir, 0o700)
         program_path = os.path.join(workdir, "program.py")
         Path(program_path).write_text(program, encoding="utf-8")
         uid = _sandbox_uid() if mode != "plain-as-root" else None
@@ -261,7 +281,7 @@ def _execute(mode: str, program: str, limits: SandboxLimits, channel: bytes | No
                 os.close(fd)
         if cgroup is not None:
             cgroup.remove()
-        _remove_tree(workdir)
+        _remove_tree(holder)
     result = interpret(proc, raw, stdout, stderr, reason, time.monotonic() - start, oom, _mode_layers)
     if verdict is not None and result.passed and said != verdict:
         # Exit status 0 without the runner's word that every test ran: the program left early (exit(0) at

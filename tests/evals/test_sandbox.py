@@ -424,3 +424,40 @@ def test_signal_numbers_are_reported_negative():
     result = run("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)")
     assert (result.status, result.returncode, result.reason) == ("failed", -signal.SIGSEGV, "killed")
     assert_next_program_runs()
+
+
+@pytest.mark.parametrize("mode", ["plain", "plain-as-root"])
+def test_swapping_the_work_directory_for_a_link_cannot_make_the_cleanup_change_its_target(mode, monkeypatch):
+    # Without a mount namespace the program sees its real work dir; renamed away and replaced by a link, the
+    # harness's cleanup (root, in the plain modes as root) must neither follow the link nor change the temp dir.
+    if mode == "plain-as-root" and os.geteuid() != 0:
+        pytest.skip("plain-as-root needs a root harness")
+    base = Path(tempfile.mkdtemp(prefix="augury-test-"))
+    try:
+        base.chmod(0o755)
+        temp, victim = base / "tmp", base / "victim"
+        temp.mkdir()
+        temp.chmod(0o1777)  # like /tmp
+        victim.write_text("keep")
+        victim.chmod(0o644)
+        monkeypatch.setattr(tempfile, "tempdir", str(temp))
+        attack = f"""
+        import os
+        here = os.getcwd()
+        for d in (os.path.dirname(here), here):
+            if os.path.basename(d).startswith("augury-sandbox-") or d == here:
+                try:
+                    os.rename(d, d + "-moved")
+                    os.symlink({str(victim)!r}, d)
+                    print("swapped", d)
+                    break
+                except OSError as exc:
+                    print(exc)
+        """
+        result = sandbox._execute(mode, textwrap.dedent(attack), SandboxLimits(timeout_s=10))
+        if result.status == "error":
+            pytest.skip(f"mode {mode} does not run here: {result.stderr.strip()[-200:]}")
+        assert (oct(victim.stat().st_mode & 0o7777), victim.read_text()) == (oct(0o644), "keep")
+        assert oct(temp.stat().st_mode & 0o7777) == oct(0o1777)
+    finally:
+        shutil.rmtree(base)
