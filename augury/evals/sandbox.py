@@ -121,13 +121,14 @@ def _hidden_and_kept(extra: tuple[str, ...] = ()) -> tuple[list[str], list[str]]
     hide = sorted(p for p in candidates if os.path.isdir(p) and os.path.realpath(p) != "/")
     keep = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
             os.path.dirname(os.path.realpath(sys.executable)), os.path.dirname(sys.executable)]
-    # Where the answers are: task data (with reference solutions), the checkout, run outputs in the cwd.
+    # Where the answers are: task data (with reference solutions), the checkout, run outputs in the cwd; and the
+    # harness's temp dir wherever TMPDIR puts it (other runs' work dirs, other users' files).
     try:
         cwd = os.getcwd()
     except OSError:  # deleted under us
         cwd = ""
     answers = [*extra, os.environ.get("AUGURY_SHARED_DATA", ""), str(PROJECT.parent / "shared" / "data"),
-               str(PROJECT), cwd]
+               str(PROJECT), cwd, tempfile.gettempdir()]
     hide += sorted({os.path.realpath(p) for p in answers if p and _hideable(p, keep)} - set(hide))
     return hide, keep
 

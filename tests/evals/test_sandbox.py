@@ -284,10 +284,14 @@ def test_unix_socket_of_the_host_is_unreachable(tmp_path):
 def test_hidden_data_directory_cannot_be_read(monkeypatch):
     if "hidden-dirs" not in layers():
         pytest.skip("needs a mount namespace; plain modes cannot hide directories (see docs/sandbox.md)")
-    # A folder that only hidden_dirs covers: /tmp is left visible for this test, and it is not the cwd.
+    # A folder that only hidden_dirs covers: /tmp is left visible for this test (the work dirs go elsewhere), and
+    # it is not the cwd.
     monkeypatch.setattr(sandbox, "HIDDEN_ALWAYS", tuple(d for d in sandbox.HIDDEN_ALWAYS if d != "/tmp"))
     data = Path(tempfile.mkdtemp(prefix="augury-test-data-", dir="/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="augury-test-tmpdir-", dir="/tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
     try:
+        work.chmod(0o755)
         data.chmod(0o755)
         answers = data / "answers.jsonl"
         answers.write_text('{"canonical_solution": "    return 42"}\n')
@@ -300,6 +304,7 @@ def test_hidden_data_directory_cannot_be_read(monkeypatch):
         assert_next_program_runs()
     finally:
         shutil.rmtree(data)
+        shutil.rmtree(work)
 
 
 def test_work_directory_cannot_fill_the_disk():
@@ -461,3 +466,22 @@ def test_swapping_the_work_directory_for_a_link_cannot_make_the_cleanup_change_i
         assert oct(temp.stat().st_mode & 0o7777) == oct(0o1777)
     finally:
         shutil.rmtree(base)
+
+
+def test_the_harness_temp_dir_is_hidden_wherever_it_is(monkeypatch):
+    # TMPDIR is often not /tmp (a cluster's scratch space): it holds other runs' work dirs and other users' files.
+    if "hidden-dirs" not in layers():
+        pytest.skip("needs a mount namespace; plain modes cannot hide directories (see docs/sandbox.md)")
+    monkeypatch.setattr(sandbox, "HIDDEN_ALWAYS", tuple(d for d in sandbox.HIDDEN_ALWAYS if d != "/tmp"))
+    temp = Path(tempfile.mkdtemp(prefix="augury-test-tmpdir-", dir="/tmp"))
+    try:
+        temp.chmod(0o1777)
+        other = temp / "other-run.txt"
+        other.write_text("not yours")
+        other.chmod(0o644)
+        monkeypatch.setattr(tempfile, "tempdir", str(temp))
+        result = run(f"import os\nprint(os.listdir({str(temp)!r}))\nprint(open({str(other)!r}).read())")
+        assert "not yours" not in result.stdout and "other-run" not in result.stdout, result
+        assert_next_program_runs()
+    finally:
+        shutil.rmtree(temp)
