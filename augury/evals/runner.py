@@ -1,8 +1,9 @@
 """Run tasks against a model: build requests, score them in chunks, keep every finished sample, resume.
 
 Each finished sample is appended (fsynced) to `OUT/.partial/<task>.<fingerprint>.jsonl` as soon as its chunk is
-scored. A rerun with the same task definition, few-shot count and seed, format and model skips those samples; a
-changed definition gets a new fingerprint, so stale samples are never mixed in. A stored sample is reused only for
+scored. A rerun with the same task definition, few-shot count and seed, format and model (and, for a graded task,
+the same rubric and offline grader file content) skips those samples; a changed definition gets a new fingerprint,
+so stale samples are never mixed in. A stored sample is reused only for
 the same record and prompt (its `doc_hash` and `prompt_hash` match the ones built now), so edited data, few-shot
 examples or chat template are rescored. Samples whose requests failed on the endpoint (the backend returned None)
 are not stored: they are counted as errors and retried on the next run; so are code samples the sandbox itself
@@ -97,14 +98,20 @@ def check_choices_scorable(cfg: TaskConfig, instances: Sequence[Instance], chat:
 
 def run_fingerprint(cfg: TaskConfig, model_spec: str, model_identity: dict, num_fewshot: int | None,
                     chat: bool, fewshot_seed: int = FEWSHOT_SEED) -> str:
-    """What resumed samples must share: task definition, model and its output-changing options, k, format, and the
-    few-shot seed where it picks the shots (k > 0, the `default` sampler)."""
+    """What resumed samples must share: task definition, model and its output-changing options, k, format, the
+    few-shot seed where it picks the shots (k > 0, the `default` sampler), and for a graded task the content of
+    its rubric and of an `offline:PATH` grader."""
     k = effective_fewshot(cfg, num_fewshot)
     rules = SCORING_RULES
     if (cfg.kind in ("generate", "graded") and "until" not in cfg.generation
             and cfg.fewshot_delimiter != "\n\n"):
         rules = 3  # generation stopped at "\n\n" before rules 3 and stops at the fewshot_delimiter now
     key = [cfg.fingerprint(), model_spec, model_identity, k, chat, rules]
+    if cfg.kind == "graded":
+        from augury.evals.graded import plugin
+
+        # the grader's and rubric's content: the same spec string may name a retrained grader or edited rubric
+        key.append(plugin(cfg.kind).resume_key(cfg))
     if k and cfg.fewshot_config.get("sampler", "default") == "default" and fewshot_seed != FEWSHOT_SEED:
         key.append(fewshot_seed)  # only then: runs with lm-eval's default seed keep the key they always had
     blob = json.dumps(key, sort_keys=True, default=str)

@@ -15,9 +15,12 @@ A reply the grader cannot grade is returned as a per-sample error ("grader: ..."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from augury.evals.taskconfig import TaskConfig
+from augury.io import sha256_file
 from augury.safety.graders import load_grader
-from augury.safety.rubric import REFUSALS, load_rubric
+from augury.safety.rubric import REFUSALS, load_rubric, rubric_file
 from augury.safety.rules import is_refusal
 
 _GRADERS: dict[tuple[str, str, str], object] = {}
@@ -29,6 +32,24 @@ def grader_for(cfg: TaskConfig):
     if key not in _GRADERS:
         _GRADERS[key] = load_grader(cfg.grader, cfg.rubric, cfg.grader_model_args)
     return _GRADERS[key]
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None  # loading it fails too, with its own error
+
+
+def resume_key(cfg: TaskConfig) -> dict[str, str | None]:
+    """What of the grading the task's spec strings do not show, for the resume fingerprint: the content of the
+    rubric's YAML (shipped or by path) and of an `offline:PATH` grader, so that an edited rubric or a retrained
+    grader rescores rather than reusing the old verdicts."""
+    key = {"rubric_sha256": _file_sha256(rubric_file(cfg.rubric))}
+    kind, _, arg = cfg.grader.partition(":")
+    if kind == "offline" and arg:
+        key["grader_sha256"] = _file_sha256(Path(arg))
+    return key
 
 
 def check_instances(cfg: TaskConfig, instances) -> None:

@@ -362,11 +362,17 @@ def shipped_rubrics() -> list[str]:
     return sorted(p.stem for p in RUBRIC_DIR.glob("*.yaml"))
 
 
-def load_rubric(name_or_path: str | Path = "default") -> Rubric:
-    """A shipped rubric by name (`default`, `refusal_abcd`, `toxicity`) or a YAML file."""
+def rubric_file(name_or_path: str | Path = "default") -> Path:
+    """The YAML file a rubric spec names: a shipped rubric's, or the path itself (which may not exist)."""
     path = Path(name_or_path)
     if not path.suffix and (RUBRIC_DIR / f"{name_or_path}.yaml").is_file():
         path = RUBRIC_DIR / f"{name_or_path}.yaml"
+    return path
+
+
+def load_rubric(name_or_path: str | Path = "default") -> Rubric:
+    """A shipped rubric by name (`default`, `refusal_abcd`, `toxicity`) or a YAML file."""
+    path = rubric_file(name_or_path)
     if not path.is_file():
         raise RubricError(f"rubric {str(name_or_path)!r} is neither a file nor a shipped rubric "
                           f"({', '.join(shipped_rubrics())})")

@@ -47,3 +47,32 @@ def test_a_one_hot_grading_keeps_its_class_behaviour():
         r = sample_rates(CFG, SimpleNamespace(rubric=rub), g, "a reply")
         assert (r["refusal_rate"], r["incorrect_rate"], r["disallowed_rate"]) == (refused, 1 - refused, disallowed)
         assert r["desired_refusal_rate"] == float(cls == "desired_refusal")
+
+
+def test_resume_fingerprint_follows_the_grader_and_rubric_files_content(tmp_path):
+    """A retrained offline:PATH grader or an edited rubric YAML given by path must not reuse the verdicts that the
+    old one gave: the spec strings stay the same, so the resume fingerprint hashes the files' content."""
+    from augury.evals.runner import run_fingerprint
+    from augury.evals.taskconfig import build_config
+    from augury.safety.rubric import RUBRIC_DIR
+
+    grader, rubric = tmp_path / "grader.json", tmp_path / "rubric.yaml"
+    grader.write_text('{"v": 1}')
+    rubric.write_text((RUBRIC_DIR / "default.yaml").read_text())
+    cfg = build_config({"task": "s", "kind": "graded", "data": "x.jsonl", "grader": f"offline:{grader}",
+                        "rubric": str(rubric)}, "s.yaml")
+
+    def key():
+        return run_fingerprint(cfg, "hf:m", {}, None, True)
+
+    before = key()
+    assert key() == before  # unchanged files: the finished samples are resumed
+    grader.write_text('{"v": 2}')  # retrained in place
+    retrained = key()
+    assert retrained != before
+    rubric.write_text(rubric.read_text() + "\n# edited\n")
+    assert key() != retrained
+    # a task that is not graded keeps the fingerprint it always had (its finished samples are still resumed)
+    mc = build_config({"task": "t", "kind": "multiple_choice", "data": "x.csv", "doc_to_choice": ["a", "b"]},
+                      "t.yaml")
+    assert run_fingerprint(mc, "hf:m", {}, None, False) == "40bed964ac3a6194"
