@@ -8,6 +8,7 @@ so a killed process leaves either the old file or the new one, never a partial o
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -46,10 +47,14 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, exclusive: bool = False) -> None:
     """Write `data` to `path` atomically (temp file in the same folder + fsync + rename). The file gets the mode
     a plain `open(path, "w")` would give (an existing file's own, else what the umask allows), not mkstemp's
-    owner-only one, so that a run's files stay readable by whoever could read the rest of its folder."""
+    owner-only one, so that a run's files stay readable by whoever could read the rest of its folder.
+
+    exclusive: never replace an existing `path` (FileExistsError), even one another process creates meanwhile:
+    the temp file is hard-linked to `path`, which fails if it exists (a filesystem without hard links falls back
+    to checking, then renaming)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -63,13 +68,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if not exclusive:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise
+            except OSError as err:
+                if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                if path.exists():
+                    raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+                os.replace(tmp, path)
+    finally:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp)  # after a failure, or the exclusive write's link
         except FileNotFoundError:
             pass
-        raise
     _fsync_dir(path.parent)
 
 
@@ -118,8 +134,10 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
-    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=indent, sort_keys=False) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2, exclusive: bool = False) -> None:
+    """atomic_write_bytes of the JSON text (exclusive: never replacing an existing file)."""
+    text = json.dumps(to_jsonable(obj), indent=indent, sort_keys=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"), exclusive=exclusive)
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:

@@ -33,6 +33,15 @@ def test_an_atomic_rewrite_keeps_the_files_own_mode(tmp_path, umask_022):
     assert [p.name for p in tmp_path.iterdir()] == ["keys.txt"]  # no temporary file left behind
 
 
+def test_an_exclusive_write_never_replaces_a_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "forecast.json"
+    atomic_write_json(target, {"first": 1}, exclusive=True)
+    with pytest.raises(FileExistsError):
+        atomic_write_json(target, {"second": 2}, exclusive=True)
+    assert target.read_text() == '{\n  "first": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["forecast.json"]
+
+
 def test_a_folder_that_cannot_be_written_is_named_before_any_work(read_only_dir):
     from augury.io import not_a_folder
 

@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     from augury.data import DataError
     from augury.forecast.config import ForecastConfigError
     from augury.forecast.pipeline import run_forecast
-    from augury.forecast.records import ForecastTampered, UnknownSchemaVersion
+    from augury.forecast.records import AlreadyRegistered, ForecastTampered, UnknownSchemaVersion
     from augury.forecast.runner import WorkerDied
     from augury.forecast.torchrun import TorchrunFailed
     from augury.train import TrainingDiverged
@@ -79,7 +79,8 @@ def main(argv: list[str]) -> int:
         run_forecast(cfg)
     except (ForecastConfigError, DataError) as err:
         raise UsageError(str(err)) from None
-    except (ForecastTampered, TorchrunFailed, TrainingDiverged, UnknownSchemaVersion, WorkerDied) as err:
+    except (AlreadyRegistered, ForecastTampered, TorchrunFailed, TrainingDiverged, UnknownSchemaVersion,
+            WorkerDied) as err:
         print(f"augury forecast: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -39,6 +39,11 @@ class ForecastTampered(RuntimeError):
     registered: it was changed after pre-registration."""
 
 
+class AlreadyRegistered(FileExistsError):
+    """forecast.json exists (another `augury forecast` on the folder may have registered it meanwhile): a
+    pre-registered forecast is never rewritten."""
+
+
 def _optional(**kwargs):
     """A field left out of the JSON while it is None."""
     return field(default=None, metadata={"optional": True, **kwargs})
@@ -309,15 +314,23 @@ def content_sha256(content: dict) -> str:
 
 
 def write_forecast(path: str | Path, content: dict) -> dict:
-    """Write forecast.json atomically with a timestamp and the sha256 of its content; refuses to overwrite."""
+    """Write forecast.json atomically with a timestamp and the sha256 of its content; refuses to overwrite, also
+    a forecast.json another process writes while this one is fitting (AlreadyRegistered)."""
     path = Path(path)
     if path.exists():
-        raise FileExistsError(f"{path} exists: a pre-registered forecast is never rewritten")
+        raise AlreadyRegistered(f"{path} exists: a pre-registered forecast is never rewritten")
     # the sha256 is taken over the values as written (a NaN is written as null, an infinity as ±1e308), so that
     # reading the file back gives the same sha256
     content = to_jsonable({"schema_version": SCHEMA_VERSION, **copy.deepcopy(content), "registered_at": utc_now()})
     content["sha256"] = content_sha256(content)
-    atomic_write_json(path, content)
+    try:
+        # exclusive: a second `augury forecast` on the same folder that passed the check above while the first was
+        # fitting must not replace the first's registration
+        atomic_write_json(path, content, exclusive=True)
+    except FileExistsError:
+        raise AlreadyRegistered(f"{path} was registered meanwhile by another process (another `augury forecast` on "
+                              f"this folder?): a pre-registered forecast is never rewritten; rerun once the other "
+                              f"has finished to use it") from None
     return content
 
 

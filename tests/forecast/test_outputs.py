@@ -49,6 +49,28 @@ def test_forecast_file_is_never_rewritten_and_detects_edits(tmp_path):
         load_forecast(path)
 
 
+def test_a_forecast_registered_by_another_process_meanwhile_is_not_overwritten(tmp_path, monkeypatch):
+    """Two `augury forecast` runs on one --out: the second passes the exists check, then the first registers;
+    the second's write must fail rather than replace the first's registration, and leave no temp file."""
+    import augury.forecast.records as records
+
+    path = tmp_path / "forecast.json"
+    first: dict = {}
+    real = records.content_sha256
+
+    def register_first_meanwhile(content):
+        if "sha256" not in first:  # the other process: registered between our check and our write
+            monkeypatch.setattr(records, "content_sha256", real)
+            first.update(write_forecast(path, {"loss": {"predicted": 3.0}}))
+        return real(content)
+
+    monkeypatch.setattr(records, "content_sha256", register_first_meanwhile)
+    with pytest.raises(FileExistsError, match="never rewritten"):
+        write_forecast(path, {"loss": {"predicted": 2.0}})
+    assert load_forecast(path)["sha256"] == first["sha256"]
+    assert [p.name for p in tmp_path.iterdir()] == ["forecast.json"]
+
+
 def test_records_ignore_unknown_fields_and_read_a_single_fold_capability_section():
     # a newer minor version may add fields; a forecast registered before cross-fitting has no `folds`
     bucket = CapabilityBucket(bucket=0, problems=["p1", "p2"], n_problems=2, small_run_pass_rate=0.3, predicted=0.5,
