@@ -69,6 +69,7 @@ def main(argv: list[str]) -> int:
     from augury.forecast.records import AlreadyRegistered, ForecastTampered, UnknownSchemaVersion
     from augury.forecast.runner import WorkerDied
     from augury.forecast.torchrun import TorchrunFailed
+    from augury.scaling import TableError
     from augury.train import TrainingDiverged
 
     if any(a in ("-h", "--help") for a in argv):
@@ -79,7 +80,8 @@ def main(argv: list[str]) -> int:
         run_forecast(cfg)
     except (ForecastConfigError, DataError) as err:
         raise UsageError(str(err)) from None
-    except (AlreadyRegistered, ForecastTampered, TorchrunFailed, TrainingDiverged, UnknownSchemaVersion,
+    # TableError: a fit that refuses the target once the rungs trained (fits.fit_loss, preregister._fit)
+    except (AlreadyRegistered, ForecastTampered, TableError, TorchrunFailed, TrainingDiverged, UnknownSchemaVersion,
             WorkerDied) as err:
         print(f"augury forecast: error: {err}", file=sys.stderr)
         return 1

@@ -35,7 +35,7 @@ def preregister(cfg, out: Path, data, rungs: list[RunPlan], target: RunPlan, sum
     how = cfg.fit.compute
     xs = {p.name: fit_compute(p, how) for p in [*rungs, target]}  # compute on the laws' x axis
     rows = [{**run_row(p, summaries[p.name]), "compute": xs[p.name]} for p in rungs]
-    loss, _ = fit_loss(rows, xs[target.name], cfg.fit, cfg.seed, x="compute")
+    loss, _ = _fit(rows, xs[target.name], cfg, out, "the loss law")
     step_flag = step_extrapolation_flag(rungs, target)
     if step_flag:
         loss.flag(step_flag)
@@ -65,6 +65,18 @@ def preregister(cfg, out: Path, data, rungs: list[RunPlan], target: RunPlan, sum
     return forecast
 
 
+def _fit(rows: list[dict], target_x: float, cfg, out: Path, what: str):
+    """fit_loss, its refusal (a target too far beyond the rungs, too few resamples converged, too few rungs for the
+    law) said with what was fitted and what is left: a TableError the command reports as one error line."""
+    from augury.scaling import TableError
+
+    try:
+        return fit_loss(rows, target_x, cfg.fit, cfg.seed, x="compute")
+    except TableError as err:
+        raise TableError(f"{what}: {err}; nothing was registered and the target was not trained (the trained rungs "
+                         f"stay in {out})") from None
+
+
 def text_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, target_x: float
                   ) -> tuple[LossForecast, list[dict]]:
     """The loss law fitted on the rungs' loss on `cfg.text_folder` (the mean over a rung's seeds), and those rows."""
@@ -75,7 +87,7 @@ def text_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, target_x
     for p in rungs:
         losses = [heldout_loss(out / "rungs" / r.name, ids, cfg.recipe.seq_len) for r, _, _ in rung_replicas(cfg, [p])]
         rows.append({"name": p.name, "flops": p.flops, "compute": xs[p.name], "loss": float(np.mean(losses))})
-    text, _ = fit_loss(rows, target_x, cfg.fit, cfg.seed, x="compute")
+    text, _ = _fit(rows, target_x, cfg, out, f"the held-out text loss law ({cfg.text_folder})")
     text.folder, text.rungs, text.y_label = str(cfg.text_folder), rows, "held-out text loss (nats/token)"
     text.tokens_sha256, text.tokens = tokens_sha256(ids), len(ids)
     return text, rows
