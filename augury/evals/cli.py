@@ -176,11 +176,24 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n" + summary_table(results["safety"]))
         print("\n" + "\n".join(report_form(results["safety"])))
-    errors = sum(s["errors"] for s in scored.values())
-    print(f"\nwrote {path}" + (f"\n{errors} sample(s) could not be scored (a failed endpoint request, a program "
-                              "the sandbox could not run, a NaN log-likelihood) and are counted as errors; rerun "
-                              "the same command to retry only those" if errors else ""))
+    print(f"\nwrote {path}" + _errors_line(scored))
     return 0
+
+
+def _errors_line(scored: dict) -> str:
+    """The closing line about failed samples, each kind of failure named with its count ("" when none failed)."""
+    from augury.evals.runner import ERROR_KINDS
+
+    errors = sum(s["errors"] for s in scored.values())
+    if not errors:
+        return ""
+    kinds: dict[str, int] = {}
+    for s in scored.values():
+        for kind, n in s.get("error_kinds", {}).items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    named = ", ".join(f"{ERROR_KINDS.get(kind, kind)}: {n}" for kind, n in kinds.items())
+    return (f"\n{errors} sample(s) could not be scored ({named}) and are counted as errors; rerun the same "
+            "command to retry only those")
 
 
 @dataclasses.dataclass

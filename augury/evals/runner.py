@@ -96,6 +96,19 @@ def check_choices_scorable(cfg: TaskConfig, instances: Sequence[Instance], chat:
                                     + ("" if chat else ' or the task a target_delimiter such as " "'))
 
 
+# A failed sample's error, by its kind, as the closing message of `augury eval` names it
+ERROR_KINDS = {"endpoint request failed": "failed endpoint requests",
+               "the sandbox could not run a program": "programs the sandbox could not run",
+               "the model gave a NaN log-likelihood": "NaN log-likelihoods",
+               "grader": "replies the grader could not grade"}
+
+
+def error_kind(error: str) -> str:
+    """What kind of failure a sample's "error" is (ERROR_KINDS' keys; a grader's failures, "grader: ...", are
+    one kind whatever the grader said, which may quote the reply)."""
+    return "grader" if error.startswith("grader:") else error
+
+
 def run_fingerprint(cfg: TaskConfig, model_spec: str, model_identity: dict, num_fewshot: int | None,
                     chat: bool, fewshot_seed: int = FEWSHOT_SEED) -> str:
     """What resumed samples must share: task definition, model and its output-changing options, k, format, the
@@ -359,13 +372,15 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
     out: dict[str, dict] = {}
     try:
         for cfg, path, done, todo in plan:
-            start, errors = time.perf_counter(), 0
+            start, errors, why = time.perf_counter(), 0, {}
             for i in range(0, len(todo), chunk_size):
                 chunk = todo[i:i + chunk_size]
                 finished = []
                 for rec in score_chunk(lm, cfg, chunk, chat, hidden_dirs=(data_dir, out_dir)):
                     if "error" in rec:
                         errors += 1
+                        kind = error_kind(rec["error"])
+                        why[kind] = why.get(kind, 0) + 1
                         continue
                     finished.append(_lm_eval_layout(rec, cfg))
                     done[rec["doc_id"]] = rec
@@ -374,6 +389,7 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
             wanted = [inst.doc_id for inst in instances[cfg.task]]
             original = record_count(cfg, data_dir) if limit is not None else len(wanted)
             out[cfg.task] = {"samples": [_lm_eval_layout(done[d], cfg) for d in wanted if d in done], "errors": errors,
+                             "error_kinds": why,
                              "instances": len(wanted), "original": original,
                              "seconds": time.perf_counter() - start, "resumed": len(wanted) - len(todo)}
             if bar.bar.disable and progress is not False:  # no live bar (a log file): one line per task

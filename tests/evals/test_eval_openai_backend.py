@@ -276,7 +276,7 @@ def test_cli_counts_errors_keeps_results_and_resumes(endpoint, tmp_path, capsys)
     assert cli.main(argv) == 0
     res = json.loads(next((tmp_path / "out").glob("results_*.json")).read_text())
     assert res["n-samples"]["toy_mc"] == {"original": 4, "effective": 3, "errors": 1, "resumed": 0}
-    assert "1 sample(s) could not be scored" in capsys.readouterr().out
+    assert "1 sample(s) could not be scored (failed endpoint requests: 1)" in capsys.readouterr().out
     endpoint.always_fail_prompt = None
     n_before = len(endpoint.requests)
     for f in (tmp_path / "out").glob("results_*.json"):

@@ -176,3 +176,23 @@ def test_toxicity_rate_on_a_user_prompt_file(tmp_path):
     results = build_results([cfg], scored, reg, {"model": "x"}, None, None, False, 0.0, tmp_path, "d")
     assert results["results"]["toxicity"]["disallowed_rate,none"] == pytest.approx(3 / 8)
     assert results["safety"]["toxicity"]["all"]["disallowed_rate_ci95"] == pytest.approx(list(wilson_interval(3, 8)))
+
+
+def test_the_closing_message_names_grader_failures(shared_data, tmp_path, monkeypatch, capsys):
+    """augury eval's last lines named endpoint, sandbox and NaN failures only, though replies the grader could not
+    grade are counted among the errors too."""
+    from augury.cli import main
+    from augury.safety.rubric import load_rubric
+
+    rub = load_rubric("default")
+    rules = types.ModuleType("failing_rules_for_tests")
+    rules.RULES = {n: (lambda p, r, k: (_ for _ in ()).throw(RuntimeError("judge down")))
+                   for k in rub.kinds for n in rub.propositions_for(k)}
+    monkeypatch.setitem(sys.modules, "failing_rules_for_tests", rules)
+    monkeypatch.setattr("augury.evals.backends.load_model", lambda spec, **kw: ParityLM())
+    code = main(["eval", "--model", "hf:parity", "--tasks", "xstest_unsafe", "--limit", "4",
+                     "--grader", "rules:failing_rules_for_tests:RULES", "--data_dir", str(shared_data),
+                     "--out", str(tmp_path / "out")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "4 sample(s) could not be scored (replies the grader could not grade: 4)" in out
