@@ -204,7 +204,8 @@ def load_sft_examples(path: str | Path, tok, max_len: int) -> tuple[list[SFTExam
 def scored_sequence(tok, prompt, reply, max_len: int, strict: bool = True) -> list[int]:
     """The ids a reward model scores for (prompt, reply): plain strings, or message lists in the chat format.
 
-    `strict` (a training pair) refuses an empty reply and a sequence longer than `max_len`; otherwise (scoring a
+    `strict` (a training pair) refuses an empty reply, a conversational reply whose last turn is not the
+    assistant's and a sequence longer than `max_len`; otherwise (scoring a
     policy's reply, which must get a score whatever it is) an empty reply is scored as it stands and a long
     sequence keeps its last `max_len` ids, where the reply is and where the reward head reads."""
     if isinstance(prompt, str) and isinstance(reply, str):
@@ -216,6 +217,11 @@ def scored_sequence(tok, prompt, reply, max_len: int, strict: bool = True) -> li
         ids = [eot, *p, *r, eot]
     elif isinstance(prompt, list) and isinstance(reply, list):
         validate_messages(prompt + reply, need_assistant=True)
+        if strict and (not reply or reply[-1]["role"] != "assistant"):
+            # the reward head reads the sequence's last token: the end of whatever turn comes last
+            last = f"the {reply[-1]['role']}'s" if reply else "missing"
+            raise ValueError(f"a reply's last turn is {last}, not the assistant's: the reward would be read at the "
+                             f"end of that turn")
         if strict:
             refuse_empty_replies(reply)
         ids = render_chat(tok, prompt + reply).ids

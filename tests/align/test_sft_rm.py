@@ -466,3 +466,23 @@ def test_a_string_that_already_ends_with_the_end_of_text_token_is_not_given_a_se
         sft_example(tok, {"prompt": "Q:", "completion": "<|endoftext|>"}, 128)
     with pytest.raises(ValueError, match="non-empty string"):
         sft_example(tok, {"text": "<|endoftext|>"}, 128)
+
+
+def test_a_preference_reply_not_ending_with_the_assistant_is_skipped_and_counted(chat_run, tmp_path):
+    """A conversational reply whose last turn is the user's (chosen: [a user message]) was scored, its reward read
+    at the end of that user turn; such rows are now skipped with their reason, as other bad rows are."""
+    from augury.align.data import load_preference_pairs
+    from augury.data.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(chat_run / "tokenizer.json")
+    user = {"role": "user", "content": "What is two plus two?"}
+    good = {"prompt": [user], "chosen": [{"role": "assistant", "content": "Four."}],
+            "rejected": [{"role": "assistant", "content": "Five."}]}
+    earlier = [user, {"role": "assistant", "content": "Four."}, {"role": "user", "content": "And three plus three?"}]
+    bad = [{**good, "prompt": earlier, "chosen": [{"role": "user", "content": "Six."}]},
+           {**good, "rejected": [{"role": "assistant", "content": "Five."}, {"role": "user", "content": "ok?"}]}]
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [good, good, good, *bad]))
+    pairs, report = load_preference_pairs(path, tok, 128)
+    assert len(pairs) == 3 and report.used == 3
+    assert sum(n for why, n in report.skipped.items() if "last turn" in why) == 2, report.skipped
