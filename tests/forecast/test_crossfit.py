@@ -34,29 +34,36 @@ def true_neg_log_pass(difficulty: np.ndarray, compute: float, c0: float) -> np.n
     return difficulty * (compute / c0) ** -0.3
 
 
-@pytest.fixture()
-def sampled_ladder(tmp_path, make_smoke_config, data_cache):
-    """A smoke plan with 3 seeds per rung whose replicas' capability records are drawn from a known law."""
-    cfg = make_smoke_config(tmp_path / "f", data_cache, ladder={"seeds": 3},
+def drawn_ladder(tmp_path, make_smoke_config, data_cache, seeds: int, exponent: float, high: float, seed: int):
+    """A smoke plan with `seeds` replicas per rung whose capability records are drawn from -log pass =
+    difficulty · (C/C0)^-exponent (difficulties uniform in [0.3, high]); returns it with a `draw(run, compute)`."""
+    cfg = make_smoke_config(tmp_path / "f", data_cache, ladder={"seeds": seeds},
                             capability={"samples": SAMPLES, "problems": N_PROBLEMS, "buckets": 3})
     out = tmp_path / "f"
     runs = plan_runs(cfg, 512)
     rungs, target = runs[:-1], runs[-1]
     xs = {p.name: fit_compute(p, cfg.fit.compute) for p in runs}
     c0 = xs[rungs[0].name]
-    rng = np.random.default_rng(0)
-    difficulty = rng.uniform(0.3, 2.5, N_PROBLEMS)
-    problems = [{"id": f"p{j}"} for j in range(N_PROBLEMS)]
-    atomic_write_json(out / "capability" / "problems.json", problems)
+    rng = np.random.default_rng(seed)
+    difficulty = rng.uniform(0.3, high, N_PROBLEMS)
+    atomic_write_json(out / "capability" / "problems.json", [{"id": f"p{j}"} for j in range(N_PROBLEMS)])
 
     def draw(run_name: str, compute: float) -> list[dict]:
-        p = np.exp(-true_neg_log_pass(difficulty, compute, c0))
+        p = np.exp(-difficulty * (compute / c0) ** -exponent)
         return [{"run": run_name, "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p[j]))}
                 for j in range(N_PROBLEMS)]
 
     for plan, rung, _ in rung_replicas(cfg, rungs):
         atomic_write_json(out / "capability" / f"{plan.name}.json",
                           {"run": plan.name, "records": draw(plan.name, xs[rung])})
+    return cfg, out, rungs, target, xs, c0, difficulty, draw
+
+
+@pytest.fixture()
+def sampled_ladder(tmp_path, make_smoke_config, data_cache):
+    """A smoke plan with 3 seeds per rung whose replicas' capability records are drawn from a known law."""
+    cfg, out, rungs, target, xs, c0, difficulty, draw = drawn_ladder(tmp_path, make_smoke_config, data_cache,
+                                                                    seeds=3, exponent=0.3, high=2.5, seed=0)
     target_records = draw("target", xs[target.name])
     truth = float(np.mean(true_neg_log_pass(difficulty, xs[target.name], c0)))
     return cfg, out, rungs, xs, target.name, target_records, truth
@@ -215,21 +222,8 @@ def test_a_capability_that_gets_worse_on_the_rungs_is_not_forecast(tmp_path, mak
     from augury.forecast.recheck import capability_failures
 
     # pass rates that fall with compute: every bucket's k is measurably below 0, so none improves measurably
-    cfg = make_smoke_config(tmp_path / "f", data_cache, ladder={"seeds": 2},
-                            capability={"samples": SAMPLES, "problems": N_PROBLEMS, "buckets": 3})
-    out = tmp_path / "f"
-    runs = plan_runs(cfg, 512)
-    rungs, target = runs[:-1], runs[-1]
-    xs = {p.name: fit_compute(p, cfg.fit.compute) for p in runs}
-    c0 = xs[rungs[0].name]
-    rng = np.random.default_rng(2)
-    difficulty = rng.uniform(0.3, 1.5, N_PROBLEMS)
-    atomic_write_json(out / "capability" / "problems.json", [{"id": f"p{j}"} for j in range(N_PROBLEMS)])
-    for plan, rung, _ in rung_replicas(cfg, rungs):
-        p = np.exp(-difficulty * (xs[rung] / c0) ** 0.3)
-        atomic_write_json(out / "capability" / f"{plan.name}.json", {"run": plan.name, "records": [
-            {"run": plan.name, "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p[j]))}
-            for j in range(N_PROBLEMS)]})
+    cfg, out, rungs, target, xs, _, _, _ = drawn_ladder(tmp_path, make_smoke_config, data_cache, seeds=2,
+                                                        exponent=-0.3, high=1.5, seed=2)
     cap = crossfit.capability_forecast(cfg, out, None, rungs, xs, xs[target.name])
     assert all(b.k_interval[1] < 0 for f in cap.folds for b in f.buckets)  # measurably worse in every bucket
     assert cap.status == "not-forecastable" and "improves measurably" in cap.reason
