@@ -2,12 +2,12 @@
 
 Each finished sample is appended (fsynced) to `OUT/.partial/<task>.<fingerprint>.jsonl` as soon as its chunk is
 scored. A rerun with the same task definition, few-shot count and seed, format and model (and, for a graded task,
-the same rubric and offline grader file content) skips those samples; a changed definition gets a new fingerprint,
-so stale samples are never mixed in. A stored sample is reused only for
+the same rubric and grader content: grader file, training data, rules source or judge weights) skips those samples;
+a changed definition gets a new fingerprint, so stale samples are never mixed in. A stored sample is reused only for
 the same record and prompt (its `doc_hash` and `prompt_hash` match the ones built now), so edited data, few-shot
 examples or chat template are rescored. Samples whose requests failed on the endpoint (the backend returned None)
-are not stored: they are counted as errors and retried on the next run; so are code samples the sandbox itself
-could not run (status "error") and samples whose log-likelihood came back NaN.
+are not stored: they are counted as errors and retried on the next run; so are code samples the sandbox itself could
+not run (status "error") and samples whose log-likelihood came back NaN.
 
     from augury.evals.runner import evaluate
     results = evaluate(lm, registry.resolve(["mmlu"]), data_dir="data", out_dir="out", model_spec="hf:m")
@@ -113,7 +113,7 @@ def run_fingerprint(cfg: TaskConfig, model_spec: str, model_identity: dict, num_
                     chat: bool, fewshot_seed: int = FEWSHOT_SEED) -> str:
     """What resumed samples must share: task definition, model and its output-changing options, k, format, the
     few-shot seed where it picks the shots (k > 0, the `default` sampler), and for a graded task the content of
-    its rubric and of an `offline:PATH` grader."""
+    its rubric and grader (`augury.safety.evaluation.resume_key`)."""
     k = effective_fewshot(cfg, num_fewshot)
     rules = SCORING_RULES
     if (cfg.kind in ("generate", "graded") and "until" not in cfg.generation

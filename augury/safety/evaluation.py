@@ -15,10 +15,13 @@ A reply the grader cannot grade is returned as a per-sample error ("grader: ..."
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 from pathlib import Path
 
 from augury.evals.taskconfig import TaskConfig
-from augury.io import sha256_file
+from augury.io import sha256_bytes, sha256_file
 from augury.safety.graders import load_grader
 from augury.safety.rubric import REFUSALS, load_rubric, rubric_file
 from augury.safety.rules import is_refusal
@@ -41,14 +44,87 @@ def _file_sha256(path: Path) -> str | None:
         return None  # loading it fails too, with its own error
 
 
-def resume_key(cfg: TaskConfig) -> dict[str, str | None]:
+def _sources_sha256(files) -> str:
+    """One hash of several files' content (their paths left out: a moved checkout keeps its samples)."""
+    return sha256_bytes("\n".join(sorted(str(_file_sha256(Path(f))) for f in set(files))).encode())
+
+
+def _rule_sources(rules, module_file: str | None) -> list[str]:
+    """The module a rules spec names and every file that defines one of its rule functions."""
+    files = [module_file] if module_file else []
+    for fn in (rules.values() if isinstance(rules, dict) else []):
+        try:
+            files.append(inspect.getsourcefile(fn))
+        except TypeError:  # a builtin or a partial: nothing of ours to hash
+            continue
+    return [f for f in files if f]
+
+
+def _rules_key(module: str, attr: str) -> str | None:
+    """The rules' source: a `rules:MODULE:ATTR` module can be edited under the same spec (no import error is raised
+    here: loading the grader reports it)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    try:
+        rules = getattr(importlib.import_module(module), attr)
+    except Exception:  # noqa: BLE001 (a user's module; load_grader names the error)
+        rules = None
+    return _sources_sha256(_rule_sources(rules, spec.origin if spec else None))
+
+
+def _judge_weights_key(kind: str, arg: str, cfg: TaskConfig) -> dict | None:
+    """A local judge's weights. `augury:RUN`: the manifest of the checkpoint it loads (it lists every weight file's
+    sha256, so this is their content at no cost) with the run's config and tokenizer. `hf:PATH`: each file's name,
+    size and modification time, not its content: hashing a large judge's gigabytes at every start of
+    `augury eval`, resumed runs included, would take minutes, and saving or copying new weights changes these."""
+    from augury.evals.backends import parse_model_args
+    from augury.model.weights import find_latest_checkpoint
+
+    folder = Path(arg)
+    if kind == "hf":
+        if not folder.is_dir():
+            return None
+        return {"files": sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                                for f in folder.iterdir() if f.is_file())}
+    try:
+        checkpoint = parse_model_args(cfg.grader_model_args).get("checkpoint")
+    except ValueError:
+        checkpoint = None
+    loaded = _GRADERS.get((cfg.grader, cfg.rubric, cfg.grader_model_args))
+    if checkpoint is None:  # the one the loaded judge read, else the newest intact one (which it will read)
+        checkpoint = getattr(getattr(loaded, "lm", None), "checkpoint", None) or find_latest_checkpoint(folder)
+    return {"manifest_sha256": _file_sha256(Path(checkpoint) / "manifest.json") if checkpoint else None,
+            "config_sha256": _file_sha256(folder / "config.yaml"),
+            "tokenizer_sha256": _file_sha256(folder / "tokenizer.json")}
+
+
+def resume_key(cfg: TaskConfig) -> dict:
     """What of the grading the task's spec strings do not show, for the resume fingerprint: the content of the
-    rubric's YAML (shipped or by path) and of an `offline:PATH` grader, so that an edited rubric or a retrained
-    grader rescores rather than reusing the old verdicts."""
-    key = {"rubric_sha256": _file_sha256(rubric_file(cfg.rubric))}
+    rubric's YAML (shipped or by path) and what the grader is made of — an `offline:PATH` grader file; the RBR
+    gold data and training code of plain `offline`; the rules' source for `rules` and `rules:MODULE:ATTR`; a local
+    judge's weights (`augury:RUN`, `hf:PATH`) — so that an edited rubric or a changed grader rescores rather than
+    reusing the old verdicts. An `openai:MODEL@URL` judge is known by its spec only."""
+    from augury.safety import grader as trainer
+    from augury.safety import rules as shipped_rules
+    from augury.safety.graders import offline_train_file
+
+    key: dict = {"rubric_sha256": _file_sha256(rubric_file(cfg.rubric))}
     kind, _, arg = cfg.grader.partition(":")
     if kind == "offline" and arg:
         key["grader_sha256"] = _file_sha256(Path(arg))
+    elif kind == "offline":
+        key["grader_sha256"] = _file_sha256(offline_train_file())
+        key["trainer_sha256"] = _file_sha256(Path(trainer.__file__))
+    elif kind == "rules" and arg:
+        key["grader_sha256"] = _rules_key(*arg.partition(":")[::2])
+    elif kind == "rules":
+        rule_sets = shipped_rules.RUBRIC_RULES.values()
+        key["grader_sha256"] = _sources_sha256(
+            [f for rules in rule_sets for f in _rule_sources(rules, shipped_rules.__file__)])
+    elif kind in ("augury", "hf") and arg:
+        key["grader_weights"] = _judge_weights_key(kind, arg, cfg)
     return key
 
 

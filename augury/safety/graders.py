@@ -139,9 +139,13 @@ def offline_classifier(path: str = ""):
 
     if path:
         return PropositionGrader.load(path)
-    data = Path(os.environ.get("AUGURY_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" /
+    return PropositionGrader.fit(read_rows(offline_train_file()))
+
+
+def offline_train_file() -> Path:
+    """The RBR gold train split that the plain `offline` grader is trained on."""
+    return Path(os.environ.get("AUGURY_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" /
                                "data")) / "rbr-gold" / "train.jsonl"
-    return PropositionGrader.fit(read_rows(data))
 
 
 # ---- (iv) rule functions ------------------------------------------------------------------------------------
