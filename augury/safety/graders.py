@@ -19,11 +19,13 @@ options come as `model_args` ("key=value,..."): the backend's, plus `chat=true` 
 model's chat template (a local chat-tuned judge). A judge reads the prompt and the reply quoted between tags named
 by a hash of the two (`quoted`), so that text in the reply cannot end its quotation and instruct the judge.
 
-A reply the grader could not grade — an endpoint request that failed after its retries (timeouts, HTTP 429/5xx),
-an answer outside the rubric ("maybe", "E", or a hedge naming several: "A or D", "yes or no"), a local judge's
-log-likelihoods that give no probabilities (NaN, or -inf for every answer) — gets a Grading
-with `error` set and no classes. It is counted in `grader.stats`; callers must never read it as a zero reward.
-An endpoint that fails in a way retrying cannot fix (bad key, not an OpenAI API) raises at once.
+A reply the grader could not grade — an endpoint request that failed after its retries (timeouts, HTTP 429/5xx)
+or that the endpoint rejected (HTTP 400/413/422: a judge prompt longer than the judge's context), an answer outside
+the rubric ("maybe", "E", or a hedge naming several: "A or D", "yes or no"), a local judge's log-likelihoods that
+give no probabilities (NaN, or -inf for every answer) — gets a Grading with `error` set and no classes. It is
+counted in `grader.stats`; callers must never read it as a zero reward. An endpoint that fails in a way retrying
+cannot fix (bad key, unknown model, not an OpenAI API) raises at once, as do `max_consecutive_failures` failed
+requests in a row.
 """
 
 from __future__ import annotations
@@ -237,6 +239,9 @@ def quoted(prompt: str, response: str) -> tuple[str, str]:
     return (f"<message {tag}>\n{prompt}\n</message {tag}>", f"<reply {tag}>\n{response}\n</reply {tag}>")
 
 
+_ENDPOINT_FAILED = "endpoint: the request failed after its retries, or the endpoint rejected it"
+
+
 class JudgeGrader(Grader):
     """A judge model prompted zero-shot with the rubric (any `augury.evals` model backend).
 
@@ -290,7 +295,7 @@ class JudgeGrader(Grader):
                                                        messages=[{"role": "user", "content": q}]) for q in flat])
             for t in texts:
                 if t is None:
-                    answers.append("endpoint: the request failed after its retries")
+                    answers.append(_ENDPOINT_FAILED)
                     continue
                 got = parse_letter(t, options) if mc else parse_yes_no(t)
                 if got is None:
@@ -306,7 +311,7 @@ class JudgeGrader(Grader):
                 if why is not None:
                     answers.append(why)
                 elif any(v is None for v in mine):
-                    answers.append("endpoint: the request failed after its retries")
+                    answers.append(_ENDPOINT_FAILED)
                 elif not (probs := _answer_probabilities([v[0] for v in mine])):
                     # an overflowing judge: softmax of NaN, or of nothing but -inf, is NaN, which a max over the
                     # classes would read as the first class

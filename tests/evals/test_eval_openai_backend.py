@@ -236,6 +236,20 @@ def test_endpoint_down_stops_the_run(endpoint):
         lm.loglikelihood([("x", " a"), ("x", " b"), ("x", " c")])
 
 
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_a_request_the_endpoint_rejects_is_a_per_sample_error(endpoint, status):
+    # one prompt longer than the served model's context is HTTP 400 for that request alone: it used to stop the
+    # whole run; it is not retried (it would be rejected again), and a rejection on every request still stops it
+    lm = make_lm(endpoint, max_consecutive_failures=2)
+    endpoint.plan = ["ok", status, "ok"]
+    got = lm.loglikelihood([("a", " b"), ("long", " c"), ("d", " e")])
+    assert got[1] is None and got[0] is not None and got[2] is not None
+    assert lm.stats["failed_samples"] == 1 and lm.stats["retries"] == 0 and len(endpoint.requests) == 3
+    endpoint.plan = [status] * 3
+    with pytest.raises(EndpointError, match=f"2 requests in a row failed.*HTTP {status}"):
+        lm.loglikelihood([("x", " a"), ("x", " b"), ("x", " c")])
+
+
 @pytest.mark.parametrize("action,message", [("garbage", "not JSON"), ("wrong_shape", "echoed logprobs"),
                                             (401, "HTTP 401"), (404, "HTTP 404")])
 def test_errors_and_garbage_are_one_clear_error(endpoint, action, message):

@@ -286,6 +286,46 @@ def test_judge_behind_an_openai_endpoint_counts_timeouts_rate_limits_and_odd_ans
         assert g_ans.top_class() == "unacceptable_completion"
 
 
+def _context_limited_judge_app(calls: Counter):
+    """A judge whose context a long reply overflows: HTTP 400 (as OpenAI and vLLM answer) for that request only."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict):
+        text = body["messages"][-1]["content"]
+        calls["requests"] += 1
+        if len(text) > 4000:
+            return JSONResponse({"error": {"message": "maximum context length exceeded", "type":
+                                           "invalid_request_error", "code": "context_length_exceeded"}},
+                                status_code=400)
+        return {"choices": [{"message": {"role": "assistant", "content": "A" if "sorry" in text else "D"}}]}
+
+    return app
+
+
+def test_a_reply_too_long_for_the_judge_fails_its_grading_not_the_run(serving):
+    """An HTTP 400 for one request (a long reply overflows the judge's context) is that sample's failure, counted
+    and never a reward; the other replies are graded. The same 400 on every request in a row stops the run."""
+    from augury.evals.backends.errors import EndpointError
+
+    calls: Counter = Counter()
+    with serving(_context_limited_judge_app(calls)) as port:
+        spec = f"openai:judge@http://127.0.0.1:{port}/v1"
+        args = "max_retries=2,backoff_s=0.01,requests_per_second=0,max_consecutive_failures=3"
+        grader = load_grader(spec, "refusal_abcd", model_args=args)
+        replies = ["sorry, I can't.", "word " * 2000, "here it is."]
+        batch = grade_rewards(grader, ["q"] * 3, replies, ["harmful"] * 3)
+        assert [g.top_class() for g in batch.gradings] == ["desired_refusal", None, "safe_non_refusal"]
+        assert batch.gradings[1].error.startswith("endpoint") and batch.rewards[1] is None
+        assert grader.stats["failed"] == 1 and grader.stats["failed:endpoint"] == 1
+        assert calls["requests"] == 3  # a rejected request is not retried: it would be rejected again
+        with pytest.raises(EndpointError, match="3 requests in a row failed"):
+            grader.grade(["q"] * 4, ["word " * 2000] * 4, ["harmful"] * 4)
+
+
 class _FakeLM:
     """Log-likelihoods that prefer ' B' and ' yes'; None (a failed request) for contexts containing FAIL."""
 

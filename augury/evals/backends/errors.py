@@ -9,3 +9,8 @@ class EndpointError(RuntimeError):
 
 class TransientEndpointError(RuntimeError):
     """A failure worth retrying (connection reset, timeout, HTTP 429 or 5xx)."""
+
+
+class RejectedRequestError(RuntimeError):
+    """The endpoint rejected this one request (HTTP 400, 413 or 422: e.g. its prompt exceeds the model's context):
+    that sample fails, not the run; retrying would be rejected again."""

@@ -13,8 +13,11 @@
 - Retries with exponential backoff (honouring Retry-After) on connection errors, timeouts, broken HTTP replies
   (a body cut short, a reply that is not HTTP), HTTP 408, 409, 429 and 5xx, and a client-side rate limit. A request
   still failing after its retries becomes a per-sample error (None); after `max_consecutive_failures` such requests
-  in a row the run stops. Other HTTP 4xx and responses that are not the expected JSON stop the run at once with
-  one clear error. Scored samples are kept either way.
+  in a row the run stops. HTTP 400, 413 and 422 reject that one request (a prompt longer than the model's context):
+  it is not retried, and it is a per-sample error counted the same way (so a rejection of every request still stops
+  the run after `max_consecutive_failures`). Other HTTP 4xx (401, 403, 404: a wrong key, URL or model) and
+  responses that are not the expected JSON stop the run at once with one clear error. Scored samples are kept
+  either way.
 
     augury eval --model openai:gpt-4o-mini@https://api.openai.com/v1 --model_args requests_per_second=2 ...
 """
@@ -31,7 +34,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from augury.evals.backends.errors import EndpointError, TransientEndpointError
+from augury.evals.backends.errors import EndpointError, RejectedRequestError, TransientEndpointError
 from augury.evals.lm import LM, GenRequest, cut_at_stop, split_context
 
 
@@ -48,6 +51,9 @@ def _load_tokenizer(path: str):
 
 # Worth a retry besides 5xx (as OpenAI's own client): request timeout (a proxy's), conflict, too many requests.
 RETRIED_STATUS = (408, 409, 429)
+# The endpoint rejects this request, not every request (its prompt exceeds the context, a value it cannot take):
+# a per-sample error; the same status on every request in a row still stops the run (max_consecutive_failures).
+REJECTED_STATUS = (400, 413, 422)
 
 
 class OpenAICompatibleLM(LM):
@@ -133,6 +139,8 @@ class OpenAICompatibleLM(LM):
                     raise EndpointError(f"{url} returned a response that is not JSON: {raw[:120]!r}") from None
             except urllib.error.HTTPError as err:
                 text = err.read()[:300].decode("utf-8", "replace")
+                if err.code in REJECTED_STATUS:
+                    raise RejectedRequestError(f"{url}: HTTP {err.code}: {text}") from None
                 if err.code not in RETRIED_STATUS and err.code < 500:
                     hint = (f"; set the API key in ${self.api_key_env}" if err.code in (401, 403) else "")
                     raise EndpointError(f"{url}: HTTP {err.code}: {text}{hint}") from None
@@ -153,13 +161,14 @@ class OpenAICompatibleLM(LM):
         raise TransientEndpointError(f"{url}: still failing after {self.max_retries} retries ({last})")
 
     def _each(self, items, fn) -> list:
-        """Apply `fn` per request; a request failing transiently after its retries gives None."""
+        """Apply `fn` per request; a request failing transiently after its retries, or rejected by the endpoint,
+        gives None."""
         out = []
         for item in items:
             try:
                 out.append(fn(item))
                 self._consecutive_failures = 0
-            except TransientEndpointError as err:
+            except (TransientEndpointError, RejectedRequestError) as err:
                 self.stats["failed_samples"] += 1
                 self._consecutive_failures += 1
                 if self._consecutive_failures >= self.max_consecutive_failures:
