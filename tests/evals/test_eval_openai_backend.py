@@ -55,6 +55,18 @@ class FakeEndpoint:
                 action = outer.plan.pop(0) if outer.plan else "ok"
                 if outer.always_fail_prompt and outer.always_fail_prompt in body.get("prompt", ""):
                     action = 503
+                if isinstance(action, tuple):  # (status, kind): a server that echoes the request in its reply
+                    status, kind = action
+                    text = json.dumps(body)
+                    payload = {"json": json.dumps({"detail": [{"type": "missing", "msg": text, "input": body}],
+                                                   "error": {"message": text, "type": "invalid_request_error",
+                                                             "code": text.split()[1].strip('"')}}),
+                               "text": f"<html>{text}</html>",
+                               "shape": json.dumps({"choices": [{"text": text}], text[:80]: 1})}[kind]
+                    self.send_response(status)
+                    self.end_headers()
+                    self.wfile.write(payload.encode())
+                    return
                 if isinstance(action, int):
                     self.send_response(action)
                     if action == 429:
@@ -257,6 +269,28 @@ def test_errors_and_garbage_are_one_clear_error(endpoint, action, message):
     endpoint.plan = [action]
     with pytest.raises(EndpointError, match=message):
         lm.loglikelihood([("a", " b")])
+
+
+SECRET = "HARMFULTEXT how to do the harmful thing"
+
+
+@pytest.mark.parametrize("plan,message", [
+    ([(403, "json")], "HTTP 403 Forbidden.*invalid_request_error"),
+    ([(401, "text")], "HTTP 401 Unauthorized"),
+    ([(400, "json")] * 2, "2 requests in a row failed.*HTTP 400 Bad Request.*invalid_request_error"),
+    ([(422, "json")] * 2, "2 requests in a row failed.*HTTP 422"),
+    ([(503, "text")] * 6, "2 requests in a row failed.*HTTP 503"),
+    ([(200, "text")], "not JSON"),
+    ([(200, "shape")], "echoed logprobs"),
+])
+def test_errors_never_print_the_request_text(endpoint, plan, message):
+    # a server that echoes its input (a FastAPI 422 lists the request body) put up to 300 characters of the
+    # prompt into the error; safety prompts are harmful text that must never be printed
+    lm = make_lm(endpoint, max_consecutive_failures=2)
+    endpoint.plan = list(plan)
+    with pytest.raises(EndpointError, match=message) as err:
+        lm.loglikelihood([(SECRET, " a"), (SECRET, " b")])
+    assert "HARMFULTEXT" not in str(err.value) and "harmful" not in str(err.value)
 
 
 def test_rate_limit_spaces_requests(endpoint):

@@ -17,7 +17,9 @@
   it is not retried, and it is a per-sample error counted the same way (so a rejection of every request still stops
   the run after `max_consecutive_failures`). Other HTTP 4xx (401, 403, 404: a wrong key, URL or model) and
   responses that are not the expected JSON stop the run at once with one clear error. Scored samples are kept
-  either way.
+  either way. Error messages never quote what the server sent back (a server may echo the request, and a safety
+  prompt is harmful text): they give the HTTP status, and the error's `type` and `code` where each is a short
+  identifier that does not occur in the request.
 
     augury eval --model openai:gpt-4o-mini@https://api.openai.com/v1 --model_args requests_per_second=2 ...
 """
@@ -28,10 +30,12 @@ import http.client
 import json
 import os
 import random
+import re
 import threading
 import time
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 from typing import Any
 
 from augury.evals.backends.errors import EndpointError, RejectedRequestError, TransientEndpointError
@@ -54,6 +58,48 @@ RETRIED_STATUS = (408, 409, 429)
 # The endpoint rejects this request, not every request (its prompt exceeds the context, a value it cannot take):
 # a per-sample error; the same status on every request in a row still stops the run (max_consecutive_failures).
 REJECTED_STATUS = (400, 413, 422)
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def _safe(values, request: str) -> list[str]:
+    """The values that are short identifiers (an error type or code: `context_length_exceeded`) and do not occur in
+    the request: whatever a server echoes of the request can never get into an error message this way."""
+    out = []
+    for v in values:
+        v = str(v) if isinstance(v, (str, int)) and not isinstance(v, bool) else ""
+        if _IDENTIFIER.fullmatch(v) and v not in request and v not in out:
+            out.append(v)
+    return out
+
+
+def _http_summary(code: int, raw: bytes, request: str) -> str:
+    """`HTTP 400 Bad Request (invalid_request_error, context_length_exceeded)`: the status, its standard phrase,
+    and the error's type and code fields where `_safe`; never the body's text (it may echo the prompt)."""
+    try:
+        phrase = f" {HTTPStatus(code).phrase}"
+    except ValueError:
+        phrase = ""
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    fields = []
+    for part in (body.get("error"), body) if isinstance(body, dict) else ():
+        if isinstance(part, dict):
+            fields += [part.get("type"), part.get("code")]
+    named = _safe(fields, request)
+    return f"HTTP {code}{phrase}" + (f" ({', '.join(named)})" if named else "")
+
+
+def _shape(obj, request: str) -> str:
+    """What a response that is not the expected one is, without its text: its type and (safe) keys."""
+    if isinstance(obj, dict):
+        keys = _safe(list(obj), request)
+        more = len(obj) - len(keys)
+        return f"a JSON object with keys {keys}" + (f" and {more} more" if more else "")
+    return f"a JSON {type(obj).__name__}"
 
 
 class OpenAICompatibleLM(LM):
@@ -118,7 +164,8 @@ class OpenAICompatibleLM(LM):
 
     def _post(self, path: str, payload: dict) -> dict:
         url = f"{self.base_url}/{path}"
-        body = json.dumps(payload).encode("utf-8")
+        request = json.dumps(payload)
+        body = request.encode("utf-8")
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -136,19 +183,22 @@ class OpenAICompatibleLM(LM):
                 try:
                     return json.loads(raw)
                 except (json.JSONDecodeError, UnicodeDecodeError):
-                    raise EndpointError(f"{url} returned a response that is not JSON: {raw[:120]!r}") from None
+                    raise EndpointError(f"{url} returned a response that is not JSON ({len(raw)} bytes)") from None
             except urllib.error.HTTPError as err:
-                text = err.read()[:300].decode("utf-8", "replace")
+                text = _http_summary(err.code, err.read(), request)
                 if err.code in REJECTED_STATUS:
-                    raise RejectedRequestError(f"{url}: HTTP {err.code}: {text}") from None
+                    raise RejectedRequestError(f"{url}: {text}") from None
                 if err.code not in RETRIED_STATUS and err.code < 500:
                     hint = (f"; set the API key in ${self.api_key_env}" if err.code in (401, 403) else "")
-                    raise EndpointError(f"{url}: HTTP {err.code}: {text}{hint}") from None
-                last = f"HTTP {err.code}: {text}"
+                    raise EndpointError(f"{url}: {text}{hint}") from None
+                last = text
                 retry_after = err.headers.get("Retry-After") if err.headers else None
             # HTTPException: a dropped body (IncompleteRead) or a reply that is not HTTP (BadStatusLine), which a
             # proxy or an overloaded server gives now and then: worth a retry, never a crash of the run.
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, http.client.HTTPException) as err:
+            # (Its name only: a BadStatusLine quotes what the server sent.)
+            except http.client.HTTPException as err:
+                last = type(err).__name__
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
                 last = f"{type(err).__name__}: {err}"
             if attempt < self.max_retries:
                 delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
@@ -180,8 +230,9 @@ class OpenAICompatibleLM(LM):
     # ---- likelihood -----------------------------------------------------------------------------------------
     def _echo_logprobs(self, prompt: str | list[int]) -> tuple[list[str], list[float | None], list[int], list[Any]]:
         url = f"{self.base_url}/completions"
-        resp = self._post("completions", {"model": self.model, "prompt": prompt, "max_tokens": 1,
-                                          "temperature": 0.0, "echo": True, "logprobs": 1})
+        payload = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "echo": True,
+                   "logprobs": 1}
+        resp = self._post("completions", payload)
         try:
             lp = resp["choices"][0]["logprobs"]
             tokens, values, offsets = lp["tokens"], lp["token_logprobs"], lp["text_offset"]
@@ -193,7 +244,7 @@ class OpenAICompatibleLM(LM):
             ok = False
         if not ok:
             raise EndpointError(f"{url} did not return echoed logprobs (choices[0].logprobs with tokens, "
-                                f"token_logprobs, text_offset); got {json.dumps(resp)[:200]}. The endpoint "
+                                f"token_logprobs, text_offset); got {_shape(resp, json.dumps(payload))}. The endpoint "
                                 "must support echo=true with logprobs for likelihood tasks")
         return tokens, values, offsets, tops
 
@@ -237,15 +288,15 @@ class OpenAICompatibleLM(LM):
         for tok, val, off, end, top in zip(tokens, values, offsets, ends, tops):
             if off < hi and max(end, off + 1) > lo:
                 if val is None:
-                    raise EndpointError(f"{self.base_url}/completions gave no logprob for continuation token "
-                                        f"{tok!r} (an empty context cannot be scored by this endpoint)")
+                    raise EndpointError(f"{self.base_url}/completions gave no logprob for a continuation token "
+                                        "(an empty context cannot be scored by this endpoint)")
                 total += float(val)
                 n += 1
                 if isinstance(top, dict) and top:
                     greedy = greedy and max(top, key=top.get) == tok
         if n == 0:
-            raise EndpointError(f"{self.base_url}/completions echoed no token for continuation "
-                                f"{continuation!r}")
+            raise EndpointError(f"{self.base_url}/completions echoed no token for a continuation of "
+                                f"{len(continuation)} characters")
         return total, greedy
 
     def loglikelihood(self, requests):
@@ -278,7 +329,7 @@ class OpenAICompatibleLM(LM):
             text = None
         if not isinstance(text, str):
             raise EndpointError(f"{self.base_url}/chat/completions did not return choices[0].message.content "
-                                f"as text; got {json.dumps(resp)[:200]}")
+                                f"as text; got {_shape(resp, json.dumps(payload))}")
         return cut_at_stop(text, req.until)
 
     def generate_until(self, requests):
