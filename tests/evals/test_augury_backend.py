@@ -67,6 +67,21 @@ def test_greedy_generation_stops_at_stop_string(augury_run):
     assert isinstance(out[0], str) and "\n" not in out[0]
 
 
+def test_generation_from_a_prompt_longer_than_the_context_matches_the_hf_export(augury_run, tmp_path):
+    """A prompt over the context keeps its last max_length - max_gen_toks tokens (as lm-eval and the hf backend
+    do), so the reply may still be max_gen_toks long, not the one token the context's last slot leaves."""
+    run, model = augury_run
+    ours = load_model(f"augury:{run}")
+    theirs = load_model(f"hf:{export_hf(model, run / 'tokenizer.json', tmp_path / 'hf')}")
+    context = "for i in range(10):\n    print(i)\n" * 12
+    assert len(ours.tok_encode(context)) > ours.max_length
+    reqs = [GenRequest(context=context, until=["never"], max_gen_toks=20),
+            GenRequest(context="def add(a, b):", until=["never"], max_gen_toks=20)]
+    got, want = ours.generate_until(reqs), theirs.generate_until(reqs)
+    assert got == want
+    assert len(ours.tok_encode(want[0])) > 1
+
+
 def test_not_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="not an augury run folder"):
         load_model(f"augury:{tmp_path}")

@@ -103,7 +103,11 @@ class AuguryLM(TokenizedLM):
             raise ValueError(f"{self.run}: {err}; run without --chat") from None
 
     def generate_until(self, requests):
-        """All requests through the batched engine, `batch_size` at a time; stops at end-of-text and <|end|>."""
+        """All requests through the batched engine, `batch_size` at a time; stops at end-of-text and <|end|>.
+
+        A context keeps its last `max_length - max_gen_toks` tokens (at least one), as `TokenizedLM` and lm-eval
+        do: a context over the model's length still leaves room for the reply (the engine alone would keep all
+        but one slot of it, a reply of one token)."""
         from augury.evals.lm import cut_at_stop
         from augury.model.generate import SamplingParams, generate
 
@@ -112,6 +116,7 @@ class AuguryLM(TokenizedLM):
         for start in range(0, len(requests), self.batch_size):
             chunk = requests[start:start + self.batch_size]
             prompts = [self.tok_encode(r.context) or [self.prefix_token_id] for r in chunk]
+            prompts = [ids[-max(1, self.max_length - r.max_gen_toks):] for ids, r in zip(prompts, chunk)]
             params = [SamplingParams(max_tokens=r.max_gen_toks, temperature=r.temperature if r.do_sample else 0.0,
                                      top_p=r.top_p if r.do_sample else 1.0, stop=list(r.until),
                                      stop_token_ids=stop_ids, seed=r.seed if r.seed is not None else 0)
