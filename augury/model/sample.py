@@ -4,7 +4,9 @@
 
 `generate` runs the samples as rows of the batched engine (`augury.model.generate`); `generate_ids` is the plain
 one-prompt loop that engine is tested against. Generation of a row ends at the end-of-text token, at the
-first stop string (which is cut from the returned text), or after `max_tokens`; `temperature=0` is greedy.
+first stop string (which is cut from the returned text), or after `max_tokens`; `temperature=0` is greedy. Both keep
+the prompt's last `max_seq_len - max_tokens` tokens (`max_tokens` capped at `max_seq_len - 1`), so a long prompt
+still leaves room for `max_tokens`.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ def generate(model: Transformer, tokenizer, prompt: str, max_tokens: int = 128, 
 
     eot_id = tokenizer.token_to_id(EOT)
     ids = tokenizer.encode(prompt).ids if prompt else []
+    # room for max_tokens, as generate_ids keeps (the engine alone would keep all but one slot of a long prompt)
+    limit = model.cfg.max_seq_len
+    ids = ids[-(limit - max(0, min(max_tokens, limit - 1))):]
     params = [SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                              stop=[s for s in (stop or []) if s],
                              stop_token_ids=[eot_id] if eot_id is not None else [],

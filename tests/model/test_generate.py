@@ -182,3 +182,21 @@ def test_a_seeded_row_without_truncation_is_unaffected_by_a_truncating_neighbour
                       SamplingParams(max_tokens=12, temperature=0.7, top_p=0.5, seed=2)):
         mixed = generate(model, ByteTokenizer(), [PROMPTS[0], PROMPTS[1]], [row, neighbour])[0]
         assert mixed.token_ids == alone.token_ids
+
+
+def test_sample_text_from_a_prompt_longer_than_the_context_keeps_room_for_max_tokens():
+    """`augury sample` with a prompt over the context continues its last max_seq_len - max_tokens tokens, as the
+    one-prompt loop does, not the last max_seq_len - 1 with room for one token."""
+    from augury.data.tokenizer import train_tokenizer
+    from augury.model.sample import generate as sample_text
+
+    tok = train_tokenizer(["def fib(n):\n    return n\n\nprint(fib(3))\n" * 20], vocab_size=300)
+    torch.manual_seed(1)
+    cfg = ModelConfig(vocab_size=tok.get_vocab_size(), depth=2, d_model=64, n_heads=4, max_seq_len=64).resolved()
+    m = Transformer(cfg).eval()
+    prompt = "print(fib(3))\n" * 30
+    assert len(tok.encode(prompt).ids) > 64
+    eot = tok.token_to_id("<|endoftext|>")
+    ids = generate_ids(m, tok.encode(prompt).ids, max_tokens=12, temperature=0, eot_id=eot)[0]
+    assert len(ids) == 12
+    assert sample_text(m, tok, prompt, max_tokens=12, temperature=0)[0] == tok.decode(ids)
