@@ -35,7 +35,8 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         checkpoint: a specific checkpoint folder; default: the newest intact one.
         image: an RGB image file for an image-text run; repeat the flag for several images (the prompt is then
             a user turn: --chat is implied).
-        chat: the prompt is a user turn in the chat format; print the assistant's reply (ends at <|end|>).
+        chat: the prompt is a user turn in the chat format; print the assistant's reply (ends at <|end|>). The
+            conversation must fit the context with room for one token (the reply then gets what room is left).
         system: with --chat, a system message before the user turn (not with --image).
     """
     from augury.model.generate import SamplingParams
@@ -96,6 +97,10 @@ def _sample_chat(model, tokenizer, prompt, system, max_tokens, temperature, top_
         special = chat_token_ids(tokenizer)
     except ChatFormatError as err:
         raise UsageError(str(err)) from None
+    limit = model.cfg.max_seq_len
+    if len(ids) > limit - 1:  # cut from the left, it would lose its opening and the user's role token
+        raise UsageError(f"the chat prompt is {len(ids)} tokens and the run's context is {limit}: it leaves no room "
+                         "for a reply; shorten --prompt" + (" or --system" if system else ""))
     params = [SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop,
                              stop_token_ids=[special["end"], special["bos"]],
                              seed=None if seed is None else seed + i) for i in range(num_samples)]

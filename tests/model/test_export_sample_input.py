@@ -133,3 +133,25 @@ def test_a_checkpoint_that_is_not_there_is_called_missing(run, tmp_path, capsys,
     assert err.startswith(f"augury {command[0]}: error: checkpoint {tmp_path / given} {message}")
     assert "incomplete" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "HF").exists()
+
+
+def test_sample_chat_refuses_a_conversation_longer_than_the_context(tmp_path, capsys):
+    """A --chat prompt over the context was cut from the left, losing its opening and the user's role token, and
+    the model continued what was left; it is now one error line."""
+    from augury.data.tokenizer import train_tokenizer
+    from augury.train.checkpoint import save_checkpoint
+
+    tok = train_tokenizer(["What is two plus two? It is four.\n"] * 30, 300)
+    cfg = ModelConfig(vocab_size=tok.get_vocab_size(), depth=1, d_model=32, n_heads=2, max_seq_len=64)
+    model = Transformer(cfg)
+    folder = tmp_path / "chat_run"
+    save_checkpoint(folder, 1, model, torch.optim.AdamW(model.parameters()), {"step": 1})
+    (folder / "config.yaml").write_text(yaml.safe_dump({"model": dataclasses.asdict(cfg)}))
+    tok.save(str(folder / "tokenizer.json"))
+    assert cli.main(["sample", str(folder), "--chat", "--prompt", "What is two plus two?", "--max_tokens", "2"]) == 0
+    capsys.readouterr()
+    assert cli.main(["sample", str(folder), "--chat", "--prompt", "What is two plus two? " * 40]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err
+    assert err.startswith("augury sample: error:") and "context" in err and len(err.strip().splitlines()) == 1
