@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -254,6 +255,16 @@ def _check_generation(cfg: TaskConfig) -> None:
     _check_types(cfg.generation, GenRequest, f"{cfg.source}: generation")
     if not all(cfg.generation.get("until", ["x"])):  # "" is in every text: generation would stop at once
         raise TaskConfigError(f"{cfg.source}: generation: until holds an empty stop string")
+    # the ranges every backend can serve (augury's engine refuses the others, mid-run; hf's would generate nothing,
+    # greedily, or fail in torch)
+    g = cfg.generation
+    if g.get("max_gen_toks", 0) < 0:
+        raise TaskConfigError(f"{cfg.source}: generation: max_gen_toks must be >= 0, got {g['max_gen_toks']!r}")
+    if not 0 <= g.get("temperature", 0) < math.inf:  # also refuses NaN
+        raise TaskConfigError(f"{cfg.source}: generation: temperature must be a finite number >= 0 (0 is greedy), "
+                              f"got {g['temperature']!r}")
+    if not 0 < g.get("top_p", 1) <= 1:
+        raise TaskConfigError(f"{cfg.source}: generation: top_p must be in (0, 1] (1 disables it), got {g['top_p']!r}")
 
 
 class TaskRegistry:

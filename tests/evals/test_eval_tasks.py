@@ -192,6 +192,13 @@ def test_a_record_is_never_its_own_few_shot_example(tmp_path, fewshot):
     ({"max_tokens": 64}, "max_tokens"),  # the OpenAI spelling of max_gen_toks: raised mid-run, after the model loaded
     ({"until": [""]}, "until"),  # an empty stop string stopped a local model after its first token
     ({"until": ["\n", 3]}, "until"),
+    # out of range: the augury backend refused them mid-run, after the model loaded; the hf backend generated
+    # nothing (max_gen_toks -1), greedily (temperature -1) or raised in torch (top_p 0)
+    ({"max_gen_toks": -1}, "max_gen_toks"),
+    ({"do_sample": True, "temperature": -1.0}, "temperature"),
+    ({"do_sample": True, "temperature": float("nan")}, "temperature"),
+    ({"do_sample": True, "top_p": 0.0}, "top_p"),
+    ({"top_p": 1.5}, "top_p"),
 ])
 def test_bad_generation_options_are_config_errors(generation, message):
     with pytest.raises(TaskConfigError, match=f"t.yaml: .*{message}"):
