@@ -68,3 +68,33 @@ def test_export_is_readable_like_any_file_the_user_writes(tmp_path, tiny_tokeniz
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {p.name: 0o644 for p in out.iterdir()}
+
+
+def test_batched_greedy_decoding_matches_transformers_generate(tmp_path, tiny_tokenizer_path):
+    """The engine's left-padded batch with its own key/value cache decodes the tokens transformers' `generate`
+    decodes from the export (a left-padded batch with an attention mask), to the last slot of the context."""
+    from tokenizers import Tokenizer
+
+    from augury.model.generate import SamplingParams, generate
+
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=300, depth=2, d_model=64, n_heads=4, n_kv_heads=2,
+                                    max_seq_len=64)).eval()
+    with torch.no_grad():  # a wider init than training's: clear choices, few near-ties
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.08)
+    hf = transformers.LlamaForCausalLM.from_pretrained(export_hf(model, tiny_tokenizer_path, tmp_path / "hf"),
+                                                       torch_dtype=torch.float32).eval()
+    prompts = [[5, 17, 99, 3], [42], list(range(10, 40))]
+    new = 64 - 30
+    tok = Tokenizer.from_file(str(tiny_tokenizer_path))
+    ours = generate(model, tok, prompts, SamplingParams(max_tokens=new, temperature=0))
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    with torch.no_grad():
+        theirs = hf.generate(ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                             pad_token_id=0, eos_token_id=None)
+    for row, out in enumerate(ours):
+        assert out.token_ids == theirs[row, width:].tolist()
