@@ -172,7 +172,9 @@ class Engine:
 
     def add(self, key, prompt: list[int], params: SamplingParams, images: torch.Tensor | None = None) -> None:
         """Queue a request. `images` (n, 3, S, S) fill the prompt's runs of `<|image|>` ids, in order (an
-        image-text model, augury.model.vision); such a prompt must fit the context whole."""
+        image-text model, augury.model.vision); such a prompt must fit the context whole. A text prompt longer
+        than `max_seq_len - 1` keeps its last `max_seq_len - 1` tokens, room for one new token: a caller that
+        wants room for more cuts it first (augury sample, the eval backend) or refuses it (augury serve)."""
         params.validate()
         limit = self.model.cfg.max_seq_len
         if images is not None and len(prompt) > limit - 1:
