@@ -91,3 +91,44 @@ def serve_app(app, **config):
 def serving():
     """serving(app) -> a context manager yielding the loopback port the app is served on."""
     return serve_app
+
+
+@pytest.fixture
+def turn_ending_run(tmp_path):
+    """(run, tokenizer, hf_export) of a chat run whose model replies greedily "4", then `<|end|>`, then "x" for
+    ever: a decoder that does not stop at the end of the turn writes "4xxx...".
+
+    Its layers add nothing (zero output projections), so each next token depends on the current one only; the output
+    head maps <|assistant|> to "4", "4" to <|end|> and <|end|> and "x" to "x"."""
+    import torch
+    import yaml
+
+    from augury.data.tokenizer import train_tokenizer
+    from augury.io import to_jsonable
+    from augury.model import ModelConfig, Transformer
+    from augury.model.export import export_hf
+    from augury.train.checkpoint import save_checkpoint
+
+    tok = train_tokenizer(["What is two plus two? It is four, 4.\n"] * 30, 300)
+    cfg = ModelConfig(vocab_size=tok.get_vocab_size(), depth=1, d_model=64, n_heads=4, max_seq_len=128).resolved()
+    torch.manual_seed(0)
+    model = Transformer(cfg).eval()
+    four, x, end, assistant = (tok.token_to_id(t) for t in ("4", "x", "<|end|>", "<|assistant|>"))
+
+    def direction(t):  # the final norm's output for token t, scaled so that a matching logit is about 30
+        e = model.embed_tokens.weight[t]
+        return 30.0 * e / e.pow(2).mean().sqrt() / cfg.d_model
+
+    with torch.no_grad():
+        for block in model.layers:
+            block.self_attn.o_proj.weight.zero_()
+            block.mlp.down_proj.weight.zero_()
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[four] = direction(assistant)
+        model.lm_head.weight[end] = direction(four)
+        model.lm_head.weight[x] = direction(end) + direction(x)
+    run = tmp_path / "turn_ending_run"
+    save_checkpoint(run, 1, model, torch.optim.AdamW(model.parameters()), {"step": 1})
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": to_jsonable(cfg)}))
+    tok.save(str(run / "tokenizer.json"))
+    return run, tok, export_hf(model, run / "tokenizer.json", tmp_path / "turn_ending_hf")

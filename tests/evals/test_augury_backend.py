@@ -142,3 +142,15 @@ def test_normal_chat_prompt_text_is_unchanged(chat_run):
     lm = load_model(f"augury:{run}")
     ids = render_chat(tok, NORMAL, add_generation_prompt=True).ids
     assert lm.apply_chat_template(NORMAL) == tok.decode(ids, skip_special_tokens=False)
+
+
+def test_chat_generation_stops_at_the_end_of_the_turn_in_the_export_too(turn_ending_run):
+    """The export lists <|end|> among its generation_config's eos ids (its tokenizer's eos is <|endoftext|>): the hf
+    backend stops there, as transformers' generate and lm-eval do, and replies what the augury backend replies."""
+    run, _, hf_dir = turn_ending_run
+    messages = [{"role": "user", "content": "What is two plus two?"}]
+    replies = []
+    for lm in (load_model(f"augury:{run}"), load_model(f"hf:{hf_dir}")):
+        replies += lm.generate_until([GenRequest(context=lm.apply_chat_template(messages), until=["never"],
+                                                 max_gen_toks=8)])
+    assert replies == ["4", "4"]

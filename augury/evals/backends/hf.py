@@ -33,6 +33,16 @@ def returned_cache(out) -> Any:
     return cache if cache is not None else out.past_key_values
 
 
+def generation_stop_ids(model, tokenizer) -> list[int]:
+    """The ids that end a reply: the tokenizer's eos and every eos id of the model's generation_config, as
+    transformers' `generate` stops (a chat model often ends its turn with an id other than the tokenizer's eos:
+    augury's export with <|end|>, Llama 3 with <|eot_id|>)."""
+    ids = [tokenizer.eos_token_id]
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids += eos if isinstance(eos, (list, tuple)) else [eos]
+    return sorted({int(i) for i in ids if i is not None})
+
+
 class ModelLoadError(ValueError):
     """The model spec does not point at a usable model."""
 
@@ -162,6 +172,10 @@ class HFCausalLM(TokenizedLM):
     def eot_token_id(self) -> int:
         eos = self.tokenizer.eos_token_id
         return eos if eos is not None else 0
+
+    @property
+    def stop_token_ids(self) -> set[int]:
+        return {self.eot_token_id, *generation_stop_ids(self.model, self.tokenizer)}
 
     @property
     def prefix_token_id(self) -> int:

@@ -62,6 +62,11 @@ class TokenizedLM(LM):
         """End-of-text id: generation stops there."""
 
     @property
+    def stop_token_ids(self) -> set[int]:
+        """Ids that end a generation (not part of its text): end-of-text by default."""
+        return {self.eot_token_id}
+
+    @property
     def prefix_token_id(self) -> int:
         """What an empty context and the first rolling window are conditioned on."""
         return self.eot_token_id
@@ -220,11 +225,12 @@ class TokenizedLM(LM):
         gen = torch.Generator().manual_seed(req.seed if req.seed is not None else 0)
         out: list[int] = []
         text = ""
+        stops = self.stop_token_ids
         with torch.inference_mode():
             logits, past = self.forward(torch.tensor([ctx], device=self.device), None, logits_to_keep=1)
             for _ in range(req.max_gen_toks):
                 nxt = self._pick(logits[0, -1].float().cpu(), req, gen)
-                if nxt == self.eot_token_id:
+                if nxt in stops:
                     break
                 out.append(nxt)
                 text = self.tok_decode(out)
