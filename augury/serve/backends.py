@@ -81,14 +81,15 @@ class LocalBackend:
 
     @classmethod
     def _load_hf(cls, path: str, device) -> LocalBackend:
-        from augury.evals.backends.hf import ModelLoadError, load_hf_causal_lm
+        from augury.evals.backends.hf import ModelLoadError, generation_stop_ids, load_hf_causal_lm
 
         try:
             _, tok, model = load_hf_causal_lm(path)
         except ModelLoadError as err:
             raise UsageError(str(err)) from None
         model = model.to(device).eval()
-        eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        # every eos id of the generation_config too, as transformers' generate stops: a chat model's end of turn
+        eos = generation_stop_ids(model, tok)
 
         def render(messages):
             if not getattr(tok, "chat_template", None):

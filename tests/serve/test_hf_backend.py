@@ -48,3 +48,21 @@ def test_hf_backend_reports_tokens_whose_text_is_held_back(tmp_path):
     assert [d.completion_tokens for d in held[:-1]] == [1, 2, 3, 4, 5, 6]
     assert all(d.text == "" and whole.startswith(d.held) for d in held[:-1]) and held[-2].held
     assert held[-1].text == whole and held[-1].finish_reason == "length"
+
+
+def test_hf_backend_chat_reply_ends_at_the_models_end_of_turn(turn_ending_run):
+    """augury's export ends a turn with <|end|>, an eos id of its generation_config but not its tokenizer's eos: the
+    reply stops there (as transformers' generate does), not at max_tokens with the next turns in it."""
+    import threading
+
+    from augury.serve.backends import LocalBackend
+    from augury.serve.jobs import GenerationJob
+
+    _, _, hf_dir = turn_ending_run
+    backend = LocalBackend.load(f"hf:{hf_dir}")
+    prompt = backend.chat_prompt([{"role": "user", "content": "What is two plus two?"}])
+    deltas: list = []
+    job = GenerationJob(prompt, max_tokens=8, temperature=0.0, stop_token_ids=list(backend.chat_stop_ids))
+    backend._generate(job, deltas.append, threading.Event())
+    assert "".join(d.text for d in deltas) == "4"
+    assert deltas[-1].finish_reason == "stop" and deltas[-1].completion_tokens == 1
