@@ -1,4 +1,5 @@
-"""Shared test fixtures: tiny tokenizers and the path of the read-only shared datasets."""
+"""Shared test fixtures: tiny tokenizers, a tiny chat run with a known reply, and the path of the read-only shared
+datasets."""
 
 from __future__ import annotations
 
