@@ -186,7 +186,8 @@ class LocalBackend:
         prompt = job.prompt_ids[-limit:] if job.prompt_ids else []
         budget = max(0, min(job.max_tokens, limit - len(prompt)))
         stream = TextStream(self.decode, job.stop)
-        gen = torch.Generator().manual_seed(job.seed) if job.seed is not None else None
+        # a generator on the model's device: multinomial on a GPU's probabilities refuses a CPU generator
+        gen = torch.Generator(device=self.model.device).manual_seed(job.seed) if job.seed is not None else None
         n_out, finish = 0, "length"
         scored = self.model.score(prompt, job.prompt_logprobs) if job.prompt_logprobs is not None else (None, None)
         for token, logprob in self.model.tokens(prompt, budget, job.temperature, job.top_p, gen):
@@ -256,6 +257,11 @@ class _HFLM:
         self.model, self.tok = model, tok
         self._cache_arg = cache_argument(model)
 
+    @property
+    def device(self):
+        """Where the model's weights are: its inputs and a seeded request's generator are made there."""
+        return self.model.device
+
     def tokens(self, prompt, budget, temperature, top_p, gen):
         import torch
 
@@ -264,17 +270,18 @@ class _HFLM:
         if not prompt:
             prompt = [self.tok.bos_token_id if self.tok.bos_token_id is not None else 0]
         with torch.no_grad():
-            out = self.model(torch.tensor([prompt]), use_cache=True)
+            out = self.model(torch.tensor([prompt], device=self.device), use_cache=True)
             for _ in range(budget):
                 tok, lp = _sample(out.logits[0, -1], temperature, top_p, gen)
                 yield tok, lp
-                out = self.model(torch.tensor([[tok]]), use_cache=True, **{self._cache_arg: returned_cache(out)})
+                out = self.model(torch.tensor([[tok]], device=self.device), use_cache=True,
+                                 **{self._cache_arg: returned_cache(out)})
 
     def score(self, ids, top):
         import torch
 
         with torch.no_grad():
-            logits = self.model(torch.tensor([ids])).logits[0]
+            logits = self.model(torch.tensor([ids], device=self.device)).logits[0]
         return _score_from_logits(ids, logits, top)
 
 

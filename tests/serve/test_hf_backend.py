@@ -66,3 +66,44 @@ def test_hf_backend_chat_reply_ends_at_the_models_end_of_turn(turn_ending_run):
     backend._generate(job, deltas.append, threading.Event())
     assert "".join(d.text for d in deltas) == "4"
     assert deltas[-1].finish_reason == "stop" and deltas[-1].completion_tokens == 1
+
+
+def test_hf_backend_builds_its_inputs_and_generator_on_the_models_device(tmp_path, monkeypatch):
+    """With `--device cuda` the prompt's tensors and a seeded request's generator were made on the CPU beside a
+    model on the GPU, and every request failed; they are made on the model's device. Without a GPU: torch's default
+    device is set to another one (meta) while the model is on the CPU, so a tensor made without naming the model's
+    device lands beside it, and the device every generator is made on is recorded."""
+    import threading
+
+    from augury.evals.tiny_model import make_random_llama
+    from augury.serve.backends import LocalBackend
+    from augury.serve.jobs import GenerationJob
+
+    path = make_random_llama(tmp_path / "hf", ["hello there, how are you today? fine thanks."] * 20, vocab_size=300)
+    backend = LocalBackend.load(f"hf:{path}")
+    model = backend.model.model
+    seen: list = []
+    forward = model.forward
+
+    def spy_forward(*args, **kwargs):
+        seen.extend(t.device for t in [*args, *kwargs.values()] if isinstance(t, torch.Tensor))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy_forward)
+    made_on: list = []
+    real_generator = torch.Generator
+
+    def recorded_generator(device="cpu"):
+        made_on.append(torch.device(device))
+        return real_generator(device=device)
+
+    monkeypatch.setattr(torch, "Generator", recorded_generator)
+    prompt = backend.encode("hello there")
+    job = GenerationJob(prompt, max_tokens=4, temperature=1.0, top_p=0.9, seed=3, prompt_logprobs=2)
+    deltas: list = []
+    with torch.device("meta"):
+        backend._generate(job, deltas.append, threading.Event())
+    assert seen and set(seen) == {model.device}
+    assert made_on == [model.device]
+    assert deltas[-1].finish_reason == "length" and deltas[-1].completion_tokens == 4
+    assert len(deltas[-1].prompt_logprobs) == len(prompt)
