@@ -150,7 +150,7 @@ def family_counts(run: Path, model: str) -> dict[str, dict[str, tuple[int, int]]
     refusal on safe ones by the string-match list, from the model's replies in eval/."""
     counts: dict[str, dict[str, list[int]]] = {"harmful": {}, "safe": {}}
     for row in read_jsonl(run / "eval" / f"{model}_replies.jsonl"):
-        if not row["id"].startswith("held-out:"):
+        if not row["id"].startswith("held-out:") or row["reply"] is None:  # None: longer than the context, unrated
             continue
         refused = is_refusal(row["reply"])
         c = counts[row["kind"]].setdefault(row["category"], [0, 0])

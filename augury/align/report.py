@@ -86,6 +86,15 @@ def _cell(value, fmt: str) -> str:
     return f"{100 * value:.1f}%" if fmt == "pct" else f"{value:.3f}"
 
 
+def _too_long_note(safety: dict) -> str:
+    """Prompts whose conversation left the model's context no room for a reply: counted, not rated (none: no note)."""
+    by_source = {key.split("/")[0]: rates.get("too_long", 0) for key, rates in safety.items()}
+    if not any(by_source.values()):
+        return ""
+    return (" Prompts longer than the model's context, not answered and not rated: "
+            + ", ".join(f"{source} {n}" for source, n in sorted(by_source.items()) if n) + ".")
+
+
 def rl_reach(records: list[dict]) -> dict | None:
     """From RL's metrics records: over the last quarter of its steps, the mean share of prompt groups per kind whose
     completions all fell below the rubric's best class for that kind (`reward/rbrm_stuck/<kind>`); None when the
@@ -118,7 +127,8 @@ def render_report(results: dict, cfg, data_manifest: dict, reference: dict | Non
     dropped = _get(results.get("sft", {}), "dropped_near_duplicates") or []
     lines += ["", f"Held-out prompts: {counts['sft'].get('harmful', 0)} harmful, {counts['sft'].get('safe', 0)} safe "
               f"(every paraphrase of each held-out family). AdvBench/XSTest prompts dropped as near-duplicates of a "
-              f"training request: {len(dropped)}.",
+              f"training request: {len(dropped)}."
+              + _too_long_note(_get(results.get("sft", {}), "safety") or {}),
               "Compliance = no refusal by the grader named; the string-match list is Zou et al.'s (AdvBench); the "
               "classifier is trained on the RBR gold set (default rubric). RL was rewarded by the rules grader "
               "under the refusal_abcd rubric, which neither of these is. Refusals converge on a few wordings by "
