@@ -78,6 +78,13 @@ def source_root(source: str) -> Path:
     return stdlib_root() if source in STDLIB_SOURCES else Path(source).expanduser().resolve()
 
 
+def _printable(rel: str) -> str:
+    """A relative path as a document ID. A name that is not UTF-8 (a Latin-1 name from an old archive) reaches
+    Python as surrogate escapes, which cannot be hashed, logged or written as UTF-8: its odd bytes are spelled
+    `\\xe9` instead, so the file is still read, under a stable ID."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _walk(root: Path, keep_dir: Callable[[str], bool], keep_file: Callable[[str], bool]) -> list[SourceFile]:
     out: list[SourceFile] = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -92,7 +99,7 @@ def _walk(root: Path, keep_dir: Callable[[str], bool], keep_file: Callable[[str]
                 continue
             if not path.is_file():
                 continue
-            out.append(SourceFile(path.relative_to(root).as_posix(), path, st.st_size, st.st_mtime_ns))
+            out.append(SourceFile(_printable(path.relative_to(root).as_posix()), path, st.st_size, st.st_mtime_ns))
     out.sort(key=lambda f: f.rel)
     return out
 

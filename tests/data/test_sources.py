@@ -115,3 +115,22 @@ def test_small_val_is_topped_up_to_its_byte_share():
     assert val_bytes >= 0.2 * 21000 and "train" in splits.values()
     hashed_val = {d for d in sizes if split_of(d, 0.2) == "val"}
     assert hashed_val <= {d for d, s in splits.items() if s == "val"}  # hash-chosen documents stay in val
+
+
+def test_a_file_name_that_is_not_utf8_is_read_under_an_escaped_id(tmp_path):
+    # A Latin-1 name (an old archive unpacked on Linux): os gives it as a surrogate escape, which sha256 of the ID,
+    # the log and the manifest cannot encode. The document is read; its ID spells the odd byte as \xe9.
+    from augury.data.prepare import prepare_data
+
+    root = tmp_path / "c"
+    root.mkdir()
+    try:
+        (root / "caf\udce9.txt").write_bytes(b"coffee is brewed from roasted beans\n" * 20)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this filesystem refuses names that are not UTF-8")
+    for name in ("tea.txt", "water.txt", "milk.txt"):
+        (root / name).write_text(f"{name} is a drink many people like in the morning\n" * 20)
+    assert [f.rel for f in list_source_files(DataConfig(source=str(root)))][0] == "caf\\xe9.txt"
+    data = prepare_data(DataConfig(source=str(root), vocab_size=300), log=lambda *_: None)
+    assert sorted(r["id"] for r in data.documents()) == ["caf\\xe9.txt", "milk.txt", "tea.txt", "water.txt"]
+    assert data.document_text("caf\\xe9.txt") == "coffee is brewed from roasted beans\n" * 20
