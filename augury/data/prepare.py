@@ -61,7 +61,14 @@ from augury.data.sources import (
     source_root,
     split_of,
 )
-from augury.data.tokenizer import EOT_ID, SPECIAL_TOKENS, encode_documents, load_tokenizer, train_tokenizer
+from augury.data.tokenizer import (
+    EOT_ID,
+    MAX_TRAIN_RUN,
+    SPECIAL_TOKENS,
+    encode_documents,
+    load_tokenizer,
+    train_tokenizer,
+)
 from augury.io import atomic_write_json, not_a_folder, sha256_file, utc_now
 
 # Bump when the prepared layout or the way tokens are produced changes: old caches then stop matching.
@@ -156,6 +163,7 @@ def cache_key(cfg: DataConfig, files: list[SourceFile]) -> str:
     fields = {
         "format_version": FORMAT_VERSION,
         "tokenizers": tokenizers.__version__,
+        "max_train_run": MAX_TRAIN_RUN,  # how long runs are cut for BPE training (augury.data.tokenizer)
         "kind": kind,
         "root": str(source_root(cfg.source)),
         "text_field": cfg.text_field if kind == "jsonl" else None,

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 # Reserved ids 0..8, in this order. <|endoftext|> separates documents; the chat-role and image tokens are
@@ -29,6 +30,31 @@ PAD_ID = 1
 # next word). Every character lands in exactly one piece, so no text is lost.
 SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+# The BPE trainer merges a pair inside a pre-token by shifting the rest of it (tokenizers' Word::merge), so a
+# pre-token of n characters costs O(n^2) per merge: 200,000 spaces or letters in a row took 36 s to train on, 2 MB
+# about an hour. Every long pre-token lies inside a long run of whitespace or of non-whitespace, so training sees
+# such runs cut every MAX_TRAIN_RUN characters (encoding is untouched: it merges in O(n log n)). Ordinary text and
+# code have no such run (CPython's standard library has none over 138), so its tokenizer is unchanged.
+MAX_TRAIN_RUN = 1000
+_SPACE = np.array([chr(c).isspace() for c in range(0x3001)] + [False])  # U+3000 is the last whitespace
+
+
+def _training_pieces(text: str) -> list[str]:
+    """`text` cut inside each run of more than MAX_TRAIN_RUN whitespace or non-whitespace characters."""
+    if len(text) <= MAX_TRAIN_RUN:
+        return [text]
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    space = _SPACE[np.minimum(codes, len(_SPACE) - 1)]
+    edges = np.flatnonzero(space[1:] != space[:-1]) + 1
+    starts, ends = np.concatenate(([0], edges)), np.concatenate((edges, [len(codes)]))
+    cuts = [c for i in np.flatnonzero(ends - starts > MAX_TRAIN_RUN).tolist()
+            for c in range(int(starts[i]) + MAX_TRAIN_RUN, int(ends[i]), MAX_TRAIN_RUN)]
+    if not cuts:
+        return [text]
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def _empty_tokenizer() -> Tokenizer:
@@ -56,7 +82,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, so any input is encodable
         show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator((piece for text in texts for piece in _training_pieces(text)), trainer=trainer)
     for i, name in enumerate(SPECIAL_TOKENS):
         got = tok.token_to_id(name)
         assert got == i, f"special token {name} got id {got}, expected {i}"

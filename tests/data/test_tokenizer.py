@@ -94,3 +94,43 @@ def test_transformers_fast_tokenizer_gives_the_same_ids(tok, tmp_path):
         ids = hf.encode(text, add_special_tokens=False)
         assert ids == tok.encode(text).ids
         assert hf.decode(ids, clean_up_tokenization_spaces=False) == text
+
+
+LONG_RUNS = ["x" * 300_000, "a" + " " * 300_000 + "b", "=" * 300_000 + "\n" * 300_000, "_" * 300_000]
+
+
+def test_a_long_run_of_one_character_class_never_reaches_the_bpe_trainer_whole(monkeypatch):
+    # The trainer merges a pair inside a pre-token by shifting the rest of it, so one pre-token of n characters
+    # costs O(n^2) per merge: 200,000 spaces or letters in a row took 36 s to train on, 2 MB about an hour.
+    import re
+
+    from augury.data import tokenizer as tokenizer_mod
+
+    seen = []
+
+    class Recording:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def train_from_iterator(self, texts, trainer):
+            texts = list(texts)
+            seen.extend(texts)
+            longest = max(len(run) for t in texts for run in re.findall(r"\s+|\S+", t))
+            assert longest <= 10_000, f"the trainer was given a run of {longest:,} characters"
+            self.inner.train_from_iterator(texts, trainer=trainer)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    empty = tokenizer_mod._empty_tokenizer
+    monkeypatch.setattr(tokenizer_mod, "_empty_tokenizer", lambda: Recording(empty()))
+    train_tokenizer([*SAMPLE_TEXTS.values(), *LONG_RUNS], vocab_size=300)
+    assert "".join(seen) == "".join([*SAMPLE_TEXTS.values(), *LONG_RUNS])  # cut, nothing lost or added
+    assert set(SAMPLE_TEXTS.values()) <= set(seen)  # ordinary text reaches the trainer as it is
+
+
+def test_long_runs_train_and_round_trip():
+    tok = train_tokenizer([*SAMPLE_TEXTS.values(), *LONG_RUNS], vocab_size=300)
+    for text, ids in zip(LONG_RUNS, encode_documents(tok, LONG_RUNS)):
+        assert tok.decode(ids, skip_special_tokens=False) == text
+        assert len(ids) < len(text) / 4  # the runs were learned as long tokens
