@@ -17,6 +17,7 @@ val.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -220,6 +221,8 @@ def read_documents(cfg: DataConfig, files: list[SourceFile], log=print) -> Corpu
         path = files[0].path
         with open(path, "rb") as f:
             for lineno, raw in enumerate(f, start=1):
+                if lineno == 1 and raw.startswith(codecs.BOM_UTF8):  # written by a Windows tool: not text
+                    raw = raw[len(codecs.BOM_UTF8):]
                 if not raw.strip():
                     continue
                 doc_id = f"line:{lineno}"

@@ -210,6 +210,17 @@ def test_jsonl_source(tmp_path):
     assert data.manifest["source"]["kind"] == "jsonl"
 
 
+
+def test_jsonl_source_written_with_a_byte_order_mark(tmp_path):
+    # Windows tools (PowerShell's Out-File -Encoding utf8, Notepad) start a UTF-8 file with a BOM; the evaluation
+    # data reader skips it too (utf-8-sig).
+    path = tmp_path / "docs.jsonl"
+    texts = list(SAMPLE_TEXTS.values())
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps({"text": t}) + "\n" for t in texts).encode("utf-8"))
+    data = prepare(path)
+    assert sorted(decode_split(data, "train") + decode_split(data, "val")) == sorted(texts)
+    assert sorted(r["id"] for r in data.documents()) == sorted(f"line:{i + 1}" for i in range(len(texts)))
+
 def test_stdlib_quick_prepare_trains_and_validates():
     data = prepare_data(DataConfig(source="stdlib", vocab_size=512, max_bytes=400_000), log=quiet)
     m = data.manifest
