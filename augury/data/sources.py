@@ -86,10 +86,27 @@ def _printable(rel: str) -> str:
     return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _folder_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()  # through a link, to the folder itself
+    except OSError:  # a dangling link
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def _walk(root: Path, keep_dir: Callable[[str], bool], keep_file: Callable[[str], bool]) -> list[SourceFile]:
     out: list[SourceFile] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if keep_dir(d))
+    # Links to folders are followed (a corpus assembled with `ln -s /data/books corpus/books`), each folder read
+    # once: a link back up cannot loop, a second link to a folder adds nothing twice.
+    seen = {_folder_identity(root)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        kept = []
+        for d in sorted(d for d in dirnames if keep_dir(d)):
+            identity = _folder_identity(Path(dirpath) / d)
+            if identity is not None and identity not in seen:
+                seen.add(identity)
+                kept.append(d)
+        dirnames[:] = kept
         for name in filenames:
             if not keep_file(name):
                 continue

@@ -134,3 +134,19 @@ def test_a_file_name_that_is_not_utf8_is_read_under_an_escaped_id(tmp_path):
     data = prepare_data(DataConfig(source=str(root), vocab_size=300), log=lambda *_: None)
     assert sorted(r["id"] for r in data.documents()) == ["caf\\xe9.txt", "milk.txt", "tea.txt", "water.txt"]
     assert data.document_text("caf\\xe9.txt") == "coffee is brewed from roasted beans\n" * 20
+
+
+def test_a_symlinked_folder_is_read_once(tmp_path):
+    # A corpus assembled from links to other folders (`ln -s /data/books corpus/books`): a linked file was read but
+    # a linked folder was silently left out. Each folder is read once, so a link back up cannot loop.
+    root, books = tmp_path / "corpus", tmp_path / "books"
+    (root / "sub").mkdir(parents=True)
+    books.mkdir()
+    (root / "a.txt").write_text("a\n")
+    (root / "sub" / "b.txt").write_text("b\n")
+    (books / "c.txt").write_text("c\n")
+    (root / "books").symlink_to(books, target_is_directory=True)
+    (root / "sub" / "up").symlink_to(root, target_is_directory=True)  # a loop
+    (root / "z").symlink_to(root / "sub", target_is_directory=True)  # the same folder again
+    rels = [f.rel for f in list_source_files(DataConfig(source=str(root)))]
+    assert rels == ["a.txt", "books/c.txt", "sub/b.txt"]
