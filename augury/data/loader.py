@@ -8,11 +8,12 @@
     for x, y in iter_val_batches(data.split_path("val"), 8, 256, max_batches=20): ...
 
 Training windows. The split of N tokens is cut into W = (N - 1) // seq_len windows of seq_len + 1 tokens,
-window i starting at token i * seq_len (consecutive windows share one token, so every token but the first is a
-target exactly once). Windows are read in a permutation drawn from (seed, epoch); the permutations of
-successive epochs form one stream, and step s takes stream positions [s*B*R, (s+1)*B*R) (B = batch_size,
-R = world_size), rank r the slice [r*B, (r+1)*B) of it. So every window is seen exactly once per epoch, the
-ranks of a step read disjoint windows, and the only state is the stream position.
+window i starting at token i * seq_len (consecutive windows share one token, so tokens 1 .. W * seq_len are each a
+target exactly once; the last (N - 1) % seq_len tokens fill no window and are never read). Windows are read in
+a permutation drawn from (seed, epoch); the permutations of successive epochs form one stream, and step s takes
+stream positions [s*B*R, (s+1)*B*R) (B = batch_size, R = world_size), rank r the slice [r*B, (r+1)*B) of it.
+So every window is seen exactly once per epoch, the ranks of a step read disjoint windows, and the only state is
+the stream position.
 """
 
 from __future__ import annotations

@@ -48,6 +48,12 @@ def test_each_window_once_per_epoch_new_order_each_epoch(tmp_path):
     assert epochs[0] != epochs[1] != epochs[2]
 
 
+
+def test_each_token_but_the_first_and_the_tail_is_a_target_once_per_epoch(tmp_path):
+    loader = TokenLoader(token_file(tmp_path, 248), batch_size=4, seq_len=10, seed=3)  # 24 windows, 7 left over
+    targets = sorted(t for _ in range(6) for t in loader.next_batch()[1].flatten().tolist())
+    assert targets == list(range(1, 241)) and loader.tokens_per_epoch == 240  # tokens 241..247: never read
+
 def test_epoch_rollover_mid_batch_keeps_every_window_once_per_epoch(tmp_path):
     loader = TokenLoader(token_file(tmp_path, 71), batch_size=4, seq_len=10, seed=0)  # 7 windows
     stream = [s for _ in range(7) for s in window_starts(loader.next_batch()[0])]  # 28 = 4 epochs
