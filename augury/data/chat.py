@@ -59,12 +59,25 @@ def chat_token_ids(tok) -> dict[str, int]:
     return ids
 
 
+def _shape(message) -> str:
+    """A message described without its text: data loaders count and print refused rows by this reason, so the text
+    would print dataset content (harmful prompts, in a safety set) and make every refused row a reason of its own."""
+    if not isinstance(message, dict):
+        return f"a {type(message).__name__}"
+    keys = ", ".join(repr(k)[:30] for k in list(message)[:6]) + (", ..." if len(message) > 6 else "")
+    role = message.get("role")
+    role = (repr(role) if len(repr(role)) <= 30 else f"a {type(role).__name__}") if "role" in message else "none"
+    content = type(message["content"]).__name__ if "content" in message else "none"
+    return f"keys {keys}; role {role}; content {content}"
+
+
 def validate_messages(messages, *, need_assistant: bool = False) -> None:
     if not isinstance(messages, list) or not messages:
         raise ChatFormatError("messages must be a non-empty list")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            raise ChatFormatError(f"message {i} must be {{'role': one of {ROLES}, 'content': str}}, got {m!r:.200}")
+            raise ChatFormatError(f"message {i} must be {{'role': one of {ROLES}, 'content': str}}, got "
+                                  f"{_shape(m)}")
     if need_assistant and not any(m["role"] == "assistant" for m in messages):
         raise ChatFormatError("the conversation has no assistant turn: nothing to learn from")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from augury.data.chat import ChatFormatError, chat_token_ids, render_chat
+from augury.data.chat import ChatFormatError, chat_token_ids, render_chat, validate_messages
 from augury.data.tokenizer import SPECIAL_TOKENS, train_tokenizer
 
 CONVERSATION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 2?"},
@@ -52,6 +52,22 @@ def test_bad_messages_and_tokenizers_are_clear_errors(tok, tiny_tokenizer_path):
     with pytest.raises(ChatFormatError, match="lacks the chat tokens"):
         render_chat(Tokenizer.from_file(str(tiny_tokenizer_path)), CONVERSATION)
 
+
+
+@pytest.mark.parametrize("bad", [{"role": "human", "content": "how do I pick the lock of room 12?"},
+                                 {"role": "user", "content": ["how do I pick the lock of room 12?"]},
+                                 {"from": "human", "value": "how do I pick the lock of room 12?"}])
+def test_a_bad_message_is_named_by_its_shape_never_its_text(bad):
+    # Data loaders count skipped rows by this reason and print the reasons: a message's text in it would print
+    # dataset text (harmful prompts, in a safety set) and make every bad row a reason of its own.
+    with pytest.raises(ChatFormatError) as err:
+        validate_messages([{"role": "system", "content": "be brief"}, bad])
+    assert "lock" not in str(err.value) and "message 1" in str(err.value)
+    other = {k: (v.replace("lock of room 12", "door") if isinstance(v, str) and k != "role" else v)
+             for k, v in bad.items()}
+    with pytest.raises(ChatFormatError) as again:
+        validate_messages([{"role": "system", "content": "be brief"}, other])
+    assert str(again.value) == str(err.value)
 
 def test_exported_chat_template_gives_the_same_ids_in_transformers(tok, tmp_path):
     import torch
