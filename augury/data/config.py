@@ -94,9 +94,10 @@ def validate_config(cfg: DataConfig) -> None:
     if not cfg.text_field:
         raise DataError("text_field must be a non-empty field name")
     if cfg.extensions is not None:
-        if isinstance(cfg.extensions, str) or not all(isinstance(e, str) and e for e in cfg.extensions):
+        if (isinstance(cfg.extensions, str) or not cfg.extensions
+                or not all(isinstance(e, str) and e for e in cfg.extensions)):
             raise DataError(f"extensions must be a list of suffixes such as ['.txt', '.md'], "
-                            f"got {cfg.extensions!r}")
+                            f"got {cfg.extensions!r}; None reads the common text and source suffixes")
     if not isinstance(cfg.decontaminate, bool):
         raise DataError(f"decontaminate must be true or false, got {cfg.decontaminate!r}")
     if cfg.eval_data_dir and not Path(cfg.eval_data_dir).expanduser().is_dir():

@@ -120,6 +120,7 @@ def test_a_file_that_is_not_jsonl(tmp_path):
     ("non_utf8", "ignore", "non_utf8 must be 'skip' or 'error'"),
     ("max_bytes", 0, "max_bytes must be a positive integer"),
     ("extensions", ".txt", "extensions must be a list"),
+    ("extensions", [], r"extensions must be a list .*got \[\]; None reads"),
     ("decontaminate", "yes", "decontaminate must be true or false"),
     ("eval_data_dir", "/no/such/evals", "eval_data_dir '/no/such/evals' is not a folder"),
 ])
