@@ -161,6 +161,10 @@ def iter_val_batches(path, batch_size: int, seq_len: int, max_batches: int | Non
     batch_size windows. With max_batches below the number available, the windows used are spread evenly over
     the whole split (not just its first documents), still non-overlapping and always the same.
     """
+    if batch_size < 1 or seq_len < 1:  # as TokenLoader: a clear error, not a ZeroDivisionError below
+        raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size} and {seq_len}")
+    if max_batches is not None and max_batches < 0:  # else silently no batch: a mean loss over nothing
+        raise ValueError(f"max_batches must be >= 1 (or 0 for none, None for all), got {max_batches}")
     file = _TokenFile(path, dtype)
     num_windows = (file.num_tokens - 1) // seq_len
     available = num_windows // batch_size

@@ -165,6 +165,14 @@ def test_val_too_small_names_sizes(tmp_path):
         next(iter_val_batches(path, 4, 16, None))
 
 
+
+@pytest.mark.parametrize("batch_size, seq_len, max_batches", [(0, 16, None), (4, 0, None), (4, 16, -1)])
+def test_val_batches_of_a_bad_shape_are_refused_like_training_batches(tmp_path, batch_size, seq_len, max_batches):
+    path = token_file(tmp_path, 1000, name="val.bin")
+    with pytest.raises(ValueError, match="must be >= 1"):
+        next(iter_val_batches(path, batch_size, seq_len, max_batches))
+    assert list(iter_val_batches(path, 4, 16, 0)) == []  # no validation batch asked for, none read
+
 def test_missing_token_file_or_dtype(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         TokenLoader(tmp_path / "nope.bin", 2, 10)
