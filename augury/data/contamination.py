@@ -43,9 +43,9 @@ MIN_EXAMPLE_CHARS = 20
 # A question looked up without its choices (TruthfulQA's prompt layout) must be longer: "What is your favorite
 # color?" (23 characters normalised) is a TruthfulQA question and also small talk in HH-RLHF's conversations.
 MIN_ALONE_CHARS = 30
-# Bump when normalize or example_keys change, so data checked the old way is prepared again (the constants and
-# EVAL_SETS are in the cache key themselves).
-CHECK_VERSION = 2
+# Bump when normalize, example_keys or what the report says change, so data checked the old way is prepared
+# again (the constants and EVAL_SETS are in the cache key themselves). 3: a folder holding no set is a check not run.
+CHECK_VERSION = 3
 CHECKOUT = Path(__file__).resolve().parents[2]
 _NOT_ALNUM = re.compile(r"[\W_]+")
 _ASCII_NOT_ALNUM = bytes(b for b in range(128) if not chr(b).isalnum())
@@ -263,6 +263,14 @@ def find_contaminated(cfg: DataConfig, texts: list[str]) -> tuple[list[set[str]]
         report["reason"] = origin
         return None, report
     index = _index(root, repr(identity(cfg)["files"]))
+    if not any(info["checked"] for info in index.sets.values()):
+        # A folder holding none of the sets (the one above the data, say) checks nothing: said as a check not
+        # run, not summarised like a clean pass.
+        report.update(reason=f"no evaluation set found in {origin} {str(root)!r} (expected e.g. "
+                             f"{EVAL_SETS[0].patterns[0]}; set eval_data_dir or $AUGURY_SHARED_DATA to the "
+                             f"evaluation data folder)", eval_data_dir=str(root),
+                      sets={name: dict(info) for name, info in index.sets.items()})
+        return None, report
     report.update(checked=True, eval_data_dir=str(root), eval_data_dir_from=origin,
                   method=f"{SUBSTRINGS_PER_EXAMPLE} evenly spaced {SUBSTRING_CHARS}-character substrings of each "
                          f"example and of its prompt layout (whole if shorter; not checked under "

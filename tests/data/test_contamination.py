@@ -99,6 +99,22 @@ def test_missing_eval_folder_is_recorded_and_not_reused_once_found(corpus_dir, e
     assert prepare(corpus_dir, []).dir != checked.dir  # edited evaluation data: checked again
 
 
+
+def test_an_eval_folder_holding_no_evaluation_set_is_a_check_not_run(corpus_dir, eval_dir, tmp_path, capsys):
+    # E.g. eval_data_dir (or $AUGURY_SHARED_DATA) set to the folder above the data: every set is missing, nothing
+    # is checked, and the summary must not read like a clean pass.
+    plant(corpus_dir, eval_dir)
+    logs = []
+    wrong = tmp_path / "shared"
+    wrong.mkdir()
+    report = prepare(corpus_dir, logs, eval_data_dir=str(wrong)).manifest["contamination"]
+    assert report["checked"] is False and "no evaluation set" in report["reason"] and "shared" in report["reason"]
+    assert any(line.startswith("warning: evaluation-set contamination check not run") for line in logs)
+    assert cli.main(["data", "prepare", "--source", str(corpus_dir), "--vocab_size", "300", "--val_fraction", "0.25",
+                     "--eval_data_dir", str(wrong)]) == 0
+    out = capsys.readouterr().out
+    assert "contamination check not run: no evaluation set" in out and "no document holds" not in out
+
 def test_eval_data_dir_setting_takes_precedence(corpus_dir, eval_dir, tmp_path, monkeypatch):
     plant(corpus_dir, eval_dir)
     moved = shutil.copytree(eval_dir, tmp_path / "elsewhere")
