@@ -38,7 +38,7 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
         chance: (sigmoid) the task's chance accuracy: the fit's floor, and the low end of every interval.
         allow_unconverged: exit 0 even when the fit did not converge.
     """
-    check_options(bootstrap, level, delta, "a backtest", max_iter)
+    check_options(bootstrap, level, delta, "a backtest", max_iter, law, x)
     if why := not_a_folder(out):
         raise UsageError(f"--out {why}")
     rows = load_rows(table, None)

@@ -42,11 +42,14 @@ def load_rows(table: str, where: str | None) -> list[dict]:
 
 
 def check_options(bootstrap: int, level: float, delta: float, intervals_for: str | None = None,
-                  max_iter: int = 1) -> None:
+                  max_iter: int = 1, law: str | None = None, x: str | None = None) -> None:
     """Refuse settings no fit can use, before any work; `intervals_for` names what makes --bootstrap 0 (no
-    intervals) unusable, e.g. "--predict"."""
+    intervals) unusable, e.g. "--predict"; an --x the law would ignore is refused too."""
+    from augury.scaling.laws import x_column_problem
     from augury.scaling.result import check_settings
 
+    if law and (problem := x_column_problem(law, x)):
+        raise UsageError(f"--x {x}: {problem}")
     try:
         check_settings(bootstrap, level, delta, prefix="--", intervals_for=intervals_for, max_iter=max_iter)
     except TableError as err:
@@ -124,7 +127,9 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
         chance: (sigmoid) the task's chance accuracy: the fit's floor, and the low end of every interval.
         allow_unconverged: exit 0 even when the fit did not converge.
     """
-    check_options(bootstrap, level, delta, "--predict" if predict else None, max_iter)
+    # two-step's --x is step 2's task-loss column, not an input of a law
+    check_options(bootstrap, level, delta, "--predict" if predict else None, max_iter, law,
+                  None if law == "two-step" else x)
     if why := not_a_folder(out):
         raise UsageError(f"--out {why}")
     rows = load_rows(table, fit_where)
@@ -221,7 +226,7 @@ def check_prediction_inputs(law: str, x: str | None, queries: list[dict]) -> Non
     if law == "capability" or not queries:
         return
     try:
-        takes = get_law("chinchilla" if law == "two-step" else law, x).inputs  # two-step: step 1's inputs
+        takes = (get_law("chinchilla") if law == "two-step" else get_law(law, x)).inputs  # two-step: step 1's
     except TableError as err:
         raise UsageError(str(err)) from None
     for q in queries:

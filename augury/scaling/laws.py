@@ -372,4 +372,21 @@ def get_law(law: str | Law, x_column: str | None = None) -> Law:
         return Sigmoid(column=x_column)
     if x_column and law.startswith("kaplan"):
         return KaplanPower(column=x_column)
+    if problem := x_column_problem(law, x_column):
+        from augury.scaling.tables import TableError
+
+        raise TableError(f"x_column {x_column!r}: {problem}")
     return LAWS[law]
+
+
+def x_column_problem(law: str, x_column: str | None) -> str | None:
+    """Why an input column cannot be chosen for `law` (a registered name), or None: only the one-input laws
+    `sigmoid` and `kaplan-*` take one; any other law would fit its own inputs and drop the column without a word.
+    Naming the one input a law takes anyway (`flops` for `gpt4-loss`) changes nothing and is allowed."""
+    if not x_column or law == "sigmoid" or law.startswith("kaplan") or law not in LAWS:
+        return None
+    takes = LAWS[law].inputs
+    if takes == (x_column,):
+        return None
+    return (f"law {law!r} takes {', '.join(takes)}, so this column would be ignored (an input column is chosen only "
+            f"for sigmoid and kaplan-n/kaplan-d)")

@@ -267,3 +267,27 @@ def test_compute_optimal_allocation_from_varied_ratios_is_given(runs_csv, tmp_pa
                  "--out", str(out)]) == 0
     optimal = json.loads((out / "fit.json").read_text())["optimal"]
     assert optimal["status"] == "ok" and optimal["params_interval"][0] < optimal["params"]
+
+
+@pytest.mark.parametrize("cmd, law, extra", [
+    ("fit", "gpt4-loss", []), ("fit", "chinchilla", []), ("backtest", "gpt4-loss", ["--holdout", "params>=1e9"]),
+    ("fit", "capability", []),
+])
+def test_an_x_column_the_law_does_not_take_is_refused_not_ignored(runs_csv, tmp_path, capsys, cmd, law, extra):
+    # `--law gpt4-loss --x accuracy` used to fit loss against flops without a word: the column the user chose
+    # played no part in a fit that looked like an answer to what they asked
+    code = main([cmd, str(runs_csv), "--law", law, "--x", "accuracy", *extra, "--bootstrap", "0" if cmd == "fit"
+                 else "20", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--x accuracy" in err and f"law '{law}'" in err and "would be ignored" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_x_column_is_taken_where_a_law_takes_one(runs_csv, tmp_path):
+    assert main(["fit", str(runs_csv), "--law", "kaplan-n", "--x", "tokens", "--bootstrap", "0",
+                 "--out", str(tmp_path / "k")]) == 0
+    assert json.loads((tmp_path / "k" / "fit.json").read_text())["law"] == "kaplan-d"
+    # naming the one input the law takes anyway changes nothing, so it is no mistake
+    assert main(["fit", str(runs_csv), "--law", "gpt4-loss", "--x", "flops", "--bootstrap", "0",
+                 "--out", str(tmp_path / "g")]) == 0

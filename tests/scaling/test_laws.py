@@ -77,3 +77,14 @@ def test_power_loss_fit_recovers_a_pure_power_law_and_matches_least_squares_in_l
     b, log_a = np.polyfit(np.log(c), np.log(loss), 1)
     assert res.converged
     np.testing.assert_allclose([res.params["b"], np.log(res.params["a"])], [b, log_a], rtol=1e-4)
+
+
+def test_an_input_column_is_chosen_only_for_the_one_input_laws():
+    from augury.scaling import TableError
+
+    assert get_law("sigmoid", "task_bpb").inputs == ("task_bpb",)
+    assert get_law("kaplan-n", "tokens").inputs == ("tokens",)
+    assert get_law("gpt4-loss", "flops") is LAWS["gpt4-loss"]  # its own input: nothing is dropped
+    for law in ("gpt4-loss", "chinchilla", "capability"):
+        with pytest.raises(TableError, match=f"law '{law}' takes .* would be ignored"):
+            get_law(law, "params" if law != "chinchilla" else "flops")
