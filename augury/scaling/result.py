@@ -350,17 +350,20 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
         raise TableError(f"table has no column {y_col!r} (the value to fit; pass y=...); columns: {sorted(cols)}")
     y_arr = numeric_column(cols, y_col, "table")
     n = len(y_arr)
-    if "name" in cols:
-        # one run listed twice (a table pasted together): the bootstrap would take it for two runs and narrow the
-        # intervals as if there were more data; replicates have their own names or their own results
-        seen: dict[tuple, int] = {}
-        for i, key in enumerate(zip(map(str, cols["name"]), y_arr, *x.values())):
-            if key in seen:
-                raise TableError(f"table: rows {seen[key] + 1} and {i + 1} are the same run (name {key[0]!r}, the same "
-                                 f"inputs and {y_col}): a run counted twice narrows the intervals as if it were two; "
-                                 f"remove one (a replicate needs its own name)")
-            seen[key] = i
     check_identifiable(law, x, n if always_include is None else n - int(np.sum(always_include)))
+    # one run listed twice (a table pasted together): the bootstrap would take it for two runs and narrow the
+    # intervals as if there were more data; replicates have their own names or their own results (without a name
+    # column, their own results: nothing else tells a repeated row from a run)
+    named = "name" in cols
+    seen: dict[tuple, int] = {}
+    for i, key in enumerate(zip(map(str, cols["name"]) if named else [""] * n, y_arr, *x.values())):
+        if key in seen:
+            which = f"name {key[0]!r}, the same inputs and {y_col}" if named else f"the same inputs and {y_col}"
+            fix = ("remove one (a replicate needs its own name)" if named else "remove one, or, if they are two "
+                   "runs, name them: there is no 'name' column to tell a replicate from a repeated row")
+            raise TableError(f"table: rows {seen[key] + 1} and {i + 1} are the same run ({which}): a run counted twice "
+                             f"narrows the intervals as if it were two; {fix}")
+        seen[key] = i
     logs = [np.log(v) for c, v in x.items() if c not in law.raw_inputs]
     collinear = len(logs) == 2 and abs(np.corrcoef(logs[0], logs[1])[0, 1]) > COLLINEAR_CORR
     w = np.ones(n) if weights is None else np.asarray(weights, float)

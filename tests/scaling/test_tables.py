@@ -106,3 +106,16 @@ def test_a_run_listed_twice_is_refused_naming_both_rows():
     # replicates (their own names, or the same name with a different result) are runs
     fit_law("power-loss", rows + [{**rows[2], "name": "r2-rerun"}], bootstrap=0)
     fit_law("power-loss", rows + [{**rows[2], "loss": rows[2]["loss"] * 1.01}], bootstrap=0)
+
+
+def test_a_row_repeated_in_a_table_without_names_is_refused():
+    # with no `name` column nothing tells a pasted-twice row from a run: it was fitted as two runs, narrowing the
+    # intervals as if the table had more data
+    flops = np.geomspace(1e18, 1e20, 6)
+    loss = 30 * flops ** -0.05 * np.exp(0.01 * np.random.default_rng(0).standard_normal(6))
+    rows = [{"flops": float(f), "loss": float(v)} for f, v in zip(flops, loss)]
+    with pytest.raises(TableError, match=r"rows 3 and 7 are the same .*no 'name' column"):
+        fit_law("power-loss", rows + [dict(rows[2])], bootstrap=0)
+    with pytest.raises(TableError, match=r"rows 3 and 7"):  # a dict of columns alike
+        fit_law("power-loss", {"flops": np.append(flops, flops[2]), "loss": np.append(loss, loss[2])}, bootstrap=0)
+    fit_law("power-loss", rows + [{**rows[2], "loss": rows[2]["loss"] * 1.01}], bootstrap=0)  # a replicate
