@@ -98,6 +98,16 @@ def underscore_flags(argv: list[str]) -> list[str]:
     return out
 
 
+def spaced_option(argv: list[str], name: str) -> list[str]:
+    """`argv` with `NAME=VALUE` written as `NAME VALUE`, for a flag a command reads itself before its parser
+    (`--preset`): both spellings are the same option, as for every parsed flag."""
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        out += [flag, value] if eq and flag == name else [arg]
+    return out
+
+
 def _config_values(argv: list[str]) -> list[str]:
     """The values of `--config FILE` and `--config=FILE` in a command line."""
     return [argv[i + 1] if a == "--config" else a.partition("=")[2] for i, a in enumerate(argv)

@@ -348,10 +348,10 @@ class Demo(StagedRun):
 
 def main(argv: list[str]) -> int:
     from augury.align.runs import run_command
-    from augury.command import config_cli
+    from augury.command import config_cli, spaced_option
     from augury.errors import UsageError
 
-    argv = list(argv)
+    argv = spaced_option(list(argv), "--preset")
     if "--preset" in argv:
         i = argv.index("--preset")
         path = PRESETS / f"rl-demo-{argv[i + 1]}.yaml" if i + 1 < len(argv) else None

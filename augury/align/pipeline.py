@@ -381,10 +381,10 @@ class Pipeline(StagedRun):
 
 def main(argv: list[str]) -> int:
     from augury.align.runs import run_command
-    from augury.command import config_cli
+    from augury.command import config_cli, spaced_option
     from augury.errors import UsageError
 
-    argv = list(argv)
+    argv = spaced_option(list(argv), "--preset")
     if "--preset" in argv:
         i = argv.index("--preset")
         if i + 1 >= len(argv):

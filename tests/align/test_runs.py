@@ -136,3 +136,17 @@ def test_a_runs_own_config_yaml_is_read_back_by_its_command(tmp_path, module, cl
     for argv in (["--config", config], [f"--config={config}"]):
         assert config_cli(kind, argv + ["--seed", "8"], prog=f"augury {section}", run_section=section) == \
             replace(cfg, seed=8)
+
+
+@pytest.mark.parametrize("command, preset", [("align", "cpu-demo"), ("rl-demo", "arithmetic")])
+def test_a_preset_may_be_given_as_name_equals_value(capsys, command, preset):
+    # docs/cli.md: `--name=value` and `--name value` are equivalent; `--preset=cpu-demo` was an unrecognized argument
+    from augury.cli import main
+
+    printed = []
+    for spelling in (["--preset", preset], [f"--preset={preset}"]):
+        with pytest.raises(SystemExit) as stop:
+            main([command, *spelling, "--seed", "3", "--print_config"])
+        assert stop.value.code == 0
+        printed.append(capsys.readouterr().out)
+    assert printed[0] == printed[1] and "seed: 3" in printed[0]
