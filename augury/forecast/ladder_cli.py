@@ -30,8 +30,9 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"unknown subcommand {argv[0]!r}; usage: augury ladder plan [--preset P] [--config F] "
                          f"[--no-probe]")
     rest = list(argv[1:])
-    probe = "--no-probe" not in rest
-    rest = [a for a in rest if a != "--no-probe"]
+    no_probe = ("--no-probe", "--no_probe")  # underscore spelling as for every option, hyphens as its alias
+    probe = not any(a in no_probe for a in rest)
+    rest = [a for a in rest if a not in no_probe]
     cfg = parse_config(rest, "augury ladder plan")
     try:
         validate(cfg)

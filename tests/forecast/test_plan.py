@@ -332,3 +332,14 @@ def test_target_procs_are_at_most_one_per_gpu(monkeypatch):
     assert target_processes(cpu_demo(device="cpu"), logs.append) == 2
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert target_processes(cfg, logs.append) == 2
+
+
+def test_ladder_plan_takes_no_probe_in_either_spelling(capsys):
+    # docs/cli.md: hyphenated spellings are aliases of the underscore ones in every command; `--no_probe` was an
+    # unrecognized argument
+    from augury.cli import main
+
+    assert main(["ladder", "plan", "--preset", "smoke", "--no_probe"]) == 0
+    underscore = capsys.readouterr().out
+    assert main(["ladder", "plan", "--preset", "smoke", "--no-probe"]) == 0
+    assert capsys.readouterr().out == underscore and "ladder:" in underscore
