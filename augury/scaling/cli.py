@@ -226,14 +226,21 @@ def check_prediction_inputs(law: str, x: str | None, queries: list[dict]) -> Non
     if law == "capability" or not queries:
         return
     try:
-        takes = (get_law("chinchilla") if law == "two-step" else get_law(law, x)).inputs  # two-step: step 1's
+        taken = get_law("chinchilla") if law == "two-step" else get_law(law, x)  # two-step: step 1's inputs
     except TableError as err:
         raise UsageError(str(err)) from None
-    for q in queries:
-        for key in q:
+    takes = taken.inputs
+    for j, q in enumerate(queries, 1):
+        for key, value in q.items():
             if key not in takes:
                 raise UsageError(f"--predict: {key} is not an input of --law {law} (it takes {', '.join(takes)}), "
                                  f"so its value would be ignored")
+            logged = key not in taken.raw_inputs
+            if not np.isfinite(value) or (logged and value <= 0):
+                # named here, before the fit, by the point it is in (the fitted law would call each point row 1)
+                point = f" point {j}" if len(queries) > 1 else ""
+                raise UsageError(f"--predict{point}: {key}={value:g} must be a finite number"
+                                 + (" > 0 (its log is taken)" if logged else ""))
 
 
 def capability_queries(queries: list[dict]) -> list[dict]:

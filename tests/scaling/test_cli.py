@@ -291,3 +291,15 @@ def test_an_x_column_is_taken_where_a_law_takes_one(runs_csv, tmp_path):
     # naming the one input the law takes anyway changes nothing, so it is no mistake
     assert main(["fit", str(runs_csv), "--law", "gpt4-loss", "--x", "flops", "--bootstrap", "0",
                  "--out", str(tmp_path / "g")]) == 0
+
+
+@pytest.mark.parametrize("predict, message", [
+    ("flops=1e22;flops=0", "--predict point 2: flops=0 must be a finite number > 0"),
+    ("flops=-1e20", "--predict: flops=-1e+20 must be a finite number > 0"),
+    ("flops=1e21;flops=1e22;flops=inf", "--predict point 3: flops=inf must be a finite number > 0"),
+])
+def test_a_prediction_input_that_is_not_positive_names_its_point(runs_csv, tmp_path, capsys, predict, message):
+    # the error used to come from the fitted law, after the fit, as "column 'flops' row 1" whichever point it was
+    code = main(["fit", str(runs_csv), "--law", "gpt4-loss", "--predict", predict, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
