@@ -39,7 +39,7 @@ HELDOUT_OFFSET = 1_000_003
 
 
 class ImageError(ValueError):
-    """An image file that cannot be used (unreadable, truncated, not RGB, too large)."""
+    """An image file that cannot be used (unreadable, truncated, too large)."""
 
 
 @dataclass
@@ -111,8 +111,8 @@ class ImageExample:
 
 # ---- reading image files -------------------------------------------------------------------------------------
 def load_image(path: str | Path, image_size: int) -> np.ndarray:
-    """An RGB image file as float32 (3, image_size, image_size) in [0, 1] (turned upright by its EXIF orientation,
-    then resized), or one ImageError."""
+    """An image file as float32 (3, image_size, image_size) in [0, 1] (turned upright by its EXIF orientation,
+    converted to RGB, then resized), or one ImageError."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -131,11 +131,8 @@ def load_image(path: str | Path, image_size: int) -> np.ndarray:
             if w * h > MAX_PIXELS:
                 raise ImageError(f"image {path} is {w}x{h} pixels, more than the {MAX_PIXELS:,} accepted; "
                                  "downscale it first")
-            if img.mode != "RGB":
-                raise ImageError(f"image {path} has mode {img.mode!r}, not RGB; convert it first "
-                                 "(e.g. Pillow: Image.open(p).convert('RGB').save(q))")
             img.load()
-            rgb = _upright(img).resize((image_size, image_size), Image.Resampling.BILINEAR)
+            rgb = _rgb(_upright(img)).resize((image_size, image_size), Image.Resampling.BILINEAR)
     except ImageError:
         raise
     except Image.DecompressionBombError:  # Pillow refuses to open above 179M pixels, before our own check
@@ -163,6 +160,24 @@ def _upright(img):
             5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
             8: Image.Transpose.ROTATE_90}.get(orientation)
     return img if turn is None else img.transpose(turn)
+
+
+def _rgb(img):
+    """The image as the RGB picture it shows. Transparency (RGBA, LA, PA, a palette's or a colour key's transparent
+    entry) is shown over white, as a viewer on a white page shows it, not as the colour stored under a transparent
+    pixel; 16-bit greyscale is scaled to 8 bits (Pillow's own conversion clips it, turning most of it white); any
+    other mode (L, 1, P, CMYK, YCbCr, ...) through Pillow's conversion."""
+    from PIL import Image
+
+    if img.mode == "RGB" and "transparency" not in img.info:
+        return img
+    if img.mode.startswith("I;16"):
+        wide = np.asarray(img).astype(np.uint32)
+        img = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))  # round(v * 255 / 65535), mode L
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, img.convert("RGBA")).convert("RGB")
+    return img.convert("RGB")
 
 
 def to_pixels(image: np.ndarray) -> np.ndarray:

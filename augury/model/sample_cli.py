@@ -33,8 +33,8 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         num_samples: samples to draw (in parallel).
         seed: random seed (None: nondeterministic).
         checkpoint: a specific checkpoint folder; default: the newest intact one.
-        image: an RGB image file for an image-text run; repeat the flag for several images (the prompt is then
-            a user turn: --chat is implied).
+        image: an image file (PNG, JPEG, ...) for an image-text run; repeat the flag for several images (the
+            prompt is then a user turn: --chat is implied).
         chat: the prompt is a user turn in the chat format; print the assistant's reply (ends at <|end|>). The
             conversation must fit the context with room for one token (the reply then gets what room is left).
         system: with --chat, a system message before the user turn (not with --image).

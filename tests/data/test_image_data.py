@@ -72,16 +72,37 @@ def test_bad_image_files_are_one_clear_error(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(full)
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(full.read_bytes()[: len(full.read_bytes()) // 2])
-    grey = tmp_path / "grey.png"
-    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(grey)
-    rgba = tmp_path / "rgba.png"
-    Image.fromarray(np.zeros((8, 8, 4), dtype=np.uint8)).save(rgba)
     huge = tmp_path / "huge.png"
     Image.new("1", (5000, 5000)).save(huge)  # 1-bit: a small file that decodes to 25M pixels
     for path, message in [(missing, "does not exist"), (text, "cannot be read"), (truncated, "truncated"),
-                          (grey, "mode 'L', not RGB"), (rgba, "mode 'RGBA', not RGB"), (huge, "5000x5000")]:
+                          (huge, "5000x5000")]:
         with pytest.raises(ImageError, match=message):
             load_image(path, 16)
+
+
+def test_images_in_other_modes_are_converted_to_rgb(tmp_path):
+    """A greyscale, palette, 16-bit or CMYK file is read as the RGB image it shows; one with transparency is
+    shown over white (a transparent pixel is white, not the colour stored under it)."""
+    grey = np.full((8, 8), 100, dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")  # mode L
+    np.testing.assert_allclose(load_image(tmp_path / "grey.png", 4), np.full((3, 4, 4), 100 / 255), atol=1e-6)
+    rgba = np.zeros((8, 8, 4), dtype=np.uint8)
+    rgba[..., 0] = 255  # red ...
+    rgba[:, :4, 3] = 255  # ... opaque on the left half, fully transparent on the right
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    pixels = load_image(tmp_path / "rgba.png", 8)
+    np.testing.assert_allclose(pixels[:, :, :4], np.stack([np.ones((8, 4)), np.zeros((8, 4)), np.zeros((8, 4))]))
+    np.testing.assert_allclose(pixels[:, :, 4:], 1.0)  # transparent: white, not the red stored under it
+    Image.fromarray(np.stack([grey, np.full((8, 8), 0, np.uint8)], -1)).save(tmp_path / "la.png")  # LA, clear
+    np.testing.assert_allclose(load_image(tmp_path / "la.png", 4), 1.0)
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([255, 255, 255, 0, 0, 255])
+    palette.save(tmp_path / "palette.png", transparency=0)  # index 0 transparent, the pixels index 1: blue
+    np.testing.assert_allclose(load_image(tmp_path / "palette.png", 4)[:, 0, 0], [0.0, 0.0, 1.0])
+    Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16)).save(tmp_path / "grey16.png")  # I;16: half-way grey
+    np.testing.assert_allclose(load_image(tmp_path / "grey16.png", 4), 128 / 255, atol=1e-6)
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg", quality=100)  # red in CMYK
+    assert np.allclose(load_image(tmp_path / "cmyk.jpg", 4)[:, 0, 0], [1.0, 0.0, 0.0], atol=0.05)
 
 
 def test_task_examples_override_the_per_task_count_and_are_checked():
