@@ -15,12 +15,14 @@ held-out), so no held-out image is a training image.
 
     examples = make_examples("charts", "heldout", n=200, seed=0, image_size=32)
     pixels = load_image("photo.png", image_size=32)    # float32 (3, 32, 32) in [0, 1], or ImageError
+    pixels = decode_image(png_bytes, image_size=32)    # the same from a file's bytes (augury serve's data: URLs)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,10 @@ HELDOUT_OFFSET = 1_000_003
 
 class ImageError(ValueError):
     """An image file that cannot be used (unreadable, truncated, too large)."""
+
+
+class ImageTooLarge(ImageError):
+    """An image of more than MAX_PIXELS pixels (known from its header, before it is decoded)."""
 
 
 @dataclass
@@ -113,34 +119,45 @@ class ImageExample:
 def load_image(path: str | Path, image_size: int) -> np.ndarray:
     """An image file as float32 (3, image_size, image_size) in [0, 1] (turned upright by its EXIF orientation,
     converted to RGB, then resized), or one ImageError."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"image {str(path)!r} is a folder, not an image file")
     if not path.is_file():
         raise ImageError(f"image {str(path)!r} does not exist")
+    return _read(path, str(path), image_size)
+
+
+def decode_image(data: bytes, image_size: int, name: str = "data") -> np.ndarray:
+    """The bytes of an image file (PNG, JPEG, GIF, WebP, ...: what Pillow reads), read as `load_image` reads a
+    file; errors name the image `name` and never quote its data."""
+    return _read(io.BytesIO(data), name, image_size)
+
+
+def _read(source, name: str, image_size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             # Pillow warns of a possible decompression bomb above 89M pixels on opening; MAX_PIXELS, far lower,
             # refuses such a file below with one error, so the warning would only print beside that error
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(source)
         with img:
             w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise ImageError(f"image {path} is {w}x{h} pixels, more than the {MAX_PIXELS:,} accepted; "
-                                 "downscale it first")
+            if w * h > MAX_PIXELS:  # read from the header: nothing is decoded yet
+                raise ImageTooLarge(f"image {name} is {w}x{h} pixels, more than the {MAX_PIXELS:,} accepted; "
+                                    "downscale it first")
             img.load()
             rgb = _rgb(_upright(img)).resize((image_size, image_size), Image.Resampling.BILINEAR)
     except ImageError:
         raise
     except Image.DecompressionBombError:  # Pillow refuses to open above 179M pixels, before our own check
-        raise ImageError(f"image {path} has more than the {MAX_PIXELS:,} pixels accepted; downscale it first") from None
-    except UnidentifiedImageError as err:
-        raise ImageError(f"image {path} cannot be read: {err}") from None
+        raise ImageTooLarge(f"image {name} has more than the {MAX_PIXELS:,} pixels accepted; "
+                            "downscale it first") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"image {name} cannot be read: it is in no image format Pillow reads") from None
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
-        raise ImageError(f"image {path} is damaged or truncated: {err}") from None
+        raise ImageError(f"image {name} is damaged or truncated: {err}") from None
     return to_pixels(np.asarray(rgb, dtype=np.uint8))
 
 

@@ -12,6 +12,7 @@ only.
     ids = chat_ids(tokenizer, "Which digit is shown?", n_images=1, tokens_per_image=64)
     texts = answer(model, tokenizer, ["Which digit is shown?"], pixels)   # greedy, one image per question
     question_ids(model, tokenizer, question, n_images)    # the prompt, or ImagePromptError: markers, context
+    turn_ids(tokenizer, ["", "Which digit is shown?"], tokens_per_image=64)   # the texts around the images
 """
 
 from __future__ import annotations
@@ -56,13 +57,21 @@ def chat_ids(tokenizer, question: str, n_images: int, tokens_per_image: int,
     marks = len(pieces) - 1
     if marks == 0 and n_images == 1:
         pieces, marks = ["", question], 1
+    if marks != n_images:
+        raise ImagePromptError(f"the prompt has {marks} {IMAGE_MARK} placeholder(s) but {n_images} image(s) were "
+                               "given; use one placeholder per image (or none with a single image)")
+    return turn_ids(tokenizer, pieces, tokens_per_image, answer)
+
+
+def turn_ids(tokenizer, pieces: list[str], tokens_per_image: int,
+             answer: str | None = None) -> tuple[list[int], int]:
+    """`chat_ids` of a turn given as the texts around its images: `pieces[0]`, image 1, `pieces[1]`, ..., image n,
+    `pieces[n]` (what a chat request's content parts give). A piece's text is text, `<|image|>` spelled in it too."""
+    marks = len(pieces) - 1
     # whitespace touching a marker is layout, not text: "<|image|> Which digit?" is the prompt training used
     # ("Which digit?" after the image), not " Which" as another token
     pieces = [p.lstrip() if i else p for i, p in enumerate(pieces)]
     pieces = [p.rstrip() if i < marks else p for i, p in enumerate(pieces)]
-    if marks != n_images:
-        raise ImagePromptError(f"the prompt has {marks} {IMAGE_MARK} placeholder(s) but {n_images} image(s) were "
-                               "given; use one placeholder per image (or none with a single image)")
     ids = [_special(tokenizer, USER)]
     for i, piece in enumerate(pieces):
         if i:
@@ -75,15 +84,23 @@ def chat_ids(tokenizer, question: str, n_images: int, tokens_per_image: int,
     return ids, start
 
 
-def question_ids(model: ImageTextModel, tokenizer, question: str, n_images: int) -> list[int]:
-    """The prompt ids of a question about `n_images` images; ImagePromptError when its markers and images disagree
-    or when it leaves the model's context no room for an answer."""
+def question_ids(model: ImageTextModel, tokenizer, question: str | list[str], n_images: int) -> list[int]:
+    """The prompt ids of a question about `n_images` images (a text with `<|image|>` markers, or the texts around
+    the images as `turn_ids` takes them); ImagePromptError when its markers and images disagree or when it leaves
+    the model's context no room for an answer."""
     per = model.vision_cfg.tokens_per_image
-    ids, _ = chat_ids(tokenizer, question, n_images, per)
+    if isinstance(question, str):
+        ids, _ = chat_ids(tokenizer, question, n_images, per)
+    elif len(question) - 1 != n_images:
+        raise ImagePromptError(f"{len(question)} text pieces cannot surround {n_images} image(s)")
+    else:
+        ids, _ = turn_ids(tokenizer, question, per)
     limit = model.cfg.max_seq_len
     if len(ids) > limit - 1:
+        fit = max(0, (limit - 1 - (len(ids) - n_images * per)) // per)
         raise ImagePromptError(f"the question with its {n_images} image(s) is {len(ids)} tokens ({per} per image), "
-                               f"and the model's context is {limit}: it leaves no room for an answer; shorten it")
+                               f"and the model's context is {limit}: it leaves no room for an answer (with this "
+                               f"text, at most {fit} image(s) fit); shorten it")
     return ids
 
 

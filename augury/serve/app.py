@@ -26,6 +26,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from augury.serve.config import ServeConfig
 from augury.serve.gate import Gate, Refused, Ticket
 from augury.serve.gateway import UpstreamBackend, UpstreamError, estimated_tokens, proxy
+from augury.serve.images import ImageQuestion, image_question
 from augury.serve.jobs import Delta, GenerationFailed, GenerationJob
 from augury.serve.keys import KeyStore
 from augury.serve.moderation import ModerationPolicy, Moderator
@@ -150,14 +151,18 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def chat_completions(request: Request):
         async def handle(ticket: Ticket, body: dict):
             req = parse_request(ChatRequest, body, cfg)
+            found = req.images()
             # the conversation is read as one text, the way the model reads it: a request split over messages is
-            # still the request
+            # still the request (its images are not text: moderation reads the text parts)
             texts = ["\n".join(m.text() for m in req.messages)]
+            question = await image_question(backend, req, cfg) if found else None
             if isinstance(backend, UpstreamBackend):
                 return await proxy(gate, backend, ticket, req, body, texts, chat=True, refuse=finish_refusal)
             if req.top_logprobs:
                 raise RequestInvalid("top_logprobs: a local model returns each generated token's own log-prob only "
                                      "(logprobs true), not the alternatives")
+            if question is not None:
+                return await generate(ticket, req, [question.ids], texts, chat=True, images=question)
             try:
                 prompt = await backend.off_loop(backend.chat_prompt, [m.as_dict() for m in req.messages])
             except (ValueError, ImportError) as err:
@@ -194,16 +199,18 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         return await gate.gated(request, "/v1/completions", handle)
 
     # ---- generation --------------------------------------------------------------------------------------------
-    async def generate(ticket: Ticket, req, prompts: list[list[int]], texts: list[str], chat: bool):
+    async def generate(ticket: Ticket, req, prompts: list[list[int]], texts: list[str], chat: bool,
+                       images: ImageQuestion | None = None):
         """Generate req.n choices for each prompt (token ids); `texts` are what input moderation reads (and, for
-        completions, each prompt's text for echo)."""
+        completions, each prompt's text for echo). `images`: the images of a question about images (one prompt),
+        decoded once the request is admitted and its text passes moderation."""
         longest = max(len(p) for p in prompts)
         if longest >= backend.max_context:
             raise RequestInvalid(f"prompt: {longest} tokens, and this model's context is {backend.max_context} (the "
                                  f"prompt and at least one new token must fit)")
         try:
             for p in prompts:
-                backend.check_prompt(p)
+                backend.check_prompt(p, len(images.files) if images is not None else 0)
         except ValueError as err:
             raise RequestInvalid(f"prompt: {err}") from None
         ticket.prompt_tokens = sum(len(p) for p in prompts)
@@ -213,12 +220,13 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             if await moderate(ticket, texts, "input"):
                 ticket.refused = True
                 return await finish_refusal(ticket, req, chat, req.n * len(prompts))
+            pixels = await asyncio.to_thread(images.pixels) if images is not None else None
             stop_ids = list(backend.chat_stop_ids) if chat else list(getattr(backend, "eos_ids", []))
             logprobs = (0 if req.logprobs else None) if chat else req.logprobs
             scored = logprobs if not chat and req.echo else None  # echo with logprobs scores the prompt
             jobs = [GenerationJob(prompt, req.max_tokens, req.temperature, req.top_p, req.stop_list(), stop_ids,
                                   None if req.seed is None else (req.seed + i) % 2**63, logprobs=logprobs is not None,
-                                  prompt_logprobs=scored)
+                                  prompt_logprobs=scored, images=pixels)
                     for prompt in prompts for i in range(req.n)]
             if req.stream:
                 finished = True  # the stream finishes the request

@@ -34,6 +34,9 @@ class LocalBackend:
         self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
         self.max_context, self.kind = max_context, kind
         self._chat_render, self.chat_stop_ids = chat_render, stop_ids
+        # the side of the images the model reads (an image-text run), None for a model that reads none
+        vision = getattr(getattr(model, "model", None), "vision_cfg", None)
+        self.image_size = vision.image_size if vision is not None else None
         self._jobs: queue.Queue = queue.Queue()
         self.max_batch = 32
         # one thread of its own for tokenizing (encode_documents switches a flag on the shared tokenizer while it
@@ -122,19 +125,20 @@ class LocalBackend:
         second, in which the event loop goes on streaming the other replies."""
         return await asyncio.wrap_future(self._text_thread.submit(fn, *args))
 
-    def check_prompt(self, ids: list[int]) -> None:
-        """ValueError for token ids the model cannot read: an image-text model's `<|image|>` id stands for an
-        image, and the API carries none."""
+    def check_prompt(self, ids: list[int], n_images: int = 0) -> None:
+        """ValueError for token ids the model cannot read: an image-text model's `<|image|>` ids stand for the
+        request's images (a chat request's image parts), so a prompt holds exactly the ones its images fill."""
         check = getattr(self.model.model, "check_prompt", None)
         if check is None:
             return
         try:
-            check(ids, 0)
+            check(ids, n_images)
         except ValueError:
             from augury.model.vision import IMAGE_TOKEN_ID
 
             raise ValueError(f"token id {IMAGE_TOKEN_ID} is this image-text model's <|image|> placeholder, which "
-                             "stands for an image; this server takes no images, so a prompt cannot hold it") from None
+                             "stands for an image; images come only as image parts of a chat message, so a prompt "
+                             "cannot hold it") from None
 
     # ---- generation ------------------------------------------------------------------------------------------
     async def stream(self, job: GenerationJob) -> AsyncIterator[Delta]:

@@ -139,15 +139,18 @@ class BatchWorker:
         self.engine.waiting = [self.running[key].row for key in stepped] + waiting
 
     def _add(self, job: GenerationJob, where, cancel: threading.Event) -> None:
+        import torch
+
         from augury.model.generate import SamplingParams
 
         loop, out = where
         key, self.next_key = self.next_key, self.next_key + 1
         try:
+            images = None if job.images is None else torch.from_numpy(job.images)
             self.engine.add(key, job.prompt_ids[-self.backend.max_context:], SamplingParams(
                 max_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p, stop=job.stop,
                 stop_token_ids=job.stop_token_ids, seed=job.seed, prompt_logprobs=job.prompt_logprobs is not None,
-                prompt_top_logprobs=job.prompt_logprobs or 0))
+                prompt_top_logprobs=job.prompt_logprobs or 0), images=images)
         except Exception as err:  # noqa: BLE001 (the engine refused this job: its request hears why)
             send_to(loop, out.put_nowait, GenerationFailed.of(err, 400 if isinstance(err, ValueError) else 500))
             return

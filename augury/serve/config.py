@@ -34,6 +34,8 @@ class ServeConfig:
         policy: moderation policy YAML; empty: the shipped default.
         moderation: check input and output with the policy's grader.
         max_body_bytes: largest request body accepted (413 beyond).
+        max_image_bytes: largest image file a chat request's data: URL may hold, decoded from base64 (413
+            beyond); an image travels in the body, so max_body_bytes bounds it too.
         max_tokens_limit: largest max_tokens a request may ask for (400 beyond).
         max_n: largest n (completions per request).
         max_queued: requests generating or waiting at once, over all keys (503 beyond).
@@ -63,6 +65,7 @@ class ServeConfig:
     policy: str = ""
     moderation: bool = True
     max_body_bytes: int = 1 << 20
+    max_image_bytes: int = 4 << 20
     max_tokens_limit: int = 1024
     max_n: int = 8
     max_queued: int = 64
@@ -85,7 +88,7 @@ class ServeConfig:
             raise ValueError(f"listening on {self.host} needs --keys (no authentication is allowed on loopback only)")
         if not 0 < self.port < 65536:
             raise ValueError("--port must be in 1..65535")
-        for name in ("max_body_bytes", "max_tokens_limit", "max_n", "max_queued", "max_batch"):
+        for name in ("max_body_bytes", "max_image_bytes", "max_tokens_limit", "max_n", "max_queued", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1")
         if self.log_rejected_per_minute < 0:

@@ -10,6 +10,7 @@ A job the worker cannot serve ends its stream with `GenerationFailed`, whose `st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from augury.serve.responses import short_error
 
@@ -27,6 +28,7 @@ class GenerationJob:
     seed: int | None = None
     logprobs: bool = False
     prompt_logprobs: int | None = None  # score the prompt too, with this many top alternatives per position
+    images: Any = None  # float32 numpy (n, 3, S, S): the pixels of the prompt's <|image|> runs (an image-text run)
 
 
 @dataclass

@@ -10,6 +10,7 @@ checked against their ranges and the server's limits, and a violation is one 400
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -26,26 +27,49 @@ MAX_STOPS = 4
 MAX_STOP_CHARS = 1000
 
 
+IMAGE_PART_SHAPE = '{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}'
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image content part: its URL (a data: URL holds the image itself) and where it is (`content.J`)."""
+
+    url: str
+    where: str
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant"]  # developer: OpenAI's newer name for system
     content: str | list[dict]
 
-    def text(self) -> str:
+    def pieces(self) -> list[str | ImagePart]:
+        """The content in order: text parts as strings, image parts as ImagePart; RequestInvalid for any other
+        part (its message never quotes the part, which may be an image's data)."""
         if isinstance(self.content, str):
-            return self.content
-        parts = []
+            return [self.content]
+        out: list[str | ImagePart] = []
         for j, part in enumerate(self.content):
             kind = part.get("type")
-            if isinstance(kind, str) and "image" in kind:  # image_url, input_image: data: URLs and remote ones
-                raise RequestInvalid(f"content.{j}: image parts are not accepted: augury serve takes text only "
-                                     "(an image-text run answers about images through augury sample --image or "
-                                     "augury eval; docs/vision.md)")
-            if kind != "text" or not isinstance(part.get("text"), str):
-                raise RequestInvalid(f"content.{j}: only text content parts are supported, each "
-                                     '{"type": "text", "text": "..."}')
-            parts.append(part["text"])
-        return "".join(parts)
+            if kind == "text" and isinstance(part.get("text"), str):
+                out.append(part["text"])
+            elif kind == "image_url":
+                ref = part.get("image_url")
+                url = ref.get("url") if isinstance(ref, dict) else None
+                if not isinstance(url, str):
+                    raise RequestInvalid(f"content.{j}: an image part is {IMAGE_PART_SHAPE}")
+                out.append(ImagePart(url, f"content.{j}"))
+            elif kind == "input_image":
+                raise RequestInvalid(f"content.{j}: 'input_image' is the Responses API's image part; "
+                                     f"/v1/chat/completions takes an image as {IMAGE_PART_SHAPE}")
+            else:
+                raise RequestInvalid(f"content.{j}: only text and image content parts are supported, each "
+                                     f'{{"type": "text", "text": "..."}} or {IMAGE_PART_SHAPE}')
+        return out
+
+    def text(self) -> str:
+        """The text parts, joined (image parts are not text)."""
+        return "".join(p for p in self.pieces() if isinstance(p, str))
 
     def as_dict(self) -> dict:
         return {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
@@ -95,6 +119,12 @@ class ChatRequest(_Common):
     max_completion_tokens: int | None = Field(default=None, ge=0)
     logprobs: bool = False  # each generated token's log-prob (choices[].logprobs.content)
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+
+    def images(self) -> list[tuple[str, ImagePart]]:
+        """(where, part) of every image part, in order; where is `messages.I.content.J`."""
+        return [(f"messages.{i}.{p.where}", p) for i, m in enumerate(self.messages) for p in m.pieces()
+                if isinstance(p, ImagePart)]
 
 
 class CompletionRequest(_Common):

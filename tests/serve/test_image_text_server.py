@@ -1,5 +1,5 @@
-"""An image-text run behind `augury serve`: the API carries no images, so the `<|image|>` id is refused in a
-prompt (400, that request only) and never sampled."""
+"""An image-text run behind `augury serve`: the `<|image|>` id stands only for a chat request's image part, so it
+is refused in a token-id prompt (400, that request only) and never sampled; content parts are parsed by shape."""
 
 from __future__ import annotations
 
@@ -72,15 +72,21 @@ def test_a_prompt_the_model_cannot_read_fails_alone_among_concurrent_requests(im
     assert isinstance(good, str) and isinstance(other, str)
 
 
-@pytest.mark.parametrize("part", [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
-                                  {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
-                                  {"type": "input_image", "image_url": "data:image/png;base64,!!"}])
-def test_an_image_content_part_is_one_400_naming_the_part(part):
+@pytest.mark.parametrize(("part", "message"), [
+    ({"type": "input_image", "image_url": "data:image/png;base64,!!"}, "'input_image' is the Responses API's"),
+    ({"type": "image_url", "image_url": "data:image/png;base64,iVBORw0KGgo="}, "an image part is "),
+    ({"type": "image_file", "file_id": "f"}, "only text and image content parts"),
+])
+def test_a_content_part_of_another_shape_is_one_400_naming_the_part(part, message):
     from augury.serve.config import ServeConfig
     from augury.serve.schema import ChatRequest, RequestInvalid, parse_request
 
     body = {"messages": [{"role": "system", "content": "s"},
                          {"role": "user", "content": [{"type": "text", "text": "what is it?"}, part]}]}
-    with pytest.raises(RequestInvalid, match=r"^messages\.1\.content\.1: image parts are not accepted: augury "
-                                             r"serve takes text only"):
+    with pytest.raises(RequestInvalid, match=rf"^messages\.1\.content\.1: {message}"):
         parse_request(ChatRequest, body, ServeConfig(model="x"))
+    good = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}
+    body["messages"][1]["content"][1] = good
+    req = parse_request(ChatRequest, body, ServeConfig(model="x"))
+    assert [(where, p.url) for where, p in req.images()] == [("messages.1.content.1", good["image_url"]["url"])]
+    assert req.messages[1].text() == "what is it?"

@@ -1,0 +1,127 @@
+"""Images in /v1/chat/completions: an image-text run answers a question whose image parts hold data: URLs.
+
+    question = await image_question(backend, req, cfg)   # the prompt ids, or a 400/413 naming the part at fault
+    pixels = await asyncio.to_thread(question.pixels)    # decoded after the request is admitted (its costly part)
+
+The question is what `augury sample --image` makes of the same text and images (`augury.model.image_prompt`): one
+user turn, each image part standing where a `<|image|>` marker would, so the same image, text and seed give the
+same answer. Only `data:` URLs are read (base64 of an image file Pillow reads: PNG, JPEG, GIF, WebP, ...): a
+server that fetched an http(s) URL would make requests from inside its network on any client's say (SSRF). An
+image over `--max_image_bytes` (from the base64's length, before decoding) or over `augury.data.images.MAX_PIXELS`
+pixels (from its header) is a 413; one that cannot be read is a 400. The images decode through
+`augury.data.images.decode_image`, as image files do for training and sampling. A model that reads no images (a
+text-only run, a Hugging Face folder, an upstream in gateway mode) answers each image part with a 400 saying why.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+
+from augury.serve.gate import Refused
+from augury.serve.schema import ChatRequest, ImagePart, RequestInvalid
+
+_DATA_URL = re.compile(r"data:(?P<media>[^,;]*)(?P<params>(?:;[^,;]*)*?);base64,", re.IGNORECASE)
+
+
+@dataclass
+class ImageQuestion:
+    """The prompt of a question about images, and the images' file bytes (decoded to pixels by `pixels`)."""
+
+    ids: list[int]
+    files: list[tuple[str, bytes]]  # (where, the image file's bytes)
+    image_size: int
+    sizes: list[int] = field(default_factory=list)
+
+    def pixels(self):
+        """float32 (n, 3, S, S) in [0, 1]; RequestInvalid (400) or Refused (413) naming the image at fault."""
+        import numpy as np
+
+        from augury.data.images import ImageError, ImageTooLarge, decode_image
+
+        out = []
+        for where, data in self.files:
+            try:
+                out.append(decode_image(data, self.image_size, name="data"))
+            except ImageTooLarge as err:
+                raise Refused(413, f"{where}: {err}") from None
+            except ImageError as err:
+                raise RequestInvalid(f"{where}: {err}") from None
+        return np.stack(out)
+
+
+def image_bytes(url: str) -> int:
+    """The size in bytes of the file a data: URL holds (from the base64's length, nothing decoded); 0 for any other
+    URL."""
+    head = _DATA_URL.match(url)
+    if head is None:
+        return 0
+    data = url[head.end():]
+    return max(0, len(data) * 3 // 4 - (len(data) - len(data.rstrip("="))))
+
+
+def unreadable_reason(backend) -> str | None:
+    """Why the served model reads no images, or None when it does."""
+    kind = getattr(backend, "kind", "")
+    if kind == "upstream":
+        return ("images are not forwarded in gateway mode: its moderation reads text only, and an upstream could "
+                "fetch an image URL")
+    if kind == "hf":
+        return "this server's model (a Hugging Face folder, served as text) reads no images"
+    if backend.image_size is None:
+        return ("this run has no image encoder (a text-only run) and reads no images; an image-text run does "
+                "(docs/vision.md)")
+    return None
+
+
+async def image_question(backend, req: ChatRequest, cfg) -> ImageQuestion:
+    """The prompt of a chat request with image parts (checked in order: the model, the conversation, each URL and
+    its size, the context), nothing decoded yet."""
+    from augury.model.image_prompt import ImagePromptError, question_ids
+
+    found = req.images()
+    why = unreadable_reason(backend)
+    if why is not None:
+        raise RequestInvalid(f"{found[0][0]}: {why}")
+    if [m.role for m in req.messages] != ["user"]:
+        raise RequestInvalid("messages: a question about images is one user message, with no system message or "
+                             "earlier turns (image-text runs learn from one user turn, as augury sample --image "
+                             "asks; docs/vision.md)")
+    files = [(where, _file_bytes(where, part, cfg.max_image_bytes)) for where, part in found]
+    pieces = [""]  # the texts around the images
+    for piece in req.messages[0].pieces():
+        if isinstance(piece, ImagePart):
+            pieces.append("")
+        else:
+            pieces[-1] += piece
+    model, tok = backend.model.model, backend.tokenizer.tok
+    try:
+        # in the tokenizing thread: encoding switches a flag on the shared tokenizer
+        ids = await backend.off_loop(question_ids, model, tok, pieces, len(files))
+    except ImagePromptError as err:
+        raise RequestInvalid(f"messages.0: {err}") from None
+    return ImageQuestion(ids, files, backend.image_size, [len(data) for _, data in files])
+
+
+def _file_bytes(where: str, part: ImagePart, limit: int) -> bytes:
+    url = part.url.strip()
+    if url.lower().startswith(("http://", "https://")):
+        raise RequestInvalid(f"{where}: this server does not fetch image URLs (it would make requests on a "
+                             "client's say); send the image itself as a data: URL, data:image/png;base64,...")
+    head = _DATA_URL.match(url)
+    if head is None:
+        raise RequestInvalid(f"{where}: an image URL must be a data: URL holding the image in base64, "
+                             "data:image/png;base64,...")
+    size = image_bytes(url)
+    if size > limit:
+        raise Refused(413, f"{where}: the image is {size:,} bytes, over this server's limit of {limit} "
+                           "(--max_image_bytes)")
+    try:
+        data = base64.b64decode("".join(url[head.end():].split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestInvalid(f"{where}: the data: URL's image is not valid base64") from None
+    if not data:
+        raise RequestInvalid(f"{where}: the data: URL holds no image")
+    return data

@@ -1,0 +1,205 @@
+"""Images in /v1/chat/completions: an image-text run answers `image_url` data: URLs as `augury sample --image`
+answers the same file; everything else about an image part is one clear 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import re
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+QUESTION = "Which digit is shown?"
+QUESTION_PART = {"type": "text", "text": QUESTION}
+
+
+@pytest.fixture
+def vision_run(tmp_path):
+    """A tiny random image-text run with augury's tokenizer (its chat and <|image|> tokens): 4 tokens per image."""
+    import torch
+    import yaml
+
+    from augury.data.tokenizer import train_tokenizer
+    from augury.io import to_jsonable
+    from augury.model import ModelConfig
+    from augury.model.vision import ImageTextModel, VisionConfig
+    from augury.train.checkpoint import save_checkpoint
+
+    run = tmp_path / "vision"
+    run.mkdir()
+    tok = train_tokenizer([f"{QUESTION} 0 1 2 3 4 5 6 7 8 9 yes no cat dog"] * 5, 300)
+    tok.save(str(run / "tokenizer.json"))
+    cfg = ModelConfig(vocab_size=tok.get_vocab_size(), depth=1, d_model=32, n_heads=2, max_seq_len=64).resolved()
+    vision = VisionConfig(image_size=8, patch_size=4, depth=1, d_model=32, n_heads=2)
+    torch.manual_seed(0)
+    model = ImageTextModel(cfg, vision)
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": to_jsonable(cfg), "vision": to_jsonable(vision)}))
+    save_checkpoint(run, 1, model, torch.optim.AdamW(model.parameters()), {"step": 1})
+    return run
+
+
+def png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def data_url(data: bytes, media: str = "image/png") -> str:
+    return f"data:{media};base64,{base64.b64encode(data).decode()}"
+
+
+def image_part(url: str) -> dict:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def chat(content, **kw) -> dict:
+    return {"messages": [{"role": "user", "content": content}], "max_tokens": 6, "temperature": 0, **kw}
+
+
+def picture(seed: int, mode: str = "RGB") -> np.ndarray:
+    shape = (12, 12, 3) if mode == "RGB" else (12, 12)
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_a_data_url_image_is_answered_as_augury_sample_answers_the_file(vision_run, tmp_path, make_client):
+    from augury.model.sample_cli import sample
+
+    client, _ = make_client(vision_run, tmp_path)
+    for seed, mode in ((1, "RGB"), (2, "L")):  # a greyscale file too: converted on both paths alike
+        path = tmp_path / f"image{seed}.png"
+        path.write_bytes(png(picture(seed, mode)))
+        url = data_url(path.read_bytes())
+        cases = [  # (content parts, the prompt augury sample is given, sampling settings)
+            ([image_part(url), {"type": "text", "text": QUESTION}], QUESTION, {"temperature": 0}),
+            ([{"type": "text", "text": QUESTION}, image_part(url)], f"{QUESTION} <|image|>", {"temperature": 0}),
+            ([{"type": "text", "text": QUESTION}, image_part(url)], f"{QUESTION} <|image|>",
+             {"temperature": 1.0, "top_p": 0.9, "seed": 11}),
+        ]
+        for content, prompt, settings in cases:
+            resp = client.post("/v1/chat/completions", json=chat(content, **settings))
+            assert resp.status_code == 200, resp.text
+            served = resp.json()["choices"][0]["message"]["content"]
+            expected = sample(str(vision_run), prompt=prompt, image=[str(path)], max_tokens=6,
+                              temperature=settings["temperature"], top_p=settings.get("top_p", 1.0),
+                              seed=settings.get("seed", 0))
+            assert served.strip() == expected[0]  # augury sample prints the answer stripped of outer whitespace
+            streamed = client.post("/v1/chat/completions", json=chat(content, stream=True, **settings))
+            events = [json.loads(line[6:]) for line in streamed.text.splitlines()
+                      if line.startswith("data: {")]
+            assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events) == served
+
+
+def test_the_answer_reads_the_image(vision_run, tmp_path, make_client):
+    client, _ = make_client(vision_run, tmp_path)
+
+    def logprobs(seed):
+        resp = client.post("/v1/chat/completions", json=chat([image_part(data_url(png(picture(seed)))),
+                                                              {"type": "text", "text": QUESTION}], logprobs=True))
+        assert resp.status_code == 200, resp.text
+        return [t["logprob"] for t in resp.json()["choices"][0]["logprobs"]["content"]]
+
+    assert logprobs(1) == logprobs(1) and logprobs(1)[0] != logprobs(3)[0]
+
+
+def test_image_requests_batch_with_text_requests_and_answer_as_alone(vision_run):
+    from augury.model.image_prompt import question_ids
+    from augury.serve.backends import LocalBackend
+    from augury.serve.jobs import GenerationJob
+
+    backend = LocalBackend.load(str(vision_run))
+    model, tok = backend.model.model, backend.tokenizer.tok
+
+    def pixels(seed):
+        from augury.data.images import decode_image
+
+        return decode_image(png(picture(seed)), 8)[None]
+
+    image_ids = question_ids(model, tok, QUESTION, 1)
+    jobs = [GenerationJob(image_ids, max_tokens=8, temperature=0.0, images=pixels(1)),
+            GenerationJob(backend.encode("yes no cat"), max_tokens=8, temperature=1.0, seed=4),
+            GenerationJob(image_ids, max_tokens=8, temperature=1.0, seed=5, images=pixels(2)),
+            GenerationJob(backend.encode("dog"), max_tokens=8, temperature=0.0)]
+
+    async def text(job):
+        return "".join([d.text async for d in backend.stream(job)])
+
+    async def together():
+        return await asyncio.gather(*(text(job) for job in jobs))
+
+    alone = [asyncio.run(text(job)) for job in jobs]
+    assert asyncio.run(together()) == alone
+
+
+def test_bad_image_parts_are_one_clear_error_each(vision_run, tmp_path, make_client):
+    client, _ = make_client(vision_run, tmp_path, max_image_bytes=2000)
+    good = data_url(png(picture(1)))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # a PNG that declares 5000x5000 RGB pixels and holds none: a decompression bomb's header
+    header_only = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 5000, 5000, 8, 2, 0, 0, 0))
+                   + chunk(b"IEND", b""))
+    cases = [
+        (chat([image_part("https://example.com/a.png")]), 400, "does not fetch image URLs"),
+        (chat([image_part("file:///etc/passwd")]), 400, "must be a data: URL"),
+        (chat([image_part("data:image/png;base64,!!not base64!!")]), 400, "not valid base64"),
+        (chat([image_part(data_url(b"plain text, not a picture"))]), 400, "cannot be read"),
+        (chat([image_part(data_url(png(picture(1))[:40]))]), 400, "truncated|cannot be read"),
+        (chat([image_part(data_url(np.random.default_rng(0).bytes(3000)))]), 413, "over this server's limit of 2000"),
+        (chat([image_part(data_url(header_only))]), 413, "5000x5000 pixels"),
+        (chat([image_part(good)] * 20), 400, r"at most \d+ image"),
+        ({"messages": [{"role": "system", "content": "be brief"},
+                       {"role": "user", "content": [image_part(good)]}]}, 400, "one user turn"),
+        (chat([{"type": "input_image", "image_url": good}]), 400, "image_url"),
+    ]
+    for body, status, message in cases:
+        resp = client.post("/v1/chat/completions", json=body)
+        assert resp.status_code == status, (message, resp.text)
+        error = resp.json()["error"]["message"]
+        assert re.search(message, error), error
+        assert error.startswith("messages"), error
+        sent = [part["image_url"] for m in body["messages"] if isinstance(m["content"], list)
+                for part in m["content"]]
+        assert not any(str(url)[-24:-4] in error for url in sent)  # the image's data is never quoted
+
+
+def test_a_model_that_reads_no_images_refuses_image_parts_saying_why(chat_run, tmp_path, make_client):
+    from augury.evals.tiny_model import make_random_llama
+
+    body = chat([image_part(data_url(png(picture(1)))), {"type": "text", "text": "what is it?"}])
+    client, _ = make_client(chat_run, tmp_path)
+    resp = client.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 400 and "no image encoder" in resp.json()["error"]["message"]
+    assert client.post("/v1/chat/completions", json=chat("what is it?")).status_code == 200
+    hf = make_random_llama(tmp_path / "hf", ["hello there, how are you today? fine thanks."] * 20, vocab_size=300)
+    client, _ = make_client(f"hf:{hf}", tmp_path / "hf-log")
+    resp = client.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 400 and "reads no images" in resp.json()["error"]["message"]
+
+
+def test_the_gateway_forwards_no_image(tmp_path, serving):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from augury.serve.cli import build_app
+    from augury.serve.config import ServeConfig
+
+    seen: list = []
+    upstream = FastAPI()
+
+    @upstream.post("/v1/chat/completions")
+    async def _chat(body: dict):
+        seen.append(body)
+        return {}
+
+    with serving(upstream) as port:
+        gw = TestClient(build_app(ServeConfig(upstream=f"http://127.0.0.1:{port}/v1", log=str(tmp_path / "gw.db"))))
+        resp = gw.post("/v1/chat/completions", json=chat([image_part(data_url(png(picture(1))))]))
+    assert resp.status_code == 400 and "gateway" in resp.json()["error"]["message"] and not seen
