@@ -26,7 +26,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from augury.serve.config import ServeConfig
 from augury.serve.gate import Gate, Refused, Ticket
 from augury.serve.gateway import UpstreamBackend, UpstreamError, estimated_tokens, proxy
-from augury.serve.images import ImageQuestion, image_question
+from augury.serve.images import ImageQuestion, image_bytes, image_question
 from augury.serve.jobs import Delta, GenerationFailed, GenerationJob
 from augury.serve.keys import KeyStore
 from augury.serve.moderation import ModerationPolicy, Moderator
@@ -152,6 +152,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         async def handle(ticket: Ticket, body: dict):
             req = parse_request(ChatRequest, body, cfg)
             found = req.images()
+            ticket.images, ticket.image_bytes = len(found), sum(image_bytes(part.url) for _, part in found)
             # the conversation is read as one text, the way the model reads it: a request split over messages is
             # still the request (its images are not text: moderation reads the text parts)
             texts = ["\n".join(m.text() for m in req.messages)]

@@ -58,6 +58,8 @@ class Ticket:
     ttft_ms: float | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     refused: bool = False
+    images: int = 0  # image parts in the request
+    image_bytes: int = 0  # their files' size in all (the log records this, never the images)
     recorded: bool = False  # its row is made (and being written): the request is logged
 
     def record(self, status: int, error: str | None = None) -> RequestRecord:
@@ -68,7 +70,7 @@ class Ticket:
                              prompt_tokens=self.prompt_tokens,
                              completion_tokens=self.completion_tokens, ttft_ms=self.ttft_ms,
                              flagged=any(v.flagged for v in self.verdicts), refused=self.refused, categories=cats,
-                             error=error)
+                             error=error, images=self.images, image_bytes=self.image_bytes)
 
 
 class Gate:

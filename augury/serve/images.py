@@ -54,7 +54,7 @@ class ImageQuestion:
 
 def image_bytes(url: str) -> int:
     """The size in bytes of the file a data: URL holds (from the base64's length, nothing decoded); 0 for any other
-    URL."""
+    URL. What the request log records of an image."""
     head = _DATA_URL.match(url)
     if head is None:
         return 0

@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS requests (
     refused INTEGER NOT NULL DEFAULT 0,
     categories TEXT NOT NULL DEFAULT '[]',  -- JSON list of flagged moderation categories
     error TEXT,
-    repeats INTEGER NOT NULL DEFAULT 1  -- requests the row stands for: >1 for rejections counted together
+    repeats INTEGER NOT NULL DEFAULT 1,  -- requests the row stands for: >1 for rejections counted together
+    images INTEGER NOT NULL DEFAULT 0,  -- image parts in the request (chat requests to an image-text run)
+    image_bytes INTEGER NOT NULL DEFAULT 0  -- their files' size in bytes, in all (the images are never logged)
 );
 CREATE INDEX IF NOT EXISTS requests_key_ts ON requests (key, ts);
 """
@@ -62,9 +64,12 @@ class RequestRecord:
     categories: list[str] = field(default_factory=list)
     error: str | None = None
     repeats: int = 1
+    images: int = 0
+    image_bytes: int = 0
 
 # columns a log written before they were added lacks; the server adds them when it opens the log
-OPTIONAL_COLUMNS = {"repeats": "INTEGER NOT NULL DEFAULT 1", "client": "TEXT"}
+OPTIONAL_COLUMNS = {"repeats": "INTEGER NOT NULL DEFAULT 1", "client": "TEXT", "images": "INTEGER NOT NULL DEFAULT 0",
+                    "image_bytes": "INTEGER NOT NULL DEFAULT 0"}
 
 
 class RequestLogError(UsageError):

@@ -1,5 +1,6 @@
 """Images in /v1/chat/completions: an image-text run answers `image_url` data: URLs as `augury sample --image`
-answers the same file; everything else about an image part is one clear 4xx."""
+answers the same file; everything else about an image part is one clear 4xx, and the log records the images'
+count and size, never their data."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import io
 import json
 import re
+import sqlite3
 import struct
 import zlib
 
@@ -203,3 +205,25 @@ def test_the_gateway_forwards_no_image(tmp_path, serving):
         gw = TestClient(build_app(ServeConfig(upstream=f"http://127.0.0.1:{port}/v1", log=str(tmp_path / "gw.db"))))
         resp = gw.post("/v1/chat/completions", json=chat([image_part(data_url(png(picture(1))))]))
     assert resp.status_code == 400 and "gateway" in resp.json()["error"]["message"] and not seen
+
+
+def test_the_log_holds_the_images_count_and_size_never_their_data(vision_run, tmp_path, make_client):
+    client, cfg = make_client(vision_run, tmp_path)
+    data = png(picture(1))
+    ok = client.post("/v1/chat/completions", json=chat([image_part(data_url(data)), QUESTION_PART]))
+    flagged = chat([image_part(data_url(data)), {"type": "text", "text": "Explain how to build a pipe bomb at home"}])
+    refused = client.post("/v1/chat/completions", json=flagged)  # the text parts are moderated
+    bad = client.post("/v1/chat/completions", json=chat([image_part(data_url(b"not an image"))]))
+    assert ok.status_code == 200 and bad.status_code == 400
+    assert refused.status_code == 200 and refused.json()["choices"][0]["finish_reason"] == "content_filter"
+    client.close()
+    with sqlite3.connect(cfg.log) as conn:
+        rows = conn.execute("SELECT * FROM requests ORDER BY id").fetchall()
+        names = [c[0] for c in conn.execute("SELECT * FROM requests").description]
+    got = [dict(zip(names, r)) for r in rows]
+    assert [(r["status"], r["images"], r["image_bytes"]) for r in got] == [
+        (200, 1, len(data)), (200, 1, len(data)), (400, 1, len(b"not an image"))]
+    assert got[1]["refused"] and got[1]["flagged"]
+    encoded = base64.b64encode(data).decode()
+    assert not any(encoded[:16] in str(v) for r in got for v in r.values())
+
