@@ -74,9 +74,10 @@ class TwoStepResult:
 
     def forecast(self, inputs, actual=None) -> list[dict]:
         """Predictions as records (what fit.json's `predictions` holds): `inputs`, `status`, `value`, `interval`,
-        `task_loss`. A not-forecastable one (step 2's verdict, or an interval spanning more than half the
-        accuracy's range) has a `reason`, `value` and `interval` None, and the point as `unsupported_value`; a
-        degenerate one (step 1 cannot be identified from the rows) keeps its value, with the `reason`. With
+        `task_loss`. A not-forecastable one (step 2's verdict, fewer converged bootstrap resamples in either step
+        than the level needs, or an interval spanning more than half the accuracy's range) has a `reason`, `value`
+        and `interval` None, and the point as `unsupported_value`; a degenerate one (step 1 cannot be identified
+        from the rows) keeps its value, with the `reason`. With
         `actual` (one observed accuracy per input, or None), `actual`, `rel_error` and `covered` as in
         FitResult.forecast."""
         with np.errstate(over="ignore", invalid="ignore"):  # a refused far point may overflow; it is not shown
@@ -84,6 +85,9 @@ class TwoStepResult:
         x = self.step1._inputs(inputs)
         decades = self.step1.extrapolation_decades(x)
         fit_status, fit_reason = self.forecastability()
+        # the chain pairs the steps' draws, as many as the step with fewer has: either step's too few refuse it
+        too_few = next((f"step {k}: {why}" for k, step in ((1, self.step1), (2, self.step2))
+                        if (why := step.too_few_resamples())), "")
         records = []
         for i in range(len(acc)):
             rec = {"inputs": {k: float(v[i]) for k, v in x.items()}, "status": fit_status, "value": float(acc[i]),
@@ -97,9 +101,9 @@ class TwoStepResult:
                 rec["actual"] = float(actual[i])
                 rec["rel_error"] = float(acc[i] / actual[i] - 1.0)
                 rec["covered"] = bool(interval[i, 0] <= actual[i] <= interval[i, 1])
-            if fit_status == "not-forecastable" or too_wide or too_far:
+            if fit_status == "not-forecastable" or too_wide or too_far or too_few:
                 rec["status"] = "not-forecastable"
-                rec["reason"] = too_far or (fit_reason if fit_status == "not-forecastable" else too_wide)
+                rec["reason"] = too_far or too_few or (fit_reason if fit_status == "not-forecastable" else too_wide)
                 rec["unsupported_value"] = rec["value"]
                 rec["value"], rec["interval"] = None, None
                 if "rel_error" in rec:

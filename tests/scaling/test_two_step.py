@@ -155,3 +155,27 @@ def test_a_step_1_the_rows_cannot_identify_flags_every_forecast(tmp_path, capsys
     assert report["forecastability"]["status"] == "degenerate"
     pred = report["predictions"][0]
     assert pred["status"] == "degenerate" and pred["reason"].startswith("step 1: ") and 0 < pred["value"] < 1
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_an_interval_from_too_few_converged_resamples_of_either_step_is_refused(tmp_path, monkeypatch, step):
+    # a one-step fit refuses a percentile interval from fewer converged resamples than its level needs; the two-step
+    # chain pairs the steps' draws (as many as the shorter has), so it gave "ok" with an interval from 3 draws
+    import augury.scaling.result as result_mod
+    from augury.scaling import read_table
+
+    real = result_mod.bootstrap_fits
+
+    def mostly_unconverged(problem, theta, groups, n, seed, **kwargs):
+        out = real(problem, theta, groups, n, seed, **kwargs)
+        if seed == step - 1:  # fit_two_step seeds step 1 with `seed` and step 2 with `seed + 1`
+            out.converged[3:] = False
+        return out
+
+    monkeypatch.setattr(result_mod, "bootstrap_fits", mostly_unconverged)
+    rows = read_table(_ladder_csv(tmp_path / "t.csv", lambda bpb: 1 / (1 + np.exp(10 * (bpb - 1.1)))))
+    res = fit_two_step(rows, rows, loss="bpb", accuracy="acc", group="name", bootstrap=50)
+    rec = res.forecast({"params": 1e9, "tokens": 2e10})[0]
+    assert rec["status"] == "not-forecastable" and rec["value"] is None and rec["interval"] is None
+    assert rec["reason"].startswith(f"step {step}: only 3 of 50 bootstrap resamples converged")
+    assert 0.0 <= rec["unsupported_value"] <= 1.0
