@@ -204,14 +204,19 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
             bt = fit_law(fit_cfg.law, sub, y=y, bootstrap=resamples, seed=seed + 7, level=fit_cfg.level,
                          delta=fit_cfg.huber_delta)
             btrec = bt.forecast({"flops": float(flops[-1])}, actual=[float(losses[-1])])[0]
-            if fit_cfg.interval != "bootstrap":
+            if btrec["value"] is None:  # refused (e.g. too few of its resamples converged): nothing to score
+                flags.append(f"leave-largest-out backtest could not be scored: its forecast of {rows[-1]['name']} "
+                             f"is not forecastable ({btrec['reason']})")
+                btrec = None
+            elif fit_cfg.interval != "bootstrap":
                 lo, hi = _interval(fit_cfg, bt, rows[:-1], x, y, flops[-1],
                                    replicates=len(rows[-1].get("seed_losses") or [0]))
                 btrec.update(interval=[lo, hi], covered=bool(lo <= losses[-1] <= hi))
-            backtest = {"held_out": rows[-1]["name"], "predicted": btrec["value"], "actual": btrec["actual"],
-                        "rel_error": btrec["rel_error"], "interval": btrec["interval"], "covered": btrec["covered"],
-                        "status": bt.status}
-            if abs(btrec["rel_error"]) > fit_cfg.backtest_tolerance or not btrec["covered"]:
+            if btrec is not None:
+                backtest = {"held_out": rows[-1]["name"], "predicted": btrec["value"], "actual": btrec["actual"],
+                            "rel_error": btrec["rel_error"], "interval": btrec["interval"],
+                            "covered": btrec["covered"], "status": bt.status}
+            if btrec is not None and (abs(btrec["rel_error"]) > fit_cfg.backtest_tolerance or not btrec["covered"]):
                 flags.append(f"leave-largest-out backtest: the law fitted without {rows[-1]['name']} predicts it "
                              f"with {btrec['rel_error']:+.2%} error (tolerance ±{fit_cfg.backtest_tolerance:.0%}), "
                              f"{'inside' if btrec['covered'] else 'outside'} its interval")

@@ -42,6 +42,28 @@ def test_a_ladder_no_longer_than_the_law_has_parameters_is_refused():
     assert any("leave-largest-out backtest not run" in f for f in out.flags), out.flags
 
 
+
+def test_a_backtest_whose_forecast_is_refused_is_a_flag_not_a_crash(monkeypatch):
+    # the leave-largest-out fit (seeded seed + 7) with too few converged resamples refuses its forecast (value,
+    # error and interval None): fit_loss died on abs(None) instead of recording the backtest as not scored
+    import augury.scaling.result as result_mod
+
+    real = result_mod.bootstrap_fits
+
+    def backtest_mostly_unconverged(problem, theta, groups, n, seed, **kwargs):
+        out = real(problem, theta, groups, n, seed, **kwargs)
+        if seed == 7:
+            out.converged[3:] = False
+        return out
+
+    monkeypatch.setattr(result_mod, "bootstrap_fits", backtest_mostly_unconverged)
+    flops = np.geomspace(1e10, 1e11, 6)
+    losses = (40.0 * flops ** -0.12 + 1.5) * np.exp(np.random.default_rng(0).normal(0, 0.001, flops.size))
+    out, _ = fit_loss(rows_from(flops, losses), 3e12, FitConfig(bootstrap=200), seed=0)
+    assert out.backtest_largest_rung is None and not out.reliable
+    assert any("leave-largest-out backtest could not be scored" in f and "resamples converged" in f
+               for f in out.flags), out.flags
+
 @pytest.mark.integration
 def test_power_loss_forecast_of_a_ladder_far_above_its_floor():
     # the cpu-demo regime: a one-decade ladder far above the irreducible loss, rungs with ~0.5% noise
