@@ -125,7 +125,8 @@ class RLSettings:
 @dataclass
 class EvalSettings:
     """Evaluation. Args: max_tokens: reply length (greedy); advbench: AdvBench prompts (the first n);
-    xstest: include XSTest; mc_questions: multiple-choice questions; loss_texts: held-out texts for the loss."""
+    xstest: include XSTest; mc_questions: multiple-choice questions; loss_texts: held-out texts for the loss (0:
+    not measured, left out of the report)."""
 
     max_tokens: int = 24
     advbench: int = 50
@@ -167,7 +168,8 @@ class AlignConfig:
             raise ValueError("held_out and hh_held_out must be in (0, 1)")
         if not 0 <= self.sft.harmful_share <= 1 or not 0 <= self.sft.desired_style_share <= 1:
             raise ValueError("sft.harmful_share and sft.desired_style_share must be in [0, 1]")
-        for least, names in ((0, ("sft.hh_conversations", "sft.pretraining_documents", "rm.hh_pairs")),
+        for least, names in ((0, ("sft.hh_conversations", "sft.pretraining_documents", "rm.hh_pairs", "eval.advbench",
+                                  "eval.mc_questions", "eval.loss_texts")),
                              (1, ("pretrain.tokens", "sft.steps", "rm.steps", "rl.steps", "eval.max_tokens"))):
             for name in names:
                 section, key = name.split(".")

@@ -323,9 +323,12 @@ def separation_references(split, sft_rates: dict) -> dict:
 
 
 def multiple_choice(model, tok, questions: list[MCQuestion]) -> dict:
-    """Accuracy and expected calibration error (10 bins) of the renormalised choice probabilities."""
+    """Accuracy and expected calibration error (10 bins) of the renormalised choice probabilities; None (not
+    measured) without questions."""
     from augury.evals.calibration import expected_calibration_error
 
+    if not questions:
+        return {"accuracy": None, "ece": None, "mean_confidence": None, "questions": 0}
     conf, correct = [], []
     for q in questions:
         scores = np.array([_logprob(model, tok, q.context, c) for c in q.choices])
@@ -339,8 +342,9 @@ def multiple_choice(model, tok, questions: list[MCQuestion]) -> dict:
 
 
 @torch.no_grad()
-def held_out_loss(model, tok, texts: list[str]) -> float:
-    """Mean cross-entropy per token (nats) over held-out texts, each cut to the model's context."""
+def held_out_loss(model, tok, texts: list[str]) -> float | None:
+    """Mean cross-entropy per token (nats) over held-out texts, each cut to the model's context; None (not
+    measured) when no text has a token to predict."""
     from augury.data.tokenizer import encode_documents
 
     eot = tok.token_to_id("<|endoftext|>")
@@ -352,7 +356,7 @@ def held_out_loss(model, tok, texts: list[str]) -> float:
         logits = model(torch.tensor([ids]))[0].float()
         total += float(torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]), reduction="sum"))
         count += len(ids) - 1
-    return total / max(1, count)
+    return total / count if count else None
 
 
 def rm_win_rate(rm, prompts: list[EvalPrompt], replies: list[str | None],

@@ -320,6 +320,31 @@ def test_multiple_choice_renormalises_over_the_choices_and_gives_ece(chat_run):
         assert 0.25 < result["mean_confidence"] <= 1 and math.isfinite(result["ece"])
 
 
+
+def test_multiple_choice_and_held_out_loss_over_nothing_are_not_measured(chat_run):
+    # eval.mc_questions 0 (or no usable conversation) gave accuracy and ECE NaN, printed "nan%" and "−nan pts";
+    # eval.loss_texts 0 gave a held-out loss of 0.000 nats/token, a perfect model
+    from tokenizers import Tokenizer
+
+    from augury.align.pipeline import AlignConfig
+    from augury.align.safety_eval import held_out_loss
+
+    tok = Tokenizer.from_file(str(chat_run / "tokenizer.json"))
+    model = _Uniform(tok.get_vocab_size())
+    mc = multiple_choice(model, tok, [])
+    assert mc["questions"] == 0 and mc["accuracy"] is None and mc["ece"] is None and mc["mean_confidence"] is None
+    assert held_out_loss(model, tok, []) is None
+    results = {m: {"multiple_choice": mc, "held_out_loss": None,
+                   "safety": {"held-out/string_match": {"harmful_compliance": 0.5, "harmful": 2, "safe": 0}}}
+               for m in ("base", "sft", "rlhf")}
+    text, table = render_report(results, AlignConfig(), {"families": {"held_harmful": ["a"], "held_safe": ["b"]}})
+    assert "nan" not in text and not any(r["metric"].startswith(("Multiple choice", "Held-out loss")) for r in table)
+    for bad in ("mc_questions", "loss_texts", "advbench"):
+        cfg = AlignConfig()
+        setattr(cfg.eval, bad, -1)
+        with pytest.raises(ValueError, match=f"eval.{bad} must be >= 0"):
+            cfg.validate()
+
 def _results(compliance_sft, compliance_rlhf):
     def model(c, refusal_safe):
         rates = {"harmful_compliance": c, "safe_refusal": refusal_safe, "desired_style_share": 0.5, "harmful": 10,
