@@ -97,8 +97,8 @@ def evaluate_image_tasks(examples: Sequence[ImageExample],
 
 
 def _accuracy(r: dict, condition: str) -> str:
-    if r.get(condition) is None:
-        return f"{condition} not measurable (n < 2)"
+    if r.get(condition) is None:  # the report's own reason: one question, or one picture for all of them
+        return f"{condition} {r.get(f'{condition}_note') or 'not measurable'}"
     ci = r.get(f"{condition}_ci95")
     return f"{condition} {r[condition]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 

@@ -121,3 +121,14 @@ def test_the_shuffled_control_never_hands_a_question_the_same_picture():
     assert r["real"] == 1.0 and r["shuffled"] == 0.0
     same = evaluate_image_tasks(examples[:2], reader)["t"]["x"]  # one picture: no other one to give
     assert same["shuffled"] is None and "same image" in same["shuffled_note"]
+
+
+def test_an_unmeasured_shuffle_control_prints_its_own_reason():
+    # a template of many questions about one picture printed "shuffled not measurable (n < 2)" beside n=6
+    one_picture = [ImageExample("toy", "same", "Which digit?", "3", np.full((4, 4, 3), 30, dtype=np.uint8),
+                                chance=0.1) for _ in range(6)]
+    report = evaluate_image_tasks(one_picture + _examples(1), lambda qs, ims: ["3"] * len(qs))
+    same, single = summary_lines(report)
+    assert "n=   6" in same and "n < 2" not in same
+    assert "shuffled not measurable: every question of the template is about the same image" in same
+    assert "n=   1" in single and "shuffled not measurable: the template has one question" in single
