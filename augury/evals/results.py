@@ -240,7 +240,8 @@ def _depths(group_subtasks: dict[str, list[str]]) -> dict[str, int]:
 
 
 def markdown_table(results: dict) -> str:
-    """lm-eval-style table: one row per task/group and metric, with stderr and sample/error counts."""
+    """lm-eval-style table: one row per task/group and metric, with stderr and sample/error counts; a task or
+    group with no scored sample gets one row saying it was not measured."""
     lines = ["| Tasks | Version | n-shot | Metric | Value | | Stderr | N | Errors |",
              "|---|---|---|---|---|---|---|---|---|"]
     depths = _depths(results.get("group_subtasks", {}))
@@ -248,6 +249,11 @@ def markdown_table(results: dict) -> str:
         depth = depths.get(name, 0)
         shown = ("  " * (depth - 1) + " - " if depth else "") + entry.get("alias", name)
         counts = results["n-samples"].get(name, {})
+        if not any(k.endswith(",none") and "_stderr" not in k for k in entry):
+            # no sample scored (every one failed): a row that says so, not a task missing from the table
+            lines.append(f"| {shown} | {results['versions'].get(name, '')} | {results['n-shot'].get(name, '')} | "
+                         f"— | not measured | | | {counts.get('effective', '')} | {counts.get('errors', '')} |")
+            continue
         for key, value in entry.items():
             if not key.endswith(",none") or "_stderr" in key:
                 continue

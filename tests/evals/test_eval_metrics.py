@@ -124,3 +124,26 @@ def test_a_group_whose_member_has_no_stderr_says_n_a_as_lm_eval_does():
     per_task = {"a": {"acc,none": 1.0, "acc_stderr,none": "N/A"}, "b": {"acc,none": 0.5, "acc_stderr,none": 0.1}}
     out = group_metrics(["a", "b"], per_task, {"a": 1, "b": 10})
     assert out["acc,none"] == pytest.approx((1.0 + 5.0) / 11) and out["acc_stderr,none"] == "N/A"
+
+
+def test_a_task_with_no_scored_sample_says_so_in_the_table(tmp_path):
+    # every sample of g_a failed on the endpoint: it has no metrics, and its row vanished from the printed table,
+    # leaving no sign that a task asked for was not measured
+    import time
+
+    from augury.evals.results import build_results, markdown_table
+    from augury.evals.taskconfig import TaskRegistry
+
+    (tmp_path / "g.yaml").write_text('{"group": "g", "task": "g_{{subject}}", "kind": "generate", '
+                                     '"data": "{{subject}}.jsonl", "subtasks": {"cat": ["a", "b"]}}')
+    registry = TaskRegistry.load([tmp_path])
+    configs = registry.resolve(["g"])
+    scored = {"g_a": {"samples": [], "errors": 3, "original": 3, "resumed": 0},
+              "g_b": {"samples": [{"exact_match": 1.0}, {"exact_match": 0.0}], "errors": 0, "original": 2,
+                      "resumed": 0}}
+    results = build_results(configs, scored, registry, {"model": "x"}, None, None, False, time.time(), tmp_path, "d")
+    rows = markdown_table(results).splitlines()[2:]
+    assert [r.split("|")[1].strip() for r in rows] == ["g", "- g_cat", "- g_a", "- g_b"]
+    row_a = next(r for r in rows if "g_a" in r)
+    assert "not measured" in row_a and row_a.replace(" ", "").endswith("|0|3|") and "0.0000" not in row_a
+    assert results["results"]["g_a"] == {"alias": "g_a"}  # the results file keeps lm-eval's shape
