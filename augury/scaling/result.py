@@ -349,6 +349,14 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
     if y_col not in cols:
         raise TableError(f"table has no column {y_col!r} (the value to fit; pass y=...); columns: {sorted(cols)}")
     y_arr = numeric_column(cols, y_col, "table")
+    top = law.value_range[1]
+    if np.isfinite(top) and (y_arr > top).any():
+        # e.g. accuracies given as percentages: the law cannot reach them, and its fit would only run into bounds
+        i = int(np.flatnonzero(y_arr > top)[0])
+        row = f"row {i + 1}" + (f" (name {str(cols['name'][i])!r})" if "name" in cols else "")
+        raise TableError(f"table: column {y_col!r} {row}: {y_arr[i]:g} is above {top:g}, the top of the range "
+                         f"[{law.value_range[0]:g}, {top:g}] of law {law.name!r} (an accuracy is a fraction: "
+                         f"percentages divided by 100)")
     n = len(y_arr)
     if isinstance(law, Sigmoid) and (y_arr > 1).any():  # its ceiling a + b is at most 1: the fit would hit bounds
         i = int(np.flatnonzero(y_arr > 1)[0])

@@ -50,6 +50,18 @@ def test_saturated_accuracy_intervals_never_exceed_one():
             assert 0.0 <= rec["interval"][0] <= rec["value"] <= rec["interval"][1] <= 1.0
 
 
+
+def test_an_accuracy_above_one_is_refused_as_out_of_range_not_fitted():
+    # accuracies pasted as percentages (25.0 ... 60.0) cannot be fitted by a sigmoid capped at 1: the fit ran into
+    # its bounds and the forecast was refused for "the rows do not locate the rise", hiding the cause
+    from augury.scaling import TableError
+
+    y = 100 * (0.25 + 0.7 / (1 + np.exp(-2.0 * (np.log10(FLOPS) - 19.5))))
+    with pytest.raises(TableError, match=r"column 'accuracy' row 1 \(name 'r0'\): \d+\.\d+ is above 1, the top of "
+                                         r"the range \[0, 1\] of law 'sigmoid'"):
+        fit_law("sigmoid", _rows(y), y="accuracy", bootstrap=200)
+    fit_law("sigmoid", _rows(y / 100), y="accuracy", bootstrap=0)  # the same accuracies as fractions fit
+
 def test_a_loss_whose_floor_the_rungs_cannot_identify_is_marked_degenerate_with_alternatives():
     # a pure power law bending nowhere: the gpt4-loss floor c runs to its lower bound
     loss = 30.0 * FLOPS ** -0.05
