@@ -358,11 +358,6 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
                          f"[{law.value_range[0]:g}, {top:g}] of law {law.name!r} (an accuracy is a fraction: "
                          f"percentages divided by 100)")
     n = len(y_arr)
-    if isinstance(law, Sigmoid) and (y_arr > 1).any():  # its ceiling a + b is at most 1: the fit would hit bounds
-        i = int(np.flatnonzero(y_arr > 1)[0])
-        row = f"row {i + 1}" + (f" (name {str(cols['name'][i])!r})" if "name" in cols else "")
-        raise TableError(f"table: column {y_col!r} {row}: {y_arr[i]:g} is above 1: the sigmoid fits a fraction "
-                         f"(an accuracy) in (0, 1]; an accuracy in percent needs dividing by 100")
     check_identifiable(law, x, n if always_include is None else n - int(np.sum(always_include)))
     # one run listed twice (a table pasted together): the bootstrap would take it for two runs and narrow the
     # intervals as if there were more data; replicates have their own names or their own results (without a name

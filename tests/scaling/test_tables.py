@@ -119,13 +119,3 @@ def test_a_row_repeated_in_a_table_without_names_is_refused():
     with pytest.raises(TableError, match=r"rows 3 and 7"):  # a dict of columns alike
         fit_law("power-loss", {"flops": np.append(flops, flops[2]), "loss": np.append(loss, loss[2])}, bootstrap=0)
     fit_law("power-loss", rows + [{**rows[2], "loss": rows[2]["loss"] * 1.01}], bootstrap=0)  # a replicate
-
-
-def test_an_accuracy_above_one_is_refused_by_the_sigmoid():
-    # an accuracy in percent was fitted as given: the sigmoid's ceiling is 1, so the fit ran to its bounds and was
-    # called not forecastable because "the rows do not locate the rise", which is not what was wrong
-    flops = np.geomspace(1e18, 1e21, 7)
-    acc = 25 + 70 / (1 + np.exp(-2 * (np.log10(flops) - 19.5)))
-    with pytest.raises(TableError, match=r"column 'acc' row 1: 28.3\d* is above 1: .*percent"):
-        fit_law("sigmoid", {"flops": flops, "acc": acc}, y="acc", bootstrap=0)
-    fit_law("sigmoid", {"flops": flops, "acc": acc / 100}, y="acc", bootstrap=0)
