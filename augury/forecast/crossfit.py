@@ -157,15 +157,13 @@ def capability_forecast(cfg, out: Path, data, rungs: list[RunPlan], xs: dict, ta
 
 
 def capability_status(folds: list[CapabilityFold], level: float) -> tuple[str, str]:
-    """("not-forecastable", reason) when no difficulty bucket improves measurably with compute in any fold (every
-    bucket's exponent k has a `level` interval that does not lie above 0: it includes 0, or pass rates fall with
-    compute): capability that has not emerged on the rungs cannot be extrapolated. Otherwise ("ok", "") - single
-    flat buckets stay flags."""
-    flat = [f"k:{b.bucket}" in f.flag_kinds for f in folds for b in f.buckets]
-    if flat and all(flat):
-        return ("not-forecastable", f"no difficulty bucket's pass rate improves measurably across the rungs (every "
-                                    f"exponent k's {level:.0%} interval reaches 0 or below, in every fold)")
-    return "ok", ""
+    """("not-forecastable", reason) when no difficulty bucket improves measurably with compute in any fold (the
+    rule of `augury fit --law capability`, improvement_verdict: every bucket's exponent k has a `level` interval
+    that does not lie above 0). Otherwise ("ok", "") - single flat buckets stay flags."""
+    from augury.scaling.diagnostics import improvement_verdict
+
+    return improvement_verdict([b.k_interval for f in folds for b in f.buckets], level,
+                               " in every difficulty bucket and cross-fitting fold")
 
 
 def cross_fit_flags(folds: list[CapabilityFold], fit_cfg) -> list[str]:

@@ -237,10 +237,11 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
     """The GPT-4 report's capability protocol on the rungs' records; the target's predicted mean −log pass rate.
     `select_records` (independent samples) choose the kept problems when given (see fit_capability)."""
     from augury.scaling import TableError, fit_capability
+    from augury.scaling.diagnostics import exponent_flat
 
     res = fit_capability(records, run_flops, n_buckets=cap_cfg.buckets, bootstrap=fit_cfg.bootstrap, seed=seed,
                          level=fit_cfg.level, select_records=select_records)
-    preds = res.predict(target_flops)
+    preds = res.predict(target_flops, verdict=False)  # the exponents are judged across the folds (capability_status)
     refused = next((p for p in preds if p["value"] is None), None)
     if refused is not None:
         raise TableError(f"bucket {refused['bucket']}: {refused['reason']}")
@@ -266,9 +267,7 @@ def fit_capability_forecast(records: list[dict], run_flops: dict, target_flops: 
                                     f"easier)"))
         k_lo, k_hi = fit.param_intervals().get("k", [None, None])
         k_intervals.append([k_lo, k_hi])
-        # k must be measurably above 0: an interval below 0 (pass rates falling with compute) is no more an
-        # improvement than one that includes 0
-        if k_lo is not None and k_lo <= 0:
+        if exponent_flat([k_lo, k_hi]):
             checks.append((f"k:{b['bucket']}", f"bucket {b['bucket']}: the exponent k's {fit_cfg.level:.0%} interval "
                                               f"[{k_lo:.3g}, {k_hi:.3g}] does not lie above 0: no measurable "
                                               f"improvement with compute on the ladder"))

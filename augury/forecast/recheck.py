@@ -93,9 +93,10 @@ def capability_failures(cap: CapabilityForecast, fit_cfg) -> list[str]:
     folds = cap.folds
     if not folds:
         return []
+    from augury.scaling.diagnostics import exponent_flat
+
     out = []
-    flat = set.intersection(*({b.bucket for b in f.buckets if b.k_interval and b.k_interval[0] is not None
-                               and b.k_interval[0] <= 0} for f in folds))
+    flat = set.intersection(*({b.bucket for b in f.buckets if exponent_flat(b.k_interval)} for f in folds))
     out += [f"bucket {b}: the exponent k's interval does not lie above 0 in every fold" for b in sorted(flat)]
     tests = [f.backtest_largest_rung for f in folds]
     if any(t and "error" in t for t in tests):

@@ -6,7 +6,9 @@ Input: records {run, problem, n, c} (n samples, c passed) and each run's trainin
   3. bucket the kept problems by difficulty = their pass rate on the smallest-compute run(s) (quantile
      buckets, easiest first; ties broken by problem id);
   4. per bucket, y(run) = mean over its problems of -log pass_rate, and fit y = alpha * C^(-k)
-     (law `capability`) with the bootstrap resampling runs.
+     (law `capability`) with the bootstrap resampling runs;
+  5. refuse the forecast (every bucket "not-forecastable") when no bucket's exponent k is measurably above 0
+     (`improvement_verdict`): pass rates that do not improve with compute cannot be extrapolated.
 
     from augury.scaling.capability import fit_capability
     cap = fit_capability(records, {"s": 1e18, "m": 1e19, "l": 1e20}, n_buckets=3, bootstrap=1000)
@@ -19,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from augury.scaling.result import fit_law
+from augury.scaling.diagnostics import improvement_verdict
+from augury.scaling.result import fit_law, refuse
 from augury.scaling.tables import TableError, check_problems
 
 
@@ -33,12 +36,23 @@ class CapabilityResult:
     def status(self) -> str:
         return "converged" if all(b["fit"].converged for b in self.buckets) else "not-converged"
 
-    def predict(self, flops: float) -> list[dict]:
+    def forecastability(self) -> tuple[str, str]:
+        """("not-forecastable", reason) when no difficulty bucket's exponent k is measurably above 0 (the rule
+        `augury forecast` applies to its buckets); one flat bucket among rising ones is no refusal."""
+        return improvement_verdict([b["fit"].param_intervals().get("k") for b in self.buckets],
+                                   self.buckets[0]["fit"].level, " in every difficulty bucket")
+
+    def predict(self, flops: float, verdict: bool = True) -> list[dict]:
         """Per bucket: predicted -E_P[log pass_rate] at `flops`, its interval, and the implied pass rate; a bucket
-        refused (status "not-forecastable", e.g. too far out) has value and interval None and its `reason`."""
+        refused (status "not-forecastable": every bucket when the fit as a whole is, see `forecastability`, or one
+        too far out) has value and interval None, its `reason` and `unsupported_value`. `verdict` False leaves
+        the fit's verdict out (`augury forecast` judges the exponents of all its cross-fitting folds at once)."""
+        status, reason = self.forecastability() if verdict else ("ok", "")
         out = []
         for b in self.buckets:
             rec = b["fit"].forecast({"flops": float(flops)})[0]
+            if status != "ok" and rec["status"] != "not-forecastable":
+                refuse(rec, reason)
             out.append({"bucket": b["bucket"], "status": rec["status"], "value": rec["value"],
                         "interval": rec["interval"],
                         "pass_rate_geomean": None if rec["value"] is None else float(np.exp(-rec["value"])),
@@ -47,6 +61,7 @@ class CapabilityResult:
 
     def to_json(self) -> dict:
         return {"law": "capability", "status": self.status, "runs": self.runs,
+                "forecastability": dict(zip(("status", "reason"), self.forecastability())),
                 "dropped_problems": self.dropped_problems,
                 "buckets": [{k: (v.to_json() if k == "fit" else v) for k, v in b.items()} for b in self.buckets]}
 
@@ -133,6 +148,7 @@ def fit_capability(records: list[dict], run_flops: dict[str, float], n_buckets: 
                                          "neg_log_pass_rate": y}, bootstrap=bootstrap, seed=seed + b, level=level)
         except TableError as err:  # e.g. every run at one compute
             raise TableError(f"difficulty bucket {b}: {err}") from None
+        fit.judge_exponent = False  # judged with the other buckets' (CapabilityResult.forecastability)
         buckets.append({"bucket": b, "problems": [kept_ids[j] for j in chunk],
                         "small_run_pass_rate": [float(difficulty[chunk].min()), float(difficulty[chunk].max())],
                         "fit": fit})

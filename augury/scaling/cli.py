@@ -276,13 +276,19 @@ def _fit_capability(rows, table, problems, out_dir, queries, bootstrap, seed, le
     report = cap.to_json()
     report["predictions"] = [{"inputs": q, "buckets": cap.predict(q["flops"])} for q in queries]
     from augury.scaling.plotting import plot_fit
+    from augury.scaling.result import refuse
 
+    fc_status, fc_reason = cap.forecastability()
     first = cap.buckets[0]["fit"]
-    plot_fit(first, out_dir / "fit.png", [first.forecast({"flops": q["flops"]})[0] for q in queries],
-             title=f"capability, bucket 0 of {len(cap.buckets)} (easiest)")
+    shown = [first.forecast({"flops": q["flops"]})[0] for q in queries]
+    if fc_status != "ok":  # the bucket's own fit says nothing of its siblings: the whole fit's verdict
+        shown = [rec if rec["status"] == "not-forecastable" else refuse(rec, fc_reason) for rec in shown]
+    plot_fit(first, out_dir / "fit.png", shown, title=f"capability, bucket 0 of {len(cap.buckets)} (easiest)",
+             notes=[] if fc_status == "ok" else [f"{fc_status.upper()}: {fc_reason}"])
     atomic_write_json(out_dir / "fit.json", report)
     print(f"capability: {len(cap.buckets)} buckets, {len(cap.dropped_problems)} problems dropped "
-          f"(unsolved by some run), status {cap.status}")
+          f"(unsolved by some run), status {cap.status}"
+          + ("" if fc_status == "ok" else f"   NOT FORECASTABLE: {fc_reason}"))
     for p in report["predictions"]:
         for b in p["buckets"]:
             head = f"  flops={p['inputs']['flops']:.3g} bucket {b['bucket']}: "

@@ -4,7 +4,9 @@
 distinct sizes). `trend_check` flags inverse scaling (a metric that gets worse with scale) and U-shaped scaling
 (worse, then better, or the reverse) - the Inverse Scaling Prize finding the GPT-4 report discusses (McKenzie et
 al. 2023; Wei et al. 2022 "Inverse scaling can become U-shaped"). `identifiability_warnings` reports parameter pairs
-the bootstrap cannot tell apart (e.g. Chinchilla's alpha and beta on a narrow ladder).
+the bootstrap cannot tell apart (e.g. Chinchilla's alpha and beta on a narrow ladder). `improvement_verdict` refuses
+a capability forecast whose pass rates do not improve measurably with compute (`augury fit`, `augury backtest` and
+`augury forecast` all decide by it).
 """
 
 from __future__ import annotations
@@ -46,6 +48,25 @@ def check_identifiable(law, x: dict[str, np.ndarray], n_runs: int) -> None:
         raise TableError(f"the rows have {sizes} distinct values of {what} but law {law.name!r} has {p} "
                          f"parameters: the curve between {sizes} sizes is not determined, however many runs each "
                          f"has; add runs at {p - sizes} more size{'s' if p - sizes > 1 else ''}")
+
+
+def exponent_flat(k_interval) -> bool:
+    """Whether a capability law's exponent k is not measurably above 0: the lower end of its interval is at or
+    below 0 (the interval includes 0, or pass rates fall with compute; either is no improvement). False without an
+    interval (no bootstrap: none is claimed)."""
+    return bool(k_interval) and k_interval[0] is not None and k_interval[0] <= 0
+
+
+def improvement_verdict(k_intervals: list, level: float, scope: str = "") -> tuple[str, str]:
+    """("not-forecastable", reason) when none of a capability forecast's exponents k (one per difficulty bucket,
+    and in `augury forecast` per cross-fitting fold; `scope` says which) lies measurably above 0: a capability
+    that has not emerged on the runs cannot be extrapolated. ("ok", "") when one does, or when no interval was
+    computed; a single flat bucket among rising ones is left to the caller to flag."""
+    if not k_intervals or not all(exponent_flat(k) for k in k_intervals):
+        return "ok", ""
+    shown = f" [{k_intervals[0][0]:.3g}, {k_intervals[0][1]:.3g}]" if len(k_intervals) == 1 else ""
+    return ("not-forecastable", f"the pass rate does not improve measurably with compute (the exponent k's "
+                                f"{level:.0%} interval{shown} reaches 0 or below{scope})")
 
 
 def identifiability_warnings(law, correlations: dict[str, float]) -> list[str]:

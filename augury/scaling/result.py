@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from augury.scaling.diagnostics import check_identifiable, identifiability_warnings, trend_along, trend_check
+from augury.scaling.diagnostics import (
+    check_identifiable,
+    identifiability_warnings,
+    improvement_verdict,
+    trend_along,
+    trend_check,
+)
 from augury.scaling.fitting import FitProblem, bootstrap_fits, fit_grid
 from augury.scaling.laws import Law, Sigmoid, get_law
 from augury.scaling.tables import TableError, columns_from, law_inputs, numeric_column
@@ -58,6 +64,9 @@ class FitResult:
     trend: dict = field(default_factory=dict)
     noise: bool = True  # prediction intervals include run-to-run scatter (see add_scatter)
     anchors: np.ndarray | None = None  # rows that are not runs (e.g. a fixed anchor point): no scatter from them
+    # a capability law's exponent k must lie measurably above 0 (forecastability); off for a difficulty bucket of
+    # fit_capability, whose exponents are judged together (CapabilityResult.forecastability)
+    judge_exponent: bool = True
 
     @property
     def converged(self) -> bool:
@@ -142,8 +151,14 @@ class FitResult:
         A rising metric (accuracy, with a sigmoid) is not forecastable when the rungs show no measurable trend
         (slope t <= 2: emergence from chance cannot be extrapolated from rungs that are all at chance) or when
         the fit sits on a bound of its shape parameters. A loss law with a parameter at its bound is degenerate:
-        the data cannot identify it, and `alternatives` says what the forecast would be without it.
+        the data cannot identify it, and `alternatives` says what the forecast would be without it. A capability
+        law (−log pass rate against compute) is not forecastable when its exponent k is not measurably above 0
+        (`improvement_verdict`, the rule `augury forecast` applies to its difficulty buckets).
         """
+        if self.law.name == "capability" and self.judge_exponent:
+            verdict = improvement_verdict([self.param_intervals().get("k")], self.level)
+            if verdict[0] != "ok":
+                return verdict
         at_bound = self._params_at_bound()
         if self.law.higher_is_better or np.isfinite(self.law.value_range[1]):
             if self.trend.get("shape") in ("flat", "insufficient"):
@@ -226,12 +241,7 @@ class FitResult:
                 rec["rel_error"] = float(value[i] / actual[i] - 1.0)
                 rec["covered"] = bool(interval[i, 0] <= actual[i] <= interval[i, 1])
             if rec["status"] == "not-forecastable":
-                rec["unsupported_value"] = rec.pop("value") if np.isfinite(rec["value"]) else None
-                rec["value"], rec["interval"] = None, None
-                if "rel_error" in rec:
-                    err = rec.pop("rel_error")
-                    rec["unsupported_rel_error"] = err if np.isfinite(err) else None
-                    rec["rel_error"], rec["covered"] = None, None
+                refuse(rec, rec["reason"])
             records.append(rec)
         return records
 
@@ -260,6 +270,20 @@ class FitResult:
             "value_range": [float(v) if np.isfinite(v) else None for v in self.law.value_range],
             "data": {"names": self.names, "y": self.y.tolist(), **{k: v.tolist() for k, v in self.x.items()}},
         }
+
+
+def refuse(rec: dict, reason: str) -> dict:
+    """Mark a prediction record not-forecastable with `reason`: `value` and `interval` become None, the point the fit
+    would have given is kept as `unsupported_value` (and a relative error to an actual as `unsupported_rel_error`)."""
+    rec["status"], rec["reason"] = "not-forecastable", reason
+    if rec.get("value") is not None:
+        rec["unsupported_value"] = rec["value"] if np.isfinite(rec["value"]) else None
+    rec["value"], rec["interval"] = None, None
+    if rec.get("rel_error") is not None:
+        err = rec["rel_error"]
+        rec["unsupported_rel_error"] = err if np.isfinite(err) else None
+        rec["rel_error"], rec["covered"] = None, None
+    return rec
 
 
 def extrapolation_warning(decades: float) -> str:

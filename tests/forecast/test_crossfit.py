@@ -204,7 +204,7 @@ def test_a_capability_that_does_not_improve_on_the_rungs_is_not_forecast(tmp_pat
             {"run": plan.name, "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p_solve[j]))}
             for j in range(N_PROBLEMS)]})
     cap = crossfit.capability_forecast(cfg, out, None, rungs, xs, xs[target.name])
-    assert cap.status == "not-forecastable" and "improves measurably" in cap.reason
+    assert cap.status == "not-forecastable" and "does not improve measurably" in cap.reason
     assert cap.predicted is None and cap.interval is None
     assert cap.unsupported_predicted > 0 and not cap.reliable
     records = [{"run": "target", "problem": f"p{j}", "n": SAMPLES, "c": int(rng.binomial(SAMPLES, p_solve[j]))}
@@ -226,7 +226,7 @@ def test_a_capability_that_gets_worse_on_the_rungs_is_not_forecast(tmp_path, mak
                                                         exponent=-0.3, high=1.5, seed=2)
     cap = crossfit.capability_forecast(cfg, out, None, rungs, xs, xs[target.name])
     assert all(b.k_interval[1] < 0 for f in cap.folds for b in f.buckets)  # measurably worse in every bucket
-    assert cap.status == "not-forecastable" and "improves measurably" in cap.reason
+    assert cap.status == "not-forecastable" and "does not improve measurably" in cap.reason
     assert cap.predicted is None and cap.interval is None and not cap.reliable
     # a registered section that says "ok" for such buckets reads back as failing the check
     ok = dataclasses.replace(cap, status="ok", predicted=cap.unsupported_predicted, interval=[0.1, 0.2], flags=[],

@@ -147,3 +147,45 @@ def test_a_bucket_the_largest_run_always_solves_is_refused_naming_that_run():
         fit_capability(records, {"s": 1e18, "m": 1e19, "l": 1e20}, n_buckets=3, bootstrap=20)
     message = str(err.value)
     assert "'l'" in message and "every problem is always solved" not in message
+
+
+def _flat_records(rising_bucket=False):
+    """Runs s < m < l < xl whose pass rates do not change with compute (optionally the easiest bucket rising)."""
+    rng = np.random.default_rng(3)
+    flops = {"s": 1e18, "m": 1e19, "l": 1e20, "xl": 1e21}
+    recs = []
+    for j in range(30):
+        for run, c in flops.items():
+            p = [0.6, 0.3, 0.1][j // 10]
+            if rising_bucket and j < 10:
+                p = np.exp(-0.3 * np.exp(0.1 * 20 * np.log(10)) * c ** -0.1)
+            recs.append({"run": run, "problem": f"p{j:02d}", "n": 2000, "c": int(rng.binomial(2000, p))})
+    return recs, flops
+
+
+def test_a_ladder_whose_pass_rates_do_not_improve_is_not_forecastable(tmp_path, capsys):
+    # every bucket's exponent k has an interval reaching 0: `augury forecast` refuses such data, so `augury fit`
+    # must too (it printed each bucket's value with an interval, status ok)
+    recs, flops = _flat_records()
+    cap = fit_capability(recs, flops, n_buckets=3, bootstrap=100)
+    status, reason = cap.forecastability()
+    assert status == "not-forecastable" and "does not improve measurably" in reason
+    assert all(p["value"] is None and p["interval"] is None and p["unsupported_value"] > 0
+               and p["reason"] == reason for p in cap.predict(1e22))
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    (tmp_path / "runs.csv").write_text("name,flops\n" + "\n".join(f"{k},{v:g}" for k, v in flops.items()) + "\n")
+    assert main(["fit", str(tmp_path / "runs.csv"), "--law", "capability", "--problems", str(tmp_path / "p.jsonl"),
+                 "--predict", "flops=1e22", "--bootstrap", "100", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("NOT FORECASTABLE: the pass rate does not improve measurably") == 4  # the header, 3 buckets
+    report = json.loads((tmp_path / "o" / "fit.json").read_text())
+    assert report["forecastability"]["status"] == "not-forecastable"
+    assert all(b["value"] is None for b in report["predictions"][0]["buckets"])
+
+
+def test_one_flat_bucket_among_rising_ones_is_still_forecast():
+    # as in `augury forecast`: the refusal is for a ladder on which nothing improves; one flat bucket is not that
+    recs, flops = _flat_records(rising_bucket=True)
+    cap = fit_capability(recs, flops, n_buckets=3, bootstrap=100)
+    assert cap.forecastability() == ("ok", "")
+    assert all(p["status"] == "ok" and p["value"] is not None for p in cap.predict(1e21))

@@ -154,3 +154,33 @@ def test_an_interval_from_fewer_converged_resamples_than_its_level_needs_is_refu
     assert "only 15 of 200 bootstrap resamples converged" in rec["reason"] and "at least 20" in rec["reason"]
     monkeypatch.setattr(result_mod, "bootstrap_fits", real)
     assert fit_law("power-loss", rows, y="loss", bootstrap=200).forecast({"flops": 1e20})[0]["status"] == "ok"
+
+
+def _flat_pass_rates():
+    rng = np.random.default_rng(4)
+    flops = np.geomspace(1e18, 1e21, 6)
+    y = 1.2 * np.exp(rng.normal(0, 0.02, flops.size))
+    return [{"name": f"r{i}", "flops": float(f), "neg_log_pass_rate": float(v)}
+            for i, (f, v) in enumerate(zip(flops, y))]
+
+
+def test_a_capability_law_whose_pass_rates_do_not_improve_is_not_forecastable():
+    # the exponent k's interval straddles 0: `augury forecast` refuses such a ladder; a plain fit gave a value
+    res = fit_law("capability", _flat_pass_rates(), bootstrap=200)
+    lo, hi = res.param_intervals()["k"]
+    assert lo <= 0 <= hi
+    status, reason = res.forecastability()
+    assert status == "not-forecastable" and "does not improve measurably" in reason
+    rec = res.forecast({"flops": 1e22})[0]
+    assert rec["status"] == "not-forecastable" and rec["value"] is None and rec["interval"] is None
+
+
+def test_backtest_of_a_flat_capability_ladder_forecasts_no_row(tmp_path, capsys):
+    from augury.scaling.backtest_cli import backtest
+
+    table = tmp_path / "runs.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in _flat_pass_rates()))
+    backtest(str(table), law="capability", holdout="flops>2e20", out=str(tmp_path / "bt"), bootstrap=100)
+    report = json.loads((tmp_path / "bt" / "backtest.json").read_text())
+    assert report["n_not_forecastable"] == report["n_holdout"] == 2 and report["coverage"] is None
+    assert "does not improve measurably" in capsys.readouterr().out
