@@ -15,6 +15,7 @@ from augury.errors import UsageError
 from augury.io import atomic_write_json, git_hash, not_a_folder, utc_now
 from augury.scaling.cli import check_options, exit_code, load_rows, run_fit
 from augury.scaling.laws import get_law
+from augury.scaling.result import check_range
 from augury.scaling.tables import TableError, columns_from, numeric_column, select
 
 
@@ -51,7 +52,8 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
     if not train:
         raise UsageError(f"--holdout {holdout!r} selects every row: nothing is left to fit on")
     # the held-out values are what the forecasts are scored against: each must be a value the fitted column could
-    # hold (a number > 0), checked before the fit rather than scored as nan (or a traceback) after it
+    # hold (a number > 0, inside the law's range), checked before the fit rather than scored as nan (or a traceback)
+    # after it
     try:
         y_col = y or get_law(law, x).default_y
     except TableError as err:
@@ -62,7 +64,7 @@ def backtest(table: str, *, law: str, holdout: str, out: str, y: str | None = No
     try:
         if y_col in train_cols:  # the fitted rows' errors first, as the fit would give them
             numeric_column(train_cols, y_col, "table")
-        numeric_column(cols, y_col, "held-out rows")
+        check_range(get_law(law, x), cols, y_col, numeric_column(cols, y_col, "held-out rows"), "held-out rows")
     except TableError as err:
         raise UsageError(str(err)) from None
     result = run_fit(law, train, y, x, bootstrap, seed, level, delta, max_iter, chance)

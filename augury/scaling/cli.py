@@ -145,6 +145,8 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
     if actual is not None and not (np.isfinite(actual) and actual > 0):
         # the fitted column's own rule (its log is taken); the relative error also divides by it
         raise UsageError(f"--actual must be a finite number > 0, as the fitted column's values are; got {actual:g}")
+    if actual is not None and (why := actual_range_problem(law, x, actual)):
+        raise UsageError(f"--actual: {why}")
     if optimal_for is not None and law != "chinchilla":
         raise UsageError("--optimal-for needs --law chinchilla (N*(C), D*(C) come from its two exponents)")
     if optimal_for is not None and not (np.isfinite(optimal_for) and optimal_for > 0):
@@ -180,6 +182,19 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
     atomic_write_json(out_dir / "fit.json", report)
     _print_summary(report)
     return exit_code(result.status, allow_unconverged)
+
+
+def actual_range_problem(law: str, x: str | None, actual: float) -> str:
+    """Why --actual cannot be a value of the fitted column ("" when it can): above the law's range, as a fitted
+    row would be (fit_law). Two-step's --actual is step 2's accuracy; an unknown law is reported by the fit."""
+    from augury.scaling.laws import get_law
+    from augury.scaling.result import above_range
+
+    try:
+        fitted = get_law("sigmoid") if law == "two-step" else get_law(law, x)
+    except TableError:
+        return ""
+    return above_range(fitted, actual)
 
 
 def _optimal(result, flops: float) -> dict:

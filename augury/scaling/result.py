@@ -338,6 +338,25 @@ def check_settings(bootstrap: int, level: float, delta: float, prefix: str = "",
         raise TableError(f"{prefix}bootstrap must be 0 (no intervals) or {enough}, got {bootstrap}")
 
 
+def above_range(law: Law, value: float) -> str:
+    """Why `value` cannot be a value of `law`'s fitted column ("" when it can): above the top of its range (an
+    accuracy given as a percentage). Below the floor is allowed: a run at chance scatters below it."""
+    lo, top = law.value_range
+    if not (np.isfinite(top) and value > top):
+        return ""
+    return (f"{value:g} is above {top:g}, the top of the range [{lo:g}, {top:g}] of law {law.name!r} (an accuracy "
+            f"is a fraction: percentages divided by 100)")
+
+
+def check_range(law: Law, cols: dict, y_col: str, y_arr: np.ndarray, where: str) -> None:
+    """TableError naming the first row of column `y_col` whose value is above the law's range (`above_range`): the
+    law cannot reach it, and a fit would only run into its bounds (or a forecast be scored against it)."""
+    for i, v in enumerate(y_arr):
+        if why := above_range(law, float(v)):
+            row = f"row {i + 1}" + (f" (name {str(cols['name'][i])!r})" if "name" in cols else "")
+            raise TableError(f"{where}: column {y_col!r} {row}: {why}")
+
+
 def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None = None, weights=None,
             groups=None, delta: float = 1e-3, bootstrap: int = 1000, seed: int = 0, level: float = 0.9,
             max_iter: int = 2000, noise: bool = True, always_include=None, chance: float | None = None) -> FitResult:
@@ -373,14 +392,7 @@ def fit_law(law: str | Law, data, y: str | None = None, *, x_column: str | None 
     if y_col not in cols:
         raise TableError(f"table has no column {y_col!r} (the value to fit; pass y=...); columns: {sorted(cols)}")
     y_arr = numeric_column(cols, y_col, "table")
-    top = law.value_range[1]
-    if np.isfinite(top) and (y_arr > top).any():
-        # e.g. accuracies given as percentages: the law cannot reach them, and its fit would only run into bounds
-        i = int(np.flatnonzero(y_arr > top)[0])
-        row = f"row {i + 1}" + (f" (name {str(cols['name'][i])!r})" if "name" in cols else "")
-        raise TableError(f"table: column {y_col!r} {row}: {y_arr[i]:g} is above {top:g}, the top of the range "
-                         f"[{law.value_range[0]:g}, {top:g}] of law {law.name!r} (an accuracy is a fraction: "
-                         f"percentages divided by 100)")
+    check_range(law, cols, y_col, y_arr, "table")
     n = len(y_arr)
     check_identifiable(law, x, n if always_include is None else n - int(np.sum(always_include)))
     # one run listed twice (a table pasted together): the bootstrap would take it for two runs and narrow the

@@ -218,6 +218,31 @@ def test_an_actual_that_the_fitted_column_could_not_hold_is_refused(runs_csv, tm
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("law, extra", [("sigmoid", ["--y", "accuracy"]), ("two-step", ["--x", "loss", "--y",
+                                                                                  "accuracy"])])
+def test_an_actual_above_the_laws_range_is_refused(runs_csv, tmp_path, capsys, law, extra):
+    # an accuracy given as a percentage: it was scored against the sigmoid's forecast (a -98% error)
+    code = main(["fit", str(runs_csv), "--law", law, *extra, "--predict", "params=1e10,tokens=2e11" if law == "two-step"
+                 else "flops=1e21", "--actual", "45", "--bootstrap", "20", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--actual: 45 is above 1, the top of the range [0, 1]" in err and "percentages divided by 100" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_held_out_value_above_the_laws_range_is_refused(runs_csv, tmp_path, capsys):
+    lines = runs_csv.read_text().splitlines()
+    last = lines[-1].split(",")
+    last[4] = "45"
+    (tmp_path / "t.csv").write_text("\n".join([*lines[:-1], ",".join(last)]) + "\n")
+    code = main(["backtest", str(tmp_path / "t.csv"), "--law", "sigmoid", "--y", "accuracy", "--holdout",
+                 "params>=1e9", "--bootstrap", "20", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "held-out rows: column 'accuracy' row 3 (name 'm1000M-x60'): 45 is above 1" in err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("budget", ["0", "-1e22"])
 def test_a_compute_budget_that_is_not_positive_is_refused(runs_csv, tmp_path, capsys, budget):
     # it was "compute-optimal at C=0: N*=0, D*=nan" (C=-1e22: N*=nan), with nulls in fit.json
