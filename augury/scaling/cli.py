@@ -323,6 +323,11 @@ def _fit_two_step(rows, x, y, out_dir, queries, actual, bootstrap, seed, level, 
 
     if not x or not y:
         raise UsageError("--law two-step needs --x TASK_LOSS_COLUMN and --y ACCURACY_COLUMN")
+    cols = sorted(columns_from(rows))
+    for option, column, what in (("--x", x, "the task loss: step 1 fits it, step 2 takes it as input"),
+                                 ("--y", y, "the accuracy step 2 fits")):
+        if column not in cols:  # named here: the fit would say only which value it missed, not which option
+            raise UsageError(f"{option} {column}: the table has no column {column!r} ({what}); columns: {cols}")
     final = [r for r in rows if r.get("final") in (1.0, "true", "True", "yes")] if "final" in rows[0] else rows
     if not final:
         raise UsageError("column 'final' marks no row as a run's final checkpoint (true/1/yes)")

@@ -72,6 +72,24 @@ def test_a_text_accuracy_in_a_checkpoint_row_is_one_error(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("option, args", [("--x", ["--x", "nope", "--y", "acc"]),
+                                          ("--y", ["--x", "bpb", "--y", "nope"])])
+def test_a_missing_column_names_the_option_at_fault(tmp_path, capsys, option, args):
+    # --x nope said "no column 'nope' (the value to fit; pass y=...)": it pointed at --y
+    from augury.cli import main
+
+    lines = ["name,params,tokens,bpb,acc"]
+    for i, n in enumerate((2e7, 5e7, 1e8, 3e8, 1e9, 2e9, 5e9)):
+        lines += [f"r{i},{n:g},{n * (20 + i):g},{1.2 - 0.1 * i:.2f},{0.32 + 0.05 * i:.2f}"]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    code = main(["fit", str(tmp_path / "t.csv"), "--law", "two-step", *args, "--bootstrap", "0",
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{option} nope: the table has no column 'nope'" in err and "y=" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_anchor_is_in_every_bootstrap_resample():
     from augury.scaling.fitting import bootstrap_counts
 
