@@ -6,6 +6,7 @@ Subpackages import from here, never from the dispatcher in `augury.cli`.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import inspect
 import json
@@ -108,6 +109,16 @@ def spaced_option(argv: list[str], name: str) -> list[str]:
     return out
 
 
+def preset_option(names: list[str], file: str, default: str | None = None) -> dict[str, dict]:
+    """`--preset NAME` as a `listed` flag of config_cli: the commands that take a preset (`augury align`, `rl-demo`,
+    `forecast`, `ladder plan`) read it before their parser, so it is added there only for --help to show it, with
+    the preset names, like every other option. `file` is where a preset lives, e.g. "configs/align/NAME.yaml"."""
+    then = f"; default {default}" if default else ""
+    return {"preset": {"choices": list(names), "default": argparse.SUPPRESS,
+                       "help": f"start from a preset's settings ({file}), which --config and the other "
+                               f"flags override: one of {', '.join(names)}{then}"}}
+
+
 def _config_values(argv: list[str]) -> list[str]:
     """The values of `--config FILE` and `--config=FILE` in a command line."""
     return [argv[i + 1] if a == "--config" else a.partition("=")[2] for i, a in enumerate(argv)
@@ -155,7 +166,7 @@ def run_config_section(value: str, section: str) -> str:
 
 def config_cli(cls, argv: list[str], prog: str, description: str = "", positional: str | None = None, *,
                configs: list[str] = (), options: dict[str, dict] | None = None, exit_on_error: bool = True,
-               run_section: str | None = None):
+               run_section: str | None = None, listed: dict[str, dict] | None = None):
     """An instance of the config dataclass `cls` from `--config FILE.yaml` plus dotted overrides (jsonargparse).
 
     Nested dataclass fields become dotted flags (`--optim.lr 3e-4`); a list field takes a JSON list or a repeated
@@ -167,6 +178,8 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
     jsonargparse's ArgumentError instead of printing the usage and exiting (for callers that report it their way).
     With `run_section`, `--config` also takes a finished or interrupted run's own config.yaml and reads that
     section of it (`augury sft --config runs/sft/config.yaml --resume true`; see `run_config_section`).
+    `listed` ({name: argparse keywords}) are flags the command reads itself before calling this (`--preset`:
+    `preset_option`); they are added only so that --help lists them, and never reach the parser otherwise.
     Validation is the caller's: call `cfg.validate()`.
 
         cfg = config_cli(SFTConfig, argv, prog="augury sft", run_section="sft")
@@ -182,7 +195,7 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
     if positional:
         parser.add_argument("_positional", nargs="?", default=None, help=f"same as --{positional}")
-    for name, kwargs in (options or {}).items():
+    for name, kwargs in {**(options or {}), **(listed or {})}.items():
         parser.add_argument(f"--{name}", **kwargs)
     parser.add_class_arguments(cls, None)
     lists = {f"--{f.name}" for f in dataclasses.fields(cls) if str(f.type).startswith("list")}
@@ -212,6 +225,8 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
     values = ns.as_dict()
     values.pop("config", None)
     extra = {name: values.pop(name) for name in (options or {})}
+    for name in listed or {}:
+        values.pop(name, None)
     bare = values.pop("_positional", None)
     if bare is not None:
         values[positional] = bare

@@ -108,3 +108,25 @@ def test_a_bad_flag_is_one_error_line_in_the_flags_spelling(argv, message, capsy
     assert exit_.value.code == 2 and err.startswith(message) and err.count("\n") == 1
     prog = " ".join(argv[:2]) if argv[0] in ("data", "ladder") else argv[0]
     assert err.rstrip().endswith(f"(options: augury {prog} --help)")
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["align", "--help"], ["cpu-demo"]),
+    (["rl-demo", "--help"], ["arithmetic"]),
+    (["forecast", "--help"], ["smoke", "cpu-demo", "gpu", "naive-demo"]),
+    (["ladder", "plan", "--help"], ["smoke", "cpu-demo", "gpu", "naive-demo"]),
+])
+def test_help_lists_the_preset_flag_read_before_the_parser(capsys, argv, names):
+    # --preset is taken out of argv before each command's parser, so --help did not mention it
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_:  # jsonargparse's own --help exits
+        code = exit_.code
+    assert code == 0
+    out = capsys.readouterr().out
+    usage = out[out.index("usage:"):]
+    assert "--preset {" + ",".join(names) + "}" in " ".join(usage.split())
+    options = usage[usage.index("options:"):]
+    assert "--preset" in options and all(n in options for n in names)
+    if argv[0] == "ladder":
+        assert "--no_probe" in usage and "throughput probe" in options

@@ -348,18 +348,19 @@ class Demo(StagedRun):
 
 def main(argv: list[str]) -> int:
     from augury.align.runs import run_command
-    from augury.command import config_cli, spaced_option
+    from augury.command import config_cli, preset_option, spaced_option
     from augury.errors import UsageError
 
+    names = sorted(p.stem.removeprefix("rl-demo-") for p in PRESETS.glob("rl-demo-*.yaml"))
     argv = spaced_option(list(argv), "--preset")
     if "--preset" in argv:
         i = argv.index("--preset")
         path = PRESETS / f"rl-demo-{argv[i + 1]}.yaml" if i + 1 < len(argv) else None
         if path is None or not path.is_file():
-            names = sorted(p.stem.removeprefix("rl-demo-") for p in PRESETS.glob("rl-demo-*.yaml"))
             raise UsageError(f"--preset needs one of: {', '.join(names)}")
         argv[i:i + 2] = ["--config", str(path)]
-    cfg = config_cli(DemoConfig, argv, prog="augury rl-demo", description=__doc__.split("\n")[0])
+    cfg = config_cli(DemoConfig, argv, prog="augury rl-demo", description=__doc__.split("\n")[0],
+                     listed=preset_option(names, "configs/align/rl-demo-NAME.yaml"))
     try:
         cfg.validate()
     except ValueError as err:

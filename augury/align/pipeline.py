@@ -383,21 +383,22 @@ class Pipeline(StagedRun):
 
 def main(argv: list[str]) -> int:
     from augury.align.runs import run_command
-    from augury.command import config_cli, spaced_option
+    from augury.command import config_cli, preset_option, spaced_option
     from augury.errors import UsageError
 
+    # configs/align also holds other commands' presets (augury sft's example, augury rl-demo's)
+    names = sorted(p.stem for p in PRESETS.glob("*.yaml") if p.stem != "sft" and not p.stem.startswith("rl-demo-"))
     argv = spaced_option(list(argv), "--preset")
     if "--preset" in argv:
         i = argv.index("--preset")
         if i + 1 >= len(argv):
             raise UsageError("--preset needs a name (e.g. cpu-demo)")
         path = PRESETS / f"{argv[i + 1]}.yaml"
-        # configs/align also holds other commands' presets (augury sft's example, augury rl-demo's)
-        names = sorted(p.stem for p in PRESETS.glob("*.yaml") if p.stem != "sft" and not p.stem.startswith("rl-demo-"))
         if argv[i + 1] not in names:
             raise UsageError(f"no preset {argv[i + 1]!r} (presets: {', '.join(names)})")
         argv[i:i + 2] = ["--config", str(path)]
-    cfg = config_cli(AlignConfig, argv, prog="augury align", description=__doc__.split("\n")[0])
+    cfg = config_cli(AlignConfig, argv, prog="augury align", description=__doc__.split("\n")[0],
+                     listed=preset_option(names, "configs/align/NAME.yaml"))
     try:
         cfg.validate()
     except ValueError as err:

@@ -51,13 +51,17 @@ def parse_config(argv: list[str], prog: str = "augury forecast", default_preset:
         raise UsageError(str(err), prog=prog) from None
 
 
-def print_help(prog: str, doc: str) -> None:
-    """The module's docstring, then every option (`--preset NAME` picks the starting YAML)."""
-    from augury.forecast.config import load_forecast_config
+def print_help(prog: str, doc: str, listed: dict[str, dict] | None = None) -> None:
+    """The module's docstring, then every option: the config's, `--preset NAME` (the starting YAML) and `listed`
+    (other flags the command reads before its parser)."""
+    from augury.command import config_cli, preset_option
+    from augury.forecast.config import PRESETS, ForecastConfig
 
     print(doc)
     try:
-        load_forecast_config(None, argv=["--help"], prog=prog)
+        config_cli(ForecastConfig, ["--help"], prog,
+                   listed={**preset_option(list(PRESETS), "augury/forecast/presets/NAME.yaml",
+                                           "cpu-demo unless --config is given"), **(listed or {})})
     except SystemExit:
         pass
 

@@ -22,7 +22,9 @@ def main(argv: list[str]) -> int:
 
     if not argv or argv[0] in ("-h", "--help") or (argv[0] == "plan" and ("-h" in argv or "--help" in argv)):
         if argv:
-            print_help("augury ladder plan", __doc__)
+            print_help("augury ladder plan", __doc__, {"no_probe": {
+                "action": "store_true", "help": "skip the throughput probe: the plan without estimated times "
+                                                "(alias --no-probe)"}})
         else:
             print(__doc__)
         return 0
