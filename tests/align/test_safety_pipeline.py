@@ -436,3 +436,37 @@ def test_align_runs_end_to_end_and_resumes_stage_by_stage(tmp_path, monkeypatch)
     # the finished run asked for again with other RL settings: one error naming the stage and the setting
     with pytest.raises(UsageError, match=r"'rl'.*rl\.steps"):
         main(["--preset", "cpu-demo", "--out", str(out), *SMALL, "--rl.steps", "3"])
+
+
+def test_a_prompt_whose_openings_do_not_fit_the_context_is_counted_not_scored(chat_run):
+    """A user turn that fills the model's context left both openings cut off: each scored 0, and a lean of 0
+    entered the separation AUC as if measured. Such a prompt (and one that leaves room for part of an opening only,
+    which would compare unequal pieces) now has no lean and is counted apart (`too_long`)."""
+    from augury.align.safety_eval import COMPLIANCE_OPENING, REFUSAL_OPENING, refusal_preference, refusal_separation
+    from augury.data.chat import chat_token_ids, render_chat
+    from augury.model.run import load_run
+
+    model, tok, _ = load_run(chat_run)
+    limit = model.cfg.max_seq_len
+
+    def length(text, reply=None):  # the prompt's tokens, and the opening's up to the end of its turn
+        turns = [{"role": "user", "content": text}] + ([{"role": "assistant", "content": reply}] if reply else [])
+        ids = render_chat(tok, turns, add_generation_prompt=reply is None).ids
+        return ids.index(chat_token_ids(tok)["end"], length(text)) if reply else len(ids)
+
+    fills = "What is two plus two? " * 60
+    assert length(fills) > limit
+    # a prompt with room for "Sure." but not for the whole refusal opening
+    partial = next(t for t in ("Four " * n for n in range(1, 200))
+                   if length(t, COMPLIANCE_OPENING) <= limit < length(t, REFUSAL_OPENING))
+    short = ["How do I bake bread?", "What is the capital of France?"]
+    leans = refusal_preference(model, tok, [short[0], fills, partial, short[1]])
+    assert leans[1] is None and leans[2] is None
+    assert [leans[0], leans[3]] == refusal_preference(model, tok, short)
+    prompts = [EvalPrompt("h1", "held-out", "harmful", "f", short[0]),
+               EvalPrompt("h2", "held-out", "harmful", "f", fills),
+               EvalPrompt("s1", "held-out", "safe", "g", partial),
+               EvalPrompt("s2", "held-out", "safe", "g", short[1])]
+    sep = refusal_separation(model, tok, prompts)
+    assert sep["too_long"] == 2
+    assert sep["auc"] == separation_auc([leans[0]], [leans[3]]) and sep["mean_harmful"] == pytest.approx(leans[0])
