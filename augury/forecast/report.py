@@ -123,7 +123,11 @@ def plot_capability(forecast: Forecast, result: Result | None, path: Path) -> No
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("mean −log pass rate")
-    fig.suptitle(f"Capability forecast: {_KINDS.get(cap.kind)} (o forecast, * actual)", fontsize=10)
+    if cap.predicted is None:  # the fits were refused: their points are no forecasts
+        fig.suptitle(f"Capability: {_KINDS.get(cap.kind)}: NOT FORECASTABLE (o the refused fits' values, not "
+                     f"forecasts; * actual)", fontsize=10)
+    else:
+        fig.suptitle(f"Capability forecast: {_KINDS.get(cap.kind)} (o forecast, * actual)", fontsize=10)
     _save(fig, path)
     plt.close(fig)
 
@@ -223,8 +227,12 @@ def _capability_markdown(forecast: Forecast, result: Result | None, images: dict
     if len(folds) > 1:
         L += ["", ("Cross-fitted: each fold keeps the problems on one half of the rungs' seed replicas and "
                    "estimates pass rates on the other half; the forecast is the mean of the folds.")]
-    L += ["", "| fold | bucket | problems | predicted −log pass rate | interval | actual |",
-          "|---|---|---|---|---|---|"]
+    refused = cap.predicted is None
+    if refused:  # said before the fits' numbers, which are then no forecasts and are labelled so
+        L += ["", f"**Not forecastable:** {cap.reason}. No capability forecast was registered; the fits' values "
+                  f"below were refused and are shown only to diagnose the ladder."]
+    value = "refused fit's −log pass rate (not a forecast)" if refused else "predicted −log pass rate"
+    L += ["", f"| fold | bucket | problems | {value} | interval | actual |", "|---|---|---|---|---|---|"]
     for n, (fold, fold_checked) in enumerate(folds, 1):
         act = fold_checked.actual_buckets if fold_checked else None
         for i, b in enumerate(fold.buckets):
@@ -232,10 +240,9 @@ def _capability_markdown(forecast: Forecast, result: Result | None, images: dict
                      f"[{b.interval[0]:.3f}, {b.interval[1]:.3f}] | " + (f"{act[i]:.3f} |" if act else "– |"))
         L.append(f"| {n} | all | {fold.kept_problems} | {fold.predicted:.3f} | | "
                  + (f"{fold_checked.actual:.3f} |" if fold_checked else "– |"))
-    if cap.predicted is None:
+    if refused:
         L.append("| **mean** | | | **not forecastable** | | "
                  + (f"**{checked.actual:.3f}** |" if checked is not None else "– |"))
-        L += ["", f"**Not forecastable:** {cap.reason}. No capability forecast was registered."]
     else:
         L.append(f"| **mean** | | | **{cap.predicted:.3f}** | | "
                  + (f"**{checked.actual:.3f}** ({_pct(checked.rel_error)}) |" if checked is not None else "– |"))

@@ -93,3 +93,26 @@ def test_timings_say_the_runs_training_time_is_their_own_not_this_invocations():
                     timings={"ladder training": 12.0, "target training": 28.0, "this invocation (wall)": 3.0})
     text = render_markdown(forecast, result, {"loss": "l.png", "capability": "c.png"})
     assert "also when an earlier invocation trained it" in text.split("## Timings")[1]
+
+
+def test_a_refused_capability_forecast_labels_its_fits_values_as_no_forecast(tmp_path):
+    """A refused capability forecast printed each fold's bucket predictions and intervals under "predicted", above
+    the "not forecastable" line, where a reader takes them for forecasts; they are now said first to be the refused
+    fits' values, and the plot says so too."""
+    import dataclasses
+
+    from augury.forecast.report import render_markdown
+
+    forecast = _forecast(3.00, [2.9, 3.1], 0.40, [0.35, 0.45])
+    forecast.capability = dataclasses.replace(
+        forecast.capability, status="not-forecastable", predicted=None, interval=None, reliable=False,
+        reason="the pass rate does not improve measurably with compute", unsupported_predicted=0.40)
+    text = render_markdown(forecast, None, {"loss": "l.png", "capability": "c.png"})
+    section = text.split("## Capability")[1]
+    refusal = section.index("**Not forecastable:** the pass rate does not improve measurably with compute")
+    table = section.index("| fold | bucket |")
+    assert refusal < table and "predicted" not in section[table:].split("\n")[0]
+    assert "not a forecast" in section[table:].split("\n")[0]
+    assert "| 1 | 1 | 1 | 0.400 | [0.350, 0.450] |" in section  # the values are still there to diagnose with
+    md, html = write_report(tmp_path, forecast, None)
+    assert "not a forecast" in html.read_text() and (tmp_path / "capability.png").is_file()
