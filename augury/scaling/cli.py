@@ -107,7 +107,7 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
 
     Args:
         table: runs table, CSV or JSONL: columns such as name, params, tokens, flops, loss and metrics.
-        law: gpt4-loss, chinchilla, kaplan-n, kaplan-d, capability, sigmoid or two-step.
+        law: gpt4-loss, power-loss, chinchilla, kaplan-n, kaplan-d, capability, sigmoid or two-step.
         out: output folder for fit.json and fit.png.
         y: column to fit (default: the law's, e.g. loss).
         x: input column of one-input laws (sigmoid: e.g. a task-loss column; default flops).
