@@ -130,6 +130,8 @@ def fit(table: str, *, law: str, out: str, y: str | None = None, x: str | None =
     # two-step's --x is step 2's task-loss column, not an input of a law
     check_options(bootstrap, level, delta, "--predict" if predict else None, max_iter, law,
                   None if law == "two-step" else x)
+    if chance is not None and law != "sigmoid":  # two-step and capability return before run_fit would refuse it
+        raise UsageError("--chance goes with --law sigmoid and must be in [0, 1)")
     if why := not_a_folder(out):
         raise UsageError(f"--out {why}")
     rows = load_rows(table, fit_where)

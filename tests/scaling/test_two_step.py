@@ -90,6 +90,24 @@ def test_a_missing_column_names_the_option_at_fault(tmp_path, capsys, option, ar
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("law, args", [("two-step", ["--x", "bpb", "--y", "acc"]), ("capability", ["--y", "acc"])])
+def test_chance_with_a_law_that_does_not_take_it_is_refused(tmp_path, capsys, law, args):
+    # two-step and capability fits never read --chance: it was dropped without a word, and the forecast's floor
+    # was not the one the user declared
+    from augury.cli import main
+
+    lines = ["name,params,tokens,bpb,acc"]
+    for i, n in enumerate((2e7, 5e7, 1e8, 3e8, 1e9, 2e9, 5e9)):
+        lines += [f"r{i},{n:g},{n * (20 + i):g},{1.2 - 0.1 * i:.2f},{0.32 + 0.05 * i:.2f}"]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    code = main(["fit", str(tmp_path / "t.csv"), "--law", law, *args, "--chance", "0.25",
+                 "--bootstrap", "0", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--chance goes with --law sigmoid" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_anchor_is_in_every_bootstrap_resample():
     from augury.scaling.fitting import bootstrap_counts
 
