@@ -2,17 +2,18 @@
 
     augury align --preset cpu-demo --seed 0 --out runs/align-s0      # pretrain → SFT → RM → RL (RM + RBRM) → report
     augury align --config configs/align/cpu-demo.yaml --rl.steps 20  # the same preset with an override
+    augury align --preset cpu-demo --base_run runs/my-base             # start from a run pretrained elsewhere
 
-Stages, each in its own subfolder of `out` and each skipped when already finished (an interrupted stage resumes
-from its last checkpoint, or restarts when it has none): `data` (the generated files every later stage reads),
-`grader` (the offline proposition classifier, trained on the RBR gold set), `pretrain` (a small model on
-standard-library docstrings and comments plus HH-RLHF's helpful conversations; `augury train`), `sft` (those
+Stages, each in its own subfolder of `out` and each skipped when already finished (an interrupted stage resumes from
+its last checkpoint, or restarts when it has none): `data` (the generated files every later stage reads), `grader`
+(the offline proposition classifier, trained on the RBR gold set), `pretrain` (a small model on standard-library
+docstrings and comments plus HH-RLHF's helpful conversations; `augury train`; skipped with `--base_run`), `sft` (those
 conversations, helpful answers to safe requests and refusals in mixed styles; `augury sft`), `rm` (pairs from HH-RLHF
 and from the refusal rubric; `augury rm`), `rl` (GRPO against the reward model plus the rubric's class rewards on
 prompts tagged harmful or safe; `augury rl`), `eval` (per model: safety rates on held-out prompt families, AdvBench
 and XSTest; reward-model win rate against SFT; multiple-choice accuracy and ECE; held-out loss) and `report`
-(report.md and results.json). `metrics.jsonl` gets one record per finished stage; `manifest.json` says
-`finished: true` only when the report is written.
+(report.md and results.json). `metrics.jsonl` gets one record per finished stage; `manifest.json` says `finished:
+true` only when the report is written.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from augury.align.runs import Stage, StagedRun, last_metric, resumable, settings, stage_status
+from augury.align.runs import Stage, StagedRun, last_metric, refuse_reward_model, resumable, settings, stage_status
 from augury.io import atomic_write_json, atomic_write_text
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "align"
@@ -142,6 +143,8 @@ class AlignConfig:
     Args:
         out: the run folder (stages in subfolders).
         seed: the seed of every stage (the family split does not depend on it).
+        base_run: a pretrained augury run to start from instead of the `pretrain` stage ("" pretrains one); what
+            it was trained on is then the user's to keep clear of the evaluation sets.
         data_dir: the shared data folder (hh-rlhf, rbr-gold, advbench, xstest); "" reads $AUGURY_SHARED_DATA.
         held_out: share of the prompt families (of each kind) held out for evaluation.
         hh_held_out: share of HH-RLHF conversations held out (by first turn) from every training stage.
@@ -154,6 +157,7 @@ class AlignConfig:
 
     out: str = "runs/align"
     seed: int = 0
+    base_run: str = ""
     data_dir: str = ""
     held_out: float = 0.3
     hh_held_out: float = 0.15
@@ -179,6 +183,9 @@ class AlignConfig:
             if not (Path(self.shared_data()) / sub).is_file():
                 raise ValueError(f"{Path(self.shared_data()) / sub} is missing: set --data_dir "
                                  f"(or $AUGURY_SHARED_DATA)")
+        if self.base_run and not (Path(self.base_run) / "tokenizer.json").is_file():
+            raise ValueError(f"--base_run {self.base_run} is not an augury run (no tokenizer.json)")
+        refuse_reward_model(self.base_run, "--base_run", "a pretrained run to fine-tune")
         rl_config(self).validate()  # now, not after the stages before RL have run
 
     def shared_data(self) -> str:
@@ -205,6 +212,14 @@ MODELS = ("base", "sft", "rlhf")
 class Pipeline(StagedRun):
     kind = "align"
 
+    @property
+    def base_run(self) -> Path:
+        return Path(self.cfg.base_run) if self.cfg.base_run else self.out / "pretrain"
+
+    def model_run(self, name: str) -> Path:
+        """The run folder of one of the evaluated MODELS."""
+        return {"base": self.base_run, "sft": self.out / "sft", "rlhf": self.out / "rl"}[name]
+
     def run(self) -> Path:
         cfg = self.cfg
         cfg.validate()
@@ -217,9 +232,14 @@ class Pipeline(StagedRun):
                   cfg_of("seed", "held_out", "hh_held_out", "pretrain.stdlib_bytes", "sft.hh_conversations",
                          "sft.pretraining_documents", "sft.harmful_share", "sft.desired_style_share", "rm.hh_pairs")),
             Stage("grader", lambda: (self.out / "grader" / "report.json").is_file(), self.train_grader, {}),
-            Stage("pretrain", lambda: stage_status(self.out / "pretrain") == "complete", self.pretrain,
-                  cfg_of("seed", "pretrain")),
-            Stage("sft", lambda: stage_status(self.out / "sft") is True, self.sft, cfg_of("seed", "sft")),
+        ]
+        if not cfg.base_run:
+            stages.append(Stage("pretrain", lambda: stage_status(self.out / "pretrain") == "complete", self.pretrain,
+                                cfg_of("seed", "pretrain")))
+        # the base is one of SFT's settings only when given, so runs that pretrained their own still resume
+        stages += [
+            Stage("sft", lambda: stage_status(self.out / "sft") is True, self.sft,
+                  cfg_of("seed", "sft", *(["base_run"] if cfg.base_run else []))),
             Stage("rm", lambda: stage_status(self.out / "rm") is True, self.reward_model, cfg_of("seed", "rm")),
             Stage("rl", lambda: stage_status(self.out / "rl") is True, self.rl, cfg_of("seed", "rl")),
         ]
@@ -290,7 +310,7 @@ class Pipeline(StagedRun):
         from augury.align.sft import SFTConfig, train_sft
 
         s, out = self.cfg.sft, self.out / "sft"
-        train_sft(SFTConfig(base_run=str(self.out / "pretrain"), data=str(self.data / "sft.jsonl"), out=str(out),
+        train_sft(SFTConfig(base_run=str(self.base_run), data=str(self.data / "sft.jsonl"), out=str(out),
                             steps=s.steps, batch_size=s.batch_size, micro_batch_size=s.batch_size, lr=s.lr,
                             eval_every=0, ckpt_every=50, seed=self.cfg.seed, resume=resumable(out)), log=self.log)
         return {"val_loss": last_metric(out, "val_loss")}
@@ -330,7 +350,7 @@ class Pipeline(StagedRun):
         external += ev.xstest_prompts(cfg.shared_data()) if e.xstest else []
         dropped = ev.near_duplicates([r for f in split.train_harmful + split.train_safe for r in f.requests], external)
         prompts += [p for p in external if p.id not in dropped]
-        model, tok, _ = load_run(self.out / {"base": "pretrain", "sft": "sft", "rlhf": "rl"}[name])
+        model, tok, _ = load_run(self.model_run(name))
         replies = ev.chat_replies(model, tok, [p.text for p in prompts], e.max_tokens)
         (self.out / "eval").mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "eval" / f"{name}_replies.jsonl", "".join(
