@@ -191,6 +191,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def files_signature(folder: str | os.PathLike) -> list[tuple[str, int, int]] | None:
+    """The name, size and modification time of each file directly in `folder` (None when it is no folder): what
+    identifies a folder of weights too large to hash at every start. Saving or copying new weights into the
+    folder changes it (so does rewriting the same bytes)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    return sorted((p.name, st.st_size, st.st_mtime_ns) for p in folder.iterdir() if p.is_file() and (st := p.stat()))
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -118,3 +118,19 @@ def find_latest_checkpoint(run_dir: str | os.PathLike, log=None) -> Path | None:
         if log:
             log(f"skipping checkpoint {path.name}: {problem}")
     return None
+
+
+def weights_key(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None) -> dict:
+    """What identifies the model a run's checkpoint holds, at no hashing cost: the checkpoint's manifest (it lists
+    every weight file's sha256) with the run's config and tokenizer. A run retrained into the same folder reaches
+    the same step names, so results keyed by the path and step alone would be reused for other weights."""
+    def digest(path: Path) -> str | None:
+        try:
+            return sha256_file(path)
+        except OSError:
+            return None  # loading it fails too, with its own error
+
+    run_dir = Path(run_dir)
+    return {"manifest_sha256": digest(Path(checkpoint) / "manifest.json") if checkpoint else None,
+            "config_sha256": digest(run_dir / "config.yaml"), "tokenizer_sha256": digest(run_dir / "tokenizer.json")}
+

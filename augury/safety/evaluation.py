@@ -80,14 +80,13 @@ def _judge_weights_key(kind: str, arg: str, cfg: TaskConfig) -> dict | None:
     size and modification time, not its content: hashing a large judge's gigabytes at every start of
     `augury eval`, resumed runs included, would take minutes, and saving or copying new weights changes these."""
     from augury.evals.backends import parse_model_args
-    from augury.model.weights import find_latest_checkpoint
+    from augury.io import files_signature
+    from augury.model.weights import find_latest_checkpoint, weights_key
 
     folder = Path(arg)
     if kind == "hf":
-        if not folder.is_dir():
-            return None
-        return {"files": sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns)
-                                for f in folder.iterdir() if f.is_file())}
+        files = files_signature(folder)
+        return {"files": files} if files is not None else None
     try:
         checkpoint = parse_model_args(cfg.grader_model_args).get("checkpoint")
     except ValueError:
@@ -95,9 +94,7 @@ def _judge_weights_key(kind: str, arg: str, cfg: TaskConfig) -> dict | None:
     loaded = _GRADERS.get((cfg.grader, cfg.rubric, cfg.grader_model_args))
     if checkpoint is None:  # the one the loaded judge read, else the newest intact one (which it will read)
         checkpoint = getattr(getattr(loaded, "lm", None), "checkpoint", None) or find_latest_checkpoint(folder)
-    return {"manifest_sha256": _file_sha256(Path(checkpoint) / "manifest.json") if checkpoint else None,
-            "config_sha256": _file_sha256(folder / "config.yaml"),
-            "tokenizer_sha256": _file_sha256(folder / "tokenizer.json")}
+    return weights_key(folder, checkpoint)
 
 
 def resume_key(cfg: TaskConfig) -> dict:

@@ -154,3 +154,19 @@ def test_chat_generation_stops_at_the_end_of_the_turn_in_the_export_too(turn_end
         replies += lm.generate_until([GenRequest(context=lm.apply_chat_template(messages), until=["never"],
                                                  max_gen_toks=8)])
     assert replies == ["4", "4"]
+
+
+def test_a_checkpoint_rewritten_under_the_same_name_is_another_model_for_resume(augury_run):
+    """A run retrained into the same folder reaches the same step names: its identity (the resume key) follows the
+    checkpoint's weights, so the earlier model's samples are not reused for it."""
+    from augury.evals.backends.augury_lm import AuguryLM
+
+    run, model = augury_run
+    before = AuguryLM(str(run)).identity()
+    assert AuguryLM(str(run)).identity() == before
+    shutil.rmtree(run / "checkpoints")
+    torch.manual_seed(1)
+    retrained = Transformer(model.cfg)
+    save_checkpoint(run, 1, retrained, torch.optim.AdamW(retrained.parameters()), {"step": 1})
+    after = AuguryLM(str(run)).identity()
+    assert after["checkpoint"] == before["checkpoint"] and after != before

@@ -303,3 +303,32 @@ def test_fewshot_seed_is_recorded_and_samples_of_another_seed_are_not_resumed(tm
     assert again.prompts == [] and res["n-samples"]["t"]["resumed"] == 8
     back, res = eval_with()  # the default seed's samples are still there
     assert back.prompts == [] and res["n-samples"]["t"]["resumed"] == 8
+
+
+def test_weights_rewritten_into_the_same_folder_are_scored_again_not_resumed(tiny_model_dir, shared_data, tmp_path,
+                                                                             capsys):
+    """The resume key named an hf folder by its path only: a model re-exported into the same folder got the old
+    model's samples back, and its results were the old model's."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    argv = ["--model", f"hf:{folder}", "--tasks", "mmlu_anatomy", "--data-dir", str(shared_data), "--limit", "3",
+            "--out", str(tmp_path / "results")]
+    assert run(argv, capsys)[0] == 0
+    assert run(argv, capsys)[0] == 0  # unchanged: every sample resumed
+    newest = max((tmp_path / "results").glob("results_*.json"), key=lambda p: p.stat().st_mtime_ns)
+    assert json.loads(newest.read_text())["n-samples"]["mmlu_anatomy"]["resumed"] == 3
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(-1.0)
+    model.save_pretrained(folder)  # another model, same path
+    for f in (tmp_path / "results").glob("results_*.json"):
+        f.unlink()
+    assert run(argv, capsys)[0] == 0
+    res = json.loads(next((tmp_path / "results").glob("results_*.json")).read_text())
+    assert res["n-samples"]["mmlu_anatomy"]["resumed"] == 0

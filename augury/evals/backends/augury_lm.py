@@ -130,4 +130,7 @@ class AuguryLM(TokenizedLM):
                 "batch_size": self.batch_size, "device": str(self.device), "max_length": self.max_length}
 
     def identity(self) -> dict[str, Any]:
-        return {"model": "augury", "run": self.run, "checkpoint": self.checkpoint, "dtype": self.dtype}
+        from augury.model.weights import weights_key
+
+        return {"model": "augury", "run": self.run, "checkpoint": self.checkpoint, "dtype": self.dtype,
+                "weights": weights_key(self.run, self.checkpoint)}

@@ -210,5 +210,9 @@ class HFCausalLM(TokenizedLM):
                 "batch_size": self.batch_size, "device": str(self.device), "max_length": self.max_length}
 
     def identity(self) -> dict[str, Any]:
+        from augury.io import files_signature
+
+        # the folder's files, not only its path: weights re-exported into the same folder are another model
+        # (as for an hf: judge, augury.safety.evaluation.resume_key)
         return {"model": "hf", "path": self.path, "dtype": self.dtype, "max_length": self.max_length,
-                "add_bos_token": self.add_bos_token}
+                "add_bos_token": self.add_bos_token, "files": files_signature(self.path)}
