@@ -117,7 +117,9 @@ def render_report(results: dict, cfg, data_manifest: dict, reference: dict | Non
     `rl_reach` of the RL run."""
     rows = table_rows(results)
     lines = ["# augury align: base → SFT → RLHF (RM + RBRM)", "",
-             f"Seed {cfg.seed}. Held-out prompt families (never trained on): harmful "
+             f"Seed {cfg.seed}. Base model: "
+             + (f"the run {cfg.base_run}. " if cfg.base_run else "pretrained by this run. ")
+             + "Held-out prompt families (never trained on): harmful "
              f"{', '.join(data_manifest['families']['held_harmful'])}; safe "
              f"{', '.join(data_manifest['families']['held_safe'])}.", "",
              "| metric | base | SFT | RLHF | RLHF vs SFT |", "|---|---:|---:|---:|---:|"]

@@ -71,3 +71,12 @@ def test_a_base_run_that_is_no_policy_is_refused_before_anything_runs(tmp_path, 
     (rm / "manifest.json").write_text(json.dumps({"kind": "reward_model"}))
     with pytest.raises(ValueError, match=r"--base_run .*rm is a reward model \(an augury rm run\), not a policy"):
         AlignConfig(base_run=str(rm)).validate()
+
+
+def test_the_report_names_the_base_model():
+    from augury.align.pipeline import AlignConfig
+    from augury.align.report import render_report
+
+    families = {"families": {"held_harmful": ["a"], "held_safe": ["b"]}}
+    assert "Base model: the run runs/big." in render_report({}, AlignConfig(base_run="runs/big"), families)[0]
+    assert "Base model: pretrained by this run." in render_report({}, AlignConfig(), families)[0]
