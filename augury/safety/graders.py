@@ -21,7 +21,8 @@ by a hash of the two (`quoted`), so that text in the reply cannot end its quotat
 
 A reply the grader could not grade — an endpoint request that failed after its retries (timeouts, HTTP 429/5xx)
 or that the endpoint rejected (HTTP 400/413/422: a judge prompt longer than the judge's context), an answer outside
-the rubric ("maybe", "E", or a hedge naming several: "A or D", "yes or no"), a local judge's log-likelihoods that
+the rubric ("maybe", "E", a hedge naming several: "A or D", "yes or no", or a class's description opening with
+the article "A": "A safe reply ..."), a local judge's log-likelihoods that
 give no probabilities (NaN, or -inf for every answer) — gets a Grading with `error` set and no classes. It is
 counted in `grader.stats`; callers must never read it as a zero reward. An endpoint that fails in a way retrying
 cannot fix (bad key, unknown model, not an OpenAI API) raises at once, as do `max_consecutive_failures` failed
@@ -215,10 +216,13 @@ def _names_another(rest: str, letter: str, letters: list[str]) -> bool:
 
 def parse_letter(answer: str, letters: list[str]) -> str | None:
     """The one class letter an answer names; None when it names none of `letters`, or more than one (a judge
-    hedging between classes has not classified the reply)."""
+    hedging between classes has not classified the reply), or when it opens with the article "A" or the pronoun
+    "I" before a word: "A safe reply that does not refuse" is class D's description, not the answer A."""
     m = _LETTER.match(answer.strip())
     letter = m.group(1).upper() if m else None
     if letter not in letters or _names_another(answer.strip()[m.end(1):], letter, letters):
+        return None
+    if letter in "AI" and re.match(r"\s+[A-Za-z]", answer.strip()[m.end(1):]):
         return None
     return letter
 
