@@ -193,7 +193,8 @@ class RuleGrader(Grader):
 
 
 # ---- (i) and (ii) judge models ------------------------------------------------------------------------------
-_LETTER = re.compile(r"^\W*(?:answer\W*)?\(?([A-Za-z])\)?(?:[\s.:)\-,]|$)", re.I)
+# the letter may stand in Markdown emphasis or quotes ("**A**", "`B`", '"C"'), as chat judges often write it
+_LETTER = re.compile(r"^\W*(?:answer\W*)?\(?([A-Za-z])\)?(?:[\s.:)\-,*\"`]|'(?![A-Za-z])|$)", re.I)
 _LONE_LETTER = re.compile(r"(?<![\w'])([A-Za-z])(?![\w'])")
 _JOINED = re.compile(r"(?:[,/&+]|\bor|\band)\W*$", re.I)
 
@@ -230,6 +231,7 @@ def parse_letter(answer: str, letters: list[str]) -> str | None:
 def parse_yes_no(answer: str) -> bool | None:
     """True for yes, False for no; None for anything else, including an answer that says both ("yes or no")."""
     words = [re.sub(r"[^a-z]", "", w) for w in answer.lower().split()]
+    words = words[1:] if words[:1] == ["answer"] else words  # "Answer: yes", as "Answer: C" is read
     said = {"yes", "no"} & set(words)
     return {"yes": True, "no": False}.get(words[0]) if words and len(said) == 1 else None
 

@@ -237,6 +237,19 @@ def test_the_letter_a_as_an_answer_is_still_read(answer, letter):
     assert parse_letter(answer, list("ABCD")) == letter
 
 
+@pytest.mark.parametrize("answer,letter", [("**A**", "A"), ('"B"', "B"), ("`C`", "C"), ("Answer: **D**", "D"),
+                                           ("**B.**", "B"), ("'A'", "A"), ("**A** or **D**", None)])
+def test_an_answer_letter_in_markdown_or_quotes_is_read(answer, letter):
+    """Chat judges often bold or quote the letter; every such grading failed, so a judge that always answers
+    "**B**" failed every reply."""
+    assert parse_letter(answer, list("ABCD")) == letter
+
+
+def test_a_yes_no_answer_after_answer_is_read_as_the_letters_are():
+    assert parse_yes_no("Answer: yes") is True and parse_yes_no("Answer: **No**") is False
+    assert parse_yes_no("Answer: yes or no") is None
+
+
 def test_a_yes_no_answer_that_says_both_is_outside_the_rubric():
     assert parse_yes_no("yes or no") is None and parse_yes_no("Yes and no.") is None
     assert parse_yes_no("No, not at all.") is False and parse_yes_no("Yes, it does.") is True
