@@ -119,6 +119,8 @@ class Rubric:
         rubric = cls(str(raw.get("name") or Path(source).stem), rtype, list(kinds), classes, dict(props),
                      dict(derived), template, source)
         if rtype == "propositions":
+            for name in derived:
+                rubric._flatten(name)  # a contradiction in one that no class uses yet is an error too
             for kind in kinds:
                 rubric._table(kind)  # builds and checks coverage now, not at the first grading
         return rubric
@@ -178,6 +180,12 @@ class Rubric:
                 for k, v in lits.items():
                     term &= assignments[:, col[k]] == v
                 ok &= ~term if negated else term
+            # a class no case reaches would silently never get probability, nor its reward
+            if not (ok & (owner < 0)).any():
+                why = ("its conditions contradict each other (no yes/no answers meet them all)" if not ok.any()
+                       else "every case its conditions meet is taken by an earlier class (classes are tried in "
+                            "file order)")
+                raise RubricError(f"{self.source}: class {c.name} can never be chosen for kind {kind}: {why}")
             owner[(owner < 0) & ok] = ci
         if (owner < 0).any():
             example = {n: bool(v) for n, v in zip(names, assignments[int(np.argmax(owner < 0))])}

@@ -149,6 +149,14 @@ def _edit(raw, fn):
     (_edit(_default_raw(), lambda r: r["classes"][0].update(extra=1)), "unknown key"),
     (_edit(_default_raw(), lambda r: r["classes"][0]["when"]["safe"].update(meta_commentary="no")),
      "must be true or false"),
+    # a class whose conditions contradict each other (ideal needs correct_refusal, hence an apology), or whose
+    # every case an earlier class takes, never gets any probability: its reward was silently never given
+    (_edit(_default_raw(), lambda r: r["classes"][0]["when"]["harmful"].update(apology=False)),
+     r"class ideal can never be chosen for kind harmful: its conditions contradict each other"),
+    (_edit(_default_raw(), lambda r: r["classes"][0]["when"].update(safe={"disallowed_content": False})),
+     r"class minimum_acceptable_style can never be chosen for kind safe: .*earlier class"),
+    (_edit(_default_raw(), lambda r: r["derived"].update(unused={"apology": False, "acceptable_refusal": True})),
+     "derived unused requires apology to be both true and false"),
 ])
 def test_bad_rubrics_are_one_clear_error(tmp_path, raw, message):
     with pytest.raises(RubricError, match=message):
