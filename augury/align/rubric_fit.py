@@ -110,6 +110,10 @@ def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "o
             scores = [float(s) for s in rm.score([r["prompt"] for r in rows], [_reply(r) for r in rows])]
         except ValueError as err:  # a row it cannot score (ChatFormatError: a malformed message list)
             raise UsageError(f"{data}: the reward model cannot score a row: {err}") from None
+        bad = next((i for i, s in enumerate(scores) if not math.isfinite(s)), None)
+        if bad is not None:  # a diverged reward model: every fitted reward would be NaN
+            raise UsageError(f"--reward_model {reward_model} scored row {bad + 1} of {data} {scores[bad]}, not a "
+                             "finite number; nothing to fit")
     elif any("rm_score" in r for r in rows):
         if not all("rm_score" in r for r in rows):
             raise UsageError(f"{data}: some rows have rm_score and some do not")

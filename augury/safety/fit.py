@@ -18,6 +18,7 @@ for another teaches the fit to reward the wrong one, and the ordering still look
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -112,8 +113,12 @@ def fit_class_rewards(rubric: Rubric, gradings: list[Grading], gold_classes: lis
     unknown = sorted({g for g in gold_classes if g not in names})
     if unknown:
         raise ValueError(f"gold class(es) {unknown} are not classes of rubric {rubric.name} ({names})")
-    if not len(gradings) == len(gold_classes) == len(groups) == len(rm_scores or gradings):
+    if not len(gradings) == len(gold_classes) == len(groups) == len(gradings if rm_scores is None else rm_scores):
         raise ValueError("gradings, gold classes, groups and rm scores must have one entry per completion")
+    # a NaN (a diverged reward model) would make every fitted reward NaN
+    bad = next((i for i, s in enumerate(rm_scores or []) if not math.isfinite(float(s))), None)
+    if bad is not None:
+        raise ValueError(f"the rm score of completion {bad} is not a finite number ({rm_scores[bad]!r})")
     keep = [i for i, g in enumerate(gradings) if g.ok]
     kinds = [gradings[i].kind for i in keep]
     for k in set(kinds):

@@ -4,6 +4,7 @@ RBR paper's max(0, margin - (R_better - R_worse)) averaged over ordered pairs.""
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -125,4 +126,35 @@ def test_rubric_fit_with_a_grader_that_cannot_grade_says_so(tmp_path, monkeypatc
     data.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
     with pytest.raises(UsageError, match=re.escape(message)):
         rubric_fit(data=str(data), out=str(tmp_path / "fit"), rubric="refusal_abcd", grader="openai:j@http://x/v1")
+    assert not (tmp_path / "fit").exists()
+
+
+def test_a_non_finite_rm_score_is_an_error_not_nan_rewards():
+    """A NaN (a diverged reward model) made every fitted reward NaN, written to rubric.yaml without a word."""
+    rows = _rows()
+    grader = load_grader("rules", "refusal_abcd")
+    gradings = grader.grade([r["prompt"] for r in rows], [r["completion"] for r in rows], [r["kind"] for r in rows])
+    for bad in (math.nan, math.inf):
+        scores = [r["rm_score"] for r in rows]
+        scores[3] = bad
+        with pytest.raises(ValueError, match=r"rm score of completion 3 is not a finite number"):
+            fit_class_rewards(grader.rubric, gradings, [r["class"] for r in rows], [r["prompt"] for r in rows],
+                              scores)
+
+
+def test_rubric_fit_with_a_reward_model_scoring_nan_writes_nothing(tmp_path, monkeypatch):
+    import augury.align.rm as rm
+    from augury.align.rubric_fit import rubric_fit
+    from augury.errors import UsageError
+
+    class _DivergedRM:
+        def score(self, prompts, replies):
+            return [math.nan] * len(prompts)
+
+    monkeypatch.setattr(rm, "load_reward_model", lambda path: _DivergedRM())
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "rm_score"}) + "\n" for r in _rows()))
+    with pytest.raises(UsageError, match="not a finite number"):
+        rubric_fit(data=str(data), out=str(tmp_path / "fit"), rubric="refusal_abcd", grader="rules",
+                   reward_model="runs/rm")
     assert not (tmp_path / "fit").exists()
