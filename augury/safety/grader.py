@@ -51,6 +51,11 @@ def read_rows(path: Path) -> list[dict]:
             bad = next(((k, v) for k, v in row["propositions"].items() if not isinstance(v, bool)), None)
             if bad:
                 raise UsageError(f"{path}:{i}: proposition {bad[0]!r} is {bad[1]!r}, not true or false")
+            # a missing label would be read as false: trained as a negative and scored as one
+            first, mine = set(rows[0]["propositions"]) if rows else set(row["propositions"]), set(row["propositions"])
+            if first != mine:
+                raise UsageError(f"{path}:{i}: proposition(s) {sorted(first ^ mine)} unlabelled in this row or in "
+                                 "the first (every row must label the same propositions)")
             rows.append(row)
     if not rows:
         raise UsageError(f"{path} has no rows")
@@ -197,6 +202,9 @@ def grader(*, data: str, out: str, rubric: str = "default") -> dict:
                          f"replies are scored under ({', '.join(f'{t} as {k}' for t, k in GOLD_KINDS.items())})")
     train_rows, test_rows = read_rows(Path(data) / "train.jsonl"), read_rows(Path(data) / "test.jsonl")
     labelled = {name for r in train_rows for name in r["propositions"]}
+    untested = sorted(labelled - set(test_rows[0]["propositions"]))
+    if untested:  # their accuracy would be measured against all-negative answers
+        raise UsageError(f"{data}: test.jsonl does not label proposition(s) {untested} that train.jsonl labels")
     missing = sorted({name for k in kinds for name in rub.propositions_for(k)} - labelled)
     if missing:
         raise UsageError(f"--rubric {rubric}: {data} does not label proposition(s) {missing} of rubric {rub.name}, "

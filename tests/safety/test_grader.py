@@ -92,3 +92,27 @@ def test_a_label_that_is_not_true_or_false_is_an_error_naming_it(tmp_path):
     (tmp_path / "train.jsonl").write_text(_gold_row("Sure.", False) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(UsageError, match=r"train.jsonl:2: proposition 'apology' is 'no', not true or false"):
         read_rows(tmp_path / "train.jsonl")
+
+
+def test_a_proposition_a_row_does_not_label_is_an_error_not_a_negative(tmp_path):
+    """A missing label was read as false: trained as a negative, and scored as one, so a test split without a
+    proposition's labels reported an accuracy for it against all-negative answers."""
+    rows = [_gold_row("I'm sorry, I can't help with that.", True), _gold_row("Sure, here it is.", False),
+            _gold_row("Sorry, I cannot do that.", True), _gold_row("Here is the answer.", False)]
+    data = tmp_path / "gold"
+    data.mkdir()
+    (data / "train.jsonl").write_text("\n".join(rows) + "\n")
+    unlabelled = [json.loads(r) for r in rows]
+    for r in unlabelled:
+        del r["propositions"]["apology"]
+    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in unlabelled))
+    with pytest.raises(UsageError, match=re.escape("test.jsonl does not label proposition(s) ['apology'] that "
+                                                   "train.jsonl labels")):
+        grader(data=str(data), out=str(tmp_path / "g"))
+    assert not (tmp_path / "g").exists()
+    (data / "test.jsonl").write_text(rows[0] + "\n" + json.dumps(unlabelled[1]) + "\n")
+    with pytest.raises(UsageError, match=re.escape("test.jsonl:2: proposition(s) ['apology'] unlabelled")):
+        read_rows(data / "test.jsonl")
+    (data / "test.jsonl").write_text(json.dumps(unlabelled[1]) + "\n" + rows[0] + "\n")  # an extra label
+    with pytest.raises(UsageError, match=re.escape("test.jsonl:2: proposition(s) ['apology'] unlabelled")):
+        read_rows(data / "test.jsonl")
