@@ -123,6 +123,12 @@ def fit_class_rewards(rubric: Rubric, gradings: list[Grading], gold_classes: lis
     kinds = [gradings[i].kind for i in keep]
     for k in set(kinds):
         rubric.check_kind(k)
+    if rubric.type == "propositions":  # a class without `when` for a kind is never a completion of that kind
+        by_name = {c.name: c for c in rubric.classes}
+        bad = next((i for i in keep if gradings[i].kind not in by_name[gold_classes[i]].when), None)
+        if bad is not None:
+            raise ValueError(f"the gold class {gold_classes[bad]} of completion {bad} is not a class of kind "
+                             f"{gradings[bad].kind} in rubric {rubric.name} (its `when` has no {gradings[bad].kind})")
     gold = [gold_classes[i] for i in keep]
     pair_list = _pairs(rubric, kinds, gold, [groups[i] for i in keep])
     if not pair_list:
