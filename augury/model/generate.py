@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from augury.model.sampling import truncate
 from augury.model.textstream import TextStream
 
 
@@ -116,28 +117,25 @@ def _choose(logits: torch.Tensor, rows: list[_Row]) -> list[int]:
     """One token id per row from the batch's logits (B, V), each row with its own settings and generator.
 
     Sampling is by inverse CDF over the batch at once: each sampling row draws one uniform number from its own
-    generator, and the truncations (top-k, then top-p over what is left) are applied to the truncating rows'
-    sorted probabilities together. Which order a row's CDF runs in depends on its own settings only (sorted when
-    it truncates, vocabulary order when not), never on its neighbours': the same number picks another token in
-    another order, so a seeded row's tokens would otherwise depend on its batch.
+    generator, after its top-k and top-p cut (`augury.model.sampling.truncate`, transformers' rule). Which order a
+    row's CDF runs in depends on its own settings only (most to least likely when it truncates, vocabulary order
+    when not), never on its neighbours': the same number picks another token in another order, so a seeded row's
+    tokens would otherwise depend on its batch.
     """
     chosen = logits.argmax(-1)
     hot = [j for j, r in enumerate(rows) if r.params.temperature > 0]
     if hot:
         idx = torch.tensor(hot, device=logits.device)
         temps = torch.tensor([rows[j].params.temperature for j in hot], device=logits.device)
-        probs = torch.softmax(logits[idx].float() / temps[:, None], dim=-1)
-        order = None
+        scaled = logits[idx].float() / temps[:, None]
         truncates = [bool(rows[j].params.top_k or rows[j].params.top_p < 1.0) for j in hot]
+        if any(truncates):
+            scaled = truncate(scaled, [rows[j].params.top_k for j in hot], [rows[j].params.top_p for j in hot])
+        probs = torch.softmax(scaled, dim=-1)
+        order = None
         if any(truncates):
             vocab = probs.shape[-1]
             sorted_p, sorted_ids = probs.sort(dim=-1, descending=True)
-            ks = torch.tensor([rows[j].params.top_k or vocab for j in hot], device=logits.device)
-            sorted_p = sorted_p.masked_fill(torch.arange(vocab, device=logits.device)[None, :] >= ks[:, None], 0.0)
-            top_p = torch.tensor([rows[j].params.top_p for j in hot], device=logits.device)
-            mass = sorted_p / sorted_p.sum(-1, keepdim=True)
-            # smallest prefix reaching top_p; a row with top_p 1 keeps everything (whatever the rounding of cumsum)
-            sorted_p = sorted_p.masked_fill((mass.cumsum(-1) - mass > top_p[:, None]) & (top_p[:, None] < 1.0), 0.0)
             sort = torch.tensor(truncates, device=logits.device)[:, None]
             probs = torch.where(sort, sorted_p, probs)
             order = torch.where(sort, sorted_ids, torch.arange(vocab, device=logits.device).expand_as(sorted_ids))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from augury.model.sampling import truncate
 from augury.model.transformer import Transformer
 
 EOT = "<|endoftext|>"
@@ -22,15 +23,10 @@ def _sample_next(logits: torch.Tensor, temperature: float, top_p: float, gen: to
     """logits (B, V) -> token ids (B,)."""
     if temperature <= 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        # keep the smallest prefix whose mass reaches top_p (always at least the most likely token)
-        drop = sorted_p.cumsum(-1) - sorted_p > top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        choice = torch.multinomial(sorted_p / sorted_p.sum(-1, keepdim=True), 1, generator=gen)
-        return order.gather(-1, choice).squeeze(-1)
-    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+    scaled = logits.float() / temperature
+    if top_p < 1.0:  # the smallest prefix whose mass reaches top_p (the engine's rule, transformers')
+        scaled = truncate(scaled, [0] * len(scaled), [top_p] * len(scaled))
+    return torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=gen).squeeze(-1)
 
 
 def generate_ids(model: Transformer, prompt_ids: list[int], max_tokens: int = 128, temperature: float = 0.8,

@@ -216,18 +216,16 @@ class LocalBackend:
 def _sample(logits, temperature: float, top_p: float, gen):
     import torch
 
+    from augury.model.sampling import truncate
+
     logp = torch.log_softmax(logits.float(), dim=-1)
     if temperature <= 0:
         tok = int(logp.argmax())
         return tok, float(logp[tok])
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(descending=True)
-        drop = sorted_p.cumsum(-1) - sorted_p > top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        tok = int(order[torch.multinomial(sorted_p / sorted_p.sum(), 1, generator=gen)])
-    else:
-        tok = int(torch.multinomial(probs, 1, generator=gen))
+    scaled = logits.float()[None] / temperature
+    if top_p < 1.0:  # the engine's rule (transformers' TopPLogitsWarper)
+        scaled = truncate(scaled, [0], [top_p])
+    tok = int(torch.multinomial(torch.softmax(scaled[0], dim=-1), 1, generator=gen))
     return tok, float(logp[tok])
 
 

@@ -107,3 +107,14 @@ def test_hf_backend_builds_its_inputs_and_generator_on_the_models_device(tmp_pat
     assert made_on == [model.device]
     assert deltas[-1].finish_reason == "length" and deltas[-1].completion_tokens == 4
     assert len(deltas[-1].prompt_logprobs) == len(prompt)
+
+
+def test_hf_backend_cuts_top_p_as_transformers_at_an_exact_tie():
+    # probabilities 1/2, 1/4, 1/4: the first token alone reaches top_p 0.5, as transformers' TopPLogitsWarper keeps
+    import math
+
+    from augury.serve.backends import _sample
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.tensor([math.log(2), 0.0, 0.0])
+    assert {_sample(logits, 1.0, 0.5, gen)[0] for _ in range(300)} == {0}

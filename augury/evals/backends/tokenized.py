@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from augury.evals.lm import LM, GenRequest, cut_at_stop, split_context
+from augury.model.sampling import truncate
 
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
@@ -243,9 +244,7 @@ class TokenizedLM(LM):
     def _pick(logits: torch.Tensor, req: GenRequest, gen: torch.Generator) -> int:
         if not req.do_sample or req.temperature <= 0:
             return int(logits.argmax())
-        probs = (logits / req.temperature).softmax(-1)
-        if req.top_p < 1.0:
-            sorted_p, idx = probs.sort(descending=True)
-            keep = sorted_p.cumsum(0) - sorted_p < req.top_p
-            probs = torch.zeros_like(probs).scatter(0, idx[keep], sorted_p[keep])
-        return int(torch.multinomial(probs, 1, generator=gen))
+        scaled = logits[None] / req.temperature
+        if req.top_p < 1.0:  # the generation engine's rule (transformers' TopPLogitsWarper)
+            scaled = truncate(scaled, [0], [req.top_p])
+        return int(torch.multinomial(scaled[0].softmax(-1), 1, generator=gen))
