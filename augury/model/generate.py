@@ -40,7 +40,7 @@ class SamplingParams:
         max_tokens: most new tokens (fewer when the prompt leaves less room in the model's context).
         temperature: softmax temperature; 0 is greedy.
         top_p: nucleus mass (1.0 disables it).
-        top_k: keep the k most likely tokens (0 disables it).
+        top_k: keep the k most likely tokens, and any tied with the k-th (0 disables it).
         stop: strings that end the row; they are cut from its text (the tokens stay in token_ids).
         stop_token_ids: token ids that end the row (not included in its output), e.g. end-of-turn.
         seed: the row's sampling seed (None: drawn from torch's global generator).

@@ -70,3 +70,21 @@ def test_the_plain_sampling_loop_cuts_top_p_as_the_engine():
     logits = torch.tensor([[math.log(2), 0.0, 0.0]])
     gen = torch.Generator().manual_seed(0)
     assert {int(_sample_next(logits, 1.0, 0.5, gen)[0]) for _ in range(300)} == {0}
+
+
+def kept(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> set:
+    scaled = logits[None].float() / temperature
+    return set(torch.isfinite(truncate(scaled, [top_k], [top_p])[0]).nonzero()[:, 0].tolist())
+
+
+@pytest.mark.parametrize("logits, top_k, top_p", [
+    (torch.zeros(4), 2, 1.0),                                     # every token ties the 2nd: all kept
+    (torch.tensor([1.0, 0.5, 0.5, 0.5, 0.0]), 2, 1.0),           # the 2nd ties the 3rd and 4th
+    (torch.tensor([1.0, 0.5, 0.5, 0.0]), 3, 1.0),
+    (torch.tensor([0.0, 0.0, 0.0, 0.0, -1.0]), 2, 0.5),          # top-k keeps the four tied, top-p two of them
+    (torch.tensor([math.log(4), math.log(2), 0.0, 0.0]), 3, 0.75),
+])
+def test_top_k_keeps_every_token_tied_with_the_kth_as_transformers(logits, top_k, top_p):
+    expected = transformers_kept(logits, top_k=top_k, top_p=top_p)
+    assert kept(logits, top_k=top_k, top_p=top_p) == expected
+    assert drawn(logits, SamplingParams(temperature=1.0, top_k=top_k, top_p=top_p)) == expected
