@@ -39,7 +39,7 @@ class SamplingParams:
     Args:
         max_tokens: most new tokens (fewer when the prompt leaves less room in the model's context).
         temperature: softmax temperature; 0 is greedy.
-        top_p: nucleus mass (1.0 disables it).
+        top_p: nucleus mass (0 keeps the most likely token alone, 1.0 disables it).
         top_k: keep the k most likely tokens, and any tied with the k-th (0 disables it).
         stop: strings that end the row; they are cut from its text (the tokens stay in token_ids).
         stop_token_ids: token ids that end the row (not included in its output), e.g. end-of-turn.
@@ -64,8 +64,9 @@ class SamplingParams:
             raise ValueError("max_tokens must be >= 0")
         if not 0 <= self.temperature < math.inf:  # also refuses NaN
             raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1] (1 disables it), got {self.top_p}")
+        if not 0 <= self.top_p <= 1:  # OpenAI's range (also refuses NaN)
+            raise ValueError(f"top_p must be in [0, 1] (0 keeps the most likely token alone, 1 disables it), "
+                             f"got {self.top_p}")
         if self.top_k < 0:
             raise ValueError("top_k must be >= 0")
         if self.prompt_top_logprobs < 0:

@@ -27,7 +27,7 @@ def sample(run: str, prompt: str = "", max_tokens: int = 128, temperature: float
         prompt: text to continue.
         max_tokens: most new tokens per sample.
         temperature: softmax temperature; 0 is greedy.
-        top_p: nucleus sampling mass (1.0 disables it).
+        top_p: nucleus sampling mass in [0, 1] (0 keeps the most likely token alone, 1.0 disables it).
         stop: strings that end a sample (cut from the output); repeat the flag for several. Escapes such as
             \\n are understood.
         num_samples: samples to draw (in parallel).

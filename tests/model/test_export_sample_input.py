@@ -71,7 +71,7 @@ def test_export_overwrite_replaces_a_previous_export(run, tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, message", [
     (["--temperature", "-1"], "temperature"),
-    (["--top_p", "0"], "top_p"),
+    (["--top_p", "-0.1"], "top_p"),
     (["--top_p", "2"], "top_p"),
     (["--max_tokens", "0"], "max_tokens"),
     (["--system", "be brief"], "--system needs --chat"),  # it would be dropped without a word

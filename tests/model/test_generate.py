@@ -78,7 +78,11 @@ def test_context_limit_and_bad_settings(model):
     out = generate(model, ByteTokenizer(), [long_prompt], SamplingParams(max_tokens=50, temperature=0))[0]
     assert len(out.token_ids) <= 96 - 94
     with pytest.raises(ValueError, match="top_p"):
-        generate(model, ByteTokenizer(), [[1]], SamplingParams(top_p=0))
+        generate(model, ByteTokenizer(), [[1]], SamplingParams(top_p=1.5))
+    # top_p 0 keeps the most likely token alone (OpenAI's range is [0, 1]): greedy at any temperature
+    hot = generate(model, ByteTokenizer(), [PROMPTS[0]], SamplingParams(max_tokens=8, temperature=2.0, top_p=0, seed=1))
+    assert hot[0].token_ids == generate(model, ByteTokenizer(), [PROMPTS[0]],
+                                        SamplingParams(max_tokens=8, temperature=0))[0].token_ids
     with pytest.raises(ValueError, match="2 sampling settings for 1 prompts"):
         generate(model, ByteTokenizer(), [[1]], [SamplingParams(), SamplingParams()])
 

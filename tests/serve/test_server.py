@@ -264,3 +264,16 @@ def test_a_stop_string_longer_than_the_limit_is_a_400_naming_stop(make_client, t
         assert resp.status_code == 400
         message = resp.json()["error"]["message"]
         assert message.startswith("stop: ") and "1000 characters" in message
+
+
+def test_top_p_0_is_in_openais_range_and_keeps_the_most_likely_token(make_client, tiny_run, tmp_path):
+    # OpenAI's API takes top_p in [0, 1]; 0 keeps the most likely token alone (transformers' TopPLogitsWarper(0))
+    client, _ = make_client(tiny_run, tmp_path)
+    body = {"prompt": "def add(a, b):", "max_tokens": 8, "seed": 5}
+    nucleus = client.post("/v1/completions", json={**body, "temperature": 1.5, "top_p": 0})
+    assert nucleus.status_code == 200, nucleus.text
+    greedy = client.post("/v1/completions", json={**body, "temperature": 0}).json()
+    assert nucleus.json()["choices"][0]["text"] == greedy["choices"][0]["text"]
+    for top_p in (-0.1, 1.5):
+        resp = client.post("/v1/completions", json={**body, "top_p": top_p})
+        assert resp.status_code == 400 and resp.json()["error"]["message"].startswith("top_p: ")

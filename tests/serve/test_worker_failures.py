@@ -91,7 +91,7 @@ def test_a_job_the_engine_refuses_is_a_400_for_that_job_only(tiny_run, monkeypat
     backend = _backend(tiny_run, monkeypatch)
 
     async def both():
-        refused = backend.stream(GenerationJob([10], max_tokens=3, top_p=0.0))  # top_p 0: the engine's check
+        refused = backend.stream(GenerationJob([10], max_tokens=3, top_p=1.5))  # top_p over 1: the engine's check
         fine = asyncio.create_task(_collect(backend, GenerationJob([10], max_tokens=3)))
         with pytest.raises(GenerationFailed) as failed:
             async for _ in refused:
