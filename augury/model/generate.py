@@ -114,6 +114,10 @@ class _Row:
     images: torch.Tensor | None = None  # (n, 3, S, S) pixels for the prompt's <|image|> runs, in order
 
 
+class NonFiniteLogits(ValueError):
+    """A row's next-token logits hold NaN, or no finite value: there is no token to choose."""
+
+
 def _choose(logits: torch.Tensor, rows: list[_Row]) -> list[int]:
     """One token id per row from the batch's logits (B, V), each row with its own settings and generator.
 
@@ -122,8 +126,13 @@ def _choose(logits: torch.Tensor, rows: list[_Row]) -> list[int]:
     row's CDF runs in depends on its own settings only (most to least likely when it truncates, vocabulary order
     when not), never on its neighbours': the same number picks another token in another order, so a seeded row's
     tokens would otherwise depend on its batch.
+
+    A row whose logits hold NaN or only -inf raises `NonFiniteLogits` (every token drawn from them would be the
+    last id, without a word). A sampling row whose distribution overflows (a +inf logit, or a temperature so small
+    that the scaled logits do) takes its most likely token, the distribution's limit.
     """
     chosen = logits.argmax(-1)
+    broken = logits.isnan().any(-1) | (logits == -math.inf).all(-1)
     hot = [j for j, r in enumerate(rows) if r.params.temperature > 0]
     if hot:
         idx = torch.tensor(hot, device=logits.device)
@@ -146,8 +155,13 @@ def _choose(logits: torch.Tensor, rows: list[_Row]) -> list[int]:
         pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).clamp(max=cdf.shape[-1] - 1)
         if order is not None:
             pick = order.gather(-1, pick)
-        chosen[idx] = pick[:, 0]
-    return chosen.tolist()
+        chosen[idx] = torch.where(probs.isnan().any(-1), chosen[idx], pick[:, 0])
+    chosen, broken = torch.stack([chosen, broken.long()]).tolist()  # one wait for the device
+    if any(broken):
+        keys = [rows[j].key for j, b in enumerate(broken) if b]
+        raise NonFiniteLogits(f"the model's next-token logits hold NaN or no finite value (request {keys[0]!r}"
+                              f"{f' and {len(keys) - 1} more' if len(keys) > 1 else ''}): there is no token to choose")
+    return chosen
 
 
 class Engine:

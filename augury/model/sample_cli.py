@@ -141,5 +141,10 @@ def _sample_with_images(run, model, tokenizer, prompt, paths, max_tokens, temper
 
 
 def main(argv: list[str]) -> int:
-    function_cli(sample, argv, prog="augury sample")
+    from augury.model.generate import NonFiniteLogits
+
+    try:
+        function_cli(sample, argv, prog="augury sample")
+    except NonFiniteLogits as err:  # a broken checkpoint: one line, not a traceback from the sampler
+        raise UsageError(f"{err}; is the checkpoint broken?") from None
     return 0

@@ -84,6 +84,25 @@ def test_sample_refuses_out_of_range_settings(run, capsys, flags, message):
     assert err.startswith("augury sample: error:") and message in err and "Traceback" not in err
 
 
+def test_sample_from_a_checkpoint_whose_logits_are_nan_is_one_error_line(tmp_path, tiny_tokenizer_path, capsys):
+    from augury.train.checkpoint import save_checkpoint
+
+    folder = tmp_path / "nan_run"
+    folder.mkdir()
+    cfg = ModelConfig(vocab_size=300, depth=1, d_model=32, n_heads=2, max_seq_len=64)
+    model = Transformer(cfg)
+    with torch.no_grad():
+        model.embed_tokens.weight.fill_(float("nan"))
+    save_checkpoint(folder, 1, model, torch.optim.AdamW(model.parameters()), {"step": 1})
+    (folder / "config.yaml").write_text(yaml.safe_dump({"model": dataclasses.asdict(cfg)}))
+    shutil.copyfile(tiny_tokenizer_path, folder / "tokenizer.json")
+    for temperature in ("0", "0.8"):  # greedy or sampled: no token is printed as if chosen
+        assert cli.main(["sample", str(folder), "--prompt", "def", "--temperature", temperature]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and "Traceback" not in captured.err
+        assert captured.err.startswith("augury sample: error:") and "NaN" in captured.err
+
+
 def test_sample_stop_strings_keep_non_ascii_text_and_read_escapes(run, monkeypatch, capsys):
     import augury.model.sample as sample_module
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from augury.model.generate import SamplingParams, _choose
+from augury.model.generate import NonFiniteLogits, SamplingParams, _choose
 from augury.model.sample import _sample_next
 from augury.model.sampling import truncate
 
@@ -31,7 +31,7 @@ def transformers_kept(logits: torch.Tensor, temperature: float = 1.0, top_k: int
 
 def drawn(logits: torch.Tensor, params: SamplingParams, draws: int = 300) -> set:
     """The token ids `_choose` picks for one row over many seeded draws."""
-    row = SimpleNamespace(params=params, gen=torch.Generator().manual_seed(0))
+    row = SimpleNamespace(key=0, params=params, gen=torch.Generator().manual_seed(0))
     return {_choose(logits[None], [row])[0] for _ in range(draws)}
 
 
@@ -88,3 +88,21 @@ def test_top_k_keeps_every_token_tied_with_the_kth_as_transformers(logits, top_k
     expected = transformers_kept(logits, top_k=top_k, top_p=top_p)
     assert kept(logits, top_k=top_k, top_p=top_p) == expected
     assert drawn(logits, SamplingParams(temperature=1.0, top_k=top_k, top_p=top_p)) == expected
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_nan_logits_are_an_error_not_a_token(temperature):
+    # a forward pass that overflowed: no token means anything, and every one drawn would be the last id
+    logits = torch.tensor([1.0, float("nan"), 0.5, 0.2])
+    with pytest.raises(NonFiniteLogits, match="NaN"):
+        drawn(logits, SamplingParams(temperature=temperature), draws=1)
+    with pytest.raises(NonFiniteLogits):
+        drawn(torch.full((4,), -math.inf), SamplingParams(temperature=temperature), draws=1)
+
+
+def test_a_distribution_that_overflows_is_its_most_likely_token():
+    # an infinite logit, or a temperature so small that the scaled logits overflow float32: all the mass is on the
+    # most likely token (the limit of the distribution), not on the last id
+    assert drawn(torch.tensor([1.0, math.inf, 0.5, 0.2]), SamplingParams(temperature=1.0, top_p=0.9)) == {1}
+    assert drawn(torch.tensor([3.0, 1.0, 2.0]), SamplingParams(temperature=1e-39)) == {0}
+    assert drawn(torch.tensor([3.0, 1.0, 2.0]), SamplingParams(temperature=1e-39, top_k=2)) == {0}
