@@ -8,7 +8,7 @@ them, and `augury align` / `augury rl-demo` build one for their RL stage (and ch
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 
@@ -150,6 +150,11 @@ class RLConfig:
         if self.vf_coef < 0 or self.cliprange_value <= 0:
             raise ValueError(f"vf_coef must be >= 0 and cliprange_value > 0, got vf_coef {self.vf_coef}, "
                              f"cliprange_value {self.cliprange_value}")
+        if self.algorithm != "ppo":  # no value head, GAE or per-token reward: a change would never be read
+            changed = [f.name for f in fields(self) if f.name in PPO_ONLY and getattr(self, f.name) != f.default]
+            if changed:
+                raise ValueError(f"{', '.join(changed)} is read by --algorithm ppo only (the value head, GAE and "
+                                 f"the per-token reward), not by {self.algorithm}")
         for spec in self.reward_functions:
             _, eq, weight = spec.partition("=")
             try:
@@ -159,6 +164,9 @@ class RLConfig:
             if not ok:
                 raise ValueError(f"reward function {spec!r}: the weight after '=' must be a finite number")
 
+
+# The settings of --algorithm ppo's value head, GAE and per-token reward, which grpo and rloo do not have
+PPO_ONLY = ("vf_coef", "cliprange_value", "gamma", "lam", "whiten_rewards")
 
 # What a resumed run may change: where it goes, how often it checkpoints, its safety stops, a judge's backend
 # options, and its length (the learning rate does not depend on it); anything else would make it another run.

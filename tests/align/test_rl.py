@@ -484,8 +484,19 @@ def test_out_of_range_settings_are_refused_before_any_work(change, message):
     cfg = replace(RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f=2"]), **change)
     with pytest.raises(ValueError, match=message):
         cfg.validate()
-    RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f=2"], gamma=0.0, lam=1.0, vf_coef=0.0,
-             missing_eos_penalty=0.0).validate()
+    RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f=2"], algorithm="ppo", gamma=0.0, lam=1.0,
+             vf_coef=0.0, missing_eos_penalty=0.0).validate()
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+@pytest.mark.parametrize("change", [{"whiten_rewards": True}, {"vf_coef": 0.5}, {"cliprange_value": 0.5},
+                                    {"gamma": 0.9}, {"lam": 0.5}])
+def test_settings_only_ppo_reads_are_refused_for_the_group_algorithms(algorithm, change):
+    # grpo and rloo have no value head, no GAE and no per-token reward: these would be accepted and never read
+    cfg = RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f"], algorithm=algorithm, **change)
+    with pytest.raises(ValueError, match=rf"{next(iter(change))} is read by --algorithm ppo only.*{algorithm}"):
+        cfg.validate()
+    replace(cfg, algorithm="ppo").validate()
 
 
 def test_an_infinite_grader_weight_is_one_error_line(capsys, tmp_path):
