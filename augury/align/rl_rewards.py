@@ -6,10 +6,10 @@ rule-based reward model (a grader under a rubric, on prompts tagged with a kind)
 
 A reward function that raises, returns the wrong count or a non-finite number stops the run with its name
 (`RewardError`). As in TRL, a function may return None for a completion it does not apply to: that source is left
-out of the completion's sum and of the source's mean, and a completion no source scored is unscored. A rollout the
-grader fails on is unscored too (its reward would be incomplete). An unscored rollout's reward is NaN: the
-advantages of augury.align.rl_losses leave it out of its group's baseline and std, the loop leaves it out of the
-update and of the logged means, and counts it.
+out of the completion's sum and of the source's mean, and a completion no source scored is unscored (a grader
+scores only rows tagged with a kind). A rollout the grader fails on is unscored too (its reward would be
+incomplete). An unscored rollout's reward is NaN: the advantages of augury.align.rl_losses leave it out of its
+group's baseline and std, the loop leaves it out of the update and of the logged means, and counts it.
 """
 
 from __future__ import annotations
@@ -141,9 +141,10 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
                     grader=None, group: int = 1) -> tuple[torch.Tensor, dict, np.ndarray]:
     """The summed reward of each rollout (NaN where it is unscored), the mean of each source (before weighting,
     over the rollouts it scored; with the number of None a function returned as `NAME/none`), and which rollouts
-    are scored (False where the grader failed, or where every function returned None and no other source applies:
-    those must not be trained on). Rollouts come in groups of `group` completions of one prompt; with a grader and
-    groups, the mean of each source includes the group-spread shares of `_zero_spread`."""
+    are scored (False where the grader failed, or where no source applies: every function returned None and there is
+    no reward model nor, on a row tagged with a kind, a grader; those must not be trained on). Rollouts come in
+    groups of `group` completions of one prompt; with a grader and groups, the mean of each source includes the
+    group-spread shares of `_zero_spread`."""
     prompts = [r.row["prompt"] for r in rollouts]
     # each completion in its own prompt's format (a file may mix text and message-list prompts)
     completions = [[{"role": "assistant", "content": r.text}] if isinstance(p, list) else r.text
@@ -153,8 +154,9 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
     columns = {k: [r.row.get(k) for r in rollouts] for k in names}
     total = np.zeros(len(rollouts))
     by_source: dict[str, float] = {}
-    # a reward model or a grader scores every rollout (a grader gives untagged ones nothing); functions may not
-    scored = np.full(len(rollouts), reward_model is not None or grader is not None)
+    # a reward model scores every rollout; a function may not, nor a grader the rows without a kind (it gives them
+    # nothing: scored by no other source, such a row would otherwise train and be logged as a reward of 0)
+    scored = np.full(len(rollouts), reward_model is not None)
     if reward_model is not None:
         scores = np.array(reward_model.score(prompts, [c if c != "" else " " for c in completions]))
         total += cfg.reward_model_weight * scores
@@ -175,6 +177,7 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
         batch = grade_rewards(grader, [prompts[i] for i in tagged], [rollouts[i].text for i in tagged],
                               [rollouts[i].row[cfg.kind_column] for i in tagged])
         scores = np.zeros(len(rollouts))
+        scored[tagged] = True
         for i, reward in zip(tagged, batch.rewards):
             if reward is None:
                 ok[i] = False

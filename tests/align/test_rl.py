@@ -317,6 +317,30 @@ def test_groups_the_rubric_cannot_tell_apart_are_counted_per_kind():
     assert not any(k.startswith(("rbrm_zero_std", "rbrm_stuck")) for k in by_source)  # ppo: no groups
 
 
+def test_an_untagged_row_no_other_source_scores_is_unscored_not_scored_zero():
+    """A grader gives rows without a kind no reward: with no other source, such a row is scored by none, so it is
+    unscored (as a function's None is) rather than trained and logged as a reward of 0."""
+    from augury.align.rl_rewards import Rollout, rollout_rewards
+    from augury.safety.graders import Grader, Grading
+    from augury.safety.rubric import load_rubric
+
+    class Refuses(Grader):
+        def _grade(self, prompts, responses, kinds):
+            return [Grading(k, {c.name: float(c.letter == "A") for c in self.rubric.classes}) for k in kinds]
+
+    rows = [{"prompt": "h", "kind": "harmful"}, {"prompt": "u"}, {"prompt": "e", "kind": ""}]
+    rollouts = [Rollout(row, [1], [2], "no", True) for row in rows for _ in range(2)]
+    cfg = RLConfig(policy_run="x", prompts="x", grader="x")
+    grader = Refuses(load_rubric("refusal_abcd"))
+    rewards, by_source, ok = rollout_rewards(cfg, rollouts, None, [], grader, group=2)
+    assert ok.tolist() == [True, True, False, False, False, False]
+    assert rewards[:2].tolist() == [1.0, 1.0] and torch.isnan(rewards[2:]).all()
+    assert float(rewards.nanmean()) == 1.0 and by_source["rbrm_untagged"] == 4
+    # a function that scores them makes them scored again, by it alone
+    rewards, _, ok = rollout_rewards(cfg, rollouts, None, [("m:one", lambda **_: [0.5] * 6, 1.0)], grader, group=2)
+    assert ok.all() and rewards.tolist() == [1.5, 1.5, 0.5, 0.5, 0.5, 0.5]
+
+
 def test_a_stock_answer_sampled_for_many_prompts_is_penalised_and_a_shared_refusal_is_not():
     """A grader reads one reply at a time, so a stock reply that fits every request ("Sure. Windows,") takes an
     answer's class: RL collapsed onto such replies. The same answer, word for word (case, spacing and look-alike
