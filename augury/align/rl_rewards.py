@@ -52,6 +52,10 @@ def load_reward_functions(specs: list[str]) -> list[tuple[str, object, float]]:
             fn = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as err:
             raise RewardError(f"reward function {target}: cannot import it ({err})") from None
+        except Exception as err:  # noqa: BLE001 (the user's module: a syntax error, or one its import raises)
+            raise RewardError(f"reward function {target}: cannot import it ({type(err).__name__}: {err})") from None
+        if not callable(fn):  # found now, not after the first step's rollouts have been sampled
+            raise RewardError(f"reward function {target} is not callable (its type is {type(fn).__name__})")
         out.append((target, fn, float(weight) if weight else 1.0))
     return out
 

@@ -122,6 +122,24 @@ def test_a_bad_reward_function_is_one_clear_error(chat_run, prompts_file, reward
     assert not (tmp_path / fn).exists()  # failed before its first checkpoint: the same command can be rerun
 
 
+@pytest.mark.parametrize("source,message", [
+    ("def f(:\n", r"reward function broken_rewards_for_tests:f: cannot import it \(SyntaxError"),
+    ("raise RuntimeError('no config')\n", r"cannot import it \(RuntimeError: no config\)"),
+    ("f = 3\n", r"reward function broken_rewards_for_tests:f is not callable \(its type is int\)"),
+])
+def test_a_reward_module_that_cannot_be_used_is_one_clear_error_before_any_work(tmp_path, monkeypatch, source,
+                                                                                message):
+    import sys
+
+    from augury.align.rl_rewards import load_reward_functions
+
+    (tmp_path / "broken_rewards_for_tests.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "broken_rewards_for_tests", raising=False)
+    with pytest.raises(RewardError, match=message):
+        load_reward_functions(["broken_rewards_for_tests:f"])
+
+
 def test_kl_blow_up_stops_naming_the_step(chat_run, prompts_file, rewards_module, tmp_path):
     # the second gradient step on the first batch already moves the policy past the bound
     with pytest.raises(RLDiverged, match=r"step 1: KL to the reference .* > max_kl"):
