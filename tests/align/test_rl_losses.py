@@ -21,8 +21,9 @@ from augury.align.rl_losses import (
 trl = pytest.importorskip("trl")
 
 
-def _trl_grpo_loss(logp, old_logp, ref_logp, advantages, mask, beta, eps):
-    """TRL's GRPOTrainer._compute_loss on given per-token log-probs (the model call replaced by those)."""
+def _trl_grpo_loss(logp, old_logp, ref_logp, advantages, mask, beta, eps, metrics=None):
+    """TRL's GRPOTrainer._compute_loss on given per-token log-probs (the model call replaced by those); the metrics
+    it logs go to `metrics` (a dict of lists) when given."""
     from trl.trainer.grpo_trainer import GRPOTrainer
 
     identity = SimpleNamespace(gather=lambda x: x, gather_for_metrics=lambda x: x, num_processes=1,
@@ -34,7 +35,7 @@ def _trl_grpo_loss(logp, old_logp, ref_logp, advantages, mask, beta, eps):
         use_adaptive_entropy=False, router_aux_loss_coef=0.0, max_completion_length=9,
         current_gradient_accumulation_steps=1, model=SimpleNamespace(training=False), accelerator=identity,
         args=SimpleNamespace(use_bias_correction_kl=False, delta=None, entropy_coef=0.0),
-        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        _metrics={"train": defaultdict(list), "eval": metrics if metrics is not None else defaultdict(list)},
         _get_per_token_logps_and_entropies=lambda *a, **k: (logp, torch.zeros_like(logp), None))
     B, T = logp.shape
     inputs = {"prompt_ids": torch.zeros(B, 2, dtype=torch.long), "prompt_mask": torch.ones(B, 2),
@@ -55,6 +56,26 @@ def test_grpo_clipped_loss_with_k3_penalty_equals_trl():
     ours = ours_pg + beta * masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
     theirs = _trl_grpo_loss(logp, old_logp, ref_logp, adv, mask, beta, eps)
     assert float(ours) == pytest.approx(float(theirs), abs=1e-5)
+
+
+def test_clip_fraction_and_completions_left_out_of_the_loss_match_trl():
+    """The clip fraction is TRL's clip_ratio/region_mean, and a completion masked out whole (unscored, or cut off with
+    mask_truncated_completions) still counts in the mean over completions, as in TRL's "grpo" loss."""
+    torch.manual_seed(1)
+    B, T = 6, 7
+    old_logp, ref_logp = -torch.rand(B, T) * 3, -torch.rand(B, T) * 3
+    logp = old_logp + torch.randn(B, T) * 0.4  # a later epoch: the ratio has moved past the clip range
+    mask = (torch.rand(B, T) > 0.2).float()
+    mask[2] = 0.0
+    adv = group_advantages(torch.tensor([1.0, 0.0, float("nan"), 3.0, 3.0, 3.0]), group_size=3)
+    metrics = defaultdict(list)
+    theirs = _trl_grpo_loss(logp, old_logp, ref_logp, adv, mask, 0.1, 0.2, metrics)
+    ours_pg, clip_frac = clipped_policy_loss(logp, old_logp, adv[:, None], mask, cliprange=0.2)
+    ours = ours_pg + 0.1 * masked_mean(kl_k3(logp, ref_logp), mask, dim=-1).mean()
+    assert float(ours) == pytest.approx(float(theirs), abs=1e-5)
+    assert 0 < float(clip_frac) < 1
+    assert float(clip_frac) == pytest.approx(metrics["clip_ratio/region_mean"][0], abs=1e-6)
+    assert float(masked_mean(kl_k3(logp, ref_logp), mask)) == pytest.approx(metrics["kl"][0], abs=1e-6)
 
 
 def test_group_advantages_match_trl_nanstd_scaling():
