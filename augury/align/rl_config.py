@@ -24,7 +24,7 @@ class RLConfig:
         algorithm: ppo (value head, GAE, KL in the reward), grpo (advantage = reward minus the group mean, over the
             group std) or rloo (leave-one-out baseline); the last two need no value model.
         steps: optimizer steps (one batch of rollouts each).
-        prompts_per_step: prompts sampled per step.
+        prompts_per_step: prompts sampled per step (a file with fewer rows gives some of them more than once).
         balance_column: a prompt column (e.g. kind) whose values each step draws in equal numbers, so that every
             step trains on each value (a kind that rarely appears in a step is otherwise pushed around by the
             others' updates); "" draws prompts uniformly.

@@ -80,10 +80,12 @@ def prompt_strata(cfg: RLConfig, rows: list[dict]) -> list[np.ndarray] | None:
 
 def step_prompts(cfg: RLConfig, step: int, n: int, strata: list[np.ndarray] | None) -> list[int]:
     """The prompt indices of a step, a function of (seed, step) alone (so a resumed run draws the same ones):
-    uniform without replacement, or an equal share of each stratum (the remainder to strata drawn at random)."""
+    uniform without replacement (a file with fewer rows than prompts_per_step gives each row as evenly as may be,
+    not a smaller step), or an equal share of each stratum (the remainder to strata drawn at random)."""
     rng = np.random.default_rng([cfg.seed, step])
     if strata is None:
-        return [int(i) for i in rng.permutation(n)[:cfg.prompts_per_step]]
+        rounds = -(-cfg.prompts_per_step // n)
+        return [int(i) for i in np.concatenate([rng.permutation(n) for _ in range(rounds)])[:cfg.prompts_per_step]]
     share, extra = divmod(cfg.prompts_per_step, len(strata))
     bonus = set(rng.permutation(len(strata))[:extra].tolist())
     picked = []

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -217,6 +218,18 @@ def test_balance_column_draws_each_value_equally_every_step_and_the_same_on_resu
     cfg.balance_column, cfg.prompts_per_step = "kind", 1
     with pytest.raises(AlignDataError, match="2 values but prompts_per_step is 1"):
         prompt_strata(cfg, rows)
+
+
+def test_a_step_draws_prompts_per_step_prompts_from_a_file_with_fewer_rows():
+    from augury.align.rl_prompts import step_prompts
+
+    cfg = RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f"], prompts_per_step=5)
+    for step in range(5):
+        picked = step_prompts(cfg, step, 2, None)
+        assert len(picked) == 5 and sorted(set(picked)) == [0, 1]  # each row, as evenly as may be
+        assert max(picked.count(i) for i in (0, 1)) == 3 and picked == step_prompts(cfg, step, 2, None)
+    big = step_prompts(cfg, 3, 9, None)  # enough rows: without replacement, as before
+    assert len(set(big)) == 5 and big == [int(i) for i in np.random.default_rng([0, 3]).permutation(9)[:5]]
 
 
 def test_grader_failures_are_left_out_and_counted_never_scored_zero(chat_run, tmp_path, monkeypatch):
