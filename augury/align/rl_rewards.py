@@ -67,6 +67,11 @@ def call_reward(name: str, fn, prompts: list, completions: list, columns: dict) 
         scores = fn(prompts=prompts, completions=completions, **columns)
     except Exception as err:  # noqa: BLE001 (the user's function: its error is reported with its name)
         raise RewardError(f"reward function {name} raised {type(err).__name__}: {err}") from None
+    if isinstance(scores, (np.ndarray, torch.Tensor)):  # TRL takes any sequence of numbers
+        if scores.ndim != 1:
+            raise RewardError(f"reward function {name} returned an array of shape {tuple(scores.shape)} for "
+                              f"{len(completions)} completions (one score each)")
+        scores = scores.tolist()
     if not isinstance(scores, (list, tuple)) or len(scores) != len(completions):
         got = len(scores) if isinstance(scores, (list, tuple)) else type(scores).__name__
         raise RewardError(f"reward function {name} returned {got} scores for {len(completions)} completions")

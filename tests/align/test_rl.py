@@ -283,6 +283,16 @@ def test_a_group_with_no_graded_rollout_is_not_logged_as_zero(chat_run, tmp_path
     assert [r["unscored"] for r in rows] == [4, 4] and [r["grader_failures"] for r in rows] == [4, 4]
 
 
+def test_a_reward_function_may_return_an_array_or_a_tensor_as_under_trl():
+    # TRL's trainers iterate over what a reward function returns: an array or a 1-D tensor works there too
+    from augury.align.rl_rewards import call_reward
+
+    for kind in (np.array, torch.tensor):
+        assert call_reward("m:f", lambda **_: kind([0.5, 1.0]), ["p"] * 2, ["c"] * 2, {}) == [0.5, 1.0]
+    with pytest.raises(RewardError, match=r"returned an array of shape \(2, 2\) for 2 completions"):
+        call_reward("m:f", lambda **_: np.zeros((2, 2)), ["p"] * 2, ["c"] * 2, {})
+
+
 def test_a_reward_function_returning_none_is_left_out_as_in_trl():
     from augury.align.rl_losses import group_advantages
     from augury.align.rl_rewards import Rollout, call_reward, rollout_rewards
