@@ -117,8 +117,11 @@ class RLConfig:
             raise ValueError("give at least one reward source: --reward_model, --reward_functions and/or --grader")
         if not 0 <= self.max_grader_failures <= 1:
             raise ValueError("max_grader_failures is a share of the rollouts, between 0 and 1")
-        if self.num_generations < (1 if self.algorithm == "ppo" else 2):
-            raise ValueError("num_generations must be >= 2 for grpo/rloo (advantages are relative to the group)")
+        if self.algorithm == "ppo" and self.num_generations < 1:
+            raise ValueError(f"num_generations must be >= 1 for ppo, got {self.num_generations}")
+        if self.algorithm != "ppo" and self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 for {self.algorithm} (advantages are relative to the "
+                             f"group), got {self.num_generations}")
         for name in ("steps", "prompts_per_step", "response_length", "num_ppo_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

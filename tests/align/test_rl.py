@@ -553,6 +553,15 @@ def test_out_of_range_settings_are_refused_before_any_work(change, message):
              vf_coef=0.0, missing_eos_penalty=0.0).validate()
 
 
+@pytest.mark.parametrize("algorithm,least", [("ppo", 1), ("grpo", 2), ("rloo", 2)])
+def test_too_few_generations_name_what_the_algorithm_needs(algorithm, least):
+    cfg = RLConfig(policy_run="p", prompts="x.jsonl", reward_functions=["m:f"], algorithm=algorithm,
+                   num_generations=least - 1)
+    with pytest.raises(ValueError, match=rf"^num_generations must be >= {least} for {algorithm}"):
+        cfg.validate()
+    replace(cfg, num_generations=least).validate()
+
+
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
 @pytest.mark.parametrize("change", [{"whiten_rewards": True}, {"vf_coef": 0.5}, {"cliprange_value": 0.5},
                                     {"gamma": 0.9}, {"lam": 0.5}])
