@@ -5,11 +5,12 @@
 
 Each step samples `num_generations` completions for each of `prompts_per_step` prompts with the batched engine,
 scores them with a weighted sum of reward sources (a reward model from `augury rm`; Python functions with TRL's
-signature `fn(prompts, completions, **columns) -> list[float]`, given every other column of the prompt row), turns
-rewards into advantages and takes `num_ppo_epochs` clipped policy-gradient steps. `algorithm ppo` is the GPT-4
-report's: a value head on the policy's hidden states, the KL to the frozen starting policy inside the per-token
-reward (`kl_coef`), the score on the last token, GAE (`gamma`, `lam`), whitened advantages and a clipped value loss
-(`vf_coef`); `grpo` / `rloo` need no value model: group-relative advantages and a k3 KL penalty in the loss.
+signature `fn(prompts, completions, **columns) -> list[float]`, given every other column of the prompt row and
+`completion_ids`), turns rewards into advantages and takes `num_ppo_epochs` clipped policy-gradient steps.
+`algorithm ppo` is the GPT-4 report's: a value head on the policy's hidden states, the KL to the frozen starting
+policy inside the per-token reward (`kl_coef`), the score on the last token, GAE (`gamma`, `lam`), whitened
+advantages and a clipped value loss (`vf_coef`); `grpo` / `rloo` need no value model: group-relative advantages and
+a k3 KL penalty in the loss.
 Settings (augury/align/rl_config.py) use TRL's names. It logs the reward per source, KL,
 entropy, response length and clip fraction to metrics.jsonl; stops naming the step when the loss is not finite or
 the KL passes `max_kl`; resumes exactly (generation seeds derive from the seed and the step). The output folder is

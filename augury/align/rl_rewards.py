@@ -158,9 +158,11 @@ def rollout_rewards(cfg: RLConfig, rollouts: list[Rollout], reward_model, functi
     # each completion in its own prompt's format (a file may mix text and message-list prompts)
     completions = [[{"role": "assistant", "content": r.text}] if isinstance(p, list) else r.text
                    for p, r in zip(prompts, rollouts)]
-    # every column any row of the batch has, None where a row lacks it (as a datasets table gives them)
-    names = dict.fromkeys(k for r in rollouts for k in r.row if k != "prompt")
+    # every column any row of the batch has, None where a row lacks it (as a datasets table gives them), and as TRL
+    # each completion's token ids (the stop token that ended it included): TRL's length rewards read them
+    names = dict.fromkeys(k for r in rollouts for k in r.row if k not in ("prompt", "completion_ids"))
     columns = {k: [r.row.get(k) for r in rollouts] for k in names}
+    columns["completion_ids"] = [list(r.completion_ids) for r in rollouts]
     total = np.zeros(len(rollouts))
     by_source: dict[str, float] = {}
     # a reward model scores every rollout; a function may not, nor a grader the rows without a kind (it gives them

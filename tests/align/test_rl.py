@@ -717,6 +717,20 @@ def test_reward_functions_get_every_column_of_the_batch_none_where_a_row_lacks_i
     assert ok.tolist() == [False, True] and rewards[1] == 1.0
 
 
+def test_reward_functions_get_the_completion_ids_as_under_trl():
+    """TRL passes `completion_ids` (each completion's token ids, its EOS included) to every reward function, and
+    its own length rewards read them: one written for TRL works here too."""
+    rewards_lib = pytest.importorskip("trl.rewards")
+    from augury.align.rl_rewards import Rollout, rollout_rewards
+
+    overlong = rewards_lib.get_soft_overlong_punishment(max_completion_len=4, soft_punish_cache=2)
+    rows = [{"prompt": "Q", "completion_ids": "a column of that name is the engine's ids' to give"}]
+    rollouts = [Rollout(rows[0], [1], ids, "x", True) for ids in ([5, 9], [5, 5, 9], [5, 5, 5, 9], [5] * 5)]
+    cfg = RLConfig(policy_run="x", prompts="x", reward_functions=["m:overlong"])
+    rewards, _, ok = rollout_rewards(cfg, rollouts, None, [("m:overlong", overlong, 1.0)], group=1)
+    assert ok.all() and rewards.tolist() == [0.0, -0.5, -1.0, -1.0]
+
+
 def test_the_stop_token_that_ends_a_completion_is_trained_as_in_trl(chat_run, prompts_file, rewards_module, tmp_path,
                                                                      monkeypatch):
     """TRL keeps the EOS in the completion mask: the choice to end a reply is the policy's too. Left out, a reward
