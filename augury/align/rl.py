@@ -203,8 +203,11 @@ def train_rl(cfg: RLConfig, log=print, after_step=None) -> Path:
                 raise RLDiverged(f"step {step + 1}: the grader {cfg.grader} failed: {err}; "
                                  f"{checkpoint_note(out)}") from None
             failed = grader.stats["failed"] - failed_before if grader is not None else 0
-            if failed > cfg.max_grader_failures * len(rollouts):
-                raise RLDiverged(f"step {step + 1}: the grader failed on {failed} of {len(rollouts)} rollouts "
+            # a share of the rollouts graded (tagged with a kind): untagged ones cannot fail, and counting them let
+            # a step whose every graded rollout failed train on
+            graded = sum(r.row.get(cfg.kind_column) not in (None, "") for r in rollouts)
+            if failed > cfg.max_grader_failures * graded:
+                raise RLDiverged(f"step {step + 1}: the grader failed on {failed} of {graded} graded rollouts "
                                  f"({dict(grader.stats)}); {checkpoint_note(out)}")
             policy.train()
             finished = torch.tensor([r.finished for r in rollouts])

@@ -260,6 +260,28 @@ def test_grader_failures_are_left_out_and_counted_never_scored_zero(chat_run, tm
         train_rl(cfg, log=lambda *_: None)
 
 
+def test_max_grader_failures_is_a_share_of_the_graded_rollouts_not_of_all(chat_run, rewards_module, tmp_path,
+                                                                          monkeypatch):
+    """Rows without a kind are never graded: counting them in the denominator let a step whose every graded rollout
+    failed (the judge down) train on as if half had."""
+    from augury.align import rl
+    from augury.safety.graders import Grader, Grading
+    from augury.safety.rubric import load_rubric
+
+    class Down(Grader):
+        def _grade(self, prompts, responses, kinds):
+            return [Grading(k, error="endpoint: down") for k in kinds]
+
+    monkeypatch.setattr(rl, "load_rubric_grader", lambda cfg, rows: Down(load_rubric("refusal_abcd")))
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(json.dumps({"prompt": f"Q{i}", **({"kind": "harmful"} if i % 2 else {})}) + "\n"
+                             for i in range(4)))
+    cfg = _cfg(chat_run, mixed, tmp_path / "rl", rewards_module, reward_functions=[f"{rewards_module}:short"],
+               grader="x", steps=1, prompts_per_step=4, num_generations=2, max_grader_failures=0.5)
+    with pytest.raises(RLDiverged, match="step 1: the grader failed on 4 of 4 graded rollouts"):
+        train_rl(cfg, log=lambda *_: None)
+
+
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo", "ppo"])
 def test_a_group_with_no_graded_rollout_is_not_logged_as_zero(chat_run, tmp_path, monkeypatch, algorithm):
     from augury.align import rl
