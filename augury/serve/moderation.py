@@ -7,8 +7,8 @@ says which categories are refused on the way in and on the way out.
 
 A grader maps texts to per-category scores in [0, 1]. `RulesGrader` (regular expressions per category, case-
 insensitive, `.` matching a line break too, from the policy file, over the text as a reader sees it: NFKC form,
-no invisible format characters, look-alike Cyrillic/Greek letters as Latin, `augury.safety.rules.as_read`)
-needs no model; any object with `score(texts) ->
+no invisible format characters, look-alike Cyrillic/Greek letters as Latin, `augury.safety.rules.as_read`; each run
+of white space one space; with and without combining marks: `readings`) needs no model; any object with `score(texts) ->
 list[dict[str, float]]` can stand in its place. Rules catch explicit wording only: they miss paraphrases and flag
 some benign quotations, so treat the flag rate as a floor and read `augury monitor`'s per-key figures with that in
 mind.
@@ -151,14 +151,28 @@ class RulesGrader:
     def score(self, texts: list[str]) -> list[dict[str, float]]:
         out = []
         for text in texts:
-            text = as_read(text, keep_accents=True)
+            read = readings(text)
             scores = dict.fromkeys(CATEGORIES, 0.0)
-            if self.compiled and self.any.search(text):
+            if self.compiled and any(self.any.search(t) for t in read):
                 for cat, pattern in self.compiled.items():
-                    if pattern.search(text):
+                    if any(pattern.search(t) for t in read):
                         scores[cat] = 1.0
             out.append(scores)
         return out
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def readings(text: str) -> list[str]:
+    """The forms of `text` the rules match: as a reader sees it (`as_read`), every run of white space one space (a
+    pattern's space between two words also matches two spaces, a tab, or the line break joining two messages), with
+    its accents and, when it has any, without them (a combining mark such as an accent or a strike-through on a
+    letter hides the word from a pattern, not from a reader; a pattern that spells an accent still matches the
+    first form)."""
+    kept = _SPACE.sub(" ", as_read(text, keep_accents=True))
+    dropped = _SPACE.sub(" ", as_read(text))
+    return [kept] if dropped == kept else [kept, dropped]
 
 
 class ModerationGraderError(RuntimeError):
