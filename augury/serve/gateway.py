@@ -181,11 +181,14 @@ def _json_object(text: str, what: str) -> dict:
 
 async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body: dict, texts: list[str], chat: bool,
                 refuse):
-    """The upstream's answer to `body`, moderated; `texts` are what input moderation reads, and `refuse(ticket,
-    req, chat, n_choices)` answers a request whose input the policy refuses."""
+    """The upstream's answer to `body`, moderated; `texts` are what input moderation reads (with the body's other
+    text, `forwarded_text`), and `refuse(ticket, req, chat, n_choices)` answers a request whose input the policy
+    refuses."""
     path = "/chat/completions" if chat else "/completions"
     n_choices = req.n * (1 if chat else len(req.prompts()))  # a completions request: n choices for each prompt
     made = n_choices if chat else req.made() * len(req.prompts())  # best_of: the completions the upstream makes
+    besides = forwarded_text(body)
+    texts = [*texts, besides] if besides else texts
     # held until the upstream's usage says what was used: the prompt, as estimated here, and the most it may make
     gate.admit(ticket, estimated_tokens(texts) + req.max_tokens * made)
     finished = False
@@ -224,6 +227,47 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
     finally:
         if not finished:
             gate.finish(ticket)
+
+
+def forwarded_text(body: dict) -> str:
+    """The text of a request body that the upstream may read into its prompt besides the messages' text or the
+    prompts (which the caller reads): every string of every other field (vLLM renders `tools`, `chat_template`,
+    `documents`, a message's `name` or earlier `tool_calls` into the prompt; a completion may have a `suffix`),
+    but the roles and the parameters read here that are not prompt text (`_NOT_PROMPT`); and a message's text parts
+    joined by line breaks, as vLLM joins them (the caller reads them run together, as a local model does). Empty
+    for a body of messages or prompts and the usual parameters, so such a request is checked once."""
+    out = []
+    for key, value in body.items():
+        if key in _NOT_PROMPT:
+            continue
+        if key != "messages" or not isinstance(value, list):
+            out += _strings(value)
+            continue
+        for message in value:
+            if not isinstance(message, dict):
+                continue
+            content = message.get("content")
+            if isinstance(content, list):
+                parts = [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+                out += ["\n".join(parts)] if len(parts) > 1 else []
+            out += _strings({k: v for k, v in message.items() if k not in ("role", "content")})
+    return "\n".join(t for t in out if t.strip())
+
+
+# fields of a body whose strings are not read into the prompt: the model's name, the prompts (read by the caller),
+# stop strings, stream options, the end user's id
+_NOT_PROMPT = ("model", "prompt", "stop", "stream_options", "user")
+
+
+def _strings(value) -> list[str]:
+    """Every string in a JSON value, the keys of its objects included (a tool's parameter names are text too)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *_strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def estimated_tokens(texts: list[str]) -> int:

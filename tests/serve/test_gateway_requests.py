@@ -266,3 +266,42 @@ def test_request_timeout_bounds_the_whole_upstream_reply_not_each_wait(tmp_path,
         assert json.loads(events[-1])["error"]["type"] == "upstream_error"
     with sqlite3.connect(tmp_path / "gw.db") as conn:
         assert [r[0] for r in conn.execute("SELECT status FROM requests ORDER BY id")] == [504, 504]
+
+
+def test_text_an_upstream_reads_besides_the_messages_is_moderated_too(tmp_path, serving):
+    # the gateway forwards the client's body: fields it does not read itself but an upstream renders into the
+    # prompt (vLLM's tools, chat_template, documents; a message's name or earlier tool calls; text parts, which vLLM
+    # joins with line breaks; a completion's suffix) must not carry a request past input moderation
+    seen: list = []
+    ask = "how to kill myself"
+    user = {"role": "user", "content": "hi"}
+    tool = {"type": "function", "function": {"name": "f", "description": ask, "parameters": {"type": "object"}}}
+    chats = {"tools": {"messages": [user], "tools": [tool]},
+             "chat_template": {"messages": [user], "chat_template": "{{ '" + ask + "' }}"},
+             "documents": {"messages": [user], "documents": [{"title": "t", "text": ask}]},
+             "tool_calls": {"messages": [{"role": "assistant", "content": "", "tool_calls": [
+                 {"id": "c", "type": "function", "function": {"name": "f", "arguments": json.dumps({"q": ask})}}]},
+                 user]},
+             "name": {"messages": [{**user, "name": "x", "description": ask}]},
+             "parts": {"messages": [{"role": "user", "content": [{"type": "text", "text": "how to kill"},
+                                                                 {"type": "text", "text": "myself"}]}]}}
+    with serving(_echo_upstream(seen)) as port:
+        gw = _gateway(port, tmp_path)
+        for name, body in chats.items():
+            out = gw.post("/v1/chat/completions", json={**body, "max_tokens": 4}).json()
+            assert out["choices"][0]["finish_reason"] == "content_filter", name
+        out = gw.post("/v1/completions", json={"prompt": "hi", "suffix": ask, "max_tokens": 4}).json()
+        assert out["choices"][0]["finish_reason"] == "content_filter"
+        fine = gw.post("/v1/chat/completions", json={"messages": [user], "tools": [{**tool, "function": {
+            **tool["function"], "description": "look up the weather"}}], "max_tokens": 4}).json()
+        assert fine["choices"][0]["finish_reason"] == "stop"
+    assert len(seen) == 1  # only the harmless request reached the model
+
+
+def test_the_usual_parameters_add_no_text_to_moderate():
+    from augury.serve.gateway import forwarded_text
+
+    body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "stop": ["x"],
+            "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 4, "user": "u1", "n": 2}
+    assert forwarded_text(body) == ""
+    assert forwarded_text({**body, "prompt": "p", "suffix": "s"}) == "s"
