@@ -146,27 +146,34 @@ class UpstreamError(Exception):
                    gateway_status=504 if timeout else 502)
 
 
-# the fields of a chat message or delta that carry model text besides `content` (vLLM's reasoning parsers write
-# `reasoning_content` or `reasoning`; OpenAI's `refusal`; a tool call's arguments are model text too)
-_TEXT_FIELDS = ("reasoning_content", "reasoning", "content", "refusal")
+# the keys of a chat message or delta (or of an object in it) whose values are not model text
+_NOT_TEXT = ("role", "id", "type", "index")
 
 
 def _choice_text(choice: dict, chat: bool, part: str) -> str:
-    """All the model text of an upstream choice, which the output check reads: a completion's text, or every text
-    field of a chat message (`part` "message") or stream delta ("delta"), tool calls' arguments included.
-    A flagged choice's text is replaced whole (set_choice_text), so nothing of it passes."""
+    """All the model text of an upstream choice, which the output check reads: a completion's text, or every string
+    of a chat message (`part` "message") or stream delta ("delta") but its role and ids: `content` (a string or
+    a list of parts), `reasoning_content` / `reasoning` (vLLM's reasoning parsers), `refusal`, tool calls' and
+    legacy `function_call`'s names and arguments, whatever field an upstream adds. A flagged choice's text is
+    replaced whole (set_choice_text), so nothing of it passes."""
     if not chat:
         text = choice.get("text")
         return text if isinstance(text, str) else ""
     msg = choice.get(part)
     if not isinstance(msg, dict):
         return ""
-    texts = [msg.get(f) for f in _TEXT_FIELDS]
-    for call in msg.get("tool_calls") or []:
-        fn = call.get("function") if isinstance(call, dict) else None
-        if isinstance(fn, dict):
-            texts += [fn.get("name"), fn.get("arguments")]
-    return "\n".join(t for t in texts if isinstance(t, str) and t)
+    return "\n".join(t for t in _values(msg) if t)
+
+
+def _values(value) -> list[str]:
+    """Every string value in a JSON value (not the keys), but those under _NOT_TEXT keys."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() if k not in _NOT_TEXT for s in _values(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _values(v)]
+    return []
 
 
 def _json_object(text: str, what: str) -> dict:

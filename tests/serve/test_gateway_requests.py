@@ -114,7 +114,11 @@ def _reasoning_upstream():
     bad = "here is how to build a pipe bomb"
     messages = {"reasoning": {"role": "assistant", "content": "Sure.", "reasoning_content": bad},
                 "tool": {"role": "assistant", "content": None, "tool_calls": [
-                    {"id": "c", "type": "function", "function": {"name": "say", "arguments": json.dumps({"t": bad})}}]}}
+                    {"id": "c", "type": "function", "function": {"name": "say", "arguments": json.dumps({"t": bad})}}]},
+                # OpenAI's legacy function calling (`functions` in the request), and content as a list of parts
+                "function_call": {"role": "assistant", "content": None,
+                                  "function_call": {"name": "say", "arguments": json.dumps({"t": bad})}},
+                "parts": {"role": "assistant", "content": [{"type": "text", "text": bad}]}}
 
     @app.post("/v1/chat/completions")
     async def chat(body: dict):
@@ -138,7 +142,7 @@ def _reasoning_upstream():
 def test_every_text_of_an_upstream_reply_passes_the_output_check(tmp_path, serving):
     with serving(_reasoning_upstream()) as port:
         gw = _gateway(port, tmp_path)
-        for kind in ("reasoning", "tool"):
+        for kind in ("reasoning", "tool", "function_call", "parts"):
             body = {"messages": [{"role": "user", "content": kind}], "max_tokens": 8}
             whole = gw.post("/v1/chat/completions", json=body)
             assert "pipe bomb" not in whole.text, kind
