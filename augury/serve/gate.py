@@ -123,7 +123,8 @@ class Gate:
 
     def admit(self, ticket: Ticket, planned_tokens: int) -> None:
         decision = self.limiter.admit(ticket.key or "", planned_tokens)
-        if not decision.ok:
+        if not decision.ok:  # nothing used, nothing charged: its row counts no tokens (a prompt counted to plan)
+            ticket.prompt_tokens = ticket.completion_tokens = 0
             raise Refused(decision.status, decision.reason, "rate_limit_error", decision.retry_after_s)
         ticket.planned_tokens = planned_tokens
 

@@ -137,3 +137,20 @@ def test_the_rules_read_through_spacing_and_combining_marks():
         verdict = mod.check(disguised, stage="input")
         assert verdict.refused, ascii(disguised)
     assert not mod.check("how to kill  time", stage="input").flagged
+
+
+def test_a_request_the_limits_refuse_is_logged_with_no_tokens(make_client, tiny_run, tmp_path):
+    # a request refused by the per-key limits used nothing and is charged nothing: its row must not carry the prompt
+    # tokens it would have used, or `augury monitor` counts tokens the key never spent (and one that hammers the
+    # limit looks like it spends them)
+    import sqlite3
+
+    client, cfg = make_client(tiny_run, tmp_path, limits=LimitsConfig(requests_per_minute=600, burst=100,
+                                                                       tokens_per_day=30))
+    assert client.post("/v1/completions", json={"prompt": "hello there", "max_tokens": 4}).status_code == 200
+    over = client.post("/v1/completions", json={"prompt": "hello there " * 4, "max_tokens": 20})
+    assert over.status_code == 429
+    with sqlite3.connect(cfg.log) as conn:
+        rows = conn.execute("SELECT status, prompt_tokens, completion_tokens FROM requests ORDER BY id").fetchall()
+    assert rows[0][0] == 200 and rows[0][1] > 0
+    assert rows[1] == (429, 0, 0)
