@@ -5,9 +5,10 @@ thresholds.
     augury monitor serve/requests.db --since_hours 24 --max_flag_rate 0.05 --max_spike 10 --json_out true
     augury monitor serve/requests.db --by client      # per client address: a keyless server, a shared key
 
-Per key: requests, tokens, the share of requests flagged by moderation, the share refused, the share rejected by
-limits (429), the busiest minute, and the spike ratio (the busiest minute over the key's average rate per minute
-from its first request to its last).
+Per key: requests, tokens, the share of requests flagged by moderation (of the generation requests that reached it:
+rejected requests and /v1/moderations calls cost nothing and are not counted, so they cannot dilute it), the share
+refused, the share rejected by limits (429), the busiest minute, and the spike ratio (the busiest minute over the
+key's average rate per minute from its first request to its last).
 A key is listed as over a threshold when its flag rate, spike ratio or request count exceeds the given limit.
 With `--by client` the same is done per client address (rows of a log from before addresses were logged are
 "(unknown)").
@@ -26,12 +27,21 @@ from augury.serve.requestlog import RequestLogError, open_readonly
 
 # what summaries can be grouped by: the request log's column, and the name rows without a value get
 GROUPS = {"key": "(no key)", "client": "(unknown)"}
+# the endpoints whose requests moderation reads on the way to the model: what a flag rate is a share of
+GENERATION = ("/v1/chat/completions", "/v1/completions")
+
+
+def reached_moderation(endpoint: str, status: int) -> bool:
+    """Whether a row is a generation request that was moderated: answered (a refusal is a 200), left by its client
+    (499) or failed (5xx, not the 503 of a full queue); a rejection (4xx before generation) never was."""
+    return endpoint in GENERATION and (status < 400 or status == 499 or (status >= 500 and status != 503))
 
 
 @dataclass
 class KeySummary:
     key: str  # the key's name; with by="client", the client's address
     requests: int
+    moderated: int  # generation requests that reached moderation (the flag rate's denominator)
     prompt_tokens: int
     completion_tokens: int
     flag_rate: float
@@ -53,7 +63,8 @@ def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: flo
         repeats = "repeats" if "repeats" in columns else "1"
         group = by if by in columns else "NULL"  # (a log older than the client column has no addresses)
         rows = db.execute(f"SELECT COALESCE({group}, '{GROUPS[by]}'), ts, status, prompt_tokens, completion_tokens, "
-                          f"flagged, refused, {repeats} FROM requests WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
+                          f"flagged, refused, {repeats}, endpoint FROM requests WHERE ts >= ? ORDER BY ts",
+                          (since,)).fetchall()
     except sqlite3.DatabaseError as err:
         raise RequestLogError(f"cannot read request log {db_path}: {err}") from None
     finally:
@@ -70,7 +81,8 @@ def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: flo
         span_minutes = max(1.0, (rs[-1][1] - rs[0][1]) / 60.0 + 1.0)
         n = sum(r[7] for r in rs)
         spike = busiest / (n / span_minutes)
-        flag_rate = sum(r[5] * r[7] for r in rs) / n
+        moderated = [r for r in rs if reached_moderation(r[8], r[2])]
+        flag_rate = sum(r[5] * r[7] for r in moderated) / max(1, sum(r[7] for r in moderated))
         over = []
         if flag_rate > max_flag_rate:
             over.append(f"flag rate {flag_rate:.1%} > {max_flag_rate:.1%}")
@@ -78,7 +90,8 @@ def summarise(db_path: str | Path, since_hours: float = 24.0, max_flag_rate: flo
             over.append(f"spike {spike:.1f}x > {max_spike:g}x")
         if max_requests and n > max_requests:
             over.append(f"{n} requests > {max_requests}")
-        out.append(KeySummary(key, n, sum(r[3] for r in rs), sum(r[4] for r in rs), flag_rate,
+        out.append(KeySummary(key, n, sum(r[7] for r in moderated), sum(r[3] for r in rs), sum(r[4] for r in rs),
+                              flag_rate,
                               sum(r[6] * r[7] for r in rs), sum(r[7] for r in rs if r[2] == 429), busiest, spike, over))
     return out
 
@@ -102,7 +115,8 @@ def monitor(db: str, since_hours: float = 24.0, max_flag_rate: float = 0.05, max
     Args:
         db: the SQLite request log written by `augury serve --log`.
         since_hours: look at this many recent hours (0: everything).
-        max_flag_rate: a key whose share of flagged requests exceeds this is listed.
+        max_flag_rate: a key whose share of flagged requests (of its generation requests that reached moderation)
+            exceeds this is listed.
         max_spike: a key whose busiest minute exceeds this many times its average minute is listed.
         max_requests: a key with more requests than this in the window is listed (0: no limit).
         by: "key", or "client" for each client address (a keyless server, a key many clients share); the

@@ -212,3 +212,25 @@ def test_monitor_lists_keys_over_thresholds(tmp_path, capsys):
     assert any("flag rate" in o for o in summaries["mallory"].over)
     assert any("spike" in o for o in summaries["mallory"].over)
     assert "over a threshold: mallory" in capsys.readouterr().out
+
+
+def test_a_flag_rate_cannot_be_diluted_with_requests_that_cost_nothing(tmp_path):
+    # rejected requests (a body that is not JSON, a 429) and /v1/moderations calls never reach the model or its
+    # moderation and cost a key nothing: counted in the flag rate's denominator, twenty of them would hide one
+    # flagged request under a 5% threshold
+    from augury.serve.monitor import summarise
+
+    log = RequestLog(tmp_path / "r.db")
+    now = time.time()
+    log.write(RequestRecord("/v1/chat/completions", 200, 5.0, key="mallory", ts=now - 100, flagged=True,
+                            refused=True, categories=["illicit/violent"]))
+    log.write(RequestRecord("/v1/chat/completions", 200, 5.0, key="mallory", ts=now - 90))
+    for i in range(20):
+        log.write(RequestRecord("/v1/chat/completions", 400, 1.0, key="mallory", ts=now - 80 + i,
+                                error="body is not valid JSON"))
+    log.write(RequestRecord("/v1/chat/completions", 429, 1.0, key="mallory", ts=now - 50, repeats=30))
+    log.write(RequestRecord("/v1/moderations", 200, 1.0, key="mallory", ts=now - 40, repeats=1))
+    log.close()
+    (mallory,) = summarise(tmp_path / "r.db")
+    assert mallory.requests == 53 and mallory.flag_rate == pytest.approx(1 / 2)
+    assert any("flag rate" in o for o in mallory.over)
