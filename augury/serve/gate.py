@@ -79,6 +79,9 @@ class Gate:
     def __init__(self, cfg: ServeConfig, keys: KeyStore | None, log: RequestLog, moderator: Moderator | None):
         self.cfg, self.keys, self.log, self.moderator = cfg, keys, log, moderator
         self.limiter = Limiter(cfg.limits)
+        if cfg.limits.tokens_per_day:  # what each key used today before this server started
+            for key, used in log.tokens_since(self.limiter.day_start()).items():
+                self.limiter.charge(key or "", used)
         self.queue_slots = asyncio.Semaphore(cfg.max_queued)
         self.rejected = RejectedRows(cfg.log_rejected_per_minute)
 

@@ -8,7 +8,8 @@ A refused request costs nothing: the bucket, the budget and the concurrency coun
 request is admitted. An admitted request holds its planned tokens (prompt + the most it may generate) until it
 ends, when the budget is charged with the tokens it actually used; admission checks that the planned tokens fit
 beside what was used and what the key's other requests in flight hold, so a key cannot run past its budget with
-concurrent requests.
+concurrent requests. A server started with a request log counts the tokens its rows say each key used today
+(`charge`), so a restart does not give every key a fresh day's budget.
 """
 
 from __future__ import annotations
@@ -105,6 +106,15 @@ class Limiter:
             st.in_flight += 1
             st.held += max(0, int(planned_tokens))
             return Decision(True)
+
+    def day_start(self) -> float:
+        """The unix time today's budget began (UTC midnight)."""
+        return self.wall() // 86400 * 86400
+
+    def charge(self, key: str, used_tokens: int) -> None:
+        """Count tokens used today outside this limiter (before a restart: the request log's)."""
+        with self._lock:
+            self._get(key).used_today += max(0, int(used_tokens))
 
     def finish(self, key: str, used_tokens: int, planned_tokens: int = 0) -> None:
         """A request admitted with `planned_tokens` ended having used `used_tokens`."""

@@ -125,6 +125,14 @@ class RequestLog:
         """Write `rec` in the writer thread; the future is done once the row is committed (or the write failed)."""
         return self._writer.submit(self.write, rec)
 
+    def tokens_since(self, ts: float) -> dict[str | None, int]:
+        """Prompt and completion tokens per key name of the requests that arrived at or after `ts` (but those the
+        limits refused: a log written before such rows were logged without tokens gave them the prompt's)."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, SUM(prompt_tokens + completion_tokens) FROM requests WHERE ts >= ? "
+                                    "AND status != 429 GROUP BY key", (ts,)).fetchall()
+        return {key: int(used or 0) for key, used in rows}
+
     def count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]

@@ -154,3 +154,15 @@ def test_a_request_the_limits_refuse_is_logged_with_no_tokens(make_client, tiny_
         rows = conn.execute("SELECT status, prompt_tokens, completion_tokens FROM requests ORDER BY id").fetchall()
     assert rows[0][0] == 200 and rows[0][1] > 0
     assert rows[1] == (429, 0, 0)
+
+
+def test_the_daily_budget_outlasts_a_restart(make_client, tiny_run, tmp_path):
+    # the tokens a key used today are in the request log: a server restarted (a deploy, a crash) must not give every
+    # key a fresh day's budget
+    limits = LimitsConfig(requests_per_minute=600, burst=100, tokens_per_day=40)
+    client, _ = make_client(tiny_run, tmp_path, limits=limits)
+    body = {"prompt": "hello there", "max_tokens": 8}
+    codes = [client.post("/v1/completions", json=body).status_code for _ in range(4)]
+    assert 200 in codes and codes[-1] == 429
+    again, _ = make_client(tiny_run, tmp_path, limits=limits)  # the same log
+    assert again.post("/v1/completions", json=body).status_code == 429
