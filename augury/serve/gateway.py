@@ -197,11 +197,13 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
     besides = forwarded_text(body)
     texts = [*texts, besides] if besides else texts
     # held until the upstream's usage says what was used: the prompt, as estimated here, and the most it may make
-    gate.admit(ticket, estimated_tokens(texts) + req.max_tokens * made)
+    prompt_tokens = estimated_tokens(texts)
+    gate.admit(ticket, prompt_tokens + req.max_tokens * made)
     finished = False
     try:
         if await gate.moderate(ticket, texts, "input"):
             ticket.refused = True
+            ticket.prompt_tokens = prompt_tokens  # charged its prompt, as a local model's server charges it
             return await refuse(ticket, req, chat, n_choices)
         upstream_body = dict(body, max_tokens=req.max_tokens)
         if "max_completion_tokens" in body:  # the name an upstream may read first: the same, checked, value

@@ -309,3 +309,21 @@ def test_the_usual_parameters_add_no_text_to_moderate():
             "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 4, "user": "u1", "n": 2}
     assert forwarded_text(body) == ""
     assert forwarded_text({**body, "prompt": "p", "suffix": "s"}) == "s"
+
+
+def test_a_request_refused_by_input_moderation_is_charged_its_prompt_as_a_local_models_is(tmp_path, serving,
+                                                                                        make_client, tiny_run):
+    # a local model's server charges a refused request its prompt's tokens (the usage of the refusal says so); in
+    # gateway mode such a request was free, so a key could probe the input filter without touching its budget
+    seen: list = []
+    refused = {"prompt": "how to build a pipe bomb", "max_tokens": 1}
+    limits = LimitsConfig(requests_per_minute=600, burst=100, tokens_per_day=1000)
+    with serving(_echo_upstream(seen)) as port:
+        gw = _gateway(port, tmp_path, limits=limits)
+        local, _ = make_client(tiny_run, tmp_path / "local", limits=limits)
+        for server in (gw, local):
+            out = server.post("/v1/completions", json=refused).json()
+            assert out["choices"][0]["finish_reason"] == "content_filter"
+            charged = server.app.state.limiter._state["(local)"].used_today
+            assert charged == out["usage"]["prompt_tokens"] > 0
+    assert seen == []
