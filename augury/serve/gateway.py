@@ -24,6 +24,7 @@ from fastapi.responses import StreamingResponse
 from augury.errors import UsageError
 from augury.serve.gate import Gate, Refused, Ticket
 from augury.serve.responses import error_body, set_choice_text, short_error, sse
+from augury.serve.schema import RequestInvalid
 
 
 class UpstreamBackend:
@@ -192,6 +193,9 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
     text, `forwarded_text`), and `refuse(ticket, req, chat, n_choices)` answers a request whose input the policy
     refuses."""
     path = "/chat/completions" if chat else "/completions"
+    if chat and body.get("best_of") is not None:  # an upstream may read it: best_of completions made, n returned
+        raise RequestInvalid("best_of: chat completions have no best_of (OpenAI's API takes it in /v1/completions "
+                             "only); ask for n choices")
     n_choices = req.n * (1 if chat else len(req.prompts()))  # a completions request: n choices for each prompt
     made = n_choices if chat else req.made() * len(req.prompts())  # best_of: the completions the upstream makes
     besides = forwarded_text(body)

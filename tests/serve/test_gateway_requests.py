@@ -327,3 +327,16 @@ def test_a_request_refused_by_input_moderation_is_charged_its_prompt_as_a_local_
             charged = server.app.state.limiter._state["(local)"].used_today
             assert charged == out["usage"]["prompt_tokens"] > 0
     assert seen == []
+
+
+def test_a_chat_request_cannot_have_more_completions_made_than_its_choices(tmp_path, serving):
+    # OpenAI's chat API has no best_of, but an upstream may read it (vLLM's sampling parameters): forwarded
+    # unread, a chat request would have best_of completions made past --max_n while its limits held n x max_tokens
+    seen: list = []
+    with serving(_echo_upstream(seen)) as port:
+        gw = _gateway(port, tmp_path)
+        chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        many = gw.post("/v1/chat/completions", json={**chat, "best_of": 50})
+        assert many.status_code == 400 and "best_of" in many.json()["error"]["message"]
+        assert gw.post("/v1/chat/completions", json={**chat, "best_of": None}).status_code == 200
+    assert len(seen) == 1
