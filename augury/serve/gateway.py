@@ -213,9 +213,13 @@ async def proxy(gate: Gate, backend: UpstreamBackend, ticket: Ticket, req, body:
         if "max_completion_tokens" in body:  # the name an upstream may read first: the same, checked, value
             upstream_body["max_completion_tokens"] = req.max_tokens
         if not req.stream:
+            # until the upstream's usage: a reply cut off (a timeout, a client that leaves) had the upstream working
+            # and says nothing of it, so it is charged what it planned (Gate.finish)
+            ticket.counted = False
             try:
                 out = await backend.post(path, upstream_body)
             except UpstreamError as err:
+                ticket.counted = err.gateway_status != 504  # an error answer or no connection: nothing was made
                 raise Refused(err.gateway_status, str(err), "upstream_error", err.retry_after) from None
             _count(ticket, out.get("usage"))
             for choice in out.get("choices", []):

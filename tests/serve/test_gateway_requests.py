@@ -340,3 +340,31 @@ def test_a_chat_request_cannot_have_more_completions_made_than_its_choices(tmp_p
         assert many.status_code == 400 and "best_of" in many.json()["error"]["message"]
         assert gw.post("/v1/chat/completions", json={**chat, "best_of": None}).status_code == 200
     assert len(seen) == 1
+
+
+def test_an_upstream_reply_cut_off_before_its_usage_is_charged_what_was_planned(tmp_path, serving):
+    # a whole reply that times out (or whose client leaves) has had the upstream generating until then and says
+    # nothing of what it used: it is charged what it held, as a stream without usage is, not nothing; an upstream
+    # that refuses the request (a 4xx: nothing made) charges nothing
+    limits = LimitsConfig(requests_per_minute=600, burst=100, tokens_per_day=1000)
+    with serving(_trickling_upstream()) as port:
+        gw = _gateway(port, tmp_path, request_timeout_s=1.0, limits=limits)
+        assert gw.post("/v1/completions", json={"prompt": "abcd", "max_tokens": 20}).status_code == 504
+        assert gw.app.state.limiter._state["(local)"].used_today == 1 + 20
+    with serving(_fake_upstream_statuses()) as port:
+        gw = _gateway(port, tmp_path / "refusing", limits=limits)
+        assert gw.post("/v1/completions", json={"prompt": "abcd", "max_tokens": 20}).status_code == 400
+        assert gw.app.state.limiter._state["(local)"].used_today == 0
+
+
+def _fake_upstream_statuses():
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    async def completions(body: dict):
+        return JSONResponse({"error": {"message": "prompt too long"}}, status_code=400)
+
+    return app
