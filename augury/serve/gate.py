@@ -116,8 +116,8 @@ class Gate:
             raw = await asyncio.wait_for(read(), self.cfg.body_timeout_s)
         except asyncio.TimeoutError:
             raise Refused(408, f"request body not received within {self.cfg.body_timeout_s:g} s") from None
-        try:
-            body = json.loads(raw)
+        try:  # NaN and Infinity are not JSON (Python's reader takes them; an upstream request could not hold them)
+            body = json.loads(raw, parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError) as err:
             raise Refused(400, f"body is not valid JSON: {err}") from None
         if not isinstance(body, dict):
@@ -218,6 +218,10 @@ class Gate:
         finally:
             if release:
                 self.queue_slots.release()
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not a JSON value")
 
 
 class ClientLeft(Exception):

@@ -368,3 +368,16 @@ def _fake_upstream_statuses():
         return JSONResponse({"error": {"message": "prompt too long"}}, status_code=400)
 
     return app
+
+
+def test_a_body_with_nan_is_a_400_not_a_gateway_failure(tmp_path, serving):
+    # Python's JSON reader takes NaN and Infinity, which JSON does not have: forwarded in a field the gateway does not
+    # read, the upstream request could not be encoded (a 500 and a traceback)
+    seen: list = []
+    with serving(_echo_upstream(seen)) as port:
+        gw = _gateway(port, tmp_path)
+        for value in ("NaN", "Infinity", "-Infinity"):
+            raw = '{"prompt": "a", "max_tokens": 2, "presence_penalty": ' + value + "}"
+            resp = gw.post("/v1/completions", content=raw, headers={"content-type": "application/json"})
+            assert resp.status_code == 400 and "not valid JSON" in resp.json()["error"]["message"], value
+    assert seen == []
