@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -120,6 +121,9 @@ class Gate:
             body = json.loads(raw, parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError) as err:
             raise Refused(400, f"body is not valid JSON: {err}") from None
+        if _SURROGATE_ESCAPE.search(raw) and _holds_lone_surrogate(body):
+            raise Refused(400, "body is not valid JSON: a string holds an unpaired surrogate escape (\\ud800 to "
+                               "\\udfff alone), which is no character")
         if not isinstance(body, dict):
             raise Refused(400, "body must be a JSON object")
         return body
@@ -218,6 +222,18 @@ class Gate:
         finally:
             if release:
                 self.queue_slots.release()
+
+
+# a \uD800-\uDFFF escape: half of a pair (an emoji) or a lone one, which no tokenizer or UTF-8 encoder takes
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _holds_lone_surrogate(body) -> bool:
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _not_json(name: str):

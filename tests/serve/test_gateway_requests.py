@@ -381,3 +381,23 @@ def test_a_body_with_nan_is_a_400_not_a_gateway_failure(tmp_path, serving):
             resp = gw.post("/v1/completions", content=raw, headers={"content-type": "application/json"})
             assert resp.status_code == 400 and "not valid JSON" in resp.json()["error"]["message"], value
     assert seen == []
+
+
+def test_a_lone_surrogate_escape_is_a_400_and_a_pair_is_its_character(tmp_path, serving, make_client, tiny_run):
+    # JSON's "\ud800" escape alone names no character: a tokenizer cannot read it and UTF-8 cannot hold it, so it
+    # was a 500 (and a traceback) in a local model's server and in gateway mode; a pair is one character (an emoji)
+    seen: list = []
+    lone = ['{"prompt": "a\\ud800b", "max_tokens": 2}', '{"prompt": "a", "max_tokens": 2, "user": "\\udfff"}',
+            '{"messages": [{"role": "user", "content": "hi \\ud800"}], "max_tokens": 2}']
+    pair = '{"prompt": "a \\ud83d\\ude00", "max_tokens": 2}'
+    local, _ = make_client(tiny_run, tmp_path / "local")
+    with serving(_echo_upstream(seen)) as port:
+        gw = _gateway(port, tmp_path)
+        for server in (gw, local):
+            for raw in lone:
+                path = "/v1/chat/completions" if "messages" in raw else "/v1/completions"
+                resp = server.post(path, content=raw, headers={"content-type": "application/json"})
+                assert resp.status_code == 400 and "surrogate" in resp.json()["error"]["message"], raw
+            ok = server.post("/v1/completions", content=pair, headers={"content-type": "application/json"})
+            assert ok.status_code == 200
+    assert len(seen) == 1
