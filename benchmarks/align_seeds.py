@@ -8,10 +8,10 @@ refusals in the desired style (SFT, RLHF), by the string-match list and by the o
 compliance down by >= 50% relative to SFT, over-refusal up by <= 5 points, desired-style share up from SFT to RLHF.
 A second table gives, per seed, how well each model's lean to refusing separates harmful from safe prompts (AUC, on
 held-out and on training families: the limit on that trade-off), the held-out separation the goals need at SFT's
-rates (an estimate, `safety_eval.separation_needed`) beside a word-count classifier's (`word_count_separation`), the
-share of distinct held-out replies (on safe prompts, low when RL collapsed onto a stock answer), RL's reach (the
-share of training prompts per kind whose completions all fell below the rubric's best class over RL's last quarter:
-prompts the rubric could not teach; `report.rl_reach`) and the run's time:
+rates (an estimate, `safety_separation.separation_needed`) beside a word-count classifier's
+(`word_count_separation`), the share of distinct held-out replies (on safe prompts, low when RL collapsed onto a
+stock answer), RL's reach (the share of training prompts per kind whose completions all fell below the rubric's best
+class over RL's last quarter: prompts the rubric could not teach; `report.rl_reach`) and the run's time:
 the sum of its stages' seconds in metrics.jsonl (the last record of each stage; wall-clock time of the stages as
 they ran, on whatever load the machine had). A third gives each string-match change with a 95% interval from
 resampling held-out families (the paraphrases of one request are not independent samples).

@@ -340,6 +340,7 @@ class Pipeline(StagedRun):
         from augury.align.data import read_jsonl
         from augury.align.rm import load_reward_model
         from augury.align.safety_data import family_split, transcript
+        from augury.align.safety_separation import refusal_separation
         from augury.model.run import load_run
         from augury.safety.graders import load_grader
 
@@ -372,8 +373,8 @@ class Pipeline(StagedRun):
             result["rm_win_rate_vs_sft"] = ev.rm_win_rate(rm, [p for p, _ in pairs], [r for _, r in pairs],
                                                        [sft_replies[p.id] for p, _ in pairs])
         held = [p for p in prompts if p.source == "held-out"]
-        result["separation"] = {"held-out": ev.refusal_separation(model, tok, held),
-                                "training": ev.refusal_separation(model, tok, ev.training_prompts(split))}
+        result["separation"] = {"held-out": refusal_separation(model, tok, held),
+                                "training": refusal_separation(model, tok, ev.training_prompts(split))}
         conversations = [r["messages"] for r in read_jsonl(self.data / "held_out_conversations.jsonl")]
         result["multiple_choice"] = ev.multiple_choice(model, tok, ev.mc_questions(conversations, e.mc_questions, 16))
         result["held_out_loss"] = ev.held_out_loss(model, tok, [transcript(c) for c in conversations[:e.loss_texts]])
@@ -381,14 +382,14 @@ class Pipeline(StagedRun):
         return {"model": name, "held-out": result["safety"]["held-out/string_match"]}
 
     def report(self) -> dict:
-        from augury.align import safety_eval as ev
         from augury.align.report import render_report, rl_reach
         from augury.align.safety_data import family_split
+        from augury.align.safety_separation import separation_references
         from augury.io import read_jsonl
 
         results = {n: json.loads((self.out / "eval" / f"{n}.json").read_text()) for n in MODELS}
-        reference = ev.separation_references(family_split(self.cfg.held_out),
-                                             results["sft"]["safety"]["held-out/string_match"])
+        reference = separation_references(family_split(self.cfg.held_out),
+                                          results["sft"]["safety"]["held-out/string_match"])
         rl_records = self.out / "rl" / "metrics.jsonl"
         reach = rl_reach(read_jsonl(rl_records)) if rl_records.is_file() else None
         text, table = render_report(results, self.cfg, json.loads((self.data / "manifest.json").read_text()),

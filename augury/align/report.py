@@ -113,7 +113,7 @@ def rl_reach(records: list[dict]) -> dict | None:
 def render_report(results: dict, cfg, data_manifest: dict, reference: dict | None = None,
                   reach: dict | None = None) -> tuple[str, list[dict]]:
     """The report's text and its table rows; `reference` holds the separation the goals need at SFT's held-out rates
-    and a word-count classifier's (`safety_eval.separation_needed`, `word_count_separation`); `reach` is
+    and a word-count classifier's (`safety_separation.separation_needed`, `word_count_separation`); `reach` is
     `rl_reach` of the RL run."""
     rows = table_rows(results)
     lines = ["# augury align: base → SFT → RLHF (RM + RBRM)", "",
