@@ -23,7 +23,7 @@ def validate(cfg: ForecastConfig) -> None:
     """Check every field that can be checked without data; ForecastConfigError names the key."""
     lad, rec, tgt, cap = cfg.ladder, cfg.recipe, cfg.target, cfg.capability
     from augury.model import ModelConfig
-    from augury.scaling.result import min_bootstrap
+    from augury.scaling.limits import min_bootstrap
     from augury.train.config import OptimConfig
 
     model = typed_fields(ModelConfig, rec.model, "recipe.model")

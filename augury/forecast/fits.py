@@ -130,7 +130,7 @@ def fit_loss(rows: list[dict], target_x: float, fit_cfg, seed: int, y: str = "lo
     """Fit the loss law on the rung rows (compute in the rows' `x` field), predict the target at `target_x`, run
     the predictability checks."""
     from augury.scaling import TableError, fit_law
-    from augury.scaling.result import min_bootstrap
+    from augury.scaling.limits import min_bootstrap
 
     rows = sorted(rows, key=lambda r: r[x])
     # the scaling engine's laws name their compute variable "flops", whatever the definition

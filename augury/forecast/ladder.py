@@ -24,7 +24,7 @@ from augury.forecast.checks import min_rungs
 from augury.forecast.config import ForecastConfig, ForecastConfigError, typed_fields
 from augury.forecast.fits import fit_compute
 from augury.model import ModelConfig, flops_per_token, param_counts
-from augury.scaling.result import MAX_EXTRAPOLATION_DECADES
+from augury.scaling.limits import MAX_EXTRAPOLATION_DECADES
 from augury.train import TrainConfig
 from augury.train.config import OptimConfig
 

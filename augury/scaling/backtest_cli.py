@@ -15,7 +15,7 @@ from augury.errors import UsageError
 from augury.io import atomic_write_json, git_hash, not_a_folder, utc_now
 from augury.scaling.cli import check_options, exit_code, load_rows, run_fit
 from augury.scaling.laws import get_law
-from augury.scaling.result import check_range
+from augury.scaling.limits import check_range
 from augury.scaling.tables import TableError, columns_from, numeric_column, select
 
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from augury.scaling.diagnostics import improvement_verdict
-from augury.scaling.result import fit_law, refuse
+from augury.scaling.limits import refuse
+from augury.scaling.result import fit_law
 from augury.scaling.tables import TableError, check_problems
 
 

@@ -46,7 +46,7 @@ def check_options(bootstrap: int, level: float, delta: float, intervals_for: str
     """Refuse settings no fit can use, before any work; `intervals_for` names what makes --bootstrap 0 (no
     intervals) unusable, e.g. "--predict"; an --x the law would ignore is refused too."""
     from augury.scaling.laws import x_column_problem
-    from augury.scaling.result import check_settings
+    from augury.scaling.limits import check_settings
 
     if law and (problem := x_column_problem(law, x)):
         raise UsageError(f"--x {x}: {problem}")
@@ -190,7 +190,7 @@ def actual_range_problem(law: str, x: str | None, actual: float) -> str:
     """Why --actual cannot be a value of the fitted column ("" when it can): above the law's range, as a fitted
     row would be (fit_law). Two-step's --actual is step 2's accuracy; an unknown law is reported by the fit."""
     from augury.scaling.laws import get_law
-    from augury.scaling.result import above_range
+    from augury.scaling.limits import above_range
 
     try:
         fitted = get_law("sigmoid") if law == "two-step" else get_law(law, x)
@@ -203,7 +203,8 @@ def _optimal(result, flops: float) -> dict:
     """Hoffmann et al.'s N*(C), D*(C) with bootstrap intervals, or `status: "not-forecastable"` and a `reason` (the
     numbers kept as `unsupported`) when the rows cannot identify the trade-off between N and D or the allocation lies
     too far outside them."""
-    from augury.scaling.result import COLLINEAR_CORR, extrapolation_refusal, extrapolation_warning
+    from augury.scaling.limits import extrapolation_refusal, extrapolation_warning
+    from augury.scaling.result import COLLINEAR_CORR
 
     law = result.law
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # a draw with an exponent at 0
@@ -292,8 +293,8 @@ def _fit_capability(rows, table, problems, out_dir, queries, bootstrap, seed, le
         raise UsageError(f"capability: {err}") from None
     report = cap.to_json()
     report["predictions"] = [{"inputs": q, "buckets": cap.predict(q["flops"])} for q in queries]
+    from augury.scaling.limits import refuse
     from augury.scaling.plotting import plot_fit
-    from augury.scaling.result import refuse
 
     fc_status, fc_reason = cap.forecastability()
     first = cap.buckets[0]["fit"]

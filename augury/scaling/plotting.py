@@ -41,7 +41,7 @@ def plot_fit(result, path: str | Path, forecasts: list[dict] | None = None, titl
 
     import matplotlib.pyplot as plt
 
-    from augury.scaling.result import MAX_EXTRAPOLATION_DECADES
+    from augury.scaling.limits import MAX_EXTRAPOLATION_DECADES
 
     law = result.law
     # a point refused for being too far out is not drawn: an axis out to it would squash the data (or overflow)

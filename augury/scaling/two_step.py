@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from augury.scaling.laws import Sigmoid
-from augury.scaling.result import FitResult, extrapolation_refusal, extrapolation_warning, fit_law, wide_interval
+from augury.scaling.limits import extrapolation_refusal, extrapolation_warning, wide_interval
+from augury.scaling.result import FitResult, fit_law
 from augury.scaling.tables import TableError, columns_from, numeric_column
 
 
