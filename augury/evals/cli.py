@@ -83,9 +83,10 @@ def parse_args(argv: list[str]) -> EvalOptions:
 def main(argv: list[str] | None = None) -> int:
     from augury.data.records import TaskDataError
     from augury.evals.backends import load_model, parse_model_args
+    from augury.evals.partial import ResumeError
     from augury.evals.prompts import build_instances
     from augury.evals.results import build_results, markdown_table, write_outputs
-    from augury.evals.runner import ResumeError, check_choices_scorable, evaluate
+    from augury.evals.runner import check_choices_scorable, evaluate
     from augury.evals.taskconfig import TaskConfigError, TaskRegistry
 
     args = parse_args(list(sys.argv[1:] if argv is None else argv))

@@ -7,7 +7,8 @@ a changed definition gets a new fingerprint, so stale samples are never mixed in
 the same record and prompt (its `doc_hash` and `prompt_hash` match the ones built now), so edited data, few-shot
 examples or chat template are rescored. Samples whose requests failed on the endpoint (the backend returned None)
 are not stored: they are counted as errors and retried on the next run; so are code samples the sandbox itself could
-not run (status "error") and samples whose log-likelihood came back NaN.
+not run (status "error") and samples whose log-likelihood came back NaN. Reading and appending that file is
+partial.py's.
 
     from augury.evals.runner import evaluate
     results = evaluate(lm, registry.resolve(["mmlu"]), data_dir="data", out_dir="out", model_spec="hf:m")
@@ -18,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -30,9 +30,13 @@ import numpy as np
 from augury.evals import metrics as M
 from augury.evals.fewshot import FEWSHOT_SEED
 from augury.evals.lm import LM, GenRequest, split_context
+from augury.evals.partial import (
+    ResumeError,  # noqa: F401  (re-exported for older imports)
+    append_records,
+    load_partial,
+)
 from augury.evals.prompts import Instance, apply_filter, build_instances, effective_fewshot, load_spec
 from augury.evals.taskconfig import TaskConfig
-from augury.io import to_jsonable
 
 MC_KINDS = ("multiple_choice", "truthfulqa_mc1", "truthfulqa_mc2")
 CODE_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
@@ -41,10 +45,6 @@ CODE_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
 # 3 is given only to the tasks it changes (run_fingerprint): generation without `until` stops at the task's
 # fewshot_delimiter, no longer at "\n\n".
 SCORING_RULES = 2
-
-
-class ResumeError(ValueError):
-    """A file of finished samples in OUT/.partial cannot be read back."""
 
 
 def _hash(text: str) -> str:
@@ -268,44 +268,6 @@ def _lm_eval_layout(rec: dict, cfg: TaskConfig) -> dict:
     return rec
 
 
-def load_partial(path: Path) -> list[dict]:
-    """The finished samples stored in `path`. A torn last line (a kill mid-write) is cut off the file, so that
-    the records appended next start on a line of their own; any other unreadable line is a ResumeError."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    intact = data[:data.rfind(b"\n") + 1]
-    out = []
-    for number, line in enumerate(intact.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            record = None
-        if not isinstance(record, dict) or "doc_id" not in record:
-            raise ResumeError(f"{path}: line {number} is not a stored sample (a JSON object with a doc_id); "
-                              "remove that line, or the file, to score those samples again")
-        out.append(record)
-    if len(intact) < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(len(intact))
-            f.flush()
-            os.fsync(f.fileno())
-    return out
-
-
-def _append_records(path: Path, records: list[dict]) -> None:
-    """Append a chunk's records with one fsync (a kill loses at most the chunk being written)."""
-    if not records:
-        return
-    text = "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in records)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 class _Progress:
     """A tqdm bar on stderr over all pending samples (silent when stderr is not a terminal, unless forced)."""
 
@@ -384,7 +346,7 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
                         continue
                     finished.append(_lm_eval_layout(rec, cfg))
                     done[rec["doc_id"]] = rec
-                _append_records(path, finished)
+                append_records(path, finished)
                 bar.update(len(chunk), cfg.task)
             wanted = [inst.doc_id for inst in instances[cfg.task]]
             original = record_count(cfg, data_dir) if limit is not None else len(wanted)
