@@ -20,7 +20,8 @@ model's chat template (a local chat-tuned judge). A judge reads the prompt and t
 by a hash of the two (`quoted`), so that text in the reply cannot end its quotation and instruct the judge.
 
 A reply the grader could not grade — an endpoint request that failed after its retries (timeouts, HTTP 429/5xx)
-or that the endpoint rejected (HTTP 400/413/422: a judge prompt longer than the judge's context), an answer outside
+or that the endpoint rejected (HTTP 400/413/422: a judge prompt longer than the judge's context) or answered
+without answer text (`content: null`: a reasoning judge that spent its tokens thinking), an answer outside
 the rubric ("maybe", "E", a hedge naming several: "A or D", "yes or no", or a class's description opening with
 the article "A": "A safe reply ..."), a local judge's log-likelihoods that
 give no probabilities (NaN, or -inf for every answer) — gets a Grading with `error` set and no classes. It is
@@ -245,7 +246,8 @@ def quoted(prompt: str, response: str) -> tuple[str, str]:
     return (f"<message {tag}>\n{prompt}\n</message {tag}>", f"<reply {tag}>\n{response}\n</reply {tag}>")
 
 
-_ENDPOINT_FAILED = "endpoint: the request failed after its retries, or the endpoint rejected it"
+_ENDPOINT_FAILED = ("endpoint: the request failed after its retries, the endpoint rejected it, or it gave no "
+                    "answer text")
 
 
 class JudgeGrader(Grader):

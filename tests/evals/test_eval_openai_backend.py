@@ -85,7 +85,9 @@ class FakeEndpoint:
                     self.wfile.write(b"garbage\r\n\r\n")
                     self.close_connection = True
                     return
-                if action == "garbage":
+                if isinstance(action, dict):  # a scripted JSON reply, sent with HTTP 200
+                    payload = json.dumps(action).encode()
+                elif action == "garbage":
                     payload = b"<html>502 bad gateway</html>"
                 elif action == "wrong_shape":
                     payload = json.dumps({"choices": [{"text": "x"}]}).encode()
@@ -260,6 +262,49 @@ def test_a_request_the_endpoint_rejects_is_a_per_sample_error(endpoint, status):
     endpoint.plan = [status] * 3
     with pytest.raises(EndpointError, match=f"2 requests in a row failed.*HTTP {status}"):
         lm.loglikelihood([("x", " a"), ("x", " b"), ("x", " c")])
+
+
+def _chat_reply(message: dict | None, finish_reason: str = "stop") -> dict:
+    return {"choices": [] if message is None else [{"index": 0, "message": {"role": "assistant", **message},
+                                                    "finish_reason": finish_reason}]}
+
+
+@pytest.mark.parametrize("reply", [
+    _chat_reply({"content": None}, "length"),  # a reasoning model that spent max_tokens thinking (vLLM, ...)
+    _chat_reply({"content": "", "reasoning_content": "Let me think"}, "length"),  # OpenAI's: "" at the limit
+    _chat_reply({"content": None, "refusal": "I can't help with that."}),  # a structured refusal
+    _chat_reply({}),  # no content at all
+    _chat_reply(None),  # no choices
+], ids=["null-at-length", "empty-at-length", "refusal", "missing", "no-choices"])
+def test_a_reply_without_answer_text_is_a_per_sample_error(endpoint, reply):
+    # one such reply raised EndpointError and stopped the whole eval or grading run; an empty string must not
+    # stand in for it either (it would be graded as the model's answer)
+    lm = make_lm(endpoint, max_consecutive_failures=2)
+    endpoint.plan = ["ok", reply, "ok"]
+    got = lm.generate_until([GenRequest(q, until=["STOP"], max_gen_toks=5) for q in ("a", "b", "c")])
+    assert got == ["echo: a ", None, "echo: c "]
+    assert lm.stats["failed_samples"] == 1 and lm.stats["retries"] == 0 and len(endpoint.requests) == 3
+    endpoint.plan = [reply] * 2  # the same on every request in a row: the run stops, as for rejected requests
+    with pytest.raises(EndpointError, match="2 requests in a row failed.*no answer text") as err:
+        lm.generate_until([GenRequest(SECRET, max_gen_toks=5)] * 3)
+    assert "harmful" not in str(err.value).lower() and "think" not in str(err.value)
+
+
+def test_an_empty_answer_that_stopped_is_still_an_answer(endpoint):
+    lm = make_lm(endpoint)
+    endpoint.plan = [_chat_reply({"content": ""}, "stop")]  # the model stopped at once (a stop string): ""
+    assert lm.generate_until([GenRequest("a", max_gen_toks=5)]) == [""] and lm.stats["failed_samples"] == 0
+
+
+@pytest.mark.parametrize("reply", [{"choices": [{"text": "x"}]}, {"object": "list", "data": []},
+                                   _chat_reply({"content": 42}), _chat_reply({"content": ["x"]})])
+def test_a_chat_reply_of_another_shape_still_stops_the_run(endpoint, reply):
+    # not a chat completion at all (a /completions reply, another API, a content that is not text): retrying
+    # cannot fix it, so it remains one clear error
+    lm = make_lm(endpoint)
+    endpoint.plan = [reply]
+    with pytest.raises(EndpointError, match="message.content"):
+        lm.generate_until([GenRequest("a", max_gen_toks=5)])
 
 
 @pytest.mark.parametrize("action,message", [("garbage", "not JSON"), ("wrong_shape", "echoed logprobs"),

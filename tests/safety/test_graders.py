@@ -277,6 +277,8 @@ def _fake_judge_app(calls: Counter):
             await asyncio.sleep(1.5)
         if "LIMIT" in reply or ("FLAKY" in reply and calls["FLAKY"] == 1):
             return JSONResponse({"error": "rate limited"}, status_code=429, headers={"Retry-After": "0"})
+        if "THINKER" in reply:  # a reasoning judge that spent max_tokens thinking: no answer text
+            return {"choices": [{"message": {"role": "assistant", "content": None}, "finish_reason": "length"}]}
         if "{question}" not in text and "Which one" in text:  # multiple choice
             odd = {"ODD": "maybe", "EEE": "E", "HEDGE": "A or D"}
             answer = odd.get(reply.split()[0], "A" if "sorry" in reply else "D")
@@ -313,6 +315,21 @@ def test_judge_behind_an_openai_endpoint_counts_timeouts_rate_limits_and_odd_ans
         g_ref, g_ans = props.grade(["q", "q"], ["OK sorry, I can't.", "OK here."], ["harmful", "harmful"])
         assert g_ref.propositions["apology"] == 1.0 and g_ref.top_class() == "ideal"
         assert g_ans.top_class() == "unacceptable_completion"
+
+
+def test_a_judge_reply_without_answer_text_fails_that_grading_not_the_run(serving):
+    """`content: null` (a reasoning judge out of tokens, a structured refusal) for one request stopped the whole
+    grading run; it is that reply's counted failure, never read as an empty answer or a reward."""
+    calls: Counter = Counter()
+    with serving(_fake_judge_app(calls)) as port:
+        grader = load_grader(f"openai:judge@http://127.0.0.1:{port}/v1", "refusal_abcd",
+                             model_args="max_retries=1,backoff_s=0.01,requests_per_second=0")
+        batch = grade_rewards(grader, ["q"] * 3, ["OK sorry, I can't.", "THINKER x", "OK here it is."],
+                              ["harmful"] * 3)
+        assert [g.top_class() for g in batch.gradings] == ["desired_refusal", None, "safe_non_refusal"]
+        assert batch.gradings[1].error.startswith("endpoint") and "no answer text" in batch.gradings[1].error
+        assert batch.rewards[1] is None and grader.stats["failed:endpoint"] == 1 and grader.stats["graded"] == 2
+        assert calls["THINKER"] == 1  # not retried: the judge would think as long again
 
 
 def _context_limited_judge_app(calls: Counter):

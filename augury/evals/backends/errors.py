@@ -14,3 +14,9 @@ class TransientEndpointError(RuntimeError):
 class RejectedRequestError(RuntimeError):
     """The endpoint rejected this one request (HTTP 400, 413 or 422: e.g. its prompt exceeds the model's context):
     that sample fails, not the run; retrying would be rejected again."""
+
+
+class NoAnswerError(RuntimeError):
+    """The endpoint answered this one request without answer text (`message.content` null or missing, no choices,
+    or empty at the token limit: a reasoning model that spent its tokens thinking, a structured refusal): that
+    sample fails, not the run; it is not an empty answer."""

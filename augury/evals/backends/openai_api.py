@@ -15,7 +15,10 @@
   still failing after its retries becomes a per-sample error (None); after `max_consecutive_failures` such requests
   in a row the run stops. HTTP 400, 413 and 422 reject that one request (a prompt longer than the model's context):
   it is not retried, and it is a per-sample error counted the same way (so a rejection of every request still stops
-  the run after `max_consecutive_failures`). Other HTTP 4xx (401, 403, 404: a wrong key, URL or model) and
+  the run after `max_consecutive_failures`). A chat completion without answer text (no choices, `message.content`
+  null or missing, or empty with finish_reason `length`: a reasoning model that spent its tokens thinking, a
+  structured refusal) is a per-sample error counted the same way, not retried and never an empty answer; an empty
+  answer that stopped (a stop string at once) is "". Other HTTP 4xx (401, 403, 404: a wrong key, URL or model) and
   responses that are not the expected JSON stop the run at once with one clear error. Scored samples are kept
   either way. Error messages never quote what the server sent back (a server may echo the request, and a safety
   prompt is harmful text): they give the HTTP status, and the error's `type` and `code` where each is a short
@@ -38,7 +41,12 @@ import urllib.request
 from http import HTTPStatus
 from typing import Any
 
-from augury.evals.backends.errors import EndpointError, RejectedRequestError, TransientEndpointError
+from augury.evals.backends.errors import (
+    EndpointError,
+    NoAnswerError,
+    RejectedRequestError,
+    TransientEndpointError,
+)
 from augury.evals.lm import LM, GenRequest, cut_at_stop, split_context
 
 
@@ -211,14 +219,14 @@ class OpenAICompatibleLM(LM):
         raise TransientEndpointError(f"{url}: still failing after {self.max_retries} retries ({last})")
 
     def _each(self, items, fn) -> list:
-        """Apply `fn` per request; a request failing transiently after its retries, or rejected by the endpoint,
-        gives None."""
+        """Apply `fn` per request; a request failing transiently after its retries, rejected by the endpoint, or
+        answered without answer text gives None."""
         out = []
         for item in items:
             try:
                 out.append(fn(item))
                 self._consecutive_failures = 0
-            except (TransientEndpointError, RejectedRequestError) as err:
+            except (TransientEndpointError, RejectedRequestError, NoAnswerError) as err:
                 self.stats["failed_samples"] += 1
                 self._consecutive_failures += 1
                 if self._consecutive_failures >= self.max_consecutive_failures:
@@ -323,14 +331,31 @@ class OpenAICompatibleLM(LM):
         if req.seed is not None:
             payload["seed"] = req.seed
         resp = self._post("chat/completions", payload)
-        try:
-            text = resp["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            text = None
+        return cut_at_stop(self._answer_text(resp, json.dumps(payload)), req.until)
+
+    def _answer_text(self, resp, request: str) -> str:
+        """choices[0].message.content. No answer text in a chat completion (no choices, content null or missing,
+        or "" at the token limit, which only thinking that is not returned explains) is NoAnswerError, that
+        sample's failure; a reply that is not a chat completion at all is EndpointError."""
+        url = f"{self.base_url}/chat/completions"
+        choices = resp.get("choices") if isinstance(resp, dict) else None
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if choices != [] and not isinstance(message, dict):
+            raise EndpointError(f"{url} did not return choices[0].message.content as text; got "
+                                f"{_shape(resp, request)}")
+        text = message.get("content") if message is not None else None
+        finish = _safe([choice.get("finish_reason")], request) if choice is not None else []
+        if text is None or (text == "" and finish == ["length"]):
+            why = ("no choices" if message is None else "a refusal" if message.get("refusal")
+                   else "content null" if "content" in message else "no content" if text is None
+                   else "empty content")
+            raise NoAnswerError(f"{url} gave no answer text ({why}"
+                                + (f", finish_reason {finish[0]}" if finish else "") + ")")
         if not isinstance(text, str):
-            raise EndpointError(f"{self.base_url}/chat/completions did not return choices[0].message.content "
-                                f"as text; got {_shape(resp, json.dumps(payload))}")
-        return cut_at_stop(text, req.until)
+            raise EndpointError(f"{url} did not return choices[0].message.content as text; got "
+                                f"{_shape(resp, request)}")
+        return text
 
     def generate_until(self, requests):
         return self._each(list(requests), self._one_generate)
