@@ -99,23 +99,47 @@ class PropositionGrader:
 
     @classmethod
     def from_json(cls, data: dict) -> PropositionGrader:
+        """The grader `to_json` wrote; ValueError naming the first field that is not what it wrote (a hand-edited
+        or corrupt file), so that nothing fails later, on the first reply graded."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
-        if data.get("format") != "augury-proposition-grader" or data.get("version") != 1:
-            raise UsageError("not an augury proposition grader (format/version)")
-        vec = TfidfVectorizer(**{**data["vectorizer"], "ngram_range": tuple(data["vectorizer"]["ngram_range"])})
-        vec.vocabulary_ = data["vocabulary"]
-        vec.idf_ = np.array(data["idf"])
+        if not isinstance(data, dict) or data.get("format") != "augury-proposition-grader" or \
+                data.get("version") != 1:
+            raise ValueError("not an augury proposition grader (format/version)")
+        params, vocabulary, idf, models_in = (data.get(k) for k in ("vectorizer", "vocabulary", "idf", "models"))
+        ngrams = params.get("ngram_range") if isinstance(params, dict) else None
+        if not (isinstance(params, dict) and set(params) == set(VECTORIZER)
+                and isinstance(ngrams, list) and len(ngrams) == 2 and all(_is_int(n) and n >= 1 for n in ngrams)
+                and ngrams[0] <= ngrams[1] and _is_number(params["min_df"]) and params["min_df"] > 0
+                and all(isinstance(params[k], bool) for k in ("sublinear_tf", "lowercase"))):
+            raise ValueError(f"vectorizer must be an object with {sorted(VECTORIZER)} as `augury grader` writes "
+                             "them")
+        idf = _numbers(idf, "idf")
+        if not (isinstance(vocabulary, dict) and all(_is_int(i) for i in vocabulary.values())
+                and sorted(vocabulary.values()) == list(range(len(idf)))):
+            raise ValueError(f"vocabulary must map each term to a distinct column 0..{len(idf) - 1} (one per idf "
+                             "value)")
+        if not isinstance(models_in, dict):
+            raise ValueError("models must be an object: proposition -> probability or {coef, intercept}")
+        vec = TfidfVectorizer(**{**params, "ngram_range": tuple(ngrams)})
+        vec.vocabulary_ = vocabulary
+        vec.idf_ = idf
         models = {}
-        for name, m in data["models"].items():
-            if isinstance(m, float):
-                models[name] = m
+        for name, m in models_in.items():
+            if _is_number(m) and 0.0 <= m <= 1.0:  # a one-class proposition's constant probability
+                models[name] = float(m)
                 continue
+            if not (isinstance(m, dict) and _is_number(m.get("intercept"))):
+                raise ValueError(f"models.{name} must be a probability in [0, 1] or {{coef, intercept}} with a "
+                                 "number for intercept")
+            coef = _numbers(m.get("coef"), f"models.{name}.coef")
+            if len(coef) != len(idf):
+                raise ValueError(f"models.{name}.coef has {len(coef)} values for {len(idf)} vocabulary terms")
             clf = LogisticRegression()
             clf.classes_ = np.array([False, True])
-            clf.coef_ = np.array([m["coef"]])
-            clf.intercept_ = np.array([m["intercept"]])
+            clf.coef_ = coef[None, :]
+            clf.intercept_ = np.array([float(m["intercept"])])
             models[name] = clf
         return cls(vec, models)
 
@@ -123,8 +147,22 @@ class PropositionGrader:
     def load(cls, path: str | Path) -> PropositionGrader:
         try:
             return cls.from_json(json.loads(Path(path).read_text()))
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError) as err:
             raise UsageError(f"cannot load grader {path}: {err}") from None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _numbers(values, what: str) -> np.ndarray:
+    if not (isinstance(values, list) and values and all(_is_number(v) for v in values)):
+        raise ValueError(f"{what} must be a non-empty list of finite numbers")
+    return np.array(values, dtype=float)
 
 
 def evaluate(grader: PropositionGrader, rows: list[dict], train_rows: list[dict]) -> dict:

@@ -116,3 +116,48 @@ def test_a_proposition_a_row_does_not_label_is_an_error_not_a_negative(tmp_path)
     (data / "test.jsonl").write_text(json.dumps(unlabelled[1]) + "\n" + rows[0] + "\n")  # an extra label
     with pytest.raises(UsageError, match=re.escape("test.jsonl:2: proposition(s) ['apology'] unlabelled")):
         read_rows(data / "test.jsonl")
+
+
+def _corrupt(data: dict, case: str) -> object:
+    name = next(iter(data["models"]))
+    edits = {
+        "vectorizer null": lambda d: d.update(vectorizer=None),
+        "vectorizer unknown option": lambda d: d["vectorizer"].update(bogus=1),
+        "vectorizer option of a wrong type": lambda d: d["vectorizer"].update(lowercase="yes"),
+        "ngram_range wrong": lambda d: d["vectorizer"].update(ngram_range=3),
+        "vocabulary a list": lambda d: d.update(vocabulary=[]),
+        "vocabulary index out of range": lambda d: d["vocabulary"].update(extra=len(d["idf"]) + 5),
+        "idf text": lambda d: d.update(idf="abc"),
+        "idf too short": lambda d: d.update(idf=d["idf"][:-1]),
+        "models null": lambda d: d.update(models=None),
+        "model a string": lambda d: d["models"].update({name: "0.5"}),
+        "model probability over 1": lambda d: d["models"].update({name: 1.5}),
+        "coef wrong length": lambda d: d["models"][name].update(coef=[0.5]),
+        "coef text": lambda d: d["models"][name].update(coef="abc"),
+        "intercept null": lambda d: d["models"][name].update(intercept=None),
+        "intercept a list": lambda d: d["models"][name].update(intercept=[1.0]),
+    }
+    if case == "not an object":
+        return [data]
+    edits[case](data)
+    return data
+
+
+@pytest.mark.parametrize("case", ["vectorizer null", "vectorizer unknown option", "vectorizer option of a wrong type",
+                                  "ngram_range wrong", "vocabulary a list", "vocabulary index out of range",
+                                  "idf text", "idf too short", "models null", "model a string",
+                                  "model probability over 1", "coef wrong length", "coef text", "intercept null",
+                                  "intercept a list", "not an object"])
+def test_a_corrupt_grader_json_is_one_error_naming_the_file(tmp_path, case):
+    # a hand-edited grader.json was a TypeError/AttributeError traceback on load, or loaded and then crashed (or
+    # graded with the wrong shapes) on the first reply
+    rows = [json.loads(_gold_row(r, a)) for r, a in [("I'm sorry, I can't help with that.", True),
+                                                     ("Sure, here it is.", False),
+                                                     ("Sorry, I cannot help with that.", True),
+                                                     ("Sure, here is the answer.", False)]]
+    data = PropositionGrader.fit(rows).to_json()
+    assert isinstance(data["models"]["apology"], dict)
+    path = tmp_path / "grader.json"
+    path.write_text(json.dumps(_corrupt(json.loads(json.dumps(data)), case)))
+    with pytest.raises(UsageError, match=f"cannot load grader {re.escape(str(path))}: "):
+        PropositionGrader.load(path)
