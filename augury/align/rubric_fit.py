@@ -7,10 +7,12 @@ rubric ranks their classes (the RBR paper's hinge loss; the math is `augury.safe
 DATA rows: `prompt` (text or a message list), `completion` (text), `kind` (one of the rubric's kinds) and `class`
 (the completion's gold class, e.g. written to be an ideal refusal), optionally `rm_score`. Completions of the same
 prompt form a group; pairs are ordered by the rubric's class rewards. The reward-model score comes from
-`--reward_model` (an `augury rm` folder), else from every row's `rm_score`, else it is 0. OUT gets `rubric.yaml`
-(the rubric with the fitted rewards) and `report.json` (pairs, ordering accuracy and hinge loss before and after,
-the grader's confusion, the rewards, and every pair of classes whose fitted rewards invert the rubric's order, with
-a warning that is printed too). It prints class names and figures only.
+`--reward_model` (an `augury rm` folder), else from every row's `rm_score`, else it is 0. A share of the prompts
+(`--held_out`, 0.1 by default; 0 for none) is held out of the fit, chosen by `--seed`, and the ordering is reported
+on their pairs too: on the pairs fitted it says little about new completions. OUT gets `rubric.yaml` (the rubric
+with the fitted rewards) and `report.json` (pairs, ordering accuracy and hinge loss before and after on the fitted
+and on the held-out pairs, the grader's confusion, the rewards, and every pair of classes whose fitted rewards
+invert the rubric's order, with a warning that is printed too). It prints class names and figures only.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def _reply(row: dict):
 
 def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "offline",
                grader_model_args: str = "", reward_model: str = "", margin: float = 1.0, l2: float = 0.01,
-               steps: int = 500) -> dict:
+               steps: int = 500, held_out: float = 0.1, seed: int = 0) -> dict:
     """Fit the class rewards of RUBRIC on labelled completions and write the fitted rubric.
 
     Args:
@@ -75,12 +77,16 @@ def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "o
         margin: the hinge margin between a better and a worse class.
         l2: pull of the fitted rewards towards the starting ones.
         steps: Adam steps.
+        held_out: share of the prompts (all their completions) held out of the fit, on whose pairs the ordering
+            is reported as well (round(share x prompts with ordered pairs), at least one; 0 = none).
+        seed: which prompts are held out.
     """
     from augury.safety.fit import fit_class_rewards
     from augury.safety.graders import load_grader
 
     for name, value, ok, want in (("steps", steps, steps >= 1, ">= 1"), ("margin", margin, margin > 0, "> 0"),
-                                  ("l2", l2, l2 >= 0, ">= 0")):
+                                  ("l2", l2, l2 >= 0, ">= 0"), ("held_out", held_out, 0 <= held_out < 1,
+                                                                ">= 0 and < 1")):
         if not ok:  # also NaN
             raise UsageError(f"--{name} must be {want} (got {value})")
     if why := not_a_folder(out):
@@ -123,21 +129,28 @@ def rubric_fit(*, data: str, out: str, rubric: str = "default", grader: str = "o
     try:
         fitted, report = fit_class_rewards(g.rubric, gradings, [r["class"] for r in rows],
                                            [json.dumps(r["prompt"], sort_keys=True) for r in rows], scores,
-                                           margin=margin, l2=l2, steps=steps)
+                                           margin=margin, l2=l2, steps=steps, held_out=held_out, seed=seed)
     except ValueError as err:
         raise UsageError(str(err)) from None
     new = g.rubric.with_rewards(fitted)
     Path(out).mkdir(parents=True, exist_ok=True)
     result = {"created": utc_now(), "data": data, "rubric": g.rubric.source, "grader": grader,
               "reward_model": reward_model or ("rm_score column" if scores else "none"),
-              "grader_failures": report.skipped, **vars(report), "warnings": report.warnings(), "rewards": fitted,
+              "held_out": held_out, "seed": seed, "grader_failures": report.skipped, **vars(report),
+              "warnings": report.warnings(), "rewards": fitted,
               "starting_rewards": {k: {c.name: c.reward[k] for c in g.rubric.classes} for k in g.rubric.kinds}}
     atomic_write_text(Path(out) / "rubric.yaml", f"# fitted by augury rubric-fit on {data}\n" +
                       yaml.safe_dump(new.to_dict(), sort_keys=False, allow_unicode=True))
     atomic_write_json(Path(out) / "report.json", result)
-    print(f"{report.pairs} ordered pairs ({report.skipped} completions left out: grading failed); ordered "
+    print(f"{report.pairs} ordered pairs fitted ({report.skipped} completions left out: grading failed); ordered "
           f"correctly {report.ordered_before:.3f} -> {report.ordered_after:.3f}, hinge {report.hinge_before:.3f} "
           f"-> {report.hinge_after:.3f}")
+    if report.held_out_pairs:
+        print(f"held out {report.held_out_prompts} prompt(s), {report.held_out_pairs} pairs: ordered correctly "
+              f"{report.held_out_ordered_before:.3f} -> {report.held_out_ordered_after:.3f}, hinge "
+              f"{report.held_out_hinge_before:.3f} -> {report.held_out_hinge_after:.3f}")
+    else:
+        print("no prompts held out (--held_out 0): the figures above are on the pairs fitted only")
     inverted = {(v["kind"], n) for v in report.inversions for n in (v["written_higher"], v["written_lower"])}
     for kind in g.rubric.kinds:
         for c in g.rubric.classes:

@@ -181,3 +181,84 @@ def test_a_gold_class_the_rubric_does_not_define_for_the_kind_is_an_error(tmp_pa
         fit_class_rewards(grader.rubric, gradings, gold, ["a", "a", "b", "b"])
     gold[2] = "sorry_safe"
     assert fit_class_rewards(grader.rubric, gradings, gold, ["a", "a", "b", "b"])[1].pairs == 2
+
+
+def _graded_rows():
+    rows = _rows()
+    grader = load_grader("rules", "refusal_abcd")
+    gradings = grader.grade([r["prompt"] for r in rows], [r["completion"] for r in rows], [r["kind"] for r in rows])
+    return rows, grader.rubric, gradings
+
+
+def test_held_out_prompts_are_left_out_of_the_fit_and_scored_apart():
+    """`ordered_after` on the pairs the weights were fitted on says nothing about new completions: a share of the
+    prompts (all their completions) is held out of the fit, and the ordering and hinge are reported on their pairs."""
+    rows, rubric, gradings = _graded_rows()
+    rows[0]["rm_score"] = rows[4]["rm_score"] = 9.0  # prompts 0 and 1: an RM far keener on desired refusals
+    args = (rubric, gradings, [r["class"] for r in rows], [r["prompt"] for r in rows])
+    scores = [r["rm_score"] for r in rows]
+    fitted, report = fit_class_rewards(*args, scores, held_out=0.34, seed=0)
+    held = report.held_out_rows
+    assert report.held_out_prompts == 2 and report.held_out_pairs == 6 and report.pairs == 12
+    held_prompts = {rows[i]["prompt"] for i in held}
+    assert len(held_prompts) == 2 and len(held) == 6  # three completions of each harmful prompt
+    assert held == [i for i, r in enumerate(rows) if r["prompt"] in held_prompts]  # split by prompt, not by pair
+    # the fit never saw the held-out completions: fitting the rest alone gives the same rewards
+    rest = [i for i in range(len(rows)) if i not in held]
+    alone, _ = fit_class_rewards(rubric, [gradings[i] for i in rest], [rows[i]["class"] for i in rest],
+                                 [rows[i]["prompt"] for i in rest], [scores[i] for i in rest])
+    assert alone == fitted
+    # ... and the held-out figures are those rewards' ordering of the held-out pairs
+    reward = {i: scores[i] + sum(p * fitted[rows[i]["kind"]][c] for c, p in gradings[i].classes.items())
+              for i in held}
+    rank = {c.name: c.reward["harmful"] for c in rubric.classes}
+    pairs = [(i, j) for i in held for j in held if rows[i]["prompt"] == rows[j]["prompt"]
+             and rows[i]["kind"] == rows[j]["kind"] == "harmful" and rank[rows[i]["class"]] > rank[rows[j]["class"]]]
+    assert len(pairs) == 6
+    assert report.held_out_ordered_after == pytest.approx(sum(reward[i] > reward[j] for i, j in pairs) / 6)
+    assert report.held_out_hinge_after == pytest.approx(sum(max(0.0, 1.0 - (reward[i] - reward[j]))
+                                                            for i, j in pairs) / 6)
+    assert report.held_out_ordered_before is not None and report.held_out_hinge_before is not None
+    # deterministic by seed; other seeds hold out other prompts
+    assert fit_class_rewards(*args, scores, held_out=0.34, seed=0)[1].held_out_rows == held
+    assert len({tuple(fit_class_rewards(*args, scores, held_out=0.34, seed=s, steps=1)[1].held_out_rows)
+                for s in range(8)}) > 1
+
+
+def test_no_held_out_share_fits_every_pair_and_a_share_leaving_none_is_refused():
+    rows, rubric, gradings = _graded_rows()
+    args = (rubric, gradings, [r["class"] for r in rows], [r["prompt"] for r in rows], [r["rm_score"] for r in rows])
+    report = fit_class_rewards(*args, held_out=0.0)[1]
+    assert report.pairs == 18 and report.held_out_pairs == 0 and report.held_out_rows == []
+    assert report.held_out_ordered_after is None and report.held_out_hinge_after is None
+    assert fit_class_rewards(*args, held_out=0.01)[1].held_out_prompts == 1  # a share > 0 holds out one at least
+    with pytest.raises(ValueError, match=r"held_out 0.95 holds out 6 of the 6 prompts .* no pairs to fit on"):
+        fit_class_rewards(*args, held_out=0.95)
+    for bad in (1.0, -0.1, math.nan):
+        with pytest.raises(ValueError, match="held_out must be >= 0 and < 1"):
+            fit_class_rewards(*args, held_out=bad)
+
+
+def test_rubric_fit_holds_out_a_tenth_of_the_prompts_by_default_and_reports_them(tmp_path, capsys):
+    from augury.align.rubric_fit import rubric_fit
+    from augury.errors import UsageError
+
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    result = rubric_fit(data=str(data), out=str(tmp_path / "fit"), rubric="refusal_abcd", grader="rules")
+    assert result["held_out"] == 0.1 and result["seed"] == 0
+    assert result["held_out_prompts"] == 1 and result["held_out_pairs"] == 3 and result["pairs"] == 15
+    assert result["held_out_ordered_after"] == 1.0 and result["held_out_hinge_after"] is not None
+    report = json.loads((tmp_path / "fit" / "report.json").read_text())
+    assert report["held_out_ordered_after"] == result["held_out_ordered_after"]
+    assert "held out 1 prompt(s), 3 pairs: ordered correctly" in capsys.readouterr().out
+    none = rubric_fit(data=str(data), out=str(tmp_path / "fit0"), rubric="refusal_abcd", grader="rules",
+                      held_out=0.0)
+    assert none["pairs"] == 18 and none["held_out_pairs"] == 0 and none["held_out_ordered_after"] is None
+    assert "no prompts held out" in capsys.readouterr().out
+    for bad, message in ((1.0, r"--held_out must be >= 0 and < 1 \(got 1.0\)"),
+                         (0.95, r"held_out 0.95 holds out 6 of the 6 prompts")):
+        with pytest.raises(UsageError, match=message):
+            rubric_fit(data=str(data), out=str(tmp_path / "bad"), rubric="refusal_abcd", grader="rules",
+                       held_out=bad)
+        assert not (tmp_path / "bad").exists()
