@@ -4,13 +4,14 @@
     pixels = await asyncio.to_thread(question.pixels)    # decoded after the request is admitted (its costly part)
 
 The question is what `augury sample --image` makes of the same text and images (`augury.model.image_prompt`): one
-user turn, each image part standing where a `<|image|>` marker would, so the same image, text and seed give the
-same answer. Only `data:` URLs are read (base64 of an image file Pillow reads: PNG, JPEG, GIF, WebP, ...): a
-server that fetched an http(s) URL would make requests from inside its network on any client's say (SSRF). An
-image over `--max_image_bytes` (from the base64's length, before decoding) or over `augury.data.images.MAX_PIXELS`
-pixels (from its header) is a 413; one that cannot be read is a 400. The images decode through
-`augury.data.images.decode_image`, as image files do for training and sampling. A model that reads no images (a
-text-only run, a Hugging Face folder, an upstream in gateway mode) answers each image part with a 400 saying why.
+user turn; a single image goes before the text (as training places it) whichever part comes first, several each
+stand where a `<|image|>` marker would; so the same image, text and seed give the same answer. Only `data:` URLs
+are read (base64 of an image file Pillow reads: PNG, JPEG, GIF, WebP, ...): a server that fetched an http(s) URL
+would make requests from inside its network on any client's say (SSRF). An image over `--max_image_bytes` (from
+the base64's length, before decoding) or over `augury.data.images.MAX_PIXELS` pixels (from its header) is a 413;
+one that cannot be read is a 400. The images decode through `augury.data.images.decode_image`, as image files do
+for training and sampling. A model that reads no images (a text-only run, a Hugging Face folder, an upstream in
+gateway mode) answers each image part with a 400 saying why.
 """
 
 from __future__ import annotations
@@ -90,12 +91,17 @@ async def image_question(backend, req: ChatRequest, cfg) -> ImageQuestion:
                              "earlier turns (image-text runs learn from one user turn, as augury sample --image "
                              "asks; docs/vision.md)")
     files = [(where, _file_bytes(where, part, cfg.max_image_bytes)) for where, part in found]
-    pieces = [""]  # the texts around the images
-    for piece in req.messages[0].pieces():
-        if isinstance(piece, ImagePart):
-            pieces.append("")
-        else:
-            pieces[-1] += piece
+    if len(files) == 1:
+        # one image goes before the text wherever its part stands, as training and augury sample (one image, no
+        # marker) place it: OpenAI's own examples send the text part first, an order the model never learnt
+        pieces = ["", req.messages[0].text()]
+    else:  # several images keep their places, as <|image|> markers do
+        pieces = [""]  # the texts around the images
+        for piece in req.messages[0].pieces():
+            if isinstance(piece, ImagePart):
+                pieces.append("")
+            else:
+                pieces[-1] += piece
     model, tok = backend.model.model, backend.tokenizer.tok
     try:
         # in the tokenizing thread: encoding switches a flag on the shared tokenizer

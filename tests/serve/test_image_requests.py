@@ -77,10 +77,12 @@ def test_a_data_url_image_is_answered_as_augury_sample_answers_the_file(vision_r
         path = tmp_path / f"image{seed}.png"
         path.write_bytes(png(picture(seed, mode)))
         url = data_url(path.read_bytes())
+        # one image goes before the text, as training and augury sample place it, whichever part comes first
+        # (OpenAI's own examples send the text first)
         cases = [  # (content parts, the prompt augury sample is given, sampling settings)
             ([image_part(url), {"type": "text", "text": QUESTION}], QUESTION, {"temperature": 0}),
-            ([{"type": "text", "text": QUESTION}, image_part(url)], f"{QUESTION} <|image|>", {"temperature": 0}),
-            ([{"type": "text", "text": QUESTION}, image_part(url)], f"{QUESTION} <|image|>",
+            ([{"type": "text", "text": QUESTION}, image_part(url)], QUESTION, {"temperature": 0}),
+            ([{"type": "text", "text": QUESTION}, image_part(url)], QUESTION,
              {"temperature": 1.0, "top_p": 0.9, "seed": 11}),
         ]
         for content, prompt, settings in cases:
@@ -95,6 +97,33 @@ def test_a_data_url_image_is_answered_as_augury_sample_answers_the_file(vision_r
             events = [json.loads(line[6:]) for line in streamed.text.splitlines()
                       if line.startswith("data: {")]
             assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events) == served
+
+
+def test_one_image_is_read_before_the_text_whichever_part_comes_first(vision_run, tmp_path, make_client):
+    from augury.model.image_prompt import question_ids
+    from augury.serve.backends import LocalBackend
+    from augury.serve.images import image_question
+    from augury.serve.schema import ChatRequest, parse_request
+
+    client, cfg = make_client(vision_run, tmp_path)
+    url = data_url(png(picture(1)))
+    orders = [[image_part(url), QUESTION_PART], [QUESTION_PART, image_part(url)],
+              [{"type": "text", "text": "Which digit "}, image_part(url), {"type": "text", "text": "is shown?"}]]
+    replies = []
+    for content in orders:
+        resp = client.post("/v1/chat/completions", json=chat(content, logprobs=True))
+        assert resp.status_code == 200, resp.text
+        replies.append(resp.json()["choices"][0]["logprobs"])
+    assert replies[1] == replies[0] and replies[2] == replies[0]
+    backend = LocalBackend.load(str(vision_run))
+    training = question_ids(backend.model.model, backend.tokenizer.tok, QUESTION, 1)  # "<|image|> question"
+    for content in orders:
+        req = parse_request(ChatRequest, chat(content), cfg)
+        assert asyncio.run(image_question(backend, req, cfg)).ids == training
+    # several images keep their places (each part stands where a <|image|> marker would)
+    two = parse_request(ChatRequest, chat([QUESTION_PART, image_part(url), image_part(url)]), cfg)
+    marked = question_ids(backend.model.model, backend.tokenizer.tok, f"{QUESTION} <|image|><|image|>", 2)
+    assert asyncio.run(image_question(backend, two, cfg)).ids == marked
 
 
 def test_the_answer_reads_the_image(vision_run, tmp_path, make_client):
