@@ -20,6 +20,7 @@ held-out), so no held-out image is a training image.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -133,7 +134,26 @@ def decode_image(data: bytes, image_size: int, name: str = "data") -> np.ndarray
     return _read(io.BytesIO(data), name, image_size)
 
 
+def image_dimensions(data: bytes, name: str = "data") -> tuple[int, int]:
+    """(width, height) of an image file's bytes, from its header, nothing decoded: the errors `decode_image` gives
+    for data in no image format and for a file over MAX_PIXELS, at the cost of reading a header (augury serve
+    checks them before a request is admitted; a file damaged further on is found only by decoding it)."""
+    with _opened(io.BytesIO(data), name) as img:
+        return img.size
+
+
 def _read(source, name: str, image_size: int) -> np.ndarray:
+    from PIL import Image
+
+    with _opened(source, name) as img:
+        img.load()
+        rgb = _rgb(_upright(img)).resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return to_pixels(np.asarray(rgb, dtype=np.uint8))
+
+
+@contextlib.contextmanager
+def _opened(source, name: str):
+    """The image of `source`, opened (its header read) and within MAX_PIXELS; any error inside, as one ImageError."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -147,8 +167,7 @@ def _read(source, name: str, image_size: int) -> np.ndarray:
             if w * h > MAX_PIXELS:  # read from the header: nothing is decoded yet
                 raise ImageTooLarge(f"image {name} is {w}x{h} pixels, more than the {MAX_PIXELS:,} accepted; "
                                     "downscale it first")
-            img.load()
-            rgb = _rgb(_upright(img)).resize((image_size, image_size), Image.Resampling.BILINEAR)
+            yield img
     except ImageError:
         raise
     except Image.DecompressionBombError:  # Pillow refuses to open above 179M pixels, before our own check
@@ -158,7 +177,6 @@ def _read(source, name: str, image_size: int) -> np.ndarray:
         raise ImageError(f"image {name} cannot be read: it is in no image format Pillow reads") from None
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
         raise ImageError(f"image {name} is damaged or truncated: {err}") from None
-    return to_pixels(np.asarray(rgb, dtype=np.uint8))
 
 
 def _upright(img):

@@ -26,7 +26,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from augury.serve.config import ServeConfig
 from augury.serve.gate import Gate, Refused, Ticket
 from augury.serve.gateway import UpstreamBackend, UpstreamError, estimated_tokens, proxy
-from augury.serve.images import ImageQuestion, image_bytes, image_question
+from augury.serve.images import ImageQuestion, decoded, image_question
 from augury.serve.jobs import Delta, GenerationFailed, GenerationJob
 from augury.serve.keys import KeyStore
 from augury.serve.moderation import ModerationPolicy, Moderator
@@ -151,12 +151,10 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def chat_completions(request: Request):
         async def handle(ticket: Ticket, body: dict):
             req = parse_request(ChatRequest, body, cfg)
-            found = req.images()
-            ticket.images, ticket.image_bytes = len(found), sum(image_bytes(part.url) for _, part in found)
+            question = await image_question(backend, req, cfg, ticket)  # None without image parts
             # the conversation is read as one text, the way the model reads it: a request split over messages is
             # still the request (its images are not text: moderation reads the text parts)
             texts = ["\n".join(m.text() for m in req.messages)]
-            question = await image_question(backend, req, cfg) if found else None
             if isinstance(backend, UpstreamBackend):
                 return await proxy(gate, backend, ticket, req, body, texts, chat=True, refuse=finish_refusal)
             if req.top_logprobs:
@@ -204,7 +202,8 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                        images: ImageQuestion | None = None):
         """Generate req.n choices for each prompt (token ids); `texts` are what input moderation reads (and, for
         completions, each prompt's text for echo). `images`: the images of a question about images (one prompt),
-        decoded once the request is admitted and its text passes moderation."""
+        decoded once the request is admitted, before moderation reads its text (an image that does not decode
+        costs its key nothing, and no grader read the text for it)."""
         longest = max(len(p) for p in prompts)
         if longest >= backend.max_context:
             raise RequestInvalid(f"prompt: {longest} tokens, and this model's context is {backend.max_context} (the "
@@ -218,10 +217,10 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         gate.admit(ticket, ticket.prompt_tokens + req.max_tokens * req.n * len(prompts))
         finished = False
         try:
+            pixels = await decoded(images, ticket)
             if await moderate(ticket, texts, "input"):
                 ticket.refused = True
                 return await finish_refusal(ticket, req, chat, req.n * len(prompts))
-            pixels = await asyncio.to_thread(images.pixels) if images is not None else None
             stop_ids = list(backend.chat_stop_ids) if chat else list(getattr(backend, "eos_ids", []))
             logprobs = (0 if req.logprobs else None) if chat else req.logprobs
             scored = logprobs if not chat and req.echo else None  # echo with logprobs scores the prompt

@@ -62,6 +62,7 @@ class Ticket:
     images: int = 0  # image parts in the request
     image_bytes: int = 0  # their files' size in all (the log records this, never the images)
     recorded: bool = False  # its row is made (and being written): the request is logged
+    bad_input: bool = False  # refused as bad input once admitted (an image that does not decode): costs nothing
 
     def record(self, status: int, error: str | None = None) -> RequestRecord:
         self.recorded = True
@@ -138,6 +139,9 @@ class Gate:
     def finish(self, ticket: Ticket) -> None:
         """Settle the per-key limits with the tokens the request used (after `admit`, whatever the outcome); what
         it planned when that is unknown, so a reply is never free for want of a count."""
+        if ticket.bad_input:  # as any other 400: neither the request nor its tokens count against its key
+            self.limiter.give_back(ticket.key or "", ticket.planned_tokens)
+            return
         used = ticket.prompt_tokens + ticket.completion_tokens
         if not ticket.counted:
             used = max(used, ticket.planned_tokens)

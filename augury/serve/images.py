@@ -1,7 +1,7 @@
 """Images in /v1/chat/completions: an image-text run answers a question whose image parts hold data: URLs.
 
-    question = await image_question(backend, req, cfg)   # the prompt ids, or a 400/413 naming the part at fault
-    pixels = await asyncio.to_thread(question.pixels)    # decoded after the request is admitted (its costly part)
+    question = await image_question(backend, req, cfg, ticket)   # prompt ids, None, or a 400/413 naming the part
+    pixels = await decoded(question, ticket)   # once the request is admitted (its costly part)
 
 The question is what `augury sample --image` makes of the same text and images (`augury.model.image_prompt`): one
 user turn; a single image goes before the text (as training places it) whichever part comes first, several each
@@ -16,12 +16,13 @@ gateway mode) answers each image part with a 400 saying why.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
 from dataclasses import dataclass, field
 
-from augury.serve.gate import Refused
+from augury.serve.gate import Refused, Ticket
 from augury.serve.schema import ChatRequest, ImagePart, RequestInvalid
 
 _DATA_URL = re.compile(r"data:(?P<media>[^,;]*)(?P<params>(?:;[^,;]*)*?);base64,", re.IGNORECASE)
@@ -77,12 +78,16 @@ def unreadable_reason(backend) -> str | None:
     return None
 
 
-async def image_question(backend, req: ChatRequest, cfg) -> ImageQuestion:
-    """The prompt of a chat request with image parts (checked in order: the model, the conversation, each URL and
-    its size, the context), nothing decoded yet."""
+async def image_question(backend, req: ChatRequest, cfg, ticket: Ticket) -> ImageQuestion | None:
+    """The prompt of a chat request with image parts, None for one without (checked in order: the model, the
+    conversation, each URL and its size, each file's header, the context), no image decoded yet. The ticket (the
+    log's row) records how many image parts the request holds and their files' size, whatever the outcome."""
     from augury.model.image_prompt import ImagePromptError, question_ids
 
     found = req.images()
+    ticket.images, ticket.image_bytes = len(found), sum(image_bytes(part.url) for _, part in found)
+    if not found:
+        return None
     why = unreadable_reason(backend)
     if why is not None:
         raise RequestInvalid(f"{found[0][0]}: {why}")
@@ -91,6 +96,9 @@ async def image_question(backend, req: ChatRequest, cfg) -> ImageQuestion:
                              "earlier turns (image-text runs learn from one user turn, as augury sample --image "
                              "asks; docs/vision.md)")
     files = [(where, _file_bytes(where, part, cfg.max_image_bytes)) for where, part in found]
+    # data in no image format, or a header over MAX_PIXELS, is refused here, before the request is admitted, as
+    # any other bad input is: only a file damaged past its header is found once admitted (see `decoded`)
+    await asyncio.to_thread(_check_headers, files)
     if len(files) == 1:
         # one image goes before the text wherever its part stands, as training and augury sample (one image, no
         # marker) place it: OpenAI's own examples send the text part first, an order the model never learnt
@@ -109,6 +117,31 @@ async def image_question(backend, req: ChatRequest, cfg) -> ImageQuestion:
     except ImagePromptError as err:
         raise RequestInvalid(f"messages.0: {err}") from None
     return ImageQuestion(ids, files, backend.image_size, [len(data) for _, data in files])
+
+
+async def decoded(question: ImageQuestion | None, ticket: Ticket):
+    """The question's images as pixels, decoded once the request is admitted (its costly part). An image that does
+    not decode is bad input found late: the request is given back to its key's limits and uses no tokens, as a
+    request refused before admission (`Ticket.bad_input`)."""
+    if question is None:
+        return None
+    try:
+        return await asyncio.to_thread(question.pixels)
+    except (RequestInvalid, Refused):
+        ticket.bad_input, ticket.prompt_tokens = True, 0
+        raise
+
+
+def _check_headers(files: list[tuple[str, bytes]]) -> None:
+    from augury.data.images import ImageError, ImageTooLarge, image_dimensions
+
+    for where, data in files:
+        try:
+            image_dimensions(data, name="data")
+        except ImageTooLarge as err:
+            raise Refused(413, f"{where}: {err}") from None
+        except ImageError as err:
+            raise RequestInvalid(f"{where}: {err}") from None
 
 
 def _file_bytes(where: str, part: ImagePart, limit: int) -> bytes:

@@ -5,11 +5,12 @@
     ... limiter.finish("alice", used_tokens=321, planned_tokens=512)
 
 A refused request costs nothing: the bucket, the budget and the concurrency count are only taken when the
-request is admitted. An admitted request holds its planned tokens (prompt + the most it may generate) until it
-ends, when the budget is charged with the tokens it actually used; admission checks that the planned tokens fit
-beside what was used and what the key's other requests in flight hold, so a key cannot run past its budget with
-concurrent requests. A server started with a request log counts the tokens its rows say each key used today
-(`charge`), so a restart does not give every key a fresh day's budget.
+request is admitted (and given back, `give_back`, when an admitted request turns out to be bad input). An
+admitted request holds its planned tokens (prompt + the most it may generate) until it ends, when the budget is
+charged with the tokens it actually used; admission checks that the planned tokens fit beside what was used and
+what the key's other requests in flight hold, so a key cannot run past its budget with concurrent requests. A server
+started with a request log counts the tokens its rows say each key used today (`charge`), so a restart does not give
+every key a fresh day's budget.
 """
 
 from __future__ import annotations
@@ -115,6 +116,16 @@ class Limiter:
         """Count tokens used today outside this limiter (before a restart: the request log's)."""
         with self._lock:
             self._get(key).used_today += max(0, int(used_tokens))
+
+    def give_back(self, key: str, planned_tokens: int = 0) -> None:
+        """A request admitted with `planned_tokens` was then refused as bad input (an image that does not decode):
+        it costs nothing, as a request refused before admission, so its bucket token comes back too."""
+        with self._lock:
+            st = self._get(key)
+            st.in_flight = max(0, st.in_flight - 1)
+            st.held = max(0, st.held - max(0, int(planned_tokens)))
+            if self.cfg.requests_per_minute > 0:
+                st.tokens = min(float(self.cfg.burst), st.tokens + 1.0)
 
     def finish(self, key: str, used_tokens: int, planned_tokens: int = 0) -> None:
         """A request admitted with `planned_tokens` ended having used `used_tokens`."""

@@ -52,6 +52,15 @@ def png(pixels: np.ndarray) -> bytes:
     return out.getvalue()
 
 
+def bomb_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height RGB pixels and holds none: a decompression bomb's header."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
 def data_url(data: bytes, media: str = "image/png") -> str:
     return f"data:{media};base64,{base64.b64encode(data).decode()}"
 
@@ -102,6 +111,7 @@ def test_a_data_url_image_is_answered_as_augury_sample_answers_the_file(vision_r
 def test_one_image_is_read_before_the_text_whichever_part_comes_first(vision_run, tmp_path, make_client):
     from augury.model.image_prompt import question_ids
     from augury.serve.backends import LocalBackend
+    from augury.serve.gate import Ticket
     from augury.serve.images import image_question
     from augury.serve.schema import ChatRequest, parse_request
 
@@ -119,11 +129,11 @@ def test_one_image_is_read_before_the_text_whichever_part_comes_first(vision_run
     training = question_ids(backend.model.model, backend.tokenizer.tok, QUESTION, 1)  # "<|image|> question"
     for content in orders:
         req = parse_request(ChatRequest, chat(content), cfg)
-        assert asyncio.run(image_question(backend, req, cfg)).ids == training
+        assert asyncio.run(image_question(backend, req, cfg, Ticket("x"))).ids == training
     # several images keep their places (each part stands where a <|image|> marker would)
     two = parse_request(ChatRequest, chat([QUESTION_PART, image_part(url), image_part(url)]), cfg)
     marked = question_ids(backend.model.model, backend.tokenizer.tok, f"{QUESTION} <|image|><|image|>", 2)
-    assert asyncio.run(image_question(backend, two, cfg)).ids == marked
+    assert asyncio.run(image_question(backend, two, cfg, Ticket("x"))).ids == marked
 
 
 def test_the_answer_reads_the_image(vision_run, tmp_path, make_client):
@@ -170,13 +180,7 @@ def test_image_requests_batch_with_text_requests_and_answer_as_alone(vision_run)
 def test_bad_image_parts_are_one_clear_error_each(vision_run, tmp_path, make_client):
     client, _ = make_client(vision_run, tmp_path, max_image_bytes=2000)
     good = data_url(png(picture(1)))
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    # a PNG that declares 5000x5000 RGB pixels and holds none: a decompression bomb's header
-    header_only = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 5000, 5000, 8, 2, 0, 0, 0))
-                   + chunk(b"IEND", b""))
+    header_only = bomb_header(5000, 5000)
     cases = [
         (chat([image_part("https://example.com/a.png")]), 400, "does not fetch image URLs"),
         (chat([image_part("file:///etc/passwd")]), 400, "must be a data: URL"),
@@ -256,3 +260,26 @@ def test_the_log_holds_the_images_count_and_size_never_their_data(vision_run, tm
     encoded = base64.b64encode(data).decode()
     assert not any(encoded[:16] in str(v) for r in got for v in r.values())
 
+
+
+def test_an_image_refused_as_bad_input_costs_its_key_nothing(vision_run, tmp_path, make_client):
+    from augury.serve.limits import LimitsConfig
+
+    # two requests' rate, and a budget that other 400s never touch: the bad images must leave both whole
+    limits = LimitsConfig(requests_per_minute=0.001, burst=2, tokens_per_day=10_000)
+    client, cfg = make_client(vision_run, tmp_path, limits=limits)
+    bad = [data_url(b"plain text, not a picture"), data_url(png(picture(1))[:40]),  # not an image; no header
+           data_url(png(picture(1))[:200]), data_url(bomb_header(4096, 4097))]  # truncated pixels; over MAX_PIXELS
+    for i, url in enumerate(bad * 2):  # whole and streamed replies alike
+        resp = client.post("/v1/chat/completions", json=chat([QUESTION_PART, image_part(url)], stream=i >= 4))
+        assert resp.status_code in (400, 413), resp.text
+    good = chat([image_part(data_url(png(picture(1)))), QUESTION_PART])
+    answers = [client.post("/v1/chat/completions", json=good) for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 429]  # the burst of 2 is the good requests'
+    state = client.app.state.limiter._state["(local)"]
+    assert state.used_today == sum(r.json()["usage"]["total_tokens"] for r in answers[:2])
+    assert state.in_flight == 0 and state.held == 0
+    client.close()
+    with sqlite3.connect(cfg.log) as conn:
+        rows = conn.execute("SELECT status, prompt_tokens, completion_tokens FROM requests ORDER BY id").fetchall()
+    assert all(row[1:] == (0, 0) for row in rows if row[0] in (400, 413)), rows  # a refused request used no tokens
