@@ -128,32 +128,34 @@ def load_image(path: str | Path, image_size: int) -> np.ndarray:
     return _read(path, str(path), image_size)
 
 
-def decode_image(data: bytes, image_size: int, name: str = "data") -> np.ndarray:
-    """The bytes of an image file (PNG, JPEG, GIF, WebP, ...: what Pillow reads), read as `load_image` reads a
-    file; errors name the image `name` and never quote its data."""
-    return _read(io.BytesIO(data), name, image_size)
+def decode_image(data: bytes, image_size: int, name: str = "data",
+                 formats: tuple[str, ...] | None = None) -> np.ndarray:
+    """The bytes of an image file (PNG, JPEG, GIF, WebP, ...: what Pillow reads, or only Pillow's `formats` when
+    given), read as `load_image` reads a file; errors name the image `name` and never quote its data."""
+    return _read(io.BytesIO(data), name, image_size, formats)
 
 
-def image_dimensions(data: bytes, name: str = "data") -> tuple[int, int]:
+def image_dimensions(data: bytes, name: str = "data", formats: tuple[str, ...] | None = None) -> tuple[int, int]:
     """(width, height) of an image file's bytes, from its header, nothing decoded: the errors `decode_image` gives
     for data in no image format and for a file over MAX_PIXELS, at the cost of reading a header (augury serve
     checks them before a request is admitted; a file damaged further on is found only by decoding it)."""
-    with _opened(io.BytesIO(data), name) as img:
+    with _opened(io.BytesIO(data), name, formats) as img:
         return img.size
 
 
-def _read(source, name: str, image_size: int) -> np.ndarray:
+def _read(source, name: str, image_size: int, formats: tuple[str, ...] | None = None) -> np.ndarray:
     from PIL import Image
 
-    with _opened(source, name) as img:
+    with _opened(source, name, formats) as img:
         img.load()
         rgb = _rgb(_upright(img)).resize((image_size, image_size), Image.Resampling.BILINEAR)
     return to_pixels(np.asarray(rgb, dtype=np.uint8))
 
 
 @contextlib.contextmanager
-def _opened(source, name: str):
-    """The image of `source`, opened (its header read) and within MAX_PIXELS; any error inside, as one ImageError."""
+def _opened(source, name: str, formats: tuple[str, ...] | None = None):
+    """The image of `source`, opened (its header read; by one of Pillow's `formats` when given) and within
+    MAX_PIXELS; any error inside, as one ImageError."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -161,7 +163,7 @@ def _opened(source, name: str):
             # Pillow warns of a possible decompression bomb above 89M pixels on opening; MAX_PIXELS, far lower,
             # refuses such a file below with one error, so the warning would only print beside that error
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(source)
+            img = Image.open(source, formats=formats)
         with img:
             w, h = img.size
             if w * h > MAX_PIXELS:  # read from the header: nothing is decoded yet
@@ -174,6 +176,9 @@ def _opened(source, name: str):
         raise ImageTooLarge(f"image {name} has more than the {MAX_PIXELS:,} pixels accepted; "
                             "downscale it first") from None
     except UnidentifiedImageError:
+        if formats:
+            raise ImageError(f"image {name} cannot be read: it is not {', '.join(formats[:-1])} or {formats[-1]} "
+                             "(the formats accepted)") from None
         raise ImageError(f"image {name} cannot be read: it is in no image format Pillow reads") from None
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
         raise ImageError(f"image {name} is damaged or truncated: {err}") from None

@@ -6,7 +6,7 @@
 The question is what `augury sample --image` makes of the same text and images (`augury.model.image_prompt`): one
 user turn; a single image goes before the text (as training places it) whichever part comes first, several each
 stand where a `<|image|>` marker would; so the same image, text and seed give the same answer. Only `data:` URLs
-are read (base64 of an image file Pillow reads: PNG, JPEG, GIF, WebP, ...): a server that fetched an http(s) URL
+are read (base64 of a PNG, JPEG, GIF or WebP file, as OpenAI's API takes): a server that fetched an http(s) URL
 would make requests from inside its network on any client's say (SSRF). An image over `--max_image_bytes` (from
 the base64's length, before decoding) or over `augury.data.images.MAX_PIXELS` pixels (from its header) is a 413;
 one that cannot be read is a 400. The images decode through `augury.data.images.decode_image`, as image files do
@@ -24,6 +24,11 @@ from dataclasses import dataclass, field
 
 from augury.serve.gate import Refused, Ticket
 from augury.serve.schema import ChatRequest, ImagePart, RequestInvalid
+
+# what Pillow may read a client's file as: the formats OpenAI's API takes. Pillow reads dozens more, and some run
+# other programs on the file's content (an EPS file is PostScript that Ghostscript interprets), which no client's
+# upload should reach
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
 
 _DATA_URL = re.compile(r"data:(?P<media>[^,;]*)(?P<params>(?:;[^,;]*)*?);base64,", re.IGNORECASE)
 
@@ -46,7 +51,7 @@ class ImageQuestion:
         out = []
         for where, data in self.files:
             try:
-                out.append(decode_image(data, self.image_size, name="data"))
+                out.append(decode_image(data, self.image_size, name="data", formats=FORMATS))
             except ImageTooLarge as err:
                 raise Refused(413, f"{where}: {err}") from None
             except ImageError as err:
@@ -137,7 +142,7 @@ def _check_headers(files: list[tuple[str, bytes]]) -> None:
 
     for where, data in files:
         try:
-            image_dimensions(data, name="data")
+            image_dimensions(data, name="data", formats=FORMATS)
         except ImageTooLarge as err:
             raise Refused(413, f"{where}: {err}") from None
         except ImageError as err:

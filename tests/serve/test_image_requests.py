@@ -283,3 +283,26 @@ def test_an_image_refused_as_bad_input_costs_its_key_nothing(vision_run, tmp_pat
     with sqlite3.connect(cfg.log) as conn:
         rows = conn.execute("SELECT status, prompt_tokens, completion_tokens FROM requests ORDER BY id").fetchall()
     assert all(row[1:] == (0, 0) for row in rows if row[0] in (400, 413)), rows  # a refused request used no tokens
+
+
+def test_only_web_image_formats_are_read_so_no_file_reaches_ghostscript(vision_run, tmp_path, make_client,
+                                                                        monkeypatch):
+    from PIL import EpsImagePlugin
+
+    started = []
+
+    def ghostscript(*args, **kwargs):  # Pillow runs Ghostscript on an EPS file's PostScript to load it
+        started.append(args)
+        raise OSError("Ghostscript")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    client, _ = make_client(vision_run, tmp_path)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 12 12\n%%EndComments\nshowpage\n"
+    resp = client.post("/v1/chat/completions", json=chat([image_part(data_url(eps, "image/eps")), QUESTION_PART]))
+    assert resp.status_code == 400 and "PNG, JPEG, GIF or WEBP" in resp.json()["error"]["message"]
+    assert not started
+    for form in ("JPEG", "GIF", "WEBP", "PNG"):  # the formats OpenAI's API takes are all read
+        out = io.BytesIO()
+        Image.fromarray(picture(1)).save(out, format=form)
+        resp = client.post("/v1/chat/completions", json=chat([image_part(data_url(out.getvalue())), QUESTION_PART]))
+        assert resp.status_code == 200, (form, resp.text)
