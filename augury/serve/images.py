@@ -60,13 +60,16 @@ class ImageQuestion:
 
 
 def image_bytes(url: str) -> int:
-    """The size in bytes of the file a data: URL holds (from the base64's length, nothing decoded); 0 for any other
-    URL. What the request log records of an image."""
+    """The size in bytes of the file a data: URL holds (from the base64's length without its whitespace, nothing
+    decoded); 0 for any other URL. What the request log records of an image."""
+    url = url.strip()
     head = _DATA_URL.match(url)
     if head is None:
         return 0
     data = url[head.end():]
-    return max(0, len(data) * 3 // 4 - (len(data) - len(data.rstrip("="))))
+    # whitespace is not data (base64 wrapped in lines, as the base64 command writes it, decodes the same)
+    chars = len(data) - sum(data.count(c) for c in " \t\r\n\f\v")
+    return max(0, chars * 3 // 4 - (len(data) - len(data.rstrip("="))))
 
 
 def unreadable_reason(backend) -> str | None:

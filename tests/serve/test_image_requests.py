@@ -306,3 +306,17 @@ def test_only_web_image_formats_are_read_so_no_file_reaches_ghostscript(vision_r
         Image.fromarray(picture(1)).save(out, format=form)
         resp = client.post("/v1/chat/completions", json=chat([image_part(data_url(out.getvalue())), QUESTION_PART]))
         assert resp.status_code == 200, (form, resp.text)
+
+
+def test_base64_wrapped_in_lines_is_measured_as_the_file_it_holds(vision_run, tmp_path, make_client):
+    data = png(picture(1))
+    encoded = base64.b64encode(data).decode()
+    # as the base64 command writes it: lines of 76 characters, a newline at the end; a URL with spaces around it
+    wrapped = "\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76)) + "\n"
+    client, cfg = make_client(vision_run, tmp_path, max_image_bytes=len(data))
+    for url in (f"data:image/png;base64,{wrapped}", f"  data:image/png;base64,{encoded} "):
+        resp = client.post("/v1/chat/completions", json=chat([image_part(url), QUESTION_PART]))
+        assert resp.status_code == 200, resp.text  # the file is within --max_image_bytes
+    client.close()
+    with sqlite3.connect(cfg.log) as conn:
+        assert conn.execute("SELECT image_bytes FROM requests").fetchall() == [(len(data),), (len(data),)]
