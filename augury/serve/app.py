@@ -26,7 +26,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from augury.serve.config import ServeConfig
 from augury.serve.gate import Gate, Refused, Ticket
 from augury.serve.gateway import UpstreamBackend, UpstreamError, estimated_tokens, proxy
-from augury.serve.images import ImageQuestion, decoded, image_question
+from augury.serve.images import ImageQuestion, chat_prompt, check_prompts, decoded, image_question
 from augury.serve.jobs import Delta, GenerationFailed, GenerationJob
 from augury.serve.keys import KeyStore
 from augury.serve.moderation import ModerationPolicy, Moderator
@@ -36,10 +36,12 @@ from augury.serve.responses import (
     chat_logprobs,
     error_body,
     new_id,
+    refusal_events,
     reply_body,
     sse,
     stream_chunk,
     usage_body,
+    usage_chunk,
 )
 from augury.serve.schema import ChatRequest, CompletionRequest, RequestInvalid, parse_request
 
@@ -160,13 +162,8 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
             if req.top_logprobs:
                 raise RequestInvalid("top_logprobs: a local model returns each generated token's own log-prob only "
                                      "(logprobs true), not the alternatives")
-            if question is not None:
-                return await generate(ticket, req, [question.ids], texts, chat=True, images=question)
-            try:
-                prompt = await backend.off_loop(backend.chat_prompt, [m.as_dict() for m in req.messages])
-            except (ValueError, ImportError) as err:
-                raise RequestInvalid(str(err)) from None
-            return await generate(ticket, req, [prompt], texts, chat=True)
+            prompt = await chat_prompt(backend, req, question)
+            return await generate(ticket, req, [prompt], texts, chat=True, images=question)
 
         return await gate.gated(request, "/v1/chat/completions", handle)
 
@@ -204,15 +201,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         completions, each prompt's text for echo). `images`: the images of a question about images (one prompt),
         decoded once the request is admitted, before moderation reads its text (an image that does not decode
         costs its key nothing, and no grader read the text for it)."""
-        longest = max(len(p) for p in prompts)
-        if longest >= backend.max_context:
-            raise RequestInvalid(f"prompt: {longest} tokens, and this model's context is {backend.max_context} (the "
-                                 f"prompt and at least one new token must fit)")
-        try:
-            for p in prompts:
-                backend.check_prompt(p, len(images.files) if images is not None else 0)
-        except ValueError as err:
-            raise RequestInvalid(f"prompt: {err}") from None
+        check_prompts(backend, prompts, images)
         ticket.prompt_tokens = sum(len(p) for p in prompts)
         gate.admit(ticket, ticket.prompt_tokens + req.max_tokens * req.n * len(prompts))
         finished = False
@@ -333,15 +322,9 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         if req.stream:
             async def events():
                 try:
-                    rid, created = new_id(chat), int(time.time())
-                    for i in range(n_choices):  # as a generated reply streams: role, text, finish, usage
-                        if chat:
-                            yield sse(chunk(rid, created, chat, i, None, None, role=True))
-                        yield sse(chunk(rid, created, chat, i, refusal, None))
-                        yield sse(chunk(rid, created, chat, i, "", "content_filter"))
-                    if req.include_usage():
-                        yield sse(usage_chunk(rid, created, chat, ticket))
-                    yield "data: [DONE]\n\n"
+                    for event in refusal_events(backend.model_id, chat, n_choices, refusal,
+                                                usage(ticket) if req.include_usage() else None):
+                        yield event
                 finally:
                     await gate.close(ticket, 200)
             return StreamingResponse(events(), media_type="text/event-stream")
@@ -390,7 +373,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                                                                             backend.decode)
                         yield sse(event)
             if req.include_usage():
-                yield sse(usage_chunk(rid, created, chat, ticket))
+                yield sse(usage_chunk(backend.model_id, rid, created, chat, usage(ticket)))
             status, error = 200, None
             yield "data: [DONE]\n\n"
         except Exception as err:  # noqa: BLE001 (headers are sent: the error goes in the stream)
@@ -400,10 +383,6 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
         finally:
             gate.finish(ticket)
             await gate.close(ticket, status, error)
-
-    def usage_chunk(rid: str, created: int, chat: bool, ticket: Ticket) -> dict:
-        return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
-                "model": backend.model_id, "choices": [], "usage": usage(ticket)}
 
     def usage(ticket: Ticket) -> dict:
         return usage_body(ticket.prompt_tokens, ticket.completion_tokens)

@@ -1,6 +1,8 @@
 """Images in /v1/chat/completions: an image-text run answers a question whose image parts hold data: URLs.
 
     question = await image_question(backend, req, cfg, ticket)   # prompt ids, None, or a 400/413 naming the part
+    prompt = await chat_prompt(backend, req, question)   # its ids, or the messages through the chat template
+    check_prompts(backend, [prompt], question)   # a 400 for a prompt the model cannot read
     pixels = await decoded(question, ticket)   # once the request is admitted (its costly part)
 
 The question is what `augury sample --image` makes of the same text and images (`augury.model.image_prompt`): one
@@ -125,6 +127,31 @@ async def image_question(backend, req: ChatRequest, cfg, ticket: Ticket) -> Imag
     except ImagePromptError as err:
         raise RequestInvalid(f"messages.0: {err}") from None
     return ImageQuestion(ids, files, backend.image_size, [len(data) for _, data in files])
+
+
+async def chat_prompt(backend, req: ChatRequest, question: ImageQuestion | None) -> list[int]:
+    """A chat request's prompt ids for a local model: its question about images, or else its messages through the
+    model's chat template (a 400 for a model that has none)."""
+    if question is not None:
+        return question.ids
+    try:
+        return await backend.off_loop(backend.chat_prompt, [m.as_dict() for m in req.messages])
+    except (ValueError, ImportError) as err:
+        raise RequestInvalid(str(err)) from None
+
+
+def check_prompts(backend, prompts: list[list[int]], images: ImageQuestion | None) -> None:
+    """RequestInvalid (400) for a prompt the model cannot read: one that leaves its context no room for a new
+    token, or one whose `<|image|>` ids the request's images do not fill (only image parts place them)."""
+    longest = max(len(p) for p in prompts)
+    if longest >= backend.max_context:
+        raise RequestInvalid(f"prompt: {longest} tokens, and this model's context is {backend.max_context} (the "
+                             f"prompt and at least one new token must fit)")
+    try:
+        for p in prompts:
+            backend.check_prompt(p, len(images.files) if images is not None else 0)
+    except ValueError as err:
+        raise RequestInvalid(f"prompt: {err}") from None
 
 
 async def decoded(question: ImageQuestion | None, ticket: Ticket):

@@ -96,6 +96,26 @@ def stream_chunk(model_id: str, rid: str, created: int, chat: bool, index: int, 
     return {"id": rid, "object": obj, "created": created, "model": model_id, "choices": [choice]}
 
 
+def usage_chunk(model_id: str, rid: str, created: int, chat: bool, usage: dict) -> dict:
+    """A stream's last chunk before [DONE] (stream_options.include_usage): no choices, the usage."""
+    return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
+            "model": model_id, "choices": [], "usage": usage}
+
+
+def refusal_events(model_id: str, chat: bool, n_choices: int, refusal: str, usage: dict | None):
+    """A refusal's streamed reply, as SSE events, the way a generated reply streams: each choice's role (chat),
+    the refusal's text and its finish (content_filter); then the usage when it is asked for, and [DONE]."""
+    rid, created = new_id(chat), int(time.time())
+    for i in range(n_choices):
+        if chat:
+            yield sse(stream_chunk(model_id, rid, created, chat, i, None, None, role=True))
+        yield sse(stream_chunk(model_id, rid, created, chat, i, refusal, None))
+        yield sse(stream_chunk(model_id, rid, created, chat, i, "", "content_filter"))
+    if usage is not None:
+        yield sse(usage_chunk(model_id, rid, created, chat, usage))
+    yield "data: [DONE]\n\n"
+
+
 def set_choice_text(choice: dict, chat: bool, text: str, delta: bool = False) -> None:
     """Replace a choice's text in place (a whole reply's message, a stream delta, or a completion's text)."""
     if not chat:
