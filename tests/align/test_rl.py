@@ -507,7 +507,7 @@ def _judge_app(mode: str):
 
 
 @pytest.mark.parametrize("mode,message", [("429", "requests in a row failed"),
-                                          ("null", "did not return choices")])
+                                          ("null", "gave no answer text")])
 def test_a_failing_judge_endpoint_is_one_error_line(chat_run, tmp_path, serving, capsys, mode, message):
     from augury.cli import main
 
