@@ -29,7 +29,7 @@ from augury.serve.gateway import UpstreamBackend, UpstreamError, estimated_token
 from augury.serve.images import ImageQuestion, chat_prompt, check_prompts, decoded, image_question
 from augury.serve.jobs import Delta, GenerationFailed, GenerationJob
 from augury.serve.keys import KeyStore
-from augury.serve.moderation import ModerationPolicy, Moderator
+from augury.serve.moderation import ModerationPolicy, Moderator, StreamWindow
 from augury.serve.requestlog import RequestLog
 from augury.serve.responses import (
     add_logprobs,
@@ -228,7 +228,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     async def checked(job: GenerationJob, ticket: Ticket):
         """One choice's deltas, the output checked as it grows; a flagged delta is replaced by the end."""
         text, deadline, last = "", time.perf_counter() + cfg.request_timeout_s, None
-        window = moderator.policy.stream_window if moderator is not None else 0
+        window = StreamWindow(moderator.policy.stream_window) if moderator is not None else None
         async with contextlib.aclosing(backend.stream(job)) as gen:
             while True:
                 overdue = False
@@ -253,7 +253,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 text += delta.text
                 # while streaming: the new text with the window before it (rules); at the end: the whole reply
                 final = delta.finish_reason is not None
-                seen = [text] if final and text else [text[-(len(delta.text) + window):]] if delta.text else []
+                seen = [text] if final and text else [window.add(delta.text)] if delta.text and window else []
                 if await moderate(ticket, seen, "output", final):
                     ticket.refused = True
                     yield Delta(finish_reason="content_filter", completion_tokens=delta.completion_tokens)

@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 
 from augury.errors import UsageError
 from augury.serve.gate import Gate, Refused, Ticket
+from augury.serve.moderation import StreamWindow
 from augury.serve.responses import error_body, set_choice_text, short_error, sse
 from augury.serve.schema import RequestInvalid
 
@@ -316,7 +317,7 @@ async def _proxy_stream(gate: Gate, ticket: Ticket, req, chunks: AsyncIterator[d
     ticket.counted = False  # until the upstream's usage chunk
     texts: dict[int, str] = {}
     status, error, stopped = 499, "the client left before the end", set()
-    window = gate.moderator.policy.stream_window if gate.moderator is not None else 0
+    windows: dict[int, StreamWindow] = {}  # with moderation on
     try:
         async for obj in chunks:
             if obj.get("usage"):
@@ -332,8 +333,11 @@ async def _proxy_stream(gate: Gate, ticket: Ticket, req, chunks: AsyncIterator[d
                     choice.clear()
                     continue
                 final = bool(choice.get("finish_reason"))
-                seen = texts.get(i, "") + piece
-                seen = seen if final else seen[-(len(piece) + window):] if piece else ""
+                # while streaming: the new text with the window before it (rules); at the end: the whole reply
+                if final or gate.moderator is None:
+                    seen = texts.get(i, "") + piece
+                else:
+                    seen = windows.setdefault(i, StreamWindow(gate.moderator.policy.stream_window)).add(piece)
                 if seen and await gate.moderate(ticket, [seen], "output", final):
                     ticket.refused = True
                     stopped.add(i)

@@ -17,19 +17,26 @@ In addition to the rules, the policy's `grader` block can name any grader of `au
 classifier, rule functions, a judge model) and map the propositions it decides to moderation categories
 (`SafetyGraderScores`); a category's score is then the higher of the two. Such a grader is slower than the rules, so
 it reads a request's input and each reply once it is complete, not every streamed piece.
+
+A streaming reply is checked at each new piece over a window of the text before it (`StreamWindow`): at least
+`stream_window` characters as the rules read them, so padding the rules read as one space or as nothing (runs of white
+space, zero-width characters, combining marks) does not carry the start of a phrase out of the window.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import yaml
 
 from augury.errors import UsageError
-from augury.safety.rules import as_read, format_chars
+from augury.safety.rules import _TAGS, as_read, format_chars
 
 # The categories of OpenAI's moderation endpoint (omni-moderation), in its order.
 CATEGORIES = ("harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
@@ -79,8 +86,9 @@ class ModerationPolicy:
         threshold: a category is flagged when its score reaches this.
         refusal: the reply given instead: a short apology and a statement of inability, no lecture.
         rules: regular expressions per category for the rules grader.
-        stream_window: a reply is checked at each new piece of text over its last this many characters (so the
-            cost per piece does not grow with the reply), and over the whole reply once when it ends.
+        stream_window: a reply is checked at each new piece of text with at least this many characters of the
+            text before it as the rules read it (StreamWindow; so the cost per piece does not grow with the reply),
+            and over the whole reply once when it ends.
         grader: a safety grader besides the rules (GraderPolicy); none by default.
     """
 
@@ -140,7 +148,7 @@ class RulesGrader:
     """Score 1.0 for a category when any of its patterns matches, else 0.0."""
 
     def __init__(self, rules: dict[str, list[str]]):
-        format_chars()  # made once, when the server starts, not at its first request
+        format_chars(), _padding()  # made once, when the server starts, not at its first request
         # DOTALL: a gap such as `.{0,40}` spans a line break, so a request split over lines is still matched
         flags = re.IGNORECASE | re.DOTALL
         self.compiled = {cat: re.compile("|".join(f"(?:{p})" for p in pats), flags)
@@ -173,6 +181,103 @@ def readings(text: str) -> list[str]:
     kept = _SPACE.sub(" ", as_read(text, keep_accents=True))
     dropped = _SPACE.sub(" ", as_read(text))
     return [kept] if dropped == kept else [kept, dropped]
+
+
+# At most this many marks in a row are kept while streaming: a letter carries a few (Vietnamese two, a Hindi or
+# Hebrew letter three), not hundreds.
+MARKS_KEPT = 3
+
+
+class _Padding(NamedTuple):
+    run: re.Pattern  # a run of padding
+    end: re.Pattern  # a run of padding that ends the text
+    space: re.Pattern  # a character the rules read as white space
+    parts: re.Pattern  # a run's marks on the character before it, and the rest
+    # a translate table: padding, and the Hangul letters that join the letter before them into one, to "\x00"
+    unread: dict[int, str]
+
+
+@functools.cache
+def _padding() -> _Padding:
+    """The characters whose reading (`readings`, without accents) is white space, nothing (format characters), or
+    nothing after a letter (combining marks)."""
+    spaces, nothing, marks = [], [], []
+    for code in range(sys.maxunicode + 1):
+        ch = chr(code)
+        cat = unicodedata.category(ch)
+        # only these can read as nothing or as white space (tag characters read as the ASCII they encode)
+        if (0xE0020 <= code < 0xE007F or cat == "Cs"
+                or not (cat[0] in "MZ" or cat in ("Cf", "Cc") or ch.isspace() or unicodedata.decomposition(ch))):
+            continue
+        read = as_read(f"x{ch}x")[1:-1]
+        if not read:
+            (marks if cat[0] == "M" else nothing).append(code)
+        elif read.isspace():
+            spaces.append(code)
+
+    def chars(codes: list[int]) -> str:
+        runs: list[list[int]] = []
+        for c in sorted(codes):
+            if runs and runs[-1][1] == c - 1:
+                runs[-1][1] = c
+            else:
+                runs.append([c, c])
+        return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in runs)
+
+    every = chars(spaces + nothing + marks)
+    unread = {c: "\x00" for c in [*spaces, *nothing, *marks, *range(0x1160, 0x1200)]} | {0: "\x01"}
+    return _Padding(re.compile(f"[{every}]+"), re.compile(f"[{every}]+\\Z"), re.compile(f"[{chars(spaces)}]"),
+                    re.compile(f"([{chars(marks)}]*)(.*)", re.DOTALL), unread)
+
+
+@functools.cache
+def _last(count: int) -> re.Pattern:
+    """`count` characters that read as one at least, with the padding among them (read through _Padding.unread:
+    a large class of characters is slow to match)."""
+    return re.compile(rf"(?:\x00*[^\x00]){{{count}}}")
+
+
+class StreamWindow:
+    """The text a streaming reply's check reads at each new piece: the piece with at least `window` characters of
+    the reply before it as the rules read them (`readings`), however much padding the reply puts between words.
+
+        window = StreamWindow(policy.stream_window)
+        moderator.check(window.add(piece), "output")   # for each piece as it arrives
+
+    The reply is kept with its padding made short as it arrives (`_shortened`), which the rules read as they read
+    the whole reply, so the check costs about the same per piece however the reply is padded; only the look-back a
+    later piece needs is kept."""
+
+    def __init__(self, window: int):
+        self.window, self.text = window, ""
+
+    def add(self, piece: str) -> str:
+        """The text to check once `piece` has arrived ("" for an empty piece)."""
+        if not piece:
+            return ""
+        pad = _padding()
+        # a run of padding that ends the text so far may go on in this piece: it is shortened again with it (a
+        # shortened run is at most 2 * MARKS_KEPT characters)
+        run = pad.end.search(self.text, max(0, len(self.text) - 2 * MARKS_KEPT - 1))
+        start = run.start() if run else len(self.text)
+        self.text = self.text[:start] + pad.run.sub(_shortened, self.text[start:] + piece.translate(_TAGS))
+        # the look-back that reads as `window` characters at least: in plain ASCII, as shortened, each character
+        # reads as itself (less a space at either end); else the last `window` characters other than padding
+        lo = max(0, start - self.window - 2)
+        if not self.text[lo:start].isascii():
+            counted = _last(self.window).match(self.text[start - 1::-1].translate(pad.unread)) if start else None
+            lo = start - counted.end() if counted else 0
+        self.text = self.text[lo:]
+        return self.text
+
+
+def _shortened(run: re.Match) -> str:
+    """A run of padding as a streaming reply keeps it: its marks on the letter before it (the first MARKS_KEPT),
+    then one space where the rest reads as white space, else the rest's first MARKS_KEPT characters. Read without
+    accents, that is the run as read; with them, a letter keeps its accents."""
+    pad = _padding()
+    marks, rest = pad.parts.fullmatch(run.group()).groups()
+    return marks[:MARKS_KEPT] + (" " if pad.space.search(rest) else rest[:MARKS_KEPT])
 
 
 class ModerationGraderError(RuntimeError):
