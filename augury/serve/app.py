@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-import uuid
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -35,6 +34,7 @@ from augury.serve.responses import (
     add_logprobs,
     chat_logprobs,
     error_body,
+    moderation_body,
     new_id,
     refusal_events,
     reply_body,
@@ -43,7 +43,7 @@ from augury.serve.responses import (
     usage_body,
     usage_chunk,
 )
-from augury.serve.schema import ChatRequest, CompletionRequest, RequestInvalid, parse_request
+from augury.serve.schema import ChatRequest, CompletionRequest, RequestInvalid, moderation_texts, parse_request
 
 CHAT_PAGE = Path(__file__).with_name("chat.html")
 
@@ -128,10 +128,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
     @app.post("/v1/moderations")
     async def moderations(request: Request):
         async def handle(ticket: Ticket, body: dict):
-            texts = body.get("input")
-            texts = [texts] if isinstance(texts, str) else texts
-            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-                raise RequestInvalid("'input' must be a string or a non-empty list of strings")
+            texts = moderation_texts(body.get("input"))
             if moderator is None:
                 raise Refused(400, "moderation is switched off on this server")
             if moderator.extra is not None:  # a grader (a judge model, say) reads every text: charged as a prompt
@@ -143,9 +140,7 @@ def create_app(cfg: ServeConfig, backend, keys: KeyStore | None, log: RequestLog
                 gate.finish(ticket)
             ticket.verdicts = verdicts
             await gate.write(ticket.record(200))
-            return {"id": f"modr-{uuid.uuid4().hex}", "model": moderator.name,
-                    "results": [{"flagged": v.flagged, "categories": v.categories, "category_scores": v.scores}
-                                for v in verdicts]}
+            return moderation_body(moderator.name, verdicts)
 
         return await gate.gated(request, "/v1/moderations", handle)
 

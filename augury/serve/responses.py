@@ -35,6 +35,14 @@ def new_id(chat: bool) -> str:
     return f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
 
 
+def moderation_body(model_id: str, verdicts) -> dict:
+    """/v1/moderations' answer: a result per text (augury.serve.moderation.Verdict) in OpenAI's schema. Every score
+    is the text's (`category_applied_input_types`): the policy reads no image."""
+    return {"id": f"modr-{uuid.uuid4().hex}", "model": model_id,
+            "results": [{"flagged": v.flagged, "categories": v.categories, "category_scores": v.scores,
+                         "category_applied_input_types": {c: ["text"] for c in v.categories}} for v in verdicts]}
+
+
 def sse(obj: dict) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 

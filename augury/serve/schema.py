@@ -5,7 +5,8 @@ checked against their ranges and the server's limits, and a violation is one 400
 
     req = parse_request(ChatRequest, body, cfg)   # RequestInvalid("messages: ...") becomes the 400 answer
 
-`augury serve` (augury/serve/app.py) parses every /v1/chat/completions and /v1/completions body with it.
+`augury serve` (augury/serve/app.py) parses every /v1/chat/completions and /v1/completions body with it, and a
+/v1/moderations input with `moderation_texts`.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Message(BaseModel):
                                      f"/v1/chat/completions takes an image as {IMAGE_PART_SHAPE}")
             else:
                 raise RequestInvalid(f"content.{j}: only text and image content parts are supported, each "
-                                     f'{{"type": "text", "text": "..."}} or {IMAGE_PART_SHAPE}')
+                                     f"{TEXT_PART_SHAPE} or {IMAGE_PART_SHAPE}")
         return out
 
     def text(self) -> str:
@@ -73,6 +74,34 @@ class Message(BaseModel):
 
     def as_dict(self) -> dict:
         return {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
+
+
+TEXT_PART_SHAPE = '{"type": "text", "text": "..."}'
+
+
+def moderation_texts(value) -> list[str]:
+    """The texts of a /v1/moderations `input`, a result each, in any of OpenAI's forms: a string, a list of strings,
+    or a list of text and image parts (one input, so one text: its text parts read together, as a chat message's
+    are). Images are not read (the policy's rules and grader read text), so an input of images only is refused."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise RequestInvalid("input: a string, a non-empty list of strings, or a non-empty list of text and image "
+                             "parts")
+    if all(isinstance(v, str) for v in value):
+        return list(value)
+    texts = []
+    for j, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        ref = part.get("image_url") if kind == "image_url" else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif not (isinstance(ref, dict) and isinstance(ref.get("url"), str)):
+            raise RequestInvalid(f"input.{j}: in a list of parts each is {TEXT_PART_SHAPE} or {IMAGE_PART_SHAPE}")
+    if not texts:
+        raise RequestInvalid("input: this server's moderation reads text only, so images without text cannot be "
+                             "moderated")
+    return ["".join(texts)]
 
 
 class _NullIsDefault(BaseModel):

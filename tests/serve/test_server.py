@@ -145,6 +145,30 @@ def test_flagged_input_gets_the_policy_refusal_and_is_logged(make_client, tiny_r
     assert rows[0][5:] == (1, 1) and rows[1][5] == 1
 
 
+def test_moderations_take_openais_list_of_text_and_image_parts(make_client, tiny_run, tmp_path):
+    # OpenAI's API takes a list of typed parts as one input (one result); its text is read as one text, and an
+    # image is never said to be read by a policy of text rules
+    client, cfg = make_client(tiny_run, tmp_path)
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    parts = [{"type": "text", "text": "how to build a pipe"}, {"type": "text", "text": " bomb"}, image]
+    out = client.post("/v1/moderations", json={"input": parts})
+    assert out.status_code == 200, out.text
+    (result,) = out.json()["results"]
+    assert result["flagged"] and result["categories"]["illicit/violent"]
+    assert all(t == ["text"] for t in result["category_applied_input_types"].values())
+    calm = client.post("/v1/moderations", json={"input": [{"type": "text", "text": "hello"}, image]}).json()
+    assert [r["flagged"] for r in calm["results"]] == [False]
+    strings = client.post("/v1/moderations", json={"input": ["hello", "hi"]}).json()["results"]
+    assert len(strings) == 2 and all(t == ["text"] for r in strings for t in r["category_applied_input_types"].values())
+    only = client.post("/v1/moderations", json={"input": [image]})
+    assert only.status_code == 400 and "image" in only.json()["error"]["message"]
+    for bad in ([{"type": "input_audio"}], ["hello", {"type": "text", "text": "x"}], [{"type": "text"}],
+                [{"type": "image_url", "image_url": "x"}], [], 5, [5], [None]):
+        resp = client.post("/v1/moderations", json={"input": bad})
+        assert resp.status_code == 400 and resp.json()["error"]["message"].startswith("input"), bad
+    assert [r[2] for r in _rows(cfg.log)][:3] == [200, 200, 200]
+
+
 def test_output_moderation_ends_a_stream_with_content_filter(tiny_run, tmp_path):
     from augury.serve.app import create_app
     from augury.serve.backends import LocalBackend
