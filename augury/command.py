@@ -10,6 +10,7 @@ import argparse
 import functools
 import inspect
 import json
+import math
 import re
 import sys
 import types
@@ -99,6 +100,42 @@ def underscore_flags(argv: list[str]) -> list[str]:
     return out
 
 
+# `inf` as a float flag's value: YAML (which jsonargparse reads values with) spells infinity `.inf` and reads `inf`
+# as text, refused as "Expected a float", although `--max_kl inf` is how one says "no limit"
+_INFINITY = {"inf": ".inf", "+inf": ".inf", "infinity": ".inf", "+infinity": ".inf", "-inf": "-.inf",
+             "-infinity": "-.inf"}
+
+
+def infinity_values(argv: list[str], floats: set[str]) -> list[str]:
+    """`argv` with `inf` / `Infinity` (either sign, any case) after a float flag in `floats` written as YAML's
+    `.inf`, in both `--flag inf` and `--flag=inf`. NaN is left as it is: no setting means anything by it."""
+    out = []
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if eq and flag in floats and value.lower() in _INFINITY:
+            arg = f"{flag}={_INFINITY[value.lower()]}"
+        elif i and argv[i - 1] in floats and arg.lower() in _INFINITY:
+            arg = _INFINITY[arg.lower()]
+        out.append(arg)
+    return out
+
+
+def _float_fields(cls, prefix: str = "") -> set[str]:
+    """`--lr`, `--rl.kl_coef`, ...: the flags of the float fields of a config dataclass and its sections."""
+    import dataclasses
+
+    out, hints = set(), typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints.get(f.name)
+        held = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        for kind in held:
+            if kind is float:
+                out.add(f"--{prefix}{f.name}")
+            elif dataclasses.is_dataclass(kind):
+                out |= _float_fields(kind, f"{prefix}{f.name}.")
+    return out
+
+
 def spaced_option(argv: list[str], name: str) -> list[str]:
     """`argv` with `NAME=VALUE` written as `NAME VALUE`, for a flag a command reads itself before its parser
     (`--preset`): both spellings are the same option, as for every parsed flag."""
@@ -160,7 +197,8 @@ def run_config_section(value: str, section: str) -> str:
     except (OSError, ValueError, yaml.YAMLError):  # not a file, or a broken one: reported as any --config is
         return value
     if isinstance(stored, dict) and set(stored) == {"model", section} and isinstance(stored[section], dict):
-        return json.dumps(stored[section])
+        # YAML, not JSON: JSON has no infinity (`max_kl: .inf` would come back as the text Infinity)
+        return yaml.safe_dump(stored[section], default_flow_style=True, width=math.inf).strip()
     return value
 
 
@@ -200,7 +238,7 @@ def config_cli(cls, argv: list[str], prog: str, description: str = "", positiona
     parser.add_class_arguments(cls, None)
     lists = {f"--{f.name}" for f in dataclasses.fields(cls) if str(f.type).startswith("list")}
     bools = {f"--{f.name}" for f in dataclasses.fields(cls) if str(f.type) in ("bool", "<class 'bool'>")}
-    argv, repeated = underscore_flags(argv), {}
+    argv, repeated = infinity_values(underscore_flags(argv), _float_fields(cls)), {}
     kept = [arg for text in configs for arg in ("--config", str(text))]
     i = 0
     while i < len(argv):  # `--reward_functions a:b --reward_functions c:d` as well as a JSON list

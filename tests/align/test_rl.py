@@ -595,6 +595,32 @@ def test_settings_only_ppo_reads_are_refused_for_the_group_algorithms(algorithm,
     replace(cfg, algorithm="ppo").validate()
 
 
+@pytest.mark.parametrize("argv", [["--max_kl", "inf"], ["--max_kl=inf"], ["--max-kl", "Infinity"],
+                                  ["--max_kl", ".inf"]])
+def test_max_kl_inf_on_the_command_line_means_no_limit(argv):
+    # the docs and max_kl's own error say "inf for no limit"; YAML reads `inf` as text, so it was refused
+    from augury.command import config_cli
+
+    cfg = config_cli(RLConfig, ["--policy_run", "p", "--prompts", "x.jsonl", "--reward_functions", "m:f", *argv],
+                     prog="augury rl")
+    assert cfg.max_kl == math.inf
+    cfg.validate()
+
+
+def test_a_run_made_without_a_kl_limit_can_be_given_back_as_its_config(tmp_path):
+    # `augury rl --config RUN/config.yaml --resume true` read the stored `max_kl: .inf` back as the text Infinity
+    import yaml
+
+    from augury.command import config_cli
+
+    stored = {"model": {"depth": 1}, "rl": {"policy_run": "p", "prompts": "x.jsonl", "max_kl": math.inf,
+                                            "reward_functions": ["m:f"]}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored))
+    cfg = config_cli(RLConfig, ["--config", str(tmp_path / "config.yaml"), "--resume", "true"], prog="augury rl",
+                     run_section="rl")
+    assert cfg.max_kl == math.inf and cfg.reward_functions == ["m:f"] and cfg.resume
+
+
 def test_an_infinite_grader_weight_is_one_error_line(capsys, tmp_path):
     from augury.cli import main
 
