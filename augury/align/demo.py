@@ -56,7 +56,7 @@ class TaskSettings:
     ops: str = "+"
     held_out: float = 0.2
     eval_problems: int = 400
-    sft_examples: int = 2000
+    sft_examples: int = 4000
 
 
 @dataclass
@@ -88,9 +88,9 @@ class PretrainSettings:
 class SFTSettings:
     """Supervised fine-tuning. Args: steps, batch_size, lr: as in `augury sft`."""
 
-    steps: int = 100
+    steps: int = 500
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 3e-3
 
 
 @dataclass
@@ -110,19 +110,19 @@ class RLSettings:
     """
 
     algorithm: Literal["grpo", "rloo", "ppo"] = "grpo"
-    steps: int = 100
+    steps: int = 200
     prompts_per_step: int = 16
     num_generations: int = 8
     response_length: int = 8
     temperature: float = 1.0
     lr: float = 1e-4
     kl_coef: float = 0.02
-    eval_every: int = 10
+    eval_every: int = 20
 
 
 @dataclass
 class DemoConfig:
-    """`augury rl-demo` settings (a preset YAML plus dotted overrides).
+    """`augury rl-demo` settings (a preset YAML plus dotted overrides; the defaults are the arithmetic preset's).
 
     Args:
         out: the run folder (stages in subfolders).

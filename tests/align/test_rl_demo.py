@@ -63,6 +63,17 @@ def test_rl_demo_preset_loads_and_bad_settings_are_refused(tmp_path):
         DemoConfig(base_run=str(rm)).validate()
 
 
+def test_the_help_defaults_are_the_presets():
+    # `augury rl-demo --preset arithmetic --help` listed defaults (sft.steps 100, rl.steps 100, ...) that the preset
+    # overrides (500, 200): the settings a run gets, as `augury align --help` gives the cpu-demo preset's
+    from augury.align.demo import PRESETS, DemoConfig
+    from augury.align.pipeline_config import AlignConfig
+    from augury.command import config_cli
+
+    assert config_cli(DemoConfig, ["--config", str(PRESETS / "rl-demo-arithmetic.yaml")], prog="r") == DemoConfig()
+    assert config_cli(AlignConfig, ["--config", str(PRESETS / "cpu-demo.yaml")], prog="a") == AlignConfig()
+
+
 def test_a_rise_within_noise_is_not_called_significant():
     from augury.align.demo_report import rise_p_value
 
