@@ -507,7 +507,10 @@ def _judge_app(mode: str):
 
 
 @pytest.mark.parametrize("mode,message", [("429", "requests in a row failed"),
-                                          ("null", "gave no answer text")])
+                                          # an answer without text is each grading's failure (not retried),
+                                          # and a judge that never gives one stops the run as a down one does
+                                          ("null", "requests in a row failed; the endpoint looks down (last: "
+                                                   "http://127.0.0.1")])
 def test_a_failing_judge_endpoint_is_one_error_line(chat_run, tmp_path, serving, capsys, mode, message):
     from augury.cli import main
 
