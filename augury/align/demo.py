@@ -86,7 +86,13 @@ class PretrainSettings:
 
 @dataclass
 class SFTSettings:
-    """Supervised fine-tuning. Args: steps, batch_size, lr: as in `augury sft`."""
+    """Supervised fine-tuning (`augury sft`).
+
+    Args:
+        steps: optimizer steps.
+        batch_size: demonstrations per step.
+        lr: peak learning rate.
+    """
 
     steps: int = 500
     batch_size: int = 32

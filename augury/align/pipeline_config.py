@@ -69,7 +69,14 @@ class SFTSettings:
 
 @dataclass
 class RMSettings:
-    """Reward model. Args: steps, batch_size, lr: training; hh_pairs: HH-RLHF helpful pairs (training split)."""
+    """Reward model.
+
+    Args:
+        steps: optimizer steps.
+        batch_size: preference pairs per step.
+        lr: peak learning rate.
+        hh_pairs: HH-RLHF helpful pairs (training split) in the preference data.
+    """
 
     steps: int = 40
     batch_size: int = 16
@@ -111,9 +118,15 @@ class RLSettings:
 
 @dataclass
 class EvalSettings:
-    """Evaluation. Args: max_tokens: reply length (greedy); advbench: AdvBench prompts (the first n);
-    xstest: include XSTest; mc_questions: multiple-choice questions; loss_texts: held-out texts for the loss (0:
-    not measured, left out of the report)."""
+    """Evaluation.
+
+    Args:
+        max_tokens: most tokens per reply (greedy).
+        advbench: AdvBench prompts evaluated (the first n; 0: none).
+        xstest: include XSTest (both halves).
+        mc_questions: multiple-choice questions (0: not measured, left out of the report).
+        loss_texts: held-out HH-RLHF transcripts for the loss (0: not measured, left out of the report).
+    """
 
     max_tokens: int = 24
     advbench: int = 50
