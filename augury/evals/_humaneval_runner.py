@@ -231,6 +231,19 @@ class CandidateFailed(Exception):
     pass
 
 
+def prompt_code(prompt: str):
+    """The prompt's code for the tests' namespace (its imports and helpers). A prompt that ends at the entry
+    point's signature, with no docstring, does not compile alone: its trailing lines are dropped until it does."""
+    lines = prompt.splitlines(keepends=True)
+    while True:
+        try:
+            return compile("".join(lines), "prompt.py", "exec")
+        except SyntaxError:
+            if not lines:
+                raise
+            lines.pop()
+
+
 def main(prompt: str, completion: str, entry: str, verdict: bytes) -> None:
     channel = int(os.environ.pop("AUGURY_CHANNEL_FD"))
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # same-uid processes cannot read our memory or fds
@@ -277,7 +290,7 @@ def main(prompt: str, completion: str, entry: str, verdict: bytes) -> None:
             break
         tests += chunk
     namespace = {"__name__": "__augury_tests__"}
-    exec(compile(prompt, "prompt.py", "exec"), namespace)
+    exec(prompt_code(prompt), namespace)
     namespace[entry] = candidate  # tests may call the entry point by its own name
     exec(compile(tests.decode("utf-8"), "tests.py", "exec"), namespace)
     namespace["check"](candidate)

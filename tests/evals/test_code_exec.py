@@ -164,6 +164,18 @@ def test_verdict_is_what_one_process_says(name):
     assert result.passed == expected, result.stderr[-500:]
 
 
+@linux_only
+def test_a_prompt_without_a_docstring_is_checked_as_in_one_process():
+    """A code task's prompt may end at the signature (no docstring): it does not compile alone, yet prompt +
+    completion + tests pass in one process, and the tests still see what the prompt imports and defines."""
+    problem = {"task_id": "bare", "prompt": "import math\n\ndef helper(x):\n    return x\n\ndef f(x):\n",
+               "entry_point": "f",
+               "test": "def check(candidate):\n    assert candidate(4) == helper(math.sqrt(16)) + 0\n"}
+    result = check_humaneval(problem, "    return 4.0\n")
+    assert result.passed, result.stderr[-500:]
+    assert not check_humaneval(problem, "    return 3.0\n").passed
+
+
 LOOK_UP_THE_ANSWER = '''    import gzip, json, sys
     frame = sys._getframe()
     for line in gzip.open(DATA, "rt"):
