@@ -126,8 +126,10 @@ def plot_capability(forecast: Forecast, result: Result | None, path: Path) -> No
     if cap.predicted is None:  # the fits were refused: their points are no forecasts
         fig.suptitle(f"Capability: {_KINDS.get(cap.kind)}: NOT FORECASTABLE (o the refused fits' values, not "
                      f"forecasts; * actual)", fontsize=10)
-    else:
-        fig.suptitle(f"Capability forecast: {_KINDS.get(cap.kind)} (o forecast, * actual)", fontsize=10)
+    else:  # a flagged forecast says so on the figure too, as the loss plot does
+        flagged = "" if cap.reliable else ", FLAGGED (see the checks in the report)"
+        fig.suptitle(f"Capability forecast{flagged}: {_KINDS.get(cap.kind)} (o forecast, * actual)", fontsize=10,
+                     color="k" if cap.reliable else "C3")
     _save(fig, path)
     plt.close(fig)
 
