@@ -101,6 +101,9 @@ def run_forecast(cfg: ForecastConfig, log=print) -> Result:
         log(f"\ninterrupted: {out} keeps every finished run, the last checkpoint of the interrupted one and any "
             f"registered forecast. Resume with:\n  augury forecast --config {out}/config.yaml")
         raise
+    except BaseException:
+        progress.close()  # ends the bar's line, so the error is not printed on the end of it
+        raise
     progress.close()
     timings["target training"] = tsum.get("seconds") or 0
 

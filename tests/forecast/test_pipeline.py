@@ -299,3 +299,22 @@ def test_a_damaged_plan_json_is_one_error(tmp_path, data_cache, make_smoke_confi
     with pytest.raises(ForecastConfigError, match="plan.json is not valid JSON"):
         run_forecast(make_smoke_config(out, data_cache), log=lambda *a: None)
     assert sorted(p.name for p in out.iterdir()) == ["plan.json"]
+
+
+def test_a_forecast_that_stops_on_an_error_ends_its_progress_line_first(tmp_path, data_cache, make_smoke_config,
+                                                                         monkeypatch):
+    """The checks refusing a forecast (or any error while the ladder trains) left the progress bar's line open, and
+    the one error line was printed on the end of it ("... FLOPsaugury forecast: error: ...")."""
+    from augury.forecast import pipeline
+    from augury.forecast.progress import Progress
+
+    closed = []
+    monkeypatch.setattr(Progress, "close", lambda self: closed.append(True))
+
+    def refuse(*args, **kwargs):
+        raise ValueError("the checks refused the forecast")
+
+    monkeypatch.setattr(pipeline, "train_rungs", refuse)
+    with pytest.raises(ValueError, match="checks refused"):
+        run_forecast(make_smoke_config(tmp_path / "f", data_cache), log=lambda *a: None)
+    assert closed == [True]
