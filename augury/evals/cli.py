@@ -135,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
                 plugin(c.kind).check_instances(c, instances[c.task])
     except (TaskConfigError, TaskDataError) as err:
         raise UsageError(str(err)) from None
+    if any(c.kind == "code" for c in configs):
+        # The sandbox mode (a forced $AUGURY_SANDBOX_MODE may be mistyped or unusable here) is settled now, not
+        # after the model has loaded and generated the first chunk's completions.
+        from augury.evals.sandbox import sandbox_mode
+
+        try:
+            sandbox_mode()
+        except (ValueError, RuntimeError) as err:
+            raise UsageError(str(err).splitlines()[0]) from None
     try:
         model_kwargs = parse_model_args(args.model_args)
         lm = load_model(args.model, **model_kwargs)

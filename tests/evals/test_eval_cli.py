@@ -332,3 +332,21 @@ def test_weights_rewritten_into_the_same_folder_are_scored_again_not_resumed(tin
     assert run(argv, capsys)[0] == 0
     res = json.loads(next((tmp_path / "results").glob("results_*.json")).read_text())
     assert res["n-samples"]["mmlu_anatomy"]["resumed"] == 0
+
+
+@pytest.mark.parametrize("mode", ["bogus", "plain-as-roots"])
+def test_a_bad_sandbox_mode_is_one_error_before_the_model_loads(mode, tmp_path, monkeypatch, capsys):
+    # a code task checks its completions in the sandbox: a mistyped AUGURY_SANDBOX_MODE was a traceback, raised
+    # only after the model had loaded and generated every completion of the first chunk
+    import augury.evals.sandbox as sandbox
+
+    (tmp_path / "p.jsonl").write_text(json.dumps({"prompt": "def f():\n", "test": "def check(c):\n    pass\n",
+                                                  "entry_point": "f", "solution": "    pass\n"}) + "\n")
+    (tmp_path / "code.yaml").write_text("task: toy_code\nkind: code\ndata: p.jsonl\ndoc_to_text: '{{prompt}}'\n"
+                                        "doc_to_target: '{{solution}}'\n")
+    monkeypatch.setenv(sandbox.MODE_VAR, mode)
+    monkeypatch.setattr(sandbox, "_mode", None)
+    code, _, err = run(["--model", "hf:/does/not/matter", "--tasks", "toy_code", "--data-dir", str(tmp_path),
+                        "--include-path", str(tmp_path), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and err.count("\n") == 1 and f"AUGURY_SANDBOX_MODE={mode!r}" in err, err
+    assert not (tmp_path / "o").exists()
