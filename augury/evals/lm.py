@@ -44,6 +44,9 @@ class LM(abc.ABC):
 
     #: a short description stored in results["config"]
     name: str = "lm"
+    #: sends one request at a time (an HTTP endpoint): batching a chunk gains nothing, so the runner scores each
+    #: sample on its own and a run stopped mid-chunk still saves the chunk's samples answered before
+    sequential: bool = False
 
     @abc.abstractmethod
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool] | None]: ...

@@ -338,15 +338,21 @@ def evaluate(lm: LM, configs: Sequence[TaskConfig], data_dir: str | Path, out_di
             for i in range(0, len(todo), chunk_size):
                 chunk = todo[i:i + chunk_size]
                 finished = []
-                for rec in score_chunk(lm, cfg, chunk, chat, hidden_dirs=(data_dir, out_dir)):
-                    if "error" in rec:
-                        errors += 1
-                        kind = error_kind(rec["error"])
-                        why[kind] = why.get(kind, 0) + 1
-                        continue
-                    finished.append(_lm_eval_layout(rec, cfg))
-                    done[rec["doc_id"]] = rec
-                append_records(path, finished)
+                # A graded task's grader judges a chunk's replies together (a local judge batches them).
+                one_by_one = getattr(lm, "sequential", False) and cfg.kind != "graded"
+                parts = [[inst] for inst in chunk] if one_by_one else [chunk]
+                try:
+                    for part in parts:
+                        for rec in score_chunk(lm, cfg, part, chat, hidden_dirs=(data_dir, out_dir)):
+                            if "error" in rec:
+                                errors += 1
+                                kind = error_kind(rec["error"])
+                                why[kind] = why.get(kind, 0) + 1
+                                continue
+                            finished.append(_lm_eval_layout(rec, cfg))
+                            done[rec["doc_id"]] = rec
+                finally:  # also when the endpoint stops the run: what it answered before is kept
+                    append_records(path, finished)
                 bar.update(len(chunk), cfg.task)
             wanted = [inst.doc_id for inst in instances[cfg.task]]
             original = record_count(cfg, data_dir) if limit is not None else len(wanted)

@@ -394,3 +394,26 @@ def test_cli_garbage_endpoint_exits_1_and_keeps_samples(endpoint, tmp_path, caps
                      str(data), "--include-path", str(tasks), "--out", str(tmp_path / "out")])
     assert code == 1 and "not JSON" in capsys.readouterr().err
     assert not list((tmp_path / "out").glob("results_*.json"))
+
+
+def test_cli_a_run_stopped_mid_chunk_keeps_the_samples_answered_before(endpoint, tmp_path, capsys):
+    # samples were saved a whole chunk (--chunk_size, 64) at a time: an endpoint that went away (or a key revoked)
+    # in the middle of a chunk lost every answer of that chunk, though the error said they were kept
+    from augury import cli
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "qa.jsonl").write_text("".join(json.dumps({"q": f"question {i}", "a": "x"}) + "\n" for i in range(6)))
+    (tmp_path / "gen.yaml").write_text('task: toy_gen\nkind: generate\ndata: qa.jsonl\ndoc_to_text: "{{q}}"\n'
+                                       'doc_to_target: "{{a}}"\n')
+    argv = ["eval", "--model", f"openai:fake@{endpoint.url}", "--model_args", "requests_per_second=0",
+            "--tasks", "toy_gen", "--data_dir", str(data), "--include_path", str(tmp_path), "--out",
+            str(tmp_path / "out")]
+    endpoint.plan = ["ok", "ok", "ok", 401]
+    assert cli.main(argv) == 1
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    n_before = len(endpoint.requests)
+    assert cli.main(argv) == 0
+    res = json.loads(next((tmp_path / "out").glob("results_*.json")).read_text())
+    assert res["n-samples"]["toy_gen"] == {"original": 6, "effective": 6, "errors": 0, "resumed": 3}
+    assert len(endpoint.requests) - n_before == 3

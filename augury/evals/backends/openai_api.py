@@ -114,6 +114,7 @@ class OpenAICompatibleLM(LM):
     """An OpenAI-compatible HTTP endpoint behind the evaluation interface."""
 
     name = "openai"
+    sequential = True
 
     def __init__(self, spec: str, api_key_env: str = "OPENAI_API_KEY", max_retries: int = 5,
                  backoff_s: float = 1.0, max_backoff_s: float = 60.0, requests_per_second: float = 5.0,
