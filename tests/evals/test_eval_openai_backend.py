@@ -171,8 +171,22 @@ def test_with_a_tokenizer_token_ids_are_sent_and_scored_as_lm_eval_does(endpoint
     assert sorted(map(tuple, sent)) == sorted(tuple(p) for r in endpoint.requests for p in r["prompt"])
     assert got == pytest.approx(want)
     assert lm.identity()["tokenizer"] == str(tiny_model_dir)
-    with pytest.raises(ValueError, match="tokenizer=.*no tokenizer could be loaded"):
+    with pytest.raises(ValueError, match="tokenizer=.*no such folder"):
         make_lm(endpoint, tokenizer=str(tiny_model_dir / "missing"))
+
+
+@pytest.mark.parametrize("name", ["missing", "gpt2"])
+def test_a_tokenizer_that_is_no_folder_is_named_as_such(endpoint, tmp_path, monkeypatch, name):
+    # the option takes a local folder: a mistyped path was reported as a bad Hugging Face "Repo id", and a bare
+    # name could load a cached hub tokenizer that is not the served model's
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=f"tokenizer='{name}': no such folder"):
+        make_lm(endpoint, tokenizer=name)
+    with pytest.raises(ValueError, match="tokenizer='/no/such/dir': no such folder"):
+        make_lm(endpoint, tokenizer="/no/such/dir")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="tokenizer='empty': no tokenizer could be loaded there"):
+        make_lm(endpoint, tokenizer="empty")
 
 
 def test_rolling_and_chat_generation(endpoint):

@@ -52,6 +52,9 @@ from augury.evals.lm import LM, GenRequest, cut_at_stop, split_context
 
 def _load_tokenizer(path: str):
     """The served model's tokenizer from a local folder (no network), imported only when asked for."""
+    if not os.path.isdir(path):  # else transformers reads it as a hub name (a cached "gpt2" would load)
+        raise ValueError(f"openai option tokenizer={path!r}: no such folder (give the served model's local "
+                         "Hugging Face tokenizer folder)")
     try:
         import transformers
 
