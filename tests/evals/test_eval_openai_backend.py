@@ -431,3 +431,17 @@ def test_cli_a_run_stopped_mid_chunk_keeps_the_samples_answered_before(endpoint,
     res = json.loads(next((tmp_path / "out").glob("results_*.json")).read_text())
     assert res["n-samples"]["toy_gen"] == {"original": 6, "effective": 6, "errors": 0, "resumed": 3}
     assert len(endpoint.requests) - n_before == 3
+
+
+def test_a_tokenizer_replaced_in_place_is_another_resume_key(endpoint, tiny_model_dir, tmp_path):
+    """The resume key named the tokenizer folder by its path: a tokenizer replaced there (which splits prompts into
+    other tokens) got the old tokenizer's samples back."""
+    import shutil
+
+    folder = tmp_path / "tok"
+    shutil.copytree(tiny_model_dir, folder)
+    before = make_lm(endpoint, tokenizer=str(folder)).identity()
+    assert make_lm(endpoint, tokenizer=str(folder)).identity() == before
+    config = folder / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "model_max_length": 99}))
+    assert make_lm(endpoint, tokenizer=str(folder)).identity() != before

@@ -379,5 +379,9 @@ class OpenAICompatibleLM(LM):
     def identity(self) -> dict[str, Any]:
         # likelihood_rules 2: a token straddling the context's end counts in the continuation (before: dropped),
         # so samples resumed from an older run are scored again rather than mixed in
+        from augury.io import files_signature
+
+        # the tokenizer folder's files too: a tokenizer replaced in place splits prompts into other tokens
         return {"model": "openai", "name": self.model, "base_url": self.base_url, "likelihood_rules": 2,
-                **({"tokenizer": self.tokenizer_path, "add_bos_token": self.add_bos_token} if self.tokenizer else {})}
+                **({"tokenizer": self.tokenizer_path, "tokenizer_files": files_signature(self.tokenizer_path),
+                    "add_bos_token": self.add_bos_token} if self.tokenizer else {})}
