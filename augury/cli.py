@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("augury.train.cli", "pretrain a decoder-only Transformer (YAML config + dotted overrides)"),
     "sample": ("augury.model.sample_cli", "generate text from a trained run with a KV cache"),
     "export": ("augury.model.export_cli", "export a run to the Hugging Face Llama layout"),
-    "data": ("augury.data.cli", "prepare a corpus: tokenizer + token shards"),
+    "data": ("augury.data.cli", "prepare a corpus: tokenizer + token memmaps"),
     "fit": ("augury.scaling.cli", "fit a scaling law to a runs table"),
     "backtest": ("augury.scaling.backtest_cli", "fit on part of a runs table and check the held-out rows"),
     "eval": ("augury.evals.cli", "evaluate a model on benchmark tasks"),
