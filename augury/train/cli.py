@@ -13,9 +13,10 @@ import sys
 
 from augury.errors import UsageError
 
-RESUME = {"nargs": "?", "const": "yes", "default": "no", "choices": ["no", "yes", "auto"],
-          "help": "continue the run in --out from its newest intact checkpoint; 'auto': continue it if there is one, "
-                  "else start it"}
+# `true`/`false` as well as `yes`/`no`: every other command's boolean flags take them (`augury sft --resume true`).
+RESUME = {"nargs": "?", "const": "yes", "default": "no", "choices": ["no", "yes", "auto", "true", "false"],
+          "help": "continue the run in --out from its newest intact checkpoint ('true' = 'yes', 'false' = 'no'); "
+                  "'auto': continue it if there is one, else start it"}
 
 
 def parse_args(argv: list[str]):
@@ -25,7 +26,7 @@ def parse_args(argv: list[str]):
 
     cfg, extra = config_cli(TrainConfig, argv, prog="augury train", description="Pretrain a decoder-only Transformer.",
                             options={"resume": RESUME})
-    return cfg, {"no": False, "yes": True, "auto": "auto"}[extra["resume"]]
+    return cfg, {"no": False, "false": False, "yes": True, "true": True, "auto": "auto"}[extra["resume"]]
 
 
 def main(argv: list[str]) -> int:

@@ -177,3 +177,15 @@ def test_a_corpus_too_few_documents_to_split_says_what_helps(tiny_cfg, tmp_path,
         train(cfg, log=lambda *a: None)
     assert "raise data.val_fraction" not in str(err.value)
     assert not Path(cfg.out).exists()
+
+
+@pytest.mark.parametrize("spelling, resume", [([], False), (["--resume"], True), (["--resume", "yes"], True),
+                                              (["--resume", "true"], True), (["--resume=true"], True),
+                                              (["--resume", "false"], False), (["--resume", "no"], False),
+                                              (["--resume", "auto"], "auto")])
+def test_resume_takes_the_boolean_spellings_other_commands_take(spelling, resume):
+    # `augury sft/rm/rl --resume true` is how docs/align.md resumes; docs/cli.md says a boolean flag is bare or
+    # `true`/`false` in every command, so `augury train --resume true` must not be an invalid choice
+    from augury.train.cli import parse_args
+
+    assert parse_args(spelling)[1] == resume
