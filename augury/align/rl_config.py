@@ -53,7 +53,7 @@ class RLConfig:
         grader: a rule-based reward model ("" for none): a grader spec of augury.safety.graders (offline,
             offline:PATH, rules, rules:MODULE:ATTR, openai:MODEL@URL, augury:RUN, hf:PATH). Rows tagged with a
             prompt kind get the rubric's expected class reward times grader_weight; untagged rows get none.
-        rubric: the grader's rubric: a shipped name (default, refusal_abcd) or a YAML file.
+        rubric: the grader's rubric: a shipped name (default, refusal_abcd, toxicity) or a YAML file.
         grader_weight: the class reward's weight in the summed reward.
         grader_model_args: options of a judge model's backend, key=value,... (e.g. timeout_s=30).
         kind_column: the prompt row's column naming its kind (harmful, safe: the rubric's kinds).
