@@ -28,8 +28,8 @@ from augury.align.runs import (
     Stage,
     StagedRun,
     StageFailed,
+    check_base_run,
     last_metric,
-    refuse_reward_model,
     resumable,
     settings,
     stage_status,
@@ -159,9 +159,7 @@ class DemoConfig:
             section, key = name.split(".")
             if getattr(getattr(self, section), key) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.base_run and not (Path(self.base_run) / "tokenizer.json").is_file():
-            raise ValueError(f"--base_run {self.base_run} is not an augury run (no tokenizer.json)")
-        refuse_reward_model(self.base_run, "--base_run", "a pretrained run to fine-tune")
+        check_base_run(self.base_run)
         self.rl_config().validate()  # now, not after the stages before RL have run
 
     def rl_config(self, resume: bool = False):
@@ -221,10 +219,6 @@ def held_out_scores(model, tok, problems, temperature: float, max_tokens: int, s
 
 class Demo(StagedRun):
     kind = "rl-demo"
-
-    @property
-    def base_run(self) -> Path:
-        return Path(self.cfg.base_run) if self.cfg.base_run else self.out / "pretrain"
 
     def run(self) -> Path:
         cfg = self.cfg

@@ -41,10 +41,6 @@ MODELS = ("base", "sft", "rlhf")
 class Pipeline(StagedRun):
     kind = "align"
 
-    @property
-    def base_run(self) -> Path:
-        return Path(self.cfg.base_run) if self.cfg.base_run else self.out / "pretrain"
-
     def model_run(self, name: str) -> Path:
         """The run folder of one of the evaluated MODELS."""
         return {"base": self.base_run, "sft": self.out / "sft", "rlhf": self.out / "rl"}[name]

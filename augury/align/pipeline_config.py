@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from augury.align.runs import refuse_reward_model
+from augury.align.runs import check_base_run
 
 # The RBRM RL is rewarded by: the shipped rule functions under the GPT-4 report's A-D rubric (augury/safety/).
 RL_GRADER, RL_RUBRIC = "rules", "refusal_abcd"
@@ -182,9 +182,7 @@ class AlignConfig:
             if not (Path(self.shared_data()) / sub).is_file():
                 raise ValueError(f"{Path(self.shared_data()) / sub} is missing: set --data_dir "
                                  f"(or $AUGURY_SHARED_DATA)")
-        if self.base_run and not (Path(self.base_run) / "tokenizer.json").is_file():
-            raise ValueError(f"--base_run {self.base_run} is not an augury run (no tokenizer.json)")
-        refuse_reward_model(self.base_run, "--base_run", "a pretrained run to fine-tune")
+        check_base_run(self.base_run)
         rl_config(self).validate()  # now, not after the stages before RL have run
 
     def shared_data(self) -> str:

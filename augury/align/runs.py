@@ -51,6 +51,13 @@ def refuse_reward_model(run: str, flag: str, wanted: str) -> None:
         raise AlignDataError(f"{flag} {run} is a reward model (an augury rm run), not a policy: give {wanted}")
 
 
+def check_base_run(run: str) -> None:
+    """A `--base_run` ("" for none) must be an augury run (its tokenizer) and a policy, not a reward model."""
+    if run and not (Path(run) / "tokenizer.json").is_file():
+        raise ValueError(f"--base_run {run} is not an augury run (no tokenizer.json)")
+    refuse_reward_model(run, "--base_run", "a pretrained run to fine-tune")
+
+
 def check_run_folder(out: Path, kind: str) -> None:
     """Refuse an --out that is a file, or a non-empty folder whose manifest does not name a `kind` run (another
     command's run, or files that are no run at all), before anything is written into it."""
@@ -204,6 +211,12 @@ class StagedRun:
     def __init__(self, cfg, log=print):
         self.cfg, self.log, self.out = cfg, log, Path(cfg.out)
         self.data = self.out / "data"
+
+    @property
+    def base_run(self) -> Path:
+        """The run SFT starts from: the config's `base_run`, else this run's own `pretrain` stage."""
+        given = getattr(self.cfg, "base_run", "")
+        return Path(given) if given else self.out / "pretrain"
 
     def claim_output(self) -> None:
         """Make `out`, after refusing a file or a folder that holds anything but a run of this kind."""
